@@ -1,0 +1,527 @@
+//! Budget windows for LLM traffic: requests, tokens and money over several
+//! horizons at once, in one plain-data state.
+//!
+//! * **Limits** on [`Dimension::Requests`], [`Dimension::Tokens`] and
+//!   [`Dimension::Cost`] (integer micro-units of a currency: $1 = 1 000 000)
+//!   per request and per window: [`Horizon::MINUTE`], [`Horizon::HOUR`],
+//!   [`Horizon::DAY`], any fixed length, or [`Horizon::CalendarMonth`].
+//!   Windows start at local midnight of a fixed UTC offset, computed from
+//!   `now` (no reset job).
+//! * **Two-phase use**: [`Budget::reserve`] holds an estimate before a call,
+//!   [`Budget::settle`] charges the actual usage afterwards (up or down) and
+//!   [`Budget::release`] drops the hold of a call that never ran. A hold
+//!   lapses after the configured TTL so a crashed caller cannot pin budget.
+//!   Concurrent callers therefore cannot overshoot between check and record.
+//! * **Alerts** are values: crossing a utilization threshold fires once per
+//!   window per limit; hitting a limit fires a limit-hit once per window.
+//! * **Auto-throttle**: past a threshold, admissions are paced so that what
+//!   is left lasts until the window ends.
+//!
+//! Every field of the seed Go package's `BudgetConfig` (tokens per
+//! request/minute/hour/day, cost per request/day, alert threshold, auto
+//! throttle, throttle delay), `BudgetStatus`, `AlertType` and `UsageRecord`
+//! maps onto these types; see [`BudgetConfig`]'s builder methods and
+//! [`Alert::seed_type`].
+//!
+//! ```
+//! use ratebound_core::budget::{Budget, BudgetConfig, BudgetState, Usage, Admission};
+//! use ratebound_core::{Duration, Instant};
+//!
+//! let budget = Budget::new(
+//!     BudgetConfig::new()
+//!         .tokens_per_request(8_000)
+//!         .tokens_per_minute(10_000)
+//!         .cost_per_day(5_000_000) // $5.00
+//!         .alert_threshold_bp(8_000) // 80 %
+//! )?;
+//! let mut state = BudgetState::<16>::default();
+//! let now = Instant::from_secs(1_790_000_000);
+//!
+//! let r = budget.reserve(&mut state, now, Usage::request(6_000, 30_000))?;
+//! let Admission::Granted(hold) = r.admission else { panic!("denied") };
+//! // The call used fewer tokens than estimated; the difference is given back.
+//! let s = budget.settle(&mut state, now, hold, Usage::request(4_500, 22_500))?;
+//! assert!(s.alerts.is_empty());
+//! assert_eq!(budget.status(&state, now).used(budget::Dimension::Tokens, ratebound_core::budget::Horizon::MINUTE), Some(4_500));
+//! # use ratebound_core::budget;
+//! # Ok::<(), Box<dyn core::error::Error>>(())
+//! ```
+
+mod calendar;
+mod ops;
+
+pub use ops::{Admission, Alerts, BudgetError, BudgetLimiter, Denial, DenyReason, Reserved, Settled, Spent};
+
+use crate::error::{require_at_most, require_nonzero};
+use crate::time::mul_div_ceil;
+use crate::{ConfigError, Duration, Instant};
+
+/// The most window limits one budget holds.
+pub const MAX_LIMITS: usize = 12;
+/// The most alert thresholds one budget holds.
+pub const MAX_THRESHOLDS: usize = 4;
+/// The largest limit or amount: 2^50. Larger usage amounts are clamped to it
+/// (the budget is exhausted either way), keeping all sums below 2^53.
+pub const MAX_AMOUNT: u64 = 1 << 50;
+/// Basis points in 100 %.
+pub const BP: u64 = 10_000;
+
+/// What a limit counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum Dimension {
+    /// Calls.
+    Requests,
+    /// LLM tokens (prompt + completion, as the caller counts them).
+    Tokens,
+    /// Money in integer micro-units of a currency.
+    Cost,
+}
+
+/// The span a window limit covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum Horizon {
+    /// Back-to-back windows of this length, aligned to local midnight at the budget's UTC offset.
+    Fixed(Duration),
+    /// Calendar months at the budget's UTC offset (needs a Unix-epoch clock).
+    CalendarMonth,
+}
+
+impl Horizon {
+    /// One minute.
+    pub const MINUTE: Horizon = Horizon::Fixed(Duration::from_secs(60));
+    /// One hour.
+    pub const HOUR: Horizon = Horizon::Fixed(Duration::from_secs(3_600));
+    /// One (local calendar) day.
+    pub const DAY: Horizon = Horizon::Fixed(Duration::from_secs(86_400));
+}
+
+/// One window limit: at most `max` of `dimension` per `horizon`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
+pub struct WindowLimit {
+    /// What it counts.
+    pub dimension: Dimension,
+    /// The window.
+    pub horizon: Horizon,
+    /// The most per window, 1..=2^50.
+    pub max: u64,
+}
+
+/// An amount of usage: what a call is estimated to use, or did use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
+pub struct Usage {
+    /// Calls (1 for one call).
+    pub requests: u64,
+    /// Tokens.
+    pub tokens: u64,
+    /// Money in micro-units.
+    pub cost: u64,
+}
+
+impl Usage {
+    /// One call using `tokens` tokens and `cost` micro-units.
+    pub const fn request(tokens: u64, cost: u64) -> Usage {
+        Usage { requests: 1, tokens, cost }
+    }
+    /// `amount` in one dimension, nothing in the others.
+    pub const fn of(dimension: Dimension, amount: u64) -> Usage {
+        match dimension {
+            Dimension::Requests => Usage { requests: amount, tokens: 0, cost: 0 },
+            Dimension::Tokens => Usage { requests: 0, tokens: amount, cost: 0 },
+            Dimension::Cost => Usage { requests: 0, tokens: 0, cost: amount },
+        }
+    }
+    /// The amount in `dimension`, clamped to [`MAX_AMOUNT`].
+    pub const fn get(&self, dimension: Dimension) -> u64 {
+        let v = match dimension {
+            Dimension::Requests => self.requests,
+            Dimension::Tokens => self.tokens,
+            Dimension::Cost => self.cost,
+        };
+        if v > MAX_AMOUNT {
+            MAX_AMOUNT
+        } else {
+            v
+        }
+    }
+}
+
+/// Auto-throttle: once a window limit's committed usage (settled + held)
+/// reaches `after_bp` of its max, each admission is followed by a pause
+/// that spreads what is left over the rest of the window, and at least
+/// `min_delay` (the seed's `ThrottleDelay`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
+pub struct Throttle {
+    /// Utilization (basis points, 1..=10 000) at which pacing starts.
+    pub after_bp: u16,
+    /// The least pause between admissions while pacing.
+    pub min_delay: Duration,
+}
+
+/// A budget's configuration, as plain data (serde) and as a builder.
+/// Turn it into a [`Budget`] with [`Budget::new`], which validates it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
+pub struct BudgetConfig {
+    /// Most tokens one call may use (seed: `MaxTokensPerRequest`).
+    pub max_tokens_per_request: Option<u64>,
+    /// Most money one call may cost, micro-units (seed: `MaxCostPerRequest`).
+    pub max_cost_per_request: Option<u64>,
+    /// Window limits, at most [`MAX_LIMITS`].
+    pub limits: heapless::Vec<WindowLimit, MAX_LIMITS>,
+    /// Alert thresholds in basis points, ascending (seed: `AlertThreshold` × 10 000).
+    pub alert_thresholds_bp: heapless::Vec<u16, MAX_THRESHOLDS>,
+    /// Optional pacing (seed: `AutoThrottle` + `ThrottleDelay`).
+    pub throttle: Option<Throttle>,
+    /// Offset of local time from UTC in seconds, −18 h..=+18 h; aligns days and months.
+    pub utc_offset_secs: i32,
+    /// How long a reservation holds budget before it lapses (default 10 minutes).
+    pub hold_ttl: Duration,
+    /// Set by the builder when more limits or thresholds were added than fit.
+    #[cfg_attr(feature = "serde", serde(skip))]
+    overflowed: bool,
+}
+
+impl Default for BudgetConfig {
+    fn default() -> Self {
+        BudgetConfig::new()
+    }
+}
+
+impl BudgetConfig {
+    /// No limits, no alerts, UTC, 10-minute holds.
+    pub const fn new() -> Self {
+        BudgetConfig {
+            max_tokens_per_request: None,
+            max_cost_per_request: None,
+            limits: heapless::Vec::new(),
+            alert_thresholds_bp: heapless::Vec::new(),
+            throttle: None,
+            utc_offset_secs: 0,
+            hold_ttl: Duration::from_secs(600),
+            overflowed: false,
+        }
+    }
+    /// Add a window limit. More than [`MAX_LIMITS`] is reported by [`Budget::new`].
+    pub fn limit(mut self, dimension: Dimension, horizon: Horizon, max: u64) -> Self {
+        if self.limits.push(WindowLimit { dimension, horizon, max }).is_err() {
+            self.overflowed = true;
+        }
+        self
+    }
+    /// Seed `MaxTokensPerRequest`.
+    pub fn tokens_per_request(mut self, max: u64) -> Self {
+        self.max_tokens_per_request = Some(max);
+        self
+    }
+    /// Seed `MaxCostPerRequest` (micro-units).
+    pub fn cost_per_request(mut self, max: u64) -> Self {
+        self.max_cost_per_request = Some(max);
+        self
+    }
+    /// Seed `MaxTokensPerMinute`.
+    pub fn tokens_per_minute(self, max: u64) -> Self {
+        self.limit(Dimension::Tokens, Horizon::MINUTE, max)
+    }
+    /// Seed `MaxTokensPerHour`.
+    pub fn tokens_per_hour(self, max: u64) -> Self {
+        self.limit(Dimension::Tokens, Horizon::HOUR, max)
+    }
+    /// Seed `MaxTokensPerDay`.
+    pub fn tokens_per_day(self, max: u64) -> Self {
+        self.limit(Dimension::Tokens, Horizon::DAY, max)
+    }
+    /// Seed `MaxCostPerDay` (micro-units).
+    pub fn cost_per_day(self, max: u64) -> Self {
+        self.limit(Dimension::Cost, Horizon::DAY, max)
+    }
+    /// Add an alert threshold in basis points (8 000 = 80 %).
+    pub fn alert_threshold_bp(mut self, bp: u16) -> Self {
+        if self.alert_thresholds_bp.push(bp).is_err() {
+            self.overflowed = true;
+        }
+        self
+    }
+    /// Seed `AutoThrottle = true` with `ThrottleDelay = min_delay`, pacing from `after_bp`.
+    pub fn auto_throttle(mut self, after_bp: u16, min_delay: Duration) -> Self {
+        self.throttle = Some(Throttle { after_bp, min_delay });
+        self
+    }
+    /// Local time offset from UTC in seconds.
+    pub fn utc_offset_secs(mut self, secs: i32) -> Self {
+        self.utc_offset_secs = secs;
+        self
+    }
+    /// Reservation time-to-live.
+    pub fn hold_ttl(mut self, ttl: Duration) -> Self {
+        self.hold_ttl = ttl;
+        self
+    }
+}
+
+/// A validated budget configuration. Construct with [`Budget::new`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "BudgetConfig", into = "BudgetConfig"))]
+pub struct Budget {
+    config: BudgetConfig,
+    offset_us: i64,
+    /// `ceil(max × threshold / 10 000)` per limit and threshold.
+    threshold_amounts: [[u64; MAX_THRESHOLDS]; MAX_LIMITS],
+    /// `ceil(max × throttle.after_bp / 10 000)` per limit.
+    throttle_amounts: [u64; MAX_LIMITS],
+}
+
+impl TryFrom<BudgetConfig> for Budget {
+    type Error = ConfigError;
+    fn try_from(c: BudgetConfig) -> Result<Self, ConfigError> {
+        Budget::new(c)
+    }
+}
+impl From<Budget> for BudgetConfig {
+    fn from(b: Budget) -> Self {
+        b.config
+    }
+}
+
+const MAX_OFFSET_SECS: i32 = 18 * 3_600;
+
+impl Budget {
+    /// Validate a configuration. Errors name the field: zero or oversized
+    /// maxima, thresholds outside 1..=10 000 or not ascending, offsets beyond
+    /// ±18 h, a zero window length or hold TTL, too many limits or thresholds.
+    pub fn new(config: BudgetConfig) -> Result<Budget, ConfigError> {
+        if config.overflowed {
+            return Err(ConfigError::Invalid {
+                field: "limits / alert_thresholds_bp",
+                reason: "has more entries than fit (at most 12 limits and 4 thresholds)",
+            });
+        }
+        if !(-MAX_OFFSET_SECS..=MAX_OFFSET_SECS).contains(&config.utc_offset_secs) {
+            return Err(ConfigError::Invalid { field: "utc_offset_secs", reason: "must be within ±64800 (18 hours)" });
+        }
+        for (v, field) in [(config.max_tokens_per_request, "max_tokens_per_request"), (config.max_cost_per_request, "max_cost_per_request")] {
+            if let Some(v) = v {
+                require_nonzero(v, field)?;
+                require_at_most(v, MAX_AMOUNT, field)?;
+            }
+        }
+        for l in &config.limits {
+            require_nonzero(l.max, "limits[].max")?;
+            require_at_most(l.max, MAX_AMOUNT, "limits[].max")?;
+            if let Horizon::Fixed(d) = l.horizon {
+                require_nonzero(d.as_micros(), "limits[].horizon")?;
+            }
+        }
+        let mut prev = 0u16;
+        for &bp in &config.alert_thresholds_bp {
+            if bp == 0 || u64::from(bp) > BP || bp <= prev {
+                return Err(ConfigError::Invalid {
+                    field: "alert_thresholds_bp",
+                    reason: "must be ascending basis points in 1..=10000",
+                });
+            }
+            prev = bp;
+        }
+        if let Some(t) = config.throttle {
+            if t.after_bp == 0 || u64::from(t.after_bp) > BP {
+                return Err(ConfigError::Invalid { field: "throttle.after_bp", reason: "must be in 1..=10000" });
+            }
+        }
+        require_nonzero(config.hold_ttl.as_micros(), "hold_ttl")?;
+        let mut threshold_amounts = [[0; MAX_THRESHOLDS]; MAX_LIMITS];
+        let mut throttle_amounts = [0; MAX_LIMITS];
+        for (i, l) in config.limits.iter().enumerate() {
+            for (j, &bp) in config.alert_thresholds_bp.iter().enumerate() {
+                if let Some(slot) = threshold_amounts.get_mut(i).and_then(|r| r.get_mut(j)) {
+                    *slot = mul_div_ceil(l.max, u64::from(bp), BP);
+                }
+            }
+            if let (Some(t), Some(slot)) = (config.throttle, throttle_amounts.get_mut(i)) {
+                *slot = mul_div_ceil(l.max, u64::from(t.after_bp), BP);
+            }
+        }
+        Ok(Budget {
+            offset_us: i64::from(config.utc_offset_secs) * 1_000_000,
+            config,
+            threshold_amounts,
+            throttle_amounts,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BudgetConfig {
+        &self.config
+    }
+
+    /// `[start, end)` of limit `i`'s window containing `at`.
+    pub(crate) fn bounds(&self, l: &WindowLimit, at: u64) -> (u64, u64) {
+        calendar::bounds(l.horizon, self.offset_us, at)
+    }
+}
+
+/// Usage of one window limit in a [`BudgetState`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct WindowUsage {
+    /// Start of the window this usage belongs to (µs).
+    pub start: u64,
+    /// Settled usage in the window.
+    pub used: u64,
+    /// Held by live reservations made in the window.
+    pub reserved: u64,
+    /// Alerts fired in this window: bit `j` for threshold `j`, bit 7 for limit hit.
+    pub fired: u8,
+}
+
+/// A live (or lapsed but not yet settled) reservation inside a [`BudgetState`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Hold {
+    /// Reservation id.
+    pub id: u64,
+    /// When it was made (µs).
+    pub at: u64,
+    /// When it lapses (µs).
+    pub expires: u64,
+    /// What it holds.
+    pub usage: Usage,
+    /// True once expired: it holds nothing, but a late settle still charges.
+    pub lapsed: bool,
+}
+
+/// The whole state of one budget: all windows and up to `R` reservations.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct BudgetState<const R: usize = 16> {
+    /// The latest `now` seen; earlier times are treated as this one.
+    pub last: u64,
+    /// The id the next reservation gets.
+    pub next_id: u64,
+    /// No admission before this instant (µs) while auto-throttled.
+    pub throttle_until: u64,
+    /// Usage per configured window limit (same order as the config).
+    pub windows: [WindowUsage; MAX_LIMITS],
+    /// Reservations, oldest first.
+    pub holds: heapless::Vec<Hold, R>,
+}
+
+/// A granted reservation: hand it back to [`Budget::settle`] or [`Budget::release`].
+///
+/// Deliberately not `Clone`: settling twice would charge twice.
+#[derive(Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[must_use = "a reservation holds budget until settled, released or expired"]
+pub struct Reservation {
+    /// Its id within the state.
+    pub id: u64,
+    /// What it holds.
+    pub usage: Usage,
+    /// When it lapses.
+    pub expires: Instant,
+}
+
+/// What an [`Alert`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum AlertKind {
+    /// Settled usage crossed a configured threshold.
+    Threshold,
+    /// A limit was reached (settled usage ≥ max) or a reservation was denied by it.
+    LimitHit,
+}
+
+/// A budget alert, returned as a value (core has no callbacks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Alert {
+    /// Threshold or limit hit.
+    pub kind: AlertKind,
+    /// Index of the limit in the config's `limits`.
+    pub limit: u8,
+    /// The limit's dimension.
+    pub dimension: Dimension,
+    /// The limit's horizon.
+    pub horizon: Horizon,
+    /// The threshold crossed (basis points); 10 000 for a limit hit.
+    pub threshold_bp: u16,
+    /// Utilization when it fired, basis points of max (may exceed 10 000).
+    pub utilization_bp: u64,
+    /// When it fired.
+    pub at: Instant,
+    /// Start of the window it belongs to.
+    pub window_start: Instant,
+}
+
+impl Alert {
+    /// The seed's `AlertType` string: `token_minute_threshold`,
+    /// `token_hour_threshold`, `token_day_threshold`, `cost_day_threshold`,
+    /// `limit_hit`; other limits give `threshold`.
+    pub fn seed_type(&self) -> &'static str {
+        match (self.kind, self.dimension, self.horizon) {
+            (AlertKind::LimitHit, _, _) => "limit_hit",
+            (_, Dimension::Tokens, h) if h == Horizon::MINUTE => "token_minute_threshold",
+            (_, Dimension::Tokens, h) if h == Horizon::HOUR => "token_hour_threshold",
+            (_, Dimension::Tokens, h) if h == Horizon::DAY => "token_day_threshold",
+            (_, Dimension::Cost, h) if h == Horizon::DAY => "cost_day_threshold",
+            _ => "threshold",
+        }
+    }
+}
+
+/// One limit in a [`BudgetStatus`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct LimitStatus {
+    /// The limit.
+    pub limit: WindowLimit,
+    /// Settled usage in the current window.
+    pub used: u64,
+    /// Held by live reservations.
+    pub reserved: u64,
+    /// `used / max` in basis points (may exceed 10 000).
+    pub utilization_bp: u64,
+    /// Current window start.
+    pub window_start: Instant,
+    /// Current window end (exclusive).
+    pub window_end: Instant,
+}
+
+/// A snapshot of a budget (the seed's `BudgetStatus`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct BudgetStatus {
+    /// One entry per configured limit, in config order.
+    pub limits: heapless::Vec<LimitStatus, MAX_LIMITS>,
+    /// True while auto-throttle pacing holds admissions back.
+    pub throttled: bool,
+    /// Until when, if throttled.
+    pub throttle_until: Option<Instant>,
+    /// Live reservations.
+    pub holds: usize,
+}
+
+impl BudgetStatus {
+    fn find(&self, d: Dimension, h: Horizon) -> Option<&LimitStatus> {
+        self.limits.iter().find(|l| l.limit.dimension == d && l.limit.horizon == h)
+    }
+    /// Settled usage of the first limit on `d` over `h` (seed: `TokensUsedMinute` etc.).
+    pub fn used(&self, d: Dimension, h: Horizon) -> Option<u64> {
+        self.find(d, h).map(|l| l.used)
+    }
+    /// Utilization in basis points of the first limit on `d` over `h` (seed: `MinuteUtilization` etc.).
+    pub fn utilization_bp(&self, d: Dimension, h: Horizon) -> Option<u64> {
+        self.find(d, h).map(|l| l.utilization_bp)
+    }
+}

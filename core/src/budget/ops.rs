@@ -1,0 +1,475 @@
+//! Budget operations: reserve, settle, release, record, spend, status.
+
+use core::fmt;
+
+use super::{
+    Alert, AlertKind, Budget, BudgetState, BudgetStatus, Dimension, Hold, LimitStatus, Reservation, Usage, WindowLimit,
+    WindowUsage, BP, MAX_AMOUNT, MAX_LIMITS,
+};
+use crate::time::mul_div_floor;
+use crate::{CostError, Decision, Instant, Limiter};
+
+/// Alerts produced by one operation: at most one threshold alert and one
+/// limit-hit per limit.
+pub type Alerts = heapless::Vec<Alert, { 2 * MAX_LIMITS }>;
+
+const LIMIT_HIT_BIT: u8 = 0x80;
+/// Settled usage saturates here (far above any limit), keeping sums below 2^53.
+const USED_CAP: u64 = 1 << 52;
+
+/// Why a reservation or spend was denied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum DenyReason {
+    /// A window limit has no room for the estimate.
+    Limit,
+    /// Auto-throttle pacing: wait until `retry_at`.
+    Throttled,
+    /// The state's reservation table is full of live holds.
+    TooManyReservations,
+}
+
+/// A denial: why, when to retry, and which limit bound it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Denial {
+    /// Why.
+    pub reason: DenyReason,
+    /// Earliest instant at which the same request can succeed if nothing
+    /// else changes: the binding window's end, the throttle's end, or the
+    /// next hold expiry. (A release by another caller may free room sooner.)
+    pub retry_at: Instant,
+    /// Index of the binding window limit, for [`DenyReason::Limit`].
+    pub limit: Option<u8>,
+}
+
+/// The admission part of [`Budget::reserve`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Held: settle or release it.
+    Granted(Reservation),
+    /// Not now.
+    Denied(Denial),
+}
+
+/// What [`Budget::reserve`] returns.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Reserved {
+    /// Granted or denied.
+    pub admission: Admission,
+    /// Alerts fired (limit hits on denial).
+    pub alerts: Alerts,
+}
+
+/// What [`Budget::settle`] returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settled {
+    /// What was charged (the actual usage, amounts clamped to 2^50).
+    pub charged: Usage,
+    /// True when the hold had lapsed before this settle: the usage is charged
+    /// all the same, but it was not held, so it may push usage past a limit.
+    pub late: bool,
+    /// Alerts fired by the charge.
+    pub alerts: Alerts,
+}
+
+/// What [`Budget::try_spend`] returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spent {
+    /// `Ok` when charged, else the denial (nothing charged).
+    pub outcome: Result<(), Denial>,
+    /// Alerts fired.
+    pub alerts: Alerts,
+}
+
+/// A budget request that can never succeed, or a reservation the state does not know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BudgetError {
+    /// The amount exceeds a per-request maximum (`limit: None`) or a window
+    /// limit's whole max (`limit: Some(index)`).
+    ExceedsLimit {
+        /// The dimension.
+        dimension: Dimension,
+        /// The amount asked for.
+        requested: u64,
+        /// The maximum it exceeds.
+        max: u64,
+        /// Which window limit, or `None` for a per-request maximum.
+        limit: Option<u8>,
+    },
+    /// No hold with this id (already settled or released, or from another
+    /// state). Nothing was charged; use [`Budget::record`] to charge anyway.
+    UnknownReservation {
+        /// The id.
+        id: u64,
+    },
+}
+
+impl fmt::Display for BudgetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BudgetError::ExceedsLimit { dimension, requested, max, limit: None } => {
+                write!(f, "{dimension:?} {requested} exceeds the per-request maximum {max}")
+            }
+            BudgetError::ExceedsLimit { dimension, requested, max, limit: Some(i) } => {
+                write!(f, "{dimension:?} {requested} exceeds limit #{i}'s whole window maximum {max}")
+            }
+            BudgetError::UnknownReservation { id } => {
+                write!(f, "no reservation {id} is held (already settled or released?)")
+            }
+        }
+    }
+}
+
+impl core::error::Error for BudgetError {}
+
+fn clamp_usage(u: Usage) -> Usage {
+    Usage {
+        requests: u.get(Dimension::Requests),
+        tokens: u.get(Dimension::Tokens),
+        cost: u.get(Dimension::Cost),
+    }
+}
+
+impl Budget {
+    fn limits(&self) -> impl Iterator<Item = (usize, &WindowLimit)> {
+        self.config.limits.iter().enumerate()
+    }
+
+    /// Errors for an amount that can never fit.
+    fn validate(&self, u: &Usage) -> Result<(), BudgetError> {
+        for (dimension, max) in [
+            (Dimension::Tokens, self.config.max_tokens_per_request),
+            (Dimension::Cost, self.config.max_cost_per_request),
+        ] {
+            if let Some(max) = max {
+                let requested = u.get(dimension);
+                if requested > max {
+                    return Err(BudgetError::ExceedsLimit { dimension, requested, max, limit: None });
+                }
+            }
+        }
+        for (i, l) in self.limits() {
+            let requested = u.get(l.dimension);
+            if requested > l.max {
+                return Err(BudgetError::ExceedsLimit {
+                    dimension: l.dimension,
+                    requested,
+                    max: l.max,
+                    limit: Some(i as u8),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Bring `st` to `now`: clamp time, roll windows, lapse expired holds.
+    fn sync<const R: usize>(&self, st: &mut BudgetState<R>, now: Instant) -> u64 {
+        let now = now.as_micros().max(st.last);
+        st.last = now;
+        for ((_, l), w) in self.limits().zip(st.windows.iter_mut()) {
+            let (start, _) = self.bounds(l, now);
+            if w.start != start {
+                *w = WindowUsage { start, ..WindowUsage::default() };
+            }
+        }
+        let BudgetState { holds, windows, .. } = st;
+        for h in holds.iter_mut().filter(|h| !h.lapsed && h.expires <= now) {
+            h.lapsed = true;
+            self.unhold(windows, h);
+        }
+        now
+    }
+
+    /// Remove a live hold's amounts from the windows it was made in.
+    fn unhold(&self, windows: &mut [WindowUsage; MAX_LIMITS], h: &Hold) {
+        for ((_, l), w) in self.limits().zip(windows.iter_mut()) {
+            if self.bounds(l, h.at).0 == w.start {
+                w.reserved = w.reserved.saturating_sub(h.usage.get(l.dimension));
+            }
+        }
+    }
+
+    fn alert(&self, kind: AlertKind, i: usize, l: &WindowLimit, w: &WindowUsage, threshold_bp: u16, now: u64) -> Alert {
+        Alert {
+            kind,
+            limit: i as u8,
+            dimension: l.dimension,
+            horizon: l.horizon,
+            threshold_bp,
+            utilization_bp: mul_div_floor(w.used, BP, l.max),
+            at: Instant::from_micros(now),
+            window_start: Instant::from_micros(w.start),
+        }
+    }
+
+    /// Add settled usage and fire threshold / limit-hit alerts once per window.
+    fn charge<const R: usize>(&self, st: &mut BudgetState<R>, now: u64, u: &Usage, alerts: &mut Alerts) {
+        let thresholds = &self.config.alert_thresholds_bp;
+        for ((i, l), w) in self.limits().zip(st.windows.iter_mut()) {
+            let amt = u.get(l.dimension);
+            if amt == 0 {
+                continue;
+            }
+            w.used = w.used.saturating_add(amt).min(USED_CAP);
+            let amounts = self.threshold_amounts.get(i).copied().unwrap_or_default();
+            let crossed = thresholds
+                .iter()
+                .zip(amounts.iter())
+                .enumerate()
+                .filter(|(j, (_, &amount))| w.used >= amount && w.fired & (1 << j) == 0)
+                .last();
+            if let Some((j, (&bp, _))) = crossed {
+                w.fired |= ((1u16 << (j + 1)) - 1) as u8;
+                let _ = alerts.push(self.alert(AlertKind::Threshold, i, l, w, bp, now));
+            }
+            if w.used >= l.max && w.fired & LIMIT_HIT_BIT == 0 {
+                w.fired |= LIMIT_HIT_BIT;
+                let _ = alerts.push(self.alert(AlertKind::LimitHit, i, l, w, BP as u16, now));
+            }
+        }
+    }
+
+    /// Admission checks shared by reserve and spend; `None` when admissible.
+    fn admit<const R: usize>(&self, st: &mut BudgetState<R>, now: u64, u: &Usage, alerts: &mut Alerts) -> Option<Denial> {
+        let mut denial: Option<Denial> = None;
+        for ((i, l), w) in self.limits().zip(st.windows.iter_mut()) {
+            let amt = u.get(l.dimension);
+            if amt == 0 || w.used.saturating_add(w.reserved).saturating_add(amt) <= l.max {
+                continue;
+            }
+            let end = Instant::from_micros(self.bounds(l, now).1);
+            if denial.is_none_or(|d| end > d.retry_at) {
+                denial = Some(Denial { reason: DenyReason::Limit, retry_at: end, limit: Some(i as u8) });
+            }
+            if w.fired & LIMIT_HIT_BIT == 0 {
+                w.fired |= LIMIT_HIT_BIT;
+                let _ = alerts.push(self.alert(AlertKind::LimitHit, i, l, w, BP as u16, now));
+            }
+        }
+        if denial.is_some() {
+            return denial;
+        }
+        if now < st.throttle_until {
+            return Some(Denial {
+                reason: DenyReason::Throttled,
+                retry_at: Instant::from_micros(st.throttle_until),
+                limit: None,
+            });
+        }
+        None
+    }
+
+    /// After admitting `u` (already counted in `reserved` or `used`), set the
+    /// pacing delay: the time left in the window × `u` / what was left before
+    /// `u`, so that the remainder lasts until the window ends.
+    fn pace<const R: usize>(&self, st: &mut BudgetState<R>, now: u64, u: &Usage) {
+        let Some(t) = self.config.throttle else { return };
+        let mut delay = 0u64;
+        let mut pacing = false;
+        for ((i, l), w) in self.limits().zip(st.windows.iter()) {
+            let amt = u.get(l.dimension);
+            let committed = w.used.saturating_add(w.reserved);
+            if amt == 0 || committed < self.throttle_amounts.get(i).copied().unwrap_or(u64::MAX) {
+                continue;
+            }
+            pacing = true;
+            let left_before = l.max.saturating_sub(committed) + amt;
+            let rest = self.bounds(l, now).1.saturating_sub(now);
+            delay = delay.max(crate::time::mul_div_ceil(rest, amt, left_before.max(1)));
+        }
+        if pacing {
+            st.throttle_until = now.saturating_add(delay.max(t.min_delay.as_micros()));
+        }
+    }
+
+    /// Hold `estimate` against every limit until settled, released or lapsed.
+    ///
+    /// Errors when the estimate can never fit (per-request maximum, or a
+    /// window limit's whole max). A denial names the binding limit and fires
+    /// a limit-hit alert (once per window).
+    pub fn reserve<const R: usize>(&self, st: &mut BudgetState<R>, now: Instant, estimate: Usage) -> Result<Reserved, BudgetError> {
+        self.validate(&estimate)?;
+        let estimate = clamp_usage(estimate);
+        let now = self.sync(st, now);
+        let mut alerts = Alerts::new();
+        if let Some(d) = self.admit(st, now, &estimate, &mut alerts) {
+            return Ok(Reserved { admission: Admission::Denied(d), alerts });
+        }
+        if st.holds.is_full() {
+            match st.holds.iter().position(|h| h.lapsed) {
+                Some(i) => {
+                    st.holds.remove(i);
+                }
+                None => {
+                    let retry = st.holds.iter().map(|h| h.expires).min().unwrap_or(now);
+                    let d = Denial {
+                        reason: DenyReason::TooManyReservations,
+                        retry_at: Instant::from_micros(retry),
+                        limit: None,
+                    };
+                    return Ok(Reserved { admission: Admission::Denied(d), alerts });
+                }
+            }
+        }
+        let id = st.next_id;
+        st.next_id = st.next_id.wrapping_add(1);
+        let expires = now.saturating_add(self.config.hold_ttl.as_micros());
+        let _ = st.holds.push(Hold { id, at: now, expires, usage: estimate, lapsed: false });
+        for ((_, l), w) in self.limits().zip(st.windows.iter_mut()) {
+            w.reserved = w.reserved.saturating_add(estimate.get(l.dimension));
+        }
+        self.pace(st, now, &estimate);
+        let r = Reservation { id, usage: estimate, expires: Instant::from_micros(expires) };
+        Ok(Reserved { admission: Admission::Granted(r), alerts })
+    }
+
+    /// Charge the actual usage of a reserved call and drop its hold.
+    ///
+    /// Charges `actual` whether it is above or below the estimate (settled
+    /// usage may then exceed a limit; later reservations are denied). A
+    /// lapsed hold is still charged and reported `late`. Errors, charging
+    /// nothing, when the state has no such reservation.
+    pub fn settle<const R: usize>(&self, st: &mut BudgetState<R>, now: Instant, r: Reservation, actual: Usage) -> Result<Settled, BudgetError> {
+        let now = self.sync(st, now);
+        let hold = self.take_hold(st, r.id)?;
+        let actual = clamp_usage(actual);
+        let mut alerts = Alerts::new();
+        self.charge(st, now, &actual, &mut alerts);
+        Ok(Settled { charged: actual, late: hold.lapsed, alerts })
+    }
+
+    /// Drop the hold of a call that never ran; nothing is charged.
+    pub fn release<const R: usize>(&self, st: &mut BudgetState<R>, now: Instant, r: Reservation) -> Result<(), BudgetError> {
+        self.sync(st, now);
+        self.take_hold(st, r.id).map(|_| ())
+    }
+
+    fn take_hold<const R: usize>(&self, st: &mut BudgetState<R>, id: u64) -> Result<Hold, BudgetError> {
+        let i = st.holds.iter().position(|h| h.id == id).ok_or(BudgetError::UnknownReservation { id })?;
+        let hold = st.holds.remove(i);
+        if !hold.lapsed {
+            self.unhold(&mut st.windows, &hold);
+        }
+        Ok(hold)
+    }
+
+    /// Charge usage without a reservation or any check (the seed's
+    /// `RecordUsage`), returning the alerts it fires.
+    pub fn record<const R: usize>(&self, st: &mut BudgetState<R>, now: Instant, usage: Usage) -> Alerts {
+        let now = self.sync(st, now);
+        let mut alerts = Alerts::new();
+        self.charge(st, now, &clamp_usage(usage), &mut alerts);
+        alerts
+    }
+
+    /// Check and charge in one step (a reservation settled at once with the
+    /// same usage). Nothing is charged on denial.
+    pub fn try_spend<const R: usize>(&self, st: &mut BudgetState<R>, now: Instant, usage: Usage) -> Result<Spent, BudgetError> {
+        self.validate(&usage)?;
+        let usage = clamp_usage(usage);
+        let now = self.sync(st, now);
+        let mut alerts = Alerts::new();
+        if let Some(d) = self.admit(st, now, &usage, &mut alerts) {
+            return Ok(Spent { outcome: Err(d), alerts });
+        }
+        self.charge(st, now, &usage, &mut alerts);
+        // The amounts are now in `used`, as a reservation's are in `reserved`.
+        self.pace(st, now, &usage);
+        Ok(Spent { outcome: Ok(()), alerts })
+    }
+
+    /// A snapshot at `now` (the state is not changed).
+    pub fn status<const R: usize>(&self, st: &BudgetState<R>, now: Instant) -> BudgetStatus {
+        let mut s = st.clone();
+        let now = self.sync(&mut s, now);
+        let mut limits = heapless::Vec::new();
+        for ((_, l), w) in self.limits().zip(s.windows.iter()) {
+            let (start, end) = self.bounds(l, now);
+            let _ = limits.push(LimitStatus {
+                limit: *l,
+                used: w.used,
+                reserved: w.reserved,
+                utilization_bp: mul_div_floor(w.used, BP, l.max),
+                window_start: Instant::from_micros(start),
+                window_end: Instant::from_micros(end),
+            });
+        }
+        let throttled = now < s.throttle_until;
+        BudgetStatus {
+            limits,
+            throttled,
+            throttle_until: throttled.then(|| Instant::from_micros(s.throttle_until)),
+            holds: s.holds.iter().filter(|h| !h.lapsed).count(),
+        }
+    }
+
+    /// Back to a fresh state (the seed's `Reset`).
+    pub fn reset<const R: usize>(&self, st: &mut BudgetState<R>) {
+        *st = BudgetState::default();
+    }
+
+    /// Use this budget as a [`Limiter`] whose cost counts in `dimension`
+    /// (for policy sets and keyed tables).
+    pub fn as_limiter<const R: usize>(&self, dimension: Dimension) -> BudgetLimiter<'_, R> {
+        BudgetLimiter { budget: self, dimension }
+    }
+}
+
+/// A [`Budget`] seen as a [`Limiter`]: `check(cost)` is
+/// [`try_spend`](Budget::try_spend) of `cost` in one dimension.
+///
+/// The decision's `remaining` and `limit` come from the tightest limit on
+/// that dimension (`MAX_AMOUNT` when none limits it).
+#[derive(Clone, Copy, Debug)]
+pub struct BudgetLimiter<'a, const R: usize = 16> {
+    budget: &'a Budget,
+    dimension: Dimension,
+}
+
+impl<const R: usize> BudgetLimiter<'_, R> {
+    fn decision(&self, st: &BudgetState<R>, now: Instant, allowed: bool, retry_at: Instant) -> Decision {
+        let status = self.budget.status(st, now);
+        let mut remaining = MAX_AMOUNT;
+        let mut limit = MAX_AMOUNT;
+        let mut reset_at = now;
+        for l in status.limits.iter().filter(|l| l.limit.dimension == self.dimension) {
+            let left = l.limit.max.saturating_sub(l.used.saturating_add(l.reserved));
+            if left < remaining {
+                remaining = left;
+                limit = l.limit.max;
+            }
+            if l.used > 0 && l.window_end > reset_at {
+                reset_at = l.window_end;
+            }
+        }
+        Decision { allowed, remaining, limit, reset_at, retry_at }
+    }
+}
+
+impl<const R: usize> Limiter for BudgetLimiter<'_, R> {
+    type State = BudgetState<R>;
+
+    fn check(&self, st: &mut BudgetState<R>, now: Instant, cost: u64) -> Result<Decision, CostError> {
+        let spent = self.budget.try_spend(st, now, Usage::of(self.dimension, cost)).map_err(|e| match e {
+            BudgetError::ExceedsLimit { requested, max, .. } => CostError::InsufficientCapacity { cost: requested, capacity: max },
+            BudgetError::UnknownReservation { .. } => CostError::InsufficientCapacity { cost, capacity: 0 },
+        })?;
+        let now = Instant::from_micros(st.last);
+        Ok(match spent.outcome {
+            Ok(()) => self.decision(st, now, true, now),
+            Err(d) => self.decision(st, now, false, d.retry_at),
+        })
+    }
+
+    fn peek(&self, st: &BudgetState<R>, now: Instant, cost: u64) -> Result<Decision, CostError> {
+        self.check(&mut st.clone(), now, cost)
+    }
+
+    fn is_idle(&self, st: &BudgetState<R>, now: Instant) -> bool {
+        let s = self.budget.status(st, now);
+        s.holds == 0 && !s.throttled && s.limits.iter().all(|l| l.used == 0 && l.reserved == 0)
+    }
+}

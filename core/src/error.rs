@@ -1,0 +1,94 @@
+//! Errors: construction-time [`ConfigError`] and the one runtime error,
+//! [`CostError`], for a request that can never be allowed.
+//!
+//! A denial ("not yet") is never an error: it is a [`Decision`](crate::Decision)
+//! with `allowed == false` and a `retry_at`.
+
+use core::fmt;
+
+/// A configuration was rejected at construction (or when deserialized).
+///
+/// The message names the offending field; after construction succeeds no
+/// operation can fail for configuration reasons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A field that must be at least 1 was 0.
+    Zero {
+        /// The field's name.
+        field: &'static str,
+    },
+    /// A field, or a product of fields, exceeds what the exact arithmetic allows.
+    TooLarge {
+        /// The field's name.
+        field: &'static str,
+        /// The largest accepted value.
+        max: u64,
+    },
+    /// A field has a value that makes no sense (explained in `reason`).
+    Invalid {
+        /// The field's name.
+        field: &'static str,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Zero { field } => write!(f, "invalid config: `{field}` must be at least 1"),
+            ConfigError::TooLarge { field, max } => {
+                write!(f, "invalid config: `{field}` is too large (at most {max})")
+            }
+            ConfigError::Invalid { field, reason } => {
+                write!(f, "invalid config: `{field}` {reason}")
+            }
+        }
+    }
+}
+
+impl core::error::Error for ConfigError {}
+
+/// A request that can never be allowed, however long the caller waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CostError {
+    /// The cost exceeds the limiter's capacity (burst size, window limit or
+    /// budget maximum).
+    InsufficientCapacity {
+        /// The cost asked for.
+        cost: u64,
+        /// The most this limiter can ever allow at once.
+        capacity: u64,
+    },
+}
+
+impl fmt::Display for CostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CostError::InsufficientCapacity { cost, capacity } => write!(
+                f,
+                "cost {cost} can never be allowed: the limiter's capacity is {capacity}"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for CostError {}
+
+pub(crate) const fn require_nonzero(v: u64, field: &'static str) -> Result<(), ConfigError> {
+    if v == 0 {
+        Err(ConfigError::Zero { field })
+    } else {
+        Ok(())
+    }
+}
+
+pub(crate) const fn require_at_most(v: u64, max: u64, field: &'static str) -> Result<(), ConfigError> {
+    if v > max {
+        Err(ConfigError::TooLarge { field, max })
+    } else {
+        Ok(())
+    }
+}

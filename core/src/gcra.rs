@@ -1,0 +1,525 @@
+//! Token bucket as GCRA (the generic cell rate algorithm), exact to the token.
+//!
+//! A bucket holds up to `capacity` tokens and refills `amount` tokens every
+//! `period`. GCRA stores no token count: it stores the *theoretical arrival
+//! time* (TAT), the instant at which the bucket would be full again. A call
+//! of cost `c` moves the TAT forward by `c × period / amount` and is allowed
+//! when the TAT stays within `capacity × period / amount` of `now`.
+//!
+//! # Exactness
+//!
+//! `period / amount` is rarely a whole number of microseconds (3 per second
+//! is 333 333⅓ µs), and rounding it would either lose a token of burst or
+//! drift the rate. So the TAT is kept as a mixed number: whole microseconds
+//! plus a remainder in units of `1 / a` µs, where `p / a` is `period / amount`
+//! in lowest terms. Every comparison is then exact integer arithmetic, with all
+//! values below 2^53 (checked at construction), which is what lets the Redis
+//! script and the wasm build give bit-identical decisions.
+//!
+//! ```
+//! use ratebound_core::{Duration, Gcra, GcraState, Instant};
+//!
+//! // 3 requests per second, bursts of 3.
+//! let limiter = Gcra::new(3, 3, Duration::from_secs(1))?;
+//! let mut state = GcraState::default(); // plain data: store it anywhere
+//! let t0 = Instant::from_secs(1_700_000_000);
+//!
+//! for _ in 0..3 {
+//!     assert!(limiter.check(&mut state, t0, 1)?.allowed);
+//! }
+//! let denied = limiter.check(&mut state, t0, 1)?;
+//! assert!(!denied.allowed);
+//! // The next token arrives after exactly 1/3 s, rounded up to the microsecond.
+//! assert_eq!(denied.retry_after(t0), Duration::from_micros(333_334));
+//! // A cost that can never fit is an error, not a denial.
+//! assert!(limiter.check(&mut state, t0, 4).is_err());
+//! # Ok::<(), Box<dyn core::error::Error>>(())
+//! ```
+
+use crate::error::{require_at_most, require_nonzero};
+use crate::time::MAX_SAFE_INTEGER;
+use crate::{ConfigError, CostError, Decision, Duration, Instant, Limiter};
+
+/// The largest burst window `capacity × period / amount` accepted: 2^50 µs (≈ 35.7 years).
+pub const MAX_BURST_WINDOW_MICROS: u64 = 1 << 50;
+
+/// A GCRA token bucket configuration: `capacity` tokens, refilled at
+/// `amount` per `period`. Validated once; deciding cannot fail for config reasons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "GcraConfig", into = "GcraConfig"))]
+pub struct Gcra {
+    capacity: u64,
+    amount: u64,
+    period: u64,
+    /// `period / amount` in lowest terms: `p` µs per `a` tokens.
+    p: u64,
+    a: u64,
+    /// The burst window `capacity × p / a` as whole µs and remainder in 1/a µs.
+    tau_us: u64,
+    tau_rem: u64,
+}
+
+/// The serialized form of [`Gcra`]: the three numbers the user chose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
+pub struct GcraConfig {
+    /// Bucket size: the largest burst, and the largest cost of one call.
+    pub capacity: u64,
+    /// Tokens added per `period`.
+    pub amount: u64,
+    /// Refill period in microseconds.
+    pub period_us: u64,
+}
+
+impl TryFrom<GcraConfig> for Gcra {
+    type Error = ConfigError;
+    fn try_from(c: GcraConfig) -> Result<Self, ConfigError> {
+        Gcra::new(c.capacity, c.amount, Duration::from_micros(c.period_us))
+    }
+}
+
+impl From<Gcra> for GcraConfig {
+    fn from(g: Gcra) -> Self {
+        GcraConfig { capacity: g.capacity, amount: g.amount, period_us: g.period }
+    }
+}
+
+/// The state of one GCRA bucket: its theoretical arrival time (TAT).
+///
+/// Absolute plain data — two integers relative to the caller's epoch — so it
+/// can live in an atomic, a Redis hash, a KV store or a Durable Object. The
+/// default (`0, 0`) is a full bucket. A state is meaningful for the config
+/// that produced it; a `rem` too large for another config is normalised
+/// (carried into `tat`), never trusted to grant more.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct GcraState {
+    /// Whole microseconds of the TAT.
+    pub tat: u64,
+    /// Sub-microsecond part of the TAT, in units of `1 / a` µs (`a` from
+    /// [`Gcra::reduced_rate`]); always `< a` when written by core.
+    pub rem: u64,
+}
+
+/// The result of [`Gcra::check_at_most`]: how much was taken, and the decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Taken {
+    /// Tokens consumed, between 0 and the `n` asked for.
+    pub taken: u64,
+    /// `allowed` is true when `taken > 0` (or `n == 0`); on denial `retry_at`
+    /// is when one token will be available.
+    pub decision: Decision,
+}
+
+/// A mixed number `us + fr / a`, `fr < a`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Mixed {
+    us: u64,
+    fr: u64,
+}
+
+impl Gcra {
+    /// A bucket of `capacity` tokens refilled with `amount` tokens per `period`.
+    ///
+    /// Rejects zero values, and sizes whose exact arithmetic would leave 2^53
+    /// (`capacity × period / gcd(amount, period)` µs) or whose burst window
+    /// `capacity × period / amount` exceeds [`MAX_BURST_WINDOW_MICROS`].
+    ///
+    /// ```
+    /// use ratebound_core::{ConfigError, Duration, Gcra};
+    /// assert!(Gcra::new(100, 100, Duration::from_secs(60)).is_ok());
+    /// assert_eq!(
+    ///     Gcra::new(0, 1, Duration::from_secs(1)),
+    ///     Err(ConfigError::Zero { field: "capacity" })
+    /// );
+    /// ```
+    pub const fn new(capacity: u64, amount: u64, period: Duration) -> Result<Gcra, ConfigError> {
+        let period = period.as_micros();
+        if let Err(e) = require_nonzero(capacity, "capacity") {
+            return Err(e);
+        }
+        if let Err(e) = require_nonzero(amount, "amount") {
+            return Err(e);
+        }
+        if let Err(e) = require_nonzero(period, "period") {
+            return Err(e);
+        }
+        let g = gcd(amount, period);
+        let p = period / g;
+        let a = amount / g;
+        let scaled = match capacity.checked_mul(p) {
+            Some(v) if v <= MAX_SAFE_INTEGER => v,
+            _ => {
+                return Err(ConfigError::TooLarge { field: "capacity", max: MAX_SAFE_INTEGER / p })
+            }
+        };
+        let tau_us = scaled / a;
+        if let Err(e) = require_at_most(tau_us, MAX_BURST_WINDOW_MICROS, "capacity × period / amount (burst window, µs)") {
+            return Err(e);
+        }
+        Ok(Gcra { capacity, amount, period, p, a, tau_us, tau_rem: scaled % a })
+    }
+
+    /// `n` per second with bursts of `n`.
+    pub const fn per_second(n: u64) -> Result<Gcra, ConfigError> {
+        Gcra::new(n, n, Duration::from_secs(1))
+    }
+    /// `n` per minute with bursts of `n`.
+    pub const fn per_minute(n: u64) -> Result<Gcra, ConfigError> {
+        Gcra::new(n, n, Duration::from_secs(60))
+    }
+    /// `n` per hour with bursts of `n`.
+    pub const fn per_hour(n: u64) -> Result<Gcra, ConfigError> {
+        Gcra::new(n, n, Duration::from_secs(3_600))
+    }
+    /// The same refill rate with a different burst size.
+    pub const fn with_capacity(self, capacity: u64) -> Result<Gcra, ConfigError> {
+        Gcra::new(capacity, self.amount, Duration::from_micros(self.period))
+    }
+
+    /// Bucket size: the largest burst and the largest single cost.
+    pub const fn capacity(&self) -> u64 {
+        self.capacity
+    }
+    /// Tokens refilled per [`period`](Gcra::period).
+    pub const fn amount(&self) -> u64 {
+        self.amount
+    }
+    /// The refill period.
+    pub const fn period(&self) -> Duration {
+        Duration::from_micros(self.period)
+    }
+    /// `(p, a)`: the rate as `a` tokens per `p` µs in lowest terms. `a` is
+    /// the denominator of [`GcraState::rem`].
+    pub const fn reduced_rate(&self) -> (u64, u64) {
+        (self.p, self.a)
+    }
+    /// Time to refill an empty bucket, rounded up to the microsecond.
+    pub const fn burst_window(&self) -> Duration {
+        Duration::from_micros(self.tau_us + (self.tau_rem > 0) as u64)
+    }
+
+    #[inline]
+    const fn norm(&self, s: &GcraState) -> Mixed {
+        if s.rem < self.a {
+            Mixed { us: s.tat, fr: s.rem }
+        } else {
+            Mixed { us: s.tat.saturating_add(s.rem / self.a), fr: s.rem % self.a }
+        }
+    }
+
+    #[inline]
+    const fn add(&self, x: Mixed, y: Mixed) -> Mixed {
+        let fr = x.fr + y.fr;
+        if fr >= self.a {
+            Mixed { us: x.us.saturating_add(y.us).saturating_add(1), fr: fr - self.a }
+        } else {
+            Mixed { us: x.us.saturating_add(y.us), fr }
+        }
+    }
+
+    /// `x - y` for `x >= y`.
+    #[inline]
+    const fn sub(&self, x: Mixed, y: Mixed) -> Mixed {
+        if x.fr >= y.fr {
+            Mixed { us: x.us - y.us, fr: x.fr - y.fr }
+        } else {
+            Mixed { us: x.us - y.us - 1, fr: x.fr + self.a - y.fr }
+        }
+    }
+
+    /// The timeline cost of `n ≤ capacity` tokens.
+    #[inline]
+    const fn inc(&self, n: u64) -> Mixed {
+        let x = n * self.p;
+        if self.a == 1 {
+            Mixed { us: x, fr: 0 }
+        } else {
+            Mixed { us: x / self.a, fr: x % self.a }
+        }
+    }
+
+    #[inline]
+    const fn ceil(m: Mixed) -> u64 {
+        m.us.saturating_add((m.fr > 0) as u64)
+    }
+
+    /// `(base, avail)`: the TAT the next admission starts from, and how many
+    /// tokens fit now.
+    #[inline]
+    fn position(&self, s: &GcraState, now: u64) -> (Mixed, u64) {
+        let tat = self.norm(s);
+        let base = if tat.us >= now { tat } else { Mixed { us: now, fr: 0 } };
+        let limit = Mixed { us: now + self.tau_us, fr: self.tau_rem };
+        let avail = if base <= limit {
+            let d = self.sub(limit, base);
+            (d.us * self.a + d.fr) / self.p
+        } else {
+            0 // the clock went backwards past the burst window: nothing fits
+        };
+        (base, avail)
+    }
+
+    #[inline]
+    fn decide(&self, s: &GcraState, now: Instant, cost: u64) -> Result<(Decision, Mixed), CostError> {
+        if cost > self.capacity {
+            return Err(CostError::InsufficientCapacity { cost, capacity: self.capacity });
+        }
+        let n = now.as_micros();
+        let (base, avail) = self.position(s, n);
+        if cost <= avail {
+            let next = self.add(base, self.inc(cost));
+            let d = Decision {
+                allowed: true,
+                remaining: avail - cost,
+                limit: self.capacity,
+                reset_at: Instant::from_micros(Self::ceil(next)),
+                retry_at: now,
+            };
+            Ok((d, next))
+        } else {
+            // Denied implies base is the stored TAT and base + inc(cost) > now + tau.
+            let x = self.sub(self.add(base, self.inc(cost)), Mixed { us: self.tau_us, fr: self.tau_rem });
+            let d = Decision {
+                allowed: false,
+                remaining: avail,
+                limit: self.capacity,
+                reset_at: Instant::from_micros(Self::ceil(base)),
+                retry_at: Instant::from_micros(Self::ceil(x)),
+            };
+            Ok((d, base))
+        }
+    }
+
+    /// Consume `cost` tokens if they are available at `now`; otherwise deny and
+    /// leave `state` untouched.
+    ///
+    /// A `now` earlier than a previous call's sees the bucket as it was left
+    /// (never fuller). `cost == 0` is always allowed and changes nothing.
+    /// Errors only when `cost > capacity`.
+    #[inline]
+    pub fn check(&self, state: &mut GcraState, now: Instant, cost: u64) -> Result<Decision, CostError> {
+        let (d, next) = self.decide(state, now, cost)?;
+        if d.allowed && cost > 0 {
+            *state = GcraState { tat: next.us, rem: next.fr };
+        }
+        Ok(d)
+    }
+
+    /// What [`check`](Gcra::check) would decide, consuming nothing.
+    #[inline]
+    pub fn peek(&self, state: &GcraState, now: Instant, cost: u64) -> Result<Decision, CostError> {
+        self.decide(state, now, cost).map(|(d, _)| d)
+    }
+
+    /// Take as many tokens as are available, up to `n`.
+    ///
+    /// Never errors: `n` above capacity is simply capped by what is there.
+    /// When nothing is available the decision is a denial whose `retry_at` is
+    /// when one token will be.
+    pub fn check_at_most(&self, state: &mut GcraState, now: Instant, n: u64) -> Taken {
+        let (_, avail) = self.position(state, now.as_micros());
+        let want = if n > avail { avail } else { n };
+        let cost = if want == 0 && n > 0 { 1 } else { want };
+        match self.decide(state, now, cost) {
+            Ok((decision, next)) if decision.allowed => {
+                if want > 0 {
+                    *state = GcraState { tat: next.us, rem: next.fr };
+                }
+                Taken { taken: want, decision }
+            }
+            Ok((decision, _)) => Taken { taken: 0, decision },
+            // Unreachable: cost <= avail <= capacity or cost == 1 <= capacity.
+            Err(_) => Taken { taken: 0, decision: self.empty_decision(now) },
+        }
+    }
+
+    fn empty_decision(&self, now: Instant) -> Decision {
+        Decision { allowed: false, remaining: 0, limit: self.capacity, reset_at: now, retry_at: now }
+    }
+
+    /// Give back `n` tokens (for a call that was admitted but did not happen).
+    ///
+    /// The bucket never rises above full: the refund is capped at what is
+    /// missing at `now`, so refunding more than was taken grants nothing
+    /// extra. Returns what [`peek`](Gcra::peek) of cost 0 says afterwards.
+    pub fn refund(&self, state: &mut GcraState, now: Instant, n: u64) -> Decision {
+        let n = if n > self.capacity { self.capacity } else { n };
+        let tat = self.norm(state);
+        let floor = Mixed { us: now.as_micros(), fr: 0 };
+        if tat > floor {
+            let back = self.inc(n);
+            let lowered = if self.add(floor, back) <= tat { self.sub(tat, back) } else { floor };
+            *state = GcraState { tat: lowered.us, rem: lowered.fr };
+        }
+        match self.decide(state, now, 0) {
+            Ok((d, _)) => d,
+            Err(_) => self.empty_decision(now),
+        }
+    }
+
+    /// True when the bucket is full at `now`: the state can be dropped.
+    #[inline]
+    pub fn is_full(&self, state: &GcraState, now: Instant) -> bool {
+        Self::ceil(self.norm(state)) <= now.as_micros()
+    }
+}
+
+impl Limiter for Gcra {
+    type State = GcraState;
+    #[inline]
+    fn check(&self, state: &mut GcraState, now: Instant, cost: u64) -> Result<Decision, CostError> {
+        Gcra::check(self, state, now, cost)
+    }
+    #[inline]
+    fn peek(&self, state: &GcraState, now: Instant, cost: u64) -> Result<Decision, CostError> {
+        Gcra::peek(self, state, now, cost)
+    }
+    #[inline]
+    fn is_idle(&self, state: &GcraState, now: Instant) -> bool {
+        self.is_full(state, now)
+    }
+}
+
+const fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        let t = a % b;
+        a = b;
+        b = t;
+    }
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(us: u64) -> Instant {
+        Instant::from_micros(us)
+    }
+
+    #[test]
+    fn burst_then_exact_refill() {
+        let g = Gcra::new(3, 3, Duration::from_secs(1)).unwrap();
+        let mut s = GcraState::default();
+        let now = t(10_000_000);
+        for left in [2, 1, 0] {
+            let d = g.check(&mut s, now, 1).unwrap();
+            assert!(d.allowed);
+            assert_eq!(d.remaining, left);
+        }
+        let d = g.check(&mut s, now, 1).unwrap();
+        assert!(!d.allowed);
+        assert_eq!(d.retry_at, t(10_333_334));
+        assert_eq!(d.reset_at, t(11_000_000));
+        // One microsecond early is still denied; on time is allowed.
+        assert!(!g.check(&mut s, t(10_333_333), 1).unwrap().allowed);
+        assert!(g.check(&mut s, t(10_333_334), 1).unwrap().allowed);
+        // Over 30 s after the burst, exactly 90 more tokens, not 89 or 91.
+        let mut got = 0;
+        for us in (10_333_335..=40_000_335).step_by(1_000) {
+            if g.check(&mut s, t(us), 1).unwrap().allowed {
+                got += 1;
+            }
+        }
+        // Tokens become available at 10 s + k/3 s; k = 1 was taken above, k = 2..=90 here.
+        assert_eq!(got, 89);
+    }
+
+    #[test]
+    fn cost_above_capacity_is_an_error() {
+        let g = Gcra::per_second(5).unwrap();
+        let mut s = GcraState::default();
+        assert_eq!(
+            g.check(&mut s, t(0), 6),
+            Err(CostError::InsufficientCapacity { cost: 6, capacity: 5 })
+        );
+        assert_eq!(s, GcraState::default());
+        assert!(g.check(&mut s, t(0), u64::MAX).is_err());
+    }
+
+    #[test]
+    fn denial_writes_nothing_and_peek_agrees() {
+        let g = Gcra::new(2, 1, Duration::from_millis(10)).unwrap();
+        let mut s = GcraState::default();
+        g.check(&mut s, t(1_000), 2).unwrap();
+        let before = s;
+        let p = g.peek(&s, t(1_000), 1).unwrap();
+        let c = g.check(&mut s, t(1_000), 1).unwrap();
+        assert_eq!(p, c);
+        assert!(!c.allowed);
+        assert_eq!(s, before);
+    }
+
+    #[test]
+    fn clock_going_backwards_grants_nothing() {
+        let g = Gcra::per_second(2).unwrap();
+        let mut s = GcraState::default();
+        let now = t(5_000_000);
+        g.check(&mut s, now, 2).unwrap();
+        for back in [1, 1_000, 5_000_000] {
+            let d = g.check(&mut s, t(5_000_000 - back), 1).unwrap();
+            assert!(!d.allowed);
+            assert_eq!(d.remaining, 0);
+        }
+        // Far in the past (more than a burst window back) is still a denial.
+        assert!(!g.check(&mut s, t(0), 1).unwrap().allowed);
+    }
+
+    #[test]
+    fn at_most_takes_what_is_there() {
+        let g = Gcra::new(10, 10, Duration::from_secs(1)).unwrap();
+        let mut s = GcraState::default();
+        let r = g.check_at_most(&mut s, t(0), 7);
+        assert_eq!((r.taken, r.decision.remaining), (7, 3));
+        let r = g.check_at_most(&mut s, t(0), 100);
+        assert_eq!((r.taken, r.decision.remaining), (3, 0));
+        let r = g.check_at_most(&mut s, t(0), 5);
+        assert_eq!(r.taken, 0);
+        assert!(!r.decision.allowed);
+        assert_eq!(r.decision.retry_at, t(100_000));
+        let r = g.check_at_most(&mut s, t(0), 0);
+        assert!(r.decision.allowed);
+        assert_eq!(r.taken, 0);
+    }
+
+    #[test]
+    fn refund_is_capped_at_full() {
+        let g = Gcra::new(4, 4, Duration::from_secs(1)).unwrap();
+        let mut s = GcraState::default();
+        g.check(&mut s, t(0), 3).unwrap();
+        assert_eq!(g.refund(&mut s, t(0), 1).remaining, 2);
+        assert_eq!(g.refund(&mut s, t(0), 1_000).remaining, 4);
+        assert!(g.is_full(&s, t(0)));
+        // Refund on a full bucket changes nothing.
+        let before = s;
+        g.refund(&mut s, t(0), 2);
+        assert_eq!(s, before);
+    }
+
+    #[test]
+    fn config_bounds() {
+        assert_eq!(Gcra::new(1, 0, Duration::from_secs(1)), Err(ConfigError::Zero { field: "amount" }));
+        assert_eq!(Gcra::new(1, 1, Duration::ZERO), Err(ConfigError::Zero { field: "period" }));
+        assert!(matches!(Gcra::new(u64::MAX, 1, Duration::from_secs(1)), Err(ConfigError::TooLarge { .. })));
+        // 2^50 µs burst window is the edge.
+        assert!(Gcra::new(1 << 20, 1, Duration::from_micros(1 << 30)).is_ok());
+        assert!(Gcra::new((1 << 20) + 1, 1, Duration::from_micros(1 << 30)).is_err());
+        let g = Gcra::new(7, 3, Duration::from_secs(1)).unwrap();
+        assert_eq!(g.reduced_rate(), (1_000_000, 3));
+        assert_eq!(g.burst_window(), Duration::from_micros(2_333_334));
+    }
+
+    #[test]
+    fn oversized_rem_is_normalised_not_trusted() {
+        let g = Gcra::new(3, 3, Duration::from_secs(1)).unwrap();
+        // rem = 7 thirds of a µs → tat + 2 µs, remainder 1.
+        let s = GcraState { tat: 1_000, rem: 7 };
+        let d = g.peek(&s, t(1_000), 0).unwrap();
+        assert_eq!(d.reset_at, t(1_003));
+        let mut corrupt = GcraState { tat: u64::MAX, rem: u64::MAX };
+        assert!(!g.check(&mut corrupt, t(0), 1).unwrap().allowed);
+    }
+}

@@ -1,0 +1,151 @@
+//! A fixed-capacity table of per-key limiter states (no allocator).
+//!
+//! Up to `N` keys (a power of two, ≥ 2: `heapless::FnvIndexMap`). When a new
+//! key arrives and the table is full, an idle entry — one whose state has
+//! fully recovered, so dropping it grants nothing — is evicted. If none is
+//! idle, the call fails with [`KeyedError::TableFull`]: new keys are refused,
+//! never admitted unlimited, and existing keys keep working.
+//!
+//! ```
+//! use ratebound_core::keyed::{KeyedError, KeyedTable};
+//! use ratebound_core::{Gcra, Instant};
+//!
+//! let limiter = Gcra::per_second(1)?;
+//! let mut table: KeyedTable<u32, _, 2> = KeyedTable::new();
+//! let now = Instant::from_secs(1);
+//! assert!(table.check(&limiter, 1, now, 1)?.allowed);
+//! assert!(table.check(&limiter, 2, now, 1)?.allowed);
+//! assert!(matches!(table.check(&limiter, 3, now, 1), Err(KeyedError::TableFull { .. })));
+//! // A second later keys 1 and 2 are idle again, so key 3 takes a slot.
+//! assert!(table.check(&limiter, 3, Instant::from_secs(2), 1)?.allowed);
+//! # Ok::<(), Box<dyn core::error::Error>>(())
+//! ```
+
+use core::fmt;
+use core::hash::Hash;
+
+use heapless::index_map::FnvIndexMap;
+
+use crate::{CostError, Decision, Instant, Limiter};
+
+/// Why a keyed check failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyedError {
+    /// A new key found every slot taken by a key that is not idle.
+    TableFull {
+        /// The table's capacity.
+        capacity: usize,
+    },
+    /// The cost can never fit this limiter.
+    Cost(CostError),
+}
+
+impl From<CostError> for KeyedError {
+    fn from(e: CostError) -> Self {
+        KeyedError::Cost(e)
+    }
+}
+
+impl fmt::Display for KeyedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyedError::TableFull { capacity } => {
+                write!(f, "keyed table full: all {capacity} keys are active; new keys are refused")
+            }
+            KeyedError::Cost(e) => e.fmt(f),
+        }
+    }
+}
+
+impl core::error::Error for KeyedError {}
+
+/// Per-key states of type `S` for up to `N` keys.
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(bound(
+    serialize = "K: serde::Serialize + Eq + Hash, S: serde::Serialize",
+    deserialize = "K: serde::Deserialize<'de> + Eq + Hash, S: serde::Deserialize<'de>"
+)))]
+pub struct KeyedTable<K: Eq + Hash, S, const N: usize> {
+    map: FnvIndexMap<K, S, N>,
+}
+
+impl<K: Eq + Hash, S: Default, const N: usize> Default for KeyedTable<K, S, N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: Eq + Hash, S: Default, const N: usize> KeyedTable<K, S, N> {
+    /// An empty table.
+    pub const fn new() -> Self {
+        KeyedTable { map: FnvIndexMap::new() }
+    }
+    /// Keys held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+    /// True when no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+    /// The capacity `N`.
+    pub const fn capacity(&self) -> usize {
+        N
+    }
+    /// A key's state, if held.
+    pub fn get(&self, key: &K) -> Option<&S> {
+        self.map.get(key)
+    }
+    /// Forget a key.
+    pub fn remove(&mut self, key: &K) -> Option<S> {
+        self.map.remove(key)
+    }
+
+    /// Drop every idle key; returns how many were dropped.
+    pub fn evict_idle<L: Limiter<State = S>>(&mut self, limiter: &L, now: Instant) -> usize {
+        let before = self.map.len();
+        self.map.retain(|_, s| !limiter.is_idle(s, now));
+        before - self.map.len()
+    }
+
+    /// What `check` would decide for `key`, changing nothing.
+    pub fn peek<L: Limiter<State = S>>(&self, limiter: &L, key: &K, now: Instant, cost: u64) -> Result<Decision, CostError> {
+        match self.map.get(key) {
+            Some(s) => limiter.peek(s, now, cost),
+            None => limiter.peek(&S::default(), now, cost),
+        }
+    }
+
+    /// Check `cost` for `key`, creating its state if new (evicting one idle
+    /// key if the table is full).
+    pub fn check<L: Limiter<State = S>>(&mut self, limiter: &L, key: K, now: Instant, cost: u64) -> Result<Decision, KeyedError> {
+        if let Some(s) = self.map.get_mut(&key) {
+            return Ok(limiter.check(s, now, cost)?);
+        }
+        let mut fresh = S::default();
+        let d = limiter.check(&mut fresh, now, cost)?;
+        if limiter.is_idle(&fresh, now) {
+            return Ok(d); // nothing to remember
+        }
+        if self.map.len() == N {
+            let mut evicted = false;
+            self.map.retain(|_, s| {
+                if !evicted && limiter.is_idle(s, now) {
+                    evicted = true;
+                    false
+                } else {
+                    true
+                }
+            });
+            if !evicted {
+                return Err(KeyedError::TableFull { capacity: N });
+            }
+        }
+        match self.map.insert(key, fresh) {
+            Ok(_) => Ok(d),
+            Err(_) => Err(KeyedError::TableFull { capacity: N }),
+        }
+    }
+}

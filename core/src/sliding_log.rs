@@ -1,0 +1,265 @@
+//! Exact sliding log: remembers each admitted request's time and cost.
+//!
+//! At `now`, an entry counts while `entry.at + window > now`; a request of
+//! `cost` is admitted when the live total plus `cost` stays within `limit`
+//! *and* the log has a free slot. The log holds at most `N` entries
+//! (`heapless`, no allocator), so size `N` at least as large as the most
+//! requests you expect in one window; with `limit ≤ N` and every cost ≥ 1
+//! the slots can never be the binding constraint. When they are, the
+//! decision is a normal denial whose `retry_at` is when the oldest entry
+//! expires.
+//!
+//! Entries are kept in time order: a `now` earlier than the newest entry is
+//! recorded at the newest entry's time (so it expires later, never earlier).
+//!
+//! ```
+//! use ratebound_core::{Duration, Instant, SlidingLog, SlidingLogState};
+//! let log: SlidingLog<8> = SlidingLog::new(3, Duration::from_secs(10))?;
+//! let mut state = SlidingLogState::<8>::default();
+//! let t = |s| Instant::from_secs(s);
+//! assert!(log.check(&mut state, t(0), 2)?.allowed);
+//! assert!(log.check(&mut state, t(4), 1)?.allowed);
+//! let d = log.check(&mut state, t(5), 1)?;
+//! assert!(!d.allowed);
+//! assert_eq!(d.retry_at, t(10)); // the entry from t=0 leaves the window
+//! assert!(log.check(&mut state, t(10), 2)?.allowed);
+//! # Ok::<(), Box<dyn core::error::Error>>(())
+//! ```
+
+use heapless::Deque;
+
+use crate::error::{require_at_most, require_nonzero};
+use crate::time::MAX_SAFE_INTEGER;
+use crate::{ConfigError, CostError, Decision, Duration, Instant, Limiter};
+
+/// A sliding log of at most `N` requests: `limit` units per `window`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(try_from = "WindowConfig", into = "WindowConfig"))]
+pub struct SlidingLog<const N: usize = 64> {
+    limit: u64,
+    window: u64,
+}
+
+/// The serialized form of a window limiter's config ([`SlidingLog`], [`SlidingCounter`](crate::SlidingCounter)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
+pub struct WindowConfig {
+    /// Units admitted per window.
+    pub limit: u64,
+    /// Window length in microseconds.
+    pub window_us: u64,
+}
+
+/// One admitted request in a [`SlidingLogState`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct LogEntry {
+    /// When it was admitted (µs).
+    pub at: u64,
+    /// Its cost.
+    pub cost: u64,
+}
+
+/// The state of a [`SlidingLog`]: admitted requests, oldest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct SlidingLogState<const N: usize = 64> {
+    entries: Deque<LogEntry, N>,
+}
+
+impl<const N: usize> SlidingLogState<N> {
+    /// The entries, oldest first (expired ones may linger until the next `check`).
+    pub fn entries(&self) -> impl Iterator<Item = &LogEntry> + '_ {
+        self.entries.iter()
+    }
+}
+
+impl<const N: usize> TryFrom<WindowConfig> for SlidingLog<N> {
+    type Error = ConfigError;
+    fn try_from(c: WindowConfig) -> Result<Self, ConfigError> {
+        SlidingLog::new(c.limit, Duration::from_micros(c.window_us))
+    }
+}
+impl<const N: usize> From<SlidingLog<N>> for WindowConfig {
+    fn from(l: SlidingLog<N>) -> Self {
+        WindowConfig { limit: l.limit, window_us: l.window }
+    }
+}
+
+pub(crate) const fn validate_window(limit: u64, window: Duration) -> Result<(), ConfigError> {
+    if let Err(e) = require_nonzero(limit, "limit") {
+        return Err(e);
+    }
+    if let Err(e) = require_at_most(limit, MAX_SAFE_INTEGER, "limit") {
+        return Err(e);
+    }
+    require_nonzero(window.as_micros(), "window")
+}
+
+impl<const N: usize> SlidingLog<N> {
+    /// `limit` units per sliding `window`, remembered in a log of `N` slots.
+    pub const fn new(limit: u64, window: Duration) -> Result<Self, ConfigError> {
+        if N == 0 {
+            return Err(ConfigError::Invalid { field: "N", reason: "(log slots) must be at least 1" });
+        }
+        if let Err(e) = validate_window(limit, window) {
+            return Err(e);
+        }
+        Ok(SlidingLog { limit, window: window.as_micros() })
+    }
+
+    /// Units admitted per window.
+    pub const fn limit(&self) -> u64 {
+        self.limit
+    }
+    /// The window length.
+    pub const fn window(&self) -> Duration {
+        Duration::from_micros(self.window)
+    }
+
+    /// Expired entries at the front, and the live total. Entries are in time
+    /// order when core wrote them; in a hand-made state an expired entry behind
+    /// a live one keeps counting (conservative) until it reaches the front.
+    fn scan(&self, s: &SlidingLogState<N>, now: u64) -> (usize, u64) {
+        let mut expired = 0;
+        let mut used = 0u64;
+        let mut prefix = true;
+        for e in s.entries.iter() {
+            if prefix && e.at.saturating_add(self.window) <= now {
+                expired += 1;
+            } else {
+                prefix = false;
+                used = used.saturating_add(e.cost);
+            }
+        }
+        (expired, used)
+    }
+
+    fn decide(&self, s: &SlidingLogState<N>, now: Instant, cost: u64) -> Result<(Decision, usize, Option<u64>), CostError> {
+        if cost > self.limit {
+            return Err(CostError::InsufficientCapacity { cost, capacity: self.limit });
+        }
+        let n = now.as_micros();
+        let (expired, used) = self.scan(s, n);
+        let live = s.entries.len() - expired;
+        let newest = s.entries.back().map(|e| e.at);
+        let room = self.limit.saturating_sub(used);
+        let slot = live < N;
+        if cost == 0 || (cost <= room && slot) {
+            let push_at = if cost == 0 { None } else { Some(newest.map_or(n, |b| if b > n { b } else { n })) };
+            let live_after = live + push_at.is_some() as usize;
+            let last = push_at.or(if live > 0 { newest } else { None });
+            let d = Decision {
+                allowed: true,
+                remaining: if live_after < N { room - cost } else { 0 },
+                limit: self.limit,
+                reset_at: last.map_or(now, |at| Instant::from_micros(at.saturating_add(self.window))),
+                retry_at: now,
+            };
+            return Ok((d, expired, push_at));
+        }
+        // Denied: walk the live entries oldest first until enough expires.
+        let mut freed = 0u64;
+        let mut retry = n;
+        for (k, e) in s.entries.iter().skip(expired).enumerate() {
+            freed = freed.saturating_add(e.cost);
+            if used.saturating_sub(freed).saturating_add(cost) <= self.limit && live - (k + 1) < N {
+                retry = e.at.saturating_add(self.window);
+                break;
+            }
+        }
+        let d = Decision {
+            allowed: false,
+            remaining: if slot { room } else { 0 },
+            limit: self.limit,
+            reset_at: Instant::from_micros(newest.map_or(n, |b| b.saturating_add(self.window))),
+            retry_at: Instant::from_micros(retry),
+        };
+        Ok((d, expired, None))
+    }
+
+    /// Admit `cost` if it fits in the window at `now`; otherwise deny, changing
+    /// nothing but dropping expired entries. Errors when `cost > limit`.
+    pub fn check(&self, state: &mut SlidingLogState<N>, now: Instant, cost: u64) -> Result<Decision, CostError> {
+        let (d, expired, push_at) = self.decide(state, now, cost)?;
+        for _ in 0..expired {
+            state.entries.pop_front();
+        }
+        if let Some(at) = push_at {
+            // Cannot fail: decide() checked for a free slot after expiry.
+            let _ = state.entries.push_back(LogEntry { at, cost });
+        }
+        Ok(d)
+    }
+
+    /// What [`check`](SlidingLog::check) would decide, changing nothing.
+    pub fn peek(&self, state: &SlidingLogState<N>, now: Instant, cost: u64) -> Result<Decision, CostError> {
+        self.decide(state, now, cost).map(|(d, _, _)| d)
+    }
+}
+
+impl<const N: usize> Limiter for SlidingLog<N> {
+    type State = SlidingLogState<N>;
+    fn check(&self, state: &mut Self::State, now: Instant, cost: u64) -> Result<Decision, CostError> {
+        SlidingLog::check(self, state, now, cost)
+    }
+    fn peek(&self, state: &Self::State, now: Instant, cost: u64) -> Result<Decision, CostError> {
+        SlidingLog::peek(self, state, now, cost)
+    }
+    fn is_idle(&self, state: &Self::State, now: Instant) -> bool {
+        state.entries.back().is_none_or(|e| e.at.saturating_add(self.window) <= now.as_micros())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(us: u64) -> Instant {
+        Instant::from_micros(us)
+    }
+
+    #[test]
+    fn window_edges_are_exact() {
+        let l: SlidingLog<4> = SlidingLog::new(2, Duration::from_micros(100)).unwrap();
+        let mut s = SlidingLogState::default();
+        assert!(l.check(&mut s, t(1_000), 1).unwrap().allowed);
+        assert!(l.check(&mut s, t(1_050), 1).unwrap().allowed);
+        let d = l.check(&mut s, t(1_099), 1).unwrap();
+        assert_eq!((d.allowed, d.retry_at, d.reset_at), (false, t(1_100), t(1_150)));
+        assert!(l.check(&mut s, t(1_100), 1).unwrap().allowed);
+        assert!(!l.check(&mut s, t(1_149), 1).unwrap().allowed);
+    }
+
+    #[test]
+    fn slots_bind_when_smaller_than_limit() {
+        let l: SlidingLog<2> = SlidingLog::new(100, Duration::from_micros(10)).unwrap();
+        let mut s = SlidingLogState::default();
+        assert_eq!(l.check(&mut s, t(0), 1).unwrap().remaining, 99);
+        assert_eq!(l.check(&mut s, t(1), 1).unwrap().remaining, 0);
+        let d = l.check(&mut s, t(2), 1).unwrap();
+        assert!(!d.allowed);
+        assert_eq!(d.retry_at, t(10));
+    }
+
+    #[test]
+    fn backwards_time_records_at_newest() {
+        let l: SlidingLog<4> = SlidingLog::new(3, Duration::from_micros(10)).unwrap();
+        let mut s = SlidingLogState::default();
+        l.check(&mut s, t(100), 1).unwrap();
+        l.check(&mut s, t(50), 1).unwrap();
+        let ats: heapless::Vec<u64, 4> = s.entries().map(|e| e.at).collect();
+        assert_eq!(&ats[..], &[100, 100]);
+        // At 105 both still count.
+        assert_eq!(l.peek(&s, t(105), 0).unwrap().remaining, 1);
+    }
+
+    #[test]
+    fn zero_capacity_log_is_rejected() {
+        assert!(SlidingLog::<0>::new(1, Duration::from_secs(1)).is_err());
+        assert!(SlidingLog::<1>::new(0, Duration::from_secs(1)).is_err());
+        assert!(SlidingLog::<1>::new(1, Duration::ZERO).is_err());
+    }
+}
