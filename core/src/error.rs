@@ -77,6 +77,15 @@ impl fmt::Display for CostError {
 
 impl core::error::Error for CostError {}
 
+impl CostError {
+    /// A stable snake_case code (`insufficient_capacity`), the same in every backend.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            CostError::InsufficientCapacity { .. } => "insufficient_capacity",
+        }
+    }
+}
+
 pub(crate) const fn require_nonzero(v: u64, field: &'static str) -> Result<(), ConfigError> {
     if v == 0 {
         Err(ConfigError::Zero { field })

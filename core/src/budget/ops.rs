@@ -64,6 +64,7 @@ pub struct Reserved {
 
 /// What [`Budget::settle`] returns.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Settled {
     /// What was charged (the actual usage, amounts clamped to 2^50).
     pub charged: Usage,
@@ -76,9 +77,10 @@ pub struct Settled {
 
 /// What [`Budget::try_spend`] returns.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Spent {
-    /// `Ok` when charged, else the denial (nothing charged).
-    pub outcome: Result<(), Denial>,
+    /// `None` when charged, else the denial (nothing charged).
+    pub denied: Option<Denial>,
     /// Alerts fired.
     pub alerts: Alerts,
 }
@@ -124,6 +126,17 @@ impl fmt::Display for BudgetError {
 }
 
 impl core::error::Error for BudgetError {}
+
+impl BudgetError {
+    /// A stable snake_case code (`exceeds_limit`, `unknown_reservation`),
+    /// the same in every backend.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            BudgetError::ExceedsLimit { .. } => "exceeds_limit",
+            BudgetError::UnknownReservation { .. } => "unknown_reservation",
+        }
+    }
+}
 
 fn clamp_usage(u: Usage) -> Usage {
     Usage {
@@ -373,12 +386,12 @@ impl Budget {
         let now = self.sync(st, now);
         let mut alerts = Alerts::new();
         if let Some(d) = self.admit(st, now, &usage, &mut alerts) {
-            return Ok(Spent { outcome: Err(d), alerts });
+            return Ok(Spent { denied: Some(d), alerts });
         }
         self.charge(st, now, &usage, &mut alerts);
         // The amounts are now in `used`, as a reservation's are in `reserved`.
         self.pace(st, now, &usage);
-        Ok(Spent { outcome: Ok(()), alerts })
+        Ok(Spent { denied: None, alerts })
     }
 
     /// A snapshot at `now` (the state is not changed).
@@ -458,9 +471,9 @@ impl<const R: usize> Limiter for BudgetLimiter<'_, R> {
             BudgetError::UnknownReservation { .. } => CostError::InsufficientCapacity { cost, capacity: 0 },
         })?;
         let now = Instant::from_micros(st.last);
-        Ok(match spent.outcome {
-            Ok(()) => self.decision(st, now, true, now),
-            Err(d) => self.decision(st, now, false, d.retry_at),
+        Ok(match spent.denied {
+            None => self.decision(st, now, true, now),
+            Some(d) => self.decision(st, now, false, d.retry_at),
         })
     }
 

@@ -1,0 +1,443 @@
+//! Trace fixtures: the decisions every backend (core, Redis Lua, wasm) must reproduce.
+//!
+//! * `committed_traces_replay_exactly` reads `fixtures/traces/*.json`, replays
+//!   each step's inputs through core and compares the result and the state
+//!   after the step, field by field. The Redis and wasm suites do the same.
+//! * `committed_traces_are_current` regenerates the traces from the scenario
+//!   definitions below and requires them to equal the committed files, so a
+//!   change in core's semantics cannot slip by unnoticed. Run with
+//!   `RATEBOUND_BLESS=1` to rewrite the files after an intended change.
+//!
+//! The format is documented in `fixtures/README.md`.
+#![cfg(feature = "serde")]
+
+use std::path::PathBuf;
+
+use ratebound_core::backoff::splitmix64;
+use ratebound_core::budget::{Admission, Budget, BudgetConfig, BudgetState, Dimension, Horizon, Reservation, Usage};
+use ratebound_core::{CostError, Duration, Gcra, GcraState, Instant, SlidingCounter, SlidingCounterState, SlidingLog, SlidingLogState};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+const MAX_SAFE: u64 = (1 << 53) - 1;
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/traces")
+}
+
+fn to_json<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).expect("serializable")
+}
+
+fn result<T: Serialize>(r: Result<T, CostError>) -> Value {
+    match r {
+        Ok(v) => json!({ "ok": to_json(&v) }),
+        Err(e) => json!({ "error": e.code() }),
+    }
+}
+
+fn u(v: &Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or_else(|| panic!("missing integer field {k} in {v}"))
+}
+
+/// A state machine under trace: applies one step's inputs and reports the result and state.
+trait Machine {
+    fn apply(&mut self, step: &Value) -> Value;
+    fn state(&self) -> Value;
+}
+
+struct GcraM {
+    cfg: Gcra,
+    st: GcraState,
+}
+
+impl Machine for GcraM {
+    fn apply(&mut self, s: &Value) -> Value {
+        let now = Instant::from_micros(u(s, "now"));
+        match s["op"].as_str() {
+            Some("check") => result(self.cfg.check(&mut self.st, now, u(s, "cost"))),
+            Some("peek") => result(self.cfg.peek(&self.st, now, u(s, "cost"))),
+            Some("at_most") => {
+                let t = self.cfg.check_at_most(&mut self.st, now, u(s, "cost"));
+                json!({ "taken": t.taken, "decision": to_json(&t.decision) })
+            }
+            Some("refund") => to_json(&self.cfg.refund(&mut self.st, now, u(s, "cost"))),
+            op => panic!("unknown gcra op {op:?}"),
+        }
+    }
+    fn state(&self) -> Value {
+        to_json(&self.st)
+    }
+}
+
+struct LogM {
+    cfg: SlidingLog<8>,
+    st: SlidingLogState<8>,
+}
+
+impl Machine for LogM {
+    fn apply(&mut self, s: &Value) -> Value {
+        let now = Instant::from_micros(u(s, "now"));
+        match s["op"].as_str() {
+            Some("check") => result(self.cfg.check(&mut self.st, now, u(s, "cost"))),
+            Some("peek") => result(self.cfg.peek(&self.st, now, u(s, "cost"))),
+            op => panic!("unknown sliding_log op {op:?}"),
+        }
+    }
+    fn state(&self) -> Value {
+        to_json(&self.st)
+    }
+}
+
+struct CounterM {
+    cfg: SlidingCounter,
+    st: SlidingCounterState,
+}
+
+impl Machine for CounterM {
+    fn apply(&mut self, s: &Value) -> Value {
+        let now = Instant::from_micros(u(s, "now"));
+        match s["op"].as_str() {
+            Some("check") => result(self.cfg.check(&mut self.st, now, u(s, "cost"))),
+            Some("peek") => result(self.cfg.peek(&self.st, now, u(s, "cost"))),
+            op => panic!("unknown sliding_counter op {op:?}"),
+        }
+    }
+    fn state(&self) -> Value {
+        to_json(&self.st)
+    }
+}
+
+struct BudgetM {
+    cfg: Budget,
+    st: BudgetState<4>,
+}
+
+fn usage(v: &Value) -> Usage {
+    serde_json::from_value(v.clone()).expect("usage")
+}
+
+impl Machine for BudgetM {
+    fn apply(&mut self, s: &Value) -> Value {
+        let now = Instant::from_micros(u(s, "now"));
+        let held = |id: u64| Reservation { id, usage: Usage::default(), expires: now };
+        let out = match s["op"].as_str() {
+            Some("reserve") => self.cfg.reserve(&mut self.st, now, usage(&s["usage"])).map(|r| {
+                let admission = match r.admission {
+                    Admission::Granted(h) => json!({ "granted": to_json(&h) }),
+                    Admission::Denied(d) => json!({ "denied": to_json(&d) }),
+                };
+                json!({ "admission": admission, "alerts": to_json(&r.alerts) })
+            }),
+            Some("settle") => self.cfg.settle(&mut self.st, now, held(u(s, "id")), usage(&s["usage"])).map(|r| to_json(&r)),
+            Some("release") => self.cfg.release(&mut self.st, now, held(u(s, "id"))).map(|()| Value::Null),
+            Some("record") => Ok(to_json(&self.cfg.record(&mut self.st, now, usage(&s["usage"])))),
+            Some("try_spend") => self.cfg.try_spend(&mut self.st, now, usage(&s["usage"])).map(|r| to_json(&r)),
+            Some("status") => Ok(to_json(&self.cfg.status(&self.st, now))),
+            op => panic!("unknown budget op {op:?}"),
+        };
+        match out {
+            Ok(v) => json!({ "ok": v }),
+            Err(e) => json!({ "error": e.code() }),
+        }
+    }
+    fn state(&self) -> Value {
+        to_json(&self.st)
+    }
+}
+
+fn machine(kind: &str, config: &Value) -> Box<dyn Machine> {
+    let c = config.clone();
+    match kind {
+        "gcra" => Box::new(GcraM { cfg: serde_json::from_value(c).expect("gcra config"), st: Default::default() }),
+        "sliding_log" => Box::new(LogM { cfg: serde_json::from_value(c).expect("log config"), st: Default::default() }),
+        "sliding_counter" => {
+            Box::new(CounterM { cfg: serde_json::from_value(c).expect("counter config"), st: Default::default() })
+        }
+        "budget" => Box::new(BudgetM { cfg: serde_json::from_value(c).expect("budget config"), st: Default::default() }),
+        k => panic!("unknown machine {k}"),
+    }
+}
+
+// ---------------------------------------------------------------- generation
+
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        splitmix64(&mut self.0) % n.max(1)
+    }
+}
+
+/// A time walk: mostly forward in steps around `scale`, sometimes standing
+/// still, sometimes jumping far, sometimes going backwards.
+fn next_now(rng: &mut Rng, now: u64, scale: u64) -> u64 {
+    match rng.below(20) {
+        0..=3 => now,
+        4..=13 => now + rng.below(scale) + 1,
+        14..=16 => now + rng.below(scale * 8),
+        17 => now + scale * 40,
+        _ => now.saturating_sub(rng.below(scale * 3)),
+    }
+}
+
+fn trace(kind: &str, name: &str, config: Value, inputs: Vec<Value>) -> Value {
+    let mut m = machine(kind, &config);
+    let steps: Vec<Value> = inputs
+        .into_iter()
+        .map(|mut step| {
+            step["expect"] = m.apply(&step);
+            step["state"] = m.state();
+            step
+        })
+        .collect();
+    json!({ "name": name, "config": config, "steps": steps })
+}
+
+const T0: u64 = 1_795_392_000_000_000; // 2026-11-23T00:00:00Z in µs
+
+fn random_cost_inputs(seed: u64, n: usize, scale: u64, max_cost: u64, ops: &[&str]) -> Vec<Value> {
+    let mut rng = Rng(seed);
+    let mut now = T0;
+    (0..n)
+        .map(|_| {
+            now = next_now(&mut rng, now, scale);
+            let op = ops[rng.below(ops.len() as u64) as usize];
+            let cost = match rng.below(12) {
+                0 => 0,
+                1 => max_cost + 1 + rng.below(3),
+                2 => MAX_SAFE,
+                _ => 1 + rng.below(max_cost.min(3).max(1) + (max_cost / 3)),
+            }
+            .min(MAX_SAFE);
+            json!({ "op": op, "now": now, "cost": cost })
+        })
+        .collect()
+}
+
+fn gcra_traces() -> Vec<Value> {
+    let configs = [
+        ("three_per_second", 3, 3, 1_000_000, 300_000),
+        ("burst_10_at_5_per_second", 10, 5, 1_000_000, 150_000),
+        ("one_per_minute", 1, 1, 60_000_000, 20_000_000),
+        ("tokens_7m_per_minute", 70_000, 7_000_000, 60_000_000, 5_000),
+        ("prime_rate_2049_per_second", 50, 2_049, 1_000_000, 10_000),
+        ("llm_100_per_minute_burst_20", 20, 100, 60_000_000, 400_000),
+    ];
+    configs
+        .iter()
+        .enumerate()
+        .map(|(i, &(name, capacity, amount, period_us, scale))| {
+            let cfg = json!({ "capacity": capacity, "amount": amount, "period_us": period_us });
+            let inputs = random_cost_inputs(100 + i as u64, 80, scale, capacity, &["check", "check", "check", "peek", "at_most", "refund"]);
+            trace("gcra", name, cfg, inputs)
+        })
+        .collect()
+}
+
+fn window_traces(kind: &str) -> Vec<Value> {
+    let configs = [
+        ("five_per_second", 5, 1_000_000, 200_000),
+        ("hundred_per_minute", 100, 60_000_000, 3_000_000),
+        ("tokens_10k_per_minute", 10_000, 60_000_000, 2_000_000),
+        ("three_per_100us", 3, 100, 30),
+    ];
+    configs
+        .iter()
+        .enumerate()
+        .map(|(i, &(name, limit, window_us, scale))| {
+            let cfg = json!({ "limit": limit, "window_us": window_us });
+            let inputs = random_cost_inputs(200 + i as u64, 80, scale, limit, &["check", "check", "check", "peek"]);
+            trace(kind, name, cfg, inputs)
+        })
+        .collect()
+}
+
+fn budget_traces() -> Vec<Value> {
+    let cfgs = [
+        (
+            "seed_like_tokens_and_cost",
+            BudgetConfig::new()
+                .tokens_per_request(4_000)
+                .cost_per_request(400_000)
+                .tokens_per_minute(10_000)
+                .tokens_per_hour(50_000)
+                .cost_per_day(2_000_000)
+                .alert_threshold_bp(5_000)
+                .alert_threshold_bp(8_000)
+                .hold_ttl(Duration::from_secs(20)),
+            5_000_000,
+        ),
+        (
+            "requests_hourly_with_throttle_utc_minus_5",
+            BudgetConfig::new()
+                .limit(Dimension::Requests, Horizon::HOUR, 30)
+                .limit(Dimension::Tokens, Horizon::DAY, 60_000)
+                .alert_threshold_bp(9_000)
+                .auto_throttle(6_000, Duration::from_millis(250))
+                .utc_offset_secs(-5 * 3_600)
+                .hold_ttl(Duration::from_secs(60)),
+            40_000_000,
+        ),
+        (
+            "monthly_money_at_utc_plus_9",
+            BudgetConfig::new()
+                .limit(Dimension::Cost, Horizon::CalendarMonth, 3_000_000)
+                .limit(Dimension::Requests, Horizon::MINUTE, 5)
+                .alert_threshold_bp(8_000)
+                .utc_offset_secs(9 * 3_600),
+            20_000_000_000,
+        ),
+    ];
+    cfgs.into_iter()
+        .enumerate()
+        .map(|(i, (name, cfg, scale))| {
+            let budget = Budget::new(cfg.clone()).expect("valid fixture budget");
+            let mut rng = Rng(300 + i as u64);
+            let mut now = T0 + 86_400_000_000 * 7 - 3_000_000_000; // near a day/week edge
+            let mut issued: Vec<u64> = Vec::new();
+            let mut next_id = 0u64;
+            let mut inputs = Vec::new();
+            for _ in 0..70 {
+                now = next_now(&mut rng, now, scale);
+                let est = Usage {
+                    requests: 1,
+                    tokens: rng.below(4_500),
+                    cost: rng.below(450_000),
+                };
+                let step = match rng.below(10) {
+                    0..=3 => {
+                        issued.push(next_id);
+                        json!({ "op": "reserve", "now": now, "usage": to_json(&est) })
+                    }
+                    4..=5 if !issued.is_empty() => {
+                        let id = issued.remove(rng.below(issued.len() as u64) as usize);
+                        let actual = Usage { requests: 1, tokens: rng.below(5_000), cost: rng.below(500_000) };
+                        json!({ "op": "settle", "now": now, "id": id, "usage": to_json(&actual) })
+                    }
+                    6 if !issued.is_empty() => {
+                        let id = issued.remove(rng.below(issued.len() as u64) as usize);
+                        json!({ "op": "release", "now": now, "id": id })
+                    }
+                    7 => json!({ "op": "record", "now": now, "usage": to_json(&est) }),
+                    8 => json!({ "op": "try_spend", "now": now, "usage": to_json(&est) }),
+                    _ => json!({ "op": "status", "now": now }),
+                };
+                // Reservation ids are assigned in order whether or not granted.
+                if step["op"] == "reserve" {
+                    next_id += 1;
+                }
+                inputs.push(step);
+            }
+            // Include an id that was never issued (or already settled).
+            inputs.push(json!({ "op": "settle", "now": now, "id": 9_999, "usage": to_json(&Usage::request(1, 1)) }));
+            trace("budget", name, to_json(&budget), inputs)
+        })
+        .collect()
+}
+
+fn generate() -> Vec<(&'static str, Value)> {
+    let file = |kind: &'static str, description: &str, traces: Vec<Value>| {
+        (kind, json!({ "format": 1, "machine": kind, "description": description, "traces": traces }))
+    };
+    vec![
+        file("gcra", "GCRA token bucket: check / peek / at_most (cost = n) / refund (cost = n)", gcra_traces()),
+        file("sliding_log", "Exact sliding log with 8 slots: check / peek", window_traces("sliding_log")),
+        file("sliding_counter", "O(1) sliding window counter: check / peek", window_traces("sliding_counter")),
+        file("budget", "Budget windows: reserve / settle / release / record / try_spend / status; 4 hold slots", budget_traces()),
+    ]
+}
+
+/// Stable, diff-friendly layout: one line per trace header and one per step.
+fn pretty(v: &Value) -> String {
+    let c = |x: &Value| serde_json::to_string(x).expect("json");
+    let mut out = format!(
+        "{{\n\"format\": {},\n\"machine\": {},\n\"description\": {},\n\"traces\": [\n",
+        c(&v["format"]),
+        c(&v["machine"]),
+        c(&v["description"])
+    );
+    let traces = v["traces"].as_array().expect("traces");
+    for (i, t) in traces.iter().enumerate() {
+        out += &format!("{{\"name\": {}, \"config\": {}, \"steps\": [\n", c(&t["name"]), c(&t["config"]));
+        let steps = t["steps"].as_array().expect("steps");
+        let lines: Vec<String> = steps.iter().map(c).collect();
+        out += &lines.join(",\n");
+        out += if i + 1 < traces.len() { "\n]},\n" } else { "\n]}\n" };
+    }
+    out += "]}\n";
+    out
+}
+
+#[test]
+fn committed_traces_are_current() {
+    let bless = std::env::var_os("RATEBOUND_BLESS").is_some();
+    for (kind, v) in generate() {
+        let path = dir().join(format!("{kind}.json"));
+        let text = pretty(&v);
+        if bless {
+            std::fs::create_dir_all(dir()).expect("mkdir");
+            std::fs::write(&path, &text).expect("write fixture");
+            continue;
+        }
+        let committed = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}; run with RATEBOUND_BLESS=1 to create it", path.display()));
+        assert!(committed == text, "{} is stale: core's decisions changed. If intended, rerun with RATEBOUND_BLESS=1 and review the diff", path.display());
+    }
+}
+
+#[test]
+fn committed_traces_replay_exactly() {
+    let mut steps = 0;
+    for kind in ["gcra", "sliding_log", "sliding_counter", "budget"] {
+        let path = dir().join(format!("{kind}.json"));
+        let file: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture file")).expect("json");
+        assert_eq!(file["machine"], kind);
+        let traces = file["traces"].as_array().expect("traces");
+        assert!(traces.len() >= 3, "{kind}: too few traces");
+        for t in traces {
+            let mut m = machine(kind, &t["config"]);
+            for (i, step) in t["steps"].as_array().expect("steps").iter().enumerate() {
+                let got = m.apply(step);
+                assert_eq!(got, step["expect"], "{kind}/{} step {i}: decision differs", t["name"]);
+                assert_eq!(m.state(), step["state"], "{kind}/{} step {i}: state differs", t["name"]);
+                steps += 1;
+            }
+        }
+    }
+    assert!(steps > 800, "only {steps} steps replayed");
+}
+
+#[test]
+fn every_number_in_the_fixtures_is_exact_in_js_and_lua() {
+    fn walk(v: &Value, path: &str) {
+        match v {
+            Value::Number(n) => assert!(n.as_u64().is_some_and(|x| x <= MAX_SAFE) || n.as_i64().is_some_and(|x| x.unsigned_abs() <= MAX_SAFE), "{path}: {n} is not a safe integer"),
+            Value::Array(a) => a.iter().enumerate().for_each(|(i, x)| walk(x, &format!("{path}[{i}]"))),
+            Value::Object(o) => o.iter().for_each(|(k, x)| walk(x, &format!("{path}.{k}"))),
+            _ => {}
+        }
+    }
+    for (kind, v) in generate() {
+        walk(&v, kind);
+    }
+}
+
+#[test]
+fn traces_cover_the_interesting_outcomes() {
+    let all: String = generate().iter().map(|(_, v)| v.to_string()).collect();
+    for needle in [
+        "\"allowed\":false",
+        "\"allowed\":true",
+        "insufficient_capacity",
+        "\"denied\"",
+        "\"granted\"",
+        "\"late\":true",
+        "unknown_reservation",
+        "exceeds_limit",
+        "\"limit_hit\"",
+        "\"threshold\"",
+        "\"throttled\"",
+    ] {
+        assert!(all.contains(needle), "no trace produces {needle}");
+    }
+}
