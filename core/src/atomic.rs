@@ -49,7 +49,10 @@ const fn pack(s: GcraState) -> u64 {
 
 #[inline]
 const fn unpack(w: u64) -> GcraState {
-    GcraState { tat: w >> REM_BITS, rem: w & REM_MASK }
+    GcraState {
+        tat: w >> REM_BITS,
+        rem: w & REM_MASK,
+    }
 }
 
 impl AtomicGcra {
@@ -69,9 +72,15 @@ impl AtomicGcra {
             });
         }
         if state.tat >= 1 << 53 || state.rem >= gcra.reduced_rate().1 {
-            return Err(ConfigError::Invalid { field: "state", reason: "is outside what core produces" });
+            return Err(ConfigError::Invalid {
+                field: "state",
+                reason: "is outside what core produces",
+            });
         }
-        Ok(AtomicGcra { gcra, word: AtomicU64::new(pack(state)) })
+        Ok(AtomicGcra {
+            gcra,
+            word: AtomicU64::new(pack(state)),
+        })
     }
 
     /// The configuration.
@@ -95,7 +104,10 @@ impl AtomicGcra {
             if !d.allowed || next == cur {
                 return Ok(d);
             }
-            match self.word.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+            match self
+                .word
+                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => return Ok(d),
                 Err(actual) => cur = actual,
             }
@@ -118,7 +130,10 @@ impl AtomicGcra {
             if next == cur {
                 return t;
             }
-            match self.word.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+            match self
+                .word
+                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => return t,
                 Err(actual) => cur = actual,
             }
@@ -135,7 +150,10 @@ impl AtomicGcra {
             if next == cur {
                 return d;
             }
-            match self.word.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+            match self
+                .word
+                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => return d,
                 Err(actual) => cur = actual,
             }
@@ -157,8 +175,14 @@ mod tests {
     fn pack_round_trips_extremes() {
         for s in [
             GcraState { tat: 0, rem: 0 },
-            GcraState { tat: (1 << 53) - 1, rem: 2047 },
-            GcraState { tat: 1_700_000_000_000_000, rem: 2 },
+            GcraState {
+                tat: (1 << 53) - 1,
+                rem: 2047,
+            },
+            GcraState {
+                tat: 1_700_000_000_000_000,
+                rem: 2,
+            },
         ] {
             assert_eq!(unpack(pack(s)), s);
         }
@@ -167,10 +191,23 @@ mod tests {
     #[test]
     fn rejects_unpackable_rates() {
         let g = Gcra::new(10, 2049, Duration::from_secs(1)).unwrap();
-        assert!(matches!(AtomicGcra::new(g), Err(ConfigError::Invalid { field: "amount", .. })));
+        assert!(matches!(
+            AtomicGcra::new(g),
+            Err(ConfigError::Invalid {
+                field: "amount",
+                ..
+            })
+        ));
         let ok = Gcra::new(10, 2048, Duration::from_secs(1)).unwrap();
         assert!(AtomicGcra::new(ok).is_ok());
-        assert!(AtomicGcra::with_state(ok, GcraState { tat: 1 << 53, rem: 0 }).is_err());
+        assert!(AtomicGcra::with_state(
+            ok,
+            GcraState {
+                tat: 1 << 53,
+                rem: 0
+            }
+        )
+        .is_err());
     }
 
     #[test]

@@ -99,7 +99,10 @@ pub enum Step {
 /// A backoff policy. Build with [`Backoff::new`] and the `with_*` methods.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(try_from = "BackoffConfig", into = "BackoffConfig"))]
+#[cfg_attr(
+    feature = "serde",
+    serde(try_from = "BackoffConfig", into = "BackoffConfig")
+)]
 pub struct Backoff {
     initial: Duration,
     cap: Duration,
@@ -134,9 +137,12 @@ pub struct BackoffConfig {
 impl TryFrom<BackoffConfig> for Backoff {
     type Error = ConfigError;
     fn try_from(c: BackoffConfig) -> Result<Self, ConfigError> {
-        let mut b = Backoff::new(Duration::from_micros(c.initial_us), Duration::from_micros(c.cap_us))?
-            .with_factor(c.factor_num, c.factor_den)?
-            .with_jitter(c.jitter);
+        let mut b = Backoff::new(
+            Duration::from_micros(c.initial_us),
+            Duration::from_micros(c.cap_us),
+        )?
+        .with_factor(c.factor_num, c.factor_den)?
+        .with_jitter(c.jitter);
         b.max_retries = c.max_retries;
         b.max_elapsed = c.max_elapsed_us.map(Duration::from_micros);
         Ok(b)
@@ -178,7 +184,10 @@ impl Backoff {
             return Err(ConfigError::Zero { field: "cap" });
         }
         if initial.as_micros() > cap.as_micros() {
-            return Err(ConfigError::Invalid { field: "initial", reason: "must not exceed cap" });
+            return Err(ConfigError::Invalid {
+                field: "initial",
+                reason: "must not exceed cap",
+            });
         }
         Ok(Backoff {
             initial,
@@ -205,10 +214,15 @@ impl Backoff {
     /// Growth factor `num / den` (e.g. 3/2); must be at least 1.
     pub const fn with_factor(mut self, num: u32, den: u32) -> Result<Backoff, ConfigError> {
         if den == 0 {
-            return Err(ConfigError::Zero { field: "factor_den" });
+            return Err(ConfigError::Zero {
+                field: "factor_den",
+            });
         }
         if num < den {
-            return Err(ConfigError::Invalid { field: "factor_num", reason: "must be at least factor_den (factor ≥ 1)" });
+            return Err(ConfigError::Invalid {
+                field: "factor_num",
+                reason: "must be at least factor_den (factor ≥ 1)",
+            });
         }
         self.factor_num = num;
         self.factor_den = den;
@@ -245,7 +259,12 @@ impl Backoff {
 
     /// A fresh sequence starting at `now`, with the generator seeded by `seed`.
     pub const fn start(&self, now: Instant, seed: u64) -> BackoffState {
-        BackoffState { attempt: 0, started: now.as_micros(), prev: self.initial.as_micros(), rng: seed }
+        BackoffState {
+            attempt: 0,
+            started: now.as_micros(),
+            prev: self.initial.as_micros(),
+            rng: seed,
+        }
     }
 
     /// The un-jittered delay of retry `n` (0-based): `min(cap, initial × factorⁿ)`.
@@ -253,7 +272,8 @@ impl Backoff {
         let cap = self.cap.as_micros();
         let mut d = self.initial.as_micros();
         for _ in 0..n {
-            let next = mul_div_floor(d, u64::from(self.factor_num), u64::from(self.factor_den)).min(cap);
+            let next =
+                mul_div_floor(d, u64::from(self.factor_num), u64::from(self.factor_den)).min(cap);
             if next == d {
                 break;
             }
@@ -269,7 +289,13 @@ impl Backoff {
     }
 
     /// The next step with caller-supplied randomness `random` (uniform `u64`).
-    pub fn next_with_random(&self, st: &mut BackoffState, now: Instant, hint: Option<Duration>, random: u64) -> Step {
+    pub fn next_with_random(
+        &self,
+        st: &mut BackoffState,
+        now: Instant,
+        hint: Option<Duration>,
+        random: u64,
+    ) -> Step {
         if self.max_retries.is_some_and(|m| st.attempt >= m) {
             return Step::GiveUp(GiveUp::MaxRetries);
         }
@@ -298,7 +324,11 @@ impl Backoff {
         }
         st.attempt = st.attempt.saturating_add(1);
         st.prev = delay;
-        Step::Retry { at: Instant::from_micros(at), delay: Duration::from_micros(delay), attempt: st.attempt }
+        Step::Retry {
+            at: Instant::from_micros(at),
+            delay: Duration::from_micros(delay),
+            attempt: st.attempt,
+        }
     }
 
     /// [`next`](Backoff::next), but first records the failure in a shared
@@ -320,7 +350,11 @@ impl Backoff {
     /// The delays as an iterator, assuming each attempt fails instantly
     /// (elapsed time is the sum of the delays so far).
     pub fn delays(&self, seed: u64) -> Delays {
-        Delays { policy: *self, state: self.start(Instant::ZERO, seed), now: Instant::ZERO }
+        Delays {
+            policy: *self,
+            state: self.start(Instant::ZERO, seed),
+            now: Instant::ZERO,
+        }
     }
 }
 
@@ -380,7 +414,10 @@ const fn uniform(random: u64, lo: u64, hi: u64) -> u64 {
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(try_from = "RetryBudgetConfig", into = "RetryBudgetConfig"))]
+#[cfg_attr(
+    feature = "serde",
+    serde(try_from = "RetryBudgetConfig", into = "RetryBudgetConfig")
+)]
 pub struct RetryBudget {
     max_milli: u64,
     ratio_milli: u64,
@@ -405,7 +442,10 @@ impl TryFrom<RetryBudgetConfig> for RetryBudget {
 }
 impl From<RetryBudget> for RetryBudgetConfig {
     fn from(b: RetryBudget) -> Self {
-        RetryBudgetConfig { max_tokens: (b.max_milli / 1_000) as u32, token_ratio_milli: b.ratio_milli as u32 }
+        RetryBudgetConfig {
+            max_tokens: (b.max_milli / 1_000) as u32,
+            token_ratio_milli: b.ratio_milli as u32,
+        }
     }
 }
 
@@ -421,18 +461,31 @@ impl RetryBudget {
     /// `max_tokens` (1..=1 000 000) regaining `token_ratio_milli` / 1000 per success (1..=1000).
     pub const fn new(max_tokens: u32, token_ratio_milli: u32) -> Result<RetryBudget, ConfigError> {
         if max_tokens == 0 {
-            return Err(ConfigError::Zero { field: "max_tokens" });
+            return Err(ConfigError::Zero {
+                field: "max_tokens",
+            });
         }
         if max_tokens > 1_000_000 {
-            return Err(ConfigError::TooLarge { field: "max_tokens", max: 1_000_000 });
+            return Err(ConfigError::TooLarge {
+                field: "max_tokens",
+                max: 1_000_000,
+            });
         }
         if token_ratio_milli == 0 {
-            return Err(ConfigError::Zero { field: "token_ratio_milli" });
+            return Err(ConfigError::Zero {
+                field: "token_ratio_milli",
+            });
         }
         if token_ratio_milli > 1_000 {
-            return Err(ConfigError::TooLarge { field: "token_ratio_milli", max: 1_000 });
+            return Err(ConfigError::TooLarge {
+                field: "token_ratio_milli",
+                max: 1_000,
+            });
         }
-        Ok(RetryBudget { max_milli: max_tokens as u64 * 1_000, ratio_milli: token_ratio_milli as u64 })
+        Ok(RetryBudget {
+            max_milli: max_tokens as u64 * 1_000,
+            ratio_milli: token_ratio_milli as u64,
+        })
     }
     /// Tokens left, in thousandths.
     pub const fn tokens_milli(&self, st: &RetryBudgetState) -> u64 {
@@ -449,7 +502,10 @@ impl RetryBudget {
     }
     /// Record a successful call.
     pub fn on_success(&self, st: &mut RetryBudgetState) {
-        st.spent_milli = st.spent_milli.min(self.max_milli).saturating_sub(self.ratio_milli);
+        st.spent_milli = st
+            .spent_milli
+            .min(self.max_milli)
+            .saturating_sub(self.ratio_milli);
     }
 }
 
@@ -473,10 +529,15 @@ mod tests {
     #[test]
     fn jitter_stays_in_bounds() {
         for j in [Jitter::Full, Jitter::Equal, Jitter::Decorrelated] {
-            let b = Backoff::new(Duration::from_millis(10), Duration::from_secs(1)).unwrap().with_jitter(j).without_max_retries();
+            let b = Backoff::new(Duration::from_millis(10), Duration::from_secs(1))
+                .unwrap()
+                .with_jitter(j)
+                .without_max_retries();
             let mut st = b.start(Instant::ZERO, 99);
             for n in 0..200 {
-                let Step::Retry { delay, .. } = b.next(&mut st, Instant::ZERO, None) else { panic!() };
+                let Step::Retry { delay, .. } = b.next(&mut st, Instant::ZERO, None) else {
+                    panic!()
+                };
                 assert!(delay <= b.cap(), "{j:?}");
                 if j == Jitter::Equal {
                     assert!(delay.as_micros() >= b.base_delay(n).as_micros() / 2);
@@ -499,11 +560,23 @@ mod tests {
         let mut st = b.start(Instant::ZERO, 1);
         assert_eq!(
             b.next(&mut st, Instant::ZERO, Some(Duration::from_secs(3))),
-            Step::GiveUp(GiveUp::HintBeyondCap { hint: Duration::from_secs(3) })
+            Step::GiveUp(GiveUp::HintBeyondCap {
+                hint: Duration::from_secs(3)
+            })
         );
-        let Step::Retry { at, .. } = b.next(&mut st, Instant::ZERO, Some(Duration::from_secs(2))) else { panic!() };
+        let Step::Retry { at, .. } = b.next(&mut st, Instant::ZERO, Some(Duration::from_secs(2)))
+        else {
+            panic!()
+        };
         assert_eq!(at, Instant::from_secs(2));
-        assert_eq!(b.next(&mut st, Instant::from_secs(2), Some(Duration::from_millis(1_001))), Step::GiveUp(GiveUp::MaxElapsed));
+        assert_eq!(
+            b.next(
+                &mut st,
+                Instant::from_secs(2),
+                Some(Duration::from_millis(1_001))
+            ),
+            Step::GiveUp(GiveUp::MaxElapsed)
+        );
     }
 
     #[test]

@@ -60,7 +60,12 @@ pub trait Limiter {
     /// Consume `cost` if it fits now, else deny (writing nothing).
     ///
     /// Errors only when `cost` can never fit.
-    fn check(&self, state: &mut Self::State, now: Instant, cost: u64) -> Result<Decision, CostError>;
+    fn check(
+        &self,
+        state: &mut Self::State,
+        now: Instant,
+        cost: u64,
+    ) -> Result<Decision, CostError>;
 
     /// What [`check`](Limiter::check) would decide, consuming nothing.
     fn peek(&self, state: &Self::State, now: Instant, cost: u64) -> Result<Decision, CostError>;

@@ -37,7 +37,9 @@ pub enum ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::Zero { field } => write!(f, "invalid config: `{field}` must be at least 1"),
+            ConfigError::Zero { field } => {
+                write!(f, "invalid config: `{field}` must be at least 1")
+            }
             ConfigError::TooLarge { field, max } => {
                 write!(f, "invalid config: `{field}` is too large (at most {max})")
             }
@@ -94,7 +96,11 @@ pub(crate) const fn require_nonzero(v: u64, field: &'static str) -> Result<(), C
     }
 }
 
-pub(crate) const fn require_at_most(v: u64, max: u64, field: &'static str) -> Result<(), ConfigError> {
+pub(crate) const fn require_at_most(
+    v: u64,
+    max: u64,
+    field: &'static str,
+) -> Result<(), ConfigError> {
     if v > max {
         Err(ConfigError::TooLarge { field, max })
     } else {

@@ -82,7 +82,11 @@ impl TryFrom<GcraConfig> for Gcra {
 
 impl From<Gcra> for GcraConfig {
     fn from(g: Gcra) -> Self {
-        GcraConfig { capacity: g.capacity, amount: g.amount, period_us: g.period }
+        GcraConfig {
+            capacity: g.capacity,
+            amount: g.amount,
+            period_us: g.period,
+        }
     }
 }
 
@@ -152,14 +156,29 @@ impl Gcra {
         let scaled = match capacity.checked_mul(p) {
             Some(v) if v <= MAX_SAFE_INTEGER => v,
             _ => {
-                return Err(ConfigError::TooLarge { field: "capacity", max: MAX_SAFE_INTEGER / p })
+                return Err(ConfigError::TooLarge {
+                    field: "capacity",
+                    max: MAX_SAFE_INTEGER / p,
+                })
             }
         };
         let tau_us = scaled / a;
-        if let Err(e) = require_at_most(tau_us, MAX_BURST_WINDOW_MICROS, "capacity × period / amount (burst window, µs)") {
+        if let Err(e) = require_at_most(
+            tau_us,
+            MAX_BURST_WINDOW_MICROS,
+            "capacity × period / amount (burst window, µs)",
+        ) {
             return Err(e);
         }
-        Ok(Gcra { capacity, amount, period, p, a, tau_us, tau_rem: scaled % a })
+        Ok(Gcra {
+            capacity,
+            amount,
+            period,
+            p,
+            a,
+            tau_us,
+            tau_rem: scaled % a,
+        })
     }
 
     /// `n` per second with bursts of `n`.
@@ -204,9 +223,15 @@ impl Gcra {
     #[inline]
     const fn norm(&self, s: &GcraState) -> Mixed {
         if s.rem < self.a {
-            Mixed { us: s.tat, fr: s.rem }
+            Mixed {
+                us: s.tat,
+                fr: s.rem,
+            }
         } else {
-            Mixed { us: s.tat.saturating_add(s.rem / self.a), fr: s.rem % self.a }
+            Mixed {
+                us: s.tat.saturating_add(s.rem / self.a),
+                fr: s.rem % self.a,
+            }
         }
     }
 
@@ -214,9 +239,15 @@ impl Gcra {
     const fn add(&self, x: Mixed, y: Mixed) -> Mixed {
         let fr = x.fr + y.fr;
         if fr >= self.a {
-            Mixed { us: x.us.saturating_add(y.us).saturating_add(1), fr: fr - self.a }
+            Mixed {
+                us: x.us.saturating_add(y.us).saturating_add(1),
+                fr: fr - self.a,
+            }
         } else {
-            Mixed { us: x.us.saturating_add(y.us), fr }
+            Mixed {
+                us: x.us.saturating_add(y.us),
+                fr,
+            }
         }
     }
 
@@ -224,9 +255,15 @@ impl Gcra {
     #[inline]
     const fn sub(&self, x: Mixed, y: Mixed) -> Mixed {
         if x.fr >= y.fr {
-            Mixed { us: x.us - y.us, fr: x.fr - y.fr }
+            Mixed {
+                us: x.us - y.us,
+                fr: x.fr - y.fr,
+            }
         } else {
-            Mixed { us: x.us - y.us - 1, fr: x.fr + self.a - y.fr }
+            Mixed {
+                us: x.us - y.us - 1,
+                fr: x.fr + self.a - y.fr,
+            }
         }
     }
 
@@ -237,7 +274,10 @@ impl Gcra {
         if self.a == 1 {
             Mixed { us: x, fr: 0 }
         } else {
-            Mixed { us: x / self.a, fr: x % self.a }
+            Mixed {
+                us: x / self.a,
+                fr: x % self.a,
+            }
         }
     }
 
@@ -251,8 +291,15 @@ impl Gcra {
     #[inline]
     fn position(&self, s: &GcraState, now: u64) -> (Mixed, u64) {
         let tat = self.norm(s);
-        let base = if tat.us >= now { tat } else { Mixed { us: now, fr: 0 } };
-        let limit = Mixed { us: now + self.tau_us, fr: self.tau_rem };
+        let base = if tat.us >= now {
+            tat
+        } else {
+            Mixed { us: now, fr: 0 }
+        };
+        let limit = Mixed {
+            us: now + self.tau_us,
+            fr: self.tau_rem,
+        };
         let avail = if base <= limit {
             let d = self.sub(limit, base);
             (d.us * self.a + d.fr) / self.p
@@ -263,9 +310,17 @@ impl Gcra {
     }
 
     #[inline]
-    fn decide(&self, s: &GcraState, now: Instant, cost: u64) -> Result<(Decision, Mixed), CostError> {
+    fn decide(
+        &self,
+        s: &GcraState,
+        now: Instant,
+        cost: u64,
+    ) -> Result<(Decision, Mixed), CostError> {
         if cost > self.capacity {
-            return Err(CostError::InsufficientCapacity { cost, capacity: self.capacity });
+            return Err(CostError::InsufficientCapacity {
+                cost,
+                capacity: self.capacity,
+            });
         }
         let n = now.as_micros();
         let (base, avail) = self.position(s, n);
@@ -281,7 +336,13 @@ impl Gcra {
             Ok((d, next))
         } else {
             // Denied implies base is the stored TAT and base + inc(cost) > now + tau.
-            let x = self.sub(self.add(base, self.inc(cost)), Mixed { us: self.tau_us, fr: self.tau_rem });
+            let x = self.sub(
+                self.add(base, self.inc(cost)),
+                Mixed {
+                    us: self.tau_us,
+                    fr: self.tau_rem,
+                },
+            );
             let d = Decision {
                 allowed: false,
                 remaining: avail,
@@ -300,10 +361,18 @@ impl Gcra {
     /// (never fuller). `cost == 0` is always allowed and changes nothing.
     /// Errors only when `cost > capacity`.
     #[inline]
-    pub fn check(&self, state: &mut GcraState, now: Instant, cost: u64) -> Result<Decision, CostError> {
+    pub fn check(
+        &self,
+        state: &mut GcraState,
+        now: Instant,
+        cost: u64,
+    ) -> Result<Decision, CostError> {
         let (d, next) = self.decide(state, now, cost)?;
         if d.allowed && cost > 0 {
-            *state = GcraState { tat: next.us, rem: next.fr };
+            *state = GcraState {
+                tat: next.us,
+                rem: next.fr,
+            };
         }
         Ok(d)
     }
@@ -326,18 +395,33 @@ impl Gcra {
         match self.decide(state, now, cost) {
             Ok((decision, next)) if decision.allowed => {
                 if want > 0 {
-                    *state = GcraState { tat: next.us, rem: next.fr };
+                    *state = GcraState {
+                        tat: next.us,
+                        rem: next.fr,
+                    };
                 }
-                Taken { taken: want, decision }
+                Taken {
+                    taken: want,
+                    decision,
+                }
             }
             Ok((decision, _)) => Taken { taken: 0, decision },
             // Unreachable: cost <= avail <= capacity or cost == 1 <= capacity.
-            Err(_) => Taken { taken: 0, decision: self.empty_decision(now) },
+            Err(_) => Taken {
+                taken: 0,
+                decision: self.empty_decision(now),
+            },
         }
     }
 
     fn empty_decision(&self, now: Instant) -> Decision {
-        Decision { allowed: false, remaining: 0, limit: self.capacity, reset_at: now, retry_at: now }
+        Decision {
+            allowed: false,
+            remaining: 0,
+            limit: self.capacity,
+            reset_at: now,
+            retry_at: now,
+        }
     }
 
     /// Give back `n` tokens (for a call that was admitted but did not happen).
@@ -348,11 +432,21 @@ impl Gcra {
     pub fn refund(&self, state: &mut GcraState, now: Instant, n: u64) -> Decision {
         let n = if n > self.capacity { self.capacity } else { n };
         let tat = self.norm(state);
-        let floor = Mixed { us: now.as_micros(), fr: 0 };
+        let floor = Mixed {
+            us: now.as_micros(),
+            fr: 0,
+        };
         if tat > floor {
             let back = self.inc(n);
-            let lowered = if self.add(floor, back) <= tat { self.sub(tat, back) } else { floor };
-            *state = GcraState { tat: lowered.us, rem: lowered.fr };
+            let lowered = if self.add(floor, back) <= tat {
+                self.sub(tat, back)
+            } else {
+                floor
+            };
+            *state = GcraState {
+                tat: lowered.us,
+                rem: lowered.fr,
+            };
         }
         match self.decide(state, now, 0) {
             Ok((d, _)) => d,
@@ -434,7 +528,10 @@ mod tests {
         let mut s = GcraState::default();
         assert_eq!(
             g.check(&mut s, t(0), 6),
-            Err(CostError::InsufficientCapacity { cost: 6, capacity: 5 })
+            Err(CostError::InsufficientCapacity {
+                cost: 6,
+                capacity: 5
+            })
         );
         assert_eq!(s, GcraState::default());
         assert!(g.check(&mut s, t(0), u64::MAX).is_err());
@@ -501,9 +598,18 @@ mod tests {
 
     #[test]
     fn config_bounds() {
-        assert_eq!(Gcra::new(1, 0, Duration::from_secs(1)), Err(ConfigError::Zero { field: "amount" }));
-        assert_eq!(Gcra::new(1, 1, Duration::ZERO), Err(ConfigError::Zero { field: "period" }));
-        assert!(matches!(Gcra::new(u64::MAX, 1, Duration::from_secs(1)), Err(ConfigError::TooLarge { .. })));
+        assert_eq!(
+            Gcra::new(1, 0, Duration::from_secs(1)),
+            Err(ConfigError::Zero { field: "amount" })
+        );
+        assert_eq!(
+            Gcra::new(1, 1, Duration::ZERO),
+            Err(ConfigError::Zero { field: "period" })
+        );
+        assert!(matches!(
+            Gcra::new(u64::MAX, 1, Duration::from_secs(1)),
+            Err(ConfigError::TooLarge { .. })
+        ));
         // 2^50 µs burst window is the edge.
         assert!(Gcra::new(1 << 20, 1, Duration::from_micros(1 << 30)).is_ok());
         assert!(Gcra::new((1 << 20) + 1, 1, Duration::from_micros(1 << 30)).is_err());
@@ -519,7 +625,10 @@ mod tests {
         let s = GcraState { tat: 1_000, rem: 7 };
         let d = g.peek(&s, t(1_000), 0).unwrap();
         assert_eq!(d.reset_at, t(1_003));
-        let mut corrupt = GcraState { tat: u64::MAX, rem: u64::MAX };
+        let mut corrupt = GcraState {
+            tat: u64::MAX,
+            rem: u64::MAX,
+        };
         assert!(!g.check(&mut corrupt, t(0), 1).unwrap().allowed);
     }
 }

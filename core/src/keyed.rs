@@ -51,7 +51,10 @@ impl fmt::Display for KeyedError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             KeyedError::TableFull { capacity } => {
-                write!(f, "keyed table full: all {capacity} keys are active; new keys are refused")
+                write!(
+                    f,
+                    "keyed table full: all {capacity} keys are active; new keys are refused"
+                )
             }
             KeyedError::Cost(e) => e.fmt(f),
         }
@@ -63,10 +66,13 @@ impl core::error::Error for KeyedError {}
 /// Per-key states of type `S` for up to `N` keys.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(bound(
-    serialize = "K: serde::Serialize + Eq + Hash, S: serde::Serialize",
-    deserialize = "K: serde::Deserialize<'de> + Eq + Hash, S: serde::Deserialize<'de>"
-)))]
+#[cfg_attr(
+    feature = "serde",
+    serde(bound(
+        serialize = "K: serde::Serialize + Eq + Hash, S: serde::Serialize",
+        deserialize = "K: serde::Deserialize<'de> + Eq + Hash, S: serde::Deserialize<'de>"
+    ))
+)]
 pub struct KeyedTable<K: Eq + Hash, S, const N: usize> {
     map: FnvIndexMap<K, S, N>,
 }
@@ -80,7 +86,9 @@ impl<K: Eq + Hash, S: Default, const N: usize> Default for KeyedTable<K, S, N> {
 impl<K: Eq + Hash, S: Default, const N: usize> KeyedTable<K, S, N> {
     /// An empty table.
     pub const fn new() -> Self {
-        KeyedTable { map: FnvIndexMap::new() }
+        KeyedTable {
+            map: FnvIndexMap::new(),
+        }
     }
     /// Keys held.
     pub fn len(&self) -> usize {
@@ -111,7 +119,13 @@ impl<K: Eq + Hash, S: Default, const N: usize> KeyedTable<K, S, N> {
     }
 
     /// What `check` would decide for `key`, changing nothing.
-    pub fn peek<L: Limiter<State = S>>(&self, limiter: &L, key: &K, now: Instant, cost: u64) -> Result<Decision, CostError> {
+    pub fn peek<L: Limiter<State = S>>(
+        &self,
+        limiter: &L,
+        key: &K,
+        now: Instant,
+        cost: u64,
+    ) -> Result<Decision, CostError> {
         match self.map.get(key) {
             Some(s) => limiter.peek(s, now, cost),
             None => limiter.peek(&S::default(), now, cost),
@@ -120,7 +134,13 @@ impl<K: Eq + Hash, S: Default, const N: usize> KeyedTable<K, S, N> {
 
     /// Check `cost` for `key`, creating its state if new (evicting one idle
     /// key if the table is full).
-    pub fn check<L: Limiter<State = S>>(&mut self, limiter: &L, key: K, now: Instant, cost: u64) -> Result<Decision, KeyedError> {
+    pub fn check<L: Limiter<State = S>>(
+        &mut self,
+        limiter: &L,
+        key: K,
+        now: Instant,
+        cost: u64,
+    ) -> Result<Decision, KeyedError> {
         if let Some(s) = self.map.get_mut(&key) {
             return Ok(limiter.check(s, now, cost)?);
         }

@@ -89,7 +89,13 @@ impl core::error::Error for PolicyError {}
 
 fn fold(now: Instant, decisions: impl Iterator<Item = (usize, Decision)>) -> PolicyDecision {
     let mut out = PolicyDecision {
-        decision: Decision { allowed: true, remaining: u64::MAX, limit: 0, reset_at: now, retry_at: now },
+        decision: Decision {
+            allowed: true,
+            remaining: u64::MAX,
+            limit: 0,
+            reset_at: now,
+            retry_at: now,
+        },
         binding: None,
     };
     for (i, d) in decisions {
@@ -116,14 +122,20 @@ fn fold(now: Instant, decisions: impl Iterator<Item = (usize, Decision)>) -> Pol
 }
 
 /// What [`check_all`] would decide, consuming nothing.
-pub fn peek_all(now: Instant, members: &[(&dyn Member, u64)]) -> Result<PolicyDecision, PolicyError> {
+pub fn peek_all(
+    now: Instant,
+    members: &[(&dyn Member, u64)],
+) -> Result<PolicyDecision, PolicyError> {
     let mut peeks = members.iter().map(|(m, c)| m.peek(now, *c));
     fold_results(now, &mut peeks)
 }
 
 /// Check every member at `now`, all-or-nothing. Errors (consuming nothing)
 /// when some member's cost can never fit.
-pub fn check_all(now: Instant, members: &mut [(&mut dyn Member, u64)]) -> Result<PolicyDecision, PolicyError> {
+pub fn check_all(
+    now: Instant,
+    members: &mut [(&mut dyn Member, u64)],
+) -> Result<PolicyDecision, PolicyError> {
     let mut peeks = members.iter().map(|(m, c)| m.peek(now, *c));
     let peeked = fold_results(now, &mut peeks)?;
     if !peeked.decision.allowed {
@@ -144,7 +156,10 @@ fn fold_results(
         results.enumerate().map_while(|(i, r)| match r {
             Ok(d) => Some((i, d)),
             Err(e) => {
-                error = Some(PolicyError { member: i, error: e });
+                error = Some(PolicyError {
+                    member: i,
+                    error: e,
+                });
                 None
             }
         }),

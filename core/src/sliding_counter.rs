@@ -38,7 +38,10 @@ use crate::{ConfigError, CostError, Decision, Duration, Instant, Limiter};
 /// A sliding window counter: `limit` units per `window`, in O(1) state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(try_from = "WindowConfig", into = "WindowConfig"))]
+#[cfg_attr(
+    feature = "serde",
+    serde(try_from = "WindowConfig", into = "WindowConfig")
+)]
 pub struct SlidingCounter {
     limit: u64,
     window: u64,
@@ -64,7 +67,10 @@ impl TryFrom<WindowConfig> for SlidingCounter {
 }
 impl From<SlidingCounter> for WindowConfig {
     fn from(c: SlidingCounter) -> Self {
-        WindowConfig { limit: c.limit, window_us: c.window }
+        WindowConfig {
+            limit: c.limit,
+            window_us: c.window,
+        }
     }
 }
 
@@ -74,7 +80,10 @@ impl SlidingCounter {
         if let Err(e) = validate_window(limit, window) {
             return Err(e);
         }
-        Ok(SlidingCounter { limit, window: window.as_micros() })
+        Ok(SlidingCounter {
+            limit,
+            window: window.as_micros(),
+        })
     }
     /// Units admitted per window.
     pub const fn limit(&self) -> u64 {
@@ -94,8 +103,19 @@ impl SlidingCounter {
         if start == s.start {
             (*s, now - start)
         } else if start > s.start {
-            let prev = if start - s.start == self.window { s.curr } else { 0 };
-            (SlidingCounterState { start, prev, curr: 0 }, now - start)
+            let prev = if start - s.start == self.window {
+                s.curr
+            } else {
+                0
+            };
+            (
+                SlidingCounterState {
+                    start,
+                    prev,
+                    curr: 0,
+                },
+                now - start,
+            )
         } else {
             (*s, 0)
         }
@@ -111,9 +131,17 @@ impl SlidingCounter {
         }
     }
 
-    fn decide(&self, s: &SlidingCounterState, now: Instant, cost: u64) -> Result<(Decision, SlidingCounterState), CostError> {
+    fn decide(
+        &self,
+        s: &SlidingCounterState,
+        now: Instant,
+        cost: u64,
+    ) -> Result<(Decision, SlidingCounterState), CostError> {
         if cost > self.limit {
-            return Err(CostError::InsufficientCapacity { cost, capacity: self.limit });
+            return Err(CostError::InsufficientCapacity {
+                cost,
+                capacity: self.limit,
+            });
         }
         let (mut r, el) = self.roll(s, now.as_micros());
         let weighted = mul_div_ceil(r.prev, self.window - el, self.window);
@@ -148,7 +176,12 @@ impl SlidingCounter {
 
     /// Admit `cost` if the weighted estimate allows it; a denial writes nothing.
     /// Errors when `cost > limit`.
-    pub fn check(&self, state: &mut SlidingCounterState, now: Instant, cost: u64) -> Result<Decision, CostError> {
+    pub fn check(
+        &self,
+        state: &mut SlidingCounterState,
+        now: Instant,
+        cost: u64,
+    ) -> Result<Decision, CostError> {
         let (d, next) = self.decide(state, now, cost)?;
         if d.allowed && cost > 0 {
             *state = next;
@@ -157,14 +190,24 @@ impl SlidingCounter {
     }
 
     /// What [`check`](SlidingCounter::check) would decide, changing nothing.
-    pub fn peek(&self, state: &SlidingCounterState, now: Instant, cost: u64) -> Result<Decision, CostError> {
+    pub fn peek(
+        &self,
+        state: &SlidingCounterState,
+        now: Instant,
+        cost: u64,
+    ) -> Result<Decision, CostError> {
         self.decide(state, now, cost).map(|(d, _)| d)
     }
 }
 
 impl Limiter for SlidingCounter {
     type State = SlidingCounterState;
-    fn check(&self, state: &mut Self::State, now: Instant, cost: u64) -> Result<Decision, CostError> {
+    fn check(
+        &self,
+        state: &mut Self::State,
+        now: Instant,
+        cost: u64,
+    ) -> Result<Decision, CostError> {
         SlidingCounter::check(self, state, now, cost)
     }
     fn peek(&self, state: &Self::State, now: Instant, cost: u64) -> Result<Decision, CostError> {

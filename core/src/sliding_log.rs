@@ -35,7 +35,10 @@ use crate::{ConfigError, CostError, Decision, Duration, Instant, Limiter};
 /// A sliding log of at most `N` requests: `limit` units per `window`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(try_from = "WindowConfig", into = "WindowConfig"))]
+#[cfg_attr(
+    feature = "serde",
+    serde(try_from = "WindowConfig", into = "WindowConfig")
+)]
 pub struct SlidingLog<const N: usize = 64> {
     limit: u64,
     window: u64,
@@ -84,7 +87,10 @@ impl<const N: usize> TryFrom<WindowConfig> for SlidingLog<N> {
 }
 impl<const N: usize> From<SlidingLog<N>> for WindowConfig {
     fn from(l: SlidingLog<N>) -> Self {
-        WindowConfig { limit: l.limit, window_us: l.window }
+        WindowConfig {
+            limit: l.limit,
+            window_us: l.window,
+        }
     }
 }
 
@@ -102,12 +108,18 @@ impl<const N: usize> SlidingLog<N> {
     /// `limit` units per sliding `window`, remembered in a log of `N` slots.
     pub const fn new(limit: u64, window: Duration) -> Result<Self, ConfigError> {
         if N == 0 {
-            return Err(ConfigError::Invalid { field: "N", reason: "(log slots) must be at least 1" });
+            return Err(ConfigError::Invalid {
+                field: "N",
+                reason: "(log slots) must be at least 1",
+            });
         }
         if let Err(e) = validate_window(limit, window) {
             return Err(e);
         }
-        Ok(SlidingLog { limit, window: window.as_micros() })
+        Ok(SlidingLog {
+            limit,
+            window: window.as_micros(),
+        })
     }
 
     /// Units admitted per window.
@@ -137,9 +149,17 @@ impl<const N: usize> SlidingLog<N> {
         (expired, used)
     }
 
-    fn decide(&self, s: &SlidingLogState<N>, now: Instant, cost: u64) -> Result<(Decision, usize, Option<u64>), CostError> {
+    fn decide(
+        &self,
+        s: &SlidingLogState<N>,
+        now: Instant,
+        cost: u64,
+    ) -> Result<(Decision, usize, Option<u64>), CostError> {
         if cost > self.limit {
-            return Err(CostError::InsufficientCapacity { cost, capacity: self.limit });
+            return Err(CostError::InsufficientCapacity {
+                cost,
+                capacity: self.limit,
+            });
         }
         let n = now.as_micros();
         let (expired, used) = self.scan(s, n);
@@ -148,14 +168,20 @@ impl<const N: usize> SlidingLog<N> {
         let room = self.limit.saturating_sub(used);
         let slot = live < N;
         if cost == 0 || (cost <= room && slot) {
-            let push_at = if cost == 0 { None } else { Some(newest.map_or(n, |b| if b > n { b } else { n })) };
+            let push_at = if cost == 0 {
+                None
+            } else {
+                Some(newest.map_or(n, |b| if b > n { b } else { n }))
+            };
             let live_after = live + push_at.is_some() as usize;
             let last = push_at.or(if live > 0 { newest } else { None });
             let d = Decision {
                 allowed: true,
                 remaining: if live_after < N { room - cost } else { 0 },
                 limit: self.limit,
-                reset_at: last.map_or(now, |at| Instant::from_micros(at.saturating_add(self.window))),
+                reset_at: last.map_or(now, |at| {
+                    Instant::from_micros(at.saturating_add(self.window))
+                }),
                 retry_at: now,
             };
             return Ok((d, expired, push_at));
@@ -182,7 +208,12 @@ impl<const N: usize> SlidingLog<N> {
 
     /// Admit `cost` if it fits in the window at `now`; otherwise deny, changing
     /// nothing but dropping expired entries. Errors when `cost > limit`.
-    pub fn check(&self, state: &mut SlidingLogState<N>, now: Instant, cost: u64) -> Result<Decision, CostError> {
+    pub fn check(
+        &self,
+        state: &mut SlidingLogState<N>,
+        now: Instant,
+        cost: u64,
+    ) -> Result<Decision, CostError> {
         let (d, expired, push_at) = self.decide(state, now, cost)?;
         for _ in 0..expired {
             state.entries.pop_front();
@@ -195,21 +226,34 @@ impl<const N: usize> SlidingLog<N> {
     }
 
     /// What [`check`](SlidingLog::check) would decide, changing nothing.
-    pub fn peek(&self, state: &SlidingLogState<N>, now: Instant, cost: u64) -> Result<Decision, CostError> {
+    pub fn peek(
+        &self,
+        state: &SlidingLogState<N>,
+        now: Instant,
+        cost: u64,
+    ) -> Result<Decision, CostError> {
         self.decide(state, now, cost).map(|(d, _, _)| d)
     }
 }
 
 impl<const N: usize> Limiter for SlidingLog<N> {
     type State = SlidingLogState<N>;
-    fn check(&self, state: &mut Self::State, now: Instant, cost: u64) -> Result<Decision, CostError> {
+    fn check(
+        &self,
+        state: &mut Self::State,
+        now: Instant,
+        cost: u64,
+    ) -> Result<Decision, CostError> {
         SlidingLog::check(self, state, now, cost)
     }
     fn peek(&self, state: &Self::State, now: Instant, cost: u64) -> Result<Decision, CostError> {
         SlidingLog::peek(self, state, now, cost)
     }
     fn is_idle(&self, state: &Self::State, now: Instant) -> bool {
-        state.entries.back().is_none_or(|e| e.at.saturating_add(self.window) <= now.as_micros())
+        state
+            .entries
+            .back()
+            .is_none_or(|e| e.at.saturating_add(self.window) <= now.as_micros())
     }
 }
 
@@ -228,7 +272,10 @@ mod tests {
         assert!(l.check(&mut s, t(1_000), 1).unwrap().allowed);
         assert!(l.check(&mut s, t(1_050), 1).unwrap().allowed);
         let d = l.check(&mut s, t(1_099), 1).unwrap();
-        assert_eq!((d.allowed, d.retry_at, d.reset_at), (false, t(1_100), t(1_150)));
+        assert_eq!(
+            (d.allowed, d.retry_at, d.reset_at),
+            (false, t(1_100), t(1_150))
+        );
         assert!(l.check(&mut s, t(1_100), 1).unwrap().allowed);
         assert!(!l.check(&mut s, t(1_149), 1).unwrap().allowed);
     }

@@ -293,7 +293,10 @@ mod tests {
         assert_eq!(Instant::MAX + Duration::MAX, Instant::MAX);
         assert_eq!(Instant::ZERO - Duration::from_secs(1), Instant::ZERO);
         assert_eq!(Duration::MAX.saturating_mul(3), Duration::MAX);
-        assert_eq!(Instant::from_secs(1) - Instant::from_secs(2), Duration::ZERO);
+        assert_eq!(
+            Instant::from_secs(1) - Instant::from_secs(2),
+            Duration::ZERO
+        );
         assert_eq!(Duration::from_micros(1_001).as_millis_ceil(), 2);
         assert_eq!(Duration::from_micros(1_000_001).as_secs_ceil(), 2);
     }

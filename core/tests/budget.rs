@@ -3,8 +3,8 @@ mod common;
 
 use common::FakeClock;
 use ratebound_core::budget::{
-    Admission, AlertKind, Budget, BudgetConfig, BudgetError, BudgetState, DenyReason, Dimension, Horizon, Reservation,
-    Usage,
+    Admission, AlertKind, Budget, BudgetConfig, BudgetError, BudgetState, DenyReason, Dimension,
+    Horizon, Reservation, Usage,
 };
 use ratebound_core::{ConfigError, Duration, Instant};
 
@@ -35,21 +35,38 @@ fn seed_config_fields_all_map() {
     let now = FakeClock::new().now();
     assert!(matches!(
         b.reserve(&mut st, now, Usage::request(4_001, 0)),
-        Err(BudgetError::ExceedsLimit { dimension: Dimension::Tokens, limit: None, .. })
+        Err(BudgetError::ExceedsLimit {
+            dimension: Dimension::Tokens,
+            limit: None,
+            ..
+        })
     ));
     assert!(matches!(
         b.reserve(&mut st, now, Usage::request(10, 500_001)),
-        Err(BudgetError::ExceedsLimit { dimension: Dimension::Cost, limit: None, .. })
+        Err(BudgetError::ExceedsLimit {
+            dimension: Dimension::Cost,
+            limit: None,
+            ..
+        })
     ));
-    let r = granted(b.reserve(&mut st, now, Usage::request(3_000, 100_000)).unwrap().admission);
-    let s = b.settle(&mut st, now, r, Usage::request(2_000, 90_000)).unwrap();
+    let r = granted(
+        b.reserve(&mut st, now, Usage::request(3_000, 100_000))
+            .unwrap()
+            .admission,
+    );
+    let s = b
+        .settle(&mut st, now, r, Usage::request(2_000, 90_000))
+        .unwrap();
     assert!(!s.late);
     let status = b.status(&st, now);
     assert_eq!(status.used(Dimension::Tokens, Horizon::MINUTE), Some(2_000));
     assert_eq!(status.used(Dimension::Tokens, Horizon::HOUR), Some(2_000));
     assert_eq!(status.used(Dimension::Tokens, Horizon::DAY), Some(2_000));
     assert_eq!(status.used(Dimension::Cost, Horizon::DAY), Some(90_000));
-    assert_eq!(status.utilization_bp(Dimension::Tokens, Horizon::MINUTE), Some(2_000));
+    assert_eq!(
+        status.utilization_bp(Dimension::Tokens, Horizon::MINUTE),
+        Some(2_000)
+    );
     assert!(!status.throttled);
 }
 
@@ -59,25 +76,49 @@ fn reservations_prevent_overshoot_and_settle_adjusts() {
     let mut st = BudgetState::<16>::default();
     let mut clock = FakeClock::new();
     let now = clock.now();
-    let r1 = granted(b.reserve(&mut st, now, Usage::request(600, 0)).unwrap().admission);
+    let r1 = granted(
+        b.reserve(&mut st, now, Usage::request(600, 0))
+            .unwrap()
+            .admission,
+    );
     // 600 held: 500 more does not fit, 400 does.
     let denied = b.reserve(&mut st, now, Usage::request(500, 0)).unwrap();
-    let Admission::Denied(d) = denied.admission else { panic!() };
+    let Admission::Denied(d) = denied.admission else {
+        panic!()
+    };
     assert_eq!(d.reason, DenyReason::Limit);
     assert_eq!(d.limit, Some(0));
     let minute_end = Instant::from_micros((now.as_micros() / 60_000_000 + 1) * 60_000_000);
     assert_eq!(d.retry_at, minute_end);
     assert_eq!(denied.alerts.len(), 1);
     assert_eq!(denied.alerts[0].kind, AlertKind::LimitHit);
-    let r2 = granted(b.reserve(&mut st, now, Usage::request(400, 0)).unwrap().admission);
+    let r2 = granted(
+        b.reserve(&mut st, now, Usage::request(400, 0))
+            .unwrap()
+            .admission,
+    );
     // Settling below the estimate frees room.
-    b.settle(&mut st, clock.advance(Duration::from_secs(1)), r1, Usage::request(100, 0)).unwrap();
-    let r3 = granted(b.reserve(&mut st, clock.now(), Usage::request(500, 0)).unwrap().admission);
+    b.settle(
+        &mut st,
+        clock.advance(Duration::from_secs(1)),
+        r1,
+        Usage::request(100, 0),
+    )
+    .unwrap();
+    let r3 = granted(
+        b.reserve(&mut st, clock.now(), Usage::request(500, 0))
+            .unwrap()
+            .admission,
+    );
     b.release(&mut st, clock.now(), r2).unwrap();
     let s = b.status(&st, clock.now());
-    assert_eq!((s.limits[0].used, s.limits[0].reserved, s.holds), (100, 500, 1));
+    assert_eq!(
+        (s.limits[0].used, s.limits[0].reserved, s.holds),
+        (100, 500, 1)
+    );
     // Settling above the estimate charges the truth.
-    b.settle(&mut st, clock.now(), r3, Usage::request(950, 0)).unwrap();
+    b.settle(&mut st, clock.now(), r3, Usage::request(950, 0))
+        .unwrap();
     assert_eq!(b.status(&st, clock.now()).limits[0].used, 1_050);
     // Next minute: fresh.
     clock.advance(Duration::from_secs(60));
@@ -86,102 +127,214 @@ fn reservations_prevent_overshoot_and_settle_adjusts() {
 
 #[test]
 fn holds_lapse_and_late_settles_still_charge() {
-    let b = Budget::new(BudgetConfig::new().tokens_per_day(1_000).hold_ttl(Duration::from_secs(30))).unwrap();
+    let b = Budget::new(
+        BudgetConfig::new()
+            .tokens_per_day(1_000)
+            .hold_ttl(Duration::from_secs(30)),
+    )
+    .unwrap();
     let mut st = BudgetState::<2>::default();
     let mut clock = FakeClock::new();
-    let r = granted(b.reserve(&mut st, clock.now(), Usage::request(900, 0)).unwrap().admission);
-    assert!(matches!(b.reserve(&mut st, clock.now(), Usage::request(200, 0)).unwrap().admission, Admission::Denied(_)));
+    let r = granted(
+        b.reserve(&mut st, clock.now(), Usage::request(900, 0))
+            .unwrap()
+            .admission,
+    );
+    assert!(matches!(
+        b.reserve(&mut st, clock.now(), Usage::request(200, 0))
+            .unwrap()
+            .admission,
+        Admission::Denied(_)
+    ));
     clock.advance(Duration::from_secs(30));
     // The crashed caller's hold lapsed: room again.
-    let r2 = granted(b.reserve(&mut st, clock.now(), Usage::request(200, 0)).unwrap().admission);
-    let s = b.settle(&mut st, clock.now(), r, Usage::request(700, 0)).unwrap();
+    let r2 = granted(
+        b.reserve(&mut st, clock.now(), Usage::request(200, 0))
+            .unwrap()
+            .admission,
+    );
+    let s = b
+        .settle(&mut st, clock.now(), r, Usage::request(700, 0))
+        .unwrap();
     assert!(s.late);
     assert_eq!(b.status(&st, clock.now()).limits[0].used, 700);
     // A release after settle of the same id is an error and charges nothing.
-    let fake = Reservation { id: 0, usage: Usage::default(), expires: clock.now() };
-    assert_eq!(b.release(&mut st, clock.now(), fake), Err(BudgetError::UnknownReservation { id: 0 }));
+    let fake = Reservation {
+        id: 0,
+        usage: Usage::default(),
+        expires: clock.now(),
+    };
+    assert_eq!(
+        b.release(&mut st, clock.now(), fake),
+        Err(BudgetError::UnknownReservation { id: 0 })
+    );
     b.release(&mut st, clock.now(), r2).unwrap();
 }
 
 #[test]
 fn table_of_holds_is_bounded() {
-    let b = Budget::new(BudgetConfig::new().tokens_per_day(1_000_000).hold_ttl(Duration::from_secs(5))).unwrap();
+    let b = Budget::new(
+        BudgetConfig::new()
+            .tokens_per_day(1_000_000)
+            .hold_ttl(Duration::from_secs(5)),
+    )
+    .unwrap();
     let mut st = BudgetState::<2>::default();
     let clock = FakeClock::new();
-    let _a = granted(b.reserve(&mut st, clock.now(), Usage::request(1, 0)).unwrap().admission);
-    let _b = granted(b.reserve(&mut st, clock.now(), Usage::request(1, 0)).unwrap().admission);
-    let Admission::Denied(d) = b.reserve(&mut st, clock.now(), Usage::request(1, 0)).unwrap().admission else { panic!() };
+    let _a = granted(
+        b.reserve(&mut st, clock.now(), Usage::request(1, 0))
+            .unwrap()
+            .admission,
+    );
+    let _b = granted(
+        b.reserve(&mut st, clock.now(), Usage::request(1, 0))
+            .unwrap()
+            .admission,
+    );
+    let Admission::Denied(d) = b
+        .reserve(&mut st, clock.now(), Usage::request(1, 0))
+        .unwrap()
+        .admission
+    else {
+        panic!()
+    };
     assert_eq!(d.reason, DenyReason::TooManyReservations);
     assert_eq!(d.retry_at, clock.now() + Duration::from_secs(5));
     // After expiry, a lapsed hold's slot is reused.
     let later = clock.now() + Duration::from_secs(5);
-    assert!(matches!(b.reserve(&mut st, later, Usage::request(1, 0)).unwrap().admission, Admission::Granted(_)));
+    assert!(matches!(
+        b.reserve(&mut st, later, Usage::request(1, 0))
+            .unwrap()
+            .admission,
+        Admission::Granted(_)
+    ));
 }
 
 #[test]
 fn alerts_fire_once_per_window() {
-    let b = Budget::new(BudgetConfig::new().tokens_per_minute(1_000).alert_threshold_bp(5_000).alert_threshold_bp(8_000)).unwrap();
+    let b = Budget::new(
+        BudgetConfig::new()
+            .tokens_per_minute(1_000)
+            .alert_threshold_bp(5_000)
+            .alert_threshold_bp(8_000),
+    )
+    .unwrap();
     let mut st = BudgetState::<4>::default();
     let mut clock = FakeClock::new();
     let t0 = clock.now();
     assert!(b.record(&mut st, t0, Usage::request(400, 0)).is_empty());
     let a = b.record(&mut st, t0, Usage::request(100, 0));
     assert_eq!(a.len(), 1);
-    assert_eq!((a[0].kind, a[0].threshold_bp, a[0].utilization_bp), (AlertKind::Threshold, 5_000, 5_000));
+    assert_eq!(
+        (a[0].kind, a[0].threshold_bp, a[0].utilization_bp),
+        (AlertKind::Threshold, 5_000, 5_000)
+    );
     assert_eq!(a[0].seed_type(), "token_minute_threshold");
     assert!(b.record(&mut st, t0, Usage::request(100, 0)).is_empty());
     // Jumping past 80 % and 100 % at once: one threshold alert (the highest) and one limit hit.
     let a = b.record(&mut st, t0, Usage::request(500, 0));
     assert_eq!(a.len(), 2);
-    assert_eq!((a[0].kind, a[0].threshold_bp), (AlertKind::Threshold, 8_000));
-    assert_eq!((a[1].kind, a[1].utilization_bp), (AlertKind::LimitHit, 11_000));
+    assert_eq!(
+        (a[0].kind, a[0].threshold_bp),
+        (AlertKind::Threshold, 8_000)
+    );
+    assert_eq!(
+        (a[1].kind, a[1].utilization_bp),
+        (AlertKind::LimitHit, 11_000)
+    );
     assert_eq!(a[1].seed_type(), "limit_hit");
     assert!(b.record(&mut st, t0, Usage::request(100, 0)).is_empty());
     // Denials in the same window do not repeat the limit hit.
-    assert!(b.reserve(&mut st, t0, Usage::request(1, 0)).unwrap().alerts.is_empty());
+    assert!(b
+        .reserve(&mut st, t0, Usage::request(1, 0))
+        .unwrap()
+        .alerts
+        .is_empty());
     // New window: fires again.
     clock.advance(Duration::from_secs(60));
-    assert_eq!(b.record(&mut st, clock.now(), Usage::request(900, 0)).len(), 1);
+    assert_eq!(
+        b.record(&mut st, clock.now(), Usage::request(900, 0)).len(),
+        1
+    );
 }
 
 #[test]
 fn auto_throttle_spreads_the_remainder() {
     // 100 requests per hour; past 50 %, pace so the rest lasts the hour.
     let b = Budget::new(
-        BudgetConfig::new().limit(Dimension::Requests, Horizon::HOUR, 100).auto_throttle(5_000, Duration::from_millis(10)),
+        BudgetConfig::new()
+            .limit(Dimension::Requests, Horizon::HOUR, 100)
+            .auto_throttle(5_000, Duration::from_millis(10)),
     )
     .unwrap();
     let mut st = BudgetState::<4>::default();
     let mut clock = FakeClock::new(); // on an hour boundary
     for _ in 0..49 {
-        assert!(b.try_spend(&mut st, clock.now(), Usage::request(0, 0)).unwrap().denied.is_none());
+        assert!(b
+            .try_spend(&mut st, clock.now(), Usage::request(0, 0))
+            .unwrap()
+            .denied
+            .is_none());
     }
     assert!(!b.status(&st, clock.now()).throttled);
     // The 50th crosses 50 %: 51 were left before it, 3600 s remain → 3600/51 s.
-    assert!(b.try_spend(&mut st, clock.now(), Usage::request(0, 0)).unwrap().denied.is_none());
+    assert!(b
+        .try_spend(&mut st, clock.now(), Usage::request(0, 0))
+        .unwrap()
+        .denied
+        .is_none());
     let s = b.status(&st, clock.now());
     assert!(s.throttled);
     let pause = Duration::from_micros(3_600_000_000u64.div_ceil(51));
     assert_eq!(s.throttle_until, Some(clock.now() + pause));
-    let Some(d) = b.try_spend(&mut st, clock.now(), Usage::request(0, 0)).unwrap().denied else { panic!() };
-    assert_eq!((d.reason, d.retry_at), (DenyReason::Throttled, clock.now() + pause));
+    let Some(d) = b
+        .try_spend(&mut st, clock.now(), Usage::request(0, 0))
+        .unwrap()
+        .denied
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (d.reason, d.retry_at),
+        (DenyReason::Throttled, clock.now() + pause)
+    );
     clock.advance(pause);
-    assert!(b.try_spend(&mut st, clock.now(), Usage::request(0, 0)).unwrap().denied.is_none());
+    assert!(b
+        .try_spend(&mut st, clock.now(), Usage::request(0, 0))
+        .unwrap()
+        .denied
+        .is_none());
 }
 
 #[test]
 fn calendar_month_and_offsets() {
-    let b = Budget::new(BudgetConfig::new().limit(Dimension::Cost, Horizon::CalendarMonth, 50_000_000).utc_offset_secs(9 * 3_600)).unwrap();
+    let b = Budget::new(
+        BudgetConfig::new()
+            .limit(Dimension::Cost, Horizon::CalendarMonth, 50_000_000)
+            .utc_offset_secs(9 * 3_600),
+    )
+    .unwrap();
     let mut st = BudgetState::<4>::default();
     // 2026-11-30T14:59:59Z is 23:59:59 on Nov 30 in UTC+9.
     let before = Instant::from_secs(1_796_050_799);
     b.record(&mut st, before, Usage::of(Dimension::Cost, 50_000_000));
-    assert!(b.try_spend(&mut st, before, Usage::of(Dimension::Cost, 1)).unwrap().denied.is_some());
+    assert!(b
+        .try_spend(&mut st, before, Usage::of(Dimension::Cost, 1))
+        .unwrap()
+        .denied
+        .is_some());
     let after = before + Duration::from_secs(1); // December in Tokyo
-    assert!(b.try_spend(&mut st, after, Usage::of(Dimension::Cost, 1)).unwrap().denied.is_none());
+    assert!(b
+        .try_spend(&mut st, after, Usage::of(Dimension::Cost, 1))
+        .unwrap()
+        .denied
+        .is_none());
     let s = b.status(&st, after);
     assert_eq!(s.limits[0].window_start, after);
-    assert_eq!(s.limits[0].window_end, after + Duration::from_secs(31 * 86_400));
+    assert_eq!(
+        s.limits[0].window_end,
+        after + Duration::from_secs(31 * 86_400)
+    );
 }
 
 #[test]
@@ -192,26 +345,83 @@ fn clock_going_backwards_is_treated_as_the_latest_time() {
     b.record(&mut st, t, Usage::request(100, 0));
     // An earlier time (previous minute) does not reopen that minute's budget.
     let earlier = t - Duration::from_secs(30);
-    assert!(b.try_spend(&mut st, earlier, Usage::request(1, 0)).unwrap().denied.is_some());
+    assert!(b
+        .try_spend(&mut st, earlier, Usage::request(1, 0))
+        .unwrap()
+        .denied
+        .is_some());
 }
 
 #[test]
 fn bad_configs_name_their_field() {
     let e = |c: BudgetConfig| Budget::new(c).unwrap_err();
-    assert_eq!(e(BudgetConfig::new().tokens_per_minute(0)), ConfigError::Zero { field: "limits[].max" });
-    assert!(matches!(e(BudgetConfig::new().tokens_per_day(u64::MAX)), ConfigError::TooLarge { field: "limits[].max", .. }));
-    assert!(matches!(e(BudgetConfig::new().alert_threshold_bp(8_000).alert_threshold_bp(5_000)), ConfigError::Invalid { field: "alert_thresholds_bp", .. }));
-    assert!(matches!(e(BudgetConfig::new().alert_threshold_bp(10_001)), ConfigError::Invalid { field: "alert_thresholds_bp", .. }));
-    assert!(matches!(e(BudgetConfig::new().utc_offset_secs(19 * 3_600)), ConfigError::Invalid { field: "utc_offset_secs", .. }));
-    assert!(matches!(e(BudgetConfig::new().auto_throttle(0, Duration::ZERO)), ConfigError::Invalid { field: "throttle.after_bp", .. }));
-    assert_eq!(e(BudgetConfig::new().hold_ttl(Duration::ZERO)), ConfigError::Zero { field: "hold_ttl" });
-    assert_eq!(e(BudgetConfig::new().limit(Dimension::Tokens, Horizon::Fixed(Duration::ZERO), 1)), ConfigError::Zero { field: "limits[].horizon" });
+    assert_eq!(
+        e(BudgetConfig::new().tokens_per_minute(0)),
+        ConfigError::Zero {
+            field: "limits[].max"
+        }
+    );
+    assert!(matches!(
+        e(BudgetConfig::new().tokens_per_day(u64::MAX)),
+        ConfigError::TooLarge {
+            field: "limits[].max",
+            ..
+        }
+    ));
+    assert!(matches!(
+        e(BudgetConfig::new()
+            .alert_threshold_bp(8_000)
+            .alert_threshold_bp(5_000)),
+        ConfigError::Invalid {
+            field: "alert_thresholds_bp",
+            ..
+        }
+    ));
+    assert!(matches!(
+        e(BudgetConfig::new().alert_threshold_bp(10_001)),
+        ConfigError::Invalid {
+            field: "alert_thresholds_bp",
+            ..
+        }
+    ));
+    assert!(matches!(
+        e(BudgetConfig::new().utc_offset_secs(19 * 3_600)),
+        ConfigError::Invalid {
+            field: "utc_offset_secs",
+            ..
+        }
+    ));
+    assert!(matches!(
+        e(BudgetConfig::new().auto_throttle(0, Duration::ZERO)),
+        ConfigError::Invalid {
+            field: "throttle.after_bp",
+            ..
+        }
+    ));
+    assert_eq!(
+        e(BudgetConfig::new().hold_ttl(Duration::ZERO)),
+        ConfigError::Zero { field: "hold_ttl" }
+    );
+    assert_eq!(
+        e(BudgetConfig::new().limit(Dimension::Tokens, Horizon::Fixed(Duration::ZERO), 1)),
+        ConfigError::Zero {
+            field: "limits[].horizon"
+        }
+    );
     let mut c = BudgetConfig::new();
     for _ in 0..13 {
         c = c.tokens_per_minute(1);
     }
-    assert!(matches!(e(c), ConfigError::Invalid { field: "limits / alert_thresholds_bp", .. }));
-    assert!(e(BudgetConfig::new().tokens_per_request(0)).to_string().contains("max_tokens_per_request"));
+    assert!(matches!(
+        e(c),
+        ConfigError::Invalid {
+            field: "limits / alert_thresholds_bp",
+            ..
+        }
+    ));
+    assert!(e(BudgetConfig::new().tokens_per_request(0))
+        .to_string()
+        .contains("max_tokens_per_request"));
 }
 
 #[test]
@@ -219,9 +429,29 @@ fn huge_amounts_are_clamped_not_wrapped() {
     let b = Budget::new(BudgetConfig::new().cost_per_day(1_000)).unwrap();
     let mut st = BudgetState::<4>::default();
     let now = FakeClock::new().now();
-    b.record(&mut st, now, Usage { requests: u64::MAX, tokens: u64::MAX, cost: u64::MAX });
-    b.record(&mut st, now, Usage { requests: u64::MAX, tokens: u64::MAX, cost: u64::MAX });
+    b.record(
+        &mut st,
+        now,
+        Usage {
+            requests: u64::MAX,
+            tokens: u64::MAX,
+            cost: u64::MAX,
+        },
+    );
+    b.record(
+        &mut st,
+        now,
+        Usage {
+            requests: u64::MAX,
+            tokens: u64::MAX,
+            cost: u64::MAX,
+        },
+    );
     let s = b.status(&st, now);
     assert!(s.limits[0].used >= 1_000);
-    assert!(b.try_spend(&mut st, now, Usage::of(Dimension::Cost, 1)).unwrap().denied.is_some());
+    assert!(b
+        .try_spend(&mut st, now, Usage::of(Dimension::Cost, 1))
+        .unwrap()
+        .denied
+        .is_some());
 }

@@ -14,8 +14,13 @@
 use std::path::PathBuf;
 
 use ratebound_core::backoff::splitmix64;
-use ratebound_core::budget::{Admission, Budget, BudgetConfig, BudgetState, Dimension, Horizon, Reservation, Usage};
-use ratebound_core::{CostError, Duration, Gcra, GcraState, Instant, SlidingCounter, SlidingCounterState, SlidingLog, SlidingLogState};
+use ratebound_core::budget::{
+    Admission, Budget, BudgetConfig, BudgetState, Dimension, Horizon, Reservation, Usage,
+};
+use ratebound_core::{
+    CostError, Duration, Gcra, GcraState, Instant, SlidingCounter, SlidingCounterState, SlidingLog,
+    SlidingLogState,
+};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -37,7 +42,8 @@ fn result<T: Serialize>(r: Result<T, CostError>) -> Value {
 }
 
 fn u(v: &Value, k: &str) -> u64 {
-    v[k].as_u64().unwrap_or_else(|| panic!("missing integer field {k} in {v}"))
+    v[k].as_u64()
+        .unwrap_or_else(|| panic!("missing integer field {k} in {v}"))
 }
 
 /// A state machine under trace: applies one step's inputs and reports the result and state.
@@ -120,19 +126,39 @@ fn usage(v: &Value) -> Usage {
 impl Machine for BudgetM {
     fn apply(&mut self, s: &Value) -> Value {
         let now = Instant::from_micros(u(s, "now"));
-        let held = |id: u64| Reservation { id, usage: Usage::default(), expires: now };
+        let held = |id: u64| Reservation {
+            id,
+            usage: Usage::default(),
+            expires: now,
+        };
         let out = match s["op"].as_str() {
-            Some("reserve") => self.cfg.reserve(&mut self.st, now, usage(&s["usage"])).map(|r| {
-                let admission = match r.admission {
-                    Admission::Granted(h) => json!({ "granted": to_json(&h) }),
-                    Admission::Denied(d) => json!({ "denied": to_json(&d) }),
-                };
-                json!({ "admission": admission, "alerts": to_json(&r.alerts) })
-            }),
-            Some("settle") => self.cfg.settle(&mut self.st, now, held(u(s, "id")), usage(&s["usage"])).map(|r| to_json(&r)),
-            Some("release") => self.cfg.release(&mut self.st, now, held(u(s, "id"))).map(|()| Value::Null),
-            Some("record") => Ok(to_json(&self.cfg.record(&mut self.st, now, usage(&s["usage"])))),
-            Some("try_spend") => self.cfg.try_spend(&mut self.st, now, usage(&s["usage"])).map(|r| to_json(&r)),
+            Some("reserve") => self
+                .cfg
+                .reserve(&mut self.st, now, usage(&s["usage"]))
+                .map(|r| {
+                    let admission = match r.admission {
+                        Admission::Granted(h) => json!({ "granted": to_json(&h) }),
+                        Admission::Denied(d) => json!({ "denied": to_json(&d) }),
+                    };
+                    json!({ "admission": admission, "alerts": to_json(&r.alerts) })
+                }),
+            Some("settle") => self
+                .cfg
+                .settle(&mut self.st, now, held(u(s, "id")), usage(&s["usage"]))
+                .map(|r| to_json(&r)),
+            Some("release") => self
+                .cfg
+                .release(&mut self.st, now, held(u(s, "id")))
+                .map(|()| Value::Null),
+            Some("record") => Ok(to_json(&self.cfg.record(
+                &mut self.st,
+                now,
+                usage(&s["usage"]),
+            ))),
+            Some("try_spend") => self
+                .cfg
+                .try_spend(&mut self.st, now, usage(&s["usage"]))
+                .map(|r| to_json(&r)),
             Some("status") => Ok(to_json(&self.cfg.status(&self.st, now))),
             op => panic!("unknown budget op {op:?}"),
         };
@@ -149,12 +175,22 @@ impl Machine for BudgetM {
 fn machine(kind: &str, config: &Value) -> Box<dyn Machine> {
     let c = config.clone();
     match kind {
-        "gcra" => Box::new(GcraM { cfg: serde_json::from_value(c).expect("gcra config"), st: Default::default() }),
-        "sliding_log" => Box::new(LogM { cfg: serde_json::from_value(c).expect("log config"), st: Default::default() }),
-        "sliding_counter" => {
-            Box::new(CounterM { cfg: serde_json::from_value(c).expect("counter config"), st: Default::default() })
-        }
-        "budget" => Box::new(BudgetM { cfg: serde_json::from_value(c).expect("budget config"), st: Default::default() }),
+        "gcra" => Box::new(GcraM {
+            cfg: serde_json::from_value(c).expect("gcra config"),
+            st: Default::default(),
+        }),
+        "sliding_log" => Box::new(LogM {
+            cfg: serde_json::from_value(c).expect("log config"),
+            st: Default::default(),
+        }),
+        "sliding_counter" => Box::new(CounterM {
+            cfg: serde_json::from_value(c).expect("counter config"),
+            st: Default::default(),
+        }),
+        "budget" => Box::new(BudgetM {
+            cfg: serde_json::from_value(c).expect("budget config"),
+            st: Default::default(),
+        }),
         k => panic!("unknown machine {k}"),
     }
 }
@@ -228,7 +264,13 @@ fn gcra_traces() -> Vec<Value> {
         .enumerate()
         .map(|(i, &(name, capacity, amount, period_us, scale))| {
             let cfg = json!({ "capacity": capacity, "amount": amount, "period_us": period_us });
-            let inputs = random_cost_inputs(100 + i as u64, 80, scale, capacity, &["check", "check", "check", "peek", "at_most", "refund"]);
+            let inputs = random_cost_inputs(
+                100 + i as u64,
+                80,
+                scale,
+                capacity,
+                &["check", "check", "check", "peek", "at_most", "refund"],
+            );
             trace("gcra", name, cfg, inputs)
         })
         .collect()
@@ -246,7 +288,13 @@ fn window_traces(kind: &str) -> Vec<Value> {
         .enumerate()
         .map(|(i, &(name, limit, window_us, scale))| {
             let cfg = json!({ "limit": limit, "window_us": window_us });
-            let inputs = random_cost_inputs(200 + i as u64, 80, scale, limit, &["check", "check", "check", "peek"]);
+            let inputs = random_cost_inputs(
+                200 + i as u64,
+                80,
+                scale,
+                limit,
+                &["check", "check", "check", "peek"],
+            );
             trace(kind, name, cfg, inputs)
         })
         .collect()
@@ -337,7 +385,10 @@ fn budget_traces() -> Vec<Value> {
 
 fn generate() -> Vec<(&'static str, Value)> {
     let file = |kind: &'static str, description: &str, traces: Vec<Value>| {
-        (kind, json!({ "format": 1, "machine": kind, "description": description, "traces": traces }))
+        (
+            kind,
+            json!({ "format": 1, "machine": kind, "description": description, "traces": traces }),
+        )
     };
     vec![
         file("gcra", "GCRA token bucket: check / peek / at_most (cost = n) / refund (cost = n)", gcra_traces()),
@@ -358,11 +409,19 @@ fn pretty(v: &Value) -> String {
     );
     let traces = v["traces"].as_array().expect("traces");
     for (i, t) in traces.iter().enumerate() {
-        out += &format!("{{\"name\": {}, \"config\": {}, \"steps\": [\n", c(&t["name"]), c(&t["config"]));
+        out += &format!(
+            "{{\"name\": {}, \"config\": {}, \"steps\": [\n",
+            c(&t["name"]),
+            c(&t["config"])
+        );
         let steps = t["steps"].as_array().expect("steps");
         let lines: Vec<String> = steps.iter().map(c).collect();
         out += &lines.join(",\n");
-        out += if i + 1 < traces.len() { "\n]},\n" } else { "\n]}\n" };
+        out += if i + 1 < traces.len() {
+            "\n]},\n"
+        } else {
+            "\n]}\n"
+        };
     }
     out += "]}\n";
     out
@@ -379,8 +438,12 @@ fn committed_traces_are_current() {
             std::fs::write(&path, &text).expect("write fixture");
             continue;
         }
-        let committed = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}; run with RATEBOUND_BLESS=1 to create it", path.display()));
+        let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; run with RATEBOUND_BLESS=1 to create it",
+                path.display()
+            )
+        });
         assert!(committed == text, "{} is stale: core's decisions changed. If intended, rerun with RATEBOUND_BLESS=1 and review the diff", path.display());
     }
 }
@@ -390,7 +453,9 @@ fn committed_traces_replay_exactly() {
     let mut steps = 0;
     for kind in ["gcra", "sliding_log", "sliding_counter", "budget"] {
         let path = dir().join(format!("{kind}.json"));
-        let file: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture file")).expect("json");
+        let file: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture file"))
+                .expect("json");
         assert_eq!(file["machine"], kind);
         let traces = file["traces"].as_array().expect("traces");
         assert!(traces.len() >= 3, "{kind}: too few traces");
@@ -398,8 +463,17 @@ fn committed_traces_replay_exactly() {
             let mut m = machine(kind, &t["config"]);
             for (i, step) in t["steps"].as_array().expect("steps").iter().enumerate() {
                 let got = m.apply(step);
-                assert_eq!(got, step["expect"], "{kind}/{} step {i}: decision differs", t["name"]);
-                assert_eq!(m.state(), step["state"], "{kind}/{} step {i}: state differs", t["name"]);
+                assert_eq!(
+                    got, step["expect"],
+                    "{kind}/{} step {i}: decision differs",
+                    t["name"]
+                );
+                assert_eq!(
+                    m.state(),
+                    step["state"],
+                    "{kind}/{} step {i}: state differs",
+                    t["name"]
+                );
                 steps += 1;
             }
         }
@@ -411,8 +485,15 @@ fn committed_traces_replay_exactly() {
 fn every_number_in_the_fixtures_is_exact_in_js_and_lua() {
     fn walk(v: &Value, path: &str) {
         match v {
-            Value::Number(n) => assert!(n.as_u64().is_some_and(|x| x <= MAX_SAFE) || n.as_i64().is_some_and(|x| x.unsigned_abs() <= MAX_SAFE), "{path}: {n} is not a safe integer"),
-            Value::Array(a) => a.iter().enumerate().for_each(|(i, x)| walk(x, &format!("{path}[{i}]"))),
+            Value::Number(n) => assert!(
+                n.as_u64().is_some_and(|x| x <= MAX_SAFE)
+                    || n.as_i64().is_some_and(|x| x.unsigned_abs() <= MAX_SAFE),
+                "{path}: {n} is not a safe integer"
+            ),
+            Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .for_each(|(i, x)| walk(x, &format!("{path}[{i}]"))),
             Value::Object(o) => o.iter().for_each(|(k, x)| walk(x, &format!("{path}.{k}"))),
             _ => {}
         }

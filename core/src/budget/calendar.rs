@@ -23,11 +23,17 @@ pub(crate) fn bounds(h: Horizon, offset_us: i64, now: u64) -> (u64, u64) {
             let days = local.div_euclid(DAY_US) as i64;
             let (y, m, _) = civil_from_days(days);
             let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-            (days_from_civil(y, m, 1) as i128 * DAY_US, days_from_civil(ny, nm, 1) as i128 * DAY_US)
+            (
+                days_from_civil(y, m, 1) as i128 * DAY_US,
+                days_from_civil(ny, nm, 1) as i128 * DAY_US,
+            )
         }
     };
     let clamp = |v: i128| v.clamp(0, u64::MAX as i128) as u64;
-    (clamp(start_local - offset_us as i128), clamp(end_local - offset_us as i128))
+    (
+        clamp(start_local - offset_us as i128),
+        clamp(end_local - offset_us as i128),
+    )
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date.
@@ -83,7 +89,10 @@ mod tests {
         // At UTC+1 it is already March 1st, 00:30 local; March starts at 23:00Z.
         let h = 3_600 * S;
         let apr = days_from_civil(2026, 4, 1) as u64 * 86_400 * S;
-        assert_eq!(bounds(Horizon::CalendarMonth, h as i64, now), (mar - h, apr - h));
+        assert_eq!(
+            bounds(Horizon::CalendarMonth, h as i64, now),
+            (mar - h, apr - h)
+        );
     }
 
     #[test]
@@ -93,7 +102,13 @@ mod tests {
         assert_eq!(bounds(day, 0, now), (86_400 * 10 * S, 86_400 * 11 * S));
         // UTC−8: local day starts at 08:00Z; at 05:00Z we're in the previous local day.
         let o = -(8 * 3_600 * S as i64);
-        assert_eq!(bounds(day, o, now), (86_400 * 9 * S + 8 * 3_600 * S, 86_400 * 10 * S + 8 * 3_600 * S));
+        assert_eq!(
+            bounds(day, o, now),
+            (
+                86_400 * 9 * S + 8 * 3_600 * S,
+                86_400 * 10 * S + 8 * 3_600 * S
+            )
+        );
         // Near the epoch a window start before 0 clamps.
         assert_eq!(bounds(day, 3_600 * S as i64, 0).0, 0);
     }

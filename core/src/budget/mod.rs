@@ -50,7 +50,9 @@
 mod calendar;
 mod ops;
 
-pub use ops::{Admission, Alerts, BudgetError, BudgetLimiter, Denial, DenyReason, Reserved, Settled, Spent};
+pub use ops::{
+    Admission, Alerts, BudgetError, BudgetLimiter, Denial, DenyReason, Reserved, Settled, Spent,
+};
 
 use crate::error::{require_at_most, require_nonzero};
 use crate::time::mul_div_ceil;
@@ -128,14 +130,30 @@ pub struct Usage {
 impl Usage {
     /// One call using `tokens` tokens and `cost` micro-units.
     pub const fn request(tokens: u64, cost: u64) -> Usage {
-        Usage { requests: 1, tokens, cost }
+        Usage {
+            requests: 1,
+            tokens,
+            cost,
+        }
     }
     /// `amount` in one dimension, nothing in the others.
     pub const fn of(dimension: Dimension, amount: u64) -> Usage {
         match dimension {
-            Dimension::Requests => Usage { requests: amount, tokens: 0, cost: 0 },
-            Dimension::Tokens => Usage { requests: 0, tokens: amount, cost: 0 },
-            Dimension::Cost => Usage { requests: 0, tokens: 0, cost: amount },
+            Dimension::Requests => Usage {
+                requests: amount,
+                tokens: 0,
+                cost: 0,
+            },
+            Dimension::Tokens => Usage {
+                requests: 0,
+                tokens: amount,
+                cost: 0,
+            },
+            Dimension::Cost => Usage {
+                requests: 0,
+                tokens: 0,
+                cost: amount,
+            },
         }
     }
     /// The amount in `dimension`, clamped to [`MAX_AMOUNT`].
@@ -214,7 +232,15 @@ impl BudgetConfig {
     }
     /// Add a window limit. More than [`MAX_LIMITS`] is reported by [`Budget::new`].
     pub fn limit(mut self, dimension: Dimension, horizon: Horizon, max: u64) -> Self {
-        if self.limits.push(WindowLimit { dimension, horizon, max }).is_err() {
+        if self
+            .limits
+            .push(WindowLimit {
+                dimension,
+                horizon,
+                max,
+            })
+            .is_err()
+        {
             self.overflowed = true;
         }
         self
@@ -254,7 +280,10 @@ impl BudgetConfig {
     }
     /// Seed `AutoThrottle = true` with `ThrottleDelay = min_delay`, pacing from `after_bp`.
     pub fn auto_throttle(mut self, after_bp: u16, min_delay: Duration) -> Self {
-        self.throttle = Some(Throttle { after_bp, min_delay });
+        self.throttle = Some(Throttle {
+            after_bp,
+            min_delay,
+        });
         self
     }
     /// Local time offset from UTC in seconds.
@@ -272,7 +301,10 @@ impl BudgetConfig {
 /// A validated budget configuration. Construct with [`Budget::new`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(try_from = "BudgetConfig", into = "BudgetConfig"))]
+#[cfg_attr(
+    feature = "serde",
+    serde(try_from = "BudgetConfig", into = "BudgetConfig")
+)]
 pub struct Budget {
     config: BudgetConfig,
     offset_us: i64,
@@ -308,9 +340,15 @@ impl Budget {
             });
         }
         if !(-MAX_OFFSET_SECS..=MAX_OFFSET_SECS).contains(&config.utc_offset_secs) {
-            return Err(ConfigError::Invalid { field: "utc_offset_secs", reason: "must be within ±64800 (18 hours)" });
+            return Err(ConfigError::Invalid {
+                field: "utc_offset_secs",
+                reason: "must be within ±64800 (18 hours)",
+            });
         }
-        for (v, field) in [(config.max_tokens_per_request, "max_tokens_per_request"), (config.max_cost_per_request, "max_cost_per_request")] {
+        for (v, field) in [
+            (config.max_tokens_per_request, "max_tokens_per_request"),
+            (config.max_cost_per_request, "max_cost_per_request"),
+        ] {
             if let Some(v) = v {
                 require_nonzero(v, field)?;
                 require_at_most(v, MAX_AMOUNT, field)?;
@@ -335,7 +373,10 @@ impl Budget {
         }
         if let Some(t) = config.throttle {
             if t.after_bp == 0 || u64::from(t.after_bp) > BP {
-                return Err(ConfigError::Invalid { field: "throttle.after_bp", reason: "must be in 1..=10000" });
+                return Err(ConfigError::Invalid {
+                    field: "throttle.after_bp",
+                    reason: "must be in 1..=10000",
+                });
             }
         }
         require_nonzero(config.hold_ttl.as_micros(), "hold_ttl")?;
@@ -514,7 +555,9 @@ pub struct BudgetStatus {
 
 impl BudgetStatus {
     fn find(&self, d: Dimension, h: Horizon) -> Option<&LimitStatus> {
-        self.limits.iter().find(|l| l.limit.dimension == d && l.limit.horizon == h)
+        self.limits
+            .iter()
+            .find(|l| l.limit.dimension == d && l.limit.horizon == h)
     }
     /// Settled usage of the first limit on `d` over `h` (seed: `TokensUsedMinute` etc.).
     pub fn used(&self, d: Dimension, h: Horizon) -> Option<u64> {

@@ -3,8 +3,8 @@
 use core::fmt;
 
 use super::{
-    Alert, AlertKind, Budget, BudgetState, BudgetStatus, Dimension, Hold, LimitStatus, Reservation, Usage, WindowLimit,
-    WindowUsage, BP, MAX_AMOUNT, MAX_LIMITS,
+    Alert, AlertKind, Budget, BudgetState, BudgetStatus, Dimension, Hold, LimitStatus, Reservation,
+    Usage, WindowLimit, WindowUsage, BP, MAX_AMOUNT, MAX_LIMITS,
 };
 use crate::time::mul_div_floor;
 use crate::{CostError, Decision, Instant, Limiter};
@@ -112,14 +112,33 @@ pub enum BudgetError {
 impl fmt::Display for BudgetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BudgetError::ExceedsLimit { dimension, requested, max, limit: None } => {
-                write!(f, "{dimension:?} {requested} exceeds the per-request maximum {max}")
+            BudgetError::ExceedsLimit {
+                dimension,
+                requested,
+                max,
+                limit: None,
+            } => {
+                write!(
+                    f,
+                    "{dimension:?} {requested} exceeds the per-request maximum {max}"
+                )
             }
-            BudgetError::ExceedsLimit { dimension, requested, max, limit: Some(i) } => {
-                write!(f, "{dimension:?} {requested} exceeds limit #{i}'s whole window maximum {max}")
+            BudgetError::ExceedsLimit {
+                dimension,
+                requested,
+                max,
+                limit: Some(i),
+            } => {
+                write!(
+                    f,
+                    "{dimension:?} {requested} exceeds limit #{i}'s whole window maximum {max}"
+                )
             }
             BudgetError::UnknownReservation { id } => {
-                write!(f, "no reservation {id} is held (already settled or released?)")
+                write!(
+                    f,
+                    "no reservation {id} is held (already settled or released?)"
+                )
             }
         }
     }
@@ -160,7 +179,12 @@ impl Budget {
             if let Some(max) = max {
                 let requested = u.get(dimension);
                 if requested > max {
-                    return Err(BudgetError::ExceedsLimit { dimension, requested, max, limit: None });
+                    return Err(BudgetError::ExceedsLimit {
+                        dimension,
+                        requested,
+                        max,
+                        limit: None,
+                    });
                 }
             }
         }
@@ -185,7 +209,10 @@ impl Budget {
         for ((_, l), w) in self.limits().zip(st.windows.iter_mut()) {
             let (start, _) = self.bounds(l, now);
             if w.start != start {
-                *w = WindowUsage { start, ..WindowUsage::default() };
+                *w = WindowUsage {
+                    start,
+                    ..WindowUsage::default()
+                };
             }
         }
         let BudgetState { holds, windows, .. } = st;
@@ -205,7 +232,15 @@ impl Budget {
         }
     }
 
-    fn alert(&self, kind: AlertKind, i: usize, l: &WindowLimit, w: &WindowUsage, threshold_bp: u16, now: u64) -> Alert {
+    fn alert(
+        &self,
+        kind: AlertKind,
+        i: usize,
+        l: &WindowLimit,
+        w: &WindowUsage,
+        threshold_bp: u16,
+        now: u64,
+    ) -> Alert {
         Alert {
             kind,
             limit: i as u8,
@@ -219,7 +254,13 @@ impl Budget {
     }
 
     /// Add settled usage and fire threshold / limit-hit alerts once per window.
-    fn charge<const R: usize>(&self, st: &mut BudgetState<R>, now: u64, u: &Usage, alerts: &mut Alerts) {
+    fn charge<const R: usize>(
+        &self,
+        st: &mut BudgetState<R>,
+        now: u64,
+        u: &Usage,
+        alerts: &mut Alerts,
+    ) {
         let thresholds = &self.config.alert_thresholds_bp;
         for ((i, l), w) in self.limits().zip(st.windows.iter_mut()) {
             let amt = u.get(l.dimension);
@@ -246,7 +287,13 @@ impl Budget {
     }
 
     /// Admission checks shared by reserve and spend; `None` when admissible.
-    fn admit<const R: usize>(&self, st: &mut BudgetState<R>, now: u64, u: &Usage, alerts: &mut Alerts) -> Option<Denial> {
+    fn admit<const R: usize>(
+        &self,
+        st: &mut BudgetState<R>,
+        now: u64,
+        u: &Usage,
+        alerts: &mut Alerts,
+    ) -> Option<Denial> {
         let mut denial: Option<Denial> = None;
         for ((i, l), w) in self.limits().zip(st.windows.iter_mut()) {
             let amt = u.get(l.dimension);
@@ -255,7 +302,11 @@ impl Budget {
             }
             let end = Instant::from_micros(self.bounds(l, now).1);
             if denial.is_none_or(|d| end > d.retry_at) {
-                denial = Some(Denial { reason: DenyReason::Limit, retry_at: end, limit: Some(i as u8) });
+                denial = Some(Denial {
+                    reason: DenyReason::Limit,
+                    retry_at: end,
+                    limit: Some(i as u8),
+                });
             }
             if w.fired & LIMIT_HIT_BIT == 0 {
                 w.fired |= LIMIT_HIT_BIT;
@@ -279,7 +330,9 @@ impl Budget {
     /// pacing delay: the time left in the window × `u` / what was left before
     /// `u`, so that the remainder lasts until the window ends.
     fn pace<const R: usize>(&self, st: &mut BudgetState<R>, now: u64, u: &Usage) {
-        let Some(t) = self.config.throttle else { return };
+        let Some(t) = self.config.throttle else {
+            return;
+        };
         let mut delay = 0u64;
         let mut pacing = false;
         for ((i, l), w) in self.limits().zip(st.windows.iter()) {
@@ -303,13 +356,21 @@ impl Budget {
     /// Errors when the estimate can never fit (per-request maximum, or a
     /// window limit's whole max). A denial names the binding limit and fires
     /// a limit-hit alert (once per window).
-    pub fn reserve<const R: usize>(&self, st: &mut BudgetState<R>, now: Instant, estimate: Usage) -> Result<Reserved, BudgetError> {
+    pub fn reserve<const R: usize>(
+        &self,
+        st: &mut BudgetState<R>,
+        now: Instant,
+        estimate: Usage,
+    ) -> Result<Reserved, BudgetError> {
         self.validate(&estimate)?;
         let estimate = clamp_usage(estimate);
         let now = self.sync(st, now);
         let mut alerts = Alerts::new();
         if let Some(d) = self.admit(st, now, &estimate, &mut alerts) {
-            return Ok(Reserved { admission: Admission::Denied(d), alerts });
+            return Ok(Reserved {
+                admission: Admission::Denied(d),
+                alerts,
+            });
         }
         if st.holds.is_full() {
             match st.holds.iter().position(|h| h.lapsed) {
@@ -323,20 +384,36 @@ impl Budget {
                         retry_at: Instant::from_micros(retry),
                         limit: None,
                     };
-                    return Ok(Reserved { admission: Admission::Denied(d), alerts });
+                    return Ok(Reserved {
+                        admission: Admission::Denied(d),
+                        alerts,
+                    });
                 }
             }
         }
         let id = st.next_id;
         st.next_id = st.next_id.wrapping_add(1);
         let expires = now.saturating_add(self.config.hold_ttl.as_micros());
-        let _ = st.holds.push(Hold { id, at: now, expires, usage: estimate, lapsed: false });
+        let _ = st.holds.push(Hold {
+            id,
+            at: now,
+            expires,
+            usage: estimate,
+            lapsed: false,
+        });
         for ((_, l), w) in self.limits().zip(st.windows.iter_mut()) {
             w.reserved = w.reserved.saturating_add(estimate.get(l.dimension));
         }
         self.pace(st, now, &estimate);
-        let r = Reservation { id, usage: estimate, expires: Instant::from_micros(expires) };
-        Ok(Reserved { admission: Admission::Granted(r), alerts })
+        let r = Reservation {
+            id,
+            usage: estimate,
+            expires: Instant::from_micros(expires),
+        };
+        Ok(Reserved {
+            admission: Admission::Granted(r),
+            alerts,
+        })
     }
 
     /// Charge the actual usage of a reserved call and drop its hold.
@@ -345,23 +422,46 @@ impl Budget {
     /// usage may then exceed a limit; later reservations are denied). A
     /// lapsed hold is still charged and reported `late`. Errors, charging
     /// nothing, when the state has no such reservation.
-    pub fn settle<const R: usize>(&self, st: &mut BudgetState<R>, now: Instant, r: Reservation, actual: Usage) -> Result<Settled, BudgetError> {
+    pub fn settle<const R: usize>(
+        &self,
+        st: &mut BudgetState<R>,
+        now: Instant,
+        r: Reservation,
+        actual: Usage,
+    ) -> Result<Settled, BudgetError> {
         let now = self.sync(st, now);
         let hold = self.take_hold(st, r.id)?;
         let actual = clamp_usage(actual);
         let mut alerts = Alerts::new();
         self.charge(st, now, &actual, &mut alerts);
-        Ok(Settled { charged: actual, late: hold.lapsed, alerts })
+        Ok(Settled {
+            charged: actual,
+            late: hold.lapsed,
+            alerts,
+        })
     }
 
     /// Drop the hold of a call that never ran; nothing is charged.
-    pub fn release<const R: usize>(&self, st: &mut BudgetState<R>, now: Instant, r: Reservation) -> Result<(), BudgetError> {
+    pub fn release<const R: usize>(
+        &self,
+        st: &mut BudgetState<R>,
+        now: Instant,
+        r: Reservation,
+    ) -> Result<(), BudgetError> {
         self.sync(st, now);
         self.take_hold(st, r.id).map(|_| ())
     }
 
-    fn take_hold<const R: usize>(&self, st: &mut BudgetState<R>, id: u64) -> Result<Hold, BudgetError> {
-        let i = st.holds.iter().position(|h| h.id == id).ok_or(BudgetError::UnknownReservation { id })?;
+    fn take_hold<const R: usize>(
+        &self,
+        st: &mut BudgetState<R>,
+        id: u64,
+    ) -> Result<Hold, BudgetError> {
+        let i = st
+            .holds
+            .iter()
+            .position(|h| h.id == id)
+            .ok_or(BudgetError::UnknownReservation { id })?;
         let hold = st.holds.remove(i);
         if !hold.lapsed {
             self.unhold(&mut st.windows, &hold);
@@ -371,7 +471,12 @@ impl Budget {
 
     /// Charge usage without a reservation or any check (the seed's
     /// `RecordUsage`), returning the alerts it fires.
-    pub fn record<const R: usize>(&self, st: &mut BudgetState<R>, now: Instant, usage: Usage) -> Alerts {
+    pub fn record<const R: usize>(
+        &self,
+        st: &mut BudgetState<R>,
+        now: Instant,
+        usage: Usage,
+    ) -> Alerts {
         let now = self.sync(st, now);
         let mut alerts = Alerts::new();
         self.charge(st, now, &clamp_usage(usage), &mut alerts);
@@ -380,18 +485,29 @@ impl Budget {
 
     /// Check and charge in one step (a reservation settled at once with the
     /// same usage). Nothing is charged on denial.
-    pub fn try_spend<const R: usize>(&self, st: &mut BudgetState<R>, now: Instant, usage: Usage) -> Result<Spent, BudgetError> {
+    pub fn try_spend<const R: usize>(
+        &self,
+        st: &mut BudgetState<R>,
+        now: Instant,
+        usage: Usage,
+    ) -> Result<Spent, BudgetError> {
         self.validate(&usage)?;
         let usage = clamp_usage(usage);
         let now = self.sync(st, now);
         let mut alerts = Alerts::new();
         if let Some(d) = self.admit(st, now, &usage, &mut alerts) {
-            return Ok(Spent { denied: Some(d), alerts });
+            return Ok(Spent {
+                denied: Some(d),
+                alerts,
+            });
         }
         self.charge(st, now, &usage, &mut alerts);
         // The amounts are now in `used`, as a reservation's are in `reserved`.
         self.pace(st, now, &usage);
-        Ok(Spent { denied: None, alerts })
+        Ok(Spent {
+            denied: None,
+            alerts,
+        })
     }
 
     /// A snapshot at `now` (the state is not changed).
@@ -427,7 +543,10 @@ impl Budget {
     /// Use this budget as a [`Limiter`] whose cost counts in `dimension`
     /// (for policy sets and keyed tables).
     pub fn as_limiter<const R: usize>(&self, dimension: Dimension) -> BudgetLimiter<'_, R> {
-        BudgetLimiter { budget: self, dimension }
+        BudgetLimiter {
+            budget: self,
+            dimension,
+        }
     }
 }
 
@@ -443,13 +562,26 @@ pub struct BudgetLimiter<'a, const R: usize = 16> {
 }
 
 impl<const R: usize> BudgetLimiter<'_, R> {
-    fn decision(&self, st: &BudgetState<R>, now: Instant, allowed: bool, retry_at: Instant) -> Decision {
+    fn decision(
+        &self,
+        st: &BudgetState<R>,
+        now: Instant,
+        allowed: bool,
+        retry_at: Instant,
+    ) -> Decision {
         let status = self.budget.status(st, now);
         let mut remaining = MAX_AMOUNT;
         let mut limit = MAX_AMOUNT;
         let mut reset_at = now;
-        for l in status.limits.iter().filter(|l| l.limit.dimension == self.dimension) {
-            let left = l.limit.max.saturating_sub(l.used.saturating_add(l.reserved));
+        for l in status
+            .limits
+            .iter()
+            .filter(|l| l.limit.dimension == self.dimension)
+        {
+            let left = l
+                .limit
+                .max
+                .saturating_sub(l.used.saturating_add(l.reserved));
             if left < remaining {
                 remaining = left;
                 limit = l.limit.max;
@@ -458,18 +590,39 @@ impl<const R: usize> BudgetLimiter<'_, R> {
                 reset_at = l.window_end;
             }
         }
-        Decision { allowed, remaining, limit, reset_at, retry_at }
+        Decision {
+            allowed,
+            remaining,
+            limit,
+            reset_at,
+            retry_at,
+        }
     }
 }
 
 impl<const R: usize> Limiter for BudgetLimiter<'_, R> {
     type State = BudgetState<R>;
 
-    fn check(&self, st: &mut BudgetState<R>, now: Instant, cost: u64) -> Result<Decision, CostError> {
-        let spent = self.budget.try_spend(st, now, Usage::of(self.dimension, cost)).map_err(|e| match e {
-            BudgetError::ExceedsLimit { requested, max, .. } => CostError::InsufficientCapacity { cost: requested, capacity: max },
-            BudgetError::UnknownReservation { .. } => CostError::InsufficientCapacity { cost, capacity: 0 },
-        })?;
+    fn check(
+        &self,
+        st: &mut BudgetState<R>,
+        now: Instant,
+        cost: u64,
+    ) -> Result<Decision, CostError> {
+        let spent = self
+            .budget
+            .try_spend(st, now, Usage::of(self.dimension, cost))
+            .map_err(|e| match e {
+                BudgetError::ExceedsLimit { requested, max, .. } => {
+                    CostError::InsufficientCapacity {
+                        cost: requested,
+                        capacity: max,
+                    }
+                }
+                BudgetError::UnknownReservation { .. } => {
+                    CostError::InsufficientCapacity { cost, capacity: 0 }
+                }
+            })?;
         let now = Instant::from_micros(st.last);
         Ok(match spent.denied {
             None => self.decision(st, now, true, now),
