@@ -59,6 +59,17 @@
 //! `unsafe-assume-single-core` in their own `Cargo.toml`.
 
 #![no_std]
+// Library code takes arbitrary input and must not panic on it.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::unreachable
+    )
+)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(test)]

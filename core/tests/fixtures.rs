@@ -242,7 +242,7 @@ fn random_cost_inputs(seed: u64, n: usize, scale: u64, max_cost: u64, ops: &[&st
                 0 => 0,
                 1 => max_cost + 1 + rng.below(3),
                 2 => MAX_SAFE,
-                _ => 1 + rng.below(max_cost.min(3).max(1) + (max_cost / 3)),
+                _ => 1 + rng.below(max_cost.clamp(1, 3) + (max_cost / 3)),
             }
             .min(MAX_SAFE);
             json!({ "op": op, "now": now, "cost": cost })

@@ -270,7 +270,7 @@ mod serde_round_trips {
     use super::*;
     use serde::{de::DeserializeOwned, Serialize};
 
-    fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
+    fn round_trip<T: Serialize + DeserializeOwned + PartialEq + core::fmt::Debug>(
         v: &T,
     ) -> Result<(), TestCaseError> {
         let text = serde_json::to_string(v).unwrap();

@@ -273,8 +273,8 @@ impl Budget {
                 .iter()
                 .zip(amounts.iter())
                 .enumerate()
-                .filter(|(j, (_, &amount))| w.used >= amount && w.fired & (1 << j) == 0)
-                .last();
+                .rev()
+                .find(|(j, (_, &amount))| w.used >= amount && w.fired & (1 << j) == 0);
             if let Some((j, (&bp, _))) = crossed {
                 w.fired |= ((1u16 << (j + 1)) - 1) as u8;
                 let _ = alerts.push(self.alert(AlertKind::Threshold, i, l, w, bp, now));

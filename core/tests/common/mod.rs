@@ -5,21 +5,21 @@ use ratebound_core::{Duration, Instant};
 
 /// A manual clock: time only moves when told to.
 #[derive(Clone, Copy, Debug)]
-pub struct FakeClock(pub Instant);
+pub(crate) struct FakeClock(pub Instant);
 
 impl FakeClock {
     /// Starting at a realistic Unix time in µs (2026-11-23T00:00:00Z).
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         FakeClock(Instant::from_secs(1_795_392_000))
     }
-    pub fn now(&self) -> Instant {
+    pub(crate) fn now(&self) -> Instant {
         self.0
     }
-    pub fn advance(&mut self, d: Duration) -> Instant {
-        self.0 = self.0 + d;
+    pub(crate) fn advance(&mut self, d: Duration) -> Instant {
+        self.0 += d;
         self.0
     }
-    pub fn set(&mut self, t: Instant) {
+    pub(crate) fn set(&mut self, t: Instant) {
         self.0 = t;
     }
 }
