@@ -10,7 +10,7 @@ use ratebound_core::{
     SlidingLogState,
 };
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn core::error::Error>> {
     let t0 = Instant::from_secs(1_795_392_000); // 2026-11-23T00:00:00Z
     let ms = |n: u64| t0 + Duration::from_millis(n);
 
