@@ -216,6 +216,11 @@ proptest! {
                 }
                 _ => Default::default(),
             };
+            // peek agrees with what try_spend decides, on a copy.
+            let probe = Usage::request(tokens / 2, cost / 2);
+            let peeked = b.peek(&st, t, probe).unwrap();
+            let spent = b.try_spend(&mut st.clone(), t, probe).unwrap().denied;
+            prop_assert_eq!(peeked, spent);
             for a in &alerts {
                 let key = (a.limit, a.window_start, a.kind, a.threshold_bp);
                 prop_assert!(seen.insert(key), "alert fired twice: {:?}", a);

@@ -483,6 +483,45 @@ impl Budget {
         alerts
     }
 
+    /// What [`try_spend`](Budget::try_spend) would decide for `usage` at
+    /// `now`, changing nothing (the seed's `CheckBudget`). `None` means it
+    /// would be admitted.
+    pub fn peek<const R: usize>(&self, st: &BudgetState<R>, now: Instant, usage: Usage) -> Result<Option<Denial>, BudgetError> {
+        self.validate(&usage)?;
+        let usage = clamp_usage(usage);
+        let now = now.as_micros().max(st.last);
+        let mut denial: Option<Denial> = None;
+        for ((i, l), w) in self.limits().zip(st.windows.iter()) {
+            let amt = usage.get(l.dimension);
+            let (start, end) = self.bounds(l, now);
+            if amt == 0 || w.start != start {
+                continue; // a window that rolled over is empty
+            }
+            // Holds that lapse by `now` no longer count.
+            let lapsing: u64 = st
+                .holds
+                .iter()
+                .filter(|h| !h.lapsed && h.expires <= now && self.bounds(l, h.at).0 == start)
+                .map(|h| h.usage.get(l.dimension))
+                .fold(0, u64::saturating_add);
+            let committed = w.used.saturating_add(w.reserved.saturating_sub(lapsing));
+            if committed.saturating_add(amt) > l.max {
+                let end = Instant::from_micros(end);
+                if denial.is_none_or(|d| end > d.retry_at) {
+                    denial = Some(Denial { reason: DenyReason::Limit, retry_at: end, limit: Some(i as u8) });
+                }
+            }
+        }
+        if denial.is_none() && now < st.throttle_until {
+            denial = Some(Denial {
+                reason: DenyReason::Throttled,
+                retry_at: Instant::from_micros(st.throttle_until),
+                limit: None,
+            });
+        }
+        Ok(denial)
+    }
+
     /// Check and charge in one step (a reservation settled at once with the
     /// same usage). Nothing is charged on denial.
     pub fn try_spend<const R: usize>(

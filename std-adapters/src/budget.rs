@@ -1,0 +1,316 @@
+//! The budget manager: core's [`Budget`] shared across threads, with the
+//! seed's API (`check_budget`, `record_usage`, `status`, `reset`, alert
+//! handlers) and reservations that make concurrent requests unable to
+//! overshoot between check and record.
+//!
+//! ```
+//! use ratebound_std::budget::{BudgetManager, UsageRecord};
+//! use ratebound_std::clock::ManualClock;
+//! use ratebound_core::budget::{BudgetConfig, Usage};
+//! use ratebound_core::Instant;
+//!
+//! let clock = ManualClock::new(Instant::from_secs(1_795_392_000));
+//! let budget = BudgetManager::new(
+//!     BudgetConfig::new().tokens_per_minute(10_000).cost_per_day(2_000_000).alert_threshold_bp(8_000),
+//!     clock,
+//! )?;
+//! let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+//! let s = seen.clone();
+//! budget.on_alert(move |a| s.lock().unwrap().push(a.seed_type()));
+//!
+//! // Two-phase: hold the estimate, then settle the actual usage.
+//! let hold = budget.reserve(Usage::request(6_000, 50_000))?;
+//! hold.settle(Usage::request(8_500, 70_000));
+//! budget.wait_alerts_blocking();
+//! assert_eq!(*seen.lock().unwrap(), ["token_minute_threshold"]);
+//!
+//! // The seed's pre-check and record.
+//! assert!(budget.check_budget(2_000, 0).is_err());
+//! budget.record_usage(&UsageRecord { tokens: 100, cost: 1_000, model: "gpt-4o".into(), ..Default::default() });
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+
+use ratebound_core::budget::{
+    Admission, Alert, Alerts, Budget, BudgetConfig, BudgetError, BudgetState, BudgetStatus, Denial, Reservation,
+    Settled, Usage,
+};
+use ratebound_core::{ConfigError, Instant};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
+
+/// One call's usage, as the seed's `UsageRecord`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UsageRecord {
+    /// Tokens used.
+    pub tokens: u64,
+    /// Cost in micro-units of currency.
+    pub cost: u64,
+    /// Model name.
+    pub model: String,
+    /// Request id.
+    pub request_id: String,
+    /// User id.
+    pub user_id: String,
+    /// Agent id.
+    pub agent_id: String,
+    /// When it happened; `None` for the manager's clock.
+    pub timestamp: Option<Instant>,
+}
+
+/// Why a budget check or reservation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BudgetDenied {
+    /// Not now: retry at `denial.retry_at`.
+    #[error("budget exhausted ({:?}); retry at {}", .0.reason, .0.retry_at)]
+    Denied(Denial),
+    /// Never: the request exceeds a per-request or whole-window maximum.
+    #[error(transparent)]
+    Invalid(#[from] BudgetError),
+}
+
+type Handler = Arc<dyn Fn(&Alert) + Send + Sync>;
+type Dispatch = mpsc::Sender<(Alert, Vec<Handler>)>;
+
+/// Delivers alerts to handlers on a dedicated thread, so callers never block
+/// on (or are broken by) a slow or panicking handler.
+struct AlertHub {
+    handlers: RwLock<Vec<Handler>>,
+    subscribers: Mutex<Vec<mpsc::Sender<Alert>>>,
+    pending: Arc<(Mutex<usize>, Condvar)>,
+    notify: Arc<tokio::sync::Notify>,
+    in_flight: Arc<AtomicUsize>,
+    tx: Mutex<Option<Dispatch>>,
+}
+
+impl AlertHub {
+    fn new() -> Self {
+        let (tx, rx) = mpsc::channel::<(Alert, Vec<Handler>)>();
+        let pending = Arc::new((Mutex::new(0usize), Condvar::new()));
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let (p, n, f) = (pending.clone(), notify.clone(), in_flight.clone());
+        std::thread::Builder::new()
+            .name("ratebound-alerts".into())
+            .spawn(move || {
+                for (alert, handlers) in rx {
+                    for h in handlers {
+                        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h(&alert))).is_err() {
+                            tracing::error!(?alert, "budget alert handler panicked");
+                        }
+                    }
+                    f.fetch_sub(1, Ordering::AcqRel);
+                    let (lock, cv) = &*p;
+                    let mut left = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    *left -= 1;
+                    cv.notify_all();
+                    n.notify_waiters();
+                }
+            })
+            .ok();
+        AlertHub {
+            handlers: RwLock::new(Vec::new()),
+            subscribers: Mutex::new(Vec::new()),
+            pending,
+            notify,
+            in_flight,
+            tx: Mutex::new(Some(tx)),
+        }
+    }
+
+    fn publish(&self, alerts: &Alerts) {
+        for alert in alerts {
+            tracing::info!(kind = ?alert.kind, seed_type = alert.seed_type(), utilization_bp = alert.utilization_bp, "budget alert");
+            self.subscribers.lock().unwrap_or_else(|e| e.into_inner()).retain(|s| s.send(*alert).is_ok());
+            let handlers = self.handlers.read().unwrap_or_else(|e| e.into_inner()).clone();
+            if handlers.is_empty() {
+                continue;
+            }
+            let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(tx) = tx.as_ref() {
+                *self.pending.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                self.in_flight.fetch_add(1, Ordering::AcqRel);
+                if tx.send((*alert, handlers)).is_err() {
+                    *self.pending.0.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+                    self.in_flight.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+        }
+    }
+}
+
+/// A thread-safe budget: core's [`Budget`] with its [`BudgetState`] behind a
+/// mutex, a clock, and alert delivery. `R` bounds concurrent reservations.
+pub struct BudgetManager<C: Clock, const R: usize = 256> {
+    budget: Budget,
+    state: Mutex<BudgetState<R>>,
+    clock: C,
+    hub: AlertHub,
+}
+
+impl<C: Clock, const R: usize> std::fmt::Debug for BudgetManager<C, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BudgetManager").field("budget", &self.budget).finish_non_exhaustive()
+    }
+}
+
+/// A held reservation. Settle it with the actual usage; dropping it
+/// unsettled releases the hold (the call never ran).
+#[must_use = "dropping a hold releases it; settle it with the actual usage"]
+pub struct BudgetHold<'a, C: Clock, const R: usize> {
+    manager: &'a BudgetManager<C, R>,
+    reservation: Option<Reservation>,
+}
+
+impl<C: Clock, const R: usize> BudgetHold<'_, C, R> {
+    /// What is held.
+    pub fn usage(&self) -> Usage {
+        self.reservation.as_ref().map(|r| r.usage).unwrap_or_default()
+    }
+    /// Charge `actual` and drop the hold. `None` if the hold was unknown to
+    /// the state (for example after a [`BudgetManager::reset`]).
+    pub fn settle(mut self, actual: Usage) -> Option<Settled> {
+        let r = self.reservation.take()?;
+        self.manager.settle(r, actual)
+    }
+}
+
+impl<C: Clock, const R: usize> Drop for BudgetHold<'_, C, R> {
+    fn drop(&mut self) {
+        if let Some(r) = self.reservation.take() {
+            self.manager.release(r);
+        }
+    }
+}
+
+impl<C: Clock> BudgetManager<C> {
+    /// Validate `config` and start with a fresh state holding up to 256
+    /// concurrent reservations.
+    pub fn new(config: BudgetConfig, clock: C) -> Result<Self, ConfigError> {
+        Self::with_hold_capacity(config, clock)
+    }
+}
+
+impl<C: Clock, const R: usize> BudgetManager<C, R> {
+    /// Like [`new`](BudgetManager::new) with room for `R` concurrent
+    /// reservations (`BudgetManager::<_, 4096>::with_hold_capacity(..)`).
+    pub fn with_hold_capacity(config: BudgetConfig, clock: C) -> Result<Self, ConfigError> {
+        Ok(BudgetManager { budget: Budget::new(config)?, state: Mutex::new(BudgetState::default()), clock, hub: AlertHub::new() })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BudgetState<R>> {
+        // Core never panics mid-update, so a poisoned state is still valid.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The validated budget.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    /// Would a call estimated at `tokens` / `cost` fit now? Consumes nothing
+    /// (the seed's `CheckBudget`). Concurrent callers should [`reserve`](Self::reserve) instead.
+    pub fn check_budget(&self, estimated_tokens: u64, estimated_cost: u64) -> Result<(), BudgetDenied> {
+        let st = self.lock();
+        match self.budget.peek(&st, self.clock.now(), Usage::request(estimated_tokens, estimated_cost))? {
+            None => Ok(()),
+            Some(d) => Err(BudgetDenied::Denied(d)),
+        }
+    }
+
+    /// Hold `estimate` until the returned guard is settled or dropped.
+    pub fn reserve(&self, estimate: Usage) -> Result<BudgetHold<'_, C, R>, BudgetDenied> {
+        let r = {
+            let mut st = self.lock();
+            self.budget.reserve(&mut st, self.clock.now(), estimate)?
+        };
+        self.hub.publish(&r.alerts);
+        match r.admission {
+            Admission::Granted(res) => Ok(BudgetHold { manager: self, reservation: Some(res) }),
+            Admission::Denied(d) => Err(BudgetDenied::Denied(d)),
+        }
+    }
+
+    fn settle(&self, r: Reservation, actual: Usage) -> Option<Settled> {
+        let s = {
+            let mut st = self.lock();
+            self.budget.settle(&mut st, self.clock.now(), r, actual)
+        };
+        match s {
+            Ok(s) => {
+                self.hub.publish(&s.alerts);
+                Some(s)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "settle of an unknown reservation; nothing charged");
+                None
+            }
+        }
+    }
+
+    fn release(&self, r: Reservation) {
+        let mut st = self.lock();
+        if let Err(e) = self.budget.release(&mut st, self.clock.now(), r) {
+            tracing::debug!(error = %e, "release of an unknown reservation");
+        }
+    }
+
+    /// Charge a call's usage without a reservation (the seed's `RecordUsage`).
+    pub fn record_usage(&self, rec: &UsageRecord) {
+        let now = rec.timestamp.unwrap_or_else(|| self.clock.now());
+        let alerts = {
+            let mut st = self.lock();
+            self.budget.record(&mut st, now, Usage::request(rec.tokens, rec.cost))
+        };
+        tracing::debug!(tokens = rec.tokens, cost = rec.cost, model = %rec.model, user = %rec.user_id, request = %rec.request_id, "usage recorded");
+        self.hub.publish(&alerts);
+    }
+
+    /// A snapshot (the seed's `GetStatus`).
+    pub fn status(&self) -> BudgetStatus {
+        self.budget.status(&self.lock(), self.clock.now())
+    }
+
+    /// Forget all usage and holds (the seed's `Reset`).
+    pub fn reset(&self) {
+        self.budget.reset(&mut self.lock());
+    }
+
+    /// Run `handler` for each alert, on the alert thread (never on the caller's).
+    pub fn on_alert(&self, handler: impl Fn(&Alert) + Send + Sync + 'static) {
+        self.hub.handlers.write().unwrap_or_else(|e| e.into_inner()).push(Arc::new(handler));
+    }
+
+    /// A channel receiving every alert from now on.
+    pub fn subscribe(&self) -> mpsc::Receiver<Alert> {
+        let (tx, rx) = mpsc::channel();
+        self.hub.subscribers.lock().unwrap_or_else(|e| e.into_inner()).push(tx);
+        rx
+    }
+
+    /// Wait until every alert handler dispatched so far has returned.
+    pub async fn wait_alerts(&self) {
+        loop {
+            let notified = self.hub.notify.notified();
+            if self.hub.in_flight.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// [`wait_alerts`](Self::wait_alerts) for threads without a runtime.
+    pub fn wait_alerts_blocking(&self) {
+        let (lock, cv) = &*self.hub.pending;
+        let mut left = lock.lock().unwrap_or_else(|e| e.into_inner());
+        while *left > 0 {
+            left = cv.wait(left).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}

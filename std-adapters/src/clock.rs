@@ -1,0 +1,164 @@
+//! Clocks: where shells get the `now` they hand to core.
+//!
+//! Every clock reports microseconds since the **Unix epoch**, so state made
+//! by one process means the same in another, in Redis, or in JavaScript.
+//!
+//! | Clock | Reads | Use |
+//! |---|---|---|
+//! | [`SystemClock`] | `SystemTime` | state shared across processes; may step if the OS clock is set |
+//! | [`MonotonicClock`] | `std::time::Instant`, anchored to Unix time once | one process; never steps back |
+//! | [`TokioClock`] | `tokio::time::Instant`, anchored once | honours `tokio::time::pause()` / `advance()` in tests |
+//! | [`ManualClock`] | a shared counter you set | deterministic tests |
+//!
+//! Core tolerates a clock that steps backwards (it never grants extra
+//! capacity for it), so any of these is safe.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ratebound_core::{Duration, Instant};
+
+/// A source of `now` for core decisions.
+pub trait Clock: Send + Sync + 'static {
+    /// The current time.
+    fn now(&self) -> Instant;
+}
+
+impl<C: Clock + ?Sized> Clock for Arc<C> {
+    fn now(&self) -> Instant {
+        (**self).now()
+    }
+}
+
+fn unix_now() -> Instant {
+    let us = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0);
+    Instant::from_micros(u64::try_from(us).unwrap_or(u64::MAX))
+}
+
+/// Wall-clock time: `SystemTime::now()` as Unix microseconds.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        unix_now()
+    }
+}
+
+/// Unix time read once, then advanced by a monotonic clock: never steps
+/// back, drifts from wall time only as the two clocks do.
+#[derive(Clone, Copy, Debug)]
+pub struct MonotonicClock {
+    base: Instant,
+    start: std::time::Instant,
+}
+
+impl Default for MonotonicClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MonotonicClock {
+    /// Anchored at the current Unix time.
+    pub fn new() -> Self {
+        MonotonicClock { base: unix_now(), start: std::time::Instant::now() }
+    }
+}
+
+impl Clock for MonotonicClock {
+    fn now(&self) -> Instant {
+        self.base + Duration::from(self.start.elapsed())
+    }
+}
+
+/// Tokio's clock anchored to Unix time at construction; follows
+/// `tokio::time::pause()` and `advance()`, so tests of waiting are instant
+/// and exact. Construct it inside a runtime when time is paused.
+#[derive(Clone, Copy, Debug)]
+pub struct TokioClock {
+    base: Instant,
+    start: tokio::time::Instant,
+}
+
+impl Default for TokioClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TokioClock {
+    /// Anchored at the current Unix time.
+    pub fn new() -> Self {
+        Self::anchored_at(unix_now())
+    }
+    /// Anchored so that "now" reads `base` (deterministic tests).
+    pub fn anchored_at(base: Instant) -> Self {
+        TokioClock { base, start: tokio::time::Instant::now() }
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> Instant {
+        self.base + Duration::from(self.start.elapsed())
+    }
+}
+
+/// A clock that moves only when told to. Clones share the same time.
+///
+/// ```
+/// use ratebound_std::clock::{Clock, ManualClock};
+/// use ratebound_core::{Duration, Instant};
+/// let c = ManualClock::new(Instant::from_secs(10));
+/// let c2 = c.clone();
+/// c.advance(Duration::from_secs(1));
+/// assert_eq!(c2.now(), Instant::from_secs(11));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ManualClock(Arc<AtomicU64>);
+
+impl ManualClock {
+    /// Reading `at`.
+    pub fn new(at: Instant) -> Self {
+        ManualClock(Arc::new(AtomicU64::new(at.as_micros())))
+    }
+    /// Jump to `at` (backwards is allowed: that is a test case too).
+    pub fn set(&self, at: Instant) {
+        self.0.store(at.as_micros(), Ordering::SeqCst);
+    }
+    /// Move forward by `d`.
+    pub fn advance(&self, d: Duration) -> Instant {
+        let prev = self.0.fetch_add(d.as_micros(), Ordering::SeqCst);
+        Instant::from_micros(prev) + d
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        Instant::from_micros(self.0.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_and_monotonic_are_unix_based() {
+        let s = SystemClock.now();
+        assert!(s > Instant::from_secs(1_700_000_000));
+        let m = MonotonicClock::new();
+        let a = m.now();
+        let b = m.now();
+        assert!(b >= a);
+        assert!(a.saturating_duration_since(s) < Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tokio_clock_follows_paused_time() {
+        let c = TokioClock::anchored_at(Instant::from_secs(100));
+        tokio::time::advance(std::time::Duration::from_millis(1_500)).await;
+        assert_eq!(c.now(), Instant::from_millis(101_500));
+    }
+}

@@ -1,0 +1,34 @@
+//! # ratebound-std
+//!
+//! The std shells around [`ratebound_core`]: they store state and wait; every
+//! decision is core's.
+//!
+//! | Module | What |
+//! |---|---|
+//! | [`clock`] | Unix-epoch system, monotonic, tokio (pausable) and manual clocks |
+//! | [`limiter`] | thread-safe limiters with `check`, `peek`, async `acquire` (cancellation-safe, deadline) and `acquire_blocking` |
+//! | [`keyed`] | sharded per-key stores with bounded memory and a defined full-store policy |
+//! | [`retry`] | the retry executor: classification, hints, shared retry budget, hooks, cancellation |
+//! | [`budget`] | the budget manager: check / reserve / settle / record, status, alerts delivered off-thread |
+//! | [`manager`] | budget + limiter + retry, as the seed's `Manager` |
+//! | [`config`] | TOML/JSON configs with errors naming the field |
+//!
+//! ```
+//! use ratebound_std::{clock::TokioClock, limiter::RateLimiter};
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let limiter = RateLimiter::gcra(100, 100, std::time::Duration::from_secs(60), TokioClock::new())?;
+//! limiter.acquire(1).await?; // waits only when over the limit
+//! # Ok(()) }
+//! ```
+
+pub mod budget;
+pub mod clock;
+pub mod config;
+pub mod keyed;
+pub mod limiter;
+pub mod manager;
+pub mod retry;
+mod wait;
+
+pub use wait::AcquireError;
