@@ -43,7 +43,6 @@
 //! # Ok::<(), ratebound_core::ConfigError>(())
 //! ```
 
-use crate::time::mul_div_floor;
 use crate::{ConfigError, Duration, Instant};
 
 /// Jitter strategies (AWS architecture blog, "Exponential Backoff and Jitter").
@@ -267,19 +266,35 @@ impl Backoff {
         }
     }
 
-    /// The un-jittered delay of retry `n` (0-based): `min(cap, initial × factorⁿ)`.
+    /// The un-jittered delay of retry `n` (0-based): `min(cap, initial × factorⁿ)`,
+    /// rounded down to the microsecond.
+    ///
+    /// Computed by exponentiation by squaring in 32.32 fixed point (exact
+    /// for factors like 2 or 3/2; within 2^-32 relative per squaring
+    /// otherwise), in `O(log n)` steps whatever `n` is.
     pub fn base_delay(&self, n: u32) -> Duration {
-        let cap = self.cap.as_micros();
-        let mut d = self.initial.as_micros();
-        for _ in 0..n {
-            let next =
-                mul_div_floor(d, u64::from(self.factor_num), u64::from(self.factor_den)).min(cap);
-            if next == d {
-                break;
-            }
-            d = next;
+        const ONE: u128 = 1 << 32;
+        let cap = self.cap.as_micros() as u128;
+        let initial = self.initial.as_micros() as u128;
+        if initial == 0 {
+            return Duration::ZERO;
         }
-        Duration::from_micros(d)
+        // Any multiplier at or above `sat` already reaches the cap.
+        let sat = cap * ONE / initial + 1;
+        let mul = |x: u128, y: u128| x.checked_mul(y).map_or(sat, |p| (p >> 32).min(sat));
+        let mut r = ONE;
+        let mut b = (u128::from(self.factor_num) * ONE / u128::from(self.factor_den)).min(sat);
+        let mut e = n;
+        while e > 0 && r < sat {
+            if e & 1 == 1 {
+                r = mul(r, b);
+            }
+            e >>= 1;
+            if e > 0 {
+                b = mul(b, b);
+            }
+        }
+        Duration::from_micros(((initial * r) >> 32).min(cap) as u64)
     }
 
     /// The next step, drawing randomness from the state's generator.
@@ -524,6 +539,29 @@ mod tests {
         let b = b.with_factor(3, 2).unwrap();
         assert_eq!(b.base_delay(2), Duration::from_millis(225));
         assert_eq!(b.base_delay(u32::MAX), Duration::from_millis(350));
+        // Review finding: tiny initials used to stall on floor(1 × 1.5) = 1.
+        let tiny = Backoff::new(Duration::from_micros(3), Duration::from_secs(1))
+            .unwrap()
+            .with_factor(3, 2)
+            .unwrap();
+        let d: heapless::Vec<u64, 8> = (0..8).map(|n| tiny.base_delay(n).as_micros()).collect();
+        assert_eq!(&d[..], &[3, 4, 6, 10, 15, 22, 34, 51]);
+        let one = Backoff::new(Duration::from_micros(1), Duration::from_secs(1))
+            .unwrap()
+            .with_factor(3, 2)
+            .unwrap();
+        assert_eq!(one.base_delay(4).as_micros(), 5); // floor(1.5^4 = 5.06)
+                                                      // Factor 1 and huge attempt counts return at once.
+        let flat = Backoff::new(Duration::from_millis(7), Duration::from_secs(1))
+            .unwrap()
+            .with_factor(5, 5)
+            .unwrap();
+        assert_eq!(flat.base_delay(u32::MAX), Duration::from_millis(7));
+        let slow = Backoff::new(Duration::from_micros(1), Duration::MAX)
+            .unwrap()
+            .with_factor(1_000_001, 1_000_000)
+            .unwrap();
+        assert!(slow.base_delay(u32::MAX) <= Duration::MAX);
     }
 
     #[test]

@@ -127,9 +127,10 @@ struct Mixed {
 impl Gcra {
     /// A bucket of `capacity` tokens refilled with `amount` tokens per `period`.
     ///
-    /// Rejects zero values, and sizes whose exact arithmetic would leave 2^53
-    /// (`capacity × period / gcd(amount, period)` µs) or whose burst window
-    /// `capacity × period / amount` exceeds [`MAX_BURST_WINDOW_MICROS`].
+    /// Rejects zero values, an `amount` above 2^53 − 1, sizes whose exact
+    /// arithmetic would leave 2^53 (`capacity × period / gcd(amount, period)`
+    /// µs), and burst windows `capacity × period / amount` (rounded up) above
+    /// [`MAX_BURST_WINDOW_MICROS`]. (`period` is at most [`Duration::MAX`].)
     ///
     /// ```
     /// use ratebound_core::{ConfigError, Duration, Gcra};
@@ -150,6 +151,9 @@ impl Gcra {
         if let Err(e) = require_nonzero(period, "period") {
             return Err(e);
         }
+        if let Err(e) = require_at_most(amount, MAX_SAFE_INTEGER, "amount") {
+            return Err(e);
+        }
         let g = gcd(amount, period);
         let p = period / g;
         let a = amount / g;
@@ -164,7 +168,7 @@ impl Gcra {
         };
         let tau_us = scaled / a;
         if let Err(e) = require_at_most(
-            tau_us,
+            tau_us + (scaled % a > 0) as u64,
             MAX_BURST_WINDOW_MICROS,
             "capacity × period / amount (burst window, µs)",
         ) {
@@ -613,9 +617,41 @@ mod tests {
         // 2^50 µs burst window is the edge.
         assert!(Gcra::new(1 << 20, 1, Duration::from_micros(1 << 30)).is_ok());
         assert!(Gcra::new((1 << 20) + 1, 1, Duration::from_micros(1 << 30)).is_err());
+        // A window of 2^50 µs plus a fraction is over the bound too.
+        assert!(Gcra::new(1 << 21, 2, Duration::from_micros((1 << 30) + 1)).is_err());
+        // Amounts Lua and JS cannot hold exactly are rejected (they also
+        // overflowed the mixed-number arithmetic).
+        assert!(matches!(
+            Gcra::new(3, u64::MAX, Duration::from_micros(1)),
+            Err(ConfigError::TooLarge {
+                field: "amount",
+                ..
+            })
+        ));
+        assert!(Gcra::new(3, MAX_SAFE_INTEGER, Duration::from_micros(1)).is_ok());
         let g = Gcra::new(7, 3, Duration::from_secs(1)).unwrap();
         assert_eq!(g.reduced_rate(), (1_000_000, 3));
         assert_eq!(g.burst_window(), Duration::from_micros(2_333_334));
+    }
+
+    #[test]
+    fn extreme_rates_never_panic() {
+        // Review finding: with an unbounded amount this sequence overflowed.
+        let g = Gcra::new(3, MAX_SAFE_INTEGER, Duration::from_micros(1)).unwrap();
+        let mut s = GcraState::default();
+        assert!(g.check(&mut s, t(10), 1).unwrap().allowed);
+        assert!(g.check(&mut s, t(9), 1).is_ok());
+        let mut odd = GcraState {
+            tat: 0,
+            rem: u64::MAX - 1,
+        };
+        assert!(g.check(&mut odd, t(0), 2).is_ok());
+        let g = Gcra::new(1, 1, Duration::from_micros(MAX_BURST_WINDOW_MICROS)).unwrap();
+        let mut s = GcraState {
+            tat: u64::MAX,
+            rem: 0,
+        };
+        assert!(!g.check(&mut s, Instant::MAX, 1).unwrap().allowed);
     }
 
     #[test]

@@ -96,14 +96,20 @@ impl SlidingCounter {
 
     /// The state seen at `now`: windows rolled forward, and the elapsed part of
     /// the current one. A `now` before the state's window counts as its start
-    /// (where the previous window weighs most).
+    /// (where the previous window weighs most). A hand-made `start` that is
+    /// not a window boundary is moved up to the next one, so its counts last
+    /// longer, never shorter.
     #[inline]
     fn roll(&self, s: &SlidingCounterState, now: u64) -> (SlidingCounterState, u64) {
         let start = now - now % self.window;
-        if start == s.start {
-            (*s, now - start)
-        } else if start > s.start {
-            let prev = if start - s.start == self.window {
+        let s_start = match s.start % self.window {
+            0 => s.start,
+            r => s.start.saturating_add(self.window - r),
+        };
+        if start == s_start {
+            (SlidingCounterState { start, ..*s }, now - start)
+        } else if start > s_start {
+            let prev = if start - s_start == self.window {
                 s.curr
             } else {
                 0
@@ -117,7 +123,13 @@ impl SlidingCounter {
                 now - start,
             )
         } else {
-            (*s, 0)
+            (
+                SlidingCounterState {
+                    start: s_start,
+                    ..*s
+                },
+                0,
+            )
         }
     }
 
@@ -150,17 +162,20 @@ impl SlidingCounter {
         let retry = if allowed {
             now.as_micros()
         } else if r.curr.saturating_add(cost) <= self.limit {
-            r.start + self.elapsed_for(r.prev, self.limit - r.curr - cost)
+            r.start
+                .saturating_add(self.elapsed_for(r.prev, self.limit - r.curr - cost))
         } else {
-            r.start + self.window + self.elapsed_for(r.curr, self.limit - cost)
+            r.start
+                .saturating_add(self.window)
+                .saturating_add(self.elapsed_for(r.curr, self.limit - cost))
         };
         if allowed {
-            r.curr += cost;
+            r.curr = r.curr.saturating_add(cost);
         }
         let reset = if r.curr > 0 {
-            r.start + 2 * self.window
+            r.start.saturating_add(self.window.saturating_mul(2))
         } else if r.prev > 0 {
-            r.start + self.window
+            r.start.saturating_add(self.window)
         } else {
             now.as_micros()
         };
@@ -252,6 +267,27 @@ mod tests {
         assert!(c.is_idle(&s, t(1_200)));
         // Going back to 900 sees the state's window at elapsed 0: full.
         assert_eq!(c.peek(&s, t(900), 0).unwrap().remaining, 0);
+    }
+
+    #[test]
+    fn hand_made_states_never_panic_nor_gain() {
+        let c = SlidingCounter::new(10, Duration::from_micros(100)).unwrap();
+        let s = SlidingCounterState {
+            start: u64::MAX - 1,
+            prev: 0,
+            curr: 1,
+        };
+        assert!(c.peek(&s, t(0), 0).is_ok());
+        assert!(c.peek(&s, t(0), 10).is_ok());
+        // A misaligned start (150) counts as the window starting at 200.
+        let s = SlidingCounterState {
+            start: 150,
+            prev: 0,
+            curr: 10,
+        };
+        assert!(!c.peek(&s, t(250), 1).unwrap().allowed);
+        // In the next window, all 10 still weigh fully at its start.
+        assert_eq!(c.peek(&s, t(300), 0).unwrap().remaining, 0);
     }
 
     #[test]

@@ -9,8 +9,9 @@
 //! decision is a normal denial whose `retry_at` is when the oldest entry
 //! expires.
 //!
-//! Entries are kept in time order: a `now` earlier than the newest entry is
-//! recorded at the newest entry's time (so it expires later, never earlier).
+//! A `now` earlier than the latest one the state has seen is treated as that
+//! latest time (the state keeps it as `last`): otherwise a clock stepping
+//! back after old entries were dropped could admit twice in one window.
 //!
 //! ```
 //! use ratebound_core::{Duration, Instant, SlidingLog, SlidingLogState};
@@ -70,12 +71,18 @@ pub struct LogEntry {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SlidingLogState<const N: usize = 64> {
     entries: Deque<LogEntry, N>,
+    /// The latest `now` seen (µs); earlier times are treated as this one.
+    last: u64,
 }
 
 impl<const N: usize> SlidingLogState<N> {
     /// The entries, oldest first (expired ones may linger until the next `check`).
     pub fn entries(&self) -> impl Iterator<Item = &LogEntry> + '_ {
         self.entries.iter()
+    }
+    /// The latest `now` seen (µs).
+    pub fn last(&self) -> u64 {
+        self.last
     }
 }
 
@@ -161,7 +168,7 @@ impl<const N: usize> SlidingLog<N> {
                 capacity: self.limit,
             });
         }
-        let n = now.as_micros();
+        let n = now.as_micros().max(s.last);
         let (expired, used) = self.scan(s, n);
         let live = s.entries.len() - expired;
         let newest = s.entries.back().map(|e| e.at);
@@ -222,6 +229,7 @@ impl<const N: usize> SlidingLog<N> {
             // Cannot fail: decide() checked for a free slot after expiry.
             let _ = state.entries.push_back(LogEntry { at, cost });
         }
+        state.last = state.last.max(now.as_micros());
         Ok(d)
     }
 
@@ -289,6 +297,22 @@ mod tests {
         let d = l.check(&mut s, t(2), 1).unwrap();
         assert!(!d.allowed);
         assert_eq!(d.retry_at, t(10));
+    }
+
+    #[test]
+    fn backwards_time_after_expiry_grants_nothing() {
+        // Review finding: check(0), check(10, cost 0) drops the entry, then a
+        // step back to 5 must not open a second slot in [0, 10).
+        let l: SlidingLog<4> = SlidingLog::new(1, Duration::from_micros(10)).unwrap();
+        let mut s = SlidingLogState::default();
+        assert!(l.check(&mut s, t(0), 1).unwrap().allowed);
+        assert!(l.check(&mut s, t(10), 0).unwrap().allowed);
+        assert!(
+            l.check(&mut s, t(5), 1).unwrap().allowed,
+            "treated as t = 10"
+        );
+        assert!(!l.check(&mut s, t(15), 1).unwrap().allowed);
+        assert_eq!(s.entries().next().map(|e| e.at), Some(10));
     }
 
     #[test]

@@ -88,8 +88,9 @@ fn reservations_prevent_overshoot_and_settle_adjusts() {
     };
     assert_eq!(d.reason, DenyReason::Limit);
     assert_eq!(d.limit, Some(0));
-    let minute_end = Instant::from_micros((now.as_micros() / 60_000_000 + 1) * 60_000_000);
-    assert_eq!(d.retry_at, minute_end);
+    // The 600 held carry into the next minute too; if nothing else happens
+    // the 500 fits only once that hold lapses (default TTL 10 minutes).
+    assert_eq!(d.retry_at, now + Duration::from_secs(600));
     assert_eq!(denied.alerts.len(), 1);
     assert_eq!(denied.alerts[0].kind, AlertKind::LimitHit);
     let r2 = granted(
@@ -454,4 +455,147 @@ fn huge_amounts_are_clamped_not_wrapped() {
         .unwrap()
         .denied
         .is_some());
+}
+
+#[test]
+fn holds_carry_across_a_window_boundary() {
+    // Review finding: reserve 100 at :59 and 100 at :60 must not both fit a 100/min limit.
+    let b = Budget::new(BudgetConfig::new().tokens_per_minute(100)).unwrap();
+    let mut st = BudgetState::<4>::default();
+    let t59 = FakeClock::new().now() + Duration::from_secs(59);
+    let a = granted(
+        b.reserve(&mut st, t59, Usage::request(100, 0))
+            .unwrap()
+            .admission,
+    );
+    let t60 = t59 + Duration::from_secs(1);
+    assert!(matches!(
+        b.reserve(&mut st, t60, Usage::request(100, 0))
+            .unwrap()
+            .admission,
+        Admission::Denied(_)
+    ));
+    b.settle(&mut st, t60, a, Usage::request(100, 0)).unwrap();
+    assert_eq!(b.status(&st, t60).limits[0].used, 100);
+}
+
+#[test]
+fn retry_at_is_the_earliest_fit() {
+    // A lapsing hold frees room before the window ends.
+    let b = Budget::new(
+        BudgetConfig::new()
+            .tokens_per_day(100)
+            .hold_ttl(Duration::from_secs(60)),
+    )
+    .unwrap();
+    let mut st = BudgetState::<4>::default();
+    let now = FakeClock::new().now();
+    let _held = granted(
+        b.reserve(&mut st, now, Usage::request(100, 0))
+            .unwrap()
+            .admission,
+    );
+    let Admission::Denied(d) = b
+        .reserve(&mut st, now, Usage::request(1, 0))
+        .unwrap()
+        .admission
+    else {
+        panic!()
+    };
+    assert_eq!(d.retry_at, now + Duration::from_secs(60));
+    assert!(matches!(
+        b.reserve(&mut st, d.retry_at, Usage::request(1, 0))
+            .unwrap()
+            .admission,
+        Admission::Granted(_)
+    ));
+
+    // A throttle ending after the window end pushes the retry to the throttle's end.
+    let b = Budget::new(
+        BudgetConfig::new()
+            .tokens_per_minute(100)
+            .auto_throttle(1, Duration::from_secs(3_600)),
+    )
+    .unwrap();
+    let mut st = BudgetState::<4>::default();
+    assert!(b
+        .try_spend(&mut st, now, Usage::request(100, 0))
+        .unwrap()
+        .denied
+        .is_none());
+    let d = b
+        .try_spend(&mut st, now, Usage::request(1, 0))
+        .unwrap()
+        .denied
+        .unwrap();
+    assert_eq!(
+        (d.reason, d.retry_at),
+        (DenyReason::Limit, now + Duration::from_secs(3_600))
+    );
+    assert!(b
+        .try_spend(&mut st, d.retry_at, Usage::request(1, 0))
+        .unwrap()
+        .denied
+        .is_none());
+}
+
+#[test]
+fn zero_hold_slots_is_an_error_not_a_denial() {
+    let b = Budget::new(BudgetConfig::new().tokens_per_day(100)).unwrap();
+    let mut st = BudgetState::<0>::default();
+    let now = FakeClock::new().now();
+    assert_eq!(
+        b.reserve(&mut st, now, Usage::request(1, 0)).unwrap_err(),
+        BudgetError::NoReservationSlots
+    );
+    assert!(b
+        .try_spend(&mut st, now, Usage::request(1, 0))
+        .unwrap()
+        .denied
+        .is_none());
+}
+
+#[test]
+fn reservation_ids_do_not_repeat_after_a_reset() {
+    let b = Budget::new(BudgetConfig::new().tokens_per_day(1_000)).unwrap();
+    let mut st = BudgetState::<4>::default();
+    let mut clock = FakeClock::new();
+    let old = granted(
+        b.reserve(&mut st, clock.now(), Usage::request(10, 0))
+            .unwrap()
+            .admission,
+    );
+    b.reset(&mut st);
+    let fresh = granted(
+        b.reserve(
+            &mut st,
+            clock.advance(Duration::from_micros(1)),
+            Usage::request(10, 0),
+        )
+        .unwrap()
+        .admission,
+    );
+    assert_ne!(old.id, fresh.id);
+    assert_eq!(
+        b.release(&mut st, clock.now(), old),
+        Err(BudgetError::UnknownReservation {
+            id: 1_795_392_000_000_000
+        })
+    );
+    b.release(&mut st, clock.now(), fresh).unwrap();
+}
+
+#[test]
+fn utilization_is_capped_and_requested_amounts_reported_raw() {
+    let b = Budget::new(BudgetConfig::new().tokens_per_minute(1)).unwrap();
+    let mut st = BudgetState::<4>::default();
+    let now = FakeClock::new().now();
+    let a = b.record(&mut st, now, Usage::request(1 << 50, 0));
+    assert!(a
+        .iter()
+        .all(|a| a.utilization_bp <= ratebound_core::budget::MAX_UTILIZATION_BP));
+    let e = b
+        .reserve(&mut st, now, Usage::request(1 << 60, 0))
+        .unwrap_err();
+    assert!(matches!(e, BudgetError::ExceedsLimit { requested, .. } if requested == 1 << 60));
 }

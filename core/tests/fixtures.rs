@@ -340,23 +340,26 @@ fn budget_traces() -> Vec<Value> {
         .enumerate()
         .map(|(i, (name, cfg, scale))| {
             let budget = Budget::new(cfg.clone()).expect("valid fixture budget");
+            let config = to_json(&budget);
+            let mut m = machine("budget", &config);
             let mut rng = Rng(300 + i as u64);
             let mut now = T0 + 86_400_000_000 * 7 - 3_000_000_000; // near a day/week edge
             let mut issued: Vec<u64> = Vec::new();
-            let mut next_id = 0u64;
-            let mut inputs = Vec::new();
+            let mut steps = Vec::new();
+            let mut run = |mut step: Value, issued: &mut Vec<u64>| {
+                step["expect"] = m.apply(&step);
+                step["state"] = m.state();
+                // Learn granted ids from the result, as a caller would.
+                if let Some(id) = step["expect"]["ok"]["admission"]["granted"]["id"].as_u64() {
+                    issued.push(id);
+                }
+                steps.push(step);
+            };
             for _ in 0..70 {
                 now = next_now(&mut rng, now, scale);
-                let est = Usage {
-                    requests: 1,
-                    tokens: rng.below(4_500),
-                    cost: rng.below(450_000),
-                };
+                let est = Usage { requests: 1, tokens: rng.below(4_500), cost: rng.below(450_000) };
                 let step = match rng.below(10) {
-                    0..=3 => {
-                        issued.push(next_id);
-                        json!({ "op": "reserve", "now": now, "usage": to_json(&est) })
-                    }
+                    0..=3 => json!({ "op": "reserve", "now": now, "usage": to_json(&est) }),
                     4..=5 if !issued.is_empty() => {
                         let id = issued.remove(rng.below(issued.len() as u64) as usize);
                         let actual = Usage { requests: 1, tokens: rng.below(5_000), cost: rng.below(500_000) };
@@ -370,15 +373,11 @@ fn budget_traces() -> Vec<Value> {
                     8 => json!({ "op": "try_spend", "now": now, "usage": to_json(&est) }),
                     _ => json!({ "op": "status", "now": now }),
                 };
-                // Reservation ids are assigned in order whether or not granted.
-                if step["op"] == "reserve" {
-                    next_id += 1;
-                }
-                inputs.push(step);
+                run(step, &mut issued);
             }
-            // Include an id that was never issued (or already settled).
-            inputs.push(json!({ "op": "settle", "now": now, "id": 9_999, "usage": to_json(&Usage::request(1, 1)) }));
-            trace("budget", name, to_json(&budget), inputs)
+            // An id that was never issued (or is already settled).
+            run(json!({ "op": "settle", "now": now, "id": 9_999, "usage": to_json(&Usage::request(1, 1)) }), &mut issued);
+            json!({ "name": name, "config": config, "steps": steps })
         })
         .collect()
 }

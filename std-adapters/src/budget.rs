@@ -35,8 +35,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use ratebound_core::budget::{
-    Admission, Alert, Alerts, Budget, BudgetConfig, BudgetError, BudgetState, BudgetStatus, Denial, Reservation,
-    Settled, Usage,
+    Admission, Alert, Alerts, Budget, BudgetConfig, BudgetError, BudgetState, BudgetStatus, Denial,
+    Reservation, Settled, Usage,
 };
 use ratebound_core::{ConfigError, Instant};
 use serde::{Deserialize, Serialize};
@@ -101,7 +101,9 @@ impl AlertHub {
             .spawn(move || {
                 for (alert, handlers) in rx {
                     for h in handlers {
-                        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h(&alert))).is_err() {
+                        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h(&alert)))
+                            .is_err()
+                        {
                             tracing::error!(?alert, "budget alert handler panicked");
                         }
                     }
@@ -127,8 +129,15 @@ impl AlertHub {
     fn publish(&self, alerts: &Alerts) {
         for alert in alerts {
             tracing::info!(kind = ?alert.kind, seed_type = alert.seed_type(), utilization_bp = alert.utilization_bp, "budget alert");
-            self.subscribers.lock().unwrap_or_else(|e| e.into_inner()).retain(|s| s.send(*alert).is_ok());
-            let handlers = self.handlers.read().unwrap_or_else(|e| e.into_inner()).clone();
+            self.subscribers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|s| s.send(*alert).is_ok());
+            let handlers = self
+                .handlers
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
             if handlers.is_empty() {
                 continue;
             }
@@ -156,7 +165,9 @@ pub struct BudgetManager<C: Clock, const R: usize = 256> {
 
 impl<C: Clock, const R: usize> std::fmt::Debug for BudgetManager<C, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BudgetManager").field("budget", &self.budget).finish_non_exhaustive()
+        f.debug_struct("BudgetManager")
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
     }
 }
 
@@ -171,7 +182,10 @@ pub struct BudgetHold<'a, C: Clock, const R: usize> {
 impl<C: Clock, const R: usize> BudgetHold<'_, C, R> {
     /// What is held.
     pub fn usage(&self) -> Usage {
-        self.reservation.as_ref().map(|r| r.usage).unwrap_or_default()
+        self.reservation
+            .as_ref()
+            .map(|r| r.usage)
+            .unwrap_or_default()
     }
     /// Charge `actual` and drop the hold. `None` if the hold was unknown to
     /// the state (for example after a [`BudgetManager::reset`]).
@@ -201,7 +215,12 @@ impl<C: Clock, const R: usize> BudgetManager<C, R> {
     /// Like [`new`](BudgetManager::new) with room for `R` concurrent
     /// reservations (`BudgetManager::<_, 4096>::with_hold_capacity(..)`).
     pub fn with_hold_capacity(config: BudgetConfig, clock: C) -> Result<Self, ConfigError> {
-        Ok(BudgetManager { budget: Budget::new(config)?, state: Mutex::new(BudgetState::default()), clock, hub: AlertHub::new() })
+        Ok(BudgetManager {
+            budget: Budget::new(config)?,
+            state: Mutex::new(BudgetState::default()),
+            clock,
+            hub: AlertHub::new(),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BudgetState<R>> {
@@ -216,9 +235,17 @@ impl<C: Clock, const R: usize> BudgetManager<C, R> {
 
     /// Would a call estimated at `tokens` / `cost` fit now? Consumes nothing
     /// (the seed's `CheckBudget`). Concurrent callers should [`reserve`](Self::reserve) instead.
-    pub fn check_budget(&self, estimated_tokens: u64, estimated_cost: u64) -> Result<(), BudgetDenied> {
+    pub fn check_budget(
+        &self,
+        estimated_tokens: u64,
+        estimated_cost: u64,
+    ) -> Result<(), BudgetDenied> {
         let st = self.lock();
-        match self.budget.peek(&st, self.clock.now(), Usage::request(estimated_tokens, estimated_cost))? {
+        match self.budget.peek(
+            &st,
+            self.clock.now(),
+            Usage::request(estimated_tokens, estimated_cost),
+        )? {
             None => Ok(()),
             Some(d) => Err(BudgetDenied::Denied(d)),
         }
@@ -232,7 +259,10 @@ impl<C: Clock, const R: usize> BudgetManager<C, R> {
         };
         self.hub.publish(&r.alerts);
         match r.admission {
-            Admission::Granted(res) => Ok(BudgetHold { manager: self, reservation: Some(res) }),
+            Admission::Granted(res) => Ok(BudgetHold {
+                manager: self,
+                reservation: Some(res),
+            }),
             Admission::Denied(d) => Err(BudgetDenied::Denied(d)),
         }
     }
@@ -266,7 +296,8 @@ impl<C: Clock, const R: usize> BudgetManager<C, R> {
         let now = rec.timestamp.unwrap_or_else(|| self.clock.now());
         let alerts = {
             let mut st = self.lock();
-            self.budget.record(&mut st, now, Usage::request(rec.tokens, rec.cost))
+            self.budget
+                .record(&mut st, now, Usage::request(rec.tokens, rec.cost))
         };
         tracing::debug!(tokens = rec.tokens, cost = rec.cost, model = %rec.model, user = %rec.user_id, request = %rec.request_id, "usage recorded");
         self.hub.publish(&alerts);
@@ -284,13 +315,21 @@ impl<C: Clock, const R: usize> BudgetManager<C, R> {
 
     /// Run `handler` for each alert, on the alert thread (never on the caller's).
     pub fn on_alert(&self, handler: impl Fn(&Alert) + Send + Sync + 'static) {
-        self.hub.handlers.write().unwrap_or_else(|e| e.into_inner()).push(Arc::new(handler));
+        self.hub
+            .handlers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::new(handler));
     }
 
     /// A channel receiving every alert from now on.
     pub fn subscribe(&self) -> mpsc::Receiver<Alert> {
         let (tx, rx) = mpsc::channel();
-        self.hub.subscribers.lock().unwrap_or_else(|e| e.into_inner()).push(tx);
+        self.hub
+            .subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(tx);
         rx
     }
 

@@ -32,7 +32,10 @@ impl<C: Clock + ?Sized> Clock for Arc<C> {
 }
 
 fn unix_now() -> Instant {
-    let us = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0);
+    let us = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
     Instant::from_micros(u64::try_from(us).unwrap_or(u64::MAX))
 }
 
@@ -63,7 +66,10 @@ impl Default for MonotonicClock {
 impl MonotonicClock {
     /// Anchored at the current Unix time.
     pub fn new() -> Self {
-        MonotonicClock { base: unix_now(), start: std::time::Instant::now() }
+        MonotonicClock {
+            base: unix_now(),
+            start: std::time::Instant::now(),
+        }
     }
 }
 
@@ -95,7 +101,10 @@ impl TokioClock {
     }
     /// Anchored so that "now" reads `base` (deterministic tests).
     pub fn anchored_at(base: Instant) -> Self {
-        TokioClock { base, start: tokio::time::Instant::now() }
+        TokioClock {
+            base,
+            start: tokio::time::Instant::now(),
+        }
     }
 }
 

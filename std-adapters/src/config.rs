@@ -28,7 +28,10 @@
 use std::time::Duration as StdDuration;
 
 use ratebound_core::backoff::{Backoff, Jitter, RetryBudget};
-use ratebound_core::{ConfigError, CostError, Decision, Duration, Gcra, GcraState, Instant, Limiter, SlidingCounter, SlidingCounterState, SlidingLog, SlidingLogState};
+use ratebound_core::{
+    ConfigError, CostError, Decision, Duration, Gcra, GcraState, Instant, Limiter, SlidingCounter,
+    SlidingCounterState, SlidingLog, SlidingLogState,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -49,14 +52,23 @@ pub struct ConfigLoadError {
 
 /// Parse TOML into `T`, naming the field on error.
 pub fn from_toml<T: DeserializeOwned>(text: &str) -> Result<T, ConfigLoadError> {
-    let de = toml::Deserializer::parse(text).map_err(|e| ConfigLoadError { path: ".".into(), message: e.to_string() })?;
-    serde_path_to_error::deserialize(de).map_err(|e| ConfigLoadError { path: e.path().to_string(), message: e.inner().message().to_string() })
+    let de = toml::Deserializer::parse(text).map_err(|e| ConfigLoadError {
+        path: ".".into(),
+        message: e.to_string(),
+    })?;
+    serde_path_to_error::deserialize(de).map_err(|e| ConfigLoadError {
+        path: e.path().to_string(),
+        message: e.inner().message().to_string(),
+    })
 }
 
 /// Parse JSON into `T`, naming the field on error.
 pub fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, ConfigLoadError> {
     let de = &mut serde_json::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|e| ConfigLoadError { path: e.path().to_string(), message: e.inner().to_string() })
+    serde_path_to_error::deserialize(de).map_err(|e| ConfigLoadError {
+        path: e.path().to_string(),
+        message: e.inner().to_string(),
+    })
 }
 
 /// Serde helpers for human-readable durations.
@@ -65,7 +77,11 @@ pub mod human {
     /// Deserialize `"1s"`, `"250ms"`, `"1h 30m"`.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<StdDuration, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e} (use e.g. \"1s\", \"250ms\", \"1h 30m\")")))
+        humantime::parse_duration(&s).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {s:?}: {e} (use e.g. \"1s\", \"250ms\", \"1h 30m\")"
+            ))
+        })
     }
     /// Serialize as humantime text.
     pub fn serialize<S: Serializer>(v: &StdDuration, s: S) -> Result<S::Ok, S::Error> {
@@ -75,9 +91,15 @@ pub mod human {
     pub mod option {
         use super::*;
         /// Deserialize an optional duration.
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<StdDuration>, D::Error> {
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<StdDuration>, D::Error> {
             Option::<String>::deserialize(d)?
-                .map(|s| humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}"))))
+                .map(|s| {
+                    humantime::parse_duration(&s).map_err(|e| {
+                        serde::de::Error::custom(format!("invalid duration {s:?}: {e}"))
+                    })
+                })
                 .transpose()
         }
         /// Serialize an optional duration.
@@ -126,9 +148,17 @@ impl LimiterSpec {
     /// Validate and build the core limiter.
     pub fn build(&self) -> Result<AnyLimiter, ConfigError> {
         Ok(match *self {
-            LimiterSpec::Gcra { capacity, amount, period } => AnyLimiter::Gcra(Gcra::new(capacity, amount, period.into())?),
-            LimiterSpec::SlidingLog { limit, window } => AnyLimiter::SlidingLog(SlidingLog::new(limit, window.into())?),
-            LimiterSpec::SlidingCounter { limit, window } => AnyLimiter::SlidingCounter(SlidingCounter::new(limit, window.into())?),
+            LimiterSpec::Gcra {
+                capacity,
+                amount,
+                period,
+            } => AnyLimiter::Gcra(Gcra::new(capacity, amount, period.into())?),
+            LimiterSpec::SlidingLog { limit, window } => {
+                AnyLimiter::SlidingLog(SlidingLog::new(limit, window.into())?)
+            }
+            LimiterSpec::SlidingCounter { limit, window } => {
+                AnyLimiter::SlidingCounter(SlidingCounter::new(limit, window.into())?)
+            }
         })
     }
 }
@@ -165,21 +195,27 @@ macro_rules! dispatch {
                 if !matches!($state, AnyState::Gcra(_)) {
                     *$state = AnyState::Gcra(GcraState::default());
                 }
-                let AnyState::Gcra($s) = $state else { unreachable!() };
+                let AnyState::Gcra($s) = $state else {
+                    unreachable!()
+                };
                 $body
             }
             AnyLimiter::SlidingLog($l) => {
                 if !matches!($state, AnyState::SlidingLog(_)) {
                     *$state = AnyState::SlidingLog(Box::default());
                 }
-                let AnyState::SlidingLog($s) = $state else { unreachable!() };
+                let AnyState::SlidingLog($s) = $state else {
+                    unreachable!()
+                };
                 $body
             }
             AnyLimiter::SlidingCounter($l) => {
                 if !matches!($state, AnyState::SlidingCounter(_)) {
                     *$state = AnyState::SlidingCounter(SlidingCounterState::default());
                 }
-                let AnyState::SlidingCounter($s) = $state else { unreachable!() };
+                let AnyState::SlidingCounter($s) = $state else {
+                    unreachable!()
+                };
                 $body
             }
         }
@@ -273,7 +309,9 @@ impl RetrySpec {
     pub fn build(&self) -> Result<RetryPolicy, ConfigError> {
         let mut p = RetryPolicy::new(self.backoff()?);
         if let Some(b) = self.budget {
-            p = p.with_budget(std::sync::Arc::new(SharedRetryBudget::new(RetryBudget::new(b.max_tokens, b.token_ratio_milli)?)));
+            p = p.with_budget(std::sync::Arc::new(SharedRetryBudget::new(
+                RetryBudget::new(b.max_tokens, b.token_ratio_milli)?,
+            )));
         }
         Ok(p)
     }

@@ -83,7 +83,11 @@ pub struct KeyedConfig {
 
 impl Default for KeyedConfig {
     fn default() -> Self {
-        KeyedConfig { max_keys: 100_000, shards: 16, on_full: OnFull::DenyNewKeys }
+        KeyedConfig {
+            max_keys: 100_000,
+            shards: 16,
+            on_full: OnFull::DenyNewKeys,
+        }
     }
 }
 
@@ -111,7 +115,10 @@ impl KeyedConfig {
             return Err(ConfigError::Zero { field: "shards" });
         }
         if self.shards > self.max_keys {
-            return Err(ConfigError::Invalid { field: "shards", reason: "must not exceed max_keys" });
+            return Err(ConfigError::Invalid {
+                field: "shards",
+                reason: "must not exceed max_keys",
+            });
         }
         Ok(())
     }
@@ -130,7 +137,9 @@ pub struct KeyedLimiter<K, L: Limiter, C> {
 
 impl<K, L: Limiter, C> std::fmt::Debug for KeyedLimiter<K, L, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyedLimiter").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("KeyedLimiter")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -148,10 +157,18 @@ where
             .map(|i| {
                 // Spread max_keys exactly: the first (max_keys % n) shards get one more.
                 let cap = config.max_keys / n + usize::from(i < config.max_keys % n);
-                Mutex::new(LruCache::new(NonZeroUsize::new(cap).unwrap_or(NonZeroUsize::MIN)))
+                Mutex::new(LruCache::new(
+                    NonZeroUsize::new(cap).unwrap_or(NonZeroUsize::MIN),
+                ))
             })
             .collect();
-        Ok(KeyedLimiter { limiter, clock, config, shards, hasher: RandomState::new() })
+        Ok(KeyedLimiter {
+            limiter,
+            clock,
+            config,
+            shards,
+            hasher: RandomState::new(),
+        })
     }
 
     /// The core limiter applied per key.
@@ -182,7 +199,12 @@ where
             return Ok(d); // nothing worth remembering (zero cost, or a denial)
         }
         if shard.len() >= shard.cap().get() {
-            let idle = shard.iter().rev().take(IDLE_PROBE).find(|(_, s)| self.limiter.is_idle(s, now)).map(|(k, _)| k.clone());
+            let idle = shard
+                .iter()
+                .rev()
+                .take(IDLE_PROBE)
+                .find(|(_, s)| self.limiter.is_idle(s, now))
+                .map(|(k, _)| k.clone());
             match (idle, self.config.on_full) {
                 (Some(k), _) => {
                     shard.pop(&k);
@@ -193,7 +215,9 @@ where
                 }
                 (None, OnFull::DenyNewKeys) => {
                     tracing::debug!("keyed store full: refusing a new key");
-                    return Err(AcquireError::StoreFull { capacity: self.config.max_keys });
+                    return Err(AcquireError::StoreFull {
+                        capacity: self.config.max_keys,
+                    });
                 }
             }
         }
@@ -220,12 +244,22 @@ where
     /// Wait until `key` is admitted `cost` (see
     /// [`RateLimiter::acquire_with`](crate::limiter::RateLimiter::acquire_with)).
     /// A full store fails at once rather than waiting.
-    pub async fn acquire(&self, key: &K, cost: u64, max_wait: Option<std::time::Duration>) -> Result<Decision, AcquireError> {
+    pub async fn acquire(
+        &self,
+        key: &K,
+        cost: u64,
+        max_wait: Option<std::time::Duration>,
+    ) -> Result<Decision, AcquireError> {
         acquire_loop(&self.clock, max_wait, |now| self.check_at(key, now, cost)).await
     }
 
     /// [`acquire`](KeyedLimiter::acquire) sleeping the thread.
-    pub fn acquire_blocking(&self, key: &K, cost: u64, max_wait: Option<std::time::Duration>) -> Result<Decision, AcquireError> {
+    pub fn acquire_blocking(
+        &self,
+        key: &K,
+        cost: u64,
+        max_wait: Option<std::time::Duration>,
+    ) -> Result<Decision, AcquireError> {
         acquire_loop_blocking(&self.clock, max_wait, |now| self.check_at(key, now, cost))
     }
 
@@ -240,7 +274,10 @@ where
 
     /// Keys held now.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len()).sum()
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
     }
 
     /// True when no key is held.
@@ -255,7 +292,11 @@ where
         let mut dropped = 0;
         for shard in self.shards.iter() {
             let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
-            let idle: Vec<K> = shard.iter().filter(|(_, s)| self.limiter.is_idle(s, now)).map(|(k, _)| k.clone()).collect();
+            let idle: Vec<K> = shard
+                .iter()
+                .filter(|(_, s)| self.limiter.is_idle(s, now))
+                .map(|(k, _)| k.clone())
+                .collect();
             for k in idle {
                 shard.pop(&k);
                 dropped += 1;

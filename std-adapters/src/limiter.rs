@@ -55,11 +55,17 @@ pub struct Locked<L: Limiter> {
 impl<L: Limiter> Locked<L> {
     /// A fresh state for `limiter`.
     pub fn new(limiter: L) -> Self {
-        Locked { limiter, state: Mutex::new(L::State::default()) }
+        Locked {
+            limiter,
+            state: Mutex::new(L::State::default()),
+        }
     }
     /// Start from a saved state.
     pub fn with_state(limiter: L, state: L::State) -> Self {
-        Locked { limiter, state: Mutex::new(state) }
+        Locked {
+            limiter,
+            state: Mutex::new(state),
+        }
     }
     /// The core limiter.
     pub fn limiter(&self) -> &L {
@@ -150,7 +156,12 @@ pub struct RateLimiter<D, C> {
 
 impl<C: Clock> RateLimiter<SharedGcra, C> {
     /// A GCRA bucket of `capacity`, refilled with `amount` per `period`.
-    pub fn gcra(capacity: u64, amount: u64, period: std::time::Duration, clock: C) -> Result<Self, ConfigError> {
+    pub fn gcra(
+        capacity: u64,
+        amount: u64,
+        period: std::time::Duration,
+        clock: C,
+    ) -> Result<Self, ConfigError> {
         let g = Gcra::new(capacity, amount, period.into())?;
         Ok(RateLimiter::new(SharedGcra::new(g), clock))
     }
@@ -191,13 +202,26 @@ impl<D: Decide, C: Clock> RateLimiter<D, C> {
     /// Wait until `cost` is admitted, but not longer than `max_wait`: if the
     /// next chance lies beyond it, fail at once with
     /// [`AcquireError::WouldWait`] instead of sleeping in vain.
-    pub async fn acquire_with(&self, cost: u64, max_wait: Option<std::time::Duration>) -> Result<Decision, AcquireError> {
-        acquire_loop(&self.clock, max_wait, |now| Ok(self.inner.check(now, cost)?)).await
+    pub async fn acquire_with(
+        &self,
+        cost: u64,
+        max_wait: Option<std::time::Duration>,
+    ) -> Result<Decision, AcquireError> {
+        acquire_loop(&self.clock, max_wait, |now| {
+            Ok(self.inner.check(now, cost)?)
+        })
+        .await
     }
 
     /// [`acquire_with`](RateLimiter::acquire_with) for threads without an
     /// async runtime: sleeps the thread.
-    pub fn acquire_blocking(&self, cost: u64, max_wait: Option<std::time::Duration>) -> Result<Decision, AcquireError> {
-        acquire_loop_blocking(&self.clock, max_wait, |now| Ok(self.inner.check(now, cost)?))
+    pub fn acquire_blocking(
+        &self,
+        cost: u64,
+        max_wait: Option<std::time::Duration>,
+    ) -> Result<Decision, AcquireError> {
+        acquire_loop_blocking(&self.clock, max_wait, |now| {
+            Ok(self.inner.check(now, cost)?)
+        })
     }
 }

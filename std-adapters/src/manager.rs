@@ -36,11 +36,17 @@ use crate::wait::AcquireError;
 /// Something callers can wait on (the seed's `BlockingRateLimiter.Wait`).
 pub trait Wait: Send + Sync {
     /// Wait until `cost` is admitted.
-    fn wait(&self, cost: u64) -> Pin<Box<dyn Future<Output = Result<Decision, AcquireError>> + Send + '_>>;
+    fn wait(
+        &self,
+        cost: u64,
+    ) -> Pin<Box<dyn Future<Output = Result<Decision, AcquireError>> + Send + '_>>;
 }
 
 impl<D: Decide + 'static, C: Clock> Wait for RateLimiter<D, C> {
-    fn wait(&self, cost: u64) -> Pin<Box<dyn Future<Output = Result<Decision, AcquireError>> + Send + '_>> {
+    fn wait(
+        &self,
+        cost: u64,
+    ) -> Pin<Box<dyn Future<Output = Result<Decision, AcquireError>> + Send + '_>> {
         Box::pin(self.acquire(cost))
     }
 }
@@ -66,13 +72,20 @@ pub struct Manager<C: Clock> {
 
 impl<C: Clock> Default for Manager<C> {
     fn default() -> Self {
-        Manager { budget: None, limiter: None, retry: RetryPolicy::default() }
+        Manager {
+            budget: None,
+            limiter: None,
+            retry: RetryPolicy::default(),
+        }
     }
 }
 
 impl<C: Clock> std::fmt::Debug for Manager<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Manager").field("budget", &self.budget).field("retry", &self.retry).finish_non_exhaustive()
+        f.debug_struct("Manager")
+            .field("budget", &self.budget)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
     }
 }
 
@@ -108,7 +121,11 @@ impl<C: Clock> Manager<C> {
     /// The seed's `PreCheck`: fail fast if the budget cannot fit the
     /// estimate, then wait on the rate limiter. Consumes no budget; use
     /// [`admit`](Manager::admit) when concurrent calls must not overshoot.
-    pub async fn pre_check(&self, estimated_tokens: u64, estimated_cost: u64) -> Result<(), PreCheckError> {
+    pub async fn pre_check(
+        &self,
+        estimated_tokens: u64,
+        estimated_cost: u64,
+    ) -> Result<(), PreCheckError> {
         if let Some(b) = &self.budget {
             b.check_budget(estimated_tokens, estimated_cost)?;
         }
@@ -121,7 +138,10 @@ impl<C: Clock> Manager<C> {
     /// Wait on the rate limiter, then hold `estimate` in the budget. Settle
     /// the returned hold with the actual usage (or drop it to release).
     /// `None` when the manager has no budget.
-    pub async fn admit(&self, estimate: Usage) -> Result<Option<BudgetHold<'_, C, 256>>, PreCheckError> {
+    pub async fn admit(
+        &self,
+        estimate: Usage,
+    ) -> Result<Option<BudgetHold<'_, C, 256>>, PreCheckError> {
         if let Some(b) = &self.budget {
             b.check_budget(estimate.tokens, estimate.cost)?;
         }

@@ -75,7 +75,10 @@ impl StdError for RetryableError {
 
 /// Mark `err` retryable (the seed's `WrapRetryable`).
 pub fn wrap_retryable(err: impl Into<Box<dyn StdError + Send + Sync>>) -> RetryableError {
-    RetryableError { source: err.into(), retry_after: None }
+    RetryableError {
+        source: err.into(),
+        retry_after: None,
+    }
 }
 
 /// True when `err`, or any error in its source chain, is a [`RetryableError`]
@@ -125,7 +128,17 @@ impl Classify for std::io::Error {
     /// Transient I/O kinds: timeouts, interruptions, resets, refused or aborted connections.
     fn is_retryable(&self) -> bool {
         use std::io::ErrorKind::*;
-        matches!(self.kind(), TimedOut | Interrupted | WouldBlock | ConnectionReset | ConnectionRefused | ConnectionAborted | BrokenPipe | UnexpectedEof)
+        matches!(
+            self.kind(),
+            TimedOut
+                | Interrupted
+                | WouldBlock
+                | ConnectionReset
+                | ConnectionRefused
+                | ConnectionAborted
+                | BrokenPipe
+                | UnexpectedEof
+        )
     }
 }
 
@@ -165,14 +178,18 @@ impl<E> RetryError<E> {
     /// The last error, if any.
     pub fn into_inner(self) -> Option<E> {
         match self {
-            RetryError::NotRetryable { error, .. } | RetryError::GaveUp { error, .. } => Some(error),
+            RetryError::NotRetryable { error, .. } | RetryError::GaveUp { error, .. } => {
+                Some(error)
+            }
             RetryError::Cancelled { last, .. } => last,
         }
     }
     /// Attempts made.
     pub fn attempts(&self) -> u32 {
         match self {
-            RetryError::NotRetryable { attempts, .. } | RetryError::GaveUp { attempts, .. } | RetryError::Cancelled { attempts, .. } => *attempts,
+            RetryError::NotRetryable { attempts, .. }
+            | RetryError::GaveUp { attempts, .. }
+            | RetryError::Cancelled { attempts, .. } => *attempts,
         }
     }
 }
@@ -188,14 +205,22 @@ pub struct SharedRetryBudget {
 impl SharedRetryBudget {
     /// A full budget.
     pub fn new(budget: RetryBudget) -> Self {
-        SharedRetryBudget { budget, spent: AtomicU64::new(0) }
+        SharedRetryBudget {
+            budget,
+            spent: AtomicU64::new(0),
+        }
     }
     fn update(&self, f: impl Fn(&mut RetryBudgetState) -> bool) -> bool {
         let mut cur = self.spent.load(Ordering::Acquire);
         loop {
             let mut st = RetryBudgetState { spent_milli: cur };
             let out = f(&mut st);
-            match self.spent.compare_exchange_weak(cur, st.spent_milli, Ordering::AcqRel, Ordering::Acquire) {
+            match self.spent.compare_exchange_weak(
+                cur,
+                st.spent_milli,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => return out,
                 Err(actual) => cur = actual,
             }
@@ -214,7 +239,9 @@ impl SharedRetryBudget {
     }
     /// True while retries are allowed.
     pub fn can_retry(&self) -> bool {
-        self.budget.can_retry(&RetryBudgetState { spent_milli: self.spent.load(Ordering::Acquire) })
+        self.budget.can_retry(&RetryBudgetState {
+            spent_milli: self.spent.load(Ordering::Acquire),
+        })
     }
 }
 
@@ -253,7 +280,10 @@ pub struct RetryPolicy {
 
 impl fmt::Debug for RetryPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RetryPolicy").field("backoff", &self.backoff).field("budget", &self.budget).finish_non_exhaustive()
+        f.debug_struct("RetryPolicy")
+            .field("backoff", &self.backoff)
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
     }
 }
 
@@ -267,7 +297,14 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Retry per `backoff`, sleeping on tokio's clock.
     pub fn new(backoff: Backoff) -> Self {
-        RetryPolicy { backoff, budget: None, on_retry: None, cancel: None, seed: None, clock: Arc::new(TokioClock::new()) }
+        RetryPolicy {
+            backoff,
+            budget: None,
+            on_retry: None,
+            cancel: None,
+            seed: None,
+            clock: Arc::new(TokioClock::new()),
+        }
     }
     /// Share a retry budget across calls.
     pub fn with_budget(mut self, budget: Arc<SharedRetryBudget>) -> Self {
@@ -307,19 +344,28 @@ impl RetryPolicy {
     }
 
     /// Decide what follows a retryable failure.
-    fn step(&self, st: &mut ratebound_core::backoff::BackoffState, hint: Option<std::time::Duration>) -> Step {
+    fn step(
+        &self,
+        st: &mut ratebound_core::backoff::BackoffState,
+        hint: Option<std::time::Duration>,
+    ) -> Step {
         if let Some(b) = &self.budget {
             if !b.on_failure() {
                 return Step::GiveUp(GiveUp::RetryBudget);
             }
         }
-        self.backoff.next(st, self.clock.now(), hint.map(Duration::from))
+        self.backoff
+            .next(st, self.clock.now(), hint.map(Duration::from))
     }
 
     fn announce<E: fmt::Display>(&self, attempt: u32, error: &E, delay: std::time::Duration) {
         tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, %error, "retrying");
         if let Some(f) = &self.on_retry {
-            f(&RetryEvent { attempt, error, delay });
+            f(&RetryEvent {
+                attempt,
+                error,
+                delay,
+            });
         }
     }
 
@@ -331,13 +377,18 @@ impl RetryPolicy {
         Fut: Future<Output = Result<T, E>>,
         E: Classify + fmt::Display,
     {
-        self.run_with(op, |e: &E| e.is_retryable().then(|| e.retry_after())).await
+        self.run_with(op, |e: &E| e.is_retryable().then(|| e.retry_after()))
+            .await
     }
 
     /// [`run`](RetryPolicy::run) with a classifier closure instead of the
     /// [`Classify`] trait: `None` means "do not retry", `Some(hint)` retry
     /// (waiting at least `hint` when given).
-    pub async fn run_with<T, E, F, Fut>(&self, mut op: F, classify: impl Fn(&E) -> Option<Option<std::time::Duration>>) -> Result<T, RetryError<E>>
+    pub async fn run_with<T, E, F, Fut>(
+        &self,
+        mut op: F,
+        classify: impl Fn(&E) -> Option<Option<std::time::Duration>>,
+    ) -> Result<T, RetryError<E>>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -371,7 +422,11 @@ impl RetryPolicy {
             match self.step(&mut st, hint) {
                 Step::GiveUp(reason) => {
                     tracing::warn!(attempts, ?reason, %error, "giving up");
-                    return Err(RetryError::GaveUp { error, attempts, reason });
+                    return Err(RetryError::GaveUp {
+                        error,
+                        attempts,
+                        reason,
+                    });
                 }
                 Step::Retry { delay, attempt, .. } => {
                     let delay: std::time::Duration = delay.into();
@@ -398,7 +453,11 @@ impl RetryPolicy {
         let mut attempts = 0u32;
         let mut last: Option<E> = None;
         loop {
-            if self.cancel.as_ref().is_some_and(CancellationToken::is_cancelled) {
+            if self
+                .cancel
+                .as_ref()
+                .is_some_and(CancellationToken::is_cancelled)
+            {
                 return Err(RetryError::Cancelled { last, attempts });
             }
             attempts += 1;
@@ -415,7 +474,13 @@ impl RetryPolicy {
                 return Err(RetryError::NotRetryable { error, attempts });
             }
             match self.step(&mut st, error.retry_after()) {
-                Step::GiveUp(reason) => return Err(RetryError::GaveUp { error, attempts, reason }),
+                Step::GiveUp(reason) => {
+                    return Err(RetryError::GaveUp {
+                        error,
+                        attempts,
+                        reason,
+                    })
+                }
                 Step::Retry { delay, attempt, .. } => {
                     let delay: std::time::Duration = delay.into();
                     self.announce(attempt, &error, delay);

@@ -34,7 +34,10 @@ fn wait_for<C: Clock + ?Sized>(clock: &C, at: Instant) -> std::time::Duration {
 
 fn give_up(d: &Decision, deadline: Option<Instant>) -> Result<(), AcquireError> {
     match deadline {
-        Some(deadline) if d.retry_at > deadline => Err(AcquireError::WouldWait { retry_at: d.retry_at, deadline }),
+        Some(deadline) if d.retry_at > deadline => Err(AcquireError::WouldWait {
+            retry_at: d.retry_at,
+            deadline,
+        }),
         _ => Ok(()),
     }
 }
@@ -55,7 +58,10 @@ pub(crate) async fn acquire_loop<C: Clock + ?Sized>(
             return Ok(d);
         }
         give_up(&d, deadline)?;
-        tracing::trace!(wait_us = d.retry_at.duration_after(clock.now()).as_micros(), "rate limited; waiting");
+        tracing::trace!(
+            wait_us = d.retry_at.duration_after(clock.now()).as_micros(),
+            "rate limited; waiting"
+        );
         tokio::time::sleep(wait_for(clock, d.retry_at)).await;
     }
 }

@@ -12,7 +12,11 @@ use ratebound_std::AcquireError;
 const T0: Instant = Instant::from_secs(1_795_392_000);
 
 /// Spawn `n` tasks that `acquire(1)` until the clock passes `end`; count admissions at or before `end`.
-async fn hammer<D: Decide + 'static>(limiter: Arc<RateLimiter<D, TokioClock>>, n: usize, end: Instant) -> u64 {
+async fn hammer<D: Decide + 'static>(
+    limiter: Arc<RateLimiter<D, TokioClock>>,
+    n: usize,
+    end: Instant,
+) -> u64 {
     let admitted = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..n)
         .map(|_| {
@@ -75,21 +79,40 @@ async fn deadlines_and_impossible_costs_fail_fast() {
     let start = tokio::time::Instant::now();
     assert!(matches!(l.acquire(3).await, Err(AcquireError::Cost(_))));
     l.check(2).unwrap();
-    let e = l.acquire_with(1, Some(StdDuration::from_secs(9))).await.unwrap_err();
-    assert!(matches!(e, AcquireError::WouldWait { retry_at, .. } if retry_at == T0 + Duration::from_secs(10)));
+    let e = l
+        .acquire_with(1, Some(StdDuration::from_secs(9)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, AcquireError::WouldWait { retry_at, .. } if retry_at == T0 + Duration::from_secs(10))
+    );
     assert_eq!(start.elapsed(), StdDuration::ZERO, "neither waited");
-    assert!(l.acquire_with(1, Some(StdDuration::from_secs(10))).await.unwrap().allowed);
+    assert!(
+        l.acquire_with(1, Some(StdDuration::from_secs(10)))
+            .await
+            .unwrap()
+            .allowed
+    );
     assert_eq!(start.elapsed(), StdDuration::from_secs(10));
 }
 
 #[test]
 fn acquire_blocking_sleeps_the_thread() {
-    let l = RateLimiter::gcra(1, 1, StdDuration::from_millis(30), ratebound_std::clock::MonotonicClock::new()).unwrap();
+    let l = RateLimiter::gcra(
+        1,
+        1,
+        StdDuration::from_millis(30),
+        ratebound_std::clock::MonotonicClock::new(),
+    )
+    .unwrap();
     assert!(l.check(1).unwrap().allowed);
     let t = std::time::Instant::now();
     assert!(l.acquire_blocking(1, None).unwrap().allowed);
     assert!(t.elapsed() >= StdDuration::from_millis(25));
-    assert!(matches!(l.acquire_blocking(1, Some(StdDuration::from_millis(1))), Err(AcquireError::WouldWait { .. })));
+    assert!(matches!(
+        l.acquire_blocking(1, Some(StdDuration::from_millis(1))),
+        Err(AcquireError::WouldWait { .. })
+    ));
 }
 
 #[test]
@@ -97,7 +120,10 @@ fn refund_and_unpackable_rates() {
     let clock = ManualClock::new(T0);
     // 2049/s cannot pack into one atomic word: same decisions behind a lock.
     let l = RateLimiter::gcra(3, 2049, StdDuration::from_secs(1), clock.clone()).unwrap();
-    assert!(matches!(l.inner(), ratebound_std::limiter::SharedGcra::Locked(_)));
+    assert!(matches!(
+        l.inner(),
+        ratebound_std::limiter::SharedGcra::Locked(_)
+    ));
     assert_eq!(l.check(3).unwrap().remaining, 0);
     assert_eq!(l.refund(2).remaining, 2);
     assert_eq!(l.refund(10).remaining, 3, "never above capacity");

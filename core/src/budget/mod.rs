@@ -12,6 +12,8 @@
 //!   [`Budget::release`] drops the hold of a call that never ran. A hold
 //!   lapses after the configured TTL so a crashed caller cannot pin budget.
 //!   Concurrent callers therefore cannot overshoot between check and record.
+//!   A live hold counts in whatever window is current (it carries over when
+//!   a window rolls, since its settle will be charged there).
 //! * **Alerts** are values: crossing a utilization threshold fires once per
 //!   window per limit; hitting a limit fires a limit-hit once per window.
 //! * **Auto-throttle**: past a threshold, admissions are paced so that what
@@ -47,12 +49,13 @@
 //! # Ok::<(), Box<dyn core::error::Error>>(())
 //! ```
 
+mod admission;
 mod calendar;
+mod limiter;
 mod ops;
 
-pub use ops::{
-    Admission, Alerts, BudgetError, BudgetLimiter, Denial, DenyReason, Reserved, Settled, Spent,
-};
+pub use limiter::BudgetLimiter;
+pub use ops::{Admission, Alerts, BudgetError, Denial, DenyReason, Reserved, Settled, Spent};
 
 use crate::error::{require_at_most, require_nonzero};
 use crate::time::mul_div_ceil;
@@ -65,6 +68,9 @@ pub const MAX_THRESHOLDS: usize = 4;
 /// The largest limit or amount: 2^50. Larger usage amounts are clamped to it
 /// (the budget is exhausted either way), keeping all sums below 2^53.
 pub const MAX_AMOUNT: u64 = 1 << 50;
+/// Utilization is reported up to this many basis points (100 × the limit),
+/// keeping it an exact integer everywhere.
+pub const MAX_UTILIZATION_BP: u64 = 1_000_000;
 /// Basis points in 100 %.
 pub const BP: u64 = 10_000;
 

@@ -4,10 +4,10 @@ use core::fmt;
 
 use super::{
     Alert, AlertKind, Budget, BudgetState, BudgetStatus, Dimension, Hold, LimitStatus, Reservation,
-    Usage, WindowLimit, WindowUsage, BP, MAX_AMOUNT, MAX_LIMITS,
+    Usage, WindowLimit, WindowUsage, BP, MAX_LIMITS,
 };
 use crate::time::mul_div_floor;
-use crate::{CostError, Decision, Instant, Limiter};
+use crate::Instant;
 
 /// Alerts produced by one operation: at most one threshold alert and one
 /// limit-hit per limit.
@@ -101,6 +101,8 @@ pub enum BudgetError {
         /// Which window limit, or `None` for a per-request maximum.
         limit: Option<u8>,
     },
+    /// The state has no reservation slots (`BudgetState<0>`); use `try_spend`.
+    NoReservationSlots,
     /// No hold with this id (already settled or released, or from another
     /// state). Nothing was charged; use [`Budget::record`] to charge anyway.
     UnknownReservation {
@@ -134,6 +136,12 @@ impl fmt::Display for BudgetError {
                     "{dimension:?} {requested} exceeds limit #{i}'s whole window maximum {max}"
                 )
             }
+            BudgetError::NoReservationSlots => {
+                write!(
+                    f,
+                    "this budget state has no reservation slots (R = 0); use try_spend"
+                )
+            }
             BudgetError::UnknownReservation { id } => {
                 write!(
                     f,
@@ -152,12 +160,18 @@ impl BudgetError {
     pub const fn code(&self) -> &'static str {
         match self {
             BudgetError::ExceedsLimit { .. } => "exceeds_limit",
+            BudgetError::NoReservationSlots => "no_reservation_slots",
             BudgetError::UnknownReservation { .. } => "unknown_reservation",
         }
     }
 }
 
-fn clamp_usage(u: Usage) -> Usage {
+/// `used / max` in basis points, capped at [`MAX_UTILIZATION_BP`](super::MAX_UTILIZATION_BP).
+pub(super) fn utilization_bp(used: u64, max: u64) -> u64 {
+    mul_div_floor(used, BP, max).min(super::MAX_UTILIZATION_BP)
+}
+
+pub(super) fn clamp_usage(u: Usage) -> Usage {
     Usage {
         requests: u.get(Dimension::Requests),
         tokens: u.get(Dimension::Tokens),
@@ -170,14 +184,19 @@ impl Budget {
         self.config.limits.iter().enumerate()
     }
 
-    /// Errors for an amount that can never fit.
-    fn validate(&self, u: &Usage) -> Result<(), BudgetError> {
+    /// Errors for an amount that can never fit (reporting the amount as given).
+    pub(super) fn validate(&self, u: &Usage) -> Result<(), BudgetError> {
+        let raw = |d: Dimension| match d {
+            Dimension::Requests => u.requests,
+            Dimension::Tokens => u.tokens,
+            Dimension::Cost => u.cost,
+        };
         for (dimension, max) in [
             (Dimension::Tokens, self.config.max_tokens_per_request),
             (Dimension::Cost, self.config.max_cost_per_request),
         ] {
             if let Some(max) = max {
-                let requested = u.get(dimension);
+                let requested = raw(dimension);
                 if requested > max {
                     return Err(BudgetError::ExceedsLimit {
                         dimension,
@@ -189,7 +208,7 @@ impl Budget {
             }
         }
         for (i, l) in self.limits() {
-            let requested = u.get(l.dimension);
+            let requested = raw(l.dimension);
             if requested > l.max {
                 return Err(BudgetError::ExceedsLimit {
                     dimension: l.dimension,
@@ -209,9 +228,12 @@ impl Budget {
         for ((_, l), w) in self.limits().zip(st.windows.iter_mut()) {
             let (start, _) = self.bounds(l, now);
             if w.start != start {
+                // Live holds carry into the new window: their settle is charged there.
                 *w = WindowUsage {
                     start,
-                    ..WindowUsage::default()
+                    used: 0,
+                    reserved: w.reserved,
+                    fired: 0,
                 };
             }
         }
@@ -223,12 +245,10 @@ impl Budget {
         now
     }
 
-    /// Remove a live hold's amounts from the windows it was made in.
+    /// Remove a live hold's amounts (they count in whichever window is current).
     fn unhold(&self, windows: &mut [WindowUsage; MAX_LIMITS], h: &Hold) {
         for ((_, l), w) in self.limits().zip(windows.iter_mut()) {
-            if self.bounds(l, h.at).0 == w.start {
-                w.reserved = w.reserved.saturating_sub(h.usage.get(l.dimension));
-            }
+            w.reserved = w.reserved.saturating_sub(h.usage.get(l.dimension));
         }
     }
 
@@ -247,7 +267,7 @@ impl Budget {
             dimension: l.dimension,
             horizon: l.horizon,
             threshold_bp,
-            utilization_bp: mul_div_floor(w.used, BP, l.max),
+            utilization_bp: utilization_bp(w.used, l.max),
             at: Instant::from_micros(now),
             window_start: Instant::from_micros(w.start),
         }
@@ -286,7 +306,8 @@ impl Budget {
         }
     }
 
-    /// Admission checks shared by reserve and spend; `None` when admissible.
+    /// Evaluate and, on denial, fire a limit-hit alert (once per window) for
+    /// each denying limit.
     fn admit<const R: usize>(
         &self,
         st: &mut BudgetState<R>,
@@ -294,61 +315,14 @@ impl Budget {
         u: &Usage,
         alerts: &mut Alerts,
     ) -> Option<Denial> {
-        let mut denial: Option<Denial> = None;
+        let (denial, mask) = self.evaluate(st, now, u);
         for ((i, l), w) in self.limits().zip(st.windows.iter_mut()) {
-            let amt = u.get(l.dimension);
-            if amt == 0 || w.used.saturating_add(w.reserved).saturating_add(amt) <= l.max {
-                continue;
-            }
-            let end = Instant::from_micros(self.bounds(l, now).1);
-            if denial.is_none_or(|d| end > d.retry_at) {
-                denial = Some(Denial {
-                    reason: DenyReason::Limit,
-                    retry_at: end,
-                    limit: Some(i as u8),
-                });
-            }
-            if w.fired & LIMIT_HIT_BIT == 0 {
+            if mask & (1 << i) != 0 && w.fired & LIMIT_HIT_BIT == 0 {
                 w.fired |= LIMIT_HIT_BIT;
                 let _ = alerts.push(self.alert(AlertKind::LimitHit, i, l, w, BP as u16, now));
             }
         }
-        if denial.is_some() {
-            return denial;
-        }
-        if now < st.throttle_until {
-            return Some(Denial {
-                reason: DenyReason::Throttled,
-                retry_at: Instant::from_micros(st.throttle_until),
-                limit: None,
-            });
-        }
-        None
-    }
-
-    /// After admitting `u` (already counted in `reserved` or `used`), set the
-    /// pacing delay: the time left in the window × `u` / what was left before
-    /// `u`, so that the remainder lasts until the window ends.
-    fn pace<const R: usize>(&self, st: &mut BudgetState<R>, now: u64, u: &Usage) {
-        let Some(t) = self.config.throttle else {
-            return;
-        };
-        let mut delay = 0u64;
-        let mut pacing = false;
-        for ((i, l), w) in self.limits().zip(st.windows.iter()) {
-            let amt = u.get(l.dimension);
-            let committed = w.used.saturating_add(w.reserved);
-            if amt == 0 || committed < self.throttle_amounts.get(i).copied().unwrap_or(u64::MAX) {
-                continue;
-            }
-            pacing = true;
-            let left_before = l.max.saturating_sub(committed) + amt;
-            let rest = self.bounds(l, now).1.saturating_sub(now);
-            delay = delay.max(crate::time::mul_div_ceil(rest, amt, left_before.max(1)));
-        }
-        if pacing {
-            st.throttle_until = now.saturating_add(delay.max(t.min_delay.as_micros()));
-        }
+        denial
     }
 
     /// Hold `estimate` against every limit until settled, released or lapsed.
@@ -363,6 +337,9 @@ impl Budget {
         estimate: Usage,
     ) -> Result<Reserved, BudgetError> {
         self.validate(&estimate)?;
+        if R == 0 {
+            return Err(BudgetError::NoReservationSlots);
+        }
         let estimate = clamp_usage(estimate);
         let now = self.sync(st, now);
         let mut alerts = Alerts::new();
@@ -391,8 +368,10 @@ impl Budget {
                 }
             }
         }
-        let id = st.next_id;
-        st.next_id = st.next_id.wrapping_add(1);
+        // Ids never go below the current time in µs, so a reservation from
+        // before a reset or an eviction cannot match a new hold.
+        let id = st.next_id.max(now);
+        st.next_id = id.saturating_add(1);
         let expires = now.saturating_add(self.config.hold_ttl.as_micros());
         let _ = st.holds.push(Hold {
             id,
@@ -483,45 +462,6 @@ impl Budget {
         alerts
     }
 
-    /// What [`try_spend`](Budget::try_spend) would decide for `usage` at
-    /// `now`, changing nothing (the seed's `CheckBudget`). `None` means it
-    /// would be admitted.
-    pub fn peek<const R: usize>(&self, st: &BudgetState<R>, now: Instant, usage: Usage) -> Result<Option<Denial>, BudgetError> {
-        self.validate(&usage)?;
-        let usage = clamp_usage(usage);
-        let now = now.as_micros().max(st.last);
-        let mut denial: Option<Denial> = None;
-        for ((i, l), w) in self.limits().zip(st.windows.iter()) {
-            let amt = usage.get(l.dimension);
-            let (start, end) = self.bounds(l, now);
-            if amt == 0 || w.start != start {
-                continue; // a window that rolled over is empty
-            }
-            // Holds that lapse by `now` no longer count.
-            let lapsing: u64 = st
-                .holds
-                .iter()
-                .filter(|h| !h.lapsed && h.expires <= now && self.bounds(l, h.at).0 == start)
-                .map(|h| h.usage.get(l.dimension))
-                .fold(0, u64::saturating_add);
-            let committed = w.used.saturating_add(w.reserved.saturating_sub(lapsing));
-            if committed.saturating_add(amt) > l.max {
-                let end = Instant::from_micros(end);
-                if denial.is_none_or(|d| end > d.retry_at) {
-                    denial = Some(Denial { reason: DenyReason::Limit, retry_at: end, limit: Some(i as u8) });
-                }
-            }
-        }
-        if denial.is_none() && now < st.throttle_until {
-            denial = Some(Denial {
-                reason: DenyReason::Throttled,
-                retry_at: Instant::from_micros(st.throttle_until),
-                limit: None,
-            });
-        }
-        Ok(denial)
-    }
-
     /// Check and charge in one step (a reservation settled at once with the
     /// same usage). Nothing is charged on denial.
     pub fn try_spend<const R: usize>(
@@ -560,7 +500,7 @@ impl Budget {
                 limit: *l,
                 used: w.used,
                 reserved: w.reserved,
-                utilization_bp: mul_div_floor(w.used, BP, l.max),
+                utilization_bp: utilization_bp(w.used, l.max),
                 window_start: Instant::from_micros(start),
                 window_end: Instant::from_micros(end),
             });
@@ -577,104 +517,5 @@ impl Budget {
     /// Back to a fresh state (the seed's `Reset`).
     pub fn reset<const R: usize>(&self, st: &mut BudgetState<R>) {
         *st = BudgetState::default();
-    }
-
-    /// Use this budget as a [`Limiter`] whose cost counts in `dimension`
-    /// (for policy sets and keyed tables).
-    pub fn as_limiter<const R: usize>(&self, dimension: Dimension) -> BudgetLimiter<'_, R> {
-        BudgetLimiter {
-            budget: self,
-            dimension,
-        }
-    }
-}
-
-/// A [`Budget`] seen as a [`Limiter`]: `check(cost)` is
-/// [`try_spend`](Budget::try_spend) of `cost` in one dimension.
-///
-/// The decision's `remaining` and `limit` come from the tightest limit on
-/// that dimension (`MAX_AMOUNT` when none limits it).
-#[derive(Clone, Copy, Debug)]
-pub struct BudgetLimiter<'a, const R: usize = 16> {
-    budget: &'a Budget,
-    dimension: Dimension,
-}
-
-impl<const R: usize> BudgetLimiter<'_, R> {
-    fn decision(
-        &self,
-        st: &BudgetState<R>,
-        now: Instant,
-        allowed: bool,
-        retry_at: Instant,
-    ) -> Decision {
-        let status = self.budget.status(st, now);
-        let mut remaining = MAX_AMOUNT;
-        let mut limit = MAX_AMOUNT;
-        let mut reset_at = now;
-        for l in status
-            .limits
-            .iter()
-            .filter(|l| l.limit.dimension == self.dimension)
-        {
-            let left = l
-                .limit
-                .max
-                .saturating_sub(l.used.saturating_add(l.reserved));
-            if left < remaining {
-                remaining = left;
-                limit = l.limit.max;
-            }
-            if l.used > 0 && l.window_end > reset_at {
-                reset_at = l.window_end;
-            }
-        }
-        Decision {
-            allowed,
-            remaining,
-            limit,
-            reset_at,
-            retry_at,
-        }
-    }
-}
-
-impl<const R: usize> Limiter for BudgetLimiter<'_, R> {
-    type State = BudgetState<R>;
-
-    fn check(
-        &self,
-        st: &mut BudgetState<R>,
-        now: Instant,
-        cost: u64,
-    ) -> Result<Decision, CostError> {
-        let spent = self
-            .budget
-            .try_spend(st, now, Usage::of(self.dimension, cost))
-            .map_err(|e| match e {
-                BudgetError::ExceedsLimit { requested, max, .. } => {
-                    CostError::InsufficientCapacity {
-                        cost: requested,
-                        capacity: max,
-                    }
-                }
-                BudgetError::UnknownReservation { .. } => {
-                    CostError::InsufficientCapacity { cost, capacity: 0 }
-                }
-            })?;
-        let now = Instant::from_micros(st.last);
-        Ok(match spent.denied {
-            None => self.decision(st, now, true, now),
-            Some(d) => self.decision(st, now, false, d.retry_at),
-        })
-    }
-
-    fn peek(&self, st: &BudgetState<R>, now: Instant, cost: u64) -> Result<Decision, CostError> {
-        self.check(&mut st.clone(), now, cost)
-    }
-
-    fn is_idle(&self, st: &BudgetState<R>, now: Instant) -> bool {
-        let s = self.budget.status(st, now);
-        s.holds == 0 && !s.throttled && s.limits.iter().all(|l| l.used == 0 && l.reserved == 0)
     }
 }
