@@ -59,6 +59,7 @@
 //! `unsafe-assume-single-core` in their own `Cargo.toml`.
 
 #![no_std]
+#![forbid(unsafe_code)]
 #![warn(clippy::std_instead_of_core, clippy::alloc_instead_of_core)]
 // Library code takes arbitrary input and must not panic on it.
 #![cfg_attr(

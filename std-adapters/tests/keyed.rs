@@ -1,0 +1,130 @@
+//! Keyed stores: bounded under a unique-key flood, and measured memory per key.
+// The counting allocator below needs `unsafe impl GlobalAlloc`; test-only.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+use ratebound_core::{Duration, Gcra, Instant, SlidingCounter};
+use ratebound_std::clock::ManualClock;
+use ratebound_std::keyed::{KeyedConfig, KeyedLimiter, OnFull};
+use ratebound_std::AcquireError;
+
+/// Counts live heap bytes, to measure bytes per key.
+struct Counting;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+const T0: Instant = Instant::from_secs(1_795_392_000);
+
+#[test]
+fn a_million_unique_keys_keep_the_store_at_its_bound() {
+    let clock = ManualClock::new(T0);
+    let limiter = Gcra::per_minute(10).unwrap();
+    for on_full in [OnFull::DenyNewKeys, OnFull::EvictLru] {
+        let store = KeyedLimiter::new(limiter, KeyedConfig::default().with_max_keys(10_000).with_shards(16).with_on_full(on_full), clock.clone()).unwrap();
+        let (mut admitted, mut refused) = (0u64, 0u64);
+        for key in 0..1_000_000u64 {
+            match store.check(&key, 1) {
+                Ok(d) => {
+                    assert!(d.allowed);
+                    admitted += 1;
+                }
+                Err(AcquireError::StoreFull { capacity }) => {
+                    assert_eq!(capacity, 10_000);
+                    refused += 1;
+                }
+                Err(e) => panic!("{e}"),
+            }
+            if key % 50_000 == 0 {
+                assert!(store.len() <= 10_000, "{on_full:?}: {} keys", store.len());
+            }
+        }
+        let len = store.len();
+        assert!(len <= 10_000, "{on_full:?}: {len}");
+        match on_full {
+            // Shards fill unevenly, so slightly fewer than 10 000 new keys fit before refusals.
+            OnFull::DenyNewKeys => {
+                assert_eq!(admitted as usize, len);
+                assert!(len > 9_500, "{len}");
+                assert_eq!(refused, 1_000_000 - admitted);
+            }
+            OnFull::EvictLru => {
+                assert_eq!((admitted, refused), (1_000_000, 0));
+                assert_eq!(len, 10_000);
+            }
+        }
+        // Existing keys keep their own exact limits while the store is full.
+        if on_full == OnFull::DenyNewKeys {
+            let held = (0..1_000u64).find(|k| store.peek(k, 0).unwrap().remaining < 10).unwrap();
+            for _ in 0..9 {
+                assert!(store.check(&held, 1).unwrap().allowed);
+            }
+            assert!(!store.check(&held, 1).unwrap().allowed);
+        }
+    }
+}
+
+#[test]
+fn idle_keys_make_room_before_any_policy_applies() {
+    let clock = ManualClock::new(T0);
+    let store = KeyedLimiter::new(Gcra::per_second(1).unwrap(), KeyedConfig::default().with_max_keys(4).with_shards(1), clock.clone()).unwrap();
+    for k in 0..4u32 {
+        assert!(store.check(&k, 1).unwrap().allowed);
+    }
+    assert!(matches!(store.check(&9, 1), Err(AcquireError::StoreFull { .. })));
+    clock.advance(Duration::from_secs(1)); // all four recovered: idle
+    assert!(store.check(&9, 1).unwrap().allowed);
+    assert_eq!(store.len(), 4);
+    assert_eq!(store.evict_idle(), 3, "key 9 is not idle yet");
+    // Zero-cost checks and impossible costs take no slot.
+    assert!(store.check(&100, 0).unwrap().allowed);
+    assert!(matches!(store.check(&101, 2), Err(AcquireError::Cost(_))));
+    assert_eq!(store.len(), 1);
+}
+
+#[test]
+fn bad_sizes_are_rejected_naming_the_field() {
+    let l = Gcra::per_second(1).unwrap();
+    let e = KeyedLimiter::<u8, _, _>::new(l, KeyedConfig::default().with_max_keys(0), ManualClock::default()).unwrap_err();
+    assert!(e.to_string().contains("max_keys"), "{e}");
+    let e = KeyedLimiter::<u8, _, _>::new(l, KeyedConfig::default().with_max_keys(4).with_shards(8), ManualClock::default()).unwrap_err();
+    assert!(e.to_string().contains("shards"), "{e}");
+}
+
+fn bytes_per_key<L: ratebound_core::Limiter>(limiter: L) -> f64 {
+    const N: u64 = 100_000;
+    let clock = ManualClock::new(T0);
+    let before = LIVE.load(Ordering::SeqCst);
+    // One shard, so all N keys fit exactly (shards fill unevenly).
+    let store = KeyedLimiter::new(limiter, KeyedConfig::default().with_max_keys(N as usize).with_shards(1), clock).unwrap();
+    for k in 0..N {
+        store.check(&k, 1).unwrap();
+    }
+    assert_eq!(store.len() as u64, N);
+    let after = LIVE.load(Ordering::SeqCst);
+    drop(store);
+    (after - before) as f64 / N as f64
+}
+
+#[test]
+fn memory_per_key_is_measured_and_bounded() {
+    let gcra = bytes_per_key(Gcra::per_minute(10).unwrap());
+    let counter = bytes_per_key(SlidingCounter::new(10, Duration::from_secs(60)).unwrap());
+    println!("bytes per key: GcraState {gcra:.1}, SlidingCounterState {counter:.1}");
+    assert!(gcra <= 96.0, "{gcra}");
+    assert!(counter <= 104.0, "{counter}");
+}
