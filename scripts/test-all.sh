@@ -53,7 +53,10 @@ if [ -z "${RATEBOUND_SKIP_EMBEDDED:-}" ]; then
   cargo build -p ratebound-core --features serde --target thumbv7em-none-eabihf
 fi
 
-say "demo: cargo run -p ratebound-core --example tour"
+say "examples: core tour, std limiter / keyed / retry / budget_manager"
 cargo run -q -p ratebound-core --example tour >/dev/null
+for e in limiter keyed retry budget_manager; do
+  cargo run -q -p ratebound-std --example "$e" >/dev/null
+done
 
 say "all tests passed"

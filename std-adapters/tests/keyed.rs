@@ -35,7 +35,15 @@ fn a_million_unique_keys_keep_the_store_at_its_bound() {
     let clock = ManualClock::new(T0);
     let limiter = Gcra::per_minute(10).unwrap();
     for on_full in [OnFull::DenyNewKeys, OnFull::EvictLru] {
-        let store = KeyedLimiter::new(limiter, KeyedConfig::default().with_max_keys(10_000).with_shards(16).with_on_full(on_full), clock.clone()).unwrap();
+        let store = KeyedLimiter::new(
+            limiter,
+            KeyedConfig::default()
+                .with_max_keys(10_000)
+                .with_shards(16)
+                .with_on_full(on_full),
+            clock.clone(),
+        )
+        .unwrap();
         let (mut admitted, mut refused) = (0u64, 0u64);
         for key in 0..1_000_000u64 {
             match store.check(&key, 1) {
@@ -69,7 +77,9 @@ fn a_million_unique_keys_keep_the_store_at_its_bound() {
         }
         // Existing keys keep their own exact limits while the store is full.
         if on_full == OnFull::DenyNewKeys {
-            let held = (0..1_000u64).find(|k| store.peek(k, 0).unwrap().remaining < 10).unwrap();
+            let held = (0..1_000u64)
+                .find(|k| store.peek(k, 0).unwrap().remaining < 10)
+                .unwrap();
             for _ in 0..9 {
                 assert!(store.check(&held, 1).unwrap().allowed);
             }
@@ -81,11 +91,19 @@ fn a_million_unique_keys_keep_the_store_at_its_bound() {
 #[test]
 fn idle_keys_make_room_before_any_policy_applies() {
     let clock = ManualClock::new(T0);
-    let store = KeyedLimiter::new(Gcra::per_second(1).unwrap(), KeyedConfig::default().with_max_keys(4).with_shards(1), clock.clone()).unwrap();
+    let store = KeyedLimiter::new(
+        Gcra::per_second(1).unwrap(),
+        KeyedConfig::default().with_max_keys(4).with_shards(1),
+        clock.clone(),
+    )
+    .unwrap();
     for k in 0..4u32 {
         assert!(store.check(&k, 1).unwrap().allowed);
     }
-    assert!(matches!(store.check(&9, 1), Err(AcquireError::StoreFull { .. })));
+    assert!(matches!(
+        store.check(&9, 1),
+        Err(AcquireError::StoreFull { .. })
+    ));
     clock.advance(Duration::from_secs(1)); // all four recovered: idle
     assert!(store.check(&9, 1).unwrap().allowed);
     assert_eq!(store.len(), 4);
@@ -99,9 +117,19 @@ fn idle_keys_make_room_before_any_policy_applies() {
 #[test]
 fn bad_sizes_are_rejected_naming_the_field() {
     let l = Gcra::per_second(1).unwrap();
-    let e = KeyedLimiter::<u8, _, _>::new(l, KeyedConfig::default().with_max_keys(0), ManualClock::default()).unwrap_err();
+    let e = KeyedLimiter::<u8, _, _>::new(
+        l,
+        KeyedConfig::default().with_max_keys(0),
+        ManualClock::default(),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("max_keys"), "{e}");
-    let e = KeyedLimiter::<u8, _, _>::new(l, KeyedConfig::default().with_max_keys(4).with_shards(8), ManualClock::default()).unwrap_err();
+    let e = KeyedLimiter::<u8, _, _>::new(
+        l,
+        KeyedConfig::default().with_max_keys(4).with_shards(8),
+        ManualClock::default(),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("shards"), "{e}");
 }
 
@@ -110,7 +138,14 @@ fn bytes_per_key<L: ratebound_core::Limiter>(limiter: L) -> f64 {
     let clock = ManualClock::new(T0);
     let before = LIVE.load(Ordering::SeqCst);
     // One shard, so all N keys fit exactly (shards fill unevenly).
-    let store = KeyedLimiter::new(limiter, KeyedConfig::default().with_max_keys(N as usize).with_shards(1), clock).unwrap();
+    let store = KeyedLimiter::new(
+        limiter,
+        KeyedConfig::default()
+            .with_max_keys(N as usize)
+            .with_shards(1),
+        clock,
+    )
+    .unwrap();
     for k in 0..N {
         store.check(&k, 1).unwrap();
     }

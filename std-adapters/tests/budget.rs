@@ -1,0 +1,190 @@
+//! The budget manager under concurrency, and alert delivery.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ratebound_core::budget::{AlertKind, BudgetConfig, Dimension, Horizon, Usage};
+use ratebound_core::{Duration, Instant};
+use ratebound_std::budget::{BudgetDenied, BudgetManager, UsageRecord};
+use ratebound_std::clock::ManualClock;
+
+const T0: Instant = Instant::from_secs(1_795_392_000);
+
+#[test]
+fn eight_threads_reserving_and_settling_never_exceed_the_limits() {
+    let clock = ManualClock::new(T0);
+    let m = Arc::new(
+        BudgetManager::new(
+            BudgetConfig::new()
+                .tokens_per_minute(50_000)
+                .cost_per_day(3_000_000)
+                .limit(Dimension::Requests, Horizon::HOUR, 400)
+                .alert_threshold_bp(8_000),
+            clock.clone(),
+        )
+        .unwrap(),
+    );
+    let alerts = m.subscribe();
+    let settled_tokens = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..8u64)
+        .map(|t| {
+            let (m, settled) = (m.clone(), settled_tokens.clone());
+            std::thread::spawn(move || {
+                let mut granted = 0;
+                for i in 0..200u64 {
+                    let est =
+                        Usage::request(100 + (i * 37 + t * 11) % 900, 2_000 + (i * 13) % 8_000);
+                    match m.reserve(est) {
+                        Ok(hold) => {
+                            granted += 1;
+                            let actual =
+                                Usage::request(est.tokens * (50 + i % 51) / 100, est.cost / 2);
+                            settled.fetch_add(actual.tokens, Ordering::Relaxed);
+                            if i % 7 == 0 {
+                                drop(hold); // never ran: released
+                                settled.fetch_sub(actual.tokens, Ordering::Relaxed);
+                            } else {
+                                hold.settle(actual);
+                            }
+                        }
+                        Err(BudgetDenied::Denied(_)) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                    let s = m.status();
+                    for l in &s.limits {
+                        assert!(l.used + l.reserved <= l.limit.max, "{l:?}");
+                    }
+                }
+                granted
+            })
+        })
+        .collect();
+    let granted: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let s = m.status();
+    assert_eq!(s.holds, 0, "every hold settled or released");
+    assert_eq!(
+        s.used(Dimension::Tokens, Horizon::MINUTE),
+        Some(settled_tokens.load(Ordering::Relaxed))
+    );
+    assert!(granted > 50, "some were admitted ({granted})");
+    for l in &s.limits {
+        assert!(l.used <= l.limit.max, "{l:?}");
+    }
+    // Each threshold fires at most once per window per limit, whatever the interleaving.
+    let got: Vec<_> = alerts.try_iter().collect();
+    for kind in [AlertKind::Threshold, AlertKind::LimitHit] {
+        for i in 0..3u8 {
+            assert!(
+                got.iter()
+                    .filter(|a| a.kind == kind && a.limit == i)
+                    .count()
+                    <= 1,
+                "{got:?}"
+            );
+        }
+    }
+    assert!(
+        got.iter().any(|a| a.kind == AlertKind::LimitHit),
+        "the budget was exhausted: {got:?}"
+    );
+}
+
+#[test]
+fn alerts_fire_once_per_window_and_handlers_never_block_the_caller() {
+    let clock = ManualClock::new(T0);
+    let m = BudgetManager::new(
+        BudgetConfig::new()
+            .tokens_per_minute(1_000)
+            .alert_threshold_bp(8_000),
+        clock.clone(),
+    )
+    .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    m.on_alert(move |a| {
+        std::thread::sleep(std::time::Duration::from_millis(50)); // a slow handler
+        s.lock().unwrap().push((a.seed_type(), a.window_start));
+    });
+    m.on_alert(|_| panic!("a broken handler must not take the others down"));
+    let t = std::time::Instant::now();
+    for _ in 0..10 {
+        m.record_usage(&UsageRecord {
+            tokens: 100,
+            model: "gpt-4o".into(),
+            user_id: "u1".into(),
+            ..Default::default()
+        });
+    }
+    assert!(
+        t.elapsed() < std::time::Duration::from_millis(50),
+        "record_usage waited for a handler"
+    );
+    m.wait_alerts_blocking();
+    let minute = Instant::from_secs(1_795_392_000);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![("token_minute_threshold", minute), ("limit_hit", minute)]
+    );
+    // Next minute: once more.
+    clock.advance(Duration::from_secs(60));
+    m.record_usage(&UsageRecord {
+        tokens: 900,
+        ..Default::default()
+    });
+    m.wait_alerts_blocking();
+    assert_eq!(seen.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn wait_alerts_is_async_too() {
+    let m = BudgetManager::new(
+        BudgetConfig::new()
+            .tokens_per_minute(10)
+            .alert_threshold_bp(5_000),
+        ManualClock::new(T0),
+    )
+    .unwrap();
+    let n = Arc::new(AtomicU64::new(0));
+    let c = n.clone();
+    m.on_alert(move |_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        c.fetch_add(1, Ordering::SeqCst);
+    });
+    m.record_usage(&UsageRecord {
+        tokens: 10,
+        ..Default::default()
+    });
+    m.wait_alerts().await;
+    assert_eq!(n.load(Ordering::SeqCst), 2); // threshold + limit hit
+}
+
+#[test]
+fn seed_api_check_record_status_reset() {
+    let clock = ManualClock::new(T0);
+    let m = BudgetManager::new(
+        BudgetConfig::new()
+            .tokens_per_request(500)
+            .tokens_per_minute(1_000)
+            .cost_per_day(10_000),
+        clock,
+    )
+    .unwrap();
+    assert!(matches!(
+        m.check_budget(501, 0),
+        Err(BudgetDenied::Invalid(_))
+    ));
+    m.check_budget(500, 100).unwrap();
+    m.record_usage(&UsageRecord {
+        tokens: 800,
+        cost: 9_950,
+        ..Default::default()
+    });
+    let e = m.check_budget(300, 0).unwrap_err();
+    assert!(e.to_string().contains("retry at"), "{e}");
+    assert!(m.check_budget(100, 100).is_err(), "cost per day");
+    let s = m.status();
+    assert_eq!(s.used(Dimension::Tokens, Horizon::MINUTE), Some(800));
+    assert_eq!(s.utilization_bp(Dimension::Cost, Horizon::DAY), Some(9_950));
+    m.reset();
+    assert_eq!(m.status().used(Dimension::Tokens, Horizon::MINUTE), Some(0));
+}
