@@ -91,14 +91,32 @@ struct AlertHub {
 
 impl AlertHub {
     fn new() -> Self {
-        let (tx, rx) = mpsc::channel::<(Alert, Vec<Handler>)>();
-        let pending = Arc::new((Mutex::new(0usize), Condvar::new()));
-        let notify = Arc::new(tokio::sync::Notify::new());
-        let in_flight = Arc::new(AtomicUsize::new(0));
-        let (p, n, f) = (pending.clone(), notify.clone(), in_flight.clone());
-        std::thread::Builder::new()
+        AlertHub {
+            handlers: RwLock::new(Vec::new()),
+            subscribers: Mutex::new(Vec::new()),
+            pending: Arc::new((Mutex::new(0usize), Condvar::new())),
+            notify: Arc::new(tokio::sync::Notify::new()),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            tx: Mutex::new(None),
+        }
+    }
+
+    /// Start the delivery thread (once, when the first handler registers).
+    fn start(&self) {
+        let mut tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        if tx.is_some() {
+            return;
+        }
+        let (sender, rx) = mpsc::channel::<(Alert, Vec<Handler>)>();
+        let (p, n, f) = (
+            self.pending.clone(),
+            self.notify.clone(),
+            self.in_flight.clone(),
+        );
+        let spawned = std::thread::Builder::new()
             .name("ratebound-alerts".into())
             .spawn(move || {
+                // Ends when the manager (and with it the sender) is dropped.
                 for (alert, handlers) in rx {
                     for h in handlers {
                         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h(&alert)))
@@ -110,19 +128,16 @@ impl AlertHub {
                     f.fetch_sub(1, Ordering::AcqRel);
                     let (lock, cv) = &*p;
                     let mut left = lock.lock().unwrap_or_else(|e| e.into_inner());
-                    *left -= 1;
+                    *left = left.saturating_sub(1);
                     cv.notify_all();
                     n.notify_waiters();
                 }
-            })
-            .ok();
-        AlertHub {
-            handlers: RwLock::new(Vec::new()),
-            subscribers: Mutex::new(Vec::new()),
-            pending,
-            notify,
-            in_flight,
-            tx: Mutex::new(Some(tx)),
+            });
+        match spawned {
+            Ok(_) => *tx = Some(sender),
+            Err(e) => {
+                tracing::error!(error = %e, "could not start the budget alert thread; handlers will not run")
+            }
         }
     }
 
@@ -292,8 +307,13 @@ impl<C: Clock, const R: usize> BudgetManager<C, R> {
     }
 
     /// Charge a call's usage without a reservation (the seed's `RecordUsage`).
+    /// `rec.timestamp` is honoured up to the clock's now (later ones are
+    /// clamped); usage is charged to the window current at that time or later.
     pub fn record_usage(&self, rec: &UsageRecord) {
-        let now = rec.timestamp.unwrap_or_else(|| self.clock.now());
+        // A timestamp from the future would move the budget's clock forward
+        // for good; past ones are charged to the current window.
+        let now = self.clock.now();
+        let now = rec.timestamp.map_or(now, |t| t.min(now));
         let alerts = {
             let mut st = self.lock();
             self.budget
@@ -314,12 +334,18 @@ impl<C: Clock, const R: usize> BudgetManager<C, R> {
     }
 
     /// Run `handler` for each alert, on the alert thread (never on the caller's).
+    ///
+    /// Handlers run one at a time on one thread (started with the first
+    /// handler): a handler must not block for long, nor call
+    /// [`wait_alerts`](Self::wait_alerts) itself; one that holds an `Arc` of
+    /// this manager keeps it (and the thread) alive.
     pub fn on_alert(&self, handler: impl Fn(&Alert) + Send + Sync + 'static) {
         self.hub
             .handlers
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .push(Arc::new(handler));
+        self.hub.start();
     }
 
     /// A channel receiving every alert from now on.

@@ -138,7 +138,11 @@ impl ManualClock {
     }
     /// Move forward by `d`.
     pub fn advance(&self, d: Duration) -> Instant {
-        let prev = self.0.fetch_add(d.as_micros(), Ordering::SeqCst);
+        let step = |t: u64| Some(t.saturating_add(d.as_micros()));
+        let prev = self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, step)
+            .unwrap_or_default();
         Instant::from_micros(prev) + d
     }
 }

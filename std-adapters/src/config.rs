@@ -62,13 +62,31 @@ pub fn from_toml<T: DeserializeOwned>(text: &str) -> Result<T, ConfigLoadError> 
     })
 }
 
-/// Parse JSON into `T`, naming the field on error.
+/// Parse JSON into `T`, naming the field on error. Trailing content after
+/// the document is an error.
 pub fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, ConfigLoadError> {
-    let de = &mut serde_json::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|e| ConfigLoadError {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let v = serde_path_to_error::deserialize(&mut de).map_err(|e| ConfigLoadError {
         path: e.path().to_string(),
         message: e.inner().to_string(),
-    })
+    })?;
+    de.end().map_err(|e| ConfigLoadError {
+        path: ".".into(),
+        message: e.to_string(),
+    })?;
+    Ok(v)
+}
+
+fn parse_duration(s: &str) -> Result<StdDuration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| {
+        format!("invalid duration {s:?}: {e} (use e.g. \"1s\", \"250ms\", \"1h 30m\")")
+    })?;
+    if d.subsec_nanos() % 1_000 != 0 {
+        return Err(format!(
+            "invalid duration {s:?}: ratebound counts whole microseconds"
+        ));
+    }
+    Ok(d)
 }
 
 /// Serde helpers for human-readable durations.
@@ -77,11 +95,7 @@ pub mod human {
     /// Deserialize `"1s"`, `"250ms"`, `"1h 30m"`.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<StdDuration, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "invalid duration {s:?}: {e} (use e.g. \"1s\", \"250ms\", \"1h 30m\")"
-            ))
-        })
+        parse_duration(&s).map_err(serde::de::Error::custom)
     }
     /// Serialize as humantime text.
     pub fn serialize<S: Serializer>(v: &StdDuration, s: S) -> Result<S::Ok, S::Error> {
@@ -95,11 +109,7 @@ pub mod human {
             d: D,
         ) -> Result<Option<StdDuration>, D::Error> {
             Option::<String>::deserialize(d)?
-                .map(|s| {
-                    humantime::parse_duration(&s).map_err(|e| {
-                        serde::de::Error::custom(format!("invalid duration {s:?}: {e}"))
-                    })
-                })
+                .map(|s| parse_duration(&s).map_err(serde::de::Error::custom))
                 .transpose()
         }
         /// Serialize an optional duration.
@@ -291,8 +301,24 @@ impl Default for RetrySpec {
 }
 
 impl RetrySpec {
-    /// Validate and build the core backoff.
+    /// Validate and build the core backoff. Besides core's checks, rejects a
+    /// zero `initial`, a zero `max_elapsed`, and a policy bounded neither by
+    /// `max_retries` nor by `max_elapsed` (it could retry forever).
     pub fn backoff(&self) -> Result<Backoff, ConfigError> {
+        if self.initial.is_zero() {
+            return Err(ConfigError::Zero { field: "initial" });
+        }
+        if self.max_elapsed.is_some_and(|m| m.is_zero()) {
+            return Err(ConfigError::Zero {
+                field: "max_elapsed",
+            });
+        }
+        if self.max_retries.is_none() && self.max_elapsed.is_none() {
+            return Err(ConfigError::Invalid {
+                field: "max_retries",
+                reason: "and max_elapsed are both unset: retries would never end",
+            });
+        }
         let mut b = Backoff::new(Duration::from(self.initial), Duration::from(self.max_delay))?
             .with_factor(self.factor[0], self.factor[1])?
             .with_jitter(self.jitter);
@@ -305,7 +331,8 @@ impl RetrySpec {
         }
         Ok(b)
     }
-    /// Validate and build a [`RetryPolicy`] (with a fresh shared budget if configured).
+    /// Validate and build a [`RetryPolicy`]. A configured retry budget is
+    /// created fresh on each call: build once and clone the policy to share it.
     pub fn build(&self) -> Result<RetryPolicy, ConfigError> {
         let mut p = RetryPolicy::new(self.backoff()?);
         if let Some(b) = self.budget {

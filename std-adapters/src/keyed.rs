@@ -48,7 +48,6 @@
 //! ```
 
 use std::hash::{BuildHasher, Hash, RandomState};
-use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
 use lru::LruCache;
@@ -128,14 +127,22 @@ impl KeyedConfig {
     }
 }
 
-type Shard<K, S> = Mutex<LruCache<K, S>>;
+type Locked<K, S> = Mutex<Shard<K, S>>;
+
+/// One shard: an LRU map (allocated as it grows, never up front), its share
+/// of `max_keys`, and refusals since the last full idle sweep.
+struct Shard<K, S> {
+    map: LruCache<K, S>,
+    cap: usize,
+    refusals: usize,
+}
 
 /// Per-key limiter states in sharded LRU maps, bounded by `max_keys`.
 pub struct KeyedLimiter<K, L: Limiter, C> {
     limiter: L,
     clock: C,
     config: KeyedConfig,
-    shards: Box<[Shard<K, L::State>]>,
+    shards: Box<[Locked<K, L::State>]>,
     hasher: RandomState,
 }
 
@@ -161,9 +168,11 @@ where
             .map(|i| {
                 // Spread max_keys exactly: the first (max_keys % n) shards get one more.
                 let cap = config.max_keys / n + usize::from(i < config.max_keys % n);
-                Mutex::new(LruCache::new(
-                    NonZeroUsize::new(cap).unwrap_or(NonZeroUsize::MIN),
-                ))
+                Mutex::new(Shard {
+                    map: LruCache::unbounded(),
+                    cap,
+                    refusals: 0,
+                })
             })
             .collect();
         Ok(KeyedLimiter {
@@ -185,7 +194,7 @@ where
         &self.config
     }
 
-    fn shard(&self, key: &K) -> std::sync::MutexGuard<'_, LruCache<K, L::State>> {
+    fn shard(&self, key: &K) -> std::sync::MutexGuard<'_, Shard<K, L::State>> {
         let i = (self.hasher.hash_one(key) % self.shards.len() as u64) as usize;
         // Index is in range by construction; core never panics under the lock,
         // so a poisoned shard still holds valid states.
@@ -193,8 +202,9 @@ where
     }
 
     fn check_at(&self, key: &K, now: Instant, cost: u64) -> Result<Decision, AcquireError> {
-        let mut shard = self.shard(key);
-        if let Some(s) = shard.get_mut(key) {
+        let mut guard = self.shard(key);
+        let shard = &mut *guard;
+        if let Some(s) = shard.map.get_mut(key) {
             return Ok(self.limiter.check(s, now, cost)?);
         }
         let mut fresh = L::State::default();
@@ -202,22 +212,13 @@ where
         if self.limiter.is_idle(&fresh, now) {
             return Ok(d); // nothing worth remembering (zero cost, or a denial)
         }
-        if shard.len() >= shard.cap().get() {
-            let idle = shard
-                .iter()
-                .rev()
-                .take(IDLE_PROBE)
-                .find(|(_, s)| self.limiter.is_idle(s, now))
-                .map(|(k, _)| k.clone());
-            match (idle, self.config.on_full) {
-                (Some(k), _) => {
-                    shard.pop(&k);
-                }
-                (None, OnFull::EvictLru) => {
-                    shard.pop_lru();
+        if shard.map.len() >= shard.cap && !self.make_room(shard, now) {
+            match self.config.on_full {
+                OnFull::EvictLru => {
+                    shard.map.pop_lru();
                     tracing::debug!("keyed store full: evicted the least recently used active key");
                 }
-                (None, OnFull::DenyNewKeys) => {
+                OnFull::DenyNewKeys => {
                     tracing::debug!("keyed store full: refusing a new key");
                     return Err(AcquireError::StoreFull {
                         capacity: self.config.max_keys,
@@ -225,8 +226,43 @@ where
                 }
             }
         }
-        shard.put(key.clone(), fresh);
+        shard.map.put(key.clone(), fresh);
         Ok(d)
+    }
+
+    /// Free one slot by evicting an idle key: first among the least recently
+    /// used; failing that, a full sweep of the shard, run on the first
+    /// refusal and then once every `max(16, cap / 16)` refusals, so a flood of
+    /// new keys costs O(1) amortized while idle keys are never left holding
+    /// slots for long.
+    fn make_room(&self, shard: &mut Shard<K, L::State>, now: Instant) -> bool {
+        let idle = shard
+            .map
+            .iter()
+            .rev()
+            .take(IDLE_PROBE)
+            .find(|(_, s)| self.limiter.is_idle(s, now))
+            .map(|(k, _)| k.clone());
+        if let Some(k) = idle {
+            shard.map.pop(&k);
+            return true;
+        }
+        let sweep = shard.refusals == 0;
+        shard.refusals = (shard.refusals + 1) % (shard.cap / 16).max(16);
+        if sweep {
+            let before = shard.map.len();
+            let idle: Vec<K> = shard
+                .map
+                .iter()
+                .filter(|(_, s)| self.limiter.is_idle(s, now))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in idle {
+                shard.map.pop(&k);
+            }
+            return shard.map.len() < before;
+        }
+        false
     }
 
     /// Check `cost` for `key` now. New keys take a slot only once they hold
@@ -239,7 +275,7 @@ where
     pub fn peek(&self, key: &K, cost: u64) -> Result<Decision, CostError> {
         let now = self.clock.now();
         let shard = self.shard(key);
-        match shard.peek(key) {
+        match shard.map.peek(key) {
             Some(s) => self.limiter.peek(s, now, cost),
             None => self.limiter.peek(&L::State::default(), now, cost),
         }
@@ -268,9 +304,10 @@ where
     }
 
     /// Run `f` on `key`'s state (created fresh if absent, not inserted).
+    /// `f` runs under the shard's lock: it must not call back into this store.
     pub fn with_state<R>(&self, key: &K, f: impl FnOnce(&L, &mut L::State) -> R) -> R {
         let mut shard = self.shard(key);
-        match shard.get_mut(key) {
+        match shard.map.get_mut(key) {
             Some(s) => f(&self.limiter, s),
             None => f(&self.limiter, &mut L::State::default()),
         }
@@ -280,7 +317,7 @@ where
     pub fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).map.len())
             .sum()
     }
 
@@ -297,12 +334,13 @@ where
         for shard in self.shards.iter() {
             let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
             let idle: Vec<K> = shard
+                .map
                 .iter()
                 .filter(|(_, s)| self.limiter.is_idle(s, now))
                 .map(|(k, _)| k.clone())
                 .collect();
             for k in idle {
-                shard.pop(&k);
+                shard.map.pop(&k);
                 dropped += 1;
             }
         }

@@ -72,6 +72,7 @@ impl<L: Limiter> Locked<L> {
         &self.limiter
     }
     /// Run `f` on the state under the lock (e.g. to snapshot or refund).
+    /// `f` must not call back into this limiter (the lock is not re-entrant).
     pub fn with<R>(&self, f: impl FnOnce(&L, &mut L::State) -> R) -> R {
         // A panic in another thread while holding the lock cannot leave a
         // core state half-written (core never panics mid-update), so the
@@ -148,6 +149,14 @@ impl Decide for SharedGcra {
 /// Share it with `Arc`. Waiting is cancellation-safe: tokens are taken only
 /// in the same poll that returns the admitted decision, so dropping an
 /// `acquire` future never consumes anything.
+///
+/// Waiters are not queued: each sleeps until its own `retry_at` and checks
+/// again, so a large-cost waiter can be overtaken by small ones that keep
+/// taking tokens first (bound that with `max_wait`). Async waits sleep on
+/// tokio's timer: use a clock that moves with real or tokio time
+/// ([`SystemClock`](crate::clock::SystemClock), [`TokioClock`](crate::clock::TokioClock)),
+/// not a [`ManualClock`](crate::clock::ManualClock). The `*_blocking`
+/// variants block the thread: do not call them on a tokio worker.
 #[derive(Debug)]
 pub struct RateLimiter<D, C> {
     inner: D,

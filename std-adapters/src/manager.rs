@@ -119,8 +119,9 @@ impl<C: Clock> Manager<C> {
     }
 
     /// The seed's `PreCheck`: fail fast if the budget cannot fit the
-    /// estimate, then wait on the rate limiter. Consumes no budget; use
-    /// [`admit`](Manager::admit) when concurrent calls must not overshoot.
+    /// estimate, then wait on the rate limiter. Consumes no budget (and the
+    /// budget may change during the wait); use [`admit`](Manager::admit) when
+    /// concurrent calls must not overshoot.
     pub async fn pre_check(
         &self,
         estimated_tokens: u64,
@@ -135,23 +136,22 @@ impl<C: Clock> Manager<C> {
         Ok(())
     }
 
-    /// Wait on the rate limiter, then hold `estimate` in the budget. Settle
-    /// the returned hold with the actual usage (or drop it to release).
-    /// `None` when the manager has no budget.
+    /// Hold `estimate` in the budget, then wait on the rate limiter. Settle
+    /// the returned hold with the actual usage (or drop it to release). If
+    /// the wait fails or is cancelled, the hold is released; a budget denial
+    /// consumes no limiter token. `None` when the manager has no budget.
     pub async fn admit(
         &self,
         estimate: Usage,
     ) -> Result<Option<BudgetHold<'_, C, 256>>, PreCheckError> {
-        if let Some(b) = &self.budget {
-            b.check_budget(estimate.tokens, estimate.cost)?;
-        }
+        let hold = match &self.budget {
+            Some(b) => Some(b.reserve(estimate)?),
+            None => None,
+        };
         if let Some(l) = &self.limiter {
-            l.wait(1).await?;
+            l.wait(1).await?; // on error `hold` drops here and releases
         }
-        match &self.budget {
-            Some(b) => Ok(Some(b.reserve(estimate)?)),
-            None => Ok(None),
-        }
+        Ok(hold)
     }
 
     /// The seed's `RecordUsage`.

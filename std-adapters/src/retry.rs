@@ -164,7 +164,7 @@ pub enum RetryError<E> {
         /// Why.
         reason: GiveUp,
     },
-    /// The cancellation token fired.
+    /// The cancellation token fired (`attempts` includes one cut short).
     #[error("cancelled after {attempts} attempt(s)")]
     Cancelled {
         /// The last error, if an attempt had failed.
@@ -399,10 +399,13 @@ impl RetryPolicy {
         let mut attempts = 0u32;
         let mut last: Option<E> = None;
         loop {
-            attempts += 1;
+            if cancel.is_cancelled() {
+                return Err(RetryError::Cancelled { last, attempts });
+            }
+            attempts += 1; // counts the attempt in flight if cancelled during it
             let result = tokio::select! {
                 biased;
-                _ = cancel.cancelled() => return Err(RetryError::Cancelled { last, attempts: attempts - 1 }),
+                _ = cancel.cancelled() => return Err(RetryError::Cancelled { last, attempts }),
                 r = op() => r,
             };
             let error = match result {

@@ -142,3 +142,34 @@ fn nonsense_is_rejected_naming_the_field() {
     assert!(from_json::<LimiterSpec>("{\"algorithm\": \"gcra\", \"capacity\": 1").is_err());
     assert!(from_json::<LimiterSpec>("[]").is_err());
 }
+
+#[test]
+fn review_findings_stay_fixed() {
+    // Trailing garbage after a JSON document is an error.
+    assert!(from_json::<RetrySpec>("{\"initial\":\"2s\"} garbage").is_err());
+    assert!(from_json::<RetrySpec>("{\"initial\":\"2s\"}{\"initial\":\"9s\"}").is_err());
+    assert!(from_json::<RetrySpec>(" {\"initial\":\"2s\"}\n").is_ok());
+    // Sub-microsecond durations are refused instead of silently truncated.
+    let e = from_toml::<RetrySpec>("initial = \"1500ns\"")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("initial:") && e.contains("whole microseconds"),
+        "{e}"
+    );
+    // Retry policies that could spin forever are refused.
+    let forever: RetrySpec = from_json(r#"{"max_retries": null}"#).unwrap();
+    assert!(forever
+        .backoff()
+        .unwrap_err()
+        .to_string()
+        .contains("max_retries"));
+    let zero: RetrySpec = from_toml("initial = \"0s\"").unwrap();
+    assert!(zero.backoff().unwrap_err().to_string().contains("initial"));
+    let zero: RetrySpec = from_toml("max_elapsed = \"0s\"").unwrap();
+    assert!(zero
+        .backoff()
+        .unwrap_err()
+        .to_string()
+        .contains("max_elapsed"));
+}

@@ -163,3 +163,43 @@ fn memory_per_key_is_measured_and_bounded() {
     assert!(gcra <= 96.0, "{gcra}");
     assert!(counter <= 104.0, "{counter}");
 }
+
+#[test]
+fn idle_keys_anywhere_in_the_shard_make_room() {
+    // Review finding: only the 8 least recently used were probed, so idle
+    // keys near the head left a full store refusing new keys.
+    let clock = ManualClock::new(T0);
+    let store = KeyedLimiter::new(
+        Gcra::new(10, 1, Duration::from_secs(1)).unwrap(),
+        KeyedConfig::default().with_max_keys(10).with_shards(1),
+        clock.clone(),
+    )
+    .unwrap();
+    for k in 0..8u32 {
+        assert!(store.check(&k, 10).unwrap().allowed); // 10 s to recover
+    }
+    for k in 8..10u32 {
+        assert!(store.check(&k, 1).unwrap().allowed); // 1 s to recover
+    }
+    clock.advance(Duration::from_secs(2));
+    assert!(
+        store.check(&100, 1).unwrap().allowed,
+        "keys 8 and 9 are idle"
+    );
+    assert_eq!(store.len(), 9, "the sweep dropped both idle keys");
+}
+
+#[test]
+fn a_huge_max_keys_allocates_nothing_up_front() {
+    let before = LIVE.load(Ordering::SeqCst);
+    let store = KeyedLimiter::new(
+        Gcra::per_second(1).unwrap(),
+        KeyedConfig::default()
+            .with_max_keys(usize::MAX / 2)
+            .with_shards(1),
+        ManualClock::new(T0),
+    )
+    .unwrap();
+    assert!(LIVE.load(Ordering::SeqCst) - before < 4_096);
+    assert!(store.check(&1u8, 1).unwrap().allowed);
+}

@@ -271,3 +271,30 @@ fn the_blocking_twin_sleeps_and_classifies() {
         Err(RetryError::NotRetryable { attempts: 1, .. })
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_mid_attempt_counts_that_attempt() {
+    let token = CancellationToken::new();
+    let p = RetryPolicy::new(fixed(10).without_max_retries()).with_cancel(token.clone());
+    let t = token.clone();
+    let r: Result<u32, RetryError<E>> = p
+        .run(|| {
+            let t = t.clone();
+            async move {
+                t.cancel();
+                tokio::time::sleep(StdDuration::from_secs(1)).await;
+                Ok(1)
+            }
+        })
+        .await;
+    assert!(matches!(
+        r,
+        Err(RetryError::Cancelled {
+            attempts: 1,
+            last: None
+        })
+    ));
+    // Already cancelled: no attempt starts at all.
+    let r: Result<u32, RetryError<E>> = p.run(|| async { Ok(1) }).await;
+    assert!(matches!(r, Err(RetryError::Cancelled { attempts: 0, .. })));
+}

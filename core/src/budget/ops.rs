@@ -514,8 +514,14 @@ impl Budget {
         }
     }
 
-    /// Back to a fresh state (the seed's `Reset`).
+    /// Forget all usage, holds and throttling (the seed's `Reset`). The
+    /// reservation counter and the latest time seen are kept, so a
+    /// reservation made before the reset can never match a hold made after.
     pub fn reset<const R: usize>(&self, st: &mut BudgetState<R>) {
-        *st = BudgetState::default();
+        *st = BudgetState {
+            last: st.last,
+            next_id: st.next_id,
+            ..BudgetState::default()
+        };
     }
 }
