@@ -30,7 +30,8 @@ pub struct Decision {
     /// (`now` when it already is).
     pub reset_at: Instant,
     /// When to try again: `now` when allowed; on denial the earliest instant at
-    /// which the same cost would be allowed.
+    /// which the same cost would be allowed (always after `now`, except that it
+    /// saturates at [`Instant::MAX`] like all times).
     pub retry_at: Instant,
 }
 

@@ -214,7 +214,7 @@ impl<const N: usize> SlidingLog<N> {
     }
 
     /// Admit `cost` if it fits in the window at `now`; otherwise deny, changing
-    /// nothing but dropping expired entries. Errors when `cost > limit`.
+    /// nothing. Errors when `cost > limit`.
     pub fn check(
         &self,
         state: &mut SlidingLogState<N>,
@@ -222,6 +222,11 @@ impl<const N: usize> SlidingLog<N> {
         cost: u64,
     ) -> Result<Decision, CostError> {
         let (d, expired, push_at) = self.decide(state, now, cost)?;
+        if !d.allowed {
+            // A denial writes nothing (expired entries are dropped, and the
+            // latest time recorded, by the next admitted check).
+            return Ok(d);
+        }
         for _ in 0..expired {
             state.entries.pop_front();
         }

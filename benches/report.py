@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""Turn criterion's estimates (target/criterion) into the ratio table in benches/README.md.
+
+Usage: python3 benches/report.py [bytes_per_key.json]
+"""
+import json
+import os
+import sys
+import datetime
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+CRIT = os.path.join(ROOT, "target", "criterion")
+
+# (group, ours, peer, kind, goal): kind "time" → ratio ours/peer (lower is better);
+# "throughput" → ratio peer/ours (higher is better).
+PAIRS = [
+    ("gcra_check_allow", "ratebound_pure", "governor", "time", "≤ 1.0"),
+    ("gcra_check_allow", "ratebound_atomic", "governor", "time", "≤ 1.0"),
+    ("gcra_check_allow", "ratebound_atomic", "atomic_cas", "time", "—"),
+    ("gcra_check_deny", "ratebound_pure", "governor", "time", "≤ 1.0"),
+    ("gcra_check_deny", "ratebound_atomic", "governor", "time", "≤ 1.0"),
+    ("gcra_check_deny", "ratebound_atomic", "atomic_cas", "time", "—"),
+    ("contended_2_threads", "ratebound_atomic", "governor", "throughput", "≥ 1.0"),
+    ("keyed_1k", "ratebound", "governor", "time", "≤ 1.0"),
+    ("keyed_1m", "ratebound", "governor", "time", "≤ 1.0"),
+]
+SOLO = [
+    ("windows", "sliding_log_64"),
+    ("windows", "sliding_counter"),
+    ("windows", "gcra_same_rate"),
+    ("budget", "reserve_settle"),
+    ("backoff", "next_full_jitter"),
+]
+
+
+def ns(group, fn):
+    path = os.path.join(CRIT, group, fn, "new", "estimates.json")
+    with open(path) as f:
+        e = json.load(f)
+    return e["mean"]["point_estimate"], e["mean"]["confidence_interval"]
+
+
+def fmt(t):
+    return f"{t:.1f} ns" if t < 10_000 else f"{t / 1000:.1f} µs"
+
+
+def main():
+    lines = []
+    lines.append(f"Measured on this machine ({os.cpu_count()} cores) on {datetime.date.today()}, one `cargo bench -p ratebound-benches` run; means of criterion's samples.\n")
+    lines.append("| benchmark | ratebound | peer | peer time | ratio | goal |")
+    lines.append("|---|---|---|---|---|---|")
+    for group, ours, peer, kind, goal in PAIRS:
+        try:
+            a, _ = ns(group, ours)
+            b, _ = ns(group, peer)
+        except FileNotFoundError:
+            lines.append(f"| {group} | {ours}: not run | {peer} | | | {goal} |")
+            continue
+        if kind == "time":
+            ratio = f"{a / b:.2f}× the time"
+        else:
+            ratio = f"{b / a:.2f}× the throughput"
+        lines.append(f"| {group} | {ours}: {fmt(a)} | {peer} | {fmt(b)} | {ratio} | {goal} |")
+    lines.append("")
+    lines.append("| benchmark (no peer) | time per operation |")
+    lines.append("|---|---|")
+    for group, fn in SOLO:
+        try:
+            a, _ = ns(group, fn)
+            lines.append(f"| {group}/{fn} | {fmt(a)} |")
+        except FileNotFoundError:
+            lines.append(f"| {group}/{fn} | not run |")
+    if len(sys.argv) > 1 and os.path.exists(sys.argv[1]):
+        with open(sys.argv[1]) as f:
+            m = json.load(f)
+        lines.append("")
+        lines.append(f"Memory, {m['keys']} keys: ratebound {m['ratebound_bytes_per_key']} bytes/key (bounded by `max_keys`), "
+                     f"governor {m['governor_bytes_per_key']} bytes/key (unbounded until `retain_recent`).")
+    table = "\n".join(lines)
+    readme = os.path.join(ROOT, "benches", "README.md")
+    text = open(readme).read()
+    start, end = "<!-- results:start -->", "<!-- results:end -->"
+    head, rest = text.split(start)
+    _, tail = rest.split(end)
+    open(readme, "w").write(head + start + "\n" + table + "\n" + end + tail)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
