@@ -4,6 +4,8 @@
 #
 #   bash scripts/test-all.sh            # everything
 #   RATEBOUND_SKIP_EMBEDDED=1 ...       # skip the cross-target builds
+#   RATEBOUND_SKIP_FUZZ=1 ...           # skip the fuzz smoke runs
+#   FUZZ_SECONDS=60 ...                 # seconds per fuzz target (default 20)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +25,10 @@ fi
 for c in rustfmt clippy; do
   rustup component list --installed | grep -q "^$c" || rustup component add "$c"
 done
+if [ -z "${RATEBOUND_SKIP_FUZZ:-}" ]; then
+  rustup toolchain list | grep -q '^nightly' || { say "rustup toolchain install nightly"; rustup toolchain install nightly --profile minimal; }
+  command -v cargo-fuzz >/dev/null || [ -x "$HOME/.cargo/bin/cargo-fuzz" ] || { say "cargo install cargo-fuzz"; cargo install cargo-fuzz --version 0.13.2; }
+fi
 
 # ---------------------------------------------------------------- checks
 say "cargo fmt --check"
@@ -51,6 +57,31 @@ if [ -z "${RATEBOUND_SKIP_EMBEDDED:-}" ]; then
   done
   say "core for thumbv7em-none-eabihf with default features (AtomicGcra via portable-atomic fallback)"
   cargo build -p ratebound-core --features serde --target thumbv7em-none-eabihf
+fi
+
+say "benchmarks compile and run once (criterion test mode); bytes per key"
+cargo test -q -p ratebound-benches --benches
+cargo run -q -p ratebound-benches --bin bytes_per_key
+
+if [ -z "${RATEBOUND_SKIP_EMBEDDED:-}" ]; then
+  say "embedded footprint: one GCRA limiter on thumbv7em-none-eabihf"
+  bash benches/embedded/size.sh
+fi
+
+if [ -z "${RATEBOUND_SKIP_FUZZ:-}" ]; then
+  secs="${FUZZ_SECONDS:-20}"
+  say "fuzz: every target for ${secs}s (nightly cargo-fuzz), starting from the committed seed corpus"
+  (cd fuzz && cargo +nightly fuzz build -O)
+  for t in $(cd fuzz && cargo +nightly fuzz list); do
+    work=$(mktemp -d)
+    (cd fuzz && cargo +nightly fuzz run -O "$t" "$work" "corpus/$t" -- -max_total_time="$secs" -print_final_stats=1) > "$work.log" 2>&1 || {
+      tail -60 "$work.log"
+      echo "fuzz target $t failed"
+      exit 1
+    }
+    echo "fuzz $t: $(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$work.log" | grep -oE '[0-9]+$') executions, no crash"
+    rm -rf "$work" "$work.log"
+  done
 fi
 
 say "examples: core tour, std limiter / keyed / retry / budget_manager"

@@ -635,6 +635,18 @@ mod tests {
     }
 
     #[test]
+    fn retry_at_saturates_at_the_end_of_time() {
+        // Found by the gcra fuzz target: at now = Instant::MAX a denial
+        // cannot point later; it saturates (documented on Decision).
+        let g = Gcra::per_second(1).unwrap();
+        let mut s = GcraState::default();
+        assert!(g.check(&mut s, Instant::MAX, 1).unwrap().allowed);
+        let d = g.check(&mut s, Instant::MAX, 1).unwrap();
+        assert!(!d.allowed);
+        assert_eq!(d.retry_at, Instant::MAX);
+    }
+
+    #[test]
     fn extreme_rates_never_panic() {
         // Review finding: with an unbounded amount this sequence overflowed.
         let g = Gcra::new(3, MAX_SAFE_INTEGER, Duration::from_micros(1)).unwrap();

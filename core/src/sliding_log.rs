@@ -305,6 +305,18 @@ mod tests {
     }
 
     #[test]
+    fn a_denial_writes_nothing() {
+        // Found by the sliding_log fuzz target: a denial used to drop expired
+        // entries and advance `last`.
+        let l: SlidingLog<4> = SlidingLog::new(7, Duration::from_micros(10)).unwrap();
+        let mut s = SlidingLogState::default();
+        assert!(l.check(&mut s, t(0), 7).unwrap().allowed);
+        let before = s.clone();
+        assert!(!l.check(&mut s, t(5), 1).unwrap().allowed);
+        assert_eq!(s, before);
+    }
+
+    #[test]
     fn backwards_time_after_expiry_grants_nothing() {
         // Review finding: check(0), check(10, cost 0) drops the entry, then a
         // step back to 5 must not open a second slot in [0, 10).
