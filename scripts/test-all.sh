@@ -60,7 +60,7 @@ if [ -z "${RATEBOUND_SKIP_EMBEDDED:-}" ]; then
 fi
 
 say "benchmarks compile and run once (criterion test mode); bytes per key"
-cargo test -q -p ratebound-benches --benches
+cargo test -q -p ratebound-benches --bench limiters
 cargo run -q -p ratebound-benches --bin bytes_per_key
 
 if [ -z "${RATEBOUND_SKIP_EMBEDDED:-}" ]; then
@@ -70,11 +70,11 @@ fi
 
 if [ -z "${RATEBOUND_SKIP_FUZZ:-}" ]; then
   secs="${FUZZ_SECONDS:-20}"
-  say "fuzz: every target for ${secs}s (nightly cargo-fuzz), starting from the committed seed corpus"
+  say "fuzz: every target for ${secs}s (nightly cargo-fuzz), starting from the committed seeds (fuzz/seeds)"
   (cd fuzz && cargo +nightly fuzz build -O)
   for t in $(cd fuzz && cargo +nightly fuzz list); do
     work=$(mktemp -d)
-    (cd fuzz && cargo +nightly fuzz run -O "$t" "$work" "corpus/$t" -- -max_total_time="$secs" -print_final_stats=1) > "$work.log" 2>&1 || {
+    (cd fuzz && cargo +nightly fuzz run -O "$t" "$work" "seeds/$t" -- -max_total_time="$secs" -print_final_stats=1) > "$work.log" 2>&1 || {
       tail -60 "$work.log"
       echo "fuzz target $t failed"
       exit 1
