@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Turn criterion's estimates (target/criterion) into the ratio table in benches/README.md.
 
-Usage: python3 benches/report.py [bytes_per_key.json]
+Usage: python3 benches/report.py [bytes_per_key.json] [gungraun-output.txt]
 """
 import json
 import os
@@ -76,6 +76,28 @@ def main():
         lines.append("")
         lines.append(f"Memory, {m['keys']} keys: ratebound {m['ratebound_bytes_per_key']} bytes/key (bounded by `max_keys`), "
                      f"governor {m['governor_bytes_per_key']} bytes/key (unbounded until `retain_recent`).")
+    if len(sys.argv) > 2 and os.path.exists(sys.argv[2]):
+        counts = {}
+        name = None
+        for line in open(sys.argv[2]):
+            line = line.strip()
+            if line.startswith("instructions::"):
+                name = line.split("::")[-1]
+            elif line.startswith("Instructions:") and name:
+                counts[name] = int(line.split()[1].split("|")[0])
+        if counts:
+            lines.append("")
+            lines.append("Instruction counts per operation (gungraun/callgrind, 1000 operations each; repeatable across runs):")
+            lines.append("")
+            lines.append("| operation | ratebound | governor | ratio |")
+            lines.append("|---|---|---|---|")
+            for op in ["gcra_allow", "gcra_deny"]:
+                a, b = counts.get(op + "_ratebound"), counts.get(op + "_governor")
+                if a and b:
+                    lines.append(f"| {op} | {a / 1000:.1f} | {b / 1000:.1f} | {a / b:.2f}× |")
+            for op in ["sliding_counter_check", "budget_reserve_settle", "backoff_next"]:
+                if op in counts:
+                    lines.append(f"| {op} | {counts[op] / 1000:.1f} | — | — |")
     table = "\n".join(lines)
     readme = os.path.join(ROOT, "benches", "README.md")
     text = open(readme).read()

@@ -206,7 +206,7 @@ fn keyed(c: &mut Criterion) {
             let store = KeyedLimiter::new(
                 Gcra::per_second(1_000_000).unwrap(),
                 KeyedConfig::default()
-                    .with_max_keys(2 * n as usize) // headroom: the bound is per shard
+                    .with_max_keys(n as usize)
                     .with_shards(64)
                     .with_on_full(OnFull::DenyNewKeys),
                 clock.clone(),

@@ -306,7 +306,16 @@ impl Gcra {
         };
         let avail = if base <= limit {
             let d = self.sub(limit, base);
-            (d.us * self.a + d.fr) / self.p
+            let x = d.us * self.a + d.fr; // ≤ capacity · p < 2^53
+                                          // The division is the costliest step; an empty or a full bucket
+                                          // (most denials, and idle keys) needs none.
+            if x < self.p {
+                0
+            } else if x == self.capacity * self.p {
+                self.capacity
+            } else {
+                x / self.p
+            }
         } else {
             0 // the clock went backwards past the burst window: nothing fits
         };

@@ -18,14 +18,15 @@
 //!      is acceptable (the flood itself is still rate limited per key).
 //!
 //! Growth is never unbounded, and a full store never admits without a check.
-//! The bound is kept per shard (`max_keys / shards` each), so with uneven
-//! hashing one shard can fill slightly before the store as a whole (in the
-//! 10^6-key flood test, refusals began above 9 500 of 10 000 keys).
+//! The bound is global (one atomic count across shards): exactly `max_keys`
+//! keys fit however the keys hash; shards only split the locks. Eviction
+//! looks in the new key's shard, so with `EvictLru` and that shard empty the
+//! new key is refused rather than evicting elsewhere.
 //!
 //! # Memory
 //!
-//! Measured by `tests/keyed.rs` (counting allocator, 100 000 `u64` keys, one
-//! shard, store full): **62 bytes per key** with a
+//! Measured by `tests/keyed.rs` (counting allocator, 100 000 `u64` keys, 16
+//! shards, store full): **62 bytes per key** with a
 //! [`GcraState`](ratebound_core::GcraState) and 70 with a
 //! [`SlidingCounterState`](ratebound_core::SlidingCounterState), including
 //! the LRU links and the hash table (the test asserts ≤ 96 and ≤ 104). Larger
@@ -48,6 +49,7 @@
 //! ```
 
 use std::hash::{BuildHasher, Hash, RandomState};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use lru::LruCache;
@@ -129,11 +131,10 @@ impl KeyedConfig {
 
 type Locked<K, S> = Mutex<Shard<K, S>>;
 
-/// One shard: an LRU map (allocated as it grows, never up front), its share
-/// of `max_keys`, and refusals since the last full idle sweep.
+/// One shard: an LRU map (allocated as it grows, never up front) and the
+/// refusals since its last full idle sweep.
 struct Shard<K, S> {
     map: LruCache<K, S>,
-    cap: usize,
     refusals: usize,
 }
 
@@ -144,6 +145,8 @@ pub struct KeyedLimiter<K, L: Limiter, C> {
     config: KeyedConfig,
     shards: Box<[Locked<K, L::State>]>,
     hasher: RandomState,
+    /// Keys held across all shards; never above `config.max_keys`.
+    held: AtomicUsize,
 }
 
 impl<K, L: Limiter, C> std::fmt::Debug for KeyedLimiter<K, L, C> {
@@ -163,14 +166,10 @@ where
     /// A store for `limiter`'s states, sized by `config`.
     pub fn new(limiter: L, config: KeyedConfig, clock: C) -> Result<Self, ConfigError> {
         config.validate()?;
-        let n = config.shards;
-        let shards = (0..n)
-            .map(|i| {
-                // Spread max_keys exactly: the first (max_keys % n) shards get one more.
-                let cap = config.max_keys / n + usize::from(i < config.max_keys % n);
+        let shards = (0..config.shards)
+            .map(|_| {
                 Mutex::new(Shard {
                     map: LruCache::unbounded(),
-                    cap,
                     refusals: 0,
                 })
             })
@@ -181,7 +180,21 @@ where
             config,
             shards,
             hasher: RandomState::new(),
+            held: AtomicUsize::new(0),
         })
+    }
+
+    /// Take one of the `max_keys` slots, if any is free.
+    fn take_slot(&self) -> bool {
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.config.max_keys).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn free_slots(&self, n: usize) {
+        self.held.fetch_sub(n, Ordering::AcqRel);
     }
 
     /// The core limiter applied per key.
@@ -212,29 +225,27 @@ where
         if self.limiter.is_idle(&fresh, now) {
             return Ok(d); // nothing worth remembering (zero cost, or a denial)
         }
-        if shard.map.len() >= shard.cap && !self.make_room(shard, now) {
-            match self.config.on_full {
-                OnFull::EvictLru => {
-                    shard.map.pop_lru();
-                    tracing::debug!("keyed store full: evicted the least recently used active key");
-                }
-                OnFull::DenyNewKeys => {
-                    tracing::debug!("keyed store full: refusing a new key");
-                    return Err(AcquireError::StoreFull {
-                        capacity: self.config.max_keys,
-                    });
-                }
+        if !self.take_slot() && !(self.make_room(shard, now) && self.take_slot()) {
+            // Under EvictLru reuse the least recently used key's slot; never
+            // evict an active key under DenyNewKeys.
+            let evicted = self.config.on_full == OnFull::EvictLru && shard.map.pop_lru().is_some();
+            if !evicted {
+                tracing::debug!("keyed store full: refusing a new key");
+                return Err(AcquireError::StoreFull {
+                    capacity: self.config.max_keys,
+                });
             }
+            tracing::debug!("keyed store full: evicted the least recently used active key");
         }
         shard.map.put(key.clone(), fresh);
         Ok(d)
     }
 
-    /// Free one slot by evicting an idle key: first among the least recently
-    /// used; failing that, a full sweep of the shard, run on the first
-    /// refusal and then once every `max(16, cap / 16)` refusals, so a flood of
-    /// new keys costs O(1) amortized while idle keys are never left holding
-    /// slots for long.
+    /// Free slots by evicting idle keys of this shard: first one among the
+    /// least recently used; failing that, a full sweep of the shard, run on
+    /// the first refusal and then once every `max(16, keys per shard / 16)`
+    /// refusals, so a flood of new keys costs O(1) amortized while idle keys
+    /// never hold slots for long. True when something was freed.
     fn make_room(&self, shard: &mut Shard<K, L::State>, now: Instant) -> bool {
         let idle = shard
             .map
@@ -245,24 +256,27 @@ where
             .map(|(k, _)| k.clone());
         if let Some(k) = idle {
             shard.map.pop(&k);
+            self.free_slots(1);
             return true;
         }
         let sweep = shard.refusals == 0;
-        shard.refusals = (shard.refusals + 1) % (shard.cap / 16).max(16);
-        if sweep {
-            let before = shard.map.len();
-            let idle: Vec<K> = shard
-                .map
-                .iter()
-                .filter(|(_, s)| self.limiter.is_idle(s, now))
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in idle {
-                shard.map.pop(&k);
-            }
-            return shard.map.len() < before;
+        shard.refusals =
+            (shard.refusals + 1) % (self.config.max_keys / self.shards.len() / 16).max(16);
+        sweep && self.sweep(shard, now) > 0
+    }
+
+    fn sweep(&self, shard: &mut Shard<K, L::State>, now: Instant) -> usize {
+        let idle: Vec<K> = shard
+            .map
+            .iter()
+            .filter(|(_, s)| self.limiter.is_idle(s, now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &idle {
+            shard.map.pop(k);
         }
-        false
+        self.free_slots(idle.len());
+        idle.len()
     }
 
     /// Check `cost` for `key` now. New keys take a slot only once they hold
@@ -330,20 +344,9 @@ where
     /// returns how many were dropped.
     pub fn evict_idle(&self) -> usize {
         let now = self.clock.now();
-        let mut dropped = 0;
-        for shard in self.shards.iter() {
-            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
-            let idle: Vec<K> = shard
-                .map
-                .iter()
-                .filter(|(_, s)| self.limiter.is_idle(s, now))
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in idle {
-                shard.map.pop(&k);
-                dropped += 1;
-            }
-        }
-        dropped
+        self.shards
+            .iter()
+            .map(|shard| self.sweep(&mut shard.lock().unwrap_or_else(|p| p.into_inner()), now))
+            .sum()
     }
 }
