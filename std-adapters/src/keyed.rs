@@ -225,7 +225,8 @@ where
         if self.limiter.is_idle(&fresh, now) {
             return Ok(d); // nothing worth remembering (zero cost, or a denial)
         }
-        if !self.take_slot() && !(self.make_room(shard, now) && self.take_slot()) {
+        let have_slot = self.take_slot() || (self.make_room(shard, now) && self.take_slot());
+        if !have_slot {
             // Under EvictLru reuse the least recently used key's slot; never
             // evict an active key under DenyNewKeys.
             let evicted = self.config.on_full == OnFull::EvictLru && shard.map.pop_lru().is_some();
