@@ -84,6 +84,12 @@ if [ -z "${RATEBOUND_SKIP_FUZZ:-}" ]; then
   done
 fi
 
+say "wasm + npm package: build (pinned wasm-bindgen-cli, wasm-opt from npm binaryen), then node --test"
+node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' \
+  || { echo "Node >= 20.19 is required for the npm package tests"; exit 1; }
+bash scripts/build-npm.sh
+(cd node && node --test test/)
+
 say "examples: core tour, std limiter / keyed / retry / budget_manager"
 cargo run -q -p ratebound-core --example tour >/dev/null
 for e in limiter keyed retry budget_manager; do

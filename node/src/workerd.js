@@ -1,0 +1,9 @@
+// Cloudflare Workers (workerd): the runtime forbids compiling wasm from bytes,
+// so the .wasm is imported as a WebAssembly.Module by the bundler/runtime.
+import wasmModule from "../dist/web/ratebound_wasm_bg.wasm";
+import * as wasm from "../dist/web/ratebound_wasm.js";
+import { makeApi } from "./api.js";
+
+wasm.initSync({ module: wasmModule });
+
+export const { TokenBucket, SlidingLog, SlidingWindow, raw } = makeApi(wasm);

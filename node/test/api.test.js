@@ -1,0 +1,65 @@
+// The idiomatic API: decisions, persistence, and clear errors for bad input.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createRequire } from "node:module";
+import { TokenBucket, SlidingLog, SlidingWindow } from "ratebound";
+
+const T0 = 1_795_392_000_000; // ms
+
+test("token bucket: burst, exact refill, retryAfterMs", () => {
+  const b = new TokenBucket({ capacity: 3, refillAmount: 3, refillPeriodMs: 1000 });
+  for (const left of [2, 1, 0]) assert.deepEqual(b.check({ now: T0 }).remaining, left);
+  const d = b.check({ now: T0 });
+  assert.equal(d.allowed, false);
+  assert.equal(d.retryAfterMs, 334); // 333 334 µs, rounded up
+  assert.equal(d.resetAt, T0 + 1000);
+  assert.equal(b.check({ now: T0 + 333.334 }).allowed, true);
+  assert.equal(b.peek({ now: T0 + 333.334 }).allowed, false);
+  assert.equal(b.refund({ amount: 10, now: T0 + 333.334 }).remaining, 3, "a refund never lifts above capacity");
+});
+
+test("take, and state persistence through JSON", () => {
+  const b = new TokenBucket({ capacity: 10, refillPeriodMs: 1000 });
+  assert.equal(b.take({ max: 7, now: T0 }).taken, 7);
+  const saved = JSON.parse(JSON.stringify(b.exportState()));
+  const c = new TokenBucket({ capacity: 10, refillPeriodMs: 1000 }).importState(saved);
+  assert.deepEqual(c.check({ cost: 3, now: T0 }), b.check({ cost: 3, now: T0 }));
+  assert.equal(c.check({ now: T0 }).allowed, false);
+  assert.throws(() => c.importState({ v: 1, tat: -1, rem: 0 }), RangeError);
+  assert.throws(() => c.importState({ v: 2, tat: 1, rem: 0 }), TypeError);
+});
+
+test("windows", () => {
+  const log = new SlidingLog({ limit: 2, windowMs: 1000 });
+  assert.equal(log.check({ now: T0 }).allowed, true);
+  assert.equal(log.check({ now: T0 + 500 }).allowed, true);
+  const d = log.check({ now: T0 + 600 });
+  assert.equal(d.allowed, false);
+  assert.equal(d.retryAfterMs, 400);
+  const w = new SlidingWindow({ limit: 10, windowMs: 60_000 });
+  assert.equal(w.check({ cost: 10, now: T0 }).remaining, 0);
+  assert.equal(w.check({ now: T0 }).allowed, false);
+});
+
+test("bad input gives clear errors of the right class", () => {
+  const b = new TokenBucket({ capacity: 5 });
+  for (const cost of [NaN, -1, 1.5, Infinity, 2 ** 53]) assert.throws(() => b.check({ cost, now: T0 }), RangeError, String(cost));
+  for (const cost of ["1", null, {}]) assert.throws(() => b.check({ cost, now: T0 }), TypeError, String(cost));
+  assert.throws(() => b.check({ now: -1 }), RangeError);
+  assert.throws(() => b.check({ now: "now" }), TypeError);
+  assert.throws(() => b.check("cost"), TypeError);
+  assert.throws(() => b.check({ cost: 6, now: T0 }), /can never be allowed/);
+  assert.throws(() => new TokenBucket({ capacity: 0 }), /capacity must be at least 1/);
+  assert.throws(() => new TokenBucket(), TypeError);
+  assert.throws(() => new TokenBucket({ capacity: 2 ** 52, refillAmount: 1, refillPeriodMs: 1000 }), /invalid TokenBucket config: `capacity`/);
+  assert.throws(() => new SlidingLog({ limit: 1, windowMs: 0 }), RangeError);
+  assert.throws(() => new SlidingWindow({ limit: 1.5, windowMs: 10 }), RangeError);
+});
+
+test("CommonJS require gives the same API", () => {
+  const require = createRequire(import.meta.url);
+  const cjs = require("ratebound");
+  const b = new cjs.TokenBucket({ capacity: 1 });
+  assert.equal(b.check({ now: T0 }).allowed, true);
+  assert.equal(b.check({ now: T0 }).allowed, false);
+});

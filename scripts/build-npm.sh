@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Builds the npm package `ratebound` (node/) from source: the wasm crate with
+# the pinned wasm-bindgen CLI, optimized by wasm-opt from npm `binaryen`.
+# Prints the .wasm and JS glue sizes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WB=0.2.130 # must equal the `wasm-bindgen = "=…"` pin in wasm/Cargo.toml
+rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+if ! wasm-bindgen --version 2>/dev/null | grep -q " $WB"; then
+  echo "==> cargo install wasm-bindgen-cli --version $WB"
+  cargo install wasm-bindgen-cli --version "$WB"
+fi
+[ -d node/node_modules/binaryen ] || (cd node && npm install --no-audit --no-fund)
+cargo build -q -p ratebound-wasm --target wasm32-unknown-unknown --profile wasm
+rm -rf node/dist
+wasm-bindgen target/wasm32-unknown-unknown/wasm/ratebound_wasm.wasm --target web --out-dir node/dist/web --out-name ratebound_wasm
+node/node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers node/dist/web/ratebound_wasm_bg.wasm -o node/dist/web/ratebound_wasm_bg.wasm
+w=node/dist/web/ratebound_wasm_bg.wasm
+j=node/dist/web/ratebound_wasm.js
+echo "ratebound.wasm: $(stat -c %s "$w") bytes raw, $(gzip -9c "$w" | wc -c) gzipped; JS glue: $(stat -c %s "$j") bytes raw, $(gzip -9c "$j" | wc -c) gzipped"

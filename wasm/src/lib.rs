@@ -1,0 +1,302 @@
+//! wasm-bindgen bindings of `ratebound-core`, wrapped by the npm package
+//! `ratebound` (`node/`). This layer is deliberately low level: numbers in
+//! (times in µs since the Unix epoch), numeric status codes out, details
+//! through getters. The JavaScript wrapper validates inputs, converts
+//! milliseconds, and throws `TypeError` / `RangeError` with readable
+//! messages, which keeps `core::fmt` out of the `.wasm`.
+//!
+//! Status codes returned by `check`-like methods: `1` allowed, `0` denied,
+//! `-1` the cost can never fit (an error, not a denial).
+
+use ratebound_core::{
+    ConfigError, CostError, Decision, Duration, Gcra as CoreGcra, GcraState, Instant,
+    SlidingCounter as CoreCounter, SlidingCounterState, SlidingLog as CoreLog, SlidingLogState,
+};
+use wasm_bindgen::prelude::*;
+
+/// A JS number to `u64`: callers validate; anything odd saturates safely
+/// (NaN and negatives to 0, huge values to `u64::MAX`).
+fn int(x: f64) -> u64 {
+    x as u64
+}
+
+fn config_error(e: ConfigError) -> JsValue {
+    // A static field name; the JS wrapper turns it into a RangeError message.
+    JsValue::from_str(match e {
+        ConfigError::Zero { field }
+        | ConfigError::TooLarge { field, .. }
+        | ConfigError::Invalid { field, .. } => field,
+        _ => "config",
+    })
+}
+
+/// The last decision, read through getters after a `check`.
+#[derive(Default)]
+struct Last(Option<Decision>);
+
+impl Last {
+    fn set(&mut self, r: Result<Decision, CostError>) -> i32 {
+        match r {
+            Ok(d) => {
+                self.0 = Some(d);
+                i32::from(d.allowed)
+            }
+            Err(_) => {
+                self.0 = None;
+                -1
+            }
+        }
+    }
+    fn get(&self, f: impl Fn(&Decision) -> u64) -> f64 {
+        self.0.as_ref().map_or(0.0, |d| f(d) as f64)
+    }
+}
+
+macro_rules! decision_getters {
+    ($t:ty) => {
+        #[wasm_bindgen]
+        impl $t {
+            /// Remaining after the last decision.
+            pub fn remaining(&self) -> f64 {
+                self.last.get(|d| d.remaining)
+            }
+            /// The limiter's capacity.
+            pub fn limit(&self) -> f64 {
+                self.last.get(|d| d.limit)
+            }
+            /// Last decision's reset time (µs).
+            #[wasm_bindgen(js_name = resetAt)]
+            pub fn reset_at(&self) -> f64 {
+                self.last.get(|d| d.reset_at.as_micros())
+            }
+            /// Last decision's retry time (µs).
+            #[wasm_bindgen(js_name = retryAt)]
+            pub fn retry_at(&self) -> f64 {
+                self.last.get(|d| d.retry_at.as_micros())
+            }
+        }
+    };
+}
+
+/// A GCRA token bucket with its state.
+#[wasm_bindgen]
+pub struct Gcra {
+    cfg: CoreGcra,
+    st: GcraState,
+    last: Last,
+}
+
+#[wasm_bindgen]
+impl Gcra {
+    /// `capacity` tokens refilled with `amount` per `period_us`; throws the
+    /// offending field's name on a bad config.
+    #[wasm_bindgen(constructor)]
+    pub fn new(capacity: f64, amount: f64, period_us: f64) -> Result<Gcra, JsValue> {
+        let cfg = CoreGcra::new(
+            int(capacity),
+            int(amount),
+            Duration::from_micros(int(period_us)),
+        )
+        .map_err(config_error)?;
+        Ok(Gcra {
+            cfg,
+            st: GcraState::default(),
+            last: Last::default(),
+        })
+    }
+    /// Consume `cost` at `now_us` if allowed.
+    pub fn check(&mut self, now_us: f64, cost: f64) -> i32 {
+        self.last.set(
+            self.cfg
+                .check(&mut self.st, Instant::from_micros(int(now_us)), int(cost)),
+        )
+    }
+    /// What `check` would say.
+    pub fn peek(&mut self, now_us: f64, cost: f64) -> i32 {
+        self.last.set(
+            self.cfg
+                .peek(&self.st, Instant::from_micros(int(now_us)), int(cost)),
+        )
+    }
+    /// Take up to `n`; returns how many were taken.
+    #[wasm_bindgen(js_name = atMost)]
+    pub fn at_most(&mut self, now_us: f64, n: f64) -> f64 {
+        let t = self
+            .cfg
+            .check_at_most(&mut self.st, Instant::from_micros(int(now_us)), int(n));
+        self.last.0 = Some(t.decision);
+        t.taken as f64
+    }
+    /// Give back up to `n` tokens, never above full.
+    pub fn refund(&mut self, now_us: f64, n: f64) -> i32 {
+        self.last.set(Ok(self.cfg.refund(
+            &mut self.st,
+            Instant::from_micros(int(now_us)),
+            int(n),
+        )))
+    }
+    /// The state as `[tat, rem]` (integers ≤ 2^53 − 1).
+    #[wasm_bindgen(js_name = exportState)]
+    pub fn export_state(&self) -> Vec<f64> {
+        vec![self.st.tat as f64, self.st.rem as f64]
+    }
+    /// Restore a state made by `exportState`; false (and unchanged) if malformed.
+    #[wasm_bindgen(js_name = importState)]
+    pub fn import_state(&mut self, s: &[f64]) -> bool {
+        match s {
+            [tat, rem] if valid(*tat) && valid(*rem) => {
+                self.st = GcraState {
+                    tat: int(*tat),
+                    rem: int(*rem),
+                };
+                true
+            }
+            _ => false,
+        }
+    }
+}
+decision_getters!(Gcra);
+
+fn valid(x: f64) -> bool {
+    x.is_finite() && x >= 0.0 && x.fract() == 0.0 && x <= 9_007_199_254_740_991.0
+}
+
+/// A sliding log of one of the supported slot counts.
+enum Log {
+    S8(CoreLog<8>, Box<SlidingLogState<8>>),
+    S64(CoreLog<64>, Box<SlidingLogState<64>>),
+    S256(CoreLog<256>, Box<SlidingLogState<256>>),
+}
+
+macro_rules! with_log {
+    ($log:expr, |$l:ident, $s:ident| $body:expr) => {
+        match $log {
+            Log::S8($l, $s) => $body,
+            Log::S64($l, $s) => $body,
+            Log::S256($l, $s) => $body,
+        }
+    };
+}
+
+/// An exact sliding log remembering up to `slots` (8, 64 or 256) admissions.
+#[wasm_bindgen]
+pub struct SlidingLog {
+    log: Log,
+    last: Last,
+}
+
+#[wasm_bindgen]
+impl SlidingLog {
+    /// `limit` per `window_us`, in a log of `slots` entries (8, 64 or 256;
+    /// anything else throws `"slots"`).
+    #[wasm_bindgen(constructor)]
+    pub fn new(limit: f64, window_us: f64, slots: f64) -> Result<SlidingLog, JsValue> {
+        let (limit, window) = (int(limit), Duration::from_micros(int(window_us)));
+        let log = match int(slots) {
+            8 => Log::S8(
+                CoreLog::new(limit, window).map_err(config_error)?,
+                Box::default(),
+            ),
+            64 => Log::S64(
+                CoreLog::new(limit, window).map_err(config_error)?,
+                Box::default(),
+            ),
+            256 => Log::S256(
+                CoreLog::new(limit, window).map_err(config_error)?,
+                Box::default(),
+            ),
+            _ => return Err(JsValue::from_str("slots")),
+        };
+        Ok(SlidingLog {
+            log,
+            last: Last::default(),
+        })
+    }
+    /// Consume `cost` at `now_us` if allowed.
+    pub fn check(&mut self, now_us: f64, cost: f64) -> i32 {
+        let now = Instant::from_micros(int(now_us));
+        let r = with_log!(&mut self.log, |l, s| l.check(s, now, int(cost)));
+        self.last.set(r)
+    }
+    /// What `check` would say.
+    pub fn peek(&mut self, now_us: f64, cost: f64) -> i32 {
+        let now = Instant::from_micros(int(now_us));
+        let r = with_log!(&self.log, |l, s| l.peek(s, now, int(cost)));
+        self.last.set(r)
+    }
+    /// The state as `[last, at₀, cost₀, at₁, cost₁, …]`.
+    #[wasm_bindgen(js_name = exportState)]
+    pub fn export_state(&self) -> Vec<f64> {
+        with_log!(&self.log, |_l, s| {
+            let mut v = vec![s.last() as f64];
+            for e in s.entries() {
+                v.push(e.at as f64);
+                v.push(e.cost as f64);
+            }
+            v
+        })
+    }
+}
+decision_getters!(SlidingLog);
+
+/// An O(1) sliding window counter.
+#[wasm_bindgen]
+pub struct SlidingCounter {
+    cfg: CoreCounter,
+    st: SlidingCounterState,
+    last: Last,
+}
+
+#[wasm_bindgen]
+impl SlidingCounter {
+    /// `limit` per `window_us`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(limit: f64, window_us: f64) -> Result<SlidingCounter, JsValue> {
+        let cfg = CoreCounter::new(int(limit), Duration::from_micros(int(window_us)))
+            .map_err(config_error)?;
+        Ok(SlidingCounter {
+            cfg,
+            st: SlidingCounterState::default(),
+            last: Last::default(),
+        })
+    }
+    /// Consume `cost` at `now_us` if allowed.
+    pub fn check(&mut self, now_us: f64, cost: f64) -> i32 {
+        self.last.set(
+            self.cfg
+                .check(&mut self.st, Instant::from_micros(int(now_us)), int(cost)),
+        )
+    }
+    /// What `check` would say.
+    pub fn peek(&mut self, now_us: f64, cost: f64) -> i32 {
+        self.last.set(
+            self.cfg
+                .peek(&self.st, Instant::from_micros(int(now_us)), int(cost)),
+        )
+    }
+    /// The state as `[start, prev, curr]`.
+    #[wasm_bindgen(js_name = exportState)]
+    pub fn export_state(&self) -> Vec<f64> {
+        vec![
+            self.st.start as f64,
+            self.st.prev as f64,
+            self.st.curr as f64,
+        ]
+    }
+    /// Restore a state made by `exportState`; false (and unchanged) if malformed.
+    #[wasm_bindgen(js_name = importState)]
+    pub fn import_state(&mut self, s: &[f64]) -> bool {
+        match s {
+            [a, b, c] if valid(*a) && valid(*b) && valid(*c) => {
+                self.st = SlidingCounterState {
+                    start: int(*a),
+                    prev: int(*b),
+                    curr: int(*c),
+                };
+                true
+            }
+            _ => false,
+        }
+    }
+}
+decision_getters!(SlidingCounter);
