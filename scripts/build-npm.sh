@@ -10,7 +10,7 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q " $WB"; then
   echo "==> cargo install wasm-bindgen-cli --version $WB"
   cargo install wasm-bindgen-cli --version "$WB"
 fi
-[ -d node/node_modules/binaryen ] || (cd node && npm install --no-audit --no-fund)
+[ -d node/node_modules/miniflare ] && [ -d node/node_modules/binaryen ] || (cd node && npm ci --no-audit --no-fund)
 cargo build -q -p ratebound-wasm --target wasm32-unknown-unknown --profile wasm
 rm -rf node/dist
 wasm-bindgen target/wasm32-unknown-unknown/wasm/ratebound_wasm.wasm --target web --out-dir node/dist/web --out-name ratebound_wasm

@@ -37,24 +37,30 @@ function configError(e, kind) {
   return e;
 }
 
-function decision(inner, status, nowUs) {
-  if (status < 0) {
-    throw new RangeError(`cost can never be allowed: it exceeds the limiter's capacity`);
-  }
-  const retryAt = inner.retryAt();
-  return {
-    allowed: status === 1,
-    remaining: inner.remaining(),
-    limit: inner.limit(),
-    resetAt: Math.ceil(inner.resetAt() / 1000),
-    retryAfterMs: status === 1 ? 0 : Math.ceil(Math.max(0, retryAt - nowUs) / 1000),
-  };
-}
+export function makeApi(wasm, memory) {
+  // Each wasm object keeps its last decision as four f64s; one view of wasm
+  // memory reads them without further calls (renewed if memory grows).
+  let view = new Float64Array(memory.buffer);
+  const f64 = () => (view.buffer === memory.buffer ? view : (view = new Float64Array(memory.buffer)));
 
-export function makeApi(wasm) {
+  function decision(at, status, nowUs) {
+    if (status < 0) {
+      throw new RangeError(`cost can never be allowed: it exceeds the limiter's capacity`);
+    }
+    const v = f64();
+    return {
+      allowed: status === 1,
+      remaining: v[at],
+      limit: v[at + 1],
+      resetAt: Math.ceil(v[at + 2] / 1000),
+      retryAfterMs: status === 1 ? 0 : Math.ceil(Math.max(0, v[at + 3] - nowUs) / 1000),
+    };
+  }
+
   /** A token bucket (GCRA): `capacity` tokens, refilled `refillAmount` per `refillPeriodMs`. */
   class TokenBucket {
     #inner;
+    #at;
     constructor(config) {
       const c = options(config, "config");
       const capacity = integer("capacity", c.capacity, 1);
@@ -65,6 +71,7 @@ export function makeApi(wasm) {
       } catch (e) {
         throw configError(e, "TokenBucket");
       }
+      this.#at = this.#inner.outPtr() >>> 3;
       this.config = Object.freeze({ capacity, refillAmount: amount, refillPeriodMs: period / 1000 });
     }
     /** Take `cost` tokens if available at `now` (ms, default Date.now()). */
@@ -72,14 +79,14 @@ export function makeApi(wasm) {
       const o = options(opts, "options");
       const cost = integer("cost", o.cost === undefined ? 1 : o.cost);
       const now = nowMicros(o.now);
-      return decision(this.#inner, this.#inner.check(now, cost), now);
+      return decision(this.#at, this.#inner.check(now, cost), now);
     }
     /** What `check` would decide, consuming nothing. */
     peek(opts) {
       const o = options(opts, "options");
       const cost = integer("cost", o.cost === undefined ? 1 : o.cost);
       const now = nowMicros(o.now);
-      return decision(this.#inner, this.#inner.peek(now, cost), now);
+      return decision(this.#at, this.#inner.peek(now, cost), now);
     }
     /** Take as many as available, up to `max`; `{taken, ...decision}`. */
     take(opts) {
@@ -87,14 +94,14 @@ export function makeApi(wasm) {
       const max = integer("max", o.max ?? 1);
       const now = nowMicros(o.now);
       const taken = this.#inner.atMost(now, max);
-      return { taken, ...decision(this.#inner, taken > 0 || max === 0 ? 1 : 0, now) };
+      return { taken, ...decision(this.#at, taken > 0 || max === 0 ? 1 : 0, now) };
     }
     /** Give back up to `amount` tokens (never above capacity). */
     refund(opts) {
       const o = options(opts, "options");
       const amount = integer("amount", o.amount ?? 1);
       const now = nowMicros(o.now);
-      return decision(this.#inner, this.#inner.refund(now, amount), now);
+      return decision(this.#at, this.#inner.refund(now, amount), now);
     }
     /** Plain, JSON-serializable state (store it in a Durable Object or KV). */
     exportState() {
@@ -114,6 +121,7 @@ export function makeApi(wasm) {
   function windowLimiter(Inner, kind) {
     return class {
       #inner;
+      #at;
       constructor(config) {
         const c = options(config, "config");
         const limit = integer("limit", c.limit, 1);
@@ -125,19 +133,20 @@ export function makeApi(wasm) {
         } catch (e) {
           throw configError(e, kind);
         }
+        this.#at = this.#inner.outPtr() >>> 3;
         this.config = Object.freeze({ limit, windowMs: window / 1000 });
       }
       check(opts) {
         const o = options(opts, "options");
         const cost = integer("cost", o.cost === undefined ? 1 : o.cost);
         const now = nowMicros(o.now);
-        return decision(this.#inner, this.#inner.check(now, cost), now);
+        return decision(this.#at, this.#inner.check(now, cost), now);
       }
       peek(opts) {
         const o = options(opts, "options");
         const cost = integer("cost", o.cost === undefined ? 1 : o.cost);
         const now = nowMicros(o.now);
-        return decision(this.#inner, this.#inner.peek(now, cost), now);
+        return decision(this.#at, this.#inner.peek(now, cost), now);
       }
       exportState() {
         return { v: 1, data: Array.from(this.#inner.exportState()) };

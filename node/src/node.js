@@ -3,6 +3,6 @@ import { readFileSync } from "node:fs";
 import * as wasm from "../dist/web/ratebound_wasm.js";
 import { makeApi } from "./api.js";
 
-wasm.initSync({ module: new WebAssembly.Module(readFileSync(new URL("../dist/web/ratebound_wasm_bg.wasm", import.meta.url))) });
+const exports = wasm.initSync({ module: new WebAssembly.Module(readFileSync(new URL("../dist/web/ratebound_wasm_bg.wasm", import.meta.url))) });
 
-export const { TokenBucket, SlidingLog, SlidingWindow, raw } = makeApi(wasm);
+export const { TokenBucket, SlidingLog, SlidingWindow, raw } = makeApi(wasm, exports.memory);

@@ -4,6 +4,6 @@ import wasmModule from "../dist/web/ratebound_wasm_bg.wasm";
 import * as wasm from "../dist/web/ratebound_wasm.js";
 import { makeApi } from "./api.js";
 
-wasm.initSync({ module: wasmModule });
+const exports = wasm.initSync({ module: wasmModule });
 
-export const { TokenBucket, SlidingLog, SlidingWindow, raw } = makeApi(wasm);
+export const { TokenBucket, SlidingLog, SlidingWindow, raw } = makeApi(wasm, exports.memory);

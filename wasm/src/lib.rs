@@ -30,25 +30,39 @@ fn config_error(e: ConfigError) -> JsValue {
     })
 }
 
-/// The last decision, read through getters after a `check`.
+/// The last decision, read through getters after a `check`, or in one go
+/// from `out` (`[remaining, limit, reset_at, retry_at]`) through `outPtr`.
 #[derive(Default)]
-struct Last(Option<Decision>);
+struct Last {
+    d: Option<Decision>,
+    out: [f64; 4],
+}
 
 impl Last {
+    fn record(&mut self, d: Decision) {
+        self.out = [
+            d.remaining as f64,
+            d.limit as f64,
+            d.reset_at.as_micros() as f64,
+            d.retry_at.as_micros() as f64,
+        ];
+        self.d = Some(d);
+    }
     fn set(&mut self, r: Result<Decision, CostError>) -> i32 {
         match r {
             Ok(d) => {
-                self.0 = Some(d);
+                self.record(d);
                 i32::from(d.allowed)
             }
             Err(_) => {
-                self.0 = None;
+                self.d = None;
+                self.out = [0.0; 4];
                 -1
             }
         }
     }
     fn get(&self, f: impl Fn(&Decision) -> u64) -> f64 {
-        self.0.as_ref().map_or(0.0, |d| f(d) as f64)
+        self.d.as_ref().map_or(0.0, |d| f(d) as f64)
     }
 }
 
@@ -73,6 +87,12 @@ macro_rules! decision_getters {
             #[wasm_bindgen(js_name = retryAt)]
             pub fn retry_at(&self) -> f64 {
                 self.last.get(|d| d.retry_at.as_micros())
+            }
+            /// Address in wasm memory of `[remaining, limit, resetAt, retryAt]`
+            /// of the last decision (f64s; stable for this object's life).
+            #[wasm_bindgen(js_name = outPtr)]
+            pub fn out_ptr(&self) -> *const f64 {
+                self.last.out.as_ptr()
             }
         }
     };
@@ -124,7 +144,7 @@ impl Gcra {
         let t = self
             .cfg
             .check_at_most(&mut self.st, Instant::from_micros(int(now_us)), int(n));
-        self.last.0 = Some(t.decision);
+        self.last.record(t.decision);
         t.taken as f64
     }
     /// Give back up to `n` tokens, never above full.

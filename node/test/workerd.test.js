@@ -1,0 +1,45 @@
+// Runs the example Worker in the real workerd runtime (via miniflare) on
+// loopback: limits hold across requests, per key, with the limiter's state
+// persisted through Durable Object storage.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { Miniflare } from "miniflare";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+
+test("a Worker with a Durable Object enforces the limit across requests", async () => {
+  const mf = new Miniflare({
+    modules: true,
+    modulesRoot: root,
+    scriptPath: fileURLToPath(new URL("../examples/worker/worker.js", import.meta.url)),
+    modulesRules: [
+      { type: "ESModule", include: ["**/*.js"] },
+      { type: "CompiledWasm", include: ["**/*.wasm"] },
+    ],
+    compatibilityDate: "2025-01-01",
+    durableObjects: { LIMITER: "Limiter" },
+    host: "127.0.0.1",
+  });
+  try {
+    const hit = async (q) => {
+      const r = await mf.dispatchFetch(`http://127.0.0.1/?${q}`);
+      return { status: r.status, body: await r.json(), retryAfter: r.headers.get("Retry-After") };
+    };
+    const alice = [];
+    for (let i = 0; i < 5; i++) alice.push(await hit("key=alice"));
+    assert.deepEqual(alice.map((r) => r.status), [200, 200, 200, 429, 429]);
+    assert.deepEqual(alice.slice(0, 3).map((r) => r.body.remaining), [2, 1, 0]);
+    assert.ok(Number(alice[3].retryAfter) > 0 && Number(alice[3].retryAfter) <= 60, alice[3].retryAfter);
+    // Another key has its own bucket.
+    assert.equal((await hit("key=bob")).status, 200);
+    // Bad input becomes a clear error from the package, not a crash.
+    const bad = await hit("key=carol&cost=-1");
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.error, "RangeError");
+    // A cost above capacity can never be allowed.
+    assert.equal((await hit("key=dave&cost=4")).status, 400);
+  } finally {
+    await mf.dispose();
+  }
+});
