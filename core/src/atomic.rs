@@ -93,25 +93,37 @@ impl AtomicGcra {
         unpack(self.word.load(Ordering::Acquire))
     }
 
-    /// Consume `cost` if available: one compare-and-swap loop around [`Gcra::check`].
+    /// The one compare-and-swap loop: run `f` on a copy of the state and
+    /// publish the result if `f` asks to write and the state changed.
     #[inline]
-    pub fn check(&self, now: Instant, cost: u64) -> Result<Decision, CostError> {
+    fn update<T>(&self, mut f: impl FnMut(&mut GcraState) -> (T, bool)) -> T {
         let mut cur = self.word.load(Ordering::Acquire);
         loop {
             let mut s = unpack(cur);
-            let d = self.gcra.check(&mut s, now, cost)?;
+            let (out, write) = f(&mut s);
             let next = pack(s);
-            if !d.allowed || next == cur {
-                return Ok(d);
+            if !write || next == cur {
+                return out;
             }
             match self
                 .word
                 .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return Ok(d),
+                Ok(_) => return out,
                 Err(actual) => cur = actual,
             }
         }
+    }
+
+    /// Consume `cost` if available: [`Gcra::check`] in a compare-and-swap
+    /// loop; a denial writes nothing.
+    #[inline]
+    pub fn check(&self, now: Instant, cost: u64) -> Result<Decision, CostError> {
+        self.update(|s| {
+            let d = self.gcra.check(s, now, cost);
+            let admitted = matches!(d, Ok(d) if d.allowed);
+            (d, admitted)
+        })
     }
 
     /// What [`check`](AtomicGcra::check) would say, consuming nothing.
@@ -122,42 +134,12 @@ impl AtomicGcra {
 
     /// Take up to `n` tokens, as [`Gcra::check_at_most`].
     pub fn check_at_most(&self, now: Instant, n: u64) -> crate::Taken {
-        let mut cur = self.word.load(Ordering::Acquire);
-        loop {
-            let mut s = unpack(cur);
-            let t = self.gcra.check_at_most(&mut s, now, n);
-            let next = pack(s);
-            if next == cur {
-                return t;
-            }
-            match self
-                .word
-                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return t,
-                Err(actual) => cur = actual,
-            }
-        }
+        self.update(|s| (self.gcra.check_at_most(s, now, n), true))
     }
 
     /// Give back up to `n` tokens, never above full, as [`Gcra::refund`].
     pub fn refund(&self, now: Instant, n: u64) -> Decision {
-        let mut cur = self.word.load(Ordering::Acquire);
-        loop {
-            let mut s = unpack(cur);
-            let d = self.gcra.refund(&mut s, now, n);
-            let next = pack(s);
-            if next == cur {
-                return d;
-            }
-            match self
-                .word
-                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return d,
-                Err(actual) => cur = actual,
-            }
-        }
+        self.update(|s| (self.gcra.refund(s, now, n), true))
     }
 
     /// Back to a full bucket.
