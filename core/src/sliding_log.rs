@@ -9,9 +9,10 @@
 //! decision is a normal denial whose `retry_at` is when the oldest entry
 //! expires.
 //!
-//! A `now` earlier than the latest one the state has seen is treated as that
-//! latest time (the state keeps it as `last`): otherwise a clock stepping
-//! back after old entries were dropped could admit twice in one window.
+//! A `now` earlier than the latest admitted check's is treated as that time
+//! (the state keeps it as `last`): otherwise a clock stepping back after old
+//! entries were dropped could admit twice in one window. Denials write
+//! nothing, not even `last`.
 //!
 //! ```
 //! use ratebound_core::{Duration, Instant, SlidingLog, SlidingLogState};
@@ -71,7 +72,7 @@ pub struct LogEntry {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SlidingLogState<const N: usize = 64> {
     entries: Deque<LogEntry, N>,
-    /// The latest `now` seen (µs); earlier times are treated as this one.
+    /// The `now` of the latest admitted check (µs); earlier times are treated as this one.
     last: u64,
 }
 
@@ -80,7 +81,7 @@ impl<const N: usize> SlidingLogState<N> {
     pub fn entries(&self) -> impl Iterator<Item = &LogEntry> + '_ {
         self.entries.iter()
     }
-    /// The latest `now` seen (µs).
+    /// The `now` of the latest admitted check (µs).
     pub fn last(&self) -> u64 {
         self.last
     }

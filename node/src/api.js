@@ -37,6 +37,14 @@ function configError(e, kind) {
   return e;
 }
 
+/** Validate `{cost, now}` and run `op(nowUs, cost)` → status. */
+function costed(opts, at, op, decide) {
+  const o = options(opts, "options");
+  const cost = integer("cost", o.cost === undefined ? 1 : o.cost);
+  const now = nowMicros(o.now);
+  return decide(at, op(now, cost), now);
+}
+
 export function makeApi(wasm, memory) {
   // Each wasm object keeps its last decision as four f64s; one view of wasm
   // memory reads them without further calls (renewed if memory grows).
@@ -76,25 +84,19 @@ export function makeApi(wasm, memory) {
     }
     /** Take `cost` tokens if available at `now` (ms, default Date.now()). */
     check(opts) {
-      const o = options(opts, "options");
-      const cost = integer("cost", o.cost === undefined ? 1 : o.cost);
-      const now = nowMicros(o.now);
-      return decision(this.#at, this.#inner.check(now, cost), now);
+      return costed(opts, this.#at, (now, cost) => this.#inner.check(now, cost), decision);
     }
     /** What `check` would decide, consuming nothing. */
     peek(opts) {
-      const o = options(opts, "options");
-      const cost = integer("cost", o.cost === undefined ? 1 : o.cost);
-      const now = nowMicros(o.now);
-      return decision(this.#at, this.#inner.peek(now, cost), now);
+      return costed(opts, this.#at, (now, cost) => this.#inner.peek(now, cost), decision);
     }
     /** Take as many as available, up to `max`; `{taken, ...decision}`. */
     take(opts) {
       const o = options(opts, "options");
       const max = integer("max", o.max ?? 1);
       const now = nowMicros(o.now);
-      const taken = this.#inner.atMost(now, max);
-      return { taken, ...decision(this.#at, taken > 0 || max === 0 ? 1 : 0, now) };
+      const status = this.#inner.atMost(now, max);
+      return { taken: this.#inner.taken(), ...decision(this.#at, status, now) };
     }
     /** Give back up to `amount` tokens (never above capacity). */
     refund(opts) {
@@ -137,16 +139,10 @@ export function makeApi(wasm, memory) {
         this.config = Object.freeze({ limit, windowMs: window / 1000 });
       }
       check(opts) {
-        const o = options(opts, "options");
-        const cost = integer("cost", o.cost === undefined ? 1 : o.cost);
-        const now = nowMicros(o.now);
-        return decision(this.#at, this.#inner.check(now, cost), now);
+        return costed(opts, this.#at, (now, cost) => this.#inner.check(now, cost), decision);
       }
       peek(opts) {
-        const o = options(opts, "options");
-        const cost = integer("cost", o.cost === undefined ? 1 : o.cost);
-        const now = nowMicros(o.now);
-        return decision(this.#at, this.#inner.peek(now, cost), now);
+        return costed(opts, this.#at, (now, cost) => this.#inner.peek(now, cost), decision);
       }
       exportState() {
         return { v: 1, data: Array.from(this.#inner.exportState()) };

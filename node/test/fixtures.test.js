@@ -47,8 +47,8 @@ test("gcra traces replay exactly", () => {
         case "peek":
           return checkOrPeek(g, step);
         case "at_most": {
-          const taken = g.atMost(step.now, step.cost);
-          return { decision: decisionOf(g, taken > 0 || step.cost === 0 ? 1 : 0), taken };
+          const status = g.atMost(step.now, step.cost); // core's own `allowed`
+          return { decision: decisionOf(g, status), taken: g.taken() };
         }
         case "refund":
           return decisionOf(g, g.refund(step.now, step.cost));

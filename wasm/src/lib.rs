@@ -104,6 +104,7 @@ pub struct Gcra {
     cfg: CoreGcra,
     st: GcraState,
     last: Last,
+    taken: u64,
 }
 
 #[wasm_bindgen]
@@ -122,6 +123,7 @@ impl Gcra {
             cfg,
             st: GcraState::default(),
             last: Last::default(),
+            taken: 0,
         })
     }
     /// Consume `cost` at `now_us` if allowed.
@@ -138,14 +140,19 @@ impl Gcra {
                 .peek(&self.st, Instant::from_micros(int(now_us)), int(cost)),
         )
     }
-    /// Take up to `n`; returns how many were taken.
+    /// Take up to `n`; returns core's status (`1` allowed, `0` denied) and
+    /// leaves how many were taken in [`taken`](Gcra::taken).
     #[wasm_bindgen(js_name = atMost)]
-    pub fn at_most(&mut self, now_us: f64, n: f64) -> f64 {
+    pub fn at_most(&mut self, now_us: f64, n: f64) -> i32 {
         let t = self
             .cfg
             .check_at_most(&mut self.st, Instant::from_micros(int(now_us)), int(n));
-        self.last.record(t.decision);
-        t.taken as f64
+        self.taken = t.taken;
+        self.last.set(Ok(t.decision))
+    }
+    /// Tokens taken by the last `atMost`.
+    pub fn taken(&self) -> f64 {
+        self.taken as f64
     }
     /// Give back up to `n` tokens, never above full.
     pub fn refund(&mut self, now_us: f64, n: f64) -> i32 {
