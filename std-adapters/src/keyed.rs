@@ -215,15 +215,27 @@ where
     }
 
     fn check_at(&self, key: &K, now: Instant, cost: u64) -> Result<Decision, AcquireError> {
+        Ok(self.apply_at(key, now, |l, s| l.check(s, now, cost))??)
+    }
+
+    /// Run `f` on `key`'s state under its shard lock, inserting a fresh state
+    /// only when `f` left it holding something (not idle at `now`). A new key
+    /// that finds the store full gets `StoreFull` and `f`'s effect is dropped.
+    fn apply_at<R>(
+        &self,
+        key: &K,
+        now: Instant,
+        f: impl FnOnce(&L, &mut L::State) -> R,
+    ) -> Result<R, AcquireError> {
         let mut guard = self.shard(key);
         let shard = &mut *guard;
         if let Some(s) = shard.map.get_mut(key) {
-            return Ok(self.limiter.check(s, now, cost)?);
+            return Ok(f(&self.limiter, s));
         }
         let mut fresh = L::State::default();
-        let d = self.limiter.check(&mut fresh, now, cost)?;
+        let r = f(&self.limiter, &mut fresh);
         if self.limiter.is_idle(&fresh, now) {
-            return Ok(d); // nothing worth remembering (zero cost, or a denial)
+            return Ok(r); // nothing worth remembering (zero cost, or a denial)
         }
         let have_slot = self.take_slot() || (self.make_room(shard, now) && self.take_slot());
         if !have_slot {
@@ -239,7 +251,7 @@ where
             tracing::debug!("keyed store full: evicted the least recently used active key");
         }
         shard.map.put(key.clone(), fresh);
-        Ok(d)
+        Ok(r)
     }
 
     /// Free slots by evicting idle keys of this shard: first one among the
@@ -316,6 +328,21 @@ where
         max_wait: Option<std::time::Duration>,
     ) -> Result<Decision, AcquireError> {
         acquire_loop_blocking(&self.clock, max_wait, |now| self.check_at(key, now, cost))
+    }
+
+    /// Run `f` on `key`'s state at the clock's `now`, under the shard lock,
+    /// keeping what it changed: the general form of [`check`](KeyedLimiter::check)
+    /// for composite decisions (e.g. [`ModelQuota::admit`](crate::model_limit::ModelQuota::admit)).
+    /// A new key is inserted only if `f` left its state non-idle, and then
+    /// only if the store has room (else `StoreFull`, and `f`'s effect is
+    /// dropped). `f` must not call back into this store.
+    pub fn update<R>(
+        &self,
+        key: &K,
+        f: impl FnOnce(&L, &mut L::State, Instant) -> R,
+    ) -> Result<R, AcquireError> {
+        let now = self.clock.now();
+        self.apply_at(key, now, |l, s| f(l, s, now))
     }
 
     /// Run `f` on `key`'s state (created fresh if absent, not inserted).

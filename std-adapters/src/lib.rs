@@ -12,6 +12,8 @@
 //! | [`budget`] | the budget manager: check / reserve / settle / record, status, alerts delivered off-thread |
 //! | [`manager`] | budget + limiter + retry, as the seed's `Manager` |
 //! | [`config`] | TOML/JSON configs with errors naming the field |
+//! | [`model_limit`] | an LLM gateway's model-level total/success limits per user (or group) and model, with group overrides |
+//! | `http` (feature `http`) | a tower layer for those limits, rate-limit headers out and upstream headers in |
 //!
 //! ```
 //! use ratebound_std::{clock::TokioClock, limiter::RateLimiter};
@@ -27,9 +29,12 @@
 pub mod budget;
 pub mod clock;
 pub mod config;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod keyed;
 pub mod limiter;
 pub mod manager;
+pub mod model_limit;
 pub mod retry;
 mod wait;
 

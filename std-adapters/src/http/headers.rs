@@ -1,0 +1,131 @@
+//! Rate-limit headers out, and the OpenAI-style 429 body.
+//!
+//! For a decision with the total count limited to 100 and the success count
+//! to 10 per minute:
+//!
+//! ```text
+//! RateLimit-Policy: "total";q=100;w=60, "success";q=10;w=60
+//! RateLimit: "total";r=97;t=2, "success";r=7;t=18
+//! X-RateLimit-Limit: 10
+//! X-RateLimit-Remaining: 7
+//! X-RateLimit-Reset: 18
+//! ```
+//!
+//! - `RateLimit-Policy` / `RateLimit` follow the IETF draft
+//!   (draft-ietf-httpapi-ratelimit-headers): one item per count, `q` the
+//!   quota, `w` the window in seconds, `r` what remains, `t` seconds until
+//!   the count is full again.
+//! - The legacy `X-RateLimit-*` describe the binding count (the denying one,
+//!   else the one with least left); `X-RateLimit-Reset` is seconds until it
+//!   is full again (a delta, like `t`, not an epoch time).
+//! - A 429 adds `Retry-After` in whole seconds, rounded up (at least 1).
+//!   Seconds are rounded up everywhere, so a client that waits what it is
+//!   told is never early.
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+
+use crate::model_limit::{ModelDecision, ModelQuota, Policy};
+
+/// `RateLimit-Policy`.
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// `RateLimit`.
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+/// `X-RateLimit-Limit`.
+pub const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+/// `X-RateLimit-Remaining`.
+pub const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+/// `X-RateLimit-Reset`.
+pub const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+
+fn items(d: &ModelDecision) -> impl Iterator<Item = (Policy, ratebound_core::Decision)> + '_ {
+    d.total
+        .map(|t| (Policy::Total, t))
+        .into_iter()
+        .chain(std::iter::once((Policy::Success, d.success)))
+}
+
+fn number(n: u64) -> HeaderValue {
+    HeaderValue::from(n)
+}
+
+fn text(s: String) -> HeaderValue {
+    // Built from names we control and decimal numbers only: always valid.
+    HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static(""))
+}
+
+/// Insert the quota headers for `d` under `quota` (replacing any present).
+pub fn insert_quota_headers(headers: &mut HeaderMap, quota: &ModelQuota, d: &ModelDecision) {
+    let window = quota.period().as_secs();
+    let policy = items(d)
+        .map(|(p, dec)| format!("\"{}\";q={};w={window}", p.name(), dec.limit))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let state = items(d)
+        .map(|(p, dec)| {
+            format!(
+                "\"{}\";r={};t={}",
+                p.name(),
+                dec.remaining,
+                dec.reset_after(d.now).as_secs_ceil()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    headers.insert(RATELIMIT_POLICY, text(policy));
+    headers.insert(RATELIMIT, text(state));
+    let (_, b) = d.binding();
+    headers.insert(X_RATELIMIT_LIMIT, number(b.limit));
+    headers.insert(X_RATELIMIT_REMAINING, number(b.remaining));
+    headers.insert(
+        X_RATELIMIT_RESET,
+        number(b.reset_after(d.now).as_secs_ceil()),
+    );
+}
+
+/// Seconds for `Retry-After` on a denial: rounded up, at least 1.
+pub fn retry_after_secs(d: &ModelDecision) -> u64 {
+    d.retry_after().as_secs_ceil().max(1)
+}
+
+/// Insert `Retry-After` for a denial.
+pub fn insert_retry_after(headers: &mut HeaderMap, d: &ModelDecision) {
+    headers.insert(RETRY_AFTER, number(retry_after_secs(d)));
+}
+
+/// The OpenAI-style JSON error body of a 429:
+/// `{"error":{"message":…,"type":"requests","param":null,"code":"rate_limit_exceeded"}}`.
+pub fn rate_limited_body(model: &str, quota: &ModelQuota, d: &ModelDecision) -> String {
+    let (policy, b) = d.binding();
+    let what = match policy {
+        Policy::Total => "requests",
+        Policy::Success => "successful requests",
+    };
+    let minutes = quota.period().as_secs() / 60;
+    let per = if minutes == 1 {
+        "minute".to_owned()
+    } else {
+        format!("{minutes} minutes")
+    };
+    let message = format!(
+        "Rate limit reached for model {model:?} ({what}): limit {} per {per}. Please try again in {}s.",
+        b.limit,
+        retry_after_secs(d)
+    );
+    serde_json::json!({
+        "error": {
+            "message": message,
+            "type": "requests",
+            "param": null,
+            "code": "rate_limit_exceeded",
+        }
+    })
+    .to_string()
+}
+
+/// An OpenAI-style JSON error body for other refusals (bad key, store full).
+pub fn error_body(message: &str, kind: &str, code: &str) -> String {
+    serde_json::json!({
+        "error": { "message": message, "type": kind, "param": null, "code": code }
+    })
+    .to_string()
+}

@@ -1,0 +1,31 @@
+//! HTTP: a tower layer enforcing model-level limits ([`layer`]), the
+//! rate-limit headers and 429 body it writes ([`headers`]), and the parsing
+//! of an upstream provider's own rate-limit headers ([`upstream`]).
+//!
+//! Feature `http`.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use ratebound_std::clock::SystemClock;
+//! use ratebound_std::http::layer::{FromExtensions, ModelLimitLayer};
+//! use ratebound_std::model_limit::{ModelLimitConfig, ModelLimiter};
+//!
+//! let config = ModelLimitConfig::from_toml(r#"
+//!     period_minutes = 1
+//!     total_max = 60
+//!     success_max = 20
+//!     groups = { vip = [0, 600] }
+//! "#)?;
+//! let limiter = Arc::new(ModelLimiter::new(config, Default::default(), SystemClock)?);
+//! // Reads the `Identity` an auth middleware set, and the model from the
+//! // `Model` extension or the `x-model` header.
+//! let layer = ModelLimitLayer::new(limiter, FromExtensions::new()
+//!     .with_model_header(http::HeaderName::from_static("x-model")));
+//! // axum: Router::new().route(..).layer(layer)
+//! # let _ = layer;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod headers;
+pub mod layer;
+pub mod upstream;

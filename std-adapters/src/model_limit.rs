@@ -1,0 +1,725 @@
+//! Model-level request limits for LLM gateways: a **total** count of every
+//! admitted request and a **success** count of requests the upstream answered
+//! well, per user (or group) and model, with per-group overrides.
+//!
+//! This is the seed gateway's model-level rate limit (new-api), with its
+//! check-then-record race removed:
+//!
+//! - **Total** counts every admitted request. `total_max = 0` means unlimited.
+//! - **Success** is *reserved at admission* and settled by the outcome: a
+//!   success keeps the slot, a failure (status ≥ 400, an error, a dropped
+//!   request) gives it back. So `N` concurrent requests against a success
+//!   limit of 10 admit exactly 10, where checking before and counting after
+//!   lets all of them through.
+//! - Both counts are token buckets (core's exact GCRA) of `max` that refill
+//!   `max` per period: at most `max` at once, and `max` per period sustained
+//!   — the seed's Redis token bucket. Because a bucket refills continuously,
+//!   any window of one period sees at most `2·max − 1` admissions (a full
+//!   burst, then the refill); a fixed-window budget
+//!   ([`budget`](crate::budget)) is the tool when a calendar period must hold
+//!   a hard total.
+//! - Admission is all-or-nothing: a request denied by the success count does
+//!   not use the total count, and vice versa.
+//! - Which limits apply: a **group** override (`groups`, the seed's
+//!   `{"group": [total, success]}`) wins over a **model** override
+//!   (`models`), which wins over the global `total_max` / `success_max`.
+//!   The group is the token group, else the user group ([`Identity::group`]).
+//! - The key combines the subject and the model, so GPT-4 and Claude have
+//!   separate counts. The subject is the user id ([`KeyBy::User`], default)
+//!   or, as the seed's key lookup reads, the token group, else the user
+//!   group, else the user id ([`KeyBy::Group`]: a group shares one count).
+//!
+//! ```
+//! use ratebound_std::clock::ManualClock;
+//! use ratebound_std::model_limit::{Identity, ModelLimitConfig, ModelLimiter, Outcome};
+//! use ratebound_core::Instant;
+//!
+//! let config = ModelLimitConfig::from_json(r#"{
+//!     "period_minutes": 1, "total_max": 100, "success_max": 2,
+//!     "groups": "{\"vip\": [0, 1000]}"
+//! }"#)?;
+//! let clock = ManualClock::new(Instant::from_secs(1_000));
+//! let limiter = ModelLimiter::new(config, Default::default(), clock)?;
+//! let alice = Identity::user("alice");
+//!
+//! let a = limiter.admit(&alice, "gpt-4")?;
+//! let b = limiter.admit(&alice, "gpt-4")?;
+//! assert!(a.allowed() && b.allowed());
+//! assert!(!limiter.admit(&alice, "gpt-4")?.allowed()); // 2 successes reserved
+//! assert!(limiter.admit(&alice, "claude-3")?.allowed()); // another model, another count
+//!
+//! limiter.settle(a, Outcome::Failure); // the upstream failed: slot back
+//! assert!(limiter.admit(&alice, "gpt-4")?.allowed());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use ratebound_core::{ConfigError, Decision, Duration, Gcra, GcraState, Instant, Limiter};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
+use crate::keyed::{KeyedConfig, KeyedLimiter};
+use crate::AcquireError;
+
+/// The largest `total_max` / `success_max` accepted (the seed's bound, 2^31 − 1).
+pub const MAX_COUNT: i64 = i32::MAX as i64;
+/// The longest period accepted: 366 days, in minutes.
+pub const MAX_PERIOD_MINUTES: u64 = 366 * 24 * 60;
+
+/// Whose count a request uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyBy {
+    /// Each user has its own counts (per model); the group only picks the limits.
+    #[default]
+    User,
+    /// Everyone in a group shares the group's counts: the token group, else
+    /// the user group, else the user id (the seed's key lookup).
+    Group,
+}
+
+/// Model-level limits as configured (TOML or JSON); validate with
+/// [`ModelLimits::new`] (done by [`ModelLimiter::new`]).
+///
+/// Counts are signed here only so that a negative value is reported as such,
+/// naming where it was, instead of as a type error.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelLimitConfig {
+    /// When false, every request passes and nothing is counted.
+    #[serde(default = "enabled_default")]
+    pub enabled: bool,
+    /// The period, in minutes (1 to [`MAX_PERIOD_MINUTES`]).
+    pub period_minutes: u64,
+    /// Admitted requests per period, failures included; `0` = unlimited.
+    #[serde(default)]
+    pub total_max: i64,
+    /// Successful requests per period (≥ 1).
+    pub success_max: i64,
+    /// Per-group `[total, success]`, winning over everything else. Accepts a
+    /// map, or the seed's form: a JSON object in a string.
+    #[serde(default, deserialize_with = "pairs")]
+    pub groups: BTreeMap<String, [i64; 2]>,
+    /// Per-model `[total, success]`, winning over the global values.
+    #[serde(default, deserialize_with = "pairs")]
+    pub models: BTreeMap<String, [i64; 2]>,
+    /// Whose count a request uses.
+    #[serde(default)]
+    pub key_by: KeyBy,
+}
+
+fn enabled_default() -> bool {
+    true
+}
+
+fn pairs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, [i64; 2]>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Map(BTreeMap<String, [i64; 2]>),
+        Json(String),
+    }
+    match Form::deserialize(d)? {
+        Form::Map(m) => Ok(m),
+        Form::Json(s) if s.trim().is_empty() => Ok(BTreeMap::new()),
+        Form::Json(s) => serde_json::from_str(&s).map_err(|e| {
+            serde::de::Error::custom(format_args!(
+                "expected a JSON object of \"name\": [total, success] pairs: {e}"
+            ))
+        }),
+    }
+}
+
+impl ModelLimitConfig {
+    /// Parse from JSON; errors name the field (`groups`, `period_minutes`, …).
+    pub fn from_json(s: &str) -> Result<Self, ModelLimitError> {
+        let de = &mut serde_json::Deserializer::from_str(s);
+        let c = serde_path_to_error::deserialize(&mut *de).map_err(|e| ModelLimitError::Parse {
+            path: e.path().to_string(),
+            message: e.inner().to_string(),
+        })?;
+        de.end().map_err(|e| ModelLimitError::Parse {
+            path: String::new(),
+            message: format!("trailing characters after the config: {e}"),
+        })?;
+        Ok(c)
+    }
+
+    /// Parse from TOML; errors name the field.
+    pub fn from_toml(s: &str) -> Result<Self, ModelLimitError> {
+        let de = toml::Deserializer::parse(s).map_err(|e| ModelLimitError::Parse {
+            path: String::new(),
+            message: e.to_string(),
+        })?;
+        serde_path_to_error::deserialize(de).map_err(|e| ModelLimitError::Parse {
+            path: e.path().to_string(),
+            message: e.inner().to_string(),
+        })
+    }
+}
+
+/// Why a model-limit config was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelLimitError {
+    /// The text did not parse.
+    #[error("model limits: {path}: {message}")]
+    Parse {
+        /// Where (e.g. `groups`), empty for the whole document.
+        path: String,
+        /// What the parser said.
+        message: String,
+    },
+    /// `period_minutes` out of range.
+    #[error("model limits: period_minutes must be 1 to {MAX_PERIOD_MINUTES}, got {0}")]
+    Period(u64),
+    /// A count out of range, naming where it is.
+    #[error("model limits: {scope}: {what} must be {range}, got {value}")]
+    Count {
+        /// `global`, `group "vip"` or `model "gpt-4"`.
+        scope: String,
+        /// `total_max` or `success_max`.
+        what: &'static str,
+        /// The accepted range.
+        range: &'static str,
+        /// The value given.
+        value: i64,
+    },
+    /// An empty group or model name.
+    #[error("model limits: {0} names must not be empty")]
+    EmptyName(&'static str),
+    /// The keyed store's sizing was refused.
+    #[error("model limits: {0}")]
+    Store(#[from] ConfigError),
+}
+
+/// The limits for one (group or model or global) scope: both buckets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelQuota {
+    total: Option<Gcra>,
+    success: Gcra,
+}
+
+/// The state of one key under a [`ModelQuota`]: both buckets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelState {
+    /// The total count's bucket.
+    pub total: GcraState,
+    /// The success count's bucket.
+    pub success: GcraState,
+}
+
+/// One admission decision: the success count's and (when limited) the total's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelDecision {
+    /// The total count's decision; `None` when the total is unlimited.
+    pub total: Option<Decision>,
+    /// The success count's decision.
+    pub success: Decision,
+    /// The instant it was made at.
+    pub now: Instant,
+}
+
+impl ModelDecision {
+    /// True when both counts admitted the request.
+    pub fn allowed(&self) -> bool {
+        self.success.allowed && self.total.is_none_or(|t| t.allowed)
+    }
+
+    /// The decision that binds: a denying one (the later retry, if both
+    /// deny), else the one with the least remaining.
+    pub fn binding(&self) -> (Policy, Decision) {
+        let s = (Policy::Success, self.success);
+        let Some(t) = self.total else { return s };
+        let t = (Policy::Total, t);
+        match (t.1.allowed, s.1.allowed) {
+            (false, true) => t,
+            (true, false) => s,
+            (false, false) if t.1.retry_at > s.1.retry_at => t,
+            (false, false) => s,
+            (true, true) if t.1.remaining < s.1.remaining => t,
+            (true, true) => s,
+        }
+    }
+
+    /// When to try again (zero when allowed).
+    pub fn retry_after(&self) -> Duration {
+        let (_, d) = self.binding();
+        if self.allowed() {
+            Duration::ZERO
+        } else {
+            d.retry_after(self.now)
+        }
+    }
+}
+
+/// Which count a header or error talks about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Policy {
+    /// Every admitted request.
+    Total,
+    /// Successful requests.
+    Success,
+}
+
+impl Policy {
+    /// The name used in headers and errors: `total` or `success`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Policy::Total => "total",
+            Policy::Success => "success",
+        }
+    }
+}
+
+impl ModelQuota {
+    fn new(
+        scope: &str,
+        total: i64,
+        success: i64,
+        period: Duration,
+    ) -> Result<Self, ModelLimitError> {
+        let count = |what, range, value| ModelLimitError::Count {
+            scope: scope.to_owned(),
+            what,
+            range,
+            value,
+        };
+        if !(0..=MAX_COUNT).contains(&total) {
+            return Err(count("total_max", "0 (unlimited) to 2147483647", total));
+        }
+        if !(1..=MAX_COUNT).contains(&success) {
+            return Err(count("success_max", "1 to 2147483647", success));
+        }
+        // In range, so the casts are exact and the buckets are valid.
+        let bucket = |n: i64| Gcra::new(n as u64, n as u64, period);
+        Ok(ModelQuota {
+            total: if total == 0 {
+                None
+            } else {
+                Some(bucket(total)?)
+            },
+            success: bucket(success)?,
+        })
+    }
+
+    /// The total count's limit per period (`None` = unlimited).
+    pub fn total_max(&self) -> Option<u64> {
+        self.total.map(|g| g.capacity())
+    }
+
+    /// The success count's limit per period.
+    pub fn success_max(&self) -> u64 {
+        self.success.capacity()
+    }
+
+    /// The period.
+    pub fn period(&self) -> Duration {
+        self.success.period()
+    }
+
+    /// Admit one request if both counts allow it (all or nothing): take one
+    /// from the total count and reserve one success.
+    pub fn admit(&self, state: &mut ModelState, now: Instant) -> ModelDecision {
+        let total = self.total.map(|g| one(&g, &mut state.total, now, false));
+        let success = one(&self.success, &mut state.success, now, false);
+        let d = ModelDecision {
+            total,
+            success,
+            now,
+        };
+        if !d.allowed() {
+            // Report the counts as they stand (nothing was taken), not as
+            // they would be had the request been admitted.
+            return ModelDecision {
+                total: total.map(|t| {
+                    if t.allowed {
+                        self.total.map_or(t, |g| current(&g, &state.total, now))
+                    } else {
+                        t
+                    }
+                }),
+                success: if success.allowed {
+                    current(&self.success, &state.success, now)
+                } else {
+                    success
+                },
+                now,
+            };
+        }
+        ModelDecision {
+            total: self.total.map(|g| one(&g, &mut state.total, now, true)),
+            success: one(&self.success, &mut state.success, now, true),
+            now,
+        }
+    }
+
+    /// Settle an admitted request: a failure gives its success slot back.
+    pub fn settle(&self, state: &mut ModelState, now: Instant, outcome: Outcome) {
+        if outcome == Outcome::Failure {
+            self.success.refund(&mut state.success, now, 1);
+        }
+    }
+
+    /// What [`admit`](ModelQuota::admit) would decide, changing nothing.
+    pub fn peek(&self, state: &ModelState, now: Instant) -> ModelDecision {
+        let mut copy = *state;
+        self.admit(&mut copy, now)
+    }
+}
+
+/// Check (or peek) one unit. Every bucket holds at least one, so core
+/// cannot refuse the cost; should it, the result is a denial, never a grant.
+fn one(g: &Gcra, st: &mut GcraState, now: Instant, take: bool) -> Decision {
+    if take {
+        one_cost(g, st, now, 1)
+    } else {
+        let mut copy = *st;
+        one_cost(g, &mut copy, now, 1)
+    }
+}
+
+fn one_cost(g: &Gcra, st: &mut GcraState, now: Instant, cost: u64) -> Decision {
+    g.check(st, now, cost).unwrap_or(Decision {
+        allowed: false,
+        remaining: 0,
+        limit: g.capacity(),
+        reset_at: Instant::MAX,
+        retry_at: Instant::MAX,
+    })
+}
+
+/// A bucket as it stands at `now` (a peek of cost 0).
+fn current(g: &Gcra, st: &GcraState, now: Instant) -> Decision {
+    let mut copy = *st;
+    one_cost(g, &mut copy, now, 0)
+}
+
+impl Limiter for ModelQuota {
+    type State = ModelState;
+    /// Admits `cost` requests one by one is not meaningful here: any nonzero
+    /// cost admits one request (see [`ModelQuota::admit`]); the decision is
+    /// the binding count's.
+    fn check(
+        &self,
+        state: &mut ModelState,
+        now: Instant,
+        cost: u64,
+    ) -> Result<Decision, ratebound_core::CostError> {
+        if cost == 0 {
+            return Ok(ModelQuota::peek(self, state, now).binding().1);
+        }
+        Ok(self.admit(state, now).binding().1)
+    }
+    fn peek(
+        &self,
+        state: &ModelState,
+        now: Instant,
+        _cost: u64,
+    ) -> Result<Decision, ratebound_core::CostError> {
+        Ok(ModelQuota::peek(self, state, now).binding().1)
+    }
+    fn is_idle(&self, state: &ModelState, now: Instant) -> bool {
+        self.success.is_full(&state.success, now)
+            && self.total.is_none_or(|g| g.is_full(&state.total, now))
+    }
+}
+
+/// How an admitted request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The upstream answered well (by default: status < 400): keep the success slot.
+    Success,
+    /// It failed (status ≥ 400, an error, or it was dropped): give the slot back.
+    Failure,
+}
+
+impl Outcome {
+    /// The seed's rule: status < 400 is a success.
+    pub fn from_status(status: u16) -> Outcome {
+        if status < 400 {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        }
+    }
+}
+
+/// Who is asking: set by an auth layer (as a request extension) or built by
+/// a key extractor.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Identity {
+    /// The user id (always present).
+    pub user_id: String,
+    /// The user's group, if any.
+    pub user_group: Option<String>,
+    /// The API token's group, if any (wins over the user group).
+    pub token_group: Option<String>,
+}
+
+impl Identity {
+    /// A user with no group.
+    pub fn user(id: impl Into<String>) -> Self {
+        Identity {
+            user_id: id.into(),
+            ..Identity::default()
+        }
+    }
+
+    /// Set the user group.
+    pub fn with_user_group(mut self, g: impl Into<String>) -> Self {
+        self.user_group = Some(g.into());
+        self
+    }
+
+    /// Set the token group.
+    pub fn with_token_group(mut self, g: impl Into<String>) -> Self {
+        self.token_group = Some(g.into());
+        self
+    }
+
+    /// The group that picks the limits: the token group, else the user group
+    /// (empty names count as absent).
+    pub fn group(&self) -> Option<&str> {
+        fn nonempty(g: &Option<String>) -> Option<&str> {
+            g.as_deref().filter(|g| !g.is_empty())
+        }
+        nonempty(&self.token_group).or_else(|| nonempty(&self.user_group))
+    }
+}
+
+/// The validated limits: which [`ModelQuota`] applies to a group and model.
+#[derive(Clone, Debug)]
+pub struct ModelLimits {
+    config: ModelLimitConfig,
+    global: ModelQuota,
+    groups: BTreeMap<String, (usize, ModelQuota)>,
+    models: BTreeMap<String, (usize, ModelQuota)>,
+}
+
+impl ModelLimits {
+    /// Validate a config: period 1 to [`MAX_PERIOD_MINUTES`] minutes; every
+    /// total 0 (unlimited) to 2^31 − 1 and every success 1 to 2^31 − 1; no
+    /// empty names. Errors name the group or model at fault.
+    pub fn new(config: ModelLimitConfig) -> Result<Self, ModelLimitError> {
+        if !(1..=MAX_PERIOD_MINUTES).contains(&config.period_minutes) {
+            return Err(ModelLimitError::Period(config.period_minutes));
+        }
+        let period = Duration::from_secs(config.period_minutes * 60);
+        let global = ModelQuota::new("global", config.total_max, config.success_max, period)?;
+        let mut next = 1; // index 0 is the global quota's store
+        let mut scoped = |kind: &'static str, m: &BTreeMap<String, [i64; 2]>| {
+            let mut out = BTreeMap::new();
+            for (name, &[t, s]) in m {
+                if name.is_empty() {
+                    return Err(ModelLimitError::EmptyName(kind));
+                }
+                let q = ModelQuota::new(&format!("{kind} {name:?}"), t, s, period)?;
+                out.insert(name.clone(), (next, q));
+                next += 1;
+            }
+            Ok(out)
+        };
+        let groups = scoped("group", &config.groups)?;
+        let models = scoped("model", &config.models)?;
+        Ok(ModelLimits {
+            config,
+            global,
+            groups,
+            models,
+        })
+    }
+
+    /// The config this was built from.
+    pub fn config(&self) -> &ModelLimitConfig {
+        &self.config
+    }
+
+    /// The limits for a request by `who` for `model`: group, else model,
+    /// else global; with the index of the store that holds its counts.
+    pub fn quota_for(&self, who: &Identity, model: &str) -> (usize, &ModelQuota) {
+        if let Some((i, q)) = who.group().and_then(|g| self.groups.get(g)) {
+            return (*i, q);
+        }
+        if let Some((i, q)) = self.models.get(model) {
+            return (*i, q);
+        }
+        (0, &self.global)
+    }
+
+    fn quotas(&self) -> impl Iterator<Item = ModelQuota> + '_ {
+        std::iter::once(self.global)
+            .chain(self.groups.values().map(|(_, q)| *q))
+            .chain(self.models.values().map(|(_, q)| *q))
+    }
+}
+
+/// The key a request's counts live under: subject and model.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ModelKey {
+    /// The user id, or the group under [`KeyBy::Group`].
+    pub subject: Arc<str>,
+    /// The model.
+    pub model: Arc<str>,
+}
+
+impl fmt::Display for ModelKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.subject, self.model)
+    }
+}
+
+/// An admitted (or denied) request: the decision, plus what
+/// [`ModelLimiter::settle`] needs. Dropping an admitted one without settling
+/// it settles it as a failure (the success slot comes back).
+#[derive(Debug)]
+#[must_use = "settle the admission with the outcome; dropping it counts as a failure"]
+pub struct Admission<C: Clock> {
+    decision: ModelDecision,
+    quota: ModelQuota,
+    key: ModelKey,
+    store: Option<(usize, Arc<Stores<C>>)>,
+}
+
+impl<C: Clock> Admission<C> {
+    /// The decision.
+    pub fn decision(&self) -> &ModelDecision {
+        &self.decision
+    }
+
+    /// True when admitted.
+    pub fn allowed(&self) -> bool {
+        self.decision.allowed()
+    }
+
+    /// The limits that applied.
+    pub fn quota(&self) -> &ModelQuota {
+        &self.quota
+    }
+
+    /// The key counted.
+    pub fn key(&self) -> &ModelKey {
+        &self.key
+    }
+
+    /// Settle with the outcome: a failure gives the success slot back.
+    pub fn settle(mut self, outcome: Outcome) {
+        self.settle_in_place(outcome);
+    }
+
+    fn settle_in_place(&mut self, outcome: Outcome) {
+        // Only an admitted request holds a success slot.
+        if let Some((i, stores)) = self.store.take().filter(|_| self.decision.allowed()) {
+            if let Some(store) = stores.by_quota.get(i) {
+                // A key evicted meanwhile gets a fresh (full) state: refunding
+                // into it grants nothing, and a StoreFull refusal loses nothing.
+                let _ = store.update(&self.key, |q, st, now| q.settle(st, now, outcome));
+            }
+        }
+    }
+}
+
+impl<C: Clock> Drop for Admission<C> {
+    fn drop(&mut self) {
+        self.settle_in_place(Outcome::Failure);
+    }
+}
+
+#[derive(Debug)]
+struct Stores<C: Clock> {
+    by_quota: Vec<KeyedLimiter<ModelKey, ModelQuota, C>>,
+}
+
+/// Model-level limits over in-memory keyed stores (one per distinct scope),
+/// bounded like [`KeyedLimiter`]: `store` sizes each of them.
+#[derive(Debug)]
+pub struct ModelLimiter<C: Clock + Clone> {
+    limits: ModelLimits,
+    stores: Arc<Stores<C>>,
+}
+
+/// Why a request could not be decided.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdmitError {
+    /// The keyed store is full of active keys (see [`KeyedConfig`]).
+    #[error(transparent)]
+    Store(#[from] AcquireError),
+}
+
+impl<C: Clock + Clone> ModelLimiter<C> {
+    /// Validate `config` and size the stores with `store`.
+    pub fn new(
+        config: ModelLimitConfig,
+        store: KeyedConfig,
+        clock: C,
+    ) -> Result<Self, ModelLimitError> {
+        let limits = ModelLimits::new(config)?;
+        let by_quota = limits
+            .quotas()
+            .map(|q| KeyedLimiter::new(q, store, clock.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ModelLimiter {
+            limits,
+            stores: Arc::new(Stores { by_quota }),
+        })
+    }
+
+    /// The validated limits.
+    pub fn limits(&self) -> &ModelLimits {
+        &self.limits
+    }
+
+    /// True when limits are enabled.
+    pub fn enabled(&self) -> bool {
+        self.limits.config.enabled
+    }
+
+    /// The key `who` and `model` count under.
+    pub fn key_for(&self, who: &Identity, model: &str) -> ModelKey {
+        let subject = match self.limits.config.key_by {
+            KeyBy::Group => who.group().unwrap_or(&who.user_id),
+            KeyBy::User => &who.user_id,
+        };
+        ModelKey {
+            subject: subject.into(),
+            model: model.into(),
+        }
+    }
+
+    /// Admit one request by `who` for `model`, reserving a success slot.
+    /// Settle it with [`settle`](ModelLimiter::settle) once the outcome is
+    /// known (dropping it counts as a failure).
+    pub fn admit(&self, who: &Identity, model: &str) -> Result<Admission<C>, AdmitError> {
+        let (i, quota) = self.limits.quota_for(who, model);
+        let key = self.key_for(who, model);
+        let store = self
+            .stores
+            .by_quota
+            .get(i)
+            .ok_or(AcquireError::StoreFull { capacity: 0 })?;
+        let decision = store.update(&key, |q, st, now| q.admit(st, now))?;
+        Ok(Admission {
+            decision,
+            quota: *quota,
+            key,
+            store: Some((i, Arc::clone(&self.stores))),
+        })
+    }
+
+    /// What [`admit`](ModelLimiter::admit) would decide, changing nothing.
+    pub fn peek(&self, who: &Identity, model: &str) -> Option<ModelDecision> {
+        let (i, _) = self.limits.quota_for(who, model);
+        let key = self.key_for(who, model);
+        let store = self.stores.by_quota.get(i)?;
+        store.update(&key, |q, st, now| q.peek(st, now)).ok()
+    }
+
+    /// Settle an admission with its outcome.
+    pub fn settle(&self, admission: Admission<C>, outcome: Outcome) {
+        admission.settle(outcome);
+    }
+}

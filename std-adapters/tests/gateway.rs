@@ -1,0 +1,510 @@
+//! The model-limit tower layer driven over real HTTP on loopback: an axum
+//! server with the layer in front of a fake upstream, and a reqwest client.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use axum::extract::Request;
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::Router;
+use ratebound_core::{Duration, Instant};
+use ratebound_std::clock::ManualClock;
+use ratebound_std::http::layer::{FromExtensions, ModelLimitLayer};
+use ratebound_std::keyed::KeyedConfig;
+use ratebound_std::model_limit::{Identity, ModelLimitConfig, ModelLimitError, ModelLimiter};
+
+/// Requests that reached the upstream.
+#[derive(Clone, Default)]
+struct Upstream {
+    calls: Arc<AtomicUsize>,
+}
+
+/// The fake upstream: answers `x-upstream-status` (default 200) after
+/// `x-upstream-delay-ms` (default 0).
+async fn upstream(
+    axum::extract::State(u): axum::extract::State<Upstream>,
+    headers: HeaderMap,
+) -> impl IntoResponse {
+    u.calls.fetch_add(1, Ordering::SeqCst);
+    let num = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    if let Some(ms) = num("x-upstream-delay-ms") {
+        tokio::time::sleep(StdDuration::from_millis(ms)).await;
+    }
+    let status = StatusCode::from_u16(num("x-upstream-status").unwrap_or(200) as u16).unwrap();
+    (status, r#"{"choices":[]}"#)
+}
+
+/// Auth: `Authorization: Bearer <user>`, optional `x-group`, set as the
+/// `Identity` extension (what a real auth middleware would do).
+async fn auth(mut req: Request, next: Next) -> axum::response::Response {
+    let h = req.headers();
+    let user = h
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let group = h
+        .get("x-group")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(user) = user {
+        let mut id = Identity::user(user);
+        id.user_group = group;
+        req.extensions_mut().insert(id);
+    }
+    next.run(req).await
+}
+
+struct Server {
+    url: String,
+    upstream: Upstream,
+    clock: ManualClock,
+    client: reqwest::Client,
+}
+
+fn config(toml: &str) -> ModelLimitConfig {
+    ModelLimitConfig::from_toml(toml).unwrap()
+}
+
+async fn serve(
+    cfg: ModelLimitConfig,
+    store: KeyedConfig,
+    tune: impl FnOnce(
+        ModelLimitLayer<ModelLimiter<ManualClock>, FromExtensions>,
+    ) -> ModelLimitLayer<ModelLimiter<ManualClock>, FromExtensions>,
+) -> Server {
+    let clock = ManualClock::new(Instant::from_secs(1_000_000));
+    let limiter = Arc::new(ModelLimiter::new(cfg, store, clock.clone()).unwrap());
+    let layer = tune(ModelLimitLayer::new(
+        limiter,
+        FromExtensions::new().with_model_header(axum::http::HeaderName::from_static("x-model")),
+    ));
+    let up = Upstream::default();
+    let app = Router::new()
+        .route("/v1/chat/completions", post(upstream))
+        .layer(layer)
+        .layer(middleware::from_fn(auth))
+        .with_state(up.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Server {
+        url,
+        upstream: up,
+        clock,
+        client: reqwest::Client::new(),
+    }
+}
+
+impl Server {
+    async fn send(&self, user: &str, model: &str, extra: &[(&str, &str)]) -> reqwest::Response {
+        let mut rb = self
+            .client
+            .post(format!("{}/v1/chat/completions", self.url))
+            .header("authorization", format!("Bearer {user}"))
+            .header("x-model", model);
+        for (k, v) in extra {
+            rb = rb.header(*k, *v);
+        }
+        rb.body("{}").send().await.unwrap()
+    }
+
+    /// Statuses of `n` sequential requests.
+    async fn statuses(
+        &self,
+        n: usize,
+        user: &str,
+        model: &str,
+        extra: &[(&str, &str)],
+    ) -> Vec<u16> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.push(self.send(user, model, extra).await.status().as_u16());
+        }
+        out
+    }
+
+    fn calls(&self) -> usize {
+        self.upstream.calls.load(Ordering::SeqCst)
+    }
+}
+
+fn count(v: &[u16], status: u16) -> usize {
+    v.iter().filter(|&&s| s == status).count()
+}
+
+fn header(res: &reqwest::Response, name: &str) -> String {
+    res.headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("missing header {name}"))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+const BASIC: &str = "period_minutes = 1\ntotal_max = 5\nsuccess_max = 3\n";
+
+#[tokio::test]
+async fn limits_hold_exactly_per_user_and_model() {
+    let s = serve(config(BASIC), KeyedConfig::default(), |l| l).await;
+    // Success binds first: 3 successes, then 429.
+    assert_eq!(
+        s.statuses(5, "alice", "gpt-4", &[]).await,
+        [200, 200, 200, 429, 429]
+    );
+    // Another model and another user have their own counts.
+    assert_eq!(
+        s.statuses(4, "alice", "claude-3", &[]).await,
+        [200, 200, 200, 429]
+    );
+    assert_eq!(
+        s.statuses(4, "bob", "gpt-4", &[]).await,
+        [200, 200, 200, 429]
+    );
+    // Failures use the total only: 5 admitted (all failing upstream), then 429.
+    let fails = s
+        .statuses(7, "carol", "gpt-4", &[("x-upstream-status", "500")])
+        .await;
+    assert_eq!(fails, [500, 500, 500, 500, 500, 429, 429]);
+    assert_eq!(
+        s.calls(),
+        3 + 3 + 3 + 5,
+        "denied requests never reach the upstream"
+    );
+    // Recovery: one success token every 20 s, one total token every 12 s.
+    s.clock.advance(Duration::from_secs(20));
+    assert_eq!(s.statuses(2, "alice", "gpt-4", &[]).await, [200, 429]);
+}
+
+#[tokio::test]
+async fn group_overrides_win_over_model_and_global() {
+    let cfg = config(
+        r#"
+        period_minutes = 1
+        success_max = 2
+        groups = '{"vip": [0, 5], "free": [1, 1]}'
+        models = { "gpt-4" = [0, 3] }
+        "#,
+    );
+    let s = serve(cfg, KeyedConfig::default(), |l| l).await;
+    let vip = [("x-group", "vip")];
+    assert_eq!(
+        count(&s.statuses(7, "v", "gpt-4", &vip).await, 200),
+        5,
+        "group wins over model"
+    );
+    assert_eq!(
+        count(&s.statuses(7, "v", "other", &vip).await, 200),
+        5,
+        "group wins over global"
+    );
+    assert_eq!(
+        count(&s.statuses(7, "u", "gpt-4", &[]).await, 200),
+        3,
+        "model wins over global"
+    );
+    assert_eq!(
+        count(&s.statuses(7, "u", "other", &[]).await, 200),
+        2,
+        "global"
+    );
+    // free: total 1 binds even on failures.
+    let free = [("x-group", "free"), ("x-upstream-status", "503")];
+    assert_eq!(s.statuses(3, "f", "gpt-4", &free).await, [503, 429, 429]);
+    // An unknown group gets the defaults.
+    assert_eq!(
+        count(
+            &s.statuses(7, "w", "other", &[("x-group", "nope")]).await,
+            200
+        ),
+        2
+    );
+}
+
+#[tokio::test]
+async fn failures_do_not_use_the_success_quota() {
+    let cfg = config("period_minutes = 60\nsuccess_max = 3\n"); // total unlimited
+    let s = serve(cfg, KeyedConfig::default(), |l| l).await;
+    for status in ["400", "404", "429", "500", "502"] {
+        let got = s
+            .statuses(4, "alice", "gpt-4", &[("x-upstream-status", status)])
+            .await;
+        assert!(
+            got.iter().all(|&g| g.to_string() == status),
+            "{status}: {got:?}"
+        );
+    }
+    assert_eq!(
+        s.statuses(5, "alice", "gpt-4", &[]).await,
+        [200, 200, 200, 429, 429]
+    );
+    assert_eq!(s.calls(), 20 + 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_requests_yield_exactly_ten_successes() {
+    let cfg = config("period_minutes = 60\ntotal_max = 1000\nsuccess_max = 10\n");
+    let s = Arc::new(serve(cfg, KeyedConfig::default(), |l| l).await);
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let s = Arc::clone(&s);
+        tasks.push(tokio::spawn(async move {
+            // Every admitted request is still in flight when the others arrive.
+            s.send("alice", "gpt-4", &[("x-upstream-delay-ms", "300")])
+                .await
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut got = Vec::new();
+    for t in tasks {
+        got.push(t.await.unwrap());
+    }
+    assert_eq!(count(&got, 200), 10, "{got:?}");
+    assert_eq!(count(&got, 429), 40, "{got:?}");
+    assert_eq!(s.calls(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_failures_give_their_slots_back() {
+    // 20 concurrent failing requests against success 5: only 5 can be in
+    // flight at once, but each failure frees its slot, so all later
+    // sequential successes still get the full 5.
+    let cfg = config("period_minutes = 60\nsuccess_max = 5\n");
+    let s = Arc::new(serve(cfg, KeyedConfig::default(), |l| l).await);
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let s = Arc::clone(&s);
+        tasks.push(tokio::spawn(async move {
+            let h = [("x-upstream-delay-ms", "200"), ("x-upstream-status", "500")];
+            s.send("alice", "gpt-4", &h).await.status().as_u16()
+        }));
+    }
+    let mut got = Vec::new();
+    for t in tasks {
+        got.push(t.await.unwrap());
+    }
+    assert_eq!(count(&got, 500), 5, "{got:?}");
+    assert_eq!(count(&got, 429), 15, "{got:?}");
+    assert_eq!(
+        s.statuses(6, "alice", "gpt-4", &[]).await,
+        [200, 200, 200, 200, 200, 429]
+    );
+}
+
+#[tokio::test]
+async fn shadow_mode_reports_but_never_rejects() {
+    let denials = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&denials);
+    let s = serve(config(BASIC), KeyedConfig::default(), move |l| {
+        l.shadow(true).on_decision(move |e| {
+            assert!(e.shadow);
+            if !e.decision.allowed() {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    })
+    .await;
+    let mut remaining = Vec::new();
+    for _ in 0..8 {
+        let res = s.send("alice", "gpt-4", &[]).await;
+        assert_eq!(res.status(), 200);
+        remaining.push(header(&res, "x-ratelimit-remaining"));
+    }
+    assert_eq!(s.calls(), 8);
+    assert_eq!(
+        denials.load(Ordering::SeqCst),
+        5,
+        "3 admitted, 5 would have been rejected"
+    );
+    assert_eq!(remaining, ["2", "1", "0", "0", "0", "0", "0", "0"]);
+}
+
+#[tokio::test]
+async fn every_header_is_present_and_correct() {
+    let cfg = config("period_minutes = 1\ntotal_max = 4\nsuccess_max = 2\n");
+    let s = serve(cfg, KeyedConfig::default(), |l| l).await;
+    let ok = s.send("alice", "gpt-4", &[]).await;
+    assert_eq!(ok.status(), 200);
+    assert_eq!(
+        header(&ok, "ratelimit-policy"),
+        r#""total";q=4;w=60, "success";q=2;w=60"#
+    );
+    // One of 4 total taken: full again in 15 s; one of 2 successes: 30 s.
+    assert_eq!(
+        header(&ok, "ratelimit"),
+        r#""total";r=3;t=15, "success";r=1;t=30"#
+    );
+    assert_eq!(header(&ok, "x-ratelimit-limit"), "2"); // success binds (least left)
+    assert_eq!(header(&ok, "x-ratelimit-remaining"), "1");
+    assert_eq!(header(&ok, "x-ratelimit-reset"), "30");
+    assert!(ok.headers().get("retry-after").is_none());
+
+    s.clock.advance(Duration::from_secs(10));
+    assert_eq!(s.send("alice", "gpt-4", &[]).await.status(), 200);
+    let denied = s.send("alice", "gpt-4", &[]).await;
+    assert_eq!(denied.status(), 429);
+    assert_eq!(header(&denied, "content-type"), "application/json");
+    // Successes at t=0 and t=10: the first slot is back at t=30, 20 s from now.
+    assert_eq!(header(&denied, "retry-after"), "20");
+    assert_eq!(
+        header(&denied, "ratelimit"),
+        r#""total";r=2;t=20, "success";r=0;t=50"#
+    );
+    assert_eq!(header(&denied, "x-ratelimit-limit"), "2");
+    assert_eq!(header(&denied, "x-ratelimit-remaining"), "0");
+    assert_eq!(header(&denied, "x-ratelimit-reset"), "50");
+    let body: serde_json::Value = denied.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+    assert_eq!(body["error"]["type"], "requests");
+    assert!(body["error"]["param"].is_null());
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("gpt-4") && msg.contains("successful requests") && msg.contains("20s"),
+        "{msg}"
+    );
+
+    // Fractions of a second round up: 0.5 s before the slot is back, wait 1 s.
+    s.clock.advance(Duration::from_micros(19_500_000));
+    assert_eq!(
+        header(&s.send("alice", "gpt-4", &[]).await, "retry-after"),
+        "1"
+    );
+}
+
+#[tokio::test]
+async fn headers_on_success_can_be_turned_off() {
+    let s = serve(config(BASIC), KeyedConfig::default(), |l| {
+        l.headers_on_success(false)
+    })
+    .await;
+    let ok = s.send("alice", "gpt-4", &[]).await;
+    assert_eq!(ok.status(), 200);
+    assert!(ok.headers().get("ratelimit").is_none());
+    s.statuses(2, "alice", "gpt-4", &[]).await;
+    let denied = s.send("alice", "gpt-4", &[]).await;
+    assert_eq!(denied.status(), 429);
+    assert!(
+        denied.headers().get("ratelimit").is_some(),
+        "a 429 always explains itself"
+    );
+}
+
+#[tokio::test]
+async fn disabled_limits_pass_everything_untouched() {
+    let s = serve(
+        config(&format!("enabled = false\n{BASIC}")),
+        KeyedConfig::default(),
+        |l| l,
+    )
+    .await;
+    let got = s.statuses(10, "alice", "gpt-4", &[]).await;
+    assert!(got.iter().all(|&g| g == 200));
+    assert!(s
+        .send("alice", "gpt-4", &[])
+        .await
+        .headers()
+        .get("ratelimit")
+        .is_none());
+}
+
+#[tokio::test]
+async fn missing_credentials_or_model_are_refused_before_the_upstream() {
+    let s = serve(config(BASIC), KeyedConfig::default(), |l| l).await;
+    let url = format!("{}/v1/chat/completions", s.url);
+    let anon = s
+        .client
+        .post(&url)
+        .header("x-model", "m")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon.status(), 401);
+    let body: serde_json::Value = anon.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "authentication_error");
+    let nomodel = s
+        .client
+        .post(&url)
+        .header("authorization", "Bearer a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(nomodel.status(), 400);
+    assert_eq!(s.calls(), 0);
+}
+
+#[tokio::test]
+async fn a_full_store_answers_503_not_a_grant() {
+    let store = KeyedConfig::default().with_max_keys(1).with_shards(1);
+    let s = serve(config(BASIC), store, |l| l).await;
+    assert_eq!(s.send("alice", "gpt-4", &[]).await.status(), 200);
+    let res = s.send("bob", "gpt-4", &[]).await;
+    assert_eq!(res.status(), 503);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "server_error");
+    assert_eq!(s.calls(), 1);
+}
+
+#[test]
+fn malformed_configs_name_what_is_wrong() {
+    let msg = |toml: &str| {
+        let r: Result<_, ModelLimitError> = ModelLimiter::new(
+            config(toml),
+            KeyedConfig::default(),
+            ManualClock::new(Instant::ZERO),
+        );
+        r.unwrap_err().to_string()
+    };
+
+    let m = msg("period_minutes = 1\nsuccess_max = 1\ngroups = '{\"vip\": [-1, 5]}'");
+    assert!(
+        m.contains("group \"vip\"") && m.contains("total_max") && m.contains("-1"),
+        "{m}"
+    );
+    let m = msg("period_minutes = 1\nsuccess_max = 1\ngroups = '{\"free\": [10, 0]}'");
+    assert!(
+        m.contains("group \"free\"") && m.contains("success_max"),
+        "{m}"
+    );
+    let m = msg("period_minutes = 1\nsuccess_max = 1\ngroups = { big = [2147483648, 1] }");
+    assert!(
+        m.contains("group \"big\"") && m.contains("2147483648"),
+        "{m}"
+    );
+    let m = msg("period_minutes = 1\nsuccess_max = 0");
+    assert!(m.contains("global") && m.contains("success_max"), "{m}");
+    let m = msg("period_minutes = 0\nsuccess_max = 1");
+    assert!(m.contains("period_minutes"), "{m}");
+    let m = msg("period_minutes = 1\nsuccess_max = 1\nmodels = { \"\" = [1, 1] }");
+    assert!(m.contains("model names"), "{m}");
+
+    let parse = |s: &str| ModelLimitConfig::from_json(s).unwrap_err().to_string();
+    let m = parse(r#"{"period_minutes": 1, "success_max": 1, "groups": "{\"vip\": [1]}"}"#);
+    assert!(
+        m.contains("groups") && m.contains("[total, success]"),
+        "{m}"
+    );
+    let m = parse(r#"{"period_minutes": 1, "success_max": 1, "groups": "not json"}"#);
+    assert!(m.contains("groups"), "{m}");
+    let m = parse(r#"{"period_minutes": 1, "success_max": 1, "burst": 3}"#);
+    assert!(m.contains("burst"), "{m}");
+    let m = parse(r#"{"period_minutes": -1, "success_max": 1}"#);
+    assert!(m.contains("period_minutes"), "{m}");
+    let m = parse(r#"{"period_minutes": 1, "success_max": 1} trailing"#);
+    assert!(m.contains("trailing"), "{m}");
+    // The seed's own form is accepted, as is an empty string for "no groups".
+    assert!(ModelLimitConfig::from_json(r#"{"period_minutes": 1, "success_max": 1, "groups": "{\"default\": [0, 10], \"vip\": [100, 50]}"}"#).is_ok());
+    assert!(ModelLimitConfig::from_json(
+        r#"{"period_minutes": 1, "success_max": 1, "groups": ""}"#
+    )
+    .is_ok());
+}
