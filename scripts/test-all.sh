@@ -90,10 +90,11 @@ node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.ex
 bash scripts/build-npm.sh
 (cd node && node --test test/)
 
-say "examples: core tour, std limiter / keyed / retry / budget_manager"
+say "examples: core tour, std limiter / keyed / retry / budget_manager, the demo gateway"
 cargo run -q -p ratebound-core --example tour >/dev/null
 for e in limiter keyed retry budget_manager; do
   cargo run -q -p ratebound-std --example "$e" >/dev/null
 done
+cargo run -q -p ratebound-std --features http --example gateway -- --demo >/dev/null
 
 say "all tests passed"
