@@ -11,10 +11,15 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q " $WB"; then
   cargo install wasm-bindgen-cli --version "$WB"
 fi
 [ -d node/node_modules/miniflare ] && [ -d node/node_modules/binaryen ] || (cd node && npm ci --no-audit --no-fund)
-cargo build -q -p ratebound-wasm --target wasm32-unknown-unknown --profile wasm
 rm -rf node/dist
-wasm-bindgen target/wasm32-unknown-unknown/wasm/ratebound_wasm.wasm --target web --out-dir node/dist/web --out-name ratebound_wasm
-node/node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers node/dist/web/ratebound_wasm_bg.wasm -o node/dist/web/ratebound_wasm_bg.wasm
-w=node/dist/web/ratebound_wasm_bg.wasm
-j=node/dist/web/ratebound_wasm.js
-echo "ratebound.wasm: $(stat -c %s "$w") bytes raw, $(gzip -9c "$w" | wc -c) gzipped; JS glue: $(stat -c %s "$j") bytes raw, $(gzip -9c "$j" | wc -c) gzipped"
+# Two modules: the limiters (`ratebound`, kept small) and budget windows
+# (`ratebound/budget`, which carries a JSON codec).
+build() { # features out-dir
+  cargo build -q -p ratebound-wasm --target wasm32-unknown-unknown --profile wasm $1
+  wasm-bindgen target/wasm32-unknown-unknown/wasm/ratebound_wasm.wasm --target web --out-dir "node/dist/$2" --out-name ratebound_wasm
+  node/node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers "node/dist/$2/ratebound_wasm_bg.wasm" -o "node/dist/$2/ratebound_wasm_bg.wasm"
+  local w="node/dist/$2/ratebound_wasm_bg.wasm" j="node/dist/$2/ratebound_wasm.js"
+  echo "$3: .wasm $(stat -c %s "$w") bytes raw, $(gzip -9c "$w" | wc -c) gzipped; JS glue $(stat -c %s "$j") raw, $(gzip -9c "$j" | wc -c) gzipped"
+}
+build "" web "ratebound (limiters)"
+build "--features budget" budget "ratebound/budget"

@@ -85,6 +85,26 @@ impl<const N: usize> SlidingLogState<N> {
     pub fn last(&self) -> u64 {
         self.last
     }
+
+    /// Rebuild a state from [`last`](Self::last) and [`entries`](Self::entries)
+    /// (e.g. persisted elsewhere). `None` when they could not have come from
+    /// a log: more than `N` entries, entries out of time order, or an entry
+    /// later than `last`.
+    pub fn from_parts(last: u64, entries: impl IntoIterator<Item = LogEntry>) -> Option<Self> {
+        let mut out = SlidingLogState {
+            entries: Deque::new(),
+            last,
+        };
+        let mut prev = 0;
+        for e in entries {
+            if e.at < prev || e.at > last {
+                return None;
+            }
+            prev = e.at;
+            out.entries.push_back(e).ok()?;
+        }
+        Some(out)
+    }
 }
 
 impl<const N: usize> TryFrom<WindowConfig> for SlidingLog<N> {

@@ -118,6 +118,14 @@ export function makeApi(wasm, memory) {
       }
       return this;
     }
+    /** True when the bucket is full at `now`: dropping it grants nothing. */
+    isIdle(opts) {
+      return this.#inner.isIdle(nowMicros(options(opts, "options").now));
+    }
+    /** Free the wasm memory now (otherwise the garbage collector does it). */
+    free() {
+      this.#inner.free();
+    }
   }
 
   function windowLimiter(Inner, kind) {
@@ -147,6 +155,21 @@ export function makeApi(wasm, memory) {
       exportState() {
         return { v: 1, data: Array.from(this.#inner.exportState()) };
       }
+      importState(state) {
+        const s = options(state, "state");
+        if (s.v !== 1 || !Array.isArray(s.data) || !this.#inner.importState(new Float64Array(s.data.map((x, i) => integer(`state.data[${i}]`, x))))) {
+          throw new TypeError(`state is not a ${kind} state from exportState()`);
+        }
+        return this;
+      }
+      /** True when nothing counts any more at `now`: dropping it grants nothing. */
+      isIdle(opts) {
+        return this.#inner.isIdle(nowMicros(options(opts, "options").now));
+      }
+      /** Free the wasm memory now (otherwise the garbage collector does it). */
+      free() {
+        this.#inner.free();
+      }
     };
   }
 
@@ -155,5 +178,312 @@ export function makeApi(wasm, memory) {
   /** An O(1) sliding window counter: about `limit` per `windowMs`. */
   const SlidingWindow = windowLimiter(wasm.SlidingCounter, "SlidingWindow");
 
-  return { TokenBucket, SlidingLog, SlidingWindow, raw: wasm };
+  const JITTER = { none: 0, full: 1, equal: 2, decorrelated: 3 };
+  const GIVE_UP = [null, "max_retries", "max_elapsed", "hint_beyond_cap", "retry_budget"];
+
+  /** A gRPC-style retry budget shared by many calls: failures spend a token, successes earn back `tokenRatio`. */
+  class RetryBudget {
+    #inner;
+    constructor(config) {
+      const c = options(config, "config");
+      const maxTokens = integer("maxTokens", c.maxTokens ?? 10, 1);
+      const ratio = c.tokenRatio ?? 0.1;
+      if (typeof ratio !== "number" || !(ratio > 0 && ratio <= 1)) throw new RangeError(`tokenRatio must be a number in (0, 1], got ${ratio}`);
+      try {
+        this.#inner = new wasm.RetryBudget(Math.min(maxTokens, 2 ** 32 - 1), Math.max(1, Math.round(ratio * 1000)));
+      } catch (e) {
+        throw configError(e, "RetryBudget");
+      }
+    }
+    get tokens() { return this.#inner.tokensMilli() / 1000; }
+    canRetry() { return this.#inner.canRetry(); }
+    /** Record a failure; true when a retry is still allowed. */
+    onFailure() { return this.#inner.onFailure(); }
+    onSuccess() { this.#inner.onSuccess(); }
+    exportState() { return { v: 1, spentMilli: this.#inner.exportState() }; }
+    importState(state) {
+      const s = options(state, "state");
+      if (s.v !== 1 || !this.#inner.importState(integer("state.spentMilli", s.spentMilli))) throw new TypeError("state is not a RetryBudget state from exportState()");
+      return this;
+    }
+    /** @internal */ get _inner() { return this.#inner; }
+    free() { this.#inner.free(); }
+  }
+
+  function rational(name, f) {
+    if (typeof f !== "number" || !Number.isFinite(f) || f < 1 || f > 1e6) throw new RangeError(`${name} must be a finite number from 1 to 1e6, got ${f}`);
+    let num = Math.round(f * 1000), den = 1000;
+    const gcd = (a, b) => (b ? gcd(b, a % b) : a);
+    const g = gcd(num, den);
+    return [num / g, den / g];
+  }
+
+  /** Exponential backoff with jitter; `start()` begins a retry sequence. */
+  class Backoff {
+    #args;
+    constructor(config) {
+      const c = options(config, "config");
+      const initial = milliseconds("initialMs", c.initialMs ?? 1000);
+      const cap = milliseconds("capMs", c.capMs ?? 30000, 0.001);
+      const [num, den] = rational("factor", c.factor ?? 2);
+      const jitter = JITTER[c.jitter ?? "full"];
+      if (jitter === undefined) throw new RangeError(`jitter must be one of ${Object.keys(JITTER).join(", ")}, got ${c.jitter}`);
+      const maxRetries = c.maxRetries === null || c.maxRetries === Infinity ? -1 : integer("maxRetries", c.maxRetries ?? 3);
+      const maxElapsed = c.maxElapsedMs === undefined || c.maxElapsedMs === null ? 0 : milliseconds("maxElapsedMs", c.maxElapsedMs, 0.001);
+      this.#args = [initial, cap, num, den, jitter, Math.min(maxRetries, 2 ** 32 - 1), maxElapsed];
+      try {
+        new wasm.Backoff(...this.#args).free(); // validate now
+      } catch (e) {
+        throw configError(e, "Backoff");
+      }
+      this.config = Object.freeze({ initialMs: initial / 1000, capMs: cap / 1000, factor: num / den, jitter: c.jitter ?? "full", maxRetries: maxRetries < 0 ? Infinity : maxRetries, maxElapsedMs: maxElapsed ? maxElapsed / 1000 : null });
+    }
+    /** A new retry sequence starting at `now`; `seed` (integer) makes the jitter repeatable. */
+    start(opts) {
+      const o = options(opts, "options");
+      const seed = o.seed === undefined ? Math.floor(Math.random() * 2 ** 53) : integer("seed", o.seed);
+      const inner = new wasm.Backoff(...this.#args);
+      inner.start(nowMicros(o.now), seed);
+      return new RetrySequence(inner);
+    }
+  }
+
+  /** One retry sequence: call `next()` after each failure. */
+  class RetrySequence {
+    #inner;
+    #at;
+    constructor(inner) {
+      this.#inner = inner;
+      this.#at = inner.outPtr() >>> 3;
+    }
+    /**
+     * After a failure at `now`: `{retry: true, delayMs, retryAt, attempt}` or
+     * `{retry: false, reason, attempt}`. `hintMs` (e.g. Retry-After) is a
+     * minimum wait; `budget` (a RetryBudget) is charged first.
+     */
+    next(opts) {
+      const o = options(opts, "options");
+      const now = nowMicros(o.now);
+      const hint = o.hintMs === undefined || o.hintMs === null ? -1 : milliseconds("hintMs", o.hintMs);
+      let status;
+      if (o.budget !== undefined) {
+        if (!(o.budget instanceof RetryBudget)) throw new TypeError("budget must be a RetryBudget");
+        status = this.#inner.nextWithBudget(now, hint, o.budget._inner);
+      } else {
+        status = this.#inner.next(now, hint);
+      }
+      const v = f64();
+      const at = this.#at;
+      if (status === 1) return { retry: true, delayMs: v[at + 1] / 1000, retryAt: Math.ceil(v[at] / 1000), attempt: v[at + 2] };
+      return { retry: false, reason: GIVE_UP[v[at + 3]] ?? "unknown", attempt: v[at + 2] };
+    }
+    free() { this.#inner.free(); }
+  }
+
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+  /**
+   * Run `op` until it succeeds, retrying failures that `retryable(err)`
+   * (default: all) after the backoff's delay, at least `hintMs(err)`.
+   */
+  async function retry(op, opts) {
+    if (typeof op !== "function") throw new TypeError("op must be a function");
+    const o = options(opts, "options");
+    const backoff = o.backoff ?? new Backoff();
+    if (!(backoff instanceof Backoff)) throw new TypeError("backoff must be a Backoff");
+    const retryable = o.retryable ?? (() => true);
+    const hintOf = o.hintMs ?? (() => undefined);
+    const seq = backoff.start({ seed: o.seed });
+    try {
+      for (;;) {
+        try {
+          const out = await op();
+          o.budget?.onSuccess();
+          return out;
+        } catch (err) {
+          if (!retryable(err)) throw err;
+          if (o.signal?.aborted) throw err;
+          const step = seq.next({ hintMs: hintOf(err), budget: o.budget });
+          if (!step.retry) {
+            if (err && typeof err === "object") err.retryGaveUp = step.reason;
+            throw err;
+          }
+          o.onRetry?.({ error: err, ...step });
+          await sleep(step.delayMs);
+        }
+      }
+    } finally {
+      seq.free();
+    }
+  }
+
+  const LIMITERS = [TokenBucket, SlidingLog, SlidingWindow];
+  const isLimiter = (l) => LIMITERS.some((C) => l instanceof C);
+
+  /**
+   * Several limits checked all-or-nothing: admitted only if every member
+   * admits; then every member is charged. The binding member is named.
+   */
+  class Policy {
+    #members;
+    constructor(members) {
+      if (!Array.isArray(members) || members.length === 0) throw new TypeError("members must be a non-empty array of limiters or {limiter, cost}");
+      this.#members = members.map((m, i) => {
+        const limiter = isLimiter(m) ? m : m?.limiter;
+        if (!isLimiter(limiter)) throw new TypeError(`members[${i}] is not a TokenBucket, SlidingLog or SlidingWindow`);
+        const cost = isLimiter(m) || m.cost === undefined ? null : integer(`members[${i}].cost`, m.cost);
+        return { limiter, cost };
+      });
+    }
+    #run(opts, consume) {
+      const o = options(opts, "options");
+      const cost = integer("cost", o.cost === undefined ? 1 : o.cost);
+      const now = o.now === undefined ? Date.now() : o.now;
+      const each = (fn) => this.#members.map(({ limiter, cost: c }) => fn(limiter, { cost: c ?? cost, now }));
+      let decisions = each((l, a) => l.peek(a));
+      const allowed = decisions.every((d) => d.allowed);
+      if (allowed && consume) decisions = each((l, a) => l.check(a));
+      // The binding member: a denying one (the latest retry), else the one with least left.
+      let binding = 0;
+      decisions.forEach((d, i) => {
+        const b = decisions[binding];
+        if (b.allowed ? !d.allowed || d.remaining < b.remaining : !d.allowed && d.retryAfterMs > b.retryAfterMs) binding = i;
+      });
+      const b = decisions[binding];
+      return {
+        allowed,
+        binding,
+        remaining: Math.min(...decisions.map((d) => d.remaining)),
+        limit: b.limit,
+        resetAt: Math.max(...decisions.map((d) => d.resetAt)),
+        retryAfterMs: allowed ? 0 : b.retryAfterMs,
+        decisions,
+      };
+    }
+    /** Admit `cost` (default 1, or each member's own) if every member allows it. */
+    check(opts) { return this.#run(opts, true); }
+    /** What `check` would decide, consuming nothing. */
+    peek(opts) { return this.#run(opts, false); }
+  }
+
+  /** Thrown when a KeyedLimiter is full of active keys under `onFull: "deny"`. */
+  class StoreFullError extends Error {
+    constructor(max) {
+      super(`keyed limiter full: ${max} active keys (raise maxKeys, or use onFull: "evictLru")`);
+      this.name = "StoreFullError";
+      this.code = "store_full";
+    }
+  }
+
+  /**
+   * One limiter per key (user, API key, IP…) in bounded memory: at most
+   * `maxKeys` keys; idle keys (fully recovered) are dropped first, then a
+   * full store refuses new keys (`onFull: "deny"`, default: it never admits
+   * a key it cannot count) or evicts the least recently used (`"evictLru"`).
+   */
+  class KeyedLimiter {
+    #make;
+    #map = new Map();
+    #max;
+    #evict;
+    #maxKeyLength;
+    constructor(make, config) {
+      if (typeof make !== "function") throw new TypeError("the first argument must be a function making a limiter per key");
+      const c = options(config, "config");
+      this.#make = make;
+      this.#max = integer("maxKeys", c.maxKeys ?? 10000, 1);
+      const onFull = c.onFull ?? "deny";
+      if (onFull !== "deny" && onFull !== "evictLru") throw new RangeError(`onFull must be "deny" or "evictLru", got ${onFull}`);
+      this.#evict = onFull === "evictLru";
+      this.#maxKeyLength = integer("maxKeyLength", c.maxKeyLength ?? 1024, 1);
+    }
+    get size() { return this.#map.size; }
+    #key(key) {
+      if (typeof key !== "string") throw new TypeError(`key must be a string, got ${key === null ? "null" : typeof key}`);
+      if (key.length > this.#maxKeyLength) throw new RangeError(`key is ${key.length} characters, over maxKeyLength ${this.#maxKeyLength}`);
+      return key;
+    }
+    #fresh() {
+      const l = this.#make();
+      if (!isLimiter(l)) throw new TypeError("the factory must return a TokenBucket, SlidingLog or SlidingWindow");
+      return l;
+    }
+    #room(now) {
+      let probed = 0;
+      for (const [k, l] of this.#map) {
+        if (l.isIdle({ now })) {
+          this.#map.delete(k);
+          l.free();
+          return true;
+        }
+        if (++probed >= 8) break;
+      }
+      // Sweep everything once the cheap probe fails.
+      let freed = false;
+      for (const [k, l] of this.#map) {
+        if (l.isIdle({ now })) {
+          this.#map.delete(k);
+          l.free();
+          freed = true;
+        }
+      }
+      return freed;
+    }
+    /** Check `cost` for `key`. Throws StoreFullError when a new key finds no room under `onFull: "deny"`. */
+    check(key, opts) {
+      const k = this.#key(key);
+      const o = options(opts, "options");
+      const now = o.now === undefined ? Date.now() : o.now;
+      const have = this.#map.get(k);
+      if (have) {
+        this.#map.delete(k); // most recently used last
+        this.#map.set(k, have);
+        return have.check({ ...o, now });
+      }
+      const l = this.#fresh();
+      const d = l.check({ ...o, now });
+      if (l.isIdle({ now })) {
+        l.free();
+        return d; // nothing worth remembering
+      }
+      if (this.#map.size >= this.#max && !this.#room(now)) {
+        if (!this.#evict) {
+          l.free();
+          throw new StoreFullError(this.#max);
+        }
+        const [oldest, old] = this.#map.entries().next().value;
+        this.#map.delete(oldest);
+        old.free();
+      }
+      this.#map.set(k, l);
+      return d;
+    }
+    /** What `check` would decide for `key`, changing nothing. */
+    peek(key, opts) {
+      const k = this.#key(key);
+      const have = this.#map.get(k);
+      if (have) return have.peek(opts);
+      const l = this.#fresh();
+      try {
+        return l.peek(opts);
+      } finally {
+        l.free();
+      }
+    }
+    /** Drop every idle key; returns how many. */
+    evictIdle(opts) {
+      const now = options(opts, "options").now ?? Date.now();
+      let n = 0;
+      for (const [k, l] of this.#map) {
+        if (l.isIdle({ now })) {
+          this.#map.delete(k);
+          l.free();
+          n++;
+        }
+      }
+      return n;
+    }
+  }
+
+  return { TokenBucket, SlidingLog, SlidingWindow, Backoff, RetrySequence, RetryBudget, retry, Policy, KeyedLimiter, StoreFullError, raw: wasm };
 }

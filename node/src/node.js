@@ -5,4 +5,4 @@ import { makeApi } from "./api.js";
 
 const exports = wasm.initSync({ module: new WebAssembly.Module(readFileSync(new URL("../dist/web/ratebound_wasm_bg.wasm", import.meta.url))) });
 
-export const { TokenBucket, SlidingLog, SlidingWindow, raw } = makeApi(wasm, exports.memory);
+export const { TokenBucket, SlidingLog, SlidingWindow, Backoff, RetrySequence, RetryBudget, retry, Policy, KeyedLimiter, StoreFullError, raw } = makeApi(wasm, exports.memory);

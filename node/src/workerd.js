@@ -6,4 +6,4 @@ import { makeApi } from "./api.js";
 
 const exports = wasm.initSync({ module: wasmModule });
 
-export const { TokenBucket, SlidingLog, SlidingWindow, raw } = makeApi(wasm, exports.memory);
+export const { TokenBucket, SlidingLog, SlidingWindow, Backoff, RetrySequence, RetryBudget, retry, Policy, KeyedLimiter, StoreFullError, raw } = makeApi(wasm, exports.memory);

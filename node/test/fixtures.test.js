@@ -84,3 +84,25 @@ test("sliding counter traces replay exactly", () => {
   );
   assert.ok(n >= 300, `${n} steps`);
 });
+
+test("budget traces replay exactly (ratebound/budget)", async () => {
+  const { raw: b } = await import("../src/budget-node.js");
+  const n = replay(
+    "budget",
+    (c) => new b.Budget(JSON.stringify(c), 4), // the fixtures use 4 hold slots
+    (x) => JSON.parse(x.exportState()),
+    (x, s) => {
+      const u = s.usage ?? {};
+      switch (s.op) {
+        case "reserve": return JSON.parse(x.reserve(s.now, u.requests, u.tokens, u.cost));
+        case "settle": return JSON.parse(x.settle(s.now, s.id, u.requests, u.tokens, u.cost));
+        case "release": return JSON.parse(x.release(s.now, s.id));
+        case "record": return JSON.parse(x.record(s.now, u.requests, u.tokens, u.cost));
+        case "try_spend": return JSON.parse(x.trySpend(s.now, u.requests, u.tokens, u.cost));
+        case "status": return JSON.parse(x.status(s.now));
+        default: throw new Error(`unknown op ${s.op}`);
+      }
+    },
+  );
+  assert.ok(n >= 200, `${n} steps`);
+});

@@ -9,9 +9,17 @@
 //! `-1` the cost can never fit (an error, not a denial).
 
 use ratebound_core::{
-    ConfigError, CostError, Decision, Duration, Gcra as CoreGcra, GcraState, Instant,
-    SlidingCounter as CoreCounter, SlidingCounterState, SlidingLog as CoreLog, SlidingLogState,
+    ConfigError, CostError, Decision, Duration, Gcra as CoreGcra, GcraState, Instant, Limiter,
+    LogEntry, SlidingCounter as CoreCounter, SlidingCounterState, SlidingLog as CoreLog,
+    SlidingLogState,
 };
+
+mod backoff;
+#[cfg(feature = "budget")]
+mod budget;
+pub use backoff::{Backoff, RetryBudget};
+#[cfg(feature = "budget")]
+pub use budget::Budget;
 use wasm_bindgen::prelude::*;
 
 /// A JS number to `u64`: callers validate; anything odd saturates safely
@@ -162,6 +170,12 @@ impl Gcra {
             int(n),
         )))
     }
+    /// True when the bucket is full at `now_us` (its state can be dropped).
+    #[wasm_bindgen(js_name = isIdle)]
+    pub fn is_idle(&self, now_us: f64) -> bool {
+        self.cfg
+            .is_full(&self.st, Instant::from_micros(int(now_us)))
+    }
     /// The state as `[tat, rem]` (integers ≤ 2^53 − 1).
     #[wasm_bindgen(js_name = exportState)]
     pub fn export_state(&self) -> Vec<f64> {
@@ -251,6 +265,29 @@ impl SlidingLog {
         let r = with_log!(&self.log, |l, s| l.peek(s, now, int(cost)));
         self.last.set(r)
     }
+    /// True when nothing counts any more at `now_us` (the state can be dropped).
+    #[wasm_bindgen(js_name = isIdle)]
+    pub fn is_idle(&self, now_us: f64) -> bool {
+        let now = Instant::from_micros(int(now_us));
+        with_log!(&self.log, |l, s| Limiter::is_idle(l, &**s, now))
+    }
+    /// Restore a state made by `exportState`; false (and unchanged) if
+    /// malformed (odd length, non-integers, more entries than slots).
+    #[wasm_bindgen(js_name = importState)]
+    pub fn import_state(&mut self, v: &[f64]) -> bool {
+        if v.is_empty() || v.len() % 2 == 0 || !v.iter().all(|x| valid(*x)) {
+            return false;
+        }
+        with_log!(&mut self.log, |_l, s| {
+            match restore_log(v) {
+                Some(st) => {
+                    **s = st;
+                    true
+                }
+                None => false,
+            }
+        })
+    }
     /// The state as `[last, at₀, cost₀, at₁, cost₁, …]`.
     #[wasm_bindgen(js_name = exportState)]
     pub fn export_state(&self) -> Vec<f64> {
@@ -265,6 +302,18 @@ impl SlidingLog {
     }
 }
 decision_getters!(SlidingLog);
+
+fn restore_log<const N: usize>(v: &[f64]) -> Option<SlidingLogState<N>> {
+    let (last, flat) = v.split_first()?;
+    let entries = flat.chunks_exact(2).map(|c| match c {
+        [at, cost] => LogEntry {
+            at: int(*at),
+            cost: int(*cost),
+        },
+        _ => LogEntry { at: 0, cost: 0 },
+    });
+    SlidingLogState::from_parts(int(*last), entries)
+}
 
 /// An O(1) sliding window counter.
 #[wasm_bindgen]
@@ -300,6 +349,11 @@ impl SlidingCounter {
             self.cfg
                 .peek(&self.st, Instant::from_micros(int(now_us)), int(cost)),
         )
+    }
+    /// True when nothing counts any more at `now_us` (the state can be dropped).
+    #[wasm_bindgen(js_name = isIdle)]
+    pub fn is_idle(&self, now_us: f64) -> bool {
+        Limiter::is_idle(&self.cfg, &self.st, Instant::from_micros(int(now_us)))
     }
     /// The state as `[start, prev, curr]`.
     #[wasm_bindgen(js_name = exportState)]

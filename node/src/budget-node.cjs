@@ -1,0 +1,2 @@
+// `ratebound/budget` for Node (CommonJS, Node ≥ 20.19 requires the ES module).
+module.exports = require("./budget-node.js");

@@ -1,0 +1,228 @@
+// Backoff and retry budget, retry(), policy sets, keyed limiters, window
+// state persistence, and the budget module's API.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createRequire } from "node:module";
+import {
+  TokenBucket, SlidingLog, SlidingWindow, Backoff, RetryBudget, retry, Policy, KeyedLimiter, StoreFullError,
+} from "ratebound";
+import { Budget, BudgetError } from "ratebound/budget";
+
+const T = 1_790_000_000_000; // a fixed "now" in ms
+
+test("backoff: exponential without jitter, hints, give-up reasons", () => {
+  const b = new Backoff({ initialMs: 100, capMs: 1000, jitter: "none", maxRetries: 5 });
+  const seq = b.start({ now: T, seed: 1 });
+  const delays = [];
+  for (let i = 0; i < 5; i++) {
+    const s = seq.next({ now: T });
+    assert.equal(s.retry, true);
+    assert.equal(s.attempt, i + 1);
+    assert.equal(s.retryAt, T + s.delayMs);
+    delays.push(s.delayMs);
+  }
+  assert.deepEqual(delays, [100, 200, 400, 800, 1000]);
+  assert.deepEqual(seq.next({ now: T }), { retry: false, reason: "max_retries", attempt: 5 });
+
+  const hinted = b.start({ now: T, seed: 1 });
+  assert.equal(hinted.next({ now: T, hintMs: 750 }).delayMs, 750, "a hint raises the wait");
+  assert.equal(hinted.next({ now: T, hintMs: 5000 }).reason, "hint_beyond_cap");
+
+  const elapsed = new Backoff({ initialMs: 100, capMs: 1000, jitter: "none", maxRetries: Infinity, maxElapsedMs: 250 }).start({ now: T });
+  assert.equal(elapsed.next({ now: T }).retry, true);
+  assert.equal(elapsed.next({ now: T + 100 }).reason, "max_elapsed");
+});
+
+test("backoff: jitter stays within bounds and a seed repeats it", () => {
+  const b = new Backoff({ initialMs: 100, capMs: 10_000, factor: 1.5, jitter: "full", maxRetries: 8 });
+  const run = (seed) => {
+    const seq = b.start({ now: T, seed });
+    return Array.from({ length: 8 }, (_, n) => {
+      const s = seq.next({ now: T });
+      assert.ok(s.delayMs >= 0 && s.delayMs <= Math.min(10_000, 100 * 1.5 ** n) + 0.001, `${n}: ${s.delayMs}`);
+      return s.delayMs;
+    });
+  };
+  assert.deepEqual(run(42), run(42));
+  assert.notDeepEqual(run(42), run(43));
+});
+
+test("retry budget: failures spend, successes earn back, the backoff gives up", () => {
+  const budget = new RetryBudget({ maxTokens: 3, tokenRatio: 0.5 });
+  assert.equal(budget.tokens, 3);
+  const seq = new Backoff({ initialMs: 1, capMs: 10, maxRetries: Infinity }).start({ now: T });
+  assert.equal(seq.next({ now: T, budget }).retry, true); // 2 left: above half (1.5)
+  assert.equal(seq.next({ now: T, budget }).reason, "retry_budget"); // 1 left
+  assert.equal(budget.canRetry(), false);
+  budget.onSuccess();
+  assert.equal(budget.tokens, 1.5);
+  assert.equal(budget.canRetry(), false, "exactly half is not above half");
+  budget.onSuccess();
+  assert.equal(budget.canRetry(), true);
+  const saved = JSON.parse(JSON.stringify(budget.exportState()));
+  assert.equal(new RetryBudget({ maxTokens: 3, tokenRatio: 0.5 }).importState(saved).tokens, budget.tokens);
+});
+
+test("retry(): retries retryable failures with the hint, stops on the others", async () => {
+  let calls = 0;
+  const started = Date.now();
+  const out = await retry(async () => {
+    if (++calls < 3) throw Object.assign(new Error("429"), { retryAfterMs: 30 });
+    return "ok";
+  }, { backoff: new Backoff({ initialMs: 1, capMs: 1000, jitter: "none" }), hintMs: (e) => e.retryAfterMs });
+  assert.equal(out, "ok");
+  assert.equal(calls, 3);
+  assert.ok(Date.now() - started >= 55, "waited at least the two 30 ms hints");
+
+  calls = 0;
+  await assert.rejects(retry(async () => { calls++; throw new Error("400"); }, { retryable: (e) => e.message !== "400" }), /400/);
+  assert.equal(calls, 1);
+
+  calls = 0;
+  const err = await retry(async () => { calls++; throw new Error("down"); }, { backoff: new Backoff({ initialMs: 1, capMs: 2, maxRetries: 2 }) }).catch((e) => e);
+  assert.equal(calls, 3);
+  assert.equal(err.retryGaveUp, "max_retries");
+});
+
+test("policy sets: all or nothing, naming the binding member", () => {
+  const perSecond = new TokenBucket({ capacity: 5, refillPeriodMs: 1000 });
+  const perMinute = new SlidingLog({ limit: 8, windowMs: 60_000 });
+  const p = new Policy([perSecond, perMinute]);
+  for (let i = 0; i < 5; i++) assert.equal(p.check({ now: T }).allowed, true);
+  const d = p.check({ now: T });
+  assert.equal(d.allowed, false);
+  assert.equal(d.binding, 0, "the per-second bucket binds");
+  assert.equal(d.retryAfterMs, 200);
+  // Nothing was taken from the minute log by the denial.
+  assert.equal(perMinute.peek({ now: T }).remaining, 2);
+  for (let i = 0; i < 3; i++) p.check({ now: T + 1000 + i });
+  const m = p.check({ now: T + 1010 });
+  assert.equal(m.allowed, false);
+  assert.equal(m.binding, 1, "now the minute log binds");
+  assert.equal(m.remaining, 0);
+  // 2 tokens left (5 - 3): a peek of 1 leaves 1, so the denied set took nothing.
+  assert.equal(perSecond.peek({ now: T + 1010 }).remaining, 1);
+  // Per-member costs.
+  const weighted = new Policy([{ limiter: new TokenBucket({ capacity: 10 }), cost: 4 }, new SlidingWindow({ limit: 100, windowMs: 1000 })]);
+  assert.equal(weighted.check({ now: T, cost: 50 }).decisions[1].remaining, 50);
+  assert.equal(weighted.check({ now: T, cost: 50 }).allowed, true);
+  const both = weighted.check({ now: T, cost: 1 });
+  assert.deepEqual(both.decisions.map((d) => d.allowed), [false, false]);
+  assert.equal(both.binding, 1, "both deny: the later retry binds");
+  assert.equal(both.retryAfterMs, Math.max(...both.decisions.map((d) => d.retryAfterMs)));
+  assert.throws(() => new Policy([]), TypeError);
+  assert.throws(() => new Policy([{}]), /members\[0\]/);
+});
+
+test("keyed limiter: per key, bounded, idle keys dropped, full store refuses", () => {
+  const keyed = new KeyedLimiter(() => new TokenBucket({ capacity: 2, refillPeriodMs: 1000 }), { maxKeys: 3 });
+  assert.equal(keyed.check("alice", { now: T }).allowed, true);
+  assert.equal(keyed.check("alice", { now: T }).allowed, true);
+  assert.equal(keyed.check("alice", { now: T }).allowed, false);
+  assert.equal(keyed.check("bob", { now: T }).allowed, true);
+  keyed.check("carol", { now: T });
+  assert.equal(keyed.size, 3);
+  assert.throws(() => keyed.check("dave", { now: T }), (e) => e instanceof StoreFullError && e.code === "store_full");
+  assert.equal(keyed.size, 3);
+  // Later, bob and carol are full again (idle): dave gets a slot.
+  assert.equal(keyed.check("dave", { now: T + 600 }).allowed, true);
+  assert.ok(keyed.size <= 3);
+  const held = keyed.size;
+  assert.ok(held > 0);
+  assert.equal(keyed.evictIdle({ now: T + 10_000 }), held);
+  assert.equal(keyed.size, 0);
+  // evictLru: the least recently used active key gives way.
+  const lru = new KeyedLimiter(() => new SlidingLog({ limit: 1, windowMs: 60_000, slots: 8 }), { maxKeys: 2, onFull: "evictLru" });
+  lru.check("a", { now: T });
+  lru.check("b", { now: T });
+  lru.check("a", { now: T }); // touch a: b is now the oldest
+  assert.equal(lru.check("c", { now: T }).allowed, true);
+  assert.equal(lru.check("a", { now: T }).allowed, false, "a kept its count");
+  assert.equal(lru.check("b", { now: T }).allowed, true, "b was evicted (fresh again)");
+  // Bad keys.
+  assert.throws(() => keyed.check(42), TypeError);
+  assert.throws(() => keyed.check("x".repeat(2000)), RangeError);
+  assert.throws(() => new KeyedLimiter(() => ({}), {}).check("k"), /factory/);
+});
+
+test("window limiters persist their state through JSON", () => {
+  const log = new SlidingLog({ limit: 3, windowMs: 10_000, slots: 8 });
+  log.check({ now: T, cost: 2 });
+  const copy = new SlidingLog({ limit: 3, windowMs: 10_000, slots: 8 }).importState(JSON.parse(JSON.stringify(log.exportState())));
+  assert.deepEqual(copy.check({ now: T + 1 }), log.check({ now: T + 1 }));
+  assert.equal(copy.check({ now: T + 2 }).allowed, false);
+  const w = new SlidingWindow({ limit: 10, windowMs: 1000 });
+  w.check({ now: T, cost: 7 });
+  const w2 = new SlidingWindow({ limit: 10, windowMs: 1000 }).importState(w.exportState());
+  assert.deepEqual(w2.peek({ now: T + 500, cost: 3 }), w.peek({ now: T + 500, cost: 3 }));
+  // Malformed states are refused, not half-applied.
+  assert.throws(() => log.importState({ v: 1, data: [1, 2] }), TypeError);
+  assert.throws(() => log.importState({ v: 1, data: [5e15, 6e15, 1] }), TypeError, "entry after last");
+  assert.throws(() => log.importState({ v: 1, data: [10, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1] }), TypeError, "more than 8 entries");
+  assert.throws(() => w.importState({ v: 1, data: [1.5, 0, 0] }), RangeError);
+  assert.throws(() => w.importState({ v: 2, data: [0, 0, 0] }), TypeError);
+});
+
+test("budget: reserve, settle, release, alerts, status, errors", () => {
+  const b = new Budget({
+    limits: [{ dimension: "tokens", window: "minute", max: 10_000 }, { dimension: "cost", window: "day", max: 2_000_000 }],
+    maxTokensPerRequest: 4000,
+    alertThresholds: [0.5, 0.8],
+    holdTtlMs: 20_000,
+  });
+  const r = b.reserve({ tokens: 3000, cost: 300_000, now: T });
+  assert.equal(r.allowed, true);
+  assert.equal(r.expiresAt, T + 20_000);
+  const s = b.settle(r.id, { tokens: 5500, cost: 100_000, now: T + 1 });
+  assert.deepEqual(s.charged, { requests: 1, tokens: 5500, cost: 100_000 });
+  assert.deepEqual(s.alerts.map((a) => [a.kind, a.threshold]), [["threshold", 0.5]]);
+  const r2 = b.reserve({ tokens: 4000, now: T + 2 });
+  assert.equal(r2.allowed, true);
+  const denied = b.reserve({ tokens: 1000, now: T + 3 });
+  assert.equal(denied.allowed, false);
+  assert.equal(denied.limitIndex, 0);
+  assert.ok(denied.retryAfterMs > 0);
+  b.release(r2.id, { now: T + 4 });
+  assert.throws(() => b.release(r2.id, { now: T + 5 }), (e) => e instanceof BudgetError && e.code === "unknown_reservation");
+  assert.throws(() => b.reserve({ tokens: 4001, now: T }), (e) => e.code === "exceeds_limit");
+  const st = b.status({ now: T + 6 });
+  assert.equal(st.limits[0].used, 5500);
+  assert.equal(st.limits[0].reserved, 0);
+  assert.equal(st.limits[0].utilization, 0.55);
+  assert.equal(st.holds, 0);
+  const copy = new Budget(b.config).importState(JSON.parse(JSON.stringify(b.exportState())));
+  assert.deepEqual(copy.status({ now: T + 7 }), b.status({ now: T + 7 }));
+  assert.equal(b.trySpend({ tokens: 4000, now: T + 8 }).allowed, true);
+  assert.equal(b.trySpend({ tokens: 1000, now: T + 9 }).allowed, false);
+});
+
+test("budget: bad configs and inputs are clear errors", () => {
+  assert.throws(() => new Budget({}), TypeError);
+  assert.throws(() => new Budget({ limits: [{ dimension: "gold", window: "day", max: 1 }] }), /dimension/);
+  assert.throws(() => new Budget({ limits: [{ dimension: "cost", window: "week", max: 1 }] }), /window/);
+  assert.throws(() => new Budget({ limits: [{ dimension: "cost", window: "day", max: 0 }] }), RangeError);
+  assert.throws(() => new Budget({ limits: [{ dimension: "cost", window: "day", max: 1.5 }] }), RangeError);
+  assert.throws(() => new Budget({ limits: [{ dimension: "cost", window: "day", max: 1 }], alertThresholds: [1.5] }), RangeError);
+  assert.throws(() => new Budget({ limits: [{ dimension: "cost", window: "day", max: 2 ** 60 }] }), RangeError);
+  assert.throws(() => new Budget({ limits: [{ dimension: "cost", window: "day", max: 1 }], holdSlots: 5 }), /holdSlots/);
+  const b = new Budget({ limits: [{ dimension: "tokens", window: "month", max: 100 }] });
+  assert.throws(() => b.reserve({ tokens: -1 }), RangeError);
+  assert.throws(() => b.reserve({ tokens: "5" }), TypeError);
+  assert.throws(() => b.settle(NaN, {}), RangeError);
+  assert.throws(() => b.importState({ v: 1, state: { nope: true } }), TypeError);
+});
+
+test("backoff/keyed/policy bad input", () => {
+  assert.throws(() => new Backoff({ initialMs: 10, capMs: 5 }), RangeError);
+  assert.throws(() => new Backoff({ jitter: "wild" }), /jitter/);
+  assert.throws(() => new Backoff({ factor: 0.5 }), /factor/);
+  assert.throws(() => new RetryBudget({ tokenRatio: 2 }), /tokenRatio/);
+  assert.throws(() => new Backoff().start({ now: NaN }), RangeError);
+  assert.throws(() => new KeyedLimiter(() => null, { onFull: "drop" }), /onFull/);
+});
+
+test("CommonJS require of ratebound/budget", () => {
+  const require = createRequire(import.meta.url);
+  const cjs = require("ratebound/budget");
+  assert.equal(typeof cjs.Budget, "function");
+});
