@@ -10,7 +10,7 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q " $WB"; then
   echo "==> cargo install wasm-bindgen-cli --version $WB"
   cargo install wasm-bindgen-cli --version "$WB"
 fi
-[ -d node/node_modules/miniflare ] && [ -d node/node_modules/binaryen ] || (cd node && npm ci --no-audit --no-fund)
+[ -d node/node_modules/miniflare ] && [ -d node/node_modules/binaryen ] && [ -d node/node_modules/typescript ] || (cd node && npm ci --no-audit --no-fund)
 rm -rf node/dist
 # Two modules: the limiters (`ratebound`, kept small) and budget windows
 # (`ratebound/budget`, which carries a JSON codec).

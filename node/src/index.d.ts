@@ -44,6 +44,8 @@ export class TokenBucket {
   refund(options?: { amount?: number; now?: number }): Decision;
   exportState(): TokenBucketState;
   importState(state: TokenBucketState): this;
+  isIdle(options?: NowOption): boolean;
+  free(): void;
 }
 
 export interface WindowConfig {
@@ -53,13 +55,29 @@ export interface WindowConfig {
   windowMs: number;
 }
 
+export interface NowOption {
+  /** The current time in ms since the epoch (default `Date.now()`). */
+  now?: number;
+}
+
+/** The state of a window limiter: plain JSON-serializable data. */
+export interface WindowState {
+  v: 1;
+  data: number[];
+}
+
 /** An exact sliding log (remembers up to `slots` admissions: 8, 64 (default) or 256). */
 export class SlidingLog {
   constructor(config: WindowConfig & { slots?: 8 | 64 | 256 });
   readonly config: Readonly<WindowConfig>;
   check(options?: CheckOptions): Decision;
   peek(options?: CheckOptions): Decision;
-  exportState(): { v: 1; data: number[] };
+  exportState(): WindowState;
+  importState(state: WindowState): this;
+  /** True when nothing counts any more: dropping it grants nothing. */
+  isIdle(options?: NowOption): boolean;
+  /** Free the wasm memory now (otherwise the garbage collector does). */
+  free(): void;
 }
 
 /** An O(1) sliding window counter. */
@@ -68,7 +86,101 @@ export class SlidingWindow {
   readonly config: Readonly<WindowConfig>;
   check(options?: CheckOptions): Decision;
   peek(options?: CheckOptions): Decision;
-  exportState(): { v: 1; data: number[] };
+  exportState(): WindowState;
+  importState(state: WindowState): this;
+  isIdle(options?: NowOption): boolean;
+  free(): void;
+}
+
+export type Limiter = TokenBucket | SlidingLog | SlidingWindow;
+
+export interface BackoffConfig {
+  /** The first delay (default 1000 ms). */
+  initialMs?: number;
+  /** The largest delay, and the largest server hint obeyed (default 30000 ms). */
+  capMs?: number;
+  /** Growth per retry, ≥ 1 (default 2; kept to 1/1000). */
+  factor?: number;
+  /** Default "full". */
+  jitter?: "none" | "full" | "equal" | "decorrelated";
+  /** Default 3; `Infinity` or `null` for no limit. */
+  maxRetries?: number | null;
+  /** Give up when the next retry would start later than this after the start. */
+  maxElapsedMs?: number | null;
+}
+
+export type RetryStep =
+  | { retry: true; delayMs: number; retryAt: number; attempt: number }
+  | { retry: false; reason: "max_retries" | "max_elapsed" | "hint_beyond_cap" | "retry_budget"; attempt: number };
+
+/** Exponential backoff with jitter (the seed's default: 1 s doubling to 30 s, full jitter, 3 retries). */
+export class Backoff {
+  constructor(config?: BackoffConfig);
+  readonly config: Readonly<Required<BackoffConfig>>;
+  /** A new retry sequence; an integer `seed` makes the jitter repeatable. */
+  start(options?: NowOption & { seed?: number }): RetrySequence;
+}
+
+/** One retry sequence: call `next()` after each failure. */
+export class RetrySequence {
+  next(options?: NowOption & { hintMs?: number | null; budget?: RetryBudget }): RetryStep;
+  free(): void;
+}
+
+/** A gRPC-style retry budget: failures spend a token, successes earn `tokenRatio` back; retries only above half. */
+export class RetryBudget {
+  constructor(config?: { maxTokens?: number; tokenRatio?: number });
+  readonly tokens: number;
+  canRetry(): boolean;
+  onFailure(): boolean;
+  onSuccess(): void;
+  exportState(): { v: 1; spentMilli: number };
+  importState(state: { v: 1; spentMilli: number }): this;
+  free(): void;
+}
+
+export interface RetryOptions<E = unknown> {
+  backoff?: Backoff;
+  budget?: RetryBudget;
+  /** Default: every error is retryable. */
+  retryable?: (error: E) => boolean;
+  /** A server hint (e.g. from Retry-After) as a minimum wait. */
+  hintMs?: (error: E) => number | undefined;
+  onRetry?: (event: { error: E; delayMs: number; retryAt: number; attempt: number }) => void;
+  signal?: AbortSignal;
+  seed?: number;
+}
+
+/** Run `op` until it succeeds or the backoff gives up (the error then has `retryGaveUp`). */
+export function retry<T, E = unknown>(op: () => Promise<T>, options?: RetryOptions<E>): Promise<T>;
+
+export interface PolicyDecision extends Decision {
+  /** The index of the member that binds (denies, or has least left). */
+  binding: number;
+  /** Each member's own decision. */
+  decisions: Decision[];
+}
+
+/** Several limits checked all-or-nothing. */
+export class Policy {
+  constructor(members: Array<Limiter | { limiter: Limiter; cost?: number }>);
+  check(options?: CheckOptions): PolicyDecision;
+  peek(options?: CheckOptions): PolicyDecision;
+}
+
+/** Thrown by `KeyedLimiter.check` when the store is full under `onFull: "deny"`. */
+export class StoreFullError extends Error {
+  readonly code: "store_full";
+}
+
+/** One limiter per key, in bounded memory. */
+export class KeyedLimiter<L extends Limiter = Limiter> {
+  constructor(make: () => L, config?: { maxKeys?: number; onFull?: "deny" | "evictLru"; maxKeyLength?: number });
+  readonly size: number;
+  check(key: string, options?: CheckOptions): Decision;
+  peek(key: string, options?: CheckOptions): Decision;
+  /** Drop every idle key; returns how many. */
+  evictIdle(options?: NowOption): number;
 }
 
 /** The low-level wasm classes (times in µs), for replaying traces. */
