@@ -43,3 +43,49 @@ test("a Worker with a Durable Object enforces the limit across requests", async 
     await mf.dispose();
   }
 });
+
+test("a Worker keeps an LLM token budget per user in a Durable Object (ratebound/budget)", async () => {
+  const mf = new Miniflare({
+    modules: true,
+    modulesRoot: root,
+    scriptPath: fileURLToPath(new URL("../examples/worker/budget-worker.js", import.meta.url)),
+    modulesRules: [
+      { type: "ESModule", include: ["**/*.js"] },
+      { type: "CompiledWasm", include: ["**/*.wasm"] },
+    ],
+    compatibilityDate: "2025-01-01",
+    durableObjects: { BUDGET: "UserBudget" },
+    host: "127.0.0.1",
+  });
+  try {
+    const call = async (q) => {
+      const r = await mf.dispatchFetch(`http://127.0.0.1/?${q}`);
+      return { status: r.status, body: await r.json() };
+    };
+    // Estimates of 3000 settle at 2000 actual: 4 calls use 8000 tokens; the
+    // 5th estimate of 3000 no longer fits, one of 2000 does.
+    const got = [];
+    for (let i = 0; i < 4; i++) got.push(await call("user=ann&estimate=3000&used=2000"));
+    assert.equal((await call("user=ann&estimate=3000")).status, 429);
+    got.push(await call("user=ann&estimate=2000"));
+    assert.deepEqual(got.map((r) => r.status), [200, 200, 200, 200, 200]);
+    assert.deepEqual(got[0].body.charged, { requests: 1, tokens: 2000, cost: 20000 });
+    // The 80% alert fired once, on the call that crossed 8000 tokens.
+    assert.deepEqual(got.map((r) => r.body.alerts.length), [0, 0, 0, 1, 0]);
+    const denied = await call("user=ann&estimate=1");
+    assert.equal(denied.status, 429);
+    assert.equal(denied.body.reason, "limit");
+    assert.equal(denied.body.limitIndex, 0);
+    // Usage survived in Durable Object storage across requests.
+    const st = await call("user=ann&status=1");
+    assert.equal(st.body.limits[0].used, 10_000);
+    assert.equal(st.body.limits[1].used, 100_000);
+    // Another user has their own budget; an impossible estimate is a clear error.
+    assert.equal((await call("user=ben&estimate=500")).status, 200);
+    const bad = await call("user=ben&estimate=20000");
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.code, "exceeds_limit");
+  } finally {
+    await mf.dispose();
+  }
+});
