@@ -88,6 +88,10 @@ say "wasm + npm package: build (pinned wasm-bindgen-cli, wasm-opt from npm binar
 node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' \
   || { echo "Node >= 20.19 is required for the npm package tests"; exit 1; }
 bash scripts/build-npm.sh
+say "wasm-bindgen-test: the wasm classes in a real wasm runtime (Node)"
+CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+  cargo test -q -p ratebound-wasm --target wasm32-unknown-unknown --all-features
+say "node --test (API, fixture replay, TypeScript types, real workerd)"
 (cd node && node --test test/)
 
 say "examples: core tour, std limiter / keyed / retry / budget_manager, the demo gateway"

@@ -1,0 +1,95 @@
+//! The wasm classes themselves, in a real wasm runtime (Node, through
+//! `wasm-bindgen-test-runner`): odd numbers from JavaScript saturate safely
+//! and never grant capacity, malformed states are refused whole, and config
+//! errors name their field.
+#![cfg(target_arch = "wasm32")]
+
+use ratebound_wasm::{Backoff, Gcra, RetryBudget, SlidingCounter, SlidingLog};
+use wasm_bindgen::JsValue;
+use wasm_bindgen_test::wasm_bindgen_test;
+
+const NOW: f64 = 1.79e15; // µs
+
+#[wasm_bindgen_test]
+fn odd_costs_never_grant_capacity() {
+    let mut g = Gcra::new(3.0, 1.0, 1e6).unwrap();
+    // NaN and negatives saturate to 0 (a no-op check), huge to u64::MAX (never fits).
+    assert_eq!(g.check(NOW, f64::NAN), 1);
+    assert_eq!(g.remaining(), 3.0);
+    assert_eq!(g.check(NOW, -5.0), 1);
+    assert_eq!(g.remaining(), 3.0);
+    assert_eq!(g.check(NOW, f64::INFINITY), -1);
+    assert_eq!(g.check(NOW, 1e300), -1);
+    assert_eq!(g.check(NOW, 3.0), 1);
+    assert_eq!(g.check(NOW, 1.0), 0);
+    // A clock far in the past or NaN does not refill anything.
+    assert_eq!(g.check(0.0, 1.0), 0);
+    assert_eq!(g.check(f64::NAN, 1.0), 0);
+    assert!(g.retry_at() > NOW, "a denial always says to wait");
+}
+
+#[wasm_bindgen_test]
+fn config_errors_name_the_field() {
+    let field = |e: JsValue| e.as_string().unwrap_or_default();
+    assert_eq!(field(Gcra::new(0.0, 1.0, 1e6).err().unwrap()), "capacity");
+    assert_eq!(field(Gcra::new(1.0, 1.0, 0.0).err().unwrap()), "period");
+    assert_eq!(field(SlidingLog::new(1.0, 1e6, 7.0).err().unwrap()), "slots");
+    assert_eq!(field(SlidingCounter::new(0.0, 1e6).err().unwrap()), "limit");
+    assert_eq!(field(Backoff::new(10.0, 5.0, 2, 1, 1, 3.0, 0.0).err().unwrap()), "initial");
+    assert_eq!(field(Backoff::new(1.0, 5.0, 2, 1, 9, 3.0, 0.0).err().unwrap()), "jitter");
+    assert!(RetryBudget::new(0, 100).is_err());
+}
+
+#[wasm_bindgen_test]
+fn malformed_states_are_refused_whole() {
+    let mut g = Gcra::new(2.0, 1.0, 1e6).unwrap();
+    assert_eq!(g.check(NOW, 2.0), 1);
+    let saved = g.export_state();
+    for bad in [&[1.5, 0.0][..], &[f64::NAN, 0.0], &[-1.0, 0.0], &[9.1e15, 0.0], &[1.0], &[1.0, 2.0, 3.0]] {
+        assert!(!g.import_state(bad), "{bad:?}");
+        assert_eq!(g.export_state(), saved, "unchanged after {bad:?}");
+    }
+    let mut log = SlidingLog::new(2.0, 1e6, 8.0).unwrap();
+    assert_eq!(log.check(NOW, 1.0), 1);
+    let saved = log.export_state();
+    // Out of order, later than `last`, even length, too many entries.
+    for bad in [
+        vec![NOW, NOW, 1.0, NOW - 1.0, 1.0],
+        vec![NOW, NOW + 1.0, 1.0],
+        vec![NOW, NOW],
+        [NOW].into_iter().chain((0..9).flat_map(|_| [NOW, 1.0])).collect(),
+    ] {
+        assert!(!log.import_state(&bad), "{bad:?}");
+        assert_eq!(log.export_state(), saved);
+    }
+    assert!(log.import_state(&saved));
+}
+
+#[wasm_bindgen_test]
+fn backoff_codes_and_budget() {
+    let mut b = Backoff::new(100.0, 1000.0, 2, 1, 0, 2.0, 0.0).unwrap();
+    b.start(NOW, 1.0);
+    assert_eq!(b.next(NOW, -1.0), 1);
+    assert_eq!(b.next(NOW, 5000.0), 0); // hint beyond the cap
+    let mut budget = RetryBudget::new(2, 1000).unwrap();
+    let mut c = Backoff::new(100.0, 1000.0, 2, 1, 0, -1.0, 0.0).unwrap();
+    c.start(NOW, 1.0);
+    assert_eq!(c.next_with_budget(NOW, -1.0, &mut budget), 0); // 1 of 2 left: not above half
+    assert!(!budget.can_retry());
+    budget.on_success();
+    assert!(budget.can_retry());
+}
+
+#[wasm_bindgen_test]
+fn sliding_counter_idle_and_state() {
+    let mut k = SlidingCounter::new(10.0, 1e6).unwrap();
+    assert!(k.is_idle(NOW));
+    assert_eq!(k.check(NOW, 4.0), 1);
+    assert!(!k.is_idle(NOW));
+    assert!(k.is_idle(NOW + 2e6));
+    let s = k.export_state();
+    let mut k2 = SlidingCounter::new(10.0, 1e6).unwrap();
+    assert!(k2.import_state(&s));
+    assert_eq!(k2.check(NOW, 7.0), 0);
+    assert_eq!(k2.check(NOW, 6.0), 1);
+}
