@@ -21,5 +21,5 @@ build() { # features out-dir
   local w="node/dist/$2/ratebound_wasm_bg.wasm" j="node/dist/$2/ratebound_wasm.js"
   echo "$3: .wasm $(stat -c %s "$w") bytes raw, $(gzip -9c "$w" | wc -c) gzipped; JS glue $(stat -c %s "$j") raw, $(gzip -9c "$j" | wc -c) gzipped"
 }
-build "" web "ratebound (limiters)"
-build "--features budget" budget "ratebound/budget"
+build "--no-default-features" web "ratebound (limiters)"
+build "--no-default-features --features budget" budget "ratebound/budget"

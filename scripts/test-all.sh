@@ -36,6 +36,8 @@ cargo fmt --all -- --check
 
 say "cargo clippy (all targets, all features, -D warnings)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+cargo clippy -p ratebound-wasm --target wasm32-unknown-unknown --no-default-features --features budget -- -D warnings
 
 say "cargo test --workspace --all-features"
 cargo test --workspace --all-features
@@ -90,7 +92,7 @@ node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.ex
 bash scripts/build-npm.sh
 say "wasm-bindgen-test: the wasm classes in a real wasm runtime (Node)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-  cargo test -q -p ratebound-wasm --target wasm32-unknown-unknown --all-features
+  cargo test -p ratebound-wasm --target wasm32-unknown-unknown --all-features
 say "node --test (API, fixture replay, TypeScript types, real workerd)"
 (cd node && node --test test/)
 

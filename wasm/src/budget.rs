@@ -3,6 +3,9 @@
 //! state, JSON out for results, in exactly the shapes of the core trace
 //! fixtures (`fixtures/README.md`): `{"ok": …}` or `{"error": "<code>"}`.
 
+use alloc::boxed::Box;
+use alloc::string::{String, ToString};
+
 use ratebound_core::budget::{
     Admission, Budget as CoreBudget, BudgetConfig, BudgetState, Reservation, Usage,
 };

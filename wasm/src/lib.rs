@@ -8,6 +8,26 @@
 //! Status codes returned by `check`-like methods: `1` allowed, `0` denied,
 //! `-1` the cost can never fit (an error, not a denial).
 
+#![cfg_attr(all(target_arch = "wasm32", not(feature = "std")), no_std)]
+
+extern crate alloc;
+
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+
+// Without std on wasm32: a small allocator, and panics trap (core never
+// panics on input; this is for bugs only, and keeps `core::fmt` out).
+#[cfg(all(target_arch = "wasm32", not(feature = "std")))]
+#[global_allocator]
+static ALLOC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
+#[cfg(all(target_arch = "wasm32", not(feature = "std"), not(test)))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    core::arch::wasm32::unreachable()
+}
+
 use ratebound_core::{
     ConfigError, CostError, Decision, Duration, Gcra as CoreGcra, GcraState, Instant, Limiter,
     LogEntry, SlidingCounter as CoreCounter, SlidingCounterState, SlidingLog as CoreLog,
@@ -199,7 +219,7 @@ impl Gcra {
 decision_getters!(Gcra);
 
 fn valid(x: f64) -> bool {
-    x.is_finite() && x >= 0.0 && x.fract() == 0.0 && x <= 9_007_199_254_740_991.0
+    (0.0..=9_007_199_254_740_991.0).contains(&x) && (x as u64) as f64 == x
 }
 
 /// A sliding log of one of the supported slot counts.
