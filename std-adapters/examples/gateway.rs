@@ -146,12 +146,13 @@ async fn completions(State(gw): State<Arc<Gateway>>, body: Bytes) -> Response {
                     .with_log(&e)
                 })?;
                 if res.status().as_u16() == 429 || res.status().is_server_error() {
-                    let limits =
-                        UpstreamLimits::from_headers(res.headers(), std::time::SystemTime::now())
-                            .unwrap_or_else(|e| {
-                                tracing::warn!(error = %e, "ignoring a malformed upstream header");
-                                UpstreamLimits::default()
-                            });
+                    let (limits, errors) = UpstreamLimits::from_headers_lenient(
+                        res.headers(),
+                        std::time::SystemTime::now(),
+                    );
+                    for e in errors {
+                        tracing::warn!(error = %e, "ignoring a malformed upstream header");
+                    }
                     return Err(UpstreamError {
                         status: res.status(),
                         limits,

@@ -345,6 +345,17 @@ where
         self.apply_at(key, now, |l, s| f(l, s, now))
     }
 
+    /// Read `key`'s state at the clock's `now` (a fresh one if absent)
+    /// without changing anything, not even its recency.
+    pub fn inspect<R>(&self, key: &K, f: impl FnOnce(&L, &L::State, Instant) -> R) -> R {
+        let now = self.clock.now();
+        let shard = self.shard(key);
+        match shard.map.peek(key) {
+            Some(s) => f(&self.limiter, s, now),
+            None => f(&self.limiter, &L::State::default(), now),
+        }
+    }
+
     /// Run `f` on `key`'s state (created fresh if absent, not inserted).
     /// `f` runs under the shard's lock: it must not call back into this store.
     pub fn with_state<R>(&self, key: &K, f: impl FnOnce(&L, &mut L::State) -> R) -> R {

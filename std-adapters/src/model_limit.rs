@@ -7,10 +7,15 @@
 //!
 //! - **Total** counts every admitted request. `total_max = 0` means unlimited.
 //! - **Success** is *reserved at admission* and settled by the outcome: a
-//!   success keeps the slot, a failure (status ≥ 400, an error, a dropped
-//!   request) gives it back. So `N` concurrent requests against a success
-//!   limit of 10 admit exactly 10, where checking before and counting after
-//!   lets all of them through.
+//!   request is admitted only if the success bucket holds a token for it
+//!   and for every request still in flight; a success then takes its token,
+//!   a failure (status ≥ 400, an error, a dropped request) takes none. So
+//!   `N` concurrent requests against a success limit of 10 admit exactly
+//!   10, where checking before and counting after lets all of them through.
+//!   Nothing is ever refunded into the bucket, so a request that settles
+//!   late (even after a whole period) cannot add capacity.
+//! - Names are bounded ([`MAX_NAME_LEN`] bytes) and `allowed_models` can
+//!   restrict models, so clients cannot fill the store with made-up keys.
 //! - Both counts are token buckets (core's exact GCRA) of `max` that refill
 //!   `max` per period: at most `max` at once, and `max` per period sustained
 //!   — the seed's Redis token bucket. Because a bucket refills continuously,
@@ -109,28 +114,52 @@ pub struct ModelLimitConfig {
     /// Whose count a request uses.
     #[serde(default)]
     pub key_by: KeyBy,
+    /// When not empty, only these models are served; others are refused
+    /// (a client cannot create counts, and fill the store, with made-up names).
+    #[serde(default)]
+    pub allowed_models: Vec<String>,
 }
+
+/// The longest model name or subject (user id, group) accepted, in bytes.
+pub const MAX_NAME_LEN: usize = 256;
 
 fn enabled_default() -> bool {
     true
 }
 
+const PAIRS: &str =
+    "expected an object of \"name\": [total, success] pairs, or that object as a JSON string";
+
 fn pairs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, [i64; 2]>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Form {
-        Map(BTreeMap<String, [i64; 2]>),
-        Json(String),
+    struct Pairs;
+    impl<'de> serde::de::Visitor<'de> for Pairs {
+        type Value = BTreeMap<String, [i64; 2]>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(PAIRS)
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            if s.trim().is_empty() {
+                return Ok(BTreeMap::new());
+            }
+            serde_json::from_str(s).map_err(|e| E::custom(format_args!("{PAIRS}: {e}")))
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(name) = map.next_key::<String>()? {
+                let pair = map.next_value::<[i64; 2]>().map_err(|e| {
+                    serde::de::Error::custom(format_args!(
+                        "{name:?}: expected [total, success], two integers: {e}"
+                    ))
+                })?;
+                out.insert(name, pair);
+            }
+            Ok(out)
+        }
     }
-    match Form::deserialize(d)? {
-        Form::Map(m) => Ok(m),
-        Form::Json(s) if s.trim().is_empty() => Ok(BTreeMap::new()),
-        Form::Json(s) => serde_json::from_str(&s).map_err(|e| {
-            serde::de::Error::custom(format_args!(
-                "expected a JSON object of \"name\": [total, success] pairs: {e}"
-            ))
-        }),
-    }
+    d.deserialize_any(Pairs)
 }
 
 impl ModelLimitConfig {
@@ -203,13 +232,18 @@ pub struct ModelQuota {
     success: Gcra,
 }
 
-/// The state of one key under a [`ModelQuota`]: both buckets.
+/// The state of one key under a [`ModelQuota`]: both buckets, and the
+/// admitted requests whose outcome is not known yet.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelState {
     /// The total count's bucket.
     pub total: GcraState,
-    /// The success count's bucket.
+    /// The success count's bucket: charged when a success settles.
     pub success: GcraState,
+    /// Admitted requests not settled yet; each holds one success token in
+    /// reserve (the bucket must cover all of them plus a new one to admit).
+    #[serde(default)]
+    pub inflight: u64,
 }
 
 /// One admission decision: the success count's and (when limited) the total's.
@@ -322,45 +356,66 @@ impl ModelQuota {
     }
 
     /// Admit one request if both counts allow it (all or nothing): take one
-    /// from the total count and reserve one success.
+    /// from the total count and reserve one success — the success bucket
+    /// must hold a token for every request in flight plus this one.
     pub fn admit(&self, state: &mut ModelState, now: Instant) -> ModelDecision {
         let total = self.total.map(|g| one(&g, &mut state.total, now, false));
-        let success = one(&self.success, &mut state.success, now, false);
-        let d = ModelDecision {
-            total,
-            success,
-            now,
-        };
-        if !d.allowed() {
+        let success = self.success_view(state, now, 1);
+        if !(success.allowed && total.is_none_or(|t| t.allowed)) {
             // Report the counts as they stand (nothing was taken), not as
             // they would be had the request been admitted.
             return ModelDecision {
-                total: total.map(|t| {
-                    if t.allowed {
-                        self.total.map_or(t, |g| current(&g, &state.total, now))
-                    } else {
-                        t
-                    }
+                total: total.map(|t| match self.total {
+                    Some(g) if t.allowed => current(&g, &state.total, now),
+                    _ => t,
                 }),
                 success: if success.allowed {
-                    current(&self.success, &state.success, now)
+                    self.success_view(state, now, 0)
                 } else {
                     success
                 },
                 now,
             };
         }
+        state.inflight = state.inflight.saturating_add(1);
         ModelDecision {
             total: self.total.map(|g| one(&g, &mut state.total, now, true)),
-            success: one(&self.success, &mut state.success, now, true),
+            success,
             now,
         }
     }
 
-    /// Settle an admitted request: a failure gives its success slot back.
+    /// The success bucket as seen by a new request: as if every request in
+    /// flight plus `extra` more had succeeded.
+    fn success_view(&self, state: &ModelState, now: Instant, extra: u64) -> Decision {
+        let cap = self.success.capacity();
+        let want = state.inflight.saturating_add(extra);
+        let mut copy = state.success;
+        let d = one_cost(&self.success, &mut copy, now, want.min(cap));
+        if want <= cap {
+            return d;
+        }
+        // More in flight than the bucket holds: a new request waits for one
+        // of them to settle, so no sooner than one refill interval.
+        let interval = Duration::from_micros(self.success.period().as_micros().div_ceil(cap));
+        Decision {
+            allowed: false,
+            remaining: 0,
+            limit: cap,
+            reset_at: d.reset_at.max(now.saturating_add(interval)),
+            retry_at: d.retry_at.max(now.saturating_add(interval)),
+        }
+    }
+
+    /// Settle an admitted request: a success takes its token from the
+    /// bucket; a failure only frees its reservation. Nothing is ever given
+    /// back to the bucket, so a late settlement cannot add capacity.
     pub fn settle(&self, state: &mut ModelState, now: Instant, outcome: Outcome) {
-        if outcome == Outcome::Failure {
-            self.success.refund(&mut state.success, now, 1);
+        state.inflight = state.inflight.saturating_sub(1);
+        if outcome == Outcome::Success {
+            // Admission reserved this token, so it is there (a state created
+            // afresh meanwhile is full); should it not be, nothing is granted.
+            let _ = self.success.check(&mut state.success, now, 1);
         }
     }
 
@@ -423,7 +478,8 @@ impl Limiter for ModelQuota {
         Ok(ModelQuota::peek(self, state, now).binding().1)
     }
     fn is_idle(&self, state: &ModelState, now: Instant) -> bool {
-        self.success.is_full(&state.success, now)
+        state.inflight == 0
+            && self.success.is_full(&state.success, now)
             && self.total.is_none_or(|g| g.is_full(&state.total, now))
     }
 }
@@ -648,6 +704,19 @@ pub enum AdmitError {
     /// The keyed store is full of active keys (see [`KeyedConfig`]).
     #[error(transparent)]
     Store(#[from] AcquireError),
+    /// The model is not in `allowed_models`.
+    #[error("model {0:?} is not served here")]
+    UnknownModel(String),
+    /// A model name, user id or group longer than [`MAX_NAME_LEN`] bytes, or empty.
+    #[error("{0} must be 1 to 256 bytes")]
+    BadName(&'static str),
+}
+
+impl AdmitError {
+    /// True when the request itself is at fault (answer 400), not the server.
+    pub fn is_client_error(&self) -> bool {
+        !matches!(self, AdmitError::Store(_))
+    }
 }
 
 impl<C: Clock + Clone> ModelLimiter<C> {
@@ -679,10 +748,12 @@ impl<C: Clock + Clone> ModelLimiter<C> {
     }
 
     /// The key `who` and `model` count under.
+    /// Users and groups live in separate key spaces (`u:` / `g:`), so a user
+    /// named like a group never shares its count.
     pub fn key_for(&self, who: &Identity, model: &str) -> ModelKey {
-        let subject = match self.limits.config.key_by {
-            KeyBy::Group => who.group().unwrap_or(&who.user_id),
-            KeyBy::User => &who.user_id,
+        let subject = match (self.limits.config.key_by, who.group()) {
+            (KeyBy::Group, Some(g)) => format!("g:{g}"),
+            _ => format!("u:{}", who.user_id),
         };
         ModelKey {
             subject: subject.into(),
@@ -690,10 +761,29 @@ impl<C: Clock + Clone> ModelLimiter<C> {
         }
     }
 
+    fn validate(&self, who: &Identity, model: &str) -> Result<(), AdmitError> {
+        let ok = |s: &str| !s.is_empty() && s.len() <= MAX_NAME_LEN;
+        if !ok(model) {
+            return Err(AdmitError::BadName("model"));
+        }
+        if !ok(&who.user_id) {
+            return Err(AdmitError::BadName("user id"));
+        }
+        if who.group().is_some_and(|g| g.len() > MAX_NAME_LEN) {
+            return Err(AdmitError::BadName("group"));
+        }
+        let allowed = &self.limits.config.allowed_models;
+        if !allowed.is_empty() && !allowed.iter().any(|m| m == model) {
+            return Err(AdmitError::UnknownModel(model.to_owned()));
+        }
+        Ok(())
+    }
+
     /// Admit one request by `who` for `model`, reserving a success slot.
     /// Settle it with [`settle`](ModelLimiter::settle) once the outcome is
     /// known (dropping it counts as a failure).
     pub fn admit(&self, who: &Identity, model: &str) -> Result<Admission<C>, AdmitError> {
+        self.validate(who, model)?;
         let (i, quota) = self.limits.quota_for(who, model);
         let key = self.key_for(who, model);
         let store = self
@@ -715,7 +805,7 @@ impl<C: Clock + Clone> ModelLimiter<C> {
         let (i, _) = self.limits.quota_for(who, model);
         let key = self.key_for(who, model);
         let store = self.stores.by_quota.get(i)?;
-        store.update(&key, |q, st, now| q.peek(st, now)).ok()
+        Some(store.inspect(&key, |q, st, now| q.peek(st, now)))
     }
 
     /// Settle an admission with its outcome.

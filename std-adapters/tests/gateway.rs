@@ -17,10 +17,11 @@ use ratebound_std::http::layer::{FromExtensions, ModelLimitLayer};
 use ratebound_std::keyed::KeyedConfig;
 use ratebound_std::model_limit::{Identity, ModelLimitConfig, ModelLimitError, ModelLimiter};
 
-/// Requests that reached the upstream.
+/// Requests that reached the upstream, and decisions the layer made.
 #[derive(Clone, Default)]
 struct Upstream {
     calls: Arc<AtomicUsize>,
+    decided: Arc<AtomicUsize>,
 }
 
 /// The fake upstream: answers `x-upstream-status` (default 200) after
@@ -38,6 +39,16 @@ async fn upstream(
     };
     if let Some(ms) = num("x-upstream-delay-ms") {
         tokio::time::sleep(StdDuration::from_millis(ms)).await;
+    }
+    // Hold every admitted request until the layer has decided `n` requests:
+    // concurrency tests then do not depend on arrival timing.
+    if let Some(n) = num("x-upstream-wait-decisions") {
+        let deadline = tokio::time::Instant::now() + StdDuration::from_secs(20);
+        while u.decided.load(Ordering::SeqCst) < n as usize
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(StdDuration::from_millis(2)).await;
+        }
     }
     let status = StatusCode::from_u16(num("x-upstream-status").unwrap_or(200) as u16).unwrap();
     (status, r#"{"choices":[]}"#)
@@ -84,11 +95,17 @@ async fn serve(
 ) -> Server {
     let clock = ManualClock::new(Instant::from_secs(1_000_000));
     let limiter = Arc::new(ModelLimiter::new(cfg, store, clock.clone()).unwrap());
-    let layer = tune(ModelLimitLayer::new(
-        limiter,
-        FromExtensions::new().with_model_header(axum::http::HeaderName::from_static("x-model")),
-    ));
     let up = Upstream::default();
+    let decided = Arc::clone(&up.decided);
+    let layer = tune(
+        ModelLimitLayer::new(
+            limiter,
+            FromExtensions::new().with_model_header(axum::http::HeaderName::from_static("x-model")),
+        )
+        .on_decision(move |_| {
+            decided.fetch_add(1, Ordering::SeqCst);
+        }),
+    );
     let app = Router::new()
         .route("/v1/chat/completions", post(upstream))
         .layer(layer)
@@ -277,15 +294,18 @@ async fn fifty_concurrent_requests_yield_exactly_ten_successes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_failures_give_their_slots_back() {
     // 20 concurrent failing requests against success 5: only 5 can be in
-    // flight at once, but each failure frees its slot, so all later
-    // sequential successes still get the full 5.
+    // flight at once (all 20 are decided before any finishes), but each
+    // failure frees its slot, so later successes still get the full 5.
     let cfg = config("period_minutes = 60\nsuccess_max = 5\n");
     let s = Arc::new(serve(cfg, KeyedConfig::default(), |l| l).await);
     let mut tasks = Vec::new();
     for _ in 0..20 {
         let s = Arc::clone(&s);
         tasks.push(tokio::spawn(async move {
-            let h = [("x-upstream-delay-ms", "200"), ("x-upstream-status", "500")];
+            let h = [
+                ("x-upstream-wait-decisions", "20"),
+                ("x-upstream-status", "500"),
+            ];
             s.send("alice", "gpt-4", &h).await.status().as_u16()
         }));
     }
@@ -507,4 +527,270 @@ fn malformed_configs_name_what_is_wrong() {
         r#"{"period_minutes": 1, "success_max": 1, "groups": ""}"#
     )
     .is_ok());
+}
+
+// ------------------------------------------------- without HTTP: settlement
+
+use ratebound_std::model_limit::Outcome;
+use tower::{Layer, Service, ServiceExt};
+
+fn limiter(toml: &str) -> (Arc<ModelLimiter<ManualClock>>, ManualClock) {
+    let clock = ManualClock::new(Instant::from_secs(1_000_000));
+    (
+        Arc::new(ModelLimiter::new(config(toml), KeyedConfig::default(), clock.clone()).unwrap()),
+        clock,
+    )
+}
+
+fn success_left(l: &ModelLimiter<ManualClock>, who: &Identity) -> u64 {
+    l.peek(who, "m").unwrap().success.remaining
+}
+
+#[test]
+fn a_late_failure_adds_no_capacity() {
+    // The reviewer's case: success 1 per minute; A is admitted and fails
+    // 62 s later. While A is in flight nobody else gets its slot, and when
+    // it fails nothing is added on top of what refilled.
+    let (l, clock) = limiter("period_minutes = 1\nsuccess_max = 1");
+    let who = Identity::user("u");
+    let a = l.admit(&who, "m").unwrap();
+    assert!(a.allowed());
+    clock.advance(Duration::from_secs(61));
+    assert!(
+        !l.admit(&who, "m").unwrap().allowed(),
+        "A still holds the only slot"
+    );
+    clock.advance(Duration::from_secs(1));
+    a.settle(Outcome::Failure);
+    let c = l.admit(&who, "m").unwrap();
+    assert!(c.allowed());
+    assert!(!l.admit(&who, "m").unwrap().allowed(), "one slot, not two");
+    c.settle(Outcome::Success);
+    assert!(!l.admit(&who, "m").unwrap().allowed());
+}
+
+#[test]
+fn held_admissions_cannot_bank_successes() {
+    // Hold 10 admissions for 3 minutes, then fail them all: at one instant
+    // at most success_max (10) successes are possible, never 40.
+    let (l, clock) = limiter("period_minutes = 1\nsuccess_max = 10");
+    let who = Identity::user("u");
+    let held: Vec<_> = (0..10).map(|_| l.admit(&who, "m").unwrap()).collect();
+    assert!(held.iter().all(|a| a.allowed()));
+    for _ in 0..18 {
+        clock.advance(Duration::from_secs(10));
+        assert!(
+            !l.admit(&who, "m").unwrap().allowed(),
+            "all 10 slots are reserved"
+        );
+    }
+    drop(held); // failures (e.g. clients that went away)
+    let mut successes = 0;
+    loop {
+        let a = l.admit(&who, "m").unwrap();
+        if !a.allowed() {
+            break;
+        }
+        a.settle(Outcome::Success);
+        successes += 1;
+    }
+    assert_eq!(successes, 10);
+}
+
+#[test]
+fn unsettled_keys_are_not_evicted_as_idle() {
+    let clock = ManualClock::new(Instant::from_secs(1_000_000));
+    let store = KeyedConfig::default().with_max_keys(1).with_shards(1);
+    let l = ModelLimiter::new(
+        config("period_minutes = 1\nsuccess_max = 1"),
+        store,
+        clock.clone(),
+    )
+    .unwrap();
+    let a = l.admit(&Identity::user("a"), "m").unwrap();
+    clock.advance(Duration::from_secs(3600));
+    // a's bucket has long refilled, but its request is in flight: b must not take its place.
+    assert!(l.admit(&Identity::user("b"), "m").is_err());
+    a.settle(Outcome::Success);
+    clock.advance(Duration::from_secs(3600));
+    assert!(l.admit(&Identity::user("b"), "m").unwrap().allowed());
+}
+
+async fn pending_forever(
+    _: axum::http::Request<String>,
+) -> Result<axum::http::Response<String>, std::convert::Infallible> {
+    std::future::pending().await
+}
+
+#[tokio::test]
+async fn a_dropped_request_gives_its_slot_back() {
+    let (l, _) = limiter("period_minutes = 60\nsuccess_max = 1");
+    let layer = ModelLimitLayer::new(Arc::clone(&l), |_: &axum::http::Request<String>| {
+        Ok(Some(ratebound_std::http::layer::Subject {
+            identity: Identity::user("u"),
+            model: "m".into(),
+        }))
+    });
+    let mut svc = layer.layer(tower::service_fn(pending_forever));
+    let fut = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(axum::http::Request::new(String::new()));
+    assert!(
+        tokio::time::timeout(StdDuration::from_millis(20), fut)
+            .await
+            .is_err(),
+        "still pending"
+    );
+    // The future was dropped mid-flight (a client that went away): the
+    // reservation is released, the bucket untouched.
+    assert_eq!(
+        success_left(&l, &Identity::user("u")),
+        0,
+        "a peek of one more takes the only token"
+    );
+    assert!(l.peek(&Identity::user("u"), "m").unwrap().allowed());
+}
+
+#[tokio::test]
+async fn an_inner_error_or_a_shadow_failure_uses_no_success() {
+    let (l, _) = limiter("period_minutes = 60\nsuccess_max = 1");
+    let subject = |_: &axum::http::Request<String>| {
+        Ok(Some(ratebound_std::http::layer::Subject {
+            identity: Identity::user("u"),
+            model: "m".into(),
+        }))
+    };
+    let failing = tower::service_fn(|_: axum::http::Request<String>| async {
+        Err::<axum::http::Response<String>, _>(std::io::Error::other("upstream unreachable"))
+    });
+    let mut svc = ModelLimitLayer::new(Arc::clone(&l), subject).layer(failing);
+    for _ in 0..3 {
+        let r = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(axum::http::Request::new(String::new()))
+            .await;
+        assert!(r.is_err(), "the error passes through");
+    }
+    assert!(
+        l.peek(&Identity::user("u"), "m").unwrap().allowed(),
+        "errors settled as failures"
+    );
+
+    let answering = |status: u16| {
+        tower::service_fn(move |_: axum::http::Request<String>| async move {
+            let mut r = axum::http::Response::new(String::new());
+            *r.status_mut() = StatusCode::from_u16(status).unwrap();
+            Ok::<_, std::convert::Infallible>(r)
+        })
+    };
+    let mut shadow = ModelLimitLayer::new(Arc::clone(&l), subject)
+        .shadow(true)
+        .layer(answering(503));
+    for _ in 0..3 {
+        let r = shadow
+            .ready()
+            .await
+            .unwrap()
+            .call(axum::http::Request::new(String::new()))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503);
+    }
+    assert!(
+        l.peek(&Identity::user("u"), "m").unwrap().allowed(),
+        "shadow failures used nothing"
+    );
+    let mut ok = ModelLimitLayer::new(Arc::clone(&l), subject).layer(answering(200));
+    assert_eq!(
+        ok.ready()
+            .await
+            .unwrap()
+            .call(axum::http::Request::new(String::new()))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        ok.ready()
+            .await
+            .unwrap()
+            .call(axum::http::Request::new(String::new()))
+            .await
+            .unwrap()
+            .status(),
+        429
+    );
+}
+
+#[tokio::test]
+async fn unknown_models_and_oversized_names_are_refused() {
+    let cfg =
+        config("period_minutes = 1\nsuccess_max = 5\nallowed_models = [\"gpt-4\", \"claude-3\"]");
+    let s = serve(cfg, KeyedConfig::default(), |l| l).await;
+    assert_eq!(s.send("alice", "gpt-4", &[]).await.status(), 200);
+    let res = s.send("alice", "made-up-1", &[]).await;
+    assert_eq!(res.status(), 400);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("made-up-1"));
+    let s = serve(config(BASIC), KeyedConfig::default(), |l| l).await;
+    assert_eq!(s.send("alice", &"m".repeat(257), &[]).await.status(), 400);
+    assert_eq!(s.send("alice", &"m".repeat(256), &[]).await.status(), 200);
+    assert_eq!(s.send(&"u".repeat(300), "m", &[]).await.status(), 400);
+    // A model header that is not visible ASCII is named as such.
+    let res = s
+        .client
+        .post(format!("{}/v1/chat/completions", s.url))
+        .header("authorization", "Bearer alice")
+        .header(
+            "x-model",
+            reqwest::header::HeaderValue::from_bytes(b"gpt-\xff").unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("ASCII"));
+    assert_eq!(s.calls(), 1, "only the 256-byte model reached the upstream");
+}
+
+#[tokio::test]
+async fn group_keys_never_collide_with_user_ids() {
+    let cfg = config("period_minutes = 1\nsuccess_max = 2\nkey_by = \"group\"");
+    let s = serve(cfg, KeyedConfig::default(), |l| l).await;
+    let team = [("x-group", "team")];
+    // Two members of "team" share one count...
+    assert_eq!(s.statuses(2, "ann", "m", &team).await, [200, 200]);
+    assert_eq!(s.statuses(1, "bob", "m", &team).await, [429]);
+    // ...and a user whose id is "team" has their own.
+    assert_eq!(s.statuses(2, "team", "m", &[]).await, [200, 200]);
+}
+
+#[test]
+fn map_form_config_errors_are_clear() {
+    let parse = |s: &str| ModelLimitConfig::from_toml(s).unwrap_err().to_string();
+    let m = parse("period_minutes = 1\nsuccess_max = 1\ngroups = { vip = [1] }");
+    assert!(
+        m.contains("groups") && m.contains("\"vip\"") && m.contains("[total, success]"),
+        "{m}"
+    );
+    let m = parse("period_minutes = 1\nsuccess_max = 1\ngroups = { vip = [1, \"x\"] }");
+    assert!(m.contains("\"vip\"") && m.contains("two integers"), "{m}");
+    let m = parse("period_minutes = 1\nsuccess_max = 1\ngroups = 5");
+    assert!(m.contains("groups") && m.contains("JSON string"), "{m}");
+    assert!(!m.contains("untagged"), "{m}");
+    let m = ModelLimitConfig::from_json(
+        r#"{"period_minutes": 1, "success_max": 1, "models": {"gpt-4": [1]}}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(m.contains("models") && m.contains("\"gpt-4\""), "{m}");
 }

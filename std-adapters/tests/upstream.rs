@@ -153,6 +153,73 @@ fn malformed_values_are_errors_naming_the_header() {
 }
 
 #[test]
+fn lenient_parsing_keeps_the_good_headers() {
+    let h = headers(&[
+        ("retry-after", "7"),
+        ("x-ratelimit-remaining-tokens", "lots"),
+        ("x-ratelimit-limit-requests", "100"),
+        ("anthropic-ratelimit-tokens-reset", "soon"),
+    ]);
+    let (l, errors) = UpstreamLimits::from_headers_lenient(&h, now());
+    assert_eq!(l.retry_after, Some(Duration::from_secs(7)));
+    assert_eq!(l.requests.limit, Some(100));
+    assert_eq!(l.tokens.remaining, None);
+    let mut named: Vec<_> = errors.iter().map(|e| e.header.as_str()).collect();
+    named.sort();
+    assert_eq!(
+        named,
+        [
+            "anthropic-ratelimit-tokens-reset",
+            "x-ratelimit-remaining-tokens"
+        ]
+    );
+    // The strict form refuses the same headers.
+    assert!(UpstreamLimits::from_headers(&h, now()).is_err());
+}
+
+#[test]
+fn rfc3339_offsets() {
+    let at = |v: &str| {
+        UpstreamLimits::from_headers(
+            &headers(&[("anthropic-ratelimit-requests-reset", v)]),
+            now(),
+        )
+        .map(|l| l.requests.reset_after)
+    };
+    // 21:00:00Z is "now".
+    assert_eq!(
+        at("2026-11-23T21:00:30Z"),
+        Ok(Some(Duration::from_secs(30)))
+    );
+    assert_eq!(
+        at("2026-11-23T16:00:30-05:00"),
+        Ok(Some(Duration::from_secs(30)))
+    );
+    assert_eq!(
+        at("2026-11-24T06:30:30+09:30"),
+        Ok(Some(Duration::from_secs(30)))
+    );
+    assert_eq!(
+        at("2026-11-23T21:00:30.250+00:00"),
+        Ok(Some(Duration::from_millis(30_250)))
+    );
+    assert_eq!(
+        at("2026-11-23T20:00:00Z"),
+        Ok(Some(Duration::ZERO)),
+        "a past reset means no wait"
+    );
+    for bad in [
+        "2026-11-23T21:00:30",
+        "2026-11-23T21:00:30+25:00",
+        "2026-11-23T21:00:30+0a:00",
+        "2026-11-23T21:00:61Z",
+        "+05:00",
+    ] {
+        assert!(at(bad).is_err(), "{bad:?} accepted");
+    }
+}
+
+#[test]
 fn classification_of_upstream_failures() {
     let err = |s: u16| UpstreamError {
         status: StatusCode::from_u16(s).unwrap(),

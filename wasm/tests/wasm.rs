@@ -33,10 +33,19 @@ fn config_errors_name_the_field() {
     let field = |e: JsValue| e.as_string().unwrap_or_default();
     assert_eq!(field(Gcra::new(0.0, 1.0, 1e6).err().unwrap()), "capacity");
     assert_eq!(field(Gcra::new(1.0, 1.0, 0.0).err().unwrap()), "period");
-    assert_eq!(field(SlidingLog::new(1.0, 1e6, 7.0).err().unwrap()), "slots");
+    assert_eq!(
+        field(SlidingLog::new(1.0, 1e6, 7.0).err().unwrap()),
+        "slots"
+    );
     assert_eq!(field(SlidingCounter::new(0.0, 1e6).err().unwrap()), "limit");
-    assert_eq!(field(Backoff::new(10.0, 5.0, 2, 1, 1, 3.0, 0.0).err().unwrap()), "initial");
-    assert_eq!(field(Backoff::new(1.0, 5.0, 2, 1, 9, 3.0, 0.0).err().unwrap()), "jitter");
+    assert_eq!(
+        field(Backoff::new(10.0, 5.0, 2, 1, 1, 3.0, 0.0).err().unwrap()),
+        "initial"
+    );
+    assert_eq!(
+        field(Backoff::new(1.0, 5.0, 2, 1, 9, 3.0, 0.0).err().unwrap()),
+        "jitter"
+    );
     assert!(RetryBudget::new(0, 100).is_err());
 }
 
@@ -45,7 +54,14 @@ fn malformed_states_are_refused_whole() {
     let mut g = Gcra::new(2.0, 1.0, 1e6).unwrap();
     assert_eq!(g.check(NOW, 2.0), 1);
     let saved = g.export_state();
-    for bad in [&[1.5, 0.0][..], &[f64::NAN, 0.0], &[-1.0, 0.0], &[9.1e15, 0.0], &[1.0], &[1.0, 2.0, 3.0]] {
+    for bad in [
+        &[1.5, 0.0][..],
+        &[f64::NAN, 0.0],
+        &[-1.0, 0.0],
+        &[9.1e15, 0.0],
+        &[1.0],
+        &[1.0, 2.0, 3.0],
+    ] {
         assert!(!g.import_state(bad), "{bad:?}");
         assert_eq!(g.export_state(), saved, "unchanged after {bad:?}");
     }
@@ -57,7 +73,10 @@ fn malformed_states_are_refused_whole() {
         vec![NOW, NOW, 1.0, NOW - 1.0, 1.0],
         vec![NOW, NOW + 1.0, 1.0],
         vec![NOW, NOW],
-        [NOW].into_iter().chain((0..9).flat_map(|_| [NOW, 1.0])).collect(),
+        [NOW]
+            .into_iter()
+            .chain((0..9).flat_map(|_| [NOW, 1.0]))
+            .collect(),
     ] {
         assert!(!log.import_state(&bad), "{bad:?}");
         assert_eq!(log.export_state(), saved);

@@ -100,17 +100,27 @@ impl<B> ExtractSubject<B> for FromExtensions {
             req.extensions().get::<Identity>().cloned().ok_or_else(|| {
                 KeyRejection::new(StatusCode::UNAUTHORIZED, "missing credentials")
             })?;
-        let from_header = || {
-            let name = self.model_header.as_ref()?;
-            req.headers().get(name)?.to_str().ok().map(str::to_owned)
+        let from_header = || -> Result<Option<String>, KeyRejection> {
+            let Some(v) = self
+                .model_header
+                .as_ref()
+                .and_then(|n| req.headers().get(n))
+            else {
+                return Ok(None);
+            };
+            v.to_str().map(|s| Some(s.to_owned())).map_err(|_| {
+                KeyRejection::new(
+                    StatusCode::BAD_REQUEST,
+                    "the model header is not visible ASCII",
+                )
+            })
         };
-        let model = req
-            .extensions()
-            .get::<Model>()
-            .map(|m| m.0.clone())
-            .or_else(from_header)
-            .filter(|m| !m.is_empty())
-            .ok_or_else(|| KeyRejection::new(StatusCode::BAD_REQUEST, "missing model"))?;
+        let model = match req.extensions().get::<Model>() {
+            Some(m) => Some(m.0.clone()),
+            None => from_header()?,
+        }
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| KeyRejection::new(StatusCode::BAD_REQUEST, "missing model"))?;
         Ok(Some(Subject { identity, model }))
     }
 }
@@ -346,6 +356,11 @@ where
         Box::pin(async move {
             let admission = match admit.admit(&subject.identity, &subject.model).await {
                 Ok(a) => a,
+                Err(e) if e.is_client_error() => {
+                    let body =
+                        error_body(&e.to_string(), "invalid_request_error", "invalid_request");
+                    return Ok(respond(StatusCode::BAD_REQUEST, body));
+                }
                 Err(e) => {
                     tracing::warn!(key = %subject.identity.user_id, error = %e, "model limit store refused");
                     if options.shadow {

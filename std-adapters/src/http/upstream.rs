@@ -85,49 +85,80 @@ pub struct UpstreamLimits {
 
 impl UpstreamLimits {
     /// Parse every known header in `headers`; `now` turns dates into delays.
-    /// Absent headers are `None`; a malformed one is an error.
+    /// Absent headers are `None`; the first malformed one is an error.
     pub fn from_headers(headers: &HeaderMap, now: SystemTime) -> Result<Self, HeaderError> {
+        let (limits, errors) = Self::from_headers_lenient(headers, now);
+        match errors.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(limits),
+        }
+    }
+
+    /// Parse what can be parsed: a malformed header leaves its own field
+    /// `None` and is reported, without losing the others (a valid
+    /// `Retry-After` still counts next to a garbled token count).
+    pub fn from_headers_lenient(headers: &HeaderMap, now: SystemTime) -> (Self, Vec<HeaderError>) {
+        let mut errors = Vec::new();
+        let mut field = |r: Result<Option<u64>, HeaderError>| {
+            r.unwrap_or_else(|e| {
+                errors.push(e);
+                None
+            })
+        };
         let mut out = UpstreamLimits::default();
-        if let Some(v) = get(headers, "retry-after")? {
-            out.retry_after =
-                Some(parse_retry_after(v, now).map_err(|r| err("retry-after", v, r))?);
+        let mut durations = Vec::new();
+        for kind in ["requests", "tokens"] {
+            let q = if kind == "requests" {
+                &mut out.requests
+            } else {
+                &mut out.tokens
+            };
+            let name = |f: &str| format!("x-ratelimit-{f}-{kind}");
+            q.limit = field(int(headers, &name("limit"))).or(q.limit);
+            q.remaining = field(int(headers, &name("remaining"))).or(q.remaining);
+            durations.push((name("reset"), kind, false));
         }
-        if let Some(v) = get(headers, "retry-after-ms")? {
-            let ms = parse_decimal(v, 1_000_000).map_err(|r| err("retry-after-ms", v, r))?;
-            out.retry_after = Some(bounded(ms).map_err(|r| err("retry-after-ms", v, r))?);
+        for kind in ["requests", "tokens", "input-tokens", "output-tokens"] {
+            let q = match kind {
+                "requests" => &mut out.requests,
+                "tokens" => &mut out.tokens,
+                "input-tokens" => &mut out.input_tokens,
+                _ => &mut out.output_tokens,
+            };
+            let name = |f: &str| format!("anthropic-ratelimit-{kind}-{f}");
+            q.limit = field(int(headers, &name("limit"))).or(q.limit);
+            q.remaining = field(int(headers, &name("remaining"))).or(q.remaining);
+            durations.push((name("reset"), kind, true));
         }
-        for (kind, quota) in [("requests", &mut out.requests), ("tokens", &mut out.tokens)] {
-            let name = |field: &str| format!("x-ratelimit-{field}-{kind}");
-            if let Some(n) = int(headers, &name("limit"))? {
-                quota.limit = Some(n);
-            }
-            if let Some(n) = int(headers, &name("remaining"))? {
-                quota.remaining = Some(n);
-            }
-            let h = name("reset");
-            if let Some(v) = get(headers, &h)? {
-                quota.reset_after = Some(parse_go_duration(v).map_err(|r| err(&h, v, r))?);
-            }
+        let mut time =
+            |h: &str, parse: &dyn Fn(&str) -> Result<Duration, &'static str>| -> Option<Duration> {
+                match get(headers, h) {
+                    Ok(Some(v)) => parse(v).map_err(|r| errors.push(err(h, v, r))).ok(),
+                    Ok(None) => None,
+                    Err(e) => {
+                        errors.push(e);
+                        None
+                    }
+                }
+            };
+        for (h, kind, rfc3339) in durations {
+            let d = if rfc3339 {
+                time(&h, &|v| parse_rfc3339_after(v, now))
+            } else {
+                time(&h, &parse_go_duration)
+            };
+            let q = match kind {
+                "requests" => &mut out.requests,
+                "tokens" => &mut out.tokens,
+                "input-tokens" => &mut out.input_tokens,
+                _ => &mut out.output_tokens,
+            };
+            q.reset_after = d.or(q.reset_after);
         }
-        for (kind, quota) in [
-            ("requests", &mut out.requests),
-            ("tokens", &mut out.tokens),
-            ("input-tokens", &mut out.input_tokens),
-            ("output-tokens", &mut out.output_tokens),
-        ] {
-            let name = |field: &str| format!("anthropic-ratelimit-{kind}-{field}");
-            if let Some(n) = int(headers, &name("limit"))? {
-                quota.limit = Some(n);
-            }
-            if let Some(n) = int(headers, &name("remaining"))? {
-                quota.remaining = Some(n);
-            }
-            let h = name("reset");
-            if let Some(v) = get(headers, &h)? {
-                quota.reset_after = Some(parse_rfc3339_after(v, now).map_err(|r| err(&h, v, r))?);
-            }
-        }
-        Ok(out)
+        out.retry_after = time("retry-after", &|v| parse_retry_after(v, now));
+        let ms = time("retry-after-ms", &|v| bounded(parse_decimal(v, 1_000_000)?));
+        out.retry_after = ms.or(out.retry_after);
+        (out, errors)
     }
 
     /// How long to wait before the next attempt: `Retry-After` when given,
@@ -260,9 +291,50 @@ pub fn parse_retry_after(v: &str, now: SystemTime) -> Result<Duration, &'static 
     bounded(at.duration_since(now).unwrap_or_default().as_nanos())
 }
 
-/// An RFC 3339 time, as a delay from `now` (zero when past).
+/// An RFC 3339 time (`Z` or a `±hh:mm` offset), as a delay from `now`
+/// (zero when past).
 fn parse_rfc3339_after(v: &str, now: SystemTime) -> Result<Duration, &'static str> {
-    let at = humantime::parse_rfc3339_weak(v).map_err(|_| "expected an RFC 3339 time")?;
+    const BAD: &str = "expected an RFC 3339 time";
+    let (local, offset_secs) = match v.len().checked_sub(6).and_then(|i| Some((i, v.get(i..)?))) {
+        Some((i, off))
+            if (off.starts_with('+') || off.starts_with('-')) && off.get(3..4) == Some(":") =>
+        {
+            let h: u64 = off
+                .get(1..3)
+                .filter(|d| d.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or(BAD)?
+                .parse()
+                .map_err(|_| BAD)?;
+            let m: u64 = off
+                .get(4..6)
+                .filter(|d| d.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or(BAD)?
+                .parse()
+                .map_err(|_| BAD)?;
+            if h > 23 || m > 59 {
+                return Err(BAD);
+            }
+            let secs = (h * 3600 + m * 60) as i64;
+            (
+                v.get(..i).ok_or(BAD)?,
+                if off.starts_with('-') { -secs } else { secs },
+            )
+        }
+        _ => (
+            v.strip_suffix('Z')
+                .or_else(|| v.strip_suffix('z'))
+                .ok_or(BAD)?,
+            0,
+        ),
+    };
+    let at = humantime::parse_rfc3339_weak(local).map_err(|_| BAD)?;
+    // Local time minus its offset is UTC.
+    let at = if offset_secs >= 0 {
+        at.checked_sub(Duration::from_secs(offset_secs.unsigned_abs()))
+    } else {
+        at.checked_add(Duration::from_secs(offset_secs.unsigned_abs()))
+    }
+    .ok_or(BAD)?;
     bounded(at.duration_since(now).unwrap_or_default().as_nanos())
 }
 
