@@ -87,7 +87,10 @@ impl fmt::Display for PolicyError {
 
 impl core::error::Error for PolicyError {}
 
-fn fold(now: Instant, decisions: impl Iterator<Item = (usize, Decision)>) -> PolicyDecision {
+/// Combine members' decisions (index, decision) into the set's, exactly as
+/// [`check_all`] does: for shells that decide members elsewhere (the Redis
+/// scripts) and must name the binding member the same way.
+pub fn fold(now: Instant, decisions: impl Iterator<Item = (usize, Decision)>) -> PolicyDecision {
     let mut out = PolicyDecision {
         decision: Decision {
             allowed: true,

@@ -35,6 +35,8 @@ pub mod keyed;
 pub mod limiter;
 pub mod manager;
 pub mod model_limit;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod retry;
 mod wait;
 

@@ -1,0 +1,329 @@
+-- ratebound: one decision over one or more limiters, all or nothing.
+--
+-- KEYS: one state key per member (in a cluster: one hash tag for all).
+-- ARGV: now_us ("" = Redis TIME), ttl_margin_ms, mode ("check" | "peek" |
+--   "at_most" | "refund"), member count, then per member:
+--   kind ("g" gcra | "l" sliding log | "c" sliding counter), cost, and its
+--   config: g: capacity p a tau_us tau_rem; l: limit window_us slots;
+--   c: limit window_us.
+-- Returns: { now, { status, remaining, limit, reset_at, retry_at, taken,
+--   state... } per member }; status 1 allowed, 0 denied, -1 cost can never fit.
+-- "at_most" and "refund" take exactly one gcra member.
+
+-- ------------------------------------------------------------------ GCRA
+
+local function g_norm(c, tat, rem)
+  if rem < c.a then return tat, rem end
+  local q, r = divmod(rem, c.a)
+  return tat + q, r
+end
+
+local function g_add(c, xu, xf, yu, yf)
+  local f = xf + yf
+  if f >= c.a then return xu + yu + 1, f - c.a end
+  return xu + yu, f
+end
+
+local function g_sub(c, xu, xf, yu, yf) -- x >= y
+  if xf >= yf then return xu - yu, xf - yf end
+  return xu - yu - 1, xf + c.a - yf
+end
+
+local function g_inc(c, n)
+  local x = n * c.p
+  if c.a == 1 then return x, 0 end
+  return divmod(x, c.a)
+end
+
+local function g_ceil(u, f)
+  if f > 0 then return u + 1 end
+  return u
+end
+
+local function le(xu, xf, yu, yf)
+  return xu < yu or (xu == yu and xf <= yf)
+end
+
+local function g_position(c, st, now)
+  local tu, tf = g_norm(c, st.tat, st.rem)
+  local bu, bf = tu, tf
+  if tu < now then bu, bf = now, 0 end
+  local lu, lf = now + c.tau_us, c.tau_rem
+  local avail = 0
+  if le(bu, bf, lu, lf) then
+    local du, df = g_sub(c, lu, lf, bu, bf)
+    local x = du * c.a + df
+    if x < c.p then
+      avail = 0
+    elseif x == c.capacity * c.p then
+      avail = c.capacity
+    else
+      avail = divmod(x, c.p)
+    end
+  end
+  return bu, bf, avail
+end
+
+-- decision {status, remaining, limit, reset, retry}, and the next state
+local function g_decide(c, st, now, cost)
+  if cost > c.capacity then return { -1, 0, 0, 0, 0 }, nil end
+  local bu, bf, avail = g_position(c, st, now)
+  local iu, if_ = g_inc(c, cost)
+  local nu, nf = g_add(c, bu, bf, iu, if_)
+  if cost <= avail then
+    local next = nil -- a cost of 0 changes nothing
+    if cost > 0 then next = { tat = nu, rem = nf } end
+    return { 1, avail - cost, c.capacity, sat(g_ceil(nu, nf)), now }, next
+  end
+  local xu, xf = g_sub(c, nu, nf, c.tau_us, c.tau_rem)
+  return { 0, avail, c.capacity, sat(g_ceil(bu, bf)), sat(g_ceil(xu, xf)) }, nil
+end
+
+-- ------------------------------------------------------------ sliding log
+
+local function l_parse(raw)
+  local out = {}
+  if raw == false or raw == nil or raw == "" then return out end
+  for at, cost in string.gmatch(raw, "(%d+):(%d+)") do
+    out[#out + 1] = { int_field(at, 0), int_field(cost, 0) }
+  end
+  return out
+end
+
+local function l_decide(c, st, now, cost)
+  if cost > c.limit then return { -1, 0, 0, 0, 0 }, nil end
+  local n = math.max(now, st.last)
+  local entries = st.entries
+  local expired, used, prefix = 0, 0, true
+  for i = 1, #entries do
+    local e = entries[i]
+    if prefix and e[1] + c.window <= n then
+      expired = expired + 1
+    else
+      prefix = false
+      used = used + e[2]
+    end
+  end
+  local live = #entries - expired
+  local newest = entries[#entries] and entries[#entries][1] or nil
+  local room = math.max(0, c.limit - used)
+  local slot = live < c.slots
+  if cost == 0 or (cost <= room and slot) then
+    local push_at = nil
+    if cost > 0 then
+      push_at = n
+      if newest ~= nil and newest > n then push_at = newest end
+    end
+    local live_after = live
+    if push_at then live_after = live + 1 end
+    local last = push_at
+    if last == nil and live > 0 then last = newest end
+    local remaining = 0
+    if live_after < c.slots then remaining = room - cost end
+    local reset = now
+    if last ~= nil then reset = sat(last + c.window) end
+    local next_entries = {}
+    for i = expired + 1, #entries do next_entries[#next_entries + 1] = entries[i] end
+    if push_at then next_entries[#next_entries + 1] = { push_at, cost } end
+    return { 1, remaining, c.limit, reset, now }, { last = math.max(st.last, now), entries = next_entries }
+  end
+  local freed, retry = 0, n
+  for k = 1, live do
+    local e = entries[expired + k]
+    freed = freed + e[2]
+    if math.max(0, used - freed) + cost <= c.limit and live - k < c.slots then
+      retry = sat(e[1] + c.window)
+      break
+    end
+  end
+  local remaining = 0
+  if slot then remaining = room end
+  local reset = n
+  if newest ~= nil then reset = sat(newest + c.window) end
+  return { 0, remaining, c.limit, reset, retry }, nil
+end
+
+-- -------------------------------------------------------- sliding counter
+
+local function c_elapsed_for(c, prev, k)
+  if k >= prev then return 0 end
+  return c.window - mul_div_floor(k, c.window, prev)
+end
+
+local function c_decide(c, st, now, cost)
+  if cost > c.limit then return { -1, 0, 0, 0, 0 }, nil end
+  local w = c.window
+  local start = now - math.fmod(now, w)
+  local s_start = st.start
+  local r0 = math.fmod(s_start, w)
+  if r0 ~= 0 then s_start = s_start + (w - r0) end
+  local r = { start = start, prev = st.prev, curr = st.curr }
+  local el
+  if start == s_start then
+    el = now - start
+  elseif start > s_start then
+    local prev = 0
+    if start - s_start == w then prev = st.curr end
+    r = { start = start, prev = prev, curr = 0 }
+    el = now - start
+  else
+    r.start = s_start
+    el = 0
+  end
+  local weighted = mul_div_ceil(r.prev, w - el, w)
+  local avail = math.max(0, math.max(0, c.limit - r.curr) - weighted)
+  local allowed = cost <= avail
+  local retry
+  if allowed then
+    retry = now
+  elseif r.curr + cost <= c.limit then
+    retry = sat(r.start + c_elapsed_for(c, r.prev, c.limit - r.curr - cost))
+  else
+    retry = sat(r.start + w + c_elapsed_for(c, r.curr, c.limit - cost))
+  end
+  if allowed then r.curr = r.curr + cost end
+  local reset
+  if r.curr > 0 then
+    reset = sat(r.start + 2 * w)
+  elseif r.prev > 0 then
+    reset = sat(r.start + w)
+  else
+    reset = now
+  end
+  local remaining = avail
+  if allowed then remaining = avail - cost end
+  local status = 0
+  if allowed then status = 1 end
+  if allowed and cost > 0 then return { status, remaining, c.limit, reset, retry }, r end
+  return { status, remaining, c.limit, reset, retry }, nil
+end
+
+-- ------------------------------------------------------------- dispatch
+
+local now = now_us(ARGV[1])
+local margin = tonumber(ARGV[2])
+local mode = ARGV[3]
+local count = tonumber(ARGV[4])
+local members, i = {}, 5
+for m = 1, count do
+  local kind = ARGV[i]
+  local cost = tonumber(ARGV[i + 1])
+  local c
+  if kind == "g" then
+    c = { capacity = tonumber(ARGV[i + 2]), p = tonumber(ARGV[i + 3]), a = tonumber(ARGV[i + 4]),
+          tau_us = tonumber(ARGV[i + 5]), tau_rem = tonumber(ARGV[i + 6]) }
+    i = i + 7
+  elseif kind == "l" then
+    c = { limit = tonumber(ARGV[i + 2]), window = tonumber(ARGV[i + 3]), slots = tonumber(ARGV[i + 4]) }
+    i = i + 5
+  elseif kind == "c" then
+    c = { limit = tonumber(ARGV[i + 2]), window = tonumber(ARGV[i + 3]) }
+    i = i + 4
+  else
+    return redis.error_reply("ratebound: unknown limiter kind " .. tostring(kind))
+  end
+  members[m] = { kind = kind, cost = cost, c = c, key = KEYS[m] }
+end
+
+local function load(m)
+  local h = redis.call("HMGET", m.key, "k", "a", "b", "c")
+  if h[1] ~= false and h[1] ~= m.kind then
+    error("ratebound: key " .. m.key .. " holds another kind of limiter (" .. tostring(h[1]) .. ")")
+  end
+  if m.kind == "g" then
+    return { tat = int_field(h[2], 0), rem = int_field(h[3], 0) }
+  elseif m.kind == "l" then
+    return { last = int_field(h[2], 0), entries = l_parse(h[3]) }
+  end
+  return { start = int_field(h[2], 0), prev = int_field(h[3], 0), curr = int_field(h[4], 0) }
+end
+
+local function state_out(m, st)
+  if m.kind == "g" then return { st.tat, st.rem } end
+  if m.kind == "l" then
+    local out = { st.last }
+    for _, e in ipairs(st.entries) do out[#out + 1] = e[1]; out[#out + 1] = e[2] end
+    return out
+  end
+  return { st.start, st.prev, st.curr }
+end
+
+local function store(m, st, reset)
+  if m.kind == "g" then
+    redis.call("HSET", m.key, "k", "g", "a", int_str(st.tat), "b", int_str(st.rem))
+  elseif m.kind == "l" then
+    local parts = {}
+    for _, e in ipairs(st.entries) do parts[#parts + 1] = string.format("%d:%d", e[1], e[2]) end
+    redis.call("HSET", m.key, "k", "l", "a", int_str(st.last), "b", table.concat(parts, ","))
+  else
+    redis.call("HSET", m.key, "k", "c", "a", int_str(st.start), "b", int_str(st.prev), "c", int_str(st.curr))
+  end
+  -- Idle (indistinguishable from a fresh state) once `reset` has passed;
+  -- the margin covers callers whose clock runs behind Redis's.
+  redis.call("PEXPIRE", m.key, int_str(math.max(1, math.ceil(math.max(0, reset - now) / 1000)) + margin))
+end
+
+local function decide(m, st)
+  if m.kind == "g" then return g_decide(m.c, st, now, m.cost) end
+  if m.kind == "l" then return l_decide(m.c, st, now, m.cost) end
+  return c_decide(m.c, st, now, m.cost)
+end
+
+local out = { now }
+
+if mode == "at_most" or mode == "refund" then
+  local m = members[1]
+  local c, st = m.c, load(m)
+  local d, next, taken = nil, nil, 0
+  if mode == "at_most" then
+    local _, _, avail = g_position(c, st, now)
+    local want = math.min(m.cost, avail)
+    local cost = want
+    if want == 0 and m.cost > 0 then cost = 1 end
+    d, next = g_decide(c, st, now, cost)
+    if d[1] == 1 then
+      taken = want
+      if want == 0 then next = nil end
+    else
+      next = nil
+    end
+  else
+    local n = math.min(m.cost, c.capacity)
+    local tu, tf = g_norm(c, st.tat, st.rem)
+    if not le(tu, tf, now, 0) then
+      local bu, bf = g_inc(c, n)
+      local au, af = g_add(c, now, 0, bu, bf)
+      local lu, lf = now, 0
+      if le(au, af, tu, tf) then lu, lf = g_sub(c, tu, tf, bu, bf) end
+      next = { tat = lu, rem = lf }
+      st = next
+    end
+    d = g_decide(c, st, now, 0)
+  end
+  if next then store(m, next, d[4]) end
+  local st_now = next or st
+  local row = { d[1], d[2], d[3], d[4], d[5], taken }
+  for _, v in ipairs(state_out(m, st_now)) do row[#row + 1] = v end
+  out[2] = row
+  return out
+end
+
+-- check / peek: decide every member first; write only if all allow.
+local states, decisions, nexts, all = {}, {}, {}, true
+for m = 1, count do
+  states[m] = load(members[m])
+  decisions[m], nexts[m] = decide(members[m], states[m])
+  if decisions[m][1] ~= 1 then all = false end
+end
+for m = 1, count do
+  local st = states[m]
+  if mode == "check" and all and nexts[m] then
+    store(members[m], nexts[m], decisions[m][4])
+    st = nexts[m]
+  end
+  local d = decisions[m]
+  local row = { d[1], d[2], d[3], d[4], d[5], 0 }
+  for _, v in ipairs(state_out(members[m], st)) do row[#row + 1] = v end
+  out[m + 1] = row
+end
+return out

@@ -1,0 +1,103 @@
+-- ratebound: helpers shared by the scripts. Exact integer arithmetic in Lua
+-- doubles: every stored or returned number is below 2^53; products that may
+-- not be go through mul_div (bitwise long division, never a*b/c in doubles).
+-- This is a port of ratebound-core; fixtures/README.md is the contract.
+
+local MAXT = 4503599627370495 -- 2^52 - 1: Instant::MAX (times saturate here)
+local SAFE = 9007199254740991 -- 2^53 - 1
+
+-- x = q*a + r exactly, for 0 <= x < 2^53, a >= 1 (fmod is exact).
+local function divmod(x, a)
+  local r = math.fmod(x, a)
+  return (x - r) / a, r
+end
+
+local function sat(x)
+  if x > MAXT then return MAXT end
+  return x
+end
+
+-- Base-2^24 limbs of 0 <= x < 2^72, least significant first.
+local L = 16777216
+local function limbs(x)
+  local q1, r0 = divmod(x, L)
+  local q2, r1 = divmod(q1, L)
+  return { r0, r1, q2 }
+end
+
+-- floor(a*b/c) and the remainder, exactly, for a, b, c < 2^53, c >= 1.
+-- Results at or above 2^53 saturate to SAFE (core saturates at u64::MAX;
+-- no caller lets them get there).
+local function mul_div(a, b, c)
+  if a == 0 or b == 0 then return 0, 0 end
+  if a * b <= SAFE then -- exact below 2^53; above, the double is >= 2^53
+    return divmod(a * b, c)
+  end
+  local x, y = limbs(a), limbs(b)
+  local p = { 0, 0, 0, 0, 0, 0 }
+  for i = 1, 3 do
+    for j = 1, 3 do
+      p[i + j - 1] = p[i + j - 1] + x[i] * y[j]
+    end
+  end
+  for i = 1, 5 do -- carry: each limb back below 2^24
+    local q, r = divmod(p[i], L)
+    p[i] = r
+    p[i + 1] = p[i + 1] + q
+  end
+  -- Restoring division, one bit at a time, with r < c < 2^53 throughout:
+  -- 2r + bit >= c  <=>  r + bit >= c - r, and then 2r + bit - c = r - (c - r) + bit.
+  local q, r = 0, 0
+  for i = 6, 1, -1 do
+    local limb = p[i]
+    for k = 23, 0, -1 do
+      local bit = math.floor(limb / 2 ^ k) % 2
+      local t = c - r
+      q = q * 2
+      if r + bit >= t then
+        r = r - t + bit
+        q = q + 1
+      else
+        r = r + r + bit
+      end
+      if q > SAFE then q = SAFE end
+    end
+  end
+  return q, r
+end
+
+local function mul_div_floor(a, b, c)
+  local q = mul_div(a, b, c)
+  return q
+end
+
+local function mul_div_ceil(a, b, c)
+  local q, r = mul_div(a, b, c)
+  if r > 0 and q < SAFE then q = q + 1 end
+  return q
+end
+
+-- A stored integer field; a missing one is `default`, a malformed one an error
+-- (never read as 0, which could mean "full" and grant capacity).
+local function int_field(v, default)
+  if v == false or v == nil then return default end
+  local n = tonumber(v)
+  if n == nil or n < 0 or n > SAFE or n ~= math.floor(n) then
+    error("ratebound: corrupt state field " .. tostring(v))
+  end
+  return n
+end
+
+-- Integers as decimal strings: Lua's own tostring switches to exponent
+-- notation above 1e14, losing digits.
+local function int_str(x)
+  return string.format("%d", x)
+end
+
+local function now_us(arg)
+  if arg == "" then
+    local t = redis.call("TIME")
+    return sat(tonumber(t[1]) * 1000000 + tonumber(t[2]))
+  end
+  return sat(tonumber(arg))
+end

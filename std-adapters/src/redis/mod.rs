@@ -1,0 +1,542 @@
+//! Redis: core's decisions made atomically inside Redis by Lua scripts, so
+//! that many servers share one limit (feature `redis`).
+//!
+//! - **Same decisions.** The scripts are a port of `ratebound-core`'s
+//!   arithmetic (exact integers below 2^53, products through bitwise long
+//!   division), checked against the shared trace fixtures field by field.
+//! - **One round trip** per decision, even for a policy set of several
+//!   limits (all or nothing, naming the binding one).
+//! - **Time.** By default the script reads Redis `TIME`, so servers with
+//!   skewed clocks agree ([`TimeSource::Redis`]); [`TimeSource::Caller`]
+//!   sends the caller's clock instead (tests, replays). Key expiry always
+//!   uses Redis's clock; `ttl_margin` covers callers running behind it.
+//! - **Keys** are `prefix` + `{tag}` + `:` + name. Every key of one call
+//!   shares the tag, so multi-key scripts work on Redis Cluster. Tags are
+//!   binary-safe; `%`, `{` and `}` are escaped so a tag can never end early
+//!   or collide with another. Every key expires once its limiter is idle.
+//! - **Connections**: a [`ConnectionManager`] (reconnects by itself) or a
+//!   cluster connection; scripts go by SHA (`EVALSHA`) and are reloaded
+//!   transparently on `NOSCRIPT` (after a restart or `SCRIPT FLUSH`); every
+//!   call has a timeout.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration as StdDuration;
+
+use ratebound_core::policy::{fold, PolicyDecision};
+use ratebound_core::{Decision, Gcra, Instant, SlidingCounter, SlidingLog};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Script, Value};
+
+use crate::clock::Clock;
+use crate::config::AnyLimiter;
+
+const PRELUDE: &str = include_str!("lua/prelude.lua");
+static LIMIT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{PRELUDE}\n{}", include_str!("lua/limit.lua"))));
+
+/// Where the scripts' `now` comes from.
+#[derive(Clone)]
+pub enum TimeSource {
+    /// Redis `TIME`: one clock for every server (default).
+    Redis,
+    /// The caller's clock, sent with each call.
+    Caller(Arc<dyn Clock>),
+}
+
+impl std::fmt::Debug for TimeSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TimeSource::Redis => "Redis",
+            TimeSource::Caller(_) => "Caller",
+        })
+    }
+}
+
+/// How a [`RedisStore`] talks to Redis.
+#[derive(Clone, Debug)]
+pub struct RedisOptions {
+    /// Prepended to every key (default `rb:`).
+    pub prefix: String,
+    /// The longest call before it fails with [`RedisLimitError::Timeout`] (default 250 ms).
+    pub timeout: StdDuration,
+    /// Where `now` comes from (default Redis `TIME`).
+    pub time: TimeSource,
+    /// Extra time before an idle key expires (default 60 s).
+    pub ttl_margin: StdDuration,
+    /// The longest key tag accepted, in bytes (default 1024).
+    pub max_tag_len: usize,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions {
+            prefix: "rb:".into(),
+            timeout: StdDuration::from_millis(250),
+            time: TimeSource::Redis,
+            ttl_margin: StdDuration::from_secs(60),
+            max_tag_len: 1024,
+        }
+    }
+}
+
+/// Why a Redis call gave no decision.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisLimitError {
+    /// Redis answered with an error, or the connection failed.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// No answer within the timeout.
+    #[error("redis: no answer within {0:?}")]
+    Timeout(StdDuration),
+    /// A key tag over `max_tag_len` bytes.
+    #[error("key tag is {len} bytes, over the limit of {max}")]
+    TagTooLong {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A member's cost can never fit (more than its capacity).
+    #[error("member {member} ({name}): cost {cost} can never fit (capacity {capacity})")]
+    Cost {
+        /// Index of the member.
+        member: usize,
+        /// Its name.
+        name: String,
+        /// The cost asked.
+        cost: u64,
+        /// Its capacity.
+        capacity: u64,
+    },
+    /// A call that cannot be made (no members, the same name twice, a
+    /// name with a brace).
+    #[error("invalid call: {0}")]
+    Invalid(&'static str),
+    /// The script answered something unexpected.
+    #[error("unexpected reply from the script: {0}")]
+    Protocol(String),
+}
+
+impl RedisLimitError {
+    /// True when Redis was unreachable, failed or was too slow (a failure
+    /// policy applies), as opposed to a bad request.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            RedisLimitError::Redis(_) | RedisLimitError::Timeout(_)
+        )
+    }
+}
+
+/// A limiter as the scripts run it: core's config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RedisSpec {
+    /// GCRA.
+    Gcra(Gcra),
+    /// Sliding log of `slots` entries.
+    SlidingLog {
+        /// Units per window.
+        limit: u64,
+        /// Window length (µs).
+        window_us: u64,
+        /// Entries kept (core's `N`).
+        slots: u64,
+    },
+    /// Sliding counter.
+    SlidingCounter(SlidingCounter),
+}
+
+impl RedisSpec {
+    /// A sliding log like `SlidingLog<N>`.
+    pub fn sliding_log<const N: usize>(log: &SlidingLog<N>) -> Self {
+        RedisSpec::SlidingLog {
+            limit: log.limit(),
+            window_us: log.window().as_micros(),
+            slots: N as u64,
+        }
+    }
+
+    fn capacity(&self) -> u64 {
+        match self {
+            RedisSpec::Gcra(g) => g.capacity(),
+            RedisSpec::SlidingLog { limit, .. } => *limit,
+            RedisSpec::SlidingCounter(c) => c.limit(),
+        }
+    }
+
+    fn push_args(&self, cost: u64, out: &mut Vec<String>) {
+        match self {
+            RedisSpec::Gcra(g) => {
+                let (p, a) = g.reduced_rate();
+                let scaled = g.capacity() * p; // < 2^53, checked by core
+                out.extend(
+                    ["g".to_owned()].into_iter().chain(
+                        [cost, g.capacity(), p, a, scaled / a, scaled % a]
+                            .iter()
+                            .map(u64::to_string),
+                    ),
+                );
+            }
+            RedisSpec::SlidingLog {
+                limit,
+                window_us,
+                slots,
+            } => out.extend(
+                ["l".to_owned()].into_iter().chain(
+                    [cost, *limit, *window_us, *slots]
+                        .iter()
+                        .map(u64::to_string),
+                ),
+            ),
+            RedisSpec::SlidingCounter(c) => out.extend(
+                ["c".to_owned()].into_iter().chain(
+                    [cost, c.limit(), c.window().as_micros()]
+                        .iter()
+                        .map(u64::to_string),
+                ),
+            ),
+        }
+    }
+}
+
+impl From<&AnyLimiter> for RedisSpec {
+    fn from(l: &AnyLimiter) -> Self {
+        match l {
+            AnyLimiter::Gcra(g) => RedisSpec::Gcra(*g),
+            AnyLimiter::SlidingLog(s) => RedisSpec::sliding_log(s),
+            AnyLimiter::SlidingCounter(c) => RedisSpec::SlidingCounter(*c),
+        }
+    }
+}
+
+/// One member of a call: a named limiter and the cost asked of it.
+#[derive(Clone, Copy, Debug)]
+pub struct Member<'a> {
+    /// Its name within the tag (the key is `prefix{tag}:name`).
+    pub name: &'a str,
+    /// The limiter.
+    pub spec: &'a RedisSpec,
+    /// The cost.
+    pub cost: u64,
+}
+
+/// One member's outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberOutcome {
+    /// Its decision.
+    pub decision: Decision,
+    /// Tokens taken (only for [`RedisStore::take_at_most`]).
+    pub taken: u64,
+    /// Its state after the call, as core's fields (gcra `[tat, rem]`; log
+    /// `[last, at, cost, …]`; counter `[start, prev, curr]`).
+    pub state: Vec<u64>,
+}
+
+/// A decision made in Redis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisDecision {
+    /// The set's decision (a single limiter: its own), folded as core does.
+    pub decision: PolicyDecision,
+    /// Each member's.
+    pub members: Vec<MemberOutcome>,
+    /// The `now` it was made at (Redis `TIME` or the caller's).
+    pub now: Instant,
+}
+
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// A connection to Redis (or a Redis Cluster) with the scripts.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: Conn,
+    opts: RedisOptions,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("cluster", &matches!(self.conn, Conn::Cluster(_)))
+            .field("opts", &self.opts)
+            .finish()
+    }
+}
+
+impl RedisStore {
+    /// Connect to one Redis (`redis://127.0.0.1:6379`). The connection
+    /// manager reconnects by itself after failures.
+    pub async fn connect(url: &str, opts: RedisOptions) -> Result<Self, RedisLimitError> {
+        let client = redis::Client::open(url)?;
+        let cfg = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(opts.timeout))
+            .set_response_timeout(Some(opts.timeout))
+            .set_number_of_retries(1);
+        let conn = within(opts.timeout, client.get_connection_manager_with_config(cfg)).await?;
+        Ok(RedisStore {
+            conn: Conn::Single(conn),
+            opts,
+        })
+    }
+
+    /// Connect to a Redis Cluster through any of its nodes.
+    pub async fn connect_cluster(
+        nodes: &[&str],
+        opts: RedisOptions,
+    ) -> Result<Self, RedisLimitError> {
+        let client = redis::cluster::ClusterClient::builder(nodes.iter().map(|s| s.to_string()))
+            .connection_timeout(opts.timeout)
+            .response_timeout(opts.timeout)
+            .retries(2)
+            .build()?;
+        let conn = within(opts.timeout * 4, client.get_async_connection()).await?;
+        Ok(RedisStore {
+            conn: Conn::Cluster(conn),
+            opts,
+        })
+    }
+
+    /// The options.
+    pub fn options(&self) -> &RedisOptions {
+        &self.opts
+    }
+
+    /// The key of `name` under `tag`: `prefix{tag}:name`, with `%`, `{`, `}`
+    /// in the tag escaped.
+    pub fn key(&self, tag: &[u8], name: &str) -> Result<Vec<u8>, RedisLimitError> {
+        if tag.len() > self.opts.max_tag_len {
+            return Err(RedisLimitError::TagTooLong {
+                len: tag.len(),
+                max: self.opts.max_tag_len,
+            });
+        }
+        if name.contains(['{', '}']) {
+            return Err(RedisLimitError::Invalid(
+                "a limiter name must not contain { or }",
+            ));
+        }
+        let mut k = Vec::with_capacity(self.opts.prefix.len() + tag.len() + name.len() + 4);
+        k.extend_from_slice(self.opts.prefix.as_bytes());
+        k.push(b'{');
+        for &b in tag {
+            match b {
+                b'%' => k.extend_from_slice(b"%25"),
+                b'{' => k.extend_from_slice(b"%7B"),
+                b'}' => k.extend_from_slice(b"%7D"),
+                _ => k.push(b),
+            }
+        }
+        k.extend_from_slice(b"}:");
+        k.extend_from_slice(name.as_bytes());
+        Ok(k)
+    }
+
+    fn now_arg(&self) -> String {
+        match &self.opts.time {
+            TimeSource::Redis => String::new(),
+            TimeSource::Caller(c) => c.now().as_micros().to_string(),
+        }
+    }
+
+    /// Run a script with a timeout (EVALSHA, reloading on NOSCRIPT).
+    pub(crate) async fn invoke(
+        &self,
+        script: &Script,
+        keys: &[Vec<u8>],
+        args: &[String],
+    ) -> Result<Value, RedisLimitError> {
+        let mut inv = script.prepare_invoke();
+        for k in keys {
+            inv.key(k.as_slice());
+        }
+        for a in args {
+            inv.arg(a.as_str());
+        }
+        let call = async {
+            match self.conn.clone() {
+                Conn::Single(mut c) => inv.invoke_async::<Value>(&mut c).await,
+                Conn::Cluster(mut c) => inv.invoke_async::<Value>(&mut c).await,
+            }
+        };
+        within(self.opts.timeout, call).await
+    }
+
+    async fn run(
+        &self,
+        mode: &str,
+        tag: &[u8],
+        members: &[Member<'_>],
+    ) -> Result<RedisDecision, RedisLimitError> {
+        if members.is_empty() {
+            return Err(RedisLimitError::Invalid("no members"));
+        }
+        for (i, m) in members.iter().enumerate() {
+            if members[..i].iter().any(|o| o.name == m.name) {
+                return Err(RedisLimitError::Invalid("the same member name twice"));
+            }
+            if m.cost > m.spec.capacity() {
+                return Err(RedisLimitError::Cost {
+                    member: i,
+                    name: m.name.to_owned(),
+                    cost: m.cost,
+                    capacity: m.spec.capacity(),
+                });
+            }
+        }
+        self.run_unchecked(mode, tag, members).await
+    }
+
+    /// Check every member at once, all or nothing (one round trip).
+    pub async fn check(
+        &self,
+        tag: &[u8],
+        members: &[Member<'_>],
+    ) -> Result<RedisDecision, RedisLimitError> {
+        self.run("check", tag, members).await
+    }
+
+    /// What [`check`](RedisStore::check) would decide, changing nothing.
+    pub async fn peek(
+        &self,
+        tag: &[u8],
+        members: &[Member<'_>],
+    ) -> Result<RedisDecision, RedisLimitError> {
+        self.run("peek", tag, members).await
+    }
+
+    /// GCRA only: take as many as available, up to `n` (core's `check_at_most`).
+    pub async fn take_at_most(
+        &self,
+        tag: &[u8],
+        name: &str,
+        gcra: &Gcra,
+        n: u64,
+    ) -> Result<MemberOutcome, RedisLimitError> {
+        let spec = RedisSpec::Gcra(*gcra);
+        let m = [Member {
+            name,
+            spec: &spec,
+            cost: n.min(crate::redis::MAX_ARG),
+        }];
+        let mut d = self.run_unchecked("at_most", tag, &m).await?;
+        Ok(d.members.remove(0))
+    }
+
+    /// GCRA only: give back up to `n` tokens (core's `refund`).
+    pub async fn refund(
+        &self,
+        tag: &[u8],
+        name: &str,
+        gcra: &Gcra,
+        n: u64,
+    ) -> Result<MemberOutcome, RedisLimitError> {
+        let spec = RedisSpec::Gcra(*gcra);
+        let m = [Member {
+            name,
+            spec: &spec,
+            cost: n.min(crate::redis::MAX_ARG),
+        }];
+        let mut d = self.run_unchecked("refund", tag, &m).await?;
+        Ok(d.members.remove(0))
+    }
+
+    async fn run_unchecked(
+        &self,
+        mode: &str,
+        tag: &[u8],
+        members: &[Member<'_>],
+    ) -> Result<RedisDecision, RedisLimitError> {
+        let keys = members
+            .iter()
+            .map(|m| self.key(tag, m.name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut args = vec![
+            self.now_arg(),
+            self.opts.ttl_margin.as_millis().to_string(),
+            mode.to_owned(),
+            members.len().to_string(),
+        ];
+        for m in members {
+            m.spec.push_args(m.cost, &mut args);
+        }
+        let reply = self.invoke(&LIMIT, &keys, &args).await?;
+        parse_reply(reply, members)
+    }
+}
+
+/// Costs sent to the scripts are kept below 2^53 (Lua's exact range);
+/// larger ones can never fit any limiter anyway.
+pub(crate) const MAX_ARG: u64 = ratebound_core::MAX_SAFE_INTEGER;
+
+async fn within<T>(
+    t: StdDuration,
+    f: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, RedisLimitError> {
+    match tokio::time::timeout(t, f).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(RedisLimitError::Timeout(t)),
+    }
+}
+
+fn int(v: &Value) -> Result<u64, RedisLimitError> {
+    match v {
+        Value::Int(i) if *i >= 0 => Ok(*i as u64),
+        Value::Int(i) if *i == -1 => Ok(u64::MAX),
+        other => Err(RedisLimitError::Protocol(format!(
+            "expected an integer, got {other:?}"
+        ))),
+    }
+}
+
+fn parse_reply(reply: Value, members: &[Member<'_>]) -> Result<RedisDecision, RedisLimitError> {
+    let Value::Array(items) = reply else {
+        return Err(RedisLimitError::Protocol(format!(
+            "expected an array, got {reply:?}"
+        )));
+    };
+    let mut it = items.iter();
+    let now = Instant::from_micros(int(it
+        .next()
+        .ok_or_else(|| RedisLimitError::Protocol("empty reply".into()))?)?);
+    let mut out = Vec::with_capacity(members.len());
+    for (i, m) in members.iter().enumerate() {
+        let Some(Value::Array(row)) = it.next() else {
+            return Err(RedisLimitError::Protocol(format!("no row for member {i}")));
+        };
+        let nums = row.iter().map(int).collect::<Result<Vec<_>, _>>()?;
+        let [status, remaining, limit, reset, retry, taken, state @ ..] = nums.as_slice() else {
+            return Err(RedisLimitError::Protocol(format!(
+                "short row for member {i}"
+            )));
+        };
+        if *status == u64::MAX {
+            return Err(RedisLimitError::Cost {
+                member: i,
+                name: m.name.to_owned(),
+                cost: m.cost,
+                capacity: m.spec.capacity(),
+            });
+        }
+        out.push(MemberOutcome {
+            decision: Decision {
+                allowed: *status == 1,
+                remaining: *remaining,
+                limit: *limit,
+                reset_at: Instant::from_micros(*reset),
+                retry_at: Instant::from_micros(*retry),
+            },
+            taken: *taken,
+            state: state.to_vec(),
+        });
+    }
+    let decision = fold(now, out.iter().map(|m| m.decision).enumerate());
+    Ok(RedisDecision {
+        decision,
+        members: out,
+        now,
+    })
+}
