@@ -163,3 +163,326 @@ async fn core_fixtures_replay_exactly_through_redis() {
     }
     assert_eq!(total, 480 + 320 + 320);
 }
+
+/// `n` independent connections hammer one key while a controller moves the
+/// (caller's) clock one emission interval at a time, only after it has
+/// seen a denial (the bucket is empty): the total admitted must be exactly
+/// capacity + one token per step, never one more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_connections_admit_exactly_one_limit() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let server = RedisServer::start();
+    let clock = ManualClock::new(Instant::from_secs(1_800_000_000));
+    let gcra = RedisSpec::Gcra(Gcra::new(20, 100, Duration::from_secs(1)).unwrap()); // a token per 10 ms
+    let log =
+        RedisSpec::sliding_log(&SlidingLog::<256>::new(500, Duration::from_secs(60)).unwrap());
+    let admitted = Arc::new(AtomicU64::new(0));
+    let denied = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let store = RedisStore::connect(&server.url(), caller_time(&clock))
+            .await
+            .unwrap();
+        let (admitted, denied, stop) = (admitted.clone(), denied.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let mut calls = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                // A policy set: the bucket binds, the minute log must agree.
+                let m = [
+                    Member {
+                        name: "sec",
+                        spec: &gcra,
+                        cost: 1,
+                    },
+                    Member {
+                        name: "min",
+                        spec: &log,
+                        cost: 1,
+                    },
+                ];
+                let d = store.check(b"shared", &m).await.unwrap();
+                if d.decision.decision.allowed {
+                    admitted.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    denied.store(true, Ordering::SeqCst);
+                }
+                calls += 1;
+            }
+            calls
+        }));
+    }
+    let steps = 100;
+    for _ in 0..steps {
+        while !denied.swap(false, Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        clock.advance(Duration::from_millis(10));
+    }
+    // Let the workers drain the last step's token.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut calls = 0;
+    for w in workers {
+        calls += w.await.unwrap();
+    }
+    assert!(calls > 1000, "{calls} calls");
+    assert_eq!(
+        admitted.load(Ordering::SeqCst),
+        20 + steps,
+        "capacity + one per step, from {calls} calls on 8 connections"
+    );
+}
+
+/// Policy sets decide exactly like core's `check_all` on the same inputs.
+#[tokio::test]
+async fn policy_sets_match_core() {
+    let server = RedisServer::start();
+    let clock = ManualClock::new(Instant::ZERO);
+    let store = RedisStore::connect(&server.url(), caller_time(&clock))
+        .await
+        .unwrap();
+    policy_differential(&store, &clock, b"policy").await;
+}
+
+async fn policy_differential(store: &RedisStore, clock: &ManualClock, tag: &[u8]) {
+    use ratebound_core::policy::{bind, check_all, Member as CoreMember};
+    use ratebound_core::{GcraState, SlidingCounterState, SlidingLogState};
+    let g = Gcra::new(5, 2, Duration::from_secs(1)).unwrap();
+    let l = SlidingLog::<16>::new(9, Duration::from_secs(10)).unwrap();
+    let c = SlidingCounter::new(12, Duration::from_secs(5)).unwrap();
+    let specs = [
+        RedisSpec::Gcra(g),
+        RedisSpec::sliding_log(&l),
+        RedisSpec::SlidingCounter(c),
+    ];
+    let (mut gs, mut ls, mut cs) = (
+        GcraState::default(),
+        SlidingLogState::<16>::default(),
+        SlidingCounterState::default(),
+    );
+    let mut rng = 0x9e3779b97f4a7c15u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut t = 1_800_000_000_000_000u64;
+    let (mut allowed, mut denied) = (0, 0);
+    for step in 0..300 {
+        t += next() % 700_000;
+        clock.set(Instant::from_micros(t));
+        let costs = [next() % 3, next() % 3, next() % 4];
+        let members: Vec<Member> = ["g", "l", "c"]
+            .iter()
+            .zip(&specs)
+            .zip(costs)
+            .map(|((n, s), cost)| Member {
+                name: n,
+                spec: s,
+                cost,
+            })
+            .collect();
+        let got = store.check(tag, &members).await.unwrap();
+        let mut bg = bind(&g, &mut gs);
+        let mut bl = bind(&l, &mut ls);
+        let mut bc = bind(&c, &mut cs);
+        let mut core_members: [(&mut dyn CoreMember, u64); 3] = [
+            (&mut bg, costs[0]),
+            (&mut bl, costs[1]),
+            (&mut bc, costs[2]),
+        ];
+        let want = check_all(Instant::from_micros(t), &mut core_members).unwrap();
+        assert_eq!(got.decision, want, "step {step}");
+        assert_eq!(
+            got.members[0].state,
+            vec![gs.tat, gs.rem],
+            "step {step}: gcra state"
+        );
+        assert_eq!(
+            got.members[2].state,
+            vec![cs.start, cs.prev, cs.curr],
+            "step {step}: counter state"
+        );
+        let mut log_state = vec![ls.last()];
+        for e in ls.entries() {
+            log_state.extend([e.at, e.cost]);
+        }
+        assert_eq!(got.members[1].state, log_state, "step {step}: log state");
+        if want.decision.allowed {
+            allowed += 1
+        } else {
+            denied += 1
+        }
+    }
+    assert!(
+        allowed > 50 && denied > 50,
+        "{allowed} allowed, {denied} denied: both paths exercised"
+    );
+}
+
+#[tokio::test]
+async fn a_three_master_cluster_replays_the_fixtures_and_policy_sets() {
+    let cluster = RedisCluster::start();
+    let clock = ManualClock::new(Instant::ZERO);
+    let urls = cluster.urls();
+    let nodes: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let store = RedisStore::connect_cluster(&nodes, caller_time(&clock))
+        .await
+        .unwrap();
+    let mut total = 0;
+    for kind in ["gcra", "sliding_log", "sliding_counter"] {
+        total += replay(&store, &clock, kind, "cluster").await;
+    }
+    assert_eq!(total, 1120);
+    // Tags spread over the masters; each policy set's keys share one slot.
+    for tag in ["alice", "bob", "carol", "{odd} tag"] {
+        policy_differential(&store, &clock, tag.as_bytes()).await;
+    }
+    let keys: usize = cluster
+        .nodes
+        .iter()
+        .map(|n| n.cli(&["DBSIZE"]).unwrap().parse::<usize>().unwrap())
+        .sum();
+    let used = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.cli(&["DBSIZE"]).unwrap() != "0")
+        .count();
+    assert!(keys > 0 && used >= 2, "keys spread over {used} masters");
+}
+
+#[tokio::test]
+async fn bad_input_gives_clear_errors_or_correct_results() {
+    let server = RedisServer::start();
+    let clock = ManualClock::new(Instant::from_secs(1_800_000_000));
+    let store = RedisStore::connect(&server.url(), caller_time(&clock))
+        .await
+        .unwrap();
+    let g = RedisSpec::Gcra(Gcra::new(3, 3, Duration::from_secs(1)).unwrap());
+    let one = |cost| {
+        [Member {
+            name: "x",
+            spec: &g,
+            cost,
+        }]
+    };
+    // Binary tags with braces, percent signs, spaces and NUL are separate keys.
+    let tags: [&[u8]; 5] = [
+        b"a{b",
+        b"a%7Bb",
+        b"a}b",
+        b"a b\0",
+        &[0xff, 0xfe, b'{', b'}'],
+    ];
+    for t in tags {
+        assert_eq!(
+            store.check(t, &one(3)).await.unwrap().members[0]
+                .decision
+                .remaining,
+            0,
+            "{t:?}"
+        );
+    }
+    assert_eq!(
+        server.cli(&["DBSIZE"]).unwrap(),
+        "5",
+        "five tags, five keys"
+    );
+    // Oversized tags, absurd and zero costs, malformed calls.
+    let long = vec![b'k'; 1025];
+    assert!(matches!(
+        store.check(&long, &one(1)).await,
+        Err(RedisLimitError::TagTooLong {
+            len: 1025,
+            max: 1024
+        })
+    ));
+    assert!(store.check(&vec![b'k'; 1024], &one(1)).await.is_ok());
+    assert!(matches!(
+        store.check(b"t", &one(u64::MAX)).await,
+        Err(RedisLimitError::Cost {
+            cost: u64::MAX,
+            capacity: 3,
+            ..
+        })
+    ));
+    assert!(matches!(
+        store.check(b"t", &one(4)).await,
+        Err(RedisLimitError::Cost { .. })
+    ));
+    let zero = store.check(b"t", &one(0)).await.unwrap();
+    assert!(zero.decision.decision.allowed);
+    assert_eq!(
+        zero.members[0].state,
+        vec![0, 0],
+        "a zero cost writes nothing"
+    );
+    assert!(matches!(
+        store.check(b"t", &[]).await,
+        Err(RedisLimitError::Invalid(_))
+    ));
+    let dup = [
+        Member {
+            name: "x",
+            spec: &g,
+            cost: 1,
+        },
+        Member {
+            name: "x",
+            spec: &g,
+            cost: 1,
+        },
+    ];
+    assert!(matches!(
+        store.check(b"t", &dup).await,
+        Err(RedisLimitError::Invalid(_))
+    ));
+    assert!(matches!(
+        store
+            .check(
+                b"t",
+                &[Member {
+                    name: "x}",
+                    spec: &g,
+                    cost: 1
+                }]
+            )
+            .await,
+        Err(RedisLimitError::Invalid(_))
+    ));
+    // A key of another kind, or a corrupted state, is an error, never a grant.
+    let log = RedisSpec::sliding_log(&SlidingLog::<8>::new(3, Duration::from_secs(1)).unwrap());
+    let e = store
+        .check(
+            b"a{b",
+            &[Member {
+                name: "x",
+                spec: &log,
+                cost: 1,
+            }],
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("another kind"), "{e}");
+    let key = String::from_utf8(store.key(b"t", "x").unwrap()).unwrap();
+    server
+        .cli(&["HSET", &key, "k", "g", "a", "not-a-number"])
+        .unwrap();
+    let e = store.check(b"t", &one(1)).await.unwrap_err();
+    assert!(e.to_string().contains("corrupt state"), "{e}");
+    // Idle keys expire by themselves.
+    let ttl: i64 = server
+        .cli(&[
+            "PTTL",
+            &String::from_utf8(store.key(b"a}b", "x").unwrap()).unwrap(),
+        ])
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        ttl > 60_000 && ttl <= 61_000,
+        "full again in 1 s, plus the 60 s margin: {ttl}"
+    );
+}

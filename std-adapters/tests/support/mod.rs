@@ -1,1 +1,4 @@
+//! Test helpers shared by the integration tests (each uses a part).
+#![allow(unreachable_pub, dead_code)]
+
 pub mod redis_server;
