@@ -101,3 +101,73 @@ local function now_us(arg)
   end
   return sat(tonumber(arg))
 end
+
+-- ------------------------------------------------------------------ GCRA
+
+local function g_norm(c, tat, rem)
+  if rem < c.a then return tat, rem end
+  local q, r = divmod(rem, c.a)
+  return tat + q, r
+end
+
+local function g_add(c, xu, xf, yu, yf)
+  local f = xf + yf
+  if f >= c.a then return xu + yu + 1, f - c.a end
+  return xu + yu, f
+end
+
+local function g_sub(c, xu, xf, yu, yf) -- x >= y
+  if xf >= yf then return xu - yu, xf - yf end
+  return xu - yu - 1, xf + c.a - yf
+end
+
+local function g_inc(c, n)
+  local x = n * c.p
+  if c.a == 1 then return x, 0 end
+  return divmod(x, c.a)
+end
+
+local function g_ceil(u, f)
+  if f > 0 then return u + 1 end
+  return u
+end
+
+local function le(xu, xf, yu, yf)
+  return xu < yu or (xu == yu and xf <= yf)
+end
+
+local function g_position(c, st, now)
+  local tu, tf = g_norm(c, st.tat, st.rem)
+  local bu, bf = tu, tf
+  if tu < now then bu, bf = now, 0 end
+  local lu, lf = now + c.tau_us, c.tau_rem
+  local avail = 0
+  if le(bu, bf, lu, lf) then
+    local du, df = g_sub(c, lu, lf, bu, bf)
+    local x = du * c.a + df
+    if x < c.p then
+      avail = 0
+    elseif x == c.capacity * c.p then
+      avail = c.capacity
+    else
+      avail = divmod(x, c.p)
+    end
+  end
+  return bu, bf, avail
+end
+
+-- decision {status, remaining, limit, reset, retry}, and the next state
+local function g_decide(c, st, now, cost)
+  if cost > c.capacity then return { -1, 0, 0, 0, 0 }, nil end
+  local bu, bf, avail = g_position(c, st, now)
+  local iu, if_ = g_inc(c, cost)
+  local nu, nf = g_add(c, bu, bf, iu, if_)
+  if cost <= avail then
+    local next = nil -- a cost of 0 changes nothing
+    if cost > 0 then next = { tat = nu, rem = nf } end
+    return { 1, avail - cost, c.capacity, sat(g_ceil(nu, nf)), now }, next
+  end
+  local xu, xf = g_sub(c, nu, nf, c.tau_us, c.tau_rem)
+  return { 0, avail, c.capacity, sat(g_ceil(bu, bf)), sat(g_ceil(xu, xf)) }, nil
+end
+
