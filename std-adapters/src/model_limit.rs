@@ -60,6 +60,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 
 use ratebound_core::{ConfigError, Decision, Duration, Gcra, GcraState, Instant, Limiter};
@@ -338,6 +339,16 @@ impl ModelQuota {
             },
             success: bucket(success)?,
         })
+    }
+
+    /// The total count's bucket (`None` = unlimited).
+    pub fn total_bucket(&self) -> Option<&Gcra> {
+        self.total.as_ref()
+    }
+
+    /// The success count's bucket.
+    pub fn success_bucket(&self) -> &Gcra {
+        &self.success
     }
 
     /// The total count's limit per period (`None` = unlimited).
@@ -710,12 +721,16 @@ pub enum AdmitError {
     /// A model name, user id or group longer than [`MAX_NAME_LEN`] bytes, or empty.
     #[error("{0} must be 1 to 256 bytes")]
     BadName(&'static str),
+    /// The shared store (Redis) is unavailable and the failure policy is
+    /// to refuse ([`OnUnavailable::Closed`](crate::redis::OnUnavailable)).
+    #[error("rate-limit store unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl AdmitError {
     /// True when the request itself is at fault (answer 400), not the server.
     pub fn is_client_error(&self) -> bool {
-        !matches!(self, AdmitError::Store(_))
+        matches!(self, AdmitError::UnknownModel(_) | AdmitError::BadName(_))
     }
 }
 
@@ -761,7 +776,8 @@ impl<C: Clock + Clone> ModelLimiter<C> {
         }
     }
 
-    fn validate(&self, who: &Identity, model: &str) -> Result<(), AdmitError> {
+    /// Check names and `allowed_models` (as [`admit`](ModelLimiter::admit) does).
+    pub fn validate(&self, who: &Identity, model: &str) -> Result<(), AdmitError> {
         let ok = |s: &str| !s.is_empty() && s.len() <= MAX_NAME_LEN;
         if !ok(model) {
             return Err(AdmitError::BadName("model"));
@@ -811,5 +827,57 @@ impl<C: Clock + Clone> ModelLimiter<C> {
     /// Settle an admission with its outcome.
     pub fn settle(&self, admission: Admission<C>, outcome: Outcome) {
         admission.settle(outcome);
+    }
+}
+
+/// Decides admissions for the layer. [`ModelLimiter`] (in memory) implements
+/// it; a shared backend can too, so the layer switches by config.
+pub trait AdmitRequests: Send + Sync + 'static {
+    /// One admitted (or denied) request.
+    type Admission: Admitted;
+    /// False: pass everything, count nothing, add no headers.
+    fn enabled(&self) -> bool;
+    /// Admit a request by `who` for `model`, reserving its success slot.
+    fn admit(
+        &self,
+        who: &Identity,
+        model: &str,
+    ) -> impl Future<Output = Result<Self::Admission, AdmitError>> + Send;
+}
+
+/// An admission, as the layer needs it.
+pub trait Admitted: Send + 'static {
+    /// The decision.
+    fn decision(&self) -> &ModelDecision;
+    /// The limits that applied.
+    fn quota(&self) -> &ModelQuota;
+    /// Settle with the outcome (dropping unsettled = failure).
+    fn settle(self, outcome: Outcome) -> impl Future<Output = ()> + Send;
+}
+
+impl<C: Clock + Clone> AdmitRequests for ModelLimiter<C> {
+    type Admission = Admission<C>;
+    fn enabled(&self) -> bool {
+        ModelLimiter::enabled(self)
+    }
+    fn admit(
+        &self,
+        who: &Identity,
+        model: &str,
+    ) -> impl Future<Output = Result<Admission<C>, AdmitError>> + Send {
+        std::future::ready(ModelLimiter::admit(self, who, model))
+    }
+}
+
+impl<C: Clock + Clone> Admitted for Admission<C> {
+    fn decision(&self) -> &ModelDecision {
+        Admission::decision(self)
+    }
+    fn quota(&self) -> &ModelQuota {
+        Admission::quota(self)
+    }
+    fn settle(self, outcome: Outcome) -> impl Future<Output = ()> + Send {
+        Admission::settle(self, outcome);
+        std::future::ready(())
     }
 }

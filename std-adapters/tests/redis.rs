@@ -226,7 +226,10 @@ async fn eight_connections_admit_exactly_one_limit() {
     for w in workers {
         calls += w.await.unwrap();
     }
-    assert!(calls >= 2 * steps + 20, "{calls} calls: at least a grant and a denial per step");
+    assert!(
+        calls >= 2 * steps + 20,
+        "{calls} calls: at least a grant and a denial per step"
+    );
     assert_eq!(
         admitted.load(Ordering::SeqCst),
         20 + steps,

@@ -9,10 +9,7 @@ use http::{header::CONTENT_TYPE, HeaderValue, Request, Response, StatusCode};
 use tower::{Layer, Service};
 
 use super::headers::{error_body, insert_quota_headers, insert_retry_after, rate_limited_body};
-use crate::clock::Clock;
-use crate::model_limit::{
-    Admission, AdmitError, Identity, ModelDecision, ModelLimiter, ModelQuota, Outcome,
-};
+use crate::model_limit::{Identity, ModelDecision, Outcome};
 
 /// Who and which model a request is for, as the layer sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,57 +122,7 @@ impl<B> ExtractSubject<B> for FromExtensions {
     }
 }
 
-/// Decides admissions for the layer. [`ModelLimiter`] (in memory) implements
-/// it; a shared backend can too, so the layer switches by config.
-pub trait AdmitRequests: Send + Sync + 'static {
-    /// One admitted (or denied) request.
-    type Admission: Admitted;
-    /// False: pass everything, count nothing, add no headers.
-    fn enabled(&self) -> bool;
-    /// Admit a request by `who` for `model`, reserving its success slot.
-    fn admit(
-        &self,
-        who: &Identity,
-        model: &str,
-    ) -> impl Future<Output = Result<Self::Admission, AdmitError>> + Send;
-}
-
-/// An admission, as the layer needs it.
-pub trait Admitted: Send + 'static {
-    /// The decision.
-    fn decision(&self) -> &ModelDecision;
-    /// The limits that applied.
-    fn quota(&self) -> &ModelQuota;
-    /// Settle with the outcome (dropping unsettled = failure).
-    fn settle(self, outcome: Outcome) -> impl Future<Output = ()> + Send;
-}
-
-impl<C: Clock + Clone> AdmitRequests for ModelLimiter<C> {
-    type Admission = Admission<C>;
-    fn enabled(&self) -> bool {
-        ModelLimiter::enabled(self)
-    }
-    fn admit(
-        &self,
-        who: &Identity,
-        model: &str,
-    ) -> impl Future<Output = Result<Admission<C>, AdmitError>> + Send {
-        std::future::ready(ModelLimiter::admit(self, who, model))
-    }
-}
-
-impl<C: Clock + Clone> Admitted for Admission<C> {
-    fn decision(&self) -> &ModelDecision {
-        Admission::decision(self)
-    }
-    fn quota(&self) -> &ModelQuota {
-        Admission::quota(self)
-    }
-    fn settle(self, outcome: Outcome) -> impl Future<Output = ()> + Send {
-        Admission::settle(self, outcome);
-        std::future::ready(())
-    }
-}
+pub use crate::model_limit::{AdmitRequests, Admitted};
 
 /// What a request's admission looked like, for [`ModelLimitLayer::on_decision`].
 #[derive(Debug)]

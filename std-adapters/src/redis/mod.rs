@@ -31,6 +31,11 @@ use redis::{Script, Value};
 use crate::clock::Clock;
 use crate::config::AnyLimiter;
 
+mod model;
+pub use model::{
+    OnUnavailable, RedisAdmission, RedisModelLimiter, SharedRedisModelLimiter, Source,
+};
+
 const PRELUDE: &str = include_str!("lua/prelude.lua");
 static LIMIT: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{PRELUDE}\n{}", include_str!("lua/limit.lua"))));
@@ -123,10 +128,13 @@ impl RedisLimitError {
     /// True when Redis was unreachable, failed or was too slow (a failure
     /// policy applies), as opposed to a bad request.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            RedisLimitError::Redis(_) | RedisLimitError::Timeout(_)
-        )
+        match self {
+            RedisLimitError::Timeout(_) => true,
+            // An error the script raised (corrupt state, another kind of
+            // key) is an answer: Redis works; falling back would hide it.
+            RedisLimitError::Redis(_) => !is_script_error(self),
+            _ => false,
+        }
     }
 }
 
@@ -251,17 +259,48 @@ enum Conn {
     Cluster(ClusterConnection),
 }
 
-/// A connection to Redis (or a Redis Cluster) with the scripts.
+#[derive(Clone)]
+enum Client {
+    Single(redis::Client),
+    Cluster(Box<redis::cluster::ClusterClient>),
+}
+
+impl Client {
+    async fn connect(&self, opts: &RedisOptions) -> Result<Conn, RedisLimitError> {
+        match self {
+            Client::Single(c) => {
+                let cfg = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(opts.timeout))
+                    .set_response_timeout(Some(opts.timeout))
+                    .set_number_of_retries(1);
+                Ok(Conn::Single(
+                    within(opts.timeout, c.get_connection_manager_with_config(cfg)).await?,
+                ))
+            }
+            Client::Cluster(c) => Ok(Conn::Cluster(
+                within(opts.timeout * 4, c.get_async_connection()).await?,
+            )),
+        }
+    }
+}
+
+/// A connection to Redis (or a Redis Cluster) with the scripts. Clones share
+/// the connection.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: Conn,
+    client: Client,
+    conn: Arc<std::sync::Mutex<Conn>>,
+    /// Set when a call found Redis unavailable: the next call reconnects
+    /// from scratch (the connection manager alone does not recover from
+    /// every failure, e.g. timeouts while Redis restarts).
+    broken: Arc<std::sync::atomic::AtomicBool>,
     opts: RedisOptions,
 }
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
-            .field("cluster", &matches!(self.conn, Conn::Cluster(_)))
+            .field("cluster", &matches!(self.client, Client::Cluster(_)))
             .field("opts", &self.opts)
             .finish()
     }
@@ -271,14 +310,15 @@ impl RedisStore {
     /// Connect to one Redis (`redis://127.0.0.1:6379`). The connection
     /// manager reconnects by itself after failures.
     pub async fn connect(url: &str, opts: RedisOptions) -> Result<Self, RedisLimitError> {
-        let client = redis::Client::open(url)?;
-        let cfg = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(opts.timeout))
-            .set_response_timeout(Some(opts.timeout))
-            .set_number_of_retries(1);
-        let conn = within(opts.timeout, client.get_connection_manager_with_config(cfg)).await?;
+        Self::with_client(Client::Single(redis::Client::open(url)?), opts).await
+    }
+
+    async fn with_client(client: Client, opts: RedisOptions) -> Result<Self, RedisLimitError> {
+        let conn = client.connect(&opts).await?;
         Ok(RedisStore {
-            conn: Conn::Single(conn),
+            client,
+            conn: Arc::new(std::sync::Mutex::new(conn)),
+            broken: Arc::default(),
             opts,
         })
     }
@@ -293,11 +333,7 @@ impl RedisStore {
             .response_timeout(opts.timeout)
             .retries(2)
             .build()?;
-        let conn = within(opts.timeout * 4, client.get_async_connection()).await?;
-        Ok(RedisStore {
-            conn: Conn::Cluster(conn),
-            opts,
-        })
+        Self::with_client(Client::Cluster(Box::new(client)), opts).await
     }
 
     /// The options.
@@ -356,13 +392,28 @@ impl RedisStore {
         for a in args {
             inv.arg(a.as_str());
         }
+        use std::sync::atomic::Ordering;
+        if self.broken.swap(false, Ordering::SeqCst) {
+            match self.client.connect(&self.opts).await {
+                Ok(c) => *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = c,
+                Err(e) => {
+                    self.broken.store(true, Ordering::SeqCst);
+                    return Err(e);
+                }
+            }
+        }
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let call = async {
-            match self.conn.clone() {
+            match conn {
                 Conn::Single(mut c) => inv.invoke_async::<Value>(&mut c).await,
                 Conn::Cluster(mut c) => inv.invoke_async::<Value>(&mut c).await,
             }
         };
-        within(self.opts.timeout, call).await
+        let r = within(self.opts.timeout, call).await;
+        if r.as_ref().is_err_and(RedisLimitError::is_unavailable) {
+            self.broken.store(true, Ordering::SeqCst);
+        }
+        r
     }
 
     async fn run(
@@ -480,6 +531,11 @@ async fn within<T>(
         Ok(r) => Ok(r?),
         Err(_) => Err(RedisLimitError::Timeout(t)),
     }
+}
+
+/// An error raised by the script itself (bad state, wrong kind): Redis is fine.
+fn is_script_error(e: &RedisLimitError) -> bool {
+    matches!(e, RedisLimitError::Redis(r) if r.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError))
 }
 
 fn int(v: &Value) -> Result<u64, RedisLimitError> {

@@ -1,0 +1,274 @@
+//! Model-level limits in Redis: the same decisions as in memory, shared by
+//! many connections (replicas), and the failure policies when Redis dies,
+//! restarts empty, or loses its scripts.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant as StdInstant};
+
+use ratebound_core::{Duration, Instant};
+use ratebound_std::clock::ManualClock;
+use ratebound_std::model_limit::{
+    AdmitError, AdmitRequests, Admitted, Identity, ModelLimitConfig, ModelLimiter, Outcome,
+};
+use ratebound_std::redis::{
+    OnUnavailable, RedisModelLimiter, RedisOptions, RedisStore, Source, TimeSource,
+};
+use support::redis_server::RedisServer;
+
+fn config(toml: &str) -> ModelLimitConfig {
+    ModelLimitConfig::from_toml(toml).unwrap()
+}
+
+fn opts(clock: Option<&ManualClock>, timeout_ms: u64) -> RedisOptions {
+    RedisOptions {
+        time: clock.map_or(TimeSource::Redis, |c| {
+            TimeSource::Caller(Arc::new(c.clone()))
+        }),
+        timeout: StdDuration::from_millis(timeout_ms),
+        ..RedisOptions::default()
+    }
+}
+
+async fn limiter(
+    server: &RedisServer,
+    cfg: &str,
+    clock: &ManualClock,
+    on: OnUnavailable,
+    timeout_ms: u64,
+) -> RedisModelLimiter<ManualClock> {
+    let store = RedisStore::connect(&server.url(), opts(Some(clock), timeout_ms))
+        .await
+        .unwrap();
+    RedisModelLimiter::new(store, config(cfg), on, clock.clone()).unwrap()
+}
+
+#[tokio::test]
+async fn redis_decides_exactly_like_memory() {
+    let server = RedisServer::start();
+    let clock = ManualClock::new(Instant::from_secs(1_800_000_000));
+    let cfg = "period_minutes = 1\ntotal_max = 7\nsuccess_max = 4\ngroups = { vip = [0, 9] }";
+    let redis = limiter(&server, cfg, &clock, OnUnavailable::Closed, 5000).await;
+    let memory = ModelLimiter::new(config(cfg), Default::default(), clock.clone()).unwrap();
+    let users = [
+        Identity::user("a"),
+        Identity::user("b").with_user_group("vip"),
+    ];
+    let mut held_r = Vec::new();
+    let mut held_m = Vec::new();
+    let mut rng = 0x2545f4914f6cdd1du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let (mut admitted, mut denied) = (0, 0);
+    for step in 0..400 {
+        clock.advance(Duration::from_micros(next() % 600_000));
+        match next() % 4 {
+            0 | 1 => {
+                let who = &users[(next() % 2) as usize];
+                let model = ["m1", "m2"][(next() % 2) as usize];
+                let r = redis.admit(who, model).await.unwrap();
+                let m = memory.admit(who, model).unwrap();
+                assert_eq!(r.source(), Source::Redis);
+                assert_eq!(Admitted::decision(&r), m.decision(), "step {step}");
+                if m.allowed() {
+                    admitted += 1;
+                    held_r.push(r);
+                    held_m.push(m);
+                } else {
+                    denied += 1;
+                }
+            }
+            k if !held_r.is_empty() => {
+                let i = (next() as usize) % held_r.len();
+                let outcome = if k == 2 {
+                    Outcome::Success
+                } else {
+                    Outcome::Failure
+                };
+                held_r.swap_remove(i).settle(outcome).await;
+                held_m.swap_remove(i).settle(outcome);
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        admitted > 50 && denied > 50,
+        "{admitted} admitted, {denied} denied"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_replicas_fifty_concurrent_requests_ten_successes() {
+    let server = RedisServer::start();
+    let mut replicas = Vec::new();
+    for _ in 0..8 {
+        let store = RedisStore::connect(&server.url(), opts(None, 5000))
+            .await
+            .unwrap();
+        let clock = ManualClock::new(Instant::ZERO); // unused: Redis TIME decides
+        replicas.push(Arc::new(
+            RedisModelLimiter::new(
+                store,
+                config("period_minutes = 60\nsuccess_max = 10"),
+                OnUnavailable::Closed,
+                clock,
+            )
+            .unwrap(),
+        ));
+    }
+    let barrier = Arc::new(tokio::sync::Barrier::new(50));
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let (r, barrier) = (Arc::clone(&replicas[i % 8]), Arc::clone(&barrier));
+        tasks.push(tokio::spawn(async move {
+            let a = r.admit(&Identity::user("alice"), "gpt-4").await.unwrap();
+            let ok = a.decision().allowed();
+            barrier.wait().await; // every admission decided before any settles
+            a.settle(Outcome::Success).await;
+            ok
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        ok += t.await.unwrap() as usize;
+    }
+    assert_eq!(ok, 10);
+    // The ten successes used the whole success count.
+    assert!(!replicas[3]
+        .admit(&Identity::user("alice"), "gpt-4")
+        .await
+        .unwrap()
+        .decision()
+        .allowed());
+}
+
+#[tokio::test]
+async fn failure_policies_when_redis_dies_and_comes_back() {
+    let server = RedisServer::start();
+    let clock = ManualClock::new(Instant::from_secs(1_800_000_000));
+    let cfg = "period_minutes = 60\nsuccess_max = 2";
+    let who = Identity::user("u");
+    let closed = limiter(&server, cfg, &clock, OnUnavailable::Closed, 200).await;
+    let open = limiter(&server, cfg, &clock, OnUnavailable::Open, 200).await;
+    let local = limiter(&server, cfg, &clock, OnUnavailable::Local, 200).await;
+    for l in [&closed, &open, &local] {
+        assert_eq!(l.admit(&who, "m").await.unwrap().source(), Source::Redis);
+    }
+    server.kill();
+    // Each policy answers, quickly (the 200 ms timeout, then the breaker).
+    for _ in 0..3 {
+        let t = StdInstant::now();
+        assert!(matches!(
+            closed.admit(&who, "m").await,
+            Err(AdmitError::Unavailable(_))
+        ));
+        let o = open.admit(&who, "m").await.unwrap();
+        assert_eq!(o.source(), Source::FailOpen);
+        assert!(o.decision().allowed());
+        assert!(t.elapsed() < StdDuration::from_secs(2), "{:?}", t.elapsed());
+    }
+    // Local: this replica's own count (success 2) holds while Redis is away.
+    let a = local.admit(&who, "m").await.unwrap();
+    let b = local.admit(&who, "m").await.unwrap();
+    let c = local.admit(&who, "m").await.unwrap();
+    assert_eq!(
+        (a.source(), b.source(), c.source()),
+        (Source::Local, Source::Local, Source::Local)
+    );
+    assert!(a.decision().allowed() && b.decision().allowed() && !c.decision().allowed());
+    drop((a, b, c));
+    // Redis restarts empty (no scripts loaded): calls recover by themselves.
+    server.restart();
+    let deadline = StdInstant::now() + StdDuration::from_secs(10);
+    for l in [&closed, &open, &local] {
+        loop {
+            match l.admit(&who, "m").await {
+                Ok(a) if a.source() == Source::Redis => break,
+                _ => {
+                    assert!(StdInstant::now() < deadline, "no recovery");
+                    tokio::time::sleep(StdDuration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_load_then_script_flush() {
+    let server = RedisServer::start();
+    let clock = ManualClock::new(Instant::from_secs(1_800_000_000));
+    let l = Arc::new(
+        limiter(
+            &server,
+            "period_minutes = 60\nsuccess_max = 1000000",
+            &clock,
+            OnUnavailable::Local,
+            150,
+        )
+        .await,
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (l, stop) = (Arc::clone(&l), Arc::clone(&stop));
+        tasks.push(tokio::spawn(async move {
+            let (mut redis, mut local, mut slowest) = (0, 0, StdDuration::ZERO);
+            let who = Identity::user(format!("u{i}"));
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let t = StdInstant::now();
+                let a = l.admit(&who, "m").await.unwrap();
+                slowest = slowest.max(t.elapsed());
+                match a.source() {
+                    Source::Redis => redis += 1,
+                    _ => local += 1,
+                }
+                a.settle(Outcome::Success).await;
+                // A real request does I/O here; without it, fallback
+                // decisions (no await) would starve the runtime's timers.
+                tokio::task::yield_now().await;
+            }
+            (redis, local, slowest)
+        }));
+    }
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    server.kill();
+    tokio::time::sleep(StdDuration::from_millis(700)).await;
+    server.restart();
+    tokio::time::sleep(StdDuration::from_millis(1500)).await;
+    // Scripts vanish mid-run: NOSCRIPT is answered by reloading.
+    server.cli(&["SCRIPT", "FLUSH"]).unwrap();
+    let t = StdInstant::now();
+    loop {
+        let a = l.admit(&Identity::user("check"), "m").await.unwrap();
+        if a.source() == Source::Redis {
+            break;
+        }
+        assert!(
+            t.elapsed() < StdDuration::from_secs(10),
+            "no recovery after restart and SCRIPT FLUSH"
+        );
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    eprintln!("redis decided again {:?} after the flush", t.elapsed());
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (mut redis, mut local) = (0, 0);
+    for t in tasks {
+        let (r, lo, slowest) = t.await.unwrap();
+        redis += r;
+        local += lo;
+        // No call hangs beyond the timeout (plus a reconnect attempt and scheduling).
+        assert!(
+            slowest < StdDuration::from_millis(1500),
+            "slowest call {slowest:?}"
+        );
+    }
+    assert!(
+        redis > 100 && local > 0,
+        "{redis} decided in redis, {local} locally"
+    );
+}
