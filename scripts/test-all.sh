@@ -30,6 +30,15 @@ if [ -z "${RATEBOUND_SKIP_FUZZ:-}" ]; then
   command -v cargo-fuzz >/dev/null || [ -x "$HOME/.cargo/bin/cargo-fuzz" ] || { say "cargo install cargo-fuzz"; cargo install cargo-fuzz --version 0.13.2; }
 fi
 
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+  say "apt-get install redis-server (the Redis backend's tests start real servers on loopback)"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+# The package starts a system redis-server on 6379 on install; the tests never
+# use it (each starts its own on a free port), so leave it as it is.
+
 # ---------------------------------------------------------------- checks
 say "cargo fmt --check"
 cargo fmt --all -- --check
