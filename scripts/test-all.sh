@@ -110,6 +110,15 @@ cargo run -q -p ratebound-core --example tour >/dev/null
 for e in limiter keyed retry budget_manager; do
   cargo run -q -p ratebound-std --example "$e" >/dev/null
 done
-cargo run -q -p ratebound-std --features http --example gateway -- --demo >/dev/null
+cargo run -q -p ratebound-std --features http,redis --example gateway -- --demo >/dev/null
+say "the demo gateway again, its limits in a real redis-server on a free loopback port"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes >/dev/null
+trap 'redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true' EXIT
+for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+cargo run -q -p ratebound-std --features http,redis --example gateway -- --demo --redis "redis://127.0.0.1:$port/" >/dev/null
+test "$(redis-cli -p "$port" dbsize)" -gt 0
+redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+trap - EXIT
 
 say "all tests passed"

@@ -3,9 +3,10 @@
 //! upstream, with the in-memory store.
 //!
 //! ```text
-//! cargo run -p ratebound-std --features http --example gateway -- --demo
-//! cargo run -p ratebound-std --features http --example gateway            # serve on 127.0.0.1:8080
-//! cargo run -p ratebound-std --features http --example gateway -- --config my.toml --upstream http://127.0.0.1:9000
+//! cargo run -p ratebound-std --features http,redis --example gateway -- --demo
+//! cargo run -p ratebound-std --features http,redis --example gateway            # serve on 127.0.0.1:8080
+//! cargo run -p ratebound-std --features http,redis --example gateway -- --config my.toml --upstream http://127.0.0.1:9000
+//! cargo run -p ratebound-std --features http,redis --example gateway -- --demo --redis redis://127.0.0.1:6379/
 //! ```
 //!
 //! `--demo` starts the gateway on a free loopback port, drives it with a
@@ -40,7 +41,8 @@ use ratebound_std::http::headers::error_body;
 use ratebound_std::http::layer::{FromExtensions, Model, ModelLimitLayer};
 use ratebound_std::http::upstream::{UpstreamError, UpstreamLimits};
 use ratebound_std::keyed::KeyedConfig;
-use ratebound_std::model_limit::{Identity, ModelLimitConfig, ModelLimiter};
+use ratebound_std::model_limit::{AdmitRequests, Identity, ModelLimitConfig, ModelLimiter};
+use ratebound_std::redis::{OnUnavailable, RedisModelLimiter, RedisOptions, RedisStore};
 use ratebound_std::retry::RetryPolicy;
 use serde::Deserialize;
 
@@ -55,6 +57,20 @@ struct Config {
     upstream: Option<String>,
     keys: std::collections::BTreeMap<String, Key>,
     model_limits: ModelLimitConfig,
+    /// Share the limits through Redis (every replica the same counts).
+    redis: Option<RedisConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedisConfig {
+    /// `redis://127.0.0.1:6379/`, or several node URLs for a Redis Cluster.
+    url: Option<String>,
+    #[serde(default)]
+    cluster: Vec<String>,
+    /// "open", "closed" (default) or "local": what to do while Redis is down.
+    #[serde(default)]
+    on_unavailable: OnUnavailable,
 }
 
 #[derive(Deserialize, Clone)]
@@ -213,12 +229,30 @@ fn fake_upstream(body: &[u8]) -> Response {
     res
 }
 
-fn app(cfg: Config) -> Result<Router, Box<dyn std::error::Error>> {
-    let limiter = Arc::new(ModelLimiter::new(
-        cfg.model_limits,
-        KeyedConfig::default(),
-        SystemClock,
-    )?);
+async fn app(cfg: Config) -> Result<Router, Box<dyn std::error::Error>> {
+    let limits = cfg.model_limits.clone();
+    match &cfg.redis {
+        None => {
+            let limiter = ModelLimiter::new(limits, KeyedConfig::default(), SystemClock)?;
+            println!("model limits: in memory (this process only)");
+            router(Arc::new(limiter), cfg)
+        }
+        Some(r) => {
+            let store = if r.cluster.is_empty() {
+                let url = r.url.as_deref().ok_or("[redis] needs url or cluster")?;
+                RedisStore::connect(url, RedisOptions::default()).await?
+            } else {
+                let nodes: Vec<&str> = r.cluster.iter().map(String::as_str).collect();
+                RedisStore::connect_cluster(&nodes, RedisOptions::default()).await?
+            };
+            println!("model limits: in Redis, shared by every replica (when Redis is down: {:?})", r.on_unavailable);
+            let limiter = RedisModelLimiter::new(store, limits, r.on_unavailable, SystemClock)?;
+            router(Arc::new(limiter), cfg)
+        }
+    }
+}
+
+fn router<A: AdmitRequests>(limiter: Arc<A>, cfg: Config) -> Result<Router, Box<dyn std::error::Error>> {
     let limit = ModelLimitLayer::new(limiter, FromExtensions::new());
     let backoff = Backoff::new(
         ratebound_core::Duration::from_millis(100),
@@ -336,6 +370,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let mut args = std::env::args().skip(1);
     let (mut path, mut listen, mut upstream, mut run_demo) = (None, None, None, false);
+    let mut redis = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--config" => path = args.next(),
@@ -347,9 +382,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 )
             }
             "--upstream" => upstream = args.next(),
+            "--redis" => redis = Some(args.next().ok_or("--redis needs a URL")?),
             "--demo" => run_demo = true,
             "-h" | "--help" => {
-                println!("gateway [--config FILE] [--listen ADDR] [--upstream URL] [--demo]");
+                println!("gateway [--config FILE] [--listen ADDR] [--upstream URL] [--redis URL] [--demo]");
                 return Ok(());
             }
             other => return Err(format!("unknown argument {other:?} (try --help)").into()),
@@ -364,6 +400,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(u) = upstream {
         cfg.upstream = Some(u);
     }
+    if let Some(url) = redis {
+        cfg.redis = Some(RedisConfig {
+            url: Some(url),
+            cluster: Vec::new(),
+            on_unavailable: OnUnavailable::Closed,
+        });
+    }
     if run_demo {
         cfg.upstream = None;
         cfg.listen = "127.0.0.1:0".parse()?;
@@ -376,7 +419,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .upstream
         .clone()
         .unwrap_or_else(|| "the built-in fake".into());
-    let router = app(cfg)?;
+    let router = app(cfg).await?;
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
     if run_demo {
         return demo(format!("http://{addr}")).await;
