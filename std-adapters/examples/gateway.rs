@@ -245,14 +245,20 @@ async fn app(cfg: Config) -> Result<Router, Box<dyn std::error::Error>> {
                 let nodes: Vec<&str> = r.cluster.iter().map(String::as_str).collect();
                 RedisStore::connect_cluster(&nodes, RedisOptions::default()).await?
             };
-            println!("model limits: in Redis, shared by every replica (when Redis is down: {:?})", r.on_unavailable);
+            println!(
+                "model limits: in Redis, shared by every replica (when Redis is down: {:?})",
+                r.on_unavailable
+            );
             let limiter = RedisModelLimiter::new(store, limits, r.on_unavailable, SystemClock)?;
             router(Arc::new(limiter), cfg)
         }
     }
 }
 
-fn router<A: AdmitRequests>(limiter: Arc<A>, cfg: Config) -> Result<Router, Box<dyn std::error::Error>> {
+fn router<A: AdmitRequests>(
+    limiter: Arc<A>,
+    cfg: Config,
+) -> Result<Router, Box<dyn std::error::Error>> {
     let limit = ModelLimitLayer::new(limiter, FromExtensions::new());
     let backoff = Backoff::new(
         ratebound_core::Duration::from_millis(100),

@@ -489,3 +489,75 @@ async fn bad_input_gives_clear_errors_or_correct_results() {
         "full again in 1 s, plus the 60 s margin: {ttl}"
     );
 }
+
+// ---------------------------------------------------------------- budgets
+
+use ratebound_core::budget::{Admission, Budget, BudgetConfig, Usage};
+use ratebound_std::redis::{BudgetReply, RedisBudget};
+
+fn to_json<T: serde::Serialize>(t: &T) -> Value {
+    serde_json::to_value(t).unwrap()
+}
+
+fn budget_result<T, F: FnOnce(T) -> Value>(r: BudgetReply<T>, ok: F) -> (Value, Value) {
+    let state = to_json(&r.state.to_state::<4>().expect("at most 4 holds"));
+    let v = match r.value {
+        Ok(v) => json!({ "ok": ok(v) }),
+        Err(e) => json!({ "error": e.code() }),
+    };
+    (v, state)
+}
+
+async fn replay_budgets(store: &RedisStore, clock: &ManualClock, run: &str) -> usize {
+    let file = fixtures("budget");
+    let mut steps = 0;
+    for (t, trace) in file["traces"].as_array().unwrap().iter().enumerate() {
+        let cfg: BudgetConfig = serde_json::from_value(trace["config"].clone()).unwrap();
+        let b = RedisBudget::new(store.clone(), Budget::new(cfg).unwrap(), 4);
+        let tag = format!("{run} budget {{{t}}}");
+        let tag = tag.as_bytes();
+        for (i, s) in trace["steps"].as_array().unwrap().iter().enumerate() {
+            clock.set(Instant::from_micros(u(s, "now")));
+            let usage = || -> Usage { serde_json::from_value(s["usage"].clone()).unwrap() };
+            let what = format!("budget/{} step {i} ({})", trace["name"], s["op"]);
+            let (got, state) = match s["op"].as_str().unwrap() {
+                "reserve" => budget_result(b.reserve(tag, "b", usage()).await.unwrap(), |r| {
+                    let admission = match r.admission {
+                        Admission::Granted(h) => json!({ "granted": to_json(&h) }),
+                        Admission::Denied(d) => json!({ "denied": to_json(&d) }),
+                    };
+                    json!({ "admission": admission, "alerts": to_json(&r.alerts) })
+                }),
+                "settle" => budget_result(
+                    b.settle(tag, "b", u(s, "id"), usage()).await.unwrap(),
+                    |r| to_json(&r),
+                ),
+                "release" => budget_result(b.release(tag, "b", u(s, "id")).await.unwrap(), |()| {
+                    Value::Null
+                }),
+                "record" => {
+                    budget_result(b.record(tag, "b", usage()).await.unwrap(), |a| to_json(&a))
+                }
+                "try_spend" => budget_result(b.try_spend(tag, "b", usage()).await.unwrap(), |r| {
+                    to_json(&r)
+                }),
+                "status" => budget_result(b.status(tag, "b").await.unwrap(), |r| to_json(&r)),
+                op => panic!("unknown op {op}"),
+            };
+            assert_eq!(got, s["expect"], "{what}: result");
+            assert_eq!(state, s["state"], "{what}: state");
+            steps += 1;
+        }
+    }
+    steps
+}
+
+#[tokio::test]
+async fn budget_fixtures_replay_exactly_through_redis() {
+    let server = RedisServer::start();
+    let clock = ManualClock::new(Instant::ZERO);
+    let store = RedisStore::connect(&server.url(), caller_time(&clock))
+        .await
+        .unwrap();
+    assert_eq!(replay_budgets(&store, &clock, "single").await, 213);
+}

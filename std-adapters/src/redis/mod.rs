@@ -31,6 +31,8 @@ use redis::{Script, Value};
 use crate::clock::Clock;
 use crate::config::AnyLimiter;
 
+mod budget;
+pub use budget::{BudgetReply, RawBudgetState, RedisBudget};
 mod model;
 pub use model::{
     OnUnavailable, RedisAdmission, RedisModelLimiter, SharedRedisModelLimiter, Source,
