@@ -561,3 +561,85 @@ async fn budget_fixtures_replay_exactly_through_redis() {
         .unwrap();
     assert_eq!(replay_budgets(&store, &clock, "single").await, 213);
 }
+
+/// Eight connections reserve and settle against one budget at once: the
+/// committed amount never passes the limit, and what was charged is exactly
+/// what the settles said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_connections_reserve_and_settle_one_budget() {
+    use ratebound_core::budget::{Dimension, Horizon};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let server = RedisServer::start();
+    let clock = ManualClock::new(Instant::from_secs(1_800_000_000));
+    let cfg = BudgetConfig::new().limit(Dimension::Tokens, Horizon::MINUTE, 10_000).alert_threshold_bp(8_000);
+    let budget = Budget::new(cfg).unwrap();
+    let charged = Arc::new(AtomicU64::new(0));
+    let (granted, denied) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let done = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..8u64 {
+        let store = RedisStore::connect(&server.url(), caller_time(&clock)).await.unwrap();
+        let b = RedisBudget::new(store, budget.clone(), 64);
+        let (charged, granted, denied) = (charged.clone(), granted.clone(), denied.clone());
+        workers.push(tokio::spawn(async move {
+            for k in 0..150u64 {
+                let est = 100 + (w * 37 + k * 53) % 400;
+                let r = b.reserve(b"team", "budget", Usage { requests: 1, tokens: est, cost: 0 }).await.unwrap().value.unwrap();
+                match r.admission {
+                    Admission::Granted(h) => {
+                        granted.fetch_add(1, Ordering::SeqCst);
+                        if k % 4 == 0 {
+                            b.release(b"team", "budget", h.id).await.unwrap().value.unwrap();
+                        } else {
+                            let actual = est / 2 + k % 7;
+                            b.settle(b"team", "budget", h.id, Usage { requests: 1, tokens: actual, cost: 0 }).await.unwrap().value.unwrap();
+                            charged.fetch_add(actual, Ordering::SeqCst);
+                        }
+                    }
+                    Admission::Denied(_) => {
+                        denied.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+        }));
+    }
+    // A monitor on its own connection: used + reserved never exceeds the max.
+    let monitor = {
+        let store = RedisStore::connect(&server.url(), caller_time(&clock)).await.unwrap();
+        let b = RedisBudget::new(store, budget.clone(), 64);
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut polls = 0;
+            while !done.load(Ordering::SeqCst) {
+                let s = b.status(b"team", "budget").await.unwrap().value.unwrap();
+                let l = &s.limits[0];
+                assert!(l.used + l.reserved <= 10_000, "over the limit: {l:?}");
+                polls += 1;
+            }
+            polls
+        })
+    };
+    for w in workers {
+        w.await.unwrap();
+    }
+    done.store(true, Ordering::SeqCst);
+    let polls = monitor.await.unwrap();
+    let store = RedisStore::connect(&server.url(), caller_time(&clock)).await.unwrap();
+    let s = RedisBudget::new(store, budget, 64).status(b"team", "budget").await.unwrap().value.unwrap();
+    assert_eq!(s.limits[0].used, charged.load(Ordering::SeqCst), "charged exactly what was settled");
+    assert_eq!(s.limits[0].reserved, 0);
+    assert_eq!(s.holds, 0);
+    assert!(s.limits[0].used <= 10_000);
+    assert!(granted.load(Ordering::SeqCst) > 20 && denied.load(Ordering::SeqCst) > 100, "both paths");
+    assert!(polls > 10, "{polls} polls");
+}
+
+#[tokio::test]
+async fn a_cluster_replays_the_budget_fixtures() {
+    let cluster = RedisCluster::start();
+    let clock = ManualClock::new(Instant::ZERO);
+    let urls = cluster.urls();
+    let nodes: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let store = RedisStore::connect_cluster(&nodes, caller_time(&clock)).await.unwrap();
+    assert_eq!(replay_budgets(&store, &clock, "cluster").await, 213);
+}
