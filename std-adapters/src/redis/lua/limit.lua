@@ -1,5 +1,7 @@
 -- ratebound: one decision over one or more limiters, all or nothing.
 --
+-- State: one string per key, "<kind>|<field>|…" (g: tat|rem; l: last|at:cost,…;
+--   c: start|prev|curr), expiring once the limiter is idle.
 -- KEYS: one state key per member (in a cluster: one hash tag for all).
 -- ARGV: now_us ("" = Redis TIME), ttl_margin_ms, mode ("check" | "peek" |
 --   "at_most" | "refund"), member count, then per member:
@@ -157,16 +159,16 @@ for m = 1, count do
 end
 
 local function load(m)
-  local h = redis.call("HMGET", m.key, "k", "a", "b", "c")
-  if h[1] ~= false and h[1] ~= m.kind then
-    error("ratebound: key " .. m.key .. " holds another kind of limiter (" .. tostring(h[1]) .. ")")
+  local kind, h = load_state(m.key)
+  if kind ~= nil and kind ~= m.kind then
+    error("ratebound: key " .. m.key .. " holds another kind of limiter (" .. tostring(kind) .. ")")
   end
   if m.kind == "g" then
-    return { tat = int_field(h[2], 0), rem = int_field(h[3], 0) }
+    return { tat = int_field(h[1], 0), rem = int_field(h[2], 0) }
   elseif m.kind == "l" then
-    return { last = int_field(h[2], 0), entries = l_parse(h[3]) }
+    return { last = int_field(h[1], 0), entries = l_parse(h[2]) }
   end
-  return { start = int_field(h[2], 0), prev = int_field(h[3], 0), curr = int_field(h[4], 0) }
+  return { start = int_field(h[1], 0), prev = int_field(h[2], 0), curr = int_field(h[3], 0) }
 end
 
 local function state_out(m, st)
@@ -180,18 +182,18 @@ local function state_out(m, st)
 end
 
 local function store(m, st, reset)
+  -- Idle (indistinguishable from a fresh state) once `reset` has passed;
+  -- the margin covers callers whose clock runs behind Redis's.
+  local ttl = math.max(1, math.ceil(math.max(0, reset - now) / 1000)) + margin
   if m.kind == "g" then
-    redis.call("HSET", m.key, "k", "g", "a", int_str(st.tat), "b", int_str(st.rem))
+    store_state(m.key, "g", { int_str(st.tat), int_str(st.rem) }, ttl)
   elseif m.kind == "l" then
     local parts = {}
     for _, e in ipairs(st.entries) do parts[#parts + 1] = string.format("%d:%d", e[1], e[2]) end
-    redis.call("HSET", m.key, "k", "l", "a", int_str(st.last), "b", table.concat(parts, ","))
+    store_state(m.key, "l", { int_str(st.last), table.concat(parts, ",") }, ttl)
   else
-    redis.call("HSET", m.key, "k", "c", "a", int_str(st.start), "b", int_str(st.prev), "c", int_str(st.curr))
+    store_state(m.key, "c", { int_str(st.start), int_str(st.prev), int_str(st.curr) }, ttl)
   end
-  -- Idle (indistinguishable from a fresh state) once `reset` has passed;
-  -- the margin covers callers whose clock runs behind Redis's.
-  redis.call("PEXPIRE", m.key, int_str(math.max(1, math.ceil(math.max(0, reset - now) / 1000)) + margin))
 end
 
 local function decide(m, st)

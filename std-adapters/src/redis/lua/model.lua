@@ -27,16 +27,16 @@ local tc, sc = cfg(7), cfg(12)
 local tkey, skey, hkey = KEYS[1], KEYS[2], KEYS[3]
 
 local function load(key)
-  local h = redis.call("HMGET", key, "k", "a", "b")
-  if h[1] ~= false and h[1] ~= "g" then
-    error("ratebound: key " .. key .. " holds another kind of limiter (" .. tostring(h[1]) .. ")")
+  local kind, h = load_state(key)
+  if kind ~= nil and kind ~= "g" then
+    error("ratebound: key " .. key .. " holds another kind of limiter (" .. tostring(kind) .. ")")
   end
-  return { tat = int_field(h[2], 0), rem = int_field(h[3], 0) }
+  return { tat = int_field(h[1], 0), rem = int_field(h[2], 0) }
 end
 
 local function store(key, st, reset)
-  redis.call("HSET", key, "k", "g", "a", int_str(st.tat), "b", int_str(st.rem))
-  redis.call("PEXPIRE", key, int_str(math.max(1, math.ceil(math.max(0, reset - now) / 1000)) + margin))
+  local ttl = math.max(1, math.ceil(math.max(0, reset - now) / 1000)) + margin
+  store_state(key, "g", { int_str(st.tat), int_str(st.rem) }, ttl)
 end
 
 redis.call("ZREMRANGEBYSCORE", hkey, "-inf", int_str(now)) -- lapsed holds

@@ -94,6 +94,28 @@ local function int_str(x)
   return string.format("%d", x)
 end
 
+-- A limiter's state is one string "<kind>|<field>|<field>…" set with its TTL
+-- in one command (cheaper than a hash plus PEXPIRE).
+local function load_state(key)
+  local raw = redis.call("GET", key)
+  if raw == false then return nil, {} end
+  local fields, pos = {}, 1
+  while true do
+    local bar = string.find(raw, "|", pos, true)
+    if bar == nil then
+      fields[#fields + 1] = string.sub(raw, pos)
+      break
+    end
+    fields[#fields + 1] = string.sub(raw, pos, bar - 1)
+    pos = bar + 1
+  end
+  return fields[1], { fields[2], fields[3], fields[4] }
+end
+
+local function store_state(key, kind, fields, ttl_ms)
+  redis.call("SET", key, kind .. "|" .. table.concat(fields, "|"), "PX", string.format("%d", ttl_ms))
+end
+
 local function now_us(arg)
   if arg == "" then
     local t = redis.call("TIME")
