@@ -272,3 +272,60 @@ async fn killed_mid_load_then_script_flush() {
         "{redis} decided in redis, {local} locally"
     );
 }
+
+#[tokio::test]
+async fn a_plain_limiter_follows_its_failure_policy() {
+    use ratebound_std::config::AnyLimiter;
+    use ratebound_std::keyed::KeyedConfig;
+    use ratebound_std::redis::RedisLimiter;
+    let server = RedisServer::start();
+    let clock = ManualClock::new(Instant::from_secs(1_800_000_000));
+    let g = AnyLimiter::Gcra(ratebound_core::Gcra::new(2, 2, Duration::from_secs(60)).unwrap());
+    let make = |on| {
+        let clock = clock.clone();
+        let url = server.url();
+        async move {
+            let store = RedisStore::connect(&url, opts(Some(&clock), 200))
+                .await
+                .unwrap();
+            RedisLimiter::new(store, "api", g, on, KeyedConfig::default(), clock).unwrap()
+        }
+    };
+    let (closed, open, local) = (
+        make(OnUnavailable::Closed).await,
+        make(OnUnavailable::Open).await,
+        make(OnUnavailable::Local).await,
+    );
+    // Shared through Redis: the three limiters see one count of 2.
+    assert_eq!(closed.check(b"k", 1).await.unwrap().source, Source::Redis);
+    assert!(open.check(b"k", 1).await.unwrap().decision.allowed);
+    let third = local.check(b"k", 1).await.unwrap();
+    assert_eq!(
+        (third.source, third.decision.allowed),
+        (Source::Redis, false)
+    );
+    assert!(
+        closed.check(b"k", 3).await.is_err(),
+        "a cost that never fits is an error, not a fallback"
+    );
+    server.kill();
+    assert!(closed.check(b"k", 1).await.unwrap_err().is_unavailable());
+    let o = open.check(b"k", 1).await.unwrap();
+    assert_eq!((o.source, o.decision.allowed), (Source::FailOpen, true));
+    let l: Vec<_> = [
+        local.check(b"k", 1).await.unwrap(),
+        local.check(b"k", 1).await.unwrap(),
+        local.check(b"k", 1).await.unwrap(),
+    ]
+    .into();
+    assert!(l.iter().all(|v| v.source == Source::Local));
+    assert_eq!(
+        l.iter().map(|v| v.decision.allowed).collect::<Vec<_>>(),
+        [true, true, false],
+        "the local count of 2 holds"
+    );
+    server.restart();
+    tokio::time::sleep(StdDuration::from_millis(600)).await; // past the breaker
+    assert_eq!(closed.check(b"k2", 1).await.unwrap().source, Source::Redis);
+    assert_eq!(local.check(b"k2", 1).await.unwrap().source, Source::Redis);
+}

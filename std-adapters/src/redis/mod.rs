@@ -27,6 +27,7 @@ use ratebound_core::{Decision, Gcra, Instant, SlidingCounter, SlidingLog};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Script, Value};
+use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::config::AnyLimiter;
@@ -34,13 +35,76 @@ use crate::config::AnyLimiter;
 mod budget;
 pub use budget::{BudgetReply, RawBudgetState, RedisBudget};
 mod model;
-pub use model::{
-    OnUnavailable, RedisAdmission, RedisModelLimiter, SharedRedisModelLimiter, Source,
-};
+pub use model::{RedisAdmission, RedisModelLimiter, SharedRedisModelLimiter};
+mod limiter;
+pub use limiter::{RedisLimiter, Verdict};
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
 static LIMIT: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{PRELUDE}\n{}", include_str!("lua/limit.lua"))));
+
+/// What to do when Redis is unreachable, failing or too slow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnavailable {
+    /// Admit without counting (availability first).
+    Open,
+    /// Refuse (`AdmitError::Unavailable`; the layer answers 503).
+    #[default]
+    Closed,
+    /// Decide with an in-memory limiter of the same config, per server
+    /// (the seed's memory path): limits hold per replica until Redis is back.
+    Local,
+}
+
+/// Where a decision came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// Redis.
+    Redis,
+    /// Redis was unavailable: admitted uncounted ([`OnUnavailable::Open`]).
+    FailOpen,
+    /// Redis was unavailable: decided in memory ([`OnUnavailable::Local`]).
+    Local,
+}
+
+/// After a failure, calls skip Redis (and its timeout) for this long, then
+/// try again (reconnecting).
+const RETRY_AFTER_FAILURE: StdDuration = StdDuration::from_millis(500);
+
+/// Skips Redis for a moment after it failed, and logs the transitions
+/// (down, back) once each rather than on every call.
+#[derive(Debug, Default)]
+pub(crate) struct Breaker {
+    down_until: std::sync::Mutex<Option<std::time::Instant>>,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl Breaker {
+    pub(crate) fn skipping(&self) -> bool {
+        let guard = self.down_until.lock().unwrap_or_else(|p| p.into_inner());
+        guard.is_some_and(|t| std::time::Instant::now() < t)
+    }
+
+    pub(crate) fn mark(&self, ok: bool, err: Option<&RedisLimitError>, what: &str) {
+        use std::sync::atomic::Ordering;
+        if ok {
+            if self.down.swap(false, Ordering::SeqCst) {
+                tracing::warn!("redis is back: {what} are shared again");
+            }
+            *self.down_until.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        } else {
+            if !self.down.swap(true, Ordering::SeqCst) {
+                tracing::warn!(
+                    error = %err.map(ToString::to_string).unwrap_or_default(),
+                    "redis unavailable: {what} fall back to the failure policy"
+                );
+            }
+            *self.down_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(std::time::Instant::now() + RETRY_AFTER_FAILURE);
+        }
+    }
+}
 
 /// Where the scripts' `now` comes from.
 #[derive(Clone)]

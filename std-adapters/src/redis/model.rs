@@ -2,15 +2,14 @@
 //! failure policy for when Redis is down.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration as StdDuration;
 
 use ratebound_core::{Decision, Gcra, Instant};
 use redis::{Script, Value};
-use serde::{Deserialize, Serialize};
 
-use super::{RedisLimitError, RedisStore, PRELUDE};
+use super::{Breaker, OnUnavailable, RedisLimitError, RedisStore, Source, PRELUDE};
 use crate::clock::Clock;
 use crate::model_limit::{
     Admission, AdmitError, Identity, ModelDecision, ModelLimitConfig, ModelLimitError,
@@ -21,35 +20,6 @@ use crate::model_limit::{AdmitRequests, Admitted};
 static MODEL: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{PRELUDE}\n{}", include_str!("lua/model.lua"))));
 
-/// What to do when Redis is unreachable, failing or too slow.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnUnavailable {
-    /// Admit without counting (availability first).
-    Open,
-    /// Refuse (`AdmitError::Unavailable`; the layer answers 503).
-    #[default]
-    Closed,
-    /// Decide with an in-memory limiter of the same config, per server
-    /// (the seed's memory path): limits hold per replica until Redis is back.
-    Local,
-}
-
-/// Where a decision came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Source {
-    /// Redis.
-    Redis,
-    /// Redis was unavailable: admitted uncounted ([`OnUnavailable::Open`]).
-    FailOpen,
-    /// Redis was unavailable: decided in memory ([`OnUnavailable::Local`]).
-    Local,
-}
-
-/// After a failure, calls skip Redis (and its timeout) for this long, then
-/// try again; the connection manager reconnects meanwhile.
-const RETRY_AFTER_FAILURE: StdDuration = StdDuration::from_millis(500);
-
 /// Model-level limits ([`crate::model_limit`]) kept in Redis: the same
 /// config, keys and decisions as [`ModelLimiter`], shared by every server.
 pub struct RedisModelLimiter<C: Clock + Clone> {
@@ -57,8 +27,7 @@ pub struct RedisModelLimiter<C: Clock + Clone> {
     local: ModelLimiter<C>,
     on_unavailable: OnUnavailable,
     hold_ttl: StdDuration,
-    down_until: Mutex<Option<std::time::Instant>>,
-    down: AtomicBool,
+    breaker: Breaker,
     ids: AtomicU64,
 }
 
@@ -86,8 +55,7 @@ impl<C: Clock + Clone> RedisModelLimiter<C> {
             local: ModelLimiter::new(config, Default::default(), clock)?,
             on_unavailable,
             hold_ttl: StdDuration::from_secs(600),
-            down_until: Mutex::new(None),
-            down: AtomicBool::new(false),
+            breaker: Breaker::default(),
             ids: AtomicU64::new(0),
         })
     }
@@ -102,30 +70,6 @@ impl<C: Clock + Clone> RedisModelLimiter<C> {
     /// The failure policy.
     pub fn on_unavailable(&self) -> OnUnavailable {
         self.on_unavailable
-    }
-
-    fn skipping(&self) -> bool {
-        let guard = self.down_until.lock().unwrap_or_else(|p| p.into_inner());
-        guard.is_some_and(|t| std::time::Instant::now() < t)
-    }
-
-    fn mark(&self, ok: bool, err: Option<&RedisLimitError>) {
-        if ok {
-            if self.down.swap(false, Ordering::SeqCst) {
-                tracing::warn!("redis is back: model limits are shared again");
-            }
-            *self.down_until.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        } else {
-            if !self.down.swap(true, Ordering::SeqCst) {
-                tracing::warn!(
-                    error = %err.map(ToString::to_string).unwrap_or_default(),
-                    policy = ?self.on_unavailable,
-                    "redis unavailable: model limits fall back"
-                );
-            }
-            *self.down_until.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some(std::time::Instant::now() + RETRY_AFTER_FAILURE);
-        }
     }
 
     fn hold_id(&self) -> String {
@@ -347,12 +291,12 @@ impl<C: Clock + Clone> AdmitRequests for RedisModelLimiter<C> {
             self.local.validate(who, model)?;
             let (_, quota) = self.local.limits().quota_for(who, model);
             let quota = *quota;
-            let err = if self.skipping() {
+            let err = if self.breaker.skipping() {
                 RedisLimitError::Invalid("redis marked unavailable after a recent failure")
             } else {
                 match self.admit_redis(who, model, &quota).await {
                     Ok((decision, settle)) => {
-                        self.mark(true, None);
+                        self.breaker.mark(true, None, "model limits");
                         return Ok(RedisAdmission {
                             decision,
                             quota,
@@ -362,7 +306,7 @@ impl<C: Clock + Clone> AdmitRequests for RedisModelLimiter<C> {
                         });
                     }
                     Err(e) if e.is_unavailable() => {
-                        self.mark(false, Some(&e));
+                        self.breaker.mark(false, Some(&e), "model limits");
                         e
                     }
                     Err(e) => return Err(AdmitError::Unavailable(e.to_string())),
