@@ -80,7 +80,8 @@ type Dispatch = mpsc::Sender<(Alert, Vec<Handler>)>;
 
 /// Delivers alerts to handlers on a dedicated thread, so callers never block
 /// on (or are broken by) a slow or panicking handler.
-struct AlertHub {
+/// Alert delivery shared by the budget managers (memory and Redis).
+pub(crate) struct AlertHub {
     handlers: RwLock<Vec<Handler>>,
     subscribers: Mutex<Vec<mpsc::Sender<Alert>>>,
     pending: Arc<(Mutex<usize>, Condvar)>,
@@ -90,7 +91,42 @@ struct AlertHub {
 }
 
 impl AlertHub {
-    fn new() -> Self {
+    pub(crate) fn on_alert(&self, handler: impl Fn(&Alert) + Send + Sync + 'static) {
+        self.handlers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::new(handler));
+        self.start();
+    }
+
+    pub(crate) fn subscribe(&self) -> mpsc::Receiver<Alert> {
+        let (tx, rx) = mpsc::channel();
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(tx);
+        rx
+    }
+
+    pub(crate) async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.in_flight.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    pub(crate) fn wait_blocking(&self) {
+        let (lock, cv) = &*self.pending;
+        let mut left = lock.lock().unwrap_or_else(|e| e.into_inner());
+        while *left > 0 {
+            left = cv.wait(left).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    pub(crate) fn new() -> Self {
         AlertHub {
             handlers: RwLock::new(Vec::new()),
             subscribers: Mutex::new(Vec::new()),
@@ -141,7 +177,7 @@ impl AlertHub {
         }
     }
 
-    fn publish(&self, alerts: &Alerts) {
+    pub(crate) fn publish(&self, alerts: &Alerts) {
         for alert in alerts {
             tracing::info!(kind = ?alert.kind, seed_type = alert.seed_type(), utilization_bp = alert.utilization_bp, "budget alert");
             self.subscribers
@@ -340,42 +376,21 @@ impl<C: Clock, const R: usize> BudgetManager<C, R> {
     /// [`wait_alerts`](Self::wait_alerts) itself; one that holds an `Arc` of
     /// this manager keeps it (and the thread) alive.
     pub fn on_alert(&self, handler: impl Fn(&Alert) + Send + Sync + 'static) {
-        self.hub
-            .handlers
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Arc::new(handler));
-        self.hub.start();
+        self.hub.on_alert(handler);
     }
 
     /// A channel receiving every alert from now on.
     pub fn subscribe(&self) -> mpsc::Receiver<Alert> {
-        let (tx, rx) = mpsc::channel();
-        self.hub
-            .subscribers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(tx);
-        rx
+        self.hub.subscribe()
     }
 
     /// Wait until every alert handler dispatched so far has returned.
     pub async fn wait_alerts(&self) {
-        loop {
-            let notified = self.hub.notify.notified();
-            if self.hub.in_flight.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            notified.await;
-        }
+        self.hub.wait().await;
     }
 
     /// [`wait_alerts`](Self::wait_alerts) for threads without a runtime.
     pub fn wait_alerts_blocking(&self) {
-        let (lock, cv) = &*self.hub.pending;
-        let mut left = lock.lock().unwrap_or_else(|e| e.into_inner());
-        while *left > 0 {
-            left = cv.wait(left).unwrap_or_else(|e| e.into_inner());
-        }
+        self.hub.wait_blocking();
     }
 }

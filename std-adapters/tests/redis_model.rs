@@ -329,3 +329,93 @@ async fn a_plain_limiter_follows_its_failure_policy() {
     assert_eq!(closed.check(b"k2", 1).await.unwrap().source, Source::Redis);
     assert_eq!(local.check(b"k2", 1).await.unwrap().source, Source::Redis);
 }
+
+/// The same budget-manager calls on both backends give the same answers;
+/// two Redis managers (two servers) draw on one budget.
+#[tokio::test]
+async fn the_budget_manager_switches_backends_by_config() {
+    use ratebound_core::budget::{BudgetConfig, Dimension, Horizon, Usage};
+    use ratebound_std::budget::UsageRecord;
+    use ratebound_std::redis::{AnyBudgetManager, BudgetBackend, RedisBudgetError};
+    let server = RedisServer::start();
+    let clock = ManualClock::new(Instant::from_secs(1_800_000_000));
+    let cfg = || {
+        BudgetConfig::new()
+            .limit(Dimension::Tokens, Horizon::MINUTE, 1_000)
+            .limit(Dimension::Cost, Horizon::DAY, 50_000)
+            .alert_threshold_bp(5_000)
+            .alert_threshold_bp(9_000)
+    };
+    let store = RedisStore::connect(&server.url(), opts(Some(&clock), 5000))
+        .await
+        .unwrap();
+    let backend = BudgetBackend::Redis {
+        store: store.clone(),
+        key: b"team-a".to_vec(),
+        hold_slots: 16,
+    };
+    let redis = AnyBudgetManager::new(cfg(), backend.clone(), clock.clone()).unwrap();
+    let other_server = AnyBudgetManager::new(cfg(), backend, clock.clone()).unwrap();
+    let memory = AnyBudgetManager::new(cfg(), BudgetBackend::Memory, clock.clone()).unwrap();
+    let (ra, ma) = (redis.subscribe(), memory.subscribe());
+    for step in 0..40u64 {
+        clock.advance(Duration::from_secs(7));
+        let est = Usage {
+            requests: 1,
+            tokens: 50 + step * 13 % 200,
+            cost: 1_000 + step * 97,
+        };
+        let (r, m) = (redis.reserve(est).await, memory.reserve(est).await);
+        match (r, m) {
+            (Ok(r), Ok(m)) => {
+                let actual = Usage {
+                    tokens: est.tokens / 2,
+                    ..est
+                };
+                if step % 3 == 0 {
+                    drop((r, m)); // released
+                } else {
+                    assert_eq!(
+                        r.settle(actual).await.unwrap(),
+                        m.settle(actual).await.unwrap(),
+                        "step {step}"
+                    );
+                }
+            }
+            (Err(RedisBudgetError::Denied(a)), Err(RedisBudgetError::Denied(b))) => {
+                assert_eq!(a, b, "step {step}")
+            }
+            (r, m) => panic!(
+                "step {step}: redis {:?} vs memory {:?}",
+                r.map(|h| h.usage()),
+                m.map(|h| h.usage())
+            ),
+        }
+        let rec = UsageRecord {
+            tokens: 5,
+            cost: 10,
+            ..UsageRecord::default()
+        };
+        redis.record_usage(&rec).await.unwrap();
+        memory.record_usage(&rec).await.unwrap();
+        tokio::task::yield_now().await; // let dropped holds release
+        tokio::time::sleep(StdDuration::from_millis(5)).await;
+        assert_eq!(
+            redis.status().await.unwrap(),
+            memory.status().await.unwrap(),
+            "step {step}"
+        );
+        assert_eq!(
+            redis.check_budget(100, 100).await.is_ok(),
+            memory.check_budget(100, 100).await.is_ok()
+        );
+    }
+    let (ra, ma): (Vec<_>, Vec<_>) = (ra.try_iter().collect(), ma.try_iter().collect());
+    assert!(!ra.is_empty(), "alerts fired");
+    assert_eq!(ra, ma, "the same alerts, in the same order");
+    // The other server sees the same budget.
+    assert_eq!(
+        other_server.status().await.unwrap(),
+        redis.status().await.unwrap()
+    );
+}

@@ -38,6 +38,11 @@ mod model;
 pub use model::{RedisAdmission, RedisModelLimiter, SharedRedisModelLimiter};
 mod limiter;
 pub use limiter::{RedisLimiter, Verdict};
+mod manager;
+pub use manager::{
+    AnyBudgetHold, AnyBudgetManager, BudgetBackend, RedisBudgetError, RedisBudgetHold,
+    RedisBudgetManager,
+};
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
 static LIMIT: LazyLock<Script> =
