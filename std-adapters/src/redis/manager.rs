@@ -191,6 +191,7 @@ impl RedisBudgetManager {
 
 /// Where a budget lives.
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // a config value, built once
 pub enum BudgetBackend {
     /// In this process.
     Memory,
@@ -210,7 +211,7 @@ pub enum BudgetBackend {
 #[derive(Debug)]
 pub enum AnyBudgetManager<C: Clock> {
     /// In memory.
-    Memory(BudgetManager<C>),
+    Memory(Box<BudgetManager<C>>),
     /// In Redis.
     Redis(RedisBudgetManager),
 }
@@ -250,7 +251,9 @@ impl<C: Clock> AnyBudgetManager<C> {
         clock: C,
     ) -> Result<Self, ConfigError> {
         Ok(match backend {
-            BudgetBackend::Memory => AnyBudgetManager::Memory(BudgetManager::new(config, clock)?),
+            BudgetBackend::Memory => {
+                AnyBudgetManager::Memory(Box::new(BudgetManager::new(config, clock)?))
+            }
             BudgetBackend::Redis {
                 store,
                 key,
