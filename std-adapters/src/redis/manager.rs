@@ -213,7 +213,7 @@ pub enum AnyBudgetManager<C: Clock> {
     /// In memory.
     Memory(Box<BudgetManager<C>>),
     /// In Redis.
-    Redis(RedisBudgetManager),
+    Redis(Box<RedisBudgetManager>),
 }
 
 /// A hold from an [`AnyBudgetManager`].
@@ -258,7 +258,9 @@ impl<C: Clock> AnyBudgetManager<C> {
                 store,
                 key,
                 hold_slots,
-            } => AnyBudgetManager::Redis(RedisBudgetManager::new(store, config, key, hold_slots)?),
+            } => AnyBudgetManager::Redis(Box::new(RedisBudgetManager::new(
+                store, config, key, hold_slots,
+            )?)),
         })
     }
 
