@@ -349,7 +349,7 @@ async fn a_three_master_cluster_replays_the_fixtures_and_policy_sets() {
     }
     assert_eq!(total, 1120);
     // Tags spread over the masters; each policy set's keys share one slot.
-    for tag in ["alice", "bob", "carol", "{odd} tag"] {
+    for tag in ["alice", "bob", "carol", "{odd} tag", ""] {
         policy_differential(&store, &clock, tag.as_bytes()).await;
     }
     let keys: usize = cluster
@@ -482,6 +482,25 @@ async fn bad_input_gives_clear_errors_or_correct_results() {
     server.cli(&["SET", &key, "g|not-a-number|0"]).unwrap();
     let e = store.check(b"t", &one(1)).await.unwrap_err();
     assert!(e.to_string().contains("corrupt state"), "{e}");
+    // A prefix with braces would split a call's keys over cluster slots.
+    let bad = RedisOptions {
+        prefix: "rb{x}:".into(),
+        ..RedisOptions::default()
+    };
+    assert!(matches!(
+        RedisStore::connect(&server.url(), bad).await,
+        Err(RedisLimitError::Invalid(_))
+    ));
+    // A key of another Redis type is an error about this call, not an outage.
+    server
+        .cli(&[
+            "RPUSH",
+            &String::from_utf8(store.key(b"list", "x").unwrap()).unwrap(),
+            "1",
+        ])
+        .unwrap();
+    let e = store.check(b"list", &one(1)).await.unwrap_err();
+    assert!(!e.is_unavailable(), "{e}");
     // Idle keys expire by themselves.
     let ttl: i64 = server
         .cli(&[

@@ -74,7 +74,13 @@ impl RedisBudgetHold<'_> {
                 Some(s)
             }
             Err(e) => {
-                tracing::warn!(error = %e, "settle of an unknown reservation; nothing charged");
+                // The state is gone (reset, or expired long after the hold
+                // lapsed): charge the usage anyway, never undercount.
+                tracing::warn!(error = %e, "settle of an unknown reservation: charged as recorded usage");
+                let r = m.budget.record(&m.key, NAME, actual).await?;
+                if let Ok(alerts) = r.value {
+                    m.hub.publish(&alerts);
+                }
                 None
             }
         })

@@ -199,11 +199,31 @@ impl RedisLimitError {
     /// True when Redis was unreachable, failed or was too slow (a failure
     /// policy applies), as opposed to a bad request.
     pub fn is_unavailable(&self) -> bool {
+        use redis::{ErrorKind, ServerErrorKind};
         match self {
             RedisLimitError::Timeout(_) => true,
-            // An error the script raised (corrupt state, another kind of
-            // key) is an answer: Redis works; falling back would hide it.
-            RedisLimitError::Redis(_) => !is_script_error(self),
+            // Only what says "not now": I/O, a dropped or refused connection,
+            // a server loading, failing over or busy. Anything else (a
+            // script error, WRONGTYPE, OOM, NOPERM, CROSSSLOT) is an answer
+            // about this call: falling back, let alone failing open, would
+            // hide a misconfiguration.
+            RedisLimitError::Redis(e) => {
+                e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || matches!(
+                        e.kind(),
+                        ErrorKind::Server(
+                            ServerErrorKind::BusyLoading
+                                | ServerErrorKind::TryAgain
+                                | ServerErrorKind::ClusterDown
+                                | ServerErrorKind::MasterDown
+                                | ServerErrorKind::ReadOnly
+                        )
+                    )
+                    || e.code() == Some("BUSY")
+            }
             _ => false,
         }
     }
@@ -349,7 +369,7 @@ impl Client {
                 ))
             }
             Client::Cluster(c) => Ok(Conn::Cluster(
-                within(opts.timeout * 4, c.get_async_connection()).await?,
+                within(opts.timeout.saturating_mul(4), c.get_async_connection()).await?,
             )),
         }
     }
@@ -385,6 +405,16 @@ impl RedisStore {
     }
 
     async fn with_client(client: Client, opts: RedisOptions) -> Result<Self, RedisLimitError> {
+        if opts.prefix.contains(['{', '}']) {
+            return Err(RedisLimitError::Invalid(
+                "the key prefix must not contain { or }",
+            ));
+        }
+        if opts.timeout.is_zero() || opts.ttl_margin > StdDuration::from_secs(366 * 86_400) {
+            return Err(RedisLimitError::Invalid(
+                "timeout must be above zero and ttl_margin at most 366 days",
+            ));
+        }
         let conn = client.connect(&opts).await?;
         Ok(RedisStore {
             client,
@@ -429,6 +459,11 @@ impl RedisStore {
         let mut k = Vec::with_capacity(self.opts.prefix.len() + tag.len() + name.len() + 4);
         k.extend_from_slice(self.opts.prefix.as_bytes());
         k.push(b'{');
+        if tag.is_empty() {
+            // Redis hashes the whole key for an empty `{}`; a bare `%`
+            // (which escaping never produces) keeps one slot per call.
+            k.push(b'%');
+        }
         for &b in tag {
             match b {
                 b'%' => k.extend_from_slice(b"%25"),
@@ -464,23 +499,26 @@ impl RedisStore {
             inv.arg(a.as_str());
         }
         use std::sync::atomic::Ordering;
-        if self.broken.swap(false, Ordering::SeqCst) {
-            match self.client.connect(&self.opts).await {
-                Ok(c) => *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = c,
-                Err(e) => {
-                    self.broken.store(true, Ordering::SeqCst);
-                    return Err(e);
-                }
-            }
-        }
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let call = async {
-            match conn {
+            if self.broken.load(Ordering::SeqCst) {
+                // Cancellation-safe: the flag clears only once a new
+                // connection is in place.
+                let c = self.client.connect(&self.opts).await?;
+                *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = c;
+                self.broken.store(false, Ordering::SeqCst);
+            }
+            let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let r = match conn {
                 Conn::Single(mut c) => inv.invoke_async::<Value>(&mut c).await,
                 Conn::Cluster(mut c) => inv.invoke_async::<Value>(&mut c).await,
-            }
+            };
+            Ok::<_, RedisLimitError>(r?)
         };
-        let r = within(self.opts.timeout, call).await;
+        // One timeout for the whole call, reconnection included.
+        let r = match tokio::time::timeout(self.opts.timeout, call).await {
+            Ok(r) => r,
+            Err(_) => Err(RedisLimitError::Timeout(self.opts.timeout)),
+        };
         if r.as_ref().is_err_and(RedisLimitError::is_unavailable) {
             self.broken.store(true, Ordering::SeqCst);
         }
@@ -497,6 +535,19 @@ impl RedisStore {
             return Err(RedisLimitError::Invalid("no members"));
         }
         for (i, m) in members.iter().enumerate() {
+            if let RedisSpec::SlidingLog {
+                limit,
+                window_us,
+                slots,
+            } = m.spec
+            {
+                let ok = |v: u64| (1..=ratebound_core::MAX_SAFE_INTEGER).contains(&v);
+                if !(ok(*limit) && ok(*window_us) && ok(*slots)) {
+                    return Err(RedisLimitError::Invalid(
+                        "a sliding log needs limit, window and slots of 1 to 2^53 - 1",
+                    ));
+                }
+            }
             if members[..i].iter().any(|o| o.name == m.name) {
                 return Err(RedisLimitError::Invalid("the same member name twice"));
             }
@@ -602,11 +653,6 @@ async fn within<T>(
         Ok(r) => Ok(r?),
         Err(_) => Err(RedisLimitError::Timeout(t)),
     }
-}
-
-/// An error raised by the script itself (bad state, wrong kind): Redis is fine.
-fn is_script_error(e: &RedisLimitError) -> bool {
-    matches!(e, RedisLimitError::Redis(r) if r.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError))
 }
 
 fn int(v: &Value) -> Result<u64, RedisLimitError> {

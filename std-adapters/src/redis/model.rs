@@ -102,7 +102,10 @@ impl<C: Clock + Clone> RedisModelLimiter<C> {
             self.store.opts.ttl_margin.as_millis().to_string(),
             "admit".to_owned(),
             id.clone(),
-            (self.hold_ttl.as_micros() as u64).to_string(),
+            u64::try_from(self.hold_ttl.as_micros())
+                .unwrap_or(u64::MAX)
+                .min(ratebound_core::MAX_TICKS)
+                .to_string(),
             String::new(),
         ];
         push_gcra(quota.total_bucket(), &mut args);

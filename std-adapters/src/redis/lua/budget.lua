@@ -319,7 +319,9 @@ local function save()
     local _, e = bounds(l, st.last)
     until_ = math.max(until_, e)
   end
-  for _, x in ipairs(st.holds) do until_ = math.max(until_, x.expires) end
+  -- A lapsed hold may still be settled late (core charges it): keep the
+  -- state one more hold TTL past every hold's expiry.
+  for _, x in ipairs(st.holds) do until_ = math.max(until_, sat(x.expires + hold_ttl)) end
   redis.call("PEXPIRE", key, int_str(math.max(1, math.ceil(math.max(0, until_ - st.last) / 1000)) + margin))
 end
 
@@ -429,4 +431,4 @@ elseif op == "try_spend" then
   save()
   return { 0, { 0 }, alerts, state_out() }
 end
-return redis.error_reply("ratebound: unknown budget op " .. tostring(op))
+return redis.error_reply("ERR ratebound: unknown budget op " .. tostring(op))

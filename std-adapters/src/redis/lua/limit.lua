@@ -153,7 +153,7 @@ for m = 1, count do
     c = { limit = tonumber(ARGV[i + 2]), window = tonumber(ARGV[i + 3]) }
     i = i + 4
   else
-    return redis.error_reply("ratebound: unknown limiter kind " .. tostring(kind))
+    return redis.error_reply("ERR ratebound: unknown limiter kind " .. tostring(kind))
   end
   members[m] = { kind = kind, cost = cost, c = c, key = KEYS[m] }
 end

@@ -89,7 +89,8 @@ if op == "peek" then return { now, 1, trow, srow } end
 if tnext then store(tkey, tnext, trow[4]) end
 local expires = sat(now + hold_ttl)
 redis.call("ZADD", hkey, int_str(expires), id)
-redis.call("PEXPIRE", hkey, int_str(math.ceil(hold_ttl / 1000) + margin))
+-- Never shorten: another replica may hold longer leases.
+redis.call("PEXPIRE", hkey, int_str(math.max(redis.call("PTTL", hkey), math.ceil(hold_ttl / 1000) + margin)))
 -- The success bucket is not written until a success settles; keep its
 -- state alive as long as the hold can be.
 if redis.call("EXISTS", skey) == 1 then
