@@ -353,6 +353,7 @@ async fn the_budget_manager_switches_backends_by_config() {
         store: store.clone(),
         key: b"team-a".to_vec(),
         hold_slots: 16,
+        on_unavailable: OnUnavailable::Closed,
     };
     let redis = AnyBudgetManager::new(cfg(), backend.clone(), clock.clone()).unwrap();
     let other_server = AnyBudgetManager::new(cfg(), backend, clock.clone()).unwrap();
@@ -418,4 +419,81 @@ async fn the_budget_manager_switches_backends_by_config() {
         other_server.status().await.unwrap(),
         redis.status().await.unwrap()
     );
+}
+
+#[tokio::test]
+async fn budget_failure_policies() {
+    use ratebound_core::budget::{BudgetConfig, Dimension, Horizon, Usage};
+    use ratebound_std::redis::{AnyBudgetManager, BudgetBackend};
+    let server = RedisServer::start();
+    let clock = ManualClock::new(Instant::from_secs(1_800_000_000));
+    let cfg = || BudgetConfig::new().limit(Dimension::Tokens, Horizon::MINUTE, 1_000);
+    let make = |on| {
+        let (clock, url) = (clock.clone(), server.url());
+        async move {
+            let store = RedisStore::connect(&url, opts(Some(&clock), 200))
+                .await
+                .unwrap();
+            let backend = BudgetBackend::Redis {
+                store,
+                key: b"t".to_vec(),
+                hold_slots: 8,
+                on_unavailable: on,
+            };
+            AnyBudgetManager::new(cfg(), backend, clock).unwrap()
+        }
+    };
+    let (closed, open, local) = (
+        make(OnUnavailable::Closed).await,
+        make(OnUnavailable::Open).await,
+        make(OnUnavailable::Local).await,
+    );
+    let u = |t| Usage {
+        requests: 1,
+        tokens: t,
+        cost: 0,
+    };
+    closed
+        .reserve(u(600))
+        .await
+        .unwrap()
+        .settle(u(600))
+        .await
+        .unwrap();
+    assert!(
+        open.reserve(u(600)).await.is_err(),
+        "shared through Redis: 600 + 600 > 1000"
+    );
+    server.kill();
+    assert!(closed.reserve(u(10)).await.is_err());
+    assert!(closed.check_budget(10, 0).await.is_err());
+    let o = open.reserve(u(900)).await.unwrap();
+    assert!(
+        matches!(&o, ratebound_std::redis::AnyBudgetHold::Redis(h) if h.source() == Source::FailOpen)
+    );
+    assert_eq!(
+        o.settle(u(900)).await.unwrap(),
+        None,
+        "nothing to charge while failing open"
+    );
+    // Local: this server's own budget of 1,000 stands in.
+    local
+        .reserve(u(700))
+        .await
+        .unwrap()
+        .settle(u(700))
+        .await
+        .unwrap();
+    assert!(
+        local.reserve(u(400)).await.is_err(),
+        "the local budget holds"
+    );
+    assert_eq!(local.status().await.unwrap().limits[0].used, 700);
+    server.restart();
+    tokio::time::sleep(StdDuration::from_millis(600)).await;
+    let h = closed.reserve(u(10)).await.unwrap();
+    assert!(
+        matches!(&h, ratebound_std::redis::AnyBudgetHold::Redis(r) if r.source() == Source::Redis)
+    );
+    drop(h);
 }

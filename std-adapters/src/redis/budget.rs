@@ -144,6 +144,10 @@ impl RedisBudget {
         &self.budget
     }
 
+    pub(crate) fn store_timeout(&self) -> std::time::Duration {
+        self.store.opts.timeout
+    }
+
     async fn call(
         &self,
         tag: &[u8],

@@ -8,9 +8,9 @@ use ratebound_core::budget::{
 };
 use ratebound_core::ConfigError;
 
-use super::{RedisBudget, RedisLimitError, RedisStore};
+use super::{Breaker, OnUnavailable, RedisBudget, RedisLimitError, RedisStore, Source};
 use crate::budget::{AlertHub, BudgetDenied, BudgetHold, BudgetManager, UsageRecord};
-use crate::clock::Clock;
+use crate::clock::{Clock, SystemClock};
 
 /// Why a Redis budget call gave no answer, or said no.
 #[derive(Debug, thiserror::Error)]
@@ -29,13 +29,22 @@ pub enum RedisBudgetError {
 /// project). Alerts fire where the call that crossed the threshold ran
 /// (once per window across all servers) and are delivered like
 /// [`BudgetManager`]'s.
-pub struct RedisBudgetManager {
+///
+/// While Redis is unavailable the failure policy decides
+/// ([`with_failure_policy`](Self::with_failure_policy); default
+/// [`OnUnavailable::Closed`]: an error): `Open` admits and records nothing,
+/// `Local` runs the same budget in this process until Redis is back. Each
+/// hold says where it was decided ([`RedisBudgetHold::source`]).
+pub struct RedisBudgetManager<C: Clock = SystemClock> {
     budget: RedisBudget,
     key: Vec<u8>,
     hub: AlertHub,
+    on_unavailable: OnUnavailable,
+    local: Option<BudgetManager<C>>,
+    breaker: Breaker,
 }
 
-impl std::fmt::Debug for RedisBudgetManager {
+impl<C: Clock> std::fmt::Debug for RedisBudgetManager<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisBudgetManager")
             .field("budget", &self.budget)
@@ -45,24 +54,35 @@ impl std::fmt::Debug for RedisBudgetManager {
 
 const NAME: &str = "budget";
 
-/// A reservation held in Redis: settle it with the actual usage; dropping
-/// it releases it (in the background, when a tokio runtime is there;
-/// otherwise it lapses after the hold TTL).
+/// A reservation held in Redis (or by the failure policy): settle it with
+/// the actual usage; dropping it releases it (in the background, when a
+/// tokio runtime is there; otherwise it lapses after the hold TTL).
 #[must_use = "dropping a hold releases it; settle it with the actual usage"]
-pub struct RedisBudgetHold<'a> {
-    manager: &'a RedisBudgetManager,
+pub struct RedisBudgetHold<'a, C: Clock = SystemClock> {
+    manager: &'a RedisBudgetManager<C>,
     held: Option<(u64, Usage)>,
+    local: Option<BudgetHold<'a, C, 256>>,
+    source: Source,
+    usage: Usage,
 }
 
-impl RedisBudgetHold<'_> {
+impl<C: Clock> RedisBudgetHold<'_, C> {
     /// What it holds.
     pub fn usage(&self) -> Usage {
-        self.held.map(|(_, u)| u).unwrap_or_default()
+        self.usage
+    }
+
+    /// Where it was decided.
+    pub fn source(&self) -> Source {
+        self.source
     }
 
     /// Charge the actual usage. `None` if the reservation was unknown
-    /// (released elsewhere, or the budget was reset).
+    /// (released elsewhere, or the budget was reset), or admitted open.
     pub async fn settle(mut self, actual: Usage) -> Result<Option<Settled>, RedisLimitError> {
+        if let Some(h) = self.local.take() {
+            return Ok(h.settle(actual));
+        }
         let Some((id, _)) = self.held.take() else {
             return Ok(None);
         };
@@ -87,7 +107,7 @@ impl RedisBudgetHold<'_> {
     }
 }
 
-impl Drop for RedisBudgetHold<'_> {
+impl<C: Clock> Drop for RedisBudgetHold<'_, C> {
     fn drop(&mut self) {
         if let Some((id, _)) = self.held.take() {
             let (b, key) = (self.manager.budget.clone(), self.manager.key.clone());
@@ -104,7 +124,7 @@ impl Drop for RedisBudgetHold<'_> {
 
 impl RedisBudgetManager {
     /// The budget `config` under `budget_key` in `store`, with up to
-    /// `hold_slots` reservations at once.
+    /// `hold_slots` reservations at once; refuses while Redis is unavailable.
     pub fn new(
         store: RedisStore,
         config: BudgetConfig,
@@ -115,7 +135,68 @@ impl RedisBudgetManager {
             budget: RedisBudget::new(store, Budget::new(config)?, hold_slots),
             key: budget_key.as_ref().to_vec(),
             hub: AlertHub::new(),
+            on_unavailable: OnUnavailable::Closed,
+            local: None,
+            breaker: Breaker::default(),
         })
+    }
+}
+
+impl<C: Clock> RedisBudgetManager<C> {
+    /// The same budget with a failure policy; `clock` runs the in-memory
+    /// budget of [`OnUnavailable::Local`].
+    pub fn with_failure_policy<D: Clock>(
+        self,
+        on_unavailable: OnUnavailable,
+        clock: D,
+    ) -> Result<RedisBudgetManager<D>, ConfigError> {
+        let local = match on_unavailable {
+            OnUnavailable::Local => Some(BudgetManager::new(
+                self.budget.budget().config().clone(),
+                clock,
+            )?),
+            _ => None,
+        };
+        Ok(RedisBudgetManager {
+            budget: self.budget,
+            key: self.key,
+            hub: self.hub,
+            on_unavailable,
+            local,
+            breaker: Breaker::default(),
+        })
+    }
+
+    /// The failure policy's answer to Redis being unavailable: `Ok(None)`
+    /// to admit open, `Ok(Some(local))` to decide in memory, or the error.
+    fn fallback(&self, e: RedisLimitError) -> Result<Option<&BudgetManager<C>>, RedisBudgetError> {
+        match (self.on_unavailable, &self.local) {
+            (OnUnavailable::Open, _) => Ok(None),
+            (OnUnavailable::Local, Some(l)) => Ok(Some(l)),
+            _ => Err(e.into()),
+        }
+    }
+
+    /// Run `f` against Redis, recording health: `Ok(Err(e))` means Redis is
+    /// unavailable and the failure policy applies.
+    async fn redis<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, RedisLimitError>>,
+    ) -> Result<Result<T, RedisLimitError>, RedisLimitError> {
+        if self.breaker.skipping() {
+            return Ok(Err(RedisLimitError::Timeout(self.budget.store_timeout())));
+        }
+        match f.await {
+            Ok(v) => {
+                self.breaker.mark(true, None, "budgets");
+                Ok(Ok(v))
+            }
+            Err(e) if e.is_unavailable() => {
+                self.breaker.mark(false, Some(&e), "budgets");
+                Ok(Err(e))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The seed's `CheckBudget`: would a call of this size be admitted now?
@@ -124,54 +205,93 @@ impl RedisBudgetManager {
         estimated_tokens: u64,
         estimated_cost: u64,
     ) -> Result<(), RedisBudgetError> {
-        let r = self
-            .budget
-            .peek(
-                &self.key,
-                NAME,
-                Usage::request(estimated_tokens, estimated_cost),
-            )
-            .await?;
-        match r.value.map_err(BudgetDenied::from)? {
-            None => Ok(()),
-            Some(d) => Err(BudgetDenied::Denied(d).into()),
+        let u = Usage::request(estimated_tokens, estimated_cost);
+        match self.redis(self.budget.peek(&self.key, NAME, u)).await? {
+            Ok(r) => match r.value.map_err(BudgetDenied::from)? {
+                None => Ok(()),
+                Some(d) => Err(BudgetDenied::Denied(d).into()),
+            },
+            Err(e) => match self.fallback(e)? {
+                None => Ok(()),
+                Some(l) => Ok(l.check_budget(estimated_tokens, estimated_cost)?),
+            },
         }
     }
 
     /// Hold `estimate` until settled (or dropped).
-    pub async fn reserve(&self, estimate: Usage) -> Result<RedisBudgetHold<'_>, RedisBudgetError> {
-        let r = self.budget.reserve(&self.key, NAME, estimate).await?;
+    pub async fn reserve(
+        &self,
+        estimate: Usage,
+    ) -> Result<RedisBudgetHold<'_, C>, RedisBudgetError> {
+        let r = match self
+            .redis(self.budget.reserve(&self.key, NAME, estimate))
+            .await?
+        {
+            Ok(r) => r,
+            Err(e) => {
+                return match self.fallback(e)? {
+                    None => Ok(RedisBudgetHold {
+                        manager: self,
+                        held: None,
+                        local: None,
+                        source: Source::FailOpen,
+                        usage: estimate,
+                    }),
+                    Some(l) => {
+                        let h = l.reserve(estimate)?;
+                        Ok(RedisBudgetHold {
+                            manager: self,
+                            held: None,
+                            usage: h.usage(),
+                            local: Some(h),
+                            source: Source::Local,
+                        })
+                    }
+                };
+            }
+        };
         let r = r.value.map_err(BudgetDenied::from)?;
         self.hub.publish(&r.alerts);
         match r.admission {
             Admission::Granted(res) => Ok(RedisBudgetHold {
                 manager: self,
                 held: Some((res.id, res.usage)),
+                local: None,
+                source: Source::Redis,
+                usage: res.usage,
             }),
             Admission::Denied(d) => Err(BudgetDenied::Denied(d).into()),
         }
     }
 
-    /// The seed's `RecordUsage`.
+    /// The seed's `RecordUsage` (dropped under `Open` while Redis is down).
     pub async fn record_usage(&self, rec: &UsageRecord) -> Result<(), RedisBudgetError> {
-        let r = self
-            .budget
-            .record(&self.key, NAME, Usage::request(rec.tokens, rec.cost))
-            .await?;
-        if let Ok(alerts) = r.value {
-            self.hub.publish(&alerts);
+        let u = Usage::request(rec.tokens, rec.cost);
+        match self.redis(self.budget.record(&self.key, NAME, u)).await? {
+            Ok(r) => {
+                if let Ok(alerts) = r.value {
+                    self.hub.publish(&alerts);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(l) = self.fallback(e)? {
+                    l.record_usage(rec);
+                }
+                Ok(())
+            }
         }
-        Ok(())
     }
 
-    /// The seed's `GetStatus`.
+    /// The seed's `GetStatus` (the local budget's while it stands in).
     pub async fn status(&self) -> Result<BudgetStatus, RedisBudgetError> {
-        Ok(self
-            .budget
-            .status(&self.key, NAME)
-            .await?
-            .value
-            .map_err(BudgetDenied::from)?)
+        match self.redis(self.budget.status(&self.key, NAME)).await? {
+            Ok(r) => Ok(r.value.map_err(BudgetDenied::from)?),
+            Err(e) => match (self.on_unavailable, &self.local) {
+                (OnUnavailable::Local, Some(l)) => Ok(l.status()),
+                _ => Err(e.into()),
+            },
+        }
     }
 
     /// Forget all usage and holds.
@@ -209,6 +329,8 @@ pub enum BudgetBackend {
         key: Vec<u8>,
         /// Concurrent reservations.
         hold_slots: usize,
+        /// While Redis is unavailable.
+        on_unavailable: OnUnavailable,
     },
 }
 
@@ -219,7 +341,7 @@ pub enum AnyBudgetManager<C: Clock> {
     /// In memory.
     Memory(Box<BudgetManager<C>>),
     /// In Redis.
-    Redis(Box<RedisBudgetManager>),
+    Redis(Box<RedisBudgetManager<C>>),
 }
 
 /// A hold from an [`AnyBudgetManager`].
@@ -228,7 +350,7 @@ pub enum AnyBudgetHold<'a, C: Clock> {
     /// In memory.
     Memory(BudgetHold<'a, C, 256>),
     /// In Redis.
-    Redis(RedisBudgetHold<'a>),
+    Redis(RedisBudgetHold<'a, C>),
 }
 
 impl<C: Clock> AnyBudgetHold<'_, C> {
@@ -264,9 +386,11 @@ impl<C: Clock> AnyBudgetManager<C> {
                 store,
                 key,
                 hold_slots,
-            } => AnyBudgetManager::Redis(Box::new(RedisBudgetManager::new(
-                store, config, key, hold_slots,
-            )?)),
+                on_unavailable,
+            } => AnyBudgetManager::Redis(Box::new(
+                RedisBudgetManager::new(store, config, key, hold_slots)?
+                    .with_failure_policy(on_unavailable, clock)?,
+            )),
         })
     }
 
