@@ -87,6 +87,7 @@ pub mod embassy;
 mod error;
 pub mod gcra;
 pub mod keyed;
+pub mod model_quota;
 pub mod policy;
 pub mod sliding_counter;
 pub mod sliding_log;

@@ -81,7 +81,6 @@ async fn replay(store: &RedisStore, clock: &ManualClock, kind: &str, run: &str) 
         };
         // A fresh key per trace; the tag has braces and spaces on purpose.
         let tag = format!("{run} {kind} {{trace}} {t}");
-        let mut state = Value::Null;
         for (i, step) in trace["steps"].as_array().unwrap().iter().enumerate() {
             clock.set(Instant::from_micros(u(step, "now")));
             let cost = u(step, "cost");
@@ -138,12 +137,27 @@ async fn replay(store: &RedisStore, clock: &ManualClock, kind: &str, run: &str) 
                 op => panic!("unknown op {op}"),
             };
             assert_eq!(got, step["expect"], "{what}: decision");
-            if let Some(s) = new_state {
-                state = state_json(kind, &s);
-            } else if state.is_null() {
-                state = step["state"].clone(); // an error before any state was stored
-            }
-            assert_eq!(state, step["state"], "{what}: state");
+            let s = match new_state {
+                Some(s) => s,
+                // An error changed nothing: read the state as Redis holds it.
+                None => {
+                    store
+                        .peek(
+                            tag.as_bytes(),
+                            &[Member {
+                                name: "x",
+                                spec: &spec,
+                                cost: 0,
+                            }],
+                        )
+                        .await
+                        .unwrap()
+                        .members
+                        .remove(0)
+                        .state
+                }
+            };
+            assert_eq!(state_json(kind, &s), step["state"], "{what}: state");
             steps += 1;
         }
     }

@@ -56,7 +56,6 @@ async fn measure(port: u16, clients: usize, secs: u64, members: usize) -> (f64, 
     };
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
-    let before = evalsha_calls(port);
     let _ = cli(port, &["CONFIG", "RESETSTAT"]);
     let mut tasks = Vec::new();
     for c in 0..clients {
@@ -98,7 +97,6 @@ async fn measure(port: u16, clients: usize, secs: u64, members: usize) -> (f64, 
     for t in tasks {
         t.await.unwrap();
     }
-    let _ = before;
     let per_call = cli(port, &["INFO", "commandstats"])
         .lines()
         .find(|l| l.starts_with("cmdstat_evalsha:"))

@@ -323,12 +323,7 @@ impl RedisBudget {
             return self.unchanged(tag, name, e).await;
         }
         let (_, r, a, state) = self.call(tag, name, "try_spend", 0, usage).await?;
-        let n = r.iter().map(int).collect::<Result<Vec<_>, _>>()?;
-        let denied = match n.as_slice() {
-            [0] => None,
-            [1, reason, retry, limit] => Some(denial(*reason, *retry, *limit)),
-            _ => return Err(RedisLimitError::Protocol("try_spend result".into())),
-        };
+        let denied = maybe_denial(&r)?;
         Ok(BudgetReply {
             value: Ok(Spent {
                 denied,
@@ -349,12 +344,7 @@ impl RedisBudget {
             return self.unchanged(tag, name, e).await;
         }
         let (_, r, _, state) = self.call(tag, name, "peek", 0, usage).await?;
-        let n = r.iter().map(int).collect::<Result<Vec<_>, _>>()?;
-        let value = match n.as_slice() {
-            [0] => None,
-            [1, reason, retry, limit] => Some(denial(*reason, *retry, *limit)),
-            _ => return Err(RedisLimitError::Protocol("peek result".into())),
-        };
+        let value = maybe_denial(&r)?;
         Ok(BudgetReply {
             value: Ok(value),
             state,
@@ -420,6 +410,16 @@ impl RedisBudget {
             value: Err(e),
             state,
         })
+    }
+}
+
+/// `[0]` (fits) or `[1, reason, retry_at, limit]` (denied).
+fn maybe_denial(r: &[Value]) -> Result<Option<Denial>, RedisLimitError> {
+    let n = r.iter().map(int).collect::<Result<Vec<_>, _>>()?;
+    match n.as_slice() {
+        [0] => Ok(None),
+        [1, reason, retry, limit] => Ok(Some(denial(*reason, *retry, *limit))),
+        _ => Err(RedisLimitError::Protocol("budget denial row".into())),
     }
 }
 

@@ -35,7 +35,7 @@ use crate::config::AnyLimiter;
 mod budget;
 pub use budget::{BudgetReply, RawBudgetState, RedisBudget};
 mod model;
-pub use model::{RedisAdmission, RedisModelLimiter, SharedRedisModelLimiter};
+pub use model::{RedisAdmission, RedisModelLimiter};
 mod limiter;
 pub use limiter::{RedisLimiter, Verdict};
 mod manager;
@@ -589,14 +589,7 @@ impl RedisStore {
         gcra: &Gcra,
         n: u64,
     ) -> Result<MemberOutcome, RedisLimitError> {
-        let spec = RedisSpec::Gcra(*gcra);
-        let m = [Member {
-            name,
-            spec: &spec,
-            cost: n.min(crate::redis::MAX_ARG),
-        }];
-        let mut d = self.run_unchecked("at_most", tag, &m).await?;
-        Ok(d.members.remove(0))
+        self.gcra_op("at_most", tag, name, gcra, n).await
     }
 
     /// GCRA only: give back up to `n` tokens (core's `refund`).
@@ -607,13 +600,25 @@ impl RedisStore {
         gcra: &Gcra,
         n: u64,
     ) -> Result<MemberOutcome, RedisLimitError> {
+        self.gcra_op("refund", tag, name, gcra, n).await
+    }
+
+    /// `at_most` / `refund`: never errors for size (both cap `n` as core does).
+    async fn gcra_op(
+        &self,
+        mode: &str,
+        tag: &[u8],
+        name: &str,
+        gcra: &Gcra,
+        n: u64,
+    ) -> Result<MemberOutcome, RedisLimitError> {
         let spec = RedisSpec::Gcra(*gcra);
         let m = [Member {
             name,
             spec: &spec,
-            cost: n.min(crate::redis::MAX_ARG),
+            cost: n.min(MAX_ARG),
         }];
-        let mut d = self.run_unchecked("refund", tag, &m).await?;
+        let mut d = self.run_unchecked(mode, tag, &m).await?;
         Ok(d.members.remove(0))
     }
 

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 use std::time::Duration as StdDuration;
 
 use ratebound_core::{Decision, Gcra, Instant};
@@ -356,6 +356,3 @@ impl<C: Clock + Clone> AdmitRequests for RedisModelLimiter<C> {
         }
     }
 }
-
-/// An `Arc` of a [`RedisModelLimiter`] is what the layer takes.
-pub type SharedRedisModelLimiter<C> = Arc<RedisModelLimiter<C>>;
