@@ -77,7 +77,7 @@ fn main() -> Result<(), Box<dyn core::error::Error>> {
                 for alert in &s.alerts {
                     println!(
                         "  ALERT {} at {} bp",
-                        alert.seed_type(),
+                        alert.alert_type(),
                         alert.utilization_bp
                     );
                 }

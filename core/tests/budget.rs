@@ -230,7 +230,7 @@ fn alerts_fire_once_per_window() {
         (a[0].kind, a[0].threshold_bp, a[0].utilization_bp),
         (AlertKind::Threshold, 5_000, 5_000)
     );
-    assert_eq!(a[0].seed_type(), "token_minute_threshold");
+    assert_eq!(a[0].alert_type(), "token_minute_threshold");
     assert!(b.record(&mut st, t0, Usage::request(100, 0)).is_empty());
     // Jumping past 80 % and 100 % at once: one threshold alert (the highest) and one limit hit.
     let a = b.record(&mut st, t0, Usage::request(500, 0));
@@ -243,7 +243,7 @@ fn alerts_fire_once_per_window() {
         (a[1].kind, a[1].utilization_bp),
         (AlertKind::LimitHit, 11_000)
     );
-    assert_eq!(a[1].seed_type(), "limit_hit");
+    assert_eq!(a[1].alert_type(), "limit_hit");
     assert!(b.record(&mut st, t0, Usage::request(100, 0)).is_empty());
     // Denials in the same window do not repeat the limit hit.
     assert!(b

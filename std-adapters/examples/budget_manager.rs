@@ -19,7 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     budget.on_alert(|a| {
         println!(
             "  ALERT {} at {:.1}%",
-            a.seed_type(),
+            a.alert_type(),
             a.utilization_bp as f64 / 100.0
         )
     });

@@ -16,7 +16,7 @@
 //! )?;
 //! let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
 //! let s = seen.clone();
-//! budget.on_alert(move |a| s.lock().unwrap().push(a.seed_type()));
+//! budget.on_alert(move |a| s.lock().unwrap().push(a.alert_type()));
 //!
 //! // Two-phase: hold the estimate, then settle the actual usage.
 //! let hold = budget.reserve(Usage::request(6_000, 50_000))?;
@@ -75,6 +75,16 @@ pub enum BudgetDenied {
     Invalid(#[from] BudgetError),
 }
 
+/// Alert handlers were still running when a bounded wait gave up (the
+/// deadline passed or the wait was cancelled). They keep running; nothing is
+/// lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{handlers} budget alert(s) still being handled")]
+pub struct AlertsPending {
+    /// Alerts dispatched whose handlers have not all returned.
+    pub handlers: usize,
+}
+
 type Handler = Arc<dyn Fn(&Alert) + Send + Sync>;
 type Dispatch = mpsc::Sender<(Alert, Vec<Handler>)>;
 
@@ -118,11 +128,42 @@ impl AlertHub {
         }
     }
 
+    /// [`wait`](Self::wait), or `Err` with what is still running once
+    /// `stop` completes first.
+    pub(crate) async fn wait_until(
+        &self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<(), AlertsPending> {
+        tokio::select! {
+            biased;
+            () = self.wait() => Ok(()),
+            () = stop => match self.in_flight.load(Ordering::Acquire) {
+                0 => Ok(()),
+                handlers => Err(AlertsPending { handlers }),
+            },
+        }
+    }
+
     pub(crate) fn wait_blocking(&self) {
         let (lock, cv) = &*self.pending;
         let mut left = lock.lock().unwrap_or_else(|e| e.into_inner());
         while *left > 0 {
             left = cv.wait(left).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    pub(crate) fn wait_blocking_for(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<(), AlertsPending> {
+        let (lock, cv) = &*self.pending;
+        let left = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let (left, _) = cv
+            .wait_timeout_while(left, timeout, |left| *left > 0)
+            .unwrap_or_else(|e| e.into_inner());
+        match *left {
+            0 => Ok(()),
+            handlers => Err(AlertsPending { handlers }),
         }
     }
 
@@ -179,7 +220,7 @@ impl AlertHub {
 
     pub(crate) fn publish(&self, alerts: &Alerts) {
         for alert in alerts {
-            tracing::info!(kind = ?alert.kind, seed_type = alert.seed_type(), utilization_bp = alert.utilization_bp, "budget alert");
+            tracing::info!(kind = ?alert.kind, alert_type = alert.alert_type(), utilization_bp = alert.utilization_bp, "budget alert");
             self.subscribers
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -389,8 +430,44 @@ impl<C: Clock, const R: usize> BudgetManager<C, R> {
         self.hub.wait().await;
     }
 
+    /// [`wait_alerts`](Self::wait_alerts) until `stop` completes: a deadline
+    /// (`tokio::time::sleep(..)`) or a cancellation (`token.cancelled()`).
+    /// `Err` says how many alerts were still being handled then (Go's
+    /// `WaitAlerts(ctx)` returning the context's error).
+    ///
+    /// ```
+    /// # use ratebound_std::{budget::BudgetManager, clock::ManualClock};
+    /// # use ratebound_core::{budget::{BudgetConfig, Usage}, Instant};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let budget = BudgetManager::new(BudgetConfig::new().tokens_per_minute(100).alert_threshold_bp(5_000),
+    ///     ManualClock::new(Instant::from_secs(1_795_392_000)))?;
+    /// budget.on_alert(|_| std::thread::sleep(std::time::Duration::from_millis(300))); // a slow webhook
+    /// budget.reserve(Usage::request(60, 0))?.settle(Usage::request(60, 0));
+    /// let stop = tokio::time::sleep(std::time::Duration::from_millis(10));
+    /// assert_eq!(budget.wait_alerts_until(stop).await.unwrap_err().handlers, 1);
+    /// let token = tokio_util::sync::CancellationToken::new();
+    /// budget.wait_alerts_until(token.cancelled()).await?; // returns once delivered
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_alerts_until(
+        &self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<(), AlertsPending> {
+        self.hub.wait_until(stop).await
+    }
+
     /// [`wait_alerts`](Self::wait_alerts) for threads without a runtime.
     pub fn wait_alerts_blocking(&self) {
         self.hub.wait_blocking();
+    }
+
+    /// [`wait_alerts_blocking`](Self::wait_alerts_blocking), giving up after
+    /// `timeout` with how many alerts were still being handled.
+    pub fn wait_alerts_blocking_for(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<(), AlertsPending> {
+        self.hub.wait_blocking_for(timeout)
     }
 }

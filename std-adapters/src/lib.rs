@@ -12,6 +12,7 @@
 //! | [`budget`] | the budget manager: check / reserve / settle / record, status, alerts delivered off-thread |
 //! | [`manager`] | budget + limiter + retry, as the seed's `Manager` |
 //! | [`config`] | TOML/JSON configs with errors naming the field |
+//! | [`go_policy`] | the JSON of Go's `policy` package: its budget config, status, alerts and usage records, converted exactly |
 //! | [`model_limit`] | an LLM gateway's model-level total/success limits per user (or group) and model, with group overrides |
 //! | `http` (feature `http`) | a tower layer for those limits, rate-limit headers out and upstream headers in |
 //! | `redis` (feature `redis`) | core's decisions made atomically in Redis / Redis Cluster by Lua scripts: limiters, policy sets, budgets, model limits, failure policies |
@@ -30,6 +31,7 @@
 pub mod budget;
 pub mod clock;
 pub mod config;
+pub mod go_policy;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod keyed;
@@ -39,6 +41,7 @@ pub mod model_limit;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod retry;
+mod time_text;
 mod wait;
 
 pub use wait::AcquireError;

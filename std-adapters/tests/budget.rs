@@ -103,7 +103,7 @@ fn alerts_fire_once_per_window_and_handlers_never_block_the_caller() {
     let s = seen.clone();
     m.on_alert(move |a| {
         std::thread::sleep(std::time::Duration::from_millis(50)); // a slow handler
-        s.lock().unwrap().push((a.seed_type(), a.window_start));
+        s.lock().unwrap().push((a.alert_type(), a.window_start));
     });
     m.on_alert(|_| panic!("a broken handler must not take the others down"));
     let t = std::time::Instant::now();

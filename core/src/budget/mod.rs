@@ -23,7 +23,7 @@
 //! request/minute/hour/day, cost per request/day, alert threshold, auto
 //! throttle, throttle delay), `BudgetStatus`, `AlertType` and `UsageRecord`
 //! maps onto these types; see [`BudgetConfig`]'s builder methods and
-//! [`Alert::seed_type`].
+//! [`Alert::alert_type`].
 //!
 //! ```
 //! use ratebound_core::budget::{Budget, BudgetConfig, BudgetState, Usage, Admission};
@@ -51,9 +51,11 @@
 
 mod admission;
 mod calendar;
+mod config;
 mod limiter;
 mod ops;
 
+pub use config::BudgetConfig;
 pub use limiter::BudgetLimiter;
 pub use ops::{Admission, Alerts, BudgetError, Denial, DenyReason, Reserved, Settled, Spent};
 
@@ -189,119 +191,6 @@ pub struct Throttle {
     pub after_bp: u16,
     /// The least pause between admissions while pacing.
     pub min_delay: Duration,
-}
-
-/// A budget's configuration, as plain data (serde) and as a builder.
-/// Turn it into a [`Budget`] with [`Budget::new`], which validates it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(default, deny_unknown_fields))]
-pub struct BudgetConfig {
-    /// Most tokens one call may use (seed: `MaxTokensPerRequest`).
-    pub max_tokens_per_request: Option<u64>,
-    /// Most money one call may cost, micro-units (seed: `MaxCostPerRequest`).
-    pub max_cost_per_request: Option<u64>,
-    /// Window limits, at most [`MAX_LIMITS`].
-    pub limits: heapless::Vec<WindowLimit, MAX_LIMITS>,
-    /// Alert thresholds in basis points, ascending (seed: `AlertThreshold` × 10 000).
-    pub alert_thresholds_bp: heapless::Vec<u16, MAX_THRESHOLDS>,
-    /// Optional pacing (seed: `AutoThrottle` + `ThrottleDelay`).
-    pub throttle: Option<Throttle>,
-    /// Offset of local time from UTC in seconds, −18 h..=+18 h; aligns days and months.
-    pub utc_offset_secs: i32,
-    /// How long a reservation holds budget before it lapses (default 10 minutes).
-    pub hold_ttl: Duration,
-    /// Set by the builder when more limits or thresholds were added than fit.
-    #[cfg_attr(feature = "serde", serde(skip))]
-    overflowed: bool,
-}
-
-impl Default for BudgetConfig {
-    fn default() -> Self {
-        BudgetConfig::new()
-    }
-}
-
-impl BudgetConfig {
-    /// No limits, no alerts, UTC, 10-minute holds.
-    pub const fn new() -> Self {
-        BudgetConfig {
-            max_tokens_per_request: None,
-            max_cost_per_request: None,
-            limits: heapless::Vec::new(),
-            alert_thresholds_bp: heapless::Vec::new(),
-            throttle: None,
-            utc_offset_secs: 0,
-            hold_ttl: Duration::from_secs(600),
-            overflowed: false,
-        }
-    }
-    /// Add a window limit. More than [`MAX_LIMITS`] is reported by [`Budget::new`].
-    pub fn limit(mut self, dimension: Dimension, horizon: Horizon, max: u64) -> Self {
-        if self
-            .limits
-            .push(WindowLimit {
-                dimension,
-                horizon,
-                max,
-            })
-            .is_err()
-        {
-            self.overflowed = true;
-        }
-        self
-    }
-    /// Seed `MaxTokensPerRequest`.
-    pub fn tokens_per_request(mut self, max: u64) -> Self {
-        self.max_tokens_per_request = Some(max);
-        self
-    }
-    /// Seed `MaxCostPerRequest` (micro-units).
-    pub fn cost_per_request(mut self, max: u64) -> Self {
-        self.max_cost_per_request = Some(max);
-        self
-    }
-    /// Seed `MaxTokensPerMinute`.
-    pub fn tokens_per_minute(self, max: u64) -> Self {
-        self.limit(Dimension::Tokens, Horizon::MINUTE, max)
-    }
-    /// Seed `MaxTokensPerHour`.
-    pub fn tokens_per_hour(self, max: u64) -> Self {
-        self.limit(Dimension::Tokens, Horizon::HOUR, max)
-    }
-    /// Seed `MaxTokensPerDay`.
-    pub fn tokens_per_day(self, max: u64) -> Self {
-        self.limit(Dimension::Tokens, Horizon::DAY, max)
-    }
-    /// Seed `MaxCostPerDay` (micro-units).
-    pub fn cost_per_day(self, max: u64) -> Self {
-        self.limit(Dimension::Cost, Horizon::DAY, max)
-    }
-    /// Add an alert threshold in basis points (8 000 = 80 %).
-    pub fn alert_threshold_bp(mut self, bp: u16) -> Self {
-        if self.alert_thresholds_bp.push(bp).is_err() {
-            self.overflowed = true;
-        }
-        self
-    }
-    /// Seed `AutoThrottle = true` with `ThrottleDelay = min_delay`, pacing from `after_bp`.
-    pub fn auto_throttle(mut self, after_bp: u16, min_delay: Duration) -> Self {
-        self.throttle = Some(Throttle {
-            after_bp,
-            min_delay,
-        });
-        self
-    }
-    /// Local time offset from UTC in seconds.
-    pub fn utc_offset_secs(mut self, secs: i32) -> Self {
-        self.utc_offset_secs = secs;
-        self
-    }
-    /// Reservation time-to-live.
-    pub fn hold_ttl(mut self, ttl: Duration) -> Self {
-        self.hold_ttl = ttl;
-        self
-    }
 }
 
 /// A validated budget configuration. Construct with [`Budget::new`].
@@ -512,10 +401,11 @@ pub struct Alert {
 }
 
 impl Alert {
-    /// The seed's `AlertType` string: `token_minute_threshold`,
-    /// `token_hour_threshold`, `token_day_threshold`, `cost_day_threshold`,
-    /// `limit_hit`; other limits give `threshold`.
-    pub fn seed_type(&self) -> &'static str {
+    /// The alert's type as the Go `policy` package names it:
+    /// `token_minute_threshold`, `token_hour_threshold`,
+    /// `token_day_threshold`, `cost_day_threshold`, `limit_hit`; thresholds
+    /// of other limits give `threshold`.
+    pub fn alert_type(&self) -> &'static str {
         match (self.kind, self.dimension, self.horizon) {
             (AlertKind::LimitHit, _, _) => "limit_hit",
             (_, Dimension::Tokens, h) if h == Horizon::MINUTE => "token_minute_threshold",

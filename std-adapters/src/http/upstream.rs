@@ -34,6 +34,7 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, StatusCode};
 
 use crate::retry::Classify;
+use crate::time_text::{parse_decimal, parse_go_duration_nanos, parse_rfc3339};
 
 /// The longest hint accepted from an upstream: 7 days. Longer values are
 /// refused as malformed rather than parking a client for a year.
@@ -248,36 +249,6 @@ fn bounded(nanos: u128) -> Result<Duration, &'static str> {
     Ok(Duration::from_nanos(nanos as u64))
 }
 
-/// A non-negative decimal (`12`, `1.5`) times `unit_ns`, in nanoseconds.
-/// Digits past the nanosecond are dropped (rounding down).
-fn parse_decimal(v: &str, unit_ns: u128) -> Result<u128, &'static str> {
-    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
-    if int.is_empty() && frac.is_empty() {
-        return Err("expected a number");
-    }
-    if !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return Err("expected a non-negative decimal number");
-    }
-    if int.len() > 20 {
-        return Err("number too large");
-    }
-    let whole: u128 = if int.is_empty() {
-        0
-    } else {
-        int.parse().map_err(|_| "number too large")?
-    };
-    let mut total = whole.checked_mul(unit_ns).ok_or("number too large")?;
-    let mut scale = unit_ns;
-    for d in frac.bytes() {
-        scale /= 10;
-        if scale == 0 {
-            break;
-        }
-        total += u128::from(d - b'0') * scale;
-    }
-    Ok(total)
-}
-
 /// `Retry-After`: delta seconds (a non-negative decimal) or an HTTP-date
 /// (a date in the past means no wait).
 pub fn parse_retry_after(v: &str, now: SystemTime) -> Result<Duration, &'static str> {
@@ -294,47 +265,7 @@ pub fn parse_retry_after(v: &str, now: SystemTime) -> Result<Duration, &'static 
 /// An RFC 3339 time (`Z` or a `±hh:mm` offset), as a delay from `now`
 /// (zero when past).
 fn parse_rfc3339_after(v: &str, now: SystemTime) -> Result<Duration, &'static str> {
-    const BAD: &str = "expected an RFC 3339 time";
-    let (local, offset_secs) = match v.len().checked_sub(6).and_then(|i| Some((i, v.get(i..)?))) {
-        Some((i, off))
-            if (off.starts_with('+') || off.starts_with('-')) && off.get(3..4) == Some(":") =>
-        {
-            let h: u64 = off
-                .get(1..3)
-                .filter(|d| d.bytes().all(|b| b.is_ascii_digit()))
-                .ok_or(BAD)?
-                .parse()
-                .map_err(|_| BAD)?;
-            let m: u64 = off
-                .get(4..6)
-                .filter(|d| d.bytes().all(|b| b.is_ascii_digit()))
-                .ok_or(BAD)?
-                .parse()
-                .map_err(|_| BAD)?;
-            if h > 23 || m > 59 {
-                return Err(BAD);
-            }
-            let secs = (h * 3600 + m * 60) as i64;
-            (
-                v.get(..i).ok_or(BAD)?,
-                if off.starts_with('-') { -secs } else { secs },
-            )
-        }
-        _ => (
-            v.strip_suffix('Z')
-                .or_else(|| v.strip_suffix('z'))
-                .ok_or(BAD)?,
-            0,
-        ),
-    };
-    let at = humantime::parse_rfc3339_weak(local).map_err(|_| BAD)?;
-    // Local time minus its offset is UTC.
-    let at = if offset_secs >= 0 {
-        at.checked_sub(Duration::from_secs(offset_secs.unsigned_abs()))
-    } else {
-        at.checked_add(Duration::from_secs(offset_secs.unsigned_abs()))
-    }
-    .ok_or(BAD)?;
+    let at = parse_rfc3339(v)?;
     bounded(at.duration_since(now).unwrap_or_default().as_nanos())
 }
 
@@ -342,43 +273,7 @@ fn parse_rfc3339_after(v: &str, now: SystemTime) -> Result<Duration, &'static st
 /// `1h2m3.25s`, `250us`, `0`. Units `h`, `m`, `s`, `ms`, `us`/`µs`, `ns`;
 /// no sign; at most [`MAX_HINT`].
 pub fn parse_go_duration(v: &str) -> Result<Duration, &'static str> {
-    if v == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if v.is_empty() {
-        return Err("empty duration");
-    }
-    let mut rest = v;
-    let mut total: u128 = 0;
-    while !rest.is_empty() {
-        let num_len = rest
-            .bytes()
-            .position(|b| !(b.is_ascii_digit() || b == b'.'))
-            .ok_or("a number without a unit")?;
-        if num_len == 0 {
-            return Err("expected a number before each unit");
-        }
-        let (num, tail) = rest.split_at(num_len);
-        let unit_len = tail
-            .char_indices()
-            .find(|(_, c)| c.is_ascii_digit() || *c == '.')
-            .map_or(tail.len(), |(i, _)| i);
-        let (unit, next) = tail.split_at(unit_len);
-        let ns: u128 = match unit {
-            "h" => 3_600_000_000_000,
-            "m" => 60_000_000_000,
-            "s" => 1_000_000_000,
-            "ms" => 1_000_000,
-            "us" | "µs" | "μs" => 1_000,
-            "ns" => 1,
-            _ => return Err("unknown unit (expected h, m, s, ms, us or ns)"),
-        };
-        total = total
-            .checked_add(parse_decimal(num, ns)?)
-            .ok_or("duration too large")?;
-        rest = next;
-    }
-    bounded(total)
+    bounded(parse_go_duration_nanos(v)?)
 }
 
 #[cfg(test)]

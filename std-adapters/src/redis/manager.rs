@@ -9,7 +9,7 @@ use ratebound_core::budget::{
 use ratebound_core::ConfigError;
 
 use super::{Breaker, OnUnavailable, RedisBudget, RedisLimitError, RedisStore, Source};
-use crate::budget::{AlertHub, BudgetDenied, BudgetHold, BudgetManager, UsageRecord};
+use crate::budget::{AlertHub, AlertsPending, BudgetDenied, BudgetHold, BudgetManager, UsageRecord};
 use crate::clock::{Clock, SystemClock};
 
 /// Why a Redis budget call gave no answer, or said no.
@@ -313,6 +313,14 @@ impl<C: Clock> RedisBudgetManager<C> {
     pub async fn wait_alerts(&self) {
         self.hub.wait().await;
     }
+
+    /// See [`BudgetManager::wait_alerts_until`].
+    pub async fn wait_alerts_until(
+        &self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<(), AlertsPending> {
+        self.hub.wait_until(stop).await
+    }
 }
 
 /// Where a budget lives.
@@ -446,6 +454,17 @@ impl<C: Clock> AnyBudgetManager<C> {
         match self {
             AnyBudgetManager::Memory(m) => m.subscribe(),
             AnyBudgetManager::Redis(m) => m.subscribe(),
+        }
+    }
+
+    /// See [`BudgetManager::wait_alerts_until`].
+    pub async fn wait_alerts_until(
+        &self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<(), AlertsPending> {
+        match self {
+            AnyBudgetManager::Memory(m) => m.wait_alerts_until(stop).await,
+            AnyBudgetManager::Redis(m) => m.wait_alerts_until(stop).await,
         }
     }
 }

@@ -30,7 +30,6 @@
 //! # }
 //! ```
 
-use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,105 +41,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, TokioClock};
 
-/// How an error is treated by the retry executor.
-pub trait Classify {
-    /// True when trying again may succeed.
-    fn is_retryable(&self) -> bool;
-    /// A server hint (e.g. from `Retry-After`): wait at least this long.
-    fn retry_after(&self) -> Option<std::time::Duration> {
-        None
-    }
-}
-
-/// An error marked retryable (the seed's `RetryableError` / `WrapRetryable`).
-#[derive(Debug)]
-pub struct RetryableError {
-    /// The wrapped error.
-    pub source: Box<dyn StdError + Send + Sync>,
-    /// An optional server hint.
-    pub retry_after: Option<std::time::Duration>,
-}
-
-impl fmt::Display for RetryableError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "retryable: {}", self.source)
-    }
-}
-
-impl StdError for RetryableError {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        Some(&*self.source)
-    }
-}
-
-/// Mark `err` retryable (the seed's `WrapRetryable`).
-pub fn wrap_retryable(err: impl Into<Box<dyn StdError + Send + Sync>>) -> RetryableError {
-    RetryableError {
-        source: err.into(),
-        retry_after: None,
-    }
-}
-
-/// True when `err`, or any error in its source chain, is a [`RetryableError`]
-/// (the seed's `IsRetryableError`).
-pub fn is_retryable_error(err: &(dyn StdError + 'static)) -> bool {
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        if e.is::<RetryableError>() {
-            return true;
-        }
-        cur = e.source();
-    }
-    false
-}
-
-fn retryable_hint(err: &(dyn StdError + 'static)) -> Option<std::time::Duration> {
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        if let Some(r) = e.downcast_ref::<RetryableError>() {
-            return r.retry_after;
-        }
-        cur = e.source();
-    }
-    None
-}
-
-impl Classify for RetryableError {
-    fn is_retryable(&self) -> bool {
-        true
-    }
-    fn retry_after(&self) -> Option<std::time::Duration> {
-        self.retry_after
-    }
-}
-
-impl Classify for Box<dyn StdError + Send + Sync> {
-    /// Retryable when marked with [`wrap_retryable`] anywhere in the chain.
-    fn is_retryable(&self) -> bool {
-        is_retryable_error(&**self)
-    }
-    fn retry_after(&self) -> Option<std::time::Duration> {
-        retryable_hint(&**self)
-    }
-}
-
-impl Classify for std::io::Error {
-    /// Transient I/O kinds: timeouts, interruptions, resets, refused or aborted connections.
-    fn is_retryable(&self) -> bool {
-        use std::io::ErrorKind::*;
-        matches!(
-            self.kind(),
-            TimedOut
-                | Interrupted
-                | WouldBlock
-                | ConnectionReset
-                | ConnectionRefused
-                | ConnectionAborted
-                | BrokenPipe
-                | UnexpectedEof
-        )
-    }
-}
+mod classify;
+pub use classify::{
+    is_retryable_error, wrap_retryable, Classify, RetryableError, RetryableErrors,
+};
 
 /// Why a retried operation failed.
 #[derive(Debug, thiserror::Error)]
