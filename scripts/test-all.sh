@@ -107,7 +107,7 @@ say "node --test (API, fixture replay, TypeScript types, real workerd)"
 
 say "examples: core tour, std limiter / keyed / retry / budget_manager, the demo gateway"
 cargo run -q -p ratebound-core --example tour >/dev/null
-for e in limiter keyed retry budget_manager; do
+for e in limiter keyed retry budget_manager go_policy; do
   cargo run -q -p ratebound-std --example "$e" >/dev/null
 done
 cargo run -q -p ratebound-std --features http,redis --example gateway -- --demo >/dev/null

@@ -117,7 +117,11 @@ impl GoBudgetConfig {
             c = c.cost_per_request(self.max_cost_per_request_micros);
         }
         for (max, dimension, horizon) in [
-            (self.max_tokens_per_minute, Dimension::Tokens, Horizon::MINUTE),
+            (
+                self.max_tokens_per_minute,
+                Dimension::Tokens,
+                Horizon::MINUTE,
+            ),
             (self.max_tokens_per_hour, Dimension::Tokens, Horizon::HOUR),
             (self.max_tokens_per_day, Dimension::Tokens, Horizon::DAY),
             (self.max_cost_per_day_micros, Dimension::Cost, Horizon::DAY),

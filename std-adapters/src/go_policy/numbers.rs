@@ -220,7 +220,11 @@ mod tests {
         assert!(to_units(1e300, 6, u64::MAX).is_err());
         for units in [0, 1, 10, 250_000, 10_000_000, 1_234_567_891, (1 << 50) - 1] {
             let text = from_units(units, 6);
-            assert_eq!(to_units(text.parse().unwrap(), 6, u64::MAX), Ok(units), "{text}");
+            assert_eq!(
+                to_units(text.parse().unwrap(), 6, u64::MAX),
+                Ok(units),
+                "{text}"
+            );
         }
         assert_eq!(from_units(250_000, 6), "0.25");
         assert_eq!(from_units(10_000_000, 6), "10");

@@ -3,9 +3,7 @@
 
 use std::time::SystemTime;
 
-use ratebound_core::budget::{
-    Alert, AlertKind, BudgetStatus, Dimension, Horizon, LimitStatus, BP,
-};
+use ratebound_core::budget::{Alert, AlertKind, BudgetStatus, Dimension, Horizon, LimitStatus, BP};
 use serde::{Deserialize, Serialize};
 
 use super::numbers::{go_time, ser_go_float, usd};
@@ -192,7 +190,9 @@ impl From<&GoUsageRecord> for UsageRecord {
             agent_id: r.agent_id.clone(),
             timestamp: r.timestamp.and_then(|t| {
                 let us = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_micros();
-                Some(ratebound_core::Instant::from_micros(u64::try_from(us).ok()?))
+                Some(ratebound_core::Instant::from_micros(
+                    u64::try_from(us).ok()?,
+                ))
             }),
         }
     }

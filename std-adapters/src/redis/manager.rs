@@ -9,7 +9,9 @@ use ratebound_core::budget::{
 use ratebound_core::ConfigError;
 
 use super::{Breaker, OnUnavailable, RedisBudget, RedisLimitError, RedisStore, Source};
-use crate::budget::{AlertHub, AlertsPending, BudgetDenied, BudgetHold, BudgetManager, UsageRecord};
+use crate::budget::{
+    AlertHub, AlertsPending, BudgetDenied, BudgetHold, BudgetManager, UsageRecord,
+};
 use crate::clock::{Clock, SystemClock};
 
 /// Why a Redis budget call gave no answer, or said no.

@@ -42,9 +42,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{Clock, TokioClock};
 
 mod classify;
-pub use classify::{
-    is_retryable_error, wrap_retryable, Classify, RetryableError, RetryableErrors,
-};
+pub use classify::{is_retryable_error, wrap_retryable, Classify, RetryableError, RetryableErrors};
 
 /// Why a retried operation failed.
 #[derive(Debug, thiserror::Error)]
