@@ -30,6 +30,7 @@ fn caller_time(clock: &ManualClock) -> RedisOptions {
     RedisOptions {
         time: TimeSource::Caller(Arc::new(clock.clone())),
         timeout: std::time::Duration::from_secs(5),
+        with_state: true,
         ..RedisOptions::default()
     }
 }

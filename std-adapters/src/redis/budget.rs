@@ -1,20 +1,15 @@
 //! Budget windows in Redis: core's budget module ported to Lua, so many
 //! servers share one budget with reserve → settle that cannot overshoot.
 
-use std::sync::LazyLock;
-
 use ratebound_core::budget::{
     Admission, Alert, AlertKind, Alerts, Budget, BudgetError, BudgetState, BudgetStatus, Denial,
     DenyReason, Dimension, Hold, Horizon, LimitStatus, Reservation, Reserved, Settled, Spent,
     Usage, WindowUsage, BP, MAX_AMOUNT, MAX_LIMITS,
 };
 use ratebound_core::{mul_div_ceil, Instant};
-use redis::{Script, Value};
+use redis::Value;
 
-use super::{RedisLimitError, RedisStore, PRELUDE};
-
-static BUDGET: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&format!("{PRELUDE}\n{}", include_str!("lua/budget.lua"))));
+use super::{Entry, RedisLimitError, RedisStore};
 
 /// A budget's state as Redis holds it, in core's fields.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -168,7 +163,11 @@ impl RedisBudget {
             u.cost.to_string(),
         ];
         args.extend(self.config_args.iter().cloned());
-        let reply = self.store.invoke(&BUDGET, &[key], &args).await?;
+        let read_only = op == "peek" || op == "status";
+        let reply = self
+            .store
+            .invoke(Entry::Budget, read_only, &[key], &args)
+            .await?;
         let bad = |what: &str| RedisLimitError::Protocol(format!("budget reply: {what}"));
         let Value::Array(items) = reply else {
             return Err(bad("not an array"));

@@ -15,18 +15,23 @@
 //!   binary-safe; `%`, `{` and `}` are escaped so a tag can never end early
 //!   or collide with another. Every key expires once its limiter is idle.
 //! - **Connections**: a [`ConnectionManager`] (reconnects by itself) or a
-//!   cluster connection; scripts go by SHA (`EVALSHA`) and are reloaded
-//!   transparently on `NOSCRIPT` (after a restart or `SCRIPT FLUSH`); every
-//!   call has a timeout.
+//!   cluster connection; every call has a timeout.
+//! - **Code loaded once.** The Lua code is a Redis Functions library,
+//!   loaded when the store connects (on every master of a cluster) and
+//!   called with `FCALL` (`FCALL_RO` for peeks); a server that lost it
+//!   (restart, `FUNCTION FLUSH`, a new node) gets it again transparently.
+//!   Where Functions are missing (Redis < 7) or `FUNCTION LOAD` is refused,
+//!   the same code runs as scripts by SHA (`EVALSHA`, reloaded on
+//!   `NOSCRIPT`); [`RedisStore::invocation`] says which.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use ratebound_core::policy::{fold, PolicyDecision};
 use ratebound_core::{Decision, Gcra, Instant, SlidingCounter, SlidingLog};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::{Script, Value};
+use redis::{ToRedisArgs, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
@@ -38,15 +43,15 @@ mod model;
 pub use model::{RedisAdmission, RedisModelLimiter};
 mod limiter;
 pub use limiter::{RedisLimiter, Verdict};
+mod scripts;
+pub(crate) use scripts::Entry;
+pub use scripts::Invocation;
+use scripts::CODE;
 mod manager;
 pub use manager::{
     AnyBudgetHold, AnyBudgetManager, BudgetBackend, RedisBudgetError, RedisBudgetHold,
     RedisBudgetManager,
 };
-
-const PRELUDE: &str = include_str!("lua/prelude.lua");
-static LIMIT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&format!("{PRELUDE}\n{}", include_str!("lua/limit.lua"))));
 
 /// What to do when Redis is unreachable, failing or too slow.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +147,10 @@ pub struct RedisOptions {
     pub ttl_margin: StdDuration,
     /// The longest key tag accepted, in bytes (default 1024).
     pub max_tag_len: usize,
+    /// Return each limiter's state with its decision
+    /// ([`MemberOutcome::state`]): for tests and replays; off by default,
+    /// which keeps replies small.
+    pub with_state: bool,
 }
 
 impl Default for RedisOptions {
@@ -152,6 +161,7 @@ impl Default for RedisOptions {
             time: TimeSource::Redis,
             ttl_margin: StdDuration::from_secs(60),
             max_tag_len: 1024,
+            with_state: false,
         }
     }
 }
@@ -329,7 +339,8 @@ pub struct MemberOutcome {
     /// Tokens taken (only for [`RedisStore::take_at_most`]).
     pub taken: u64,
     /// Its state after the call, as core's fields (gcra `[tat, rem]`; log
-    /// `[last, at, cost, …]`; counter `[start, prev, curr]`).
+    /// `[last, at, cost, …]`; counter `[start, prev, curr]`); empty unless
+    /// [`RedisOptions::with_state`] is set.
     pub state: Vec<u64>,
 }
 
@@ -375,12 +386,38 @@ impl Client {
     }
 }
 
+impl Conn {
+    async fn query(&mut self, cmd: &redis::Cmd) -> redis::RedisResult<Value> {
+        match self {
+            Conn::Single(c) => cmd.query_async(c).await,
+            Conn::Cluster(c) => cmd.query_async(c).await,
+        }
+    }
+
+    /// Load the function library; say how the code will run here.
+    async fn load_code(&mut self) -> Result<Invocation, RedisLimitError> {
+        match self.query(&CODE.load()).await {
+            Ok(_) => Ok(Invocation::Functions),
+            Err(e) => {
+                let e = RedisLimitError::Redis(e);
+                if e.is_unavailable() {
+                    return Err(e);
+                }
+                tracing::info!(error = %e, "Redis Functions unavailable here: running the Lua code as scripts (EVALSHA)");
+                Ok(Invocation::Scripts)
+            }
+        }
+    }
+}
+
 /// A connection to Redis (or a Redis Cluster) with the scripts. Clones share
 /// the connection.
 #[derive(Clone)]
 pub struct RedisStore {
     client: Client,
     conn: Arc<std::sync::Mutex<Conn>>,
+    /// 0: [`Invocation::Functions`], 1: [`Invocation::Scripts`].
+    invocation: Arc<std::sync::atomic::AtomicU8>,
     /// Set when a call found Redis unavailable: the next call reconnects
     /// from scratch (the connection manager alone does not recover from
     /// every failure, e.g. timeouts while Redis restarts).
@@ -415,10 +452,12 @@ impl RedisStore {
                 "timeout must be above zero and ttl_margin at most 366 days",
             ));
         }
-        let conn = client.connect(&opts).await?;
+        let mut conn = client.connect(&opts).await?;
+        let how = within_limit(opts.timeout, conn.load_code()).await?;
         Ok(RedisStore {
             client,
             conn: Arc::new(std::sync::Mutex::new(conn)),
+            invocation: Arc::new(std::sync::atomic::AtomicU8::new(how as u8)),
             broken: Arc::default(),
             opts,
         })
@@ -440,6 +479,20 @@ impl RedisStore {
     /// The options.
     pub fn options(&self) -> &RedisOptions {
         &self.opts
+    }
+
+    /// How the Lua code runs on this server: as a function library, or as
+    /// scripts where Functions are unavailable.
+    pub fn invocation(&self) -> Invocation {
+        match self.invocation.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => Invocation::Functions,
+            _ => Invocation::Scripts,
+        }
+    }
+
+    fn set_invocation(&self, how: Invocation) {
+        self.invocation
+            .store(how as u8, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The key of `name` under `tag`: `prefix{tag}:name`, with `%`, `{`, `}`
@@ -484,33 +537,46 @@ impl RedisStore {
         }
     }
 
-    /// Run a script with a timeout (EVALSHA, reloading on NOSCRIPT).
-    pub(crate) async fn invoke(
+    /// Call `entry` of the Lua code with a timeout: `FCALL` (loading the
+    /// library again if the server lost it) or `EVALSHA` (`EVAL` on
+    /// `NOSCRIPT`). `read_only` calls may go to `FCALL_RO`.
+    pub(crate) async fn invoke<A: ToRedisArgs>(
         &self,
-        script: &Script,
+        entry: Entry,
+        read_only: bool,
         keys: &[Vec<u8>],
-        args: &[String],
+        args: &[A],
     ) -> Result<Value, RedisLimitError> {
-        let mut inv = script.prepare_invoke();
-        for k in keys {
-            inv.key(k.as_slice());
-        }
-        for a in args {
-            inv.arg(a.as_str());
-        }
         use std::sync::atomic::Ordering;
         let call = async {
             if self.broken.load(Ordering::SeqCst) {
                 // Cancellation-safe: the flag clears only once a new
-                // connection is in place.
-                let c = self.client.connect(&self.opts).await?;
+                // connection is in place (with the code loaded).
+                let mut c = self.client.connect(&self.opts).await?;
+                self.set_invocation(c.load_code().await?);
                 *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = c;
                 self.broken.store(false, Ordering::SeqCst);
             }
-            let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            let r = match conn {
-                Conn::Single(mut c) => inv.invoke_async::<Value>(&mut c).await,
-                Conn::Cluster(mut c) => inv.invoke_async::<Value>(&mut c).await,
+            let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let how = self.invocation();
+            let r = conn
+                .query(&CODE.call(how, entry, read_only, keys, args))
+                .await;
+            let r = match (how, r) {
+                (Invocation::Functions, Err(e)) if scripts::is_function_missing(&e) => {
+                    let how = conn.load_code().await?;
+                    self.set_invocation(how);
+                    tracing::info!(
+                        ?how,
+                        "the Redis server had lost ratebound's functions; loaded again"
+                    );
+                    conn.query(&CODE.call(how, entry, read_only, keys, args))
+                        .await
+                }
+                (Invocation::Scripts, Err(e)) if scripts::is_noscript(&e) => {
+                    conn.query(&CODE.eval(entry, keys, args)).await
+                }
+                (_, r) => r,
             };
             Ok::<_, RedisLimitError>(r?)
         };
@@ -636,12 +702,15 @@ impl RedisStore {
             self.now_arg(),
             self.opts.ttl_margin.as_millis().to_string(),
             mode.to_owned(),
+            if self.opts.with_state { "1" } else { "0" }.to_owned(),
             members.len().to_string(),
         ];
         for m in members {
             m.spec.push_args(m.cost, &mut args);
         }
-        let reply = self.invoke(&LIMIT, &keys, &args).await?;
+        let reply = self
+            .invoke(Entry::Limit, mode == "peek", &keys, &args)
+            .await?;
         parse_reply(reply, members)
     }
 }
@@ -649,6 +718,15 @@ impl RedisStore {
 /// Costs sent to the scripts are kept below 2^53 (Lua's exact range);
 /// larger ones can never fit any limiter anyway.
 pub(crate) const MAX_ARG: u64 = ratebound_core::MAX_SAFE_INTEGER;
+
+async fn within_limit<T>(
+    t: StdDuration,
+    f: impl std::future::Future<Output = Result<T, RedisLimitError>>,
+) -> Result<T, RedisLimitError> {
+    tokio::time::timeout(t, f)
+        .await
+        .unwrap_or(Err(RedisLimitError::Timeout(t)))
+}
 
 async fn within<T>(
     t: StdDuration,

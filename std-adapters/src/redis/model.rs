@@ -3,22 +3,18 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::LazyLock;
 use std::time::Duration as StdDuration;
 
 use ratebound_core::{Decision, Gcra, Instant};
-use redis::{Script, Value};
+use redis::Value;
 
-use super::{Breaker, OnUnavailable, RedisLimitError, RedisStore, Source, PRELUDE};
+use super::{Breaker, Entry, OnUnavailable, RedisLimitError, RedisStore, Source};
 use crate::clock::Clock;
 use crate::model_limit::{
     Admission, AdmitError, Identity, ModelDecision, ModelLimitConfig, ModelLimitError,
     ModelLimiter, ModelQuota, Outcome,
 };
 use crate::model_limit::{AdmitRequests, Admitted};
-
-static MODEL: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&format!("{PRELUDE}\n{}", include_str!("lua/model.lua"))));
 
 /// Model-level limits ([`crate::model_limit`]) kept in Redis: the same
 /// config, keys and decisions as [`ModelLimiter`], shared by every server.
@@ -110,7 +106,7 @@ impl<C: Clock + Clone> RedisModelLimiter<C> {
         ];
         push_gcra(quota.total_bucket(), &mut args);
         push_gcra(Some(quota.success_bucket()), &mut args);
-        let reply = self.store.invoke(&MODEL, &keys, &args).await?;
+        let reply = self.store.invoke(Entry::Model, false, &keys, &args).await?;
         let (now, admitted, total, success) = parse(&reply)?;
         let decision = ModelDecision {
             total,
@@ -220,7 +216,7 @@ impl Settle {
         push_gcra(self.quota.total_bucket(), &mut args);
         push_gcra(Some(self.quota.success_bucket()), &mut args);
         self.store
-            .invoke(&MODEL, &self.keys, &args)
+            .invoke(Entry::Model, false, &self.keys, &args)
             .await
             .map(|_| ())
     }

@@ -19,416 +19,420 @@ local USED_CAP = 4503599627370496 -- 2^52
 local LIMIT_HIT = 128
 local DAY = 86400000000
 
-local now_arg = ARGV[1]
-local margin = tonumber(ARGV[2])
-local op = ARGV[3]
-local id_arg = tonumber(ARGV[4])
-local usage = { tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]) }
-local slots = tonumber(ARGV[8])
-local hold_ttl = tonumber(ARGV[9])
-local offset = tonumber(ARGV[10])
-local throttle = tonumber(ARGV[11]) == 1
-local min_delay = tonumber(ARGV[12])
-local nlimits = tonumber(ARGV[13])
-local limits, i = {}, 14
-for n = 1, nlimits do
-  local l = { dim = tonumber(ARGV[i]), len = tonumber(ARGV[i + 1]), max = tonumber(ARGV[i + 2]),
-              throttle_amount = tonumber(ARGV[i + 3]), thresholds = {} }
-  local nt = tonumber(ARGV[i + 4])
-  i = i + 5
-  for t = 1, nt do
-    l.thresholds[t] = { bp = tonumber(ARGV[i]), amount = tonumber(ARGV[i + 1]) }
-    i = i + 2
-  end
-  limits[n] = l
-end
-
--- ------------------------------------------------------------ calendar
-
-local function floor_div(a, b) -- exact floor(a / b) for |a| < 2^53, b >= 1
-  local r = math.fmod(a, b)
-  if r < 0 then r = r + b end
-  return (a - r) / b
-end
-
-local function tdiv(a, b) -- Rust's truncating `/` on small integers
-  local q = a / b
-  if q >= 0 then return math.floor(q) end
-  return math.ceil(q)
-end
-
-local function days_from_civil(y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era
-  if y >= 0 then era = tdiv(y, 400) else era = tdiv(y - 399, 400) end
-  local yoe = y - era * 400
-  local mp
-  if m > 2 then mp = m - 3 else mp = m + 9 end
-  local doy = tdiv(153 * mp + 2, 5) + d - 1
-  local doe = yoe * 365 + tdiv(yoe, 4) - tdiv(yoe, 100) + doy
-  return era * 146097 + doe - 719468
-end
-
-local function civil_from_days(z)
-  z = z + 719468
-  local era
-  if z >= 0 then era = tdiv(z, 146097) else era = tdiv(z - 146096, 146097) end
-  local doe = z - era * 146097
-  local yoe = tdiv(doe - tdiv(doe, 1460) + tdiv(doe, 36524) - tdiv(doe, 146096), 365)
-  local y = yoe + era * 400
-  local doy = doe - (365 * yoe + tdiv(yoe, 4) - tdiv(yoe, 100))
-  local mp = tdiv(5 * doy + 2, 153)
-  local m
-  if mp < 10 then m = mp + 3 else m = mp - 9 end
-  if m <= 2 then y = y + 1 end
-  return y, m
-end
-
-local function bounds(l, at)
-  local loc = at + offset
-  local s, e
-  if l.len > 0 then
-    s = floor_div(loc, l.len) * l.len
-    e = s + l.len
-  else
-    local days = floor_div(loc, DAY)
-    local y, m = civil_from_days(days)
-    local ny, nm = y, m + 1
-    if m == 12 then ny, nm = y + 1, 1 end
-    s = days_from_civil(y, m, 1) * DAY
-    e = days_from_civil(ny, nm, 1) * DAY
-  end
-  return math.max(0, s - offset), math.max(0, e - offset)
-end
-
--- --------------------------------------------------------------- state
-
-local key = KEYS[1]
-local raw = redis.call("HMGET", key, "m", "w", "h")
-
-local function nums(s)
-  local out = {}
-  if s == false or s == nil or s == "" then return out end
-  for v in string.gmatch(s, "[^,]+") do out[#out + 1] = int_field(v, 0) end
-  return out
-end
-
-local st = { last = 0, next_id = 0, throttle_until = 0, windows = {}, holds = {} }
-local m = nums(raw[1])
-if #m == 3 then st.last, st.next_id, st.throttle_until = m[1], m[2], m[3] end
-local w = nums(raw[2])
-for n = 1, 12 do
-  local b = (n - 1) * 4
-  st.windows[n] = { start = w[b + 1] or 0, used = w[b + 2] or 0, reserved = w[b + 3] or 0, fired = w[b + 4] or 0 }
-end
-local h = nums(raw[3])
-for b = 0, #h - 7, 7 do
-  st.holds[#st.holds + 1] = { id = h[b + 1], at = h[b + 2], expires = h[b + 3],
-                              u = { h[b + 4], h[b + 5], h[b + 6] }, lapsed = h[b + 7] == 1 }
-end
-
-local function encode()
-  local wv = {}
-  for n = 1, 12 do
-    local x = st.windows[n]
-    wv[#wv + 1] = string.format("%d,%d,%d,%d", x.start, x.used, x.reserved, x.fired)
-  end
-  local hv = {}
-  for _, x in ipairs(st.holds) do
-    local lapsed = 0
-    if x.lapsed then lapsed = 1 end
-    hv[#hv + 1] = string.format("%d,%d,%d,%d,%d,%d,%d", x.id, x.at, x.expires, x.u[1], x.u[2], x.u[3], lapsed)
-  end
-  return string.format("%d,%d,%d", st.last, st.next_id, st.throttle_until), table.concat(wv, ","), table.concat(hv, ",")
-end
-
-local function state_out()
-  local out = { st.last, st.next_id, st.throttle_until }
-  for n = 1, 12 do
-    local x = st.windows[n]
-    out[#out + 1] = x.start; out[#out + 1] = x.used; out[#out + 1] = x.reserved; out[#out + 1] = x.fired
-  end
-  for _, x in ipairs(st.holds) do
-    out[#out + 1] = x.id; out[#out + 1] = x.at; out[#out + 1] = x.expires
-    out[#out + 1] = x.u[1]; out[#out + 1] = x.u[2]; out[#out + 1] = x.u[3]
-    if x.lapsed then out[#out + 1] = 1 else out[#out + 1] = 0 end
-  end
-  return out
-end
-
--- ------------------------------------------------------------ budget ops
-
-local function utilization_bp(used, max)
-  return math.min(mul_div_floor(used, BP, max), MAX_UTIL)
-end
-
-local function unhold(x)
-  for n, l in ipairs(limits) do
-    local win = st.windows[n]
-    win.reserved = math.max(0, win.reserved - x.u[l.dim])
-  end
-end
-
-local function sync(now)
-  now = math.max(now, st.last)
-  st.last = now
-  for n, l in ipairs(limits) do
-    local start = bounds(l, now)
-    local win = st.windows[n]
-    if win.start ~= start then
-      st.windows[n] = { start = start, used = 0, reserved = win.reserved, fired = 0 }
+-- The entry point. Its helpers close over this call's state, so they are
+-- defined per call; the prelude's are defined once per library load.
+local function budget(KEYS, ARGV)
+  local now_arg = ARGV[1]
+  local margin = tonumber(ARGV[2])
+  local op = ARGV[3]
+  local id_arg = tonumber(ARGV[4])
+  local usage = { tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]) }
+  local slots = tonumber(ARGV[8])
+  local hold_ttl = tonumber(ARGV[9])
+  local offset = tonumber(ARGV[10])
+  local throttle = tonumber(ARGV[11]) == 1
+  local min_delay = tonumber(ARGV[12])
+  local nlimits = tonumber(ARGV[13])
+  local limits, i = {}, 14
+  for n = 1, nlimits do
+    local l = { dim = tonumber(ARGV[i]), len = tonumber(ARGV[i + 1]), max = tonumber(ARGV[i + 2]),
+                throttle_amount = tonumber(ARGV[i + 3]), thresholds = {} }
+    local nt = tonumber(ARGV[i + 4])
+    i = i + 5
+    for t = 1, nt do
+      l.thresholds[t] = { bp = tonumber(ARGV[i]), amount = tonumber(ARGV[i + 1]) }
+      i = i + 2
     end
+    limits[n] = l
   end
-  for _, x in ipairs(st.holds) do
-    if not x.lapsed and x.expires <= now then
-      x.lapsed = true
-      unhold(x)
+
+  -- ------------------------------------------------------------ calendar
+
+  local function floor_div(a, b) -- exact floor(a / b) for |a| < 2^53, b >= 1
+    local r = math.fmod(a, b)
+    if r < 0 then r = r + b end
+    return (a - r) / b
+  end
+
+  local function tdiv(a, b) -- Rust's truncating `/` on small integers
+    local q = a / b
+    if q >= 0 then return math.floor(q) end
+    return math.ceil(q)
+  end
+
+  local function days_from_civil(y, m, d)
+    if m <= 2 then y = y - 1 end
+    local era
+    if y >= 0 then era = tdiv(y, 400) else era = tdiv(y - 399, 400) end
+    local yoe = y - era * 400
+    local mp
+    if m > 2 then mp = m - 3 else mp = m + 9 end
+    local doy = tdiv(153 * mp + 2, 5) + d - 1
+    local doe = yoe * 365 + tdiv(yoe, 4) - tdiv(yoe, 100) + doy
+    return era * 146097 + doe - 719468
+  end
+
+  local function civil_from_days(z)
+    z = z + 719468
+    local era
+    if z >= 0 then era = tdiv(z, 146097) else era = tdiv(z - 146096, 146097) end
+    local doe = z - era * 146097
+    local yoe = tdiv(doe - tdiv(doe, 1460) + tdiv(doe, 36524) - tdiv(doe, 146096), 365)
+    local y = yoe + era * 400
+    local doy = doe - (365 * yoe + tdiv(yoe, 4) - tdiv(yoe, 100))
+    local mp = tdiv(5 * doy + 2, 153)
+    local m
+    if mp < 10 then m = mp + 3 else m = mp - 9 end
+    if m <= 2 then y = y + 1 end
+    return y, m
+  end
+
+  local function bounds(l, at)
+    local loc = at + offset
+    local s, e
+    if l.len > 0 then
+      s = floor_div(loc, l.len) * l.len
+      e = s + l.len
+    else
+      local days = floor_div(loc, DAY)
+      local y, m = civil_from_days(days)
+      local ny, nm = y, m + 1
+      if m == 12 then ny, nm = y + 1, 1 end
+      s = days_from_civil(y, m, 1) * DAY
+      e = days_from_civil(ny, nm, 1) * DAY
     end
+    return math.max(0, s - offset), math.max(0, e - offset)
   end
-  return now
-end
 
-local alerts = {}
-local function alert(kind, n, l, win, bp, now)
-  alerts[#alerts + 1] = { kind, n - 1, bp, utilization_bp(win.used, l.max), now, win.start }
-end
+  -- --------------------------------------------------------------- state
 
-local function bit_set(v, b) return math.fmod(math.floor(v / b), 2) == 1 end
+  local key = KEYS[1]
+  local raw = redis.call("HMGET", key, "m", "w", "h")
 
-local function charge(now, u)
-  for n, l in ipairs(limits) do
-    local amt = u[l.dim]
-    if amt > 0 then
+  local function nums(s)
+    local out = {}
+    if s == false or s == nil or s == "" then return out end
+    for v in string.gmatch(s, "[^,]+") do out[#out + 1] = int_field(v, 0) end
+    return out
+  end
+
+  local st = { last = 0, next_id = 0, throttle_until = 0, windows = {}, holds = {} }
+  local m = nums(raw[1])
+  if #m == 3 then st.last, st.next_id, st.throttle_until = m[1], m[2], m[3] end
+  local w = nums(raw[2])
+  for n = 1, 12 do
+    local b = (n - 1) * 4
+    st.windows[n] = { start = w[b + 1] or 0, used = w[b + 2] or 0, reserved = w[b + 3] or 0, fired = w[b + 4] or 0 }
+  end
+  local h = nums(raw[3])
+  for b = 0, #h - 7, 7 do
+    st.holds[#st.holds + 1] = { id = h[b + 1], at = h[b + 2], expires = h[b + 3],
+                                u = { h[b + 4], h[b + 5], h[b + 6] }, lapsed = h[b + 7] == 1 }
+  end
+
+  local function encode()
+    local wv = {}
+    for n = 1, 12 do
+      local x = st.windows[n]
+      wv[#wv + 1] = string.format("%d,%d,%d,%d", x.start, x.used, x.reserved, x.fired)
+    end
+    local hv = {}
+    for _, x in ipairs(st.holds) do
+      local lapsed = 0
+      if x.lapsed then lapsed = 1 end
+      hv[#hv + 1] = string.format("%d,%d,%d,%d,%d,%d,%d", x.id, x.at, x.expires, x.u[1], x.u[2], x.u[3], lapsed)
+    end
+    return string.format("%d,%d,%d", st.last, st.next_id, st.throttle_until), table.concat(wv, ","), table.concat(hv, ",")
+  end
+
+  local function state_out()
+    local out = { st.last, st.next_id, st.throttle_until }
+    for n = 1, 12 do
+      local x = st.windows[n]
+      out[#out + 1] = x.start; out[#out + 1] = x.used; out[#out + 1] = x.reserved; out[#out + 1] = x.fired
+    end
+    for _, x in ipairs(st.holds) do
+      out[#out + 1] = x.id; out[#out + 1] = x.at; out[#out + 1] = x.expires
+      out[#out + 1] = x.u[1]; out[#out + 1] = x.u[2]; out[#out + 1] = x.u[3]
+      if x.lapsed then out[#out + 1] = 1 else out[#out + 1] = 0 end
+    end
+    return out
+  end
+
+  -- ------------------------------------------------------------ budget ops
+
+  local function utilization_bp(used, max)
+    return math.min(mul_div_floor(used, BP, max), MAX_UTIL)
+  end
+
+  local function unhold(x)
+    for n, l in ipairs(limits) do
       local win = st.windows[n]
-      win.used = math.min(win.used + amt, USED_CAP)
-      for j = #l.thresholds, 1, -1 do
-        local t = l.thresholds[j]
-        if win.used >= t.amount and not bit_set(win.fired, 2 ^ (j - 1)) then
-          -- Firing threshold j marks it and every lower one.
-          local low = math.fmod(win.fired, 2 ^ j)
-          win.fired = win.fired - low + (2 ^ j - 1)
-          alert(0, n, l, win, t.bp, now)
-          break
+      win.reserved = math.max(0, win.reserved - x.u[l.dim])
+    end
+  end
+
+  local function sync(now)
+    now = math.max(now, st.last)
+    st.last = now
+    for n, l in ipairs(limits) do
+      local start = bounds(l, now)
+      local win = st.windows[n]
+      if win.start ~= start then
+        st.windows[n] = { start = start, used = 0, reserved = win.reserved, fired = 0 }
+      end
+    end
+    for _, x in ipairs(st.holds) do
+      if not x.lapsed and x.expires <= now then
+        x.lapsed = true
+        unhold(x)
+      end
+    end
+    return now
+  end
+
+  local alerts = {}
+  local function alert(kind, n, l, win, bp, now)
+    alerts[#alerts + 1] = { kind, n - 1, bp, utilization_bp(win.used, l.max), now, win.start }
+  end
+
+  local function bit_set(v, b) return math.fmod(math.floor(v / b), 2) == 1 end
+
+  local function charge(now, u)
+    for n, l in ipairs(limits) do
+      local amt = u[l.dim]
+      if amt > 0 then
+        local win = st.windows[n]
+        win.used = math.min(win.used + amt, USED_CAP)
+        for j = #l.thresholds, 1, -1 do
+          local t = l.thresholds[j]
+          if win.used >= t.amount and not bit_set(win.fired, 2 ^ (j - 1)) then
+            -- Firing threshold j marks it and every lower one.
+            local low = math.fmod(win.fired, 2 ^ j)
+            win.fired = win.fired - low + (2 ^ j - 1)
+            alert(0, n, l, win, t.bp, now)
+            break
+          end
+        end
+        if win.used >= l.max and not bit_set(win.fired, LIMIT_HIT) then
+          win.fired = win.fired + LIMIT_HIT
+          alert(1, n, l, win, BP, now)
         end
       end
-      if win.used >= l.max and not bit_set(win.fired, LIMIT_HIT) then
+    end
+  end
+
+  local function fit_time(l, win, amt, now)
+    local start, e = bounds(l, now)
+    local used_now = 0
+    if win.start == start then used_now = win.used end
+    local function fits(t, freed)
+      local used = used_now
+      if t >= e then used = 0 end
+      return used + math.max(0, win.reserved - freed) + amt <= l.max
+    end
+    local freed_now, later = 0, {}
+    for _, x in ipairs(st.holds) do
+      local a = x.u[l.dim]
+      if not x.lapsed and a > 0 then
+        if x.expires <= now then freed_now = freed_now + a else later[#later + 1] = { x.expires, a } end
+      end
+    end
+    if fits(now, freed_now) then return now end
+    table.sort(later, function(p, q) return p[1] < q[1] or (p[1] == q[1] and p[2] < q[2]) end)
+    local freed, end_checked, k = freed_now, false, 1
+    while later[k] do
+      local t = later[k][1]
+      if not end_checked and e < t then
+        if fits(e, freed) then return e end
+        end_checked = true
+      end
+      while later[k] and later[k][1] == t do
+        freed = freed + later[k][2]
+        k = k + 1
+      end
+      if fits(t, freed) then return t end
+    end
+    local last = 0
+    if #later > 0 then last = later[#later][1] end
+    return math.max(e, last)
+  end
+
+  -- denial = { reason (0 limit, 1 throttled, 2 too many reservations), retry_at, limit or -1 }
+  local function evaluate(now, u)
+    local denial, mask = nil, {}
+    for n, l in ipairs(limits) do
+      local amt = u[l.dim]
+      if amt > 0 then
+        local t = fit_time(l, st.windows[n], amt, now)
+        if t > now then
+          mask[n] = true
+          if denial == nil or t > denial[2] then denial = { 0, t, n - 1 } end
+        end
+      end
+    end
+    local empty = u[1] == 0 and u[2] == 0 and u[3] == 0
+    if not empty and now < st.throttle_until then
+      if denial then
+        denial[2] = math.max(denial[2], st.throttle_until)
+      else
+        denial = { 1, st.throttle_until, -1 }
+      end
+    end
+    return denial, mask
+  end
+
+  local function admit(now, u)
+    local denial, mask = evaluate(now, u)
+    for n, l in ipairs(limits) do
+      local win = st.windows[n]
+      if mask[n] and not bit_set(win.fired, LIMIT_HIT) then
         win.fired = win.fired + LIMIT_HIT
         alert(1, n, l, win, BP, now)
       end
     end
+    return denial
   end
-end
 
-local function fit_time(l, win, amt, now)
-  local start, e = bounds(l, now)
-  local used_now = 0
-  if win.start == start then used_now = win.used end
-  local function fits(t, freed)
-    local used = used_now
-    if t >= e then used = 0 end
-    return used + math.max(0, win.reserved - freed) + amt <= l.max
-  end
-  local freed_now, later = 0, {}
-  for _, x in ipairs(st.holds) do
-    local a = x.u[l.dim]
-    if not x.lapsed and a > 0 then
-      if x.expires <= now then freed_now = freed_now + a else later[#later + 1] = { x.expires, a } end
-    end
-  end
-  if fits(now, freed_now) then return now end
-  table.sort(later, function(p, q) return p[1] < q[1] or (p[1] == q[1] and p[2] < q[2]) end)
-  local freed, end_checked, k = freed_now, false, 1
-  while later[k] do
-    local t = later[k][1]
-    if not end_checked and e < t then
-      if fits(e, freed) then return e end
-      end_checked = true
-    end
-    while later[k] and later[k][1] == t do
-      freed = freed + later[k][2]
-      k = k + 1
-    end
-    if fits(t, freed) then return t end
-  end
-  local last = 0
-  if #later > 0 then last = later[#later][1] end
-  return math.max(e, last)
-end
-
--- denial = { reason (0 limit, 1 throttled, 2 too many reservations), retry_at, limit or -1 }
-local function evaluate(now, u)
-  local denial, mask = nil, {}
-  for n, l in ipairs(limits) do
-    local amt = u[l.dim]
-    if amt > 0 then
-      local t = fit_time(l, st.windows[n], amt, now)
-      if t > now then
-        mask[n] = true
-        if denial == nil or t > denial[2] then denial = { 0, t, n - 1 } end
+  local function pace(now, u)
+    if not throttle then return end
+    local delay, pacing = 0, false
+    for n, l in ipairs(limits) do
+      local amt = u[l.dim]
+      local win = st.windows[n]
+      local committed = win.used + win.reserved
+      if amt > 0 and committed >= l.throttle_amount then
+        pacing = true
+        local left_before = math.max(0, l.max - committed) + amt
+        local _, e = bounds(l, now)
+        local rest = math.max(0, e - now)
+        delay = math.max(delay, mul_div_ceil(rest, amt, math.max(left_before, 1)))
       end
     end
+    if pacing then st.throttle_until = sat(now + math.max(delay, min_delay)) end
   end
-  local empty = u[1] == 0 and u[2] == 0 and u[3] == 0
-  if not empty and now < st.throttle_until then
-    if denial then
-      denial[2] = math.max(denial[2], st.throttle_until)
-    else
-      denial = { 1, st.throttle_until, -1 }
+
+  local function save()
+    local mm, ww, hh = encode()
+    redis.call("HSET", key, "m", mm, "w", ww, "h", hh)
+    -- Everything is back to nothing once every window has ended and every
+    -- hold lapsed; until then the state must live.
+    local until_ = st.throttle_until
+    for n, l in ipairs(limits) do
+      local _, e = bounds(l, st.last)
+      until_ = math.max(until_, e)
     end
+    -- A lapsed hold may still be settled late (core charges it): keep the
+    -- state one more hold TTL past every hold's expiry.
+    for _, x in ipairs(st.holds) do until_ = math.max(until_, sat(x.expires + hold_ttl)) end
+    redis.call("PEXPIRE", key, int_str(math.max(1, math.ceil(math.max(0, until_ - st.last) / 1000)) + margin))
   end
-  return denial, mask
-end
 
-local function admit(now, u)
-  local denial, mask = evaluate(now, u)
-  for n, l in ipairs(limits) do
-    local win = st.windows[n]
-    if mask[n] and not bit_set(win.fired, LIMIT_HIT) then
-      win.fired = win.fired + LIMIT_HIT
-      alert(1, n, l, win, BP, now)
+  local now = now_us(now_arg)
+  local result = {}
+
+  if op == "peek" then
+    local n0 = math.max(now, st.last)
+    local d = evaluate(n0, usage)
+    if d then result = { 1, d[1], d[2], d[3] } else result = { 0 } end
+    return { 0, result, {}, state_out() }
+  elseif op == "status" then
+    local before = state_out() -- status changes nothing: report the stored state
+    now = sync(now) -- on the loaded copy; nothing is saved
+    local live = 0
+    for _, x in ipairs(st.holds) do if not x.lapsed then live = live + 1 end end
+    local throttled = 0
+    if now < st.throttle_until then throttled = 1 end
+    result = { throttled, st.throttle_until, live }
+    for n, l in ipairs(limits) do
+      local win = st.windows[n]
+      local s, e = bounds(l, now)
+      result[#result + 1] = win.used; result[#result + 1] = win.reserved
+      result[#result + 1] = utilization_bp(win.used, l.max)
+      result[#result + 1] = s; result[#result + 1] = e
     end
-  end
-  return denial
-end
-
-local function pace(now, u)
-  if not throttle then return end
-  local delay, pacing = 0, false
-  for n, l in ipairs(limits) do
-    local amt = u[l.dim]
-    local win = st.windows[n]
-    local committed = win.used + win.reserved
-    if amt > 0 and committed >= l.throttle_amount then
-      pacing = true
-      local left_before = math.max(0, l.max - committed) + amt
-      local _, e = bounds(l, now)
-      local rest = math.max(0, e - now)
-      delay = math.max(delay, mul_div_ceil(rest, amt, math.max(left_before, 1)))
-    end
-  end
-  if pacing then st.throttle_until = sat(now + math.max(delay, min_delay)) end
-end
-
-local function save()
-  local mm, ww, hh = encode()
-  redis.call("HSET", key, "m", mm, "w", ww, "h", hh)
-  -- Everything is back to nothing once every window has ended and every
-  -- hold lapsed; until then the state must live.
-  local until_ = st.throttle_until
-  for n, l in ipairs(limits) do
-    local _, e = bounds(l, st.last)
-    until_ = math.max(until_, e)
-  end
-  -- A lapsed hold may still be settled late (core charges it): keep the
-  -- state one more hold TTL past every hold's expiry.
-  for _, x in ipairs(st.holds) do until_ = math.max(until_, sat(x.expires + hold_ttl)) end
-  redis.call("PEXPIRE", key, int_str(math.max(1, math.ceil(math.max(0, until_ - st.last) / 1000)) + margin))
-end
-
-local now = now_us(now_arg)
-local result = {}
-
-if op == "peek" then
-  local n0 = math.max(now, st.last)
-  local d = evaluate(n0, usage)
-  if d then result = { 1, d[1], d[2], d[3] } else result = { 0 } end
-  return { 0, result, {}, state_out() }
-elseif op == "status" then
-  local before = state_out() -- status changes nothing: report the stored state
-  now = sync(now) -- on the loaded copy; nothing is saved
-  local live = 0
-  for _, x in ipairs(st.holds) do if not x.lapsed then live = live + 1 end end
-  local throttled = 0
-  if now < st.throttle_until then throttled = 1 end
-  result = { throttled, st.throttle_until, live }
-  for n, l in ipairs(limits) do
-    local win = st.windows[n]
-    local s, e = bounds(l, now)
-    result[#result + 1] = win.used; result[#result + 1] = win.reserved
-    result[#result + 1] = utilization_bp(win.used, l.max)
-    result[#result + 1] = s; result[#result + 1] = e
-  end
-  return { 0, result, {}, before }
-elseif op == "reset" then
-  local last, next_id = st.last, st.next_id
-  st = { last = last, next_id = next_id, throttle_until = 0, windows = {}, holds = {} }
-  for n = 1, 12 do st.windows[n] = { start = 0, used = 0, reserved = 0, fired = 0 } end
-  save()
-  return { 0, {}, {}, state_out() }
-end
-
-now = sync(now)
-
-local function take_hold(id)
-  for k, x in ipairs(st.holds) do
-    if x.id == id then
-      table.remove(st.holds, k)
-      if not x.lapsed then unhold(x) end
-      return x
-    end
-  end
-  return nil
-end
-
-if op == "reserve" then
-  local d = admit(now, usage)
-  if d then
+    return { 0, result, {}, before }
+  elseif op == "reset" then
+    local last, next_id = st.last, st.next_id
+    st = { last = last, next_id = next_id, throttle_until = 0, windows = {}, holds = {} }
+    for n = 1, 12 do st.windows[n] = { start = 0, used = 0, reserved = 0, fired = 0 } end
     save()
-    return { 0, { 0, d[1], d[2], d[3] }, alerts, state_out() }
+    return { 0, {}, {}, state_out() }
   end
-  if #st.holds >= slots then
-    local freed = false
+
+  now = sync(now)
+
+  local function take_hold(id)
     for k, x in ipairs(st.holds) do
-      if x.lapsed then
+      if x.id == id then
         table.remove(st.holds, k)
-        freed = true
-        break
+        if not x.lapsed then unhold(x) end
+        return x
       end
     end
-    if not freed then
-      local retry = nil
-      for _, x in ipairs(st.holds) do
-        if retry == nil or x.expires < retry then retry = x.expires end
-      end
+    return nil
+  end
+
+  if op == "reserve" then
+    local d = admit(now, usage)
+    if d then
       save()
-      return { 0, { 0, 2, retry or now, -1 }, alerts, state_out() }
+      return { 0, { 0, d[1], d[2], d[3] }, alerts, state_out() }
     end
-  end
-  local id = math.max(st.next_id, now)
-  st.next_id = math.min(id + 1, SAFE)
-  local expires = sat(now + hold_ttl)
-  st.holds[#st.holds + 1] = { id = id, at = now, expires = expires, u = { usage[1], usage[2], usage[3] }, lapsed = false }
-  for n, l in ipairs(limits) do
-    local win = st.windows[n]
-    win.reserved = win.reserved + usage[l.dim]
-  end
-  pace(now, usage)
-  save()
-  return { 0, { 1, id, expires }, alerts, state_out() }
-elseif op == "settle" or op == "release" then
-  local x = take_hold(id_arg)
-  if x == nil then
-    save() -- sync's window rolls and lapses are kept, as core keeps them
-    return { 2, {}, {}, state_out() }
-  end
-  local late = 0
-  if x.lapsed then late = 1 end
-  if op == "settle" then charge(now, usage) end
-  save()
-  return { 0, { late }, alerts, state_out() }
-elseif op == "record" then
-  charge(now, usage)
-  save()
-  return { 0, {}, alerts, state_out() }
-elseif op == "try_spend" then
-  local d = admit(now, usage)
-  if d then
+    if #st.holds >= slots then
+      local freed = false
+      for k, x in ipairs(st.holds) do
+        if x.lapsed then
+          table.remove(st.holds, k)
+          freed = true
+          break
+        end
+      end
+      if not freed then
+        local retry = nil
+        for _, x in ipairs(st.holds) do
+          if retry == nil or x.expires < retry then retry = x.expires end
+        end
+        save()
+        return { 0, { 0, 2, retry or now, -1 }, alerts, state_out() }
+      end
+    end
+    local id = math.max(st.next_id, now)
+    st.next_id = math.min(id + 1, SAFE)
+    local expires = sat(now + hold_ttl)
+    st.holds[#st.holds + 1] = { id = id, at = now, expires = expires, u = { usage[1], usage[2], usage[3] }, lapsed = false }
+    for n, l in ipairs(limits) do
+      local win = st.windows[n]
+      win.reserved = win.reserved + usage[l.dim]
+    end
+    pace(now, usage)
     save()
-    return { 0, { 1, d[1], d[2], d[3] }, alerts, state_out() }
+    return { 0, { 1, id, expires }, alerts, state_out() }
+  elseif op == "settle" or op == "release" then
+    local x = take_hold(id_arg)
+    if x == nil then
+      save() -- sync's window rolls and lapses are kept, as core keeps them
+      return { 2, {}, {}, state_out() }
+    end
+    local late = 0
+    if x.lapsed then late = 1 end
+    if op == "settle" then charge(now, usage) end
+    save()
+    return { 0, { late }, alerts, state_out() }
+  elseif op == "record" then
+    charge(now, usage)
+    save()
+    return { 0, {}, alerts, state_out() }
+  elseif op == "try_spend" then
+    local d = admit(now, usage)
+    if d then
+      save()
+      return { 0, { 1, d[1], d[2], d[3] }, alerts, state_out() }
+    end
+    charge(now, usage)
+    pace(now, usage)
+    save()
+    return { 0, { 0 }, alerts, state_out() }
   end
-  charge(now, usage)
-  pace(now, usage)
-  save()
-  return { 0, { 0 }, alerts, state_out() }
+  return redis.error_reply("ERR ratebound: unknown budget op " .. tostring(op))
 end
-return redis.error_reply("ERR ratebound: unknown budget op " .. tostring(op))

@@ -4,12 +4,14 @@
 --   c: start|prev|curr), expiring once the limiter is idle.
 -- KEYS: one state key per member (in a cluster: one hash tag for all).
 -- ARGV: now_us ("" = Redis TIME), ttl_margin_ms, mode ("check" | "peek" |
---   "at_most" | "refund"), member count, then per member:
+--   "at_most" | "refund"), "1" to return the states (tests) else "0",
+--   member count, then per member:
 --   kind ("g" gcra | "l" sliding log | "c" sliding counter), cost, and its
 --   config: g: capacity p a tau_us tau_rem; l: limit window_us slots;
 --   c: limit window_us.
--- Returns: { now, { status, remaining, limit, reset_at, retry_at, taken,
---   state... } per member }; status 1 allowed, 0 denied, -1 cost can never fit.
+-- Returns: { now, { status, remaining, limit, reset_at, retry_at, taken
+--   [, state...] } per member }; status 1 allowed, 0 denied, -1 cost can
+--   never fit.
 -- "at_most" and "refund" take exactly one gcra member.
 
 -- ------------------------------------------------------------ sliding log
@@ -133,32 +135,7 @@ end
 
 -- ------------------------------------------------------------- dispatch
 
-local now = now_us(ARGV[1])
-local margin = tonumber(ARGV[2])
-local mode = ARGV[3]
-local count = tonumber(ARGV[4])
-local members, i = {}, 5
-for m = 1, count do
-  local kind = ARGV[i]
-  local cost = tonumber(ARGV[i + 1])
-  local c
-  if kind == "g" then
-    c = { capacity = tonumber(ARGV[i + 2]), p = tonumber(ARGV[i + 3]), a = tonumber(ARGV[i + 4]),
-          tau_us = tonumber(ARGV[i + 5]), tau_rem = tonumber(ARGV[i + 6]) }
-    i = i + 7
-  elseif kind == "l" then
-    c = { limit = tonumber(ARGV[i + 2]), window = tonumber(ARGV[i + 3]), slots = tonumber(ARGV[i + 4]) }
-    i = i + 5
-  elseif kind == "c" then
-    c = { limit = tonumber(ARGV[i + 2]), window = tonumber(ARGV[i + 3]) }
-    i = i + 4
-  else
-    return redis.error_reply("ERR ratebound: unknown limiter kind " .. tostring(kind))
-  end
-  members[m] = { kind = kind, cost = cost, c = c, key = KEYS[m] }
-end
-
-local function load(m)
+local function limit_load(m)
   local kind, h = load_state(m.key)
   if kind ~= nil and kind ~= m.kind then
     error("ratebound: key " .. m.key .. " holds another kind of limiter (" .. tostring(kind) .. ")")
@@ -171,22 +148,27 @@ local function load(m)
   return { start = int_field(h[1], 0), prev = int_field(h[2], 0), curr = int_field(h[3], 0) }
 end
 
-local function state_out(m, st)
-  if m.kind == "g" then return { st.tat, st.rem } end
-  if m.kind == "l" then
-    local out = { st.last }
-    for _, e in ipairs(st.entries) do out[#out + 1] = e[1]; out[#out + 1] = e[2] end
-    return out
+local function limit_state_out(m, st, row)
+  if m.kind == "g" then
+    row[#row + 1] = st.tat; row[#row + 1] = st.rem
+  elseif m.kind == "l" then
+    row[#row + 1] = st.last
+    for _, e in ipairs(st.entries) do row[#row + 1] = e[1]; row[#row + 1] = e[2] end
+  else
+    row[#row + 1] = st.start; row[#row + 1] = st.prev; row[#row + 1] = st.curr
   end
-  return { st.start, st.prev, st.curr }
+  return row
 end
 
-local function store(m, st, reset)
-  -- Idle (indistinguishable from a fresh state) once `reset` has passed;
-  -- the margin covers callers whose clock runs behind Redis's.
-  local ttl = math.max(1, math.ceil(math.max(0, reset - now) / 1000)) + margin
+-- Idle (indistinguishable from a fresh state) once `reset` has passed; the
+-- margin covers callers whose clock runs behind Redis's.
+local function limit_ttl(reset, now, margin)
+  return math.max(1, math.ceil(math.max(0, reset - now) / 1000)) + margin
+end
+
+local function limit_store(m, st, ttl)
   if m.kind == "g" then
-    store_state(m.key, "g", { int_str(st.tat), int_str(st.rem) }, ttl)
+    store_gcra(m.key, st.tat, st.rem, ttl)
   elseif m.kind == "l" then
     local parts = {}
     for _, e in ipairs(st.entries) do parts[#parts + 1] = string.format("%d:%d", e[1], e[2]) end
@@ -196,67 +178,136 @@ local function store(m, st, reset)
   end
 end
 
-local function decide(m, st)
+local function limit_decide(m, st, now)
   if m.kind == "g" then return g_decide(m.c, st, now, m.cost) end
   if m.kind == "l" then return l_decide(m.c, st, now, m.cost) end
   return c_decide(m.c, st, now, m.cost)
 end
 
-local out = { now }
-
-if mode == "at_most" or mode == "refund" then
-  local m = members[1]
-  local c, st = m.c, load(m)
-  local d, next, taken = nil, nil, 0
-  if mode == "at_most" then
-    local _, _, avail = g_position(c, st, now)
-    local want = math.min(m.cost, avail)
-    local cost = want
-    if want == 0 and m.cost > 0 then cost = 1 end
-    d, next = g_decide(c, st, now, cost)
-    if d[1] == 1 then
-      taken = want
-      if want == 0 then next = nil end
-    else
-      next = nil
+-- The common call, one GCRA checked whose emission interval is a whole
+-- number of microseconds (the fraction `a` is 1, so every position is an
+-- integer): core's GCRA arithmetic written out for that case, with one GET,
+-- one SET and no tables but the reply.
+local function gcra_check_whole(key, now, margin, want_state, cost, cap, p, tau)
+  if cost > cap then return nil end
+  local raw = redis.call("GET", key)
+  local tat = 0
+  if raw then
+    tat = tonumber(raw)
+    if tat == nil or tat < 0 or tat > MAXT or tat % 1 ~= 0 then
+      return nil -- another kind, a fraction or corrupt: the general path says which
     end
-  else
-    local n = math.min(m.cost, c.capacity)
-    local tu, tf = g_norm(c, st.tat, st.rem)
-    if not le(tu, tf, now, 0) then
-      local bu, bf = g_inc(c, n)
-      local au, af = g_add(c, now, 0, bu, bf)
-      local lu, lf = now, 0
-      if le(au, af, tu, tf) then lu, lf = g_sub(c, tu, tf, bu, bf) end
-      next = { tat = lu, rem = lf }
-      st = next
-    end
-    d = g_decide(c, st, now, 0)
   end
-  if next then store(m, next, d[4]) end
-  local st_now = next or st
-  local row = { d[1], d[2], d[3], d[4], d[5], taken }
-  for _, v in ipairs(state_out(m, st_now)) do row[#row + 1] = v end
-  out[2] = row
+  local b = tat
+  if b < now then b = now end
+  -- Tokens available: the whole intervals between `b` and `now + tau`.
+  local x = now + tau - b
+  local avail = 0
+  if x >= p then
+    if x == cap * p then avail = cap else avail = (x - x % p) / p end
+  end
+  local new = b + cost * p
+  local row
+  if cost <= avail then
+    if cost > 0 then
+      redis.call("SET", key, string.format("%d", new), "PX", limit_ttl(sat(new), now, margin))
+      tat = new
+    end
+    row = { 1, avail - cost, cap, sat(new), now, 0 }
+  else
+    row = { 0, avail, cap, sat(b), sat(new - tau), 0 }
+  end
+  if want_state then row[7] = tat; row[8] = 0 end
+  return { now, row }
+end
+
+local function limit(KEYS, ARGV)
+  local now = now_us(ARGV[1])
+  local margin = tonumber(ARGV[2])
+  local mode = ARGV[3]
+  local want_state = ARGV[4] == "1"
+  local count = tonumber(ARGV[5])
+  if count == 1 and mode == "check" and ARGV[6] == "g" and ARGV[10] == "1" then
+    local r = gcra_check_whole(KEYS[1], now, margin, want_state, tonumber(ARGV[7]),
+      tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[11]))
+    if r then return r end
+  end
+  local members, i = {}, 6
+  for m = 1, count do
+    local kind = ARGV[i]
+    local cost = tonumber(ARGV[i + 1])
+    local c
+    if kind == "g" then
+      c = { capacity = tonumber(ARGV[i + 2]), p = tonumber(ARGV[i + 3]), a = tonumber(ARGV[i + 4]),
+            tau_us = tonumber(ARGV[i + 5]), tau_rem = tonumber(ARGV[i + 6]) }
+      i = i + 7
+    elseif kind == "l" then
+      c = { limit = tonumber(ARGV[i + 2]), window = tonumber(ARGV[i + 3]), slots = tonumber(ARGV[i + 4]) }
+      i = i + 5
+    elseif kind == "c" then
+      c = { limit = tonumber(ARGV[i + 2]), window = tonumber(ARGV[i + 3]) }
+      i = i + 4
+    else
+      return redis.error_reply("ERR ratebound: unknown limiter kind " .. tostring(kind))
+    end
+    members[m] = { kind = kind, cost = cost, c = c, key = KEYS[m] }
+  end
+
+  local out = { now }
+
+  if mode == "at_most" or mode == "refund" then
+    local m = members[1]
+    local c, st = m.c, limit_load(m)
+    local d, next, taken = nil, nil, 0
+    if mode == "at_most" then
+      local _, _, avail = g_position(c, st, now)
+      local want = math.min(m.cost, avail)
+      local cost = want
+      if want == 0 and m.cost > 0 then cost = 1 end
+      d, next = g_decide(c, st, now, cost)
+      if d[1] == 1 then
+        taken = want
+        if want == 0 then next = nil end
+      else
+        next = nil
+      end
+    else
+      local n = math.min(m.cost, c.capacity)
+      local tu, tf = g_norm(c, st.tat, st.rem)
+      if not le(tu, tf, now, 0) then
+        local bu, bf = g_inc(c, n)
+        local au, af = g_add(c, now, 0, bu, bf)
+        local lu, lf = now, 0
+        if le(au, af, tu, tf) then lu, lf = g_sub(c, tu, tf, bu, bf) end
+        next = { tat = lu, rem = lf }
+        st = next
+      end
+      d = g_decide(c, st, now, 0)
+    end
+    if next then limit_store(m, next, limit_ttl(d[4], now, margin)) end
+    local row = { d[1], d[2], d[3], d[4], d[5], taken }
+    if want_state then limit_state_out(m, next or st, row) end
+    out[2] = row
+    return out
+  end
+
+  -- check / peek: decide every member first; write only if all allow.
+  local states, decisions, nexts, all = {}, {}, {}, true
+  for m = 1, count do
+    states[m] = limit_load(members[m])
+    decisions[m], nexts[m] = limit_decide(members[m], states[m], now)
+    if decisions[m][1] ~= 1 then all = false end
+  end
+  for m = 1, count do
+    local st = states[m]
+    if mode == "check" and all and nexts[m] then
+      limit_store(members[m], nexts[m], limit_ttl(decisions[m][4], now, margin))
+      st = nexts[m]
+    end
+    local d = decisions[m]
+    local row = { d[1], d[2], d[3], d[4], d[5], 0 }
+    if want_state then limit_state_out(members[m], st, row) end
+    out[m + 1] = row
+  end
   return out
 end
-
--- check / peek: decide every member first; write only if all allow.
-local states, decisions, nexts, all = {}, {}, {}, true
-for m = 1, count do
-  states[m] = load(members[m])
-  decisions[m], nexts[m] = decide(members[m], states[m])
-  if decisions[m][1] ~= 1 then all = false end
-end
-for m = 1, count do
-  local st = states[m]
-  if mode == "check" and all and nexts[m] then
-    store(members[m], nexts[m], decisions[m][4])
-    st = nexts[m]
-  end
-  local d = decisions[m]
-  local row = { d[1], d[2], d[3], d[4], d[5], 0 }
-  for _, v in ipairs(state_out(members[m], st)) do row[#row + 1] = v end
-  out[m + 1] = row
-end
-return out

@@ -95,10 +95,13 @@ local function int_str(x)
 end
 
 -- A limiter's state is one string "<kind>|<field>|<field>…" set with its TTL
--- in one command (cheaper than a hash plus PEXPIRE).
+-- in one command (cheaper than a hash plus PEXPIRE). A GCRA state whose
+-- fraction is 0 is stored as its TAT alone, a plain integer: reading it
+-- back is one tonumber.
 local function load_state(key)
   local raw = redis.call("GET", key)
   if raw == false then return nil, {} end
+  if string.find(raw, "|", 1, true) == nil then return "g", { raw, "0" } end
   local fields, pos = {}, 1
   while true do
     local bar = string.find(raw, "|", pos, true)
@@ -112,8 +115,18 @@ local function load_state(key)
   return fields[1], { fields[2], fields[3], fields[4] }
 end
 
+-- TTLs in whole milliseconds are below 1e14, which Redis writes without an
+-- exponent, so they are passed as numbers.
 local function store_state(key, kind, fields, ttl_ms)
-  redis.call("SET", key, kind .. "|" .. table.concat(fields, "|"), "PX", string.format("%d", ttl_ms))
+  redis.call("SET", key, kind .. "|" .. table.concat(fields, "|"), "PX", ttl_ms)
+end
+
+local function store_gcra(key, tat, rem, ttl_ms)
+  if rem == 0 then
+    redis.call("SET", key, string.format("%d", tat), "PX", ttl_ms)
+  else
+    redis.call("SET", key, string.format("g|%d|%d", tat, rem), "PX", ttl_ms)
+  end
 end
 
 local function now_us(arg)
