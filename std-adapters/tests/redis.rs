@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ratebound_core::{Duration, Gcra, Instant, SlidingCounter, SlidingLog};
 use ratebound_std::clock::ManualClock;
 use ratebound_std::redis::{
-    Member, RedisLimitError, RedisOptions, RedisSpec, RedisStore, TimeSource,
+    Invocation, Member, RedisLimitError, RedisOptions, RedisSpec, RedisStore, TimeSource,
 };
 use serde_json::{json, Value};
 use support::redis_server::{RedisCluster, RedisServer};
@@ -358,11 +358,30 @@ async fn a_three_master_cluster_replays_the_fixtures_and_policy_sets() {
     let store = RedisStore::connect_cluster(&nodes, caller_time(&clock))
         .await
         .unwrap();
+    // The function library is on every master.
+    assert_eq!(store.invocation(), Invocation::Functions);
+    for n in &cluster.nodes {
+        let list = n.cli(&["FUNCTION", "LIST"]).unwrap();
+        assert!(list.contains("ratebound_"), "{list}");
+    }
+    // One master loses it (as a replaced node would): calls whose keys live
+    // there load it again, on every master.
+    cluster.nodes[1].cli(&["FUNCTION", "FLUSH"]).unwrap();
     let mut total = 0;
     for kind in ["gcra", "sliding_log", "sliding_counter"] {
         total += replay(&store, &clock, kind, "cluster").await;
     }
     assert_eq!(total, 1120);
+    assert!(cluster.nodes[1]
+        .cli(&["FUNCTION", "LIST"])
+        .unwrap()
+        .contains("ratebound_"));
+    let fcalls: u64 = cluster
+        .nodes
+        .iter()
+        .map(|n| commandstat_calls(n, "fcall") + commandstat_calls(n, "fcall_ro"))
+        .sum();
+    assert!(fcalls >= 1120, "{fcalls} FCALL / FCALL_RO for 1,120 steps");
     // Tags spread over the masters; each policy set's keys share one slot.
     for tag in ["alice", "bob", "carol", "{odd} tag", ""] {
         policy_differential(&store, &clock, tag.as_bytes()).await;
@@ -378,6 +397,43 @@ async fn a_three_master_cluster_replays_the_fixtures_and_policy_sets() {
         .filter(|n| n.cli(&["DBSIZE"]).unwrap() != "0")
         .count();
     assert!(keys > 0 && used >= 2, "keys spread over {used} masters");
+}
+
+/// `calls=` of `cmdstat_<cmd>` in `INFO commandstats` (0 when never called).
+fn commandstat_calls(server: &RedisServer, cmd: &str) -> u64 {
+    let info = server.cli(&["INFO", "commandstats"]).unwrap();
+    info.lines()
+        .find(|l| l.starts_with(&format!("cmdstat_{cmd}:")))
+        .and_then(|l| l.split("calls=").nth(1))
+        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_server_refusing_function_load_runs_the_same_code_as_scripts() {
+    // FUNCTION renamed away, as an operator may do: the store falls back to
+    // EVALSHA and decides exactly as core does.
+    let server = RedisServer::start_with(&["--rename-command", "FUNCTION", "\"\""]);
+    assert!(server
+        .cli(&["FUNCTION", "LIST"])
+        .unwrap_or_default()
+        .contains("unknown command"));
+    let clock = ManualClock::new(Instant::ZERO);
+    let store = RedisStore::connect(&server.url(), caller_time(&clock))
+        .await
+        .unwrap();
+    assert_eq!(store.invocation(), Invocation::Scripts);
+    let mut total = 0;
+    for kind in ["gcra", "sliding_log", "sliding_counter"] {
+        total += replay(&store, &clock, kind, "scripts").await;
+        // Scripts vanish between kinds: NOSCRIPT is answered with EVAL.
+        server.cli(&["SCRIPT", "FLUSH"]).unwrap();
+    }
+    assert_eq!(total, 1120);
+    assert_eq!(commandstat_calls(&server, "fcall"), 0);
+    assert!(commandstat_calls(&server, "evalsha") >= 1120);
+    assert!(commandstat_calls(&server, "eval") >= 2);
 }
 
 #[tokio::test]

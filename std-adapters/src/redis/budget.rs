@@ -59,7 +59,8 @@ impl RawBudgetState {
 pub struct BudgetReply<T> {
     /// What core would return.
     pub value: Result<T, BudgetError>,
-    /// The state after the call.
+    /// The state after the call; empty unless
+    /// [`RedisOptions::with_state`](super::RedisOptions::with_state) is set.
     pub state: RawBudgetState,
 }
 
@@ -161,6 +162,7 @@ impl RedisBudget {
             u.requests.to_string(),
             u.tokens.to_string(),
             u.cost.to_string(),
+            if self.store.opts.with_state { "1" } else { "0" }.to_owned(),
         ];
         args.extend(self.config_args.iter().cloned());
         let read_only = op == "peek" || op == "status";

@@ -698,11 +698,37 @@ impl RedisStore {
             .iter()
             .map(|m| self.key(tag, m.name))
             .collect::<Result<Vec<_>, _>>()?;
+        let state = if self.opts.with_state { "1" } else { "0" };
+        // The common call, one GCRA checked whose interval is whole
+        // microseconds, has a lean entry point of its own.
+        if let (
+            "check",
+            [Member {
+                spec: RedisSpec::Gcra(g),
+                cost,
+                ..
+            }],
+        ) = (mode, members)
+        {
+            if let (p, 1) = g.reduced_rate() {
+                let args = [
+                    self.now_arg(),
+                    self.opts.ttl_margin.as_millis().to_string(),
+                    state.to_owned(),
+                    cost.to_string(),
+                    g.capacity().to_string(),
+                    p.to_string(),
+                    (g.capacity() * p).to_string(), // tau, < 2^53 (checked by core)
+                ];
+                let reply = self.invoke(Entry::Gcra, false, &keys, &args).await?;
+                return parse_reply(reply, members);
+            }
+        }
         let mut args = vec![
             self.now_arg(),
             self.opts.ttl_margin.as_millis().to_string(),
             mode.to_owned(),
-            if self.opts.with_state { "1" } else { "0" }.to_owned(),
+            state.to_owned(),
             members.len().to_string(),
         ];
         for m in members {
@@ -758,12 +784,24 @@ fn parse_reply(reply: Value, members: &[Member<'_>]) -> Result<RedisDecision, Re
     let now = Instant::from_micros(int(it
         .next()
         .ok_or_else(|| RedisLimitError::Protocol("empty reply".into()))?)?);
+    // One GCRA checked answers flat: status, remaining, reset, retry [, state].
+    let flat = matches!(items.get(1), Some(Value::Int(_)));
     let mut out = Vec::with_capacity(members.len());
     for (i, m) in members.iter().enumerate() {
-        let Some(Value::Array(row)) = it.next() else {
-            return Err(RedisLimitError::Protocol(format!("no row for member {i}")));
+        let nums = if flat && i == 0 {
+            let mut v = it.by_ref().map(int).collect::<Result<Vec<_>, _>>()?;
+            if v.len() < 4 {
+                return Err(RedisLimitError::Protocol("short flat reply".into()));
+            }
+            v.insert(2, m.spec.capacity()); // limit
+            v.insert(5, 0); // taken
+            v
+        } else {
+            let Some(Value::Array(row)) = it.next() else {
+                return Err(RedisLimitError::Protocol(format!("no row for member {i}")));
+            };
+            row.iter().map(int).collect::<Result<Vec<_>, _>>()?
         };
-        let nums = row.iter().map(int).collect::<Result<Vec<_>, _>>()?;
         let [status, remaining, limit, reset, retry, taken, state @ ..] = nums.as_slice() else {
             return Err(RedisLimitError::Protocol(format!(
                 "short row for member {i}"

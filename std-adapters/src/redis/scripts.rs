@@ -23,6 +23,8 @@ const MODEL: &str = include_str!("lua/model.lua");
 pub(crate) enum Entry {
     /// Limiters and policy sets (`limit.lua`).
     Limit,
+    /// One GCRA checked, whole-µs interval (`limit.lua`): the common call.
+    Gcra,
     /// Budget windows (`budget.lua`).
     Budget,
     /// Model-level total/success counts (`model.lua`).
@@ -30,7 +32,7 @@ pub(crate) enum Entry {
 }
 
 impl Entry {
-    const ALL: [Entry; 3] = [Entry::Limit, Entry::Budget, Entry::Model];
+    const ALL: [Entry; 4] = [Entry::Limit, Entry::Gcra, Entry::Budget, Entry::Model];
 
     fn index(self) -> usize {
         self as usize
@@ -38,13 +40,14 @@ impl Entry {
     fn lua_name(self) -> &'static str {
         match self {
             Entry::Limit => "limit",
+            Entry::Gcra => "gcra",
             Entry::Budget => "budget",
             Entry::Model => "model",
         }
     }
     fn source(self) -> &'static str {
         match self {
-            Entry::Limit => LIMIT,
+            Entry::Limit | Entry::Gcra => LIMIT,
             Entry::Budget => BUDGET,
             Entry::Model => MODEL,
         }
@@ -67,9 +70,9 @@ pub(crate) struct Code {
     /// `FUNCTION LOAD REPLACE` text.
     pub(crate) library: String,
     /// Function names, per entry: read-write and read-only.
-    functions: [(String, String); 3],
+    functions: [(String, String); 4],
     /// Scripts, per entry: text and SHA.
-    scripts: [(String, String); 3],
+    scripts: [(String, String); 4],
 }
 
 pub(crate) static CODE: LazyLock<Code> = LazyLock::new(|| {

@@ -1,12 +1,12 @@
 -- ratebound: budget windows (a port of ratebound-core's budget module).
 --
 -- KEYS[1]: the budget's state (a hash: m = "last,next_id,throttle_until",
---   w = 12 x "start,used,reserved,fired", h = holds x "id,at,expires,
+--   w = one "start,used,reserved,fired" per configured limit, h = holds x "id,at,expires,
 --   requests,tokens,cost,lapsed").
 -- ARGV: now_us ("" = Redis TIME), ttl_margin_ms, op ("reserve" | "settle" |
 --   "release" | "record" | "try_spend" | "status" | "peek" | "reset"),
 --   id, requests, tokens, cost (usage already clamped and validated by the
---   caller), then the config: hold_slots, hold_ttl_us, utc_offset_us,
+--   caller), "1" to return the state (tests) else "0", then the config: hold_slots, hold_ttl_us, utc_offset_us,
 --   throttle (0 = none, else 1), throttle_min_delay_us, limit count, then
 --   per limit: dimension (1 requests, 2 tokens, 3 cost), horizon length µs
 --   (0 = calendar month), max, throttle amount, threshold count, then per
@@ -19,22 +19,77 @@ local USED_CAP = 4503599627370496 -- 2^52
 local LIMIT_HIT = 128
 local DAY = 86400000000
 
--- The entry point. Its helpers close over this call's state, so they are
--- defined per call; the prelude's are defined once per library load.
-local function budget(KEYS, ARGV)
-  local now_arg = ARGV[1]
-  local margin = tonumber(ARGV[2])
-  local op = ARGV[3]
-  local id_arg = tonumber(ARGV[4])
-  local usage = { tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]) }
-  local slots = tonumber(ARGV[8])
-  local hold_ttl = tonumber(ARGV[9])
-  local offset = tonumber(ARGV[10])
-  local throttle = tonumber(ARGV[11]) == 1
-  local min_delay = tonumber(ARGV[12])
-  local nlimits = tonumber(ARGV[13])
-  local limits, i = {}, 14
-  for n = 1, nlimits do
+-- ------------------------------------------------------------ calendar
+
+local function floor_div(a, b) -- exact floor(a / b) for |a| < 2^53, b >= 1
+  local r = math.fmod(a, b)
+  if r < 0 then r = r + b end
+  return (a - r) / b
+end
+
+local function tdiv(a, b) -- Rust's truncating `/` on small integers
+  local q = a / b
+  if q >= 0 then return math.floor(q) end
+  return math.ceil(q)
+end
+
+local function days_from_civil(y, m, d)
+  if m <= 2 then y = y - 1 end
+  local era
+  if y >= 0 then era = tdiv(y, 400) else era = tdiv(y - 399, 400) end
+  local yoe = y - era * 400
+  local mp
+  if m > 2 then mp = m - 3 else mp = m + 9 end
+  local doy = tdiv(153 * mp + 2, 5) + d - 1
+  local doe = yoe * 365 + tdiv(yoe, 4) - tdiv(yoe, 100) + doy
+  return era * 146097 + doe - 719468
+end
+
+local function civil_from_days(z)
+  z = z + 719468
+  local era
+  if z >= 0 then era = tdiv(z, 146097) else era = tdiv(z - 146096, 146097) end
+  local doe = z - era * 146097
+  local yoe = tdiv(doe - tdiv(doe, 1460) + tdiv(doe, 36524) - tdiv(doe, 146096), 365)
+  local y = yoe + era * 400
+  local doy = doe - (365 * yoe + tdiv(yoe, 4) - tdiv(yoe, 100))
+  local mp = tdiv(5 * doy + 2, 153)
+  local m
+  if mp < 10 then m = mp + 3 else m = mp - 9 end
+  if m <= 2 then y = y + 1 end
+  return y, m
+end
+
+-- `[start, end)` of limit `l`'s window containing `at`, windows aligned at
+-- `offset` µs from UTC.
+local function bounds(l, at, offset)
+  local loc = at + offset
+  local s, e
+  if l.len > 0 then
+    s = floor_div(loc, l.len) * l.len
+    e = s + l.len
+  else
+    local days = floor_div(loc, DAY)
+    local y, m = civil_from_days(days)
+    local ny, nm = y, m + 1
+    if m == 12 then ny, nm = y + 1, 1 end
+    s = days_from_civil(y, m, 1) * DAY
+    e = days_from_civil(ny, nm, 1) * DAY
+  end
+  return math.max(0, s - offset), math.max(0, e - offset)
+end
+
+-- A budget's config, parsed once per distinct config (the arguments after
+-- the usage); the cache is cleared when it holds 256 of them.
+local config_cache, config_cached = {}, 0
+local function budget_config(ARGV)
+  local k = table.concat(ARGV, ",", 9)
+  local c = config_cache[k]
+  if c then return c end
+  c = { slots = tonumber(ARGV[9]), hold_ttl = tonumber(ARGV[10]), offset = tonumber(ARGV[11]),
+        throttle = tonumber(ARGV[12]) == 1, min_delay = tonumber(ARGV[13]), limits = {} }
+  local i = 15
+  for n = 1, tonumber(ARGV[14]) do
     local l = { dim = tonumber(ARGV[i]), len = tonumber(ARGV[i + 1]), max = tonumber(ARGV[i + 2]),
                 throttle_amount = tonumber(ARGV[i + 3]), thresholds = {} }
     local nt = tonumber(ARGV[i + 4])
@@ -43,66 +98,27 @@ local function budget(KEYS, ARGV)
       l.thresholds[t] = { bp = tonumber(ARGV[i]), amount = tonumber(ARGV[i + 1]) }
       i = i + 2
     end
-    limits[n] = l
+    c.limits[n] = l
   end
+  if config_cached >= 256 then config_cache, config_cached = {}, 0 end
+  config_cache[k] = c
+  config_cached = config_cached + 1
+  return c
+end
 
-  -- ------------------------------------------------------------ calendar
-
-  local function floor_div(a, b) -- exact floor(a / b) for |a| < 2^53, b >= 1
-    local r = math.fmod(a, b)
-    if r < 0 then r = r + b end
-    return (a - r) / b
-  end
-
-  local function tdiv(a, b) -- Rust's truncating `/` on small integers
-    local q = a / b
-    if q >= 0 then return math.floor(q) end
-    return math.ceil(q)
-  end
-
-  local function days_from_civil(y, m, d)
-    if m <= 2 then y = y - 1 end
-    local era
-    if y >= 0 then era = tdiv(y, 400) else era = tdiv(y - 399, 400) end
-    local yoe = y - era * 400
-    local mp
-    if m > 2 then mp = m - 3 else mp = m + 9 end
-    local doy = tdiv(153 * mp + 2, 5) + d - 1
-    local doe = yoe * 365 + tdiv(yoe, 4) - tdiv(yoe, 100) + doy
-    return era * 146097 + doe - 719468
-  end
-
-  local function civil_from_days(z)
-    z = z + 719468
-    local era
-    if z >= 0 then era = tdiv(z, 146097) else era = tdiv(z - 146096, 146097) end
-    local doe = z - era * 146097
-    local yoe = tdiv(doe - tdiv(doe, 1460) + tdiv(doe, 36524) - tdiv(doe, 146096), 365)
-    local y = yoe + era * 400
-    local doy = doe - (365 * yoe + tdiv(yoe, 4) - tdiv(yoe, 100))
-    local mp = tdiv(5 * doy + 2, 153)
-    local m
-    if mp < 10 then m = mp + 3 else m = mp - 9 end
-    if m <= 2 then y = y + 1 end
-    return y, m
-  end
-
-  local function bounds(l, at)
-    local loc = at + offset
-    local s, e
-    if l.len > 0 then
-      s = floor_div(loc, l.len) * l.len
-      e = s + l.len
-    else
-      local days = floor_div(loc, DAY)
-      local y, m = civil_from_days(days)
-      local ny, nm = y, m + 1
-      if m == 12 then ny, nm = y + 1, 1 end
-      s = days_from_civil(y, m, 1) * DAY
-      e = days_from_civil(ny, nm, 1) * DAY
-    end
-    return math.max(0, s - offset), math.max(0, e - offset)
-  end
+-- The entry point. Its helpers close over this call's state, so they are
+-- defined per call; the prelude's are defined once per library load.
+local function budget(KEYS, ARGV)
+  local now_arg = ARGV[1]
+  local margin = tonumber(ARGV[2])
+  local op = ARGV[3]
+  local id_arg = tonumber(ARGV[4])
+  local usage = { tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]) }
+  local want_state = ARGV[8] == "1"
+  local cfg = budget_config(ARGV)
+  local slots, hold_ttl, offset, throttle, min_delay, limits =
+    cfg.slots, cfg.hold_ttl, cfg.offset, cfg.throttle, cfg.min_delay, cfg.limits
+  local nlimits = #limits
 
   -- --------------------------------------------------------------- state
 
@@ -119,8 +135,10 @@ local function budget(KEYS, ARGV)
   local st = { last = 0, next_id = 0, throttle_until = 0, windows = {}, holds = {} }
   local m = nums(raw[1])
   if #m == 3 then st.last, st.next_id, st.throttle_until = m[1], m[2], m[3] end
+  -- Only the configured limits' windows are stored (older states may hold
+  -- all twelve; the rest are unused).
   local w = nums(raw[2])
-  for n = 1, 12 do
+  for n = 1, nlimits do
     local b = (n - 1) * 4
     st.windows[n] = { start = w[b + 1] or 0, used = w[b + 2] or 0, reserved = w[b + 3] or 0, fired = w[b + 4] or 0 }
   end
@@ -132,7 +150,7 @@ local function budget(KEYS, ARGV)
 
   local function encode()
     local wv = {}
-    for n = 1, 12 do
+    for n = 1, nlimits do
       local x = st.windows[n]
       wv[#wv + 1] = string.format("%d,%d,%d,%d", x.start, x.used, x.reserved, x.fired)
     end
@@ -145,10 +163,13 @@ local function budget(KEYS, ARGV)
     return string.format("%d,%d,%d", st.last, st.next_id, st.throttle_until), table.concat(wv, ","), table.concat(hv, ",")
   end
 
+  -- The whole state in core's fields (twelve windows), only when asked.
+  local unused = { start = 0, used = 0, reserved = 0, fired = 0 }
   local function state_out()
+    if not want_state then return {} end
     local out = { st.last, st.next_id, st.throttle_until }
     for n = 1, 12 do
-      local x = st.windows[n]
+      local x = st.windows[n] or unused
       out[#out + 1] = x.start; out[#out + 1] = x.used; out[#out + 1] = x.reserved; out[#out + 1] = x.fired
     end
     for _, x in ipairs(st.holds) do
@@ -176,7 +197,7 @@ local function budget(KEYS, ARGV)
     now = math.max(now, st.last)
     st.last = now
     for n, l in ipairs(limits) do
-      local start = bounds(l, now)
+      local start = bounds(l, now, offset)
       local win = st.windows[n]
       if win.start ~= start then
         st.windows[n] = { start = start, used = 0, reserved = win.reserved, fired = 0 }
@@ -223,22 +244,26 @@ local function budget(KEYS, ARGV)
   end
 
   local function fit_time(l, win, amt, now)
-    local start, e = bounds(l, now)
+    local start, e = bounds(l, now, offset)
     local used_now = 0
     if win.start == start then used_now = win.used end
+    local freed_now = 0
+    for _, x in ipairs(st.holds) do
+      local a = x.u[l.dim]
+      if not x.lapsed and a > 0 and x.expires <= now then freed_now = freed_now + a end
+    end
+    -- The common case, it fits now: no closure, no tables.
+    if used_now + math.max(0, win.reserved - freed_now) + amt <= l.max then return now end
     local function fits(t, freed)
       local used = used_now
       if t >= e then used = 0 end
       return used + math.max(0, win.reserved - freed) + amt <= l.max
     end
-    local freed_now, later = 0, {}
+    local later = {}
     for _, x in ipairs(st.holds) do
       local a = x.u[l.dim]
-      if not x.lapsed and a > 0 then
-        if x.expires <= now then freed_now = freed_now + a else later[#later + 1] = { x.expires, a } end
-      end
+      if not x.lapsed and a > 0 and x.expires > now then later[#later + 1] = { x.expires, a } end
     end
-    if fits(now, freed_now) then return now end
     table.sort(later, function(p, q) return p[1] < q[1] or (p[1] == q[1] and p[2] < q[2]) end)
     local freed, end_checked, k = freed_now, false, 1
     while later[k] do
@@ -304,7 +329,7 @@ local function budget(KEYS, ARGV)
       if amt > 0 and committed >= l.throttle_amount then
         pacing = true
         local left_before = math.max(0, l.max - committed) + amt
-        local _, e = bounds(l, now)
+        local _, e = bounds(l, now, offset)
         local rest = math.max(0, e - now)
         delay = math.max(delay, mul_div_ceil(rest, amt, math.max(left_before, 1)))
       end
@@ -319,7 +344,7 @@ local function budget(KEYS, ARGV)
     -- hold lapsed; until then the state must live.
     local until_ = st.throttle_until
     for n, l in ipairs(limits) do
-      local _, e = bounds(l, st.last)
+      local _, e = bounds(l, st.last, offset)
       until_ = math.max(until_, e)
     end
     -- A lapsed hold may still be settled late (core charges it): keep the
@@ -346,7 +371,7 @@ local function budget(KEYS, ARGV)
     result = { throttled, st.throttle_until, live }
     for n, l in ipairs(limits) do
       local win = st.windows[n]
-      local s, e = bounds(l, now)
+      local s, e = bounds(l, now, offset)
       result[#result + 1] = win.used; result[#result + 1] = win.reserved
       result[#result + 1] = utilization_bp(win.used, l.max)
       result[#result + 1] = s; result[#result + 1] = e
@@ -355,7 +380,7 @@ local function budget(KEYS, ARGV)
   elseif op == "reset" then
     local last, next_id = st.last, st.next_id
     st = { last = last, next_id = next_id, throttle_until = 0, windows = {}, holds = {} }
-    for n = 1, 12 do st.windows[n] = { start = 0, used = 0, reserved = 0, fired = 0 } end
+    for n = 1, nlimits do st.windows[n] = { start = 0, used = 0, reserved = 0, fired = 0 } end
     save()
     return { 0, {}, {}, state_out() }
   end

@@ -10,8 +10,9 @@
 --   config: g: capacity p a tau_us tau_rem; l: limit window_us slots;
 --   c: limit window_us.
 -- Returns: { now, { status, remaining, limit, reset_at, retry_at, taken
---   [, state...] } per member }; status 1 allowed, 0 denied, -1 cost can
---   never fit.
+--   [, state...] } per member }, or, for one GCRA checked with a whole-µs
+--   interval, { now, status, remaining, reset_at, retry_at [, tat, rem] };
+--   status 1 allowed, 0 denied, -1 cost can never fit.
 -- "at_most" and "refund" take exactly one gcra member.
 
 -- ------------------------------------------------------------ sliding log
@@ -20,7 +21,11 @@ local function l_parse(raw)
   local out = {}
   if raw == false or raw == nil or raw == "" then return out end
   for at, cost in string.gmatch(raw, "(%d+):(%d+)") do
-    out[#out + 1] = { int_field(at, 0), int_field(cost, 0) }
+    -- Digits only, so each is a non-negative integer; only its size needs
+    -- checking.
+    local a, n = tonumber(at), tonumber(cost)
+    if a > SAFE or n > SAFE then error("ratebound: corrupt state field " .. at .. ":" .. cost) end
+    out[#out + 1] = { a, n }
   end
   return out
 end
@@ -184,54 +189,12 @@ local function limit_decide(m, st, now)
   return c_decide(m.c, st, now, m.cost)
 end
 
--- The common call, one GCRA checked whose emission interval is a whole
--- number of microseconds (the fraction `a` is 1, so every position is an
--- integer): core's GCRA arithmetic written out for that case, with one GET,
--- one SET and no tables but the reply.
-local function gcra_check_whole(key, now, margin, want_state, cost, cap, p, tau)
-  if cost > cap then return nil end
-  local raw = redis.call("GET", key)
-  local tat = 0
-  if raw then
-    tat = tonumber(raw)
-    if tat == nil or tat < 0 or tat > MAXT or tat % 1 ~= 0 then
-      return nil -- another kind, a fraction or corrupt: the general path says which
-    end
-  end
-  local b = tat
-  if b < now then b = now end
-  -- Tokens available: the whole intervals between `b` and `now + tau`.
-  local x = now + tau - b
-  local avail = 0
-  if x >= p then
-    if x == cap * p then avail = cap else avail = (x - x % p) / p end
-  end
-  local new = b + cost * p
-  local row
-  if cost <= avail then
-    if cost > 0 then
-      redis.call("SET", key, string.format("%d", new), "PX", limit_ttl(sat(new), now, margin))
-      tat = new
-    end
-    row = { 1, avail - cost, cap, sat(new), now, 0 }
-  else
-    row = { 0, avail, cap, sat(b), sat(new - tau), 0 }
-  end
-  if want_state then row[7] = tat; row[8] = 0 end
-  return { now, row }
-end
-
-local function limit(KEYS, ARGV)
-  local now = now_us(ARGV[1])
+-- The general path: any members, any mode.
+local function limit_general(KEYS, ARGV, now)
   local margin = tonumber(ARGV[2])
   local mode = ARGV[3]
   local want_state = ARGV[4] == "1"
   local count = tonumber(ARGV[5])
-  if count == 1 and mode == "check" and ARGV[6] == "g" and ARGV[10] == "1" then
-    local r = gcra_check_whole(KEYS[1], now, margin, want_state, tonumber(ARGV[7]),
-      tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[11]))
-    if r then return r end
-  end
   local members, i = {}, 6
   for m = 1, count do
     local kind = ARGV[i]
@@ -310,4 +273,66 @@ local function limit(KEYS, ARGV)
     out[m + 1] = row
   end
   return out
+end
+
+-- The common call on its own path: one GCRA checked whose emission interval
+-- is a whole number of microseconds (`a` is 1, so every position is an
+-- integer), written out from core's GCRA arithmetic for that case: seven
+-- arguments, one GET, one SET and a flat reply. ARGV: now_us ("" = Redis
+-- TIME), ttl_margin_ms, "1" for the state else "0", cost, capacity, p
+-- (the interval, µs), tau_us. Returns { now, status, remaining, reset_at,
+-- retry_at [, tat, rem] }. Anything it cannot decide (another kind or a
+-- corrupt value in the key, a cost above capacity) goes to the general
+-- path, which says what is wrong.
+local function gcra(KEYS, ARGV)
+  local cost, cap, p, tau = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+  local now
+  if ARGV[1] == "" then
+    local t = redis.call("TIME")
+    now = t[1] * 1000000 + t[2]
+  else
+    now = tonumber(ARGV[1])
+  end
+  if now > MAXT then now = MAXT end
+  local key = KEYS[1]
+  local raw = redis.call("GET", key)
+  local tat = 0
+  if raw then tat = tonumber(raw) end
+  if cost <= cap and tat ~= nil and tat >= 0 and tat <= SAFE and tat % 1 == 0 then
+    local b = tat
+    if b < now then b = now end
+    -- Tokens available: the whole intervals between `b` and `now + tau`.
+    local x = now + tau - b
+    local avail = 0
+    if x >= p then
+      if x == cap * p then avail = cap else avail = (x - x % p) / p end
+    end
+    local new = b + cost * p
+    local r
+    if cost <= avail then
+      if cost > 0 then
+        -- `new` > `now` here, so the TTL is at least 1 ms plus the margin.
+        redis.call("SET", key, string.format("%d", new), "PX", math.ceil((new - now) / 1000) + ARGV[2])
+        tat = new
+      end
+      if new > MAXT then new = MAXT end
+      r = { now, 1, avail - cost, new, now }
+    else
+      local retry = new - tau
+      if retry > MAXT then retry = MAXT end
+      r = { now, 0, avail, b, retry }
+    end
+    if ARGV[3] == "1" then r[6] = tat; r[7] = 0 end
+    return r
+  end
+  local general = { ARGV[1], ARGV[2], "check", ARGV[3], "1", "g", ARGV[4], ARGV[5], ARGV[6], "1", ARGV[7], "0" }
+  local out = limit_general(KEYS, general, now)
+  local row = out[2]
+  local flat = { out[1], row[1], row[2], row[4], row[5] }
+  for k = 7, #row do flat[#flat + 1] = row[k] end
+  return flat
+end
+
+local function limit(KEYS, ARGV)
+  return limit_general(KEYS, ARGV, now_us(ARGV[1]))
 end

@@ -95,8 +95,8 @@ local function model(KEYS, ARGV)
   redis.call("PEXPIRE", hkey, int_str(math.max(redis.call("PTTL", hkey), math.ceil(hold_ttl / 1000) + margin)))
   -- The success bucket is not written until a success settles; keep its
   -- state alive as long as the hold can be.
-  if redis.call("EXISTS", skey) == 1 then
-    redis.call("PEXPIRE", skey, int_str(math.max(redis.call("PTTL", skey), math.ceil(hold_ttl / 1000) + margin)))
-  end
+  local sttl = redis.call("PTTL", skey) -- -2: no such key
+  local keep = math.ceil(hold_ttl / 1000) + margin
+  if sttl ~= -2 and sttl < keep then redis.call("PEXPIRE", skey, int_str(keep)) end
   return { now, 1, trow, srow }
 end

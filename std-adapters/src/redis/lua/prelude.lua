@@ -194,6 +194,25 @@ end
 -- decision {status, remaining, limit, reset, retry}, and the next state
 local function g_decide(c, st, now, cost)
   if cost > c.capacity then return { -1, 0, 0, 0, 0 }, nil end
+  if c.a == 1 and st.rem == 0 then
+    -- A whole-µs interval: every position is an integer, and the steps
+    -- below reduce to plain arithmetic.
+    local p, cap = c.p, c.capacity
+    local b = st.tat
+    if b < now then b = now end
+    local x = now + c.tau_us - b
+    local avail = 0
+    if x >= p then
+      if x == cap * p then avail = cap else avail = (x - x % p) / p end
+    end
+    local new = b + cost * p
+    if cost <= avail then
+      local next = nil
+      if cost > 0 then next = { tat = new, rem = 0 } end
+      return { 1, avail - cost, cap, sat(new), now }, next
+    end
+    return { 0, avail, cap, sat(b), sat(new - c.tau_us) }, nil
+  end
   local bu, bf, avail = g_position(c, st, now)
   local iu, if_ = g_inc(c, cost)
   local nu, nf = g_add(c, bu, bf, iu, if_)
