@@ -63,6 +63,9 @@ end
 -- `[start, end)` of limit `l`'s window containing `at`, windows aligned at
 -- `offset` µs from UTC.
 local function bounds(l, at, offset)
+  -- One call asks for the same window several times; `l` is a cached
+  -- config table, and the window a pure function of `at` and it.
+  if l.memo_at == at then return l.memo_s, l.memo_e end
   local loc = at + offset
   local s, e
   if l.len > 0 then
@@ -76,8 +79,27 @@ local function bounds(l, at, offset)
     s = days_from_civil(y, m, 1) * DAY
     e = days_from_civil(ny, nm, 1) * DAY
   end
-  return math.max(0, s - offset), math.max(0, e - offset)
+  s, e = math.max(0, s - offset), math.max(0, e - offset)
+  l.memo_at, l.memo_s, l.memo_e = at, s, e
+  return s, e
 end
+
+-- Numbers from a stored comma-separated list.
+local function nums(s)
+  local out = {}
+  if s == false or s == nil or s == "" then return out end
+  for v in string.gmatch(s, "[^,]+") do out[#out + 1] = int_field(v, 0) end
+  return out
+end
+
+local function utilization_bp(used, max)
+  return math.min(mul_div_floor(used, BP, max), MAX_UTIL)
+end
+
+local function bit_set(v, b) return math.fmod(math.floor(v / b), 2) == 1 end
+
+-- A window that was never used (state_out pads to core's twelve).
+local UNUSED = { start = 0, used = 0, reserved = 0, fired = 0 }
 
 -- A budget's config, parsed once per distinct config (the arguments after
 -- the usage); the cache is cleared when it holds 256 of them.
@@ -125,13 +147,6 @@ local function budget(KEYS, ARGV)
   local key = KEYS[1]
   local raw = redis.call("HMGET", key, "m", "w", "h")
 
-  local function nums(s)
-    local out = {}
-    if s == false or s == nil or s == "" then return out end
-    for v in string.gmatch(s, "[^,]+") do out[#out + 1] = int_field(v, 0) end
-    return out
-  end
-
   local st = { last = 0, next_id = 0, throttle_until = 0, windows = {}, holds = {} }
   local m = nums(raw[1])
   if #m == 3 then st.last, st.next_id, st.throttle_until = m[1], m[2], m[3] end
@@ -164,12 +179,11 @@ local function budget(KEYS, ARGV)
   end
 
   -- The whole state in core's fields (twelve windows), only when asked.
-  local unused = { start = 0, used = 0, reserved = 0, fired = 0 }
   local function state_out()
     if not want_state then return {} end
     local out = { st.last, st.next_id, st.throttle_until }
     for n = 1, 12 do
-      local x = st.windows[n] or unused
+      local x = st.windows[n] or UNUSED
       out[#out + 1] = x.start; out[#out + 1] = x.used; out[#out + 1] = x.reserved; out[#out + 1] = x.fired
     end
     for _, x in ipairs(st.holds) do
@@ -181,10 +195,6 @@ local function budget(KEYS, ARGV)
   end
 
   -- ------------------------------------------------------------ budget ops
-
-  local function utilization_bp(used, max)
-    return math.min(mul_div_floor(used, BP, max), MAX_UTIL)
-  end
 
   local function unhold(x)
     for n, l in ipairs(limits) do
@@ -216,8 +226,6 @@ local function budget(KEYS, ARGV)
   local function alert(kind, n, l, win, bp, now)
     alerts[#alerts + 1] = { kind, n - 1, bp, utilization_bp(win.used, l.max), now, win.start }
   end
-
-  local function bit_set(v, b) return math.fmod(math.floor(v / b), 2) == 1 end
 
   local function charge(now, u)
     for n, l in ipairs(limits) do

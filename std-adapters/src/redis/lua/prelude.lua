@@ -82,7 +82,7 @@ end
 local function int_field(v, default)
   if v == false or v == nil then return default end
   local n = tonumber(v)
-  if n == nil or n < 0 or n > SAFE or n ~= math.floor(n) then
+  if n == nil or n < 0 or n > SAFE or n % 1 ~= 0 then
     error("ratebound: corrupt state field " .. tostring(v))
   end
   return n
