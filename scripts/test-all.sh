@@ -120,7 +120,7 @@ cargo run -q -p ratebound-std --features http,redis --example gateway -- --demo 
 test "$(redis-cli -p "$port" dbsize)" -gt 0
 redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
 trap - EXIT
-say "redis_bench once (1 s per case): decisions/s next to redis-benchmark EVALSHA, round trips per decision"
-cargo run -q --release -p ratebound-benches --bin redis_bench 1 20
+say "redis_bench (1 s per case, best of 2): server µs per call next to a floor GCRA, end to end next to redis-benchmark EVALSHA"
+cargo run -q --release -p ratebound-benches --bin redis_bench 1 50 2
 
 say "all tests passed"

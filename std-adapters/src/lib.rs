@@ -15,7 +15,7 @@
 //! | [`go_policy`] | the JSON of Go's `policy` package: its budget config, status, alerts and usage records, converted exactly |
 //! | [`model_limit`] | an LLM gateway's model-level total/success limits per user (or group) and model, with group overrides |
 //! | `http` (feature `http`) | a tower layer for those limits, rate-limit headers out and upstream headers in |
-//! | `redis` (feature `redis`) | core's decisions made atomically in Redis / Redis Cluster by Lua scripts: limiters, policy sets, budgets, model limits, failure policies |
+//! | `redis` (feature `redis`) | core's decisions made atomically in Redis / Redis Cluster by Lua (a Redis Functions library, scripts on older servers): limiters, policy sets, budgets, model limits, failure policies |
 //!
 //! ```
 //! use ratebound_std::{clock::TokioClock, limiter::RateLimiter};

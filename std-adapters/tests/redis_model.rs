@@ -199,7 +199,7 @@ async fn failure_policies_when_redis_dies_and_comes_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_mid_load_then_script_flush() {
+async fn killed_mid_load_then_function_flush() {
     let server = RedisServer::start();
     let clock = ManualClock::new(Instant::from_secs(1_800_000_000));
     let l = Arc::new(
@@ -240,8 +240,8 @@ async fn killed_mid_load_then_script_flush() {
     tokio::time::sleep(StdDuration::from_millis(700)).await;
     server.restart();
     tokio::time::sleep(StdDuration::from_millis(1500)).await;
-    // Scripts vanish mid-run: NOSCRIPT is answered by reloading.
-    server.cli(&["SCRIPT", "FLUSH"]).unwrap();
+    // The functions vanish mid-run: they are loaded again.
+    server.cli(&["FUNCTION", "FLUSH"]).unwrap();
     let t = StdInstant::now();
     loop {
         let a = l.admit(&Identity::user("check"), "m").await.unwrap();
@@ -250,7 +250,7 @@ async fn killed_mid_load_then_script_flush() {
         }
         assert!(
             t.elapsed() < StdDuration::from_secs(10),
-            "no recovery after restart and SCRIPT FLUSH"
+            "no recovery after restart and FUNCTION FLUSH"
         );
         tokio::time::sleep(StdDuration::from_millis(20)).await;
     }
