@@ -79,10 +79,10 @@ pub enum BudgetDenied {
 /// deadline passed or the wait was cancelled). They keep running; nothing is
 /// lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("{handlers} budget alert(s) still being handled")]
+#[error("{alerts} budget alert(s) still being handled")]
 pub struct AlertsPending {
     /// Alerts dispatched whose handlers have not all returned.
-    pub handlers: usize,
+    pub alerts: usize,
 }
 
 type Handler = Arc<dyn Fn(&Alert) + Send + Sync>;
@@ -139,7 +139,7 @@ impl AlertHub {
             () = self.wait() => Ok(()),
             () = stop => match self.in_flight.load(Ordering::Acquire) {
                 0 => Ok(()),
-                handlers => Err(AlertsPending { handlers }),
+                alerts => Err(AlertsPending { alerts }),
             },
         }
     }
@@ -163,7 +163,7 @@ impl AlertHub {
             .unwrap_or_else(|e| e.into_inner());
         match *left {
             0 => Ok(()),
-            handlers => Err(AlertsPending { handlers }),
+            alerts => Err(AlertsPending { alerts }),
         }
     }
 
@@ -445,7 +445,7 @@ impl<C: Clock, const R: usize> BudgetManager<C, R> {
     /// budget.on_alert(|_| std::thread::sleep(std::time::Duration::from_millis(300))); // a slow webhook
     /// budget.reserve(Usage::request(60, 0))?.settle(Usage::request(60, 0));
     /// let stop = tokio::time::sleep(std::time::Duration::from_millis(10));
-    /// assert_eq!(budget.wait_alerts_until(stop).await.unwrap_err().handlers, 1);
+    /// assert_eq!(budget.wait_alerts_until(stop).await.unwrap_err().alerts, 1);
     /// let token = tokio_util::sync::CancellationToken::new();
     /// budget.wait_alerts_until(token.cancelled()).await?; // returns once delivered
     /// # Ok(()) }

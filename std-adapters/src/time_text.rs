@@ -120,20 +120,28 @@ pub(crate) fn parse_rfc3339(v: &str) -> Result<SystemTime, &'static str> {
 /// `at` in UTC as Go's `time.Time.MarshalJSON` writes it (RFC 3339 with
 /// nanoseconds, trailing zeros of the fraction dropped):
 /// `2026-12-02T05:48:21Z`, `2026-12-02T05:48:21.5Z`.
-pub(crate) fn format_rfc3339_go(at: SystemTime) -> String {
+/// `None` outside 1970-01-01 ..= 9999-12-31, which the format cannot hold.
+pub(crate) fn format_rfc3339_go(at: SystemTime) -> Option<String> {
+    const YEAR_10000: u64 = 253_402_300_800;
+    let since = at.duration_since(UNIX_EPOCH).ok()?;
+    if since.as_secs() >= YEAR_10000 {
+        return None;
+    }
     let full = humantime::format_rfc3339_nanos(at).to_string();
     // "YYYY-MM-DDThh:mm:ss.nnnnnnnnnZ": trim the fraction's trailing zeros.
-    match full.strip_suffix('Z').and_then(|s| s.split_once('.')) {
-        Some((secs, frac)) => {
-            let frac = frac.trim_end_matches('0');
-            if frac.is_empty() {
-                format!("{secs}Z")
-            } else {
-                format!("{secs}.{frac}Z")
+    Some(
+        match full.strip_suffix('Z').and_then(|s| s.split_once('.')) {
+            Some((secs, frac)) => {
+                let frac = frac.trim_end_matches('0');
+                if frac.is_empty() {
+                    format!("{secs}Z")
+                } else {
+                    format!("{secs}.{frac}Z")
+                }
             }
-        }
-        None => full,
-    }
+            None => full,
+        },
+    )
 }
 
 /// Microseconds since the Unix epoch as a `SystemTime`.
@@ -147,7 +155,7 @@ mod tests {
 
     #[test]
     fn go_time_text() {
-        let t = |us| format_rfc3339_go(from_unix_micros(us));
+        let t = |us| format_rfc3339_go(from_unix_micros(us)).unwrap();
         assert_eq!(t(1_795_392_000_000_000), "2026-11-23T00:00:00Z");
         assert_eq!(t(1_795_392_000_500_000), "2026-11-23T00:00:00.5Z");
         assert_eq!(t(1_795_392_000_000_123), "2026-11-23T00:00:00.000123Z");
@@ -157,6 +165,11 @@ mod tests {
                 Ok(from_unix_micros(1_795_392_000_500_000))
             );
         }
+        assert_eq!(format_rfc3339_go(UNIX_EPOCH - Duration::from_secs(1)), None);
+        assert_eq!(
+            format_rfc3339_go(UNIX_EPOCH + Duration::from_secs(253_402_300_800)),
+            None
+        );
         assert!(parse_rfc3339("2026-11-23T00:00:00").is_err());
         assert!(parse_rfc3339("2026-11-23T00:00:00+24:00").is_err());
     }

@@ -63,6 +63,12 @@ fn values_that_cannot_be_represented_are_refused_naming_the_field() {
             "more than 6 decimal places",
         ),
         (
+            // A float Go computed, 17 digits: read exactly, so refused.
+            r#"{"max_cost_per_day":0.00010099999999999999}"#,
+            "max_cost_per_day",
+            "more than 6 decimal places",
+        ),
+        (
             r#"{"max_cost_per_request":-1}"#,
             "max_cost_per_request",
             "non-negative",
@@ -491,13 +497,13 @@ async fn waiting_for_alert_delivery_can_be_bounded_or_cancelled() {
         .wait_alerts_until(token.cancelled())
         .await
         .unwrap_err();
-    assert_eq!(e.handlers, 1);
+    assert_eq!(e.alerts, 1);
     assert_eq!(e.to_string(), "1 budget alert(s) still being handled");
     assert_eq!(
         budget
             .wait_alerts_blocking_for(StdDuration::from_millis(20))
             .unwrap_err()
-            .handlers,
+            .alerts,
         1
     );
     // Nothing is lost: once the handler can run, it runs, and the waits return.

@@ -261,6 +261,55 @@ async fn eight_connections_admit_exactly_one_limit() {
     );
 }
 
+/// Near the end of time (`Instant::MAX`, 2^52 − 1 µs) the GCRA fast path
+/// and the general path (a peek, a policy set) saturate exactly as core does.
+#[tokio::test]
+async fn gcra_paths_match_core_at_the_end_of_time() {
+    use ratebound_core::GcraState;
+    let server = RedisServer::start();
+    let clock = ManualClock::new(Instant::ZERO);
+    let store = RedisStore::connect(&server.url(), caller_time(&clock))
+        .await
+        .unwrap();
+    let max = Instant::MAX.as_micros();
+    let g = Gcra::new(4, 1, Duration::from_secs(1)).unwrap(); // whole-µs interval
+    let spec = RedisSpec::Gcra(g);
+    let mut steps = 0;
+    for (i, tat) in [0, max - 3_000_000, max - 10, max, max + 2_500_000]
+        .into_iter()
+        .enumerate()
+    {
+        for now in [max - 4_000_000, max - 1, max] {
+            for cost in [0, 1, 3, 4] {
+                let name = format!("g{i}-{now}-{cost}");
+                let key = store.key(b"end", &name).unwrap();
+                let key = String::from_utf8(key).unwrap();
+                server.cli(&["SET", &key, &tat.to_string()]).unwrap();
+                clock.set(Instant::from_micros(now));
+                let m = [Member {
+                    name: &name,
+                    spec: &spec,
+                    cost,
+                }];
+                let peeked = store.peek(b"end", &m).await.unwrap();
+                let got = store.check(b"end", &m).await.unwrap();
+                let mut st = GcraState { tat, rem: 0 };
+                let want_peek = g.peek(&st, Instant::from_micros(now), cost).unwrap();
+                let want = g.check(&mut st, Instant::from_micros(now), cost).unwrap();
+                let ctx = format!("tat {tat}, now {now}, cost {cost}");
+                assert_eq!(peeked.members[0].decision, want_peek, "peek: {ctx}");
+                assert_eq!(got.members[0].decision, want, "check: {ctx}");
+                assert_eq!(got.members[0].state, [st.tat, st.rem], "state: {ctx}");
+                // What was stored, read back through the general path.
+                let stored = store.peek(b"end", &m).await.unwrap();
+                assert_eq!(stored.members[0].state, [st.tat, st.rem], "stored: {ctx}");
+                steps += 1;
+            }
+        }
+    }
+    assert_eq!(steps, 60);
+}
+
 /// Policy sets decide exactly like core's `check_all` on the same inputs.
 #[tokio::test]
 async fn policy_sets_match_core() {

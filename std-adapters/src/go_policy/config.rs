@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ratebound_core::budget::{BudgetConfig, Dimension, Horizon, MAX_AMOUNT};
+use ratebound_core::budget::{Budget, BudgetConfig, Dimension, Horizon};
 use serde::{Deserialize, Serialize};
 
 use super::numbers::{fraction_bp, go_duration, usd};
@@ -58,6 +58,15 @@ impl Default for GoBudgetConfig {
             auto_throttle: false,
             throttle_delay: Duration::ZERO,
         }
+    }
+}
+
+/// Where auto-throttle pacing starts for Go's single alert threshold: at
+/// the threshold, or at 100 % without one.
+fn pacing_from(alert_threshold_bp: u16) -> u16 {
+    match alert_threshold_bp {
+        0 => 10_000,
+        bp => bp,
     }
 }
 
@@ -134,15 +143,12 @@ impl GoBudgetConfig {
             c = c.alert_threshold_bp(self.alert_threshold_bp);
         }
         if self.auto_throttle {
-            let after = match self.alert_threshold_bp {
-                0 => 10_000,
-                bp => bp,
-            };
-            // Whole microseconds were checked when reading.
-            let delay = ratebound_core::Duration::from_micros(
-                u64::try_from(self.throttle_delay.as_micros()).unwrap_or(u64::MAX),
-            );
-            c = c.auto_throttle(after, delay);
+            // Whole microseconds when read from JSON; a delay set directly
+            // with a fraction of one is rounded up (never less pacing).
+            let micros = self.throttle_delay.as_nanos().div_ceil(1_000);
+            let delay =
+                ratebound_core::Duration::from_micros(u64::try_from(micros).unwrap_or(u64::MAX));
+            c = c.auto_throttle(pacing_from(self.alert_threshold_bp), delay);
         }
         c
     }
@@ -152,6 +158,11 @@ impl GoBudgetConfig {
     /// alert threshold with the throttle (if any) pacing from it, UTC
     /// windows and the default 10-minute hold TTL.
     pub fn from_budget_config(c: &BudgetConfig) -> Result<Self, NotExpressible> {
+        if Budget::new(c.clone()).is_err() {
+            return Err(NotExpressible(
+                "a config that does not validate (see Budget::new)",
+            ));
+        }
         let mut g = GoBudgetConfig {
             max_tokens_per_request: c.max_tokens_per_request.unwrap_or(0),
             max_cost_per_request_micros: c.max_cost_per_request.unwrap_or(0),
@@ -172,7 +183,7 @@ impl GoBudgetConfig {
             if *slot != 0 {
                 return Err(NotExpressible("two limits on the same window"));
             }
-            *slot = l.max.min(MAX_AMOUNT);
+            *slot = l.max;
         }
         g.alert_threshold_bp = match c.alert_thresholds_bp.as_slice() {
             [] => 0,
@@ -180,11 +191,7 @@ impl GoBudgetConfig {
             _ => return Err(NotExpressible("more than one alert threshold")),
         };
         if let Some(t) = c.throttle {
-            let expected = match g.alert_threshold_bp {
-                0 => 10_000,
-                bp => bp,
-            };
-            if t.after_bp != expected {
+            if t.after_bp != pacing_from(g.alert_threshold_bp) {
                 return Err(NotExpressible(
                     "auto-throttle pacing from other than the alert threshold",
                 ));

@@ -6,7 +6,9 @@
 //! alert threshold to basis points, durations to whole microseconds; a
 //! value that cannot be represented is refused with an error naming the
 //! field, never rounded. Written JSON matches what Go's `encoding/json`
-//! writes for the same values, byte for byte.
+//! writes for the same values, byte for byte, with two differences: times
+//! are written in UTC (`Z`; Go writes the time's own offset), and an
+//! alert's `current` utilization is exact to the basis point (0.0001).
 //!
 //! ```
 //! use ratebound_std::budget::BudgetManager;

@@ -14,11 +14,15 @@ use crate::time_text::{format_rfc3339_go, parse_go_duration_nanos, parse_rfc3339
 /// exactly: `0.25` with 6 digits is 250 000. The float's shortest decimal
 /// form (what Go and Rust both print) must have at most `digits` places.
 pub(super) fn to_units(v: f64, digits: u32, max: u64) -> Result<u64, String> {
+    if v == 0.0 {
+        return Ok(0); // also -0, which Go reads as 0
+    }
     if !v.is_finite() || v < 0.0 {
         return Err(format!("must be a non-negative number, got {v}"));
     }
     // Rust prints the shortest decimal that reads back as the same float,
-    // without an exponent: the number the JSON text meant.
+    // without an exponent: the number the JSON text meant (serde_json's
+    // `float_roundtrip` reads every float exactly, 17 digits included).
     let text = format!("{v}");
     let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
     let frac = frac.trim_end_matches('0');
@@ -153,7 +157,12 @@ pub(super) mod go_duration {
             .ok_or_else(|| D::Error::custom("longer than Go's time.Duration holds"))
     }
     pub(crate) fn serialize<S: Serializer>(v: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(v.as_nanos()).unwrap_or(i64::MAX as u64))
+        match i64::try_from(v.as_nanos()) {
+            Ok(n) => s.serialize_i64(n),
+            Err(_) => Err(serde::ser::Error::custom(
+                "longer than Go's time.Duration holds (about 292 years)",
+            )),
+        }
     }
 }
 
@@ -166,7 +175,12 @@ pub(super) mod go_time {
         parse_rfc3339(&t).map_err(|e| D::Error::custom(format!("{e}, got {t:?}")))
     }
     pub(crate) fn serialize<S: Serializer>(v: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format_rfc3339_go(*v))
+        match format_rfc3339_go(*v) {
+            Some(t) => s.serialize_str(&t),
+            None => Err(serde::ser::Error::custom(
+                "times before 1970 or after 9999 cannot be written",
+            )),
+        }
     }
 
     /// Go's zero `time.Time`, written for a time never set.
@@ -218,6 +232,7 @@ mod tests {
         assert!(to_units(-0.5, 6, u64::MAX).is_err());
         assert!(to_units(f64::NAN, 6, u64::MAX).is_err());
         assert!(to_units(1e300, 6, u64::MAX).is_err());
+        assert_eq!(to_units(-0.0, 6, u64::MAX), Ok(0));
         for units in [0, 1, 10, 250_000, 10_000_000, 1_234_567_891, (1 << 50) - 1] {
             let text = from_units(units, 6);
             assert_eq!(

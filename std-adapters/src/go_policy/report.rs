@@ -180,6 +180,8 @@ impl GoUsageRecord {
 }
 
 impl From<&GoUsageRecord> for UsageRecord {
+    /// A timestamp before 1970 (which ratebound's clock cannot hold) is
+    /// read as "now", like Go's zero time.
     fn from(r: &GoUsageRecord) -> Self {
         UsageRecord {
             tokens: r.tokens,

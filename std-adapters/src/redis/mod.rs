@@ -394,18 +394,18 @@ impl Conn {
         }
     }
 
-    /// Load the function library; say how the code will run here.
+    /// Load the function library; say how the code will run here. Only a
+    /// server that does not know `FUNCTION` (Redis < 7, or the command
+    /// renamed away) or refuses it (`NOPERM`) runs scripts; any other error
+    /// is returned.
     async fn load_code(&mut self) -> Result<Invocation, RedisLimitError> {
         match self.query(&CODE.load()).await {
             Ok(_) => Ok(Invocation::Functions),
-            Err(e) => {
-                let e = RedisLimitError::Redis(e);
-                if e.is_unavailable() {
-                    return Err(e);
-                }
+            Err(e) if scripts::is_functions_refused(&e) => {
                 tracing::info!(error = %e, "Redis Functions unavailable here: running the Lua code as scripts (EVALSHA)");
                 Ok(Invocation::Scripts)
             }
+            Err(e) => Err(RedisLimitError::Redis(e)),
         }
     }
 }
@@ -570,8 +570,15 @@ impl RedisStore {
                         ?how,
                         "the Redis server had lost ratebound's functions; loaded again"
                     );
-                    conn.query(&CODE.call(how, entry, read_only, keys, args))
-                        .await
+                    match how {
+                        Invocation::Functions => {
+                            conn.query(&CODE.call(how, entry, read_only, keys, args))
+                                .await
+                        }
+                        // A server that lost Functions altogether has no
+                        // scripts cached either: send the whole script.
+                        Invocation::Scripts => conn.query(&CODE.eval(entry, keys, args)).await,
+                    }
                 }
                 (Invocation::Scripts, Err(e)) if scripts::is_noscript(&e) => {
                     conn.query(&CODE.eval(entry, keys, args)).await

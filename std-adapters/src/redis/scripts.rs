@@ -165,6 +165,16 @@ pub(crate) fn is_function_missing(e: &RedisError) -> bool {
             .is_some_and(|d| d.starts_with("Function not found"))
 }
 
+/// The server does not know `FUNCTION` (Redis < 7, or renamed away) or
+/// refuses it to this user.
+pub(crate) fn is_functions_refused(e: &RedisError) -> bool {
+    e.code() == Some("NOPERM")
+        || (e.code() == Some("ERR")
+            && e.detail().is_some_and(|d| {
+                d.starts_with("unknown command") || d.starts_with("unknown subcommand")
+            }))
+}
+
 /// The script is not in the server's cache.
 pub(crate) fn is_noscript(e: &RedisError) -> bool {
     e.code() == Some("NOSCRIPT")

@@ -65,7 +65,7 @@ end
 local function bounds(l, at, offset)
   -- One call asks for the same window several times; `l` is a cached
   -- config table, and the window a pure function of `at` and it.
-  if l.memo_at == at then return l.memo_s, l.memo_e end
+  if l.memo_at == at and l.memo_offset == offset then return l.memo_s, l.memo_e end
   local loc = at + offset
   local s, e
   if l.len > 0 then
@@ -80,7 +80,7 @@ local function bounds(l, at, offset)
     e = days_from_civil(ny, nm, 1) * DAY
   end
   s, e = math.max(0, s - offset), math.max(0, e - offset)
-  l.memo_at, l.memo_s, l.memo_e = at, s, e
+  l.memo_at, l.memo_offset, l.memo_s, l.memo_e = at, offset, s, e
   return s, e
 end
 

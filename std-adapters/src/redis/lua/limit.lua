@@ -310,17 +310,15 @@ local function gcra(KEYS, ARGV)
     local new = b + cost * p
     local r
     if cost <= avail then
+      local reset = sat(new)
       if cost > 0 then
-        -- `new` > `now` here, so the TTL is at least 1 ms plus the margin.
-        redis.call("SET", key, string.format("%d", new), "PX", math.ceil((new - now) / 1000) + ARGV[2])
+        -- `reset` > `now` here, so the TTL is at least 1 ms plus the margin.
+        redis.call("SET", key, string.format("%d", new), "PX", math.ceil((reset - now) / 1000) + ARGV[2])
         tat = new
       end
-      if new > MAXT then new = MAXT end
-      r = { now, 1, avail - cost, new, now }
+      r = { now, 1, avail - cost, reset, now }
     else
-      local retry = new - tau
-      if retry > MAXT then retry = MAXT end
-      r = { now, 0, avail, b, retry }
+      r = { now, 0, avail, sat(b), sat(new - tau) }
     end
     if ARGV[3] == "1" then r[6] = tat; r[7] = 0 end
     return r
