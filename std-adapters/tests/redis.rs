@@ -602,6 +602,43 @@ async fn bad_input_gives_clear_errors_or_correct_results() {
     server.cli(&["SET", &key, "g|not-a-number|0"]).unwrap();
     let e = store.check(b"t", &one(1)).await.unwrap_err();
     assert!(e.to_string().contains("corrupt state"), "{e}");
+    // The same through the whole-µs GCRA path, for values a plain number
+    // parse would take.
+    let whole = RedisSpec::Gcra(Gcra::new(3, 1, Duration::from_secs(1)).unwrap());
+    let wkey = String::from_utf8(store.key(b"t", "w").unwrap()).unwrap();
+    for raw in ["-5", "1.5", "abc", "99999999999999999", "nan", "inf"] {
+        server.cli(&["SET", &wkey, raw]).unwrap();
+        let m = [Member {
+            name: "w",
+            spec: &whole,
+            cost: 1,
+        }];
+        let e = store.check(b"t", &m).await.unwrap_err();
+        assert!(e.to_string().contains("corrupt state"), "{raw}: {e}");
+    }
+    // A budget state with a negative amount in a hold is refused, never read
+    // as a smaller number.
+    let budget = ratebound_std::redis::RedisBudget::new(
+        store.clone(),
+        ratebound_core::budget::Budget::new(
+            ratebound_core::budget::BudgetConfig::new().tokens_per_minute(100),
+        )
+        .unwrap(),
+        4,
+    );
+    let bkey = String::from_utf8(store.key(b"t", "b").unwrap()).unwrap();
+    for (field, raw) in [("h", "1,1,9999999999999,1,-5,0,0"), ("w", "0,1.5,0,0")] {
+        server.cli(&["DEL", &bkey]).unwrap();
+        server.cli(&["HSET", &bkey, field, raw]).unwrap();
+        let e = budget
+            .reserve(b"t", "b", ratebound_core::budget::Usage::request(1, 0))
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("corrupt state"),
+            "{field}={raw}: {e}"
+        );
+    }
     // A prefix with braces would split a call's keys over cluster slots.
     let bad = RedisOptions {
         prefix: "rb{x}:".into(),

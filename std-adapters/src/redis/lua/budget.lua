@@ -84,12 +84,21 @@ local function bounds(l, at, offset)
   return s, e
 end
 
--- Numbers from a stored comma-separated list.
-local function nums(s)
-  local out = {}
-  if s == false or s == nil or s == "" then return out end
-  for v in string.gmatch(s, "[^,]+") do out[#out + 1] = int_field(v, 0) end
-  return out
+-- A stored list must be digits and commas only: anything else (a sign, a
+-- fraction, text) is a corrupt state, never read as a smaller number.
+local function check_list(s)
+  if s and string.find(s, "[^%d,]") then
+    error("ratebound: corrupt state field " .. s)
+  end
+  return s
+end
+
+-- A stored integer (digits only, by check_list) within 2^53; anything
+-- else is a corrupt state.
+local function stored(v)
+  local n = tonumber(v)
+  if n == nil or n > SAFE then error("ratebound: corrupt state field " .. v) end
+  return n
 end
 
 local function utilization_bp(used, max)
@@ -147,20 +156,31 @@ local function budget(KEYS, ARGV)
   local key = KEYS[1]
   local raw = redis.call("HMGET", key, "m", "w", "h")
 
+  -- One pattern match per record (meta, window, hold) rather than per number.
   local st = { last = 0, next_id = 0, throttle_until = 0, windows = {}, holds = {} }
-  local m = nums(raw[1])
-  if #m == 3 then st.last, st.next_id, st.throttle_until = m[1], m[2], m[3] end
-  -- Only the configured limits' windows are stored (older states may hold
-  -- all twelve; the rest are unused).
-  local w = nums(raw[2])
-  for n = 1, nlimits do
-    local b = (n - 1) * 4
-    st.windows[n] = { start = w[b + 1] or 0, used = w[b + 2] or 0, reserved = w[b + 3] or 0, fired = w[b + 4] or 0 }
+  local last, next_id, throttle_until = string.match(check_list(raw[1]) or "", "^(%d+),(%d+),(%d+)$")
+  if last then
+    st.last, st.next_id, st.throttle_until = stored(last), stored(next_id), stored(throttle_until)
   end
-  local h = nums(raw[3])
-  for b = 0, #h - 7, 7 do
-    st.holds[#st.holds + 1] = { id = h[b + 1], at = h[b + 2], expires = h[b + 3],
-                                u = { h[b + 4], h[b + 5], h[b + 6] }, lapsed = h[b + 7] == 1 }
+  -- Only the configured limits' windows are stored (older states may hold
+  -- all twelve; the rest are unused). Digits only (check_list), so each
+  -- field is a non-negative integer; only its size needs a look.
+  local n = 0
+  for a, b, c, d in string.gmatch(check_list(raw[2]) or "", "(%d+),(%d+),(%d+),(%d+)") do
+    if n == nlimits then break end
+    n = n + 1
+    a, b, c, d = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
+    if a > SAFE or b > SAFE or c > SAFE or d > SAFE then error("ratebound: corrupt state field in window " .. n) end
+    st.windows[n] = { start = a, used = b, reserved = c, fired = d }
+  end
+  for k = n + 1, nlimits do st.windows[k] = { start = 0, used = 0, reserved = 0, fired = 0 } end
+  for id, at, expires, r, t, c, lapsed in
+    string.gmatch(check_list(raw[3]) or "", "(%d+),(%d+),(%d+),(%d+),(%d+),(%d+),(%d+)") do
+    id, at, expires, r, t, c = tonumber(id), tonumber(at), tonumber(expires), tonumber(r), tonumber(t), tonumber(c)
+    if id > SAFE or at > SAFE or expires > SAFE or r > SAFE or t > SAFE or c > SAFE then
+      error("ratebound: corrupt state field in a hold")
+    end
+    st.holds[#st.holds + 1] = { id = id, at = at, expires = expires, u = { r, t, c }, lapsed = lapsed == "1" }
   end
 
   local function encode()
