@@ -38,7 +38,7 @@
 
 use crate::error::{require_at_most, require_nonzero};
 use crate::time::MAX_SAFE_INTEGER;
-use crate::{ConfigError, CostError, Decision, Duration, Instant, Limiter};
+use crate::{ConfigError, CostError, Decision, Duration, Instant, Limiter, MAX_TICKS};
 
 /// The largest burst window `capacity × period / amount` accepted: 2^50 µs (≈ 35.7 years).
 pub const MAX_BURST_WINDOW_MICROS: u64 = 1 << 50;
@@ -465,6 +465,34 @@ impl Gcra {
             Ok((d, _)) => d,
             Err(_) => self.empty_decision(now),
         }
+    }
+
+    /// Take `n` tokens (at most `capacity`) whether or not they are there:
+    /// the bucket may go into debt, and later checks wait until it is paid
+    /// off. For usage that has already happened and must be counted.
+    pub fn charge(&self, state: &mut GcraState, now: Instant, n: u64) {
+        let n = if n > self.capacity { self.capacity } else { n };
+        let tat = self.norm(state);
+        let base = if tat.us >= now.as_micros() {
+            tat
+        } else {
+            Mixed {
+                us: now.as_micros(),
+                fr: 0,
+            }
+        };
+        let next = self.add(base, self.inc(n));
+        *state = if next.us >= MAX_TICKS {
+            GcraState {
+                tat: MAX_TICKS,
+                rem: 0,
+            }
+        } else {
+            GcraState {
+                tat: next.us,
+                rem: next.fr,
+            }
+        };
     }
 
     /// True when the bucket is full at `now`: the state can be dropped.

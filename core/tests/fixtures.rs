@@ -17,6 +17,7 @@ use ratebound_core::backoff::splitmix64;
 use ratebound_core::budget::{
     Admission, Budget, BudgetConfig, BudgetState, Dimension, Horizon, Reservation, Usage,
 };
+use ratebound_core::model_quota::{ModelQuota, ModelState, Outcome};
 use ratebound_core::{
     CostError, Duration, Gcra, GcraState, Instant, SlidingCounter, SlidingCounterState, SlidingLog,
     SlidingLogState,
@@ -172,6 +173,32 @@ impl Machine for BudgetM {
     }
 }
 
+/// One model-quota state under several scopes' limits: `config.quotas`
+/// lists them and each step's `scope` picks the one that applies.
+struct ModelM {
+    quotas: Vec<ModelQuota>,
+    st: ModelState,
+}
+
+impl Machine for ModelM {
+    fn apply(&mut self, s: &Value) -> Value {
+        let now = Instant::from_micros(u(s, "now"));
+        let q = &self.quotas[u(s, "scope") as usize];
+        match s["op"].as_str() {
+            Some("admit") => to_json(&q.admit(&mut self.st, now)),
+            Some("peek") => to_json(&q.peek(&self.st, now)),
+            Some("settle") => {
+                let outcome: Outcome = serde_json::from_value(s["outcome"].clone()).expect("outcome");
+                to_json(&q.settle(&mut self.st, now, u(s, "id"), outcome))
+            }
+            op => panic!("unknown model_quota op {op:?}"),
+        }
+    }
+    fn state(&self) -> Value {
+        to_json(&self.st)
+    }
+}
+
 fn machine(kind: &str, config: &Value) -> Box<dyn Machine> {
     let c = config.clone();
     match kind {
@@ -189,6 +216,10 @@ fn machine(kind: &str, config: &Value) -> Box<dyn Machine> {
         }),
         "budget" => Box::new(BudgetM {
             cfg: serde_json::from_value(c).expect("budget config"),
+            st: Default::default(),
+        }),
+        "model_quota" => Box::new(ModelM {
+            quotas: serde_json::from_value(c["quotas"].clone()).expect("model quota configs"),
             st: Default::default(),
         }),
         k => panic!("unknown machine {k}"),
@@ -382,6 +413,59 @@ fn budget_traces() -> Vec<Value> {
         .collect()
 }
 
+fn model_traces() -> Vec<Value> {
+    let min = 60_000_000u64;
+    let q = |total: Option<u64>, success: u64, window: &str, ttl: u64| {
+        json!({ "total": total, "success": success, "period_us": min, "window": window, "hold_ttl_us": ttl })
+    };
+    // (name, scopes' limits, time scale, chance in 10 of switching scope)
+    let cfgs = [
+        ("sliding_global_then_vip", vec![q(Some(5), 2, "sliding", 600_000_000), q(None, 5, "sliding", 600_000_000)], 4_000_000, 3),
+        ("bucket_global_then_vip", vec![q(Some(5), 2, "bucket", 600_000_000), q(None, 5, "bucket", 600_000_000)], 4_000_000, 3),
+        ("holds_expire_and_settle_late", vec![q(Some(4), 3, "sliding", 5_000_000), q(Some(8), 1, "sliding", 5_000_000)], 2_000_000, 2),
+        ("bucket_holds_expire", vec![q(Some(4), 3, "bucket", 5_000_000)], 2_000_000, 0),
+        ("sliding_40_merges_entries", vec![q(Some(100), 40, "sliding", 30_000_000), q(Some(60), 20, "sliding", 30_000_000)], 500_000, 1),
+        ("bucket_40_in_debt", vec![q(Some(100), 40, "bucket", 30_000_000)], 500_000, 0),
+    ];
+    cfgs.into_iter()
+        .enumerate()
+        .map(|(i, (name, quotas, scale, switch))| {
+            let config = json!({ "quotas": quotas });
+            let mut m = machine("model_quota", &config);
+            let mut rng = Rng(500 + i as u64);
+            let mut now = T0;
+            let mut scope = 0u64;
+            let mut issued: Vec<u64> = Vec::new();
+            let mut steps = Vec::new();
+            for _ in 0..160 {
+                now = next_now(&mut rng, now, scale);
+                if rng.below(10) < switch {
+                    scope = rng.below(quotas.len() as u64);
+                }
+                let outcome = if rng.below(10) < 7 { "success" } else { "failure" };
+                let mut step = match rng.below(20) {
+                    0..=9 => json!({ "op": "admit" }),
+                    10..=15 if !issued.is_empty() => {
+                        let id = issued.remove(rng.below(issued.len() as u64) as usize);
+                        json!({ "op": "settle", "id": id, "outcome": outcome })
+                    }
+                    16 => json!({ "op": "settle", "id": 7, "outcome": outcome }), // unknown id
+                    _ => json!({ "op": "peek" }),
+                };
+                step["now"] = json!(now);
+                step["scope"] = json!(scope);
+                step["expect"] = m.apply(&step);
+                step["state"] = m.state();
+                if let Some(id) = step["expect"]["hold"].as_u64() {
+                    issued.push(id);
+                }
+                steps.push(step);
+            }
+            json!({ "name": name, "config": config, "steps": steps })
+        })
+        .collect()
+}
+
 fn generate() -> Vec<(&'static str, Value)> {
     let file = |kind: &'static str, description: &str, traces: Vec<Value>| {
         (
@@ -394,6 +478,7 @@ fn generate() -> Vec<(&'static str, Value)> {
         file("sliding_log", "Exact sliding log with 8 slots: check / peek", window_traces("sliding_log")),
         file("sliding_counter", "O(1) sliding window counter: check / peek", window_traces("sliding_counter")),
         file("budget", "Budget windows: reserve / settle / release / record / try_spend / status; 4 hold slots", budget_traces()),
+        file("model_quota", "Model quotas (total and success counts, holds): admit / settle / peek, each step under one scope's limits", model_traces()),
     ]
 }
 
@@ -450,7 +535,7 @@ fn committed_traces_are_current() {
 #[test]
 fn committed_traces_replay_exactly() {
     let mut steps = 0;
-    for kind in ["gcra", "sliding_log", "sliding_counter", "budget"] {
+    for kind in ["gcra", "sliding_log", "sliding_counter", "budget", "model_quota"] {
         let path = dir().join(format!("{kind}.json"));
         let file: Value =
             serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture file"))

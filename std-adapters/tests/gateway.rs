@@ -197,9 +197,11 @@ async fn limits_hold_exactly_per_user_and_model() {
         3 + 3 + 3 + 5,
         "denied requests never reach the upstream"
     );
-    // Recovery: one success token every 20 s, one total token every 12 s.
-    s.clock.advance(Duration::from_secs(20));
-    assert_eq!(s.statuses(2, "alice", "gpt-4", &[]).await, [200, 429]);
+    // A sliding window: nothing comes back within the minute, everything after it.
+    s.clock.advance(Duration::from_secs(59));
+    assert_eq!(s.statuses(1, "alice", "gpt-4", &[]).await, [429]);
+    s.clock.advance(Duration::from_secs(1));
+    assert_eq!(s.statuses(4, "alice", "gpt-4", &[]).await, [200, 200, 200, 429]);
 }
 
 #[tokio::test]
@@ -359,14 +361,15 @@ async fn every_header_is_present_and_correct() {
         header(&ok, "ratelimit-policy"),
         r#""total";q=4;w=60, "success";q=2;w=60"#
     );
-    // One of 4 total taken: full again in 15 s; one of 2 successes: 30 s.
+    // One of 4 total taken and one success reserved: both leave the
+    // window 60 s after they were counted.
     assert_eq!(
         header(&ok, "ratelimit"),
-        r#""total";r=3;t=15, "success";r=1;t=30"#
+        r#""total";r=3;t=60, "success";r=1;t=60"#
     );
     assert_eq!(header(&ok, "x-ratelimit-limit"), "2"); // success binds (least left)
     assert_eq!(header(&ok, "x-ratelimit-remaining"), "1");
-    assert_eq!(header(&ok, "x-ratelimit-reset"), "30");
+    assert_eq!(header(&ok, "x-ratelimit-reset"), "60");
     assert!(ok.headers().get("retry-after").is_none());
 
     s.clock.advance(Duration::from_secs(10));
@@ -374,27 +377,32 @@ async fn every_header_is_present_and_correct() {
     let denied = s.send("alice", "gpt-4", &[]).await;
     assert_eq!(denied.status(), 429);
     assert_eq!(header(&denied, "content-type"), "application/json");
-    // Successes at t=0 and t=10: the first slot is back at t=30, 20 s from now.
-    assert_eq!(header(&denied, "retry-after"), "20");
+    // Successes at t=0 and t=10 (at most 2 in any minute): the first leaves
+    // the window at t=60, 50 s from now. Counts as they stand: 2 of 4
+    // total taken, the newest leaving at t=70.
+    assert_eq!(header(&denied, "retry-after"), "50");
     assert_eq!(
         header(&denied, "ratelimit"),
-        r#""total";r=2;t=20, "success";r=0;t=50"#
+        r#""total";r=2;t=60, "success";r=0;t=60"#
     );
     assert_eq!(header(&denied, "x-ratelimit-limit"), "2");
     assert_eq!(header(&denied, "x-ratelimit-remaining"), "0");
-    assert_eq!(header(&denied, "x-ratelimit-reset"), "50");
+    assert_eq!(header(&denied, "x-ratelimit-reset"), "60");
     let body: serde_json::Value = denied.json().await.unwrap();
     assert_eq!(body["error"]["code"], "rate_limit_exceeded");
     assert_eq!(body["error"]["type"], "requests");
     assert!(body["error"]["param"].is_null());
     let msg = body["error"]["message"].as_str().unwrap();
     assert!(
-        msg.contains("gpt-4") && msg.contains("successful requests") && msg.contains("20s"),
+        msg.contains("gpt-4")
+            && msg.contains("successful requests")
+            && msg.contains("at most 2 in any minute")
+            && msg.contains("50s"),
         "{msg}"
     );
 
     // Fractions of a second round up: 0.5 s before the slot is back, wait 1 s.
-    s.clock.advance(Duration::from_micros(19_500_000));
+    s.clock.advance(Duration::from_micros(49_500_000));
     assert_eq!(
         header(&s.send("alice", "gpt-4", &[]).await, "retry-after"),
         "1"
@@ -543,7 +551,7 @@ fn limiter(toml: &str) -> (Arc<ModelLimiter<ManualClock>>, ManualClock) {
 }
 
 fn success_left(l: &ModelLimiter<ManualClock>, who: &Identity) -> u64 {
-    l.peek(who, "m").unwrap().success.remaining
+    l.peek(who, "m").success.remaining
 }
 
 #[test]
@@ -608,8 +616,9 @@ fn unsettled_keys_are_not_evicted_as_idle() {
     )
     .unwrap();
     let a = l.admit(&Identity::user("a"), "m").unwrap();
-    clock.advance(Duration::from_secs(3600));
-    // a's bucket has long refilled, but its request is in flight: b must not take its place.
+    clock.advance(Duration::from_secs(300));
+    // a's window has long passed, but its request is in flight (its hold
+    // lasts 600 s): b must not take its place.
     assert!(l.admit(&Identity::user("b"), "m").is_err());
     a.settle(Outcome::Success);
     clock.advance(Duration::from_secs(3600));
@@ -650,7 +659,7 @@ async fn a_dropped_request_gives_its_slot_back() {
         0,
         "a peek of one more takes the only token"
     );
-    assert!(l.peek(&Identity::user("u"), "m").unwrap().allowed());
+    assert!(l.peek(&Identity::user("u"), "m").allowed());
 }
 
 #[tokio::test]
@@ -676,7 +685,7 @@ async fn an_inner_error_or_a_shadow_failure_uses_no_success() {
         assert!(r.is_err(), "the error passes through");
     }
     assert!(
-        l.peek(&Identity::user("u"), "m").unwrap().allowed(),
+        l.peek(&Identity::user("u"), "m").allowed(),
         "errors settled as failures"
     );
 
@@ -701,7 +710,7 @@ async fn an_inner_error_or_a_shadow_failure_uses_no_success() {
         assert_eq!(r.status(), 503);
     }
     assert!(
-        l.peek(&Identity::user("u"), "m").unwrap().allowed(),
+        l.peek(&Identity::user("u"), "m").allowed(),
         "shadow failures used nothing"
     );
     let mut ok = ModelLimitLayer::new(Arc::clone(&l), subject).layer(answering(200));

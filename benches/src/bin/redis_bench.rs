@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 
 use ratebound_core::budget::{Budget, BudgetConfig, Usage};
 use ratebound_core::{Gcra, SlidingCounter, SlidingLog};
-use ratebound_std::model_limit::{Identity, ModelLimitConfig};
+use ratebound_core::model_quota::{ModelQuota, Window};
 use ratebound_std::redis::{
-    Member, OnUnavailable, RedisBudget, RedisModelLimiter, RedisOptions, RedisSpec, RedisStore,
+    Member, RedisBudget, RedisModelQuotas, RedisOptions, RedisSpec, RedisStore,
 };
 
 /// The floor: a GCRA in as few operations as Redis allows, integer µs only.
@@ -321,20 +321,17 @@ async fn main() {
             .unwrap();
     })
     .await;
-    let model = RedisModelLimiter::new(
-        store.clone(),
-        ModelLimitConfig::from_toml(
-            "period_minutes = 1\ntotal_max = 1000000\nsuccess_max = 1000000",
-        )
-        .unwrap(),
-        OnUnavailable::Closed,
-        ratebound_std::clock::SystemClock,
+    let quota = ModelQuota::new(
+        Some(1_000_000),
+        1_000_000,
+        ratebound_core::Duration::from_secs(60),
+        Window::Sliding,
+        ratebound_core::Duration::from_millis(1),
     )
-    .unwrap()
-    .with_hold_ttl(Duration::from_millis(1));
+    .unwrap();
+    let quotas = RedisModelQuotas::new(store.clone());
     let model_cmd = capture(port, "cm", async {
-        use ratebound_std::model_limit::AdmitRequests;
-        let _ = model.admit(&Identity::user("cm"), "m").await.unwrap();
+        let _ = quotas.admit(b"9:u:cm:gpt", &quota).await.unwrap();
     })
     .await;
 

@@ -14,7 +14,12 @@
 //! - `RateLimit-Policy` / `RateLimit` follow the IETF draft
 //!   (draft-ietf-httpapi-ratelimit-headers): one item per count, `q` the
 //!   quota, `w` the window in seconds, `r` what remains, `t` seconds until
-//!   the count is full again.
+//!   the count is full again (every unit counted now has left the window).
+//!   With the default sliding window, `q` and `w` mean exactly "at most `q`
+//!   in any `w` seconds". A count configured as a token bucket carries the
+//!   parameter `bucket` (`"total";q=100;w=60;bucket`): at most `q` at once,
+//!   refilled smoothly at `q` per `w`, so one window of `w` may see up to
+//!   `2q − 1`.
 //! - The legacy `X-RateLimit-*` describe the binding count (the denying one,
 //!   else the one with least left); `X-RateLimit-Reset` is seconds until it
 //!   is full again (a delta, like `t`, not an epoch time).
@@ -24,7 +29,7 @@
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
-use crate::model_limit::{ModelDecision, ModelQuota, Policy};
+use crate::model_limit::{Blocked, ModelDecision, ModelQuota, Policy, Window};
 
 /// `RateLimit-Policy`.
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -56,8 +61,12 @@ fn text(s: String) -> HeaderValue {
 /// Insert the quota headers for `d` under `quota` (replacing any present).
 pub fn insert_quota_headers(headers: &mut HeaderMap, quota: &ModelQuota, d: &ModelDecision) {
     let window = quota.period().as_secs();
+    let kind = match quota.window() {
+        Window::Sliding => "",
+        Window::Bucket => ";bucket",
+    };
     let policy = items(d)
-        .map(|(p, dec)| format!("\"{}\";q={};w={window}", p.name(), dec.limit))
+        .map(|(p, dec)| format!("\"{}\";q={};w={window}{kind}", p.name(), dec.limit))
         .collect::<Vec<_>>()
         .join(", ");
     let state = items(d)
@@ -94,6 +103,8 @@ pub fn insert_retry_after(headers: &mut HeaderMap, d: &ModelDecision) {
 
 /// The OpenAI-style JSON error body of a 429:
 /// `{"error":{"message":…,"type":"requests","param":null,"code":"rate_limit_exceeded"}}`.
+/// The message says which count denied, what its limit guarantees, and,
+/// when requests in flight hold the remaining slots, that.
 pub fn rate_limited_body(model: &str, quota: &ModelQuota, d: &ModelDecision) -> String {
     let (policy, b) = d.binding();
     let what = match policy {
@@ -106,9 +117,23 @@ pub fn rate_limited_body(model: &str, quota: &ModelQuota, d: &ModelDecision) -> 
     } else {
         format!("{minutes} minutes")
     };
+    let limit = match quota.window() {
+        Window::Sliding => format!("at most {} in any {per}", b.limit),
+        Window::Bucket => format!(
+            "{} per {per}, refilled smoothly (at most {} at once)",
+            b.limit, b.limit
+        ),
+    };
+    let why = if d.blocked == Some(Blocked::InFlight) {
+        format!(
+            " The remaining slots are held by {} requests in flight; one frees as soon as one of them fails.",
+            d.in_flight
+        )
+    } else {
+        String::new()
+    };
     let message = format!(
-        "Rate limit reached for model {model:?} ({what}): limit {} per {per}. Please try again in {}s.",
-        b.limit,
+        "Rate limit reached for model {model:?} ({what}): {limit}.{why} Please try again in {}s.",
         retry_after_secs(d)
     );
     serde_json::json!({

@@ -40,7 +40,7 @@ use crate::config::AnyLimiter;
 mod budget;
 pub use budget::{BudgetReply, RawBudgetState, RedisBudget};
 mod model;
-pub use model::{RedisAdmission, RedisModelLimiter};
+pub use model::{RedisAdmission, RedisModelLimiter, RedisModelQuotas, WithState};
 mod limiter;
 pub use limiter::{RedisLimiter, Verdict};
 mod scripts;

@@ -1,11 +1,11 @@
 //! Model-level limits in Redis, shared by every gateway replica, with a
-//! failure policy for when Redis is down.
+//! failure policy for when Redis is down. The script (`lua/model.lua`) is a
+//! port of core's model quotas; [`RedisModelQuotas`] runs it on one state.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration as StdDuration;
 
-use ratebound_core::{Decision, Gcra, Instant};
+use ratebound_core::model_quota::{Blocked, CountState, ModelHold, ModelState, Settled};
+use ratebound_core::{Decision, Gcra, Instant, LogEntry};
 use redis::Value;
 
 use super::{Breaker, Entry, OnUnavailable, RedisLimitError, RedisStore, Source};
@@ -16,115 +16,95 @@ use crate::model_limit::{
 };
 use crate::model_limit::{AdmitRequests, Admitted};
 
-/// Model-level limits ([`crate::model_limit`]) kept in Redis: the same
-/// config, keys and decisions as [`ModelLimiter`], shared by every server.
-pub struct RedisModelLimiter<C: Clock + Clone> {
+/// Core's model quotas on states kept in Redis: one state per tag (see
+/// [`ratebound_core::model_quota::scope::write_key`]), decided by the script
+/// exactly as [`ModelQuota`] decides in memory.
+#[derive(Clone, Debug)]
+pub struct RedisModelQuotas {
     store: RedisStore,
-    local: ModelLimiter<C>,
-    on_unavailable: OnUnavailable,
-    hold_ttl: StdDuration,
-    breaker: Breaker,
-    ids: AtomicU64,
 }
 
-impl<C: Clock + Clone> std::fmt::Debug for RedisModelLimiter<C> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisModelLimiter")
-            .field("store", &self.store)
-            .field("on_unavailable", &self.on_unavailable)
-            .finish()
-    }
-}
+/// A reply and, when [`RedisOptions::with_state`](super::RedisOptions) is
+/// set, the state after it.
+pub type WithState<T> = (T, Option<ModelState>);
 
-impl<C: Clock + Clone> RedisModelLimiter<C> {
-    /// Limits from `config` in `store`. `clock` serves the in-memory
-    /// fallback; `hold_ttl` bounds how long a request in flight holds its
-    /// success slot if its server dies before settling (default 10 min).
-    pub fn new(
-        store: RedisStore,
-        config: ModelLimitConfig,
-        on_unavailable: OnUnavailable,
-        clock: C,
-    ) -> Result<Self, ModelLimitError> {
-        Ok(RedisModelLimiter {
-            store,
-            local: ModelLimiter::new(config, Default::default(), clock)?,
-            on_unavailable,
-            hold_ttl: StdDuration::from_secs(600),
-            breaker: Breaker::default(),
-            ids: AtomicU64::new(0),
-        })
+impl RedisModelQuotas {
+    /// Quotas kept in `store`.
+    pub fn new(store: RedisStore) -> Self {
+        RedisModelQuotas { store }
     }
 
-    /// How long an unsettled request holds its slot (the lease of a server
-    /// that died mid-request).
-    pub fn with_hold_ttl(mut self, ttl: StdDuration) -> Self {
-        self.hold_ttl = ttl.max(StdDuration::from_millis(1));
-        self
-    }
-
-    /// The failure policy.
-    pub fn on_unavailable(&self) -> OnUnavailable {
-        self.on_unavailable
-    }
-
-    fn hold_id(&self) -> String {
-        use std::hash::{BuildHasher, RandomState};
-        let n = self.ids.fetch_add(1, Ordering::Relaxed);
-        let r = RandomState::new().hash_one((n, std::time::SystemTime::now()));
-        format!("{r:016x}{n:x}")
-    }
-
-    fn keys(&self, who: &Identity, model: &str) -> Result<Vec<Vec<u8>>, RedisLimitError> {
-        let k = self.local.key_for(who, model);
-        // Length-prefixed so that no (subject, model) pair can spell another.
-        let tag = format!("{}:{}{}", k.subject.len(), k.subject, k.model);
-        ["t", "s", "h"]
-            .iter()
-            .map(|n| self.store.key(tag.as_bytes(), n))
-            .collect()
-    }
-
-    async fn admit_redis(
+    async fn call(
         &self,
-        who: &Identity,
-        model: &str,
+        tag: &[u8],
         quota: &ModelQuota,
-    ) -> Result<(ModelDecision, Option<Settle>), RedisLimitError> {
-        let keys = self.keys(who, model)?;
-        let id = self.hold_id();
+        op: &str,
+        hold: u64,
+        outcome: Outcome,
+    ) -> Result<Vec<Value>, RedisLimitError> {
+        let key = self.store.key(tag, "m")?;
         let mut args = vec![
             self.store.now_arg(),
             self.store.opts.ttl_margin.as_millis().to_string(),
-            "admit".to_owned(),
-            id.clone(),
-            u64::try_from(self.hold_ttl.as_micros())
-                .unwrap_or(u64::MAX)
-                .min(ratebound_core::MAX_TICKS)
-                .to_string(),
-            String::new(),
+            op.to_owned(),
+            hold.to_string(),
+            match outcome {
+                Outcome::Success => "success",
+                Outcome::Failure => "failure",
+            }
+            .to_owned(),
+            if self.store.opts.with_state { "1" } else { "0" }.to_owned(),
+            quota.total_max().unwrap_or(0).to_string(),
+            quota.success_max().to_string(),
+            quota.period().as_micros().to_string(),
+            quota.window().name().to_owned(),
+            quota.hold_ttl().as_micros().to_string(),
         ];
         push_gcra(quota.total_bucket(), &mut args);
-        push_gcra(Some(quota.success_bucket()), &mut args);
-        let reply = self.store.invoke(Entry::Model, false, &keys, &args).await?;
-        let (now, admitted, total, success) = parse(&reply)?;
-        let decision = ModelDecision {
-            total,
-            success,
-            now,
-        };
-        if decision.allowed() != admitted {
-            return Err(RedisLimitError::Protocol(
-                "admission flag disagrees with the rows".into(),
-            ));
+        push_gcra(quota.success_bucket(), &mut args);
+        let read_only = op == "peek";
+        match self.store.invoke(Entry::Model, read_only, &[key], &args).await? {
+            Value::Array(items) => Ok(items),
+            v => Err(RedisLimitError::Protocol(format!("expected an array, got {v:?}"))),
         }
-        let settle = admitted.then(|| Settle {
-            store: self.store.clone(),
-            keys,
-            id,
-            quota: *quota,
-        });
-        Ok((decision, settle))
+    }
+
+    /// Admit one request under `quota` ([`ModelQuota::admit`]).
+    pub async fn admit(
+        &self,
+        tag: &[u8],
+        quota: &ModelQuota,
+    ) -> Result<WithState<ModelDecision>, RedisLimitError> {
+        let r = self.call(tag, quota, "admit", 0, Outcome::Failure).await?;
+        decision(&r, quota.total_max().is_some())
+    }
+
+    /// What [`admit`](RedisModelQuotas::admit) would decide, changing nothing.
+    pub async fn peek(
+        &self,
+        tag: &[u8],
+        quota: &ModelQuota,
+    ) -> Result<WithState<ModelDecision>, RedisLimitError> {
+        let r = self.call(tag, quota, "peek", 0, Outcome::Failure).await?;
+        decision(&r, quota.total_max().is_some())
+    }
+
+    /// Settle the request holding `hold` ([`ModelQuota::settle`]).
+    pub async fn settle(
+        &self,
+        tag: &[u8],
+        quota: &ModelQuota,
+        hold: u64,
+        outcome: Outcome,
+    ) -> Result<WithState<Settled>, RedisLimitError> {
+        let r = self.call(tag, quota, "settle", hold, outcome).await?;
+        match r.as_slice() {
+            [Value::Int(_), Value::Int(found), rest @ ..] => {
+                let settled = if *found == 1 { Settled::Held } else { Settled::Lapsed };
+                Ok((settled, state(rest.first())?))
+            }
+            _ => Err(RedisLimitError::Protocol(format!("unexpected settle reply {r:?}"))),
+        }
     }
 }
 
@@ -133,31 +113,30 @@ fn push_gcra(g: Option<&Gcra>, out: &mut Vec<String>) {
         Some(g) => {
             let (p, a) = g.reduced_rate();
             let scaled = g.capacity() * p;
-            [g.capacity(), p, a, scaled / a, scaled % a]
+            [p, a, scaled / a, scaled % a]
         }
-        None => [0, 1, 1, 0, 0],
+        None => [0, 1, 0, 0],
     };
     out.extend(v.iter().map(u64::to_string));
 }
 
+fn uint(v: &Value) -> Result<u64, RedisLimitError> {
+    match v {
+        Value::Int(i) if *i >= 0 => Ok(*i as u64),
+        other => Err(RedisLimitError::Protocol(format!(
+            "expected an integer, got {other:?}"
+        ))),
+    }
+}
+
 fn row(v: &Value) -> Result<Option<Decision>, RedisLimitError> {
     let Value::Array(items) = v else {
-        return Err(RedisLimitError::Protocol(format!(
-            "expected a row, got {v:?}"
-        )));
+        return Err(RedisLimitError::Protocol(format!("expected a row, got {v:?}")));
     };
     if items.is_empty() {
         return Ok(None);
     }
-    let n = items
-        .iter()
-        .map(|x| match x {
-            Value::Int(i) if *i >= 0 => Ok(*i as u64),
-            other => Err(RedisLimitError::Protocol(format!(
-                "expected an integer, got {other:?}"
-            ))),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let n = items.iter().map(uint).collect::<Result<Vec<_>, _>>()?;
     let [status, remaining, limit, reset, retry] = n.as_slice() else {
         return Err(RedisLimitError::Protocol("short row".into()));
     };
@@ -170,53 +149,142 @@ fn row(v: &Value) -> Result<Option<Decision>, RedisLimitError> {
     }))
 }
 
-fn parse(v: &Value) -> Result<(Instant, bool, Option<Decision>, Decision), RedisLimitError> {
-    let Value::Array(items) = v else {
-        return Err(RedisLimitError::Protocol(format!(
-            "expected an array, got {v:?}"
-        )));
+fn decision(items: &[Value], limited: bool) -> Result<WithState<ModelDecision>, RedisLimitError> {
+    let [Value::Int(now), Value::Int(hold), in_flight, blocked, total, success, rest @ ..] = items
+    else {
+        return Err(RedisLimitError::Protocol(format!("unexpected reply {items:?}")));
     };
-    let [Value::Int(now), Value::Int(admitted), total, success] = items.as_slice() else {
-        return Err(RedisLimitError::Protocol(format!("unexpected reply {v:?}")));
+    let blocked = match uint(blocked)? {
+        0 => None,
+        1 => Some(Blocked::Total),
+        2 => Some(Blocked::Success),
+        3 => Some(Blocked::InFlight),
+        b => return Err(RedisLimitError::Protocol(format!("unknown blocked code {b}"))),
     };
-    let success =
-        row(success)?.ok_or_else(|| RedisLimitError::Protocol("no success row".into()))?;
-    Ok((
-        Instant::from_micros(*now as u64),
-        *admitted == 1,
-        row(total)?,
-        success,
-    ))
+    let total = row(total)?;
+    if total.is_some() != limited {
+        return Err(RedisLimitError::Protocol("total row does not match the limits".into()));
+    }
+    let d = ModelDecision {
+        total,
+        success: row(success)?.ok_or_else(|| RedisLimitError::Protocol("no success row".into()))?,
+        now: Instant::from_micros(u64::try_from(*now).unwrap_or(0)),
+        hold: u64::try_from(*hold).ok(),
+        in_flight: uint(in_flight)?,
+        blocked,
+    };
+    Ok((d, state(rest.first())?))
+}
+
+/// The state string the script returns with `with_state` (see `model.lua`).
+fn state(v: Option<&Value>) -> Result<Option<ModelState>, RedisLimitError> {
+    let Some(v) = v else { return Ok(None) };
+    let text = match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        other => return Err(RedisLimitError::Protocol(format!("expected a state, got {other:?}"))),
+    };
+    parse_state(&text)
+        .map(Some)
+        .ok_or_else(|| RedisLimitError::Protocol(format!("unreadable model state {text:?}")))
+}
+
+fn parse_state(text: &str) -> Option<ModelState> {
+    let mut it = text.split(' ').map(|x| x.parse::<u64>().ok());
+    let mut next = || it.next().flatten();
+    let mut st = ModelState {
+        last: next()?,
+        next_id: next()?,
+        ..ModelState::default()
+    };
+    let count = |c: &mut CountState, next: &mut dyn FnMut() -> Option<u64>| -> Option<()> {
+        for _ in 0..next()? {
+            c.log.push(LogEntry { at: next()?, cost: next()? }).ok()?;
+        }
+        c.bucket.tat = next()?;
+        c.bucket.rem = next()?;
+        Some(())
+    };
+    count(&mut st.total, &mut next)?;
+    count(&mut st.success, &mut next)?;
+    for _ in 0..next()? {
+        st.holds.push(ModelHold { id: next()?, expires: next()? }).ok()?;
+    }
+    Some(st)
+}
+
+/// Model-level limits ([`crate::model_limit`]) kept in Redis: the same
+/// config, keys and decisions as [`ModelLimiter`], shared by every server.
+pub struct RedisModelLimiter<C: Clock + Clone> {
+    quotas: RedisModelQuotas,
+    local: ModelLimiter<C>,
+    on_unavailable: OnUnavailable,
+    breaker: Breaker,
+}
+
+impl<C: Clock + Clone> std::fmt::Debug for RedisModelLimiter<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisModelLimiter")
+            .field("store", &self.quotas.store)
+            .field("on_unavailable", &self.on_unavailable)
+            .finish()
+    }
+}
+
+impl<C: Clock + Clone> RedisModelLimiter<C> {
+    /// Limits from `config` in `store`. `clock` serves the in-memory
+    /// fallback; the config's `hold_ttl_secs` bounds how long a request in
+    /// flight holds its success slot if its server dies before settling.
+    pub fn new(
+        store: RedisStore,
+        config: ModelLimitConfig,
+        on_unavailable: OnUnavailable,
+        clock: C,
+    ) -> Result<Self, ModelLimitError> {
+        Ok(RedisModelLimiter {
+            quotas: RedisModelQuotas::new(store),
+            local: ModelLimiter::new(config, Default::default(), clock)?,
+            on_unavailable,
+            breaker: Breaker::default(),
+        })
+    }
+
+    /// The failure policy.
+    pub fn on_unavailable(&self) -> OnUnavailable {
+        self.on_unavailable
+    }
+
+    async fn admit_redis(
+        &self,
+        who: &Identity,
+        model: &str,
+        quota: &ModelQuota,
+    ) -> Result<(ModelDecision, Option<Settle>), RedisLimitError> {
+        let tag = self.local.state_tag(who, model);
+        let (decision, _) = self.quotas.admit(tag.as_bytes(), quota).await?;
+        let settle = decision.hold.map(|hold| Settle {
+            quotas: self.quotas.clone(),
+            tag,
+            hold,
+            quota: *quota,
+        });
+        Ok((decision, settle))
+    }
 }
 
 /// What settling a Redis admission needs.
 #[derive(Debug)]
 struct Settle {
-    store: RedisStore,
-    keys: Vec<Vec<u8>>,
-    id: String,
+    quotas: RedisModelQuotas,
+    tag: String,
+    hold: u64,
     quota: ModelQuota,
 }
 
 impl Settle {
     async fn run(self, outcome: Outcome) -> Result<(), RedisLimitError> {
-        let mut args = vec![
-            self.store.now_arg(),
-            self.store.opts.ttl_margin.as_millis().to_string(),
-            "settle".to_owned(),
-            self.id,
-            "0".to_owned(),
-            if outcome == Outcome::Success {
-                "success"
-            } else {
-                "failure"
-            }
-            .to_owned(),
-        ];
-        push_gcra(self.quota.total_bucket(), &mut args);
-        push_gcra(Some(self.quota.success_bucket()), &mut args);
-        self.store
-            .invoke(Entry::Model, false, &self.keys, &args)
+        self.quotas
+            .settle(self.tag.as_bytes(), &self.quota, self.hold, outcome)
             .await
             .map(|_| ())
     }
@@ -288,8 +356,7 @@ impl<C: Clock + Clone> AdmitRequests for RedisModelLimiter<C> {
     async fn admit(&self, who: &Identity, model: &str) -> Result<RedisAdmission<C>, AdmitError> {
         {
             self.local.validate(who, model)?;
-            let (_, quota) = self.local.limits().quota_for(who, model);
-            let quota = *quota;
+            let quota = *self.local.limits().quota_for(who, model);
             let err = if self.breaker.skipping() {
                 RedisLimitError::Invalid("redis marked unavailable after a recent failure")
             } else {
@@ -319,18 +386,21 @@ impl<C: Clock + Clone> AdmitRequests for RedisModelLimiter<C> {
                             .duration_since(std::time::UNIX_EPOCH)
                             .map_or(0, |d| d.as_micros() as u64),
                     );
-                    let open = |g: &Gcra| Decision {
+                    let open = |max: u64| Decision {
                         allowed: true,
-                        remaining: g.capacity(),
-                        limit: g.capacity(),
+                        remaining: max,
+                        limit: max,
                         reset_at: now,
                         retry_at: now,
                     };
                     Ok(RedisAdmission {
                         decision: ModelDecision {
-                            total: quota.total_bucket().map(open),
-                            success: open(quota.success_bucket()),
+                            total: quota.total_max().map(open),
+                            success: open(quota.success_max()),
                             now,
+                            hold: None,
+                            in_flight: 0,
+                            blocked: None,
                         },
                         quota,
                         source: Source::FailOpen,

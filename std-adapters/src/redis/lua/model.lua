@@ -1,102 +1,296 @@
--- ratebound: model-level total/success counts (ratebound-std's model_limit).
+-- ratebound: model quotas, a port of ratebound-core's model_quota module
+-- (its docs state the rules; fixtures/traces/model_quota.json guards them).
 --
--- KEYS: total bucket, success bucket, holds (sorted set: id -> expiry µs),
---   all under one hash tag.
+-- KEYS[1]: the state of one subject and model, a string of integers:
+--   last next_id | total log (n, then at cost pairs) | total tat rem |
+--   success log | success tat rem | holds (n, then id expires pairs),
+--   all space-separated.
 -- ARGV: now_us ("" = Redis TIME), ttl_margin_ms, op ("admit" | "settle" |
---   "peek"), hold id, hold_ttl_us, outcome ("success" | "failure"),
---   total config (capacity p a tau_us tau_rem; capacity 0 = unlimited),
---   success config (capacity p a tau_us tau_rem).
--- A request is admitted when the total bucket has a token and the success
--- bucket has one for it and for every unexpired hold (request in flight).
--- Admission takes the total token and records a hold; settling removes the
--- hold and, on success, takes the success token. Nothing is ever given back.
--- Returns { now, admitted (1/0), total row or {}, success row }, rows as
--- { status, remaining, limit, reset_at, retry_at }.
+--   "peek"), hold id, outcome ("success" | "failure"), with_state ("1"/"0"),
+--   total_max (0 = unlimited), success_max, period_us, window ("sliding" |
+--   "bucket"), hold_ttl_us, then for a bucket window the total's and the
+--   success's GCRA (p a tau_us tau_rem each; zeros otherwise).
+-- Returns for admit/peek { now, hold (-1: none), in_flight, blocked (0 none,
+-- 1 total, 2 success, 3 in_flight), total row or {}, success row [, state] },
+-- rows as { status, remaining, limit, reset_at, retry_at }; for settle
+-- { now, held (1) or lapsed (0) [, state] }.
 
--- The entry point (helpers close over this call's keys and config).
+local M_LOG_SLOTS = 16
+local M_MAX_IN_FLIGHT = 64
+local M_IN_FLIGHT_RETRY = 1000000
+
+local function m_parse(raw)
+  local v = {}
+  for x in string.gmatch(raw, "%S+") do v[#v + 1] = int_field(x, 0) end
+  local i = 0
+  local function take()
+    i = i + 1
+    if v[i] == nil then error("ratebound: corrupt model state") end
+    return v[i]
+  end
+  local function pairs_of()
+    local n, out = take(), {}
+    if n > 64 then error("ratebound: corrupt model state") end
+    for k = 1, n do out[k] = { take(), take() } end
+    return out
+  end
+  local st = { last = take(), next_id = take() }
+  st.tlog = pairs_of()
+  st.tb = { tat = take(), rem = take() }
+  st.slog = pairs_of()
+  st.sb = { tat = take(), rem = take() }
+  st.holds = pairs_of()
+  if i ~= #v then error("ratebound: corrupt model state") end
+  return st
+end
+
+local function m_encode(st)
+  local out = { int_str(st.last), int_str(st.next_id) }
+  local function put(list)
+    out[#out + 1] = int_str(#list)
+    for _, e in ipairs(list) do
+      out[#out + 1] = int_str(e[1])
+      out[#out + 1] = int_str(e[2])
+    end
+  end
+  put(st.tlog)
+  out[#out + 1] = int_str(st.tb.tat)
+  out[#out + 1] = int_str(st.tb.rem)
+  put(st.slog)
+  out[#out + 1] = int_str(st.sb.tat)
+  out[#out + 1] = int_str(st.sb.rem)
+  put(st.holds)
+  return table.concat(out, " ")
+end
+
+local function m_used(log)
+  local s = 0
+  for _, e in ipairs(log) do s = s + e[2] end
+  return s
+end
+
+local function m_prune(log, now, period)
+  local out = {}
+  for _, e in ipairs(log) do
+    if e[1] + period > now then out[#out + 1] = e end
+  end
+  return out
+end
+
+local function m_record(log, now)
+  local last = log[#log]
+  if last ~= nil and last[1] == now then
+    last[2] = last[2] + 1
+    return
+  end
+  if #log >= M_LOG_SLOTS then
+    -- Merge the two closest adjacent entries into the later one.
+    local best, gap = nil, nil
+    for i = 1, #log - 1 do
+      local g = log[i + 1][1] - log[i][1]
+      if g < 0 then g = 0 end
+      if gap == nil or g < gap then best, gap = i, g end
+    end
+    if best ~= nil then
+      log[best + 1][2] = log[best + 1][2] + log[best][2]
+      table.remove(log, best)
+    end
+  end
+  log[#log + 1] = { now, 1 }
+end
+
+local function m_frees_at(log, period, deficit)
+  local acc = 0
+  for _, e in ipairs(log) do
+    acc = acc + e[2]
+    if acc >= deficit then return sat(e[1] + period) end
+  end
+  return nil
+end
+
+local function m_denied(limit, remaining, reset, retry)
+  return { 0, remaining, limit, math.max(reset, retry), retry }
+end
+
 local function model(KEYS, ARGV)
   local now = now_us(ARGV[1])
   local margin = tonumber(ARGV[2])
   local op = ARGV[3]
-  local id = ARGV[4]
-  local hold_ttl = tonumber(ARGV[5])
-  local outcome = ARGV[6]
-  local function cfg(i)
-    return { capacity = tonumber(ARGV[i]), p = tonumber(ARGV[i + 1]), a = tonumber(ARGV[i + 2]),
-             tau_us = tonumber(ARGV[i + 3]), tau_rem = tonumber(ARGV[i + 4]) }
+  local id = tonumber(ARGV[4])
+  local success_outcome = ARGV[5] == "success"
+  local with_state = ARGV[6] == "1"
+  local tmax, smax = tonumber(ARGV[7]), tonumber(ARGV[8])
+  local period = tonumber(ARGV[9])
+  local bucket = ARGV[10] == "bucket"
+  local ttl = tonumber(ARGV[11])
+  local function cfg(cap, i)
+    return { capacity = cap, p = tonumber(ARGV[i]), a = tonumber(ARGV[i + 1]),
+             tau_us = tonumber(ARGV[i + 2]), tau_rem = tonumber(ARGV[i + 3]) }
   end
-  local tc, sc = cfg(7), cfg(12)
-  local tkey, skey, hkey = KEYS[1], KEYS[2], KEYS[3]
+  local tc, sc = cfg(tmax, 12), cfg(smax, 16)
+  local key = KEYS[1]
 
-  local function load(key)
-    local kind, h = load_state(key)
-    if kind ~= nil and kind ~= "g" then
-      error("ratebound: key " .. key .. " holds another kind of limiter (" .. tostring(kind) .. ")")
-    end
-    return { tat = int_field(h[1], 0), rem = int_field(h[2], 0) }
+  local raw = redis.call("GET", key)
+  local st
+  if raw == false then
+    st = { last = 0, next_id = 0, tlog = {}, tb = { tat = 0, rem = 0 }, slog = {},
+           sb = { tat = 0, rem = 0 }, holds = {} }
+  else
+    st = m_parse(raw)
   end
 
-  local function store(key, st, reset)
-    local ttl = math.max(1, math.ceil(math.max(0, reset - now) / 1000)) + margin
-    store_gcra(key, st.tat, st.rem, ttl)
+  -- sync: clamp time, sweep expired holds, prune the logs
+  local n = now
+  if st.last > n then n = st.last end
+  n = sat(n)
+  st.last = n
+  local live = {}
+  for _, h in ipairs(st.holds) do
+    if h[2] > n then live[#live + 1] = h end
+  end
+  st.holds = live
+  if not bucket then
+    st.tlog = m_prune(st.tlog, n, period)
+    st.slog = m_prune(st.slog, n, period)
   end
 
-  redis.call("ZREMRANGEBYSCORE", hkey, "-inf", int_str(now)) -- lapsed holds
-  local inflight = redis.call("ZCARD", hkey)
+  local function save()
+    -- Keep the state until it is idle: every unit out of the window, both
+    -- buckets full, every hold expired.
+    local idle = n
+    local function later(t) if t > idle then idle = t end end
+    for _, e in ipairs(st.tlog) do later(sat(e[1] + period)) end
+    for _, e in ipairs(st.slog) do later(sat(e[1] + period)) end
+    later(g_ceil(st.tb.tat, st.tb.rem))
+    later(g_ceil(st.sb.tat, st.sb.rem))
+    for _, h in ipairs(st.holds) do later(h[2]) end
+    local ms = math.max(1, math.ceil((idle - n) / 1000)) + margin
+    redis.call("SET", key, m_encode(st), "PX", ms)
+  end
 
-  -- The success bucket as a new request sees it: every hold plus `extra`.
-  local function success_view(st, extra)
-    local want = inflight + extra
-    if want <= sc.capacity then
-      local d = g_decide(sc, st, now, want)
-      return d
-    end
-    local d = g_decide(sc, st, now, sc.capacity)
-    local q, r = divmod(sc.p, sc.a) -- one token's refill time, rounded up
-    local interval = q
-    if r > 0 then interval = q + 1 end
-    local later = sat(now + interval)
-    return { 0, 0, sc.capacity, math.max(d[4], later), math.max(d[5], later) }
+  local function with(reply)
+    if with_state then reply[#reply + 1] = m_encode(st) end
+    return reply
   end
 
   if op == "settle" then
-    local removed = redis.call("ZREM", hkey, id)
-    if outcome == "success" then
-      local st = load(skey)
-      local d, next = g_decide(sc, st, now, 1)
-      if next then store(skey, next, d[4]) end
+    local found = 0
+    for i, h in ipairs(st.holds) do
+      if h[1] == id then
+        table.remove(st.holds, i)
+        found = 1
+        break
+      end
     end
-    return { now, removed }
+    if success_outcome then
+      if bucket then
+        local tu, tf = g_norm(sc, st.sb.tat, st.sb.rem)
+        if tu < n then tu, tf = n, 0 end
+        local iu, if_ = g_inc(sc, 1)
+        local nu, nf = g_add(sc, tu, tf, iu, if_)
+        if nu >= MAXT then nu, nf = MAXT, 0 end
+        st.sb = { tat = nu, rem = nf }
+      else
+        m_record(st.slog, n)
+      end
+    end
+    save()
+    return with({ n, found })
   end
 
-  local sst = load(skey)
-  local tst = nil
-  local trow = {}
-  local tnext = nil
-  if tc.capacity > 0 then
-    tst = load(tkey)
-    local d
-    d, tnext = g_decide(tc, tst, now, 1)
-    trow = d
+  local function sliding_view(log, max, held, extra, which)
+    local used = m_used(log)
+    local want = used + held + extra
+    local newest = n
+    if #log > 0 then newest = sat(log[#log][1] + period) end
+    if want <= max then
+      local reset = newest
+      if held + extra > 0 then reset = math.max(newest, sat(n + period)) end
+      return { 1, max - want, max, reset, n }, 0
+    end
+    local frees = m_frees_at(log, period, want - max)
+    local alone_fits = used + extra <= max
+    local remaining = max - (used + held)
+    if remaining < 0 then remaining = 0 end
+    local cap = sat(n + M_IN_FLIGHT_RETRY)
+    if held > 0 and (alone_fits or frees == nil) then
+      local at = cap
+      if frees ~= nil and frees < cap then at = frees end
+      return m_denied(max, remaining, newest, at), 3
+    end
+    return m_denied(max, remaining, newest, frees or cap), which
   end
-  local srow = success_view(sst, 1)
-  local admitted = srow[1] == 1 and (tc.capacity == 0 or trow[1] == 1)
-  if not admitted then
-    -- Report the counts as they stand (nothing taken).
-    if tc.capacity > 0 and trow[1] == 1 then trow = g_decide(tc, tst, now, 0) end
-    if srow[1] == 1 then srow = success_view(sst, 0) end
-    return { now, 0, trow, srow }
+
+  local function bucket_view(c, b, held, extra, which)
+    local cap = c.capacity
+    local want = held + extra
+    local full = nil
+    if want <= cap then
+      full = g_decide(c, b, n, want)
+      if full[1] == 1 then return full, 0 end
+    end
+    local alone = g_decide(c, b, n, extra)
+    local remaining = g_decide(c, b, n, 0)[2] - held
+    if remaining < 0 then remaining = 0 end
+    if held > 0 and alone[1] == 1 then
+      local at = sat(n + M_IN_FLIGHT_RETRY)
+      if full ~= nil and full[5] < at then at = full[5] end
+      return m_denied(cap, remaining, alone[4], at), 3
+    end
+    local at = alone[5]
+    if full ~= nil then at = full[5] end
+    return m_denied(cap, remaining, alone[4], at), which
   end
-  if op == "peek" then return { now, 1, trow, srow } end
-  if tnext then store(tkey, tnext, trow[4]) end
-  local expires = sat(now + hold_ttl)
-  redis.call("ZADD", hkey, int_str(expires), id)
-  -- Never shorten: another replica may hold longer leases.
-  redis.call("PEXPIRE", hkey, int_str(math.max(redis.call("PTTL", hkey), math.ceil(hold_ttl / 1000) + margin)))
-  -- The success bucket is not written until a success settles; keep its
-  -- state alive as long as the hold can be.
-  local sttl = redis.call("PTTL", skey) -- -2: no such key
-  local keep = math.ceil(hold_ttl / 1000) + margin
-  if sttl ~= -2 and sttl < keep then redis.call("PEXPIRE", skey, int_str(keep)) end
-  return { now, 1, trow, srow }
+
+  local function view(which, held, extra)
+    if which == 1 then
+      if bucket then return bucket_view(tc, st.tb, held, extra, 1) end
+      return sliding_view(st.tlog, tmax, held, extra, 1)
+    end
+    if bucket then return bucket_view(sc, st.sb, held, extra, 2) end
+    return sliding_view(st.slog, smax, held, extra, 2)
+  end
+
+  local held = #st.holds
+  local trow, tb = {}, 0
+  if tmax > 0 then trow, tb = view(1, 0, 1) end
+  local srow, sb = view(2, held, 1)
+  if sb == 0 and held >= M_MAX_IN_FLIGHT then
+    local first = nil
+    for _, h in ipairs(st.holds) do
+      if first == nil or h[2] < first then first = h[2] end
+    end
+    local at = math.min(sat(first or 0), sat(n + M_IN_FLIGHT_RETRY))
+    srow, sb = m_denied(smax, 0, at, at), 3
+  end
+  local blocked = 0
+  if tb ~= 0 and sb ~= 0 then
+    if trow[5] >= srow[5] then blocked = tb else blocked = sb end
+  elseif tb ~= 0 then
+    blocked = tb
+  else
+    blocked = sb
+  end
+  if blocked ~= 0 then
+    -- Report the counts that had room as they stand (nothing taken).
+    if tmax > 0 and trow[1] == 1 then trow = view(1, 0, 0) end
+    if srow[1] == 1 then srow = view(2, held, 0) end
+  end
+  if blocked ~= 0 or op == "peek" then
+    if op ~= "peek" then save() end
+    return with({ n, -1, held, blocked, trow, srow })
+  end
+  if tmax > 0 then
+    if bucket then
+      local _, next = g_decide(tc, st.tb, n, 1)
+      if next then st.tb = next end
+    else
+      m_record(st.tlog, n)
+    end
+  end
+  local hid = math.max(st.next_id, n)
+  if hid >= SAFE then st.next_id = 0 else st.next_id = hid + 1 end
+  st.holds[#st.holds + 1] = { hid, sat(n + ttl) }
+  save()
+  return with({ n, hid, held + 1, 0, trow, srow })
 end
