@@ -188,7 +188,8 @@ impl Machine for ModelM {
             Some("admit") => to_json(&q.admit(&mut self.st, now)),
             Some("peek") => to_json(&q.peek(&self.st, now)),
             Some("settle") => {
-                let outcome: Outcome = serde_json::from_value(s["outcome"].clone()).expect("outcome");
+                let outcome: Outcome =
+                    serde_json::from_value(s["outcome"].clone()).expect("outcome");
                 to_json(&q.settle(&mut self.st, now, u(s, "id"), outcome))
             }
             op => panic!("unknown model_quota op {op:?}"),
@@ -415,17 +416,57 @@ fn budget_traces() -> Vec<Value> {
 
 fn model_traces() -> Vec<Value> {
     let min = 60_000_000u64;
-    let q = |total: Option<u64>, success: u64, window: &str, ttl: u64| {
-        json!({ "total": total, "success": success, "period_us": min, "window": window, "hold_ttl_us": ttl })
-    };
+    let q = |total: Option<u64>, success: u64, window: &str, ttl: u64| json!({ "total": total, "success": success, "period_us": min, "window": window, "hold_ttl_us": ttl });
     // (name, scopes' limits, time scale, chance in 10 of switching scope)
     let cfgs = [
-        ("sliding_global_then_vip", vec![q(Some(5), 2, "sliding", 600_000_000), q(None, 5, "sliding", 600_000_000)], 4_000_000, 3),
-        ("bucket_global_then_vip", vec![q(Some(5), 2, "bucket", 600_000_000), q(None, 5, "bucket", 600_000_000)], 4_000_000, 3),
-        ("holds_expire_and_settle_late", vec![q(Some(4), 3, "sliding", 5_000_000), q(Some(8), 1, "sliding", 5_000_000)], 2_000_000, 2),
-        ("bucket_holds_expire", vec![q(Some(4), 3, "bucket", 5_000_000)], 2_000_000, 0),
-        ("sliding_40_merges_entries", vec![q(Some(100), 40, "sliding", 30_000_000), q(Some(60), 20, "sliding", 30_000_000)], 500_000, 1),
-        ("bucket_40_in_debt", vec![q(Some(100), 40, "bucket", 30_000_000)], 500_000, 0),
+        (
+            "sliding_global_then_vip",
+            vec![
+                q(Some(5), 2, "sliding", 600_000_000),
+                q(None, 5, "sliding", 600_000_000),
+            ],
+            4_000_000,
+            3,
+        ),
+        (
+            "bucket_global_then_vip",
+            vec![
+                q(Some(5), 2, "bucket", 600_000_000),
+                q(None, 5, "bucket", 600_000_000),
+            ],
+            4_000_000,
+            3,
+        ),
+        (
+            "holds_expire_and_settle_late",
+            vec![
+                q(Some(4), 3, "sliding", 5_000_000),
+                q(Some(8), 1, "sliding", 5_000_000),
+            ],
+            2_000_000,
+            2,
+        ),
+        (
+            "bucket_holds_expire",
+            vec![q(Some(4), 3, "bucket", 5_000_000)],
+            2_000_000,
+            0,
+        ),
+        (
+            "sliding_40_merges_entries",
+            vec![
+                q(Some(100), 40, "sliding", 30_000_000),
+                q(Some(60), 20, "sliding", 30_000_000),
+            ],
+            500_000,
+            1,
+        ),
+        (
+            "bucket_40_in_debt",
+            vec![q(Some(100), 40, "bucket", 30_000_000)],
+            500_000,
+            0,
+        ),
     ];
     cfgs.into_iter()
         .enumerate()
@@ -442,7 +483,11 @@ fn model_traces() -> Vec<Value> {
                 if rng.below(10) < switch {
                     scope = rng.below(quotas.len() as u64);
                 }
-                let outcome = if rng.below(10) < 7 { "success" } else { "failure" };
+                let outcome = if rng.below(10) < 7 {
+                    "success"
+                } else {
+                    "failure"
+                };
                 let mut step = match rng.below(20) {
                     0..=9 => json!({ "op": "admit" }),
                     10..=15 if !issued.is_empty() => {
@@ -535,7 +580,13 @@ fn committed_traces_are_current() {
 #[test]
 fn committed_traces_replay_exactly() {
     let mut steps = 0;
-    for kind in ["gcra", "sliding_log", "sliding_counter", "budget", "model_quota"] {
+    for kind in [
+        "gcra",
+        "sliding_log",
+        "sliding_counter",
+        "budget",
+        "model_quota",
+    ] {
         let path = dir().join(format!("{kind}.json"));
         let file: Value =
             serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture file"))

@@ -9,8 +9,14 @@ use ratebound_core::{Duration, Instant};
 const P: u64 = 1_000_000; // the period, µs
 
 fn quota(window: Window, total: u64, success: u64, ttl: u64) -> ModelQuota {
-    ModelQuota::new(Some(total), success, Duration::from_micros(P), window, Duration::from_micros(ttl))
-        .expect("valid quota")
+    ModelQuota::new(
+        Some(total),
+        success,
+        Duration::from_micros(P),
+        window,
+        Duration::from_micros(ttl),
+    )
+    .expect("valid quota")
 }
 
 /// Settling a success after the clock stepped back (the repro: limit 1 per
@@ -18,13 +24,26 @@ fn quota(window: Window, total: u64, success: u64, ttl: u64) -> ModelQuota {
 #[test]
 fn a_success_settled_after_a_clock_step_back_is_counted() {
     for window in [Window::Sliding, Window::Bucket] {
-        let q = ModelQuota::new(None, 1, Duration::from_secs(60), window, Duration::from_secs(600)).unwrap();
+        let q = ModelQuota::new(
+            None,
+            1,
+            Duration::from_secs(60),
+            window,
+            Duration::from_secs(600),
+        )
+        .unwrap();
         let mut st = ModelState::default();
         let s = |x: u64| Instant::from_millis(x);
         let a = q.admit(&mut st, s(0)).hold.unwrap();
         q.settle(&mut st, s(0), a, Outcome::Success);
-        let b = q.admit(&mut st, s(60_000)).hold.expect("the first success left the window");
-        assert_eq!(q.settle(&mut st, s(59_900), b, Outcome::Success), Settled::Held);
+        let b = q
+            .admit(&mut st, s(60_000))
+            .hold
+            .expect("the first success left the window");
+        assert_eq!(
+            q.settle(&mut st, s(59_900), b, Outcome::Success),
+            Settled::Held
+        );
         let c = q.admit(&mut st, s(60_050));
         assert!(!c.allowed(), "{window:?}: a third success in one minute");
         assert_eq!(c.blocked, Some(Blocked::Success));
@@ -38,8 +57,14 @@ fn a_late_success_is_counted_even_over_the_limit() {
     let t = Instant::from_micros;
     let a = q.admit(&mut st, t(0)).hold.unwrap();
     let b = q.admit(&mut st, t(200)).hold.unwrap(); // a's hold lapsed at 150
-    assert_eq!(q.settle(&mut st, t(300), a, Outcome::Success), Settled::Lapsed);
-    assert_eq!(q.settle(&mut st, t(300), b, Outcome::Success), Settled::Held);
+    assert_eq!(
+        q.settle(&mut st, t(300), a, Outcome::Success),
+        Settled::Lapsed
+    );
+    assert_eq!(
+        q.settle(&mut st, t(300), b, Outcome::Success),
+        Settled::Held
+    );
     assert_eq!(st.success.log.iter().map(|e| e.cost).sum::<u64>(), 2);
     let d = q.admit(&mut st, t(400));
     assert_eq!(d.blocked, Some(Blocked::Success));
@@ -65,7 +90,10 @@ fn ids_of_a_recreated_state_never_repeat_old_ones() {
     let mut st = ModelState::default();
     let old = q.admit(&mut st, Instant::from_micros(1_000)).hold.unwrap();
     let mut fresh = ModelState::default(); // evicted and recreated later
-    let new = q.admit(&mut fresh, Instant::from_micros(5_000)).hold.unwrap();
+    let new = q
+        .admit(&mut fresh, Instant::from_micros(5_000))
+        .hold
+        .unwrap();
     assert!(new > old);
 }
 

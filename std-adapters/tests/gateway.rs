@@ -201,7 +201,10 @@ async fn limits_hold_exactly_per_user_and_model() {
     s.clock.advance(Duration::from_secs(59));
     assert_eq!(s.statuses(1, "alice", "gpt-4", &[]).await, [429]);
     s.clock.advance(Duration::from_secs(1));
-    assert_eq!(s.statuses(4, "alice", "gpt-4", &[]).await, [200, 200, 200, 429]);
+    assert_eq!(
+        s.statuses(4, "alice", "gpt-4", &[]).await,
+        [200, 200, 200, 429]
+    );
 }
 
 #[tokio::test]

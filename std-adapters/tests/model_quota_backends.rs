@@ -35,7 +35,10 @@ fn u(v: &Value, k: &str) -> u64 {
 }
 
 async fn replay(store: &RedisStore, clock: &ManualClock, run: &str) -> usize {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/traces/model_quota.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fixtures/traces/model_quota.json"
+    );
     let file: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let quotas = RedisModelQuotas::new(store.clone());
     let mut steps = 0;
@@ -79,7 +82,9 @@ async fn replay(store: &RedisStore, clock: &ManualClock, run: &str) -> usize {
 async fn model_fixtures_replay_exactly_through_redis() {
     let server = RedisServer::start();
     let clock = ManualClock::new(Instant::ZERO);
-    let store = RedisStore::connect(&server.url(), caller_time(&clock)).await.unwrap();
+    let store = RedisStore::connect(&server.url(), caller_time(&clock))
+        .await
+        .unwrap();
     assert_eq!(replay(&store, &clock, "single").await, 960);
 }
 
@@ -89,7 +94,9 @@ async fn model_fixtures_replay_exactly_through_a_cluster() {
     let clock = ManualClock::new(Instant::ZERO);
     let urls = cluster.urls();
     let nodes: Vec<&str> = urls.iter().map(String::as_str).collect();
-    let store = RedisStore::connect_cluster(&nodes, caller_time(&clock)).await.unwrap();
+    let store = RedisStore::connect_cluster(&nodes, caller_time(&clock))
+        .await
+        .unwrap();
     assert_eq!(replay(&store, &clock, "cluster").await, 960);
 }
 
@@ -99,29 +106,41 @@ fn config(toml: &str) -> ModelLimitConfig {
 
 /// Both backends behind one interface: the same test body runs over each.
 enum Backend {
-    Memory(ModelLimiter<ManualClock>),
-    Redis(RedisModelLimiter<ManualClock>, RedisServer),
+    Memory(Box<ModelLimiter<ManualClock>>),
+    Redis {
+        limiter: Box<RedisModelLimiter<ManualClock>>,
+        _server: RedisServer,
+    },
 }
 
 enum Held {
-    Memory(ratebound_std::model_limit::Admission<ManualClock>),
-    Redis(ratebound_std::redis::RedisAdmission<ManualClock>),
+    Memory(Box<ratebound_std::model_limit::Admission<ManualClock>>),
+    Redis(Box<ratebound_std::redis::RedisAdmission<ManualClock>>),
 }
 
 impl Backend {
     async fn both(cfg: &str, clock: &ManualClock) -> [Backend; 2] {
         let server = RedisServer::start();
-        let store = RedisStore::connect(&server.url(), caller_time(clock)).await.unwrap();
-        let redis = RedisModelLimiter::new(store, config(cfg), OnUnavailable::Closed, clock.clone())
+        let store = RedisStore::connect(&server.url(), caller_time(clock))
+            .await
             .unwrap();
+        let redis =
+            RedisModelLimiter::new(store, config(cfg), OnUnavailable::Closed, clock.clone())
+                .unwrap();
         let memory = ModelLimiter::new(config(cfg), Default::default(), clock.clone()).unwrap();
-        [Backend::Memory(memory), Backend::Redis(redis, server)]
+        [
+            Backend::Memory(Box::new(memory)),
+            Backend::Redis {
+                limiter: Box::new(redis),
+                _server: server,
+            },
+        ]
     }
 
     fn name(&self) -> &'static str {
         match self {
             Backend::Memory(_) => "memory",
-            Backend::Redis(..) => "redis",
+            Backend::Redis { .. } => "redis",
         }
     }
 
@@ -129,11 +148,15 @@ impl Backend {
         match self {
             Backend::Memory(m) => {
                 let a = m.admit(who, model).unwrap();
-                (*a.decision(), a.allowed().then_some(Held::Memory(a)))
+                (
+                    *a.decision(),
+                    a.allowed().then(|| Held::Memory(Box::new(a))),
+                )
             }
-            Backend::Redis(r, _) => {
-                let a = r.admit(who, model).await.unwrap();
-                (*Admitted::decision(&a), a.decision().allowed().then_some(Held::Redis(a)))
+            Backend::Redis { limiter, .. } => {
+                let a = limiter.admit(who, model).await.unwrap();
+                let d = *Admitted::decision(&a);
+                (d, d.allowed().then(|| Held::Redis(Box::new(a))))
             }
         }
     }
@@ -143,7 +166,7 @@ impl Held {
     async fn settle(self, outcome: Outcome) {
         match self {
             Held::Memory(a) => a.settle(outcome),
-            Held::Redis(a) => Admitted::settle(a, outcome).await,
+            Held::Redis(a) => Admitted::settle(*a, outcome).await,
         }
     }
 }
@@ -184,10 +207,17 @@ async fn a_settle_after_a_clock_step_back_is_counted_in_both_backends() {
         clock.advance(Duration::from_secs(60));
         let (_, second) = b.admit(&who, "m").await;
         clock.set(Instant::from_secs(1_800_000_060) - Duration::from_millis(100));
-        second.expect("the first left the window").settle(Outcome::Success).await;
+        second
+            .expect("the first left the window")
+            .settle(Outcome::Success)
+            .await;
         clock.set(Instant::from_secs(1_800_000_060) + Duration::from_millis(50));
         let (third, _) = b.admit(&who, "m").await;
-        assert!(!third.allowed(), "{}: a third success in one minute", b.name());
+        assert!(
+            !third.allowed(),
+            "{}: a third success in one minute",
+            b.name()
+        );
     }
 }
 
@@ -240,11 +270,18 @@ async fn memory_and_redis_agree_over_random_steps_with_changing_groups() {
             }
         } else {
             let (m, r) = held.swap_remove(next(held.len() as u64) as usize);
-            let outcome = if next(3) > 0 { Outcome::Success } else { Outcome::Failure };
+            let outcome = if next(3) > 0 {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            };
             m.settle(outcome).await;
             r.settle(outcome).await;
         }
     }
-    assert!(admitted > 1_000 && denied > 1_000, "{admitted} admitted, {denied} denied");
+    assert!(
+        admitted > 1_000 && denied > 1_000,
+        "{admitted} admitted, {denied} denied"
+    );
     assert!(switches > 2_000, "{switches} group switches");
 }

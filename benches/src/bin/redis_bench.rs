@@ -26,8 +26,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ratebound_core::budget::{Budget, BudgetConfig, Usage};
-use ratebound_core::{Gcra, SlidingCounter, SlidingLog};
 use ratebound_core::model_quota::{ModelQuota, Window};
+use ratebound_core::{Gcra, SlidingCounter, SlidingLog};
 use ratebound_std::redis::{
     Member, RedisBudget, RedisModelQuotas, RedisOptions, RedisSpec, RedisStore,
 };

@@ -104,7 +104,11 @@ impl ModelQuota {
         extra: u64,
     ) -> (Decision, Option<Blocked>) {
         let (count, bucket, max) = match which {
-            Blocked::Total => (&st.total, self.total_bucket.as_ref(), self.total.unwrap_or(0)),
+            Blocked::Total => (
+                &st.total,
+                self.total_bucket.as_ref(),
+                self.total.unwrap_or(0),
+            ),
             _ => (&st.success, self.success_bucket.as_ref(), self.success),
         };
         match bucket {
@@ -164,9 +168,7 @@ impl ModelQuota {
     pub fn admit(&self, st: &mut ModelState, now: Instant) -> ModelDecision {
         let now = self.sync(st, now);
         let held = st.in_flight();
-        let total = self
-            .total
-            .map(|_| self.view(Blocked::Total, st, now, 0, 1));
+        let total = self.total.map(|_| self.view(Blocked::Total, st, now, 0, 1));
         let mut success = self.view(Blocked::Success, st, now, held, 1);
         if success.1.is_none() && st.holds.is_full() {
             let first = st.holds.iter().map(|h| h.expires).min().unwrap_or(0);
@@ -221,7 +223,13 @@ impl ModelQuota {
     /// Settle the request holding `hold` with its outcome: the hold goes; a
     /// success is counted at `now` whatever the count holds (a success that
     /// happened is never dropped), even when its hold had expired.
-    pub fn settle(&self, st: &mut ModelState, now: Instant, hold: u64, outcome: Outcome) -> Settled {
+    pub fn settle(
+        &self,
+        st: &mut ModelState,
+        now: Instant,
+        hold: u64,
+        outcome: Outcome,
+    ) -> Settled {
         let now = self.sync(st, now);
         let found = match st.holds.iter().position(|h| h.id == hold) {
             Some(i) => {
@@ -280,7 +288,10 @@ fn bucket_view(
     let st = &count.bucket;
     let want = held.saturating_add(extra);
     // Costs at most the capacity cannot be refused; should one be, it denies.
-    let peek = |cost: u64| g.peek(st, now, cost).unwrap_or(denied(cap, 0, now, Instant::MAX));
+    let peek = |cost: u64| {
+        g.peek(st, now, cost)
+            .unwrap_or(denied(cap, 0, now, Instant::MAX))
+    };
     let full = (want <= cap).then(|| peek(want));
     if let Some(d) = full.filter(|d| d.allowed) {
         return (d, None);
@@ -290,7 +301,10 @@ fn bucket_view(
     if held > 0 && alone.allowed {
         let cap_at = in_flight_retry(now);
         let at = full.map_or(cap_at, |d| d.retry_at.min(cap_at));
-        return (denied(cap, remaining, alone.reset_at, at), Some(Blocked::InFlight));
+        return (
+            denied(cap, remaining, alone.reset_at, at),
+            Some(Blocked::InFlight),
+        );
     }
     let at = full.map_or(alone.retry_at, |d| d.retry_at);
     (denied(cap, remaining, alone.reset_at, at), Some(which))

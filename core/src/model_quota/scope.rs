@@ -72,7 +72,10 @@ impl<'a> Subject<'a> {
     /// The subject of a request by `user_id` in `group` (see [`group`]).
     pub fn of(key_by: KeyBy, user_id: &'a str, group: Option<&'a str>) -> Subject<'a> {
         match (key_by, group) {
-            (KeyBy::Group, Some(g)) => Subject { prefix: "g:", name: g },
+            (KeyBy::Group, Some(g)) => Subject {
+                prefix: "g:",
+                name: g,
+            },
             _ => Subject {
                 prefix: "u:",
                 name: user_id,

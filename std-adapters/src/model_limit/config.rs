@@ -234,7 +234,10 @@ impl ModelLimits {
                 if name.is_empty() {
                     return Err(ModelLimitError::EmptyName(kind));
                 }
-                out.insert(name.clone(), quota(&format!("{kind} {name:?}"), t, s, &config)?);
+                out.insert(
+                    name.clone(),
+                    quota(&format!("{kind} {name:?}"), t, s, &config)?,
+                );
             }
             Ok(out)
         };

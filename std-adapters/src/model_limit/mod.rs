@@ -76,8 +76,8 @@ pub use ratebound_core::model_quota::{
 };
 
 pub use config::{
-    KeyBy, ModelLimitConfig, ModelLimitError, ModelLimits, MAX_COUNT, MAX_HOLD_TTL_SECS, MAX_NAME_LEN,
-    MAX_PERIOD_MINUTES,
+    KeyBy, ModelLimitConfig, ModelLimitError, ModelLimits, MAX_COUNT, MAX_HOLD_TTL_SECS,
+    MAX_NAME_LEN, MAX_PERIOD_MINUTES,
 };
 
 /// Who is asking: set by an auth layer (as a request extension) or built by
@@ -204,7 +204,12 @@ struct States(ModelQuota);
 
 impl Limiter for States {
     type State = ModelState;
-    fn check(&self, state: &mut ModelState, now: Instant, cost: u64) -> Result<Decision, CostError> {
+    fn check(
+        &self,
+        state: &mut ModelState,
+        now: Instant,
+        cost: u64,
+    ) -> Result<Decision, CostError> {
         self.peek(state, now, cost)
     }
     fn peek(&self, state: &ModelState, now: Instant, _cost: u64) -> Result<Decision, CostError> {

@@ -63,9 +63,15 @@ impl RedisModelQuotas {
         push_gcra(quota.total_bucket(), &mut args);
         push_gcra(quota.success_bucket(), &mut args);
         let read_only = op == "peek";
-        match self.store.invoke(Entry::Model, read_only, &[key], &args).await? {
+        match self
+            .store
+            .invoke(Entry::Model, read_only, &[key], &args)
+            .await?
+        {
             Value::Array(items) => Ok(items),
-            v => Err(RedisLimitError::Protocol(format!("expected an array, got {v:?}"))),
+            v => Err(RedisLimitError::Protocol(format!(
+                "expected an array, got {v:?}"
+            ))),
         }
     }
 
@@ -100,10 +106,16 @@ impl RedisModelQuotas {
         let r = self.call(tag, quota, "settle", hold, outcome).await?;
         match r.as_slice() {
             [Value::Int(_), Value::Int(found), rest @ ..] => {
-                let settled = if *found == 1 { Settled::Held } else { Settled::Lapsed };
+                let settled = if *found == 1 {
+                    Settled::Held
+                } else {
+                    Settled::Lapsed
+                };
                 Ok((settled, state(rest.first())?))
             }
-            _ => Err(RedisLimitError::Protocol(format!("unexpected settle reply {r:?}"))),
+            _ => Err(RedisLimitError::Protocol(format!(
+                "unexpected settle reply {r:?}"
+            ))),
         }
     }
 }
@@ -131,7 +143,9 @@ fn uint(v: &Value) -> Result<u64, RedisLimitError> {
 
 fn row(v: &Value) -> Result<Option<Decision>, RedisLimitError> {
     let Value::Array(items) = v else {
-        return Err(RedisLimitError::Protocol(format!("expected a row, got {v:?}")));
+        return Err(RedisLimitError::Protocol(format!(
+            "expected a row, got {v:?}"
+        )));
     };
     if items.is_empty() {
         return Ok(None);
@@ -152,18 +166,26 @@ fn row(v: &Value) -> Result<Option<Decision>, RedisLimitError> {
 fn decision(items: &[Value], limited: bool) -> Result<WithState<ModelDecision>, RedisLimitError> {
     let [Value::Int(now), Value::Int(hold), in_flight, blocked, total, success, rest @ ..] = items
     else {
-        return Err(RedisLimitError::Protocol(format!("unexpected reply {items:?}")));
+        return Err(RedisLimitError::Protocol(format!(
+            "unexpected reply {items:?}"
+        )));
     };
     let blocked = match uint(blocked)? {
         0 => None,
         1 => Some(Blocked::Total),
         2 => Some(Blocked::Success),
         3 => Some(Blocked::InFlight),
-        b => return Err(RedisLimitError::Protocol(format!("unknown blocked code {b}"))),
+        b => {
+            return Err(RedisLimitError::Protocol(format!(
+                "unknown blocked code {b}"
+            )))
+        }
     };
     let total = row(total)?;
     if total.is_some() != limited {
-        return Err(RedisLimitError::Protocol("total row does not match the limits".into()));
+        return Err(RedisLimitError::Protocol(
+            "total row does not match the limits".into(),
+        ));
     }
     let d = ModelDecision {
         total,
@@ -182,7 +204,11 @@ fn state(v: Option<&Value>) -> Result<Option<ModelState>, RedisLimitError> {
     let text = match v {
         Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
         Value::SimpleString(s) => s.clone(),
-        other => return Err(RedisLimitError::Protocol(format!("expected a state, got {other:?}"))),
+        other => {
+            return Err(RedisLimitError::Protocol(format!(
+                "expected a state, got {other:?}"
+            )))
+        }
     };
     parse_state(&text)
         .map(Some)
@@ -199,7 +225,12 @@ fn parse_state(text: &str) -> Option<ModelState> {
     };
     let count = |c: &mut CountState, next: &mut dyn FnMut() -> Option<u64>| -> Option<()> {
         for _ in 0..next()? {
-            c.log.push(LogEntry { at: next()?, cost: next()? }).ok()?;
+            c.log
+                .push(LogEntry {
+                    at: next()?,
+                    cost: next()?,
+                })
+                .ok()?;
         }
         c.bucket.tat = next()?;
         c.bucket.rem = next()?;
@@ -208,7 +239,12 @@ fn parse_state(text: &str) -> Option<ModelState> {
     count(&mut st.total, &mut next)?;
     count(&mut st.success, &mut next)?;
     for _ in 0..next()? {
-        st.holds.push(ModelHold { id: next()?, expires: next()? }).ok()?;
+        st.holds
+            .push(ModelHold {
+                id: next()?,
+                expires: next()?,
+            })
+            .ok()?;
     }
     Some(st)
 }

@@ -169,7 +169,14 @@ local function model(KEYS, ARGV)
   end
 
   local function with(reply)
-    if with_state then reply[#reply + 1] = m_encode(st) end
+    if with_state then
+      -- A peek changes nothing: it reports the state as stored.
+      if op == "peek" then
+        reply[#reply + 1] = raw or "0 0 0 0 0 0 0 0 0"
+      else
+        reply[#reply + 1] = m_encode(st)
+      end
+    end
     return reply
   end
 
