@@ -17,6 +17,7 @@
 //! | Retry backoff and retry budget | [`backoff::Backoff`], [`backoff::RetryBudget`] | plain integers |
 //! | All-or-nothing policy sets | [`policy::check_all`] | the members' |
 //! | Fixed-capacity per-key table | [`keyed::KeyedTable`] | `heapless` map |
+//! | LLM gateway model quotas (total + success, holds) | [`model_quota::ModelQuota`] | [`model_quota::ModelState`] |
 //!
 //! ```
 //! use ratebound_core::{Duration, Gcra, GcraState, Instant};
@@ -44,7 +45,11 @@
 //! intermediate value stays below 2^53, the range JavaScript numbers and Lua
 //! doubles hold exactly. Ratios are computed as exact `floor`/`ceil` of
 //! `a × b / c` ([`mul_div_floor`], [`mul_div_ceil`]). A `now` earlier than
-//! one already seen never panics and never grants extra capacity.
+//! one already seen never panics, and never grants extra capacity over the
+//! times at which requests were admitted. GCRA and the sliding log remember
+//! only admissions (a denial, a peek or a cost-0 check writes nothing);
+//! [`model_quota`] and [`budget`] remember the latest `now` of every
+//! operation and treat earlier ones as that time.
 //!
 //! ## Features
 //!

@@ -106,3 +106,21 @@ test("budget traces replay exactly (ratebound/budget)", async () => {
   );
   assert.ok(n >= 200, `${n} steps`);
 });
+
+test("model quota traces replay exactly (ratebound/budget)", async () => {
+  const { raw: b } = await import("../src/budget-node.js");
+  const n = replay(
+    "model_quota",
+    (c) => new b.ModelQuota(JSON.stringify(c.quotas)),
+    (x) => JSON.parse(x.exportState()),
+    (x, s) => {
+      switch (s.op) {
+        case "admit": return JSON.parse(x.admit(s.scope, s.now));
+        case "peek": return JSON.parse(x.peek(s.scope, s.now));
+        case "settle": return JSON.parse(x.settle(s.scope, s.id, s.outcome === "success", s.now));
+        default: throw new Error(`unknown op ${s.op}`);
+      }
+    },
+  );
+  assert.equal(n, 960);
+});

@@ -806,3 +806,72 @@ fn map_form_config_errors_are_clear() {
     .to_string();
     assert!(m.contains("models") && m.contains("\"gpt-4\""), "{m}");
 }
+
+/// Each window kind driven for two periods over HTTP: a request every 1.5 s
+/// (a third of them failing upstream), and the admissions and successes in
+/// every one-period window checked against what `RateLimit-Policy` promised
+/// (`q` in any `w`; with `;bucket`, `2q − 1`).
+#[tokio::test]
+async fn every_window_holds_what_the_policy_header_promises() {
+    for (window, kind) in [("sliding", ""), ("bucket", ";bucket")] {
+        let cfg = config(&format!(
+            "period_minutes = 1\ntotal_max = 12\nsuccess_max = 6\nwindow = \"{window}\"\n"
+        ));
+        let s = serve(cfg, KeyedConfig::default(), |l| l).await;
+        let (mut admitted, mut succeeded) = (Vec::new(), Vec::new());
+        let mut policy = String::new();
+        for i in 0..80u64 {
+            let fail: &[(&str, &str)] = if i % 3 == 0 {
+                &[("x-upstream-status", "500")]
+            } else {
+                &[]
+            };
+            let r = s.send("dana", "gpt-4", fail).await;
+            let t = 1_500_000 * i;
+            if let Some(p) = r.headers().get("ratelimit-policy") {
+                policy = p.to_str().unwrap().to_owned();
+            }
+            if r.status() != 429 {
+                admitted.push(t);
+                if r.status() == 200 {
+                    succeeded.push(t);
+                }
+            }
+            s.clock.advance(Duration::from_micros(1_500_000));
+        }
+        assert_eq!(
+            policy,
+            format!("\"total\";q=12;w=60{kind}, \"success\";q=6;w=60{kind}"),
+            "{window}"
+        );
+        let bound = |q: u64| if kind.is_empty() { q } else { 2 * q - 1 };
+        let most = |times: &[u64]| {
+            times
+                .iter()
+                .map(|&a| {
+                    times
+                        .iter()
+                        .filter(|&&b| b >= a && b < a + 60_000_000)
+                        .count() as u64
+                })
+                .max()
+                .unwrap_or(0)
+        };
+        assert!(
+            most(&admitted) <= bound(12),
+            "{window}: {} admitted in one minute",
+            most(&admitted)
+        );
+        assert!(
+            most(&succeeded) <= bound(6),
+            "{window}: {} successes in one minute",
+            most(&succeeded)
+        );
+        // The limits bind (the test can fail): each window is used up.
+        assert!(
+            most(&succeeded) >= 6,
+            "{window}: only {} successes",
+            most(&succeeded)
+        );
+    }
+}

@@ -285,3 +285,39 @@ async fn memory_and_redis_agree_over_random_steps_with_changing_groups() {
     );
     assert!(switches > 2_000, "{switches} group switches");
 }
+
+/// Slots held by requests in flight: the denial says so and asks for a retry
+/// within a second (not a full window); once one of them fails, a retry at
+/// that time is admitted. Slots held by successes give the honest window.
+#[tokio::test]
+async fn retry_after_is_true_for_in_flight_and_settled_slots() {
+    use ratebound_core::model_quota::Blocked;
+    let clock = ManualClock::new(Instant::from_secs(1_800_000_000));
+    for b in Backend::both("period_minutes = 1\nsuccess_max = 3", &clock).await {
+        let who = Identity::user(format!("erin-{}", b.name()));
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(b.admit(&who, "m").await.1.expect("room for three"));
+        }
+        let (d, _) = b.admit(&who, "m").await;
+        assert_eq!(d.blocked, Some(Blocked::InFlight), "{}", b.name());
+        assert_eq!(d.in_flight, 3);
+        let wait = d.retry_after();
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(1),
+            "{}: {wait:?}",
+            b.name()
+        );
+        held.pop().unwrap().settle(Outcome::Failure).await;
+        clock.advance(wait);
+        let (d, h) = b.admit(&who, "m").await;
+        assert!(d.allowed(), "{}: the failed request's slot", b.name());
+        held.extend(h);
+        for h in held.drain(..) {
+            h.settle(Outcome::Success).await;
+        }
+        let (d, _) = b.admit(&who, "m").await;
+        assert_eq!(d.blocked, Some(Blocked::Success), "{}", b.name());
+        assert_eq!(d.retry_after(), Duration::from_secs(60), "{}", b.name());
+    }
+}

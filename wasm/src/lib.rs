@@ -40,6 +40,10 @@ mod budget;
 pub use backoff::{Backoff, RetryBudget};
 #[cfg(feature = "budget")]
 pub use budget::Budget;
+#[cfg(feature = "budget")]
+mod model_quota;
+#[cfg(feature = "budget")]
+pub use model_quota::ModelQuota;
 use wasm_bindgen::prelude::*;
 
 /// A JS number to `u64`: callers validate; anything odd saturates safely
