@@ -45,6 +45,9 @@ function costed(opts, at, op, decide) {
   return decide(at, op(now, cost), now);
 }
 
+/** Module-private: a member's decision in core's units, for `Policy`. */
+const RAW = Symbol("ratebound.raw");
+
 export function makeApi(wasm, memory) {
   // Each wasm object keeps its last decision as four f64s; one view of wasm
   // memory reads them without further calls (renewed if memory grows).
@@ -63,6 +66,12 @@ export function makeApi(wasm, memory) {
       resetAt: Math.ceil(v[at + 2] / 1000),
       retryAfterMs: status === 1 ? 0 : Math.ceil(Math.max(0, v[at + 3] - nowUs) / 1000),
     };
+  }
+
+  /** `[status, remaining, limit, resetAtUs, retryAtUs]` of a call on a wasm limiter. */
+  function raw(at, status) {
+    const v = f64();
+    return [status, v[at], v[at + 1], v[at + 2], v[at + 3]];
   }
 
   /** A token bucket (GCRA): `capacity` tokens, refilled `refillAmount` per `refillPeriodMs`. */
@@ -89,6 +98,9 @@ export function makeApi(wasm, memory) {
     /** What `check` would decide, consuming nothing. */
     peek(opts) {
       return costed(opts, this.#at, (now, cost) => this.#inner.peek(now, cost), decision);
+    }
+    [RAW](nowUs, cost, consume) {
+      return raw(this.#at, consume ? this.#inner.check(nowUs, cost) : this.#inner.peek(nowUs, cost));
     }
     /** Take as many as available, up to `max`; `{taken, ...decision}`. */
     take(opts) {
@@ -151,6 +163,9 @@ export function makeApi(wasm, memory) {
       }
       peek(opts) {
         return costed(opts, this.#at, (now, cost) => this.#inner.peek(now, cost), decision);
+      }
+      [RAW](nowUs, cost, consume) {
+        return raw(this.#at, consume ? this.#inner.check(nowUs, cost) : this.#inner.peek(nowUs, cost));
       }
       exportState() {
         return { v: 1, data: Array.from(this.#inner.exportState()) };
@@ -323,41 +338,50 @@ export function makeApi(wasm, memory) {
   /**
    * Several limits checked all-or-nothing: admitted only if every member
    * admits; then every member is charged. The binding member is named.
+   * Core decides: each member through its own wasm object, the set through
+   * core's `policy::fold`. A limiter can be a member once (a second entry
+   * for the same limiter would decide on one state twice).
    */
   class Policy {
     #members;
     constructor(members) {
       if (!Array.isArray(members) || members.length === 0) throw new TypeError("members must be a non-empty array of limiters or {limiter, cost}");
+      const seen = new Map();
       this.#members = members.map((m, i) => {
         const limiter = isLimiter(m) ? m : m?.limiter;
         if (!isLimiter(limiter)) throw new TypeError(`members[${i}] is not a TokenBucket, SlidingLog or SlidingWindow`);
+        if (seen.has(limiter)) throw new TypeError(`members[${i}] is the same limiter as members[${seen.get(limiter)}]: a limiter can be a member once (give it the summed cost instead)`);
+        seen.set(limiter, i);
         const cost = isLimiter(m) || m.cost === undefined ? null : integer(`members[${i}].cost`, m.cost);
         return { limiter, cost };
       });
     }
+    #decide(nowUs, cost, consume) {
+      const raws = this.#members.map(({ limiter, cost: c }, i) => {
+        const r = limiter[RAW](nowUs, c ?? cost, consume);
+        if (r[0] < 0) throw new RangeError(`members[${i}]: cost ${c ?? cost} can never be allowed: it exceeds the limiter's capacity`);
+        return r;
+      });
+      return { raws, set: wasm.policyFold(nowUs, new Float64Array(raws.flat())) };
+    }
     #run(opts, consume) {
       const o = options(opts, "options");
       const cost = integer("cost", o.cost === undefined ? 1 : o.cost);
-      const now = o.now === undefined ? Date.now() : o.now;
-      const each = (fn) => this.#members.map(({ limiter, cost: c }) => fn(limiter, { cost: c ?? cost, now }));
-      let decisions = each((l, a) => l.peek(a));
-      const allowed = decisions.every((d) => d.allowed);
-      if (allowed && consume) decisions = each((l, a) => l.check(a));
-      // The binding member: a denying one (the latest retry), else the one with least left.
-      let binding = 0;
-      decisions.forEach((d, i) => {
-        const b = decisions[binding];
-        if (b.allowed ? !d.allowed || d.remaining < b.remaining : !d.allowed && d.retryAfterMs > b.retryAfterMs) binding = i;
+      const now = nowMicros(o.now);
+      let r = this.#decide(now, cost, false);
+      if (consume && r.set[0] === 1) r = this.#decide(now, cost, true);
+      const [allowed, binding, remaining, limit, resetAt, retryAt] = r.set;
+      const ms = (status, reset, retry) => ({
+        resetAt: Math.ceil(reset / 1000),
+        retryAfterMs: status === 1 ? 0 : Math.ceil(Math.max(0, retry - now) / 1000),
       });
-      const b = decisions[binding];
       return {
-        allowed,
+        allowed: allowed === 1,
         binding,
-        remaining: Math.min(...decisions.map((d) => d.remaining)),
-        limit: b.limit,
-        resetAt: Math.max(...decisions.map((d) => d.resetAt)),
-        retryAfterMs: allowed ? 0 : b.retryAfterMs,
-        decisions,
+        remaining,
+        limit,
+        ...ms(allowed, resetAt, retryAt),
+        decisions: r.raws.map(([s, rem, lim, reset, retry]) => ({ allowed: s === 1, remaining: rem, limit: lim, ...ms(s, reset, retry) })),
       };
     }
     /** Admit `cost` (default 1, or each member's own) if every member allows it. */

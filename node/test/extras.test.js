@@ -112,6 +112,35 @@ test("policy sets: all or nothing, naming the binding member", () => {
   assert.equal(both.retryAfterMs, Math.max(...both.decisions.map((d) => d.retryAfterMs)));
   assert.throws(() => new Policy([]), TypeError);
   assert.throws(() => new Policy([{}]), /members\[0\]/);
+  // A cost no member can ever take is an error naming the member.
+  assert.throws(() => weighted.check({ now: T, cost: 101 }), /members\[1\]: cost 101 can never be allowed/);
+});
+
+test("policy sets refuse the same limiter twice (one state decided twice)", () => {
+  const b = new TokenBucket({ capacity: 1 });
+  assert.throws(() => new Policy([b, b]), /members\[1\] is the same limiter as members\[0\]/);
+  assert.throws(() => new Policy([b, { limiter: b, cost: 2 }]), TypeError);
+  // Distinct limiters with the same config are fine, and each keeps its own state.
+  const p = new Policy([b, new TokenBucket({ capacity: 1 })]);
+  assert.equal(p.check({ now: T }).allowed, true);
+  const d = p.check({ now: T });
+  assert.equal(d.allowed, false);
+  assert.deepEqual(d.decisions.map((x) => x.allowed), [false, false]);
+});
+
+test("policy sets decide as core's fold does (binding, remaining, reset)", () => {
+  // Three members; the set's numbers come from core: the least remaining,
+  // the latest reset, the binding member's limit.
+  const a = new TokenBucket({ capacity: 10, refillPeriodMs: 1000 });
+  const b = new SlidingLog({ limit: 4, windowMs: 2000, slots: 8 });
+  const c = new SlidingWindow({ limit: 7, windowMs: 5000 });
+  const p = new Policy([a, b, c]);
+  const d = p.check({ now: T, cost: 3 });
+  assert.equal(d.allowed, true);
+  assert.equal(d.binding, 1);
+  assert.equal(d.remaining, 1);
+  assert.equal(d.limit, 4);
+  assert.equal(d.resetAt, Math.max(...d.decisions.map((x) => x.resetAt)));
 });
 
 test("keyed limiter: per key, bounded, idle keys dropped, full store refuses", () => {

@@ -35,6 +35,8 @@ use ratebound_core::{
 };
 
 mod backoff;
+mod policy;
+pub use policy::policy_fold;
 #[cfg(feature = "budget")]
 mod budget;
 pub use backoff::{Backoff, RetryBudget};
