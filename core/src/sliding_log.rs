@@ -1,13 +1,14 @@
 //! Exact sliding log: remembers each admitted request's time and cost.
 //!
 //! At `now`, an entry counts while `entry.at + window > now`; a request of
-//! `cost` is admitted when the live total plus `cost` stays within `limit`
-//! *and* the log has a free slot. The log holds at most `N` entries
-//! (`heapless`, no allocator), so size `N` at least as large as the most
-//! requests you expect in one window; with `limit ≤ N` and every cost ≥ 1
-//! the slots can never be the binding constraint. When they are, the
-//! decision is a normal denial whose `retry_at` is when the oldest entry
-//! expires.
+//! `cost` is admitted when the live total plus `cost` stays within `limit`.
+//! The log holds at most `N` entries (`heapless`, no allocator). The slots
+//! never lower the limit: when an admission finds them all taken, the two
+//! closest adjacent entries are first merged into the later one (their
+//! costs summed), so a merged unit counts for longer than its window —
+//! capacity comes back later, never sooner — and `remaining` is always what
+//! a caller can really still send. While a window's admissions fit in `N`
+//! entries (e.g. `limit ≤ N` with costs ≥ 1) the log is exact.
 //!
 //! A `now` earlier than the latest admitted check's is treated as that time
 //! (the state keeps it as `last`): otherwise a clock stepping back after old
@@ -194,18 +195,16 @@ impl<const N: usize> SlidingLog<N> {
         let live = s.entries.len() - expired;
         let newest = s.entries.back().map(|e| e.at);
         let room = self.limit.saturating_sub(used);
-        let slot = live < N;
-        if cost == 0 || (cost <= room && slot) {
+        if cost == 0 || cost <= room {
             let push_at = if cost == 0 {
                 None
             } else {
                 Some(newest.map_or(n, |b| if b > n { b } else { n }))
             };
-            let live_after = live + push_at.is_some() as usize;
             let last = push_at.or(if live > 0 { newest } else { None });
             let d = Decision {
                 allowed: true,
-                remaining: if live_after < N { room - cost } else { 0 },
+                remaining: room - cost,
                 limit: self.limit,
                 reset_at: last.map_or(now, |at| {
                     Instant::from_micros(at.saturating_add(self.window))
@@ -219,14 +218,14 @@ impl<const N: usize> SlidingLog<N> {
         let mut retry = n;
         for (k, e) in s.entries.iter().skip(expired).enumerate() {
             freed = freed.saturating_add(e.cost);
-            if used.saturating_sub(freed).saturating_add(cost) <= self.limit && live - (k + 1) < N {
+            if used.saturating_sub(freed).saturating_add(cost) <= self.limit {
                 retry = e.at.saturating_add(self.window);
                 break;
             }
         }
         let d = Decision {
             allowed: false,
-            remaining: if slot { room } else { 0 },
+            remaining: room,
             limit: self.limit,
             reset_at: Instant::from_micros(newest.map_or(n, |b| b.saturating_add(self.window))),
             retry_at: Instant::from_micros(retry),
@@ -252,7 +251,10 @@ impl<const N: usize> SlidingLog<N> {
             state.entries.pop_front();
         }
         if let Some(at) = push_at {
-            // Cannot fail: decide() checked for a free slot after expiry.
+            if state.entries.is_full() {
+                merge_closest(&mut state.entries);
+            }
+            // Cannot fail: a slot is free (or was just freed by the merge).
             let _ = state.entries.push_back(LogEntry { at, cost });
         }
         state.last = state.last.max(now.as_micros());
@@ -268,6 +270,36 @@ impl<const N: usize> SlidingLog<N> {
     ) -> Result<Decision, CostError> {
         self.decide(state, now, cost).map(|(d, _, _)| d)
     }
+}
+
+/// Merge the two closest adjacent entries (the oldest pair on a tie) into
+/// the later one, freeing a slot: the merged cost counts until the later
+/// entry leaves the window, which is never sooner than before.
+fn merge_closest<const N: usize>(entries: &mut Deque<LogEntry, N>) {
+    let mut best: Option<(usize, u64)> = None;
+    let mut prev: Option<u64> = None;
+    for (i, e) in entries.iter().enumerate() {
+        if let Some(p) = prev {
+            let gap = e.at.saturating_sub(p);
+            if best.is_none_or(|(_, g)| gap < g) {
+                best = Some((i - 1, gap));
+            }
+        }
+        prev = Some(e.at);
+    }
+    let Some((i, _)) = best else { return };
+    let mut kept: Deque<LogEntry, N> = Deque::new();
+    let mut carry = 0u64;
+    for (j, e) in entries.iter().enumerate() {
+        if j == i {
+            carry = e.cost;
+            continue;
+        }
+        let cost = e.cost.saturating_add(carry);
+        carry = 0;
+        let _ = kept.push_back(LogEntry { at: e.at, cost });
+    }
+    *entries = kept;
 }
 
 impl<const N: usize> Limiter for SlidingLog<N> {
@@ -315,14 +347,24 @@ mod tests {
     }
 
     #[test]
-    fn slots_bind_when_smaller_than_limit() {
+    fn slots_never_lower_the_limit() {
+        // 2 slots, limit 100: every unit-cost request up to the limit fits,
+        // and remaining says so; merged entries count until the later one
+        // leaves the window.
         let l: SlidingLog<2> = SlidingLog::new(100, Duration::from_micros(10)).unwrap();
         let mut s = SlidingLogState::default();
         assert_eq!(l.check(&mut s, t(0), 1).unwrap().remaining, 99);
-        assert_eq!(l.check(&mut s, t(1), 1).unwrap().remaining, 0);
-        let d = l.check(&mut s, t(2), 1).unwrap();
+        assert_eq!(l.check(&mut s, t(1), 1).unwrap().remaining, 98);
+        for i in 2..100 {
+            let d = l.check(&mut s, t(2 + i % 3), 1).unwrap();
+            assert!(d.allowed && d.remaining == 99 - i, "request {i}: {d:?}");
+        }
+        assert_eq!(s.entries().count(), 2);
+        let d = l.check(&mut s, t(5), 1).unwrap();
         assert!(!d.allowed);
-        assert_eq!(d.retry_at, t(10));
+        // The entry at 0 was merged forward: nothing comes back before t=11.
+        assert!(d.retry_at >= t(11), "{d:?}");
+        assert!(l.peek(&s, d.retry_at, 1).unwrap().allowed);
     }
 
     #[test]

@@ -329,6 +329,20 @@ fn window_traces(kind: &str) -> Vec<Value> {
             );
             trace(kind, name, cfg, inputs)
         })
+        .chain((kind == "sliding_log").then(|| {
+            // Unit costs, many more per window than the 8 slots: entries merge.
+            let mut rng = Rng(250);
+            let mut now = T0;
+            let inputs = (0..120)
+                .map(|_| {
+                    now = next_now(&mut rng, now, 4_000);
+                    let op = if rng.below(5) == 0 { "peek" } else { "check" };
+                    json!({ "op": op, "now": now, "cost": rng.below(8).min(1) })
+                })
+                .collect();
+            let cfg = json!({ "limit": 40, "window_us": 1_000_000 });
+            trace(kind, "forty_unit_requests_in_8_slots", cfg, inputs)
+        }))
         .collect()
 }
 

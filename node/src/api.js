@@ -188,7 +188,13 @@ export function makeApi(wasm, memory) {
     };
   }
 
-  /** An exact sliding log: at most `limit` per `windowMs`, remembering `slots` (8, 64 default, 256) admissions. */
+  /**
+   * A sliding log: at most `limit` per `windowMs`, in `slots` (8, 64 default, 256) entries.
+   * Exact while a window's admissions fit in the slots; beyond, the closest
+   * entries merge into the later one (capacity comes back later, never
+   * sooner): the slots never lower `limit`, and `remaining` is what can
+   * really still be sent.
+   */
   const SlidingLog = windowLimiter(wasm.SlidingLog, "SlidingLog");
   /** An O(1) sliding window counter: about `limit` per `windowMs`. */
   const SlidingWindow = windowLimiter(wasm.SlidingCounter, "SlidingWindow");

@@ -255,3 +255,23 @@ test("CommonJS require of ratebound/budget", () => {
   const cjs = require("ratebound/budget");
   assert.equal(typeof cjs.Budget, "function");
 });
+
+test("a sliding log admits its whole limit whatever its slots (remaining is true)", () => {
+  const log = new SlidingLog({ limit: 100, windowMs: 60_000 }); // 64 slots
+  let admitted = 0;
+  for (let i = 0; i < 105; i++) {
+    const d = log.check({ now: T + i });
+    if (d.allowed) {
+      admitted++;
+      assert.equal(d.remaining, 100 - admitted, `request ${i}`);
+    }
+  }
+  assert.equal(admitted, 100);
+  const big = new SlidingLog({ limit: 1000, windowMs: 60_000, slots: 256 });
+  let n = 0;
+  for (let i = 0; i < 1200; i++) n += big.check({ now: T + i }).allowed ? 1 : 0;
+  assert.equal(n, 1000);
+  // Nothing comes back within the window, everything after it.
+  assert.equal(log.check({ now: T + 59_000 }).allowed, false);
+  assert.equal(log.check({ now: T + 60_200 }).allowed, true);
+});

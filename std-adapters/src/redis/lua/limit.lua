@@ -30,6 +30,20 @@ local function l_parse(raw)
   return out
 end
 
+-- Merge the two closest adjacent entries (the oldest pair on a tie) into
+-- the later one, freeing a slot (core's sliding_log::merge_closest).
+local function l_merge_closest(entries)
+  local best, gap = nil, nil
+  for i = 1, #entries - 1 do
+    local g = entries[i + 1][1] - entries[i][1]
+    if g < 0 then g = 0 end
+    if gap == nil or g < gap then best, gap = i, g end
+  end
+  if best == nil then return end
+  entries[best + 1] = { entries[best + 1][1], entries[best + 1][2] + entries[best][2] }
+  table.remove(entries, best)
+end
+
 local function l_decide(c, st, now, cost)
   if cost > c.limit then return { -1, 0, 0, 0, 0 }, nil end
   local n = math.max(now, st.last)
@@ -47,40 +61,36 @@ local function l_decide(c, st, now, cost)
   local live = #entries - expired
   local newest = entries[#entries] and entries[#entries][1] or nil
   local room = math.max(0, c.limit - used)
-  local slot = live < c.slots
-  if cost == 0 or (cost <= room and slot) then
+  if cost == 0 or cost <= room then
     local push_at = nil
     if cost > 0 then
       push_at = n
       if newest ~= nil and newest > n then push_at = newest end
     end
-    local live_after = live
-    if push_at then live_after = live + 1 end
     local last = push_at
     if last == nil and live > 0 then last = newest end
-    local remaining = 0
-    if live_after < c.slots then remaining = room - cost end
     local reset = now
     if last ~= nil then reset = sat(last + c.window) end
     local next_entries = {}
     for i = expired + 1, #entries do next_entries[#next_entries + 1] = entries[i] end
-    if push_at then next_entries[#next_entries + 1] = { push_at, cost } end
-    return { 1, remaining, c.limit, reset, now }, { last = math.max(st.last, now), entries = next_entries }
+    if push_at then
+      if #next_entries >= c.slots then l_merge_closest(next_entries) end
+      next_entries[#next_entries + 1] = { push_at, cost }
+    end
+    return { 1, room - cost, c.limit, reset, now }, { last = math.max(st.last, now), entries = next_entries }
   end
   local freed, retry = 0, n
   for k = 1, live do
     local e = entries[expired + k]
     freed = freed + e[2]
-    if math.max(0, used - freed) + cost <= c.limit and live - k < c.slots then
+    if math.max(0, used - freed) + cost <= c.limit then
       retry = sat(e[1] + c.window)
       break
     end
   end
-  local remaining = 0
-  if slot then remaining = room end
   local reset = n
   if newest ~= nil then reset = sat(newest + c.window) end
-  return { 0, remaining, c.limit, reset, retry }, nil
+  return { 0, room, c.limit, reset, retry }, nil
 end
 
 -- -------------------------------------------------------- sliding counter
