@@ -97,6 +97,7 @@ pub mod policy;
 pub mod sliding_counter;
 pub mod sliding_log;
 mod time;
+pub mod wire;
 
 #[cfg(feature = "atomic")]
 pub use atomic::AtomicGcra;

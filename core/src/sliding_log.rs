@@ -216,7 +216,7 @@ impl<const N: usize> SlidingLog<N> {
         // Denied: walk the live entries oldest first until enough expires.
         let mut freed = 0u64;
         let mut retry = n;
-        for (k, e) in s.entries.iter().skip(expired).enumerate() {
+        for e in s.entries.iter().skip(expired) {
             freed = freed.saturating_add(e.cost);
             if used.saturating_sub(freed).saturating_add(cost) <= self.limit {
                 retry = e.at.saturating_add(self.window);

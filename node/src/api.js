@@ -199,6 +199,7 @@ export function makeApi(wasm, memory) {
   /** An O(1) sliding window counter: about `limit` per `windowMs`. */
   const SlidingWindow = windowLimiter(wasm.SlidingCounter, "SlidingWindow");
 
+  // Core's codes (ratebound_core::wire; std-adapters/tests/wire.rs checks these copies).
   const JITTER = { none: 0, full: 1, equal: 2, decorrelated: 3 };
   const GIVE_UP = [null, "max_retries", "max_elapsed", "hint_beyond_cap", "retry_budget"];
 

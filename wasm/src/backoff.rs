@@ -1,9 +1,9 @@
 //! Retry backoff and the retry budget.
 
 use ratebound_core::backoff::{
-    Backoff as CoreBackoff, BackoffState, GiveUp, Jitter, RetryBudget as CoreBudget,
-    RetryBudgetState, Step,
+    Backoff as CoreBackoff, BackoffState, RetryBudget as CoreBudget, RetryBudgetState, Step,
 };
+use ratebound_core::wire;
 use ratebound_core::{Duration, Instant};
 use wasm_bindgen::prelude::*;
 
@@ -36,13 +36,7 @@ impl Backoff {
         max_retries: f64,
         max_elapsed_us: f64,
     ) -> Result<Backoff, JsValue> {
-        let jitter = match jitter {
-            0 => Jitter::None,
-            1 => Jitter::Full,
-            2 => Jitter::Equal,
-            3 => Jitter::Decorrelated,
-            _ => return Err(JsValue::from_str("jitter")),
-        };
+        let jitter = wire::jitter_from_code(jitter).ok_or_else(|| JsValue::from_str("jitter"))?;
         let mut cfg = CoreBackoff::new(
             Duration::from_micros(int(initial_us)),
             Duration::from_micros(int(cap_us)),
@@ -108,12 +102,7 @@ impl Backoff {
                 1
             }
             Step::GiveUp(why) => {
-                let code = match why {
-                    GiveUp::MaxRetries => 1.0,
-                    GiveUp::MaxElapsed => 2.0,
-                    GiveUp::HintBeyondCap { .. } => 3.0,
-                    GiveUp::RetryBudget => 4.0,
-                };
+                let code = f64::from(wire::give_up_code(why));
                 self.out = [0.0, 0.0, f64::from(self.st.attempt), code];
                 0
             }

@@ -295,6 +295,17 @@ impl Budget {
         })
     }
 
+    /// Limit `i`'s threshold amounts and throttle amount (see
+    /// [`wire::budget_amounts`](crate::wire::budget_amounts)).
+    pub(crate) fn amounts(&self, i: usize) -> ([u64; MAX_THRESHOLDS], Option<u64>) {
+        let t = self.threshold_amounts.get(i).copied().unwrap_or_default();
+        let throttle = self
+            .config
+            .throttle
+            .and_then(|_| self.throttle_amounts.get(i).copied());
+        (t, throttle)
+    }
+
     /// The configuration.
     pub fn config(&self) -> &BudgetConfig {
         &self.config

@@ -3,10 +3,10 @@
 
 use ratebound_core::budget::{
     Admission, Alert, AlertKind, Alerts, Budget, BudgetError, BudgetState, BudgetStatus, Denial,
-    DenyReason, Dimension, Hold, Horizon, LimitStatus, Reservation, Reserved, Settled, Spent,
-    Usage, WindowUsage, BP, MAX_AMOUNT, MAX_LIMITS,
+    DenyReason, Hold, Horizon, LimitStatus, Reservation, Reserved, Settled, Spent, Usage,
+    WindowUsage, MAX_AMOUNT, MAX_LIMITS,
 };
-use ratebound_core::{mul_div_ceil, Instant};
+use ratebound_core::{wire, Instant};
 use redis::Value;
 
 use super::{Entry, RedisLimitError, RedisStore};
@@ -81,14 +81,6 @@ fn clamp(u: Usage) -> Usage {
     }
 }
 
-fn dim_index(d: Dimension) -> u64 {
-    match d {
-        Dimension::Requests => 1,
-        Dimension::Tokens => 2,
-        Dimension::Cost => 3,
-    }
-}
-
 impl RedisBudget {
     /// `budget` in `store`, with up to `hold_slots` reservations at once.
     pub fn new(store: RedisStore, budget: Budget, hold_slots: usize) -> Self {
@@ -103,17 +95,16 @@ impl RedisBudget {
                 .to_string(),
             c.limits.len().to_string(),
         ];
-        for l in &c.limits {
+        for (i, l) in c.limits.iter().enumerate() {
+            let (thresholds, throttle) = wire::budget_amounts(&budget, i);
             let len = match l.horizon {
                 Horizon::Fixed(d) => d.as_micros(),
                 Horizon::CalendarMonth => 0,
             };
-            let throttle = c
-                .throttle
-                .map_or(u64::MAX, |t| mul_div_ceil(l.max, u64::from(t.after_bp), BP));
+            let throttle = throttle.unwrap_or(u64::MAX);
             a.extend(
                 [
-                    dim_index(l.dimension),
+                    wire::dimension_code(l.dimension),
                     len,
                     l.max,
                     throttle.min(ratebound_core::MAX_SAFE_INTEGER),
@@ -122,9 +113,9 @@ impl RedisBudget {
                 .map(u64::to_string),
             );
             a.push(c.alert_thresholds_bp.len().to_string());
-            for &bp in &c.alert_thresholds_bp {
+            for (&bp, amount) in c.alert_thresholds_bp.iter().zip(thresholds) {
                 a.push(bp.to_string());
-                a.push(mul_div_ceil(l.max, u64::from(bp), BP).to_string());
+                a.push(amount.to_string());
             }
         }
         RedisBudget {
@@ -264,7 +255,7 @@ impl RedisBudget {
         actual: Usage,
     ) -> Result<BudgetReply<Settled>, RedisLimitError> {
         let (code, r, a, state) = self.call(tag, name, "settle", id, actual).await?;
-        if code == 2 {
+        if code == wire::BUDGET_UNKNOWN_RESERVATION {
             return Ok(BudgetReply {
                 value: Err(BudgetError::UnknownReservation { id }),
                 state,
@@ -291,7 +282,7 @@ impl RedisBudget {
         let (code, _, _, state) = self
             .call(tag, name, "release", id, Usage::default())
             .await?;
-        let value = if code == 2 {
+        let value = if code == wire::BUDGET_UNKNOWN_RESERVATION {
             Err(BudgetError::UnknownReservation { id })
         } else {
             Ok(())

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use ratebound_core::policy::{fold, PolicyDecision};
+use ratebound_core::wire;
 use ratebound_core::{Decision, Gcra, Instant, SlidingCounter, SlidingLog};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
@@ -278,11 +279,10 @@ impl RedisSpec {
     fn push_args(&self, cost: u64, out: &mut Vec<String>) {
         match self {
             RedisSpec::Gcra(g) => {
-                let (p, a) = g.reduced_rate();
-                let scaled = g.capacity() * p; // < 2^53, checked by core
+                let [p, a, tau_us, tau_rem] = wire::gcra_args(g);
                 out.extend(
                     ["g".to_owned()].into_iter().chain(
-                        [cost, g.capacity(), p, a, scaled / a, scaled % a]
+                        [cost, g.capacity(), p, a, tau_us, tau_rem]
                             .iter()
                             .map(u64::to_string),
                     ),
@@ -717,7 +717,7 @@ impl RedisStore {
             }],
         ) = (mode, members)
         {
-            if let (p, 1) = g.reduced_rate() {
+            if let [p, 1, tau_us, _] = wire::gcra_args(g) {
                 let args = [
                     self.now_arg(),
                     self.opts.ttl_margin.as_millis().to_string(),
@@ -725,7 +725,7 @@ impl RedisStore {
                     cost.to_string(),
                     g.capacity().to_string(),
                     p.to_string(),
-                    (g.capacity() * p).to_string(), // tau, < 2^53 (checked by core)
+                    tau_us.to_string(),
                 ];
                 let reply = self.invoke(Entry::Gcra, false, &keys, &args).await?;
                 return parse_reply(reply, members);

@@ -4,7 +4,8 @@
 
 use std::future::Future;
 
-use ratebound_core::model_quota::{Blocked, CountState, ModelHold, ModelState, Settled};
+use ratebound_core::model_quota::{CountState, ModelHold, ModelState, Settled};
+use ratebound_core::wire;
 use ratebound_core::{Decision, Gcra, Instant, LogEntry};
 use redis::Value;
 
@@ -121,14 +122,7 @@ impl RedisModelQuotas {
 }
 
 fn push_gcra(g: Option<&Gcra>, out: &mut Vec<String>) {
-    let v = match g {
-        Some(g) => {
-            let (p, a) = g.reduced_rate();
-            let scaled = g.capacity() * p;
-            [p, a, scaled / a, scaled % a]
-        }
-        None => [0, 1, 0, 0],
-    };
+    let v = g.map_or(wire::NO_GCRA, wire::gcra_args);
     out.extend(v.iter().map(u64::to_string));
 }
 
@@ -170,17 +164,9 @@ fn decision(items: &[Value], limited: bool) -> Result<WithState<ModelDecision>, 
             "unexpected reply {items:?}"
         )));
     };
-    let blocked = match uint(blocked)? {
-        0 => None,
-        1 => Some(Blocked::Total),
-        2 => Some(Blocked::Success),
-        3 => Some(Blocked::InFlight),
-        b => {
-            return Err(RedisLimitError::Protocol(format!(
-                "unknown blocked code {b}"
-            )))
-        }
-    };
+    let code = uint(blocked)?;
+    let blocked = wire::blocked_from_code(code)
+        .ok_or_else(|| RedisLimitError::Protocol(format!("unknown blocked code {code}")))?;
     let total = row(total)?;
     if total.is_some() != limited {
         return Err(RedisLimitError::Protocol(

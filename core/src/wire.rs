@@ -1,0 +1,112 @@
+//! What the shells exchange with core: the derived numbers the Redis
+//! scripts take as arguments, and the codes their replies and the wasm
+//! build's status values use. Rust shells read them from here; the Lua and
+//! JS copies that cannot (constants in a script, a name table in JS) are
+//! compared with these by tests (`std-adapters/tests/wire.rs`), so a shell
+//! that drifts fails.
+
+use crate::backoff::{GiveUp, Jitter};
+use crate::budget::{Budget, Dimension};
+use crate::model_quota::{Blocked, IN_FLIGHT_RETRY, LOG_SLOTS, MAX_IN_FLIGHT};
+use crate::Gcra;
+
+/// A GCRA's exact step and burst, as the scripts compute with them:
+/// `[p, a, tau_us, tau_rem]` — one token takes `p / a` µs (reduced), and the
+/// burst window is `tau_us + tau_rem / a` µs (`capacity × p / a`). Every
+/// value is below 2^53 (checked when the `Gcra` was built).
+pub fn gcra_args(g: &Gcra) -> [u64; 4] {
+    let (p, a) = g.reduced_rate();
+    let scaled = g.capacity().saturating_mul(p);
+    [p, a, scaled / a, scaled % a]
+}
+
+/// `[p, a, tau_us, tau_rem]` of a count that is not a bucket.
+pub const NO_GCRA: [u64; 4] = [0, 1, 0, 0];
+
+/// The model-quota script's constants: `[LOG_SLOTS, MAX_IN_FLIGHT,
+/// IN_FLIGHT_RETRY µs]` (`M_LOG_SLOTS`, `M_MAX_IN_FLIGHT`,
+/// `M_IN_FLIGHT_RETRY` in `model.lua`).
+pub const MODEL_CONSTANTS: [u64; 3] = [
+    LOG_SLOTS as u64,
+    MAX_IN_FLIGHT as u64,
+    IN_FLIGHT_RETRY.as_micros(),
+];
+
+/// What blocked a model-quota admission: 0 nothing, 1 total, 2 success, 3
+/// requests in flight.
+pub const fn blocked_code(b: Option<Blocked>) -> u8 {
+    match b {
+        None => 0,
+        Some(Blocked::Total) => 1,
+        Some(Blocked::Success) => 2,
+        Some(Blocked::InFlight) => 3,
+    }
+}
+
+/// The inverse of [`blocked_code`]; `None` for an unknown code.
+pub const fn blocked_from_code(c: u64) -> Option<Option<Blocked>> {
+    match c {
+        0 => Some(None),
+        1 => Some(Some(Blocked::Total)),
+        2 => Some(Some(Blocked::Success)),
+        3 => Some(Some(Blocked::InFlight)),
+        _ => None,
+    }
+}
+
+/// Jitter names in code order (0 none, 1 full, 2 equal, 3 decorrelated).
+pub const JITTER_NAMES: [&str; 4] = ["none", "full", "equal", "decorrelated"];
+
+/// The jitter of a code (see [`JITTER_NAMES`]).
+pub const fn jitter_from_code(c: u32) -> Option<Jitter> {
+    match c {
+        0 => Some(Jitter::None),
+        1 => Some(Jitter::Full),
+        2 => Some(Jitter::Equal),
+        3 => Some(Jitter::Decorrelated),
+        _ => None,
+    }
+}
+
+/// Why a retry sequence gave up, by code (0: it did not).
+pub const GIVE_UP_NAMES: [&str; 5] = [
+    "",
+    "max_retries",
+    "max_elapsed",
+    "hint_beyond_cap",
+    "retry_budget",
+];
+
+/// The code of a give-up reason (see [`GIVE_UP_NAMES`]).
+pub const fn give_up_code(g: GiveUp) -> u8 {
+    match g {
+        GiveUp::MaxRetries => 1,
+        GiveUp::MaxElapsed => 2,
+        GiveUp::HintBeyondCap { .. } => 3,
+        GiveUp::RetryBudget => 4,
+    }
+}
+
+/// A budget dimension's code in the budget script (1 requests, 2 tokens, 3 cost).
+pub const fn dimension_code(d: Dimension) -> u64 {
+    match d {
+        Dimension::Requests => 1,
+        Dimension::Tokens => 2,
+        Dimension::Cost => 3,
+    }
+}
+
+/// Budget script reply codes: 0 done, 2 unknown reservation.
+pub const BUDGET_OK: u64 = 0;
+/// See [`BUDGET_OK`].
+pub const BUDGET_UNKNOWN_RESERVATION: u64 = 2;
+
+/// The amounts at which limit `i` of `budget` crosses each alert threshold
+/// (`ceil(max × bp / 10 000)`, in threshold order) and starts auto-throttling
+/// (`None` without throttle), as core compares them.
+pub fn budget_amounts(
+    budget: &Budget,
+    i: usize,
+) -> ([u64; crate::budget::MAX_THRESHOLDS], Option<u64>) {
+    budget.amounts(i)
+}
