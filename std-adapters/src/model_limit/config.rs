@@ -18,7 +18,7 @@ pub const MAX_COUNT: i64 = i32::MAX as i64;
 pub const MAX_PERIOD_MINUTES: u64 = 366 * 24 * 60;
 
 /// Model-level limits as configured (TOML or JSON); validate with
-/// [`ModelLimits::new`] (done by [`ModelLimiter::new`]).
+/// [`ModelLimits::new`] (done by [`ModelLimiter::new`](super::ModelLimiter::new)).
 ///
 /// Counts are signed here only so that a negative value is reported as such,
 /// naming where it was, instead of as a type error.
