@@ -204,5 +204,79 @@ export function makeBudgetApi(wasm) {
     free() { this.#inner.free(); }
   }
 
-  return { Budget, BudgetError, raw: wasm };
+  const decisionOut = (d, now) => ({
+    allowed: d.allowed,
+    remaining: d.remaining,
+    limit: d.limit,
+    resetAt: ms(d.reset_at),
+    retryAfterMs: d.allowed ? 0 : ms(Math.max(0, d.retry_at - now)),
+  });
+  const modelDecisionOut = (d) => {
+    const now = d.now;
+    const total = d.total === null ? null : decisionOut(d.total, now);
+    const success = decisionOut(d.success, now);
+    const waits = [total, success].filter((x) => x && !x.allowed).map((x) => x.retryAfterMs);
+    return {
+      allowed: d.blocked === null,
+      hold: d.hold,
+      inFlight: d.in_flight,
+      blocked: d.blocked,
+      retryAfterMs: waits.length ? Math.max(...waits) : 0,
+      total,
+      success,
+    };
+  };
+
+  /**
+   * Model quotas for LLM gateways: a total count of admitted requests and a
+   * success count settled by each request's outcome, with holds for the
+   * requests in flight. Every decision is core's (`model_quota`).
+   */
+  class ModelQuota {
+    #inner;
+    constructor(config) {
+      const c = options(config, "config");
+      const total = c.totalMax === undefined || c.totalMax === null ? null : integer("totalMax", c.totalMax, 1);
+      const window = c.window ?? "sliding";
+      if (window !== "sliding" && window !== "bucket") throw new RangeError(`window must be "sliding" or "bucket", got ${window}`);
+      const scope = {
+        total,
+        success: integer("successMax", c.successMax, 1),
+        period_us: micros("periodMs", c.periodMs, 0.001),
+        window,
+        hold_ttl_us: micros("holdTtlMs", c.holdTtlMs ?? 600_000, 0.001),
+      };
+      try {
+        this.#inner = new wasm.ModelQuota(JSON.stringify([scope]));
+      } catch (e) {
+        throw typeof e === "string" ? new RangeError(`invalid ModelQuota config: ${e}`) : e;
+      }
+      this.config = Object.freeze({ totalMax: total, successMax: scope.success, periodMs: c.periodMs, window, holdTtlMs: scope.hold_ttl_us / 1000 });
+    }
+    /** Admit one request: `{allowed, hold, inFlight, blocked, retryAfterMs, total, success}`. Settle `hold` when the outcome is known. */
+    admit(opts) {
+      return modelDecisionOut(JSON.parse(this.#inner.admit(0, nowMicros(options(opts, "options").now))));
+    }
+    /** What `admit` would decide, changing nothing. */
+    peek(opts) {
+      return modelDecisionOut(JSON.parse(this.#inner.peek(0, nowMicros(options(opts, "options").now))));
+    }
+    /** Settle `hold` (`{success: true}` counts it): "held", or "lapsed" when its hold had expired (a success still counts). */
+    settle(hold, opts) {
+      const o = options(opts, "options");
+      if (typeof o.success !== "boolean") throw new TypeError("options.success must be true or false");
+      return JSON.parse(this.#inner.settle(0, integer("hold", hold), o.success, nowMicros(o.now)));
+    }
+    /** Plain, JSON-serializable state. */
+    exportState() { return { v: 1, state: JSON.parse(this.#inner.exportState()) }; }
+    /** Restore a state from `exportState()`. */
+    importState(state) {
+      const s = options(state, "state");
+      if (s.v !== 1 || !this.#inner.importState(JSON.stringify(s.state))) throw new TypeError("state is not a ModelQuota state from exportState()");
+      return this;
+    }
+    free() { this.#inner.free(); }
+  }
+
+  return { Budget, BudgetError, ModelQuota, raw: wasm };
 }

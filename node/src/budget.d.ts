@@ -81,3 +81,46 @@ export class Budget {
 
 /** The low-level wasm classes (times in µs), for replaying traces. */
 export const raw: unknown;
+
+/** One count's decision. */
+export interface CountDecision {
+  allowed: boolean;
+  remaining: number;
+  limit: number;
+  resetAt: number;
+  retryAfterMs: number;
+}
+
+export interface ModelQuotaConfig {
+  /** Admitted requests per period; null or absent = unlimited. */
+  totalMax?: number | null;
+  /** Successful requests per period. */
+  successMax: number;
+  periodMs: number;
+  /** "sliding" (default): at most the limit in any period; "bucket": refilled smoothly. */
+  window?: "sliding" | "bucket";
+  /** How long an unsettled request holds its success slot (default 600000). */
+  holdTtlMs?: number;
+}
+
+export interface ModelDecision {
+  allowed: boolean;
+  /** Pass to `settle` when admitted. */
+  hold: number | null;
+  inFlight: number;
+  blocked: null | "total" | "success" | "in_flight";
+  retryAfterMs: number;
+  total: CountDecision | null;
+  success: CountDecision;
+}
+
+export class ModelQuota {
+  constructor(config: ModelQuotaConfig);
+  readonly config: Readonly<Required<Omit<ModelQuotaConfig, "totalMax">> & { totalMax: number | null }>;
+  admit(options?: { now?: number }): ModelDecision;
+  peek(options?: { now?: number }): ModelDecision;
+  settle(hold: number, options: { success: boolean; now?: number }): "held" | "lapsed";
+  exportState(): { v: 1; state: unknown };
+  importState(state: { v: 1; state: unknown }): this;
+  free(): void;
+}

@@ -6,7 +6,7 @@ import { createRequire } from "node:module";
 import {
   TokenBucket, SlidingLog, SlidingWindow, Backoff, RetryBudget, retry, Policy, KeyedLimiter, StoreFullError,
 } from "ratebound";
-import { Budget, BudgetError } from "ratebound/budget";
+import { Budget, BudgetError, ModelQuota } from "ratebound/budget";
 
 const T = 1_790_000_000_000; // a fixed "now" in ms
 
@@ -274,4 +274,31 @@ test("a sliding log admits its whole limit whatever its slots (remaining is true
   // Nothing comes back within the window, everything after it.
   assert.equal(log.check({ now: T + 59_000 }).allowed, false);
   assert.equal(log.check({ now: T + 60_200 }).allowed, true);
+});
+
+test("model quotas: holds, successes counted, in-flight denials retry within a second", () => {
+  const q = new ModelQuota({ totalMax: 5, successMax: 2, periodMs: 60_000 });
+  const a = q.admit({ now: T });
+  const b = q.admit({ now: T });
+  assert.equal(a.allowed && b.allowed, true);
+  const c = q.admit({ now: T });
+  assert.equal(c.allowed, false);
+  assert.equal(c.blocked, "in_flight");
+  assert.equal(c.inFlight, 2);
+  assert.ok(c.retryAfterMs > 0 && c.retryAfterMs <= 1000);
+  assert.equal(q.settle(a.hold, { success: false, now: T }), "held");
+  const d = q.admit({ now: T + 10 });
+  assert.equal(d.allowed, true);
+  q.settle(b.hold, { success: true, now: T + 20 });
+  q.settle(d.hold, { success: true, now: T + 30 });
+  const e = q.admit({ now: T + 40 });
+  assert.equal(e.blocked, "success");
+  assert.equal(e.retryAfterMs, 60_000 - 20); // at most 2 successes in any minute
+  assert.equal(q.settle(12345, { success: true, now: T + 50 }), "lapsed");
+  const saved = q.exportState();
+  const r = new ModelQuota({ totalMax: 5, successMax: 2, periodMs: 60_000 }).importState(saved);
+  assert.deepEqual(r.peek({ now: T + 60 }), q.peek({ now: T + 60 }));
+  assert.throws(() => new ModelQuota({ successMax: 0, periodMs: 1 }), RangeError);
+  assert.throws(() => new ModelQuota({ successMax: 1, periodMs: 1, window: "fixed" }), /window must be/);
+  assert.throws(() => q.settle(1, {}), /success must be/);
 });

@@ -1,7 +1,7 @@
 // Type-checked by test/types.test.js (tsc --noEmit): the public API is typed,
 // and wrong uses are compile errors (each @ts-expect-error must be needed).
 import { TokenBucket, SlidingLog, SlidingWindow, Backoff, RetryBudget, retry, Policy, KeyedLimiter, StoreFullError, type Decision, type RetryStep } from "ratebound";
-import { Budget, BudgetError, type Reserved } from "ratebound/budget";
+import { Budget, BudgetError, ModelQuota, type ModelDecision, type Reserved } from "ratebound/budget";
 
 const bucket = new TokenBucket({ capacity: 10, refillAmount: 5, refillPeriodMs: 1000 });
 const d: Decision = bucket.check({ cost: 2, now: Date.now() });
@@ -48,3 +48,12 @@ new Budget({ limits: [{ dimension: "gold", window: "day", max: 1 }] });
 if (!r.allowed) r.id;
 
 export { ok, wait, taken, answer, binding, e, code };
+
+const quota = new ModelQuota({ totalMax: null, successMax: 10, periodMs: 60_000, window: "bucket" });
+const admitted: ModelDecision = quota.admit();
+if (admitted.hold !== null) {
+  const how: "held" | "lapsed" = quota.settle(admitted.hold, { success: true });
+  void how;
+}
+const blockedBy: null | "total" | "success" | "in_flight" = admitted.blocked;
+void blockedBy;
