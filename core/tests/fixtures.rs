@@ -200,6 +200,110 @@ impl Machine for ModelM {
     }
 }
 
+/// A policy set as the npm `Policy` exposes it: members of any kind, each
+/// with a fixed cost or the step's; all or nothing (core's `check_all`).
+struct PolicyM {
+    members: Vec<(PolicyMember, Option<u64>)>,
+}
+
+enum PolicyMember {
+    Gcra(Gcra, GcraState),
+    Log(SlidingLog<8>, SlidingLogState<8>),
+    Counter(SlidingCounter, SlidingCounterState),
+}
+
+impl ratebound_core::policy::Member for PolicyMember {
+    fn peek(&self, now: Instant, cost: u64) -> Result<ratebound_core::Decision, CostError> {
+        match self {
+            PolicyMember::Gcra(l, s) => l.peek(s, now, cost),
+            PolicyMember::Log(l, s) => l.peek(s, now, cost),
+            PolicyMember::Counter(l, s) => l.peek(s, now, cost),
+        }
+    }
+    fn check(&mut self, now: Instant, cost: u64) -> Result<ratebound_core::Decision, CostError> {
+        match self {
+            PolicyMember::Gcra(l, s) => l.check(s, now, cost),
+            PolicyMember::Log(l, s) => l.check(s, now, cost),
+            PolicyMember::Counter(l, s) => l.check(s, now, cost),
+        }
+    }
+}
+
+impl PolicyMember {
+    fn state(&self) -> Value {
+        match self {
+            PolicyMember::Gcra(_, s) => to_json(s),
+            PolicyMember::Log(_, s) => to_json(s),
+            PolicyMember::Counter(_, s) => to_json(s),
+        }
+    }
+}
+
+impl Machine for PolicyM {
+    fn apply(&mut self, s: &Value) -> Value {
+        use ratebound_core::policy::{check_all, peek_all};
+        let now = Instant::from_micros(u(s, "now"));
+        let cost = u(s, "cost");
+        use ratebound_core::policy::Member;
+        let r = match s["op"].as_str() {
+            Some("check") => {
+                let mut set: Vec<(&mut dyn Member, u64)> = self
+                    .members
+                    .iter_mut()
+                    .map(|(m, c)| (m as &mut dyn Member, c.unwrap_or(cost)))
+                    .collect();
+                check_all(now, &mut set)
+            }
+            Some("peek") => {
+                let set: Vec<(&dyn Member, u64)> = self
+                    .members
+                    .iter()
+                    .map(|(m, c)| (m as &dyn Member, c.unwrap_or(cost)))
+                    .collect();
+                peek_all(now, &set)
+            }
+            op => panic!("unknown policy op {op:?}"),
+        };
+        match r {
+            Ok(p) => json!({ "ok": { "decision": to_json(&p.decision), "binding": p.binding } }),
+            Err(e) => json!({ "error": { "member": e.member, "code": e.error.code() } }),
+        }
+    }
+    fn state(&self) -> Value {
+        Value::Array(self.members.iter().map(|(m, _)| m.state()).collect())
+    }
+}
+
+fn policy_machine(config: &Value) -> PolicyM {
+    let members = config["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| {
+            let cost = m["cost"].as_u64();
+            let member = if let Some(c) = m.get("gcra") {
+                PolicyMember::Gcra(
+                    serde_json::from_value(c.clone()).expect("gcra"),
+                    GcraState::default(),
+                )
+            } else if let Some(c) = m.get("sliding_log") {
+                PolicyMember::Log(
+                    serde_json::from_value(c.clone()).expect("log"),
+                    SlidingLogState::default(),
+                )
+            } else {
+                let c = m.get("sliding_counter").expect("a member kind");
+                PolicyMember::Counter(
+                    serde_json::from_value(c.clone()).expect("counter"),
+                    SlidingCounterState::default(),
+                )
+            };
+            (member, cost)
+        })
+        .collect();
+    PolicyM { members }
+}
+
 fn machine(kind: &str, config: &Value) -> Box<dyn Machine> {
     let c = config.clone();
     match kind {
@@ -219,6 +323,7 @@ fn machine(kind: &str, config: &Value) -> Box<dyn Machine> {
             cfg: serde_json::from_value(c).expect("budget config"),
             st: Default::default(),
         }),
+        "policy" => Box::new(policy_machine(&c)),
         "model_quota" => Box::new(ModelM {
             quotas: serde_json::from_value(c["quotas"].clone()).expect("model quota configs"),
             st: Default::default(),
@@ -428,6 +533,57 @@ fn budget_traces() -> Vec<Value> {
         .collect()
 }
 
+fn policy_traces() -> Vec<Value> {
+    let gcra = |capacity: u64, amount: u64, period_us: u64| json!({ "gcra": { "capacity": capacity, "amount": amount, "period_us": period_us } });
+    let log = |limit: u64, window_us: u64| json!({ "sliding_log": { "limit": limit, "window_us": window_us } });
+    let counter = |limit: u64, window_us: u64| json!({ "sliding_counter": { "limit": limit, "window_us": window_us } });
+    let with_cost = |mut m: Value, c: u64| {
+        m["cost"] = json!(c);
+        m
+    };
+    let cfgs = [
+        (
+            "per_second_and_per_minute",
+            vec![gcra(5, 5, 1_000_000), log(8, 60_000_000)],
+            150_000,
+            3,
+        ),
+        (
+            "three_kinds",
+            vec![
+                gcra(10, 3, 1_000_000),
+                log(12, 2_000_000),
+                counter(14, 5_000_000),
+            ],
+            120_000,
+            6,
+        ),
+        (
+            "weighted_members",
+            vec![
+                with_cost(gcra(10, 10, 1_000_000), 4),
+                counter(30, 2_000_000),
+            ],
+            60_000,
+            12,
+        ),
+    ];
+    cfgs.into_iter()
+        .enumerate()
+        .map(|(i, (name, members, scale, max_cost))| {
+            let config = json!({ "members": members });
+            let inputs = random_cost_inputs(
+                700 + i as u64,
+                90,
+                scale,
+                max_cost,
+                &["check", "check", "check", "peek"],
+            );
+            trace("policy", name, config, inputs)
+        })
+        .collect()
+}
+
 fn model_traces() -> Vec<Value> {
     let min = 60_000_000u64;
     let q = |total: Option<u64>, success: u64, window: &str, ttl: u64| json!({ "total": total, "success": success, "period_us": min, "window": window, "hold_ttl_us": ttl });
@@ -537,6 +693,7 @@ fn generate() -> Vec<(&'static str, Value)> {
         file("sliding_log", "Exact sliding log with 8 slots: check / peek", window_traces("sliding_log")),
         file("sliding_counter", "O(1) sliding window counter: check / peek", window_traces("sliding_counter")),
         file("budget", "Budget windows: reserve / settle / release / record / try_spend / status; 4 hold slots", budget_traces()),
+        file("policy", "Policy sets as the npm Policy exposes them: members with a fixed cost or the step's; check / peek all or nothing", policy_traces()),
         file("model_quota", "Model quotas (total and success counts, holds): admit / settle / peek, each step under one scope's limits", model_traces()),
     ]
 }

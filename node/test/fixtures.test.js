@@ -124,3 +124,55 @@ test("model quota traces replay exactly (ratebound/budget)", async () => {
   );
   assert.equal(n, 960);
 });
+
+test("policy set traces replay exactly through the public Policy", async () => {
+  const { Policy, TokenBucket, SlidingLog, SlidingWindow } = await import("../src/node.js");
+  const file = load("policy");
+  let steps = 0;
+  for (const trace of file.traces) {
+    const members = trace.config.members.map((m) => {
+      if (m.gcra) return { kind: "gcra", limiter: new TokenBucket({ capacity: m.gcra.capacity, refillAmount: m.gcra.amount, refillPeriodMs: m.gcra.period_us / 1000 }), cost: m.cost };
+      if (m.sliding_log) return { kind: "log", limiter: new SlidingLog({ limit: m.sliding_log.limit, windowMs: m.sliding_log.window_us / 1000, slots: 8 }), cost: m.cost };
+      return { kind: "counter", limiter: new SlidingWindow({ limit: m.sliding_counter.limit, windowMs: m.sliding_counter.window_us / 1000 }), cost: m.cost };
+    });
+    const policy = new Policy(members.map(({ limiter, cost }) => (cost === undefined ? limiter : { limiter, cost })));
+    const stateOf = ({ kind, limiter }) => {
+      const s = limiter.exportState();
+      if (kind === "gcra") return { rem: s.rem, tat: s.tat };
+      if (kind === "log") {
+        const [last, ...flat] = s.data;
+        const entries = [];
+        for (let i = 0; i < flat.length; i += 2) entries.push({ at: flat[i], cost: flat[i + 1] });
+        return { entries, last };
+      }
+      const [start, prev, curr] = s.data;
+      return { curr, prev, start };
+    };
+    trace.steps.forEach((step, i) => {
+      const what = `policy/${trace.name} step ${i} (${step.op})`;
+      const args = { now: step.now / 1000, cost: step.cost };
+      const run = () => (step.op === "check" ? policy.check(args) : policy.peek(args));
+      if (step.expect.error) {
+        assert.throws(run, new RegExp(`members\\[${step.expect.error.member}\\]: cost \\d+ can never be allowed`), what);
+      } else {
+        const got = run();
+        const d = step.expect.ok.decision;
+        assert.deepEqual(
+          { allowed: got.allowed, binding: got.binding, remaining: got.remaining, limit: got.limit, resetAt: got.resetAt, retryAfterMs: got.retryAfterMs },
+          {
+            allowed: d.allowed,
+            binding: step.expect.ok.binding,
+            remaining: d.remaining,
+            limit: d.limit,
+            resetAt: Math.ceil(d.reset_at / 1000),
+            retryAfterMs: d.allowed ? 0 : Math.ceil(Math.max(0, d.retry_at - step.now) / 1000),
+          },
+          what,
+        );
+      }
+      assert.deepEqual(members.map(stateOf), step.state, `${what}: states`);
+      steps++;
+    });
+  }
+  assert.equal(steps, 270);
+});

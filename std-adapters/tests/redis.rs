@@ -165,6 +165,89 @@ async fn replay(store: &RedisStore, clock: &ManualClock, kind: &str, run: &str) 
     steps
 }
 
+/// Replays the policy-set traces (members with a fixed cost or the step's,
+/// all or nothing) through `store`; returns the steps checked.
+async fn replay_policies(store: &RedisStore, clock: &ManualClock, run: &str) -> usize {
+    let file = fixtures("policy");
+    let mut steps = 0;
+    for (t, trace) in file["traces"].as_array().unwrap().iter().enumerate() {
+        let members = trace["config"]["members"].as_array().unwrap();
+        let specs: Vec<(&str, RedisSpec, Option<u64>)> = members
+            .iter()
+            .map(|m| {
+                let (kind, spec) = if let Some(c) = m.get("gcra") {
+                    let g = Gcra::new(
+                        u(c, "capacity"),
+                        u(c, "amount"),
+                        Duration::from_micros(u(c, "period_us")),
+                    );
+                    ("gcra", RedisSpec::Gcra(g.unwrap()))
+                } else if let Some(c) = m.get("sliding_log") {
+                    let l = SlidingLog::<8>::new(
+                        u(c, "limit"),
+                        Duration::from_micros(u(c, "window_us")),
+                    );
+                    ("sliding_log", RedisSpec::sliding_log(&l.unwrap()))
+                } else {
+                    let c = &m["sliding_counter"];
+                    let k = SlidingCounter::new(
+                        u(c, "limit"),
+                        Duration::from_micros(u(c, "window_us")),
+                    );
+                    ("sliding_counter", RedisSpec::SlidingCounter(k.unwrap()))
+                };
+                (kind, spec, m["cost"].as_u64())
+            })
+            .collect();
+        let names: Vec<String> = (0..specs.len()).map(|i| format!("m{i}")).collect();
+        let tag = format!("{run} policy {{{t}}}");
+        for (i, step) in trace["steps"].as_array().unwrap().iter().enumerate() {
+            clock.set(Instant::from_micros(u(step, "now")));
+            let cost = u(step, "cost");
+            let set: Vec<Member> = specs
+                .iter()
+                .zip(&names)
+                .map(|((_, spec, c), name)| Member {
+                    name,
+                    spec,
+                    cost: c.unwrap_or(cost),
+                })
+                .collect();
+            let what = format!("policy/{} step {i} ({})", trace["name"], step["op"]);
+            let r = match step["op"].as_str().unwrap() {
+                "check" => store.check(tag.as_bytes(), &set).await,
+                _ => store.peek(tag.as_bytes(), &set).await,
+            };
+            let got = match &r {
+                Ok(d) => {
+                    json!({"ok": {"decision": decision_json(&d.decision.decision), "binding": d.decision.binding}})
+                }
+                Err(RedisLimitError::Cost { member, .. }) => {
+                    json!({"error": {"member": member, "code": "insufficient_capacity"}})
+                }
+                Err(e) => panic!("{what}: {e}"),
+            };
+            assert_eq!(got, step["expect"], "{what}: decision");
+            // An error changed nothing: read the states as Redis holds them.
+            let states = match r {
+                Ok(d) => d.members,
+                Err(_) => {
+                    let zero: Vec<Member> = set.iter().map(|m| Member { cost: 0, ..*m }).collect();
+                    store.peek(tag.as_bytes(), &zero).await.unwrap().members
+                }
+            };
+            let states: Vec<Value> = specs
+                .iter()
+                .zip(&states)
+                .map(|((kind, ..), m)| state_json(kind, &m.state))
+                .collect();
+            assert_eq!(Value::Array(states), step["state"], "{what}: states");
+            steps += 1;
+        }
+    }
+    steps
+}
+
 #[tokio::test]
 async fn core_fixtures_replay_exactly_through_redis() {
     let server = RedisServer::start();
@@ -177,6 +260,7 @@ async fn core_fixtures_replay_exactly_through_redis() {
         total += replay(&store, &clock, kind, "single").await;
     }
     assert_eq!(total, 480 + 440 + 320);
+    assert_eq!(replay_policies(&store, &clock, "single").await, 270);
 }
 
 /// `n` independent connections hammer one key while a controller moves the
@@ -421,6 +505,7 @@ async fn a_three_master_cluster_replays_the_fixtures_and_policy_sets() {
         total += replay(&store, &clock, kind, "cluster").await;
     }
     assert_eq!(total, 1240);
+    assert_eq!(replay_policies(&store, &clock, "cluster").await, 270);
     assert!(cluster.nodes[1]
         .cli(&["FUNCTION", "LIST"])
         .unwrap()
