@@ -63,6 +63,75 @@ impl fmt::Display for KeyedError {
 
 impl core::error::Error for KeyedError {}
 
+/// What a bounded store does when a new key finds every slot held by a key
+/// that is not idle.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum OnFull {
+    /// Refuse the new key ([`KeyedError::TableFull`]): it is never admitted
+    /// uncounted, and the keys held keep their exact counts.
+    #[default]
+    Deny,
+    /// Evict the least recently used key (which then regains its full
+    /// capacity early) and take the new one.
+    EvictLeastRecent,
+}
+
+/// A store of per-key states bounded to a number of keys: what
+/// [`check_new_key`] needs of it. [`KeyedTable`] is one; the wasm build's
+/// keyed store another.
+pub trait BoundedStore {
+    /// The key type.
+    type Key;
+    /// The per-key state.
+    type State;
+    /// Keys held.
+    fn held(&self) -> usize;
+    /// The most keys it may hold.
+    fn max_keys(&self) -> usize;
+    /// Drop one key whose state is idle at `now` — the least recently used
+    /// of them, where the store keeps recency — so that every store with
+    /// recency keeps the same keys; false when none is idle.
+    fn evict_one_idle(&mut self, now: Instant) -> bool;
+    /// Drop the least recently used key; false when it cannot (or holds none).
+    fn evict_least_recent(&mut self) -> bool;
+    /// Hold `state` for `key` (there is room: the caller made sure).
+    fn insert(&mut self, key: Self::Key, state: Self::State);
+}
+
+/// Check `cost` for a key `store` does not hold, by the one rule every
+/// bounded store follows: decide on a fresh state; keep it only if it now
+/// holds something (an idle state is as good as none); when the store is
+/// full, drop an idle key first, else per `on_full` refuse (the check's
+/// effect is dropped: nothing is admitted uncounted) or evict the least
+/// recently used key.
+pub fn check_new_key<L: Limiter, S: BoundedStore<State = L::State>>(
+    store: &mut S,
+    limiter: &L,
+    key: S::Key,
+    now: Instant,
+    cost: u64,
+    on_full: OnFull,
+) -> Result<Decision, KeyedError>
+where
+    L::State: Default,
+{
+    let mut fresh = L::State::default();
+    let d = limiter.check(&mut fresh, now, cost)?;
+    if limiter.is_idle(&fresh, now) {
+        return Ok(d); // nothing to remember
+    }
+    if store.held() >= store.max_keys()
+        && !store.evict_one_idle(now)
+        && !(on_full == OnFull::EvictLeastRecent && store.evict_least_recent())
+    {
+        return Err(KeyedError::TableFull {
+            capacity: store.max_keys(),
+        });
+    }
+    store.insert(key, fresh);
+    Ok(d)
+}
+
 /// Per-key states of type `S` for up to `N` keys.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -133,7 +202,7 @@ impl<K: Eq + Hash, S: Default, const N: usize> KeyedTable<K, S, N> {
     }
 
     /// Check `cost` for `key`, creating its state if new (evicting one idle
-    /// key if the table is full).
+    /// key if the table is full; see [`check_new_key`]).
     pub fn check<L: Limiter<State = S>>(
         &mut self,
         limiter: &L,
@@ -144,28 +213,50 @@ impl<K: Eq + Hash, S: Default, const N: usize> KeyedTable<K, S, N> {
         if let Some(s) = self.map.get_mut(&key) {
             return Ok(limiter.check(s, now, cost)?);
         }
-        let mut fresh = S::default();
-        let d = limiter.check(&mut fresh, now, cost)?;
-        if limiter.is_idle(&fresh, now) {
-            return Ok(d); // nothing to remember
-        }
-        if self.map.len() == N {
-            let mut evicted = false;
-            self.map.retain(|_, s| {
-                if !evicted && limiter.is_idle(s, now) {
-                    evicted = true;
-                    false
-                } else {
-                    true
-                }
-            });
-            if !evicted {
-                return Err(KeyedError::TableFull { capacity: N });
+        let mut table = Idle {
+            table: self,
+            limiter,
+        };
+        check_new_key(&mut table, limiter, key, now, cost, OnFull::Deny)
+    }
+}
+
+/// A [`KeyedTable`] seen with the limiter that tells its idle keys.
+struct Idle<'a, K: Eq + Hash, S, L, const N: usize> {
+    table: &'a mut KeyedTable<K, S, N>,
+    limiter: &'a L,
+}
+
+impl<K: Eq + Hash, S: Default, L: Limiter<State = S>, const N: usize> BoundedStore
+    for Idle<'_, K, S, L, N>
+{
+    type Key = K;
+    type State = S;
+    fn held(&self) -> usize {
+        self.table.map.len()
+    }
+    fn max_keys(&self) -> usize {
+        N
+    }
+    /// The table keeps no recency: the first idle key in its order goes.
+    fn evict_one_idle(&mut self, now: Instant) -> bool {
+        let mut evicted = false;
+        let limiter = self.limiter;
+        self.table.map.retain(|_, s| {
+            if !evicted && limiter.is_idle(s, now) {
+                evicted = true;
+                false
+            } else {
+                true
             }
-        }
-        match self.map.insert(key, fresh) {
-            Ok(_) => Ok(d),
-            Err(_) => Err(KeyedError::TableFull { capacity: N }),
-        }
+        });
+        evicted
+    }
+    fn evict_least_recent(&mut self) -> bool {
+        false // no recency kept: a full table of active keys refuses
+    }
+    fn insert(&mut self, key: K, state: S) {
+        // Room was made (len < N), so this cannot fail.
+        let _ = self.table.map.insert(key, state);
     }
 }

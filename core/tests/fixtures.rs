@@ -304,6 +304,102 @@ fn policy_machine(config: &Value) -> PolicyM {
     PolicyM { members }
 }
 
+/// A bounded keyed store as the npm `KeyedLimiter` exposes it: a token
+/// bucket per string key, at most `max_keys`, core's rule for new keys
+/// (`keyed::check_new_key`) with recency kept here for `evict_lru`.
+struct KeyedM {
+    limiter: Gcra,
+    max: usize,
+    on_full: ratebound_core::keyed::OnFull,
+    /// (key, state, last use), in insertion order.
+    held: Vec<(String, GcraState, u64)>,
+    tick: u64,
+}
+
+impl ratebound_core::keyed::BoundedStore for KeyedM {
+    type Key = String;
+    type State = GcraState;
+    fn held(&self) -> usize {
+        self.held.len()
+    }
+    fn max_keys(&self) -> usize {
+        self.max
+    }
+    fn evict_one_idle(&mut self, now: Instant) -> bool {
+        use ratebound_core::Limiter;
+        let idle = (0..self.held.len()).filter(|&i| self.limiter.is_idle(&self.held[i].1, now));
+        match idle.min_by_key(|&i| self.held[i].2) {
+            Some(i) => {
+                self.held.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+    fn evict_least_recent(&mut self) -> bool {
+        match (0..self.held.len()).min_by_key(|&i| self.held[i].2) {
+            Some(i) => {
+                self.held.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+    fn insert(&mut self, key: String, state: GcraState) {
+        self.held.push((key, state, self.tick));
+    }
+}
+
+impl Machine for KeyedM {
+    fn apply(&mut self, s: &Value) -> Value {
+        use ratebound_core::keyed::{check_new_key, KeyedError};
+        use ratebound_core::Limiter;
+        let now = Instant::from_micros(u(s, "now"));
+        let key = s["key"].as_str().unwrap_or_default().to_owned();
+        let cost = s["cost"].as_u64().unwrap_or(0);
+        let found = self.held.iter().position(|(k, _, _)| *k == key);
+        match s["op"].as_str() {
+            Some("check") => {
+                self.tick += 1;
+                let r = match found {
+                    Some(i) => {
+                        self.held[i].2 = self.tick;
+                        self.limiter
+                            .check(&mut self.held[i].1, now, cost)
+                            .map_err(KeyedError::Cost)
+                    }
+                    None => {
+                        let l = self.limiter;
+                        let on_full = self.on_full;
+                        check_new_key(self, &l, key, now, cost, on_full)
+                    }
+                };
+                match r {
+                    Ok(d) => json!({ "ok": to_json(&d) }),
+                    Err(KeyedError::Cost(e)) => json!({ "error": e.code() }),
+                    Err(_) => json!({ "error": "store_full" }),
+                }
+            }
+            Some("peek") => {
+                let st = found.map(|i| self.held[i].1).unwrap_or_default();
+                result(self.limiter.peek(&st, now, cost))
+            }
+            Some("evict_idle") => {
+                let before = self.held.len();
+                let l = self.limiter;
+                self.held.retain(|(_, st, _)| !l.is_idle(st, now));
+                json!({ "evicted": before - self.held.len() })
+            }
+            op => panic!("unknown keyed op {op:?}"),
+        }
+    }
+    fn state(&self) -> Value {
+        let mut keys: Vec<&str> = self.held.iter().map(|(k, _, _)| k.as_str()).collect();
+        keys.sort_unstable();
+        json!({ "keys": keys })
+    }
+}
+
 fn machine(kind: &str, config: &Value) -> Box<dyn Machine> {
     let c = config.clone();
     match kind {
@@ -324,6 +420,16 @@ fn machine(kind: &str, config: &Value) -> Box<dyn Machine> {
             st: Default::default(),
         }),
         "policy" => Box::new(policy_machine(&c)),
+        "keyed" => Box::new(KeyedM {
+            limiter: serde_json::from_value(c["gcra"].clone()).expect("gcra"),
+            max: u(&c, "max_keys") as usize,
+            on_full: match c["on_full"].as_str() {
+                Some("evict_lru") => ratebound_core::keyed::OnFull::EvictLeastRecent,
+                _ => ratebound_core::keyed::OnFull::Deny,
+            },
+            held: Vec::new(),
+            tick: 0,
+        }),
         "model_quota" => Box::new(ModelM {
             quotas: serde_json::from_value(c["quotas"].clone()).expect("model quota configs"),
             st: Default::default(),
@@ -584,6 +690,43 @@ fn policy_traces() -> Vec<Value> {
         .collect()
 }
 
+fn keyed_traces() -> Vec<Value> {
+    let cfgs = [
+        ("deny_when_full", "deny", 4, 10, 3),
+        ("evict_least_recent", "evict_lru", 4, 10, 3),
+        ("idle_keys_make_room", "deny", 3, 5, 20),
+    ];
+    cfgs.into_iter()
+        .enumerate()
+        .map(|(i, (name, on_full, max_keys, keys, capacity))| {
+            let config = json!({
+                "gcra": { "capacity": capacity, "amount": capacity, "period_us": 1_000_000 },
+                "max_keys": max_keys,
+                "on_full": on_full,
+            });
+            let mut rng = Rng(800 + i as u64);
+            let mut now = T0;
+            let inputs = (0..120)
+                .map(|_| {
+                    now = next_now(&mut rng, now, 60_000);
+                    let key = format!("user-{}", rng.below(keys));
+                    let cost = match rng.below(10) {
+                        0 => 0,
+                        1 => capacity + 1,
+                        _ => 1 + rng.below(2),
+                    };
+                    match rng.below(12) {
+                        0 => json!({ "op": "evict_idle", "now": now }),
+                        1 | 2 => json!({ "op": "peek", "now": now, "key": key, "cost": cost }),
+                        _ => json!({ "op": "check", "now": now, "key": key, "cost": cost }),
+                    }
+                })
+                .collect();
+            trace("keyed", name, config, inputs)
+        })
+        .collect()
+}
+
 fn model_traces() -> Vec<Value> {
     let min = 60_000_000u64;
     let q = |total: Option<u64>, success: u64, window: &str, ttl: u64| json!({ "total": total, "success": success, "period_us": min, "window": window, "hold_ttl_us": ttl });
@@ -694,6 +837,7 @@ fn generate() -> Vec<(&'static str, Value)> {
         file("sliding_counter", "O(1) sliding window counter: check / peek", window_traces("sliding_counter")),
         file("budget", "Budget windows: reserve / settle / release / record / try_spend / status; 4 hold slots", budget_traces()),
         file("policy", "Policy sets as the npm Policy exposes them: members with a fixed cost or the step's; check / peek all or nothing", policy_traces()),
+        file("keyed", "Bounded keyed stores as the npm KeyedLimiter exposes them: a token bucket per string key, max_keys, on_full deny or evict_lru", keyed_traces()),
         file("model_quota", "Model quotas (total and success counts, holds): admit / settle / peek, each step under one scope's limits", model_traces()),
     ]
 }

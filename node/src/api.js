@@ -47,6 +47,8 @@ function costed(opts, at, op, decide) {
 
 /** Module-private: a member's decision in core's units, for `Policy`. */
 const RAW = Symbol("ratebound.raw");
+/** Module-private: how to build a keyed store of this limiter (kind and core's arguments). */
+const SPEC = Symbol("ratebound.spec");
 
 export function makeApi(wasm, memory) {
   // Each wasm object keeps its last decision as four f64s; one view of wasm
@@ -89,6 +91,7 @@ export function makeApi(wasm, memory) {
         throw configError(e, "TokenBucket");
       }
       this.#at = this.#inner.outPtr() >>> 3;
+      this[SPEC] = ["gcra", capacity, amount, period];
       this.config = Object.freeze({ capacity, refillAmount: amount, refillPeriodMs: period / 1000 });
     }
     /** Take `cost` tokens if available at `now` (ms, default Date.now()). */
@@ -156,6 +159,7 @@ export function makeApi(wasm, memory) {
           throw configError(e, kind);
         }
         this.#at = this.#inner.outPtr() >>> 3;
+        this[SPEC] = Inner === wasm.SlidingLog ? ["log", limit, window, slots] : ["counter", limit, window];
         this.config = Object.freeze({ limit, windowMs: window / 1000 });
       }
       check(opts) {
@@ -411,108 +415,57 @@ export function makeApi(wasm, memory) {
    * `maxKeys` keys; idle keys (fully recovered) are dropped first, then a
    * full store refuses new keys (`onFull: "deny"`, default: it never admits
    * a key it cannot count) or evicts the least recently used (`"evictLru"`).
+   * The states live in wasm; every decision and the eviction rule are core's.
    */
   class KeyedLimiter {
-    #make;
-    #map = new Map();
+    #inner;
+    #at;
     #max;
-    #evict;
     #maxKeyLength;
     constructor(make, config) {
       if (typeof make !== "function") throw new TypeError("the first argument must be a function making a limiter per key");
       const c = options(config, "config");
-      this.#make = make;
       this.#max = integer("maxKeys", c.maxKeys ?? 10000, 1);
       const onFull = c.onFull ?? "deny";
       if (onFull !== "deny" && onFull !== "evictLru") throw new RangeError(`onFull must be "deny" or "evictLru", got ${onFull}`);
-      this.#evict = onFull === "evictLru";
       this.#maxKeyLength = integer("maxKeyLength", c.maxKeyLength ?? 1024, 1);
+      const sample = make();
+      if (!isLimiter(sample)) throw new TypeError("the factory must return a TokenBucket, SlidingLog or SlidingWindow");
+      const [kind, ...args] = sample[SPEC];
+      sample.free();
+      const lru = onFull === "evictLru";
+      if (kind === "gcra") this.#inner = wasm.KeyedStore.gcra(...args, this.#max, lru);
+      else if (kind === "log") this.#inner = wasm.KeyedStore.slidingLog(...args, this.#max, lru);
+      else this.#inner = wasm.KeyedStore.slidingCounter(...args, this.#max, lru);
+      this.#at = this.#inner.outPtr() >>> 3;
     }
-    get size() { return this.#map.size; }
+    get size() { return this.#inner.size(); }
     #key(key) {
       if (typeof key !== "string") throw new TypeError(`key must be a string, got ${key === null ? "null" : typeof key}`);
       if (key.length > this.#maxKeyLength) throw new RangeError(`key is ${key.length} characters, over maxKeyLength ${this.#maxKeyLength}`);
       return key;
     }
-    #fresh() {
-      const l = this.#make();
-      if (!isLimiter(l)) throw new TypeError("the factory must return a TokenBucket, SlidingLog or SlidingWindow");
-      return l;
-    }
-    #room(now) {
-      let probed = 0;
-      for (const [k, l] of this.#map) {
-        if (l.isIdle({ now })) {
-          this.#map.delete(k);
-          l.free();
-          return true;
-        }
-        if (++probed >= 8) break;
-      }
-      // Sweep everything once the cheap probe fails.
-      let freed = false;
-      for (const [k, l] of this.#map) {
-        if (l.isIdle({ now })) {
-          this.#map.delete(k);
-          l.free();
-          freed = true;
-        }
-      }
-      return freed;
-    }
     /** Check `cost` for `key`. Throws StoreFullError when a new key finds no room under `onFull: "deny"`. */
     check(key, opts) {
       const k = this.#key(key);
-      const o = options(opts, "options");
-      const now = o.now === undefined ? Date.now() : o.now;
-      const have = this.#map.get(k);
-      if (have) {
-        this.#map.delete(k); // most recently used last
-        this.#map.set(k, have);
-        return have.check({ ...o, now });
-      }
-      const l = this.#fresh();
-      const d = l.check({ ...o, now });
-      if (l.isIdle({ now })) {
-        l.free();
-        return d; // nothing worth remembering
-      }
-      if (this.#map.size >= this.#max && !this.#room(now)) {
-        if (!this.#evict) {
-          l.free();
-          throw new StoreFullError(this.#max);
-        }
-        const [oldest, old] = this.#map.entries().next().value;
-        this.#map.delete(oldest);
-        old.free();
-      }
-      this.#map.set(k, l);
-      return d;
+      return costed(opts, this.#at, (now, cost) => {
+        const status = this.#inner.check(k, now, cost);
+        if (status === -2) throw new StoreFullError(this.#max);
+        return status;
+      }, decision);
     }
     /** What `check` would decide for `key`, changing nothing. */
     peek(key, opts) {
       const k = this.#key(key);
-      const have = this.#map.get(k);
-      if (have) return have.peek(opts);
-      const l = this.#fresh();
-      try {
-        return l.peek(opts);
-      } finally {
-        l.free();
-      }
+      return costed(opts, this.#at, (now, cost) => this.#inner.peek(k, now, cost), decision);
     }
     /** Drop every idle key; returns how many. */
     evictIdle(opts) {
-      const now = options(opts, "options").now ?? Date.now();
-      let n = 0;
-      for (const [k, l] of this.#map) {
-        if (l.isIdle({ now })) {
-          this.#map.delete(k);
-          l.free();
-          n++;
-        }
-      }
-      return n;
+      return this.#inner.evictIdle(nowMicros(options(opts, "options").now));
+    }
+    /** Free the wasm memory now (otherwise the garbage collector does it). */
+    free() {
+      this.#inner.free();
     }
   }
 

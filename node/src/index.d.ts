@@ -162,6 +162,7 @@ export interface PolicyDecision extends Decision {
 }
 
 /** Several limits checked all-or-nothing. */
+/** All or nothing; a limiter may be a member once (a second entry throws TypeError). */
 export class Policy {
   constructor(members: Array<Limiter | { limiter: Limiter; cost?: number }>);
   check(options?: CheckOptions): PolicyDecision;
@@ -173,7 +174,10 @@ export class StoreFullError extends Error {
   readonly code: "store_full";
 }
 
-/** One limiter per key, in bounded memory. */
+/**
+ * One limiter per key, in bounded memory. `make` is called once, to learn
+ * the limiter every key gets; the states live in wasm.
+ */
 export class KeyedLimiter<L extends Limiter = Limiter> {
   constructor(make: () => L, config?: { maxKeys?: number; onFull?: "deny" | "evictLru"; maxKeyLength?: number });
   readonly size: number;
@@ -181,6 +185,8 @@ export class KeyedLimiter<L extends Limiter = Limiter> {
   peek(key: string, options?: CheckOptions): Decision;
   /** Drop every idle key; returns how many. */
   evictIdle(options?: NowOption): number;
+  /** Free the wasm memory now (otherwise the garbage collector does it). */
+  free(): void;
 }
 
 /** The low-level wasm classes (times in µs), for replaying traces. */

@@ -176,3 +176,40 @@ test("policy set traces replay exactly through the public Policy", async () => {
   }
   assert.equal(steps, 270);
 });
+
+test("keyed store traces replay exactly through the public KeyedLimiter", async () => {
+  const { KeyedLimiter, TokenBucket, StoreFullError } = await import("../src/node.js");
+  const file = load("keyed");
+  let steps = 0;
+  for (const trace of file.traces) {
+    const c = trace.config;
+    const keyed = new KeyedLimiter(
+      () => new TokenBucket({ capacity: c.gcra.capacity, refillAmount: c.gcra.amount, refillPeriodMs: c.gcra.period_us / 1000 }),
+      { maxKeys: c.max_keys, onFull: c.on_full === "evict_lru" ? "evictLru" : "deny" },
+    );
+    trace.steps.forEach((step, i) => {
+      const what = `keyed/${trace.name} step ${i} (${step.op})`;
+      const args = { now: step.now / 1000, cost: step.cost };
+      if (step.op === "evict_idle") {
+        assert.equal(keyed.evictIdle({ now: step.now / 1000 }), step.expect.evicted, what);
+      } else if (step.expect.error === "store_full") {
+        assert.throws(() => keyed.check(step.key, args), StoreFullError, what);
+      } else if (step.expect.error) {
+        assert.throws(() => (step.op === "check" ? keyed.check(step.key, args) : keyed.peek(step.key, args)), RangeError, what);
+      } else {
+        const got = step.op === "check" ? keyed.check(step.key, args) : keyed.peek(step.key, args);
+        const d = step.expect.ok;
+        assert.deepEqual(got, {
+          allowed: d.allowed,
+          remaining: d.remaining,
+          limit: d.limit,
+          resetAt: Math.ceil(d.reset_at / 1000),
+          retryAfterMs: d.allowed ? 0 : Math.ceil(Math.max(0, d.retry_at - step.now) / 1000),
+        }, what);
+      }
+      assert.equal(keyed.size, step.state.keys.length, `${what}: keys held`);
+      steps++;
+    });
+  }
+  assert.equal(steps, 360);
+});

@@ -224,6 +224,9 @@ impl Gcra {
 }
 decision_getters!(Gcra);
 
+mod keyed;
+pub use keyed::KeyedStore;
+
 fn valid(x: f64) -> bool {
     (0.0..=9_007_199_254_740_991.0).contains(&x) && (x as u64) as f64 == x
 }

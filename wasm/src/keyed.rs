@@ -1,0 +1,347 @@
+//! A bounded per-key store for the JS `KeyedLimiter`: states live here,
+//! keyed by string, and every rule — each decision, which new key is kept,
+//! what makes room when the store is full — is core's (`keyed::check_new_key`).
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use ratebound_core::keyed::{check_new_key, BoundedStore, KeyedError, OnFull};
+use ratebound_core::{
+    CostError, Decision, Duration, Gcra as CoreGcra, Instant, Limiter,
+    SlidingCounter as CoreCounter, SlidingLog as CoreLog,
+};
+use wasm_bindgen::prelude::*;
+
+use crate::{config_error, int, Last};
+
+/// Which slot holds a key, and when each was last used: one copy of the
+/// map code for every kind of limiter (the states are in a plain `Vec`).
+/// Finding the least recently used key is a scan, as finding an idle one
+/// is: both happen only when a new key meets a full store.
+#[derive(Default)]
+struct Index {
+    by_key: BTreeMap<Box<str>, usize>,
+    /// Per slot: its key and when it was last used (`None`: free).
+    slots: Vec<Option<(Box<str>, u64)>>,
+    free: Vec<usize>,
+    tick: u64,
+}
+
+impl Index {
+    fn find(&self, key: &str) -> Option<usize> {
+        self.by_key.get(key).copied()
+    }
+    fn touch(&mut self, i: usize) {
+        self.tick += 1;
+        if let Some(Some((_, used))) = self.slots.get_mut(i) {
+            *used = self.tick;
+        }
+    }
+    /// A slot for `key` (the caller puts its state there).
+    fn add(&mut self, key: Box<str>) -> usize {
+        self.tick += 1;
+        let i = self.free.pop().unwrap_or(self.slots.len());
+        self.by_key.insert(key.clone(), i);
+        let entry = Some((key, self.tick));
+        match self.slots.get_mut(i) {
+            Some(s) => *s = entry,
+            None => self.slots.push(entry),
+        }
+        i
+    }
+    fn remove(&mut self, i: usize) {
+        if let Some(slot) = self.slots.get_mut(i) {
+            if let Some((key, _)) = slot.take() {
+                self.by_key.remove(&key);
+                self.free.push(i);
+            }
+        }
+    }
+    /// The least recently used slot in use for which `pick` holds.
+    fn least_recent(&self, pick: impl Fn(usize) -> bool) -> Option<usize> {
+        let mut best: Option<(u64, usize)> = None;
+        for (i, s) in self.slots.iter().enumerate() {
+            if let Some((_, t)) = s {
+                if best.is_none_or(|(b, _)| *t < b) && pick(i) {
+                    best = Some((*t, i));
+                }
+            }
+        }
+        best.map(|(_, i)| i)
+    }
+    fn len(&self) -> usize {
+        self.by_key.len()
+    }
+    /// Slots in use, in slot order.
+    fn held(&self) -> impl Iterator<Item = usize> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_some())
+            .map(|(i, _)| i)
+    }
+}
+
+/// The states of one kind of limiter, by slot.
+struct Store<L: Limiter> {
+    limiter: L,
+    index: Index,
+    states: Vec<L::State>,
+    max: usize,
+}
+
+impl<L: Limiter + Copy> Store<L>
+where
+    L::State: Default,
+{
+    fn new(limiter: L, max: usize) -> Self {
+        Store {
+            limiter,
+            index: Index::default(),
+            states: Vec::new(),
+            max,
+        }
+    }
+
+    fn check(
+        &mut self,
+        key: &str,
+        now: Instant,
+        cost: u64,
+        on_full: OnFull,
+    ) -> Result<Decision, KeyedError> {
+        if let Some(i) = self.index.find(key) {
+            self.index.touch(i);
+            let st = self
+                .states
+                .get_mut(i)
+                .ok_or(KeyedError::TableFull { capacity: self.max })?;
+            return Ok(self.limiter.check(st, now, cost)?);
+        }
+        let limiter = self.limiter;
+        check_new_key(self, &limiter, Box::from(key), now, cost, on_full)
+    }
+
+    fn peek(&self, key: &str, now: Instant, cost: u64) -> Result<Decision, CostError> {
+        match self.index.find(key).and_then(|i| self.states.get(i)) {
+            Some(st) => self.limiter.peek(st, now, cost),
+            None => self.limiter.peek(&L::State::default(), now, cost),
+        }
+    }
+
+    fn idle(&self, now: Instant) -> Vec<usize> {
+        self.index
+            .held()
+            .filter(|&i| {
+                self.states
+                    .get(i)
+                    .is_some_and(|st| self.limiter.is_idle(st, now))
+            })
+            .collect()
+    }
+
+    fn evict_idle(&mut self, now: Instant) -> usize {
+        let idle = self.idle(now);
+        for &i in &idle {
+            self.index.remove(i);
+        }
+        idle.len()
+    }
+}
+
+impl<L: Limiter + Copy> BoundedStore for Store<L>
+where
+    L::State: Default,
+{
+    type Key = Box<str>;
+    type State = L::State;
+    fn held(&self) -> usize {
+        self.index.len()
+    }
+    fn max_keys(&self) -> usize {
+        self.max
+    }
+    fn evict_one_idle(&mut self, now: Instant) -> bool {
+        let limiter = self.limiter;
+        let states = &self.states;
+        let found = self
+            .index
+            .least_recent(|i| states.get(i).is_some_and(|st| limiter.is_idle(st, now)));
+        match found {
+            Some(i) => {
+                self.index.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+    fn evict_least_recent(&mut self) -> bool {
+        match self.index.least_recent(|_| true) {
+            Some(i) => {
+                self.index.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+    fn insert(&mut self, key: Box<str>, state: L::State) {
+        let i = self.index.add(key);
+        match self.states.get_mut(i) {
+            Some(st) => *st = state,
+            None => self.states.push(state),
+        }
+    }
+}
+
+enum Kind {
+    Gcra(Store<CoreGcra>),
+    Log8(Store<CoreLog<8>>),
+    Log64(Store<CoreLog<64>>),
+    Log256(Store<CoreLog<256>>),
+    Counter(Store<CoreCounter>),
+}
+
+macro_rules! with_store {
+    ($k:expr, |$s:ident| $body:expr) => {
+        match $k {
+            Kind::Gcra($s) => $body,
+            Kind::Log8($s) => $body,
+            Kind::Log64($s) => $body,
+            Kind::Log256($s) => $body,
+            Kind::Counter($s) => $body,
+        }
+    };
+}
+
+/// One limiter per key in bounded memory (`max_keys`); `evict_lru` picks
+/// what a full store of active keys does with a new key (evict the least
+/// recently used, or refuse it).
+#[wasm_bindgen]
+pub struct KeyedStore {
+    kind: Kind,
+    on_full: OnFull,
+    last: Last,
+}
+
+fn on_full(evict_lru: bool) -> OnFull {
+    if evict_lru {
+        OnFull::EvictLeastRecent
+    } else {
+        OnFull::Deny
+    }
+}
+
+fn max_keys(n: f64) -> usize {
+    usize::try_from(int(n)).unwrap_or(usize::MAX).max(1)
+}
+
+#[wasm_bindgen]
+impl KeyedStore {
+    /// A token bucket per key.
+    pub fn gcra(
+        capacity: f64,
+        amount: f64,
+        period_us: f64,
+        max: f64,
+        evict_lru: bool,
+    ) -> Result<KeyedStore, JsValue> {
+        let g = CoreGcra::new(
+            int(capacity),
+            int(amount),
+            Duration::from_micros(int(period_us)),
+        )
+        .map_err(config_error)?;
+        Ok(Self::of(
+            Kind::Gcra(Store::new(g, max_keys(max))),
+            evict_lru,
+        ))
+    }
+
+    /// A sliding log of `slots` (8, 64 or 256) entries per key.
+    #[wasm_bindgen(js_name = slidingLog)]
+    pub fn sliding_log(
+        limit: f64,
+        window_us: f64,
+        slots: f64,
+        max: f64,
+        evict_lru: bool,
+    ) -> Result<KeyedStore, JsValue> {
+        let (limit, window, max) = (
+            int(limit),
+            Duration::from_micros(int(window_us)),
+            max_keys(max),
+        );
+        let kind = match int(slots) {
+            8 => Kind::Log8(Store::new(
+                CoreLog::new(limit, window).map_err(config_error)?,
+                max,
+            )),
+            64 => Kind::Log64(Store::new(
+                CoreLog::new(limit, window).map_err(config_error)?,
+                max,
+            )),
+            256 => Kind::Log256(Store::new(
+                CoreLog::new(limit, window).map_err(config_error)?,
+                max,
+            )),
+            _ => return Err(JsValue::from_str("slots")),
+        };
+        Ok(Self::of(kind, evict_lru))
+    }
+
+    /// A sliding window counter per key.
+    #[wasm_bindgen(js_name = slidingCounter)]
+    pub fn sliding_counter(
+        limit: f64,
+        window_us: f64,
+        max: f64,
+        evict_lru: bool,
+    ) -> Result<KeyedStore, JsValue> {
+        let c = CoreCounter::new(int(limit), Duration::from_micros(int(window_us)))
+            .map_err(config_error)?;
+        Ok(Self::of(
+            Kind::Counter(Store::new(c, max_keys(max))),
+            evict_lru,
+        ))
+    }
+
+    fn of(kind: Kind, evict_lru: bool) -> KeyedStore {
+        KeyedStore {
+            kind,
+            on_full: on_full(evict_lru),
+            last: Last::default(),
+        }
+    }
+
+    /// Check `cost` for `key`: 1 allowed, 0 denied, -1 the cost can never
+    /// fit, -2 the store is full of active keys (the key is refused).
+    pub fn check(&mut self, key: &str, now_us: f64, cost: f64) -> i32 {
+        let (now, cost, on_full) = (Instant::from_micros(int(now_us)), int(cost), self.on_full);
+        match with_store!(&mut self.kind, |s| s.check(key, now, cost, on_full)) {
+            Ok(d) => self.last.set(Ok(d)),
+            Err(KeyedError::Cost(e)) => self.last.set(Err(e)),
+            Err(_) => -2,
+        }
+    }
+
+    /// What `check` would decide for `key`, changing nothing.
+    pub fn peek(&mut self, key: &str, now_us: f64, cost: f64) -> i32 {
+        let now = Instant::from_micros(int(now_us));
+        let r = with_store!(&self.kind, |s| s.peek(key, now, int(cost)));
+        self.last.set(r)
+    }
+
+    /// Drop every idle key; how many.
+    #[wasm_bindgen(js_name = evictIdle)]
+    pub fn evict_idle(&mut self, now_us: f64) -> f64 {
+        let now = Instant::from_micros(int(now_us));
+        with_store!(&mut self.kind, |s| s.evict_idle(now)) as f64
+    }
+
+    /// Keys held.
+    pub fn size(&self) -> f64 {
+        with_store!(&self.kind, |s| s.index.len()) as f64
+    }
+}
+decision_getters!(KeyedStore);
