@@ -162,7 +162,7 @@ proptest! {
                         Some(id) => {
                             prop_assert!(d.allowed());
                             admitted.push(at);
-                            live.push((id, at + ttl));
+                            live.push((id, (at + ttl).min(ratebound_core::MAX_TICKS)));
                         }
                         None => {
                             prop_assert!(!d.allowed());

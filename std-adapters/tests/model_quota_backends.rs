@@ -321,3 +321,99 @@ async fn retry_after_is_true_for_in_flight_and_settled_slots() {
         assert_eq!(d.retry_after(), Duration::from_secs(60), "{}", b.name());
     }
 }
+
+/// Mixed bursts, as a gateway sees them: 8 concurrent clients, a third of
+/// the upstream calls failing, each client retrying after what a 429 said.
+/// Every denial while slots are only held in flight says so and asks for a
+/// retry within a second, and each run ends with exactly the success limit
+/// used (no slot lost to a stale hold), in memory and in Redis.
+async fn mixed_burst<A: AdmitRequests>(limits: Arc<A>) -> (u64, Duration, u64) {
+    use ratebound_core::model_quota::Blocked;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let successes = Arc::new(AtomicU64::new(0));
+    let in_flight_denials = Arc::new(AtomicU64::new(0));
+    let longest = Arc::new(AtomicU64::new(0));
+    let mut clients = tokio::task::JoinSet::new();
+    for n in 0..8u64 {
+        let (limits, successes, in_flight_denials, longest) = (
+            limits.clone(),
+            successes.clone(),
+            in_flight_denials.clone(),
+            longest.clone(),
+        );
+        clients.spawn(async move {
+            let who = Identity::user("burst");
+            for attempt in 0..40u64 {
+                let a = limits.admit(&who, "m").await.unwrap();
+                let d = *a.decision();
+                if d.allowed() {
+                    tokio::time::sleep(std::time::Duration::from_millis(
+                        5 + (n * 7 + attempt) % 20,
+                    ))
+                    .await;
+                    let ok = (n + attempt) % 3 != 0;
+                    a.settle(if ok {
+                        Outcome::Success
+                    } else {
+                        Outcome::Failure
+                    })
+                    .await;
+                    if ok {
+                        successes.fetch_add(1, Ordering::SeqCst);
+                    }
+                    continue;
+                }
+                drop(a);
+                if d.blocked == Some(Blocked::Success) {
+                    return; // the minute's successes are used up
+                }
+                in_flight_denials.fetch_add(1, Ordering::SeqCst);
+                let wait = d.retry_after();
+                longest.fetch_max(wait.as_micros(), Ordering::SeqCst);
+                tokio::time::sleep(wait.into()).await;
+            }
+        });
+    }
+    while let Some(r) = clients.join_next().await {
+        r.unwrap();
+    }
+    let longest = Duration::from_micros(longest.load(Ordering::SeqCst));
+    (
+        successes.load(Ordering::SeqCst),
+        longest,
+        in_flight_denials.load(Ordering::SeqCst),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mixed_bursts_end_at_the_limit_and_retry_within_a_second() {
+    use ratebound_std::clock::SystemClock;
+    let cfg = "period_minutes = 1\nsuccess_max = 10";
+    let server = RedisServer::start();
+    for run in 0..3 {
+        let memory = ModelLimiter::new(config(cfg), Default::default(), SystemClock).unwrap();
+        let opts = RedisOptions {
+            timeout: std::time::Duration::from_secs(5),
+            ..RedisOptions::default()
+        };
+        let store = RedisStore::connect(&server.url(), opts).await.unwrap();
+        server.cli(&["FLUSHALL"]).unwrap();
+        let redis =
+            RedisModelLimiter::new(store, config(cfg), OnUnavailable::Closed, SystemClock).unwrap();
+        let results = [
+            ("memory", mixed_burst(Arc::new(memory)).await),
+            ("redis", mixed_burst(Arc::new(redis)).await),
+        ];
+        for (name, (ok, longest, denials)) in results {
+            assert_eq!(ok, 10, "{name} run {run}: successes");
+            assert!(
+                denials > 0,
+                "{name} run {run}: the burst never met a full count"
+            );
+            assert!(
+                longest <= Duration::from_secs(1),
+                "{name} run {run}: told to wait {longest:?}"
+            );
+        }
+    }
+}
