@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ratebound_core::model_quota::{ModelQuota, ModelState, Outcome, Settled, Window};
+use ratebound_core::model_quota::{CountState, ModelQuota, ModelState, Outcome, Settled, Window};
 use ratebound_core::{Duration, Instant, MAX_TICKS};
 use ratebound_fuzz::{Dt, T0};
 
@@ -50,9 +50,18 @@ fuzz_target!(|inp: (bool, u8, u8, u32, Vec<(Dt, u8)>)| {
                         live.push((id, (d.now.as_micros() + ttl).min(MAX_TICKS)));
                     }
                     None => {
-                        assert!(!d.allowed() && d.retry_after() > Duration::ZERO);
-                        assert_eq!(st.total, before.total);
-                        assert_eq!(st.success, before.success);
+                        assert!(!d.allowed());
+                        // Later than now, unless now is the end of time (saturated).
+                        assert!(d.retry_after() > Duration::ZERO || d.now == Instant::MAX);
+                        // Nothing taken: the units still in the window and the
+                        // buckets are as they were (expired units may be swept).
+                        let n = d.now.as_micros();
+                        let live = |c: &CountState| {
+                            let units: Vec<_> = c.log.iter().filter(|e| e.at.saturating_add(P) > n).copied().collect();
+                            (units, c.bucket)
+                        };
+                        assert_eq!(live(&st.total), live(&before.total));
+                        assert_eq!(live(&st.success), live(&before.success));
                     }
                 }
             }
