@@ -272,22 +272,30 @@ impl<const N: usize> SlidingLog<N> {
     }
 }
 
-/// Merge the two closest adjacent entries (the oldest pair on a tie) into
-/// the later one, freeing a slot: the merged cost counts until the later
-/// entry leaves the window, which is never sooner than before.
-fn merge_closest<const N: usize>(entries: &mut Deque<LogEntry, N>) {
+/// Of entries at times `ats` (oldest first), the index `i` of the adjacent
+/// pair `(i, i + 1)` closest in time (the oldest pair on a tie): the pair a
+/// full log merges into the later entry, so that a unit counts for longer,
+/// never shorter. Shared by the sliding log and model quotas.
+pub(crate) fn closest_pair(ats: impl Iterator<Item = u64>) -> Option<usize> {
     let mut best: Option<(usize, u64)> = None;
     let mut prev: Option<u64> = None;
-    for (i, e) in entries.iter().enumerate() {
+    for (i, at) in ats.enumerate() {
         if let Some(p) = prev {
-            let gap = e.at.saturating_sub(p);
+            let gap = at.saturating_sub(p);
             if best.is_none_or(|(_, g)| gap < g) {
                 best = Some((i - 1, gap));
             }
         }
-        prev = Some(e.at);
+        prev = Some(at);
     }
-    let Some((i, _)) = best else { return };
+    best.map(|(i, _)| i)
+}
+
+/// Merge the pair [`closest_pair`] picks into its later entry.
+fn merge_closest<const N: usize>(entries: &mut Deque<LogEntry, N>) {
+    let Some(i) = closest_pair(entries.iter().map(|e| e.at)) else {
+        return;
+    };
     let mut kept: Deque<LogEntry, N> = Deque::new();
     let mut carry = 0u64;
     for (j, e) in entries.iter().enumerate() {

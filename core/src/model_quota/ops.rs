@@ -6,6 +6,7 @@ use super::{
     in_flight_retry, Blocked, CountState, ModelDecision, ModelHold, ModelQuota, ModelState,
     Outcome, Settled, Window, LOG_SLOTS,
 };
+use crate::sliding_log::closest_pair;
 use crate::time::MAX_SAFE_INTEGER;
 use crate::{Decision, Gcra, Instant, LogEntry, MAX_TICKS};
 
@@ -37,23 +38,16 @@ fn record(log: &mut Log, now: u64) {
     let _ = log.push(LogEntry { at: now, cost: 1 });
 }
 
+/// Merge the pair the sliding log would merge ([`closest_pair`]).
 fn merge_closest(log: &mut Log) {
-    let mut best: Option<(usize, u64)> = None;
-    for (i, pair) in log.windows(2).enumerate() {
-        if let [a, b] = pair {
-            let gap = b.at.saturating_sub(a.at);
-            if best.is_none_or(|(_, g)| gap < g) {
-                best = Some((i, gap));
-            }
-        }
-    }
-    if let Some((i, _)) = best {
-        let cost = log.get(i).map_or(0, |e| e.cost);
-        if let Some(next) = log.get_mut(i + 1) {
-            next.cost = next.cost.saturating_add(cost);
-            // `i + 1` exists, so `i` is in range.
-            log.remove(i);
-        }
+    let Some(i) = closest_pair(log.iter().map(|e| e.at)) else {
+        return;
+    };
+    let cost = log.get(i).map_or(0, |e| e.cost);
+    if let Some(next) = log.get_mut(i + 1) {
+        next.cost = next.cost.saturating_add(cost);
+        // `i + 1` exists, so `i` is in range.
+        log.remove(i);
     }
 }
 

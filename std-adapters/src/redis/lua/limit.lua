@@ -30,20 +30,6 @@ local function l_parse(raw)
   return out
 end
 
--- Merge the two closest adjacent entries (the oldest pair on a tie) into
--- the later one, freeing a slot (core's sliding_log::merge_closest).
-local function l_merge_closest(entries)
-  local best, gap = nil, nil
-  for i = 1, #entries - 1 do
-    local g = entries[i + 1][1] - entries[i][1]
-    if g < 0 then g = 0 end
-    if gap == nil or g < gap then best, gap = i, g end
-  end
-  if best == nil then return end
-  entries[best + 1] = { entries[best + 1][1], entries[best + 1][2] + entries[best][2] }
-  table.remove(entries, best)
-end
-
 local function l_decide(c, st, now, cost)
   if cost > c.limit then return { -1, 0, 0, 0, 0 }, nil end
   local n = math.max(now, st.last)
@@ -74,7 +60,7 @@ local function l_decide(c, st, now, cost)
     local next_entries = {}
     for i = expired + 1, #entries do next_entries[#next_entries + 1] = entries[i] end
     if push_at then
-      if #next_entries >= c.slots then l_merge_closest(next_entries) end
+      if #next_entries >= c.slots then merge_closest(next_entries) end
       next_entries[#next_entries + 1] = { push_at, cost }
     end
     return { 1, room - cost, c.limit, reset, now }, { last = math.max(st.last, now), entries = next_entries }

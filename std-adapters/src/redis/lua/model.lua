@@ -83,19 +83,7 @@ local function m_record(log, now)
     last[2] = last[2] + 1
     return
   end
-  if #log >= M_LOG_SLOTS then
-    -- Merge the two closest adjacent entries into the later one.
-    local best, gap = nil, nil
-    for i = 1, #log - 1 do
-      local g = log[i + 1][1] - log[i][1]
-      if g < 0 then g = 0 end
-      if gap == nil or g < gap then best, gap = i, g end
-    end
-    if best ~= nil then
-      log[best + 1][2] = log[best + 1][2] + log[best][2]
-      table.remove(log, best)
-    end
-  end
+  if #log >= M_LOG_SLOTS then merge_closest(log) end
   log[#log + 1] = { now, 1 }
 end
 

@@ -137,6 +137,22 @@ local function now_us(arg)
   return sat(tonumber(arg))
 end
 
+-- A full log of { at, cost } entries (oldest first) merges its two closest
+-- adjacent entries (the oldest pair on a tie) into the later one, freeing a
+-- slot: a unit then counts for longer, never shorter (core's
+-- sliding_log::closest_pair, used by the sliding log and model quotas).
+local function merge_closest(entries)
+  local best, gap = nil, nil
+  for i = 1, #entries - 1 do
+    local g = entries[i + 1][1] - entries[i][1]
+    if g < 0 then g = 0 end
+    if gap == nil or g < gap then best, gap = i, g end
+  end
+  if best == nil then return end
+  entries[best + 1] = { entries[best + 1][1], entries[best + 1][2] + entries[best][2] }
+  table.remove(entries, best)
+end
+
 -- ------------------------------------------------------------------ GCRA
 
 local function g_norm(c, tat, rem)
