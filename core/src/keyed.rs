@@ -94,8 +94,9 @@ pub trait BoundedStore {
     fn evict_one_idle(&mut self, now: Instant) -> bool;
     /// Drop the least recently used key; false when it cannot (or holds none).
     fn evict_least_recent(&mut self) -> bool;
-    /// Hold `state` for `key` (there is room: the caller made sure).
-    fn insert(&mut self, key: Self::Key, state: Self::State);
+    /// Hold `state` for `key` (there is room: the caller made sure); false
+    /// if it could not, and then the key is refused.
+    fn insert(&mut self, key: Self::Key, state: Self::State) -> bool;
 }
 
 /// Check `cost` for a key `store` does not hold, by the one rule every
@@ -128,7 +129,11 @@ where
             capacity: store.max_keys(),
         });
     }
-    store.insert(key, fresh);
+    if !store.insert(key, fresh) {
+        return Err(KeyedError::TableFull {
+            capacity: store.max_keys(),
+        });
+    }
     Ok(d)
 }
 
@@ -255,8 +260,7 @@ impl<K: Eq + Hash, S: Default, L: Limiter<State = S>, const N: usize> BoundedSto
     fn evict_least_recent(&mut self) -> bool {
         false // no recency kept: a full table of active keys refuses
     }
-    fn insert(&mut self, key: K, state: S) {
-        // Room was made (len < N), so this cannot fail.
-        let _ = self.table.map.insert(key, state);
+    fn insert(&mut self, key: K, state: S) -> bool {
+        self.table.map.insert(key, state).is_ok()
     }
 }

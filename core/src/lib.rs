@@ -46,8 +46,9 @@
 //! doubles hold exactly. Ratios are computed as exact `floor`/`ceil` of
 //! `a × b / c` ([`mul_div_floor`], [`mul_div_ceil`]). A `now` earlier than
 //! one already seen never panics, and never grants extra capacity over the
-//! times at which requests were admitted. GCRA and the sliding log remember
-//! only admissions (a denial, a peek or a cost-0 check writes nothing);
+//! times at which requests were admitted. GCRA and the sliding log write
+//! nothing on a denial or a peek (nor GCRA on a cost-0 check), so a time seen
+//! only by those is not remembered;
 //! [`model_quota`] and [`budget`] remember the latest `now` of every
 //! operation and treat earlier ones as that time.
 //!

@@ -251,11 +251,17 @@ impl<const N: usize> SlidingLog<N> {
             state.entries.pop_front();
         }
         if let Some(at) = push_at {
-            if state.entries.is_full() {
-                merge_closest(&mut state.entries);
+            if state.entries.is_full() && !merge_closest(&mut state.entries) {
+                // One slot and it is taken: the new unit joins that entry,
+                // which moves to now (it counts longer, never shorter).
+                if let Some(e) = state.entries.back_mut() {
+                    e.at = at;
+                    e.cost = e.cost.saturating_add(cost);
+                }
+            } else {
+                // Cannot fail: a slot is free (or was just freed by the merge).
+                let _ = state.entries.push_back(LogEntry { at, cost });
             }
-            // Cannot fail: a slot is free (or was just freed by the merge).
-            let _ = state.entries.push_back(LogEntry { at, cost });
         }
         state.last = state.last.max(now.as_micros());
         Ok(d)
@@ -291,10 +297,11 @@ pub(crate) fn closest_pair(ats: impl Iterator<Item = u64>) -> Option<usize> {
     best.map(|(i, _)| i)
 }
 
-/// Merge the pair [`closest_pair`] picks into its later entry.
-fn merge_closest<const N: usize>(entries: &mut Deque<LogEntry, N>) {
+/// Merge the pair [`closest_pair`] picks into its later entry; false when
+/// there is no pair (a single entry).
+fn merge_closest<const N: usize>(entries: &mut Deque<LogEntry, N>) -> bool {
     let Some(i) = closest_pair(entries.iter().map(|e| e.at)) else {
-        return;
+        return false;
     };
     let mut kept: Deque<LogEntry, N> = Deque::new();
     let mut carry = 0u64;
@@ -308,6 +315,7 @@ fn merge_closest<const N: usize>(entries: &mut Deque<LogEntry, N>) {
         let _ = kept.push_back(LogEntry { at: e.at, cost });
     }
     *entries = kept;
+    true
 }
 
 impl<const N: usize> Limiter for SlidingLog<N> {
@@ -373,6 +381,21 @@ mod tests {
         // The entry at 0 was merged forward: nothing comes back before t=11.
         assert!(d.retry_at >= t(11), "{d:?}");
         assert!(l.peek(&s, d.retry_at, 1).unwrap().allowed);
+    }
+
+    #[test]
+    fn one_slot_still_counts_every_unit() {
+        // Found in review: with one slot there is no pair to merge; the new
+        // unit must join the entry, not vanish.
+        let l: SlidingLog<1> = SlidingLog::new(3, Duration::from_micros(10)).unwrap();
+        let mut s = SlidingLogState::default();
+        for i in 0..3 {
+            assert!(l.check(&mut s, t(i), 1).unwrap().allowed, "unit {i}");
+        }
+        let d = l.check(&mut s, t(3), 1).unwrap();
+        assert!(!d.allowed);
+        assert_eq!(d.retry_at, t(12)); // all three moved to t=2
+        assert!(l.check(&mut s, t(12), 3).unwrap().allowed);
     }
 
     #[test]

@@ -345,8 +345,9 @@ impl ratebound_core::keyed::BoundedStore for KeyedM {
             None => false,
         }
     }
-    fn insert(&mut self, key: String, state: GcraState) {
+    fn insert(&mut self, key: String, state: GcraState) -> bool {
         self.held.push((key, state, self.tick));
+        true
     }
 }
 
@@ -730,7 +731,9 @@ fn keyed_traces() -> Vec<Value> {
 fn model_traces() -> Vec<Value> {
     let min = 60_000_000u64;
     let q = |total: Option<u64>, success: u64, window: &str, ttl: u64| json!({ "total": total, "success": success, "period_us": min, "window": window, "hold_ttl_us": ttl });
-    // (name, scopes' limits, time scale, chance in 10 of switching scope)
+    const END_OF_TIME: u64 = (1 << 52) - 1 - 30_000_000; // 30 s before Instant::MAX
+                                                         // (name, scopes' limits, time scale, chance in 10 of switching scope,
+                                                         //  first time, settles in 20 ops)
     let cfgs = [
         (
             "sliding_global_then_vip",
@@ -740,6 +743,8 @@ fn model_traces() -> Vec<Value> {
             ],
             4_000_000,
             3,
+            T0,
+            6,
         ),
         (
             "bucket_global_then_vip",
@@ -749,6 +754,8 @@ fn model_traces() -> Vec<Value> {
             ],
             4_000_000,
             3,
+            T0,
+            6,
         ),
         (
             "holds_expire_and_settle_late",
@@ -758,12 +765,16 @@ fn model_traces() -> Vec<Value> {
             ],
             2_000_000,
             2,
+            T0,
+            6,
         ),
         (
             "bucket_holds_expire",
             vec![q(Some(4), 3, "bucket", 5_000_000)],
             2_000_000,
             0,
+            T0,
+            6,
         ),
         (
             "sliding_40_merges_entries",
@@ -773,21 +784,55 @@ fn model_traces() -> Vec<Value> {
             ],
             500_000,
             1,
+            T0,
+            6,
         ),
         (
             "bucket_40_in_debt",
             vec![q(Some(100), 40, "bucket", 30_000_000)],
             500_000,
             0,
+            T0,
+            6,
+        ),
+        (
+            "sixty_four_in_flight",
+            vec![
+                q(None, 100, "sliding", 600_000_000),
+                q(Some(200), 90, "sliding", 600_000_000),
+            ],
+            1_000,
+            1,
+            T0,
+            1,
+        ),
+        (
+            "the_end_of_time",
+            vec![
+                q(Some(5), 3, "sliding", 20_000_000),
+                q(Some(6), 4, "sliding", 20_000_000),
+            ],
+            2_000_000,
+            3,
+            END_OF_TIME,
+            6,
+        ),
+        (
+            "the_end_of_time_bucket",
+            vec![q(Some(5), 3, "bucket", 20_000_000)],
+            2_000_000,
+            0,
+            END_OF_TIME,
+            6,
         ),
     ];
     cfgs.into_iter()
         .enumerate()
-        .map(|(i, (name, quotas, scale, switch))| {
+        .map(|(i, (name, quotas, scale, switch, start, settles))| {
             let config = json!({ "quotas": quotas });
             let mut m = machine("model_quota", &config);
             let mut rng = Rng(500 + i as u64);
-            let mut now = T0;
+            let mut now = start;
             let mut scope = 0u64;
             let mut issued: Vec<u64> = Vec::new();
             let mut steps = Vec::new();
@@ -801,14 +846,15 @@ fn model_traces() -> Vec<Value> {
                 } else {
                     "failure"
                 };
-                let mut step = match rng.below(20) {
-                    0..=9 => json!({ "op": "admit" }),
-                    10..=15 if !issued.is_empty() => {
+                let roll = rng.below(20);
+                let mut step = match roll {
+                    r if r >= 20 - settles && !issued.is_empty() => {
                         let id = issued.remove(rng.below(issued.len() as u64) as usize);
                         json!({ "op": "settle", "id": id, "outcome": outcome })
                     }
-                    16 => json!({ "op": "settle", "id": 7, "outcome": outcome }), // unknown id
-                    _ => json!({ "op": "peek" }),
+                    0 => json!({ "op": "settle", "id": 7, "outcome": outcome }), // unknown id
+                    1 | 2 => json!({ "op": "peek" }),
+                    _ => json!({ "op": "admit" }),
                 };
                 step["now"] = json!(now);
                 step["scope"] = json!(scope);

@@ -431,8 +431,7 @@ export function makeApi(wasm, memory) {
       this.#maxKeyLength = integer("maxKeyLength", c.maxKeyLength ?? 1024, 1);
       const sample = make();
       if (!isLimiter(sample)) throw new TypeError("the factory must return a TokenBucket, SlidingLog or SlidingWindow");
-      const [kind, ...args] = sample[SPEC];
-      sample.free();
+      const [kind, ...args] = sample[SPEC]; // the sample is the caller's: left to the GC
       const lru = onFull === "evictLru";
       if (kind === "gcra") this.#inner = wasm.KeyedStore.gcra(...args, this.#max, lru);
       else if (kind === "log") this.#inner = wasm.KeyedStore.slidingLog(...args, this.#max, lru);

@@ -66,7 +66,7 @@ export interface WindowState {
   data: number[];
 }
 
-/** An exact sliding log (remembers up to `slots` admissions: 8, 64 (default) or 256). */
+/** A sliding log in `slots` entries (8, 64 (default) or 256): exact while a window's admissions fit, merged conservatively beyond (never over `limit`). */
 export class SlidingLog {
   constructor(config: WindowConfig & { slots?: 8 | 64 | 256 });
   readonly config: Readonly<WindowConfig>;

@@ -122,7 +122,7 @@ test("model quota traces replay exactly (ratebound/budget)", async () => {
       }
     },
   );
-  assert.equal(n, 960);
+  assert.equal(n, 1440);
 });
 
 test("policy set traces replay exactly through the public Policy", async () => {

@@ -85,7 +85,7 @@ async fn model_fixtures_replay_exactly_through_redis() {
     let store = RedisStore::connect(&server.url(), caller_time(&clock))
         .await
         .unwrap();
-    assert_eq!(replay(&store, &clock, "single").await, 960);
+    assert_eq!(replay(&store, &clock, "single").await, 1440);
 }
 
 #[tokio::test]
@@ -97,7 +97,7 @@ async fn model_fixtures_replay_exactly_through_a_cluster() {
     let store = RedisStore::connect_cluster(&nodes, caller_time(&clock))
         .await
         .unwrap();
-    assert_eq!(replay(&store, &clock, "cluster").await, 960);
+    assert_eq!(replay(&store, &clock, "cluster").await, 1440);
 }
 
 fn config(toml: &str) -> ModelLimitConfig {

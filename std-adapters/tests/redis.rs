@@ -963,3 +963,48 @@ async fn a_cluster_replays_the_budget_fixtures() {
         .unwrap();
     assert_eq!(replay_budgets(&store, &clock, "cluster").await, 213);
 }
+
+/// A sliding log of one slot (the merge has no pair there): Redis and core
+/// agree step by step, and the limit holds.
+#[tokio::test]
+async fn a_one_slot_log_matches_core() {
+    use ratebound_core::SlidingLogState;
+    let server = RedisServer::start();
+    let clock = ManualClock::new(Instant::ZERO);
+    let store = RedisStore::connect(&server.url(), caller_time(&clock))
+        .await
+        .unwrap();
+    let log = SlidingLog::<1>::new(4, Duration::from_micros(1_000)).unwrap();
+    let spec = RedisSpec::sliding_log(&log);
+    let mut st = SlidingLogState::<1>::default();
+    let mut t = 1_800_000_000_000_000u64;
+    let (mut allowed, mut denied) = (0, 0);
+    for step in 0..300u64 {
+        t += (step * 7_919) % 300;
+        clock.set(Instant::from_micros(t));
+        let cost = step % 3;
+        let m = [Member {
+            name: "one",
+            spec: &spec,
+            cost,
+        }];
+        let r = store.check(b"one slot", &m).await.unwrap();
+        let d = log.check(&mut st, Instant::from_micros(t), cost).unwrap();
+        assert_eq!(r.members[0].decision, d, "step {step}");
+        let core_state = serde_json::to_value(&st).unwrap();
+        assert_eq!(
+            state_json("sliding_log", &r.members[0].state),
+            core_state,
+            "step {step}"
+        );
+        if d.allowed {
+            allowed += 1
+        } else {
+            denied += 1
+        }
+    }
+    assert!(
+        allowed > 50 && denied > 50,
+        "{allowed} allowed, {denied} denied"
+    );
+}

@@ -185,12 +185,13 @@ where
             None => false,
         }
     }
-    fn insert(&mut self, key: Box<str>, state: L::State) {
+    fn insert(&mut self, key: Box<str>, state: L::State) -> bool {
         let i = self.index.add(key);
         match self.states.get_mut(i) {
             Some(st) => *st = state,
             None => self.states.push(state),
         }
+        true
     }
 }
 

@@ -248,7 +248,8 @@ macro_rules! with_log {
     };
 }
 
-/// An exact sliding log remembering up to `slots` (8, 64 or 256) admissions.
+/// A sliding log in `slots` (8, 64 or 256) entries; beyond them entries merge
+/// conservatively (core's rule): never over the limit.
 #[wasm_bindgen]
 pub struct SlidingLog {
     log: Log,

@@ -8,7 +8,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use ratebound_core::model_quota::{ModelQuota as CoreQuota, ModelState, Outcome};
-use ratebound_core::Instant;
+use ratebound_core::{Instant, MAX_SAFE_INTEGER};
 use wasm_bindgen::prelude::*;
 
 use crate::int;
@@ -34,8 +34,17 @@ impl ModelQuota {
     pub fn new(scopes_json: &str) -> Result<ModelQuota, JsValue> {
         let scopes: Vec<CoreQuota> =
             serde_json::from_str(scopes_json).map_err(|e| JsValue::from_str(&e.to_string()))?;
-        if scopes.is_empty() {
+        let Some(first) = scopes.first() else {
             return Err(JsValue::from_str("at least one scope's limits are needed"));
+        };
+        // One state is counted under every scope's limits: they must forget alike.
+        if scopes
+            .iter()
+            .any(|q| q.period() != first.period() || q.window() != first.window())
+        {
+            return Err(JsValue::from_str(
+                "every scope must have the same period and window",
+            ));
         }
         Ok(ModelQuota {
             scopes,
@@ -94,11 +103,12 @@ impl ModelQuota {
     #[wasm_bindgen(js_name = importState)]
     pub fn import_state(&mut self, state_json: &str) -> bool {
         match serde_json::from_str::<ModelState>(state_json) {
-            Ok(s) => {
+            // Ids and times travel as JS numbers: exact below 2^53 only.
+            Ok(s) if s.next_id <= MAX_SAFE_INTEGER && s.last <= MAX_SAFE_INTEGER => {
                 *self.st = s;
                 true
             }
-            Err(_) => false,
+            _ => false,
         }
     }
 }

@@ -37,8 +37,10 @@
 //! times; a unit counts while `at + period > now`. The log keeps up to
 //! [`LOG_SLOTS`] entries; beyond that the two closest adjacent entries are
 //! merged into the later one, so a unit may count for longer than its
-//! period (capacity comes back later, never sooner). The only way to exceed
-//! `max` is a success settled after its hold expired.
+//! period (capacity comes back later, never sooner). A count goes over
+//! `max` only by a success settled after its hold expired, or when a group
+//! switch holds it to a lower limit; admissions then wait until it is back
+//! under.
 //!
 //! [`Window::Bucket`]: a token bucket (core's exact [`Gcra`]) of `max` that
 //! refills `max` per period: at most `max` at once and `max` per period
@@ -231,9 +233,9 @@ impl ModelDecision {
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Settled {
-    /// The hold was live: it is gone, and a success was counted.
+    /// The hold was live: it is gone (and a success outcome was counted).
     Held,
-    /// No live hold had that id (it expired): a success was still counted.
+    /// No live hold had that id (it expired): a success outcome was still counted.
     Lapsed,
 }
 
@@ -356,13 +358,6 @@ impl ModelQuota {
             Window::Sliding => max,
             Window::Bucket => max.saturating_mul(2).saturating_sub(1),
         }
-    }
-
-    /// A copy of these limits with another hold lease.
-    pub fn with_hold_ttl(mut self, hold_ttl: Duration) -> Result<ModelQuota, ConfigError> {
-        require_nonzero(hold_ttl.as_micros(), "hold_ttl")?;
-        self.hold_ttl = hold_ttl;
-        Ok(self)
     }
 }
 

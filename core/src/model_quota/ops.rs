@@ -167,7 +167,8 @@ impl ModelQuota {
         if success.1.is_none() && st.holds.is_full() {
             let first = st.holds.iter().map(|h| h.expires).min().unwrap_or(0);
             let at = Instant::from_micros(first).min(in_flight_retry(now));
-            success = (denied(self.success, 0, at, at), Some(Blocked::InFlight));
+            let reset = success.0.reset_at;
+            success = (denied(self.success, 0, reset, at), Some(Blocked::InFlight));
         }
         let blocked = match (total.and_then(|t| t.1), success.1) {
             (Some(t), Some(s)) => {

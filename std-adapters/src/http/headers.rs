@@ -5,10 +5,10 @@
 //!
 //! ```text
 //! RateLimit-Policy: "total";q=100;w=60, "success";q=10;w=60
-//! RateLimit: "total";r=97;t=2, "success";r=7;t=18
+//! RateLimit: "total";r=97;t=60, "success";r=7;t=60
 //! X-RateLimit-Limit: 10
 //! X-RateLimit-Remaining: 7
-//! X-RateLimit-Reset: 18
+//! X-RateLimit-Reset: 60
 //! ```
 //!
 //! - `RateLimit-Policy` / `RateLimit` follow the IETF draft

@@ -13,7 +13,7 @@ pub use ratebound_core::model_quota::scope::KeyBy;
 use super::Identity;
 
 /// The largest `total_max` / `success_max` accepted (the seed's bound, 2^31 − 1).
-pub const MAX_COUNT: i64 = i32::MAX as i64;
+pub const MAX_COUNT: i64 = ratebound_core::model_quota::MAX_COUNT as i64;
 /// The longest period accepted: 366 days, in minutes.
 pub const MAX_PERIOD_MINUTES: u64 = 366 * 24 * 60;
 
@@ -168,6 +168,16 @@ pub enum ModelLimitError {
         /// The value given.
         value: i64,
     },
+    /// Limits core refused, naming where they are (with `window = "bucket"`
+    /// a count must also be an exact token bucket: `max` per period with
+    /// `max × period µs / gcd(max, period µs)` below 2^53).
+    #[error("model limits: {scope}: {error}")]
+    Limits {
+        /// `global`, `group "vip"` or `model "gpt-4"`.
+        scope: String,
+        /// What core said.
+        error: ConfigError,
+    },
     /// An empty group or model name.
     #[error("model limits: {0} names must not be empty")]
     EmptyName(&'static str),
@@ -197,13 +207,17 @@ fn quota(
     }
     // In range, so the casts are exact.
     let total = (total > 0).then_some(total as u64);
-    Ok(ModelQuota::new(
+    ModelQuota::new(
         total,
         success as u64,
         Duration::from_secs(config.period_minutes * 60),
         config.window,
         Duration::from_secs(config.hold_ttl_secs),
-    )?)
+    )
+    .map_err(|error| ModelLimitError::Limits {
+        scope: scope.to_owned(),
+        error,
+    })
 }
 
 /// The validated limits: which [`ModelQuota`] applies to a group and model.
@@ -218,8 +232,9 @@ pub struct ModelLimits {
 impl ModelLimits {
     /// Validate a config: period 1 to [`MAX_PERIOD_MINUTES`] minutes; hold
     /// lease 1 to [`MAX_HOLD_TTL_SECS`] s; every total 0 (unlimited) to
-    /// 2^31 − 1 and every success 1 to 2^31 − 1; no empty names. Errors name
-    /// the group or model at fault.
+    /// 2^31 − 1 and every success 1 to 2^31 − 1 (with `window = "bucket"`,
+    /// also an exact token bucket: see [`ModelLimitError::Limits`]); no
+    /// empty names. Errors name the group or model at fault.
     pub fn new(config: ModelLimitConfig) -> Result<Self, ModelLimitError> {
         if !(1..=MAX_PERIOD_MINUTES).contains(&config.period_minutes) {
             return Err(ModelLimitError::Period(config.period_minutes));

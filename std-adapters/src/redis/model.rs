@@ -376,70 +376,68 @@ impl<C: Clock + Clone> AdmitRequests for RedisModelLimiter<C> {
     }
 
     async fn admit(&self, who: &Identity, model: &str) -> Result<RedisAdmission<C>, AdmitError> {
-        {
-            self.local.validate(who, model)?;
-            let quota = *self.local.limits().quota_for(who, model);
-            let err = if self.breaker.skipping() {
-                RedisLimitError::Invalid("redis marked unavailable after a recent failure")
-            } else {
-                match self.admit_redis(who, model, &quota).await {
-                    Ok((decision, settle)) => {
-                        self.breaker.mark(true, None, "model limits");
-                        return Ok(RedisAdmission {
-                            decision,
-                            quota,
-                            source: Source::Redis,
-                            settle,
-                            local: None,
-                        });
-                    }
-                    Err(e) if e.is_unavailable() => {
-                        self.breaker.mark(false, Some(&e), "model limits");
-                        e
-                    }
-                    Err(e) => return Err(AdmitError::Unavailable(e.to_string())),
-                }
-            };
-            match self.on_unavailable {
-                OnUnavailable::Closed => Err(AdmitError::Unavailable(err.to_string())),
-                OnUnavailable::Open => {
-                    let now = Instant::from_micros(
-                        std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map_or(0, |d| d.as_micros() as u64),
-                    );
-                    let open = |max: u64| Decision {
-                        allowed: true,
-                        remaining: max,
-                        limit: max,
-                        reset_at: now,
-                        retry_at: now,
-                    };
-                    Ok(RedisAdmission {
-                        decision: ModelDecision {
-                            total: quota.total_max().map(open),
-                            success: open(quota.success_max()),
-                            now,
-                            hold: None,
-                            in_flight: 0,
-                            blocked: None,
-                        },
+        self.local.validate(who, model)?;
+        let quota = *self.local.limits().quota_for(who, model);
+        let err = if self.breaker.skipping() {
+            RedisLimitError::Invalid("redis marked unavailable after a recent failure")
+        } else {
+            match self.admit_redis(who, model, &quota).await {
+                Ok((decision, settle)) => {
+                    self.breaker.mark(true, None, "model limits");
+                    return Ok(RedisAdmission {
+                        decision,
                         quota,
-                        source: Source::FailOpen,
-                        settle: None,
+                        source: Source::Redis,
+                        settle,
                         local: None,
-                    })
+                    });
                 }
-                OnUnavailable::Local => {
-                    let a = self.local.admit(who, model)?;
-                    Ok(RedisAdmission {
-                        decision: *a.decision(),
-                        quota,
-                        source: Source::Local,
-                        settle: None,
-                        local: Some(a),
-                    })
+                Err(e) if e.is_unavailable() => {
+                    self.breaker.mark(false, Some(&e), "model limits");
+                    e
                 }
+                Err(e) => return Err(AdmitError::Unavailable(e.to_string())),
+            }
+        };
+        match self.on_unavailable {
+            OnUnavailable::Closed => Err(AdmitError::Unavailable(err.to_string())),
+            OnUnavailable::Open => {
+                let now = Instant::from_micros(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_micros() as u64),
+                );
+                let open = |max: u64| Decision {
+                    allowed: true,
+                    remaining: max,
+                    limit: max,
+                    reset_at: now,
+                    retry_at: now,
+                };
+                Ok(RedisAdmission {
+                    decision: ModelDecision {
+                        total: quota.total_max().map(open),
+                        success: open(quota.success_max()),
+                        now,
+                        hold: None,
+                        in_flight: 0,
+                        blocked: None,
+                    },
+                    quota,
+                    source: Source::FailOpen,
+                    settle: None,
+                    local: None,
+                })
+            }
+            OnUnavailable::Local => {
+                let a = self.local.admit(who, model)?;
+                Ok(RedisAdmission {
+                    decision: *a.decision(),
+                    quota,
+                    source: Source::Local,
+                    settle: None,
+                    local: Some(a),
+                })
             }
         }
     }

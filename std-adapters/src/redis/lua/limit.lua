@@ -60,8 +60,13 @@ local function l_decide(c, st, now, cost)
     local next_entries = {}
     for i = expired + 1, #entries do next_entries[#next_entries + 1] = entries[i] end
     if push_at then
-      if #next_entries >= c.slots then merge_closest(next_entries) end
-      next_entries[#next_entries + 1] = { push_at, cost }
+      if #next_entries >= c.slots and not merge_closest(next_entries) then
+        -- One slot and it is taken: the new unit joins that entry, at now.
+        local e = next_entries[#next_entries]
+        next_entries[#next_entries] = { push_at, e[2] + cost }
+      else
+        next_entries[#next_entries + 1] = { push_at, cost }
+      end
     end
     return { 1, room - cost, c.limit, reset, now }, { last = math.max(st.last, now), entries = next_entries }
   end

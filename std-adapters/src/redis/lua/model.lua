@@ -9,7 +9,7 @@
 --   "peek"), hold id, outcome ("success" | "failure"), with_state ("1"/"0"),
 --   total_max (0 = unlimited), success_max, period_us, window ("sliding" |
 --   "bucket"), hold_ttl_us, then for a bucket window the total's and the
---   success's GCRA (p a tau_us tau_rem each; zeros otherwise).
+--   success's GCRA (p a tau_us tau_rem each; "0 1 0 0" otherwise).
 -- Returns for admit/peek { now, hold (-1: none), in_flight, blocked (0 none,
 -- 1 total, 2 success, 3 in_flight), total row or {}, success row [, state] },
 -- rows as { status, remaining, limit, reset_at, retry_at }; for settle
@@ -28,18 +28,18 @@ local function m_parse(raw)
     if v[i] == nil then error("ratebound: corrupt model state") end
     return v[i]
   end
-  local function pairs_of()
+  local function pairs_of(most)
     local n, out = take(), {}
-    if n > 64 then error("ratebound: corrupt model state") end
+    if n > most then error("ratebound: corrupt model state") end
     for k = 1, n do out[k] = { take(), take() } end
     return out
   end
   local st = { last = take(), next_id = take() }
-  st.tlog = pairs_of()
+  st.tlog = pairs_of(M_LOG_SLOTS)
   st.tb = { tat = take(), rem = take() }
-  st.slog = pairs_of()
+  st.slog = pairs_of(M_LOG_SLOTS)
   st.sb = { tat = take(), rem = take() }
-  st.holds = pairs_of()
+  st.holds = pairs_of(M_MAX_IN_FLIGHT)
   if i ~= #v then error("ratebound: corrupt model state") end
   return st
 end
@@ -83,7 +83,7 @@ local function m_record(log, now)
     last[2] = last[2] + 1
     return
   end
-  if #log >= M_LOG_SLOTS then merge_closest(log) end
+  if #log >= M_LOG_SLOTS then merge_closest(log) end -- 16 slots: a pair exists
   log[#log + 1] = { now, 1 }
 end
 
@@ -256,7 +256,7 @@ local function model(KEYS, ARGV)
       if first == nil or h[2] < first then first = h[2] end
     end
     local at = math.min(sat(first or 0), sat(n + M_IN_FLIGHT_RETRY))
-    srow, sb = m_denied(smax, 0, at, at), 3
+    srow, sb = m_denied(smax, 0, srow[4], at), 3
   end
   local blocked = 0
   if tb ~= 0 and sb ~= 0 then

@@ -139,8 +139,9 @@ end
 
 -- A full log of { at, cost } entries (oldest first) merges its two closest
 -- adjacent entries (the oldest pair on a tie) into the later one, freeing a
--- slot: a unit then counts for longer, never shorter (core's
--- sliding_log::closest_pair, used by the sliding log and model quotas).
+-- slot (false when there is no pair): a unit then counts for longer, never
+-- shorter (core's sliding_log::closest_pair, for the sliding log and model
+-- quotas).
 local function merge_closest(entries)
   local best, gap = nil, nil
   for i = 1, #entries - 1 do
@@ -148,9 +149,10 @@ local function merge_closest(entries)
     if g < 0 then g = 0 end
     if gap == nil or g < gap then best, gap = i, g end
   end
-  if best == nil then return end
+  if best == nil then return false end
   entries[best + 1] = { entries[best + 1][1], entries[best + 1][2] + entries[best][2] }
   table.remove(entries, best)
+  return true
 end
 
 -- ------------------------------------------------------------------ GCRA
