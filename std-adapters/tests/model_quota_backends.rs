@@ -284,6 +284,7 @@ async fn memory_and_redis_agree_over_random_steps_with_changing_groups() {
         "{admitted} admitted, {denied} denied"
     );
     assert!(switches > 2_000, "{switches} group switches");
+    println!("6,000 steps: {admitted} admitted, {denied} denied, {switches} group switches; memory = Redis at every step");
 }
 
 /// Slots held by requests in flight: the denial says so and asks for a retry
