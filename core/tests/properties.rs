@@ -151,6 +151,30 @@ proptest! {
         }
     }
 
+    /// Whatever order `now` values come in (the clock stepping back), the
+    /// units a sliding log admits, at the times it admitted them (a `now`
+    /// earlier than one it admitted at counts as that time), never exceed
+    /// `limit` in any window — also with fewer slots than `limit`, where
+    /// entries merge.
+    #[test]
+    fn sliding_log_admissions_stay_within_the_limit(limit in 1u64..40, window in 1u64..1_000_000, ds in deltas(200_000)) {
+        let l: SlidingLog<4> = SlidingLog::new(limit, Duration::from_micros(window)).unwrap();
+        let mut s = SlidingLogState::<4>::default();
+        let mut admitted: Vec<(u64, u64)> = Vec::new();
+        for (now, cost) in walk(&ds) {
+            let cost = cost % (limit + 1);
+            let d = l.check(&mut s, Instant::from_micros(now), cost).unwrap();
+            prop_assert!(d.remaining <= limit);
+            if d.allowed && cost > 0 {
+                admitted.push((s.last(), cost));
+            }
+        }
+        for &(t, _) in &admitted {
+            let in_window: u64 = admitted.iter().filter(|(a, _)| *a >= t && *a < t + window).map(|(_, c)| c).sum();
+            prop_assert!(in_window <= limit, "{} units in [{}, {})", in_window, t, t + window);
+        }
+    }
+
     /// The counter admits at most `limit` per aligned window and at most
     /// 2 × limit in any interval of one window length (its documented bound).
     #[test]
