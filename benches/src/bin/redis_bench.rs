@@ -299,9 +299,10 @@ async fn main() {
     })
     .await;
     // Budgets and model limits in a steady state: each call finds the hold
-    // of the call before it (lapsed after 1 ms: nothing here settles) and
-    // replaces it, so a state holds one hold, as in a service where calls
-    // settle.
+    // of the call before it lapsed (nothing here settles) and replaces it,
+    // so a state holds one hold, as in a service where calls settle. The
+    // budget has one hold slot (1 ms lease); model holds lapse after 1 µs,
+    // before the next call at these rates.
     let budget = RedisBudget::new(
         store.clone(),
         Budget::new(
@@ -326,7 +327,7 @@ async fn main() {
         1_000_000,
         ratebound_core::Duration::from_secs(60),
         Window::Sliding,
-        ratebound_core::Duration::from_millis(1),
+        ratebound_core::Duration::from_micros(1),
     )
     .unwrap();
     let quotas = RedisModelQuotas::new(store.clone());

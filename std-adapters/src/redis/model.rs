@@ -184,26 +184,24 @@ fn decision(items: &[Value], limited: bool) -> Result<WithState<ModelDecision>, 
     Ok((d, state(rest.first())?))
 }
 
-/// The state string the script returns with `with_state` (see `model.lua`).
+/// The state the script returns with `with_state`: its flat list of
+/// integers (see `m_parse` in `model.lua`).
 fn state(v: Option<&Value>) -> Result<Option<ModelState>, RedisLimitError> {
     let Some(v) = v else { return Ok(None) };
-    let text = match v {
-        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::SimpleString(s) => s.clone(),
-        other => {
-            return Err(RedisLimitError::Protocol(format!(
-                "expected a state, got {other:?}"
-            )))
-        }
+    let Value::Array(items) = v else {
+        return Err(RedisLimitError::Protocol(format!(
+            "expected a state, got {v:?}"
+        )));
     };
-    parse_state(&text)
+    let flat = items.iter().map(uint).collect::<Result<Vec<_>, _>>()?;
+    parse_state(&flat)
         .map(Some)
-        .ok_or_else(|| RedisLimitError::Protocol(format!("unreadable model state {text:?}")))
+        .ok_or_else(|| RedisLimitError::Protocol(format!("unreadable model state {flat:?}")))
 }
 
-fn parse_state(text: &str) -> Option<ModelState> {
-    let mut it = text.split(' ').map(|x| x.parse::<u64>().ok());
-    let mut next = || it.next().flatten();
+fn parse_state(flat: &[u64]) -> Option<ModelState> {
+    let mut it = flat.iter().copied();
+    let mut next = || it.next();
     let mut st = ModelState {
         last: next()?,
         next_id: next()?,

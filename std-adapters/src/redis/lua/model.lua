@@ -1,10 +1,7 @@
 -- ratebound: model quotas, a port of ratebound-core's model_quota module
 -- (its docs state the rules; fixtures/traces/model_quota.json guards them).
 --
--- KEYS[1]: the state of one subject and model, a string of integers:
---   last next_id | total log (n, then at cost pairs) | total tat rem |
---   success log | success tat rem | holds (n, then id expires pairs),
---   all space-separated.
+-- KEYS[1]: the state of one subject and model (see m_parse).
 -- ARGV: now_us ("" = Redis TIME), ttl_margin_ms, op ("admit" | "settle" |
 --   "peek"), hold id, outcome ("success" | "failure"), with_state ("1"/"0"),
 --   total_max (0 = unlimited), success_max, period_us, window ("sliding" |
@@ -19,14 +16,18 @@ local M_LOG_SLOTS = 16
 local M_MAX_IN_FLIGHT = 64
 local M_IN_FLIGHT_RETRY = 1000000
 
+-- The state is one flat list of integers, stored as MessagePack (the
+-- cmsgpack library in Redis: C code, integers kept exact below 2^53):
+-- last next_id | n_total_log (at cost)* | total_tat total_rem |
+-- n_success_log (at cost)* | success_tat success_rem | n_holds (id expires)*.
 local function m_parse(raw)
-  local v = {}
-  for x in string.gmatch(raw, "%S+") do v[#v + 1] = int_field(x, 0) end
+  local ok, v = pcall(cmsgpack.unpack, raw)
+  if not ok or type(v) ~= "table" then error("ratebound: corrupt model state") end
   local i = 0
   local function take()
     i = i + 1
     if v[i] == nil then error("ratebound: corrupt model state") end
-    return v[i]
+    return int_field(v[i], 0)
   end
   local function pairs_of(most)
     local n, out = take(), {}
@@ -44,23 +45,23 @@ local function m_parse(raw)
   return st
 end
 
-local function m_encode(st)
-  local out = { int_str(st.last), int_str(st.next_id) }
+local function m_flat(st)
+  local out = { st.last, st.next_id }
   local function put(list)
-    out[#out + 1] = int_str(#list)
+    out[#out + 1] = #list
     for _, e in ipairs(list) do
-      out[#out + 1] = int_str(e[1])
-      out[#out + 1] = int_str(e[2])
+      out[#out + 1] = e[1]
+      out[#out + 1] = e[2]
     end
   end
   put(st.tlog)
-  out[#out + 1] = int_str(st.tb.tat)
-  out[#out + 1] = int_str(st.tb.rem)
+  out[#out + 1] = st.tb.tat
+  out[#out + 1] = st.tb.rem
   put(st.slog)
-  out[#out + 1] = int_str(st.sb.tat)
-  out[#out + 1] = int_str(st.sb.rem)
+  out[#out + 1] = st.sb.tat
+  out[#out + 1] = st.sb.rem
   put(st.holds)
-  return table.concat(out, " ")
+  return out
 end
 
 local function m_used(log)
@@ -69,11 +70,14 @@ local function m_used(log)
   return s
 end
 
+-- Drop the units that left the window. Entries are in time order (written
+-- at clamped, rising times; merges keep the order), so they are a prefix.
 local function m_prune(log, now, period)
+  local k = 0
+  while log[k + 1] ~= nil and log[k + 1][1] + period <= now do k = k + 1 end
+  if k == 0 then return log end
   local out = {}
-  for _, e in ipairs(log) do
-    if e[1] + period > now then out[#out + 1] = e end
-  end
+  for i = k + 1, #log do out[#out + 1] = log[i] end
   return out
 end
 
@@ -132,11 +136,17 @@ local function model(KEYS, ARGV)
   if st.last > n then n = st.last end
   n = sat(n)
   st.last = n
-  local live = {}
+  local lapsed = false
   for _, h in ipairs(st.holds) do
-    if h[2] > n then live[#live + 1] = h end
+    if h[2] <= n then lapsed = true break end
   end
-  st.holds = live
+  if lapsed then
+    local live = {}
+    for _, h in ipairs(st.holds) do
+      if h[2] > n then live[#live + 1] = h end
+    end
+    st.holds = live
+  end
   if not bucket then
     st.tlog = m_prune(st.tlog, n, period)
     st.slog = m_prune(st.slog, n, period)
@@ -153,16 +163,16 @@ local function model(KEYS, ARGV)
     later(g_ceil(st.sb.tat, st.sb.rem))
     for _, h in ipairs(st.holds) do later(h[2]) end
     local ms = math.max(1, math.ceil((idle - n) / 1000)) + margin
-    redis.call("SET", key, m_encode(st), "PX", ms)
+    redis.call("SET", key, cmsgpack.pack(m_flat(st)), "PX", ms)
   end
 
   local function with(reply)
     if with_state then
       -- A peek changes nothing: it reports the state as stored.
       if op == "peek" then
-        reply[#reply + 1] = raw or "0 0 0 0 0 0 0 0 0"
+        reply[#reply + 1] = raw and m_flat(m_parse(raw)) or { 0, 0, 0, 0, 0, 0, 0, 0, 0 }
       else
-        reply[#reply + 1] = m_encode(st)
+        reply[#reply + 1] = m_flat(st)
       end
     end
     return reply
