@@ -26,8 +26,11 @@ local function m_parse(raw)
   local i = 0
   local function take()
     i = i + 1
-    if v[i] == nil then error("ratebound: corrupt model state") end
-    return int_field(v[i], 0)
+    local x = v[i]
+    if type(x) ~= "number" or x < 0 or x > SAFE or x % 1 ~= 0 then
+      error("ratebound: corrupt model state")
+    end
+    return x
   end
   local function pairs_of(most)
     local n, out = take(), {}
@@ -104,6 +107,50 @@ local function m_denied(limit, remaining, reset, retry)
   return { 0, remaining, limit, math.max(reset, retry), retry }
 end
 
+local function m_sliding_view(n, period, log, max, held, extra, which)
+  local used = m_used(log)
+  local want = used + held + extra
+  local newest = n
+  if #log > 0 then newest = sat(log[#log][1] + period) end
+  if want <= max then
+    local reset = newest
+    if held + extra > 0 then reset = math.max(newest, sat(n + period)) end
+    return { 1, max - want, max, reset, n }, 0
+  end
+  local frees = m_frees_at(log, period, want - max)
+  local alone_fits = used + extra <= max
+  local remaining = max - (used + held)
+  if remaining < 0 then remaining = 0 end
+  local cap = sat(n + M_IN_FLIGHT_RETRY)
+  if held > 0 and (alone_fits or frees == nil) then
+    local at = cap
+    if frees ~= nil and frees < cap then at = frees end
+    return m_denied(max, remaining, newest, at), 3
+  end
+  return m_denied(max, remaining, newest, frees or cap), which
+end
+
+local function m_bucket_view(n, c, b, held, extra, which)
+  local cap = c.capacity
+  local want = held + extra
+  local full = nil
+  if want <= cap then
+    full = g_decide(c, b, n, want)
+    if full[1] == 1 then return full, 0 end
+  end
+  local alone = g_decide(c, b, n, extra)
+  local remaining = g_decide(c, b, n, 0)[2] - held
+  if remaining < 0 then remaining = 0 end
+  if held > 0 and alone[1] == 1 then
+    local at = sat(n + M_IN_FLIGHT_RETRY)
+    if full ~= nil and full[5] < at then at = full[5] end
+    return m_denied(cap, remaining, alone[4], at), 3
+  end
+  local at = alone[5]
+  if full ~= nil then at = full[5] end
+  return m_denied(cap, remaining, alone[4], at), which
+end
+
 local function model(KEYS, ARGV)
   local now = now_us(ARGV[1])
   local margin = tonumber(ARGV[2])
@@ -155,13 +202,20 @@ local function model(KEYS, ARGV)
   local function save()
     -- Keep the state until it is idle: every unit out of the window, both
     -- buckets full, every hold expired.
+    -- (Logs are in time order: their newest entry leaves last.)
     local idle = n
-    local function later(t) if t > idle then idle = t end end
-    for _, e in ipairs(st.tlog) do later(sat(e[1] + period)) end
-    for _, e in ipairs(st.slog) do later(sat(e[1] + period)) end
-    later(g_ceil(st.tb.tat, st.tb.rem))
-    later(g_ceil(st.sb.tat, st.sb.rem))
-    for _, h in ipairs(st.holds) do later(h[2]) end
+    local t = st.tlog[#st.tlog]
+    if t ~= nil and t[1] + period > idle then idle = t[1] + period end
+    t = st.slog[#st.slog]
+    if t ~= nil and t[1] + period > idle then idle = t[1] + period end
+    t = g_ceil(st.tb.tat, st.tb.rem)
+    if t > idle then idle = t end
+    t = g_ceil(st.sb.tat, st.sb.rem)
+    if t > idle then idle = t end
+    for _, h in ipairs(st.holds) do
+      if h[2] > idle then idle = h[2] end
+    end
+    idle = sat(idle)
     local ms = math.max(1, math.ceil((idle - n) / 1000)) + margin
     redis.call("SET", key, cmsgpack.pack(m_flat(st)), "PX", ms)
   end
@@ -203,57 +257,13 @@ local function model(KEYS, ARGV)
     return with({ n, found })
   end
 
-  local function sliding_view(log, max, held, extra, which)
-    local used = m_used(log)
-    local want = used + held + extra
-    local newest = n
-    if #log > 0 then newest = sat(log[#log][1] + period) end
-    if want <= max then
-      local reset = newest
-      if held + extra > 0 then reset = math.max(newest, sat(n + period)) end
-      return { 1, max - want, max, reset, n }, 0
-    end
-    local frees = m_frees_at(log, period, want - max)
-    local alone_fits = used + extra <= max
-    local remaining = max - (used + held)
-    if remaining < 0 then remaining = 0 end
-    local cap = sat(n + M_IN_FLIGHT_RETRY)
-    if held > 0 and (alone_fits or frees == nil) then
-      local at = cap
-      if frees ~= nil and frees < cap then at = frees end
-      return m_denied(max, remaining, newest, at), 3
-    end
-    return m_denied(max, remaining, newest, frees or cap), which
-  end
-
-  local function bucket_view(c, b, held, extra, which)
-    local cap = c.capacity
-    local want = held + extra
-    local full = nil
-    if want <= cap then
-      full = g_decide(c, b, n, want)
-      if full[1] == 1 then return full, 0 end
-    end
-    local alone = g_decide(c, b, n, extra)
-    local remaining = g_decide(c, b, n, 0)[2] - held
-    if remaining < 0 then remaining = 0 end
-    if held > 0 and alone[1] == 1 then
-      local at = sat(n + M_IN_FLIGHT_RETRY)
-      if full ~= nil and full[5] < at then at = full[5] end
-      return m_denied(cap, remaining, alone[4], at), 3
-    end
-    local at = alone[5]
-    if full ~= nil then at = full[5] end
-    return m_denied(cap, remaining, alone[4], at), which
-  end
-
   local function view(which, held, extra)
     if which == 1 then
-      if bucket then return bucket_view(tc, st.tb, held, extra, 1) end
-      return sliding_view(st.tlog, tmax, held, extra, 1)
+      if bucket then return m_bucket_view(n, tc, st.tb, held, extra, 1) end
+      return m_sliding_view(n, period, st.tlog, tmax, held, extra, 1)
     end
-    if bucket then return bucket_view(sc, st.sb, held, extra, 2) end
-    return sliding_view(st.slog, smax, held, extra, 2)
+    if bucket then return m_bucket_view(n, sc, st.sb, held, extra, 2) end
+    return m_sliding_view(n, period, st.slog, smax, held, extra, 2)
   end
 
   local held = #st.holds
