@@ -59,8 +59,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps
 
 if [ -z "${RATEBOUND_SKIP_EMBEDDED:-}" ]; then
   for t in $TARGETS; do
-    say "core for $t (no default features: no allocator, no std, no 64-bit atomics needed)"
+    say "core for $t (no default features: no allocator, no std, no 64-bit atomics needed; then embassy alone)"
     cargo build -p ratebound-core --no-default-features --target "$t"
+    cargo build -p ratebound-core --no-default-features --features embassy --target "$t"
   done
   for t in thumbv6m-none-eabi riscv32imc-unknown-none-elf; do
     say "core for $t with AtomicGcra via critical-section, and serde"

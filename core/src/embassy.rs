@@ -3,6 +3,10 @@
 //! `embassy_time::Instant` counts from boot, not from the Unix epoch: fine for
 //! limiters that live in one device, not for state shared with servers.
 //!
+//! [`acquire`] waits on a [`crate::AtomicGcra`] and needs the
+//! `atomic` feature too (default; on thumbv6m / riscv32imc with
+//! `critical-section`); the conversions and [`wait_until`] need only `embassy`.
+//!
 //! ```no_run
 //! use ratebound_core::{AtomicGcra, Gcra};
 //! # async fn task(limiter: &AtomicGcra) -> Result<(), ratebound_core::CostError> {
@@ -12,7 +16,9 @@
 //! # Ok(()) }
 //! ```
 
-use crate::{AtomicGcra, CostError, Decision, Duration, Instant};
+#[cfg(feature = "atomic")]
+use crate::{AtomicGcra, CostError, Decision};
+use crate::{Duration, Instant};
 
 impl From<embassy_time::Instant> for Instant {
     fn from(i: embassy_time::Instant) -> Instant {
@@ -40,6 +46,8 @@ pub async fn wait_until(at: Instant) {
 /// Wait until `limiter` admits `cost`, then consume it. Reads the embassy
 /// clock for each attempt and sleeps until each denial's `retry_at`.
 /// Errors at once (without waiting) when `cost` can never fit.
+#[cfg(feature = "atomic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "atomic")))]
 pub async fn acquire(limiter: &AtomicGcra, cost: u64) -> Result<Decision, CostError> {
     loop {
         let d = limiter.check(embassy_time::Instant::now().into(), cost)?;
