@@ -16,30 +16,13 @@ use ratebound_std::model_limit::{
     AdmitRequests, Admitted, Identity, ModelDecision, ModelLimitConfig, ModelLimiter,
 };
 use ratebound_std::redis::{
-    OnUnavailable, RedisModelLimiter, RedisModelQuotas, RedisOptions, RedisStore, TimeSource,
+    OnUnavailable, RedisModelLimiter, RedisModelQuotas, RedisOptions, RedisStore,
 };
-use serde_json::Value;
 use support::redis_server::{RedisCluster, RedisServer};
-
-fn caller_time(clock: &ManualClock) -> RedisOptions {
-    RedisOptions {
-        time: TimeSource::Caller(Arc::new(clock.clone())),
-        timeout: std::time::Duration::from_secs(5),
-        with_state: true,
-        ..RedisOptions::default()
-    }
-}
-
-fn u(v: &Value, k: &str) -> u64 {
-    v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"))
-}
+use support::traces::{caller_time, fixtures, u};
 
 async fn replay(store: &RedisStore, clock: &ManualClock, run: &str) -> usize {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../fixtures/traces/model_quota.json"
-    );
-    let file: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let file = fixtures("model_quota");
     let quotas = RedisModelQuotas::new(store.clone());
     let mut steps = 0;
     for (t, trace) in file["traces"].as_array().unwrap().iter().enumerate() {

@@ -9,31 +9,11 @@ use std::sync::Arc;
 use ratebound_core::{Duration, Gcra, Instant, SlidingCounter, SlidingLog};
 use ratebound_std::clock::ManualClock;
 use ratebound_std::redis::{
-    Invocation, Member, RedisLimitError, RedisOptions, RedisSpec, RedisStore, TimeSource,
+    Invocation, Member, RedisLimitError, RedisOptions, RedisSpec, RedisStore,
 };
 use serde_json::{json, Value};
 use support::redis_server::{RedisCluster, RedisServer};
-
-fn fixtures(kind: &str) -> Value {
-    let path = format!(
-        "{}/../fixtures/traces/{kind}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn u(v: &Value, k: &str) -> u64 {
-    v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"))
-}
-
-fn caller_time(clock: &ManualClock) -> RedisOptions {
-    RedisOptions {
-        time: TimeSource::Caller(Arc::new(clock.clone())),
-        timeout: std::time::Duration::from_secs(5),
-        with_state: true,
-        ..RedisOptions::default()
-    }
-}
+use support::traces::{caller_time, fixtures, u};
 
 fn decision_json(d: &ratebound_core::Decision) -> Value {
     json!({

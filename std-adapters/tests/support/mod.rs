@@ -2,3 +2,5 @@
 #![allow(unreachable_pub, dead_code)]
 
 pub mod redis_server;
+#[cfg(feature = "redis")]
+pub mod traces;
