@@ -36,6 +36,26 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// An admission that counted nothing, as a fail-open policy gives while
+    /// the store holding the counts is unavailable: allowed, `remaining`
+    /// `limit − cost` (0 when the cost exceeds it), nothing to wait for.
+    ///
+    /// ```
+    /// use ratebound_core::{Decision, Instant};
+    /// let now = Instant::from_secs(5);
+    /// let d = Decision::uncounted(now, 10, 3);
+    /// assert!(d.allowed && d.remaining == 7 && d.retry_at == now);
+    /// ```
+    pub const fn uncounted(now: Instant, limit: u64, cost: u64) -> Decision {
+        Decision {
+            allowed: true,
+            remaining: limit.saturating_sub(cost),
+            limit,
+            reset_at: now,
+            retry_at: now,
+        }
+    }
+
     /// How long to wait from `now` before retrying (zero when allowed).
     #[inline]
     pub const fn retry_after(&self, now: Instant) -> Duration {

@@ -95,6 +95,7 @@ pub mod gcra;
 pub mod keyed;
 pub mod model_quota;
 pub mod policy;
+pub mod share;
 pub mod sliding_counter;
 pub mod sliding_log;
 mod time;

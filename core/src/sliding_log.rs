@@ -78,6 +78,13 @@ pub struct SlidingLogState<const N: usize = 64> {
 }
 
 impl<const N: usize> SlidingLogState<N> {
+    /// A log that has admitted nothing (what `default()` gives, usable in
+    /// a `static`).
+    pub const EMPTY: Self = SlidingLogState {
+        entries: Deque::new(),
+        last: 0,
+    };
+
     /// The entries, oldest first (expired ones may linger until the next `check`).
     pub fn entries(&self) -> impl Iterator<Item = &LogEntry> + '_ {
         self.entries.iter()

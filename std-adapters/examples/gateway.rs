@@ -37,12 +37,14 @@ use axum::routing::post;
 use axum::Router;
 use ratebound_core::backoff::Backoff;
 use ratebound_std::clock::SystemClock;
+use ratebound_std::fallback::{FailoverOptions, OnUnavailable};
 use ratebound_std::http::headers::error_body;
 use ratebound_std::http::layer::{FromExtensions, Model, ModelLimitLayer};
 use ratebound_std::http::upstream::{UpstreamError, UpstreamLimits};
 use ratebound_std::keyed::KeyedConfig;
+use ratebound_std::model_limit::RedisModelLimiter;
 use ratebound_std::model_limit::{AdmitRequests, Identity, ModelLimitConfig, ModelLimiter};
-use ratebound_std::redis::{OnUnavailable, RedisModelLimiter, RedisOptions, RedisStore};
+use ratebound_std::redis::{RedisOptions, RedisStore};
 use ratebound_std::retry::RetryPolicy;
 use serde::Deserialize;
 
@@ -249,7 +251,12 @@ async fn app(cfg: Config) -> Result<Router, Box<dyn std::error::Error>> {
                 "model limits: in Redis, shared by every replica (when Redis is down: {:?})",
                 r.on_unavailable
             );
-            let limiter = RedisModelLimiter::new(store, limits, r.on_unavailable, SystemClock)?;
+            let limiter = RedisModelLimiter::new(
+                store,
+                limits,
+                FailoverOptions::new(r.on_unavailable),
+                SystemClock,
+            )?;
             router(Arc::new(limiter), cfg)
         }
     }

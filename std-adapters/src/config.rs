@@ -28,17 +28,12 @@
 use std::time::Duration as StdDuration;
 
 use ratebound_core::backoff::{Backoff, Jitter, RetryBudget};
-use ratebound_core::{
-    ConfigError, CostError, Decision, Duration, Gcra, GcraState, Instant, Limiter, SlidingCounter,
-    SlidingCounterState, SlidingLog, SlidingLogState,
-};
+use ratebound_core::{ConfigError, Duration, Gcra, SlidingCounter, SlidingLog};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use crate::limiter::{AnyLimiter, CONFIG_LOG_SLOTS};
 use crate::retry::{RetryPolicy, SharedRetryBudget};
-
-/// Sliding logs built from config hold this many entries.
-pub const CONFIG_LOG_SLOTS: usize = 256;
 
 /// A config that failed to load: where, and why.
 #[derive(Debug, thiserror::Error)]
@@ -170,86 +165,6 @@ impl LimiterSpec {
                 AnyLimiter::SlidingCounter(SlidingCounter::new(limit, window.into())?)
             }
         })
-    }
-}
-
-/// Any core rate limiter, chosen at run time (from config).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AnyLimiter {
-    /// GCRA.
-    Gcra(Gcra),
-    /// Sliding log.
-    SlidingLog(SlidingLog<CONFIG_LOG_SLOTS>),
-    /// Sliding counter.
-    SlidingCounter(SlidingCounter),
-}
-
-/// The state of an [`AnyLimiter`]; `Fresh` until first used.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum AnyState {
-    /// Never used: a fresh state of whichever kind.
-    #[default]
-    Fresh,
-    /// GCRA state.
-    Gcra(GcraState),
-    /// Sliding log state (boxed: 4 KiB).
-    SlidingLog(Box<SlidingLogState<CONFIG_LOG_SLOTS>>),
-    /// Sliding counter state.
-    SlidingCounter(SlidingCounterState),
-}
-
-macro_rules! dispatch {
-    ($self:ident, $state:ident, |$l:ident, $s:ident| $body:expr) => {
-        match $self {
-            AnyLimiter::Gcra($l) => {
-                if !matches!($state, AnyState::Gcra(_)) {
-                    *$state = AnyState::Gcra(GcraState::default());
-                }
-                let AnyState::Gcra($s) = $state else {
-                    unreachable!()
-                };
-                $body
-            }
-            AnyLimiter::SlidingLog($l) => {
-                if !matches!($state, AnyState::SlidingLog(_)) {
-                    *$state = AnyState::SlidingLog(Box::default());
-                }
-                let AnyState::SlidingLog($s) = $state else {
-                    unreachable!()
-                };
-                $body
-            }
-            AnyLimiter::SlidingCounter($l) => {
-                if !matches!($state, AnyState::SlidingCounter(_)) {
-                    *$state = AnyState::SlidingCounter(SlidingCounterState::default());
-                }
-                let AnyState::SlidingCounter($s) = $state else {
-                    unreachable!()
-                };
-                $body
-            }
-        }
-    };
-}
-
-impl Limiter for AnyLimiter {
-    type State = AnyState;
-    fn check(&self, state: &mut AnyState, now: Instant, cost: u64) -> Result<Decision, CostError> {
-        dispatch!(self, state, |l, s| l.check(s, now, cost))
-    }
-    fn peek(&self, state: &AnyState, now: Instant, cost: u64) -> Result<Decision, CostError> {
-        let mut copy = state.clone();
-        let copy = &mut copy;
-        dispatch!(self, copy, |l, s| l.peek(s, now, cost))
-    }
-    fn is_idle(&self, state: &AnyState, now: Instant) -> bool {
-        match (self, state) {
-            (_, AnyState::Fresh) => true,
-            (AnyLimiter::Gcra(l), AnyState::Gcra(s)) => l.is_idle(s, now),
-            (AnyLimiter::SlidingLog(l), AnyState::SlidingLog(s)) => l.is_idle(s, now),
-            (AnyLimiter::SlidingCounter(l), AnyState::SlidingCounter(s)) => l.is_idle(s, now),
-            _ => true, // a state of another kind means nothing to this limiter
-        }
     }
 }
 

@@ -31,6 +31,7 @@
 pub mod budget;
 pub mod clock;
 pub mod config;
+pub mod fallback;
 pub mod go_policy;
 #[cfg(feature = "http")]
 pub mod http;

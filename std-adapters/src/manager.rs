@@ -29,7 +29,7 @@ use ratebound_core::Decision;
 
 use crate::budget::{BudgetDenied, BudgetHold, BudgetManager, UsageRecord};
 use crate::clock::Clock;
-use crate::limiter::{Decide, RateLimiter};
+use crate::limiter::{RateLimiter, SharedLimiter};
 use crate::retry::RetryPolicy;
 use crate::wait::AcquireError;
 
@@ -42,7 +42,7 @@ pub trait Wait: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = Result<Decision, AcquireError>> + Send + '_>>;
 }
 
-impl<D: Decide + 'static, C: Clock> Wait for RateLimiter<D, C> {
+impl<D: SharedLimiter + 'static, C: Clock> Wait for RateLimiter<D, C> {
     fn wait(
         &self,
         cost: u64,

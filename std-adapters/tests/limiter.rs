@@ -6,13 +6,13 @@ use std::time::Duration as StdDuration;
 
 use ratebound_core::{Duration, Instant, SlidingLog};
 use ratebound_std::clock::{Clock, ManualClock, TokioClock};
-use ratebound_std::limiter::{Decide, Locked, RateLimiter};
+use ratebound_std::limiter::{MutexLimiter, RateLimiter, SharedLimiter};
 use ratebound_std::AcquireError;
 
 const T0: Instant = Instant::from_secs(1_795_392_000);
 
 /// Spawn `n` tasks that `acquire(1)` until the clock passes `end`; count admissions at or before `end`.
-async fn hammer<D: Decide + 'static>(
+async fn hammer<D: SharedLimiter + 'static>(
     limiter: Arc<RateLimiter<D, TokioClock>>,
     n: usize,
     end: Instant,
@@ -50,7 +50,7 @@ async fn eight_tasks_on_one_gcra_admit_exactly_the_math() {
 async fn twelve_tasks_on_one_sliding_log_admit_exactly_the_math() {
     let clock = TokioClock::anchored_at(T0);
     let log: SlidingLog<32> = SlidingLog::new(20, Duration::from_secs(1)).unwrap();
-    let l = Arc::new(RateLimiter::new(Locked::new(log), clock));
+    let l = Arc::new(RateLimiter::new(MutexLimiter::new(log), clock));
     // Windows open at T0, +1 s, … +5 s (entries expire at exactly +1 s): 6 × 20.
     assert_eq!(hammer(l, 12, T0 + Duration::from_secs(5)).await, 120);
 }
@@ -122,7 +122,7 @@ fn refund_and_unpackable_rates() {
     let l = RateLimiter::gcra(3, 2049, StdDuration::from_secs(1), clock.clone()).unwrap();
     assert!(matches!(
         l.inner(),
-        ratebound_std::limiter::SharedGcra::Locked(_)
+        ratebound_std::limiter::SharedGcra::Mutex(_)
     ));
     assert_eq!(l.check(3).unwrap().remaining, 0);
     assert_eq!(l.refund(2).remaining, 2);

@@ -12,12 +12,12 @@ use std::sync::Arc;
 use ratebound_core::model_quota::{ModelQuota, Outcome};
 use ratebound_core::{Duration, Instant};
 use ratebound_std::clock::{Clock, ManualClock};
+use ratebound_std::fallback::{FailoverOptions, OnUnavailable};
+use ratebound_std::model_limit::RedisModelLimiter;
 use ratebound_std::model_limit::{
     AdmitRequests, Admitted, Identity, ModelDecision, ModelLimitConfig, ModelLimiter,
 };
-use ratebound_std::redis::{
-    OnUnavailable, RedisModelLimiter, RedisModelQuotas, RedisOptions, RedisStore,
-};
+use ratebound_std::redis::{RedisModelQuotas, RedisOptions, RedisStore};
 use support::redis_server::{RedisCluster, RedisServer};
 use support::traces::{caller_time, fixtures, u};
 
@@ -97,8 +97,8 @@ enum Backend {
 }
 
 enum Held {
-    Memory(Box<ratebound_std::model_limit::Admission<ManualClock>>),
-    Redis(Box<ratebound_std::redis::RedisAdmission<ManualClock>>),
+    Memory(Box<ratebound_std::model_limit::InFlight<ManualClock>>),
+    Redis(Box<ratebound_std::model_limit::RedisInFlight<ManualClock>>),
 }
 
 impl Backend {
@@ -107,9 +107,13 @@ impl Backend {
         let store = RedisStore::connect(&server.url(), caller_time(clock))
             .await
             .unwrap();
-        let redis =
-            RedisModelLimiter::new(store, config(cfg), OnUnavailable::Closed, clock.clone())
-                .unwrap();
+        let redis = RedisModelLimiter::new(
+            store,
+            config(cfg),
+            FailoverOptions::new(OnUnavailable::Closed),
+            clock.clone(),
+        )
+        .unwrap();
         let memory = ModelLimiter::new(config(cfg), Default::default(), clock.clone()).unwrap();
         [
             Backend::Memory(Box::new(memory)),
@@ -382,8 +386,13 @@ async fn mixed_bursts_end_at_the_limit_and_retry_within_a_second() {
         };
         let store = RedisStore::connect(&server.url(), opts).await.unwrap();
         server.cli(&["FLUSHALL"]).unwrap();
-        let redis =
-            RedisModelLimiter::new(store, config(cfg), OnUnavailable::Closed, SystemClock).unwrap();
+        let redis = RedisModelLimiter::new(
+            store,
+            config(cfg),
+            FailoverOptions::new(OnUnavailable::Closed),
+            SystemClock,
+        )
+        .unwrap();
         let results = [
             ("memory", mixed_burst(Arc::new(memory)).await),
             ("redis", mixed_burst(Arc::new(redis)).await),

@@ -8,9 +8,7 @@ use std::sync::Arc;
 
 use ratebound_core::{Duration, Gcra, Instant, SlidingCounter, SlidingLog};
 use ratebound_std::clock::ManualClock;
-use ratebound_std::redis::{
-    Invocation, Member, RedisLimitError, RedisOptions, RedisSpec, RedisStore,
-};
+use ratebound_std::redis::{Charge, Invocation, RedisOptions, RedisSpec, RedisStore, StoreError};
 use serde_json::{json, Value};
 use support::redis_server::{RedisCluster, RedisServer};
 use support::traces::{caller_time, fixtures, u};
@@ -68,7 +66,7 @@ async fn replay(store: &RedisStore, clock: &ManualClock, kind: &str, run: &str) 
             let what = format!("{kind}/{} step {i} ({})", trace["name"], step["op"]);
             let (got, new_state): (Value, Option<Vec<u64>>) = match step["op"].as_str().unwrap() {
                 op @ ("check" | "peek") => {
-                    let m = [Member {
+                    let m = [Charge {
                         name: "x",
                         spec: &spec,
                         cost,
@@ -89,7 +87,7 @@ async fn replay(store: &RedisStore, clock: &ManualClock, kind: &str, run: &str) 
                                 Some(d.members[0].state.clone()),
                             )
                         }
-                        Err(RedisLimitError::Cost { .. }) => {
+                        Err(StoreError::Cost { .. }) => {
                             (json!({"error": "insufficient_capacity"}), None)
                         }
                         Err(e) => panic!("{what}: {e}"),
@@ -125,7 +123,7 @@ async fn replay(store: &RedisStore, clock: &ManualClock, kind: &str, run: &str) 
                     store
                         .peek(
                             tag.as_bytes(),
-                            &[Member {
+                            &[Charge {
                                 name: "x",
                                 spec: &spec,
                                 cost: 0,
@@ -184,10 +182,10 @@ async fn replay_policies(store: &RedisStore, clock: &ManualClock, run: &str) -> 
         for (i, step) in trace["steps"].as_array().unwrap().iter().enumerate() {
             clock.set(Instant::from_micros(u(step, "now")));
             let cost = u(step, "cost");
-            let set: Vec<Member> = specs
+            let set: Vec<Charge> = specs
                 .iter()
                 .zip(&names)
-                .map(|((_, spec, c), name)| Member {
+                .map(|((_, spec, c), name)| Charge {
                     name,
                     spec,
                     cost: c.unwrap_or(cost),
@@ -202,7 +200,7 @@ async fn replay_policies(store: &RedisStore, clock: &ManualClock, run: &str) -> 
                 Ok(d) => {
                     json!({"ok": {"decision": decision_json(&d.decision.decision), "binding": d.decision.binding}})
                 }
-                Err(RedisLimitError::Cost { member, .. }) => {
+                Err(StoreError::Cost { member, .. }) => {
                     json!({"error": {"member": member, "code": "insufficient_capacity"}})
                 }
                 Err(e) => panic!("{what}: {e}"),
@@ -212,7 +210,7 @@ async fn replay_policies(store: &RedisStore, clock: &ManualClock, run: &str) -> 
             let states = match r {
                 Ok(d) => d.members,
                 Err(_) => {
-                    let zero: Vec<Member> = set.iter().map(|m| Member { cost: 0, ..*m }).collect();
+                    let zero: Vec<Charge> = set.iter().map(|m| Charge { cost: 0, ..*m }).collect();
                     store.peek(tag.as_bytes(), &zero).await.unwrap().members
                 }
             };
@@ -269,12 +267,12 @@ async fn eight_connections_admit_exactly_one_limit() {
             while !stop.load(Ordering::SeqCst) {
                 // A policy set: the bucket binds, the minute log must agree.
                 let m = [
-                    Member {
+                    Charge {
                         name: "sec",
                         spec: &gcra,
                         cost: 1,
                     },
-                    Member {
+                    Charge {
                         name: "min",
                         spec: &log,
                         cost: 1,
@@ -350,7 +348,7 @@ async fn gcra_paths_match_core_at_the_end_of_time() {
                 let key = String::from_utf8(key).unwrap();
                 server.cli(&["SET", &key, &tat.to_string()]).unwrap();
                 clock.set(Instant::from_micros(now));
-                let m = [Member {
+                let m = [Charge {
                     name: &name,
                     spec: &spec,
                     cost,
@@ -414,11 +412,11 @@ async fn policy_differential(store: &RedisStore, clock: &ManualClock, tag: &[u8]
         t += next() % 700_000;
         clock.set(Instant::from_micros(t));
         let costs = [next() % 3, next() % 3, next() % 4];
-        let members: Vec<Member> = ["g", "l", "c"]
+        let members: Vec<Charge> = ["g", "l", "c"]
             .iter()
             .zip(&specs)
             .zip(costs)
-            .map(|((n, s), cost)| Member {
+            .map(|((n, s), cost)| Charge {
                 name: n,
                 spec: s,
                 cost,
@@ -559,7 +557,7 @@ async fn bad_input_gives_clear_errors_or_correct_results() {
         .unwrap();
     let g = RedisSpec::Gcra(Gcra::new(3, 3, Duration::from_secs(1)).unwrap());
     let one = |cost| {
-        [Member {
+        [Charge {
             name: "x",
             spec: &g,
             cost,
@@ -591,7 +589,7 @@ async fn bad_input_gives_clear_errors_or_correct_results() {
     let long = vec![b'k'; 1025];
     assert!(matches!(
         store.check(&long, &one(1)).await,
-        Err(RedisLimitError::TagTooLong {
+        Err(StoreError::TagTooLong {
             len: 1025,
             max: 1024
         })
@@ -599,7 +597,7 @@ async fn bad_input_gives_clear_errors_or_correct_results() {
     assert!(store.check(&vec![b'k'; 1024], &one(1)).await.is_ok());
     assert!(matches!(
         store.check(b"t", &one(u64::MAX)).await,
-        Err(RedisLimitError::Cost {
+        Err(StoreError::Cost {
             cost: u64::MAX,
             capacity: 3,
             ..
@@ -607,7 +605,7 @@ async fn bad_input_gives_clear_errors_or_correct_results() {
     ));
     assert!(matches!(
         store.check(b"t", &one(4)).await,
-        Err(RedisLimitError::Cost { .. })
+        Err(StoreError::Cost { .. })
     ));
     let zero = store.check(b"t", &one(0)).await.unwrap();
     assert!(zero.decision.decision.allowed);
@@ -618,15 +616,15 @@ async fn bad_input_gives_clear_errors_or_correct_results() {
     );
     assert!(matches!(
         store.check(b"t", &[]).await,
-        Err(RedisLimitError::Invalid(_))
+        Err(StoreError::Invalid(_))
     ));
     let dup = [
-        Member {
+        Charge {
             name: "x",
             spec: &g,
             cost: 1,
         },
-        Member {
+        Charge {
             name: "x",
             spec: &g,
             cost: 1,
@@ -634,27 +632,27 @@ async fn bad_input_gives_clear_errors_or_correct_results() {
     ];
     assert!(matches!(
         store.check(b"t", &dup).await,
-        Err(RedisLimitError::Invalid(_))
+        Err(StoreError::Invalid(_))
     ));
     assert!(matches!(
         store
             .check(
                 b"t",
-                &[Member {
+                &[Charge {
                     name: "x}",
                     spec: &g,
                     cost: 1
                 }]
             )
             .await,
-        Err(RedisLimitError::Invalid(_))
+        Err(StoreError::Invalid(_))
     ));
     // A key of another kind, or a corrupted state, is an error, never a grant.
     let log = RedisSpec::sliding_log(&SlidingLog::<8>::new(3, Duration::from_secs(1)).unwrap());
     let e = store
         .check(
             b"a{b",
-            &[Member {
+            &[Charge {
                 name: "x",
                 spec: &log,
                 cost: 1,
@@ -673,7 +671,7 @@ async fn bad_input_gives_clear_errors_or_correct_results() {
     let wkey = String::from_utf8(store.key(b"t", "w").unwrap()).unwrap();
     for raw in ["-5", "1.5", "abc", "99999999999999999", "nan", "inf"] {
         server.cli(&["SET", &wkey, raw]).unwrap();
-        let m = [Member {
+        let m = [Charge {
             name: "w",
             spec: &whole,
             cost: 1,
@@ -711,7 +709,7 @@ async fn bad_input_gives_clear_errors_or_correct_results() {
     };
     assert!(matches!(
         RedisStore::connect(&server.url(), bad).await,
-        Err(RedisLimitError::Invalid(_))
+        Err(StoreError::Invalid(_))
     ));
     // A key of another Redis type is an error about this call, not an outage.
     server
@@ -963,7 +961,7 @@ async fn a_one_slot_log_matches_core() {
         t += (step * 7_919) % 300;
         clock.set(Instant::from_micros(t));
         let cost = step % 3;
-        let m = [Member {
+        let m = [Charge {
             name: "one",
             spec: &spec,
             cost,

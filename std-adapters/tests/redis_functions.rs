@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use ratebound_core::{Duration, Gcra, SlidingCounter, SlidingLog};
-use ratebound_std::redis::{Invocation, Member, RedisOptions, RedisSpec, RedisStore};
+use ratebound_std::redis::{Charge, Invocation, RedisOptions, RedisSpec, RedisStore};
 use support::redis_server::RedisServer;
 
 fn specs() -> [RedisSpec; 3] {
@@ -22,10 +22,10 @@ fn specs() -> [RedisSpec; 3] {
 /// One decision of task `t`, step `i`: a single GCRA, a policy set or a peek.
 async fn decide(store: &RedisStore, specs: &[RedisSpec; 3], t: u64, i: u64) -> bool {
     let tag = format!("user{}", (t * 7 + i) % 50);
-    let members: Vec<Member> = ["a", "b", "c"]
+    let members: Vec<Charge> = ["a", "b", "c"]
         .iter()
         .zip(specs)
-        .map(|(name, spec)| Member {
+        .map(|(name, spec)| Charge {
             name,
             spec,
             cost: 1,
@@ -112,7 +112,7 @@ async fn a_restart_under_load_fails_no_decision_once_redis_is_back() {
             while !stop.load(Ordering::SeqCst) && i < 50_000 {
                 let started = StdInstant::now();
                 let tag = format!("user{}", (t * 7 + i) % 50);
-                let m = [Member {
+                let m = [Charge {
                     name: "a",
                     spec: &specs[0],
                     cost: 1,
@@ -175,7 +175,7 @@ async fn a_restart_while_idle_is_answered_by_loading_again() {
         match store
             .check(
                 b"idle",
-                &[Member {
+                &[Charge {
                     name: "a",
                     spec: &specs[0],
                     cost: 1,

@@ -9,12 +9,12 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use ratebound_core::{Duration, Instant};
 use ratebound_std::clock::ManualClock;
+use ratebound_std::fallback::{FailoverOptions, OnUnavailable, Source};
+use ratebound_std::model_limit::RedisModelLimiter;
 use ratebound_std::model_limit::{
     AdmitError, AdmitRequests, Admitted, Identity, ModelLimitConfig, ModelLimiter, Outcome,
 };
-use ratebound_std::redis::{
-    OnUnavailable, RedisModelLimiter, RedisOptions, RedisStore, Source, TimeSource,
-};
+use ratebound_std::redis::{RedisOptions, RedisStore, TimeSource};
 use support::redis_server::RedisServer;
 
 fn config(toml: &str) -> ModelLimitConfig {
@@ -41,7 +41,7 @@ async fn limiter(
     let store = RedisStore::connect(&server.url(), opts(Some(clock), timeout_ms))
         .await
         .unwrap();
-    RedisModelLimiter::new(store, config(cfg), on, clock.clone()).unwrap()
+    RedisModelLimiter::new(store, config(cfg), FailoverOptions::new(on), clock.clone()).unwrap()
 }
 
 #[tokio::test]
@@ -115,7 +115,7 @@ async fn eight_replicas_fifty_concurrent_requests_ten_successes() {
             RedisModelLimiter::new(
                 store,
                 config("period_minutes = 60\nsuccess_max = 10"),
-                OnUnavailable::Closed,
+                FailoverOptions::new(OnUnavailable::Closed),
                 clock,
             )
             .unwrap(),
@@ -277,7 +277,7 @@ async fn killed_mid_load_then_function_flush() {
 async fn a_plain_limiter_follows_its_failure_policy() {
     use ratebound_std::config::AnyLimiter;
     use ratebound_std::keyed::KeyedConfig;
-    use ratebound_std::redis::RedisLimiter;
+    use ratebound_std::keyed::RedisKeyedLimiter as RedisLimiter;
     let server = RedisServer::start();
     let clock = ManualClock::new(Instant::from_secs(1_800_000_000));
     let g = AnyLimiter::Gcra(ratebound_core::Gcra::new(2, 2, Duration::from_secs(60)).unwrap());
@@ -288,7 +288,15 @@ async fn a_plain_limiter_follows_its_failure_policy() {
             let store = RedisStore::connect(&url, opts(Some(&clock), 200))
                 .await
                 .unwrap();
-            RedisLimiter::new(store, "api", g, on, KeyedConfig::default(), clock).unwrap()
+            RedisLimiter::new(
+                store,
+                "api",
+                g,
+                FailoverOptions::new(on),
+                KeyedConfig::default(),
+                clock,
+            )
+            .unwrap()
         }
     };
     let (closed, open, local) = (
@@ -325,7 +333,7 @@ async fn a_plain_limiter_follows_its_failure_policy() {
         "the local count of 2 holds"
     );
     server.restart();
-    tokio::time::sleep(StdDuration::from_millis(600)).await; // past the breaker
+    tokio::time::sleep(StdDuration::from_millis(1100)).await; // past the breaker
     assert_eq!(closed.check(b"k2", 1).await.unwrap().source, Source::Redis);
     assert_eq!(local.check(b"k2", 1).await.unwrap().source, Source::Redis);
 }
@@ -336,7 +344,7 @@ async fn a_plain_limiter_follows_its_failure_policy() {
 async fn the_budget_manager_switches_backends_by_config() {
     use ratebound_core::budget::{BudgetConfig, Dimension, Horizon, Usage};
     use ratebound_std::budget::UsageRecord;
-    use ratebound_std::redis::{AnyBudgetManager, BudgetBackend, RedisBudgetError};
+    use ratebound_std::budget::{AnyBudgetManager, BudgetBackend, RedisBudgetError};
     let server = RedisServer::start();
     let clock = ManualClock::new(Instant::from_secs(1_800_000_000));
     let cfg = || {
@@ -353,7 +361,7 @@ async fn the_budget_manager_switches_backends_by_config() {
         store: store.clone(),
         key: b"team-a".to_vec(),
         hold_slots: 16,
-        on_unavailable: OnUnavailable::Closed,
+        failover: FailoverOptions::new(OnUnavailable::Closed),
     };
     let redis = AnyBudgetManager::new(cfg(), backend.clone(), clock.clone()).unwrap();
     let other_server = AnyBudgetManager::new(cfg(), backend, clock.clone()).unwrap();
@@ -424,7 +432,7 @@ async fn the_budget_manager_switches_backends_by_config() {
 #[tokio::test]
 async fn budget_failure_policies() {
     use ratebound_core::budget::{BudgetConfig, Dimension, Horizon, Usage};
-    use ratebound_std::redis::{AnyBudgetManager, BudgetBackend};
+    use ratebound_std::budget::{AnyBudgetManager, BudgetBackend};
     let server = RedisServer::start();
     let clock = ManualClock::new(Instant::from_secs(1_800_000_000));
     let cfg = || BudgetConfig::new().limit(Dimension::Tokens, Horizon::MINUTE, 1_000);
@@ -438,7 +446,7 @@ async fn budget_failure_policies() {
                 store,
                 key: b"t".to_vec(),
                 hold_slots: 8,
-                on_unavailable: on,
+                failover: FailoverOptions::new(on),
             };
             AnyBudgetManager::new(cfg(), backend, clock).unwrap()
         }
@@ -469,7 +477,7 @@ async fn budget_failure_policies() {
     assert!(closed.check_budget(10, 0).await.is_err());
     let o = open.reserve(u(900)).await.unwrap();
     assert!(
-        matches!(&o, ratebound_std::redis::AnyBudgetHold::Redis(h) if h.source() == Source::FailOpen)
+        matches!(&o, ratebound_std::budget::AnyBudgetHold::Redis(h) if h.source() == Source::FailOpen)
     );
     assert_eq!(
         o.settle(u(900)).await.unwrap(),
@@ -490,10 +498,10 @@ async fn budget_failure_policies() {
     );
     assert_eq!(local.status().await.unwrap().limits[0].used, 700);
     server.restart();
-    tokio::time::sleep(StdDuration::from_millis(600)).await;
+    tokio::time::sleep(StdDuration::from_millis(1100)).await;
     let h = closed.reserve(u(10)).await.unwrap();
     assert!(
-        matches!(&h, ratebound_std::redis::AnyBudgetHold::Redis(r) if r.source() == Source::Redis)
+        matches!(&h, ratebound_std::budget::AnyBudgetHold::Redis(r) if r.source() == Source::Redis)
     );
     drop(h);
 }

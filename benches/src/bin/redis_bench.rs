@@ -29,7 +29,7 @@ use ratebound_core::budget::{Budget, BudgetConfig, Usage};
 use ratebound_core::model_quota::{ModelQuota, Window};
 use ratebound_core::{Gcra, SlidingCounter, SlidingLog};
 use ratebound_std::redis::{
-    Member, RedisBudget, RedisModelQuotas, RedisOptions, RedisSpec, RedisStore,
+    Charge, RedisBudget, RedisModelQuotas, RedisOptions, RedisSpec, RedisStore,
 };
 
 /// The floor: a GCRA in as few operations as Redis allows, integer µs only.
@@ -207,7 +207,7 @@ async fn end_to_end(port: u16, clients: usize, secs: u64, shared: bool) -> (f64,
             while !stop.load(Ordering::Relaxed) {
                 let tag = format!("user{}", k % 1000);
                 k += clients as u64;
-                let m = [Member {
+                let m = [Charge {
                     name: "a",
                     spec: &gcra,
                     cost: 1,
@@ -273,7 +273,7 @@ async fn main() {
     let fractional = RedisSpec::Gcra(Gcra::new(1_000, 3, d).unwrap()); // 333 333⅓ µs apart
     let log = RedisSpec::sliding_log(&SlidingLog::<64>::new(1_000_000, d).unwrap());
     let counter = RedisSpec::SlidingCounter(SlidingCounter::new(1_000_000, d).unwrap());
-    let member = |name, spec| Member {
+    let member = |name, spec| Charge {
         name,
         spec,
         cost: 1,

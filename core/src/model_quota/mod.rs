@@ -130,19 +130,19 @@ pub struct ModelQuota {
 
 /// Which count a header or error talks about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Policy {
+pub enum Count {
     /// Every admitted request.
     Total,
     /// Successful requests.
     Success,
 }
 
-impl Policy {
+impl Count {
     /// The name used in headers and errors: `total` or `success`.
     pub const fn name(self) -> &'static str {
         match self {
-            Policy::Total => "total",
-            Policy::Success => "success",
+            Count::Total => "total",
+            Count::Success => "success",
         }
     }
 }
@@ -198,10 +198,10 @@ impl ModelDecision {
 
     /// The decision that binds: the denying count (the later retry if both
     /// deny), else the one with the least remaining.
-    pub fn binding(&self) -> (Policy, Decision) {
-        let s = (Policy::Success, self.success);
+    pub fn binding(&self) -> (Count, Decision) {
+        let s = (Count::Success, self.success);
         let Some(t) = self.total else { return s };
-        let t = (Policy::Total, t);
+        let t = (Count::Total, t);
         match (t.1.allowed, s.1.allowed) {
             (false, true) => t,
             (true, false) => s,

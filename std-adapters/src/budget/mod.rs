@@ -75,8 +75,16 @@ pub enum BudgetDenied {
 }
 
 mod alerts;
+#[cfg(feature = "redis")]
+mod backend;
+#[cfg(feature = "redis")]
+mod redis;
 pub(crate) use alerts::AlertHub;
 pub use alerts::AlertsPending;
+#[cfg(feature = "redis")]
+pub use backend::{AnyBudgetHold, AnyBudgetManager, BudgetBackend};
+#[cfg(feature = "redis")]
+pub use redis::{RedisBudgetError, RedisBudgetHold, RedisBudgetManager};
 
 /// A thread-safe budget: core's [`Budget`] with its [`BudgetState`] behind a
 /// mutex, a clock, and alert delivery. `R` bounds concurrent reservations.

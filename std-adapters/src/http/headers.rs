@@ -29,7 +29,7 @@
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
-use crate::model_limit::{Blocked, ModelDecision, ModelQuota, Policy, Window};
+use crate::model_limit::{Blocked, Count, ModelDecision, ModelQuota, Window};
 
 /// `RateLimit-Policy`.
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -42,11 +42,11 @@ pub const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelim
 /// `X-RateLimit-Reset`.
 pub const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
-fn items(d: &ModelDecision) -> impl Iterator<Item = (Policy, ratebound_core::Decision)> + '_ {
+fn items(d: &ModelDecision) -> impl Iterator<Item = (Count, ratebound_core::Decision)> + '_ {
     d.total
-        .map(|t| (Policy::Total, t))
+        .map(|t| (Count::Total, t))
         .into_iter()
-        .chain(std::iter::once((Policy::Success, d.success)))
+        .chain(std::iter::once((Count::Success, d.success)))
 }
 
 fn number(n: u64) -> HeaderValue {
@@ -108,8 +108,8 @@ pub fn insert_retry_after(headers: &mut HeaderMap, d: &ModelDecision) {
 pub fn rate_limited_body(model: &str, quota: &ModelQuota, d: &ModelDecision) -> String {
     let (policy, b) = d.binding();
     let what = match policy {
-        Policy::Total => "requests",
-        Policy::Success => "successful requests",
+        Count::Total => "requests",
+        Count::Success => "successful requests",
     };
     let minutes = quota.period().as_secs() / 60;
     let per = if minutes == 1 {

@@ -288,6 +288,26 @@ impl ModelLimits {
         .unwrap_or(&self.global)
     }
 
+    /// One replica's share of every limit (core's [`ModelQuota::share`]):
+    /// what a replica enforces alone while the shared store is unavailable.
+    pub fn share(&self, replicas: u32) -> Result<ModelLimits, ModelLimitError> {
+        let one = |scope: String, q: &ModelQuota| {
+            q.share(replicas)
+                .map_err(|error| ModelLimitError::Limits { scope, error })
+        };
+        let each = |kind: &str, m: &BTreeMap<String, ModelQuota>| {
+            m.iter()
+                .map(|(name, q)| Ok((name.clone(), one(format!("{kind} {name:?}"), q)?)))
+                .collect::<Result<BTreeMap<_, _>, ModelLimitError>>()
+        };
+        Ok(ModelLimits {
+            config: self.config.clone(),
+            global: one("global".into(), &self.global)?,
+            groups: each("group", &self.groups)?,
+            models: each("model", &self.models)?,
+        })
+    }
+
     /// The global limits (also the reference for idleness: every scope
     /// shares the period and the window).
     pub fn global(&self) -> &ModelQuota {

@@ -59,6 +59,10 @@
 //! ```
 
 mod config;
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "redis")]
+pub use redis::{RedisInFlight, RedisModelLimiter};
 
 use std::fmt;
 use std::future::Future;
@@ -72,7 +76,7 @@ use crate::keyed::{KeyedConfig, KeyedLimiter};
 use crate::AcquireError;
 
 pub use ratebound_core::model_quota::{
-    Blocked, ModelDecision, ModelQuota, ModelState, Outcome, Policy, Settled, Window,
+    Blocked, Count, ModelDecision, ModelQuota, ModelState, Outcome, Settled, Window,
 };
 
 pub use config::{
@@ -135,19 +139,19 @@ impl fmt::Display for ModelKey {
     }
 }
 
-/// An admitted (or denied) request: the decision, plus what
+/// A request admitted (or denied): the decision, plus what
 /// [`ModelLimiter::settle`] needs. Dropping an admitted one without settling
 /// it settles it as a failure (the success slot comes back).
 #[derive(Debug)]
-#[must_use = "settle the admission with the outcome; dropping it counts as a failure"]
-pub struct Admission<C: Clock> {
+#[must_use = "settle the request with its outcome; dropping it counts as a failure"]
+pub struct InFlight<C: Clock> {
     decision: ModelDecision,
     quota: ModelQuota,
     key: ModelKey,
     store: Option<Arc<Store<C>>>,
 }
 
-impl<C: Clock> Admission<C> {
+impl<C: Clock> InFlight<C> {
     /// The decision.
     pub fn decision(&self) -> &ModelDecision {
         &self.decision
@@ -188,7 +192,7 @@ impl<C: Clock> Admission<C> {
     }
 }
 
-impl<C: Clock> Drop for Admission<C> {
+impl<C: Clock> Drop for InFlight<C> {
     fn drop(&mut self) {
         self.settle_in_place(Outcome::Failure);
     }
@@ -244,7 +248,7 @@ pub enum AdmitError {
     #[error("{0} must be 1 to 256 bytes")]
     BadName(&'static str),
     /// The shared store (Redis) is unavailable and the failure policy is
-    /// to refuse ([`OnUnavailable::Closed`](crate::redis::OnUnavailable)).
+    /// to refuse ([`OnUnavailable::Closed`](crate::fallback::OnUnavailable)).
     #[error("rate-limit store unavailable: {0}")]
     Unavailable(String),
 }
@@ -263,7 +267,15 @@ impl<C: Clock + Clone> ModelLimiter<C> {
         store: KeyedConfig,
         clock: C,
     ) -> Result<Self, ModelLimitError> {
-        let limits = ModelLimits::new(config)?;
+        Self::with_limits(ModelLimits::new(config)?, store, clock)
+    }
+
+    /// Limits already validated (e.g. one replica's [`ModelLimits::share`]).
+    pub fn with_limits(
+        limits: ModelLimits,
+        store: KeyedConfig,
+        clock: C,
+    ) -> Result<Self, ModelLimitError> {
         let store = KeyedLimiter::new(States(*limits.global()), store, clock)?;
         Ok(ModelLimiter {
             limits,
@@ -291,10 +303,7 @@ impl<C: Clock + Clone> ModelLimiter<C> {
     /// The key text of the state `who` and `model` count in, as shared
     /// backends store it (core's [`scope::write_key`]).
     pub fn state_tag(&self, who: &Identity, model: &str) -> String {
-        let subject = Subject::of(self.limits.config().key_by, &who.user_id, who.group());
-        let mut tag = String::new();
-        let _ = scope::write_key(&mut tag, subject, model); // writing to a String cannot fail
-        tag
+        state_tag(self.limits.config().key_by, who, model)
     }
 
     /// Check names and `allowed_models` (as [`admit`](ModelLimiter::admit) does).
@@ -305,12 +314,12 @@ impl<C: Clock + Clone> ModelLimiter<C> {
     /// Admit one request by `who` for `model`, reserving a success slot.
     /// Settle it with [`settle`](ModelLimiter::settle) once the outcome is
     /// known (dropping it counts as a failure).
-    pub fn admit(&self, who: &Identity, model: &str) -> Result<Admission<C>, AdmitError> {
+    pub fn admit(&self, who: &Identity, model: &str) -> Result<InFlight<C>, AdmitError> {
         self.validate(who, model)?;
         let quota = *self.limits.quota_for(who, model);
         let key = self.key_for(who, model);
         let decision = self.store.update(&key, |_, st, now| quota.admit(st, now))?;
-        Ok(Admission {
+        Ok(InFlight {
             decision,
             quota,
             key,
@@ -326,7 +335,7 @@ impl<C: Clock + Clone> ModelLimiter<C> {
     }
 
     /// Settle an admission with its outcome.
-    pub fn settle(&self, admission: Admission<C>, outcome: Outcome) {
+    pub fn settle(&self, admission: InFlight<C>, outcome: Outcome) {
         admission.settle(outcome);
     }
 }
@@ -338,6 +347,15 @@ pub fn key_for(key_by: KeyBy, who: &Identity, model: &str) -> ModelKey {
         subject: subject.to_string().into(),
         model: model.into(),
     }
+}
+
+/// The key text of the state `who` and `model` count in with `key_by`, as
+/// shared backends store it (core's [`scope::write_key`]).
+pub fn state_tag(key_by: KeyBy, who: &Identity, model: &str) -> String {
+    let subject = Subject::of(key_by, &who.user_id, who.group());
+    let mut tag = String::new();
+    let _ = scope::write_key(&mut tag, subject, model); // writing to a String cannot fail
+    tag
 }
 
 /// Check names and `allowed_models` against `limits`.
@@ -363,7 +381,7 @@ pub fn validate(limits: &ModelLimits, who: &Identity, model: &str) -> Result<(),
 /// it; a shared backend can too, so the layer switches by config.
 pub trait AdmitRequests: Send + Sync + 'static {
     /// One admitted (or denied) request.
-    type Admission: Admitted;
+    type Request: Admitted;
     /// False: pass everything, count nothing, add no headers.
     fn enabled(&self) -> bool;
     /// Admit a request by `who` for `model`, reserving its success slot.
@@ -371,7 +389,7 @@ pub trait AdmitRequests: Send + Sync + 'static {
         &self,
         who: &Identity,
         model: &str,
-    ) -> impl Future<Output = Result<Self::Admission, AdmitError>> + Send;
+    ) -> impl Future<Output = Result<Self::Request, AdmitError>> + Send;
 }
 
 /// An admission, as the layer needs it.
@@ -385,7 +403,7 @@ pub trait Admitted: Send + 'static {
 }
 
 impl<C: Clock + Clone> AdmitRequests for ModelLimiter<C> {
-    type Admission = Admission<C>;
+    type Request = InFlight<C>;
     fn enabled(&self) -> bool {
         ModelLimiter::enabled(self)
     }
@@ -393,20 +411,20 @@ impl<C: Clock + Clone> AdmitRequests for ModelLimiter<C> {
         &self,
         who: &Identity,
         model: &str,
-    ) -> impl Future<Output = Result<Admission<C>, AdmitError>> + Send {
+    ) -> impl Future<Output = Result<InFlight<C>, AdmitError>> + Send {
         std::future::ready(ModelLimiter::admit(self, who, model))
     }
 }
 
-impl<C: Clock + Clone> Admitted for Admission<C> {
+impl<C: Clock + Clone> Admitted for InFlight<C> {
     fn decision(&self) -> &ModelDecision {
-        Admission::decision(self)
+        InFlight::decision(self)
     }
     fn quota(&self) -> &ModelQuota {
-        Admission::quota(self)
+        InFlight::quota(self)
     }
     fn settle(self, outcome: Outcome) -> impl Future<Output = ()> + Send {
-        Admission::settle(self, outcome);
+        InFlight::settle(self, outcome);
         std::future::ready(())
     }
 }

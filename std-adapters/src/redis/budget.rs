@@ -9,7 +9,9 @@ use ratebound_core::budget::{
 use ratebound_core::{wire, Instant};
 use redis::Value;
 
-use super::{Entry, RedisLimitError, RedisStore};
+use super::scripts::Entry;
+use super::store::Late;
+use super::{RedisStore, StoreError};
 
 /// A budget's state as Redis holds it, in core's fields.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,10 +133,6 @@ impl RedisBudget {
         &self.budget
     }
 
-    pub(crate) fn store_timeout(&self) -> std::time::Duration {
-        self.store.opts.timeout
-    }
-
     async fn call(
         &self,
         tag: &[u8],
@@ -142,26 +140,37 @@ impl RedisBudget {
         op: &str,
         id: u64,
         u: Usage,
-    ) -> Result<(u64, Vec<Value>, Vec<Value>, RawBudgetState), RedisLimitError> {
+    ) -> Result<(u64, Vec<Value>, Vec<Value>, RawBudgetState), StoreError> {
         let key = self.store.key(tag, name)?;
         let u = clamp(u);
         let mut args = vec![
-            self.store.now_arg(),
-            self.store.opts.ttl_margin.as_millis().to_string(),
+            self.store.options().ttl_margin.as_millis().to_string(),
             op.to_owned(),
             id.min(ratebound_core::MAX_SAFE_INTEGER).to_string(),
             u.requests.to_string(),
             u.tokens.to_string(),
             u.cost.to_string(),
-            if self.store.opts.with_state { "1" } else { "0" }.to_owned(),
+            if self.store.options().with_state {
+                "1"
+            } else {
+                "0"
+            }
+            .to_owned(),
         ];
         args.extend(self.config_args.iter().cloned());
         let read_only = op == "peek" || op == "status";
+        // Admissions refuse once their deadline has passed; a settle,
+        // release or record is applied whenever it arrives.
+        let late = if matches!(op, "reserve" | "try_spend") {
+            Late::Refuse
+        } else {
+            Late::Apply
+        };
         let reply = self
             .store
-            .invoke(Entry::Budget, read_only, &[key], &args)
+            .invoke(Entry::Budget, read_only, late, &[key], &args)
             .await?;
-        let bad = |what: &str| RedisLimitError::Protocol(format!("budget reply: {what}"));
+        let bad = |what: &str| StoreError::Protocol(format!("budget reply: {what}"));
         let Value::Array(items) = reply else {
             return Err(bad("not an array"));
         };
@@ -179,22 +188,22 @@ impl RedisBudget {
         ))
     }
 
-    fn alerts(&self, raw: &[Value]) -> Result<Alerts, RedisLimitError> {
+    fn alerts(&self, raw: &[Value]) -> Result<Alerts, StoreError> {
         let mut out = Alerts::new();
         for a in raw {
             let Value::Array(f) = a else {
-                return Err(RedisLimitError::Protocol("alert".into()));
+                return Err(StoreError::Protocol("alert".into()));
             };
             let f = f.iter().map(int).collect::<Result<Vec<_>, _>>()?;
             let [kind, i, bp, util, at, start] = f.as_slice() else {
-                return Err(RedisLimitError::Protocol("alert fields".into()));
+                return Err(StoreError::Protocol("alert fields".into()));
             };
             let l = self
                 .budget
                 .config()
                 .limits
                 .get(*i as usize)
-                .ok_or_else(|| RedisLimitError::Protocol("alert limit".into()))?;
+                .ok_or_else(|| StoreError::Protocol("alert limit".into()))?;
             let _ = out.push(Alert {
                 kind: if *kind == 1 {
                     AlertKind::LimitHit
@@ -219,7 +228,7 @@ impl RedisBudget {
         tag: &[u8],
         name: &str,
         estimate: Usage,
-    ) -> Result<BudgetReply<Reserved>, RedisLimitError> {
+    ) -> Result<BudgetReply<Reserved>, StoreError> {
         if let Err(e) = self.validate(estimate) {
             return self.unchanged(tag, name, e).await;
         }
@@ -238,7 +247,7 @@ impl RedisBudget {
                 expires: Instant::from_micros(*expires),
             }),
             [0, reason, retry, limit] => Admission::Denied(denial(*reason, *retry, *limit)),
-            _ => return Err(RedisLimitError::Protocol("reserve result".into())),
+            _ => return Err(StoreError::Protocol("reserve result".into())),
         };
         Ok(BudgetReply {
             value: Ok(Reserved { admission, alerts }),
@@ -253,7 +262,7 @@ impl RedisBudget {
         name: &str,
         id: u64,
         actual: Usage,
-    ) -> Result<BudgetReply<Settled>, RedisLimitError> {
+    ) -> Result<BudgetReply<Settled>, StoreError> {
         let (code, r, a, state) = self.call(tag, name, "settle", id, actual).await?;
         if code == wire::BUDGET_UNKNOWN_RESERVATION {
             return Ok(BudgetReply {
@@ -278,7 +287,7 @@ impl RedisBudget {
         tag: &[u8],
         name: &str,
         id: u64,
-    ) -> Result<BudgetReply<()>, RedisLimitError> {
+    ) -> Result<BudgetReply<()>, StoreError> {
         let (code, _, _, state) = self
             .call(tag, name, "release", id, Usage::default())
             .await?;
@@ -296,7 +305,7 @@ impl RedisBudget {
         tag: &[u8],
         name: &str,
         usage: Usage,
-    ) -> Result<BudgetReply<Alerts>, RedisLimitError> {
+    ) -> Result<BudgetReply<Alerts>, StoreError> {
         let (_, _, a, state) = self.call(tag, name, "record", 0, usage).await?;
         Ok(BudgetReply {
             value: Ok(self.alerts(&a)?),
@@ -310,7 +319,7 @@ impl RedisBudget {
         tag: &[u8],
         name: &str,
         usage: Usage,
-    ) -> Result<BudgetReply<Spent>, RedisLimitError> {
+    ) -> Result<BudgetReply<Spent>, StoreError> {
         if let Err(e) = self.validate(usage) {
             return self.unchanged(tag, name, e).await;
         }
@@ -331,7 +340,7 @@ impl RedisBudget {
         tag: &[u8],
         name: &str,
         usage: Usage,
-    ) -> Result<BudgetReply<Option<Denial>>, RedisLimitError> {
+    ) -> Result<BudgetReply<Option<Denial>>, StoreError> {
         if let Err(e) = self.validate(usage) {
             return self.unchanged(tag, name, e).await;
         }
@@ -348,11 +357,11 @@ impl RedisBudget {
         &self,
         tag: &[u8],
         name: &str,
-    ) -> Result<BudgetReply<BudgetStatus>, RedisLimitError> {
+    ) -> Result<BudgetReply<BudgetStatus>, StoreError> {
         let (_, r, _, state) = self.call(tag, name, "status", 0, Usage::default()).await?;
         let n = r.iter().map(int).collect::<Result<Vec<_>, _>>()?;
         let [throttled, until, holds, per @ ..] = n.as_slice() else {
-            return Err(RedisLimitError::Protocol("status result".into()));
+            return Err(StoreError::Protocol("status result".into()));
         };
         let mut limits = heapless::Vec::new();
         for (l, c) in self.budget.config().limits.iter().zip(per.chunks_exact(5)) {
@@ -377,7 +386,7 @@ impl RedisBudget {
     }
 
     /// Forget usage and holds, keeping ids unique (core's `reset`).
-    pub async fn reset(&self, tag: &[u8], name: &str) -> Result<(), RedisLimitError> {
+    pub async fn reset(&self, tag: &[u8], name: &str) -> Result<(), StoreError> {
         self.call(tag, name, "reset", 0, Usage::default())
             .await
             .map(|_| ())
@@ -395,7 +404,7 @@ impl RedisBudget {
         tag: &[u8],
         name: &str,
         e: BudgetError,
-    ) -> Result<BudgetReply<T>, RedisLimitError> {
+    ) -> Result<BudgetReply<T>, StoreError> {
         // Core refuses before touching the state; report the state as it is.
         let (_, _, _, state) = self.call(tag, name, "peek", 0, Usage::default()).await?;
         Ok(BudgetReply {
@@ -406,12 +415,12 @@ impl RedisBudget {
 }
 
 /// `[0]` (fits) or `[1, reason, retry_at, limit]` (denied).
-fn maybe_denial(r: &[Value]) -> Result<Option<Denial>, RedisLimitError> {
+fn maybe_denial(r: &[Value]) -> Result<Option<Denial>, StoreError> {
     let n = r.iter().map(int).collect::<Result<Vec<_>, _>>()?;
     match n.as_slice() {
         [0] => Ok(None),
         [1, reason, retry, limit] => Ok(Some(denial(*reason, *retry, *limit))),
-        _ => Err(RedisLimitError::Protocol("budget denial row".into())),
+        _ => Err(StoreError::Protocol("budget denial row".into())),
     }
 }
 
@@ -427,6 +436,6 @@ fn denial(reason: u64, retry: u64, limit: u64) -> Denial {
     }
 }
 
-fn int(v: &Value) -> Result<u64, RedisLimitError> {
-    super::int(v)
+fn int(v: &Value) -> Result<u64, StoreError> {
+    super::limits::int(v)
 }

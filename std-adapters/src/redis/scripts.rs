@@ -111,13 +111,14 @@ pub(crate) static CODE: LazyLock<Code> = LazyLock::new(|| {
 
 impl Code {
     /// The call of `entry` by `how`: `FCALL[_RO] name` or `EVALSHA sha`,
-    /// then the keys and arguments.
+    /// then the keys, the `now` argument (see [`RedisStore::invoke`](super::RedisStore)) and the other arguments.
     pub(crate) fn call<A: ToRedisArgs>(
         &self,
         how: Invocation,
         entry: Entry,
         read_only: bool,
         keys: &[Vec<u8>],
+        now: &str,
         args: &[A],
     ) -> Cmd {
         let mut cmd = match how {
@@ -133,17 +134,24 @@ impl Code {
                 c
             }
         };
-        cmd.arg(keys.len()).arg(keys).arg(args);
+        cmd.arg(keys.len()).arg(keys).arg(now).arg(args);
         cmd
     }
 
     /// `EVAL` with the whole script: runs it and puts it in the server's
     /// script cache (after `NOSCRIPT`).
-    pub(crate) fn eval<A: ToRedisArgs>(&self, entry: Entry, keys: &[Vec<u8>], args: &[A]) -> Cmd {
+    pub(crate) fn eval<A: ToRedisArgs>(
+        &self,
+        entry: Entry,
+        keys: &[Vec<u8>],
+        now: &str,
+        args: &[A],
+    ) -> Cmd {
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(&self.scripts[entry.index()].0)
             .arg(keys.len())
             .arg(keys)
+            .arg(now)
             .arg(args);
         cmd
     }

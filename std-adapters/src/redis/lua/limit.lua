@@ -287,14 +287,7 @@ end
 -- path, which says what is wrong.
 local function gcra(KEYS, ARGV)
   local cost, cap, p, tau = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-  local now
-  if ARGV[1] == "" then
-    local t = redis.call("TIME")
-    now = t[1] * 1000000 + t[2]
-  else
-    now = tonumber(ARGV[1])
-  end
-  if now > MAXT then now = MAXT end
+  local now = now_us(ARGV[1])
   local key = KEYS[1]
   local raw = redis.call("GET", key)
   local tat = 0

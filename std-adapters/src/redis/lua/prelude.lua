@@ -129,7 +129,21 @@ local function store_gcra(key, tat, rem, ttl_ms)
   end
 end
 
+-- The call's `now` from its first argument, `[caller µs][@deadline µs]`:
+-- an empty time part means Redis TIME. With a deadline (Redis time), a call
+-- that starts after it (Redis was stalled, the caller has given up) raises
+-- LATE before anything is written, so it charges nothing.
 local function now_us(arg)
+  local at = string.find(arg, "@", 1, true)
+  if at then
+    local t = redis.call("TIME")
+    local server = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    if server > tonumber(string.sub(arg, at + 1)) then
+      error({ err = "LATE the call reached the server after its deadline" })
+    end
+    if at == 1 then return sat(server) end
+    return sat(tonumber(string.sub(arg, 1, at - 1)))
+  end
   if arg == "" then
     local t = redis.call("TIME")
     return sat(tonumber(t[1]) * 1000000 + tonumber(t[2]))

@@ -21,6 +21,9 @@
 //! # Ok(()) }
 //! ```
 
+mod any;
+pub use any::{AnyLimiter, AnyState, CONFIG_LOG_SLOTS};
+
 use std::sync::Mutex;
 
 use ratebound_core::{AtomicGcra, ConfigError, CostError, Decision, Gcra, Instant, Limiter};
@@ -29,14 +32,14 @@ use crate::clock::Clock;
 use crate::wait::{acquire_loop, acquire_loop_blocking, AcquireError};
 
 /// A thread-safe decision maker: core's `check`/`peek` over shared state.
-pub trait Decide: Send + Sync {
+pub trait SharedLimiter: Send + Sync {
     /// Consume `cost` at `now` if allowed.
     fn check(&self, now: Instant, cost: u64) -> Result<Decision, CostError>;
     /// What `check` would say, consuming nothing.
     fn peek(&self, now: Instant, cost: u64) -> Result<Decision, CostError>;
 }
 
-impl Decide for AtomicGcra {
+impl SharedLimiter for AtomicGcra {
     fn check(&self, now: Instant, cost: u64) -> Result<Decision, CostError> {
         AtomicGcra::check(self, now, cost)
     }
@@ -47,22 +50,22 @@ impl Decide for AtomicGcra {
 
 /// Any core [`Limiter`] with its state behind a mutex.
 #[derive(Debug)]
-pub struct Locked<L: Limiter> {
+pub struct MutexLimiter<L: Limiter> {
     limiter: L,
     state: Mutex<L::State>,
 }
 
-impl<L: Limiter> Locked<L> {
+impl<L: Limiter> MutexLimiter<L> {
     /// A fresh state for `limiter`.
     pub fn new(limiter: L) -> Self {
-        Locked {
+        MutexLimiter {
             limiter,
             state: Mutex::new(L::State::default()),
         }
     }
     /// Start from a saved state.
     pub fn with_state(limiter: L, state: L::State) -> Self {
-        Locked {
+        MutexLimiter {
             limiter,
             state: Mutex::new(state),
         }
@@ -82,7 +85,7 @@ impl<L: Limiter> Locked<L> {
     }
 }
 
-impl<L> Decide for Locked<L>
+impl<L> SharedLimiter for MutexLimiter<L>
 where
     L: Limiter + Send + Sync,
     L::State: Send,
@@ -102,7 +105,7 @@ pub enum SharedGcra {
     /// Lock-free.
     Atomic(AtomicGcra),
     /// Mutex-protected (rates whose reduced denominator exceeds 2048).
-    Locked(Locked<Gcra>),
+    Mutex(MutexLimiter<Gcra>),
 }
 
 impl SharedGcra {
@@ -110,36 +113,36 @@ impl SharedGcra {
     pub fn new(gcra: Gcra) -> Self {
         match AtomicGcra::new(gcra) {
             Ok(a) => SharedGcra::Atomic(a),
-            Err(_) => SharedGcra::Locked(Locked::new(gcra)),
+            Err(_) => SharedGcra::Mutex(MutexLimiter::new(gcra)),
         }
     }
     /// Give back up to `n` tokens at `now`, never above full.
     pub fn refund(&self, now: Instant, n: u64) -> Decision {
         match self {
             SharedGcra::Atomic(a) => a.refund(now, n),
-            SharedGcra::Locked(l) => l.with(|g, s| g.refund(s, now, n)),
+            SharedGcra::Mutex(l) => l.with(|g, s| g.refund(s, now, n)),
         }
     }
     /// Take up to `n` tokens at `now`.
     pub fn check_at_most(&self, now: Instant, n: u64) -> ratebound_core::Taken {
         match self {
             SharedGcra::Atomic(a) => a.check_at_most(now, n),
-            SharedGcra::Locked(l) => l.with(|g, s| g.check_at_most(s, now, n)),
+            SharedGcra::Mutex(l) => l.with(|g, s| g.check_at_most(s, now, n)),
         }
     }
 }
 
-impl Decide for SharedGcra {
+impl SharedLimiter for SharedGcra {
     fn check(&self, now: Instant, cost: u64) -> Result<Decision, CostError> {
         match self {
             SharedGcra::Atomic(a) => a.check(now, cost),
-            SharedGcra::Locked(l) => l.check(now, cost),
+            SharedGcra::Mutex(l) => l.check(now, cost),
         }
     }
     fn peek(&self, now: Instant, cost: u64) -> Result<Decision, CostError> {
         match self {
             SharedGcra::Atomic(a) => a.peek(now, cost),
-            SharedGcra::Locked(l) => l.peek(now, cost),
+            SharedGcra::Mutex(l) => l.peek(now, cost),
         }
     }
 }
@@ -180,7 +183,7 @@ impl<C: Clock> RateLimiter<SharedGcra, C> {
     }
 }
 
-impl<D: Decide, C: Clock> RateLimiter<D, C> {
+impl<D: SharedLimiter, C: Clock> RateLimiter<D, C> {
     /// Wrap a decider and a clock.
     pub fn new(inner: D, clock: C) -> Self {
         RateLimiter { inner, clock }

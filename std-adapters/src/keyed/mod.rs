@@ -59,6 +59,13 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Clock;
 use crate::wait::{acquire_loop, acquire_loop_blocking, AcquireError};
 
+mod backend;
+pub use backend::{AnyKeyedLimiter, KeyedDecision, KeyedError};
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "redis")]
+pub use redis::RedisKeyedLimiter;
+
 /// How many least-recently-used entries are inspected for an idle one
 /// before [`OnFull`] applies.
 const IDLE_PROBE: usize = 8;
@@ -129,7 +136,7 @@ impl KeyedConfig {
     }
 }
 
-type Locked<K, S> = Mutex<Shard<K, S>>;
+type ShardLock<K, S> = Mutex<Shard<K, S>>;
 
 /// One shard: an LRU map (allocated as it grows, never up front) and the
 /// refusals since its last full idle sweep.
@@ -143,7 +150,7 @@ pub struct KeyedLimiter<K, L: Limiter, C> {
     limiter: L,
     clock: C,
     config: KeyedConfig,
-    shards: Box<[Locked<K, L::State>]>,
+    shards: Box<[ShardLock<K, L::State>]>,
     hasher: RandomState,
     /// Keys held across all shards; never above `config.max_keys`.
     held: AtomicUsize,

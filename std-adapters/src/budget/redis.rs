@@ -1,0 +1,296 @@
+//! The budget manager over Redis, with the fail-over of [`crate::fallback`].
+
+use std::sync::mpsc;
+
+use ratebound_core::budget::{
+    Admission, Alert, Budget, BudgetConfig, BudgetStatus, Settled, Usage,
+};
+use ratebound_core::ConfigError;
+
+use super::{AlertHub, AlertsPending, BudgetDenied, BudgetHold, BudgetManager, UsageRecord};
+use crate::clock::{Clock, SystemClock};
+use crate::fallback::{Failover, FailoverOptions, Fallback, OnUnavailable, Source};
+use crate::redis::{RedisBudget, RedisStore, StoreError};
+
+/// Why a Redis budget call gave no answer, or said no.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisBudgetError {
+    /// The budget refused (or the usage can never fit).
+    #[error(transparent)]
+    Denied(#[from] BudgetDenied),
+    /// Redis was unavailable or answered an error.
+    #[error(transparent)]
+    Redis(#[from] StoreError),
+}
+
+/// [`BudgetManager`]'s API with the budget kept in Redis, so every server
+/// draws on the same budget (one per `budget_key`: a team, a user, a
+/// project). Alerts fire where the call that crossed the threshold ran
+/// (once per window across all servers) and are delivered like
+/// [`BudgetManager`]'s.
+///
+/// While Redis is unavailable the failure policy decides
+/// ([`with_failover`](Self::with_failover); default
+/// [`OnUnavailable::Closed`]: an error): `Open` admits and records nothing,
+/// `Local` runs the same budget in this process until Redis is back. Each
+/// hold says where it was decided ([`RedisBudgetHold::source`]).
+pub struct RedisBudgetManager<C: Clock = SystemClock> {
+    budget: RedisBudget,
+    key: Vec<u8>,
+    hub: AlertHub,
+    failover: Failover,
+    /// The in-memory fallback on this replica's share (`local` only).
+    local: Option<BudgetManager<C>>,
+}
+
+impl<C: Clock> std::fmt::Debug for RedisBudgetManager<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBudgetManager")
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+const NAME: &str = "budget";
+
+/// A reservation held in Redis (or by the failure policy): settle it with
+/// the actual usage; dropping it releases it (in the background, when a
+/// tokio runtime is there; otherwise it lapses after the hold TTL).
+#[must_use = "dropping a hold releases it; settle it with the actual usage"]
+pub struct RedisBudgetHold<'a, C: Clock = SystemClock> {
+    manager: &'a RedisBudgetManager<C>,
+    held: Option<(u64, Usage)>,
+    local: Option<BudgetHold<'a, C, 256>>,
+    source: Source,
+    usage: Usage,
+}
+
+impl<C: Clock> RedisBudgetHold<'_, C> {
+    /// What it holds.
+    pub fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    /// Where it was decided.
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    /// Charge the actual usage. `None` if the reservation was unknown
+    /// (released elsewhere, or the budget was reset: nothing is charged, as
+    /// in memory), or admitted open.
+    pub async fn settle(mut self, actual: Usage) -> Result<Option<Settled>, StoreError> {
+        if let Some(h) = self.local.take() {
+            return Ok(h.settle(actual));
+        }
+        let Some((id, _)) = self.held.take() else {
+            return Ok(None);
+        };
+        let m = self.manager;
+        let r = m.budget.settle(&m.key, NAME, id, actual).await?;
+        Ok(match r.value {
+            Ok(s) => {
+                m.hub.publish(&s.alerts);
+                Some(s)
+            }
+            Err(e) => {
+                // Core's rule, as in memory: an unknown reservation (the
+                // budget was reset, or its state expired long after the hold
+                // lapsed) is charged nothing.
+                tracing::warn!(error = %e, "settle of an unknown reservation; nothing charged");
+                None
+            }
+        })
+    }
+}
+
+impl<C: Clock> Drop for RedisBudgetHold<'_, C> {
+    fn drop(&mut self) {
+        if let Some((id, _)) = self.held.take() {
+            let (b, key) = (self.manager.budget.clone(), self.manager.key.clone());
+            if let Ok(h) = tokio::runtime::Handle::try_current() {
+                h.spawn(async move {
+                    if let Err(e) = b.release(&key, NAME, id).await {
+                        tracing::debug!(error = %e, "could not release a dropped hold; it lapses");
+                    }
+                });
+            }
+        }
+    }
+}
+
+impl RedisBudgetManager {
+    /// The budget `config` under `budget_key` in `store`, with up to
+    /// `hold_slots` reservations at once; refuses while Redis is unavailable.
+    pub fn new(
+        store: RedisStore,
+        config: BudgetConfig,
+        budget_key: impl AsRef<[u8]>,
+        hold_slots: usize,
+    ) -> Result<Self, ConfigError> {
+        Ok(RedisBudgetManager {
+            budget: RedisBudget::new(store, Budget::new(config)?, hold_slots),
+            key: budget_key.as_ref().to_vec(),
+            hub: AlertHub::new(),
+            failover: Failover::new(FailoverOptions::default(), "budgets"),
+            local: None,
+        })
+    }
+}
+
+impl<C: Clock> RedisBudgetManager<C> {
+    /// The same budget with a fail-over; `clock` runs the in-memory
+    /// budget of [`OnUnavailable::Local`], on this replica's share of every
+    /// window limit ([`BudgetConfig::share`](ratebound_core::budget::BudgetConfig::share)).
+    pub fn with_failover<D: Clock>(
+        self,
+        failover: FailoverOptions,
+        clock: D,
+    ) -> Result<RedisBudgetManager<D>, ConfigError> {
+        failover.validate()?;
+        let local = match failover.on_unavailable {
+            OnUnavailable::Local => Some(BudgetManager::new(
+                self.budget.budget().config().share(failover.replicas),
+                clock,
+            )?),
+            _ => None,
+        };
+        Ok(RedisBudgetManager {
+            budget: self.budget,
+            key: self.key,
+            hub: self.hub,
+            failover: Failover::new(failover, "budgets"),
+            local,
+        })
+    }
+
+    /// The fail-over's answer: `Ok(Ok(v))` from Redis, `Ok(Err(None))` to
+    /// admit open, `Ok(Err(Some(local)))` to decide in memory, or the error.
+    async fn shared<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<Result<T, Option<&BudgetManager<C>>>, StoreError> {
+        Ok(match self.failover.call(call).await? {
+            Ok(v) => Ok(v),
+            Err(Fallback::Open) => Err(None),
+            Err(Fallback::Local) => Err(self.local.as_ref()),
+        })
+    }
+
+    /// The seed's `CheckBudget`: would a call of this size be admitted now?
+    pub async fn check_budget(
+        &self,
+        estimated_tokens: u64,
+        estimated_cost: u64,
+    ) -> Result<(), RedisBudgetError> {
+        let u = Usage::request(estimated_tokens, estimated_cost);
+        match self.shared(self.budget.peek(&self.key, NAME, u)).await? {
+            Ok(r) => match r.value.map_err(BudgetDenied::from)? {
+                None => Ok(()),
+                Some(d) => Err(BudgetDenied::Denied(d).into()),
+            },
+            Err(None) => Ok(()),
+            Err(Some(l)) => Ok(l.check_budget(estimated_tokens, estimated_cost)?),
+        }
+    }
+
+    /// Hold `estimate` until settled (or dropped).
+    pub async fn reserve(
+        &self,
+        estimate: Usage,
+    ) -> Result<RedisBudgetHold<'_, C>, RedisBudgetError> {
+        let r = match self
+            .shared(self.budget.reserve(&self.key, NAME, estimate))
+            .await?
+        {
+            Ok(r) => r,
+            Err(fallback) => {
+                return match fallback {
+                    None => Ok(RedisBudgetHold {
+                        manager: self,
+                        held: None,
+                        local: None,
+                        source: Source::FailOpen,
+                        usage: estimate,
+                    }),
+                    Some(l) => {
+                        let h = l.reserve(estimate)?;
+                        Ok(RedisBudgetHold {
+                            manager: self,
+                            held: None,
+                            usage: h.usage(),
+                            local: Some(h),
+                            source: Source::Local,
+                        })
+                    }
+                };
+            }
+        };
+        let r = r.value.map_err(BudgetDenied::from)?;
+        self.hub.publish(&r.alerts);
+        match r.admission {
+            Admission::Granted(res) => Ok(RedisBudgetHold {
+                manager: self,
+                held: Some((res.id, res.usage)),
+                local: None,
+                source: Source::Redis,
+                usage: res.usage,
+            }),
+            Admission::Denied(d) => Err(BudgetDenied::Denied(d).into()),
+        }
+    }
+
+    /// The seed's `RecordUsage` (dropped under `Open` while Redis is down).
+    pub async fn record_usage(&self, rec: &UsageRecord) -> Result<(), RedisBudgetError> {
+        let u = Usage::request(rec.tokens, rec.cost);
+        match self.shared(self.budget.record(&self.key, NAME, u)).await? {
+            Ok(r) => {
+                if let Ok(alerts) = r.value {
+                    self.hub.publish(&alerts);
+                }
+            }
+            Err(None) => {}
+            Err(Some(l)) => l.record_usage(rec),
+        }
+        Ok(())
+    }
+
+    /// The seed's `GetStatus` (the local budget's while it stands in).
+    pub async fn status(&self) -> Result<BudgetStatus, RedisBudgetError> {
+        match self.shared(self.budget.status(&self.key, NAME)).await? {
+            Ok(r) => Ok(r.value.map_err(BudgetDenied::from)?),
+            Err(Some(l)) => Ok(l.status()),
+            // Open has no status of its own to give.
+            Err(None) => Err(StoreError::Down(self.failover.options().retry_after).into()),
+        }
+    }
+
+    /// Forget all usage and holds.
+    pub async fn reset(&self) -> Result<(), RedisBudgetError> {
+        Ok(self.budget.reset(&self.key, NAME).await?)
+    }
+
+    /// Run `handler` for each alert on the alert thread (as [`BudgetManager::on_alert`]).
+    pub fn on_alert(&self, handler: impl Fn(&Alert) + Send + Sync + 'static) {
+        self.hub.on_alert(handler);
+    }
+
+    /// A channel receiving every alert from now on.
+    pub fn subscribe(&self) -> mpsc::Receiver<Alert> {
+        self.hub.subscribe()
+    }
+
+    /// Wait until every alert handler dispatched so far has returned.
+    pub async fn wait_alerts(&self) {
+        self.hub.wait().await;
+    }
+
+    /// See [`BudgetManager::wait_alerts_until`].
+    pub async fn wait_alerts_until(
+        &self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<(), AlertsPending> {
+        self.hub.wait_until(stop).await
+    }
+}

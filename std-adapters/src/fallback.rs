@@ -1,0 +1,235 @@
+//! What a shared limit does while its store (Redis) is unavailable: one
+//! fail-over combinator, used by every domain (keyed limiters, budgets,
+//! model limits), with one error for "unavailable" and the caller's clock.
+//!
+//! - [`OnUnavailable::Closed`] (default): refuse with the store's error (the
+//!   HTTP layers answer 503 `rate_limit_store_unavailable`).
+//! - [`OnUnavailable::Open`]: admit without counting.
+//! - [`OnUnavailable::Local`]: decide in this process, on limits divided by
+//!   [`FailoverOptions::replicas`], so that replicas deciding alone together
+//!   stay within the shared limit.
+//!
+//! After a failure the store is skipped for [`FailoverOptions::retry_after`]
+//! (callers do not each wait out a timeout), then tried again. Transitions
+//! (down, back) are logged once each.
+//!
+//! **What is not reconciled.** Counts made locally stay local: when the
+//! store is back, decisions continue from what the store holds, and what
+//! replicas admitted alone is not added to it. A Redis restarted without
+//! persistence comes back empty: every count and hold starts from zero
+//! (run Redis with `appendonly yes` when that matters; see the README).
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// What to do when the shared store is unreachable, failing or too slow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnavailable {
+    /// Admit without counting (availability first).
+    Open,
+    /// Refuse with the store's error (the HTTP layers answer 503).
+    #[default]
+    Closed,
+    /// Decide in this process with the same limits divided by
+    /// [`FailoverOptions::replicas`], until the store is back.
+    Local,
+}
+
+/// Where a decision came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// An in-memory backend, chosen by config (nothing shared).
+    Memory,
+    /// The shared store (Redis).
+    Redis,
+    /// The store was unavailable: admitted uncounted ([`OnUnavailable::Open`]).
+    FailOpen,
+    /// The store was unavailable: decided in this process ([`OnUnavailable::Local`]).
+    Local,
+}
+
+/// How a shared limit fails over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FailoverOptions {
+    /// What to do while the store is unavailable (default `closed`).
+    pub on_unavailable: OnUnavailable,
+    /// After a failed call, skip the store for this long (default 1 s).
+    #[serde(with = "crate::config::human")]
+    pub retry_after: Duration,
+    /// How many replicas share the limits: under `local` each enforces
+    /// `1/replicas` of every limit (at least 1 unit). Default 1.
+    pub replicas: u32,
+}
+
+impl Default for FailoverOptions {
+    fn default() -> Self {
+        FailoverOptions {
+            on_unavailable: OnUnavailable::Closed,
+            retry_after: Duration::from_secs(1),
+            replicas: 1,
+        }
+    }
+}
+
+impl FailoverOptions {
+    /// `policy` with the default window and one replica.
+    pub fn new(policy: OnUnavailable) -> Self {
+        FailoverOptions {
+            on_unavailable: policy,
+            ..Self::default()
+        }
+    }
+
+    /// The same, with `replicas` sharing the limits.
+    pub fn with_replicas(mut self, replicas: u32) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
+    /// The same, skipping the store for `d` after a failure.
+    pub fn with_retry_after(mut self, d: Duration) -> Self {
+        self.retry_after = d;
+        self
+    }
+
+    /// A typed error for what cannot work: no replicas, or a window over a day.
+    pub fn validate(&self) -> Result<(), ratebound_core::ConfigError> {
+        if self.replicas == 0 {
+            return Err(ratebound_core::ConfigError::Invalid {
+                field: "replicas",
+                reason: "must be at least 1",
+            });
+        }
+        if self.retry_after > Duration::from_secs(86_400) {
+            return Err(ratebound_core::ConfigError::Invalid {
+                field: "retry_after",
+                reason: "must be at most a day",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// An error from the shared store, as the fail-over sees it.
+pub trait StoreFailure: Sized {
+    /// True when the store was unreachable, failing or too slow (the policy
+    /// applies), false for an answer about this call (returned as is).
+    fn is_unavailable(&self) -> bool;
+    /// The error for a call not made because the store failed less than
+    /// `retry_after` ago.
+    fn skipped(retry_after: Duration) -> Self;
+}
+
+/// The policy's answer when the store is unavailable and the policy is not
+/// to refuse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))] // only shared stores fail over
+pub(crate) enum Fallback {
+    /// Admit uncounted.
+    Open,
+    /// Decide in this process.
+    Local,
+}
+
+/// The one fail-over combinator: a call to the store, or the policy's
+/// answer, with the breaker and its transitions. The breaker measures real
+/// (monotonic) time: it is about how long the store has been failing, not
+/// about the limits' clock.
+#[derive(Debug)]
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) struct Failover {
+    options: FailoverOptions,
+    what: &'static str,
+    down_until: Mutex<Option<std::time::Instant>>,
+    down: AtomicBool,
+}
+
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+impl Failover {
+    /// Fail-over for `what` (in logs: "limits", "budgets", "model limits").
+    pub(crate) fn new(options: FailoverOptions, what: &'static str) -> Self {
+        Failover {
+            options,
+            what,
+            down_until: Mutex::new(None),
+            down: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn options(&self) -> &FailoverOptions {
+        &self.options
+    }
+
+    /// Run `call` on the store unless it failed recently. `Ok(Ok(v))`: its
+    /// answer. `Ok(Err(f))`: it is unavailable and the policy answers
+    /// instead. `Err(e)`: an error for the caller (a bad call, or the store
+    /// unavailable under [`OnUnavailable::Closed`]).
+    pub(crate) async fn call<T, E: StoreFailure + std::fmt::Display>(
+        &self,
+        call: impl Future<Output = Result<T, E>>,
+    ) -> Result<Result<T, Fallback>, E> {
+        let err = if self.skipping() {
+            E::skipped(self.options.retry_after)
+        } else {
+            match call.await {
+                Ok(v) => {
+                    self.mark_up();
+                    return Ok(Ok(v));
+                }
+                Err(e) if e.is_unavailable() => {
+                    self.mark_down(&e);
+                    e
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        match self.options.on_unavailable {
+            OnUnavailable::Closed => Err(err),
+            OnUnavailable::Open => Ok(Err(Fallback::Open)),
+            OnUnavailable::Local => Ok(Err(Fallback::Local)),
+        }
+    }
+
+    fn until(&self) -> std::sync::MutexGuard<'_, Option<std::time::Instant>> {
+        self.down_until.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn skipping(&self) -> bool {
+        self.until().is_some_and(|t| std::time::Instant::now() < t)
+    }
+
+    fn mark_up(&self) {
+        if self.down.swap(false, Ordering::AcqRel) {
+            tracing::warn!("the shared store is back: {} are shared again", self.what);
+        }
+        *self.until() = None;
+    }
+
+    fn mark_down(&self, error: &impl std::fmt::Display) {
+        if !self.down.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                %error,
+                policy = ?self.options.on_unavailable,
+                "the shared store is unavailable: {} follow the failure policy",
+                self.what
+            );
+        }
+        *self.until() = Some(std::time::Instant::now() + self.options.retry_after);
+    }
+}
+
+#[cfg(feature = "redis")]
+impl StoreFailure for crate::redis::StoreError {
+    fn is_unavailable(&self) -> bool {
+        crate::redis::StoreError::is_unavailable(self)
+    }
+    fn skipped(retry_after: Duration) -> Self {
+        crate::redis::StoreError::Down(retry_after)
+    }
+}
