@@ -121,6 +121,8 @@ cargo run -q -p ratebound-std --features http,redis --example gateway -- --demo 
 test "$(redis-cli -p "$port" dbsize)" -gt 0
 redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
 trap - EXIT
+say "the demo gateway with Redis down: it starts and serves on its local fallback"
+cargo run -q -p ratebound-std --features http,redis --example gateway -- --demo --redis "redis://127.0.0.1:$port/" --on-unavailable local >/dev/null
 say "redis_bench (1 s per case, best of 2): server µs per call next to a floor GCRA, end to end next to redis-benchmark EVALSHA"
 cargo run -q --release -p ratebound-benches --bin redis_bench 1 50 2
 

@@ -198,7 +198,7 @@ impl Backoff {
             max_elapsed: None,
         })
     }
-    /// The seed's `DefaultRetryPolicy` for LLM calls: 1 s doubling to 30 s, full jitter, 3 retries.
+    /// Go `policy`'s `DefaultRetryPolicy` for LLM calls: 1 s doubling to 30 s, full jitter, 3 retries.
     pub const fn llm_default() -> Backoff {
         Backoff {
             initial: Duration::from_secs(1),
@@ -539,7 +539,7 @@ mod tests {
         let b = b.with_factor(3, 2).unwrap();
         assert_eq!(b.base_delay(2), Duration::from_millis(225));
         assert_eq!(b.base_delay(u32::MAX), Duration::from_millis(350));
-        // Review finding: tiny initials used to stall on floor(1 × 1.5) = 1.
+        // Regression: tiny initials used to stall on floor(1 × 1.5) = 1.
         let tiny = Backoff::new(Duration::from_micros(3), Duration::from_secs(1))
             .unwrap()
             .with_factor(3, 2)

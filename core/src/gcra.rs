@@ -685,7 +685,7 @@ mod tests {
 
     #[test]
     fn extreme_rates_never_panic() {
-        // Review finding: with an unbounded amount this sequence overflowed.
+        // Regression: with an unbounded amount this sequence overflowed.
         let g = Gcra::new(3, MAX_SAFE_INTEGER, Duration::from_micros(1)).unwrap();
         let mut s = GcraState::default();
         assert!(g.check(&mut s, t(10), 1).unwrap().allowed);

@@ -419,7 +419,7 @@ mod tests {
 
     #[test]
     fn backwards_time_after_expiry_grants_nothing() {
-        // Review finding: check(0), check(10, cost 0) drops the entry, then a
+        // Regression: check(0), check(10, cost 0) drops the entry, then a
         // step back to 5 must not open a second slot in [0, 10).
         let l: SlidingLog<4> = SlidingLog::new(1, Duration::from_micros(10)).unwrap();
         let mut s = SlidingLogState::default();

@@ -17,7 +17,7 @@ fn granted(a: Admission) -> Reservation {
 
 #[test]
 fn seed_config_fields_all_map() {
-    // Every field of the seed's BudgetConfig.
+    // Every field of Go `policy`'s BudgetConfig.
     let b = Budget::new(
         BudgetConfig::new()
             .tokens_per_request(4_000)
@@ -459,7 +459,7 @@ fn huge_amounts_are_clamped_not_wrapped() {
 
 #[test]
 fn holds_carry_across_a_window_boundary() {
-    // Review finding: reserve 100 at :59 and 100 at :60 must not both fit a 100/min limit.
+    // Regression: reserve 100 at :59 and 100 at :60 must not both fit a 100/min limit.
     let b = Budget::new(BudgetConfig::new().tokens_per_minute(100)).unwrap();
     let mut st = BudgetState::<4>::default();
     let t59 = FakeClock::new().now() + Duration::from_secs(59);

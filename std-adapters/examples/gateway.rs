@@ -42,8 +42,8 @@ use ratebound_std::http::headers::error_body;
 use ratebound_std::http::layer::{FromExtensions, Model, ModelLimitLayer};
 use ratebound_std::http::upstream::{UpstreamError, UpstreamLimits};
 use ratebound_std::keyed::KeyedConfig;
-use ratebound_std::model_limit::RedisModelLimiter;
-use ratebound_std::model_limit::{AdmitRequests, Identity, ModelLimitConfig, ModelLimiter};
+use ratebound_std::model_limit::{AnyModelLimiter, RedisModelLimiter};
+use ratebound_std::model_limit::{Identity, ModelLimitConfig, ModelLimiter};
 use ratebound_std::redis::{RedisOptions, RedisStore};
 use ratebound_std::retry::RetryPolicy;
 use serde::Deserialize;
@@ -73,6 +73,37 @@ struct RedisConfig {
     /// "open", "closed" (default) or "local": what to do while Redis is down.
     #[serde(default)]
     on_unavailable: OnUnavailable,
+    /// The longest call to Redis (default "1s").
+    #[serde(default, with = "ratebound_std::config::human::option")]
+    timeout: Option<std::time::Duration>,
+    /// After a failed call, skip Redis for this long (default "1s").
+    #[serde(default, with = "ratebound_std::config::human::option")]
+    retry_after: Option<std::time::Duration>,
+    /// Multiplexed connections per replica (default 1).
+    connections: Option<usize>,
+    /// Replicas sharing the limits: under "local" each enforces 1/replicas
+    /// of every limit (default 1).
+    replicas: Option<u32>,
+}
+
+impl RedisConfig {
+    fn options(&self) -> RedisOptions {
+        let d = RedisOptions::default();
+        RedisOptions {
+            timeout: self.timeout.unwrap_or(d.timeout),
+            connections: self.connections.unwrap_or(d.connections),
+            ..d
+        }
+    }
+
+    fn failover(&self) -> FailoverOptions {
+        let d = FailoverOptions::new(self.on_unavailable);
+        FailoverOptions {
+            retry_after: self.retry_after.unwrap_or(d.retry_after),
+            replicas: self.replicas.unwrap_or(d.replicas),
+            ..d
+        }
+    }
 }
 
 #[derive(Deserialize, Clone)]
@@ -237,33 +268,36 @@ async fn app(cfg: Config) -> Result<Router, Box<dyn std::error::Error>> {
         None => {
             let limiter = ModelLimiter::new(limits, KeyedConfig::default(), SystemClock)?;
             println!("model limits: in memory (this process only)");
-            router(Arc::new(limiter), cfg)
+            router(Arc::new(AnyModelLimiter::Memory(Box::new(limiter))), cfg)
         }
         Some(r) => {
+            // Opened, not connected: the gateway starts while Redis is down
+            // and each call connects when it can (the failure policy
+            // answers meanwhile).
             let store = if r.cluster.is_empty() {
                 let url = r.url.as_deref().ok_or("[redis] needs url or cluster")?;
-                RedisStore::connect(url, RedisOptions::default()).await?
+                RedisStore::open(url, r.options())?
             } else {
                 let nodes: Vec<&str> = r.cluster.iter().map(String::as_str).collect();
-                RedisStore::connect_cluster(&nodes, RedisOptions::default()).await?
+                RedisStore::open_cluster(&nodes, r.options())?
             };
+            if let Err(e) = store.ready().await {
+                println!(
+                    "redis not reachable yet ({e}); serving by the failure policy until it is"
+                );
+            }
             println!(
                 "model limits: in Redis, shared by every replica (when Redis is down: {:?})",
                 r.on_unavailable
             );
-            let limiter = RedisModelLimiter::new(
-                store,
-                limits,
-                FailoverOptions::new(r.on_unavailable),
-                SystemClock,
-            )?;
-            router(Arc::new(limiter), cfg)
+            let limiter = RedisModelLimiter::new(store, limits, r.failover(), SystemClock)?;
+            router(Arc::new(AnyModelLimiter::Redis(Box::new(limiter))), cfg)
         }
     }
 }
 
-fn router<A: AdmitRequests>(
-    limiter: Arc<A>,
+fn router(
+    limiter: Arc<AnyModelLimiter<SystemClock>>,
     cfg: Config,
 ) -> Result<Router, Box<dyn std::error::Error>> {
     let limit = ModelLimitLayer::new(limiter, FromExtensions::new());
@@ -383,7 +417,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let mut args = std::env::args().skip(1);
     let (mut path, mut listen, mut upstream, mut run_demo) = (None, None, None, false);
-    let mut redis = None;
+    let (mut redis, mut on_unavailable) = (None, OnUnavailable::Closed);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--config" => path = args.next(),
@@ -396,9 +430,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             "--upstream" => upstream = args.next(),
             "--redis" => redis = Some(args.next().ok_or("--redis needs a URL")?),
+            "--on-unavailable" => {
+                let p = args
+                    .next()
+                    .ok_or("--on-unavailable needs open, closed or local")?;
+                on_unavailable = toml::Value::String(p).try_into()?;
+            }
             "--demo" => run_demo = true,
             "-h" | "--help" => {
-                println!("gateway [--config FILE] [--listen ADDR] [--upstream URL] [--redis URL] [--demo]");
+                println!("gateway [--config FILE] [--listen ADDR] [--upstream URL] [--redis URL [--on-unavailable open|closed|local]] [--demo]");
                 return Ok(());
             }
             other => return Err(format!("unknown argument {other:?} (try --help)").into()),
@@ -417,7 +457,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         cfg.redis = Some(RedisConfig {
             url: Some(url),
             cluster: Vec::new(),
-            on_unavailable: OnUnavailable::Closed,
+            on_unavailable,
+            timeout: None,
+            retry_after: None,
+            connections: None,
+            replicas: None,
         });
     }
     if run_demo {

@@ -10,12 +10,13 @@
 //! | [`keyed`] | sharded per-key stores with bounded memory and a defined full-store policy |
 //! | [`retry`] | the retry executor: classification, hints, shared retry budget, hooks, cancellation |
 //! | [`budget`] | the budget manager: check / reserve / settle / record, status, alerts delivered off-thread |
-//! | [`manager`] | budget + limiter + retry, as the seed's `Manager` |
+//! | [`manager`] | budget + limiter + retry, as Go `policy`'s `Manager` |
 //! | [`config`] | TOML/JSON configs with errors naming the field |
 //! | [`go_policy`] | the JSON of Go's `policy` package: its budget config, status, alerts and usage records, converted exactly |
 //! | [`model_limit`] | an LLM gateway's model-level total/success limits per user (or group) and model, with group overrides |
 //! | `http` (feature `http`) | a tower layer for those limits, rate-limit headers out and upstream headers in |
-//! | `redis` (feature `redis`) | core's decisions made atomically in Redis / Redis Cluster by Lua (a Redis Functions library, scripts on older servers): limiters, policy sets, budgets, model limits, failure policies |
+//! | [`fallback`] | what a shared limit does while Redis is unavailable: closed, open, or local on a share of each limit; one combinator for every domain |
+//! | `redis` (feature `redis`) | the transport: core's decisions made atomically in Redis / Redis Cluster by Lua (a Redis Functions library, scripts on older servers) for limiters, policy sets, budgets and model limits; the Redis-backed limiters live with their domain ([`keyed`], [`budget`], [`model_limit`]) |
 //!
 //! ```
 //! use ratebound_std::{clock::TokioClock, limiter::RateLimiter};

@@ -1,4 +1,4 @@
-//! The seed's `Manager`: a budget, a rate limiter and a retry policy used
+//! Go `policy`'s `Manager`: a budget, a rate limiter and a retry policy used
 //! together around each LLM call.
 //!
 //! ```
@@ -33,7 +33,7 @@ use crate::limiter::{RateLimiter, SharedLimiter};
 use crate::retry::RetryPolicy;
 use crate::wait::AcquireError;
 
-/// Something callers can wait on (the seed's `BlockingRateLimiter.Wait`).
+/// Something callers can wait on (Go `policy`'s `BlockingRateLimiter.Wait`).
 pub trait Wait: Send + Sync {
     /// Wait until `cost` is admitted.
     fn wait(
@@ -118,7 +118,7 @@ impl<C: Clock> Manager<C> {
         &self.retry
     }
 
-    /// The seed's `PreCheck`: fail fast if the budget cannot fit the
+    /// Go `policy`'s `PreCheck`: fail fast if the budget cannot fit the
     /// estimate, then wait on the rate limiter. Consumes no budget (and the
     /// budget may change during the wait); use [`admit`](Manager::admit) when
     /// concurrent calls must not overshoot.
@@ -154,7 +154,7 @@ impl<C: Clock> Manager<C> {
         Ok(hold)
     }
 
-    /// The seed's `RecordUsage`.
+    /// Go `policy`'s `RecordUsage`.
     pub fn record_usage(&self, record: &UsageRecord) {
         if let Some(b) = &self.budget {
             b.record_usage(record);

@@ -532,7 +532,7 @@ fn malformed_configs_name_what_is_wrong() {
     assert!(m.contains("period_minutes"), "{m}");
     let m = parse(r#"{"period_minutes": 1, "success_max": 1} trailing"#);
     assert!(m.contains("trailing"), "{m}");
-    // The seed's own form is accepted, as is an empty string for "no groups".
+    // A JSON object in a string is accepted, as is an empty string for "no groups".
     assert!(ModelLimitConfig::from_json(r#"{"period_minutes": 1, "success_max": 1, "groups": "{\"default\": [0, 10], \"vip\": [100, 50]}"}"#).is_ok());
     assert!(ModelLimitConfig::from_json(
         r#"{"period_minutes": 1, "success_max": 1, "groups": ""}"#

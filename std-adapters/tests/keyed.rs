@@ -160,7 +160,7 @@ fn memory_per_key_is_measured_and_bounded() {
 
 #[test]
 fn idle_keys_anywhere_in_the_shard_make_room() {
-    // Review finding: only the 8 least recently used were probed, so idle
+    // Regression: only the 8 least recently used were probed, so idle
     // keys near the head left a full store refusing new keys.
     let clock = ManualClock::new(T0);
     let store = KeyedLimiter::new(

@@ -1,4 +1,4 @@
-//! The seed's Manager: limiter wait + budget check / hold.
+//! Go `policy`'s Manager: limiter wait + budget check / hold.
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;

@@ -15,7 +15,8 @@ use ratebound_std::clock::{Clock, ManualClock};
 use ratebound_std::fallback::{FailoverOptions, OnUnavailable};
 use ratebound_std::model_limit::RedisModelLimiter;
 use ratebound_std::model_limit::{
-    AdmitRequests, Admitted, Identity, ModelDecision, ModelLimitConfig, ModelLimiter,
+    AdmitRequests, Admitted, AnyInFlight, AnyModelLimiter, Identity, ModelDecision,
+    ModelLimitConfig, ModelLimiter,
 };
 use ratebound_std::redis::{RedisModelQuotas, RedisOptions, RedisStore};
 use support::redis_server::{RedisCluster, RedisServer};
@@ -87,18 +88,11 @@ fn config(toml: &str) -> ModelLimitConfig {
     ModelLimitConfig::from_toml(toml).unwrap()
 }
 
-/// Both backends behind one interface: the same test body runs over each.
-enum Backend {
-    Memory(Box<ModelLimiter<ManualClock>>),
-    Redis {
-        limiter: Box<RedisModelLimiter<ManualClock>>,
-        _server: RedisServer,
-    },
-}
-
-enum Held {
-    Memory(Box<ratebound_std::model_limit::InFlight<ManualClock>>),
-    Redis(Box<ratebound_std::model_limit::RedisInFlight<ManualClock>>),
+/// Both backends behind the library's seam ([`AnyModelLimiter`]): the same
+/// test body runs over each.
+struct Backend {
+    limiter: AnyModelLimiter<ManualClock>,
+    _server: Option<RedisServer>,
 }
 
 impl Backend {
@@ -116,45 +110,32 @@ impl Backend {
         .unwrap();
         let memory = ModelLimiter::new(config(cfg), Default::default(), clock.clone()).unwrap();
         [
-            Backend::Memory(Box::new(memory)),
-            Backend::Redis {
-                limiter: Box::new(redis),
-                _server: server,
+            Backend {
+                limiter: AnyModelLimiter::Memory(Box::new(memory)),
+                _server: None,
+            },
+            Backend {
+                limiter: AnyModelLimiter::Redis(Box::new(redis)),
+                _server: Some(server),
             },
         ]
     }
 
     fn name(&self) -> &'static str {
-        match self {
-            Backend::Memory(_) => "memory",
-            Backend::Redis { .. } => "redis",
+        match self.limiter {
+            AnyModelLimiter::Memory(_) => "memory",
+            AnyModelLimiter::Redis(_) => "redis",
         }
     }
 
-    async fn admit(&self, who: &Identity, model: &str) -> (ModelDecision, Option<Held>) {
-        match self {
-            Backend::Memory(m) => {
-                let a = m.admit(who, model).unwrap();
-                (
-                    *a.decision(),
-                    a.allowed().then(|| Held::Memory(Box::new(a))),
-                )
-            }
-            Backend::Redis { limiter, .. } => {
-                let a = limiter.admit(who, model).await.unwrap();
-                let d = *Admitted::decision(&a);
-                (d, d.allowed().then(|| Held::Redis(Box::new(a))))
-            }
-        }
-    }
-}
-
-impl Held {
-    async fn settle(self, outcome: Outcome) {
-        match self {
-            Held::Memory(a) => a.settle(outcome),
-            Held::Redis(a) => Admitted::settle(*a, outcome).await,
-        }
+    async fn admit(
+        &self,
+        who: &Identity,
+        model: &str,
+    ) -> (ModelDecision, Option<AnyInFlight<ManualClock>>) {
+        let a = self.limiter.admit(who, model).await.unwrap();
+        let d = *a.decision();
+        (d, d.allowed().then_some(a))
     }
 }
 
@@ -226,7 +207,7 @@ async fn memory_and_redis_agree_over_random_steps_with_changing_groups() {
         rng % n
     };
     let groups = [None, Some("vip"), Some("free")];
-    let mut held: Vec<(Held, Held)> = Vec::new();
+    let mut held = Vec::new();
     let (mut admitted, mut denied, mut switches, mut last_group) = (0, 0, 0, [0u64; 4]);
     for step in 0..6_000 {
         match next(20) {
@@ -394,8 +375,14 @@ async fn mixed_bursts_end_at_the_limit_and_retry_within_a_second() {
         )
         .unwrap();
         let results = [
-            ("memory", mixed_burst(Arc::new(memory)).await),
-            ("redis", mixed_burst(Arc::new(redis)).await),
+            (
+                "memory",
+                mixed_burst(Arc::new(AnyModelLimiter::Memory(Box::new(memory)))).await,
+            ),
+            (
+                "redis",
+                mixed_burst(Arc::new(AnyModelLimiter::Redis(Box::new(redis)))).await,
+            ),
         ];
         for (name, (ok, longest, denials)) in results {
             assert_eq!(ok, 10, "{name} run {run}: successes");

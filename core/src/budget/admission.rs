@@ -148,7 +148,7 @@ impl Budget {
     }
 
     /// What [`try_spend`](Budget::try_spend) would decide for `usage` at
-    /// `now`, changing nothing (the seed's `CheckBudget`). `None` means it
+    /// `now`, changing nothing (Go `policy`'s `CheckBudget`). `None` means it
     /// would be admitted.
     pub fn peek<const R: usize>(
         &self,

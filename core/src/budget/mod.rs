@@ -182,7 +182,7 @@ impl Usage {
 /// Auto-throttle: once a window limit's committed usage (settled + held)
 /// reaches `after_bp` of its max, each admission is followed by a pause
 /// that spreads what is left over the rest of the window, and at least
-/// `min_delay` (the seed's `ThrottleDelay`).
+/// `min_delay` (Go `policy`'s `ThrottleDelay`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(deny_unknown_fields))]
@@ -446,7 +446,7 @@ pub struct LimitStatus {
     pub window_end: Instant,
 }
 
-/// A snapshot of a budget (the seed's `BudgetStatus`).
+/// A snapshot of a budget (Go `policy`'s `BudgetStatus`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct BudgetStatus {

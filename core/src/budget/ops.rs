@@ -448,7 +448,7 @@ impl Budget {
         Ok(hold)
     }
 
-    /// Charge usage without a reservation or any check (the seed's
+    /// Charge usage without a reservation or any check (Go `policy`'s
     /// `RecordUsage`), returning the alerts it fires.
     pub fn record<const R: usize>(
         &self,
@@ -514,7 +514,7 @@ impl Budget {
         }
     }
 
-    /// Forget all usage, holds and throttling (the seed's `Reset`). The
+    /// Forget all usage, holds and throttling (Go `policy`'s `Reset`). The
     /// reservation counter and the latest time seen are kept, so a
     /// reservation made before the reset can never match a hold made after.
     pub fn reset<const R: usize>(&self, st: &mut BudgetState<R>) {

@@ -1,5 +1,5 @@
 //! The budget manager: core's [`Budget`] shared across threads, with the
-//! seed's API (`check_budget`, `record_usage`, `status`, `reset`, alert
+//! API of Go's `policy` package (`check_budget`, `record_usage`, `status`, `reset`, alert
 //! handlers) and reservations that make concurrent requests unable to
 //! overshoot between check and record.
 //!
@@ -24,7 +24,7 @@
 //! budget.wait_alerts_blocking();
 //! assert_eq!(*seen.lock().unwrap(), ["token_minute_threshold"]);
 //!
-//! // The seed's pre-check and record.
+//! // A pre-check and a record, as in Go's `policy`.
 //! assert!(budget.check_budget(2_000, 0).is_err());
 //! budget.record_usage(&UsageRecord { tokens: 100, cost: 1_000, model: "gpt-4o".into(), ..Default::default() });
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 
-/// One call's usage, as the seed's `UsageRecord`.
+/// One call's usage, as Go `policy`'s `UsageRecord`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct UsageRecord {
@@ -166,7 +166,7 @@ impl<C: Clock, const R: usize> BudgetManager<C, R> {
     }
 
     /// Would a call estimated at `tokens` / `cost` fit now? Consumes nothing
-    /// (the seed's `CheckBudget`). Concurrent callers should [`reserve`](Self::reserve) instead.
+    /// (Go `policy`'s `CheckBudget`). Concurrent callers should [`reserve`](Self::reserve) instead.
     pub fn check_budget(
         &self,
         estimated_tokens: u64,
@@ -223,7 +223,7 @@ impl<C: Clock, const R: usize> BudgetManager<C, R> {
         }
     }
 
-    /// Charge a call's usage without a reservation (the seed's `RecordUsage`).
+    /// Charge a call's usage without a reservation (Go `policy`'s `RecordUsage`).
     /// `rec.timestamp` is honoured up to the clock's now (later ones are
     /// clamped); usage is charged to the window current at that time or later.
     pub fn record_usage(&self, rec: &UsageRecord) {
@@ -240,12 +240,12 @@ impl<C: Clock, const R: usize> BudgetManager<C, R> {
         self.hub.publish(&alerts);
     }
 
-    /// A snapshot (the seed's `GetStatus`).
+    /// A snapshot (Go `policy`'s `GetStatus`).
     pub fn status(&self) -> BudgetStatus {
         self.budget.status(&self.lock(), self.clock.now())
     }
 
-    /// Forget all usage and holds (the seed's `Reset`).
+    /// Forget all usage and holds (Go `policy`'s `Reset`).
     pub fn reset(&self) {
         self.budget.reset(&mut self.lock());
     }

@@ -178,7 +178,7 @@ impl<C: Clock> RedisBudgetManager<C> {
         })
     }
 
-    /// The seed's `CheckBudget`: would a call of this size be admitted now?
+    /// Go `policy`'s `CheckBudget`: would a call of this size be admitted now?
     pub async fn check_budget(
         &self,
         estimated_tokens: u64,
@@ -241,7 +241,7 @@ impl<C: Clock> RedisBudgetManager<C> {
         }
     }
 
-    /// The seed's `RecordUsage` (dropped under `Open` while Redis is down).
+    /// Go `policy`'s `RecordUsage` (dropped under `Open` while Redis is down).
     pub async fn record_usage(&self, rec: &UsageRecord) -> Result<(), RedisBudgetError> {
         let u = Usage::request(rec.tokens, rec.cost);
         match self.shared(self.budget.record(&self.key, NAME, u)).await? {
@@ -256,7 +256,7 @@ impl<C: Clock> RedisBudgetManager<C> {
         Ok(())
     }
 
-    /// The seed's `GetStatus` (the local budget's while it stands in).
+    /// Go `policy`'s `GetStatus` (the local budget's while it stands in).
     pub async fn status(&self) -> Result<BudgetStatus, RedisBudgetError> {
         match self.shared(self.budget.status(&self.key, NAME)).await? {
             Ok(r) => Ok(r.value.map_err(BudgetDenied::from)?),

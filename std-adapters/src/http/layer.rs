@@ -9,7 +9,7 @@ use http::{header::CONTENT_TYPE, HeaderValue, Request, Response, StatusCode};
 use tower::{Layer, Service};
 
 use super::headers::{error_body, insert_quota_headers, insert_retry_after, rate_limited_body};
-use crate::model_limit::{Identity, ModelDecision, Outcome};
+use crate::model_limit::{AdmitError, Identity, ModelDecision, Outcome};
 
 /// Who and which model a request is for, as the layer sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -313,7 +313,11 @@ where
                     if options.shadow {
                         return inner.call(req).await;
                     }
-                    let body = error_body(&e.to_string(), "server_error", "rate_limit_store_full");
+                    let code = match e {
+                        AdmitError::Unavailable(_) => "rate_limit_store_unavailable",
+                        _ => "rate_limit_store_full",
+                    };
+                    let body = error_body(&e.to_string(), "server_error", code);
                     return Ok(respond(StatusCode::SERVICE_UNAVAILABLE, body));
                 }
             };

@@ -12,7 +12,7 @@ pub use ratebound_core::model_quota::scope::KeyBy;
 
 use super::Identity;
 
-/// The largest `total_max` / `success_max` accepted (the seed's bound, 2^31 − 1).
+/// The largest `total_max` / `success_max` accepted (2^31 − 1: the counts are 32-bit signed in the configs this reads).
 pub const MAX_COUNT: i64 = ratebound_core::model_quota::MAX_COUNT as i64;
 /// The longest period accepted: 366 days, in minutes.
 pub const MAX_PERIOD_MINUTES: u64 = 366 * 24 * 60;
@@ -36,7 +36,7 @@ pub struct ModelLimitConfig {
     /// Successful requests per period (≥ 1).
     pub success_max: i64,
     /// Per-group `[total, success]`, winning over everything else. Accepts a
-    /// map, or the seed's form: a JSON object in a string.
+    /// map, or a JSON object in a string.
     #[serde(default, deserialize_with = "pairs")]
     pub groups: BTreeMap<String, [i64; 2]>,
     /// Per-model `[total, success]`, winning over the global values.

@@ -58,11 +58,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod backend;
 mod config;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis")]
 pub use redis::{RedisInFlight, RedisModelLimiter};
+
+pub use backend::{AnyInFlight, AnyModelLimiter};
 
 use std::fmt;
 use std::future::Future;

@@ -15,7 +15,7 @@ pub trait Classify {
     }
 }
 
-/// An error marked retryable (the seed's `RetryableError` / `WrapRetryable`).
+/// An error marked retryable (Go `policy`'s `RetryableError` / `WrapRetryable`).
 #[derive(Debug)]
 pub struct RetryableError {
     /// The wrapped error.
@@ -36,7 +36,7 @@ impl StdError for RetryableError {
     }
 }
 
-/// Mark `err` retryable (the seed's `WrapRetryable`).
+/// Mark `err` retryable (Go `policy`'s `WrapRetryable`).
 pub fn wrap_retryable(err: impl Into<Box<dyn StdError + Send + Sync>>) -> RetryableError {
     RetryableError {
         source: err.into(),
@@ -45,7 +45,7 @@ pub fn wrap_retryable(err: impl Into<Box<dyn StdError + Send + Sync>>) -> Retrya
 }
 
 /// True when `err`, or any error in its source chain, is a [`RetryableError`]
-/// (the seed's `IsRetryableError`).
+/// (Go `policy`'s `IsRetryableError`).
 pub fn is_retryable_error(err: &(dyn StdError + 'static)) -> bool {
     let mut cur = Some(err);
     while let Some(e) = cur {

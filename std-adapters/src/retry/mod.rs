@@ -213,7 +213,7 @@ impl RetryPolicy {
         self.budget = Some(budget);
         self
     }
-    /// Call `f` before each retry (the seed's `OnRetry(attempt, err, delay)`).
+    /// Call `f` before each retry (Go `policy`'s `OnRetry(attempt, err, delay)`).
     pub fn on_retry(mut self, f: impl Fn(&RetryEvent<'_>) + Send + Sync + 'static) -> Self {
         self.on_retry = Some(Arc::new(f));
         self
@@ -272,7 +272,7 @@ impl RetryPolicy {
     }
 
     /// Run `op` until it succeeds, fails for good, or the policy gives up.
-    /// Generic in the success type (the seed's `DoWithResultTyped`).
+    /// Generic in the success type (Go `policy`'s `DoWithResultTyped`).
     pub async fn run<T, E, F, Fut>(&self, op: F) -> Result<T, RetryError<E>>
     where
         F: FnMut() -> Fut,

@@ -38,20 +38,26 @@ impl RedisServer {
     }
 
     pub fn start_with(extra: &[&str]) -> Self {
-        let port = free_port();
-        let dir =
-            std::env::temp_dir().join(format!("ratebound-redis-{port}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let s = RedisServer {
-            port,
-            dir,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
+        let s = Self::reserved(extra);
         s.launch();
         s
     }
 
-    fn launch(&self) {
+    /// A server on a free port, not started yet ([`launch`](Self::launch)
+    /// starts it): for tests of clients started while Redis is down.
+    pub fn reserved(extra: &[&str]) -> Self {
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("ratebound-redis-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        RedisServer {
+            port,
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    pub fn launch(&self) {
         let status = Command::new("redis-server")
             .args([
                 "--port",
@@ -106,6 +112,25 @@ impl RedisServer {
         }
     }
 
+    fn signal(&self, sig: &str) {
+        let pid = std::fs::read_to_string(self.dir.join("redis.pid")).expect("a running server");
+        let ok = Command::new("kill")
+            .args([sig, pid.trim()])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "kill {sig} failed");
+    }
+
+    /// Freeze it (SIGSTOP): connections stay open, nothing is answered.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaw it (SIGCONT): it runs what arrived meanwhile.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
     /// Start it again on the same port (empty: no persistence, no scripts).
     pub fn restart(&self) {
         self.launch();
@@ -114,6 +139,10 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
+        // A frozen server would ignore the shutdown.
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("redis.pid")) {
+            let _ = Command::new("kill").args(["-CONT", pid.trim()]).status();
+        }
         let _ = cli(self.port, &["shutdown", "nosave"]);
         let _ = std::fs::remove_dir_all(&self.dir);
     }

@@ -1,0 +1,470 @@
+//! Redis as operators meet it: stalled, down at start, killed and restarted
+//! empty, and busy. Every test runs a real `redis-server` on loopback.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::routing::post;
+use axum::Router;
+use ratebound_core::budget::{BudgetConfig, Dimension, Horizon, Usage};
+use ratebound_core::Gcra;
+use ratebound_std::budget::RedisBudgetManager;
+use ratebound_std::clock::SystemClock;
+use ratebound_std::fallback::{FailoverOptions, OnUnavailable, Source};
+use ratebound_std::http::layer::{FromExtensions, ModelLimitLayer};
+use ratebound_std::keyed::{KeyedConfig, RedisKeyedLimiter};
+use ratebound_std::limiter::AnyLimiter;
+use ratebound_std::model_limit::{
+    AdmitError, AdmitRequests, Admitted, AnyModelLimiter, Identity, ModelLimitConfig, Outcome,
+    RedisModelLimiter,
+};
+use ratebound_std::redis::{RedisOptions, RedisStore};
+use support::redis_server::RedisServer;
+
+const POLICIES: [OnUnavailable; 3] = [
+    OnUnavailable::Closed,
+    OnUnavailable::Open,
+    OnUnavailable::Local,
+];
+
+fn config(toml: &str) -> ModelLimitConfig {
+    ModelLimitConfig::from_toml(toml).unwrap()
+}
+
+fn opts(timeout_ms: u64) -> RedisOptions {
+    RedisOptions {
+        timeout: StdDuration::from_millis(timeout_ms),
+        ..RedisOptions::default()
+    }
+}
+
+fn failover(on: OnUnavailable) -> FailoverOptions {
+    FailoverOptions::new(on).with_retry_after(StdDuration::from_millis(200))
+}
+
+/// `calls` and `failed_calls` of `FCALL` in `INFO commandstats`.
+fn fcalls(server: &RedisServer) -> (u64, u64) {
+    let info = server.cli(&["INFO", "commandstats"]).unwrap();
+    let line = info
+        .lines()
+        .find(|l| l.starts_with("cmdstat_fcall:"))
+        .unwrap_or("cmdstat_fcall:calls=0,failed_calls=0");
+    let field = |name: &str| {
+        line.split([':', ','])
+            .find_map(|kv| kv.strip_prefix(name))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("calls="), field("failed_calls="))
+}
+
+/// Redis frozen (SIGSTOP) for 2.5 s while admissions arrive: the client
+/// gives up after 250 ms; when Redis thaws it runs every call it received,
+/// and each changes nothing, because each arrived after its deadline. Under
+/// `closed` the callers got errors, under `open` uncounted admissions,
+/// under `local` this replica's decisions; in no case is anything left in
+/// Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_redis_runs_after_the_caller_gave_up_charge_nothing() {
+    for on in POLICIES {
+        let server = RedisServer::start();
+        let store = RedisStore::connect(&server.url(), opts(250)).await.unwrap();
+        let model = RedisModelLimiter::new(
+            store.clone(),
+            config("period_minutes = 1\ntotal_max = 20\nsuccess_max = 10"),
+            failover(on),
+            SystemClock,
+        )
+        .unwrap();
+        let gcra = AnyLimiter::Gcra(Gcra::per_minute(10).unwrap());
+        let keyed = RedisKeyedLimiter::new(
+            store.clone(),
+            "api",
+            gcra,
+            failover(on),
+            KeyedConfig::default(),
+            SystemClock,
+        )
+        .unwrap();
+        let budget = RedisBudgetManager::new(
+            store.clone(),
+            BudgetConfig::new().limit(Dimension::Tokens, Horizon::MINUTE, 1_000),
+            b"ghost-team",
+            16,
+        )
+        .unwrap()
+        .with_failover(failover(on), SystemClock)
+        .unwrap();
+        // The clock sync and the code are in place; a warm-up admission on
+        // another key shows the path works.
+        let warm = model.admit(&Identity::user("warm"), "m").await.unwrap();
+        assert_eq!(warm.source(), Source::Redis);
+        warm.settle(Outcome::Success).await;
+        let (before, _) = fcalls(&server);
+
+        server.pause();
+        let who = Identity::user("ghost-user");
+        let (models, keys, holds) = tokio::join!(
+            futures_join((0..5).map(|_| model.admit(&who, "m"))),
+            futures_join((0..5).map(|_| keyed.check(b"ghost-key", 1))),
+            futures_join((0..5).map(|_| budget.reserve(Usage::request(10, 0)))),
+        );
+        for m in &models {
+            match (on, m) {
+                (OnUnavailable::Closed, Err(AdmitError::Unavailable(_))) => {}
+                (OnUnavailable::Open, Ok(a)) => assert_eq!(a.source(), Source::FailOpen),
+                (OnUnavailable::Local, Ok(a)) => assert_eq!(a.source(), Source::Local),
+                other => panic!("{on:?}: model admission {other:?}"),
+            }
+        }
+        for k in &keys {
+            match (on, k) {
+                (OnUnavailable::Closed, Err(e)) => assert!(e.is_unavailable(), "{e}"),
+                (OnUnavailable::Open, Ok(d)) => assert_eq!(d.source, Source::FailOpen),
+                (OnUnavailable::Local, Ok(d)) => assert_eq!(d.source, Source::Local),
+                other => panic!("{on:?}: keyed check {other:?}"),
+            }
+        }
+        for h in &holds {
+            match (on, h) {
+                (OnUnavailable::Closed, Err(_)) => {}
+                (OnUnavailable::Open, Ok(h)) => assert_eq!(h.source(), Source::FailOpen),
+                (OnUnavailable::Local, Ok(h)) => assert_eq!(h.source(), Source::Local),
+                (_, other) => panic!("{on:?}: budget reserve {:?}", other.as_ref().err()),
+            }
+        }
+        drop(holds);
+        for m in models.into_iter().flatten() {
+            m.settle(Outcome::Success).await; // open / local: nothing to settle in Redis
+        }
+        tokio::time::sleep(StdDuration::from_millis(2_250)).await;
+        server.resume();
+        tokio::time::sleep(StdDuration::from_millis(500)).await;
+
+        let (after, failed) = fcalls(&server);
+        assert_eq!(
+            after - before,
+            15,
+            "{on:?}: Redis ran the 15 calls it received while frozen"
+        );
+        assert_eq!(failed, 15, "{on:?}: every one refused itself as late");
+        let left = server.cli(&["KEYS", "*ghost*"]).unwrap();
+        assert_eq!(left, "", "{on:?}: nothing charged or held in Redis");
+    }
+}
+
+async fn futures_join<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let handles: Vec<_> = fs.collect();
+    let mut out = Vec::with_capacity(handles.len());
+    let mut pinned: Vec<_> = handles.into_iter().map(Box::pin).collect();
+    // Poll all together so every call is sent before any times out.
+    let mut done: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in pinned.iter_mut().enumerate() {
+            if done[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => done[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.extend(done.into_iter().flatten());
+    out
+}
+
+/// A replica started while Redis is down serves by its policy, and moves
+/// its decisions to Redis once Redis is up.
+#[tokio::test]
+async fn a_replica_starts_without_redis_and_moves_to_it_when_it_is_up() {
+    let server = RedisServer::reserved(&[]);
+    let mut limiters = Vec::new();
+    for on in POLICIES {
+        let store = RedisStore::open(&server.url(), opts(250)).unwrap();
+        assert!(store.ready().await.is_err(), "nothing listens yet");
+        let m = RedisModelLimiter::new(
+            store.clone(),
+            config("period_minutes = 1\nsuccess_max = 10"),
+            failover(on),
+            SystemClock,
+        )
+        .unwrap();
+        let k = RedisKeyedLimiter::new(
+            store,
+            "api",
+            AnyLimiter::Gcra(Gcra::per_minute(10).unwrap()),
+            failover(on),
+            KeyedConfig::default(),
+            SystemClock,
+        )
+        .unwrap();
+        limiters.push((on, m, k));
+    }
+    let who = Identity::user("u");
+    for (on, m, k) in &limiters {
+        let a = m.admit(&who, "m").await;
+        let d = k.check(b"k", 1).await;
+        match on {
+            OnUnavailable::Closed => {
+                assert!(matches!(a, Err(AdmitError::Unavailable(_))));
+                assert!(d.unwrap_err().is_unavailable());
+            }
+            OnUnavailable::Open => {
+                assert_eq!(a.unwrap().source(), Source::FailOpen);
+                assert_eq!(d.unwrap().source, Source::FailOpen);
+            }
+            OnUnavailable::Local => {
+                assert_eq!(a.unwrap().source(), Source::Local);
+                assert_eq!(d.unwrap().source, Source::Local);
+            }
+        }
+    }
+    server.launch();
+    tokio::time::sleep(StdDuration::from_millis(300)).await; // past retry_after
+    for (on, m, k) in &limiters {
+        let a = m.admit(&who, "m").await.unwrap();
+        assert_eq!(a.source(), Source::Redis, "{on:?}");
+        a.settle(Outcome::Success).await;
+        assert_eq!(
+            k.check(b"k", 1).await.unwrap().source,
+            Source::Redis,
+            "{on:?}"
+        );
+    }
+    // One count for the three: 3 successes of 10 used in Redis.
+    let a = limiters[0].1.admit(&who, "m").await.unwrap();
+    assert_eq!(a.decision().success.remaining, 10 - 3 - 1);
+}
+
+/// Three `local` replicas of a limit of 30 successes a minute, Redis killed:
+/// each enforces its share of 10, so together they admit 30, not 90. Redis
+/// restarted without persistence comes back empty, and the replicas share
+/// its count again: 30 more in all, not 30 each.
+#[tokio::test]
+async fn local_replicas_stay_within_their_share_across_a_kill_and_restart() {
+    let server = RedisServer::start();
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        let store = RedisStore::connect(&server.url(), opts(250)).await.unwrap();
+        replicas.push(
+            RedisModelLimiter::new(
+                store,
+                config("period_minutes = 1\nsuccess_max = 30"),
+                failover(OnUnavailable::Local).with_replicas(3),
+                SystemClock,
+            )
+            .unwrap(),
+        );
+    }
+    let who = Identity::user("u");
+    async fn successes(
+        r: &RedisModelLimiter<SystemClock>,
+        who: &Identity,
+        n: usize,
+    ) -> (usize, Vec<Source>) {
+        let (mut admitted, mut sources) = (0, Vec::new());
+        for _ in 0..n {
+            let a = r.admit(who, "m").await.unwrap();
+            sources.push(a.source());
+            if a.decision().allowed() {
+                admitted += 1;
+                a.settle(Outcome::Success).await;
+            }
+        }
+        (admitted, sources)
+    }
+    server.kill();
+    let mut during = Vec::new();
+    for r in &replicas {
+        let (n, sources) = successes(r, &who, 15).await;
+        assert!(sources.iter().all(|s| *s == Source::Local));
+        during.push(n);
+    }
+    assert_eq!(
+        during,
+        [10, 10, 10],
+        "each replica within its share of 30 / 3"
+    );
+
+    server.restart();
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    let mut after = 0;
+    for r in &replicas {
+        let (n, sources) = successes(r, &who, 15).await;
+        assert!(sources.iter().all(|s| *s == Source::Redis), "{sources:?}");
+        after += n;
+    }
+    assert_eq!(after, 30, "one shared count again (Redis restarted empty)");
+}
+
+/// Auth for the burst test: `Authorization: Bearer <user>` and `x-model`.
+async fn auth(mut req: Request, next: Next) -> axum::response::Response {
+    let user = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    if let Some(user) = user {
+        req.extensions_mut().insert(Identity::user(user));
+    }
+    next.run(req).await
+}
+
+/// One gateway replica over real HTTP: the model-limit layer over Redis.
+async fn replica(store: RedisStore, on: OnUnavailable) -> String {
+    let limiter = RedisModelLimiter::new(
+        store,
+        config("period_minutes = 1\ntotal_max = 0\nsuccess_max = 100000"),
+        FailoverOptions::new(on),
+        SystemClock,
+    )
+    .unwrap();
+    let layer = ModelLimitLayer::new(
+        Arc::new(AnyModelLimiter::Redis(Box::new(limiter))),
+        FromExtensions::new().with_model_header(axum::http::HeaderName::from_static("x-model")),
+    );
+    let app = Router::new()
+        .route("/v1/chat/completions", post(|| async { "{}" }))
+        .layer(layer)
+        .layer(middleware::from_fn(auth));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/v1/chat/completions",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// Three fresh `closed` replicas on a healthy Redis take bursts of 300
+/// concurrent requests: with the default timeout and connections, none is
+/// refused for the store (no false 503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_take_bursts_of_300_without_a_false_503() {
+    let server = RedisServer::start();
+    let mut urls = Vec::new();
+    for _ in 0..3 {
+        // Opened, not connected: each replica connects on its first request.
+        let store = RedisStore::open(&server.url(), RedisOptions::default()).unwrap();
+        urls.push(replica(store, OnUnavailable::Closed).await);
+    }
+    let client = reqwest::Client::new();
+    let unavailable = Arc::new(AtomicUsize::new(0));
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    for burst in 0..10 {
+        let tasks: Vec<_> = (0..300)
+            .map(|i| {
+                let (client, url) = (client.clone(), urls[i % 3].clone());
+                let unavailable = Arc::clone(&unavailable);
+                tokio::spawn(async move {
+                    let r = client
+                        .post(url)
+                        .header("authorization", format!("Bearer user-{}", i % 30))
+                        .header("x-model", "m")
+                        .body("{}")
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = r.status().as_u16();
+                    if status == 503 {
+                        let body = r.text().await.unwrap_or_default();
+                        assert!(body.contains("rate_limit_store_unavailable"), "{body}");
+                        unavailable.fetch_add(1, Ordering::SeqCst);
+                    }
+                    status
+                })
+            })
+            .collect();
+        for t in tasks {
+            *statuses.entry(t.await.unwrap()).or_default() += 1;
+        }
+        assert_eq!(
+            unavailable.load(Ordering::SeqCst),
+            0,
+            "burst {burst}: {statuses:?}"
+        );
+    }
+    assert_eq!(statuses.get(&200), Some(&3_000), "{statuses:?}");
+}
+
+/// While Redis is down a `closed` replica answers 503 with
+/// `rate_limit_store_unavailable`, then serves once Redis is up.
+#[tokio::test]
+async fn a_closed_replica_answers_store_unavailable_until_redis_is_up() {
+    let server = RedisServer::reserved(&[]);
+    let store = RedisStore::open(&server.url(), opts(250)).unwrap();
+    let url = replica(store, OnUnavailable::Closed).await;
+    let client = reqwest::Client::new();
+    let send = || {
+        client
+            .post(&url)
+            .header("authorization", "Bearer u")
+            .header("x-model", "m")
+            .body("{}")
+            .send()
+    };
+    let r = send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("\"code\":\"rate_limit_store_unavailable\""));
+    server.launch();
+    tokio::time::sleep(StdDuration::from_millis(1_100)).await; // past the default retry_after
+    assert_eq!(send().await.unwrap().status().as_u16(), 200);
+}
+
+/// Without persistence a restarted Redis forgets every count (the test
+/// above); with an append-only file it keeps them, as the README says.
+#[tokio::test]
+async fn with_an_append_only_file_a_restart_keeps_the_counts() {
+    let server = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let store = RedisStore::connect(&server.url(), opts(1_000))
+        .await
+        .unwrap();
+    let limiter = RedisModelLimiter::new(
+        store,
+        config("period_minutes = 1\nsuccess_max = 5"),
+        failover(OnUnavailable::Closed),
+        SystemClock,
+    )
+    .unwrap();
+    let who = Identity::user("u");
+    for _ in 0..5 {
+        let a = limiter.admit(&who, "m").await.unwrap();
+        assert!(a.decision().allowed());
+        a.settle(Outcome::Success).await;
+    }
+    server.kill();
+    server.restart();
+    // The connection died while idle: its first call fails once (a call
+    // that may have reached Redis is never sent twice), the next reconnects.
+    let mut a = limiter.admit(&who, "m").await;
+    for _ in 0..10 {
+        if a.is_ok() {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(250)).await;
+        a = limiter.admit(&who, "m").await;
+    }
+    let a = a.unwrap();
+    assert_eq!(a.source(), Source::Redis);
+    assert!(
+        !a.decision().allowed(),
+        "the 5 successes survived the restart"
+    );
+}
