@@ -285,6 +285,7 @@ async fn app(cfg: Config) -> Result<Router, Box<dyn std::error::Error>> {
                 println!(
                     "redis not reachable yet ({e}); serving by the failure policy until it is"
                 );
+                store.connect_in_background(std::time::Duration::from_secs(1));
             }
             println!(
                 "model limits: in Redis, shared by every replica (when Redis is down: {:?})",

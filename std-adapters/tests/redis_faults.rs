@@ -428,6 +428,32 @@ async fn a_closed_replica_answers_store_unavailable_until_redis_is_up() {
     assert_eq!(send().await.unwrap().status().as_u16(), 200);
 }
 
+/// A store told to connect in the background does so once Redis is up, so
+/// the first call after that finds a connection ready (it is answered
+/// without connecting: the server has seen a client and the code loaded).
+#[tokio::test]
+async fn a_store_connects_in_the_background_once_redis_is_up() {
+    let server = RedisServer::reserved(&[]);
+    let store = RedisStore::open(&server.url(), opts(250)).unwrap();
+    store.connect_in_background(StdDuration::from_millis(100));
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    server.launch();
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(5);
+    loop {
+        let clients = server.cli(&["CLIENT", "LIST"]).unwrap_or_default();
+        let libs = server.cli(&["FUNCTION", "LIST"]).unwrap_or_default();
+        if clients.lines().count() >= 2 && libs.contains("ratebound") {
+            break; // this redis-cli and the store's connection
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no background connection: {clients}"
+        );
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    drop(store);
+}
+
 /// Without persistence a restarted Redis forgets every count (the test
 /// above); with an append-only file it keeps them, as the README says.
 #[tokio::test]

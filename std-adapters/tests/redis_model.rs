@@ -505,3 +505,30 @@ async fn budget_failure_policies() {
     );
     drop(h);
 }
+
+/// Core's rule for a reservation the budget no longer knows (it was reset
+/// meanwhile): settling it charges nothing, in memory and in Redis alike.
+#[tokio::test]
+async fn settling_an_unknown_reservation_charges_nothing_in_either_backend() {
+    use ratebound_core::budget::{BudgetConfig, Dimension, Horizon, Usage};
+    use ratebound_std::budget::{AnyBudgetManager, BudgetBackend};
+    let server = RedisServer::start();
+    let clock = ManualClock::new(Instant::from_secs(1_800_000_000));
+    let cfg = || BudgetConfig::new().limit(Dimension::Tokens, Horizon::MINUTE, 1_000);
+    let store = RedisStore::connect(&server.url(), opts(Some(&clock), 5000))
+        .await
+        .unwrap();
+    let redis = BudgetBackend::Redis {
+        store,
+        key: b"team".to_vec(),
+        hold_slots: 16,
+        failover: FailoverOptions::new(OnUnavailable::Closed),
+    };
+    for backend in [BudgetBackend::Memory, redis] {
+        let m = AnyBudgetManager::new(cfg(), backend, clock.clone()).unwrap();
+        let hold = m.reserve(Usage::request(100, 0)).await.unwrap();
+        m.reset().await.unwrap();
+        assert_eq!(hold.settle(Usage::request(300, 0)).await.unwrap(), None);
+        assert_eq!(m.status().await.unwrap().limits[0].used, 0);
+    }
+}

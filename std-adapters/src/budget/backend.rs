@@ -132,6 +132,17 @@ impl<C: Clock> AnyBudgetManager<C> {
         }
     }
 
+    /// See [`BudgetManager::reset`].
+    pub async fn reset(&self) -> Result<(), RedisBudgetError> {
+        match self {
+            AnyBudgetManager::Memory(m) => {
+                m.reset();
+                Ok(())
+            }
+            AnyBudgetManager::Redis(m) => m.reset().await,
+        }
+    }
+
     /// See [`BudgetManager::on_alert`].
     pub fn on_alert(&self, handler: impl Fn(&Alert) + Send + Sync + 'static) {
         match self {

@@ -306,6 +306,28 @@ impl RedisStore {
         Ok(())
     }
 
+    /// Keep trying to connect in the background (every `retry` until it
+    /// works, or until every clone of the store is dropped), so that the
+    /// first calls after Redis comes up find a connection ready. Needs a
+    /// tokio runtime; without one it does nothing and calls connect as
+    /// they come.
+    pub fn connect_in_background(&self, retry: StdDuration) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak = Arc::downgrade(&self.inner);
+        rt.spawn(async move {
+            loop {
+                let Some(inner) = weak.upgrade() else { return };
+                if (RedisStore { inner }).ready().await.is_ok() {
+                    tracing::info!("connected to redis");
+                    return;
+                }
+                tokio::time::sleep(retry).await;
+            }
+        });
+    }
+
     /// The options.
     pub fn options(&self) -> &RedisOptions {
         &self.inner.opts
