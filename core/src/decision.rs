@@ -56,6 +56,27 @@ impl Decision {
         }
     }
 
+    /// A denial that no count explains: the cost can only be decided
+    /// elsewhere, for example it is above one replica's share of a limit
+    /// while the store holding the whole limit is unavailable. Nothing
+    /// remains; try again at `retry_at`.
+    ///
+    /// ```
+    /// use ratebound_core::{Decision, Duration, Instant};
+    /// let now = Instant::from_secs(5);
+    /// let d = Decision::refused(now, 3, now + Duration::from_secs(1));
+    /// assert!(!d.allowed && d.remaining == 0 && d.retry_after(now) == Duration::from_secs(1));
+    /// ```
+    pub const fn refused(now: Instant, limit: u64, retry_at: Instant) -> Decision {
+        Decision {
+            allowed: false,
+            remaining: 0,
+            limit,
+            reset_at: now,
+            retry_at,
+        }
+    }
+
     /// How long to wait from `now` before retrying (zero when allowed).
     #[inline]
     pub const fn retry_after(&self, now: Instant) -> Duration {

@@ -10,8 +10,11 @@
 //!   stay within the shared limit.
 //!
 //! After a failure the store is skipped for [`FailoverOptions::retry_after`]
-//! (callers do not each wait out a timeout), then tried again. Transitions
-//! (down, back) are logged once each.
+//! (callers do not each wait out a timeout); then one call probes it while
+//! the others keep skipping, until the probe answers. Transitions (down,
+//! back) are logged once each. A store that answers about the call itself
+//! (a permission, a script error) is not unavailable: that error is
+//! returned under every policy, never hidden by failing open.
 //!
 //! **What is not reconciled.** Counts made locally stay local: when the
 //! store is back, decisions continue from what the store holds, and what
@@ -138,9 +141,11 @@ pub(crate) enum Fallback {
 }
 
 /// The one fail-over combinator: a call to the store, or the policy's
-/// answer, with the breaker and its transitions. The breaker measures real
-/// (monotonic) time: it is about how long the store has been failing, not
-/// about the limits' clock.
+/// answer, with the breaker and its transitions. After a failure the store
+/// is skipped for `retry_after`; then one call (the probe) tries it while
+/// the others keep skipping, until the probe answers. The breaker measures
+/// real (monotonic) time: it is about how long the store has been failing,
+/// not about the limits' clock.
 #[derive(Debug)]
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) struct Failover {
@@ -148,6 +153,22 @@ pub(crate) struct Failover {
     what: &'static str,
     down_until: Mutex<Option<std::time::Instant>>,
     down: AtomicBool,
+    /// A call is trying the store after the skip window (the others skip).
+    probing: AtomicBool,
+}
+
+/// A call let through to the store; a probe frees its place when done
+/// (answered, failed or cancelled).
+struct Pass<'a> {
+    probing: Option<&'a AtomicBool>,
+}
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        if let Some(p) = self.probing {
+            p.store(false, Ordering::Release);
+        }
+    }
 }
 
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
@@ -159,6 +180,7 @@ impl Failover {
             what,
             down_until: Mutex::new(None),
             down: AtomicBool::new(false),
+            probing: AtomicBool::new(false),
         }
     }
 
@@ -174,10 +196,9 @@ impl Failover {
         &self,
         call: impl Future<Output = Result<T, E>>,
     ) -> Result<Result<T, Fallback>, E> {
-        let err = if self.skipping() {
-            E::skipped(self.options.retry_after)
-        } else {
-            match call.await {
+        let err = match self.pass() {
+            None => E::skipped(self.options.retry_after),
+            Some(_pass) => match call.await {
                 Ok(v) => {
                     self.mark_up();
                     return Ok(Ok(v));
@@ -187,7 +208,7 @@ impl Failover {
                     e
                 }
                 Err(e) => return Err(e),
-            }
+            },
         };
         match self.options.on_unavailable {
             OnUnavailable::Closed => Err(err),
@@ -200,8 +221,21 @@ impl Failover {
         self.down_until.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn skipping(&self) -> bool {
-        self.until().is_some_and(|t| std::time::Instant::now() < t)
+    /// Whether this call may try the store: always while it is up; never
+    /// within the skip window; after it, only as the one probe.
+    fn pass(&self) -> Option<Pass<'_>> {
+        match *self.until() {
+            None => Some(Pass { probing: None }),
+            Some(t) if std::time::Instant::now() < t => None,
+            Some(_) => self
+                .probing
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+                // Lazily: a guard built and dropped would free the probe.
+                .then(|| Pass {
+                    probing: Some(&self.probing),
+                }),
+        }
     }
 
     fn mark_up(&self) {

@@ -494,3 +494,100 @@ async fn with_an_append_only_file_a_restart_keeps_the_counts() {
         "the 5 successes survived the restart"
     );
 }
+
+/// A misconfiguration (here a Redis user not allowed to call functions) is
+/// an error even under `open`: failing open would hide it.
+#[tokio::test]
+async fn a_refused_call_is_an_error_not_a_fail_over() {
+    let server = RedisServer::start();
+    server
+        .cli(&[
+            "ACL",
+            "SETUSER",
+            "limited",
+            "on",
+            ">pw",
+            "~*",
+            "+@all",
+            "-fcall",
+            "-fcall_ro",
+        ])
+        .unwrap();
+    let url = format!("redis://limited:pw@127.0.0.1:{}/", server.port);
+    let store = RedisStore::connect(&url, opts(1_000)).await.unwrap();
+    let limiter = RedisModelLimiter::new(
+        store,
+        config("period_minutes = 1\nsuccess_max = 5"),
+        failover(OnUnavailable::Open),
+        SystemClock,
+    )
+    .unwrap();
+    let e = limiter.admit(&Identity::user("u"), "m").await.unwrap_err();
+    assert!(matches!(e, AdmitError::StoreError(_)), "{e:?}");
+    assert!(e.to_string().contains("fcall"), "{e}");
+}
+
+/// After the skip window one call probes the stalled store while the
+/// others keep skipping: of 10 concurrent calls, only one waits out the
+/// timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_skip_window_one_call_probes_and_the_others_skip() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), opts(400)).await.unwrap();
+    let limiter = RedisKeyedLimiter::new(
+        store,
+        "api",
+        AnyLimiter::Gcra(Gcra::per_minute(100).unwrap()),
+        failover(OnUnavailable::Open),
+        KeyedConfig::default(),
+        SystemClock,
+    )
+    .unwrap();
+    assert_eq!(limiter.check(b"k", 1).await.unwrap().source, Source::Redis);
+    server.pause();
+    assert_eq!(
+        limiter.check(b"k", 1).await.unwrap().source,
+        Source::FailOpen
+    );
+    tokio::time::sleep(StdDuration::from_millis(250)).await; // past retry_after (200 ms)
+    let timed = futures_join((0..10).map(|_| async {
+        let t = std::time::Instant::now();
+        let d = limiter.check(b"k", 1).await.unwrap();
+        (d.source, t.elapsed())
+    }))
+    .await;
+    server.resume();
+    assert!(timed.iter().all(|(s, _)| *s == Source::FailOpen));
+    let waited = timed
+        .iter()
+        .filter(|(_, t)| *t >= StdDuration::from_millis(350))
+        .count();
+    assert_eq!(waited, 1, "{timed:?}");
+}
+
+/// Under `local`, a cost that fits the whole limit but not this replica's
+/// share is refused until the store is back (a denial with a retry time),
+/// not reported as a cost that can never fit; a cost above the whole limit
+/// still is.
+#[tokio::test]
+async fn a_cost_above_the_share_is_denied_not_an_error() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), opts(250)).await.unwrap();
+    let limiter = RedisKeyedLimiter::new(
+        store,
+        "api",
+        AnyLimiter::Gcra(Gcra::per_minute(9).unwrap()),
+        failover(OnUnavailable::Local).with_replicas(3),
+        KeyedConfig::default(),
+        SystemClock,
+    )
+    .unwrap();
+    server.kill();
+    let d = limiter.check(b"k", 5).await.unwrap();
+    assert_eq!(d.source, Source::Local);
+    assert!(!d.decision.allowed && d.decision.limit == 3, "{d:?}");
+    let wait = d.decision.retry_at.duration_after(d.decision.reset_at);
+    assert_eq!(wait, ratebound_core::Duration::from_millis(200));
+    assert!(limiter.check(b"k", 3).await.unwrap().decision.allowed);
+    assert!(limiter.check(b"k", 10).await.is_err());
+}

@@ -176,10 +176,29 @@ fn redis_benchmark(port: u16, clients: usize, secs: u64, keys: u64, args: &[Stri
 }
 
 /// The captured command with its tag replaced by `__rand_int__`.
+/// `cmd` over random tags (see [`far_deadline`]).
 fn randomised(cmd: &[String], tag: &str) -> Vec<String> {
-    cmd.iter()
-        .map(|a| a.replace(&format!("{{{tag}}}"), "{__rand_int__}"))
-        .collect()
+    far_deadline(
+        cmd.iter()
+            .map(|a| a.replace(&format!("{{{tag}}}"), "{__rand_int__}"))
+            .collect(),
+    )
+}
+
+/// `cmd` with its deadline (if any) moved to the end of time: the replays
+/// run the deadline check as every admission does, long after the captured
+/// call's own deadline.
+fn far_deadline(mut cmd: Vec<String>) -> Vec<String> {
+    let now_at = cmd
+        .get(2)
+        .and_then(|n| n.parse::<usize>().ok())
+        .map(|keys| 3 + keys);
+    if let Some(a) = now_at.and_then(|i| cmd.get_mut(i)) {
+        if let Some((now, _)) = a.split_once('@') {
+            *a = format!("{now}@{}", ratebound_core::MAX_SAFE_INTEGER);
+        }
+    }
+    cmd
 }
 
 async fn end_to_end(port: u16, clients: usize, secs: u64, shared: bool) -> (f64, f64) {
@@ -374,10 +393,12 @@ async fn main() {
         (
             "model admission (total + success, a request in flight)",
             1_000,
-            model_cmd
-                .iter()
-                .map(|a| a.replace("cm", "__rand_int__"))
-                .collect(),
+            far_deadline(
+                model_cmd
+                    .iter()
+                    .map(|a| a.replace("cm", "__rand_int__"))
+                    .collect(),
+            ),
         ),
     ];
     // The machine is shared and noisy: every case runs `rounds` times,

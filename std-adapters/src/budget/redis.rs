@@ -30,11 +30,13 @@ pub enum RedisBudgetError {
 /// (once per window across all servers) and are delivered like
 /// [`BudgetManager`]'s.
 ///
-/// While Redis is unavailable the failure policy decides
+/// While Redis is unavailable the fail-over decides
 /// ([`with_failover`](Self::with_failover); default
 /// [`OnUnavailable::Closed`]: an error): `Open` admits and records nothing,
-/// `Local` runs the same budget in this process until Redis is back. Each
-/// hold says where it was decided ([`RedisBudgetHold::source`]).
+/// `Local` runs this replica's share of the budget in this process until
+/// Redis is back (up to 256 reservations at once; its alerts go to the
+/// local budget's own handlers, not to this manager's). Each hold says
+/// where it was decided ([`RedisBudgetHold::source`]).
 pub struct RedisBudgetManager<C: Clock = SystemClock> {
     budget: RedisBudget,
     key: Vec<u8>,
@@ -266,8 +268,11 @@ impl<C: Clock> RedisBudgetManager<C> {
         }
     }
 
-    /// Forget all usage and holds.
+    /// Forget all usage and holds, in Redis and in the local fallback.
     pub async fn reset(&self) -> Result<(), RedisBudgetError> {
+        if let Some(l) = &self.local {
+            l.reset();
+        }
         Ok(self.budget.reset(&self.key, NAME).await?)
     }
 

@@ -313,12 +313,18 @@ where
                     if options.shadow {
                         return inner.call(req).await;
                     }
-                    let code = match e {
-                        AdmitError::Unavailable(_) => "rate_limit_store_unavailable",
-                        _ => "rate_limit_store_full",
+                    let (status, code) = match e {
+                        AdmitError::Unavailable(_) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "rate_limit_store_unavailable",
+                        ),
+                        AdmitError::StoreError(_) => {
+                            (StatusCode::INTERNAL_SERVER_ERROR, "rate_limit_store_error")
+                        }
+                        _ => (StatusCode::SERVICE_UNAVAILABLE, "rate_limit_store_full"),
                     };
                     let body = error_body(&e.to_string(), "server_error", code);
-                    return Ok(respond(StatusCode::SERVICE_UNAVAILABLE, body));
+                    return Ok(respond(status, body));
                 }
             };
             let decision = *admission.decision();

@@ -5,7 +5,7 @@ use ratebound_core::{CostError, Decision};
 
 use super::{KeyedConfig, KeyedDecision, KeyedError, KeyedLimiter};
 use crate::clock::Clock;
-use crate::fallback::{Failover, FailoverOptions, Fallback, Source};
+use crate::fallback::{Failover, FailoverOptions, Fallback, OnUnavailable, Source};
 use crate::limiter::AnyLimiter;
 use crate::redis::{Charge, RedisSpec, RedisStore, StoreError};
 
@@ -19,7 +19,7 @@ pub(crate) fn spec_of(l: &AnyLimiter) -> RedisSpec {
 }
 
 /// One replica's share of `l` (see [`ratebound_core::share`]).
-pub(crate) fn share_of(
+pub(crate) fn replica_share(
     l: &AnyLimiter,
     replicas: u32,
 ) -> Result<AnyLimiter, ratebound_core::ConfigError> {
@@ -40,7 +40,8 @@ pub struct RedisKeyedLimiter<C: Clock + Clone> {
     limiter: AnyLimiter,
     spec: RedisSpec,
     failover: Failover,
-    local: KeyedLimiter<Vec<u8>, AnyLimiter, C>,
+    /// This replica's share, in memory (`local` only).
+    local: Option<KeyedLimiter<Vec<u8>, AnyLimiter, C>>,
     clock: C,
 }
 
@@ -70,13 +71,21 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
         failover.validate().map_err(|_| {
             StoreError::Invalid("failover: replicas 1 or more, retry_after at most a day")
         })?;
-        let share = share_of(&limiter, failover.replicas).map_err(|_| {
-            StoreError::Invalid("the limiter cannot be divided among that many replicas")
-        })?;
+        let local = match failover.on_unavailable {
+            OnUnavailable::Local => {
+                let share = replica_share(&limiter, failover.replicas).map_err(|_| {
+                    StoreError::Invalid("the limiter cannot be divided among that many replicas")
+                })?;
+                Some(
+                    KeyedLimiter::new(share, local, clock.clone())
+                        .map_err(|_| StoreError::Invalid("local fallback sizing"))?,
+                )
+            }
+            _ => None,
+        };
         Ok(RedisKeyedLimiter {
             spec: spec_of(&limiter),
-            local: KeyedLimiter::new(share, local, clock.clone())
-                .map_err(|_| StoreError::Invalid("local fallback sizing"))?,
+            local,
             store,
             name,
             limiter,
@@ -125,10 +134,22 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
                 Source::FailOpen,
             ),
             Err(Fallback::Local) => {
-                let d = if take {
-                    self.local.check(&key.to_vec(), cost)?
+                let Some(local) = &self.local else {
+                    return Err(StoreError::Invalid("no local fallback").into());
+                };
+                let share = local.limiter().capacity();
+                let d = if cost > share {
+                    // Fits the whole limit, never this replica's share:
+                    // only the shared store can decide it.
+                    let now = self.clock.now();
+                    let retry = ratebound_core::Duration::from_micros(
+                        self.failover.options().retry_after.as_micros() as u64,
+                    );
+                    Decision::refused(now, share, now + retry)
+                } else if take {
+                    local.check(&key.to_vec(), cost)?
                 } else {
-                    self.local.peek(&key.to_vec(), cost)?
+                    local.peek(&key.to_vec(), cost)?
                 };
                 (d, Source::Local)
             }

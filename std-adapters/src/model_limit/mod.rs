@@ -254,6 +254,11 @@ pub enum AdmitError {
     /// to refuse ([`OnUnavailable::Closed`](crate::fallback::OnUnavailable)).
     #[error("rate-limit store unavailable: {0}")]
     Unavailable(String),
+    /// The shared store answered with an error about the call itself (a
+    /// misconfiguration: permissions, cluster slots, a key too long, a
+    /// script error). The failure policy does not apply: it would hide it.
+    #[error("rate-limit store refused the call: {0}")]
+    StoreError(String),
 }
 
 impl AdmitError {

@@ -184,11 +184,13 @@ impl<C: Clock + Clone> AdmitRequests for RedisModelLimiter<C> {
         let quota = *self.limits.quota_for(who, model);
         let tag = state_tag(self.limits.config().key_by, who, model);
         let shared = self.admit_redis(tag, &quota);
-        let routed = self
-            .failover
-            .call(shared)
-            .await
-            .map_err(|e| AdmitError::Unavailable(e.to_string()))?;
+        let routed = self.failover.call(shared).await.map_err(|e| {
+            if e.is_unavailable() {
+                AdmitError::Unavailable(e.to_string())
+            } else {
+                AdmitError::StoreError(e.to_string())
+            }
+        })?;
         Ok(match routed {
             Ok((decision, settle)) => RedisInFlight {
                 decision,

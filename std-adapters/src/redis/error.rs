@@ -84,6 +84,23 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// True when the connection itself failed or went silent (I/O, dropped,
+    /// refused, no answer in time): it is rebuilt before the next call.
+    pub(crate) fn breaks_connection(&self) -> bool {
+        match self {
+            StoreError::Timeout(_) => true,
+            StoreError::Redis(e) => {
+                e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+            }
+            _ => false,
+        }
+    }
+}
+
 impl From<redis::RedisError> for StoreError {
     fn from(e: redis::RedisError) -> Self {
         // The scripts' own refusal of a call past its deadline.
@@ -92,5 +109,25 @@ impl From<redis::RedisError> for StoreError {
         } else {
             StoreError::Redis(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StoreError;
+
+    /// What the scripts answer for a call past its deadline, as the wire
+    /// carries it.
+    #[test]
+    fn a_late_reply_is_late_and_unavailable() {
+        let v =
+            redis::parse_redis_value(b"-LATE the call reached the server after its deadline\r\n")
+                .unwrap();
+        let e = StoreError::from(v.extract_error().unwrap_err());
+        assert!(matches!(e, StoreError::Late), "{e:?}");
+        assert!(e.is_unavailable());
+        let other = redis::parse_redis_value(b"-ERR something else\r\n").unwrap();
+        let e = StoreError::from(other.extract_error().unwrap_err());
+        assert!(matches!(e, StoreError::Redis(_)) && !e.is_unavailable());
     }
 }

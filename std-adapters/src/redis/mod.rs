@@ -21,12 +21,17 @@
 //!   call.
 //! - **Nothing charged for a refused call.** Every call has one timeout
 //!   ([`RedisOptions::timeout`]). An admission carries a deadline in Redis
-//!   time (learned from `TIME`, as a lower bound): a script that starts after
-//!   it, because Redis was stalled or overloaded, changes nothing and answers
-//!   [`StoreError::Late`]. So a call the caller gave up on (and answered 503,
-//!   or admitted uncounted) never charges later. Settles, records and
-//!   refunds carry no deadline: they are applied whenever they arrive.
-//!   This assumes Redis's clock does not step back.
+//!   time (learned from `TIME`, as a lower bound, at most every 10 s): a
+//!   script that starts after it, because Redis was stalled or overloaded,
+//!   changes nothing and answers [`StoreError::Late`]. So a call that Redis
+//!   starts after the caller gave up (and answered 503, or admitted
+//!   uncounted) never charges. What remains is one round trip: a script
+//!   started just before the deadline whose reply arrives after it.
+//!   Settles, records and refunds carry no deadline: they are applied
+//!   whenever they arrive. This assumes Redis's clock does not step, and on
+//!   a cluster that the nodes' clocks agree to well within the timeout
+//!   (NTP): a node ahead refuses admissions early, one behind applies them
+//!   late by its skew.
 //! - **Transport only.** This module talks to Redis; the limits that use it
 //!   and their failure policy live with their domain
 //!   ([`crate::keyed::RedisKeyedLimiter`], [`crate::budget::RedisBudgetManager`],

@@ -38,7 +38,7 @@ pub struct RedisOptions {
     /// Prepended to every key (default `rb:`).
     pub prefix: String,
     /// The longest call, reconnecting included, before it fails with
-    /// [`StoreError::Timeout`] (default 1 s). A call that reaches Redis
+    /// [`StoreError::Timeout`] (default 1 s). An admission that Redis starts
     /// after this changes nothing ([`StoreError::Late`]).
     pub timeout: StdDuration,
     /// Connections used in turn (default 1; each is multiplexed, so one
@@ -132,7 +132,10 @@ impl Conn {
 /// server paused past the timeout).
 #[derive(Default)]
 struct Slot {
-    conn: Mutex<Option<Conn>>,
+    /// The connection and its generation (so that a call failing on an old
+    /// connection never throws away a newer one).
+    conn: Mutex<Option<(u64, Conn)>>,
+    generation: AtomicU64,
     /// One reconnection at a time per slot; the others wait for it.
     connecting: tokio::sync::Mutex<()>,
 }
@@ -146,6 +149,17 @@ struct ServerClock {
     offset: AtomicI64,
     /// Local µs of the last sync, plus one; 0: never synced.
     synced: AtomicU64,
+    /// A call is syncing a stale clock (the others use the last offset).
+    syncing: std::sync::atomic::AtomicBool,
+}
+
+/// Frees [`ServerClock::syncing`] when the sync ends or is cancelled.
+struct Syncing<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for Syncing<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 impl ServerClock {
@@ -153,9 +167,20 @@ impl ServerClock {
         at.saturating_duration_since(self.origin).as_micros() as i64
     }
 
-    fn stale(&self, now: std::time::Instant) -> bool {
+    /// When the offset is older than [`CLOCK_SYNC`], the one call that
+    /// gets to refresh it (a clock never synced has no connection yet:
+    /// connecting syncs it).
+    fn claim_sync(&self, now: std::time::Instant) -> Option<Syncing<'_>> {
         let synced = self.synced.load(Ordering::Acquire);
-        synced == 0 || self.local_us(now) + 1 - synced as i64 > CLOCK_SYNC.as_micros() as i64
+        let stale =
+            synced != 0 && self.local_us(now) + 1 - synced as i64 > CLOCK_SYNC.as_micros() as i64;
+        (stale
+            && self
+                .syncing
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok())
+        // Lazily: a guard built and dropped would free the claim.
+        .then(|| Syncing(&self.syncing))
     }
 
     async fn sync(&self, conn: &mut Conn) -> Result<(), StoreError> {
@@ -289,6 +314,7 @@ impl RedisStore {
                     origin: std::time::Instant::now(),
                     offset: AtomicI64::new(0),
                     synced: AtomicU64::new(0),
+                    syncing: std::sync::atomic::AtomicBool::new(false),
                 },
             }),
         })
@@ -360,7 +386,7 @@ impl RedisStore {
     /// The slot's connection, connecting (and loading the code, and
     /// learning Redis's clock) when it has none. Cancellation-safe: a slot
     /// gets a connection only once it is complete.
-    async fn conn(&self, slot: &Slot) -> Result<Conn, StoreError> {
+    async fn conn(&self, slot: &Slot) -> Result<(u64, Conn), StoreError> {
         if let Some(c) = slot.conn.lock().unwrap_or_else(|p| p.into_inner()).clone() {
             return Ok(c);
         }
@@ -371,8 +397,9 @@ impl RedisStore {
         let mut c = self.inner.client.connect(self.inner.opts.timeout).await?;
         self.set_invocation(c.load_code().await?);
         self.inner.clock.sync(&mut c).await?;
-        *slot.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
-        Ok(c)
+        let generation = slot.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        *slot.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some((generation, c.clone()));
+        Ok((generation, c))
     }
 
     /// The `now` argument of every script: `[caller µs][@deadline µs]`. An
@@ -407,10 +434,14 @@ impl RedisStore {
         let timeout = self.inner.opts.timeout;
         let i = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.slots.len();
         let slot = &self.inner.slots[i];
+        let used = std::sync::atomic::AtomicU64::new(0);
         let call = async {
-            let mut conn = self.conn(slot).await?;
-            if late == Late::Refuse && self.inner.clock.stale(started) {
-                self.inner.clock.sync(&mut conn).await?;
+            let (generation, mut conn) = self.conn(slot).await?;
+            used.store(generation, Ordering::Relaxed);
+            if late == Late::Refuse {
+                if let Some(_one) = self.inner.clock.claim_sync(started) {
+                    self.inner.clock.sync(&mut conn).await?;
+                }
             }
             let deadline =
                 (late == Late::Refuse).then(|| self.inner.clock.deadline(started, timeout));
@@ -451,8 +482,15 @@ impl RedisStore {
             Ok(r) => r,
             Err(_) => Err(StoreError::Timeout(timeout)),
         };
-        if r.as_ref().is_err_and(StoreError::is_unavailable) {
-            *slot.conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        // A connection that failed (or went silent) is rebuilt by the next
+        // call, unless a newer one already replaced it; an answer over a
+        // working connection (LATE, BUSY) keeps it.
+        if r.as_ref().is_err_and(StoreError::breaks_connection) {
+            let mut c = slot.conn.lock().unwrap_or_else(|p| p.into_inner());
+            let used = used.load(Ordering::Relaxed);
+            if used != 0 && c.as_ref().is_some_and(|(g, _)| *g == used) {
+                *c = None;
+            }
         }
         r
     }

@@ -382,6 +382,7 @@ local function budget(KEYS, ARGV)
   end
 
   local now = now_us(now_arg)
+  if now == nil then return late_reply() end
   local result = {}
 
   if op == "peek" then

@@ -288,6 +288,7 @@ end
 local function gcra(KEYS, ARGV)
   local cost, cap, p, tau = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
   local now = now_us(ARGV[1])
+  if now == nil then return late_reply() end
   local key = KEYS[1]
   local raw = redis.call("GET", key)
   local tat = 0
@@ -326,5 +327,7 @@ local function gcra(KEYS, ARGV)
 end
 
 local function limit(KEYS, ARGV)
-  return limit_general(KEYS, ARGV, now_us(ARGV[1]))
+  local now = now_us(ARGV[1])
+  if now == nil then return late_reply() end
+  return limit_general(KEYS, ARGV, now)
 end

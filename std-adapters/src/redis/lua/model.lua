@@ -153,6 +153,7 @@ end
 
 local function model(KEYS, ARGV)
   local now = now_us(ARGV[1])
+  if now == nil then return late_reply() end
   local margin = tonumber(ARGV[2])
   local op = ARGV[3]
   local id = tonumber(ARGV[4])

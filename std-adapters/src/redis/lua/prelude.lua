@@ -131,16 +131,19 @@ end
 
 -- The call's `now` from its first argument, `[caller µs][@deadline µs]`:
 -- an empty time part means Redis TIME. With a deadline (Redis time), a call
--- that starts after it (Redis was stalled, the caller has given up) raises
--- LATE before anything is written, so it charges nothing.
+-- that starts after it (Redis was stalled, the caller has given up) gets
+-- nil: its entry point answers late_reply() before writing anything, so it
+-- charges nothing.
+local function late_reply()
+  return redis.error_reply("LATE the call reached the server after its deadline")
+end
+
 local function now_us(arg)
   local at = string.find(arg, "@", 1, true)
   if at then
     local t = redis.call("TIME")
     local server = tonumber(t[1]) * 1000000 + tonumber(t[2])
-    if server > tonumber(string.sub(arg, at + 1)) then
-      error({ err = "LATE the call reached the server after its deadline" })
-    end
+    if server > tonumber(string.sub(arg, at + 1)) then return nil end
     if at == 1 then return sat(server) end
     return sat(tonumber(string.sub(arg, 1, at - 1)))
   end
