@@ -1,6 +1,11 @@
 //! Keyed in-memory stores: one limiter state per key (user, API key, model,
 //! IP), sharded for concurrency, with **bounded memory**.
 //!
+//! The same limits shared by every server live in Redis:
+//! `RedisKeyedLimiter` (feature `redis`), with the fail-over of
+//! [`crate::fallback`]. [`AnyKeyedLimiter`] is either one, chosen at run
+//! time, with one decision ([`KeyedDecision`]) and one error ([`KeyedError`]).
+//!
 //! # When a flood of unique keys fills the store
 //!
 //! The store never holds more than `max_keys` states. When a new key arrives

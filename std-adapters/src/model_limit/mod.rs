@@ -7,6 +7,11 @@
 //! names, keys and the in-memory store, and the Redis backend replays the
 //! same rules in a script.
 //!
+//! Backends: [`ModelLimiter`] in memory, `RedisModelLimiter` (feature
+//! `redis`) shared by every replica with the fail-over of
+//! [`crate::fallback`]; both implement [`AdmitRequests`], and
+//! [`AnyModelLimiter`] is either one chosen at run time.
+//!
 //! - **Total** counts every admitted request. `total_max = 0` means unlimited.
 //! - **Success** is *reserved at admission* and settled by the outcome: a
 //!   request is admitted only if the success count has room for it and for
