@@ -49,12 +49,15 @@ mod error;
 mod keys;
 mod limits;
 mod model;
+mod options;
 mod scripts;
+mod server_clock;
 mod store;
 
 pub use budget::{BudgetReply, RawBudgetState, RedisBudget};
 pub use error::StoreError;
 pub use limits::{Charge, ChargeOutcome, RedisDecision, RedisSpec};
 pub use model::{RedisModelQuotas, WithState};
+pub use options::{RedisOptions, TimeSource};
 pub use scripts::Invocation;
-pub use store::{RedisOptions, RedisStore, TimeSource};
+pub use store::RedisStore;

@@ -1,7 +1,7 @@
-//! The connection: options, connecting (now or in the background), the
-//! call with its timeout and deadline, and reloading lost code.
+//! The connection: connecting (now or in the background), the call with
+//! its timeout and deadline, and reloading lost code.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
@@ -10,68 +10,10 @@ use redis::cluster_async::ClusterConnection;
 use redis::{ToRedisArgs, Value};
 
 use super::keys;
+use super::options::{RedisOptions, TimeSource};
 use super::scripts::{self, Entry, Invocation, CODE};
+use super::server_clock::ServerClock;
 use super::StoreError;
-use crate::clock::Clock;
-
-/// Where the scripts' `now` comes from.
-#[derive(Clone)]
-pub enum TimeSource {
-    /// Redis `TIME`: one clock for every server (default).
-    Redis,
-    /// The caller's clock, sent with each call.
-    Caller(Arc<dyn Clock>),
-}
-
-impl std::fmt::Debug for TimeSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            TimeSource::Redis => "Redis",
-            TimeSource::Caller(_) => "Caller",
-        })
-    }
-}
-
-/// How a [`RedisStore`] talks to Redis.
-#[derive(Clone, Debug)]
-pub struct RedisOptions {
-    /// Prepended to every key (default `rb:`).
-    pub prefix: String,
-    /// The longest call, reconnecting included, before it fails with
-    /// [`StoreError::Timeout`] (default 1 s). An admission that Redis starts
-    /// after this changes nothing ([`StoreError::Late`]).
-    pub timeout: StdDuration,
-    /// Connections used in turn (default 1; each is multiplexed, so one
-    /// carries many concurrent calls).
-    pub connections: usize,
-    /// Where `now` comes from (default Redis `TIME`).
-    pub time: TimeSource,
-    /// Extra time before an idle key expires (default 60 s).
-    pub ttl_margin: StdDuration,
-    /// The longest key tag accepted, in bytes (default 1024).
-    pub max_tag_len: usize,
-    /// Return each limiter's state with its decision
-    /// ([`ChargeOutcome::state`](super::ChargeOutcome)): for tests and
-    /// replays; off by default, which keeps replies small.
-    pub with_state: bool,
-}
-
-impl Default for RedisOptions {
-    fn default() -> Self {
-        RedisOptions {
-            prefix: "rb:".into(),
-            timeout: StdDuration::from_secs(1),
-            connections: 1,
-            time: TimeSource::Redis,
-            ttl_margin: StdDuration::from_secs(60),
-            max_tag_len: 1024,
-            with_state: false,
-        }
-    }
-}
-
-/// How often the store learns Redis's clock again (for call deadlines).
-const CLOCK_SYNC: StdDuration = StdDuration::from_secs(10);
 
 #[derive(Clone)]
 enum Conn {
@@ -138,80 +80,6 @@ struct Slot {
     generation: AtomicU64,
     /// One reconnection at a time per slot; the others wait for it.
     connecting: tokio::sync::Mutex<()>,
-}
-
-/// Redis's clock as seen from here: `redis_us ≈ local_us + offset`, where
-/// `local_us` counts from `origin` on the monotonic clock. The offset is a
-/// lower bound (server time read minus the local time the reply arrived),
-/// so a deadline built from it is never later than the caller's own.
-struct ServerClock {
-    origin: std::time::Instant,
-    offset: AtomicI64,
-    /// Local µs of the last sync, plus one; 0: never synced.
-    synced: AtomicU64,
-    /// A call is syncing a stale clock (the others use the last offset).
-    syncing: std::sync::atomic::AtomicBool,
-}
-
-/// Frees [`ServerClock::syncing`] when the sync ends or is cancelled.
-struct Syncing<'a>(&'a std::sync::atomic::AtomicBool);
-
-impl Drop for Syncing<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
-    }
-}
-
-impl ServerClock {
-    fn local_us(&self, at: std::time::Instant) -> i64 {
-        at.saturating_duration_since(self.origin).as_micros() as i64
-    }
-
-    /// When the offset is older than [`CLOCK_SYNC`], the one call that
-    /// gets to refresh it (a clock never synced has no connection yet:
-    /// connecting syncs it).
-    fn claim_sync(&self, now: std::time::Instant) -> Option<Syncing<'_>> {
-        let synced = self.synced.load(Ordering::Acquire);
-        let stale =
-            synced != 0 && self.local_us(now) + 1 - synced as i64 > CLOCK_SYNC.as_micros() as i64;
-        (stale
-            && self
-                .syncing
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok())
-        // Lazily: a guard built and dropped would free the claim.
-        .then(|| Syncing(&self.syncing))
-    }
-
-    async fn sync(&self, conn: &mut Conn) -> Result<(), StoreError> {
-        let reply = conn.query(&redis::cmd("TIME")).await?;
-        let received = std::time::Instant::now();
-        let us = match &reply {
-            Value::Array(v) => match v.as_slice() {
-                [s, u] => redis::from_redis_value::<i64>(s.clone())
-                    .ok()
-                    .zip(redis::from_redis_value::<i64>(u.clone()).ok())
-                    .map(|(s, u)| s.saturating_mul(1_000_000).saturating_add(u)),
-                _ => None,
-            },
-            _ => None,
-        }
-        .ok_or_else(|| StoreError::Protocol(format!("unexpected TIME reply {reply:?}")))?;
-        let local = self.local_us(received);
-        self.offset.store(us - local, Ordering::Release);
-        self.synced.store(local as u64 + 1, Ordering::Release);
-        Ok(())
-    }
-
-    /// The Redis time (µs) by which a call started at `started` is given up.
-    fn deadline(&self, started: std::time::Instant, timeout: StdDuration) -> u64 {
-        let local = self
-            .local_us(started)
-            .saturating_add(timeout.as_micros() as i64);
-        local
-            .saturating_add(self.offset.load(Ordering::Acquire))
-            .max(0) as u64
-    }
 }
 
 struct Inner {
@@ -310,12 +178,7 @@ impl RedisStore {
                 opts,
                 next: AtomicUsize::new(0),
                 invocation: AtomicU8::new(0),
-                clock: ServerClock {
-                    origin: std::time::Instant::now(),
-                    offset: AtomicI64::new(0),
-                    synced: AtomicU64::new(0),
-                    syncing: std::sync::atomic::AtomicBool::new(false),
-                },
+                clock: ServerClock::new(),
             }),
         })
     }
@@ -396,10 +259,16 @@ impl RedisStore {
         }
         let mut c = self.inner.client.connect(self.inner.opts.timeout).await?;
         self.set_invocation(c.load_code().await?);
-        self.inner.clock.sync(&mut c).await?;
+        self.sync_clock(&mut c).await?;
         let generation = slot.generation.fetch_add(1, Ordering::AcqRel) + 1;
         *slot.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some((generation, c.clone()));
         Ok((generation, c))
+    }
+
+    /// Reads Redis `TIME` to learn its clock.
+    async fn sync_clock(&self, conn: &mut Conn) -> Result<(), StoreError> {
+        let reply = conn.query(&redis::cmd("TIME")).await?;
+        self.inner.clock.record(&reply, std::time::Instant::now())
     }
 
     /// The `now` argument of every script: `[caller µs][@deadline µs]`. An
@@ -440,7 +309,7 @@ impl RedisStore {
             used.store(generation, Ordering::Relaxed);
             if late == Late::Refuse {
                 if let Some(_one) = self.inner.clock.claim_sync(started) {
-                    self.inner.clock.sync(&mut conn).await?;
+                    self.sync_clock(&mut conn).await?;
                 }
             }
             let deadline =
