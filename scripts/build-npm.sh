@@ -23,3 +23,9 @@ build() { # features out-dir
 }
 build "--no-default-features" web "ratebound (limiters)"
 build "--no-default-features --features budget" budget "ratebound/budget"
+# CommonJS declarations: the same declarations as `.d.cts`, so TypeScript
+# before 5.8 lets a CommonJS file `require` the package (a `.d.ts` in a
+# "type": "module" package is an ES module to it).
+mkdir -p node/dist/types
+cp node/src/index.d.ts node/dist/types/index.d.cts
+cp node/src/budget.d.ts node/dist/types/budget.d.cts

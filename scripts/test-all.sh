@@ -105,6 +105,10 @@ CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
   cargo test -p ratebound-wasm --target wasm32-unknown-unknown --all-features
 say "node --test (API, fixture replay, TypeScript types, real workerd)"
 (cd node && node --test test/)
+say "npm README: every marked snippet against the packed tarball (ESM, CommonJS, tsc --strict 5.9 and 5.4), the Worker through wrangler dev"
+[ -d node/readme-check/node_modules/wrangler ] && [ -d node/readme-check/node_modules/typescript-5.4 ] \
+  || (cd node/readme-check && npm ci --no-audit --no-fund)
+(cd node/readme-check && node run.mjs)
 
 say "examples: core tour, std limiter / keyed / retry / budget_manager, the demo gateway"
 cargo run -q -p ratebound-core --example tour >/dev/null

@@ -3,43 +3,19 @@
 // milliseconds (Date.now()) to the microseconds core counts in, and returns
 // plain decision objects. All decisions are made by ratebound-core in wasm.
 
-const MAX_SAFE = Number.MAX_SAFE_INTEGER;
-
-function integer(name, v, min = 0) {
-  if (typeof v !== "number") throw new TypeError(`${name} must be a number, got ${v === null ? "null" : typeof v}`);
-  if (!Number.isFinite(v)) throw new RangeError(`${name} must be finite, got ${v}`);
-  if (!Number.isInteger(v)) throw new RangeError(`${name} must be an integer, got ${v}`);
-  if (v < min) throw new RangeError(`${name} must be at least ${min}, got ${v}`);
-  if (v > MAX_SAFE) throw new RangeError(`${name} must be at most ${MAX_SAFE}, got ${v}`);
-  return v;
-}
-
-function milliseconds(name, v, min = 0) {
-  if (typeof v !== "number") throw new TypeError(`${name} must be a number of milliseconds, got ${v === null ? "null" : typeof v}`);
-  if (!Number.isFinite(v) || v < min) throw new RangeError(`${name} must be a finite number ≥ ${min} (milliseconds), got ${v}`);
-  const us = Math.round(v * 1000);
-  if (us > MAX_SAFE) throw new RangeError(`${name} is too large: ${v} ms`);
-  return us;
-}
-
-function nowMicros(now) {
-  return now === undefined ? Math.floor(Date.now() * 1000) : milliseconds("now", now);
-}
-
-function options(o, name) {
-  if (o === undefined) return {};
-  if (o === null || typeof o !== "object") throw new TypeError(`${name} must be an object, got ${o === null ? "null" : typeof o}`);
-  return o;
-}
+import { integer, milliseconds, nowMicros, options, freed } from "./validate.js";
 
 function configError(e, kind) {
   if (typeof e === "string") return new RangeError(`invalid ${kind} config: \`${e}\` is out of range (zero, too large, or inconsistent)`);
   return e;
 }
 
+const COST = ["cost", "now"];
+const NOW = ["now"];
+
 /** Validate `{cost, now}` and run `op(nowUs, cost)` → status. */
 function costed(opts, at, op, decide) {
-  const o = options(opts, "options");
+  const o = options(opts, "options", COST);
   const cost = integer("cost", o.cost === undefined ? 1 : o.cost);
   const now = nowMicros(o.now);
   return decide(at, op(now, cost), now);
@@ -81,7 +57,7 @@ export function makeApi(wasm, memory) {
     #inner;
     #at;
     constructor(config) {
-      const c = options(config, "config");
+      const c = options(config, "TokenBucket config", ["capacity", "refillAmount", "refillPeriodMs"]);
       const capacity = integer("capacity", c.capacity, 1);
       const amount = integer("refillAmount", c.refillAmount ?? capacity, 1);
       const period = milliseconds("refillPeriodMs", c.refillPeriodMs ?? 1000, 0.001);
@@ -107,7 +83,7 @@ export function makeApi(wasm, memory) {
     }
     /** Take as many as available, up to `max`; `{taken, ...decision}`. */
     take(opts) {
-      const o = options(opts, "options");
+      const o = options(opts, "options", ["max", "now"]);
       const max = integer("max", o.max ?? 1);
       const now = nowMicros(o.now);
       const status = this.#inner.atMost(now, max);
@@ -115,7 +91,7 @@ export function makeApi(wasm, memory) {
     }
     /** Give back up to `amount` tokens (never above capacity). */
     refund(opts) {
-      const o = options(opts, "options");
+      const o = options(opts, "options", ["amount", "now"]);
       const amount = integer("amount", o.amount ?? 1);
       const now = nowMicros(o.now);
       return decision(this.#at, this.#inner.refund(now, amount), now);
@@ -127,7 +103,7 @@ export function makeApi(wasm, memory) {
     }
     /** Restore a state from `exportState()`. */
     importState(state) {
-      const s = options(state, "state");
+      const s = options(state, "state", ["v", "tat", "rem"]);
       if (s.v !== 1 || !this.#inner.importState(new Float64Array([integer("state.tat", s.tat), integer("state.rem", s.rem)]))) {
         throw new TypeError("state is not a TokenBucket state from exportState()");
       }
@@ -135,11 +111,12 @@ export function makeApi(wasm, memory) {
     }
     /** True when the bucket is full at `now`: dropping it grants nothing. */
     isIdle(opts) {
-      return this.#inner.isIdle(nowMicros(options(opts, "options").now));
+      return this.#inner.isIdle(nowMicros(options(opts, "options", NOW).now));
     }
     /** Free the wasm memory now (otherwise the garbage collector does it). */
     free() {
       this.#inner.free();
+      this.#inner = freed("TokenBucket");
     }
   }
 
@@ -148,7 +125,7 @@ export function makeApi(wasm, memory) {
       #inner;
       #at;
       constructor(config) {
-        const c = options(config, "config");
+        const c = options(config, `${kind} config`, Inner === wasm.SlidingLog ? ["limit", "windowMs", "slots"] : ["limit", "windowMs"]);
         const limit = integer("limit", c.limit, 1);
         const window = milliseconds("windowMs", c.windowMs, 0.001);
         const slots = c.slots === undefined ? 64 : integer("slots", c.slots, 1);
@@ -175,7 +152,7 @@ export function makeApi(wasm, memory) {
         return { v: 1, data: Array.from(this.#inner.exportState()) };
       }
       importState(state) {
-        const s = options(state, "state");
+        const s = options(state, "state", ["v", "data"]);
         if (s.v !== 1 || !Array.isArray(s.data) || !this.#inner.importState(new Float64Array(s.data.map((x, i) => integer(`state.data[${i}]`, x))))) {
           throw new TypeError(`state is not a ${kind} state from exportState()`);
         }
@@ -183,11 +160,12 @@ export function makeApi(wasm, memory) {
       }
       /** True when nothing counts any more at `now`: dropping it grants nothing. */
       isIdle(opts) {
-        return this.#inner.isIdle(nowMicros(options(opts, "options").now));
+        return this.#inner.isIdle(nowMicros(options(opts, "options", NOW).now));
       }
       /** Free the wasm memory now (otherwise the garbage collector does it). */
       free() {
         this.#inner.free();
+        this.#inner = freed(kind);
       }
     };
   }
@@ -211,7 +189,7 @@ export function makeApi(wasm, memory) {
   class RetryBudget {
     #inner;
     constructor(config) {
-      const c = options(config, "config");
+      const c = options(config, "RetryBudget config", ["maxTokens", "tokenRatio"]);
       const maxTokens = integer("maxTokens", c.maxTokens ?? 10, 1);
       const ratio = c.tokenRatio ?? 0.1;
       if (typeof ratio !== "number" || !(ratio > 0 && ratio <= 1)) throw new RangeError(`tokenRatio must be a number in (0, 1], got ${ratio}`);
@@ -228,12 +206,12 @@ export function makeApi(wasm, memory) {
     onSuccess() { this.#inner.onSuccess(); }
     exportState() { return { v: 1, spentMilli: this.#inner.exportState() }; }
     importState(state) {
-      const s = options(state, "state");
+      const s = options(state, "state", ["v", "spentMilli"]);
       if (s.v !== 1 || !this.#inner.importState(integer("state.spentMilli", s.spentMilli))) throw new TypeError("state is not a RetryBudget state from exportState()");
       return this;
     }
     /** @internal */ get _inner() { return this.#inner; }
-    free() { this.#inner.free(); }
+    free() { this.#inner.free(); this.#inner = freed("RetryBudget"); }
   }
 
   function rational(name, f) {
@@ -248,7 +226,7 @@ export function makeApi(wasm, memory) {
   class Backoff {
     #args;
     constructor(config) {
-      const c = options(config, "config");
+      const c = options(config, "Backoff config", ["initialMs", "capMs", "factor", "jitter", "maxRetries", "maxElapsedMs"]);
       const initial = milliseconds("initialMs", c.initialMs ?? 1000);
       const cap = milliseconds("capMs", c.capMs ?? 30000, 0.001);
       const [num, den] = rational("factor", c.factor ?? 2);
@@ -266,7 +244,7 @@ export function makeApi(wasm, memory) {
     }
     /** A new retry sequence starting at `now`; `seed` (integer) makes the jitter repeatable. */
     start(opts) {
-      const o = options(opts, "options");
+      const o = options(opts, "options", ["seed", "now"]);
       const seed = o.seed === undefined ? Math.floor(Math.random() * 2 ** 53) : integer("seed", o.seed);
       const inner = new wasm.Backoff(...this.#args);
       inner.start(nowMicros(o.now), seed);
@@ -288,7 +266,7 @@ export function makeApi(wasm, memory) {
      * minimum wait; `budget` (a RetryBudget) is charged first.
      */
     next(opts) {
-      const o = options(opts, "options");
+      const o = options(opts, "options", ["now", "hintMs", "budget"]);
       const now = nowMicros(o.now);
       const hint = o.hintMs === undefined || o.hintMs === null ? -1 : milliseconds("hintMs", o.hintMs);
       let status;
@@ -303,7 +281,7 @@ export function makeApi(wasm, memory) {
       if (status === 1) return { retry: true, delayMs: v[at + 1] / 1000, retryAt: Math.ceil(v[at] / 1000), attempt: v[at + 2] };
       return { retry: false, reason: GIVE_UP[v[at + 3]] ?? "unknown", attempt: v[at + 2] };
     }
-    free() { this.#inner.free(); }
+    free() { this.#inner.free(); this.#inner = freed("RetrySequence"); }
   }
 
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -314,7 +292,7 @@ export function makeApi(wasm, memory) {
    */
   async function retry(op, opts) {
     if (typeof op !== "function") throw new TypeError("op must be a function");
-    const o = options(opts, "options");
+    const o = options(opts, "retry options", ["backoff", "budget", "retryable", "hintMs", "seed", "signal", "onRetry"]);
     const backoff = o.backoff ?? new Backoff();
     if (!(backoff instanceof Backoff)) throw new TypeError("backoff must be a Backoff");
     const retryable = o.retryable ?? (() => true);
@@ -376,7 +354,7 @@ export function makeApi(wasm, memory) {
       return { raws, set: wasm.policyFold(nowUs, new Float64Array(raws.flat())) };
     }
     #run(opts, consume) {
-      const o = options(opts, "options");
+      const o = options(opts, "options", COST);
       const cost = integer("cost", o.cost === undefined ? 1 : o.cost);
       const now = nowMicros(o.now);
       let r = this.#decide(now, cost, false);
@@ -424,7 +402,7 @@ export function makeApi(wasm, memory) {
     #maxKeyLength;
     constructor(make, config) {
       if (typeof make !== "function") throw new TypeError("the first argument must be a function making a limiter per key");
-      const c = options(config, "config");
+      const c = options(config, "KeyedLimiter config", ["maxKeys", "onFull", "maxKeyLength"]);
       this.#max = integer("maxKeys", c.maxKeys ?? 10000, 1);
       const onFull = c.onFull ?? "deny";
       if (onFull !== "deny" && onFull !== "evictLru") throw new RangeError(`onFull must be "deny" or "evictLru", got ${onFull}`);
@@ -460,11 +438,12 @@ export function makeApi(wasm, memory) {
     }
     /** Drop every idle key; returns how many. */
     evictIdle(opts) {
-      return this.#inner.evictIdle(nowMicros(options(opts, "options").now));
+      return this.#inner.evictIdle(nowMicros(options(opts, "options", NOW).now));
     }
     /** Free the wasm memory now (otherwise the garbage collector does it). */
     free() {
       this.#inner.free();
+      this.#inner = freed("KeyedLimiter");
     }
   }
 

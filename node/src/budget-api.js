@@ -2,33 +2,11 @@
 // Validates inputs, converts milliseconds to the microseconds core counts
 // in, and turns core's JSON results into camelCase objects.
 
-const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+import { integer, milliseconds as micros, nowMicros, options, freed } from "./validate.js";
+
 const DIMENSIONS = ["requests", "tokens", "cost"];
 const WINDOWS = { minute: 60_000, hour: 3_600_000, day: 86_400_000 };
 
-function integer(name, v, min = 0) {
-  if (typeof v !== "number") throw new TypeError(`${name} must be a number, got ${v === null ? "null" : typeof v}`);
-  if (!Number.isInteger(v)) throw new RangeError(`${name} must be an integer, got ${v}`);
-  if (v < min) throw new RangeError(`${name} must be at least ${min}, got ${v}`);
-  if (v > MAX_SAFE) throw new RangeError(`${name} must be at most ${MAX_SAFE}, got ${v}`);
-  return v;
-}
-
-function micros(name, ms, min = 0) {
-  if (typeof ms !== "number") throw new TypeError(`${name} must be a number of milliseconds, got ${ms === null ? "null" : typeof ms}`);
-  if (!Number.isFinite(ms) || ms < min) throw new RangeError(`${name} must be a finite number ≥ ${min} (milliseconds), got ${ms}`);
-  const us = Math.round(ms * 1000);
-  if (us > MAX_SAFE) throw new RangeError(`${name} is too large: ${ms} ms`);
-  return us;
-}
-
-function options(o, name) {
-  if (o === undefined) return {};
-  if (o === null || typeof o !== "object") throw new TypeError(`${name} must be an object, got ${o === null ? "null" : typeof o}`);
-  return o;
-}
-
-const nowMicros = (now) => (now === undefined ? Math.floor(Date.now() * 1000) : micros("now", now));
 const ms = (us) => Math.ceil(us / 1000);
 const fraction = (name, f) => {
   if (typeof f !== "number" || !(f > 0 && f <= 1)) throw new RangeError(`${name} must be a number in (0, 1], got ${f}`);
@@ -39,7 +17,7 @@ const fraction = (name, f) => {
 function coreConfig(c) {
   if (!Array.isArray(c.limits) || c.limits.length === 0) throw new TypeError("limits must be a non-empty array of {dimension, window, max}");
   const limits = c.limits.map((l, i) => {
-    const o = options(l, `limits[${i}]`);
+    const o = options(l, `limits[${i}]`, ["dimension", "window", "max"]);
     if (!DIMENSIONS.includes(o.dimension)) throw new RangeError(`limits[${i}].dimension must be one of ${DIMENSIONS.join(", ")}, got ${o.dimension}`);
     let horizon;
     if (o.window === "month") horizon = "calendar_month";
@@ -50,7 +28,7 @@ function coreConfig(c) {
   });
   const opt = (name, v) => (v === undefined || v === null ? null : integer(name, v, 1));
   const throttle = c.throttle === undefined || c.throttle === null ? null : (() => {
-    const t = options(c.throttle, "throttle");
+    const t = options(c.throttle, "throttle", ["after", "minDelayMs"]);
     return { after_bp: fraction("throttle.after", t.after), min_delay: micros("throttle.minDelayMs", t.minDelayMs ?? 0) };
   })();
   const thresholds = c.alertThresholds ?? [];
@@ -65,6 +43,9 @@ function coreConfig(c) {
     utc_offset_secs: Math.round(((c.utcOffsetMinutes ?? 0) * 60)),
   };
 }
+
+const USAGE = ["requests", "tokens", "cost", "now"];
+const NOW = ["now"];
 
 const horizonOut = (h) => (h === "calendar_month" ? "month" : h.fixed / 1000);
 const limitOut = (l) => ({ dimension: l.dimension, window: horizonOut(l.horizon), max: l.max });
@@ -125,7 +106,7 @@ export function makeBudgetApi(wasm) {
   class Budget {
     #inner;
     constructor(config) {
-      const c = options(config, "config");
+      const c = options(config, "Budget config", ["limits", "maxTokensPerRequest", "maxCostPerRequest", "alertThresholds", "throttle", "holdTtlMs", "utcOffsetMinutes", "holdSlots"]);
       const slots = c.holdSlots ?? 64;
       if (slots !== 4 && slots !== 64) throw new RangeError(`holdSlots must be 4 or 64, got ${slots}`);
       try {
@@ -141,7 +122,7 @@ export function makeBudgetApi(wasm) {
      * expiresAt, alerts}` or `{allowed: false, reason, retryAfterMs, …}`.
      */
     reserve(usage) {
-      const o = options(usage, "usage");
+      const o = options(usage, "usage", USAGE);
       const now = nowMicros(o.now);
       const r = run(this.#inner.reserve(now, ...usageArgs(o)));
       const alerts = r.alerts.map(alertOut);
@@ -153,22 +134,22 @@ export function makeBudgetApi(wasm) {
     }
     /** Charge the actual usage of reservation `id`: `{charged, late, alerts}`. */
     settle(id, usage) {
-      const o = options(usage, "usage");
+      const o = options(usage, "usage", USAGE);
       const r = run(this.#inner.settle(nowMicros(o.now), integer("id", id), ...usageArgs(o)));
       return { charged: usageOut(r.charged), late: r.late, alerts: r.alerts.map(alertOut) };
     }
     /** Free reservation `id` unused. */
     release(id, opts) {
-      run(this.#inner.release(nowMicros(options(opts, "options").now), integer("id", id)));
+      run(this.#inner.release(nowMicros(options(opts, "options", NOW).now), integer("id", id)));
     }
     /** Record usage that already happened (never refused): `{alerts}`. */
     record(usage) {
-      const o = options(usage, "usage");
+      const o = options(usage, "usage", USAGE);
       return { alerts: run(this.#inner.record(nowMicros(o.now), ...usageArgs(o))).map(alertOut) };
     }
     /** Spend if it fits now: `{allowed, alerts, …}`. */
     trySpend(usage) {
-      const o = options(usage, "usage");
+      const o = options(usage, "usage", USAGE);
       const now = nowMicros(o.now);
       const r = run(this.#inner.trySpend(now, ...usageArgs(o)));
       const alerts = r.alerts.map(alertOut);
@@ -176,7 +157,7 @@ export function makeBudgetApi(wasm) {
     }
     /** Usage per limit, holds and throttling at `now`. */
     status(opts) {
-      const s = run(this.#inner.status(nowMicros(options(opts, "options").now)));
+      const s = run(this.#inner.status(nowMicros(options(opts, "options", NOW).now)));
       return {
         limits: s.limits.map((l) => ({
           ...limitOut(l.limit),
@@ -197,11 +178,11 @@ export function makeBudgetApi(wasm) {
     exportState() { return { v: 1, state: JSON.parse(this.#inner.exportState()) }; }
     /** Restore a state from `exportState()`. */
     importState(state) {
-      const s = options(state, "state");
+      const s = options(state, "state", ["v", "state"]);
       if (s.v !== 1 || !this.#inner.importState(JSON.stringify(s.state))) throw new TypeError("state is not a Budget state from exportState()");
       return this;
     }
-    free() { this.#inner.free(); }
+    free() { this.#inner.free(); this.#inner = freed("Budget"); }
   }
 
   const decisionOut = (d, now) => ({
@@ -235,7 +216,7 @@ export function makeBudgetApi(wasm) {
   class ModelQuota {
     #inner;
     constructor(config) {
-      const c = options(config, "config");
+      const c = options(config, "ModelQuota config", ["totalMax", "successMax", "periodMs", "window", "holdTtlMs"]);
       const total = c.totalMax === undefined || c.totalMax === null ? null : integer("totalMax", c.totalMax, 1);
       const window = c.window ?? "sliding";
       if (window !== "sliding" && window !== "bucket") throw new RangeError(`window must be "sliding" or "bucket", got ${window}`);
@@ -255,15 +236,15 @@ export function makeBudgetApi(wasm) {
     }
     /** Admit one request: `{allowed, hold, inFlight, blocked, retryAfterMs, total, success}`. Settle `hold` when the outcome is known. */
     admit(opts) {
-      return modelDecisionOut(JSON.parse(this.#inner.admit(0, nowMicros(options(opts, "options").now))));
+      return modelDecisionOut(JSON.parse(this.#inner.admit(0, nowMicros(options(opts, "options", NOW).now))));
     }
     /** What `admit` would decide, changing nothing. */
     peek(opts) {
-      return modelDecisionOut(JSON.parse(this.#inner.peek(0, nowMicros(options(opts, "options").now))));
+      return modelDecisionOut(JSON.parse(this.#inner.peek(0, nowMicros(options(opts, "options", NOW).now))));
     }
     /** Settle `hold` (`{success: true}` counts it): "held", or "lapsed" when its hold had expired (a success still counts). */
     settle(hold, opts) {
-      const o = options(opts, "options");
+      const o = options(opts, "options", ["success", "now"]);
       if (typeof o.success !== "boolean") throw new TypeError("options.success must be true or false");
       return JSON.parse(this.#inner.settle(0, integer("hold", hold), o.success, nowMicros(o.now)));
     }
@@ -271,11 +252,11 @@ export function makeBudgetApi(wasm) {
     exportState() { return { v: 1, state: JSON.parse(this.#inner.exportState()) }; }
     /** Restore a state from `exportState()`. */
     importState(state) {
-      const s = options(state, "state");
+      const s = options(state, "state", ["v", "state"]);
       if (s.v !== 1 || !this.#inner.importState(JSON.stringify(s.state))) throw new TypeError("state is not a ModelQuota state from exportState()");
       return this;
     }
-    free() { this.#inner.free(); }
+    free() { this.#inner.free(); this.#inner = freed("ModelQuota"); }
   }
 
   return { Budget, BudgetError, ModelQuota, raw: wasm };

@@ -103,22 +103,26 @@ export interface ModelQuotaConfig {
   holdTtlMs?: number;
 }
 
-export interface ModelDecision {
-  allowed: boolean;
-  /** Pass to `settle` when admitted. */
-  hold: number | null;
+interface ModelDecisionFields {
   inFlight: number;
-  blocked: null | "total" | "success" | "in_flight";
   retryAfterMs: number;
   total: CountDecision | null;
   success: CountDecision;
 }
 
+/** What `admit` decided: admitted with a `hold` to settle, or refused naming the count. */
+export type ModelDecision =
+  | (ModelDecisionFields & { allowed: true; /** Pass to `settle`. */ hold: number; blocked: null })
+  | (ModelDecisionFields & { allowed: false; hold: null; blocked: "total" | "success" | "in_flight" });
+
+/** What `peek` sees: `admit`'s decision without a hold (nothing is held). */
+export type ModelPeek = ModelDecisionFields & { allowed: boolean; hold: null; blocked: null | "total" | "success" | "in_flight" };
+
 export class ModelQuota {
   constructor(config: ModelQuotaConfig);
   readonly config: Readonly<Required<Omit<ModelQuotaConfig, "totalMax">> & { totalMax: number | null }>;
   admit(options?: { now?: number }): ModelDecision;
-  peek(options?: { now?: number }): ModelDecision;
+  peek(options?: { now?: number }): ModelPeek;
   settle(hold: number, options: { success: boolean; now?: number }): "held" | "lapsed";
   exportState(): { v: 1; state: unknown };
   importState(state: { v: 1; state: unknown }): this;

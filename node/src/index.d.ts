@@ -139,7 +139,12 @@ export class RetryBudget {
   free(): void;
 }
 
-export interface RetryOptions<E = unknown> {
+/**
+ * `E` is what `op` throws. JavaScript can throw anything, so it is `any`
+ * unless given (`retry<Answer, HttpError>(...)`): the callbacks then read
+ * `e.status` without a cast, as in plain JavaScript.
+ */
+export interface RetryOptions<E = any> {
   backoff?: Backoff;
   budget?: RetryBudget;
   /** Default: every error is retryable. */
@@ -152,7 +157,7 @@ export interface RetryOptions<E = unknown> {
 }
 
 /** Run `op` until it succeeds or the backoff gives up (the error then has `retryGaveUp`). */
-export function retry<T, E = unknown>(op: () => Promise<T>, options?: RetryOptions<E>): Promise<T>;
+export function retry<T, E = any>(op: () => Promise<T>, options?: RetryOptions<E>): Promise<T>;
 
 export interface PolicyDecision extends Decision {
   /** The index of the member that binds (denies, or has least left). */

@@ -302,3 +302,48 @@ test("model quotas: holds, successes counted, in-flight denials retry within a s
   assert.throws(() => new ModelQuota({ successMax: 1, periodMs: 1, window: "fixed" }), /window must be/);
   assert.throws(() => q.settle(1, {}), /success must be/);
 });
+
+test("a misspelt config or option key is a TypeError naming it, not a silent default", async () => {
+  const unknown = (key) => ({ name: "TypeError", message: new RegExp(`unknown key \`${key}\``) });
+  assert.throws(() => new TokenBucket({ capacity: 10, refillMs: 500 }), unknown("refillMs"));
+  assert.throws(() => new SlidingLog({ limit: 10, windowMs: 1000, slot: 8 }), unknown("slot"));
+  assert.throws(() => new SlidingWindow({ limit: 10, windowMs: 1000, slots: 8 }), unknown("slots"));
+  assert.throws(() => new Backoff({ initialMs: 100, cap: 1000 }), unknown("cap"));
+  assert.throws(() => new RetryBudget({ maxToken: 5 }), unknown("maxToken"));
+  assert.throws(() => new KeyedLimiter(() => new TokenBucket({ capacity: 1 }), { maxKey: 5 }), unknown("maxKey"));
+  assert.throws(() => new Budget({ limits: [{ dimension: "tokens", window: "minute", max: 10, min: 1 }] }), unknown("min"));
+  assert.throws(() => new Budget({ limits: [{ dimension: "tokens", window: "minute", max: 10 }], maxTokens: 5 }), unknown("maxTokens"));
+  assert.throws(() => new ModelQuota({ successMax: 1, periodMs: 1000, period: 5 }), unknown("period"));
+  const b = new TokenBucket({ capacity: 10 });
+  assert.throws(() => b.check({ cots: 5, now: T }), unknown("cots"));
+  assert.deepEqual(b.peek({ now: T }), new TokenBucket({ capacity: 10 }).peek({ now: T }), "the refused call charged nothing");
+  const budget = new Budget({ limits: [{ dimension: "tokens", window: "minute", max: 10 }] });
+  assert.throws(() => budget.reserve({ token: 5, now: T }), unknown("token"));
+  await assert.rejects(retry(async () => 1, { retriable: () => false }), unknown("retriable"));
+});
+
+test("an object used after free() says so; free() twice is harmless", () => {
+  const freed = (kind) => ({ name: "TypeError", message: new RegExp(`this ${kind} was freed`) });
+  const b = new TokenBucket({ capacity: 10 });
+  b.free();
+  assert.throws(() => b.check(), freed("TokenBucket"));
+  assert.throws(() => b.exportState(), freed("TokenBucket"));
+  b.free();
+  const log = new SlidingLog({ limit: 10, windowMs: 1000 });
+  log.free();
+  assert.throws(() => log.peek(), freed("SlidingLog"));
+  const keyed = new KeyedLimiter(() => new TokenBucket({ capacity: 1 }));
+  keyed.free();
+  assert.throws(() => keyed.check("a"), freed("KeyedLimiter"));
+  assert.throws(() => keyed.size, freed("KeyedLimiter"));
+  const rb = new RetryBudget();
+  rb.free();
+  assert.throws(() => rb.onFailure(), freed("RetryBudget"));
+  assert.throws(() => new Backoff().start().next({ budget: rb }), freed("RetryBudget"));
+  const budget = new Budget({ limits: [{ dimension: "tokens", window: "minute", max: 10 }] });
+  budget.free();
+  assert.throws(() => budget.reserve({ tokens: 1 }), freed("Budget"));
+  const quota = new ModelQuota({ successMax: 1, periodMs: 1000 });
+  quota.free();
+  assert.throws(() => quota.admit(), freed("ModelQuota"));
+});
