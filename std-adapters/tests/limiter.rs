@@ -131,3 +131,37 @@ fn refund_and_unpackable_rates() {
     clock.set(T0 - Duration::from_secs(1));
     assert_eq!(l.peek(0).unwrap().remaining, 0);
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn keyed_acquire_has_the_shape_of_the_single_limiter() {
+    use ratebound_core::Gcra;
+    use ratebound_std::keyed::{KeyedConfig, KeyedLimiter};
+    let clock = TokioClock::anchored_at(T0);
+    let keyed = KeyedLimiter::new(
+        Gcra::new(2, 1, Duration::from_secs(10)).unwrap(),
+        KeyedConfig::default(),
+        clock,
+    )
+    .unwrap();
+    let start = tokio::time::Instant::now();
+    assert!(matches!(
+        keyed.acquire(&"a", 3).await,
+        Err(AcquireError::Cost(_))
+    ));
+    keyed.acquire(&"a", 2).await.unwrap();
+    let e = keyed
+        .acquire_with(&"a", 1, Some(StdDuration::from_secs(9)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, AcquireError::WouldWait { retry_at, .. } if retry_at == T0 + Duration::from_secs(10))
+    );
+    assert!(keyed.acquire(&"b", 2).await.unwrap().allowed, "keys apart");
+    assert_eq!(start.elapsed(), StdDuration::ZERO, "nothing waited yet");
+    assert!(keyed.acquire(&"a", 1).await.unwrap().allowed);
+    assert_eq!(
+        start.elapsed(),
+        StdDuration::from_secs(10),
+        "waited for a's token"
+    );
+}

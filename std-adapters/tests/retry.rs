@@ -298,3 +298,38 @@ async fn cancelling_mid_attempt_counts_that_attempt() {
     let r: Result<u32, RetryError<E>> = p.run(|| async { Ok(1) }).await;
     assert!(matches!(r, Err(RetryError::Cancelled { attempts: 0, .. })));
 }
+
+#[tokio::test(start_paused = true)]
+async fn run_if_takes_any_error_and_a_plain_closure() {
+    // An error type with no Classify impl: a String.
+    let p = RetryPolicy::new(fixed(100).with_max_retries(5));
+    let calls = Arc::new(Mutex::new(0u32));
+    let start = TokioInstant::now();
+    let r: Result<u32, _> = p
+        .run_if(
+            || {
+                let calls = calls.clone();
+                async move {
+                    let mut n = calls.lock().unwrap();
+                    *n += 1;
+                    match *n {
+                        1 | 2 => Err(String::from("busy")),
+                        3 => Err(String::from("bad request")),
+                        _ => Ok(7),
+                    }
+                }
+            },
+            |e: &String| e == "busy",
+        )
+        .await;
+    assert!(matches!(
+        r,
+        Err(RetryError::NotRetryable { ref error, attempts: 3 }) if error == "bad request"
+    ));
+    assert_eq!(*calls.lock().unwrap(), 3);
+    assert_eq!(
+        start.elapsed(),
+        StdDuration::from_millis(200),
+        "two waits of 100 ms"
+    );
+}

@@ -320,10 +320,17 @@ where
         }
     }
 
-    /// Wait until `key` is admitted `cost` (see
-    /// [`RateLimiter::acquire_with`](crate::limiter::RateLimiter::acquire_with)).
+    /// Wait until `key` is admitted `cost`, however long that takes (as
+    /// [`RateLimiter::acquire`](crate::limiter::RateLimiter::acquire)).
+    /// Errors at once when `cost` can never fit or the store is full.
+    pub async fn acquire(&self, key: &K, cost: u64) -> Result<Decision, AcquireError> {
+        self.acquire_with(key, cost, None).await
+    }
+
+    /// Wait until `key` is admitted `cost`, but not longer than `max_wait`
+    /// (as [`RateLimiter::acquire_with`](crate::limiter::RateLimiter::acquire_with)).
     /// A full store fails at once rather than waiting.
-    pub async fn acquire(
+    pub async fn acquire_with(
         &self,
         key: &K,
         cost: u64,
@@ -332,7 +339,7 @@ where
         acquire_loop(&self.clock, max_wait, |now| self.check_at(key, now, cost)).await
     }
 
-    /// [`acquire`](KeyedLimiter::acquire) sleeping the thread.
+    /// [`acquire_with`](KeyedLimiter::acquire_with) sleeping the thread.
     pub fn acquire_blocking(
         &self,
         key: &K,

@@ -283,6 +283,23 @@ impl RetryPolicy {
             .await
     }
 
+    /// [`run`](RetryPolicy::run) for any error type, retrying the errors
+    /// `retryable` picks (no server hints; [`run_with`](RetryPolicy::run_with)
+    /// takes them too):
+    /// `policy.run_if(|| call(), |e: &MyError| e.is_transient())`.
+    pub async fn run_if<T, E, F, Fut>(
+        &self,
+        op: F,
+        retryable: impl Fn(&E) -> bool,
+    ) -> Result<T, RetryError<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: fmt::Display,
+    {
+        self.run_with(op, |e| retryable(e).then_some(None)).await
+    }
+
     /// [`run`](RetryPolicy::run) with a classifier closure instead of the
     /// [`Classify`] trait: `None` means "do not retry", `Some(hint)` retry
     /// (waiting at least `hint` when given).
