@@ -29,6 +29,7 @@ if [ -z "${RATEBOUND_SKIP_FUZZ:-}" ]; then
   rustup toolchain list | grep -q '^nightly' || { say "rustup toolchain install nightly"; rustup toolchain install nightly --profile minimal; }
   command -v cargo-fuzz >/dev/null || [ -x "$HOME/.cargo/bin/cargo-fuzz" ] || { say "cargo install cargo-fuzz"; cargo install cargo-fuzz --version 0.13.2; }
 fi
+command -v cargo-hack >/dev/null || [ -x "$HOME/.cargo/bin/cargo-hack" ] || { say "cargo install cargo-hack"; cargo install cargo-hack --version 0.6.46 --locked; }
 
 if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
   say "apt-get install redis-server (the Redis backend's tests start real servers on loopback)"
@@ -57,6 +58,19 @@ cargo test -p ratebound-core
 say "cargo doc (-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps
 
+say "every feature on its own and none (cargo hack, clippy -D warnings): both crates on the host"
+cargo hack clippy -p ratebound-core -p ratebound-std --each-feature --no-dev-deps -- -D warnings
+
+say "the newest compatible dependencies (cargo update in a scratch copy), clippy -D warnings"
+# An upstream deprecation or break shows here before a user's fresh resolve hits it.
+newest=$(mktemp -d) root=$PWD
+git ls-files -z | xargs -0 cp --parents -t "$newest"
+(cd "$newest" && cargo update -q && cargo clippy -q --workspace --all-targets --all-features --target-dir "$root/target" -- -D warnings)
+rm -rf "$newest"
+
+say "cargo publish --dry-run of both crates, in dependency order (packaged, then built from the package)"
+cargo publish --workspace --dry-run --allow-dirty --exclude ratebound-benches --exclude ratebound-wasm
+
 if [ -z "${RATEBOUND_SKIP_EMBEDDED:-}" ]; then
   for t in $TARGETS; do
     say "core for $t (no default features: no allocator, no std, no 64-bit atomics needed; then embassy alone)"
@@ -69,6 +83,15 @@ if [ -z "${RATEBOUND_SKIP_EMBEDDED:-}" ]; then
   done
   say "core for thumbv7em-none-eabihf with default features (AtomicGcra via portable-atomic fallback)"
   cargo build -p ratebound-core --features serde --target thumbv7em-none-eabihf
+  say "core: every feature on its own and none, per embedded target (cargo hack, clippy -D warnings)"
+  # thumbv6m and riscv32imc have no CAS: `atomic` needs `critical-section` there (checked with it).
+  for t in thumbv6m-none-eabi riscv32imc-unknown-none-elf; do
+    cargo hack clippy -p ratebound-core --each-feature --no-dev-deps --target "$t" \
+      --exclude-features atomic,default --exclude-all-features -- -D warnings
+  done
+  for t in thumbv7em-none-eabihf wasm32-unknown-unknown; do
+    cargo hack clippy -p ratebound-core --each-feature --no-dev-deps --target "$t" -- -D warnings
+  done
 fi
 
 say "benchmarks compile and run once (criterion test mode); bytes per key"

@@ -180,9 +180,9 @@ impl<K: Eq + Hash, S: Default, const N: usize> KeyedTable<K, S, N> {
     pub fn get(&self, key: &K) -> Option<&S> {
         self.map.get(key)
     }
-    /// Forget a key.
+    /// Forget a key (the last key in the table takes its place in the order).
     pub fn remove(&mut self, key: &K) -> Option<S> {
-        self.map.remove(key)
+        self.map.swap_remove(key)
     }
 
     /// Drop every idle key; returns how many were dropped.

@@ -47,3 +47,15 @@ mod time_text;
 mod wait;
 
 pub use wait::AcquireError;
+
+// The crate's README (its crates.io page): every snippet is a doc test (the
+// ones that serve or need Redis compile without running).
+#[cfg(all(doctest, feature = "http", feature = "redis"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
+// The project README's Rust snippets, as doc tests (outside the package, and
+// never compiled except as doc tests in the repository).
+#[cfg(all(doctest, feature = "http", feature = "redis"))]
+#[doc = include_str!("../../README.md")]
+pub struct ProjectReadmeDoctests;
