@@ -26,6 +26,14 @@
 //! limiter.acquire(1).await?; // waits only when over the limit
 //! # Ok(()) }
 //! ```
+//!
+//! ## Features
+//!
+//! | Feature | Default | What it enables |
+//! |---|---|---|
+//! | `http` | no | the `http` module: a tower layer for model limits, rate-limit headers out, upstream rate-limit headers in (`Retry-After`, OpenAI, Anthropic) |
+//! | `redis` | no | the `redis` module (Redis / Redis Cluster transport: a Redis Functions library, scripts on older servers) and the Redis-backed limiters, budgets and model limits in [`keyed`], [`budget`] and [`model_limit`] |
+//!
 
 #![forbid(unsafe_code)]
 

@@ -43,6 +43,31 @@
 //!   Where Functions are missing (Redis < 7) or `FUNCTION LOAD` is refused,
 //!   the same code runs as scripts by SHA (`EVALSHA`, reloaded on
 //!   `NOSCRIPT`); [`RedisStore::invocation`] says which.
+//!
+//! ```no_run
+//! use ratebound_core::Gcra;
+//! use ratebound_std::clock::SystemClock;
+//! use ratebound_std::fallback::{FailoverOptions, OnUnavailable};
+//! use ratebound_std::keyed::{KeyedConfig, RedisKeyedLimiter};
+//! use ratebound_std::limiter::AnyLimiter;
+//! use ratebound_std::redis::{RedisOptions, RedisStore};
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // One store per process, shared by every limit (clones share its connections).
+//! let store = RedisStore::open("redis://127.0.0.1:6379/", RedisOptions::default())?;
+//! // Or a cluster: RedisStore::open_cluster(&["redis://10.0.0.1:7000/", ...], options)
+//! let per_user = RedisKeyedLimiter::new(
+//!     store.clone(),
+//!     "api",
+//!     AnyLimiter::Gcra(Gcra::per_second(100)?),
+//!     FailoverOptions::new(OnUnavailable::Closed),
+//!     KeyedConfig::default(),
+//!     SystemClock,
+//! )?;
+//! let d = per_user.check(b"user-42", 1).await?.decision;
+//! println!("allowed: {}, retry at: {:?}", d.allowed, d.retry_at);
+//! # Ok(()) }
+//! ```
 
 mod budget;
 mod error;
