@@ -29,6 +29,8 @@ if [ -z "${RATEBOUND_SKIP_FUZZ:-}" ]; then
   rustup toolchain list | grep -q '^nightly' || { say "rustup toolchain install nightly"; rustup toolchain install nightly --profile minimal; }
   command -v cargo-fuzz >/dev/null || [ -x "$HOME/.cargo/bin/cargo-fuzz" ] || { say "cargo install cargo-fuzz"; cargo install cargo-fuzz --version 0.13.2; }
 fi
+MSRV=$(sed -n 's/^rust-version = "\(.*\)"$/\1/p' Cargo.toml)
+rustup toolchain list | grep -q "^$MSRV-" || { say "rustup toolchain install $MSRV (the minimum Rust the crates declare)"; rustup toolchain install "$MSRV" --profile minimal; }
 command -v cargo-hack >/dev/null || [ -x "$HOME/.cargo/bin/cargo-hack" ] || { say "cargo install cargo-hack"; cargo install cargo-hack --version 0.6.46 --locked; }
 
 if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
@@ -64,9 +66,13 @@ cargo hack clippy -p ratebound-core -p ratebound-std --each-feature --no-dev-dep
 say "the newest compatible dependencies (cargo update in a scratch copy), clippy -D warnings"
 # An upstream deprecation or break shows here before a user's fresh resolve hits it.
 newest=$(mktemp -d) root=$PWD
-git ls-files -z | xargs -0 cp --parents -t "$newest"
+trap 'rm -rf "$newest"' EXIT
+tar --exclude=./target --exclude=./.git --exclude=node_modules --exclude=./node/dist -cf - . | tar -xf - -C "$newest"
 (cd "$newest" && cargo update -q && cargo clippy -q --workspace --all-targets --all-features --target-dir "$root/target" -- -D warnings)
-rm -rf "$newest"
+rm -rf "$newest"; trap - EXIT
+
+say "the minimum Rust the crates declare ($MSRV): both crates, all features"
+cargo "+$MSRV" check -q -p ratebound-core -p ratebound-std --all-features
 
 say "cargo publish --dry-run of both crates, in dependency order (packaged, then built from the package)"
 cargo publish --workspace --dry-run --allow-dirty --exclude ratebound-benches --exclude ratebound-wasm
@@ -120,8 +126,8 @@ if [ -z "${RATEBOUND_SKIP_FUZZ:-}" ]; then
 fi
 
 say "wasm + npm package: build (pinned wasm-bindgen-cli, wasm-opt from npm binaryen), then node --test"
-node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' \
-  || { echo "Node >= 20.19 is required for the npm package tests"; exit 1; }
+node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit((a === 20 && b >= 19) || (a === 22 && b >= 12) || a > 22 ? 0 : 1)' \
+  || { echo "Node 20.19+, 22.12+ or 23+ is required for the npm package tests (require(esm) unflagged)"; exit 1; }
 bash scripts/build-npm.sh
 say "wasm-bindgen-test: the wasm classes in a real wasm runtime (Node)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
@@ -129,7 +135,8 @@ CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
 say "node --test (API, fixture replay, TypeScript types, real workerd)"
 (cd node && node --test test/)
 say "npm README: every marked snippet against the packed tarball (ESM, CommonJS, tsc --strict 5.9 and 5.4), the Worker through wrangler dev"
-[ -d node/readme-check/node_modules/wrangler ] && [ -d node/readme-check/node_modules/typescript-5.4 ] \
+[ -d node/readme-check/node_modules/wrangler ] && [ -d node/readme-check/node_modules/typescript ] \
+  && [ -d node/readme-check/node_modules/typescript-5.4 ] \
   || (cd node/readme-check && npm ci --no-audit --no-fund)
 (cd node/readme-check && node run.mjs)
 

@@ -27,15 +27,18 @@ function blocks(kind) {
   const re = new RegExp(`<!-- readme-check: ${kind.replace(".", "\\.")} -->\\n\`\`\`\\w+\\n([\\s\\S]*?)\\n\`\`\``, "g");
   return [...readme.matchAll(re)].map((m) => m[1]);
 }
+const fences = (readme.match(/^```js$/gm) ?? []).length;
 const node = blocks("node");
 const [worker] = blocks("worker");
 const [toml] = blocks("wrangler.toml");
-if (node.length < 4 || !worker || !toml) {
-  throw new Error(`README.md lost its checked blocks: ${node.length} node (want ≥ 4), worker ${!!worker}, wrangler.toml ${!!toml}`);
+if (node.length + (worker ? 1 : 0) !== fences || node.length < 4 || !worker || !toml) {
+  throw new Error(`every \`\`\`js block of README.md needs a readme-check marker: ${fences} js blocks, ${node.length} node + ${worker ? 1 : 0} worker marked; wrangler.toml ${!!toml}`);
 }
 
 const work = mkdtempSync(join(tmpdir(), "ratebound-readme-"));
-const run = (cmd, args, opts = {}) => execFileSync(cmd, args, { stdio: ["ignore", "pipe", "pipe"], encoding: "utf8", ...opts });
+// No npm update notifier (it asks the registry); every command bounded.
+const quiet = { ...process.env, npm_config_update_notifier: "false" };
+const run = (cmd, args, opts = {}) => execFileSync(cmd, args, { stdio: ["ignore", "pipe", "pipe"], encoding: "utf8", timeout: 120_000, env: quiet, ...opts });
 try {
   // The package as published, installed next to this project's tools.
   const tarball = join(work, run("npm", ["pack", "--silent", "--pack-destination", work], { cwd: pkg }).trim().split("\n").pop());
@@ -83,6 +86,7 @@ try {
   const configs = {
     "ESM (.mts, module nodenext)": { compilerOptions: { ...common, module: "nodenext", moduleResolution: "nodenext" }, files: ["globals.d.ts", ...ts.mts] },
     "CommonJS (.cts, module nodenext)": { compilerOptions: { ...common, module: "nodenext", moduleResolution: "nodenext" }, files: ["globals.d.ts", ...ts.cts] },
+    "ESM for bundlers (module esnext, moduleResolution bundler)": { compilerOptions: { ...common, module: "esnext", moduleResolution: "bundler" }, files: ["globals.d.ts", ...ts.mts] },
     "CommonJS (module commonjs, moduleResolution node10)": { compilerOptions: { ...common, module: "commonjs", moduleResolution: "node10", ignoreDeprecations: "5.0" }, files: ["globals.d.ts", ...ts.legacy] },
   };
   const compilers = ["typescript", "typescript-5.4"].map((ts) => [
@@ -125,7 +129,7 @@ async function checkWorker(project) {
   const wrangler = join(project, "node_modules", "wrangler", "bin", "wrangler.js");
   // No request leaves loopback: no metrics, no download of the `cf` sample,
   // no banner (its update check asks the npm registry).
-  const env = { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_HIDE_BANNER: "true", CI: "true", NO_COLOR: "1" };
+  const env = { ...quiet, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_HIDE_BANNER: "true", CI: "true", NO_COLOR: "1" };
   const child = spawn(process.execPath, [wrangler, "dev", "--ip", "127.0.0.1", "--port", String(port), "--inspector-port", String(await freePort()), "--show-interactive-dev-session=false"], {
     cwd: project, env, stdio: ["ignore", "pipe", "pipe"], detached: true,
   });
@@ -159,6 +163,11 @@ async function checkWorker(project) {
     if (process.env.READMECHECK_LOG) console.log(log);
     console.log(`worker: wrangler dev (workerd) answered ${statuses.join(", ")} for one key (Retry-After: ${retryAfter}), 200 for another`);
   } finally {
+    // Stopped and gone before its directory is removed.
+    const exited = child.exitCode !== null ? Promise.resolve() : new Promise((r) => child.once("exit", r));
     try { process.kill(-child.pid, "SIGTERM"); } catch {}
+    const killer = setTimeout(() => { try { process.kill(-child.pid, "SIGKILL"); } catch {} }, 10_000);
+    await exited;
+    clearTimeout(killer);
   }
 }

@@ -3,19 +3,18 @@
 // milliseconds (Date.now()) to the microseconds core counts in, and returns
 // plain decision objects. All decisions are made by ratebound-core in wasm.
 
-import { integer, milliseconds, nowMicros, options, freed } from "./validate.js";
+import { integer, milliseconds, nowMicros, options, costOptions, freed } from "./validate.js";
 
 function configError(e, kind) {
   if (typeof e === "string") return new RangeError(`invalid ${kind} config: \`${e}\` is out of range (zero, too large, or inconsistent)`);
   return e;
 }
 
-const COST = ["cost", "now"];
 const NOW = ["now"];
 
 /** Validate `{cost, now}` and run `op(nowUs, cost)` → status. */
 function costed(opts, at, op, decide) {
-  const o = options(opts, "options", COST);
+  const o = costOptions(opts);
   const cost = integer("cost", o.cost === undefined ? 1 : o.cost);
   const now = nowMicros(o.now);
   return decide(at, op(now, cost), now);
@@ -337,7 +336,7 @@ export function makeApi(wasm, memory) {
       if (!Array.isArray(members) || members.length === 0) throw new TypeError("members must be a non-empty array of limiters or {limiter, cost}");
       const seen = new Map();
       this.#members = members.map((m, i) => {
-        const limiter = isLimiter(m) ? m : m?.limiter;
+        const limiter = isLimiter(m) ? m : options(m, `members[${i}]`, ["limiter", "cost"]).limiter;
         if (!isLimiter(limiter)) throw new TypeError(`members[${i}] is not a TokenBucket, SlidingLog or SlidingWindow`);
         if (seen.has(limiter)) throw new TypeError(`members[${i}] is the same limiter as members[${seen.get(limiter)}]: a limiter can be a member once (give it the summed cost instead)`);
         seen.set(limiter, i);
@@ -354,7 +353,7 @@ export function makeApi(wasm, memory) {
       return { raws, set: wasm.policyFold(nowUs, new Float64Array(raws.flat())) };
     }
     #run(opts, consume) {
-      const o = options(opts, "options", COST);
+      const o = costOptions(opts);
       const cost = integer("cost", o.cost === undefined ? 1 : o.cost);
       const now = nowMicros(o.now);
       let r = this.#decide(now, cost, false);

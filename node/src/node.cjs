@@ -1,2 +1,2 @@
-// Node (CommonJS): Node ≥ 20.19 can require() the ES module build directly.
+// Node (CommonJS): Node 20.19+ and 22.12+ require() the ES module build directly.
 module.exports = require("./node.js");

@@ -315,6 +315,7 @@ test("a misspelt config or option key is a TypeError naming it, not a silent def
   assert.throws(() => new Budget({ limits: [{ dimension: "tokens", window: "minute", max: 10 }], maxTokens: 5 }), unknown("maxTokens"));
   assert.throws(() => new ModelQuota({ successMax: 1, periodMs: 1000, period: 5 }), unknown("period"));
   const b = new TokenBucket({ capacity: 10 });
+  assert.throws(() => new Policy([{ limiter: b, cots: 4 }]), unknown("cots"));
   assert.throws(() => b.check({ cots: 5, now: T }), unknown("cots"));
   assert.deepEqual(b.peek({ now: T }), new TokenBucket({ capacity: 10 }).peek({ now: T }), "the refused call charged nothing");
   const budget = new Budget({ limits: [{ dimension: "tokens", window: "minute", max: 10 }] });

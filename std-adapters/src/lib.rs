@@ -61,9 +61,3 @@ pub use wait::AcquireError;
 #[cfg(all(doctest, feature = "http", feature = "redis"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
-
-// The project README's Rust snippets, as doc tests (outside the package, and
-// never compiled except as doc tests in the repository).
-#[cfg(all(doctest, feature = "http", feature = "redis"))]
-#[doc = include_str!("../../README.md")]
-pub struct ProjectReadmeDoctests;
