@@ -305,7 +305,7 @@ impl SlidingLog {
     /// malformed (odd length, non-integers, more entries than slots).
     #[wasm_bindgen(js_name = importState)]
     pub fn import_state(&mut self, v: &[f64]) -> bool {
-        if v.is_empty() || v.len() % 2 == 0 || !v.iter().all(|x| valid(*x)) {
+        if v.is_empty() || v.len().is_multiple_of(2) || !v.iter().all(|x| valid(*x)) {
             return false;
         }
         with_log!(&mut self.log, |_l, s| {
