@@ -3,14 +3,12 @@
 // milliseconds (Date.now()) to the microseconds core counts in, and returns
 // plain decision objects. All decisions are made by ratebound-core in wasm.
 
-import { integer, milliseconds, nowMicros, options, costOptions, freed } from "./validate.js";
+import { integer, milliseconds, nowMicros, options, NOW, costOptions, freed } from "./validate.js";
 
 function configError(e, kind) {
   if (typeof e === "string") return new RangeError(`invalid ${kind} config: \`${e}\` is out of range (zero, too large, or inconsistent)`);
   return e;
 }
-
-const NOW = ["now"];
 
 /** Validate `{cost, now}` and run `op(nowUs, cost)` → status. */
 function costed(opts, at, op, decide) {

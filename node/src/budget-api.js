@@ -2,7 +2,7 @@
 // Validates inputs, converts milliseconds to the microseconds core counts
 // in, and turns core's JSON results into camelCase objects.
 
-import { integer, milliseconds as micros, nowMicros, options, freed } from "./validate.js";
+import { integer, milliseconds as micros, nowMicros, options, NOW, freed } from "./validate.js";
 
 const DIMENSIONS = ["requests", "tokens", "cost"];
 const WINDOWS = { minute: 60_000, hour: 3_600_000, day: 86_400_000 };
@@ -45,7 +45,6 @@ function coreConfig(c) {
 }
 
 const USAGE = ["requests", "tokens", "cost", "now"];
-const NOW = ["now"];
 
 const horizonOut = (h) => (h === "calendar_month" ? "month" : h.fixed / 1000);
 const limitOut = (l) => ({ dimension: l.dimension, window: horizonOut(l.horizon), max: l.max });

@@ -22,6 +22,9 @@ export function milliseconds(name, v, min = 0) {
   return us;
 }
 
+/** The keys of an options object that only takes `now`. */
+export const NOW = ["now"];
+
 export const nowMicros = (now) => (now === undefined ? Math.floor(Date.now() * 1000) : milliseconds("now", now));
 
 /**

@@ -348,3 +348,19 @@ test("an object used after free() says so; free() twice is harmless", () => {
   quota.free();
   assert.throws(() => quota.admit(), freed("ModelQuota"));
 });
+
+test("ModelQuota: an admitted decision carries a hold, a refused one names the count and holds nothing; a peek holds nothing", () => {
+  const quota = new ModelQuota({ successMax: 1, periodMs: 60_000 });
+  const peek = quota.peek({ now: T });
+  assert.equal(peek.allowed, true);
+  assert.equal(peek.hold, null);
+  const ok = quota.admit({ now: T });
+  assert.equal(ok.allowed, true);
+  assert.equal(ok.blocked, null);
+  assert.equal(typeof ok.hold, "number");
+  const no = quota.admit({ now: T });
+  assert.equal(no.allowed, false);
+  assert.equal(no.hold, null);
+  assert.equal(no.blocked, "in_flight"); // the one success slot is held by `ok`
+  assert.equal(quota.peek({ now: T }).hold, null);
+});
