@@ -599,3 +599,70 @@ fn utilization_is_capped_and_requested_amounts_reported_raw() {
         .unwrap_err();
     assert!(matches!(e, BudgetError::ExceedsLimit { requested, .. } if requested == 1 << 60));
 }
+
+mod llm {
+    use ratebound_core::budget::llm::{Ending, Estimate, Price, Tokens};
+    use ratebound_core::budget::MAX_AMOUNT;
+
+    const GPT4O: Price = Price {
+        input_per_million: 2_500_000,
+        output_per_million: 10_000_000,
+    };
+
+    #[test]
+    fn cost_rounds_up_to_a_whole_micro_unit_and_is_exact_otherwise() {
+        assert_eq!(GPT4O.cost(1, 0), 3); // 2.5 µ$ → 3
+        assert_eq!(GPT4O.cost(2, 0), 5);
+        assert_eq!(GPT4O.cost(1, 1), 13); // 12.5 → 13: the sum is rounded once
+        assert_eq!(GPT4O.cost(1_000_000, 1_000_000), 12_500_000);
+        assert_eq!(Price::default().cost(123, 456), 0);
+        assert_eq!(GPT4O.cost(u64::MAX, u64::MAX), MAX_AMOUNT);
+    }
+
+    #[test]
+    fn the_estimate_is_the_documented_heuristic() {
+        let e = Estimate::from_prompt(0, 0, 0);
+        assert_eq!((e.input, e.max_output), (3, 0));
+        let e = Estimate::from_prompt(401, 3, 100);
+        assert_eq!(e.input, 101 + 9 + 3);
+        let u = e.usage(&GPT4O);
+        assert_eq!(
+            (u.requests, u.tokens, u.cost),
+            (1, 213, GPT4O.cost(113, 100))
+        );
+        assert_eq!(
+            Estimate::from_prompt(u64::MAX, u64::MAX, u64::MAX).input,
+            MAX_AMOUNT
+        );
+    }
+
+    #[test]
+    fn each_ending_charges_by_its_rule() {
+        let e = Estimate {
+            input: 100,
+            max_output: 50,
+        };
+        let reported = Ending::Reported(Tokens {
+            input: 120,
+            output: 7,
+        })
+        .charge(&e, &GPT4O);
+        assert_eq!((reported.tokens, reported.cost), (127, GPT4O.cost(120, 7)));
+        let failed = Ending::Failed.charge(&e, &GPT4O);
+        assert_eq!((failed.requests, failed.tokens, failed.cost), (1, 0, 0));
+        // Nothing seen: the whole reservation.
+        let cut = Ending::Unreported {
+            input: None,
+            observed_output: 0,
+        }
+        .charge(&e, &GPT4O);
+        assert_eq!(cut, e.usage(&GPT4O));
+        // More output seen than the cap: never less than what was seen.
+        let cut = Ending::Unreported {
+            input: Some(90),
+            observed_output: 80,
+        }
+        .charge(&e, &GPT4O);
+        assert_eq!((cut.tokens, cut.cost), (170, GPT4O.cost(90, 80)));
+    }
+}

@@ -53,6 +53,7 @@ mod admission;
 mod calendar;
 mod config;
 mod limiter;
+pub mod llm;
 mod ops;
 
 pub use config::BudgetConfig;
