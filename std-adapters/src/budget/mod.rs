@@ -75,6 +75,13 @@ pub enum BudgetDenied {
 }
 
 mod alerts;
+mod scoped;
+mod spec;
+pub use scoped::{
+    Payer, Scope, ScopedAlert, ScopedBackend, ScopedBudgetConfig, ScopedBudgets, ScopedConfigError,
+    ScopedDenied, ScopedHold,
+};
+pub use spec::BudgetSpec;
 #[cfg(feature = "redis")]
 mod backend;
 #[cfg(feature = "redis")]
@@ -124,6 +131,12 @@ impl<C: Clock, const R: usize> BudgetHold<'_, C, R> {
     pub fn settle(mut self, actual: Usage) -> Option<Settled> {
         let r = self.reservation.take()?;
         self.manager.settle(r, actual)
+    }
+
+    /// The reservation, no longer released on drop: the caller settles or
+    /// releases it through the manager.
+    pub(crate) fn detach(mut self) -> Option<Reservation> {
+        self.reservation.take()
     }
 }
 
@@ -199,7 +212,7 @@ impl<C: Clock, const R: usize> BudgetManager<C, R> {
         }
     }
 
-    fn settle(&self, r: Reservation, actual: Usage) -> Option<Settled> {
+    pub(crate) fn settle(&self, r: Reservation, actual: Usage) -> Option<Settled> {
         let s = {
             let mut st = self.lock();
             self.budget.settle(&mut st, self.clock.now(), r, actual)
@@ -216,7 +229,7 @@ impl<C: Clock, const R: usize> BudgetManager<C, R> {
         }
     }
 
-    fn release(&self, r: Reservation) {
+    pub(crate) fn release(&self, r: Reservation) {
         let mut st = self.lock();
         if let Err(e) = self.budget.release(&mut st, self.clock.now(), r) {
             tracing::debug!(error = %e, "release of an unknown reservation");

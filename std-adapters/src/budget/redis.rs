@@ -3,11 +3,11 @@
 use std::sync::mpsc;
 
 use ratebound_core::budget::{
-    Admission, Alert, Budget, BudgetConfig, BudgetStatus, Settled, Usage,
+    Admission, Alert, Budget, BudgetConfig, BudgetStatus, Reservation, Settled, Usage,
 };
 use ratebound_core::ConfigError;
 
-use super::{AlertHub, AlertsPending, BudgetDenied, BudgetHold, BudgetManager, UsageRecord};
+use super::{AlertHub, AlertsPending, BudgetDenied, BudgetManager, UsageRecord};
 use crate::clock::{Clock, SystemClock};
 use crate::fallback::{Failover, FailoverOptions, Fallback, OnUnavailable, Source};
 use crate::redis::{RedisBudget, RedisStore, StoreError};
@@ -62,10 +62,18 @@ const NAME: &str = "budget";
 #[must_use = "dropping a hold releases it; settle it with the actual usage"]
 pub struct RedisBudgetHold<'a, C: Clock = SystemClock> {
     manager: &'a RedisBudgetManager<C>,
-    held: Option<(u64, Usage)>,
-    local: Option<BudgetHold<'a, C, 256>>,
+    ticket: Option<Ticket>,
     source: Source,
     usage: Usage,
+}
+
+/// What a hold holds, apart from its manager: a reservation in Redis, one
+/// in the local fallback, or nothing (admitted open).
+#[derive(Debug)]
+pub(crate) enum Ticket {
+    Redis(u64),
+    Local(Reservation),
+    Open,
 }
 
 impl<C: Clock> RedisBudgetHold<'_, C> {
@@ -83,41 +91,22 @@ impl<C: Clock> RedisBudgetHold<'_, C> {
     /// (released elsewhere, or the budget was reset: nothing is charged, as
     /// in memory), or admitted open.
     pub async fn settle(mut self, actual: Usage) -> Result<Option<Settled>, StoreError> {
-        if let Some(h) = self.local.take() {
-            return Ok(h.settle(actual));
+        match self.ticket.take() {
+            Some(t) => self.manager.settle_ticket(t, actual).await,
+            None => Ok(None),
         }
-        let Some((id, _)) = self.held.take() else {
-            return Ok(None);
-        };
-        let m = self.manager;
-        let r = m.budget.settle(&m.key, NAME, id, actual).await?;
-        Ok(match r.value {
-            Ok(s) => {
-                m.hub.publish(&s.alerts);
-                Some(s)
-            }
-            Err(e) => {
-                // Core's rule, as in memory: an unknown reservation (the
-                // budget was reset, or its state expired long after the hold
-                // lapsed) is charged nothing.
-                tracing::warn!(error = %e, "settle of an unknown reservation; nothing charged");
-                None
-            }
-        })
+    }
+
+    /// The ticket, no longer released on drop.
+    pub(crate) fn detach(mut self) -> Ticket {
+        self.ticket.take().unwrap_or(Ticket::Open)
     }
 }
 
 impl<C: Clock> Drop for RedisBudgetHold<'_, C> {
     fn drop(&mut self) {
-        if let Some((id, _)) = self.held.take() {
-            let (b, key) = (self.manager.budget.clone(), self.manager.key.clone());
-            if let Ok(h) = tokio::runtime::Handle::try_current() {
-                h.spawn(async move {
-                    if let Err(e) = b.release(&key, NAME, id).await {
-                        tracing::debug!(error = %e, "could not release a dropped hold; it lapses");
-                    }
-                });
-            }
+        if let Some(t) = self.ticket.take() {
+            self.manager.release_ticket(t);
         }
     }
 }
@@ -211,18 +200,17 @@ impl<C: Clock> RedisBudgetManager<C> {
                 return match fallback {
                     None => Ok(RedisBudgetHold {
                         manager: self,
-                        held: None,
-                        local: None,
+                        ticket: Some(Ticket::Open),
                         source: Source::FailOpen,
                         usage: estimate,
                     }),
                     Some(l) => {
                         let h = l.reserve(estimate)?;
+                        let usage = h.usage();
                         Ok(RedisBudgetHold {
                             manager: self,
-                            held: None,
-                            usage: h.usage(),
-                            local: Some(h),
+                            ticket: h.detach().map(Ticket::Local),
+                            usage,
                             source: Source::Local,
                         })
                     }
@@ -234,12 +222,62 @@ impl<C: Clock> RedisBudgetManager<C> {
         match r.admission {
             Admission::Granted(res) => Ok(RedisBudgetHold {
                 manager: self,
-                held: Some((res.id, res.usage)),
-                local: None,
+                ticket: Some(Ticket::Redis(res.id)),
                 source: Source::Redis,
                 usage: res.usage,
             }),
             Admission::Denied(d) => Err(BudgetDenied::Denied(d).into()),
+        }
+    }
+
+    /// Charge `actual` for a detached hold.
+    pub(crate) async fn settle_ticket(
+        &self,
+        ticket: Ticket,
+        actual: Usage,
+    ) -> Result<Option<Settled>, StoreError> {
+        let id = match ticket {
+            Ticket::Redis(id) => id,
+            Ticket::Local(r) => return Ok(self.local.as_ref().and_then(|l| l.settle(r, actual))),
+            Ticket::Open => return Ok(None),
+        };
+        let r = self.budget.settle(&self.key, NAME, id, actual).await?;
+        Ok(match r.value {
+            Ok(s) => {
+                self.hub.publish(&s.alerts);
+                Some(s)
+            }
+            Err(e) => {
+                // Core's rule, as in memory: an unknown reservation (the
+                // budget was reset, or its state expired long after the hold
+                // lapsed) is charged nothing.
+                tracing::warn!(error = %e, "settle of an unknown reservation; nothing charged");
+                None
+            }
+        })
+    }
+
+    /// Release a detached hold: at once in the local fallback; in Redis in
+    /// the background when a tokio runtime is there (otherwise it lapses
+    /// after the hold TTL).
+    pub(crate) fn release_ticket(&self, ticket: Ticket) {
+        match ticket {
+            Ticket::Redis(id) => {
+                let (b, key) = (self.budget.clone(), self.key.clone());
+                if let Ok(h) = tokio::runtime::Handle::try_current() {
+                    h.spawn(async move {
+                        if let Err(e) = b.release(&key, NAME, id).await {
+                            tracing::debug!(error = %e, "could not release a dropped hold; it lapses");
+                        }
+                    });
+                }
+            }
+            Ticket::Local(r) => {
+                if let Some(l) = &self.local {
+                    l.release(r);
+                }
+            }
+            Ticket::Open => {}
         }
     }
 

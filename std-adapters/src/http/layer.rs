@@ -25,6 +25,12 @@ pub struct Subject {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Model(pub String);
 
+/// Marks a response a limit layer wrote when it refused a request (429,
+/// 400, 401, 503): the request never reached the service, so a budget
+/// layer outside releases its holds instead of charging them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LimitRefusal;
+
 /// Why a request's subject could not be found: answered with `status` and an
 /// OpenAI-style error, without calling the service.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -257,6 +263,7 @@ fn respond<B: From<String>>(status: StatusCode, body: String) -> Response<B> {
     *res.status_mut() = status;
     res.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.extensions_mut().insert(LimitRefusal);
     res
 }
 

@@ -26,6 +26,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod budget_layer;
 pub mod headers;
 pub mod layer;
+pub mod llm_request;
 pub mod upstream;
+pub mod usage;

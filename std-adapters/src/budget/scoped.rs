@@ -1,0 +1,596 @@
+//! Budgets per API key, user, group and model, reserved together: one
+//! call holds its estimate in every budget that applies to it, or in none.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{mpsc, Arc, Mutex, RwLock};
+
+use ratebound_core::budget::{
+    Alert, Budget, BudgetError, BudgetStatus, Denial, Reservation, Settled, Usage, WindowLimit,
+};
+use ratebound_core::ConfigError;
+use serde::{Deserialize, Serialize};
+
+use super::{BudgetDenied, BudgetManager, BudgetSpec};
+use crate::clock::Clock;
+
+/// What a budget is shared by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// One API key.
+    Key,
+    /// One user (every key of theirs).
+    User,
+    /// One group or team (every member).
+    Group,
+    /// One model (every caller of it).
+    Model,
+}
+
+impl Scope {
+    /// `key`, `user`, `group` or `model`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Key => "key",
+            Scope::User => "user",
+            Scope::Group => "group",
+            Scope::Model => "model",
+        }
+    }
+}
+
+/// Which budgets apply to whom.
+///
+/// `per_key` and `per_user` give every key and every user a budget of their
+/// own; `per_group` and `per_model` name the groups and models that have
+/// one, shared by all their callers. A request draws on each that applies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScopedBudgetConfig {
+    /// Each API key's own budget.
+    pub per_key: Option<BudgetSpec>,
+    /// Each user's own budget.
+    pub per_user: Option<BudgetSpec>,
+    /// Budgets of named groups, shared by their members.
+    pub per_group: BTreeMap<String, BudgetSpec>,
+    /// Budgets of named models, shared by everyone calling them.
+    pub per_model: BTreeMap<String, BudgetSpec>,
+    /// The most budgets held at once (per key and per user ones are made on
+    /// first use); past it, calls by new keys or users are refused with
+    /// [`ScopedDenied::Full`] rather than forgetting anyone's usage.
+    pub max_budgets: usize,
+}
+
+impl Default for ScopedBudgetConfig {
+    fn default() -> Self {
+        ScopedBudgetConfig {
+            per_key: None,
+            per_user: None,
+            per_group: BTreeMap::new(),
+            per_model: BTreeMap::new(),
+            max_budgets: 10_000,
+        }
+    }
+}
+
+/// A scope's budget config was invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("budget {scope}: {error}")]
+pub struct ScopedConfigError {
+    /// Which: `per_user`, `per_group.vip`…
+    pub scope: String,
+    /// What.
+    pub error: ConfigError,
+}
+
+/// Who a call is for: the budgets of each of these apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Payer<'a> {
+    /// The API key's id (a name for it, never the secret).
+    pub key: Option<&'a str>,
+    /// The user.
+    pub user: &'a str,
+    /// The user's group.
+    pub group: Option<&'a str>,
+    /// The model.
+    pub model: &'a str,
+}
+
+/// A budget alert with the budget it came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ScopedAlert {
+    /// The budget's scope.
+    pub scope: Scope,
+    /// Whose (the key id, user, group or model).
+    pub id: String,
+    /// The alert.
+    pub alert: Alert,
+}
+
+/// Why a reservation was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScopedDenied {
+    /// A budget has no room now; retry at `denial.retry_at`.
+    #[error("the {} budget of {id:?} is exhausted; retry at {}", scope.name(), denial.retry_at)]
+    Exhausted {
+        /// Which budget.
+        scope: Scope,
+        /// Whose.
+        id: String,
+        /// Core's denial.
+        denial: Denial,
+        /// The limit that bound, when a window limit did.
+        limit: Option<WindowLimit>,
+    },
+    /// The call can never fit: it exceeds a per-request cap or a whole window.
+    #[error("the {} budget of {id:?} can never admit this request: {error}", scope.name())]
+    TooLarge {
+        /// Which budget.
+        scope: Scope,
+        /// Whose.
+        id: String,
+        /// Core's reason.
+        error: BudgetError,
+    },
+    /// `max_budgets` budgets are held: a new key or user cannot get one.
+    #[error("{0} budgets are held, the most configured; refusing a new one")]
+    Full(usize),
+    /// The budget store could not answer.
+    #[cfg(feature = "redis")]
+    #[error(transparent)]
+    Store(#[from] crate::redis::StoreError),
+}
+
+/// Where scoped budgets live.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub enum ScopedBackend {
+    /// In this process.
+    #[default]
+    Memory,
+    /// In Redis, shared by every server: the budget of scope `s` and id `i`
+    /// is under `{prefix}{s}:{i}`.
+    #[cfg(feature = "redis")]
+    Redis {
+        /// The connection.
+        store: crate::redis::RedisStore,
+        /// Key prefix (e.g. `"llm:"`).
+        prefix: String,
+        /// Concurrent reservations per budget.
+        hold_slots: usize,
+        /// While Redis is unavailable.
+        failover: crate::fallback::FailoverOptions,
+    },
+}
+
+enum Manager<C: Clock> {
+    Memory(Box<BudgetManager<C>>),
+    #[cfg(feature = "redis")]
+    Redis(Box<super::RedisBudgetManager<C>>),
+}
+
+struct Entry<C: Clock> {
+    scope: Scope,
+    id: String,
+    manager: Manager<C>,
+    alerts: Mutex<mpsc::Receiver<Alert>>,
+}
+
+enum Ticket {
+    Memory(Reservation),
+    #[cfg(feature = "redis")]
+    Redis(super::redis::Ticket),
+}
+
+type Handler = Arc<dyn Fn(&ScopedAlert) + Send + Sync>;
+
+/// Budgets per [`Scope`], in memory or in Redis, reserved together.
+///
+/// ```
+/// use ratebound_std::budget::{Payer, ScopedBackend, ScopedBudgetConfig, ScopedBudgets};
+/// use ratebound_std::clock::ManualClock;
+/// use ratebound_core::{budget::Usage, Instant};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let config: ScopedBudgetConfig = toml::from_str(r#"
+///     per_user = { tokens_per_minute = 1_000 }
+///     per_model."gpt-4o" = { tokens_per_minute = 1_500 }
+/// "#)?;
+/// let budgets = ScopedBudgets::new(config, ScopedBackend::Memory, ManualClock::new(Instant::from_secs(1_795_392_000)))?;
+/// let alice = Payer { key: None, user: "alice", group: None, model: "gpt-4o" };
+/// let hold = budgets.reserve(&alice, Usage::request(800, 0)).await?;
+/// hold.settle(Usage::request(600, 0)).await?;
+/// // alice has 400 left, the model 900: 500 more does not fit alice.
+/// assert!(budgets.reserve(&alice, Usage::request(500, 0)).await.is_err());
+/// # Ok(()) }
+/// ```
+pub struct ScopedBudgets<C: Clock + Clone> {
+    config: ScopedBudgetConfig,
+    specs: HashMap<(Scope, String), Budget>,
+    per_key: Option<Budget>,
+    per_user: Option<Budget>,
+    backend: ScopedBackend,
+    clock: C,
+    entries: Mutex<Entries<C>>,
+    handlers: Handlers,
+}
+
+type Handlers = Arc<RwLock<Vec<Handler>>>;
+type Entries<C> = HashMap<(Scope, String), Arc<Entry<C>>>;
+
+impl<C: Clock + Clone> std::fmt::Debug for ScopedBudgets<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScopedBudgets")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn budget(scope: String, spec: &BudgetSpec) -> Result<Budget, ScopedConfigError> {
+    Budget::new(spec.to_config()).map_err(|error| ScopedConfigError { scope, error })
+}
+
+impl<C: Clock + Clone> ScopedBudgets<C> {
+    /// Validate every budget in `config` (errors name the scope and field).
+    pub fn new(
+        config: ScopedBudgetConfig,
+        backend: ScopedBackend,
+        clock: C,
+    ) -> Result<Self, ScopedConfigError> {
+        if config.max_budgets == 0 {
+            return Err(ScopedConfigError {
+                scope: "max_budgets".into(),
+                error: ConfigError::Zero {
+                    field: "max_budgets",
+                },
+            });
+        }
+        let mut specs = HashMap::new();
+        for (name, spec) in &config.per_group {
+            specs.insert(
+                (Scope::Group, name.clone()),
+                budget(format!("per_group.{name}"), spec)?,
+            );
+        }
+        for (name, spec) in &config.per_model {
+            specs.insert(
+                (Scope::Model, name.clone()),
+                budget(format!("per_model.{name}"), spec)?,
+            );
+        }
+        let per_key = config
+            .per_key
+            .as_ref()
+            .map(|s| budget("per_key".into(), s))
+            .transpose()?;
+        let per_user = config
+            .per_user
+            .as_ref()
+            .map(|s| budget("per_user".into(), s))
+            .transpose()?;
+        #[cfg(feature = "redis")]
+        if let ScopedBackend::Redis {
+            failover,
+            hold_slots,
+            ..
+        } = &backend
+        {
+            failover.validate().map_err(|error| ScopedConfigError {
+                scope: "failover".into(),
+                error,
+            })?;
+            if *hold_slots == 0 {
+                return Err(ScopedConfigError {
+                    scope: "hold_slots".into(),
+                    error: ConfigError::Zero {
+                        field: "hold_slots",
+                    },
+                });
+            }
+        }
+        Ok(ScopedBudgets {
+            config,
+            specs,
+            per_key,
+            per_user,
+            backend,
+            clock,
+            entries: Mutex::new(HashMap::new()),
+            handlers: Arc::new(RwLock::new(Vec::new())),
+        })
+    }
+
+    /// The clock its budgets run on.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// The config.
+    pub fn config(&self) -> &ScopedBudgetConfig {
+        &self.config
+    }
+
+    /// The budgets that apply to `payer`, in the order they are reserved.
+    fn applying<'p>(&'p self, payer: &Payer<'p>) -> Vec<(Scope, &'p str, &'p Budget)> {
+        let mut out = Vec::with_capacity(4);
+        if let (Some(b), Some(k)) = (&self.per_key, payer.key) {
+            out.push((Scope::Key, k, b));
+        }
+        if let Some(b) = &self.per_user {
+            out.push((Scope::User, payer.user, b));
+        }
+        if let Some(g) = payer.group {
+            if let Some(b) = self.specs.get(&(Scope::Group, g.to_owned())) {
+                out.push((Scope::Group, g, b));
+            }
+        }
+        if let Some(b) = self.specs.get(&(Scope::Model, payer.model.to_owned())) {
+            out.push((Scope::Model, payer.model, b));
+        }
+        out
+    }
+
+    /// True when a budget that applies to `payer` limits money: its calls
+    /// need a price.
+    pub fn limits_cost(&self, payer: &Payer<'_>) -> bool {
+        self.applying(payer).iter().any(|(_, _, b)| {
+            let c = b.config();
+            c.max_cost_per_request.is_some()
+                || c.limits
+                    .iter()
+                    .any(|l| l.dimension == ratebound_core::budget::Dimension::Cost)
+        })
+    }
+
+    /// True when any budget applies to `payer`.
+    pub fn applies_to(&self, payer: &Payer<'_>) -> bool {
+        !self.applying(payer).is_empty()
+    }
+
+    fn entry(
+        &self,
+        scope: Scope,
+        id: &str,
+        budget: &Budget,
+    ) -> Result<Arc<Entry<C>>, ScopedDenied> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = entries.get(&(scope, id.to_owned())) {
+            return Ok(Arc::clone(e));
+        }
+        if entries.len() >= self.config.max_budgets {
+            return Err(ScopedDenied::Full(entries.len()));
+        }
+        let config = budget.config().clone();
+        // The config was validated in `new`: these cannot fail.
+        let invalid = |_| ScopedDenied::Full(0);
+        let manager = match &self.backend {
+            ScopedBackend::Memory => Manager::Memory(Box::new(
+                BudgetManager::new(config, self.clock.clone()).map_err(invalid)?,
+            )),
+            #[cfg(feature = "redis")]
+            ScopedBackend::Redis {
+                store,
+                prefix,
+                hold_slots,
+                failover,
+            } => {
+                let key = format!("{prefix}{}:{id}", scope.name());
+                Manager::Redis(Box::new(
+                    super::RedisBudgetManager::new(store.clone(), config, key, *hold_slots)
+                        .and_then(|m| m.with_failover(*failover, self.clock.clone()))
+                        .map_err(invalid)?,
+                ))
+            }
+        };
+        let alerts = match &manager {
+            Manager::Memory(m) => m.subscribe(),
+            #[cfg(feature = "redis")]
+            Manager::Redis(m) => m.subscribe(),
+        };
+        let e = Arc::new(Entry {
+            scope,
+            id: id.to_owned(),
+            manager,
+            alerts: Mutex::new(alerts),
+        });
+        entries.insert((scope, id.to_owned()), Arc::clone(&e));
+        Ok(e)
+    }
+
+    /// Budgets held now.
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// True when none is held yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Call `handler` with each alert, on the task whose call fired it
+    /// (after the call's budget operation): it must return quickly — hand
+    /// slow work (a webhook) to a channel. Alerts also go to `tracing`.
+    pub fn on_alert(&self, handler: impl Fn(&ScopedAlert) + Send + Sync + 'static) {
+        self.handlers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::new(handler));
+    }
+
+    /// Hold `estimate` in every budget that applies to `payer`, or in none:
+    /// the first that refuses releases the holds taken before it.
+    pub async fn reserve(
+        &self,
+        payer: &Payer<'_>,
+        estimate: Usage,
+    ) -> Result<ScopedHold<C>, ScopedDenied> {
+        let mut held = Vec::new();
+        for (scope, id, budget) in self.applying(payer) {
+            let e = self.entry(scope, id, budget)?;
+            let r = match &e.manager {
+                Manager::Memory(m) => m
+                    .reserve(estimate)
+                    .map(|h| h.detach().map(Ticket::Memory))
+                    .map_err(|d| denied(&e, budget, d)),
+                #[cfg(feature = "redis")]
+                Manager::Redis(m) => match m.reserve(estimate).await {
+                    Ok(h) => Ok(Some(Ticket::Redis(h.detach()))),
+                    Err(super::RedisBudgetError::Denied(d)) => Err(denied(&e, budget, d)),
+                    Err(super::RedisBudgetError::Redis(s)) => Err(ScopedDenied::Store(s)),
+                },
+            };
+            deliver(&self.handlers, &e);
+            match r {
+                Ok(Some(t)) => held.push((e, t)),
+                Ok(None) => {}
+                Err(d) => {
+                    // Dropping `held` releases what was taken.
+                    drop(ScopedHold {
+                        held,
+                        usage: estimate,
+                        handlers: Arc::clone(&self.handlers),
+                    });
+                    return Err(d);
+                }
+            }
+        }
+        Ok(ScopedHold {
+            held,
+            usage: estimate,
+            handlers: Arc::clone(&self.handlers),
+        })
+    }
+
+    /// The status of one budget, `None` if it is not held (never used, or
+    /// not configured).
+    pub async fn status(&self, scope: Scope, id: &str) -> Option<BudgetStatus> {
+        let e = self
+            .entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(scope, id.to_owned()))
+            .cloned()?;
+        match &e.manager {
+            Manager::Memory(m) => Some(m.status()),
+            #[cfg(feature = "redis")]
+            Manager::Redis(m) => m.status().await.ok(),
+        }
+    }
+}
+
+fn deliver<C: Clock>(handlers: &RwLock<Vec<Handler>>, e: &Entry<C>) {
+    let alerts: Vec<Alert> = e
+        .alerts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .try_iter()
+        .collect();
+    if alerts.is_empty() {
+        return;
+    }
+    let handlers = handlers.read().unwrap_or_else(|p| p.into_inner()).clone();
+    for alert in alerts {
+        tracing::warn!(scope = e.scope.name(), id = %e.id, alert = alert.alert_type(), utilization_bp = alert.utilization_bp, "budget alert");
+        let a = ScopedAlert {
+            scope: e.scope,
+            id: e.id.clone(),
+            alert,
+        };
+        for h in &handlers {
+            h(&a);
+        }
+    }
+}
+
+fn denied<C: Clock>(e: &Entry<C>, budget: &Budget, d: BudgetDenied) -> ScopedDenied {
+    match d {
+        BudgetDenied::Denied(denial) => ScopedDenied::Exhausted {
+            scope: e.scope,
+            id: e.id.clone(),
+            limit: denial
+                .limit
+                .and_then(|i| budget.config().limits.get(usize::from(i)).copied()),
+            denial,
+        },
+        BudgetDenied::Invalid(error) => ScopedDenied::TooLarge {
+            scope: e.scope,
+            id: e.id.clone(),
+            error,
+        },
+    }
+}
+
+/// A call's holds in every budget that applies to it. Settle it with the
+/// usage the call had; dropped unsettled, it releases every hold.
+#[must_use = "dropping a hold releases it; settle it with the actual usage"]
+pub struct ScopedHold<C: Clock + Clone> {
+    held: Vec<(Arc<Entry<C>>, Ticket)>,
+    usage: Usage,
+    handlers: Handlers,
+}
+
+impl<C: Clock + Clone> std::fmt::Debug for ScopedHold<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScopedHold")
+            .field("usage", &self.usage)
+            .field("budgets", &self.held.len())
+            .finish()
+    }
+}
+
+impl<C: Clock + Clone> ScopedHold<C> {
+    /// What it holds in each budget.
+    pub fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    /// The budgets it holds, as `(scope, id)`.
+    pub fn budgets(&self) -> impl Iterator<Item = (Scope, &str)> {
+        self.held.iter().map(|(e, _)| (e.scope, e.id.as_str()))
+    }
+
+    /// Charge `actual` to every budget held. Each settlement that the store
+    /// could not record is returned as an error after the others were tried.
+    pub async fn settle(mut self, actual: Usage) -> Result<Vec<Settled>, ScopedDenied> {
+        let mut out = Vec::new();
+        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+        let mut failed = None;
+        for (e, t) in std::mem::take(&mut self.held) {
+            let s = match (&e.manager, t) {
+                (Manager::Memory(m), Ticket::Memory(r)) => m.settle(r, actual),
+                #[cfg(feature = "redis")]
+                (Manager::Redis(m), Ticket::Redis(t)) => match m.settle_ticket(t, actual).await {
+                    Ok(s) => s,
+                    Err(err) => {
+                        tracing::warn!(scope = e.scope.name(), id = %e.id, error = %err, "could not settle a budget");
+                        failed = Some(ScopedDenied::Store(err));
+                        None
+                    }
+                },
+                #[cfg(feature = "redis")]
+                _ => None,
+            };
+            deliver(&self.handlers, &e);
+            out.extend(s);
+        }
+        match failed {
+            Some(f) => Err(f),
+            None => Ok(out),
+        }
+    }
+}
+
+impl<C: Clock + Clone> Drop for ScopedHold<C> {
+    fn drop(&mut self) {
+        for (e, t) in self.held.drain(..) {
+            match (&e.manager, t) {
+                (Manager::Memory(m), Ticket::Memory(r)) => m.release(r),
+                #[cfg(feature = "redis")]
+                (Manager::Redis(m), Ticket::Redis(t)) => m.release_ticket(t),
+                #[cfg(feature = "redis")]
+                _ => {}
+            }
+        }
+    }
+}

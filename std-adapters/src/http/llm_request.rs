@@ -1,0 +1,207 @@
+//! What an OpenAI- or Anthropic-style request body asks for: the model, the
+//! output cap, whether it streams, and how much prompt it carries.
+
+use bytes::Bytes;
+use ratebound_core::budget::llm::Estimate;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::{Map, Value};
+
+/// Characters an inline file or image (`data:` URL) counts as in the prompt
+/// estimate: about 1 000 tokens, whatever its encoded size.
+pub const INLINE_DATA_CHARS: u64 = 4_000;
+
+/// Which API a request is for, by its path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    /// OpenAI `/chat/completions` or `/completions`.
+    OpenAiChat,
+    /// OpenAI `/responses`.
+    OpenAiResponses,
+    /// Anthropic `/messages`.
+    AnthropicMessages,
+}
+
+impl Api {
+    /// The API of a request path (by its last segments), `None` for others.
+    pub fn from_path(path: &str) -> Option<Api> {
+        let p = path.trim_end_matches('/');
+        if p.ends_with("/chat/completions") || p.ends_with("/completions") {
+            Some(Api::OpenAiChat)
+        } else if p.ends_with("/responses") {
+            Some(Api::OpenAiResponses)
+        } else if p.ends_with("/messages") {
+            Some(Api::AnthropicMessages)
+        } else {
+            None
+        }
+    }
+}
+
+/// A request body the layer refuses (400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// Not a JSON object.
+    #[error("the body is not a JSON object: {0}")]
+    NotJson(String),
+    /// A top-level key appears twice: upstreams differ on which one they read.
+    #[error("the key {0:?} appears more than once")]
+    DuplicateKey(String),
+    /// No `"model"` string.
+    #[error("expected a \"model\" string")]
+    MissingModel,
+    /// An output cap that is not a non-negative integer.
+    #[error("{0:?} must be a non-negative integer")]
+    BadCap(&'static str),
+}
+
+/// The parts of a request body that budgets need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LlmRequest {
+    /// The model.
+    pub model: String,
+    /// `"stream": true`.
+    pub stream: bool,
+    /// `max_completion_tokens`, `max_output_tokens` or `max_tokens`, if given.
+    pub max_output: Option<u64>,
+    /// Characters of prompt text: every string in the body but `model`
+    /// (inline `data:` URLs count [`INLINE_DATA_CHARS`]).
+    pub prompt_chars: u64,
+    /// Messages (`messages`, or the items of an `input` array).
+    pub messages: u64,
+    body: Map<String, Value>,
+}
+
+struct Unique(Map<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for Unique {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Unique;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Unique, A::Error> {
+                let mut out = Map::new();
+                while let Some(k) = m.next_key::<String>()? {
+                    let v: Value = m.next_value()?;
+                    if out.contains_key(&k) {
+                        return Err(serde::de::Error::custom(format_args!("duplicate:{k}")));
+                    }
+                    out.insert(k, v);
+                }
+                Ok(Unique(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+fn count_chars(v: &Value) -> u64 {
+    match v {
+        Value::String(s) if s.starts_with("data:") => INLINE_DATA_CHARS,
+        Value::String(s) => s.chars().count() as u64,
+        Value::Array(a) => a.iter().map(count_chars).fold(0, u64::saturating_add),
+        Value::Object(o) => o.values().map(count_chars).fold(0, u64::saturating_add),
+        _ => 0,
+    }
+}
+
+impl LlmRequest {
+    /// Parse a body. Refuses non-objects, repeated top-level keys, a
+    /// missing model and malformed output caps.
+    pub fn parse(body: &[u8]) -> Result<LlmRequest, RequestError> {
+        let Unique(body) = serde_json::from_slice(body).map_err(|e| {
+            let text = e.to_string();
+            match text.strip_prefix("duplicate:") {
+                Some(rest) => RequestError::DuplicateKey(
+                    rest.split(" at line").next().unwrap_or(rest).to_owned(),
+                ),
+                None => RequestError::NotJson(text),
+            }
+        })?;
+        let model = match body.get("model") {
+            Some(Value::String(m)) if !m.is_empty() => m.clone(),
+            _ => return Err(RequestError::MissingModel),
+        };
+        let mut max_output = None;
+        for name in ["max_completion_tokens", "max_output_tokens", "max_tokens"] {
+            match body.get(name) {
+                None | Some(Value::Null) => {}
+                Some(v) => {
+                    let n = v.as_u64().ok_or(RequestError::BadCap(name))?;
+                    max_output = Some(max_output.map_or(n, |m: u64| m.min(n)));
+                }
+            }
+        }
+        let prompt_chars = body
+            .iter()
+            .filter(|(k, _)| k.as_str() != "model")
+            .map(|(_, v)| count_chars(v))
+            .fold(0, u64::saturating_add);
+        let messages = match (body.get("messages"), body.get("input")) {
+            (Some(Value::Array(m)), _) | (None, Some(Value::Array(m))) => m.len() as u64,
+            (None, Some(Value::String(_))) => 1,
+            _ => 0,
+        };
+        Ok(LlmRequest {
+            model,
+            stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
+            max_output,
+            prompt_chars,
+            messages,
+            body,
+        })
+    }
+
+    /// The reservation's estimate, with `default_output` when the request
+    /// set no output cap.
+    pub fn estimate(&self, default_output: u64) -> Estimate {
+        Estimate::from_prompt(
+            self.prompt_chars,
+            self.messages,
+            self.max_output.unwrap_or(default_output),
+        )
+    }
+
+    /// The body to send upstream: the original bytes, except that a
+    /// streaming OpenAI chat request that did not ask for usage gets
+    /// `"stream_options": {"include_usage": true}` (so its last event carries
+    /// the usage to settle with). `None`: send `original` unchanged.
+    pub fn rewrite_for(&self, api: Api) -> Option<Bytes> {
+        if api != Api::OpenAiChat || !self.stream {
+            return None;
+        }
+        let asked = self
+            .body
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            == Some(true);
+        if asked {
+            return None;
+        }
+        let mut body = self.body.clone();
+        let options = body
+            .entry("stream_options")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !options.is_object() {
+            *options = Value::Object(Map::new());
+        }
+        if let Value::Object(o) = options {
+            o.insert("include_usage".into(), Value::Bool(true));
+        }
+        serde_json::to_vec(&body).ok().map(Bytes::from)
+    }
+
+    /// True when the client asked for usage in the stream itself (so the
+    /// final usage event is theirs to see).
+    pub fn asked_for_usage(&self) -> bool {
+        self.body
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            == Some(true)
+    }
+}
