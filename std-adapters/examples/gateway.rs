@@ -24,6 +24,7 @@
 //! done   # 200 ×10, then 429 429
 //! ```
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,10 +37,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use ratebound_core::backoff::Backoff;
+use ratebound_core::budget::llm::Price;
+use ratebound_std::budget::{ScopedBackend, ScopedBudgetConfig, ScopedBudgets};
 use ratebound_std::clock::SystemClock;
 use ratebound_std::fallback::{FailoverOptions, OnUnavailable};
+use ratebound_std::http::budget_layer::{BudgetLayer, KeyId, SettleEvent};
 use ratebound_std::http::headers::error_body;
-use ratebound_std::http::layer::{FromExtensions, Model, ModelLimitLayer};
+use ratebound_std::http::layer::{FromExtensions, ModelLimitLayer};
 use ratebound_std::http::upstream::{UpstreamError, UpstreamLimits};
 use ratebound_std::keyed::KeyedConfig;
 use ratebound_std::model_limit::{AnyModelLimiter, RedisModelLimiter};
@@ -59,8 +63,40 @@ struct Config {
     upstream: Option<String>,
     keys: std::collections::BTreeMap<String, Key>,
     model_limits: ModelLimitConfig,
+    /// Token, request and money budgets per key, user, group and model.
+    #[serde(default)]
+    budgets: ScopedBudgetConfig,
+    /// Model → price in micro-USD per million input and output tokens.
+    #[serde(default)]
+    prices: BTreeMap<String, Price>,
+    /// Output tokens reserved for a request that sets no `max_tokens`.
+    default_max_output_tokens: Option<u64>,
+    #[serde(default)]
+    timeouts: Timeouts,
     /// Share the limits through Redis (every replica the same counts).
     redis: Option<RedisConfig>,
+}
+
+/// How long a connection may take (each "5s"-style).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Timeouts {
+    /// To send a request's headers, and between requests on a kept-alive
+    /// connection: past it the connection is closed.
+    #[serde(with = "ratebound_std::config::human")]
+    header: Duration,
+    /// To send a request's body: past it, 408.
+    #[serde(with = "ratebound_std::config::human")]
+    body: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            header: Duration::from_secs(10),
+            body: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -111,6 +147,8 @@ impl RedisConfig {
 struct Key {
     user: String,
     group: Option<String>,
+    /// The key's name for its budget (default: the user's name).
+    id: Option<String>,
 }
 
 struct Gateway {
@@ -118,6 +156,7 @@ struct Gateway {
     upstream: Option<String>,
     client: reqwest::Client,
     retry: RetryPolicy,
+    body_timeout: Duration,
 }
 
 fn json_error(status: StatusCode, message: &str, kind: &str, code: &str) -> Response {
@@ -127,14 +166,17 @@ fn json_error(status: StatusCode, message: &str, kind: &str, code: &str) -> Resp
     res
 }
 
-/// Auth and model: the API key becomes an `Identity`, the JSON body's
-/// `model` a `Model` extension, for the limit layer to read.
+/// Auth: the API key (`Authorization: Bearer …`, the scheme in any case)
+/// becomes an `Identity` and a `KeyId`; the body is read within the body
+/// timeout. The budget layer reads the model from it.
 async fn identify(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
     let key = req
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, k)| k.trim());
     let Some(k) = key.and_then(|k| gw.keys.get(k)) else {
         return json_error(
             StatusCode::UNAUTHORIZED,
@@ -145,28 +187,29 @@ async fn identify(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> R
     };
     let mut identity = Identity::user(k.user.clone());
     identity.user_group = k.group.clone();
+    let key_id = KeyId(k.id.clone().unwrap_or_else(|| k.user.clone()));
     let (mut parts, body) = req.into_parts();
-    let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
-        return json_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request body over 1 MiB",
-            "invalid_request_error",
-            "body_too_large",
-        );
-    };
-    let model = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()
-        .and_then(|v| v.get("model")?.as_str().map(str::to_owned));
-    let Some(model) = model else {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            "expected a JSON body with a \"model\"",
-            "invalid_request_error",
-            "missing_model",
-        );
+    let bytes = match tokio::time::timeout(gw.body_timeout, to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
+            return json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body over 1 MiB",
+                "invalid_request_error",
+                "body_too_large",
+            )
+        }
+        Err(_) => {
+            return json_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body was not sent in time",
+                "invalid_request_error",
+                "body_timeout",
+            )
+        }
     };
     parts.extensions.insert(identity);
-    parts.extensions.insert(Model(model));
+    parts.extensions.insert(key_id);
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
 }
@@ -213,11 +256,16 @@ async fn completions(State(gw): State<Arc<Gateway>>, body: Bytes) -> Response {
         .await;
     match sent {
         Ok(res) => {
+            // Streamed through as it arrives (SSE included): the budget layer
+            // reads the usage on the way.
             let status = res.status();
-            let bytes = res.bytes().await.unwrap_or_default();
-            let mut out = (status, bytes).into_response();
-            out.headers_mut()
-                .insert("content-type", HeaderValue::from_static("application/json"));
+            let kind = res
+                .headers()
+                .get("content-type")
+                .cloned()
+                .unwrap_or(HeaderValue::from_static("application/json"));
+            let mut out = (status, Body::from_stream(res.bytes_stream())).into_response();
+            out.headers_mut().insert("content-type", kind);
             out
         }
         Err(e) => {
@@ -240,9 +288,12 @@ impl WithLog for UpstreamError {
     }
 }
 
-/// A stand-in for an LLM API: a canned completion, or 500 when the prompt
-/// says "fail".
+/// A stand-in for an LLM API that reports usage as OpenAI does: 500 when
+/// the prompt says "fail"; an SSE stream when asked (the usage in a last
+/// event if `stream_options.include_usage`), cut off before it when the
+/// prompt says "cut"; else a JSON completion.
 fn fake_upstream(body: &[u8]) -> Response {
+    const REPLY: [&str; 4] = ["Hello", "! How can I", " help you", " today?"];
     let text = String::from_utf8_lossy(body);
     if text.contains("fail") {
         return json_error(
@@ -252,23 +303,115 @@ fn fake_upstream(body: &[u8]) -> Response {
             "upstream_failed",
         );
     }
-    let mut res = (
-        StatusCode::OK,
-        r#"{"object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Hello!"},"finish_reason":"stop"}]}"#,
-    )
-        .into_response();
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let chars: usize = v["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["content"].as_str())
+        .map(|c| c.chars().count())
+        .sum();
+    let prompt = chars.div_ceil(4) as u64 + 8;
+    // "essay": a long answer, using the whole output cap.
+    let completion = match v["max_tokens"].as_u64() {
+        Some(cap) if text.contains("essay") => cap,
+        _ => 9,
+    };
+    let usage = serde_json::json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion});
+    if v["stream"] == serde_json::Value::Bool(true) {
+        let mut events: Vec<Result<Bytes, std::io::Error>> = REPLY
+            .iter()
+            .map(|t| {
+                let e = serde_json::json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": t}}]});
+                Ok(Bytes::from(format!("data: {e}\n\n")))
+            })
+            .collect();
+        if text.contains("cut") {
+            events.truncate(2);
+            events.push(Err(std::io::Error::other("upstream connection lost")));
+        } else {
+            if v["stream_options"]["include_usage"] == serde_json::Value::Bool(true) {
+                let e = serde_json::json!({"object": "chat.completion.chunk", "choices": [], "usage": usage});
+                events.push(Ok(Bytes::from(format!("data: {e}\n\n"))));
+            }
+            events.push(Ok(Bytes::from_static(b"data: [DONE]\n\n")));
+        }
+        let mut res = Body::from_stream(paced(events)).into_response();
+        res.headers_mut().insert(
+            "content-type",
+            HeaderValue::from_static("text/event-stream"),
+        );
+        return res;
+    }
+    let body = serde_json::json!({"object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": REPLY.concat()}, "finish_reason": "stop"}],
+        "usage": usage});
+    let mut res = (StatusCode::OK, body.to_string()).into_response();
     res.headers_mut()
         .insert("content-type", HeaderValue::from_static("application/json"));
     res
 }
 
-async fn app(cfg: Config) -> Result<Router, Box<dyn std::error::Error>> {
+/// The events as a stream, a few milliseconds apart (as a model writes).
+fn paced(
+    events: Vec<Result<Bytes, std::io::Error>>,
+) -> impl futures_core::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    struct Events(tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>);
+    impl futures_core::Stream for Events {
+        type Item = Result<Bytes, std::io::Error>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            self.0.poll_recv(cx)
+        }
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        for e in events {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if tx.send(e).await.is_err() {
+                return;
+            }
+        }
+    });
+    Events(rx)
+}
+
+/// Only the models the config knows are served: `allowed_models` when
+/// given, else every model with a limit, a price or a budget of its own. A
+/// key cannot create counts (and fill the store) with made-up names.
+fn allowed_models(cfg: &mut Config) -> Result<(), Box<dyn std::error::Error>> {
+    let limits = &mut cfg.model_limits;
+    if limits.allowed_models.is_empty() {
+        let known: std::collections::BTreeSet<&String> = limits
+            .models
+            .keys()
+            .chain(cfg.prices.keys())
+            .chain(cfg.budgets.per_model.keys())
+            .collect();
+        limits.allowed_models = known.into_iter().cloned().collect();
+    }
+    if limits.allowed_models.is_empty() {
+        return Err("no model would be served: list allowed_models, or give models limits, prices or budgets".into());
+    }
+    Ok(())
+}
+
+async fn app(mut cfg: Config) -> Result<Router, Box<dyn std::error::Error>> {
+    allowed_models(&mut cfg)?;
     let limits = cfg.model_limits.clone();
+    let budgets = cfg.budgets.clone();
     match &cfg.redis {
         None => {
             let limiter = ModelLimiter::new(limits, KeyedConfig::default(), SystemClock)?;
-            println!("model limits: in memory (this process only)");
-            router(Arc::new(AnyModelLimiter::Memory(Box::new(limiter))), cfg)
+            let budgets = ScopedBudgets::new(budgets, ScopedBackend::Memory, SystemClock)?;
+            println!("model limits and budgets: in memory (this process only)");
+            router(
+                Arc::new(AnyModelLimiter::Memory(Box::new(limiter))),
+                budgets,
+                cfg,
+            )
         }
         Some(r) => {
             // Opened, not connected: the gateway starts while Redis is down
@@ -288,20 +431,43 @@ async fn app(cfg: Config) -> Result<Router, Box<dyn std::error::Error>> {
                 store.connect_in_background(std::time::Duration::from_secs(1));
             }
             println!(
-                "model limits: in Redis, shared by every replica (when Redis is down: {:?})",
+                "model limits and budgets: in Redis, shared by every replica (when Redis is down: {:?})",
                 r.on_unavailable
             );
+            let backend = ScopedBackend::Redis {
+                store: store.clone(),
+                prefix: "gateway:budget:".into(),
+                hold_slots: 256,
+                failover: r.failover(),
+            };
+            let budgets = ScopedBudgets::new(budgets, backend, SystemClock)?;
             let limiter = RedisModelLimiter::new(store, limits, r.failover(), SystemClock)?;
-            router(Arc::new(AnyModelLimiter::Redis(Box::new(limiter))), cfg)
+            router(
+                Arc::new(AnyModelLimiter::Redis(Box::new(limiter))),
+                budgets,
+                cfg,
+            )
         }
     }
 }
 
 fn router(
     limiter: Arc<AnyModelLimiter<SystemClock>>,
+    budgets: ScopedBudgets<SystemClock>,
     cfg: Config,
 ) -> Result<Router, Box<dyn std::error::Error>> {
     let limit = ModelLimitLayer::new(limiter, FromExtensions::new());
+    let mut budget = BudgetLayer::new(Arc::new(budgets), cfg.prices.clone())
+        .max_body(MAX_BODY)
+        .on_settle(|e| {
+            tracing::debug!(user = %e.user, model = %e.model, reserved = e.reserved.tokens, charged = e.charged.tokens, cost = e.charged.cost, ending = ?e.ending, "budget settled");
+            if let Some(tx) = SETTLED.get() {
+                let _ = tx.send(e.clone());
+            }
+        });
+    if let Some(n) = cfg.default_max_output_tokens {
+        budget = budget.default_max_output(n);
+    }
     let backoff = Backoff::new(
         ratebound_core::Duration::from_millis(100),
         ratebound_core::Duration::from_secs(20),
@@ -320,13 +486,43 @@ fn router(
                 "retrying the upstream"
             );
         }),
+        body_timeout: cfg.timeouts.body,
     });
+    // Layers on the POST route run only for a matched path and method: an unknown path
+    // (404) or method (405) is answered before any limit or budget is
+    // charged. They run bottom-up: identify, then budgets, then the limit.
+    let chat = post(completions)
+        .route_layer(limit)
+        .route_layer(budget)
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&gw), identify));
     Ok(Router::new()
-        .route("/v1/chat/completions", post(completions))
-        // Layers run bottom-up: identify first, then the limit.
-        .layer(limit)
-        .layer(middleware::from_fn_with_state(Arc::clone(&gw), identify))
+        .route("/v1/chat/completions", chat)
         .with_state(gw))
+}
+
+/// Settlements, for the demo to print.
+static SETTLED: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<SettleEvent>> =
+    std::sync::OnceLock::new();
+
+/// Serve `router` with a header-read timeout (which also closes kept-alive
+/// connections idle for that long).
+async fn serve(listener: tokio::net::TcpListener, router: Router, header_timeout: Duration) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection closed");
+            }
+        });
+    }
 }
 
 fn show(label: &str, status: StatusCode, h: &HeaderMap) {
@@ -341,6 +537,94 @@ fn show(label: &str, status: StatusCode, h: &HeaderMap) {
         status.as_u16(),
         get("ratelimit")
     );
+}
+
+/// The budget part of `--demo`: reserve → settle from the reported usage,
+/// a stream, a cut-off stream, a 429 for tokens and a request over the cap.
+async fn demo_budgets(
+    base: &str,
+    settled: &mut tokio::sync::mpsc::UnboundedReceiver<SettleEvent>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let client = reqwest::Client::new();
+    let url = format!("{base}/v1/chat/completions");
+    let send =
+        |body: serde_json::Value| client.post(&url).bearer_auth("sk-carol").json(&body).send();
+    let ask = |prompt: &str, max_tokens: u64, stream: bool| {
+        serde_json::json!({"model": "gpt-4o-mini", "max_tokens": max_tokens, "stream": stream,
+            "messages": [{"role": "user", "content": prompt}]})
+    };
+    let report = |label: &str, status: StatusCode, e: Option<SettleEvent>| match e {
+        Some(e) => println!(
+            "{label:<34} {} | reserved {} tokens ({} µ$), charged {} tokens ({} µ$): {:?}",
+            status.as_u16(),
+            e.reserved.tokens,
+            e.reserved.cost,
+            e.charged.tokens,
+            e.charged.cost,
+            e.ending
+        ),
+        None => println!("{label:<34} {}", status.as_u16()),
+    };
+    println!("\nBudgets: carol may use 20 000 tokens a minute, 8 000 per request; gpt-4o-mini costs $0.15 / $0.60 per million tokens\n");
+    let r = send(ask("Say hello to the budget demo", 200, false)).await?;
+    let status = r.status();
+    let body: serde_json::Value = r.json().await?;
+    report("carol JSON", status, settled.recv().await);
+    println!("{:<34}     the upstream reported {}", "", body["usage"]);
+    let r = send(ask("Say hello, streaming", 200, true)).await?;
+    let status = r.status();
+    let text = r.text().await?;
+    report(
+        "carol stream (usage in last event)",
+        status,
+        settled.recv().await,
+    );
+    println!(
+        "{:<34}     {} SSE events passed through",
+        "",
+        text.matches("data:").count()
+    );
+    let r = send(ask("Say hello, but cut the stream", 200, true)).await?;
+    let status = r.status();
+    let _ = r.text().await; // the body ends in an error
+    report("carol stream cut off", status, settled.recv().await);
+    for i in 1..=2 {
+        let r = send(ask("Write an essay", 7_000, false)).await?;
+        let status = r.status();
+        let _ = r.text().await?;
+        report(
+            &format!("carol essay #{i} (7 000 tokens)"),
+            status,
+            settled.recv().await,
+        );
+    }
+    let r = send(ask("Write an essay", 7_000, false)).await?;
+    println!("\ncarol essay #3: over the token budget. The client sees:\n");
+    println!("HTTP/1.1 {}", r.status());
+    for name in [
+        "retry-after",
+        "x-ratelimit-limit-tokens",
+        "x-ratelimit-remaining-tokens",
+        "x-ratelimit-reset-tokens",
+        "ratelimit-policy",
+        "ratelimit",
+    ] {
+        if let Some(v) = r.headers().get(name) {
+            println!("{name}: {}", v.to_str()?);
+        }
+    }
+    println!("\n{}\n", r.text().await?);
+    let r = send(ask("Write an essay", 9_000, false)).await?;
+    let status = r.status();
+    println!(
+        "carol max_tokens 9 000 (cap 8 000)  {} {}",
+        status.as_u16(),
+        r.text().await?
+    );
+    if status != StatusCode::BAD_REQUEST {
+        return Err("expected 400 over the per-request cap".into());
+    }
+    Ok(())
 }
 
 /// The scripted walkthrough printed by `--demo`.
@@ -477,12 +761,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .upstream
         .clone()
         .unwrap_or_else(|| "the built-in fake".into());
-    let router = app(cfg).await?;
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let (tx, mut settled) = tokio::sync::mpsc::unbounded_channel();
     if run_demo {
-        return demo(format!("http://{addr}")).await;
+        let _ = SETTLED.set(tx);
+    }
+    let header_timeout = cfg.timeouts.header;
+    let router = app(cfg).await?;
+    let server = tokio::spawn(serve(listener, router, header_timeout));
+    if run_demo {
+        demo(format!("http://{addr}")).await?;
+        return demo_budgets(&format!("http://{addr}"), &mut settled).await;
     }
     println!("ratebound gateway on http://{addr}, forwarding to {upstream}; Ctrl-C stops");
-    server.await??;
+    server.await?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! Anthropic-compatible APIs. Each call reserves its estimate in every
 //! budget that applies and settles with the usage the model reports.
 //!
-//! For `POST …/chat/completions`, `…/completions`, `…/responses` and
+//! For `POST` to `…/chat/completions`, `…/completions`, `…/responses` and
 //! `…/messages` (other paths pass untouched):
 //!
 //! 1. The body is read (up to [`BudgetLayer::max_body`], else 413) and
@@ -210,7 +210,8 @@ where
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let Some(api) = Api::from_path(req.uri().path()) else {
+        let api = Api::from_path(req.uri().path()).filter(|_| req.method() == http::Method::POST);
+        let Some(api) = api else {
             return Box::pin(async move { Ok(inner.call(req).await?.map(MeteredBody::pass)) });
         };
         let budgets = Arc::clone(&self.budgets);

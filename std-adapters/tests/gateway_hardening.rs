@@ -1,0 +1,172 @@
+//! The demo gateway binary as an operator meets it, over real HTTP on
+//! loopback: unknown routes and methods charge nothing, slow clients are
+//! cut off while others are served, made-up models and duplicate keys are
+//! refused, and the bearer scheme is matched in any case.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+struct Gateway {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const CONFIG: &str = r#"
+listen = "127.0.0.1:0"
+[keys]
+"sk-alice" = { user = "alice" }
+[model_limits]
+period_minutes = 1
+total_max = 3
+success_max = 3
+models = { "gpt-4o" = [3, 3] }
+[timeouts]
+header = "1s"
+body = "1s"
+[prices]
+"gpt-4o" = { input_per_million = 2_500_000, output_per_million = 10_000_000 }
+[budgets]
+per_user = { requests_per_minute = 3 }
+"#;
+
+/// Start the example binary (built by `cargo test` next to this test).
+fn start() -> Gateway {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("gateway");
+    assert!(
+        bin.exists(),
+        "{} is missing: build the examples (cargo test builds them)",
+        bin.display()
+    );
+    let dir = std::env::temp_dir().join(format!("ratebound-gw-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, CONFIG).unwrap();
+    let mut child = Command::new(bin)
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("the gateway exited").unwrap();
+        if let Some(rest) = line.strip_prefix("ratebound gateway on ") {
+            break rest.split(',').next().unwrap().to_owned();
+        }
+    };
+    Gateway { child, base }
+}
+
+fn chat(model: &str) -> serde_json::Value {
+    json!({"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+#[tokio::test]
+async fn the_gateway_refuses_before_charging_and_cuts_off_slow_clients() {
+    let gw = start();
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/chat/completions", gw.base);
+
+    // 404 and 405, many times: nothing charged.
+    for _ in 0..5 {
+        let r = client
+            .post(format!("{}/v1/nope", gw.base))
+            .bearer_auth("sk-alice")
+            .json(&chat("gpt-4o"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        let r = client
+            .get(&url)
+            .bearer_auth("sk-alice")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405);
+    }
+    // Made-up models and duplicate keys: 400, nothing charged.
+    for i in 0..20 {
+        let r = client
+            .post(&url)
+            .bearer_auth("sk-alice")
+            .json(&chat(&format!("made-up-{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "model made-up-{i}");
+    }
+    let r = client
+        .post(&url)
+        .header("authorization", "Bearer sk-alice")
+        .header("content-type", "application/json")
+        .body(r#"{"model":"gpt-4o","model":"o1-pro","messages":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("more than once"));
+
+    // The slow client: headers never finished.
+    let addr = gw.base.trim_start_matches("http://").to_owned();
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let opened = Instant::now();
+
+    // The whole quota (3 requests, 3 budget requests) is still there; the
+    // scheme is matched in any case.
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let r = client
+            .post(&url)
+            .header("authorization", format!("{scheme} sk-alice"))
+            .json(&chat("gpt-4o"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{scheme}");
+    }
+    let r = client
+        .post(&url)
+        .bearer_auth("sk-alice")
+        .json(&chat("gpt-4o"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+
+    // The slow connection is closed after the 1 s header timeout.
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = Vec::new();
+    let n = slow.read_to_end(&mut buf);
+    let waited = opened.elapsed();
+    assert!(n.is_ok(), "the slow connection was not closed: {n:?}");
+    assert!(waited < Duration::from_secs(4), "closed after {waited:?}");
+
+    // An idle kept-alive connection is closed too.
+    let mut idle = TcpStream::connect(&addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let started = Instant::now();
+    let n = idle.read(&mut [0u8; 64]);
+    assert!(matches!(n, Ok(0)), "idle connection: {n:?}");
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
