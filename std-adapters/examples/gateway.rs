@@ -1,6 +1,9 @@
-//! The demo LLM gateway: model-level limits (total and successful requests
-//! per user and model, group overrides) in front of an OpenAI-compatible
-//! upstream, with the in-memory store.
+//! The demo LLM gateway in front of an OpenAI- or Anthropic-compatible
+//! upstream: model-level limits (total and successful requests per user and
+//! model, group overrides) and token, request and money budgets per key,
+//! user, group and model (reserved from each request's estimate, settled
+//! from the usage the model reports, streams included), in memory by
+//! default or in Redis.
 //!
 //! ```text
 //! cargo run -p ratebound-std --features http,redis --example gateway -- --demo
@@ -11,8 +14,11 @@
 //!
 //! `--demo` starts the gateway on a free loopback port, drives it with a
 //! short scripted load (admitted, then 429 with its headers and body, a
-//! failing upstream that uses no success quota, then recovery after
-//! `Retry-After`), prints what a client sees, and exits.
+//! failing upstream that uses no success quota, recovery after
+//! `Retry-After`; then budgets: a reservation settled from the reported
+//! usage, a stream settled from its last event, a cut-off stream, a 429 for
+//! tokens, a request over the per-request cap), prints what a client sees,
+//! and exits.
 //!
 //! Serving, try it with curl:
 //!
@@ -31,7 +37,7 @@ use std::time::Duration;
 
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -41,6 +47,7 @@ use ratebound_core::budget::llm::Price;
 use ratebound_std::budget::{ScopedBackend, ScopedBudgetConfig, ScopedBudgets};
 use ratebound_std::clock::SystemClock;
 use ratebound_std::fallback::{FailoverOptions, OnUnavailable};
+use ratebound_std::http::alert_webhook::AlertWebhook;
 use ratebound_std::http::budget_layer::{BudgetLayer, KeyId, SettleEvent};
 use ratebound_std::http::headers::error_body;
 use ratebound_std::http::layer::{FromExtensions, ModelLimitLayer};
@@ -73,6 +80,8 @@ struct Config {
     default_max_output_tokens: Option<u64>,
     #[serde(default)]
     timeouts: Timeouts,
+    /// Post budget alerts (thresholds crossed, limits hit) here as JSON.
+    alert_webhook: Option<String>,
     /// Share the limits through Redis (every replica the same counts).
     redis: Option<RedisConfig>,
 }
@@ -216,11 +225,11 @@ async fn identify(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> R
 
 /// Forward to the upstream (retrying 408/429/5xx, waiting at least what its
 /// rate-limit headers say), or answer from the built-in fake.
-async fn completions(State(gw): State<Arc<Gateway>>, body: Bytes) -> Response {
+async fn completions(State(gw): State<Arc<Gateway>>, uri: Uri, body: Bytes) -> Response {
     let Some(url) = gw.upstream.clone() else {
         return fake_upstream(&body);
     };
-    let url = format!("{}/v1/chat/completions", url.trim_end_matches('/'));
+    let url = format!("{}{}", url.trim_end_matches('/'), uri.path());
     let sent = gw
         .retry
         .run(|| {
@@ -457,6 +466,11 @@ fn router(
     cfg: Config,
 ) -> Result<Router, Box<dyn std::error::Error>> {
     let limit = ModelLimitLayer::new(limiter, FromExtensions::new());
+    if let Some(url) = &cfg.alert_webhook {
+        let webhook = AlertWebhook::spawn(url, AlertWebhook::default_retry(), 1_024)?;
+        budgets.on_alert(webhook.handler());
+        println!("budget alerts: posted to {url}");
+    }
     let mut budget = BudgetLayer::new(Arc::new(budgets), cfg.prices.clone())
         .max_body(MAX_BODY)
         .on_settle(|e| {
@@ -496,7 +510,9 @@ fn router(
         .route_layer(budget)
         .route_layer(middleware::from_fn_with_state(Arc::clone(&gw), identify));
     Ok(Router::new()
-        .route("/v1/chat/completions", chat)
+        .route("/v1/chat/completions", chat.clone())
+        .route("/v1/responses", chat.clone())
+        .route("/v1/messages", chat)
         .with_state(gw))
 }
 

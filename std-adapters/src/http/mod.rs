@@ -26,6 +26,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod alert_webhook;
 pub mod budget_layer;
 pub mod headers;
 pub mod layer;
