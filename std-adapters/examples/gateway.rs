@@ -561,6 +561,9 @@ async fn demo_budgets(
     base: &str,
     settled: &mut tokio::sync::mpsc::UnboundedReceiver<SettleEvent>,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    // Settlements of the requests before this part: not carol's.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    while settled.try_recv().is_ok() {}
     let client = reqwest::Client::new();
     let url = format!("{base}/v1/chat/completions");
     let send =
@@ -710,7 +713,9 @@ async fn demo(base: String) -> Result<(), Box<dyn std::error::Error>> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Logs go to stderr; stdout is what a client sees (the demo's output).
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "warn,gateway=info".into()),

@@ -9,12 +9,12 @@
 //! | [`limiter`] | thread-safe limiters with `check`, `peek`, async `acquire` (cancellation-safe, deadline) and `acquire_blocking` |
 //! | [`keyed`] | sharded per-key stores with bounded memory and a defined full-store policy |
 //! | [`retry`] | the retry executor: classification, hints, shared retry budget, hooks, cancellation |
-//! | [`budget`] | the budget manager: check / reserve / settle / record, status, alerts delivered off-thread |
+//! | [`budget`] | the budget manager: check / reserve / settle / record, status, alerts delivered off-thread; budgets per API key, user, group and model reserved together ([`budget::ScopedBudgets`]) |
 //! | [`manager`] | budget + limiter + retry, as Go `policy`'s `Manager` |
 //! | [`config`] | TOML/JSON configs with errors naming the field |
 //! | [`go_policy`] | the JSON of Go's `policy` package: its budget config, status, alerts and usage records, converted exactly |
 //! | [`model_limit`] | an LLM gateway's model-level total/success limits per user (or group) and model, with group overrides |
-//! | `http` (feature `http`) | a tower layer for those limits, rate-limit headers out and upstream headers in |
+//! | `http` (feature `http`) | tower layers: model limits, and LLM token / request / money budgets reserved from each request's estimate and settled from the usage the model reports (JSON and streamed); rate-limit headers out, upstream headers in; budget alerts to a webhook |
 //! | [`fallback`] | what a shared limit does while Redis is unavailable: closed, open, or local on a share of each limit; one combinator for every domain |
 //! | `redis` (feature `redis`) | the transport: core's decisions made atomically in Redis / Redis Cluster by Lua (a Redis Functions library, scripts on older servers) for limiters, policy sets, budgets and model limits; the Redis-backed limiters live with their domain ([`keyed`], [`budget`], [`model_limit`]) |
 //!
@@ -31,7 +31,7 @@
 //!
 //! | Feature | Default | What it enables |
 //! |---|---|---|
-//! | `http` | no | the `http` module: a tower layer for model limits, rate-limit headers out, upstream rate-limit headers in (`Retry-After`, OpenAI, Anthropic) |
+//! | `http` | no | the `http` module: tower layers for model limits and LLM budgets, rate-limit headers out, upstream rate-limit headers in (`Retry-After`, OpenAI, Anthropic), the alert webhook |
 //! | `redis` | no | the `redis` module (Redis / Redis Cluster transport: a Redis Functions library, scripts on older servers) and the Redis-backed limiters, budgets and model limits in [`keyed`], [`budget`] and [`model_limit`] |
 //!
 

@@ -23,7 +23,7 @@ use ratebound_core::budget::{Dimension, Horizon};
 use ratebound_core::Instant;
 use ratebound_std::budget::{Scope, ScopedBackend, ScopedBudgetConfig, ScopedBudgets};
 use ratebound_std::clock::ManualClock;
-use ratebound_std::http::budget_layer::{BudgetLayer, SettleEvent};
+use ratebound_std::http::budget_layer::{BudgetLayer, KeyId, SettleEvent};
 use ratebound_std::model_limit::Identity;
 use serde_json::{json, Value};
 
@@ -40,6 +40,8 @@ struct Upstream {
     reported_tokens: Arc<AtomicU64>,
     reported_cost: Arc<AtomicU64>,
     bodies: Arc<Mutex<Vec<Value>>>,
+    /// A stream with "gate" in its prompt waits here before its last events.
+    gate: Arc<tokio::sync::Notify>,
 }
 
 /// Usage the upstream reports for a request: 12 prompt tokens and 5 + n
@@ -107,7 +109,8 @@ async fn upstream(State(u): State<Upstream>, body: Bytes) -> Response {
             }
             events.push(Ok(Bytes::from_static(b"data: [DONE]\n\n")));
         }
-        let stream = futures_stream(events);
+        let gate = text.contains("gate").then(|| u.gate.clone());
+        let stream = futures_stream(events, gate);
         return Response::builder()
             .header("content-type", "text/event-stream")
             .body(Body::from_stream(stream))
@@ -121,10 +124,16 @@ async fn upstream(State(u): State<Upstream>, body: Bytes) -> Response {
 /// A stream that yields `events` one per poll, with a pause between them.
 fn futures_stream(
     events: Vec<Result<Bytes, std::io::Error>>,
+    gate: Option<Arc<tokio::sync::Notify>>,
 ) -> impl futures_core::Stream<Item = Result<Bytes, std::io::Error>> + Send {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     tokio::spawn(async move {
-        for e in events {
+        for (i, e) in events.into_iter().enumerate() {
+            if i == 1 {
+                if let Some(g) = &gate {
+                    g.notified().await;
+                }
+            }
             tokio::time::sleep(StdDuration::from_millis(20)).await;
             if tx.send(e).await.is_err() {
                 return;
@@ -159,10 +168,18 @@ async fn auth(mut req: Request, next: Next) -> Response {
         .get("x-group")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let key = req
+        .headers()
+        .get("x-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     if let Some(u) = user {
         let mut id = Identity::user(u);
         id.user_group = group;
         req.extensions_mut().insert(id);
+    }
+    if let Some(k) = key {
+        req.extensions_mut().insert(KeyId(k));
     }
     next.run(req).await
 }
@@ -700,4 +717,165 @@ async fn alerts_are_posted_to_the_webhook_off_the_request_path() {
     }
     wait_settled(&g, 4).await;
     assert!(webhook.dropped() >= 1, "the full queue dropped alerts");
+}
+
+/// Key, user, group and model budgets all apply; the tightest binds, the
+/// 429 names it, and a refusal holds nothing in the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scope_applies_and_the_tightest_binds() {
+    let cfg = r#"
+        per_key = { requests_per_minute = 3 }
+        per_user = { tokens_per_minute = 10_000 }
+        per_group.team = { tokens_per_minute = 300 }
+        per_model."gpt-4o" = { tokens_per_minute = 100_000 }
+    "#;
+    let up = Upstream::default();
+    let budgets = Arc::new(
+        ScopedBudgets::new(config(cfg), ScopedBackend::Memory, at(1_795_392_000)).unwrap(),
+    );
+    let g = serve(budgets, up.clone(), 4_096).await;
+    let client = reqwest::Client::new();
+    let send = |key: &'static str, group: Option<&'static str>| {
+        let mut r = client
+            .post(format!("{}/v1/chat/completions", g.base))
+            .bearer_auth("alice")
+            .header("x-key", key)
+            .json(&request(0, 100, json!({})));
+        if let Some(gr) = group {
+            r = r.header("x-group", gr);
+        }
+        r.send()
+    };
+    // The team (300 tokens a minute) holds two estimates of 117 at a time.
+    for _ in 0..2 {
+        assert_eq!(
+            send("k1", Some("team")).await.unwrap().status(),
+            StatusCode::OK
+        );
+    }
+    wait_settled(&g, 2).await;
+    // Settled at 17 tokens each: 266 left, two more fit the team.
+    assert_eq!(
+        used(&g, Scope::Group, "team", Dimension::Tokens, Horizon::MINUTE).await,
+        34
+    );
+    assert_eq!(
+        send("k2", Some("team")).await.unwrap().status(),
+        StatusCode::OK
+    );
+    // Key k1 has made 2 of its 3 requests; the third is its last.
+    assert_eq!(send("k1", None).await.unwrap().status(), StatusCode::OK);
+    let r = send("k1", None).await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["x-ratelimit-limit-requests"], "3");
+    assert_eq!(r.headers()["x-ratelimit-remaining-requests"], "0");
+    assert!(r.headers()["ratelimit-policy"]
+        .to_str()
+        .unwrap()
+        .starts_with("\"key-requests\";q=3;w=60"));
+    wait_settled(&g, 4).await;
+    // Every admitted call was charged to the user and the model; the
+    // refused one to nobody.
+    assert_eq!(
+        used(&g, Scope::User, "alice", Dimension::Tokens, Horizon::MINUTE).await,
+        4 * 17
+    );
+    assert_eq!(
+        used(
+            &g,
+            Scope::Model,
+            "gpt-4o",
+            Dimension::Tokens,
+            Horizon::MINUTE
+        )
+        .await,
+        4 * 17
+    );
+    assert_eq!(
+        used(&g, Scope::Key, "k1", Dimension::Requests, Horizon::MINUTE).await,
+        3
+    );
+    assert_eq!(
+        g.budgets.status(Scope::User, "alice").await.unwrap().holds,
+        0
+    );
+}
+
+/// The stream is not buffered: the client reads the first events while the
+/// upstream has not yet written the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_reach_the_client_as_the_upstream_writes_them() {
+    let up = Upstream::default();
+    let budgets = Arc::new(
+        ScopedBudgets::new(config(FIFTY), ScopedBackend::Memory, at(1_795_392_000)).unwrap(),
+    );
+    let g = serve(budgets, up.clone(), 4_096).await;
+    let mut r = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", g.base))
+        .bearer_auth("alice")
+        .json(&request(5, 100, json!({"stream": true, "note": "gate"})))
+        .send()
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(StdDuration::from_secs(10), r.chunk())
+        .await
+        .expect("the first events were held back")
+        .unwrap()
+        .unwrap();
+    assert_eq!(&first[..], SSE_HEAD.as_bytes());
+    assert!(
+        g.settled.lock().unwrap().is_empty(),
+        "settled before the stream ended"
+    );
+    up.gate.notify_one();
+    let mut rest = Vec::new();
+    while let Some(c) = r.chunk().await.unwrap() {
+        rest.extend_from_slice(&c);
+    }
+    assert!(String::from_utf8(rest)
+        .unwrap()
+        .ends_with("data: [DONE]\n\n"));
+    wait_settled(&g, 1).await;
+    let t = usage_for(&request(5, 100, json!({})));
+    assert_eq!(g.settled.lock().unwrap()[0].ending, Ending::Reported(t));
+}
+
+/// A client that leaves mid-stream: charged the reservation (no usage came),
+/// and the holds are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gone_mid_stream_is_charged_by_the_rule() {
+    let up = Upstream::default();
+    let budgets = Arc::new(
+        ScopedBudgets::new(config(FIFTY), ScopedBackend::Memory, at(1_795_392_000)).unwrap(),
+    );
+    let g = serve(budgets, up.clone(), 4_096).await;
+    let body = request(6, 100, json!({"stream": true, "note": "gate"}));
+    let mut r = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", g.base))
+        .bearer_auth("alice")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let first = r.chunk().await.unwrap().unwrap();
+    assert_eq!(&first[..], SSE_HEAD.as_bytes());
+    drop(r); // the client goes away
+    up.gate.notify_one(); // the server notices when it next writes
+    wait_settled(&g, 1).await;
+    let e = g.settled.lock().unwrap()[0].clone();
+    let est = ratebound_std::http::llm_request::LlmRequest::parse(body.to_string().as_bytes())
+        .unwrap()
+        .estimate(4_096);
+    assert_eq!(
+        e.ending,
+        Ending::Unreported {
+            input: None,
+            observed_output: 2
+        }
+    );
+    assert_eq!(e.charged, est.usage(&PRICE));
+    assert_eq!(
+        g.budgets.status(Scope::User, "alice").await.unwrap().holds,
+        0
+    );
 }

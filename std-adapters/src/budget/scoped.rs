@@ -187,6 +187,12 @@ type Handler = Arc<dyn Fn(&ScopedAlert) + Send + Sync>;
 
 /// Budgets per [`Scope`], in memory or in Redis, reserved together.
 ///
+/// Each budget holds at most 256 reservations at once in memory
+/// (`hold_slots` in Redis): a call beyond that is refused
+/// ([`DenyReason::TooManyReservations`](ratebound_core::budget::DenyReason))
+/// until one settles. A budget in memory takes about 16 KB (its reservation
+/// table); `max_budgets` bounds the total.
+///
 /// ```
 /// use ratebound_std::budget::{Payer, ScopedBackend, ScopedBudgetConfig, ScopedBudgets};
 /// use ratebound_std::clock::ManualClock;

@@ -1,6 +1,9 @@
-//! HTTP: a tower layer enforcing model-level limits ([`layer`]), the
-//! rate-limit headers and 429 body it writes ([`headers`]), and the parsing
-//! of an upstream provider's own rate-limit headers ([`upstream`]).
+//! HTTP: a tower layer enforcing model-level limits ([`layer`]), one
+//! enforcing LLM token, request and money budgets ([`budget_layer`], reading
+//! requests with [`llm_request`] and reported usage with [`usage`]), budget
+//! alerts posted to a webhook ([`alert_webhook`]), the rate-limit headers
+//! and 429 body they write ([`headers`]), and the parsing of an upstream
+//! provider's own rate-limit headers ([`upstream`]).
 //!
 //! Feature `http`.
 //!
