@@ -555,6 +555,21 @@ fn show(label: &str, status: StatusCode, h: &HeaderMap) {
     );
 }
 
+/// The settlement of the request just answered: none for a refusal, and
+/// never waits long (a replica elsewhere may share the budget).
+async fn next_settled(
+    status: StatusCode,
+    settled: &mut tokio::sync::mpsc::UnboundedReceiver<SettleEvent>,
+) -> Option<SettleEvent> {
+    if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::BAD_REQUEST {
+        return None;
+    }
+    tokio::time::timeout(Duration::from_secs(5), settled.recv())
+        .await
+        .ok()
+        .flatten()
+}
+
 /// The budget part of `--demo`: reserve → settle from the reported usage,
 /// a stream, a cut-off stream, a 429 for tokens and a request over the cap.
 async fn demo_budgets(
@@ -588,7 +603,7 @@ async fn demo_budgets(
     let r = send(ask("Say hello to the budget demo", 200, false)).await?;
     let status = r.status();
     let body: serde_json::Value = r.json().await?;
-    report("carol JSON", status, settled.recv().await);
+    report("carol JSON", status, next_settled(status, settled).await);
     println!("{:<34}     the upstream reported {}", "", body["usage"]);
     let r = send(ask("Say hello, streaming", 200, true)).await?;
     let status = r.status();
@@ -596,7 +611,7 @@ async fn demo_budgets(
     report(
         "carol stream (usage in last event)",
         status,
-        settled.recv().await,
+        next_settled(status, settled).await,
     );
     println!(
         "{:<34}     {} SSE events passed through",
@@ -606,7 +621,11 @@ async fn demo_budgets(
     let r = send(ask("Say hello, but cut the stream", 200, true)).await?;
     let status = r.status();
     let _ = r.text().await; // the body ends in an error
-    report("carol stream cut off", status, settled.recv().await);
+    report(
+        "carol stream cut off",
+        status,
+        next_settled(status, settled).await,
+    );
     for i in 1..=2 {
         let r = send(ask("Write an essay", 7_000, false)).await?;
         let status = r.status();
@@ -614,7 +633,7 @@ async fn demo_budgets(
         report(
             &format!("carol essay #{i} (7 000 tokens)"),
             status,
-            settled.recv().await,
+            next_settled(status, settled).await,
         );
     }
     let r = send(ask("Write an essay", 7_000, false)).await?;

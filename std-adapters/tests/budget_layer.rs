@@ -203,12 +203,19 @@ async fn serve(
     up: Upstream,
     default_output: u64,
 ) -> Gateway {
+    let prices = BTreeMap::from([("gpt-4o".to_owned(), PRICE)]);
+    let layer = BudgetLayer::new(budgets.clone(), prices).default_max_output(default_output);
+    serve_with(budgets, up, layer).await
+}
+
+async fn serve_with(
+    budgets: Arc<ScopedBudgets<ManualClock>>,
+    up: Upstream,
+    layer: BudgetLayer<ManualClock>,
+) -> Gateway {
     let settled = Arc::new(Mutex::new(Vec::new()));
     let s = settled.clone();
-    let prices = BTreeMap::from([("gpt-4o".to_owned(), PRICE)]);
-    let layer = BudgetLayer::new(budgets.clone(), prices)
-        .default_max_output(default_output)
-        .on_settle(move |e| s.lock().unwrap().push(e.clone()));
+    let layer = layer.on_settle(move |e| s.lock().unwrap().push(e.clone()));
     let app = Router::new()
         .route("/v1/chat/completions", post(upstream))
         .route_layer(layer)
@@ -714,6 +721,8 @@ async fn alerts_are_posted_to_the_webhook_off_the_request_path() {
             started.elapsed() < StdDuration::from_secs(5),
             "a request waited for the webhook"
         );
+        // Settled in its own minute: one alert each.
+        wait_settled(&g, 2 + i as usize).await;
     }
     wait_settled(&g, 4).await;
     assert!(webhook.dropped() >= 1, "the full queue dropped alerts");
@@ -878,4 +887,36 @@ async fn a_client_gone_mid_stream_is_charged_by_the_rule() {
         g.budgets.status(Scope::User, "alice").await.unwrap().holds,
         0
     );
+}
+
+/// A tokenizer plugged in: its count replaces the heuristic's prompt estimate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_counter_replaces_the_heuristic() {
+    let up = Upstream::default();
+    let budgets = Arc::new(
+        ScopedBudgets::new(config(FIFTY), ScopedBackend::Memory, at(1_795_392_000)).unwrap(),
+    );
+    let layer = BudgetLayer::new(
+        budgets.clone(),
+        BTreeMap::from([("gpt-4o".to_owned(), PRICE)]),
+    )
+    .count_prompt(|r| (r.body().get("tokenize") == Some(&Value::Bool(true))).then_some(50));
+    let g = serve_with(budgets, up, layer).await;
+    let client = reqwest::Client::new();
+    for (n, extra, input) in [
+        (0, json!({"tokenize": true}), 50),
+        (1, json!({"tokenize": false}), 17),
+    ] {
+        let r = client
+            .post(format!("{}/v1/chat/completions", g.base))
+            .bearer_auth("alice")
+            .json(&request(1, 100, extra))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.bytes().await.unwrap();
+        wait_settled(&g, n + 1).await;
+        assert_eq!(g.settled.lock().unwrap()[n].reserved.tokens, input + 100);
+    }
 }

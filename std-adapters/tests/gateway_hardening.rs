@@ -162,6 +162,20 @@ async fn the_gateway_refuses_before_charging_and_cuts_off_slow_clients() {
     assert!(n.is_ok(), "the slow connection was not closed: {n:?}");
     assert!(waited < Duration::from_secs(4), "closed after {waited:?}");
 
+    // A body that never comes: 408 after the 1 s body timeout.
+    let mut stalled = TcpStream::connect(&addr).unwrap();
+    stalled
+        .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-alice\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"model\"")
+        .unwrap();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let started = Instant::now();
+    let mut head = [0u8; 12];
+    stalled.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 408");
+    assert!(started.elapsed() < Duration::from_secs(4));
+
     // An idle kept-alive connection is closed too.
     let mut idle = TcpStream::connect(&addr).unwrap();
     idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

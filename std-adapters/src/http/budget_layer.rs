@@ -74,12 +74,14 @@ pub struct SettleEvent {
 }
 
 type SettleHook = Arc<dyn Fn(&SettleEvent) + Send + Sync>;
+type PromptCounter = Arc<dyn Fn(&LlmRequest) -> Option<u64> + Send + Sync>;
 
 struct Options {
     prices: BTreeMap<String, Price>,
     default_max_output: u64,
     max_body: usize,
     on_settle: Option<SettleHook>,
+    count_prompt: Option<PromptCounter>,
 }
 
 /// The tower layer (see the [module docs](self)). Clones share the budgets.
@@ -100,6 +102,7 @@ impl<C: Clock + Clone> BudgetLayer<C> {
                 default_max_output: 4_096,
                 max_body: 1 << 20,
                 on_settle: None,
+                count_prompt: None,
             },
         }
     }
@@ -113,6 +116,17 @@ impl<C: Clock + Clone> BudgetLayer<C> {
     /// The largest request body read (larger: 413).
     pub fn max_body(mut self, bytes: usize) -> Self {
         self.options.max_body = bytes;
+        self
+    }
+
+    /// Count a request's prompt tokens with `f` (an exact tokenizer for the
+    /// model, say) instead of the characters / 4 heuristic; `None` from `f`
+    /// falls back to the heuristic. The output cap is added either way.
+    pub fn count_prompt(
+        mut self,
+        f: impl Fn(&LlmRequest) -> Option<u64> + Send + Sync + 'static,
+    ) -> Self {
+        self.options.count_prompt = Some(Arc::new(f));
         self
     }
 
@@ -132,6 +146,7 @@ impl<C: Clock + Clone> Clone for BudgetLayer<C> {
                 default_max_output: self.options.default_max_output,
                 max_body: self.options.max_body,
                 on_settle: self.options.on_settle.clone(),
+                count_prompt: self.options.count_prompt.clone(),
             },
         }
     }
@@ -289,7 +304,10 @@ where
                 }
                 None => Price::default(),
             };
-            let estimate = request.estimate(options.default_max_output);
+            let mut estimate = request.estimate(options.default_max_output);
+            if let Some(n) = options.count_prompt.as_ref().and_then(|f| f(&request)) {
+                estimate.input = n;
+            }
             let reserved = estimate.usage(&price);
             let hold = match budgets.reserve(&payer, reserved).await {
                 Ok(h) => h,

@@ -155,6 +155,11 @@ impl LlmRequest {
         })
     }
 
+    /// The parsed body (its top level), e.g. for a tokenizer.
+    pub fn body(&self) -> &Map<String, Value> {
+        &self.body
+    }
+
     /// The reservation's estimate, with `default_output` when the request
     /// set no output cap.
     pub fn estimate(&self, default_output: u64) -> Estimate {
