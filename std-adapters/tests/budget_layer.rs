@@ -240,6 +240,10 @@ fn config(toml: &str) -> ScopedBudgetConfig {
     toml::from_str(toml).unwrap()
 }
 
+fn in_memory(toml: &str, clock: ManualClock) -> Arc<ScopedBudgets<ManualClock>> {
+    Arc::new(ScopedBudgets::new(config(toml), ScopedBackend::Memory, clock).unwrap())
+}
+
 /// A request whose estimate is 17 prompt tokens (44 characters: "user" and
 /// a 40-character content, one message) plus `max_tokens`.
 fn request(n: usize, max_tokens: u64, extra: Value) -> Value {
@@ -382,9 +386,7 @@ const FIFTY: &str = r#"per_user = { tokens_per_minute = 1_220, cost_per_day = 1_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_requests_admit_exactly_what_fits_in_memory() {
     let up = Upstream::default();
-    let budgets = Arc::new(
-        ScopedBudgets::new(config(FIFTY), ScopedBackend::Memory, at(1_795_392_000)).unwrap(),
-    );
+    let budgets = in_memory(FIFTY, at(1_795_392_000));
     let g = serve(budgets, up.clone(), 4_096).await;
     fifty_concurrent(&[g], &up).await;
 }
@@ -419,9 +421,7 @@ async fn fifty_concurrent_requests_through_three_layers_sharing_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_passes_byte_identical_and_settles_from_its_final_usage() {
     let up = Upstream::default();
-    let budgets = Arc::new(
-        ScopedBudgets::new(config(FIFTY), ScopedBackend::Memory, at(1_795_392_000)).unwrap(),
-    );
+    let budgets = in_memory(FIFTY, at(1_795_392_000));
     let g = serve(budgets, up.clone(), 4_096).await;
     let r = reqwest::Client::new()
         .post(format!("{}/v1/chat/completions", g.base))
@@ -453,9 +453,7 @@ async fn a_stream_passes_byte_identical_and_settles_from_its_final_usage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_off_stream_is_charged_its_whole_reservation() {
     let up = Upstream::default();
-    let budgets = Arc::new(
-        ScopedBudgets::new(config(FIFTY), ScopedBackend::Memory, at(1_795_392_000)).unwrap(),
-    );
+    let budgets = in_memory(FIFTY, at(1_795_392_000));
     let g = serve(budgets, up.clone(), 4_096).await;
     let r = reqwest::Client::new()
         .post(format!("{}/v1/chat/completions", g.base))
@@ -496,9 +494,7 @@ async fn refusals_are_400_or_429_and_charge_nothing() {
         per_user = { tokens_per_minute = 1_000, max_tokens_per_request = 500 }
         per_model."gpt-4o-mini" = { cost_per_day = 1_000 }
     "#;
-    let budgets = Arc::new(
-        ScopedBudgets::new(config(cfg), ScopedBackend::Memory, at(1_795_392_000)).unwrap(),
-    );
+    let budgets = in_memory(cfg, at(1_795_392_000));
     let g = serve(budgets, up.clone(), 4_096).await;
     let client = reqwest::Client::new();
     let post = |body: String| {
@@ -575,8 +571,7 @@ async fn cost_per_month_follows_local_months_to_the_micro_unit() {
     let clock = at(before);
     let cfg = r#"per_user = { cost_per_month = 50_000_000, utc_offset_minutes = 120 }"#;
     let up = Upstream::default();
-    let budgets =
-        Arc::new(ScopedBudgets::new(config(cfg), ScopedBackend::Memory, clock.clone()).unwrap());
+    let budgets = in_memory(cfg, clock.clone());
     let g = serve(budgets, up.clone(), 4_096).await;
     let client = reqwest::Client::new();
     let send = |n: usize| {
@@ -660,9 +655,7 @@ async fn alerts_are_posted_to_the_webhook_off_the_request_path() {
 
     let cfg = r#"per_user = { tokens_per_minute = 1_000, alert_at_percent = [1] }"#;
     let up = Upstream::default();
-    let budgets = Arc::new(
-        ScopedBudgets::new(config(cfg), ScopedBackend::Memory, at(1_795_392_000)).unwrap(),
-    );
+    let budgets = in_memory(cfg, at(1_795_392_000));
     let backoff = ratebound_core::backoff::Backoff::new(
         ratebound_core::Duration::from_millis(10),
         ratebound_core::Duration::from_millis(50),
@@ -739,9 +732,7 @@ async fn every_scope_applies_and_the_tightest_binds() {
         per_model."gpt-4o" = { tokens_per_minute = 100_000 }
     "#;
     let up = Upstream::default();
-    let budgets = Arc::new(
-        ScopedBudgets::new(config(cfg), ScopedBackend::Memory, at(1_795_392_000)).unwrap(),
-    );
+    let budgets = in_memory(cfg, at(1_795_392_000));
     let g = serve(budgets, up.clone(), 4_096).await;
     let client = reqwest::Client::new();
     let send = |key: &'static str, group: Option<&'static str>| {
@@ -815,9 +806,7 @@ async fn every_scope_applies_and_the_tightest_binds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_reach_the_client_as_the_upstream_writes_them() {
     let up = Upstream::default();
-    let budgets = Arc::new(
-        ScopedBudgets::new(config(FIFTY), ScopedBackend::Memory, at(1_795_392_000)).unwrap(),
-    );
+    let budgets = in_memory(FIFTY, at(1_795_392_000));
     let g = serve(budgets, up.clone(), 4_096).await;
     let mut r = reqwest::Client::new()
         .post(format!("{}/v1/chat/completions", g.base))
@@ -854,9 +843,7 @@ async fn events_reach_the_client_as_the_upstream_writes_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_gone_mid_stream_is_charged_by_the_rule() {
     let up = Upstream::default();
-    let budgets = Arc::new(
-        ScopedBudgets::new(config(FIFTY), ScopedBackend::Memory, at(1_795_392_000)).unwrap(),
-    );
+    let budgets = in_memory(FIFTY, at(1_795_392_000));
     let g = serve(budgets, up.clone(), 4_096).await;
     let body = request(6, 100, json!({"stream": true, "note": "gate"}));
     let mut r = reqwest::Client::new()
@@ -893,9 +880,7 @@ async fn a_client_gone_mid_stream_is_charged_by_the_rule() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prompt_counter_replaces_the_heuristic() {
     let up = Upstream::default();
-    let budgets = Arc::new(
-        ScopedBudgets::new(config(FIFTY), ScopedBackend::Memory, at(1_795_392_000)).unwrap(),
-    );
+    let budgets = in_memory(FIFTY, at(1_795_392_000));
     let layer = BudgetLayer::new(
         budgets.clone(),
         BTreeMap::from([("gpt-4o".to_owned(), PRICE)]),
