@@ -1,168 +1,23 @@
 //! Budgets per API key, user, group and model, reserved together: one
 //! call holds its estimate in every budget that applies to it, or in none.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{mpsc, Arc, Mutex, RwLock};
 
-use ratebound_core::budget::{
-    Alert, Budget, BudgetError, BudgetStatus, Denial, Reservation, Settled, Usage, WindowLimit,
-};
+use ratebound_core::budget::{Alert, Budget, BudgetStatus, Reservation, Usage};
 use ratebound_core::ConfigError;
-use serde::{Deserialize, Serialize};
 
-use super::{BudgetDenied, BudgetManager, BudgetSpec};
+use super::{BudgetManager, BudgetSpec};
 use crate::clock::Clock;
 
-/// What a budget is shared by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Scope {
-    /// One API key.
-    Key,
-    /// One user (every key of theirs).
-    User,
-    /// One group or team (every member).
-    Group,
-    /// One model (every caller of it).
-    Model,
-}
+mod config;
+mod hold;
 
-impl Scope {
-    /// `key`, `user`, `group` or `model`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Scope::Key => "key",
-            Scope::User => "user",
-            Scope::Group => "group",
-            Scope::Model => "model",
-        }
-    }
-}
-
-/// Which budgets apply to whom.
-///
-/// `per_key` and `per_user` give every key and every user a budget of their
-/// own; `per_group` and `per_model` name the groups and models that have
-/// one, shared by all their callers. A request draws on each that applies.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ScopedBudgetConfig {
-    /// Each API key's own budget.
-    pub per_key: Option<BudgetSpec>,
-    /// Each user's own budget.
-    pub per_user: Option<BudgetSpec>,
-    /// Budgets of named groups, shared by their members.
-    pub per_group: BTreeMap<String, BudgetSpec>,
-    /// Budgets of named models, shared by everyone calling them.
-    pub per_model: BTreeMap<String, BudgetSpec>,
-    /// The most budgets held at once (per key and per user ones are made on
-    /// first use); past it, calls by new keys or users are refused with
-    /// [`ScopedDenied::Full`] rather than forgetting anyone's usage.
-    pub max_budgets: usize,
-}
-
-impl Default for ScopedBudgetConfig {
-    fn default() -> Self {
-        ScopedBudgetConfig {
-            per_key: None,
-            per_user: None,
-            per_group: BTreeMap::new(),
-            per_model: BTreeMap::new(),
-            max_budgets: 10_000,
-        }
-    }
-}
-
-/// A scope's budget config was invalid.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("budget {scope}: {error}")]
-pub struct ScopedConfigError {
-    /// Which: `per_user`, `per_group.vip`…
-    pub scope: String,
-    /// What.
-    pub error: ConfigError,
-}
-
-/// Who a call is for: the budgets of each of these apply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Payer<'a> {
-    /// The API key's id (a name for it, never the secret).
-    pub key: Option<&'a str>,
-    /// The user.
-    pub user: &'a str,
-    /// The user's group.
-    pub group: Option<&'a str>,
-    /// The model.
-    pub model: &'a str,
-}
-
-/// A budget alert with the budget it came from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ScopedAlert {
-    /// The budget's scope.
-    pub scope: Scope,
-    /// Whose (the key id, user, group or model).
-    pub id: String,
-    /// The alert.
-    pub alert: Alert,
-}
-
-/// Why a reservation was refused.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ScopedDenied {
-    /// A budget has no room now; retry at `denial.retry_at`.
-    #[error("the {} budget of {id:?} is exhausted; retry at {}", scope.name(), denial.retry_at)]
-    Exhausted {
-        /// Which budget.
-        scope: Scope,
-        /// Whose.
-        id: String,
-        /// Core's denial.
-        denial: Denial,
-        /// The limit that bound, when a window limit did.
-        limit: Option<WindowLimit>,
-    },
-    /// The call can never fit: it exceeds a per-request cap or a whole window.
-    #[error("the {} budget of {id:?} can never admit this request: {error}", scope.name())]
-    TooLarge {
-        /// Which budget.
-        scope: Scope,
-        /// Whose.
-        id: String,
-        /// Core's reason.
-        error: BudgetError,
-    },
-    /// `max_budgets` budgets are held: a new key or user cannot get one.
-    #[error("{0} budgets are held, the most configured; refusing a new one")]
-    Full(usize),
-    /// The budget store could not answer.
-    #[cfg(feature = "redis")]
-    #[error(transparent)]
-    Store(#[from] crate::redis::StoreError),
-}
-
-/// Where scoped budgets live.
-#[derive(Clone, Debug, Default)]
-#[non_exhaustive]
-pub enum ScopedBackend {
-    /// In this process.
-    #[default]
-    Memory,
-    /// In Redis, shared by every server: the budget of scope `s` and id `i`
-    /// is under `{prefix}{s}:{i}`.
-    #[cfg(feature = "redis")]
-    Redis {
-        /// The connection.
-        store: crate::redis::RedisStore,
-        /// Key prefix (e.g. `"llm:"`).
-        prefix: String,
-        /// Concurrent reservations per budget.
-        hold_slots: usize,
-        /// While Redis is unavailable.
-        failover: crate::fallback::FailoverOptions,
-    },
-}
+pub use config::{
+    Payer, Scope, ScopedAlert, ScopedBackend, ScopedBudgetConfig, ScopedConfigError, ScopedDenied,
+};
+pub use hold::ScopedHold;
+use hold::{deliver, denied};
 
 enum Manager<C: Clock> {
     Memory(Box<BudgetManager<C>>),
@@ -481,122 +336,6 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
             Manager::Memory(m) => Some(m.status()),
             #[cfg(feature = "redis")]
             Manager::Redis(m) => m.status().await.ok(),
-        }
-    }
-}
-
-fn deliver<C: Clock>(handlers: &RwLock<Vec<Handler>>, e: &Entry<C>) {
-    let alerts: Vec<Alert> = e
-        .alerts
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .try_iter()
-        .collect();
-    if alerts.is_empty() {
-        return;
-    }
-    let handlers = handlers.read().unwrap_or_else(|p| p.into_inner()).clone();
-    for alert in alerts {
-        tracing::warn!(scope = e.scope.name(), id = %e.id, alert = alert.alert_type(), utilization_bp = alert.utilization_bp, "budget alert");
-        let a = ScopedAlert {
-            scope: e.scope,
-            id: e.id.clone(),
-            alert,
-        };
-        for h in &handlers {
-            h(&a);
-        }
-    }
-}
-
-fn denied<C: Clock>(e: &Entry<C>, budget: &Budget, d: BudgetDenied) -> ScopedDenied {
-    match d {
-        BudgetDenied::Denied(denial) => ScopedDenied::Exhausted {
-            scope: e.scope,
-            id: e.id.clone(),
-            limit: denial
-                .limit
-                .and_then(|i| budget.config().limits.get(usize::from(i)).copied()),
-            denial,
-        },
-        BudgetDenied::Invalid(error) => ScopedDenied::TooLarge {
-            scope: e.scope,
-            id: e.id.clone(),
-            error,
-        },
-    }
-}
-
-/// A call's holds in every budget that applies to it. Settle it with the
-/// usage the call had; dropped unsettled, it releases every hold.
-#[must_use = "dropping a hold releases it; settle it with the actual usage"]
-pub struct ScopedHold<C: Clock + Clone> {
-    held: Vec<(Arc<Entry<C>>, Ticket)>,
-    usage: Usage,
-    handlers: Handlers,
-}
-
-impl<C: Clock + Clone> std::fmt::Debug for ScopedHold<C> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScopedHold")
-            .field("usage", &self.usage)
-            .field("budgets", &self.held.len())
-            .finish()
-    }
-}
-
-impl<C: Clock + Clone> ScopedHold<C> {
-    /// What it holds in each budget.
-    pub fn usage(&self) -> Usage {
-        self.usage
-    }
-
-    /// The budgets it holds, as `(scope, id)`.
-    pub fn budgets(&self) -> impl Iterator<Item = (Scope, &str)> {
-        self.held.iter().map(|(e, _)| (e.scope, e.id.as_str()))
-    }
-
-    /// Charge `actual` to every budget held. Each settlement that the store
-    /// could not record is returned as an error after the others were tried.
-    pub async fn settle(mut self, actual: Usage) -> Result<Vec<Settled>, ScopedDenied> {
-        let mut out = Vec::new();
-        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
-        let mut failed = None;
-        for (e, t) in std::mem::take(&mut self.held) {
-            let s = match (&e.manager, t) {
-                (Manager::Memory(m), Ticket::Memory(r)) => m.settle(r, actual),
-                #[cfg(feature = "redis")]
-                (Manager::Redis(m), Ticket::Redis(t)) => match m.settle_ticket(t, actual).await {
-                    Ok(s) => s,
-                    Err(err) => {
-                        tracing::warn!(scope = e.scope.name(), id = %e.id, error = %err, "could not settle a budget");
-                        failed = Some(ScopedDenied::Store(err));
-                        None
-                    }
-                },
-                #[cfg(feature = "redis")]
-                _ => None,
-            };
-            deliver(&self.handlers, &e);
-            out.extend(s);
-        }
-        match failed {
-            Some(f) => Err(f),
-            None => Ok(out),
-        }
-    }
-}
-
-impl<C: Clock + Clone> Drop for ScopedHold<C> {
-    fn drop(&mut self) {
-        for (e, t) in self.held.drain(..) {
-            match (&e.manager, t) {
-                (Manager::Memory(m), Ticket::Memory(r)) => m.release(r),
-                #[cfg(feature = "redis")]
-                (Manager::Redis(m), Ticket::Redis(t)) => m.release_ticket(t),
-                #[cfg(feature = "redis")]
-                _ => {}
-            }
         }
     }
 }

@@ -9,7 +9,7 @@
 //!    parsed ([`LlmRequest`]): not a JSON object, a repeated top-level key,
 //!    no `model` or a malformed output cap → 400. The model is set as the
 //!    [`Model`] extension for the model-limit layer inside.
-//! 2. The estimate ([`Estimate::from_prompt`]: the prompt's characters / 4
+//! 2. The estimate ([`Estimate::from_prompt`](ratebound_core::budget::llm::Estimate::from_prompt): the prompt's characters / 4
 //!    plus framing, and the output cap or the configured default) is priced
 //!    from the price table and reserved in each budget of the caller's key,
 //!    user, group and model ([`ScopedBudgets`]). A request that can never
@@ -37,21 +37,27 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
-use http_body::{Body, Frame, SizeHint};
+use http::header::CONTENT_TYPE;
+use http::{Request, Response, StatusCode};
+use http_body::Body;
 use http_body_util::BodyExt;
-use ratebound_core::budget::llm::{Ending, Estimate, Price};
-use ratebound_core::budget::{Dimension, Horizon, Usage};
+use ratebound_core::budget::llm::{Ending, Price};
+use ratebound_core::budget::Usage;
 use tower::{Layer, Service};
 
-use super::headers::{error_body, RATELIMIT, RATELIMIT_POLICY};
 use super::layer::{LimitRefusal, Model};
 use super::llm_request::{Api, LlmRequest};
 use super::usage::UsageScan;
-use crate::budget::{Payer, ScopedBudgets, ScopedDenied};
+
+mod metered;
+mod refusal;
+
+use crate::budget::{Payer, ScopedBudgets};
 use crate::clock::Clock;
 use crate::model_limit::Identity;
+pub use metered::MeteredBody;
+use metered::{Metered, Settle};
+use refusal::{denied, refuse};
 
 /// The API key's id, as a request extension set by auth middleware: the
 /// name the per-key budget goes by (never the secret itself).
@@ -182,27 +188,6 @@ impl<S: Clone, C: Clock + Clone> Clone for BudgetService<S, C> {
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-fn answer_with<B: Body, C: Clock + Clone>(
-    status: StatusCode,
-    body: String,
-) -> Response<MeteredBody<B, C>> {
-    let mut res = Response::new(MeteredBody(Metered::Full(Some(Bytes::from(body)))));
-    *res.status_mut() = status;
-    res.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    res.extensions_mut().insert(LimitRefusal);
-    res
-}
-
-fn refuse<B: Body, C: Clock + Clone>(
-    status: StatusCode,
-    message: &str,
-    kind: &str,
-    code: &str,
-) -> Response<MeteredBody<B, C>> {
-    answer_with(status, error_body(message, kind, code))
-}
 
 impl<S, C, ReqB, ResB> Service<Request<ReqB>> for BudgetService<S, C>
 where
@@ -357,273 +342,5 @@ where
                 })
             }))
         })
-    }
-}
-
-/// The 429 / 400 / 503 for a refused reservation.
-async fn denied<B: Body, C: Clock + Clone>(
-    budgets: &ScopedBudgets<C>,
-    d: ScopedDenied,
-) -> Response<MeteredBody<B, C>> {
-    match d {
-        ScopedDenied::Exhausted { scope, id, denial, limit } => {
-            let now = budgets.clock().now();
-            let wait = denial.retry_at.duration_after(now).as_secs_ceil().max(1);
-            let (what, q, window) = match limit {
-                Some(l) => {
-                    let what = match l.dimension {
-                        Dimension::Requests => "requests",
-                        Dimension::Tokens => "tokens",
-                        Dimension::Cost => "cost",
-                    };
-                    (what, Some(l), l.horizon)
-                }
-                None => ("requests", None, Horizon::MINUTE),
-            };
-            let per = match window {
-                Horizon::CalendarMonth => "per month".to_owned(),
-                Horizon::Fixed(d) if d.as_secs() == 60 => "per minute".to_owned(),
-                Horizon::Fixed(d) if d.as_secs() == 3_600 => "per hour".to_owned(),
-                Horizon::Fixed(d) if d.as_secs() == 86_400 => "per day".to_owned(),
-                Horizon::Fixed(d) => format!("per {} s", d.as_secs()),
-            };
-            let message = match q {
-                Some(l) => format!(
-                    "Budget reached for {what} ({} {id}): {} {per}. Please try again in {wait}s.",
-                    scope.name(),
-                    l.max
-                ),
-                None => format!("Budget paused ({} {id}): {:?}. Please try again in {wait}s.", scope.name(), denial.reason),
-            };
-            let body = serde_json::json!({"error": {"message": message, "type": what, "param": null, "code": "rate_limit_exceeded"}}).to_string();
-            let mut res = answer_with(StatusCode::TOO_MANY_REQUESTS, body);
-            let h = res.headers_mut();
-            h.insert(RETRY_AFTER, HeaderValue::from(wait));
-            if let Some(l) = q {
-                let status = budgets.status(scope, &id).await;
-                let entry = status.as_ref().and_then(|s| {
-                    s.limits.iter().find(|x| x.limit == l)
-                });
-                let remaining = entry.map_or(0, |e| l.max.saturating_sub(e.used.saturating_add(e.reserved)));
-                let reset = entry.map_or(wait, |e| e.window_end.duration_after(now).as_secs_ceil());
-                let w = entry.map_or(60, |e| e.window_end.saturating_duration_since(e.window_start).as_secs());
-                insert_budget_headers(h, what, scope.name(), l.max, remaining, reset, w);
-            }
-            res
-        }
-        ScopedDenied::TooLarge { error, .. } => refuse(
-            StatusCode::BAD_REQUEST,
-            &format!("This request can never fit its budget: {error}. Lower max_tokens or shorten the prompt."),
-            "invalid_request_error",
-            "request_too_large",
-        ),
-        ScopedDenied::Full(_) => refuse(StatusCode::SERVICE_UNAVAILABLE, &d.to_string(), "server_error", "budget_store_full"),
-        #[cfg(feature = "redis")]
-        ScopedDenied::Store(ref e) => {
-            tracing::warn!(error = %e, "budget store refused");
-            refuse(StatusCode::SERVICE_UNAVAILABLE, &d.to_string(), "server_error", "budget_store_unavailable")
-        }
-    }
-}
-
-/// OpenAI's reset format: `1m30s`, `45s`.
-fn reset_text(secs: u64) -> String {
-    match (secs / 3_600, secs / 60 % 60, secs % 60) {
-        (0, 0, s) => format!("{s}s"),
-        (0, m, s) => format!("{m}m{s}s"),
-        (h, m, s) => format!("{h}h{m}m{s}s"),
-    }
-}
-
-fn insert_budget_headers(
-    h: &mut HeaderMap,
-    what: &str,
-    scope: &str,
-    max: u64,
-    remaining: u64,
-    reset: u64,
-    window: u64,
-) {
-    if what != "cost" {
-        let name =
-            |k: &str| HeaderName::from_bytes(format!("x-ratelimit-{k}-{what}").as_bytes()).ok();
-        if let Some(n) = name("limit") {
-            h.insert(n, HeaderValue::from(max));
-        }
-        if let Some(n) = name("remaining") {
-            h.insert(n, HeaderValue::from(remaining));
-        }
-        if let (Some(n), Ok(v)) = (name("reset"), HeaderValue::from_str(&reset_text(reset))) {
-            h.insert(n, v);
-        }
-    }
-    let item = format!("\"{scope}-{what}\"");
-    if let Ok(v) = HeaderValue::from_str(&format!("{item};q={max};w={window}")) {
-        h.insert(RATELIMIT_POLICY, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&format!("{item};r={remaining};t={reset}")) {
-        h.insert(RATELIMIT, v);
-    }
-}
-
-/// A call's holds and what settling them needs.
-struct Settle<C: Clock + Clone> {
-    hold: Option<crate::budget::ScopedHold<C>>,
-    estimate: Estimate,
-    price: Price,
-    reserved: Usage,
-    user: String,
-    model: String,
-    on_settle: Option<SettleHook>,
-}
-
-impl<C: Clock + Clone> Settle<C> {
-    fn release(mut self) {
-        self.hold = None; // dropping the hold releases it
-    }
-
-    /// Settle in the background (a body's poll cannot wait for the store).
-    fn finish(mut self, ending: Ending) {
-        let Some(hold) = self.hold.take() else { return };
-        let charged = ending.charge(&self.estimate, &self.price);
-        let event = SettleEvent {
-            user: std::mem::take(&mut self.user),
-            model: std::mem::take(&mut self.model),
-            reserved: self.reserved,
-            ending,
-            charged,
-        };
-        let hook = self.on_settle.take();
-        let done = async move {
-            if let Err(e) = hold.settle(charged).await {
-                tracing::warn!(error = %e, user = %event.user, model = %event.model, "a budget settlement was not recorded");
-            }
-            if let Some(h) = hook {
-                h(&event);
-            }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn(done);
-            }
-            Err(_) => {
-                tracing::warn!("no tokio runtime to settle a budget on; the holds are released")
-            }
-        }
-    }
-}
-
-impl<C: Clock + Clone> Drop for Settle<C> {
-    fn drop(&mut self) {
-        if self.hold.is_some() {
-            let s = Settle {
-                hold: self.hold.take(),
-                estimate: self.estimate,
-                price: self.price,
-                reserved: self.reserved,
-                user: std::mem::take(&mut self.user),
-                model: std::mem::take(&mut self.model),
-                on_settle: self.on_settle.take(),
-            };
-            s.finish(Ending::Unreported {
-                input: None,
-                observed_output: 0,
-            });
-        }
-    }
-}
-
-/// The response body: the upstream's frames passed through as they come,
-/// metered for usage; or a refusal written by the layer.
-pub struct MeteredBody<B, C: Clock + Clone>(Metered<B, C>);
-
-enum Metered<B, C: Clock + Clone> {
-    /// Passed through without metering.
-    Pass(B),
-    /// Metered; settles when it ends or is dropped.
-    Scan {
-        inner: B,
-        scan: UsageScan,
-        settle: Option<Box<Settle<C>>>,
-    },
-    /// Written by the layer.
-    Full(Option<Bytes>),
-}
-
-impl<B, C: Clock + Clone> MeteredBody<B, C> {
-    fn pass(b: B) -> Self {
-        MeteredBody(Metered::Pass(b))
-    }
-}
-
-impl<B, C> Body for MeteredBody<B, C>
-where
-    B: Body<Data = Bytes> + Unpin,
-    C: Clock + Clone,
-{
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        match &mut self.0 {
-            Metered::Pass(b) => Pin::new(b).poll_frame(cx),
-            Metered::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
-            Metered::Scan {
-                inner,
-                scan,
-                settle,
-            } => {
-                let polled = Pin::new(inner).poll_frame(cx);
-                match &polled {
-                    Poll::Ready(Some(Ok(f))) => {
-                        if let Some(d) = f.data_ref() {
-                            scan.feed(d);
-                        }
-                    }
-                    Poll::Ready(None) => {
-                        scan.finish();
-                        if let Some(s) = settle.take() {
-                            let ending = scan.ending(&s.estimate);
-                            s.finish(ending);
-                        }
-                    }
-                    Poll::Ready(Some(Err(_))) | Poll::Pending => {}
-                }
-                polled
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.0 {
-            Metered::Pass(b) => b.is_end_stream(),
-            Metered::Full(b) => b.is_none(),
-            // Polled to its end, so that the end is seen and settled.
-            Metered::Scan { settle, .. } => settle.is_none(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.0 {
-            Metered::Pass(b) | Metered::Scan { inner: b, .. } => b.size_hint(),
-            Metered::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-        }
-    }
-}
-
-impl<B, C: Clock + Clone> Drop for MeteredBody<B, C> {
-    fn drop(&mut self) {
-        if let Metered::Scan { scan, settle, .. } = &mut self.0 {
-            if let Some(s) = settle.take() {
-                // Dropped before its end (the client went away, or the
-                // upstream's body failed): charged by what was seen.
-                scan.finish();
-                let ending = scan.ending(&s.estimate);
-                s.finish(ending);
-            }
-        }
     }
 }

@@ -30,23 +30,21 @@
 //! done   # 200 ×10, then 429 429
 //! ```
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use ratebound_core::backoff::Backoff;
-use ratebound_core::budget::llm::Price;
-use ratebound_std::budget::{ScopedBackend, ScopedBudgetConfig, ScopedBudgets};
+use ratebound_std::budget::{ScopedBackend, ScopedBudgets};
 use ratebound_std::clock::SystemClock;
-use ratebound_std::fallback::{FailoverOptions, OnUnavailable};
+use ratebound_std::fallback::OnUnavailable;
 use ratebound_std::http::alert_webhook::AlertWebhook;
 use ratebound_std::http::budget_layer::{BudgetLayer, KeyId, SettleEvent};
 use ratebound_std::http::headers::error_body;
@@ -54,111 +52,21 @@ use ratebound_std::http::layer::{FromExtensions, ModelLimitLayer};
 use ratebound_std::http::upstream::{UpstreamError, UpstreamLimits};
 use ratebound_std::keyed::KeyedConfig;
 use ratebound_std::model_limit::{AnyModelLimiter, RedisModelLimiter};
-use ratebound_std::model_limit::{Identity, ModelLimitConfig, ModelLimiter};
-use ratebound_std::redis::{RedisOptions, RedisStore};
+use ratebound_std::model_limit::{Identity, ModelLimiter};
+use ratebound_std::redis::RedisStore;
 use ratebound_std::retry::RetryPolicy;
-use serde::Deserialize;
 
-const DEFAULT_CONFIG: &str = include_str!("gateway.toml");
+const DEFAULT_CONFIG: &str = include_str!("../gateway.toml");
 /// Requests larger than this are refused before being parsed.
 const MAX_BODY: usize = 1 << 20;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Config {
-    listen: SocketAddr,
-    upstream: Option<String>,
-    keys: std::collections::BTreeMap<String, Key>,
-    model_limits: ModelLimitConfig,
-    /// Token, request and money budgets per key, user, group and model.
-    #[serde(default)]
-    budgets: ScopedBudgetConfig,
-    /// Model → price in micro-USD per million input and output tokens.
-    #[serde(default)]
-    prices: BTreeMap<String, Price>,
-    /// Output tokens reserved for a request that sets no `max_tokens`.
-    default_max_output_tokens: Option<u64>,
-    #[serde(default)]
-    timeouts: Timeouts,
-    /// Post budget alerts (thresholds crossed, limits hit) here as JSON.
-    alert_webhook: Option<String>,
-    /// Share the limits through Redis (every replica the same counts).
-    redis: Option<RedisConfig>,
-}
+mod config;
+mod demo;
+mod fake_upstream;
 
-/// How long a connection may take (each "5s"-style).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct Timeouts {
-    /// To send a request's headers, and between requests on a kept-alive
-    /// connection: past it the connection is closed.
-    #[serde(with = "ratebound_std::config::human")]
-    header: Duration,
-    /// To send a request's body: past it, 408.
-    #[serde(with = "ratebound_std::config::human")]
-    body: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts {
-            header: Duration::from_secs(10),
-            body: Duration::from_secs(30),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RedisConfig {
-    /// `redis://127.0.0.1:6379/`, or several node URLs for a Redis Cluster.
-    url: Option<String>,
-    #[serde(default)]
-    cluster: Vec<String>,
-    /// "open", "closed" (default) or "local": what to do while Redis is down.
-    #[serde(default)]
-    on_unavailable: OnUnavailable,
-    /// The longest call to Redis (default "1s").
-    #[serde(default, with = "ratebound_std::config::human::option")]
-    timeout: Option<std::time::Duration>,
-    /// After a failed call, skip Redis for this long (default "1s").
-    #[serde(default, with = "ratebound_std::config::human::option")]
-    retry_after: Option<std::time::Duration>,
-    /// Multiplexed connections per replica (default 1).
-    connections: Option<usize>,
-    /// Replicas sharing the limits: under "local" each enforces 1/replicas
-    /// of every limit (default 1).
-    replicas: Option<u32>,
-}
-
-impl RedisConfig {
-    fn options(&self) -> RedisOptions {
-        let d = RedisOptions::default();
-        RedisOptions {
-            timeout: self.timeout.unwrap_or(d.timeout),
-            connections: self.connections.unwrap_or(d.connections),
-            ..d
-        }
-    }
-
-    fn failover(&self) -> FailoverOptions {
-        let d = FailoverOptions::new(self.on_unavailable);
-        FailoverOptions {
-            retry_after: self.retry_after.unwrap_or(d.retry_after),
-            replicas: self.replicas.unwrap_or(d.replicas),
-            ..d
-        }
-    }
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-struct Key {
-    user: String,
-    group: Option<String>,
-    /// The key's name for its budget (default: the user's name).
-    id: Option<String>,
-}
+use config::{Config, Key, RedisConfig};
+use demo::{demo, demo_budgets};
+use fake_upstream::fake_upstream;
 
 struct Gateway {
     keys: std::collections::BTreeMap<String, Key>,
@@ -295,96 +203,6 @@ impl WithLog for UpstreamError {
         tracing::warn!(error = %e, "upstream unreachable");
         self
     }
-}
-
-/// A stand-in for an LLM API that reports usage as OpenAI does: 500 when
-/// the prompt says "fail"; an SSE stream when asked (the usage in a last
-/// event if `stream_options.include_usage`), cut off before it when the
-/// prompt says "cut"; else a JSON completion.
-fn fake_upstream(body: &[u8]) -> Response {
-    const REPLY: [&str; 4] = ["Hello", "! How can I", " help you", " today?"];
-    let text = String::from_utf8_lossy(body);
-    if text.contains("fail") {
-        return json_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the model failed",
-            "server_error",
-            "upstream_failed",
-        );
-    }
-    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    let chars: usize = v["messages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|m| m["content"].as_str())
-        .map(|c| c.chars().count())
-        .sum();
-    let prompt = chars.div_ceil(4) as u64 + 8;
-    // "essay": a long answer, using the whole output cap.
-    let completion = match v["max_tokens"].as_u64() {
-        Some(cap) if text.contains("essay") => cap,
-        _ => 9,
-    };
-    let usage = serde_json::json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion});
-    if v["stream"] == serde_json::Value::Bool(true) {
-        let mut events: Vec<Result<Bytes, std::io::Error>> = REPLY
-            .iter()
-            .map(|t| {
-                let e = serde_json::json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": t}}]});
-                Ok(Bytes::from(format!("data: {e}\n\n")))
-            })
-            .collect();
-        if text.contains("cut") {
-            events.truncate(2);
-            events.push(Err(std::io::Error::other("upstream connection lost")));
-        } else {
-            if v["stream_options"]["include_usage"] == serde_json::Value::Bool(true) {
-                let e = serde_json::json!({"object": "chat.completion.chunk", "choices": [], "usage": usage});
-                events.push(Ok(Bytes::from(format!("data: {e}\n\n"))));
-            }
-            events.push(Ok(Bytes::from_static(b"data: [DONE]\n\n")));
-        }
-        let mut res = Body::from_stream(paced(events)).into_response();
-        res.headers_mut().insert(
-            "content-type",
-            HeaderValue::from_static("text/event-stream"),
-        );
-        return res;
-    }
-    let body = serde_json::json!({"object": "chat.completion",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": REPLY.concat()}, "finish_reason": "stop"}],
-        "usage": usage});
-    let mut res = (StatusCode::OK, body.to_string()).into_response();
-    res.headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/json"));
-    res
-}
-
-/// The events as a stream, a few milliseconds apart (as a model writes).
-fn paced(
-    events: Vec<Result<Bytes, std::io::Error>>,
-) -> impl futures_core::Stream<Item = Result<Bytes, std::io::Error>> + Send {
-    struct Events(tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>);
-    impl futures_core::Stream for Events {
-        type Item = Result<Bytes, std::io::Error>;
-        fn poll_next(
-            mut self: std::pin::Pin<&mut Self>,
-            cx: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<Self::Item>> {
-            self.0.poll_recv(cx)
-        }
-    }
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    tokio::spawn(async move {
-        for e in events {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            if tx.send(e).await.is_err() {
-                return;
-            }
-        }
-    });
-    Events(rx)
 }
 
 /// Only the models the config knows are served: `allowed_models` when
@@ -539,195 +357,6 @@ async fn serve(listener: tokio::net::TcpListener, router: Router, header_timeout
             }
         });
     }
-}
-
-fn show(label: &str, status: StatusCode, h: &HeaderMap) {
-    let get = |n: &str| {
-        h.get(n)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-")
-            .to_owned()
-    };
-    println!(
-        "{label:<34} {} | RateLimit: {}",
-        status.as_u16(),
-        get("ratelimit")
-    );
-}
-
-/// The settlement of the request just answered: none for a refusal, and
-/// never waits long (a replica elsewhere may share the budget).
-async fn next_settled(
-    status: StatusCode,
-    settled: &mut tokio::sync::mpsc::UnboundedReceiver<SettleEvent>,
-) -> Option<SettleEvent> {
-    if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::BAD_REQUEST {
-        return None;
-    }
-    tokio::time::timeout(Duration::from_secs(5), settled.recv())
-        .await
-        .ok()
-        .flatten()
-}
-
-/// The budget part of `--demo`: reserve → settle from the reported usage,
-/// a stream, a cut-off stream, a 429 for tokens and a request over the cap.
-async fn demo_budgets(
-    base: &str,
-    settled: &mut tokio::sync::mpsc::UnboundedReceiver<SettleEvent>,
-) -> Result<(), Box<dyn std::error::Error>> {
-    // Settlements of the requests before this part: not carol's.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    while settled.try_recv().is_ok() {}
-    let client = reqwest::Client::new();
-    let url = format!("{base}/v1/chat/completions");
-    let send =
-        |body: serde_json::Value| client.post(&url).bearer_auth("sk-carol").json(&body).send();
-    let ask = |prompt: &str, max_tokens: u64, stream: bool| {
-        serde_json::json!({"model": "gpt-4o-mini", "max_tokens": max_tokens, "stream": stream,
-            "messages": [{"role": "user", "content": prompt}]})
-    };
-    let report = |label: &str, status: StatusCode, e: Option<SettleEvent>| match e {
-        Some(e) => println!(
-            "{label:<34} {} | reserved {} tokens ({} µ$), charged {} tokens ({} µ$): {:?}",
-            status.as_u16(),
-            e.reserved.tokens,
-            e.reserved.cost,
-            e.charged.tokens,
-            e.charged.cost,
-            e.ending
-        ),
-        None => println!("{label:<34} {}", status.as_u16()),
-    };
-    println!("\nBudgets: carol may use 20 000 tokens a minute, 8 000 per request; gpt-4o-mini costs $0.15 / $0.60 per million tokens\n");
-    let r = send(ask("Say hello to the budget demo", 200, false)).await?;
-    let status = r.status();
-    let body: serde_json::Value = r.json().await?;
-    report("carol JSON", status, next_settled(status, settled).await);
-    println!("{:<34}     the upstream reported {}", "", body["usage"]);
-    let r = send(ask("Say hello, streaming", 200, true)).await?;
-    let status = r.status();
-    let text = r.text().await?;
-    report(
-        "carol stream (usage in last event)",
-        status,
-        next_settled(status, settled).await,
-    );
-    println!(
-        "{:<34}     {} SSE events passed through",
-        "",
-        text.matches("data:").count()
-    );
-    let r = send(ask("Say hello, but cut the stream", 200, true)).await?;
-    let status = r.status();
-    let _ = r.text().await; // the body ends in an error
-    report(
-        "carol stream cut off",
-        status,
-        next_settled(status, settled).await,
-    );
-    for i in 1..=2 {
-        let r = send(ask("Write an essay", 7_000, false)).await?;
-        let status = r.status();
-        let _ = r.text().await?;
-        report(
-            &format!("carol essay #{i} (7 000 tokens)"),
-            status,
-            next_settled(status, settled).await,
-        );
-    }
-    let r = send(ask("Write an essay", 7_000, false)).await?;
-    println!("\ncarol essay #3: over the token budget. The client sees:\n");
-    println!("HTTP/1.1 {}", r.status());
-    for name in [
-        "retry-after",
-        "x-ratelimit-limit-tokens",
-        "x-ratelimit-remaining-tokens",
-        "x-ratelimit-reset-tokens",
-        "ratelimit-policy",
-        "ratelimit",
-    ] {
-        if let Some(v) = r.headers().get(name) {
-            println!("{name}: {}", v.to_str()?);
-        }
-    }
-    println!("\n{}\n", r.text().await?);
-    let r = send(ask("Write an essay", 9_000, false)).await?;
-    let status = r.status();
-    println!(
-        "carol max_tokens 9 000 (cap 8 000)  {} {}",
-        status.as_u16(),
-        r.text().await?
-    );
-    if status != StatusCode::BAD_REQUEST {
-        return Err("expected 400 over the per-request cap".into());
-    }
-    Ok(())
-}
-
-/// The scripted walkthrough printed by `--demo`.
-async fn demo(base: String) -> Result<(), Box<dyn std::error::Error>> {
-    let client = reqwest::Client::new();
-    let url = format!("{base}/v1/chat/completions");
-    let send = |key: &'static str, model: &'static str, prompt: &'static str| {
-        let body =
-            serde_json::json!({"model": model, "messages": [{"role": "user", "content": prompt}]});
-        client.post(&url).bearer_auth(key).json(&body).send()
-    };
-    println!("ratebound demo gateway on {base}: 1-minute period, alice may make 20 requests, 10 of them successful, per model\n");
-    println!("RateLimit-Policy: \"total\";q=20;w=60, \"success\";q=10;w=60\n");
-    for i in 1..=10 {
-        let r = send("sk-alice", "gpt-4o", "hi").await?;
-        show(&format!("alice gpt-4o #{i}"), r.status(), r.headers());
-    }
-    let r = send("sk-alice", "gpt-4o", "hi").await?;
-    println!("\nalice gpt-4o #11: over the success limit. The client sees:\n");
-    println!("HTTP/1.1 {}", r.status());
-    for name in [
-        "retry-after",
-        "ratelimit-policy",
-        "ratelimit",
-        "x-ratelimit-limit",
-        "x-ratelimit-remaining",
-        "x-ratelimit-reset",
-        "content-type",
-    ] {
-        if let Some(v) = r.headers().get(name) {
-            println!("{name}: {}", v.to_str()?);
-        }
-    }
-    let retry_after: u64 = r
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok()?.parse().ok())
-        .unwrap_or(1);
-    println!("\n{}\n", r.text().await?);
-    let r = send("sk-alice", "claude-3-5-sonnet", "hi").await?;
-    show(
-        "alice claude-3-5-sonnet (own count)",
-        r.status(),
-        r.headers(),
-    );
-    let r = send("sk-vera", "gpt-4o", "hi").await?;
-    show("vera (group vip: 100 successes)", r.status(), r.headers());
-    for i in 1..=3 {
-        let r = send("sk-bob", "gpt-4o", "please fail").await?;
-        show(
-            &format!("bob upstream failure #{i}"),
-            r.status(),
-            r.headers(),
-        );
-    }
-    let r = send("sk-bob", "gpt-4o", "hi").await?;
-    show("bob success (failures gave back)", r.status(), r.headers());
-    println!("\nwaiting {retry_after} s (alice's Retry-After) ...");
-    tokio::time::sleep(Duration::from_secs(retry_after)).await;
-    let r = send("sk-alice", "gpt-4o", "hi").await?;
-    show("alice gpt-4o after Retry-After", r.status(), r.headers());
-    if r.status() != StatusCode::OK {
-        return Err("expected recovery after Retry-After".into());
-    }
-    Ok(())
 }
 
 #[tokio::main]

@@ -1,0 +1,109 @@
+//! The gateway's config file (gateway.toml).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ratebound_core::budget::llm::Price;
+use ratebound_std::budget::ScopedBudgetConfig;
+use ratebound_std::fallback::{FailoverOptions, OnUnavailable};
+use ratebound_std::model_limit::ModelLimitConfig;
+use ratebound_std::redis::RedisOptions;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Config {
+    pub(crate) listen: SocketAddr,
+    pub(crate) upstream: Option<String>,
+    pub(crate) keys: std::collections::BTreeMap<String, Key>,
+    pub(crate) model_limits: ModelLimitConfig,
+    /// Token, request and money budgets per key, user, group and model.
+    #[serde(default)]
+    pub(crate) budgets: ScopedBudgetConfig,
+    /// Model → price in micro-USD per million input and output tokens.
+    #[serde(default)]
+    pub(crate) prices: BTreeMap<String, Price>,
+    /// Output tokens reserved for a request that sets no `max_tokens`.
+    pub(crate) default_max_output_tokens: Option<u64>,
+    #[serde(default)]
+    pub(crate) timeouts: Timeouts,
+    /// Post budget alerts (thresholds crossed, limits hit) here as JSON.
+    pub(crate) alert_webhook: Option<String>,
+    /// Share the limits through Redis (every replica the same counts).
+    pub(crate) redis: Option<RedisConfig>,
+}
+
+/// How long a connection may take (each "5s"-style).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Timeouts {
+    /// To send a request's headers, and between requests on a kept-alive
+    /// connection: past it the connection is closed.
+    #[serde(with = "ratebound_std::config::human")]
+    pub(crate) header: Duration,
+    /// To send a request's body: past it, 408.
+    #[serde(with = "ratebound_std::config::human")]
+    pub(crate) body: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            header: Duration::from_secs(10),
+            body: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RedisConfig {
+    /// `redis://127.0.0.1:6379/`, or several node URLs for a Redis Cluster.
+    pub(crate) url: Option<String>,
+    #[serde(default)]
+    pub(crate) cluster: Vec<String>,
+    /// "open", "closed" (default) or "local": what to do while Redis is down.
+    #[serde(default)]
+    pub(crate) on_unavailable: OnUnavailable,
+    /// The longest call to Redis (default "1s").
+    #[serde(default, with = "ratebound_std::config::human::option")]
+    pub(crate) timeout: Option<std::time::Duration>,
+    /// After a failed call, skip Redis for this long (default "1s").
+    #[serde(default, with = "ratebound_std::config::human::option")]
+    pub(crate) retry_after: Option<std::time::Duration>,
+    /// Multiplexed connections per replica (default 1).
+    pub(crate) connections: Option<usize>,
+    /// Replicas sharing the limits: under "local" each enforces 1/replicas
+    /// of every limit (default 1).
+    pub(crate) replicas: Option<u32>,
+}
+
+impl RedisConfig {
+    pub(crate) fn options(&self) -> RedisOptions {
+        let d = RedisOptions::default();
+        RedisOptions {
+            timeout: self.timeout.unwrap_or(d.timeout),
+            connections: self.connections.unwrap_or(d.connections),
+            ..d
+        }
+    }
+
+    pub(crate) fn failover(&self) -> FailoverOptions {
+        let d = FailoverOptions::new(self.on_unavailable);
+        FailoverOptions {
+            retry_after: self.retry_after.unwrap_or(d.retry_after),
+            replicas: self.replicas.unwrap_or(d.replicas),
+            ..d
+        }
+    }
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Key {
+    pub(crate) user: String,
+    pub(crate) group: Option<String>,
+    /// The key's name for its budget (default: the user's name).
+    pub(crate) id: Option<String>,
+}

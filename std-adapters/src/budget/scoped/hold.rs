@@ -1,0 +1,125 @@
+//! A call's holds across its budgets, and the alerts their operations fire.
+
+use std::sync::{Arc, RwLock};
+
+use ratebound_core::budget::{Alert, Budget, Settled, Usage};
+
+use super::{Entry, Handler, Handlers, Manager, Ticket};
+use crate::budget::{BudgetDenied, Scope, ScopedAlert, ScopedDenied};
+use crate::clock::Clock;
+
+pub(super) fn deliver<C: Clock>(handlers: &RwLock<Vec<Handler>>, e: &Entry<C>) {
+    let alerts: Vec<Alert> = e
+        .alerts
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .try_iter()
+        .collect();
+    if alerts.is_empty() {
+        return;
+    }
+    let handlers = handlers.read().unwrap_or_else(|p| p.into_inner()).clone();
+    for alert in alerts {
+        tracing::warn!(scope = e.scope.name(), id = %e.id, alert = alert.alert_type(), utilization_bp = alert.utilization_bp, "budget alert");
+        let a = ScopedAlert {
+            scope: e.scope,
+            id: e.id.clone(),
+            alert,
+        };
+        for h in &handlers {
+            h(&a);
+        }
+    }
+}
+
+pub(super) fn denied<C: Clock>(e: &Entry<C>, budget: &Budget, d: BudgetDenied) -> ScopedDenied {
+    match d {
+        BudgetDenied::Denied(denial) => ScopedDenied::Exhausted {
+            scope: e.scope,
+            id: e.id.clone(),
+            limit: denial
+                .limit
+                .and_then(|i| budget.config().limits.get(usize::from(i)).copied()),
+            denial,
+        },
+        BudgetDenied::Invalid(error) => ScopedDenied::TooLarge {
+            scope: e.scope,
+            id: e.id.clone(),
+            error,
+        },
+    }
+}
+
+/// A call's holds in every budget that applies to it. Settle it with the
+/// usage the call had; dropped unsettled, it releases every hold.
+#[must_use = "dropping a hold releases it; settle it with the actual usage"]
+pub struct ScopedHold<C: Clock + Clone> {
+    pub(super) held: Vec<(Arc<Entry<C>>, Ticket)>,
+    pub(super) usage: Usage,
+    pub(super) handlers: Handlers,
+}
+
+impl<C: Clock + Clone> std::fmt::Debug for ScopedHold<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScopedHold")
+            .field("usage", &self.usage)
+            .field("budgets", &self.held.len())
+            .finish()
+    }
+}
+
+impl<C: Clock + Clone> ScopedHold<C> {
+    /// What it holds in each budget.
+    pub fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    /// The budgets it holds, as `(scope, id)`.
+    pub fn budgets(&self) -> impl Iterator<Item = (Scope, &str)> {
+        self.held.iter().map(|(e, _)| (e.scope, e.id.as_str()))
+    }
+
+    /// Charge `actual` to every budget held. Each settlement that the store
+    /// could not record is returned as an error after the others were tried.
+    pub async fn settle(mut self, actual: Usage) -> Result<Vec<Settled>, ScopedDenied> {
+        let mut out = Vec::new();
+        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+        let mut failed = None;
+        for (e, t) in std::mem::take(&mut self.held) {
+            let s = match (&e.manager, t) {
+                (Manager::Memory(m), Ticket::Memory(r)) => m.settle(r, actual),
+                #[cfg(feature = "redis")]
+                (Manager::Redis(m), Ticket::Redis(t)) => match m.settle_ticket(t, actual).await {
+                    Ok(s) => s,
+                    Err(err) => {
+                        tracing::warn!(scope = e.scope.name(), id = %e.id, error = %err, "could not settle a budget");
+                        failed = Some(ScopedDenied::Store(err));
+                        None
+                    }
+                },
+                #[cfg(feature = "redis")]
+                _ => None,
+            };
+            deliver(&self.handlers, &e);
+            out.extend(s);
+        }
+        match failed {
+            Some(f) => Err(f),
+            None => Ok(out),
+        }
+    }
+}
+
+impl<C: Clock + Clone> Drop for ScopedHold<C> {
+    fn drop(&mut self) {
+        for (e, t) in self.held.drain(..) {
+            match (&e.manager, t) {
+                (Manager::Memory(m), Ticket::Memory(r)) => m.release(r),
+                #[cfg(feature = "redis")]
+                (Manager::Redis(m), Ticket::Redis(t)) => m.release_ticket(t),
+                #[cfg(feature = "redis")]
+                _ => {}
+            }
+        }
+    }
+}
