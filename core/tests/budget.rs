@@ -666,3 +666,52 @@ mod llm {
         assert_eq!((cut.tokens, cut.cost), (170, GPT4O.cost(90, 80)));
     }
 }
+
+mod llm_rules {
+    use ratebound_core::budget::llm::{observed_output, Ending};
+    use ratebound_core::budget::{Budget, BudgetConfig, Dimension, Horizon, Usage};
+    use ratebound_core::Instant;
+
+    #[test]
+    fn observed_output_counts_deltas_or_characters_whichever_is_more() {
+        assert_eq!(observed_output(0, 0), 0);
+        assert_eq!(observed_output(3, 5), 5); // five one-character deltas
+        assert_eq!(observed_output(41, 2), 11); // ⌈41 / 4⌉
+    }
+
+    #[test]
+    fn error_statuses_end_failed_and_successes_wait_for_their_body() {
+        assert_eq!(Ending::from_status(400), Some(Ending::Failed));
+        assert_eq!(Ending::from_status(503), Some(Ending::Failed));
+        assert_eq!(Ending::from_status(200), None);
+        assert_eq!(Ending::from_status(399), None);
+    }
+
+    #[test]
+    fn a_config_limits_cost_by_a_window_or_a_per_request_cap() {
+        assert!(!BudgetConfig::new().tokens_per_minute(10).limits_cost());
+        assert!(BudgetConfig::new().cost_per_day(10).limits_cost());
+        assert!(BudgetConfig::new().cost_per_request(10).limits_cost());
+        assert!(BudgetConfig::new()
+            .limit(Dimension::Cost, Horizon::CalendarMonth, 5)
+            .limits_cost());
+    }
+
+    #[test]
+    fn remaining_is_max_less_used_and_held_and_the_window_its_length() {
+        let b = Budget::new(BudgetConfig::new().tokens_per_minute(100)).unwrap();
+        let mut st = Default::default();
+        let now = Instant::from_secs(1_795_392_030);
+        b.record::<16>(&mut st, now, Usage::request(30, 0));
+        let _held = b.reserve(&mut st, now, Usage::request(50, 0));
+        let l = b.status(&st, now).limits[0];
+        assert_eq!((l.used, l.reserved, l.remaining()), (30, 50, 20));
+        assert_eq!(l.window().as_secs(), 60);
+        b.record(&mut st, now, Usage::request(40, 0));
+        assert_eq!(
+            b.status(&st, now).limits[0].remaining(),
+            0,
+            "never below zero"
+        );
+    }
+}

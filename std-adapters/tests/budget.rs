@@ -188,3 +188,34 @@ fn seed_api_check_record_status_reset() {
     m.reset();
     assert_eq!(m.status().used(Dimension::Tokens, Horizon::MINUTE), Some(0));
 }
+
+/// A reservation refused part-way (here: no room for a new user's budget)
+/// keeps nothing in the budgets it had already reserved in.
+#[tokio::test]
+async fn a_scoped_reservation_refused_part_way_holds_nothing() {
+    use ratebound_std::budget::{
+        Payer, Scope, ScopedBackend, ScopedBudgetConfig, ScopedBudgets, ScopedDenied,
+    };
+    let config: ScopedBudgetConfig = toml::from_str(
+        "max_budgets = 1\nper_key = { tokens_per_minute = 1_000 }\nper_user = { tokens_per_minute = 1_000 }",
+    )
+    .unwrap();
+    let budgets = ScopedBudgets::new(
+        config,
+        ScopedBackend::Memory,
+        ratebound_std::clock::ManualClock::new(ratebound_core::Instant::from_secs(1_795_392_000)),
+    )
+    .unwrap();
+    let payer = Payer {
+        key: Some("k1"),
+        user: "alice",
+        group: None,
+        model: "m",
+    };
+    let refused = budgets
+        .reserve(&payer, ratebound_core::budget::Usage::request(100, 0))
+        .await;
+    assert!(matches!(refused, Err(ScopedDenied::Full(1))), "{refused:?}");
+    let key = budgets.status(Scope::Key, "k1").await.unwrap();
+    assert_eq!((key.holds, key.limits[0].reserved), (0, 0));
+}

@@ -41,7 +41,7 @@ per_user = { requests_per_minute = 3 }
 "#;
 
 /// Start the example binary (built by `cargo test` next to this test).
-fn start() -> Gateway {
+fn start(config: &str, env: &[(&str, &str)]) -> Gateway {
     let exe = std::env::current_exe().unwrap();
     let bin = exe
         .parent()
@@ -55,13 +55,15 @@ fn start() -> Gateway {
         "{} is missing: build the examples (cargo test builds them)",
         bin.display()
     );
-    let dir = std::env::temp_dir().join(format!("ratebound-gw-{}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("ratebound-gw-{}-{}", std::process::id(), env.len()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("gateway.toml");
-    std::fs::write(&path, CONFIG).unwrap();
+    std::fs::write(&path, config).unwrap();
     let mut child = Command::new(bin)
         .arg("--config")
         .arg(&path)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -82,7 +84,7 @@ fn chat(model: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn the_gateway_refuses_before_charging_and_cuts_off_slow_clients() {
-    let gw = start();
+    let gw = start(CONFIG, &[]);
     let client = reqwest::Client::new();
     let url = format!("{}/v1/chat/completions", gw.base);
 
@@ -183,4 +185,49 @@ async fn the_gateway_refuses_before_charging_and_cuts_off_slow_clients() {
     let n = idle.read(&mut [0u8; 64]);
     assert!(matches!(n, Ok(0)), "idle connection: {n:?}");
     assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+/// With a real upstream: the call is forwarded with the configured
+/// credentials (read from the environment), and its reported usage settles.
+#[tokio::test]
+async fn the_gateway_forwards_with_its_upstream_credentials() {
+    use axum::{http::HeaderMap, routing::post, Router};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let app = Router::new().route(
+        "/v1/chat/completions",
+        post(move |h: HeaderMap| async move {
+            s.lock().unwrap().push(
+                h.get("authorization")
+                    .map(|v| v.to_str().unwrap().to_owned()),
+            );
+            (
+                [("content-type", "application/json")],
+                r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4}}"#,
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let config = CONFIG.replacen(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:0\"\nupstream = \"{upstream}\"\nupstream_headers = {{ Authorization = \"$TEST_UPSTREAM_AUTH\" }}"),
+        1,
+    );
+    let gw = start(&config, &[("TEST_UPSTREAM_AUTH", "Bearer sk-upstream")]);
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", gw.base))
+        .bearer_auth("sk-alice")
+        .json(&chat("gpt-4o"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["usage"]["completion_tokens"], 4);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [Some("Bearer sk-upstream".to_owned())]
+    );
 }

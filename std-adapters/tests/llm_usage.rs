@@ -79,6 +79,27 @@ fn without_a_final_usage_the_call_is_unreported_with_what_was_seen() {
     ));
 }
 
+#[test]
+fn an_over_long_line_is_skipped_and_the_next_is_read() {
+    let long = format!(
+        "data: {{\"x\":\"{}\"}}\n\n",
+        "a".repeat(ratebound_std::http::usage::MAX_SCANNED)
+    );
+    let mut s = UsageScan::new(true);
+    for chunk in long.as_bytes().chunks(64 * 1024) {
+        s.feed(chunk);
+    }
+    s.feed(OPENAI_CHAT_SSE.as_bytes());
+    s.finish();
+    assert_eq!(
+        s.ending(&EST),
+        Ending::Reported(Tokens {
+            input: 21,
+            output: 2
+        })
+    );
+}
+
 proptest! {
     /// The same events split at any bytes read the same.
     #[test]
@@ -107,7 +128,11 @@ fn requests_are_parsed_and_estimated_by_the_documented_rule() {
     .unwrap();
     assert_eq!(r.model, "gpt-4o");
     assert!(r.stream);
-    assert_eq!(r.max_output, Some(300), "the smaller of two caps");
+    assert_eq!(
+        r.max_output,
+        Some(500),
+        "the larger of two caps: an upstream may honour either"
+    );
     assert_eq!(r.messages, 2);
     // "system" 6 + "Be brief." 9 + "user" 4 + "text" 4 + "Hi" 2 + "image_url" 9 + the data URL.
     assert_eq!(r.prompt_chars, 6 + 9 + 4 + 4 + 2 + 9 + INLINE_DATA_CHARS);
@@ -115,6 +140,26 @@ fn requests_are_parsed_and_estimated_by_the_documented_rule() {
         r.estimate(1).input,
         (34 + INLINE_DATA_CHARS).div_ceil(4) + 2 * 3 + 3
     );
+    // Base64 counts as one inline item whatever its length: Anthropic's
+    // source, OpenAI's input_audio; text that merely starts "data:" counts
+    // by its length.
+    let b64 = "A".repeat(100_000);
+    let body = format!(
+        r#"{{"model":"claude","messages":[{{"role":"user","content":[
+            {{"type":"image","source":{{"type":"base64","media_type":"image/png","data":"{b64}"}}}},
+            {{"type":"input_audio","input_audio":{{"data":"{b64}","format":"wav"}}}},
+            {{"type":"text","text":"data: 123456"}}]}}]}}"#
+    );
+    let r = LlmRequest::parse(body.as_bytes()).unwrap();
+    let small = "user".len()
+        + "image".len()
+        + "base64".len()
+        + "image/png".len()
+        + "input_audio".len()
+        + "wav".len()
+        + "text".len()
+        + "data: 123456".len();
+    assert_eq!(r.prompt_chars, small as u64 + 2 * INLINE_DATA_CHARS);
     // The responses API: `input` as a string is one message.
     let r = LlmRequest::parse(br#"{"model":"o3","input":"Hello there","max_output_tokens":64}"#)
         .unwrap();
@@ -154,23 +199,28 @@ fn malformed_requests_are_refused_with_the_reason() {
 
 #[test]
 fn usage_is_requested_only_from_streaming_openai_chat_that_did_not_ask() {
-    let r = LlmRequest::parse(br#"{"model":"a","stream":true}"#).unwrap();
-    let body: serde_json::Value =
-        serde_json::from_slice(&r.rewrite_for(Api::OpenAiChat).unwrap()).unwrap();
-    assert_eq!(body["stream_options"]["include_usage"], true);
-    assert_eq!(r.rewrite_for(Api::AnthropicMessages), None);
-    assert_eq!(r.rewrite_for(Api::OpenAiResponses), None);
+    // Inserted before the first key; every other byte kept (key order,
+    // spacing, an integer too large for 64 bits).
+    let original = br#" { "stream": true, "model":"a", "seed": 123456789012345678901234567890 }"#;
+    let r = LlmRequest::parse(original).unwrap();
+    let sent = r.rewrite_for(Api::OpenAiChat, original).unwrap();
+    assert_eq!(
+        std::str::from_utf8(&sent).unwrap(),
+        r#" {"stream_options":{"include_usage":true}, "stream": true, "model":"a", "seed": 123456789012345678901234567890 }"#
+    );
+    assert_eq!(r.rewrite_for(Api::AnthropicMessages, original), None);
+    assert_eq!(r.rewrite_for(Api::OpenAiResponses, original), None);
     let asked = LlmRequest::parse(
         br#"{"model":"a","stream":true,"stream_options":{"include_usage":true}}"#,
     )
     .unwrap();
-    assert_eq!(asked.rewrite_for(Api::OpenAiChat), None);
+    assert_eq!(asked.rewrite_for(Api::OpenAiChat, b"{}"), None);
     let other = LlmRequest::parse(
         br#"{"model":"a","stream":true,"stream_options":{"include_obfuscation":false}}"#,
     )
     .unwrap();
     let body: serde_json::Value =
-        serde_json::from_slice(&other.rewrite_for(Api::OpenAiChat).unwrap()).unwrap();
+        serde_json::from_slice(&other.rewrite_for(Api::OpenAiChat, b"{}").unwrap()).unwrap();
     assert_eq!(
         body["stream_options"],
         serde_json::json!({"include_obfuscation": false, "include_usage": true})
@@ -178,7 +228,7 @@ fn usage_is_requested_only_from_streaming_openai_chat_that_did_not_ask() {
     assert_eq!(
         LlmRequest::parse(br#"{"model":"a"}"#)
             .unwrap()
-            .rewrite_for(Api::OpenAiChat),
+            .rewrite_for(Api::OpenAiChat, br#"{"model":"a"}"#),
         None
     );
     assert_eq!(
@@ -191,4 +241,9 @@ fn usage_is_requested_only_from_streaming_openai_chat_that_did_not_ask() {
     );
     assert_eq!(Api::from_path("/v1/messages"), Some(Api::AnthropicMessages));
     assert_eq!(Api::from_path("/v1/models"), None);
+    assert_eq!(
+        Api::from_path("/v1/threads/t_1/messages"),
+        None,
+        "OpenAI assistants"
+    );
 }

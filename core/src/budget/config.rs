@@ -50,6 +50,13 @@ impl BudgetConfig {
             overflowed: false,
         }
     }
+    /// True when it limits money (a window on cost or a per-request cost
+    /// cap): calls need a price to be charged.
+    pub fn limits_cost(&self) -> bool {
+        self.max_cost_per_request.is_some()
+            || self.limits.iter().any(|l| l.dimension == Dimension::Cost)
+    }
+
     /// Recommended limits for one API key of an LLM application, the same
     /// numbers as the Go `policy` package's `DefaultBudgetConfig()`:
     ///

@@ -29,6 +29,20 @@ pub const CHARS_PER_TOKEN: u64 = 4;
 pub const TOKENS_PER_MESSAGE: u64 = 3;
 /// Tokens the estimate adds per request (the reply's priming).
 pub const TOKENS_PER_REQUEST: u64 = 3;
+/// Characters an inline file, image or audio clip (base64 data) counts as in
+/// the prompt estimate: about 1 000 tokens, whatever its encoded size.
+pub const INLINE_DATA_CHARS: u64 = 4_000;
+
+/// Output tokens observed in streamed text: at least one per non-empty
+/// delta, and at least one per [`CHARS_PER_TOKEN`] characters.
+pub const fn observed_output(chars: u64, deltas: u64) -> u64 {
+    let by_chars = chars.div_ceil(CHARS_PER_TOKEN);
+    if deltas > by_chars {
+        deltas
+    } else {
+        by_chars
+    }
+}
 
 /// A model's price in integer micro-units of a currency per million tokens.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -130,15 +144,15 @@ impl Estimate {
 pub enum Ending {
     /// The model reported its usage: exactly that is charged.
     Reported(Tokens),
-    /// The upstream answered an error status with no usage (it did not
-    /// run the model): the request is charged, no tokens, no cost.
+    /// No answer (the service failed before responding) or an error status
+    /// (≥ 400), which providers do not bill: the request is charged, no
+    /// tokens, no cost.
     Failed,
-    /// No usage arrived though the model may have run: a stream cut off,
-    /// the client gone mid-response, the connection to the upstream lost
-    /// after the request was sent. Charged: the prompt as reported (else
-    /// as estimated) and the larger of the output cap and the output seen.
-    /// Never less than what was observably used; the whole reservation
-    /// when nothing was seen.
+    /// An answer began but no usage arrived: a stream cut off, the client
+    /// gone mid-response, a body without usage. Charged: the prompt as
+    /// reported (else as estimated) and the larger of the output cap and
+    /// the output seen. Never less than what was observably used; the whole
+    /// reservation when nothing was seen.
     Unreported {
         /// Prompt tokens, when the model reported them before it stopped
         /// (Anthropic's `message_start`).
@@ -150,6 +164,16 @@ pub enum Ending {
 }
 
 impl Ending {
+    /// How a response with `status` ends before its body is read: an error
+    /// status is [`Ending::Failed`]; `None` for a success, whose body says.
+    pub const fn from_status(status: u16) -> Option<Ending> {
+        if status >= 400 {
+            Some(Ending::Failed)
+        } else {
+            None
+        }
+    }
+
     /// The usage to settle a reservation of `estimate` with.
     pub const fn charge(&self, estimate: &Estimate, price: &Price) -> Usage {
         match *self {

@@ -461,6 +461,20 @@ pub struct BudgetStatus {
     pub holds: usize,
 }
 
+impl LimitStatus {
+    /// What is left in the window: max − used − reserved, at least 0.
+    pub const fn remaining(&self) -> u64 {
+        self.limit
+            .max
+            .saturating_sub(self.used.saturating_add(self.reserved))
+    }
+
+    /// The window's length (a calendar month's varies).
+    pub const fn window(&self) -> crate::Duration {
+        self.window_end.saturating_duration_since(self.window_start)
+    }
+}
+
 impl BudgetStatus {
     fn find(&self, d: Dimension, h: Horizon) -> Option<&LimitStatus> {
         self.limits

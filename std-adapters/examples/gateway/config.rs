@@ -16,6 +16,11 @@ use serde::Deserialize;
 pub(crate) struct Config {
     pub(crate) listen: SocketAddr,
     pub(crate) upstream: Option<String>,
+    /// Headers sent with every upstream call: its credentials
+    /// (`Authorization = "Bearer sk-…"`, or Anthropic's `x-api-key` and
+    /// `anthropic-version`). A value `"$NAME"` is read from the environment.
+    #[serde(default)]
+    pub(crate) upstream_headers: std::collections::BTreeMap<String, String>,
     pub(crate) keys: std::collections::BTreeMap<String, Key>,
     pub(crate) model_limits: ModelLimitConfig,
     /// Token, request and money budgets per key, user, group and model.

@@ -71,6 +71,8 @@ use fake_upstream::fake_upstream;
 struct Gateway {
     keys: std::collections::BTreeMap<String, Key>,
     upstream: Option<String>,
+    /// Sent with every upstream call (its credentials).
+    upstream_headers: reqwest::header::HeaderMap,
     client: reqwest::Client,
     retry: RetryPolicy,
     body_timeout: Duration,
@@ -144,6 +146,7 @@ async fn completions(State(gw): State<Arc<Gateway>>, uri: Uri, body: Bytes) -> R
             let req = gw
                 .client
                 .post(&url)
+                .headers(gw.upstream_headers.clone())
                 .header("content-type", "application/json")
                 .body(body.clone());
             async move {
@@ -308,8 +311,11 @@ fn router(
     let gw = Arc::new(Gateway {
         keys: cfg.keys,
         upstream: cfg.upstream,
+        upstream_headers: upstream_headers(&cfg.upstream_headers)?,
         client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
+            // Per read, not per call: a stream may run for minutes.
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60))
             .build()?,
         retry: RetryPolicy::new(backoff).on_retry(|e| {
             tracing::info!(
@@ -334,6 +340,27 @@ fn router(
         .with_state(gw))
 }
 
+/// The configured upstream headers, `"$NAME"` values read from the environment.
+fn upstream_headers(
+    configured: &std::collections::BTreeMap<String, String>,
+) -> Result<reqwest::header::HeaderMap, Box<dyn std::error::Error>> {
+    let mut out = reqwest::header::HeaderMap::new();
+    for (name, value) in configured {
+        let value = match value.strip_prefix('$') {
+            Some(var) => std::env::var(var)
+                .map_err(|_| format!("upstream_headers.{name}: ${var} is not set"))?,
+            None => value.clone(),
+        };
+        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| format!("upstream_headers: {name:?}: {e}"))?;
+        let mut value = reqwest::header::HeaderValue::from_str(&value)
+            .map_err(|e| format!("upstream_headers.{name}: {e}"))?;
+        value.set_sensitive(true);
+        out.insert(name, value);
+    }
+    Ok(out)
+}
+
 /// Settlements, for the demo to print.
 static SETTLED: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<SettleEvent>> =
     std::sync::OnceLock::new();
@@ -343,8 +370,14 @@ static SETTLED: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<SettleEve
 async fn serve(listener: tokio::net::TcpListener, router: Router, header_timeout: Duration) {
     use hyper_util::rt::{TokioIo, TokioTimer};
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, say: wait rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
         tokio::spawn(async move {

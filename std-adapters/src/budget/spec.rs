@@ -44,10 +44,10 @@ pub struct BudgetSpec {
     pub cost_per_day: Option<u64>,
     /// Money (micro-units) per local calendar month.
     pub cost_per_month: Option<u64>,
-    /// Most tokens one request may reserve or use; a request over it is
-    /// refused outright (it could never fit).
+    /// Most tokens one request may reserve (its estimate: prompt and output
+    /// cap); a request over it is refused outright (it could never fit).
     pub max_tokens_per_request: Option<u64>,
-    /// Most money one request may cost.
+    /// Most money one request's estimate may cost.
     pub max_cost_per_request: Option<u64>,
     /// Alert when a limit's usage crosses these percentages (ascending, 1..=100).
     pub alert_at_percent: Vec<u16>,
@@ -91,12 +91,5 @@ impl BudgetSpec {
         let offset = i64::from(self.utc_offset_minutes) * 60;
         c.utc_offset_secs(offset.clamp(i32::MIN.into(), i32::MAX.into()) as i32)
             .hold_ttl(Duration::from_secs(600))
-    }
-
-    /// True when it limits money, so requests need a price to be charged.
-    pub fn limits_cost(&self) -> bool {
-        self.cost_per_day.is_some()
-            || self.cost_per_month.is_some()
-            || self.max_cost_per_request.is_some()
     }
 }

@@ -3,12 +3,9 @@
 
 use bytes::Bytes;
 use ratebound_core::budget::llm::Estimate;
+pub use ratebound_core::budget::llm::INLINE_DATA_CHARS;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
-
-/// Characters an inline file or image (`data:` URL) counts as in the prompt
-/// estimate: about 1 000 tokens, whatever its encoded size.
-pub const INLINE_DATA_CHARS: u64 = 4_000;
 
 /// Which API a request is for, by its path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,11 +22,12 @@ impl Api {
     /// The API of a request path (by its last segments), `None` for others.
     pub fn from_path(path: &str) -> Option<Api> {
         let p = path.trim_end_matches('/');
-        if p.ends_with("/chat/completions") || p.ends_with("/completions") {
+        if p.ends_with("/chat/completions") || p.ends_with("/v1/completions") {
             Some(Api::OpenAiChat)
-        } else if p.ends_with("/responses") {
+        } else if p.ends_with("/v1/responses") {
             Some(Api::OpenAiResponses)
-        } else if p.ends_with("/messages") {
+        } else if p.ends_with("/v1/messages") {
+            // Not `/v1/threads/{id}/messages` (OpenAI's assistants).
             Some(Api::AnthropicMessages)
         } else {
             None
@@ -62,7 +60,8 @@ pub struct LlmRequest {
     pub model: String,
     /// `"stream": true`.
     pub stream: bool,
-    /// `max_completion_tokens`, `max_output_tokens` or `max_tokens`, if given.
+    /// The largest of `max_completion_tokens`, `max_output_tokens` and
+    /// `max_tokens` given (an upstream may honour any of them).
     pub max_output: Option<u64>,
     /// Characters of prompt text: every string in the body but `model`
     /// (inline `data:` URLs count [`INLINE_DATA_CHARS`]).
@@ -98,12 +97,39 @@ impl<'de> serde::Deserialize<'de> for Unique {
     }
 }
 
+/// Base64 data counts as [`INLINE_DATA_CHARS`], not by its length: a
+/// `data:…;base64,` URL, the `data` of an Anthropic `{"type": "base64"}`
+/// source, the `data` of OpenAI's `input_audio`.
+fn is_inline_data(s: &str) -> bool {
+    s.starts_with("data:")
+        && s.get(..s.len().min(256))
+            .is_some_and(|h| h.contains(";base64,"))
+}
+
 fn count_chars(v: &Value) -> u64 {
     match v {
-        Value::String(s) if s.starts_with("data:") => INLINE_DATA_CHARS,
+        Value::String(s) if is_inline_data(s) => INLINE_DATA_CHARS,
         Value::String(s) => s.chars().count() as u64,
         Value::Array(a) => a.iter().map(count_chars).fold(0, u64::saturating_add),
-        Value::Object(o) => o.values().map(count_chars).fold(0, u64::saturating_add),
+        Value::Object(o) => {
+            let base64 = o.get("type").and_then(Value::as_str) == Some("base64");
+            o.iter()
+                .map(|(k, v)| match v {
+                    Value::String(_) if base64 && k == "data" => INLINE_DATA_CHARS,
+                    Value::Object(a) if k == "input_audio" => a
+                        .iter()
+                        .map(|(k, v)| {
+                            if k == "data" {
+                                INLINE_DATA_CHARS
+                            } else {
+                                count_chars(v)
+                            }
+                        })
+                        .fold(0, u64::saturating_add),
+                    _ => count_chars(v),
+                })
+                .fold(0, u64::saturating_add)
+        }
         _ => 0,
     }
 }
@@ -131,7 +157,7 @@ impl LlmRequest {
                 None | Some(Value::Null) => {}
                 Some(v) => {
                     let n = v.as_u64().ok_or(RequestError::BadCap(name))?;
-                    max_output = Some(max_output.map_or(n, |m: u64| m.min(n)));
+                    max_output = Some(max_output.map_or(n, |m: u64| m.max(n)));
                 }
             }
         }
@@ -170,43 +196,43 @@ impl LlmRequest {
         )
     }
 
-    /// The body to send upstream: the original bytes, except that a
-    /// streaming OpenAI chat request that did not ask for usage gets
-    /// `"stream_options": {"include_usage": true}` (so its last event carries
-    /// the usage to settle with). `None`: send `original` unchanged.
-    pub fn rewrite_for(&self, api: Api) -> Option<Bytes> {
+    /// The body to send upstream: `None` to send `original` unchanged;
+    /// else, for a streaming OpenAI chat request that did not ask for
+    /// usage, the body with `"stream_options": {"include_usage": true}` (so
+    /// its last event carries the usage to settle with). Without
+    /// `stream_options` the field is inserted before the original's first
+    /// key, every other byte kept; a `stream_options` without it is
+    /// rewritten through the parsed form.
+    pub fn rewrite_for(&self, api: Api, original: &[u8]) -> Option<Bytes> {
         if api != Api::OpenAiChat || !self.stream {
             return None;
         }
-        let asked = self
-            .body
-            .get("stream_options")
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
-            == Some(true);
-        if asked {
-            return None;
+        match self.body.get("stream_options") {
+            None => {
+                let open = original.iter().position(|&b| b == b'{')?;
+                let mut out = Vec::with_capacity(original.len() + 48);
+                out.extend_from_slice(&original[..=open]);
+                out.extend_from_slice(br#""stream_options":{"include_usage":true}"#);
+                if !self.body.is_empty() {
+                    out.push(b',');
+                }
+                out.extend_from_slice(&original[open + 1..]);
+                Some(Bytes::from(out))
+            }
+            Some(o) if o.get("include_usage").and_then(Value::as_bool) == Some(true) => None,
+            Some(_) => {
+                let mut body = self.body.clone();
+                let options = body
+                    .entry("stream_options")
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if !options.is_object() {
+                    *options = Value::Object(Map::new());
+                }
+                if let Value::Object(o) = options {
+                    o.insert("include_usage".into(), Value::Bool(true));
+                }
+                serde_json::to_vec(&body).ok().map(Bytes::from)
+            }
         }
-        let mut body = self.body.clone();
-        let options = body
-            .entry("stream_options")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if !options.is_object() {
-            *options = Value::Object(Map::new());
-        }
-        if let Value::Object(o) = options {
-            o.insert("include_usage".into(), Value::Bool(true));
-        }
-        serde_json::to_vec(&body).ok().map(Bytes::from)
-    }
-
-    /// True when the client asked for usage in the stream itself (so the
-    /// final usage event is theirs to see).
-    pub fn asked_for_usage(&self) -> bool {
-        self.body
-            .get("stream_options")
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
-            == Some(true)
     }
 }

@@ -10,7 +10,7 @@
 //! tokens is final, except in Anthropic's `message_start` (which carries the
 //! prompt and a placeholder output count).
 
-use ratebound_core::budget::llm::{Ending, Estimate, Tokens, CHARS_PER_TOKEN};
+use ratebound_core::budget::llm::{observed_output, Ending, Estimate, Tokens};
 use serde_json::Value;
 
 /// The longest SSE line or JSON body kept while reading usage; past it the
@@ -55,8 +55,10 @@ impl UsageScan {
         }
         let mut rest = chunk;
         while let Some(i) = rest.iter().position(|&b| b == b'\n') {
-            if self.overflow {
-                self.overflow = false; // the over-long line ends here
+            if self.overflow || self.buf.len() + i > MAX_SCANNED {
+                // An over-long line is skipped to its end.
+                self.overflow = false;
+                self.buf.clear();
             } else {
                 self.buf.extend_from_slice(&rest[..i]);
                 let line = std::mem::take(&mut self.buf);
@@ -145,11 +147,10 @@ impl UsageScan {
         }
     }
 
-    /// Output tokens observed in the text that passed: at least one per
-    /// non-empty delta and at least a token per 4 characters.
+    /// Output tokens observed in the text that passed (core's
+    /// [`observed_output`]).
     pub fn observed_output(&self) -> u64 {
-        self.text_deltas
-            .max(self.text_chars.div_ceil(CHARS_PER_TOKEN))
+        observed_output(self.text_chars, self.text_deltas)
     }
 
     /// How the call ended, for settlement: the reported usage when the

@@ -63,7 +63,21 @@ pub fn usage_for(body: &Value) -> Tokens {
 
 pub const SSE_HEAD: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo!\"}}]}\n\n";
 
-pub async fn upstream(State(u): State<Upstream>, body: Bytes) -> Response {
+pub async fn upstream(
+    State(u): State<Upstream>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    // A proxy would forward this header as is: it must match the body sent.
+    if let Some(len) = headers.get("content-length") {
+        if len.to_str().ok().and_then(|l| l.parse::<usize>().ok()) != Some(body.len()) {
+            return (
+                StatusCode::BAD_REQUEST,
+                "content-length does not match the body",
+            )
+                .into_response();
+        }
+    }
     let v: Value = serde_json::from_slice(&body).unwrap();
     u.bodies.lock().unwrap().push(v.clone());
     let arrived = u.arrived.fetch_add(1, Ordering::SeqCst) + 1;

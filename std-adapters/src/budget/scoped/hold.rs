@@ -74,6 +74,26 @@ impl<C: Clock + Clone> ScopedHold<C> {
         self.usage
     }
 
+    /// Settle at once when every hold is in memory (no store to wait on):
+    /// `Err(self)` when one is in Redis.
+    pub fn settle_in_memory(mut self, actual: Usage) -> Result<Vec<Settled>, Self> {
+        if !self
+            .held
+            .iter()
+            .all(|(_, t)| matches!(t, Ticket::Memory(_)))
+        {
+            return Err(self);
+        }
+        let mut out = Vec::new();
+        while let Some((e, t)) = self.held.pop() {
+            if let (Manager::Memory(m), Ticket::Memory(r)) = (&e.manager, t) {
+                out.extend(m.settle(r, actual));
+            }
+            deliver(&self.handlers, &e);
+        }
+        Ok(out)
+    }
+
     /// The budgets it holds, as `(scope, id)`.
     pub fn budgets(&self) -> impl Iterator<Item = (Scope, &str)> {
         self.held.iter().map(|(e, _)| (e.scope, e.id.as_str()))
@@ -81,11 +101,14 @@ impl<C: Clock + Clone> ScopedHold<C> {
 
     /// Charge `actual` to every budget held. Each settlement that the store
     /// could not record is returned as an error after the others were tried.
+    /// Dropped before it completes, the holds not yet settled are released.
     pub async fn settle(mut self, actual: Usage) -> Result<Vec<Settled>, ScopedDenied> {
         let mut out = Vec::new();
         #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
         let mut failed = None;
-        for (e, t) in std::mem::take(&mut self.held) {
+        // Popped one at a time: if this future is dropped mid-way, the
+        // holds not yet settled are still in `self.held` and are released.
+        while let Some((e, t)) = self.held.pop() {
             let s = match (&e.manager, t) {
                 (Manager::Memory(m), Ticket::Memory(r)) => m.settle(r, actual),
                 #[cfg(feature = "redis")]

@@ -195,13 +195,9 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
     /// True when a budget that applies to `payer` limits money: its calls
     /// need a price.
     pub fn limits_cost(&self, payer: &Payer<'_>) -> bool {
-        self.applying(payer).iter().any(|(_, _, b)| {
-            let c = b.config();
-            c.max_cost_per_request.is_some()
-                || c.limits
-                    .iter()
-                    .any(|l| l.dimension == ratebound_core::budget::Dimension::Cost)
-        })
+        self.applying(payer)
+            .iter()
+            .any(|(_, _, b)| b.config().limits_cost())
     }
 
     /// True when any budget applies to `payer`.
@@ -286,7 +282,13 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
         payer: &Payer<'_>,
         estimate: Usage,
     ) -> Result<ScopedHold<C>, ScopedDenied> {
-        let mut held = Vec::new();
+        // Every hold taken goes into `hold` at once: any exit — a refusal, a
+        // full store, this future dropped while Redis answers — releases them.
+        let mut hold = ScopedHold {
+            held: Vec::new(),
+            usage: estimate,
+            handlers: Arc::clone(&self.handlers),
+        };
         for (scope, id, budget) in self.applying(payer) {
             let e = self.entry(scope, id, budget)?;
             let r = match &e.manager {
@@ -302,25 +304,11 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
                 },
             };
             deliver(&self.handlers, &e);
-            match r {
-                Ok(Some(t)) => held.push((e, t)),
-                Ok(None) => {}
-                Err(d) => {
-                    // Dropping `held` releases what was taken.
-                    drop(ScopedHold {
-                        held,
-                        usage: estimate,
-                        handlers: Arc::clone(&self.handlers),
-                    });
-                    return Err(d);
-                }
+            if let Some(t) = r? {
+                hold.held.push((e, t));
             }
         }
-        Ok(ScopedHold {
-            held,
-            usage: estimate,
-            handlers: Arc::clone(&self.handlers),
-        })
+        Ok(hold)
     }
 
     /// The status of one budget, `None` if it is not held (never used, or

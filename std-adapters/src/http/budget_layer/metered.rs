@@ -30,21 +30,33 @@ impl<C: Clock + Clone> Settle<C> {
         self.hold = None; // dropping the hold releases it
     }
 
-    /// Settle in the background (a body's poll cannot wait for the store).
+    /// Settle: at once for budgets in memory; in the background when one is
+    /// in Redis (a body's poll cannot wait for the store).
     pub(super) fn finish(mut self, ending: Ending) {
         let Some(hold) = self.hold.take() else { return };
         let charged = ending.charge(&self.estimate, &self.price);
-        let event = SettleEvent {
+        let mut event = SettleEvent {
             user: std::mem::take(&mut self.user),
             model: std::mem::take(&mut self.model),
             reserved: self.reserved,
             ending,
             charged,
+            recorded: true,
         };
         let hook = self.on_settle.take();
+        let hold = match hold.settle_in_memory(charged) {
+            Ok(_) => {
+                if let Some(h) = hook {
+                    h(&event);
+                }
+                return;
+            }
+            Err(hold) => hold,
+        };
         let done = async move {
             if let Err(e) = hold.settle(charged).await {
                 tracing::warn!(error = %e, user = %event.user, model = %event.model, "a budget settlement was not recorded");
+                event.recorded = false;
             }
             if let Some(h) = hook {
                 h(&event);
@@ -54,9 +66,9 @@ impl<C: Clock + Clone> Settle<C> {
             Ok(rt) => {
                 rt.spawn(done);
             }
-            Err(_) => {
-                tracing::warn!("no tokio runtime to settle a budget on; the holds are released")
-            }
+            Err(_) => tracing::warn!(
+                "no tokio runtime to settle a Redis budget on; its holds lapse after their TTL"
+            ),
         }
     }
 }
@@ -166,8 +178,10 @@ impl<B, C: Clock + Clone> Drop for MeteredBody<B, C> {
     fn drop(&mut self) {
         if let Metered::Scan { scan, settle, .. } = &mut self.0 {
             if let Some(s) = settle.take() {
-                // Dropped before its end (the client went away, or the
-                // upstream's body failed): charged by what was seen.
+                // Dropped unsettled: after its last byte when the server
+                // stops at a known length, or before its end (the client
+                // went away, the upstream's body failed). Either way the
+                // usage seen decides.
                 scan.finish();
                 let ending = scan.ending(&s.estimate);
                 s.finish(ending);

@@ -77,6 +77,8 @@ pub struct SettleEvent {
     pub ending: Ending,
     /// What was charged to each budget.
     pub charged: Usage,
+    /// False when a budget store could not record the charge (logged).
+    pub recorded: bool,
 }
 
 type SettleHook = Arc<dyn Fn(&SettleEvent) + Send + Sync>;
@@ -136,7 +138,8 @@ impl<C: Clock + Clone> BudgetLayer<C> {
         self
     }
 
-    /// Called once per settled call (on the task that ended its body).
+    /// Called once per settled call: at once when its budgets are in memory,
+    /// after the store answers when one is in Redis.
     pub fn on_settle(mut self, f: impl Fn(&SettleEvent) + Send + Sync + 'static) -> Self {
         self.options.on_settle = Some(Arc::new(f));
         self
@@ -298,7 +301,17 @@ where
                 Ok(h) => h,
                 Err(d) => return Ok(denied(&budgets, d).await),
             };
-            let body = request.rewrite_for(api).unwrap_or(bytes);
+            let body = match request.rewrite_for(api, &bytes) {
+                Some(b) => {
+                    // The body grew: a proxy inside must not trust the old length.
+                    parts.headers.insert(
+                        http::header::CONTENT_LENGTH,
+                        http::HeaderValue::from(b.len()),
+                    );
+                    b
+                }
+                None => bytes,
+            };
             let req = Request::from_parts(parts, ReqB::from(body));
             let settle = Settle {
                 hold: Some(hold),
@@ -309,15 +322,12 @@ where
                 model: request.model.clone(),
                 on_settle: options.on_settle.clone(),
             };
-            // Dropped here (the client went away before the answer): `settle`
-            // drops, charging the reservation as unreported.
+            // Dropped here (the client went away while the model may be
+            // running): `settle` drops, charging the reservation as unreported.
             let res = match inner.call(req).await {
                 Ok(r) => r,
                 Err(e) => {
-                    settle.finish(Ending::Unreported {
-                        input: None,
-                        observed_output: 0,
-                    });
+                    settle.finish(Ending::Failed); // no answer at all
                     return Err(e);
                 }
             };
@@ -325,8 +335,8 @@ where
                 settle.release();
                 return Ok(res.map(MeteredBody::pass));
             }
-            if res.status().is_client_error() || res.status().is_server_error() {
-                settle.finish(Ending::Failed);
+            if let Some(ending) = Ending::from_status(res.status().as_u16()) {
+                settle.finish(ending);
                 return Ok(res.map(MeteredBody::pass));
             }
             let sse = res

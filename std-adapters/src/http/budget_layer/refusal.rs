@@ -78,9 +78,9 @@ pub(super) async fn denied<B: Body, C: Clock + Clone>(
                 let entry = status.as_ref().and_then(|s| {
                     s.limits.iter().find(|x| x.limit == l)
                 });
-                let remaining = entry.map_or(0, |e| l.max.saturating_sub(e.used.saturating_add(e.reserved)));
+                let remaining = entry.map_or(0, |e| e.remaining());
                 let reset = entry.map_or(wait, |e| e.window_end.duration_after(now).as_secs_ceil());
-                let w = entry.map_or(60, |e| e.window_end.saturating_duration_since(e.window_start).as_secs());
+                let w = entry.map_or(60, |e| e.window().as_secs());
                 insert_budget_headers(h, what, scope.name(), l.max, remaining, reset, w);
             }
             res
