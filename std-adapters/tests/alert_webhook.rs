@@ -115,3 +115,63 @@ async fn alerts_are_posted_to_the_webhook_off_the_request_path() {
     wait_settled(&g, 4).await;
     assert!(webhook.dropped() >= 1, "the full queue dropped alerts");
 }
+
+/// A webhook that refuses the alert (a 4xx other than 408/429) is not
+/// retried; a bad URL or a zero queue is refused when set up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_alert_is_not_retried_and_bad_setups_are_errors() {
+    use ratebound_std::budget::Payer;
+    use ratebound_std::http::alert_webhook::{AlertWebhook, WebhookError};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let app = Router::new().route(
+        "/alerts",
+        post(move || {
+            c.fetch_add(1, Ordering::SeqCst);
+            async { StatusCode::UNPROCESSABLE_ENTITY }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/alerts", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let webhook = AlertWebhook::spawn(&url, AlertWebhook::default_retry(), 8).unwrap();
+    let budgets = in_memory(
+        "per_user = { tokens_per_minute = 100, alert_at_percent = [50] }",
+        at(1_795_392_000),
+    );
+    budgets.on_alert(webhook.handler());
+    let payer = Payer {
+        key: None,
+        user: "alice",
+        group: None,
+        model: "m",
+    };
+    let hold = budgets
+        .reserve(&payer, ratebound_core::budget::Usage::request(60, 0))
+        .await
+        .unwrap();
+    hold.settle(ratebound_core::budget::Usage::request(60, 0))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(5);
+    while calls.load(Ordering::SeqCst) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no alert was posted");
+        tokio::time::sleep(StdDuration::from_millis(10)).await;
+    }
+    // The default policy would retry after 200 ms; nothing comes.
+    tokio::time::sleep(StdDuration::from_millis(600)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    assert!(matches!(
+        AlertWebhook::spawn("ftp://127.0.0.1/x", AlertWebhook::default_retry(), 8),
+        Err(WebhookError::Url(..))
+    ));
+    assert!(matches!(
+        AlertWebhook::spawn("not a url", AlertWebhook::default_retry(), 8),
+        Err(WebhookError::Url(..))
+    ));
+    assert!(matches!(
+        AlertWebhook::spawn(&url, AlertWebhook::default_retry(), 0),
+        Err(WebhookError::ZeroCapacity)
+    ));
+}

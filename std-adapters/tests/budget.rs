@@ -219,3 +219,45 @@ async fn a_scoped_reservation_refused_part_way_holds_nothing() {
     let key = budgets.status(Scope::Key, "k1").await.unwrap();
     assert_eq!((key.holds, key.limits[0].reserved), (0, 0));
 }
+
+/// As documented: a budget in memory holds at most 256 reservations at
+/// once (the next is refused until one settles), and takes about 16 KB.
+#[tokio::test]
+async fn a_scoped_budget_in_memory_holds_256_reservations_in_about_16_kb() {
+    use ratebound_core::budget::DenyReason;
+    use ratebound_std::budget::{
+        Payer, ScopedBackend, ScopedBudgetConfig, ScopedBudgets, ScopedDenied,
+    };
+    let size = std::mem::size_of::<BudgetManager<ManualClock>>();
+    assert!((14_000..18_000).contains(&size), "{size} bytes");
+    let config: ScopedBudgetConfig =
+        toml::from_str("per_user = { tokens_per_minute = 1_000_000 }").unwrap();
+    let budgets = ScopedBudgets::new(
+        config,
+        ScopedBackend::Memory,
+        ManualClock::new(Instant::from_secs(1_795_392_000)),
+    )
+    .unwrap();
+    let payer = Payer {
+        key: None,
+        user: "alice",
+        group: None,
+        model: "m",
+    };
+    let mut holds = Vec::new();
+    for _ in 0..256 {
+        holds.push(budgets.reserve(&payer, Usage::request(1, 0)).await.unwrap());
+    }
+    let refused = budgets.reserve(&payer, Usage::request(1, 0)).await;
+    assert!(
+        matches!(refused, Err(ScopedDenied::Exhausted { denial, .. }) if denial.reason == DenyReason::TooManyReservations),
+        "{refused:?}"
+    );
+    holds
+        .pop()
+        .unwrap()
+        .settle(Usage::request(1, 0))
+        .await
+        .unwrap();
+    assert!(budgets.reserve(&payer, Usage::request(1, 0)).await.is_ok());
+}

@@ -7,14 +7,13 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use axum::http::StatusCode;
 use ratebound_core::budget::llm::{Ending, Estimate};
 use ratebound_core::budget::{Dimension, Horizon};
 use ratebound_core::Instant;
-use ratebound_std::budget::{Scope, ScopedBackend, ScopedBudgets};
+use ratebound_std::budget::Scope;
 use ratebound_std::http::budget_layer::BudgetLayer;
 use serde_json::{json, Value};
 use support::llm_gateway::*;
@@ -119,12 +118,14 @@ async fn fifty_concurrent_requests_admit_exactly_what_fits_in_memory() {
     fifty_concurrent(&[g], &up).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifty_concurrent_requests_through_three_layers_sharing_redis() {
+/// Three layer instances, each with its own connection to `nodes` (one
+/// server, or every master of a cluster), sharing the budgets.
+#[cfg(feature = "redis")]
+async fn three_layers_sharing(nodes: &[String], up: &Upstream) -> Vec<Gateway> {
+    use ratebound_std::budget::{ScopedBackend, ScopedBudgets};
     use ratebound_std::fallback::{FailoverOptions, OnUnavailable};
     use ratebound_std::redis::{RedisOptions, RedisStore, TimeSource};
-    let server = support::redis_server::RedisServer::start();
-    let up = Upstream::default();
+    use std::sync::Arc;
     let clock = at(1_795_392_000);
     let mut gateways = Vec::new();
     for _ in 0..3 {
@@ -132,7 +133,13 @@ async fn fifty_concurrent_requests_through_three_layers_sharing_redis() {
             time: TimeSource::Caller(Arc::new(clock.clone())),
             ..RedisOptions::default()
         };
-        let store = RedisStore::connect(&server.url(), opts).await.unwrap();
+        let store = match nodes {
+            [one] => RedisStore::connect(one, opts).await.unwrap(),
+            many => {
+                let urls: Vec<&str> = many.iter().map(String::as_str).collect();
+                RedisStore::connect_cluster(&urls, opts).await.unwrap()
+            }
+        };
         let backend = ScopedBackend::Redis {
             store,
             prefix: "llm:".into(),
@@ -142,6 +149,24 @@ async fn fifty_concurrent_requests_through_three_layers_sharing_redis() {
         let budgets = Arc::new(ScopedBudgets::new(config(FIFTY), backend, clock.clone()).unwrap());
         gateways.push(serve(budgets, up.clone(), 4_096).await);
     }
+    gateways
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_requests_through_three_layers_sharing_redis() {
+    let server = support::redis_server::RedisServer::start();
+    let up = Upstream::default();
+    let gateways = three_layers_sharing(&[server.url()], &up).await;
+    fifty_concurrent(&gateways, &up).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_requests_through_three_layers_sharing_a_redis_cluster() {
+    let cluster = support::redis_server::RedisCluster::start();
+    let up = Upstream::default();
+    let gateways = three_layers_sharing(&cluster.urls(), &up).await;
     fifty_concurrent(&gateways, &up).await;
 }
 
@@ -386,4 +411,29 @@ async fn a_prompt_counter_replaces_the_heuristic() {
         wait_settled(&g, n + 1).await;
         assert_eq!(g.settled.lock().unwrap()[n].reserved.tokens, input + 100);
     }
+}
+
+/// Usage above the reservation is charged in full: the budget counts what
+/// the model used, not what was held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_above_the_reservation_is_charged_in_full() {
+    let up = Upstream::default();
+    let g = serve(in_memory(FIFTY, at(1_795_392_000)), up.clone(), 4_096).await;
+    // max_tokens 1: 17 + 1 held; the upstream reports 12 + 11 (n = 6).
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", g.base))
+        .bearer_auth("alice")
+        .json(&request(6, 1, json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.bytes().await.unwrap();
+    wait_settled(&g, 1).await;
+    let e = g.settled.lock().unwrap()[0].clone();
+    assert_eq!((e.reserved.tokens, e.charged.tokens), (18, 23));
+    assert_eq!(
+        used(&g, Scope::User, "alice", Dimension::Tokens, Horizon::MINUTE).await,
+        23
+    );
 }

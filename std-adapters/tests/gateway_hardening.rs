@@ -231,3 +231,59 @@ async fn the_gateway_forwards_with_its_upstream_credentials() {
         [Some("Bearer sk-upstream".to_owned())]
     );
 }
+
+/// `allowed_models = ["*"]` serves any model, but no more than
+/// `max_models_per_key` different ones per key; one without the cap is
+/// refused at start.
+#[tokio::test]
+async fn any_model_is_served_up_to_the_per_key_cap() {
+    const ANY: &str = r#"
+listen = "127.0.0.1:0"
+max_models_per_key = 2
+[keys]
+"sk-alice" = { user = "alice" }
+"sk-bob" = { user = "bob" }
+[model_limits]
+period_minutes = 1
+success_max = 100
+allowed_models = ["*"]
+"#;
+    let gw = start(ANY, &[]);
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/chat/completions", gw.base);
+    let send = |key: &'static str, model: &'static str| {
+        client.post(&url).bearer_auth(key).json(&chat(model)).send()
+    };
+    for (key, model, status) in [
+        ("sk-alice", "model-a", 200),
+        ("sk-alice", "model-b", 200),
+        ("sk-alice", "model-c", 400),
+        ("sk-alice", "model-a", 200),
+        ("sk-bob", "model-c", 200),
+    ] {
+        let r = send(key, model).await.unwrap();
+        assert_eq!(r.status(), status, "{key} {model}");
+        if status == 400 {
+            assert!(r.text().await.unwrap().contains("too_many_models"));
+        }
+    }
+
+    // Without the cap the gateway does not start.
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("gateway");
+    let path = std::env::temp_dir().join(format!("ratebound-gw-any-{}.toml", std::process::id()));
+    std::fs::write(&path, ANY.replace("max_models_per_key = 2\n", "")).unwrap();
+    let out = Command::new(bin)
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max_models_per_key"));
+}

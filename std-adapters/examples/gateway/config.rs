@@ -33,6 +33,9 @@ pub(crate) struct Config {
     pub(crate) default_max_output_tokens: Option<u64>,
     #[serde(default)]
     pub(crate) timeouts: Timeouts,
+    /// With `allowed_models = ["*"]`: the most different models one key
+    /// may use (counted in each replica).
+    pub(crate) max_models_per_key: Option<usize>,
     /// Post budget alerts (thresholds crossed, limits hit) here as JSON.
     pub(crate) alert_webhook: Option<String>,
     /// Share the limits through Redis (every replica the same counts).

@@ -48,7 +48,7 @@ use ratebound_std::fallback::OnUnavailable;
 use ratebound_std::http::alert_webhook::AlertWebhook;
 use ratebound_std::http::budget_layer::{BudgetLayer, KeyId, SettleEvent};
 use ratebound_std::http::headers::error_body;
-use ratebound_std::http::layer::{FromExtensions, ModelLimitLayer};
+use ratebound_std::http::layer::{FromExtensions, LimitRefusal, Model, ModelLimitLayer};
 use ratebound_std::http::upstream::{UpstreamError, UpstreamLimits};
 use ratebound_std::keyed::KeyedConfig;
 use ratebound_std::model_limit::{AnyModelLimiter, RedisModelLimiter};
@@ -211,8 +211,21 @@ impl WithLog for UpstreamError {
 /// Only the models the config knows are served: `allowed_models` when
 /// given, else every model with a limit, a price or a budget of its own. A
 /// key cannot create counts (and fill the store) with made-up names.
-fn allowed_models(cfg: &mut Config) -> Result<(), Box<dyn std::error::Error>> {
+/// `allowed_models = ["*"]` serves any model, at most `max_models_per_key`
+/// different ones per key (returned, for [`cap_models`]).
+fn allowed_models(cfg: &mut Config) -> Result<Option<Arc<ModelCap>>, Box<dyn std::error::Error>> {
     let limits = &mut cfg.model_limits;
+    if limits.allowed_models == ["*"] {
+        let max = cfg
+            .max_models_per_key
+            .filter(|&n| n > 0)
+            .ok_or("allowed_models = [\"*\"] needs max_models_per_key (at least 1): the most models one key may use")?;
+        limits.allowed_models.clear(); // the limiter serves any model; the cap bounds them
+        return Ok(Some(Arc::new(ModelCap {
+            max,
+            seen: std::sync::Mutex::new(std::collections::HashMap::new()),
+        })));
+    }
     if limits.allowed_models.is_empty() {
         let known: std::collections::BTreeSet<&String> = limits
             .models
@@ -225,11 +238,58 @@ fn allowed_models(cfg: &mut Config) -> Result<(), Box<dyn std::error::Error>> {
     if limits.allowed_models.is_empty() {
         return Err("no model would be served: list allowed_models, or give models limits, prices or budgets".into());
     }
-    Ok(())
+    Ok(None)
+}
+
+/// The models each key has used, under `allowed_models = ["*"]`.
+struct ModelCap {
+    max: usize,
+    seen: std::sync::Mutex<std::collections::HashMap<String, std::collections::BTreeSet<String>>>,
+}
+
+/// Refuse a key's model beyond its first `max` different ones (400; a
+/// budget outside releases its holds). Counted in this replica.
+async fn cap_models(
+    State(cap): State<Option<Arc<ModelCap>>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let (Some(cap), Some(KeyId(key)), Some(Model(model))) = (
+        cap,
+        req.extensions().get::<KeyId>(),
+        req.extensions().get::<Model>(),
+    ) else {
+        return next.run(req).await;
+    };
+    let over = {
+        let mut seen = cap.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let models = seen.entry(key.clone()).or_default();
+        if models.contains(model) || models.len() < cap.max {
+            models.insert(model.clone());
+            false
+        } else {
+            true
+        }
+    };
+    if over {
+        let message = format!(
+            "this key has used its {} models; {model:?} would be one more",
+            cap.max
+        );
+        let mut res = json_error(
+            StatusCode::BAD_REQUEST,
+            &message,
+            "invalid_request_error",
+            "too_many_models",
+        );
+        res.extensions_mut().insert(LimitRefusal);
+        return res;
+    }
+    next.run(req).await
 }
 
 async fn app(mut cfg: Config) -> Result<Router, Box<dyn std::error::Error>> {
-    allowed_models(&mut cfg)?;
+    let cap = allowed_models(&mut cfg)?;
     let limits = cfg.model_limits.clone();
     let budgets = cfg.budgets.clone();
     match &cfg.redis {
@@ -240,6 +300,7 @@ async fn app(mut cfg: Config) -> Result<Router, Box<dyn std::error::Error>> {
             router(
                 Arc::new(AnyModelLimiter::Memory(Box::new(limiter))),
                 budgets,
+                cap.clone(),
                 cfg,
             )
         }
@@ -275,6 +336,7 @@ async fn app(mut cfg: Config) -> Result<Router, Box<dyn std::error::Error>> {
             router(
                 Arc::new(AnyModelLimiter::Redis(Box::new(limiter))),
                 budgets,
+                cap.clone(),
                 cfg,
             )
         }
@@ -284,6 +346,7 @@ async fn app(mut cfg: Config) -> Result<Router, Box<dyn std::error::Error>> {
 fn router(
     limiter: Arc<AnyModelLimiter<SystemClock>>,
     budgets: ScopedBudgets<SystemClock>,
+    cap: Option<Arc<ModelCap>>,
     cfg: Config,
 ) -> Result<Router, Box<dyn std::error::Error>> {
     let limit = ModelLimitLayer::new(limiter, FromExtensions::new());
@@ -331,6 +394,7 @@ fn router(
     // charged. They run bottom-up: identify, then budgets, then the limit.
     let chat = post(completions)
         .route_layer(limit)
+        .route_layer(middleware::from_fn_with_state(cap, cap_models))
         .route_layer(budget)
         .route_layer(middleware::from_fn_with_state(Arc::clone(&gw), identify));
     Ok(Router::new()

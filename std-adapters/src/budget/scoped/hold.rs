@@ -86,8 +86,10 @@ impl<C: Clock + Clone> ScopedHold<C> {
         }
         let mut out = Vec::new();
         while let Some((e, t)) = self.held.pop() {
-            if let (Manager::Memory(m), Ticket::Memory(r)) = (&e.manager, t) {
-                out.extend(m.settle(r, actual));
+            match (&e.manager, t) {
+                (Manager::Memory(m), Ticket::Memory(r)) => out.extend(m.settle(r, actual)),
+                #[cfg(feature = "redis")]
+                _ => {}
             }
             deliver(&self.handlers, &e);
         }
