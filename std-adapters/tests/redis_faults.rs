@@ -591,3 +591,48 @@ async fn a_cost_above_the_share_is_denied_not_an_error() {
     assert!(limiter.check(b"k", 3).await.unwrap().decision.allowed);
     assert!(limiter.check(b"k", 10).await.is_err());
 }
+
+/// Budgets of many keys on one store share one fail-over: once a call finds
+/// Redis frozen, the budgets of other users skip it at once (`Down`)
+/// instead of each waiting out its own timeout.
+#[tokio::test]
+async fn scoped_budgets_share_one_failover_per_store() {
+    use ratebound_std::budget::{Payer, ScopedBackend, ScopedBudgets, ScopedDenied};
+    use ratebound_std::redis::StoreError;
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), opts(300)).await.unwrap();
+    let backend = ScopedBackend::Redis {
+        store,
+        prefix: "t:".into(),
+        hold_slots: 16,
+        failover: failover(OnUnavailable::Closed),
+    };
+    let config = toml::from_str("per_user = { tokens_per_minute = 1_000 }").unwrap();
+    let budgets = ScopedBudgets::new(config, backend, SystemClock).unwrap();
+    let payer = |user| Payer {
+        key: None,
+        user,
+        group: None,
+        model: "m",
+    };
+    let hold = budgets
+        .reserve(&payer("warm"), Usage::request(1, 0))
+        .await
+        .unwrap();
+    hold.settle(Usage::request(1, 0)).await.unwrap();
+
+    server.pause();
+    let first = budgets.reserve(&payer("a"), Usage::request(1, 0)).await;
+    assert!(
+        matches!(first, Err(ScopedDenied::Store(ref e)) if !matches!(e, StoreError::Down(_))),
+        "the first call meets the frozen store: {first:?}"
+    );
+    for user in ["b", "c", "d"] {
+        let next = budgets.reserve(&payer(user), Usage::request(1, 0)).await;
+        assert!(
+            matches!(next, Err(ScopedDenied::Store(StoreError::Down(_)))),
+            "{user}: {next:?}"
+        );
+    }
+    server.resume();
+}

@@ -1,6 +1,6 @@
 //! The budget manager over Redis, with the fail-over of [`crate::fallback`].
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
 use ratebound_core::budget::{
     Admission, Alert, Budget, BudgetConfig, BudgetStatus, Reservation, Settled, Usage,
@@ -41,7 +41,7 @@ pub struct RedisBudgetManager<C: Clock = SystemClock> {
     budget: RedisBudget,
     key: Vec<u8>,
     hub: AlertHub,
-    failover: Failover,
+    failover: Arc<Failover>,
     /// The in-memory fallback on this replica's share (`local` only).
     local: Option<BudgetManager<C>>,
 }
@@ -124,7 +124,7 @@ impl RedisBudgetManager {
             budget: RedisBudget::new(store, Budget::new(config)?, hold_slots),
             key: budget_key.as_ref().to_vec(),
             hub: AlertHub::new(),
-            failover: Failover::new(FailoverOptions::default(), "budgets"),
+            failover: Arc::new(Failover::new(FailoverOptions::default(), "budgets")),
             local: None,
         })
     }
@@ -140,9 +140,22 @@ impl<C: Clock> RedisBudgetManager<C> {
         clock: D,
     ) -> Result<RedisBudgetManager<D>, ConfigError> {
         failover.validate()?;
-        let local = match failover.on_unavailable {
+        let shared = Arc::new(Failover::new(failover, "budgets"));
+        self.sharing_failover(shared, clock)
+    }
+
+    /// [`with_failover`](Self::with_failover) with a fail-over state shared
+    /// by many budgets on one store: once it finds the store down, every
+    /// budget skips it (one timeout, not one per budget).
+    pub(crate) fn sharing_failover<D: Clock>(
+        self,
+        failover: Arc<Failover>,
+        clock: D,
+    ) -> Result<RedisBudgetManager<D>, ConfigError> {
+        let options = *failover.options();
+        let local = match options.on_unavailable {
             OnUnavailable::Local => Some(BudgetManager::new(
-                self.budget.budget().config().share(failover.replicas),
+                self.budget.budget().config().share(options.replicas),
                 clock,
             )?),
             _ => None,
@@ -151,7 +164,7 @@ impl<C: Clock> RedisBudgetManager<C> {
             budget: self.budget,
             key: self.key,
             hub: self.hub,
-            failover: Failover::new(failover, "budgets"),
+            failover,
             local,
         })
     }

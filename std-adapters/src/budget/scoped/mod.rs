@@ -72,6 +72,9 @@ pub struct ScopedBudgets<C: Clock + Clone> {
     per_key: Option<Budget>,
     per_user: Option<Budget>,
     backend: ScopedBackend,
+    /// One fail-over state for every budget in the store.
+    #[cfg(feature = "redis")]
+    failover: Option<Arc<crate::fallback::Failover>>,
     clock: C,
     entries: Mutex<Entries<C>>,
     handlers: Handlers,
@@ -150,12 +153,21 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
                 });
             }
         }
+        #[cfg(feature = "redis")]
+        let failover = match &backend {
+            ScopedBackend::Redis { failover, .. } => Some(Arc::new(
+                crate::fallback::Failover::new(*failover, "budgets"),
+            )),
+            ScopedBackend::Memory => None,
+        };
         Ok(ScopedBudgets {
             config,
             specs,
             per_key,
             per_user,
             backend,
+            #[cfg(feature = "redis")]
+            failover,
             clock,
             entries: Mutex::new(HashMap::new()),
             handlers: Arc::new(RwLock::new(Vec::new())),
@@ -233,9 +245,12 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
                 failover,
             } => {
                 let key = format!("{prefix}{}:{id}", scope.name());
+                let shared = self.failover.clone().unwrap_or_else(|| {
+                    Arc::new(crate::fallback::Failover::new(*failover, "budgets"))
+                });
                 Manager::Redis(Box::new(
                     super::RedisBudgetManager::new(store.clone(), config, key, *hold_slots)
-                        .and_then(|m| m.with_failover(*failover, self.clock.clone()))
+                        .and_then(|m| m.sharing_failover(shared, self.clock.clone()))
                         .map_err(invalid)?,
                 ))
             }
