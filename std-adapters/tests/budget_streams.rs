@@ -21,6 +21,7 @@ async fn a_stream_passes_byte_identical_and_settles_from_its_final_usage() {
     let r = reqwest::Client::new()
         .post(format!("{}/v1/chat/completions", g.base))
         .bearer_auth("alice")
+        .header("accept-encoding", "gzip, br")
         .json(&request(3, 100, json!({"stream": true})))
         .send()
         .await

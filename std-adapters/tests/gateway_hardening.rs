@@ -268,6 +268,19 @@ allowed_models = ["*"]
         }
     }
 
+    // An over-long name is refused and takes no slot.
+    let long = "m".repeat(300);
+    let r = client
+        .post(&url)
+        .bearer_auth("sk-bob")
+        .json(&chat(&long))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(send("sk-bob", "model-d").await.unwrap().status(), 200);
+    assert_eq!(send("sk-bob", "model-e").await.unwrap().status(), 400);
+
     // Without the cap the gateway does not start.
     let exe = std::env::current_exe().unwrap();
     let bin = exe

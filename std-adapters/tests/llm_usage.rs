@@ -160,6 +160,29 @@ fn requests_are_parsed_and_estimated_by_the_documented_rule() {
         + "text".len()
         + "data: 123456".len();
     assert_eq!(r.prompt_chars, small as u64 + 2 * INLINE_DATA_CHARS);
+    // A prompt dressed as a data URL, or a data URL that is not base64,
+    // counts by its length.
+    for text in [
+        r#"{"type":"text","text":"data:text/plain;base64,QUFBQUFB"}"#,
+        r#"{"type":"image_url","image_url":{"url":"data:text/plain;base64,not base64!"}}"#,
+    ] {
+        let body = format!(r#"{{"model":"m","messages":[{{"role":"user","content":[{text}]}}]}}"#);
+        let r = LlmRequest::parse(body.as_bytes()).unwrap();
+        assert!(
+            r.prompt_chars > 20 && r.prompt_chars < INLINE_DATA_CHARS,
+            "{text}: {}",
+            r.prompt_chars
+        );
+    }
+    // `n` completions each may write the whole cap.
+    let r = LlmRequest::parse(br#"{"model":"m","max_tokens":10,"n":3}"#).unwrap();
+    assert_eq!((r.choices, r.estimate(99).max_output), (3, 30));
+    let r = LlmRequest::parse(br#"{"model":"m","n":2,"best_of":5}"#).unwrap();
+    assert_eq!(
+        r.estimate(7).max_output,
+        35,
+        "the default cap, for best_of 5"
+    );
     // The responses API: `input` as a string is one message.
     let r = LlmRequest::parse(br#"{"model":"o3","input":"Hello there","max_output_tokens":64}"#)
         .unwrap();

@@ -52,7 +52,7 @@ use ratebound_std::http::layer::{FromExtensions, LimitRefusal, Model, ModelLimit
 use ratebound_std::http::upstream::{UpstreamError, UpstreamLimits};
 use ratebound_std::keyed::KeyedConfig;
 use ratebound_std::model_limit::{AnyModelLimiter, RedisModelLimiter};
-use ratebound_std::model_limit::{Identity, ModelLimiter};
+use ratebound_std::model_limit::{Identity, ModelLimiter, MAX_NAME_LEN};
 use ratebound_std::redis::RedisStore;
 use ratebound_std::retry::RetryPolicy;
 
@@ -256,36 +256,56 @@ async fn cap_models(
 ) -> Response {
     let (Some(cap), Some(KeyId(key)), Some(Model(model))) = (
         cap,
-        req.extensions().get::<KeyId>(),
-        req.extensions().get::<Model>(),
+        req.extensions().get::<KeyId>().cloned(),
+        req.extensions().get::<Model>().cloned(),
     ) else {
         return next.run(req).await;
     };
-    let over = {
-        let mut seen = cap.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let models = seen.entry(key.clone()).or_default();
-        if models.contains(model) || models.len() < cap.max {
-            models.insert(model.clone());
-            false
-        } else {
-            true
-        }
-    };
-    if over {
-        let message = format!(
-            "this key has used its {} models; {model:?} would be one more",
-            cap.max
-        );
+    let refuse = |message: String, code: &str| {
         let mut res = json_error(
             StatusCode::BAD_REQUEST,
             &message,
             "invalid_request_error",
-            "too_many_models",
+            code,
         );
         res.extensions_mut().insert(LimitRefusal);
-        return res;
+        res
+    };
+    if model.len() > MAX_NAME_LEN {
+        return refuse(
+            format!("model names are at most {MAX_NAME_LEN} bytes"),
+            "invalid_model",
+        );
     }
-    next.run(req).await
+    // A slot is taken before the call (so concurrent calls cannot pass the
+    // cap) and kept only if the call was served.
+    let added = {
+        let mut seen = cap.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let models = seen.entry(key.clone()).or_default();
+        if models.contains(&model) {
+            false
+        } else if models.len() < cap.max {
+            models.insert(model.clone());
+            true
+        } else {
+            return refuse(
+                format!(
+                    "this key has used its {} models; {model:?} would be one more",
+                    cap.max
+                ),
+                "too_many_models",
+            );
+        }
+    };
+    let res = next.run(req).await;
+    let served = res.status().is_success() && res.extensions().get::<LimitRefusal>().is_none();
+    if added && !served {
+        let mut seen = cap.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(models) = seen.get_mut(&key) {
+            models.remove(&model);
+        }
+    }
+    res
 }
 
 async fn app(mut cfg: Config) -> Result<Router, Box<dyn std::error::Error>> {

@@ -68,6 +68,9 @@ pub struct LlmRequest {
     pub prompt_chars: u64,
     /// Messages (`messages`, or the items of an `input` array).
     pub messages: u64,
+    /// Completions asked for (`n` or `best_of`, the larger; at least 1):
+    /// each may write the whole output cap.
+    pub choices: u64,
     body: Map<String, Value>,
 }
 
@@ -97,33 +100,47 @@ impl<'de> serde::Deserialize<'de> for Unique {
     }
 }
 
-/// Base64 data counts as [`INLINE_DATA_CHARS`], not by its length: a
-/// `data:…;base64,` URL, the `data` of an Anthropic `{"type": "base64"}`
-/// source, the `data` of OpenAI's `input_audio`.
-fn is_inline_data(s: &str) -> bool {
-    s.starts_with("data:")
-        && s.get(..s.len().min(256))
-            .is_some_and(|h| h.contains(";base64,"))
+/// Fields whose string may be a `data:…;base64,` URL of an image or file.
+const URL_FIELDS: [&str; 3] = ["url", "image_url", "file_data"];
+
+/// Only base64 characters (padding and line breaks included).
+fn is_base64(s: &str) -> bool {
+    s.bytes().all(|b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_' | b'\n' | b'\r')
+    })
 }
 
+/// A `data:<type>;base64,<base64>` URL.
+fn is_data_url(s: &str) -> bool {
+    s.strip_prefix("data:")
+        .and_then(|rest| rest.split_once(','))
+        .is_some_and(|(head, payload)| head.ends_with(";base64") && is_base64(payload))
+}
+
+/// Base64 data counts as [`INLINE_DATA_CHARS`], not by its length, where
+/// the APIs put files: a data URL in `url` / `image_url` / `file_data`, the
+/// `data` of an Anthropic `{"type": "base64"}` source, the `data` of
+/// OpenAI's `input_audio` — and only when it is base64. Any other string
+/// (a prompt that looks like a data URL included) counts by its length.
 fn count_chars(v: &Value) -> u64 {
     match v {
-        Value::String(s) if is_inline_data(s) => INLINE_DATA_CHARS,
         Value::String(s) => s.chars().count() as u64,
         Value::Array(a) => a.iter().map(count_chars).fold(0, u64::saturating_add),
         Value::Object(o) => {
-            let base64 = o.get("type").and_then(Value::as_str) == Some("base64");
+            let base64_source = o.get("type").and_then(Value::as_str) == Some("base64");
             o.iter()
                 .map(|(k, v)| match v {
-                    Value::String(_) if base64 && k == "data" => INLINE_DATA_CHARS,
+                    Value::String(s) if URL_FIELDS.contains(&k.as_str()) && is_data_url(s) => {
+                        INLINE_DATA_CHARS
+                    }
+                    Value::String(s) if base64_source && k == "data" && is_base64(s) => {
+                        INLINE_DATA_CHARS
+                    }
                     Value::Object(a) if k == "input_audio" => a
                         .iter()
-                        .map(|(k, v)| {
-                            if k == "data" {
-                                INLINE_DATA_CHARS
-                            } else {
-                                count_chars(v)
-                            }
+                        .map(|(k, v)| match v {
+                            Value::String(s) if k == "data" && is_base64(s) => INLINE_DATA_CHARS,
+                            _ => count_chars(v),
                         })
                         .fold(0, u64::saturating_add),
                     _ => count_chars(v),
@@ -161,6 +178,13 @@ impl LlmRequest {
                 }
             }
         }
+        // `n` (or `best_of`) choices each may write the whole cap.
+        let choices = ["n", "best_of"]
+            .iter()
+            .filter_map(|k| body.get(*k).and_then(Value::as_u64))
+            .max()
+            .unwrap_or(1)
+            .max(1);
         let prompt_chars = body
             .iter()
             .filter(|(k, _)| k.as_str() != "model")
@@ -177,6 +201,7 @@ impl LlmRequest {
             max_output,
             prompt_chars,
             messages,
+            choices,
             body,
         })
     }
@@ -186,13 +211,14 @@ impl LlmRequest {
         &self.body
     }
 
-    /// The reservation's estimate, with `default_output` when the request
-    /// set no output cap.
+    /// The reservation's estimate: the prompt, and the output cap (or
+    /// `default_output` when the request set none) for each of its choices.
     pub fn estimate(&self, default_output: u64) -> Estimate {
+        let per_choice = self.max_output.unwrap_or(default_output);
         Estimate::from_prompt(
             self.prompt_chars,
             self.messages,
-            self.max_output.unwrap_or(default_output),
+            per_choice.saturating_mul(self.choices),
         )
     }
 

@@ -78,6 +78,14 @@ pub async fn upstream(
                 .into_response();
         }
     }
+    // The layer reads the answer: it must not come compressed.
+    if headers.contains_key("accept-encoding") || headers.contains_key("transfer-encoding") {
+        return (
+            StatusCode::BAD_REQUEST,
+            "accept-encoding or transfer-encoding reached the upstream",
+        )
+            .into_response();
+    }
     let v: Value = serde_json::from_slice(&body).unwrap();
     u.bodies.lock().unwrap().push(v.clone());
     let arrived = u.arrived.fetch_add(1, Ordering::SeqCst) + 1;

@@ -22,7 +22,7 @@ use hold::{deliver, denied};
 enum Manager<C: Clock> {
     Memory(Box<BudgetManager<C>>),
     #[cfg(feature = "redis")]
-    Redis(Box<super::RedisBudgetManager<C>>),
+    Redis(Arc<super::RedisBudgetManager<C>>),
 }
 
 struct Entry<C: Clock> {
@@ -248,7 +248,7 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
                 let shared = self.failover.clone().unwrap_or_else(|| {
                     Arc::new(crate::fallback::Failover::new(*failover, "budgets"))
                 });
-                Manager::Redis(Box::new(
+                Manager::Redis(Arc::new(
                     super::RedisBudgetManager::new(store.clone(), config, key, *hold_slots)
                         .and_then(|m| m.sharing_failover(shared, self.clock.clone()))
                         .map_err(invalid)?,
@@ -298,7 +298,8 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
         estimate: Usage,
     ) -> Result<ScopedHold<C>, ScopedDenied> {
         // Every hold taken goes into `hold` at once: any exit — a refusal, a
-        // full store, this future dropped while Redis answers — releases them.
+        // full store, this future dropped — releases them; a hold Redis is
+        // still taking when the future drops is released by its task.
         let mut hold = ScopedHold {
             held: Vec::new(),
             usage: estimate,
@@ -312,8 +313,8 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
                     .map(|h| h.detach().map(Ticket::Memory))
                     .map_err(|d| denied(&e, budget, d)),
                 #[cfg(feature = "redis")]
-                Manager::Redis(m) => match m.reserve(estimate).await {
-                    Ok(h) => Ok(Some(Ticket::Redis(h.detach()))),
+                Manager::Redis(m) => match reserve_in_redis(Arc::clone(m), estimate).await {
+                    Ok(t) => Ok(Some(Ticket::Redis(t))),
                     Err(super::RedisBudgetError::Denied(d)) => Err(denied(&e, budget, d)),
                     Err(super::RedisBudgetError::Redis(s)) => Err(ScopedDenied::Store(s)),
                 },
@@ -341,4 +342,27 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
             Manager::Redis(m) => m.status().await.ok(),
         }
     }
+}
+
+/// Reserve in Redis on a task of its own: if the caller goes away while the
+/// script runs, the task releases the hold the script took instead of
+/// leaving it to lapse.
+#[cfg(feature = "redis")]
+async fn reserve_in_redis<C: Clock>(
+    m: Arc<super::RedisBudgetManager<C>>,
+    estimate: Usage,
+) -> Result<super::redis::Ticket, super::RedisBudgetError> {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return m.reserve(estimate).await.map(|h| h.detach());
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    rt.spawn(async move {
+        let r = m.reserve(estimate).await.map(|h| h.detach());
+        if let Err(Ok(ticket)) = tx.send(r) {
+            m.release_ticket(ticket); // the caller is gone
+        }
+    });
+    // The task ends without answering only when the runtime shuts down.
+    rx.await
+        .unwrap_or_else(|_| Err(crate::redis::StoreError::Down(std::time::Duration::ZERO).into()))
 }

@@ -14,20 +14,23 @@
 //!    from the price table and reserved in each budget of the caller's key,
 //!    user, group and model ([`ScopedBudgets`]). A request that can never
 //!    fit (over a per-request cap, or a whole window) → 400
-//!    `request_too_large`; no room now → 429 with `Retry-After`, the
-//!    OpenAI headers of the binding dimension (`x-ratelimit-limit-tokens`,
-//!    `x-ratelimit-remaining-tokens`, `x-ratelimit-reset-tokens`, or the
-//!    `-requests` ones) and the IETF `RateLimit-Policy` / `RateLimit`
-//!    fields for that budget. A model without a price, where a budget counts
+//!    `request_too_large`; no room now → 429 with `Retry-After` and, when a
+//!    window limit binds, the IETF `RateLimit-Policy` / `RateLimit` fields
+//!    for it plus, for a token or request limit, OpenAI's
+//!    `x-ratelimit-{limit,remaining,reset}-{tokens,requests}` (a money
+//!    limit has no OpenAI header; pacing or a full reservation table gives
+//!    `Retry-After` only). A model without a price, where a budget counts
 //!    money → 400 `model_not_priced`.
 //! 3. A streaming OpenAI chat request that did not ask for usage gets
 //!    `stream_options.include_usage` (its final event carries the usage).
+//!    The forwarded request has one exact `Content-Length` and no
+//!    `Accept-Encoding` (the layer reads the answer).
 //! 4. The response passes through frame by frame, unbuffered; its usage is
 //!    read as it passes ([`UsageScan`]). When the body ends — or the client
 //!    goes away — the holds settle by core's rule ([`Ending`]): the
-//!    reported usage exactly; an error status with no usage, the request
-//!    only; no usage (a cut-off stream), the whole reservation or what was
-//!    seen, whichever is more. A response refused by a limit layer inside
+//!    reported usage exactly; an error status (or no answer), the request
+//!    only; no usage (a cut-off stream), the prompt as reported (else as
+//!    estimated) plus the larger of the output cap and the output seen. A response refused by a limit layer inside
 //!    ([`LimitRefusal`]) releases the holds: nothing is charged.
 
 use std::collections::BTreeMap;
@@ -301,17 +304,16 @@ where
                 Ok(h) => h,
                 Err(d) => return Ok(denied(&budgets, d).await),
             };
-            let body = match request.rewrite_for(api, &bytes) {
-                Some(b) => {
-                    // The body grew: a proxy inside must not trust the old length.
-                    parts.headers.insert(
-                        http::header::CONTENT_LENGTH,
-                        http::HeaderValue::from(b.len()),
-                    );
-                    b
-                }
-                None => bytes,
-            };
+            let body = request.rewrite_for(api, &bytes).unwrap_or(bytes);
+            // The body is whole now, maybe longer: one exact length, no
+            // chunking, for whatever forwards it inside. And an answer the
+            // layer can read: not compressed.
+            parts.headers.remove(http::header::TRANSFER_ENCODING);
+            parts.headers.insert(
+                http::header::CONTENT_LENGTH,
+                http::HeaderValue::from(body.len()),
+            );
+            parts.headers.remove(http::header::ACCEPT_ENCODING);
             let req = Request::from_parts(parts, ReqB::from(body));
             let settle = Settle {
                 hold: Some(hold),
