@@ -40,8 +40,8 @@ body = "1s"
 per_user = { requests_per_minute = 3 }
 "#;
 
-/// Start the example binary (built by `cargo test` next to this test).
-fn start(config: &str, env: &[(&str, &str)]) -> Gateway {
+/// The example binary, built by `cargo test` next to this test.
+fn gateway_bin() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     let bin = exe
         .parent()
@@ -55,11 +55,22 @@ fn start(config: &str, env: &[(&str, &str)]) -> Gateway {
         "{} is missing: build the examples (cargo test builds them)",
         bin.display()
     );
-    let dir =
-        std::env::temp_dir().join(format!("ratebound-gw-{}-{}", std::process::id(), env.len()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("gateway.toml");
+    bin
+}
+
+/// `config` in a file of its own (tests run in parallel).
+fn config_file(config: &str) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let path = std::env::temp_dir().join(format!("ratebound-gw-{}-{n}.toml", std::process::id()));
     std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// Start the gateway on `config`, with `env` set.
+fn start(config: &str, env: &[(&str, &str)]) -> Gateway {
+    let bin = gateway_bin();
+    let path = config_file(config);
     let mut child = Command::new(bin)
         .arg("--config")
         .arg(&path)
@@ -282,17 +293,8 @@ allowed_models = ["*"]
     assert_eq!(send("sk-bob", "model-e").await.unwrap().status(), 400);
 
     // Without the cap the gateway does not start.
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("gateway");
-    let path = std::env::temp_dir().join(format!("ratebound-gw-any-{}.toml", std::process::id()));
-    std::fs::write(&path, ANY.replace("max_models_per_key = 2\n", "")).unwrap();
-    let out = Command::new(bin)
+    let path = config_file(&ANY.replace("max_models_per_key = 2\n", ""));
+    let out = Command::new(gateway_bin())
         .arg("--config")
         .arg(&path)
         .output()
