@@ -75,7 +75,17 @@ say "the minimum Rust the crates declare ($MSRV): both crates, all features"
 cargo "+$MSRV" check -q -p ratebound-core -p ratebound-std --all-features
 
 say "cargo publish --dry-run of both crates, in dependency order (packaged, then built from the package)"
-cargo publish --workspace --dry-run --allow-dirty --exclude ratebound-benches --exclude ratebound-wasm
+# The staging registry has the same path every run, and cargo treats what
+# it serves as immutable: it would reuse the copy of a packaged crate it
+# extracted, and the build of it, from an earlier run (same version, older
+# source). Remove the extracted copies and verify in a target dir of its own.
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/ratebound-core-* \
+  "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/ratebound-std-* \
+  "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/*/ratebound-core-* \
+  "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/*/ratebound-std-* \
+  "$root/target/publish-check"
+cargo publish --workspace --dry-run --allow-dirty --exclude ratebound-benches --exclude ratebound-wasm \
+  --target-dir "$root/target/publish-check"
 
 if [ -z "${RATEBOUND_SKIP_EMBEDDED:-}" ]; then
   for t in $TARGETS; do
