@@ -64,11 +64,13 @@ mod config;
 mod demo;
 mod fake_upstream;
 mod models;
+mod serve;
 
 use config::{Config, Key, RedisConfig};
 use demo::{demo, demo_budgets};
 use fake_upstream::fake_upstream;
 use models::{allowed_models, cap_models, ModelCap};
+use serve::{serve, upstream_headers};
 
 struct Gateway {
     keys: std::collections::BTreeMap<String, Key>,
@@ -326,57 +328,9 @@ fn router(
         .with_state(gw))
 }
 
-/// The configured upstream headers, `"$NAME"` values read from the environment.
-fn upstream_headers(
-    configured: &std::collections::BTreeMap<String, String>,
-) -> Result<reqwest::header::HeaderMap, Box<dyn std::error::Error>> {
-    let mut out = reqwest::header::HeaderMap::new();
-    for (name, value) in configured {
-        let value = match value.strip_prefix('$') {
-            Some(var) => std::env::var(var)
-                .map_err(|_| format!("upstream_headers.{name}: ${var} is not set"))?,
-            None => value.clone(),
-        };
-        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-            .map_err(|e| format!("upstream_headers: {name:?}: {e}"))?;
-        let mut value = reqwest::header::HeaderValue::from_str(&value)
-            .map_err(|e| format!("upstream_headers.{name}: {e}"))?;
-        value.set_sensitive(true);
-        out.insert(name, value);
-    }
-    Ok(out)
-}
-
 /// Settlements, for the demo to print.
 static SETTLED: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<SettleEvent>> =
     std::sync::OnceLock::new();
-
-/// Serve `router` with a header-read timeout (which also closes kept-alive
-/// connections idle for that long).
-async fn serve(listener: tokio::net::TcpListener, router: Router, header_timeout: Duration) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // Out of file descriptors, say: wait rather than spin.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        tokio::spawn(async move {
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection closed");
-            }
-        });
-    }
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
-use ratebound_core::budget::{Alert, Alerts};
+use ratebound_core::budget::{Alert, Alerts, BudgetError, Settled};
 
 /// Alert handlers were still running when a bounded wait gave up (the
 /// deadline passed or the wait was cancelled). They keep running; nothing is
@@ -147,6 +147,23 @@ impl AlertHub {
             Ok(_) => *tx = Some(sender),
             Err(e) => {
                 tracing::error!(error = %e, "could not start the budget alert thread; handlers will not run")
+            }
+        }
+    }
+
+    /// Core's answer to a settle, in memory or from Redis: the charge, its
+    /// alerts published; or, for a reservation the state does not know (the
+    /// budget was reset, or its state expired long after the hold lapsed),
+    /// nothing charged, as core rules.
+    pub(crate) fn settled(&self, r: Result<Settled, BudgetError>) -> Option<Settled> {
+        match r {
+            Ok(s) => {
+                self.publish(&s.alerts);
+                Some(s)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "settle of an unknown reservation; nothing charged");
+                None
             }
         }
     }

@@ -217,16 +217,7 @@ impl<C: Clock, const R: usize> BudgetManager<C, R> {
             let mut st = self.lock();
             self.budget.settle(&mut st, self.clock.now(), r, actual)
         };
-        match s {
-            Ok(s) => {
-                self.hub.publish(&s.alerts);
-                Some(s)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "settle of an unknown reservation; nothing charged");
-                None
-            }
-        }
+        self.hub.settled(s)
     }
 
     pub(crate) fn release(&self, r: Reservation) {

@@ -255,19 +255,7 @@ impl<C: Clock> RedisBudgetManager<C> {
             Ticket::Open => return Ok(None),
         };
         let r = self.budget.settle(&self.key, NAME, id, actual).await?;
-        Ok(match r.value {
-            Ok(s) => {
-                self.hub.publish(&s.alerts);
-                Some(s)
-            }
-            Err(e) => {
-                // Core's rule, as in memory: an unknown reservation (the
-                // budget was reset, or its state expired long after the hold
-                // lapsed) is charged nothing.
-                tracing::warn!(error = %e, "settle of an unknown reservation; nothing charged");
-                None
-            }
-        })
+        Ok(self.hub.settled(r.value))
     }
 
     /// Release a detached hold: at once in the local fallback; in Redis in
