@@ -1,0 +1,358 @@
+//! Reads the fixture records in order, runs each step through core on this
+//! chip and compares the result and the state after it with the recorded ones.
+use core::fmt::Debug;
+
+use heapless::Vec;
+use ratebound_core::budget::{Admission, Budget, BudgetState, Reservation, Usage};
+use ratebound_core::model_quota::{ModelQuota, ModelState};
+use ratebound_core::policy::{check_all, peek_all, Member as PolicyMember};
+use ratebound_core::{
+    AtomicGcra, CostError, Decision, Gcra, GcraState, Instant, Limiter, SlidingCounter,
+    SlidingCounterState, SlidingLog, SlidingLogState,
+};
+use semihosting::println;
+
+use crate::keyed_store::KeyedStore;
+use crate::records::*;
+
+/// Mismatches printed in full; later ones are only counted.
+const PRINTED: u32 = 20;
+
+/// Steps and mismatches per machine.
+pub(crate) struct Tally {
+    rows: [(&'static str, u32, u32); 8],
+    printed: u32,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        let names = [
+            "gcra",
+            "atomic_gcra",
+            "sliding_log",
+            "sliding_counter",
+            "budget",
+            "policy",
+            "keyed",
+            "model_quota",
+        ];
+        Tally { rows: names.map(|n| (n, 0, 0)), printed: 0 }
+    }
+
+    fn row(&mut self, machine: &str) -> &mut (&'static str, u32, u32) {
+        let i = self.rows.iter().position(|r| r.0 == machine).unwrap_or(0);
+        &mut self.rows[i]
+    }
+
+    /// Counts one step of `machine`, a mismatch if `ok` is false.
+    fn step(&mut self, machine: &str, ok: bool) {
+        let row = self.row(machine);
+        row.1 += 1;
+        row.2 += u32::from(!ok);
+    }
+
+    /// Counts a fault that is no step (an unreadable image, a step without a trace).
+    fn fault(&mut self, what: &str) {
+        println!("FAULT {what}");
+        self.rows[0].2 += 1;
+    }
+
+    pub(crate) fn lines(&self) -> impl Iterator<Item = (&'static str, u32, u32)> + '_ {
+        self.rows.iter().copied()
+    }
+
+    pub(crate) fn steps(&self) -> u32 {
+        self.rows.iter().map(|r| r.1).sum()
+    }
+
+    pub(crate) fn mismatches(&self) -> u32 {
+        self.rows.iter().map(|r| r.2).sum()
+    }
+
+    /// Compares one value of a step; prints the first mismatches in full.
+    fn same<T: PartialEq + Debug>(&mut self, at: &At<'_>, what: &str, expected: &T, got: &T) -> bool {
+        let same = expected == got;
+        if !same && self.printed < PRINTED {
+            self.printed += 1;
+            println!(
+                "MISMATCH {}/{} step {} ({what}):\n  expected {expected:?}\n  got      {got:?}",
+                at.machine, at.trace, at.step
+            );
+        }
+        same
+    }
+}
+
+/// Where a step is, for messages.
+struct At<'a> {
+    machine: &'a str,
+    trace: &'a str,
+    step: u32,
+}
+
+/// Replays the whole image.
+pub(crate) fn all(image: &'static [u8]) -> Tally {
+    let mut tally = Tally::new();
+    let mut rest = image;
+    let mut trace: Option<(&'static str, &'static str, Machine, u32)> = None;
+    while !rest.is_empty() {
+        let (record, next) = match next_record(rest) {
+            Ok(r) => r,
+            Err(e) => {
+                println!("at byte {}: {e:?}", image.len() - rest.len());
+                tally.fault("the fixture image is unreadable");
+                return tally;
+            }
+        };
+        rest = next;
+        match record {
+            Record::Trace { machine, name, setup } => {
+                trace = Some((machine, name, Machine::new(setup), 0));
+            }
+            Record::Step(step) => {
+                let Some((machine, name, m, i)) = trace.as_mut() else {
+                    tally.fault("a step before any trace");
+                    continue;
+                };
+                let at = At { machine, trace: name, step: *i };
+                *i += 1;
+                m.step(&step, &at, &mut tally);
+            }
+        }
+    }
+    tally
+}
+
+/// One record off the front of `rest`. Not inlined: the records' decoders are
+/// large and `all` stays small enough for a Cortex-M0's 16 KiB of RAM.
+#[inline(never)]
+fn next_record(rest: &'static [u8]) -> postcard::Result<(Record<'static>, &'static [u8])> {
+    postcard::take_from_bytes(rest)
+}
+
+/// A policy member: its limiter and state.
+enum Held {
+    Gcra(Gcra, GcraState),
+    SlidingLog(SlidingLog<LOG_SLOTS>, SlidingLogState<LOG_SLOTS>),
+    SlidingCounter(SlidingCounter, SlidingCounterState),
+}
+
+impl PolicyMember for Held {
+    fn peek(&self, now: Instant, cost: u64) -> Result<Decision, CostError> {
+        match self {
+            Held::Gcra(l, s) => l.peek(s, now, cost),
+            Held::SlidingLog(l, s) => l.peek(s, now, cost),
+            Held::SlidingCounter(l, s) => l.peek(s, now, cost),
+        }
+    }
+    fn check(&mut self, now: Instant, cost: u64) -> Result<Decision, CostError> {
+        match self {
+            Held::Gcra(l, s) => l.check(s, now, cost),
+            Held::SlidingLog(l, s) => l.check(s, now, cost),
+            Held::SlidingCounter(l, s) => l.check(s, now, cost),
+        }
+    }
+}
+
+impl Held {
+    fn state(&self) -> LimiterState {
+        match self {
+            Held::Gcra(_, s) => LimiterState::Gcra(*s),
+            Held::SlidingLog(_, s) => LimiterState::SlidingLog(s.clone()),
+            Held::SlidingCounter(_, s) => LimiterState::SlidingCounter(*s),
+        }
+    }
+}
+
+/// A trace's machine and its state.
+enum Machine {
+    Gcra(Gcra, GcraState, Option<AtomicGcra>),
+    SlidingLog(SlidingLog<LOG_SLOTS>, SlidingLogState<LOG_SLOTS>),
+    SlidingCounter(SlidingCounter, SlidingCounterState),
+    Budget(Budget, BudgetState<BUDGET_HOLDS>),
+    Policy(Vec<(Held, Option<u64>), MAX_MEMBERS>),
+    Keyed(KeyedStore),
+    ModelQuota(Vec<ModelQuota, MAX_SCOPES>, ModelState),
+}
+
+impl Machine {
+    #[inline(never)]
+    fn new(setup: Setup) -> Machine {
+        match setup {
+            // AtomicGcra refuses rates whose state does not fit 64 bits; those
+            // traces replay through the plain GCRA only.
+            Setup::Gcra(g) => Machine::Gcra(g, GcraState::default(), AtomicGcra::new(g).ok()),
+            Setup::SlidingLog(l) => Machine::SlidingLog(l, SlidingLogState::default()),
+            Setup::SlidingCounter(c) => Machine::SlidingCounter(c, SlidingCounterState::default()),
+            Setup::Budget(b) => Machine::Budget(b, BudgetState::default()),
+            Setup::Policy(members) => Machine::Policy(
+                members
+                    .into_iter()
+                    .map(|(m, cost)| {
+                        let held = match m {
+                            Member::Gcra(l) => Held::Gcra(l, GcraState::default()),
+                            Member::SlidingLog(l) => Held::SlidingLog(l, SlidingLogState::default()),
+                            Member::SlidingCounter(l) => {
+                                Held::SlidingCounter(l, SlidingCounterState::default())
+                            }
+                        };
+                        (held, cost)
+                    })
+                    .collect(),
+            ),
+            Setup::Keyed { limiter, max_keys, evict_least_recent } => {
+                Machine::Keyed(KeyedStore::new(limiter, max_keys, evict_least_recent))
+            }
+            Setup::ModelQuota(quotas) => Machine::ModelQuota(quotas, ModelState::default()),
+        }
+    }
+
+    #[inline(never)]
+    fn step(&mut self, step: &Step<'static>, at: &At<'_>, tally: &mut Tally) {
+        let ok = match (self, step) {
+            (Machine::Gcra(g, st, atomic), &Step::Limiter { now, op, ref expect, ref state }) => {
+                let now = Instant::from_micros(now);
+                let got = gcra_op(g, st, now, op);
+                let ok = tally.same(at, "result", expect, &got)
+                    & tally.same(at, "state", state, &LimiterState::Gcra(*st));
+                if let Some(a) = atomic {
+                    let got = atomic_op(a, now, op);
+                    let ok = tally.same(at, "atomic result", expect, &got)
+                        & tally.same(at, "atomic state", state, &LimiterState::Gcra(a.state()));
+                    tally.step("atomic_gcra", ok);
+                }
+                ok
+            }
+            (Machine::SlidingLog(l, st), &Step::Limiter { now, op, ref expect, ref state }) => {
+                let got = window_op(l, st, Instant::from_micros(now), op);
+                tally.same(at, "result", expect, &got)
+                    & tally.same(at, "state", state, &LimiterState::SlidingLog(st.clone()))
+            }
+            (Machine::SlidingCounter(c, st), &Step::Limiter { now, op, ref expect, ref state }) => {
+                let got = window_op(c, st, Instant::from_micros(now), op);
+                tally.same(at, "result", expect, &got)
+                    & tally.same(at, "state", state, &LimiterState::SlidingCounter(*st))
+            }
+            (Machine::Budget(b, st), &Step::Budget { now, op, ref expect, ref state }) => {
+                let got = budget_op(b, st, Instant::from_micros(now), op);
+                tally.same(at, "result", expect, &got) & tally.same(at, "state", state, st)
+            }
+            (Machine::Policy(members), &Step::Policy { now, check, cost, ref expect, ref state }) => {
+                let now = Instant::from_micros(now);
+                let got = if check {
+                    let mut set: Vec<(&mut dyn PolicyMember, u64), MAX_MEMBERS> = members
+                        .iter_mut()
+                        .map(|(m, c)| (m as &mut dyn PolicyMember, c.unwrap_or(cost)))
+                        .collect();
+                    check_all(now, &mut set)
+                } else {
+                    let set: Vec<(&dyn PolicyMember, u64), MAX_MEMBERS> = members
+                        .iter()
+                        .map(|(m, c)| (m as &dyn PolicyMember, c.unwrap_or(cost)))
+                        .collect();
+                    peek_all(now, &set)
+                };
+                let got = got
+                    .map(|p| (p.decision, p.binding.map(|b| b as u64)))
+                    .map_err(|e| (e.member as u64, e.error.code()));
+                let states: Vec<LimiterState, MAX_MEMBERS> =
+                    members.iter().map(|(m, _)| m.state()).collect();
+                tally.same(at, "result", expect, &got) & tally.same(at, "state", state, &states)
+            }
+            (Machine::Keyed(store), &Step::Keyed { now, op, ref expect, ref keys }) => {
+                let now = Instant::from_micros(now);
+                let got = match op {
+                    KeyedOp::Check(key, cost) => KeyedResult::Decided(store.check(key, now, cost)),
+                    KeyedOp::Peek(key, cost) => {
+                        KeyedResult::Decided(store.peek(key, now, cost).map_err(|e| e.code()))
+                    }
+                    KeyedOp::EvictIdle => KeyedResult::Evicted(store.evict_idle(now)),
+                };
+                tally.same(at, "result", expect, &got) & tally.same(at, "keys", keys, &store.keys())
+            }
+            (Machine::ModelQuota(quotas, st), &Step::ModelQuota { now, scope, op, ref expect, ref state }) => {
+                let now = Instant::from_micros(now);
+                match quotas.get(scope as usize) {
+                    None => tally.same(at, "scope", &(quotas.len() as u32), &scope),
+                    Some(q) => {
+                        let got = match op {
+                            ModelOp::Admit => ModelResult::Decided(q.admit(st, now)),
+                            ModelOp::Peek => ModelResult::Decided(q.peek(st, now)),
+                            ModelOp::Settle(id, outcome) => {
+                                ModelResult::Settled(q.settle(st, now, id, outcome))
+                            }
+                        };
+                        tally.same(at, "result", expect, &got) & tally.same(at, "state", state, st)
+                    }
+                }
+            }
+            (_, step) => {
+                println!("FAULT {}/{} step {}: a step of another machine: {step:?}", at.machine, at.trace, at.step);
+                false
+            }
+        };
+        tally.step(at.machine, ok);
+    }
+}
+
+fn decided(r: Result<Decision, CostError>) -> LimiterResult<'static> {
+    LimiterResult::Decided(r.map_err(|e| e.code()))
+}
+
+fn gcra_op(g: &Gcra, st: &mut GcraState, now: Instant, op: LimiterOp) -> LimiterResult<'static> {
+    match op {
+        LimiterOp::Check(cost) => decided(g.check(st, now, cost)),
+        LimiterOp::Peek(cost) => decided(g.peek(st, now, cost)),
+        LimiterOp::AtMost(n) => {
+            let t = g.check_at_most(st, now, n);
+            LimiterResult::Taken(t.taken, t.decision)
+        }
+        LimiterOp::Refund(n) => LimiterResult::Refunded(g.refund(st, now, n)),
+    }
+}
+
+fn atomic_op(a: &AtomicGcra, now: Instant, op: LimiterOp) -> LimiterResult<'static> {
+    match op {
+        LimiterOp::Check(cost) => decided(a.check(now, cost)),
+        LimiterOp::Peek(cost) => decided(a.peek(now, cost)),
+        LimiterOp::AtMost(n) => {
+            let t = a.check_at_most(now, n);
+            LimiterResult::Taken(t.taken, t.decision)
+        }
+        LimiterOp::Refund(n) => LimiterResult::Refunded(a.refund(now, n)),
+    }
+}
+
+/// Sliding log and counter: `check` and `peek` only (anything else is a
+/// malformed fixture, reported as the mismatch it causes).
+fn window_op<L: Limiter>(l: &L, st: &mut L::State, now: Instant, op: LimiterOp) -> LimiterResult<'static> {
+    match op {
+        LimiterOp::Check(cost) => decided(l.check(st, now, cost)),
+        LimiterOp::Peek(cost) => decided(l.peek(st, now, cost)),
+        LimiterOp::AtMost(_) | LimiterOp::Refund(_) => LimiterResult::Decided(Err("not a window op")),
+    }
+}
+
+fn budget_op(
+    b: &Budget,
+    st: &mut BudgetState<BUDGET_HOLDS>,
+    now: Instant,
+    op: BudgetOp,
+) -> Result<BudgetResult, Code<'static>> {
+    let held = |id| Reservation { id, usage: Usage::default(), expires: now };
+    match op {
+        BudgetOp::Reserve(usage) => b.reserve(st, now, usage).map(|r| {
+            let admission = match r.admission {
+                Admission::Granted(h) => Ok(h),
+                Admission::Denied(d) => Err(d),
+            };
+            BudgetResult::Reserved(admission, r.alerts)
+        }),
+        BudgetOp::Settle(id, usage) => b.settle(st, now, held(id), usage).map(BudgetResult::Settled),
+        BudgetOp::Release(id) => b.release(st, now, held(id)).map(|()| BudgetResult::Released),
+        BudgetOp::Record(usage) => Ok(BudgetResult::Recorded(b.record(st, now, usage))),
+        BudgetOp::TrySpend(usage) => b.try_spend(st, now, usage).map(BudgetResult::Spent),
+        BudgetOp::Status => Ok(BudgetResult::Status(b.status(st, now))),
+    }
+    .map_err(|e| e.code())
+}
