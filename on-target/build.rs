@@ -2,8 +2,8 @@
 //! `src/records.rs`) for the firmware to `include_bytes!`, and puts the
 //! board's `memory.x` on the linker's path.
 //!
-//! `RATEBOUND_FIXTURES` names another directory of fixtures (the run script
-//! uses it to prove that a wrong expected value fails the run).
+//! `RATEBOUND_FIXTURES`, when set and not empty, names another directory of
+//! fixtures (`run.sh` uses it to prove that a wrong expected value fails).
 
 use std::env;
 use std::fs;
@@ -25,6 +25,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=RATEBOUND_FIXTURES");
     println!("cargo:rerun-if-changed=src/records.rs");
     let dir = env::var_os("RATEBOUND_FIXTURES")
+        .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| manifest.join("../fixtures/traces"));
     println!("cargo:rerun-if-changed={}", dir.display());
@@ -63,11 +64,13 @@ fn from<T: DeserializeOwned>(v: &Value, what: &str) -> T {
 }
 
 fn u(v: &Value, k: &str) -> u64 {
-    v[k].as_u64().unwrap_or_else(|| panic!("integer {k} in {v}"))
+    v[k].as_u64()
+        .unwrap_or_else(|| panic!("integer {k} in {v}"))
 }
 
 fn code(v: &Value) -> &str {
-    v.as_str().unwrap_or_else(|| panic!("an error code, not {v}"))
+    v.as_str()
+        .unwrap_or_else(|| panic!("an error code, not {v}"))
 }
 
 fn heap<T, const N: usize>(items: impl IntoIterator<Item = T>, what: &str) -> HVec<T, N> {
@@ -93,7 +96,14 @@ fn write_file(path: &Path, image: &mut Vec<u8>) {
             Setup::Policy(m) => m.iter().map(|(m, _)| *m).collect(),
             _ => std::vec::Vec::new(),
         };
-        push(image, &Record::Trace { machine, name, setup });
+        push(
+            image,
+            &Record::Trace {
+                machine,
+                name,
+                setup,
+            },
+        );
         for s in trace["steps"].as_array().expect("steps") {
             let step = step(machine, s, &members);
             push(image, &Record::Step(step));
@@ -130,7 +140,11 @@ fn setup(machine: &str, c: &Value) -> Setup {
             },
         },
         "model_quota" => Setup::ModelQuota(heap(
-            c["quotas"].as_array().expect("quotas").iter().map(|q| from(q, "model quota")),
+            c["quotas"]
+                .as_array()
+                .expect("quotas")
+                .iter()
+                .map(|q| from(q, "model quota")),
             "model-quota scopes",
         )),
         other => panic!("unknown machine {other}"),
@@ -161,16 +175,30 @@ fn step<'a>(machine: &str, s: &'a Value, members: &[Member]) -> Step<'a> {
         "gcra" | "sliding_log" | "sliding_counter" => {
             let cost = u(s, "cost");
             let (op, expect) = match op {
-                "check" => (LimiterOp::Check(cost), LimiterResult::Decided(ok_or_code(e, "decision"))),
-                "peek" => (LimiterOp::Peek(cost), LimiterResult::Decided(ok_or_code(e, "decision"))),
+                "check" => (
+                    LimiterOp::Check(cost),
+                    LimiterResult::Decided(ok_or_code(e, "decision")),
+                ),
+                "peek" => (
+                    LimiterOp::Peek(cost),
+                    LimiterResult::Decided(ok_or_code(e, "decision")),
+                ),
                 "at_most" => (
                     LimiterOp::AtMost(cost),
                     LimiterResult::Taken(u(e, "taken"), from(&e["decision"], "decision")),
                 ),
-                "refund" => (LimiterOp::Refund(cost), LimiterResult::Refunded(from(e, "decision"))),
+                "refund" => (
+                    LimiterOp::Refund(cost),
+                    LimiterResult::Refunded(from(e, "decision")),
+                ),
                 other => panic!("unknown {machine} op {other}"),
             };
-            Step::Limiter { now, op, expect, state: limiter_state(machine, &s["state"]) }
+            Step::Limiter {
+                now,
+                op,
+                expect,
+                state: limiter_state(machine, &s["state"]),
+            }
         }
         "budget" => {
             let usage = || from(&s["usage"], "usage");
@@ -204,7 +232,12 @@ fn step<'a>(machine: &str, s: &'a Value, members: &[Member]) -> Step<'a> {
                     BudgetOp::Status => BudgetResult::Status(from(ok, "status")),
                 }),
             };
-            Step::Budget { now, op, expect, state: from(&s["state"], "budget state") }
+            Step::Budget {
+                now,
+                op,
+                expect,
+                state: from(&s["state"], "budget state"),
+            }
         }
         "policy" => {
             let check = match op {
@@ -226,7 +259,13 @@ fn step<'a>(machine: &str, s: &'a Value, members: &[Member]) -> Step<'a> {
                 }),
                 "policy members",
             );
-            Step::Policy { now, check, cost: u(s, "cost"), expect, state }
+            Step::Policy {
+                now,
+                check,
+                cost: u(s, "cost"),
+                expect,
+                state,
+            }
         }
         "keyed" => {
             let key = || s["key"].as_str().expect("key");
@@ -241,10 +280,19 @@ fn step<'a>(machine: &str, s: &'a Value, members: &[Member]) -> Step<'a> {
                 None => KeyedResult::Decided(ok_or_code(e, "decision")),
             };
             let keys = heap(
-                s["state"]["keys"].as_array().expect("keys").iter().map(code),
+                s["state"]["keys"]
+                    .as_array()
+                    .expect("keys")
+                    .iter()
+                    .map(code),
                 "keys",
             );
-            Step::Keyed { now, op, expect, keys }
+            Step::Keyed {
+                now,
+                op,
+                expect,
+                keys,
+            }
         }
         "model_quota" => {
             let op = match op {

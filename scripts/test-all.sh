@@ -33,11 +33,20 @@ MSRV=$(sed -n 's/^rust-version = "\(.*\)"$/\1/p' Cargo.toml)
 rustup toolchain list | grep -q "^$MSRV-" || { say "rustup toolchain install $MSRV (the minimum Rust the crates declare)"; rustup toolchain install "$MSRV" --profile minimal; }
 command -v cargo-hack >/dev/null || [ -x "$HOME/.cargo/bin/cargo-hack" ] || { say "cargo install cargo-hack"; cargo install cargo-hack --version 0.6.46 --locked; }
 
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+apt_updated=""
+apt_install() { # packages...: apt-get install, updating the index once per run
+  [ -n "$apt_updated" ] || { $SUDO apt-get update -qq; apt_updated=1; }
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
 if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
   say "apt-get install redis-server (the Redis backend's tests start real servers on loopback)"
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+  apt_install redis-server
+fi
+if [ -z "${RATEBOUND_SKIP_EMBEDDED:-}" ] && { ! command -v qemu-system-arm >/dev/null || ! command -v qemu-system-riscv32 >/dev/null; }; then
+  # Debian's QEMU 7.2; it replaces a newer qemu-utils backport if one is there.
+  say "apt-get install qemu-system-arm qemu-system-misc (the fixtures replay on emulated Cortex-M and RISC-V chips)"
+  apt_install qemu-system-arm qemu-system-misc
 fi
 # The package starts a system redis-server on 6379 on install; the tests never
 # use it (each starts its own on a free port), so leave it as it is.
@@ -67,7 +76,7 @@ say "the newest compatible dependencies (cargo update in a scratch copy), clippy
 # An upstream deprecation or break shows here before a user's fresh resolve hits it.
 newest=$(mktemp -d) root=$PWD
 trap 'rm -rf "$newest"' EXIT
-tar --exclude=./target --exclude=./.git --exclude=node_modules --exclude=./node/dist -cf - . | tar -xf - -C "$newest"
+tar --exclude=./target --exclude=./on-target/target --exclude=./.git --exclude=node_modules --exclude=./node/dist -cf - . | tar -xf - -C "$newest"
 (cd "$newest" && cargo update -q && cargo clippy -q --workspace --all-targets --all-features --target-dir "$root/target" -- -D warnings)
 rm -rf "$newest"; trap - EXIT
 
@@ -117,6 +126,12 @@ cargo run -q -p ratebound-benches --bin bytes_per_key
 if [ -z "${RATEBOUND_SKIP_EMBEDDED:-}" ]; then
   say "embedded footprint: one GCRA limiter on thumbv7em-none-eabihf"
   bash benches/embedded/size.sh
+  say "on-target: every trace fixture replayed under QEMU on Cortex-M0, Cortex-M4F and RISC-V (fmt, clippy, run)"
+  cargo fmt --manifest-path on-target/Cargo.toml -- --check
+  for t in thumbv6m-none-eabi thumbv7em-none-eabihf riscv32imc-unknown-none-elf; do
+    (cd on-target && cargo clippy -q --release --target "$t" -- -D warnings)
+  done
+  bash on-target/run.sh
 fi
 
 if [ -z "${RATEBOUND_SKIP_FUZZ:-}" ]; then

@@ -55,7 +55,11 @@ impl KeyedStore {
         KeyedStore {
             limiter,
             max_keys: max_keys as usize,
-            on_full: if evict_least_recent { OnFull::EvictLeastRecent } else { OnFull::Deny },
+            on_full: if evict_least_recent {
+                OnFull::EvictLeastRecent
+            } else {
+                OnFull::Deny
+            },
             held: Vec::new(),
             tick: 0,
         }
@@ -66,12 +70,19 @@ impl KeyedStore {
     }
 
     /// The decision, or the fixtures' error code.
-    pub(crate) fn check(&mut self, key: &'static str, now: Instant, cost: u64) -> Result<Decision, &'static str> {
+    pub(crate) fn check(
+        &mut self,
+        key: &'static str,
+        now: Instant,
+        cost: u64,
+    ) -> Result<Decision, &'static str> {
         self.tick += 1;
         let r = match self.find(key) {
             Some(i) => {
                 self.held[i].2 = self.tick;
-                self.limiter.check(&mut self.held[i].1, now, cost).map_err(KeyedError::Cost)
+                self.limiter
+                    .check(&mut self.held[i].1, now, cost)
+                    .map_err(KeyedError::Cost)
             }
             None => {
                 let limiter = self.limiter;

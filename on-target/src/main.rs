@@ -17,7 +17,11 @@ static IMAGE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fixtures.bin"));
 
 /// Runs the replay; the board's entry point exits with what this returns.
 fn run() -> i32 {
-    println!("on-target replay on {}: {} bytes of fixtures", board::NAME, IMAGE.len());
+    println!(
+        "on-target replay on {}: {} bytes of fixtures",
+        board::NAME,
+        IMAGE.len()
+    );
     let tally = replay::all(IMAGE);
     for (machine, steps, mismatches) in tally.lines() {
         println!("  {machine}: {steps} steps, {mismatches} mismatches");

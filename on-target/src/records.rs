@@ -6,6 +6,10 @@
 //! Every expected value is a core type (or a small wrapper naming which
 //! result a step returned), so the device compares with `==`.
 
+// One record is decoded at a time, on the stack, with no allocator to box the
+// large variants into: their size difference costs nothing here.
+#![allow(clippy::large_enum_variant)]
+
 use heapless::Vec;
 use ratebound_core::budget::{
     Alerts, Budget, BudgetState, BudgetStatus, Denial, Reservation, Settled, Spent, Usage,

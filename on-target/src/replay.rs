@@ -36,7 +36,10 @@ impl Tally {
             "keyed",
             "model_quota",
         ];
-        Tally { rows: names.map(|n| (n, 0, 0)), printed: 0 }
+        Tally {
+            rows: names.map(|n| (n, 0, 0)),
+            printed: 0,
+        }
     }
 
     fn row(&mut self, machine: &str) -> &mut (&'static str, u32, u32) {
@@ -70,7 +73,13 @@ impl Tally {
     }
 
     /// Compares one value of a step; prints the first mismatches in full.
-    fn same<T: PartialEq + Debug>(&mut self, at: &At<'_>, what: &str, expected: &T, got: &T) -> bool {
+    fn same<T: PartialEq + Debug>(
+        &mut self,
+        at: &At<'_>,
+        what: &str,
+        expected: &T,
+        got: &T,
+    ) -> bool {
         let same = expected == got;
         if !same && self.printed < PRINTED {
             self.printed += 1;
@@ -106,7 +115,11 @@ pub(crate) fn all(image: &'static [u8]) -> Tally {
         };
         rest = next;
         match record {
-            Record::Trace { machine, name, setup } => {
+            Record::Trace {
+                machine,
+                name,
+                setup,
+            } => {
                 trace = Some((machine, name, Machine::new(setup), 0));
             }
             Record::Step(step) => {
@@ -114,7 +127,11 @@ pub(crate) fn all(image: &'static [u8]) -> Tally {
                     tally.fault("a step before any trace");
                     continue;
                 };
-                let at = At { machine, trace: name, step: *i };
+                let at = At {
+                    machine,
+                    trace: name,
+                    step: *i,
+                };
                 *i += 1;
                 m.step(&step, &at, &mut tally);
             }
@@ -164,7 +181,9 @@ impl Held {
     }
 }
 
-/// A trace's machine and its state.
+/// A trace's machine and its state. One lives at a time, with no allocator
+/// to box the large variants into.
+#[allow(clippy::large_enum_variant)]
 enum Machine {
     Gcra(Gcra, GcraState, Option<AtomicGcra>),
     SlidingLog(SlidingLog<LOG_SLOTS>, SlidingLogState<LOG_SLOTS>),
@@ -191,7 +210,9 @@ impl Machine {
                     .map(|(m, cost)| {
                         let held = match m {
                             Member::Gcra(l) => Held::Gcra(l, GcraState::default()),
-                            Member::SlidingLog(l) => Held::SlidingLog(l, SlidingLogState::default()),
+                            Member::SlidingLog(l) => {
+                                Held::SlidingLog(l, SlidingLogState::default())
+                            }
                             Member::SlidingCounter(l) => {
                                 Held::SlidingCounter(l, SlidingCounterState::default())
                             }
@@ -200,9 +221,11 @@ impl Machine {
                     })
                     .collect(),
             ),
-            Setup::Keyed { limiter, max_keys, evict_least_recent } => {
-                Machine::Keyed(KeyedStore::new(limiter, max_keys, evict_least_recent))
-            }
+            Setup::Keyed {
+                limiter,
+                max_keys,
+                evict_least_recent,
+            } => Machine::Keyed(KeyedStore::new(limiter, max_keys, evict_least_recent)),
             Setup::ModelQuota(quotas) => Machine::ModelQuota(quotas, ModelState::default()),
         }
     }
@@ -210,7 +233,15 @@ impl Machine {
     #[inline(never)]
     fn step(&mut self, step: &Step<'static>, at: &At<'_>, tally: &mut Tally) {
         let ok = match (self, step) {
-            (Machine::Gcra(g, st, atomic), &Step::Limiter { now, op, ref expect, ref state }) => {
+            (
+                Machine::Gcra(g, st, atomic),
+                &Step::Limiter {
+                    now,
+                    op,
+                    ref expect,
+                    ref state,
+                },
+            ) => {
                 let now = Instant::from_micros(now);
                 let got = gcra_op(g, st, now, op);
                 let ok = tally.same(at, "result", expect, &got)
@@ -223,21 +254,54 @@ impl Machine {
                 }
                 ok
             }
-            (Machine::SlidingLog(l, st), &Step::Limiter { now, op, ref expect, ref state }) => {
+            (
+                Machine::SlidingLog(l, st),
+                &Step::Limiter {
+                    now,
+                    op,
+                    ref expect,
+                    ref state,
+                },
+            ) => {
                 let got = window_op(l, st, Instant::from_micros(now), op);
                 tally.same(at, "result", expect, &got)
                     & tally.same(at, "state", state, &LimiterState::SlidingLog(st.clone()))
             }
-            (Machine::SlidingCounter(c, st), &Step::Limiter { now, op, ref expect, ref state }) => {
+            (
+                Machine::SlidingCounter(c, st),
+                &Step::Limiter {
+                    now,
+                    op,
+                    ref expect,
+                    ref state,
+                },
+            ) => {
                 let got = window_op(c, st, Instant::from_micros(now), op);
                 tally.same(at, "result", expect, &got)
                     & tally.same(at, "state", state, &LimiterState::SlidingCounter(*st))
             }
-            (Machine::Budget(b, st), &Step::Budget { now, op, ref expect, ref state }) => {
+            (
+                Machine::Budget(b, st),
+                &Step::Budget {
+                    now,
+                    op,
+                    ref expect,
+                    ref state,
+                },
+            ) => {
                 let got = budget_op(b, st, Instant::from_micros(now), op);
                 tally.same(at, "result", expect, &got) & tally.same(at, "state", state, st)
             }
-            (Machine::Policy(members), &Step::Policy { now, check, cost, ref expect, ref state }) => {
+            (
+                Machine::Policy(members),
+                &Step::Policy {
+                    now,
+                    check,
+                    cost,
+                    ref expect,
+                    ref state,
+                },
+            ) => {
                 let now = Instant::from_micros(now);
                 let got = if check {
                     let mut set: Vec<(&mut dyn PolicyMember, u64), MAX_MEMBERS> = members
@@ -259,7 +323,15 @@ impl Machine {
                     members.iter().map(|(m, _)| m.state()).collect();
                 tally.same(at, "result", expect, &got) & tally.same(at, "state", state, &states)
             }
-            (Machine::Keyed(store), &Step::Keyed { now, op, ref expect, ref keys }) => {
+            (
+                Machine::Keyed(store),
+                &Step::Keyed {
+                    now,
+                    op,
+                    ref expect,
+                    ref keys,
+                },
+            ) => {
                 let now = Instant::from_micros(now);
                 let got = match op {
                     KeyedOp::Check(key, cost) => KeyedResult::Decided(store.check(key, now, cost)),
@@ -270,7 +342,16 @@ impl Machine {
                 };
                 tally.same(at, "result", expect, &got) & tally.same(at, "keys", keys, &store.keys())
             }
-            (Machine::ModelQuota(quotas, st), &Step::ModelQuota { now, scope, op, ref expect, ref state }) => {
+            (
+                Machine::ModelQuota(quotas, st),
+                &Step::ModelQuota {
+                    now,
+                    scope,
+                    op,
+                    ref expect,
+                    ref state,
+                },
+            ) => {
                 let now = Instant::from_micros(now);
                 match quotas.get(scope as usize) {
                     None => tally.same(at, "scope", &(quotas.len() as u32), &scope),
@@ -287,7 +368,10 @@ impl Machine {
                 }
             }
             (_, step) => {
-                println!("FAULT {}/{} step {}: a step of another machine: {step:?}", at.machine, at.trace, at.step);
+                println!(
+                    "FAULT {}/{} step {}: a step of another machine: {step:?}",
+                    at.machine, at.trace, at.step
+                );
                 false
             }
         };
@@ -325,11 +409,18 @@ fn atomic_op(a: &AtomicGcra, now: Instant, op: LimiterOp) -> LimiterResult<'stat
 
 /// Sliding log and counter: `check` and `peek` only (anything else is a
 /// malformed fixture, reported as the mismatch it causes).
-fn window_op<L: Limiter>(l: &L, st: &mut L::State, now: Instant, op: LimiterOp) -> LimiterResult<'static> {
+fn window_op<L: Limiter>(
+    l: &L,
+    st: &mut L::State,
+    now: Instant,
+    op: LimiterOp,
+) -> LimiterResult<'static> {
     match op {
         LimiterOp::Check(cost) => decided(l.check(st, now, cost)),
         LimiterOp::Peek(cost) => decided(l.peek(st, now, cost)),
-        LimiterOp::AtMost(_) | LimiterOp::Refund(_) => LimiterResult::Decided(Err("not a window op")),
+        LimiterOp::AtMost(_) | LimiterOp::Refund(_) => {
+            LimiterResult::Decided(Err("not a window op"))
+        }
     }
 }
 
@@ -339,7 +430,11 @@ fn budget_op(
     now: Instant,
     op: BudgetOp,
 ) -> Result<BudgetResult, Code<'static>> {
-    let held = |id| Reservation { id, usage: Usage::default(), expires: now };
+    let held = |id| Reservation {
+        id,
+        usage: Usage::default(),
+        expires: now,
+    };
     match op {
         BudgetOp::Reserve(usage) => b.reserve(st, now, usage).map(|r| {
             let admission = match r.admission {
@@ -348,8 +443,12 @@ fn budget_op(
             };
             BudgetResult::Reserved(admission, r.alerts)
         }),
-        BudgetOp::Settle(id, usage) => b.settle(st, now, held(id), usage).map(BudgetResult::Settled),
-        BudgetOp::Release(id) => b.release(st, now, held(id)).map(|()| BudgetResult::Released),
+        BudgetOp::Settle(id, usage) => b
+            .settle(st, now, held(id), usage)
+            .map(BudgetResult::Settled),
+        BudgetOp::Release(id) => b
+            .release(st, now, held(id))
+            .map(|()| BudgetResult::Released),
         BudgetOp::Record(usage) => Ok(BudgetResult::Recorded(b.record(st, now, usage))),
         BudgetOp::TrySpend(usage) => b.try_spend(st, now, usage).map(BudgetResult::Spent),
         BudgetOp::Status => Ok(BudgetResult::Status(b.status(st, now))),
