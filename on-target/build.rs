@@ -139,6 +139,10 @@ fn setup(machine: &str, c: &Value) -> Setup {
                 other => panic!("on_full {other:?}"),
             },
         },
+        "backoff" => Setup::Backoff(
+            from(&c["backoff"], "backoff config"),
+            (!c["budget"].is_null()).then(|| from(&c["budget"], "retry budget config")),
+        ),
         "model_quota" => Setup::ModelQuota(heap(
             c["quotas"]
                 .as_array()
@@ -311,6 +315,42 @@ fn step<'a>(machine: &str, s: &'a Value, members: &[Member]) -> Step<'a> {
                 op,
                 expect,
                 state: from(&s["state"], "model state"),
+            }
+        }
+        "backoff" => {
+            let hint = s["hint_us"].as_u64();
+            let op = match op {
+                "start" => BackoffOp::Start(u(s, "seed")),
+                "next" => BackoffOp::Next(hint),
+                "next_with_budget" => BackoffOp::NextWithBudget(hint),
+                "success" => BackoffOp::Success,
+                other => panic!("unknown backoff op {other}"),
+            };
+            let expect = if e.is_null() {
+                BackoffResult::Done
+            } else if let Some(r) = e.get("retry") {
+                let attempt = u32::try_from(u(r, "attempt")).expect("attempt");
+                BackoffResult::Retry(u(r, "at"), u(r, "delay"), attempt)
+            } else {
+                BackoffResult::GiveUp(from(&e["give_up"], "give up"))
+            };
+            let st = &s["state"];
+            let state = (
+                ratebound_core::backoff::BackoffState {
+                    attempt: u32::try_from(u(st, "attempt")).expect("attempt"),
+                    started: u(st, "started"),
+                    prev: u(st, "prev"),
+                    rng: u(st, "rng_hi") << 32 | u(st, "rng_lo"),
+                },
+                ratebound_core::backoff::RetryBudgetState {
+                    spent_milli: u(st, "budget_spent_milli"),
+                },
+            );
+            Step::Backoff {
+                now,
+                op,
+                expect,
+                state,
             }
         }
         other => panic!("unknown machine {other}"),

@@ -13,7 +13,9 @@
 
 use std::path::PathBuf;
 
-use ratebound_core::backoff::splitmix64;
+use ratebound_core::backoff::{
+    splitmix64, Backoff, BackoffState, RetryBudget, RetryBudgetState, Step,
+};
 use ratebound_core::budget::{
     Admission, Budget, BudgetConfig, BudgetState, Dimension, Horizon, Reservation, Usage,
 };
@@ -401,6 +403,58 @@ impl Machine for KeyedM {
     }
 }
 
+/// One retry sequence under its backoff policy and, when the config has one,
+/// the shared retry budget its failures are recorded in. The state splits
+/// the generator's 64 bits in two halves so every number in the file stays
+/// exact in JS and Lua.
+struct BackoffM {
+    policy: Backoff,
+    seq: BackoffState,
+    budget: Option<RetryBudget>,
+    spent: RetryBudgetState,
+}
+
+impl Machine for BackoffM {
+    fn apply(&mut self, s: &Value) -> Value {
+        let now = Instant::from_micros(u(s, "now"));
+        let hint = s["hint_us"].as_u64().map(Duration::from_micros);
+        let step = match s["op"].as_str() {
+            Some("start") => {
+                self.seq = self.policy.start(now, u(s, "seed"));
+                return Value::Null;
+            }
+            Some("next") => self.policy.next(&mut self.seq, now, hint),
+            Some("next_with_budget") => {
+                let budget = self.budget.as_ref().expect("a budget in the config");
+                self.policy
+                    .next_with_budget(&mut self.seq, budget, &mut self.spent, now, hint)
+            }
+            Some("success") => {
+                let budget = self.budget.as_ref().expect("a budget in the config");
+                budget.on_success(&mut self.spent);
+                return Value::Null;
+            }
+            op => panic!("unknown backoff op {op:?}"),
+        };
+        match step {
+            Step::Retry { at, delay, attempt } => {
+                json!({ "retry": { "at": at, "delay": delay, "attempt": attempt } })
+            }
+            Step::GiveUp(why) => json!({ "give_up": to_json(&why) }),
+        }
+    }
+    fn state(&self) -> Value {
+        json!({
+            "attempt": self.seq.attempt,
+            "started": self.seq.started,
+            "prev": self.seq.prev,
+            "rng_hi": self.seq.rng >> 32,
+            "rng_lo": self.seq.rng & 0xffff_ffff,
+            "budget_spent_milli": self.spent.spent_milli,
+        })
+    }
+}
+
 fn machine(kind: &str, config: &Value) -> Box<dyn Machine> {
     let c = config.clone();
     match kind {
@@ -430,6 +484,13 @@ fn machine(kind: &str, config: &Value) -> Box<dyn Machine> {
             },
             held: Vec::new(),
             tick: 0,
+        }),
+        "backoff" => Box::new(BackoffM {
+            policy: serde_json::from_value(c["backoff"].clone()).expect("backoff config"),
+            seq: BackoffState::default(),
+            budget: (!c["budget"].is_null())
+                .then(|| serde_json::from_value(c["budget"].clone()).expect("budget config")),
+            spent: RetryBudgetState::default(),
         }),
         "model_quota" => Box::new(ModelM {
             quotas: serde_json::from_value(c["quotas"].clone()).expect("model quota configs"),
@@ -728,6 +789,89 @@ fn keyed_traces() -> Vec<Value> {
         .collect()
 }
 
+fn backoff_traces() -> Vec<Value> {
+    let d = Duration::from_millis;
+    let configs = [
+        ("llm_default", Backoff::llm_default(), None, 3),
+        (
+            "three_halves_equal_jitter_20s_elapsed",
+            Backoff::new(d(50), d(5_000))
+                .and_then(|b| b.with_factor(3, 2))
+                .expect("valid")
+                .with_jitter(ratebound_core::backoff::Jitter::Equal)
+                .without_max_retries()
+                .with_max_elapsed(d(20_000)),
+            None,
+            1,
+        ),
+        (
+            "decorrelated_with_retry_budget",
+            Backoff::new(d(10), d(2_000))
+                .expect("valid")
+                .with_jitter(ratebound_core::backoff::Jitter::Decorrelated)
+                .with_max_retries(10),
+            Some(RetryBudget::new(5, 100).expect("valid")),
+            1,
+        ),
+        (
+            // 1 µs growing by 7/5 to 2^40 µs in one sequence of 100 steps:
+            // the fixed-point power up to the cap (reached near the 83rd),
+            // without jitter, and hints above the cap.
+            "seven_fifths_no_jitter_1us_to_2pow40",
+            Backoff::new(Duration::from_micros(1), Duration::from_micros(1 << 40))
+                .and_then(|b| b.with_factor(7, 5))
+                .expect("valid")
+                .with_jitter(ratebound_core::backoff::Jitter::None)
+                .without_max_retries(),
+            None,
+            0,
+        ),
+        (
+            "full_jitter_with_budget_and_hints",
+            Backoff::new(d(100), d(10_000))
+                .expect("valid")
+                .with_max_retries(6),
+            Some(RetryBudget::new(10, 500).expect("valid")),
+            2,
+        ),
+    ];
+    configs
+        .into_iter()
+        .enumerate()
+        // `restarts`: in how many of 10 steps a new sequence starts.
+        .map(|(i, (name, policy, budget, restarts))| {
+            let mut rng = Rng(400 + i as u64);
+            let mut now = T0;
+            let cap = policy.cap().as_micros();
+            let mut inputs =
+                vec![json!({ "op": "start", "now": now, "seed": rng.below(MAX_SAFE) })];
+            for _ in 0..100 {
+                now = next_now(&mut rng, now, cap / 4 + 1);
+                let hint = match rng.below(10) {
+                    0 => json!(rng.below(cap + 1)),
+                    1 => json!(cap + 1 + rng.below(cap)),
+                    _ => Value::Null,
+                };
+                let roll = rng.below(10);
+                let op = match (roll, budget.is_some()) {
+                    _ if roll < restarts => {
+                        json!({ "op": "start", "now": now, "seed": rng.below(MAX_SAFE) })
+                    }
+                    (3..=4, true) => json!({ "op": "success", "now": now }),
+                    (5..=7, true) => {
+                        json!({ "op": "next_with_budget", "now": now, "hint_us": hint })
+                    }
+                    _ => json!({ "op": "next", "now": now, "hint_us": hint }),
+                };
+                inputs.push(op);
+            }
+            let config =
+                json!({ "backoff": to_json(&policy), "budget": budget.map(|b| to_json(&b)) });
+            trace("backoff", name, config, inputs)
+        })
+        .collect()
+}
+
 fn model_traces() -> Vec<Value> {
     let min = 60_000_000u64;
     let q = |total: Option<u64>, success: u64, window: &str, ttl: u64| json!({ "total": total, "success": success, "period_us": min, "window": window, "hold_ttl_us": ttl });
@@ -885,6 +1029,7 @@ fn generate() -> Vec<(&'static str, Value)> {
         file("policy", "Policy sets as the npm Policy exposes them: members with a fixed cost or the step's; check / peek all or nothing", policy_traces()),
         file("keyed", "Bounded keyed stores as the npm KeyedLimiter exposes them: a token bucket per string key, max_keys, on_full deny or evict_lru", keyed_traces()),
         file("model_quota", "Model quotas (total and success counts, holds): admit / settle / peek, each step under one scope's limits", model_traces()),
+        file("backoff", "Retry backoff (jitter from the state's SplitMix64) and retry budgets: start (seed) / next / next_with_budget (hint_us) / success", backoff_traces()),
     ]
 }
 
@@ -947,6 +1092,7 @@ fn committed_traces_replay_exactly() {
         "sliding_counter",
         "budget",
         "model_quota",
+        "backoff",
     ] {
         let path = dir().join(format!("{kind}.json"));
         let file: Value =
@@ -1014,6 +1160,11 @@ fn traces_cover_the_interesting_outcomes() {
         "\"limit_hit\"",
         "\"threshold\"",
         "\"throttled\"",
+        "\"retry\"",
+        "\"max_retries\"",
+        "\"max_elapsed\"",
+        "\"hint_beyond_cap\"",
+        "\"retry_budget\"",
     ] {
         assert!(all.contains(needle), "no trace produces {needle}");
     }

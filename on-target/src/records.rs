@@ -11,6 +11,7 @@
 #![allow(clippy::large_enum_variant)]
 
 use heapless::Vec;
+use ratebound_core::backoff::{Backoff, BackoffState, GiveUp, RetryBudget, RetryBudgetState};
 use ratebound_core::budget::{
     Alerts, Budget, BudgetState, BudgetStatus, Denial, Reservation, Settled, Spent, Usage,
 };
@@ -73,6 +74,8 @@ pub enum Setup {
     },
     /// One model-quota state decided under several scopes' limits.
     ModelQuota(Vec<ModelQuota, MAX_SCOPES>),
+    /// A retry sequence's policy and, if any, the retry budget it records failures in.
+    Backoff(Backoff, Option<RetryBudget>),
 }
 
 /// A policy member's limiter.
@@ -166,6 +169,41 @@ pub enum Step<'a> {
         /// The state after.
         state: ModelState,
     },
+    /// A retry sequence (and budget).
+    Backoff {
+        /// µs since the epoch.
+        now: u64,
+        /// The call.
+        op: BackoffOp,
+        /// What it returns.
+        expect: BackoffResult,
+        /// The sequence's state after, and the budget's.
+        state: (BackoffState, RetryBudgetState),
+    },
+}
+
+/// A backoff call.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub enum BackoffOp {
+    /// `start(now, seed)`: a new sequence.
+    Start(u64),
+    /// `next(now, hint)` (hint in µs).
+    Next(Option<u64>),
+    /// `next_with_budget(now, hint)`.
+    NextWithBudget(Option<u64>),
+    /// The budget's `on_success`.
+    Success,
+}
+
+/// What a backoff call returns.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+pub enum BackoffResult {
+    /// `start`, `success`: nothing.
+    Done,
+    /// Retry at `at` (µs), after `delay` (µs); the retry's number.
+    Retry(u64, u64, u32),
+    /// Stop.
+    GiveUp(GiveUp),
 }
 
 /// A limiter call.

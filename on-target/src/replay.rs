@@ -3,11 +3,14 @@
 use core::fmt::Debug;
 
 use heapless::Vec;
+use ratebound_core::backoff::{
+    Backoff, BackoffState, RetryBudget, RetryBudgetState, Step as BackoffStep,
+};
 use ratebound_core::budget::{Admission, Budget, BudgetState, Reservation, Usage};
 use ratebound_core::model_quota::{ModelQuota, ModelState};
 use ratebound_core::policy::{check_all, peek_all, Member as PolicyMember};
 use ratebound_core::{
-    AtomicGcra, CostError, Decision, Gcra, GcraState, Instant, Limiter, SlidingCounter,
+    AtomicGcra, CostError, Decision, Duration, Gcra, GcraState, Instant, Limiter, SlidingCounter,
     SlidingCounterState, SlidingLog, SlidingLogState,
 };
 use semihosting::println;
@@ -20,7 +23,7 @@ const PRINTED: u32 = 20;
 
 /// Steps and mismatches per machine.
 pub(crate) struct Tally {
-    rows: [(&'static str, u32, u32); 8],
+    rows: [(&'static str, u32, u32); 9],
     printed: u32,
 }
 
@@ -35,6 +38,7 @@ impl Tally {
             "policy",
             "keyed",
             "model_quota",
+            "backoff",
         ];
         Tally {
             rows: names.map(|n| (n, 0, 0)),
@@ -192,6 +196,7 @@ enum Machine {
     Policy(Vec<(Held, Option<u64>), MAX_MEMBERS>),
     Keyed(KeyedStore),
     ModelQuota(Vec<ModelQuota, MAX_SCOPES>, ModelState),
+    Backoff(Backoff, BackoffState, Option<RetryBudget>, RetryBudgetState),
 }
 
 impl Machine {
@@ -227,6 +232,12 @@ impl Machine {
                 evict_least_recent,
             } => Machine::Keyed(KeyedStore::new(limiter, max_keys, evict_least_recent)),
             Setup::ModelQuota(quotas) => Machine::ModelQuota(quotas, ModelState::default()),
+            Setup::Backoff(policy, budget) => Machine::Backoff(
+                policy,
+                BackoffState::default(),
+                budget,
+                RetryBudgetState::default(),
+            ),
         }
     }
 
@@ -366,6 +377,50 @@ impl Machine {
                         tally.same(at, "result", expect, &got) & tally.same(at, "state", state, st)
                     }
                 }
+            }
+            (
+                Machine::Backoff(policy, seq, budget, spent),
+                &Step::Backoff {
+                    now,
+                    op,
+                    ref expect,
+                    ref state,
+                },
+            ) => {
+                let now = Instant::from_micros(now);
+                let hint = |h: Option<u64>| h.map(Duration::from_micros);
+                let step = match (op, budget.as_ref()) {
+                    (BackoffOp::Start(seed), _) => {
+                        *seq = policy.start(now, seed);
+                        None
+                    }
+                    (BackoffOp::Next(h), _) => Some(policy.next(seq, now, hint(h))),
+                    (BackoffOp::NextWithBudget(h), Some(b)) => {
+                        Some(policy.next_with_budget(seq, b, spent, now, hint(h)))
+                    }
+                    (BackoffOp::Success, Some(b)) => {
+                        b.on_success(spent);
+                        None
+                    }
+                    // A budget op in a trace without a budget: a malformed
+                    // fixture, reported as the mismatch it causes.
+                    (BackoffOp::NextWithBudget(_) | BackoffOp::Success, None) => {
+                        Some(BackoffStep::Retry {
+                            at: Instant::MAX,
+                            delay: Duration::ZERO,
+                            attempt: 0,
+                        })
+                    }
+                };
+                let got = match step {
+                    None => BackoffResult::Done,
+                    Some(BackoffStep::Retry { at, delay, attempt }) => {
+                        BackoffResult::Retry(at.as_micros(), delay.as_micros(), attempt)
+                    }
+                    Some(BackoffStep::GiveUp(why)) => BackoffResult::GiveUp(why),
+                };
+                tally.same(at, "result", expect, &got)
+                    & tally.same(at, "state", state, &(*seq, *spent))
             }
             (_, step) => {
                 println!(
