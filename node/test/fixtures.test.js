@@ -125,6 +125,50 @@ test("model quota traces replay exactly (ratebound/budget)", async () => {
   assert.equal(n, 1440);
 });
 
+test("backoff traces replay exactly (results, the sequence's attempt and the budget's state: what the wasm exposes)", async () => {
+  // node.js has initialised the module: initSync hands back its exports, memory among them.
+  const glue = await import("../dist/web/ratebound_wasm.js");
+  const { memory } = glue.initSync({ module: new Uint8Array() });
+  const JITTER = { none: 0, full: 1, equal: 2, decorrelated: 3 };
+  const GIVE_UP = [null, "max_retries", "max_elapsed", "hint_beyond_cap", "retry_budget"];
+  const file = load("backoff");
+  assert.equal(file.machine, "backoff");
+  let steps = 0;
+  for (const trace of file.traces) {
+    const c = trace.config.backoff;
+    const seq = new raw.Backoff(c.initial_us, c.cap_us, c.factor_num, c.factor_den, JITTER[c.jitter], c.max_retries ?? -1, c.max_elapsed_us ?? 0);
+    const b = trace.config.budget;
+    const budget = b ? new raw.RetryBudget(b.max_tokens, b.token_ratio_milli) : null;
+    const outcome = (status, step) => {
+      const v = new Float64Array(memory.buffer);
+      const at = seq.outPtr() / 8;
+      if (status === 1) return { retry: { at: v[at], attempt: v[at + 2], delay: v[at + 1] } };
+      const reason = GIVE_UP[v[at + 3]];
+      // The wasm reports the reason's code; the hint it refused is the step's.
+      return { give_up: reason === "hint_beyond_cap" ? { hint_beyond_cap: { hint: step.hint_us } } : reason };
+    };
+    trace.steps.forEach((step, i) => {
+      const hint = step.hint_us ?? -1;
+      let got = null;
+      switch (step.op) {
+        case "start": seq.start(step.now, step.seed); break;
+        case "next": got = outcome(seq.next(step.now, hint), step); break;
+        case "next_with_budget": got = outcome(seq.nextWithBudget(step.now, hint, budget), step); break;
+        case "success": budget.onSuccess(); break;
+        default: throw new Error(`unknown op ${step.op}`);
+      }
+      const where = `backoff/${trace.name} step ${i}`;
+      assert.deepEqual(got, step.expect, `${where}: result`);
+      assert.equal(seq.attempt(), step.state.attempt, `${where}: attempt`);
+      assert.equal(budget ? budget.exportState() : 0, step.state.budget_spent_milli, `${where}: budget`);
+      steps++;
+    });
+    seq.free();
+    budget?.free();
+  }
+  assert.equal(steps, 505);
+});
+
 test("policy set traces replay exactly through the public Policy", async () => {
   const { Policy, TokenBucket, SlidingLog, SlidingWindow } = await import("../src/node.js");
   const file = load("policy");
