@@ -165,23 +165,34 @@ say "npm README: every marked snippet against the packed tarball (ESM, CommonJS,
   || (cd node/readme-check && npm ci --no-audit --no-fund)
 (cd node/readme-check && node run.mjs)
 
-say "examples: core tour, std limiter / keyed / retry / budget_manager, the demo gateway"
+say "examples: core tour, std limiter / keyed / retry / budget_manager / go_policy"
 cargo run -q -p ratebound-core --example tour >/dev/null
 for e in limiter keyed retry budget_manager go_policy; do
   cargo run -q -p ratebound-std --example "$e" >/dev/null
 done
-cargo run -q -p ratebound-std --features http,redis --example gateway -- --demo >/dev/null
-say "the demo gateway again, its limits in a real redis-server on a free loopback port"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+say "the demo gateway three ways at once: in memory; its limits in a real redis-server on a free loopback port; with Redis down (it serves on its local fallback)"
+# Each run waits out a 60 s Retry-After; side by side they take one wait.
+cargo build -q -p ratebound-std --features http,redis --example gateway
+gateway=target/debug/examples/gateway
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+down=$(free_port) # nothing listens there
+while [ "$down" = "$port" ]; do down=$(free_port); done
 redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes >/dev/null
-trap 'redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true' EXIT
+demo_logs=$(mktemp -d)
+trap 'redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$demo_logs"' EXIT
 for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-cargo run -q -p ratebound-std --features http,redis --example gateway -- --demo --redis "redis://127.0.0.1:$port/" >/dev/null
+"$gateway" --demo >"$demo_logs/in-memory" 2>&1 & in_memory=$!
+"$gateway" --demo --redis "redis://127.0.0.1:$port/" >"$demo_logs/redis" 2>&1 & on_redis=$!
+"$gateway" --demo --redis "redis://127.0.0.1:$down/" --on-unavailable local >"$demo_logs/redis-down" 2>&1 & redis_down=$!
+for run in "in-memory $in_memory" "redis $on_redis" "redis-down $redis_down"; do
+  set -- $run
+  wait "$2" || { tail -60 "$demo_logs/$1"; echo "the demo gateway ($1) failed"; exit 1; }
+done
 test "$(redis-cli -p "$port" dbsize)" -gt 0
 redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+rm -rf "$demo_logs"
 trap - EXIT
-say "the demo gateway with Redis down: it starts and serves on its local fallback"
-cargo run -q -p ratebound-std --features http,redis --example gateway -- --demo --redis "redis://127.0.0.1:$port/" --on-unavailable local >/dev/null
 say "redis_bench (1 s per case, best of 2): server µs per call next to a floor GCRA, end to end next to redis-benchmark EVALSHA"
 cargo run -q --release -p ratebound-benches --bin redis_bench 1 50 2
 
