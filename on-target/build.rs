@@ -37,10 +37,20 @@ fn main() {
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     files.sort();
+    let (mut steps, mut atomic_steps) = (0, 0);
     for path in &files {
         println!("cargo:rerun-if-changed={}", path.display());
-        write_file(path, &mut image);
+        let (s, a) = write_file(path, &mut image);
+        steps += s;
+        atomic_steps += a;
     }
+    push(
+        &mut image,
+        &Record::Counts {
+            steps,
+            atomic_steps,
+        },
+    );
     fs::write(out.join("fixtures.bin"), &image).unwrap();
 
     let target = env::var("TARGET").unwrap();
@@ -68,6 +78,16 @@ fn u(v: &Value, k: &str) -> u64 {
         .unwrap_or_else(|| panic!("integer {k} in {v}"))
 }
 
+/// A 32-bit half of a 64-bit value.
+fn half(v: &Value, k: &str) -> u64 {
+    let h = u(v, k);
+    assert!(
+        h <= u64::from(u32::MAX),
+        "{k} = {h} is not a 32-bit half in {v}"
+    );
+    h
+}
+
 fn code(v: &Value) -> &str {
     v.as_str()
         .unwrap_or_else(|| panic!("an error code, not {v}"))
@@ -83,11 +103,14 @@ fn heap<T, const N: usize>(items: impl IntoIterator<Item = T>, what: &str) -> HV
     v
 }
 
-fn write_file(path: &Path, image: &mut Vec<u8>) {
+/// Writes one fixture file's records; returns its steps, and how many of
+/// them replay again through `AtomicGcra` (the GCRA traces it accepts).
+fn write_file(path: &Path, image: &mut Vec<u8>) -> (u32, u32) {
     let text = fs::read_to_string(path).unwrap();
     let file: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(file["format"], 1, "fixture format of {}", path.display());
     let machine = file["machine"].as_str().expect("machine");
+    let (mut steps, mut atomic_steps) = (0, 0);
     for trace in file["traces"].as_array().expect("traces") {
         let name = trace["name"].as_str().expect("trace name");
         let config = &trace["config"];
@@ -95,6 +118,11 @@ fn write_file(path: &Path, image: &mut Vec<u8>) {
         let members = match &setup {
             Setup::Policy(m) => m.iter().map(|(m, _)| *m).collect(),
             _ => std::vec::Vec::new(),
+        };
+        let atomic = matches!(setup, Setup::Gcra(g) if ratebound_core::AtomicGcra::new(g).is_ok());
+        let scopes = match &setup {
+            Setup::ModelQuota(q) => q.len(),
+            _ => 0,
         };
         push(
             image,
@@ -106,9 +134,18 @@ fn write_file(path: &Path, image: &mut Vec<u8>) {
         );
         for s in trace["steps"].as_array().expect("steps") {
             let step = step(machine, s, &members);
+            if let Step::ModelQuota { scope, .. } = &step {
+                assert!(
+                    (*scope as usize) < scopes,
+                    "{name}: scope {scope} of {scopes}"
+                );
+            }
             push(image, &Record::Step(step));
+            steps += 1;
+            atomic_steps += u32::from(atomic);
         }
     }
+    (steps, atomic_steps)
 }
 
 fn setup(machine: &str, c: &Value) -> Setup {
@@ -340,7 +377,7 @@ fn step<'a>(machine: &str, s: &'a Value, members: &[Member]) -> Step<'a> {
                     attempt: u32::try_from(u(st, "attempt")).expect("attempt"),
                     started: u(st, "started"),
                     prev: u(st, "prev"),
-                    rng: u(st, "rng_hi") << 32 | u(st, "rng_lo"),
+                    rng: half(st, "rng_hi") << 32 | half(st, "rng_lo"),
                 },
                 ratebound_core::backoff::RetryBudgetState {
                     spent_milli: u(st, "budget_spent_milli"),

@@ -44,7 +44,8 @@ if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; th
   apt_install redis-server
 fi
 if [ -z "${RATEBOUND_SKIP_EMBEDDED:-}" ] && { ! command -v qemu-system-arm >/dev/null || ! command -v qemu-system-riscv32 >/dev/null; }; then
-  # Debian's QEMU 7.2; it replaces a newer qemu-utils backport if one is there.
+  # Debian's QEMU 7.2. On a machine with the qemu-utils 10 backport, apt
+  # removes that package to install it (seen on this project's machines).
   say "apt-get install qemu-system-arm qemu-system-misc (the fixtures replay on emulated Cortex-M and RISC-V chips)"
   apt_install qemu-system-arm qemu-system-misc
 fi
@@ -124,13 +125,14 @@ cargo test -q -p ratebound-benches --bench limiters
 cargo run -q -p ratebound-benches --bin bytes_per_key
 
 if [ -z "${RATEBOUND_SKIP_EMBEDDED:-}" ]; then
-  say "embedded footprint: one GCRA limiter on thumbv7em-none-eabihf"
+  say "embedded footprint: one limiter, one check, on thumbv6m, thumbv7em and riscv32imc, next to governor's"
   bash benches/embedded/size.sh
   say "on-target: every trace fixture replayed under QEMU on Cortex-M0, Cortex-M4F and RISC-V (fmt, clippy, run)"
   cargo fmt --manifest-path on-target/Cargo.toml -- --check
   for t in thumbv6m-none-eabi thumbv7em-none-eabihf riscv32imc-unknown-none-elf; do
     (cd on-target && cargo clippy -q --release --target "$t" -- -D warnings)
   done
+  (cd on-target && cargo clippy -q --release --features embassy --bin embassy-wait --target thumbv7em-none-eabihf -- -D warnings)
   bash on-target/run.sh
 fi
 
@@ -187,7 +189,12 @@ for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; slee
 "$gateway" --demo --redis "redis://127.0.0.1:$down/" --on-unavailable local >"$demo_logs/redis-down" 2>&1 & redis_down=$!
 for run in "in-memory $in_memory" "redis $on_redis" "redis-down $redis_down"; do
   set -- $run
-  wait "$2" || { tail -60 "$demo_logs/$1"; echo "the demo gateway ($1) failed"; exit 1; }
+  wait "$2" || {
+    kill "$in_memory" "$on_redis" "$redis_down" 2>/dev/null || true
+    tail -60 "$demo_logs/$1"
+    echo "the demo gateway ($1) failed"
+    exit 1
+  }
 done
 test "$(redis-cli -p "$port" dbsize)" -gt 0
 redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true

@@ -32,7 +32,7 @@ fn run() -> i32 {
         tally.steps(),
         tally.mismatches()
     );
-    if tally.mismatches() == 0 && tally.steps() > 0 {
+    if tally.passed() {
         0
     } else {
         1

@@ -48,6 +48,15 @@ pub enum Record<'a> {
     /// One step of the current trace.
     #[serde(borrow)]
     Step(Step<'a>),
+    /// The last record: how many steps the image holds, and how many of them
+    /// (GCRA steps whose rate packs into one word) replay again through
+    /// `AtomicGcra`. The run fails unless it replayed exactly these.
+    Counts {
+        /// Steps in all.
+        steps: u32,
+        /// GCRA steps replayed again through `AtomicGcra`.
+        atomic_steps: u32,
+    },
 }
 
 /// A trace's machine and config.

@@ -21,9 +21,12 @@ use crate::records::*;
 /// Mismatches printed in full; later ones are only counted.
 const PRINTED: u32 = 20;
 
-/// Steps and mismatches per machine.
+/// Steps and mismatches per machine, faults, and the counts the image promises.
 pub(crate) struct Tally {
     rows: [(&'static str, u32, u32); 9],
+    faults: u32,
+    /// The image's `Record::Counts`: (steps, of which also through `AtomicGcra`).
+    expected: Option<(u32, u32)>,
     printed: u32,
 }
 
@@ -42,26 +45,28 @@ impl Tally {
         ];
         Tally {
             rows: names.map(|n| (n, 0, 0)),
+            faults: 0,
+            expected: None,
             printed: 0,
         }
     }
 
-    fn row(&mut self, machine: &str) -> &mut (&'static str, u32, u32) {
-        let i = self.rows.iter().position(|r| r.0 == machine).unwrap_or(0);
-        &mut self.rows[i]
-    }
-
     /// Counts one step of `machine`, a mismatch if `ok` is false.
     fn step(&mut self, machine: &str, ok: bool) {
-        let row = self.row(machine);
-        row.1 += 1;
-        row.2 += u32::from(!ok);
+        match self.rows.iter_mut().find(|r| r.0 == machine) {
+            Some(row) => {
+                row.1 += 1;
+                row.2 += u32::from(!ok);
+            }
+            None => self.fault("a step of a machine the replay does not know"),
+        }
     }
 
-    /// Counts a fault that is no step (an unreadable image, a step without a trace).
+    /// Counts a fault that is no step's result (an unreadable image, a step
+    /// without a trace or of another machine).
     fn fault(&mut self, what: &str) {
         println!("FAULT {what}");
-        self.rows[0].2 += 1;
+        self.faults += 1;
     }
 
     pub(crate) fn lines(&self) -> impl Iterator<Item = (&'static str, u32, u32)> + '_ {
@@ -74,6 +79,24 @@ impl Tally {
 
     pub(crate) fn mismatches(&self) -> u32 {
         self.rows.iter().map(|r| r.2).sum()
+    }
+
+    /// No mismatch, no fault, and every step the image holds replayed (each
+    /// GCRA step whose rate `AtomicGcra` takes twice).
+    pub(crate) fn passed(&self) -> bool {
+        let Some((steps, atomic)) = self.expected else {
+            println!("FAULT the image ends without its step counts");
+            return false;
+        };
+        let ran = self.steps() - self.rows[1].1;
+        if (ran, self.rows[1].1) != (steps, atomic) {
+            println!(
+                "FAULT replayed {ran} steps and {} through AtomicGcra; the image holds {steps} and {atomic}",
+                self.rows[1].1
+            );
+            return false;
+        }
+        self.faults == 0 && self.mismatches() == 0
     }
 
     /// Compares one value of a step; prints the first mismatches in full.
@@ -126,6 +149,12 @@ pub(crate) fn all(image: &'static [u8]) -> Tally {
             } => {
                 trace = Some((machine, name, Machine::new(setup), 0));
             }
+            Record::Counts {
+                steps,
+                atomic_steps,
+            } => {
+                tally.expected = Some((steps, atomic_steps));
+            }
             Record::Step(step) => {
                 let Some((machine, name, m, i)) = trace.as_mut() else {
                     tally.fault("a step before any trace");
@@ -144,8 +173,8 @@ pub(crate) fn all(image: &'static [u8]) -> Tally {
     tally
 }
 
-/// One record off the front of `rest`. Not inlined: the records' decoders are
-/// large and `all` stays small enough for a Cortex-M0's 16 KiB of RAM.
+/// One record off the front of `rest`. Not inlined: the records' decoders
+/// have large frames, which then do not add to `all`'s.
 #[inline(never)]
 fn next_record(rest: &'static [u8]) -> postcard::Result<(Record<'static>, &'static [u8])> {
     postcard::take_from_bytes(rest)
@@ -365,7 +394,10 @@ impl Machine {
             ) => {
                 let now = Instant::from_micros(now);
                 match quotas.get(scope as usize) {
-                    None => tally.same(at, "scope", &(quotas.len() as u32), &scope),
+                    None => {
+                        tally.fault("a model-quota step names a scope the trace does not have");
+                        false
+                    }
                     Some(q) => {
                         let got = match op {
                             ModelOp::Admit => ModelResult::Decided(q.admit(st, now)),
@@ -423,6 +455,7 @@ impl Machine {
                     & tally.same(at, "state", state, &(*seq, *spent))
             }
             (_, step) => {
+                tally.fault("a step of another machine than its trace's");
                 println!(
                     "FAULT {}/{} step {}: a step of another machine: {step:?}",
                     at.machine, at.trace, at.step
