@@ -6,9 +6,11 @@
 #![no_main]
 
 mod board;
+mod calls;
 mod keyed_store;
 mod records;
 mod replay;
+mod tally;
 
 use semihosting::println;
 

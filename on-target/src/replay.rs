@@ -1,130 +1,22 @@
 //! Reads the fixture records in order, runs each step through core on this
 //! chip and compares the result and the state after it with the recorded ones.
-use core::fmt::Debug;
-
 use heapless::Vec;
 use ratebound_core::backoff::{
     Backoff, BackoffState, RetryBudget, RetryBudgetState, Step as BackoffStep,
 };
-use ratebound_core::budget::{Admission, Budget, BudgetState, Reservation, Usage};
+use ratebound_core::budget::{Budget, BudgetState};
 use ratebound_core::model_quota::{ModelQuota, ModelState};
 use ratebound_core::policy::{check_all, peek_all, Member as PolicyMember};
 use ratebound_core::{
-    AtomicGcra, CostError, Decision, Duration, Gcra, GcraState, Instant, Limiter, SlidingCounter,
+    AtomicGcra, CostError, Decision, Duration, Gcra, GcraState, Instant, SlidingCounter,
     SlidingCounterState, SlidingLog, SlidingLogState,
 };
 use semihosting::println;
 
+use crate::calls::{atomic_op, budget_op, gcra_op, window_op};
 use crate::keyed_store::KeyedStore;
 use crate::records::*;
-
-/// Mismatches printed in full; later ones are only counted.
-const PRINTED: u32 = 20;
-
-/// Steps and mismatches per machine, faults, and the counts the image promises.
-pub(crate) struct Tally {
-    rows: [(&'static str, u32, u32); 9],
-    faults: u32,
-    /// The image's `Record::Counts`: (steps, of which also through `AtomicGcra`).
-    expected: Option<(u32, u32)>,
-    printed: u32,
-}
-
-impl Tally {
-    fn new() -> Tally {
-        let names = [
-            "gcra",
-            "atomic_gcra",
-            "sliding_log",
-            "sliding_counter",
-            "budget",
-            "policy",
-            "keyed",
-            "model_quota",
-            "backoff",
-        ];
-        Tally {
-            rows: names.map(|n| (n, 0, 0)),
-            faults: 0,
-            expected: None,
-            printed: 0,
-        }
-    }
-
-    /// Counts one step of `machine`, a mismatch if `ok` is false.
-    fn step(&mut self, machine: &str, ok: bool) {
-        match self.rows.iter_mut().find(|r| r.0 == machine) {
-            Some(row) => {
-                row.1 += 1;
-                row.2 += u32::from(!ok);
-            }
-            None => self.fault("a step of a machine the replay does not know"),
-        }
-    }
-
-    /// Counts a fault that is no step's result (an unreadable image, a step
-    /// without a trace or of another machine).
-    fn fault(&mut self, what: &str) {
-        println!("FAULT {what}");
-        self.faults += 1;
-    }
-
-    pub(crate) fn lines(&self) -> impl Iterator<Item = (&'static str, u32, u32)> + '_ {
-        self.rows.iter().copied()
-    }
-
-    pub(crate) fn steps(&self) -> u32 {
-        self.rows.iter().map(|r| r.1).sum()
-    }
-
-    pub(crate) fn mismatches(&self) -> u32 {
-        self.rows.iter().map(|r| r.2).sum()
-    }
-
-    /// No mismatch, no fault, and every step the image holds replayed (each
-    /// GCRA step whose rate `AtomicGcra` takes twice).
-    pub(crate) fn passed(&self) -> bool {
-        let Some((steps, atomic)) = self.expected else {
-            println!("FAULT the image ends without its step counts");
-            return false;
-        };
-        let ran = self.steps() - self.rows[1].1;
-        if (ran, self.rows[1].1) != (steps, atomic) {
-            println!(
-                "FAULT replayed {ran} steps and {} through AtomicGcra; the image holds {steps} and {atomic}",
-                self.rows[1].1
-            );
-            return false;
-        }
-        self.faults == 0 && self.mismatches() == 0
-    }
-
-    /// Compares one value of a step; prints the first mismatches in full.
-    fn same<T: PartialEq + Debug>(
-        &mut self,
-        at: &At<'_>,
-        what: &str,
-        expected: &T,
-        got: &T,
-    ) -> bool {
-        let same = expected == got;
-        if !same && self.printed < PRINTED {
-            self.printed += 1;
-            println!(
-                "MISMATCH {}/{} step {} ({what}):\n  expected {expected:?}\n  got      {got:?}",
-                at.machine, at.trace, at.step
-            );
-        }
-        same
-    }
-}
-
-/// Where a step is, for messages.
-struct At<'a> {
-    machine: &'a str,
-    trace: &'a str,
-    step: u32,
-}
+use crate::tally::{At, Tally};
 
 /// Replays the whole image.
 pub(crate) fn all(image: &'static [u8]) -> Tally {
@@ -153,7 +45,7 @@ pub(crate) fn all(image: &'static [u8]) -> Tally {
                 steps,
                 atomic_steps,
             } => {
-                tally.expected = Some((steps, atomic_steps));
+                tally.expect_counts(steps, atomic_steps);
             }
             Record::Step(step) => {
                 let Some((machine, name, m, i)) = trace.as_mut() else {
@@ -465,81 +357,4 @@ impl Machine {
         };
         tally.step(at.machine, ok);
     }
-}
-
-fn decided(r: Result<Decision, CostError>) -> LimiterResult<'static> {
-    LimiterResult::Decided(r.map_err(|e| e.code()))
-}
-
-fn gcra_op(g: &Gcra, st: &mut GcraState, now: Instant, op: LimiterOp) -> LimiterResult<'static> {
-    match op {
-        LimiterOp::Check(cost) => decided(g.check(st, now, cost)),
-        LimiterOp::Peek(cost) => decided(g.peek(st, now, cost)),
-        LimiterOp::AtMost(n) => {
-            let t = g.check_at_most(st, now, n);
-            LimiterResult::Taken(t.taken, t.decision)
-        }
-        LimiterOp::Refund(n) => LimiterResult::Refunded(g.refund(st, now, n)),
-    }
-}
-
-fn atomic_op(a: &AtomicGcra, now: Instant, op: LimiterOp) -> LimiterResult<'static> {
-    match op {
-        LimiterOp::Check(cost) => decided(a.check(now, cost)),
-        LimiterOp::Peek(cost) => decided(a.peek(now, cost)),
-        LimiterOp::AtMost(n) => {
-            let t = a.check_at_most(now, n);
-            LimiterResult::Taken(t.taken, t.decision)
-        }
-        LimiterOp::Refund(n) => LimiterResult::Refunded(a.refund(now, n)),
-    }
-}
-
-/// Sliding log and counter: `check` and `peek` only (anything else is a
-/// malformed fixture, reported as the mismatch it causes).
-fn window_op<L: Limiter>(
-    l: &L,
-    st: &mut L::State,
-    now: Instant,
-    op: LimiterOp,
-) -> LimiterResult<'static> {
-    match op {
-        LimiterOp::Check(cost) => decided(l.check(st, now, cost)),
-        LimiterOp::Peek(cost) => decided(l.peek(st, now, cost)),
-        LimiterOp::AtMost(_) | LimiterOp::Refund(_) => {
-            LimiterResult::Decided(Err("not a window op"))
-        }
-    }
-}
-
-fn budget_op(
-    b: &Budget,
-    st: &mut BudgetState<BUDGET_HOLDS>,
-    now: Instant,
-    op: BudgetOp,
-) -> Result<BudgetResult, Code<'static>> {
-    let held = |id| Reservation {
-        id,
-        usage: Usage::default(),
-        expires: now,
-    };
-    match op {
-        BudgetOp::Reserve(usage) => b.reserve(st, now, usage).map(|r| {
-            let admission = match r.admission {
-                Admission::Granted(h) => Ok(h),
-                Admission::Denied(d) => Err(d),
-            };
-            BudgetResult::Reserved(admission, r.alerts)
-        }),
-        BudgetOp::Settle(id, usage) => b
-            .settle(st, now, held(id), usage)
-            .map(BudgetResult::Settled),
-        BudgetOp::Release(id) => b
-            .release(st, now, held(id))
-            .map(|()| BudgetResult::Released),
-        BudgetOp::Record(usage) => Ok(BudgetResult::Recorded(b.record(st, now, usage))),
-        BudgetOp::TrySpend(usage) => b.try_spend(st, now, usage).map(BudgetResult::Spent),
-        BudgetOp::Status => Ok(BudgetResult::Status(b.status(st, now))),
-    }
-    .map_err(|e| e.code())
 }
