@@ -224,6 +224,9 @@ fn step<'a>(machine: &str, s: &'a Value, members: &[Member]) -> Step<'a> {
                     LimiterOp::Peek(cost),
                     LimiterResult::Decided(ok_or_code(e, "decision")),
                 ),
+                "at_most" | "refund" if machine != "gcra" => {
+                    panic!("{machine} has no {op}: only the GCRA takes at_most and refund")
+                }
                 "at_most" => (
                     LimiterOp::AtMost(cost),
                     LimiterResult::Taken(u(e, "taken"), from(&e["decision"], "decision")),

@@ -10,6 +10,7 @@ targets="thumbv6m-none-eabi thumbv7em-none-eabihf riscv32imc-unknown-none-elf"
 
 replay() { # target [fixture dir]: runs the replay, prints its output, returns its status
   local status=0
+  # Build first, so that the timeout below counts the emulation only.
   RATEBOUND_FIXTURES="${2:-}" cargo build -q --release --bin replay --target "$1"
   RATEBOUND_FIXTURES="${2:-}" timeout 300 cargo run -q --release --bin replay --target "$1" || status=$?
   return "$status"

@@ -3,7 +3,8 @@
 # is already there. This is the README's test command and what .ci/run calls.
 #
 #   bash scripts/test-all.sh            # everything
-#   RATEBOUND_SKIP_EMBEDDED=1 ...       # skip the cross-target builds
+#   RATEBOUND_SKIP_EMBEDDED=1 ...       # skip the cross-target builds, the firmware
+#                                       # footprint and the QEMU runs (no QEMU install)
 #   RATEBOUND_SKIP_FUZZ=1 ...           # skip the fuzz smoke runs
 #   FUZZ_SECONDS=60 ...                 # seconds per fuzz target (default 20)
 set -euo pipefail

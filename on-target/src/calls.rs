@@ -37,8 +37,8 @@ pub(crate) fn atomic_op(a: &AtomicGcra, now: Instant, op: LimiterOp) -> LimiterR
     }
 }
 
-/// Sliding log and counter: `check` and `peek` only (anything else is a
-/// malformed fixture, reported as the mismatch it causes).
+/// Sliding log and counter: `check` and `peek` only (`build.rs` refuses a
+/// fixture that asks more of them; the match must still say something).
 pub(crate) fn window_op<L: Limiter>(
     l: &L,
     st: &mut L::State,
