@@ -239,6 +239,170 @@ fn keyed(c: &mut Criterion) {
     }
 }
 
+/// Keys under a unique-key flood: every check is a key never seen before,
+/// in a store already full. The limit is 1,000/s, so a key used once is
+/// idle (forgettable) a millisecond later; the fake clock advances 1 µs a
+/// call. ratebound's store is bounded at 100,000 keys and evicts idle keys
+/// to make room; governor's grows until `retain_recent` drops idle keys,
+/// called every 100,000 keys as its docs advise doing periodically.
+const FLOOD_KEYS: u64 = 100_000;
+
+fn flood_store(on_full: OnFull, rate: Gcra) -> (ManualClock, KeyedLimiter<u64, Gcra, ManualClock>) {
+    let clock = ManualClock::new(Instant::from_micros(T0));
+    let store = KeyedLimiter::new(
+        rate,
+        KeyedConfig::default()
+            .with_max_keys(FLOOD_KEYS as usize)
+            .with_on_full(on_full),
+        clock.clone(),
+    )
+    .unwrap();
+    (clock, store)
+}
+
+fn keyed_flood(c: &mut Criterion) {
+    let mut g = c.benchmark_group("keyed_flood");
+    g.bench_function("ratebound", |b| {
+        let (clock, store) = flood_store(OnFull::DenyNewKeys, Gcra::per_second(1_000).unwrap());
+        let mut k = 0u64;
+        b.iter(|| {
+            k += 1;
+            clock.advance(Duration::from_micros(1));
+            black_box(store.check(&k, 1).unwrap().allowed)
+        });
+        assert!(store.len() <= FLOOD_KEYS as usize);
+    });
+    // No key is ever idle: EvictLru drops a key not used recently for each
+    // new one; DenyNewKeys refuses the new key (and sweeps now and then).
+    g.bench_function("ratebound_active_evict_lru", |b| {
+        let (clock, store) = flood_store(OnFull::EvictLru, Gcra::per_minute(10).unwrap());
+        let mut k = 0u64;
+        b.iter(|| {
+            k += 1;
+            clock.advance(Duration::from_micros(1));
+            black_box(store.check(&k, 1).unwrap().allowed)
+        });
+    });
+    g.bench_function("ratebound_active_deny_new_keys", |b| {
+        let (clock, store) = flood_store(OnFull::DenyNewKeys, Gcra::per_minute(10).unwrap());
+        let mut k = 0u64;
+        b.iter(|| {
+            k += 1;
+            clock.advance(Duration::from_micros(1));
+            black_box(store.check(&k, 1).is_ok())
+        });
+    });
+    g.bench_function("governor", |b| {
+        let clock = FakeRelativeClock::default();
+        let l = Governor::dashmap_with_clock(Quota::per_second(nz(1_000)), clock.clone());
+        let mut k = 0u64;
+        b.iter(|| {
+            k += 1;
+            clock.advance(StdDuration::from_micros(1));
+            if k.is_multiple_of(FLOOD_KEYS) {
+                l.retain_recent();
+            }
+            black_box(l.check_key(&k).is_ok())
+        });
+    });
+    g.finish();
+}
+
+/// Two threads checking keys of one store: spread over 10^6 held keys
+/// (no clock movement: every key has a burst of 10^6), and under a
+/// unique-key flood (the clock advances 64 µs every 64 calls per thread).
+fn keyed_threads(c: &mut Criterion) {
+    const N: u64 = 1_000_000;
+    let mut g = c.benchmark_group("keyed_1m_2_threads");
+    g.sample_size(20);
+    g.bench_function("ratebound", |b| {
+        let store = Arc::new(
+            KeyedLimiter::new(
+                Gcra::per_second(1_000_000).unwrap(),
+                KeyedConfig::default()
+                    .with_max_keys(N as usize)
+                    .with_shards(64),
+                ManualClock::new(Instant::from_micros(T0)),
+            )
+            .unwrap(),
+        );
+        for k in 0..N {
+            store.check(&k, 1).unwrap();
+        }
+        b.iter_custom(|iters| {
+            run_2_threads(iters, |t, i| {
+                black_box(
+                    store
+                        .check(&((i * 7_919 + t * 500_009) % N), 1)
+                        .unwrap()
+                        .allowed,
+                );
+            })
+        });
+    });
+    g.bench_function("governor", |b| {
+        let l = Governor::dashmap_with_clock(
+            Quota::per_second(nz(1_000_000)),
+            FakeRelativeClock::default(),
+        );
+        for k in 0..N {
+            let _ = l.check_key(&k);
+        }
+        b.iter_custom(|iters| {
+            run_2_threads(iters, |t, i| {
+                black_box(l.check_key(&((i * 7_919 + t * 500_009) % N)).is_ok());
+            })
+        });
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("keyed_flood_2_threads");
+    g.bench_function("ratebound", |b| {
+        let (clock, store) = flood_store(OnFull::DenyNewKeys, Gcra::per_second(1_000).unwrap());
+        let next = AtomicU64::new(0);
+        b.iter_custom(|iters| {
+            run_2_threads(iters, |_, i| {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if i.is_multiple_of(64) {
+                    clock.advance(Duration::from_micros(64));
+                }
+                black_box(store.check(&k, 1).unwrap().allowed);
+            })
+        });
+        assert!(store.len() <= FLOOD_KEYS as usize);
+    });
+    g.bench_function("governor", |b| {
+        let clock = FakeRelativeClock::default();
+        let l = Governor::dashmap_with_clock(Quota::per_second(nz(1_000)), clock.clone());
+        let next = AtomicU64::new(0);
+        b.iter_custom(|iters| {
+            run_2_threads(iters, |_, i| {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if i.is_multiple_of(64) {
+                    clock.advance(StdDuration::from_micros(64));
+                }
+                if k.is_multiple_of(FLOOD_KEYS) {
+                    l.retain_recent();
+                }
+                black_box(l.check_key(&k).is_ok());
+            })
+        });
+    });
+    g.finish();
+}
+
+/// Time for `iters` calls of `f(thread, i)` split over two threads.
+fn run_2_threads(iters: u64, f: impl Fn(u64, u64) + Sync) -> std::time::Duration {
+    let start = StdInstant::now();
+    std::thread::scope(|s| {
+        for t in 0..2 {
+            let f = &f;
+            s.spawn(move || (0..iters / 2).for_each(|i| f(t, i)));
+        }
+    });
+    start.elapsed()
+}
+
 fn windows_budget_backoff(c: &mut Criterion) {
     let mut g = c.benchmark_group("windows");
     g.bench_function("sliding_log_64", |b| {
@@ -331,6 +495,8 @@ criterion_group!(
     gcra_single,
     contended,
     keyed,
+    keyed_flood,
+    keyed_threads,
     windows_budget_backoff
 );
 criterion_main!(benches);

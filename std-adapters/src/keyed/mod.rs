@@ -9,18 +9,27 @@
 //! # When a flood of unique keys fills the store
 //!
 //! The store never holds more than `max_keys` states. When a new key arrives
-//! and its shard is full:
+//! and the store is full:
 //!
-//! 1. an **idle** key — one whose state has fully recovered, so forgetting it
-//!    grants nothing — among the least recently used is evicted first;
+//! 1. an **idle** key of the new key's shard — one whose state has fully
+//!    recovered, so forgetting it grants nothing — is evicted first: one
+//!    among the next few the shard's eviction hand passes over, failing
+//!    that one found by a sweep of the whole shard (run on the first refusal
+//!    and then every `max(16, max_keys / shards / 16)`, so a flood costs
+//!    O(1) amortized);
 //! 2. if none is idle, [`OnFull`] decides:
 //!    * [`OnFull::DenyNewKeys`] (default): the new key is refused with
 //!      [`AcquireError::StoreFull`]; existing keys keep their exact limits.
 //!      Safe: nobody gets extra capacity, but new users wait for room.
-//!    * [`OnFull::EvictLru`]: the least recently used active key is dropped
-//!      and starts fresh when it returns. Available: every key is served, but
-//!      an evicted key regains its full burst early. Use it only where that
-//!      is acceptable (the flood itself is still rate limited per key).
+//!    * [`OnFull::EvictLru`]: a key not used recently is dropped and starts
+//!      fresh when it returns. The shard picks it by CLOCK (one reference
+//!      bit per key, set when a key is used again, cleared as the hand
+//!      passes): the first key from the hand not used since the hand last
+//!      passed it. A key seen only once goes before keys seen again, so a
+//!      flood of one-off keys mostly evicts itself. Available: every key is
+//!      served, but an evicted key regains its full burst early. Use it only
+//!      where that is acceptable (the flood itself is still rate limited per
+//!      key).
 //!
 //! Growth is never unbounded, and a full store never admits without a check.
 //! The bound is global (one atomic count across shards): exactly `max_keys`
@@ -28,14 +37,21 @@
 //! looks in the new key's shard, so with `EvictLru` and that shard empty the
 //! new key is refused rather than evicting elsewhere.
 //!
+//! Keys are hashed with [foldhash](https://docs.rs/foldhash) seeded at random
+//! per store, so which keys collide cannot be chosen from outside.
+//!
 //! # Memory
 //!
-//! Measured by `tests/keyed.rs` (counting allocator, 100 000 `u64` keys, 16
-//! shards, store full): **62 bytes per key** with a
-//! [`GcraState`](ratebound_core::GcraState) and 70 with a
-//! [`SlidingCounterState`](ratebound_core::SlidingCounterState), including
-//! the LRU links and the hash table (the test asserts ≤ 96 and ≤ 104). Larger
-//! keys and states (budgets, sliding logs) add their own size.
+//! Each shard keeps its keys and states in one dense vector, indexed by an
+//! open-addressing table of 32-bit slots at 80 % load, plus one reference
+//! bit per key; nothing is allocated up front, and a shard grows to its
+//! share of `max_keys` (with room for uneven hashing) before doubling.
+//! Measured by `tests/keyed.rs` (counting allocator, 100 000 `u64` keys,
+//! one shard, store full): **29.0 bytes per key** with a
+//! [`GcraState`](ratebound_core::GcraState) (the key and state are 24) and
+//! 37.0 with a [`SlidingCounterState`](ratebound_core::SlidingCounterState);
+//! the test asserts ≤ 32 and ≤ 40. Larger keys and states (budgets, sliding
+//! logs) add their own size.
 //!
 //! ```
 //! use ratebound_std::keyed::{KeyedLimiter, KeyedConfig};
@@ -53,11 +69,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use lru::LruCache;
+use foldhash::quality::RandomState;
 use ratebound_core::{ConfigError, CostError, Decision, Instant, Limiter};
 use serde::{Deserialize, Serialize};
 
@@ -70,9 +86,11 @@ pub use backend::{AnyKeyedLimiter, KeyedDecision, KeyedError};
 mod redis;
 #[cfg(feature = "redis")]
 pub use redis::RedisKeyedLimiter;
+mod table;
+use table::Table;
 
-/// How many least-recently-used entries are inspected for an idle one
-/// before [`OnFull`] applies.
+/// How many entries from the eviction hand are inspected for an idle one
+/// before a sweep or [`OnFull`] applies.
 const IDLE_PROBE: usize = 8;
 
 /// What a full store does with a new key when no key is idle.
@@ -82,7 +100,8 @@ pub enum OnFull {
     /// Refuse the new key (safe default).
     #[default]
     DenyNewKeys,
-    /// Drop the least recently used key, even if active.
+    /// Drop a key not used recently, even if active (CLOCK: the first from
+    /// the shard's hand not used since the hand last passed it).
     EvictLru,
 }
 
@@ -90,7 +109,7 @@ pub enum OnFull {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KeyedConfig {
-    /// Most keys held at once (≥ 1).
+    /// Most keys held at once (≥ 1, ≤ 2^30).
     pub max_keys: usize,
     /// Independent locks (≥ 1, at most `max_keys`); more shards, less contention.
     pub shards: usize,
@@ -128,6 +147,12 @@ impl KeyedConfig {
         if self.max_keys == 0 {
             return Err(ConfigError::Zero { field: "max_keys" });
         }
+        if self.max_keys > table::MAX_CAPACITY {
+            return Err(ConfigError::TooLarge {
+                field: "max_keys",
+                max: table::MAX_CAPACITY as u64,
+            });
+        }
         if self.shards == 0 {
             return Err(ConfigError::Zero { field: "shards" });
         }
@@ -143,11 +168,21 @@ impl KeyedConfig {
 
 type ShardLock<K, S> = Mutex<Shard<K, S>>;
 
-/// One shard: an LRU map (allocated as it grows, never up front) and the
+/// One shard: its table (allocated as it grows, never up front) and the
 /// refusals since its last full idle sweep.
 struct Shard<K, S> {
-    map: LruCache<K, S>,
+    map: Table<K, S, RandomState>,
     refusals: usize,
+}
+
+/// A shard's share of `max_keys` when keys spread evenly, plus three
+/// standard deviations of that spread, so a table rarely doubles past it.
+fn shard_share(max_keys: usize, shards: usize) -> usize {
+    if shards == 1 {
+        return max_keys;
+    }
+    let mean = max_keys.div_ceil(shards);
+    mean + 3 * mean.isqrt() + 8
 }
 
 /// Per-key limiter states in sharded LRU maps, bounded by `max_keys`.
@@ -178,10 +213,12 @@ where
     /// A store for `limiter`'s states, sized by `config`.
     pub fn new(limiter: L, config: KeyedConfig, clock: C) -> Result<Self, ConfigError> {
         config.validate()?;
+        let hasher = RandomState::default();
+        let share = shard_share(config.max_keys, config.shards);
         let shards = (0..config.shards)
             .map(|_| {
                 Mutex::new(Shard {
-                    map: LruCache::unbounded(),
+                    map: Table::new(share, config.max_keys, hasher.clone()),
                     refusals: 0,
                 })
             })
@@ -191,7 +228,7 @@ where
             clock,
             config,
             shards,
-            hasher: RandomState::new(),
+            hasher,
             held: AtomicUsize::new(0),
         })
     }
@@ -219,11 +256,17 @@ where
         &self.config
     }
 
-    fn shard(&self, key: &K) -> std::sync::MutexGuard<'_, Shard<K, L::State>> {
-        let i = (self.hasher.hash_one(key) % self.shards.len() as u64) as usize;
+    /// `key`'s hash and its shard, locked. The shard comes from the hash's
+    /// low 32 bits; the table uses the high ones.
+    fn shard(&self, key: &K) -> (u64, std::sync::MutexGuard<'_, Shard<K, L::State>>) {
+        let h = self.hasher.hash_one(key);
+        let i = ((h & 0xFFFF_FFFF) * self.shards.len() as u64) >> 32;
         // Index is in range by construction; core never panics under the lock,
         // so a poisoned shard still holds valid states.
-        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+        let shard = self.shards[i as usize]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        (h, shard)
     }
 
     fn check_at(&self, key: &K, now: Instant, cost: u64) -> Result<Decision, AcquireError> {
@@ -239,9 +282,9 @@ where
         now: Instant,
         f: impl FnOnce(&L, &mut L::State) -> R,
     ) -> Result<R, AcquireError> {
-        let mut guard = self.shard(key);
+        let (h, mut guard) = self.shard(key);
         let shard = &mut *guard;
-        if let Some(s) = shard.map.get_mut(key) {
+        if let Some(s) = shard.map.get_mut(h, key) {
             return Ok(f(&self.limiter, s));
         }
         let mut fresh = L::State::default();
@@ -251,36 +294,41 @@ where
         }
         let have_slot = self.take_slot() || (self.make_room(shard, now) && self.take_slot());
         if !have_slot {
-            // Under EvictLru reuse the least recently used key's slot; never
-            // evict an active key under DenyNewKeys.
-            let evicted = self.config.on_full == OnFull::EvictLru && shard.map.pop_lru().is_some();
+            // Under EvictLru reuse the slot of a key not used recently;
+            // never evict an active key under DenyNewKeys.
+            let evicted = self.config.on_full == OnFull::EvictLru && shard.map.evict_unreferenced();
             if !evicted {
                 tracing::debug!("keyed store full: refusing a new key");
                 return Err(AcquireError::StoreFull {
                     capacity: self.config.max_keys,
                 });
             }
-            tracing::debug!("keyed store full: evicted the least recently used active key");
+            tracing::debug!("keyed store full: evicted an active key not used recently");
         }
-        shard.map.put(key.clone(), fresh);
+        if !shard.map.has_room() {
+            // A slot is held for this key, so the store is below max_keys,
+            // and one table can hold them all: unreachable, but never
+            // admit a key the store cannot count.
+            self.free_slots(1);
+            return Err(AcquireError::StoreFull {
+                capacity: self.config.max_keys,
+            });
+        }
+        shard.map.insert_new(h, key.clone(), fresh);
         Ok(r)
     }
 
     /// Free slots by evicting idle keys of this shard: first one among the
-    /// least recently used; failing that, a full sweep of the shard, run on
-    /// the first refusal and then once every `max(16, keys per shard / 16)`
-    /// refusals, so a flood of new keys costs O(1) amortized while idle keys
-    /// never hold slots for long. True when something was freed.
+    /// next few from the eviction hand; failing that, a full sweep of the
+    /// shard, run on the first refusal and then once every
+    /// `max(16, keys per shard / 16)` refusals, so a flood of new keys costs
+    /// O(1) amortized while idle keys never hold slots for long. True when
+    /// something was freed.
     fn make_room(&self, shard: &mut Shard<K, L::State>, now: Instant) -> bool {
-        let idle = shard
+        if shard
             .map
-            .iter()
-            .rev()
-            .take(IDLE_PROBE)
-            .find(|(_, s)| self.limiter.is_idle(s, now))
-            .map(|(k, _)| k.clone());
-        if let Some(k) = idle {
-            shard.map.pop(&k);
+            .evict_idle_near_hand(IDLE_PROBE, |s| self.limiter.is_idle(s, now))
+        {
             self.free_slots(1);
             return true;
         }
@@ -291,17 +339,9 @@ where
     }
 
     fn sweep(&self, shard: &mut Shard<K, L::State>, now: Instant) -> usize {
-        let idle: Vec<K> = shard
-            .map
-            .iter()
-            .filter(|(_, s)| self.limiter.is_idle(s, now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in &idle {
-            shard.map.pop(k);
-        }
-        self.free_slots(idle.len());
-        idle.len()
+        let dropped = shard.map.retain(|s| !self.limiter.is_idle(s, now));
+        self.free_slots(dropped);
+        dropped
     }
 
     /// Check `cost` for `key` now. New keys take a slot only once they hold
@@ -313,8 +353,8 @@ where
     /// What `check` would say for `key` now; changes nothing (not even recency).
     pub fn peek(&self, key: &K, cost: u64) -> Result<Decision, CostError> {
         let now = self.clock.now();
-        let shard = self.shard(key);
-        match shard.map.peek(key) {
+        let (h, shard) = self.shard(key);
+        match shard.map.get(h, key) {
             Some(s) => self.limiter.peek(s, now, cost),
             None => self.limiter.peek(&L::State::default(), now, cost),
         }
@@ -368,8 +408,8 @@ where
     /// without changing anything, not even its recency.
     pub fn inspect<R>(&self, key: &K, f: impl FnOnce(&L, &L::State, Instant) -> R) -> R {
         let now = self.clock.now();
-        let shard = self.shard(key);
-        match shard.map.peek(key) {
+        let (h, shard) = self.shard(key);
+        match shard.map.get(h, key) {
             Some(s) => f(&self.limiter, s, now),
             None => f(&self.limiter, &L::State::default(), now),
         }
@@ -378,8 +418,8 @@ where
     /// Run `f` on `key`'s state (created fresh if absent, not inserted).
     /// `f` runs under the shard's lock: it must not call back into this store.
     pub fn with_state<R>(&self, key: &K, f: impl FnOnce(&L, &mut L::State) -> R) -> R {
-        let mut shard = self.shard(key);
-        match shard.map.get_mut(key) {
+        let (h, mut shard) = self.shard(key);
+        match shard.map.get_mut(h, key) {
             Some(s) => f(&self.limiter, s),
             None => f(&self.limiter, &mut L::State::default()),
         }
