@@ -73,7 +73,7 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use foldhash::quality::RandomState;
+use foldhash::fast::RandomState;
 use ratebound_core::{ConfigError, CostError, Decision, Instant, Limiter};
 use serde::{Deserialize, Serialize};
 
@@ -270,7 +270,15 @@ where
     }
 
     fn check_at(&self, key: &K, now: Instant, cost: u64) -> Result<Decision, AcquireError> {
-        Ok(self.apply_at(key, now, |l, s| l.check(s, now, cost))??)
+        let (h, mut guard) = self.shard(key);
+        if let Some(s) = guard.map.get_mut(h, key) {
+            return Ok(self.limiter.check(s, now, cost)?);
+        }
+        match self.apply_new(&mut guard, h, key, now, |l, s| l.check(s, now, cost)) {
+            Ok(Ok(d)) => Ok(d),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Run `f` on `key`'s state under its shard lock, inserting a fresh state
@@ -283,10 +291,24 @@ where
         f: impl FnOnce(&L, &mut L::State) -> R,
     ) -> Result<R, AcquireError> {
         let (h, mut guard) = self.shard(key);
-        let shard = &mut *guard;
-        if let Some(s) = shard.map.get_mut(h, key) {
+        if let Some(s) = guard.map.get_mut(h, key) {
             return Ok(f(&self.limiter, s));
         }
+        self.apply_new(&mut guard, h, key, now, f)
+    }
+
+    /// [`apply_at`](KeyedLimiter::apply_at) for a key the shard does not
+    /// hold: apart, so the path for held keys stays small.
+    #[cold]
+    #[inline(never)]
+    fn apply_new<R>(
+        &self,
+        shard: &mut Shard<K, L::State>,
+        h: u64,
+        key: &K,
+        now: Instant,
+        f: impl FnOnce(&L, &mut L::State) -> R,
+    ) -> Result<R, AcquireError> {
         let mut fresh = L::State::default();
         let r = f(&self.limiter, &mut fresh);
         if self.limiter.is_idle(&fresh, now) {

@@ -73,6 +73,7 @@ impl<K: Hash + Eq, S, H: BuildHasher> Table<K, S, H> {
     }
 
     /// Also the tombstone.
+    #[inline]
     fn index_mask(&self) -> u32 {
         (1 << self.index_bits) - 1
     }
@@ -87,14 +88,17 @@ impl<K: Hash + Eq, S, H: BuildHasher> Table<K, S, H> {
     /// The tag bits of a slot for hash `h`: hash bits 32 and up, which
     /// neither the shard choice (low bits) nor the home slot (the top bits,
     /// by multiply-shift) use.
+    #[inline]
     fn tag(&self, h: u64) -> u32 {
         ((h >> 32) as u32).checked_shl(self.index_bits).unwrap_or(0) & !REFERENCED
     }
 
+    #[inline]
     fn home(&self, h: u64) -> usize {
         ((u128::from(h) * self.slots.len() as u128) >> 64) as usize
     }
 
+    #[inline]
     fn next_slot(&self, i: usize) -> usize {
         if i + 1 == self.slots.len() {
             0
@@ -105,6 +109,7 @@ impl<K: Hash + Eq, S, H: BuildHasher> Table<K, S, H> {
 
     /// The slot and entry holding `key`, or `Err` with the slot a new entry
     /// for it would take (the first tombstone or empty slot on its probe).
+    #[inline]
     fn find(&self, h: u64, key: &K) -> Result<(usize, usize), usize> {
         let mask = self.index_mask();
         let tag = self.tag(h);
@@ -129,6 +134,7 @@ impl<K: Hash + Eq, S, H: BuildHasher> Table<K, S, H> {
     }
 
     /// `key`'s state, without marking it used.
+    #[inline]
     pub(super) fn get(&self, h: u64, key: &K) -> Option<&S> {
         if self.entries.is_empty() {
             return None;
@@ -137,6 +143,7 @@ impl<K: Hash + Eq, S, H: BuildHasher> Table<K, S, H> {
     }
 
     /// `key`'s state, marking it used.
+    #[inline]
     pub(super) fn get_mut(&mut self, h: u64, key: &K) -> Option<&mut S> {
         if self.entries.is_empty() {
             return None;
@@ -292,21 +299,25 @@ impl<K: Hash + Eq, S, H: BuildHasher> Table<K, S, H> {
         false
     }
 
-    /// Keep only the entries whose state `keep` accepts; returns how many
-    /// were dropped. One pass over the entries, then one index rebuild.
+    /// Keep only the entries whose state `keep` (a pure test) accepts;
+    /// returns how many were dropped. One pass over the entries; when some
+    /// go, a second that compacts them, then one index rebuild.
     pub(super) fn retain(&mut self, mut keep: impl FnMut(&S) -> bool) -> usize {
-        let mut moved = Vec::with_capacity(self.entries.len());
-        let mut kept = 0u32;
-        for (_, s) in &self.entries {
-            if keep(s) {
-                kept += 1;
-                moved.push(kept);
-            } else {
-                moved.push(0);
-            }
-        }
-        let dropped = self.entries.len() - kept as usize;
+        let dropped = self.entries.iter().filter(|(_, s)| !keep(s)).count();
         if dropped > 0 {
+            let mut kept = 0u32;
+            let moved: Vec<u32> = self
+                .entries
+                .iter()
+                .map(|(_, s)| {
+                    if keep(s) {
+                        kept += 1;
+                        kept
+                    } else {
+                        0
+                    }
+                })
+                .collect();
             let mut e = 0;
             self.entries.retain(|_| {
                 e += 1;
