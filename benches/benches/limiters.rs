@@ -113,7 +113,15 @@ fn gcra_single(c: &mut Criterion) {
         let mut s = GcraState::default();
         let now = Instant::from_micros(T0);
         gcra.check(&mut s, now, 10).unwrap();
-        b.iter(|| black_box(gcra.check(&mut s, now, 1).unwrap().allowed));
+        // black_box: the same denial every call, which the compiler could
+        // otherwise hoist out of the loop (governor's state is atomic).
+        b.iter(|| {
+            black_box(
+                gcra.check(black_box(&mut s), black_box(now), 1)
+                    .unwrap()
+                    .allowed,
+            )
+        });
     });
     g.bench_function("ratebound_atomic", |b| {
         let l = AtomicGcra::new(Gcra::per_second(10).unwrap()).unwrap();

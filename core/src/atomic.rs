@@ -117,13 +117,32 @@ impl AtomicGcra {
 
     /// Consume `cost` if available: [`Gcra::check`] in a compare-and-swap
     /// loop; a denial writes nothing.
-    #[inline]
+    #[inline(always)]
     pub fn check(&self, now: Instant, cost: u64) -> Result<Decision, CostError> {
-        self.update(|s| {
-            let d = self.gcra.check(s, now, cost);
-            let admitted = matches!(d, Ok(d) if d.allowed);
-            (d, admitted)
-        })
+        // A denial writes nothing: the commonest is decided on one load.
+        if let Some(d) = self.gcra.one_token_denial(&self.state(), now, cost) {
+            return Ok(d);
+        }
+        self.admit(now, cost)
+    }
+
+    /// [`check`](AtomicGcra::check) past the one-load denial.
+    #[inline]
+    fn admit(&self, now: Instant, cost: u64) -> Result<Decision, CostError> {
+        // Only the admission runs inside the loop (no division); the
+        // figures of the decision are worked out once, after it.
+        let admission = self.update(|s| {
+            let admission = self.gcra.admit(s, now, cost);
+            let next = match &admission {
+                Ok(a) if cost > 0 => a.next_state(),
+                _ => None,
+            };
+            if let Some(next) = next {
+                *s = next;
+            }
+            (admission, next.is_some())
+        })?;
+        Ok(self.gcra.decision(&admission, now, cost))
     }
 
     /// What [`check`](AtomicGcra::check) would say, consuming nothing.

@@ -58,6 +58,15 @@ pub struct Gcra {
     /// The burst window `capacity × p / a` as whole µs and remainder in 1/a µs.
     tau_us: u64,
     tau_rem: u64,
+    /// One token's interval `p / a`, as whole µs and remainder.
+    t_us: u64,
+    t_rem: u64,
+    /// The burst window less one token's interval, `(capacity − 1) × p / a`:
+    /// a check of one token is denied exactly when the TAT is past `now`
+    /// plus this, so the commonest denial needs neither a division nor the
+    /// count of tokens left.
+    dvt_us: u64,
+    dvt_rem: u64,
 }
 
 /// The serialized form of [`Gcra`]: the three numbers the user chose.
@@ -119,9 +128,33 @@ pub struct Taken {
 
 /// A mixed number `us + fr / a`, `fr < a`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Mixed {
+pub(crate) struct Mixed {
     us: u64,
     fr: u64,
+}
+
+/// Whether a cost fits, decided without the figures a [`Decision`] reports:
+/// what [`AtomicGcra`](crate::AtomicGcra) computes inside its
+/// compare-and-swap loop, leaving the division for `remaining` outside it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Admission {
+    /// The TAT the admission starts from.
+    base: Mixed,
+    /// The TAT after admitting, or `None` when the cost does not fit.
+    next: Option<Mixed>,
+}
+
+impl Admission {
+    /// The state to store after an admission; `None` when denied.
+    pub(crate) const fn next_state(&self) -> Option<GcraState> {
+        match self.next {
+            Some(m) => Some(GcraState {
+                tat: m.us,
+                rem: m.fr,
+            }),
+            None => None,
+        }
+    }
 }
 
 impl Gcra {
@@ -167,6 +200,7 @@ impl Gcra {
             }
         };
         let tau_us = scaled / a;
+        let dvt = scaled - p; // capacity ≥ 1
         if let Err(e) = require_at_most(
             tau_us + (scaled % a > 0) as u64,
             MAX_BURST_WINDOW_MICROS,
@@ -182,6 +216,10 @@ impl Gcra {
             a,
             tau_us,
             tau_rem: scaled % a,
+            t_us: p / a,
+            t_rem: p % a,
+            dvt_us: dvt / a,
+            dvt_rem: dvt % a,
         })
     }
 
@@ -274,6 +312,12 @@ impl Gcra {
     /// The timeline cost of `n ≤ capacity` tokens.
     #[inline]
     const fn inc(&self, n: u64) -> Mixed {
+        if n == 1 {
+            return Mixed {
+                us: self.t_us,
+                fr: self.t_rem,
+            };
+        }
         let x = n * self.p;
         if self.a == 1 {
             Mixed { us: x, fr: 0 }
@@ -290,36 +334,147 @@ impl Gcra {
         m.us.saturating_add((m.fr > 0) as u64)
     }
 
+    /// The TAT the next admission starts from: the stored one, or `now`
+    /// if that is later.
+    #[inline]
+    fn base(&self, s: &GcraState, now: u64) -> Mixed {
+        let tat = self.norm(s);
+        if tat.us >= now {
+            tat
+        } else {
+            Mixed { us: now, fr: 0 }
+        }
+    }
+
+    /// The latest TAT an admission may leave at `now`: `now` plus the
+    /// burst window.
+    #[inline]
+    const fn limit(&self, now: u64) -> Mixed {
+        Mixed {
+            us: now + self.tau_us,
+            fr: self.tau_rem,
+        }
+    }
+
+    /// How many tokens fit at `now` starting from `base`.
+    #[inline]
+    fn available(&self, base: Mixed, now: u64) -> u64 {
+        let limit = self.limit(now);
+        if base > limit {
+            return 0; // the clock went backwards past the burst window: nothing fits
+        }
+        let d = self.sub(limit, base);
+        let x = d.us * self.a + d.fr; // ≤ capacity · p < 2^53
+                                      // The division is the costliest step; an empty or a full bucket
+                                      // (most denials, and idle keys) needs none.
+        if x < self.p {
+            0
+        } else if x == self.capacity * self.p {
+            self.capacity
+        } else {
+            x / self.p
+        }
+    }
+
     /// `(base, avail)`: the TAT the next admission starts from, and how many
     /// tokens fit now.
     #[inline]
     fn position(&self, s: &GcraState, now: u64) -> (Mixed, u64) {
-        let tat = self.norm(s);
-        let base = if tat.us >= now {
-            tat
-        } else {
-            Mixed { us: now, fr: 0 }
-        };
-        let limit = Mixed {
-            us: now + self.tau_us,
-            fr: self.tau_rem,
-        };
-        let avail = if base <= limit {
-            let d = self.sub(limit, base);
-            let x = d.us * self.a + d.fr; // ≤ capacity · p < 2^53
-                                          // The division is the costliest step; an empty or a full bucket
-                                          // (most denials, and idle keys) needs none.
-            if x < self.p {
-                0
-            } else if x == self.capacity * self.p {
-                self.capacity
-            } else {
-                x / self.p
-            }
-        } else {
-            0 // the clock went backwards past the burst window: nothing fits
-        };
-        (base, avail)
+        let base = self.base(s, now);
+        (base, self.available(base, now))
+    }
+
+    /// Whether `cost` fits at `now`: `cost` fits exactly when admitting it
+    /// leaves the TAT within the burst window, which needs no division.
+    /// `cost == 0` always fits.
+    #[inline]
+    pub(crate) fn admit(
+        &self,
+        s: &GcraState,
+        now: Instant,
+        cost: u64,
+    ) -> Result<Admission, CostError> {
+        if cost > self.capacity {
+            return Err(CostError::InsufficientCapacity {
+                cost,
+                capacity: self.capacity,
+            });
+        }
+        let n = now.as_micros();
+        let base = self.base(s, n);
+        let next = self.add(base, self.inc(cost));
+        Ok(Admission {
+            base,
+            next: (cost == 0 || next <= self.limit(n)).then_some(next),
+        })
+    }
+
+    /// The decision reporting `admission` of `cost` at `now`.
+    #[inline]
+    pub(crate) fn decision(&self, admission: &Admission, now: Instant, cost: u64) -> Decision {
+        let n = now.as_micros();
+        let avail = self.available(admission.base, n);
+        match admission.next {
+            Some(next) => Decision {
+                allowed: true,
+                remaining: avail.saturating_sub(cost),
+                limit: self.capacity,
+                reset_at: Instant::from_micros(Self::ceil(next)),
+                retry_at: now,
+            },
+            None => self.denial(admission.base, avail, cost),
+        }
+    }
+
+    /// A denial of `cost` from `base` (the stored TAT, past `now`) with
+    /// `avail` tokens left: retry when `base + cost's interval − tau` comes.
+    #[inline]
+    fn denial(&self, base: Mixed, avail: u64, cost: u64) -> Decision {
+        let x = self.sub(
+            self.add(base, self.inc(cost)),
+            Mixed {
+                us: self.tau_us,
+                fr: self.tau_rem,
+            },
+        );
+        Decision {
+            allowed: false,
+            remaining: avail,
+            limit: self.capacity,
+            reset_at: Instant::from_micros(Self::ceil(base)),
+            retry_at: Instant::from_micros(Self::ceil(x)),
+        }
+    }
+
+    /// The commonest denial, decided by one comparison: one token asked,
+    /// and the TAT `(tat, rem)` past `now` plus the burst window less one
+    /// token, `(dvt_us, dvt_rem)`. No token fits, so none is left to count,
+    /// and since `rem` and `dvt_rem` are both below `a`, the retry time
+    /// `⌈tat + rem/a − dvt_us − dvt_rem/a⌉` is `tat − dvt_us`, plus one
+    /// when `rem > dvt_rem`. `None` when the shortcut does not apply.
+    #[inline(always)]
+    pub(crate) fn one_token_denial(
+        &self,
+        s: &GcraState,
+        now: Instant,
+        cost: u64,
+    ) -> Option<Decision> {
+        if cost != 1 || s.rem >= self.a {
+            return None;
+        }
+        let edge = now.as_micros() + self.dvt_us;
+        if s.tat < edge || (s.tat == edge && s.rem <= self.dvt_rem) {
+            return None;
+        }
+        Some(Decision {
+            allowed: false,
+            remaining: 0,
+            limit: self.capacity,
+            reset_at: Instant::from_micros(s.tat.saturating_add((s.rem > 0) as u64)),
+            retry_at: Instant::from_micros(
+                (s.tat - self.dvt_us).saturating_add((s.rem > self.dvt_rem) as u64),
+            ),
+        })
     }
 
     #[inline]
@@ -329,42 +484,9 @@ impl Gcra {
         now: Instant,
         cost: u64,
     ) -> Result<(Decision, Mixed), CostError> {
-        if cost > self.capacity {
-            return Err(CostError::InsufficientCapacity {
-                cost,
-                capacity: self.capacity,
-            });
-        }
-        let n = now.as_micros();
-        let (base, avail) = self.position(s, n);
-        if cost <= avail {
-            let next = self.add(base, self.inc(cost));
-            let d = Decision {
-                allowed: true,
-                remaining: avail - cost,
-                limit: self.capacity,
-                reset_at: Instant::from_micros(Self::ceil(next)),
-                retry_at: now,
-            };
-            Ok((d, next))
-        } else {
-            // Denied implies base is the stored TAT and base + inc(cost) > now + tau.
-            let x = self.sub(
-                self.add(base, self.inc(cost)),
-                Mixed {
-                    us: self.tau_us,
-                    fr: self.tau_rem,
-                },
-            );
-            let d = Decision {
-                allowed: false,
-                remaining: avail,
-                limit: self.capacity,
-                reset_at: Instant::from_micros(Self::ceil(base)),
-                retry_at: Instant::from_micros(Self::ceil(x)),
-            };
-            Ok((d, base))
-        }
+        let admission = self.admit(s, now, cost)?;
+        let d = self.decision(&admission, now, cost);
+        Ok((d, admission.next.unwrap_or(admission.base)))
     }
 
     /// Consume `cost` tokens if they are available at `now`; otherwise deny and
@@ -373,13 +495,16 @@ impl Gcra {
     /// A `now` earlier than a previous call's sees the bucket as it was left
     /// (never fuller). `cost == 0` is always allowed and changes nothing.
     /// Errors only when `cost > capacity`.
-    #[inline]
+    #[inline(always)]
     pub fn check(
         &self,
         state: &mut GcraState,
         now: Instant,
         cost: u64,
     ) -> Result<Decision, CostError> {
+        if let Some(d) = self.one_token_denial(state, now, cost) {
+            return Ok(d);
+        }
         let (d, next) = self.decide(state, now, cost)?;
         if d.allowed && cost > 0 {
             *state = GcraState {
@@ -393,6 +518,9 @@ impl Gcra {
     /// What [`check`](Gcra::check) would decide, consuming nothing.
     #[inline]
     pub fn peek(&self, state: &GcraState, now: Instant, cost: u64) -> Result<Decision, CostError> {
+        if let Some(d) = self.one_token_denial(state, now, cost) {
+            return Ok(d);
+        }
         self.decide(state, now, cost).map(|(d, _)| d)
     }
 
@@ -701,6 +829,33 @@ mod tests {
             rem: 0,
         };
         assert!(!g.check(&mut s, Instant::MAX, 1).unwrap().allowed);
+    }
+
+    proptest::proptest! {
+        /// The one-token denial decided by one comparison says exactly what
+        /// the full path (admission, then the decision's figures) says.
+        #[test]
+        fn one_token_shortcut_equals_the_full_path(
+            capacity in 1u64..50,
+            amount in 1u64..5_000,
+            period in 1u64..3_000_000,
+            steps in proptest::collection::vec((0u64..400_000, 1u64..4), 1..60),
+        ) {
+            let Ok(g) = Gcra::new(capacity, amount, Duration::from_micros(period)) else {
+                return Ok(());
+            };
+            let mut s = GcraState::default();
+            let mut now = 1_000_000_000;
+            for (dt, cost) in steps {
+                now += dt % (g.burst_window().as_micros() + 2);
+                let t = Instant::from_micros(now);
+                for cost in [1, cost.min(capacity)] {
+                    let full = g.admit(&s, t, cost).map(|a| g.decision(&a, t, cost));
+                    proptest::prop_assert_eq!(g.peek(&s, t, cost), full);
+                }
+                g.check(&mut s, t, cost.min(capacity)).unwrap();
+            }
+        }
     }
 
     #[test]
