@@ -23,8 +23,13 @@ PAIRS = [
     ("contended_2_threads", "ratebound_atomic", "governor", "throughput", "≥ 1.0"),
     ("keyed_1k", "ratebound", "governor", "time", "≤ 1.0"),
     ("keyed_1m", "ratebound", "governor", "time", "≤ 1.0"),
+    ("keyed_flood", "ratebound", "governor", "time", "reported"),
+    ("keyed_1m_2_threads", "ratebound", "governor", "throughput", "—"),
+    ("keyed_flood_2_threads", "ratebound", "governor", "throughput", "—"),
 ]
 SOLO = [
+    ("keyed_flood", "ratebound_active_evict_lru"),
+    ("keyed_flood", "ratebound_active_deny_new_keys"),
     ("windows", "sliding_log_64"),
     ("windows", "sliding_counter"),
     ("windows", "gcra_same_rate"),
@@ -74,7 +79,8 @@ def main():
         with open(sys.argv[1]) as f:
             m = json.load(f)
         lines.append("")
-        lines.append(f"Memory, {m['keys']} keys: ratebound {m['ratebound_bytes_per_key']} bytes/key (bounded by `max_keys`), "
+        lines.append(f"Memory, {m['keys']} `u64` keys: ratebound {m['ratebound_bytes_per_key']} bytes/key with a GCRA state "
+                     f"and {m['ratebound_sliding_counter_bytes_per_key']} with a sliding-counter state (bounded by `max_keys`; goal ≤ 32 for GCRA), "
                      f"governor {m['governor_bytes_per_key']} bytes/key (unbounded until `retain_recent`).")
     if len(sys.argv) > 2 and os.path.exists(sys.argv[2]):
         counts = {}

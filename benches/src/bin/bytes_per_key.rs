@@ -1,5 +1,6 @@
-//! Heap bytes per key of ratebound's keyed store vs governor's keyed limiter
-//! (100 000 `u64` keys each), measured with a counting allocator. Prints JSON.
+//! Heap bytes per key of ratebound's keyed store (GCRA and sliding-counter
+//! states, bounded at 100 000 keys, one shard, full) vs governor's keyed
+//! limiter (100 000 `u64` keys), measured with a counting allocator. Prints JSON.
 // The counting allocator needs `unsafe impl GlobalAlloc`; measurement only.
 #![allow(unsafe_code)]
 
@@ -9,7 +10,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 
 use governor::clock::FakeRelativeClock;
 use governor::{Quota, RateLimiter};
-use ratebound_core::{Gcra, Instant};
+use ratebound_core::{Duration, Gcra, Instant, Limiter, SlidingCounter};
 use ratebound_std::clock::ManualClock;
 use ratebound_std::keyed::{KeyedConfig, KeyedLimiter};
 
@@ -32,10 +33,14 @@ static A: Counting = Counting;
 
 const N: u64 = 100_000;
 
-fn main() {
+/// Heap bytes per key of a full ratebound store of `limiter`'s states.
+fn ratebound_bytes<L: Limiter>(limiter: L) -> f64
+where
+    L::State: Default,
+{
     let before = LIVE.load(Ordering::SeqCst);
     let ours = KeyedLimiter::new(
-        Gcra::per_second(10).expect("valid"),
+        limiter,
         KeyedConfig::default()
             .with_max_keys(N as usize)
             .with_shards(1),
@@ -45,8 +50,13 @@ fn main() {
     for k in 0..N {
         ours.check(&k, 1).expect("room for every key");
     }
-    let ratebound = (LIVE.load(Ordering::SeqCst) - before) as f64 / N as f64;
-    drop(ours);
+    assert_eq!(ours.len() as u64, N);
+    (LIVE.load(Ordering::SeqCst) - before) as f64 / N as f64
+}
+
+fn main() {
+    let gcra = ratebound_bytes(Gcra::per_second(10).expect("valid"));
+    let counter = ratebound_bytes(SlidingCounter::new(10, Duration::from_secs(1)).expect("valid"));
 
     let before = LIVE.load(Ordering::SeqCst);
     let gov = RateLimiter::dashmap_with_clock(
@@ -58,5 +68,5 @@ fn main() {
     }
     let governor = (LIVE.load(Ordering::SeqCst) - before) as f64 / N as f64;
     assert_eq!(gov.len() as u64, N);
-    println!("{{\"keys\": {N}, \"ratebound_bytes_per_key\": {ratebound:.1}, \"governor_bytes_per_key\": {governor:.1}, \"ratebound_bounded\": true, \"governor_bounded\": false}}");
+    println!("{{\"keys\": {N}, \"ratebound_bytes_per_key\": {gcra:.1}, \"ratebound_sliding_counter_bytes_per_key\": {counter:.1}, \"governor_bytes_per_key\": {governor:.1}, \"ratebound_bounded\": true, \"governor_bounded\": false}}");
 }

@@ -185,7 +185,7 @@ fn shard_share(max_keys: usize, shards: usize) -> usize {
     mean + 3 * mean.isqrt() + 8
 }
 
-/// Per-key limiter states in sharded LRU maps, bounded by `max_keys`.
+/// Per-key limiter states in sharded tables, bounded by `max_keys`.
 pub struct KeyedLimiter<K, L: Limiter, C> {
     limiter: L,
     clock: C,
