@@ -226,3 +226,43 @@ fn a_huge_max_keys_allocates_nothing_up_front() {
     assert!(LIVE.load(Ordering::SeqCst) - before < 4_096);
     assert!(store.check(&1u8, 1).unwrap().allowed);
 }
+
+#[test]
+fn a_thread_that_evicts_keeps_the_slot_it_freed() {
+    // Regression: an evicting thread released the freed slot to the global
+    // count and took it back, so a thread of another shard could take it
+    // in between and the evicting thread refused its new key while idle
+    // keys remained. Every round holds 1,000 idle keys in 2 shards; two
+    // threads each bring 200 new keys, fewer than either shard holds, so
+    // every new key finds an idle key to replace in its own shard.
+    let _serial = one_at_a_time();
+    for round in 0..20u64 {
+        let clock = ManualClock::new(T0);
+        let store = KeyedLimiter::new(
+            Gcra::per_second(1_000).unwrap(),
+            KeyedConfig::default().with_max_keys(1_000).with_shards(2),
+            clock.clone(),
+        )
+        .unwrap();
+        for k in 0..1_000u64 {
+            assert!(store.check(&k, 1).unwrap().allowed);
+        }
+        clock.advance(Duration::from_secs(2)); // every key idle
+        std::thread::scope(|s| {
+            for t in 0..2u64 {
+                let store = &store;
+                s.spawn(move || {
+                    for i in 0..200u64 {
+                        let key = 1_000_000 * (t + 1) + i;
+                        let d = store.check(&key, 1);
+                        assert!(
+                            matches!(d, Ok(ref d) if d.allowed),
+                            "round {round}: new key {key} got {d:?}"
+                        );
+                    }
+                });
+            }
+        });
+        assert!(store.len() <= 1_000);
+    }
+}

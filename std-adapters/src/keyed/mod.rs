@@ -314,7 +314,7 @@ where
         if self.limiter.is_idle(&fresh, now) {
             return Ok(r); // nothing worth remembering (zero cost, or a denial)
         }
-        let have_slot = self.take_slot() || (self.make_room(shard, now) && self.take_slot());
+        let have_slot = self.take_slot() || self.make_room(shard, now);
         if !have_slot {
             // Under EvictLru reuse the slot of a key not used recently;
             // never evict an active key under DenyNewKeys.
@@ -340,24 +340,33 @@ where
         Ok(r)
     }
 
-    /// Free slots by evicting idle keys of this shard: first one among the
-    /// next few from the eviction hand; failing that, a full sweep of the
-    /// shard, run on the first refusal and then once every
+    /// Make room for one new key by evicting idle keys of this shard: first
+    /// one among the next few from the eviction hand; failing that, a full
+    /// sweep of the shard, run on the first refusal and then once every
     /// `max(16, keys per shard / 16)` refusals, so a flood of new keys costs
     /// O(1) amortized while idle keys never hold slots for long. True when
-    /// something was freed.
+    /// something was evicted: the caller then holds one of the freed slots
+    /// (never released to the global count, where another thread could take
+    /// it first).
     fn make_room(&self, shard: &mut Shard<K, L::State>, now: Instant) -> bool {
         if shard
             .map
             .evict_idle_near_hand(IDLE_PROBE, |s| self.limiter.is_idle(s, now))
         {
-            self.free_slots(1);
             return true;
         }
         let sweep = shard.refusals == 0;
         shard.refusals =
             (shard.refusals + 1) % (self.config.max_keys / self.shards.len() / 16).max(16);
-        sweep && self.sweep(shard, now) > 0
+        if !sweep {
+            return false;
+        }
+        let dropped = shard.map.retain(|s| !self.limiter.is_idle(s, now));
+        if dropped == 0 {
+            return false;
+        }
+        self.free_slots(dropped - 1);
+        true
     }
 
     fn sweep(&self, shard: &mut Shard<K, L::State>, now: Instant) -> usize {
