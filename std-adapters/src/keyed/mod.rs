@@ -42,16 +42,19 @@
 //!
 //! # Memory
 //!
-//! Each shard keeps its keys and states in one dense vector, indexed by an
-//! open-addressing table of 32-bit slots at 80 % load, plus one reference
-//! bit per key; nothing is allocated up front, and a shard grows to its
-//! share of `max_keys` (with room for uneven hashing) before doubling.
-//! Measured by `tests/keyed.rs` (counting allocator, 100 000 `u64` keys,
-//! one shard, store full): **29.0 bytes per key** with a
+//! Each shard is an open-addressing table holding keys and states in place
+//! next to one control byte per slot (which also carries the key's CLOCK
+//! bit), with `capacity × 19/16` slots; nothing is allocated up front, and
+//! a shard grows to its share of `max_keys` (with room for uneven hashing)
+//! before doubling. Measured by `tests/keyed.rs` (counting allocator,
+//! 100 000 `u64` keys, one shard, store full): **29.7 bytes per key** with a
 //! [`GcraState`](ratebound_core::GcraState) (the key and state are 24) and
-//! 37.0 with a [`SlidingCounterState`](ratebound_core::SlidingCounterState);
+//! 39.2 with a [`SlidingCounterState`](ratebound_core::SlidingCounterState);
 //! the test asserts ≤ 32 and ≤ 40. Larger keys and states (budgets, sliding
-//! logs) add their own size.
+//! logs) add their own size, and since safe Rust cannot leave a slot
+//! uninitialised, a free slot holds a copy of the first key the shard saw:
+//! a key that owns heap memory (a `String`) pays for those copies too,
+//! about one per five keys held when the shard is full.
 //!
 //! ```
 //! use ratebound_std::keyed::{KeyedLimiter, KeyedConfig};

@@ -1,64 +1,73 @@
 //! The table behind each shard of a [`KeyedLimiter`](super::KeyedLimiter):
-//! keys and states side by side in one dense vector, found through an
-//! open-addressing index of 32-bit slots that also carry each key's CLOCK
-//! reference bit.
+//! open addressing with linear probing over keys and states held in place,
+//! beside one control byte per slot that marks it empty, removed or full,
+//! carries 6 bits of the key's hash (so most probes never touch a key) and
+//! the key's CLOCK reference bit.
 //!
-//! Why not `hashbrown`: its bucket count is a power of two, so 100,000 keys
-//! sit in 131,072 buckets (33 B per key for a `u64` key and a GCRA state,
-//! before any recency). Here the entries are stored densely at exactly the
-//! capacity planned for the shard, and the index costs 5 B per key at 80 %
-//! load: 29 B per key in all. A lookup touches the slot and the entry, and
-//! marking a key used writes only the slot it already read.
+//! Why not `hashbrown`: its slot count is a power of two, so 100,000 keys
+//! sit in 131,072 slots (33 B per key for a `u64` key and a GCRA state,
+//! before any recency). Here a shard's slots are sized to what it may hold
+//! (`capacity × 19/16`): 30 B per key. A lookup reads one control byte line
+//! and the slot, as `hashbrown` does.
+//!
+//! Safe Rust cannot leave a slot uninitialised, so empty and removed slots
+//! hold a copy of the first key the table saw (the *filler*) and a default
+//! state; a key type that owns heap memory pays for those copies too.
 
 use std::hash::{BuildHasher, Hash};
 
-/// An index slot holding neither an entry nor a tombstone.
-const EMPTY: u32 = 0;
-
-/// The slot bit set when its key is used, cleared as the CLOCK hand passes.
-const REFERENCED: u32 = 1 << 31;
+/// A slot never used since the last rebuild: probes end here.
+const EMPTY: u8 = 0;
+/// A slot whose key was removed: probes go on past it.
+const TOMBSTONE: u8 = 1;
+/// A slot holding a key: the high bit, with the key's tag in the low six.
+const FULL: u8 = 0x80;
+/// Set when the slot's key is used, cleared as the CLOCK hand passes.
+const REFERENCED: u8 = 0x40;
+/// The hash bits kept in a full slot's control byte.
+const TAG: u8 = 0x3F;
 
 /// Smallest table allocated on the first insert.
 const MIN_CAPACITY: usize = 16;
 
-/// Largest capacity a table supports: `entry + 1` and the tombstone value
-/// must fit the 31 bits below [`REFERENCED`].
+/// Largest capacity a table supports (and so the largest `max_keys`).
 pub(super) const MAX_CAPACITY: usize = 1 << 30;
 
 /// Keys and their states for one shard.
 pub(super) struct Table<K, S, H> {
-    /// Keys and states, densely: entry `e` is `entries[e]`.
-    entries: Vec<(K, S)>,
-    /// The index, `capacity × 5/4 + 1` slots by linear probing: `EMPTY`, a
-    /// tombstone (all index bits set, nothing else), or [`REFERENCED`], a
-    /// tag from the key's hash, and `entry + 1` in the low `index_bits`.
-    slots: Box<[u32]>,
-    /// Low bits of a slot holding `entry + 1`.
-    index_bits: u32,
-    /// Entries the index is sized for; `entries` never holds more.
+    /// One control byte per slot: [`EMPTY`], [`TOMBSTONE`], or [`FULL`] with
+    /// the [`REFERENCED`] bit and a [`TAG`].
+    ctrl: Box<[u8]>,
+    /// Keys and states in place; slots not full hold the filler.
+    slots: Box<[(K, S)]>,
+    /// A copy of the first key inserted, for slots not full.
+    filler: Option<K>,
+    len: usize,
+    /// Keys the table holds before it grows (`slots` has `capacity × 19/16 + 1`).
     capacity: usize,
     /// Removed slots not yet reclaimed by a rebuild.
     tombstones: usize,
-    /// The CLOCK hand: the next slot eviction looks at.
+    /// The CLOCK hand: the slot eviction looked at last.
     hand: usize,
     /// Capacity to stop at when growing before doubling further: the
     /// shard's share of the store's keys, so an evenly spread store fills
     /// its tables instead of doubling past them.
     share: usize,
-    /// The most entries the table may ever hold.
+    /// The most keys the table may ever hold.
     limit: usize,
     hasher: H,
 }
 
-impl<K: Hash + Eq, S, H: BuildHasher> Table<K, S, H> {
+impl<K: Hash + Eq + Clone, S: Default, H: BuildHasher> Table<K, S, H> {
     /// An empty table (no allocation until the first insert) that grows
-    /// towards `share` entries, then doubles up to `limit` (≤ [`MAX_CAPACITY`]).
+    /// towards `share` keys, then doubles up to `limit` (≤ [`MAX_CAPACITY`]).
     pub(super) fn new(share: usize, limit: usize, hasher: H) -> Self {
         let limit = limit.min(MAX_CAPACITY);
         Table {
-            entries: Vec::new(),
+            ctrl: Box::new([]),
             slots: Box::new([]),
-            index_bits: 0,
+            filler: None,
+            len: 0,
             capacity: 0,
             tombstones: 0,
             hand: 0,
@@ -69,65 +78,48 @@ impl<K: Hash + Eq, S, H: BuildHasher> Table<K, S, H> {
     }
 
     pub(super) fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
-    /// Also the tombstone.
+    /// The tag for hash `h`: hash bits 32 to 37, which neither the shard
+    /// choice (the low 32 bits) nor the home slot (the top bits, by
+    /// multiply-shift) depends on much.
     #[inline]
-    fn index_mask(&self) -> u32 {
-        (1 << self.index_bits) - 1
-    }
-
-    /// The entry an occupied slot points at, or `None` for an empty slot or
-    /// a tombstone.
-    fn entry_at(&self, slot: usize) -> Option<usize> {
-        let i = self.slots[slot] & self.index_mask();
-        (i != 0 && i != self.index_mask()).then(|| i as usize - 1)
-    }
-
-    /// The tag bits of a slot for hash `h`: hash bits 32 and up, which
-    /// neither the shard choice (low bits) nor the home slot (the top bits,
-    /// by multiply-shift) use.
-    #[inline]
-    fn tag(&self, h: u64) -> u32 {
-        ((h >> 32) as u32).checked_shl(self.index_bits).unwrap_or(0) & !REFERENCED
+    fn tag(h: u64) -> u8 {
+        (h >> 32) as u8 & TAG
     }
 
     #[inline]
     fn home(&self, h: u64) -> usize {
-        ((u128::from(h) * self.slots.len() as u128) >> 64) as usize
+        ((u128::from(h) * self.ctrl.len() as u128) >> 64) as usize
     }
 
     #[inline]
     fn next_slot(&self, i: usize) -> usize {
-        if i + 1 == self.slots.len() {
+        if i + 1 == self.ctrl.len() {
             0
         } else {
             i + 1
         }
     }
 
-    /// The slot and entry holding `key`, or `Err` with the slot a new entry
-    /// for it would take (the first tombstone or empty slot on its probe).
+    /// The slot holding `key`, or `Err` with the slot a new key would take
+    /// (the first tombstone or empty slot on its probe).
     #[inline]
-    fn find(&self, h: u64, key: &K) -> Result<(usize, usize), usize> {
-        let mask = self.index_mask();
-        let tag = self.tag(h);
+    fn find(&self, h: u64, key: &K) -> Result<usize, usize> {
+        let tag = Self::tag(h);
         let mut free = None;
         let mut i = self.home(h);
-        // Ends: the index always keeps empty slots (see `fits`).
+        // Ends: the table always keeps empty slots (see `fits`).
         loop {
-            let s = self.slots[i];
-            if s == EMPTY {
+            let c = self.ctrl[i];
+            if c == EMPTY {
                 return Err(free.unwrap_or(i));
             }
-            if s == mask {
+            if c == TOMBSTONE {
                 free.get_or_insert(i);
-            } else if s & !mask & !REFERENCED == tag {
-                let e = (s & mask) as usize - 1;
-                if self.entries[e].0 == *key {
-                    return Ok((i, e));
-                }
+            } else if c & TAG == tag && self.slots[i].0 == *key {
+                return Ok(i);
             }
             i = self.next_slot(i);
         }
@@ -136,33 +128,36 @@ impl<K: Hash + Eq, S, H: BuildHasher> Table<K, S, H> {
     /// `key`'s state, without marking it used.
     #[inline]
     pub(super) fn get(&self, h: u64, key: &K) -> Option<&S> {
-        if self.entries.is_empty() {
+        if self.len == 0 {
             return None;
         }
-        self.find(h, key).ok().map(|(_, e)| &self.entries[e].1)
+        self.find(h, key).ok().map(|i| &self.slots[i].1)
     }
 
     /// `key`'s state, marking it used.
     #[inline]
     pub(super) fn get_mut(&mut self, h: u64, key: &K) -> Option<&mut S> {
-        if self.entries.is_empty() {
+        if self.len == 0 {
             return None;
         }
-        let (slot, e) = self.find(h, key).ok()?;
-        self.slots[slot] |= REFERENCED;
-        Some(&mut self.entries[e].1)
+        let i = self.find(h, key).ok()?;
+        self.ctrl[i] |= REFERENCED;
+        Some(&mut self.slots[i].1)
     }
 
-    /// True when the table can take one more entry: below its limit.
+    /// True when the table can take one more key: below its limit.
     pub(super) fn has_room(&self) -> bool {
-        self.entries.len() < self.limit
+        self.len < self.limit
     }
 
     /// Hold `state` for `key`, which the table does not hold and has room
-    /// for ([`has_room`](Table::has_room)). A new entry starts unreferenced:
+    /// for ([`has_room`](Table::has_room)). A new key starts unreferenced:
     /// a key seen once is evicted before keys seen again.
     pub(super) fn insert_new(&mut self, h: u64, key: K, state: S) {
-        if self.entries.len() == self.capacity {
+        if self.filler.is_none() {
+            self.filler = Some(key.clone());
+        }
+        if self.len == self.capacity {
             let next = if self.capacity == 0 {
                 MIN_CAPACITY
             } else {
@@ -173,80 +168,74 @@ impl<K: Hash + Eq, S, H: BuildHasher> Table<K, S, H> {
             } else {
                 next
             };
-            self.reindex(next.min(self.limit), None);
+            self.rebuild(next.min(self.limit));
         } else if !self.fits() {
-            self.reindex(self.capacity, None);
+            self.rebuild(self.capacity);
         }
-        let slot = match self.find(h, &key) {
-            Err(slot) => slot,
+        let i = match self.find(h, &key) {
+            Err(i) => i,
             Ok(_) => unreachable!("insert_new: the caller checked the key is absent"),
         };
-        if self.slots[slot] != EMPTY {
+        if self.ctrl[i] == TOMBSTONE {
             self.tombstones -= 1;
         }
-        self.slots[slot] = self.tag(h) | (self.entries.len() as u32 + 1);
-        self.entries.push((key, state));
+        self.ctrl[i] = FULL | Self::tag(h);
+        self.slots[i] = (key, state);
+        self.len += 1;
     }
 
-    /// Whether one more entry keeps an eighth of the slots empty, counting
-    /// tombstones as full (probes end soon).
+    /// Whether one more key keeps half the slots beyond the capacity empty
+    /// (tombstones count as used), so probes stay short.
     fn fits(&self) -> bool {
-        self.entries.len() + self.tombstones < self.capacity + self.capacity / 8
+        let spare = self.ctrl.len() - self.capacity;
+        self.len + self.tombstones < self.capacity + spare / 2
     }
 
-    /// Re-create the index for `capacity` entries (≥ those held), dropping
-    /// tombstones and keeping reference bits. `moved[e]` is where entry `e`
-    /// now is, plus one (0: dropped), after the entries were compacted.
-    fn reindex(&mut self, capacity: usize, moved: Option<&[u32]>) {
-        debug_assert!(capacity >= self.entries.len());
-        self.entries.reserve_exact(capacity - self.entries.len());
-        let old_mask = self.index_mask();
-        let old = std::mem::replace(
-            &mut self.slots,
-            vec![EMPTY; capacity + capacity / 4 + 1].into_boxed_slice(),
-        );
+    /// A fresh slot's content.
+    fn vacant(&self) -> (K, S) {
+        match &self.filler {
+            Some(k) => (k.clone(), S::default()),
+            None => unreachable!("vacant: the filler is set by the first insert"),
+        }
+    }
+
+    /// Re-create the table for `capacity` keys (≥ those held), dropping
+    /// tombstones and keeping reference bits.
+    fn rebuild(&mut self, capacity: usize) {
+        debug_assert!(capacity >= self.len);
+        let n = capacity + capacity * 3 / 16 + 1;
+        let slots: Vec<(K, S)> = (0..n).map(|_| self.vacant()).collect();
+        let old_ctrl = std::mem::replace(&mut self.ctrl, vec![EMPTY; n].into_boxed_slice());
+        let old_slots = std::mem::replace(&mut self.slots, slots.into_boxed_slice());
         self.capacity = capacity;
-        self.index_bits = usize::BITS - (capacity + 1).leading_zeros();
         self.tombstones = 0;
         self.hand = 0;
-        for s in old.iter().copied() {
-            let i = s & old_mask;
-            if i == 0 || i == old_mask {
+        for (c, (k, st)) in old_ctrl.iter().zip(old_slots.into_vec()) {
+            if c & FULL == 0 {
                 continue;
             }
-            let e = match moved {
-                Some(m) if m[i as usize - 1] == 0 => continue,
-                Some(m) => m[i as usize - 1] as usize - 1,
-                None => i as usize - 1,
-            };
-            let h = self.hasher.hash_one(&self.entries[e].0);
-            let mut slot = self.home(h);
-            while self.slots[slot] != EMPTY {
-                slot = self.next_slot(slot);
+            let mut i = self.home(self.hasher.hash_one(&k));
+            while self.ctrl[i] != EMPTY {
+                i = self.next_slot(i);
             }
-            self.slots[slot] = (s & REFERENCED) | self.tag(h) | (e as u32 + 1);
+            self.ctrl[i] = *c;
+            self.slots[i] = (k, st);
         }
     }
 
-    /// Drop the entry at `slot` (entry `e`): the slot becomes a tombstone
-    /// and the last entry takes `e`'s place in the vector.
-    fn remove(&mut self, slot: usize, e: usize) {
-        let mask = self.index_mask();
-        self.slots[slot] = mask;
+    /// Drop the key in slot `i`.
+    fn remove(&mut self, i: usize) {
+        self.ctrl[i] = TOMBSTONE;
+        self.slots[i] = self.vacant();
         self.tombstones += 1;
-        let last = self.entries.len() - 1;
-        if e != last {
-            let h = self.hasher.hash_one(&self.entries[last].0);
-            let moved = match self.find(h, &self.entries[last].0) {
-                Ok((moved, _)) => moved,
-                Err(_) => unreachable!("remove: every entry is indexed"),
-            };
-            self.slots[moved] = (self.slots[moved] & !mask) | (e as u32 + 1);
-        }
-        self.entries.swap_remove(e);
+        self.len -= 1;
     }
 
-    /// Drop the first idle entry among the next `probe` from the hand; true
+    fn advance_hand(&mut self) {
+        self.hand = self.next_slot(self.hand.min(self.ctrl.len() - 1));
+    }
+
+    /// Drop the first idle key among the next `probe` from the hand; true
     /// if one was dropped. The hand moves past those looked at.
     pub(super) fn evict_idle_near_hand(
         &mut self,
@@ -254,18 +243,14 @@ impl<K: Hash + Eq, S, H: BuildHasher> Table<K, S, H> {
         mut is_idle: impl FnMut(&S) -> bool,
     ) -> bool {
         let mut looked = 0;
-        for _ in 0..self.slots.len() {
-            if looked == probe || looked == self.entries.len() {
+        for _ in 0..self.ctrl.len() {
+            if looked == probe || looked == self.len {
                 break;
             }
-            self.hand = if self.hand + 1 >= self.slots.len() {
-                0
-            } else {
-                self.hand + 1
-            };
-            if let Some(e) = self.entry_at(self.hand) {
-                if is_idle(&self.entries[e].1) {
-                    self.remove(self.hand, e);
+            self.advance_hand();
+            if self.ctrl[self.hand] & FULL != 0 {
+                if is_idle(&self.slots[self.hand].1) {
+                    self.remove(self.hand);
                     return true;
                 }
                 looked += 1;
@@ -274,56 +259,38 @@ impl<K: Hash + Eq, S, H: BuildHasher> Table<K, S, H> {
         false
     }
 
-    /// Drop the entry CLOCK picks: the first from the hand not used since
-    /// the hand last passed it (clearing the bits of those passed); false
-    /// only when the table is empty.
+    /// Drop the key CLOCK picks: the first from the hand not used since the
+    /// hand last passed it (clearing the bits of those passed); false only
+    /// when the table is empty.
     pub(super) fn evict_unreferenced(&mut self) -> bool {
-        if self.entries.is_empty() {
+        if self.len == 0 {
             return false;
         }
         // Within two turns every bit passed has been cleared.
-        for _ in 0..=2 * self.slots.len() {
-            self.hand = if self.hand + 1 >= self.slots.len() {
-                0
-            } else {
-                self.hand + 1
-            };
-            if let Some(e) = self.entry_at(self.hand) {
-                if self.slots[self.hand] & REFERENCED == 0 {
-                    self.remove(self.hand, e);
+        for _ in 0..=2 * self.ctrl.len() {
+            self.advance_hand();
+            let c = self.ctrl[self.hand];
+            if c & FULL != 0 {
+                if c & REFERENCED == 0 {
+                    self.remove(self.hand);
                     return true;
                 }
-                self.slots[self.hand] &= !REFERENCED;
+                self.ctrl[self.hand] = c & !REFERENCED;
             }
         }
         false
     }
 
-    /// Keep only the entries whose state `keep` (a pure test) accepts;
-    /// returns how many were dropped. One pass over the entries; when some
-    /// go, a second that compacts them, then one index rebuild.
+    /// Keep only the keys whose state `keep` accepts; returns how many were
+    /// dropped. One pass over the slots; the tombstones it leaves are
+    /// reclaimed by the next insert that needs them.
     pub(super) fn retain(&mut self, mut keep: impl FnMut(&S) -> bool) -> usize {
-        let dropped = self.entries.iter().filter(|(_, s)| !keep(s)).count();
-        if dropped > 0 {
-            let mut kept = 0u32;
-            let moved: Vec<u32> = self
-                .entries
-                .iter()
-                .map(|(_, s)| {
-                    if keep(s) {
-                        kept += 1;
-                        kept
-                    } else {
-                        0
-                    }
-                })
-                .collect();
-            let mut e = 0;
-            self.entries.retain(|_| {
-                e += 1;
-                moved[e - 1] != 0
-            });
-            self.reindex(self.capacity, Some(&moved));
+        let mut dropped = 0;
+        for i in 0..self.ctrl.len() {
+            if self.ctrl[i] & FULL != 0 && !keep(&self.slots[i].1) {
+                self.remove(i);
+                dropped += 1;
+            }
         }
         dropped
     }
@@ -430,17 +397,22 @@ mod tests {
                 for (k, v) in &model {
                     prop_assert_eq!(t.get(t.hasher.hash_one(*k), k), Some(v));
                 }
-                // Every slot points at a distinct live entry or is free.
-                let mask = t.index_mask();
-                let mut seen = vec![false; t.len()];
-                for &s in t.slots.iter() {
-                    if s != EMPTY && s != mask {
-                        let e = (s & mask) as usize - 1;
-                        prop_assert!(e < t.len() && !seen[e]);
-                        seen[e] = true;
-                    }
-                }
-                prop_assert!(seen.iter().all(|&b| b));
+                // The full slots are exactly the keys held, each once.
+                let mut held: Vec<u64> = t
+                    .ctrl
+                    .iter()
+                    .zip(t.slots.iter())
+                    .filter(|(c, _)| **c & FULL != 0)
+                    .map(|(_, (k, _))| *k)
+                    .collect();
+                held.sort_unstable();
+                let mut expected: Vec<u64> = model.keys().copied().collect();
+                expected.sort_unstable();
+                prop_assert_eq!(held, expected);
+                prop_assert_eq!(
+                    t.ctrl.iter().filter(|c| **c == TOMBSTONE).count(),
+                    t.tombstones
+                );
             }
         }
     }
@@ -475,6 +447,6 @@ mod tests {
             }
         }
         assert_eq!(caps, [16, 32, 64, 100, 200, 400]);
-        assert_eq!(t.entries.capacity(), 400);
+        assert_eq!(t.slots.len(), 400 + 400 * 3 / 16 + 1);
     }
 }
