@@ -96,8 +96,14 @@ impl AtomicGcra {
     /// The one compare-and-swap loop: run `f` on a copy of the state and
     /// publish the result if `f` asks to write and the state changed.
     #[inline]
-    fn update<T>(&self, mut f: impl FnMut(&mut GcraState) -> (T, bool)) -> T {
-        let mut cur = self.word.load(Ordering::Acquire);
+    fn update<T>(&self, f: impl FnMut(&mut GcraState) -> (T, bool)) -> T {
+        self.update_from(self.word.load(Ordering::Acquire), f)
+    }
+
+    /// [`update`](AtomicGcra::update) starting from the word `cur` already
+    /// loaded.
+    #[inline]
+    fn update_from<T>(&self, mut cur: u64, mut f: impl FnMut(&mut GcraState) -> (T, bool)) -> T {
         loop {
             let mut s = unpack(cur);
             let (out, write) = f(&mut s);
@@ -119,19 +125,24 @@ impl AtomicGcra {
     /// loop; a denial writes nothing.
     #[inline(always)]
     pub fn check(&self, now: Instant, cost: u64) -> Result<Decision, CostError> {
-        // A denial writes nothing: the commonest is decided on one load.
-        if let Some(d) = self.gcra.one_token_denial(&self.state(), now, cost) {
+        // A denial writes nothing: the commonest is decided on one load,
+        // which the admission below starts from (one read of a contended
+        // word, not two).
+        let cur = self.word.load(Ordering::Acquire);
+        if let Some(d) = self.gcra.one_token_denial(&unpack(cur), now, cost) {
             return Ok(d);
         }
-        self.admit(now, cost)
+        self.admit(cur, now, cost)
     }
 
-    /// [`check`](AtomicGcra::check) past the one-load denial.
+    /// [`check`](AtomicGcra::check) past the one-load denial, from the word
+    /// `cur` it loaded.
     #[inline]
-    fn admit(&self, now: Instant, cost: u64) -> Result<Decision, CostError> {
-        // Only the admission runs inside the loop (no division); the
-        // figures of the decision are worked out once, after it.
-        let admission = self.update(|s| {
+    fn admit(&self, cur: u64, now: Instant, cost: u64) -> Result<Decision, CostError> {
+        // Only the admission runs inside the loop (for one token, no
+        // division); the figures of the decision are worked out once,
+        // after it.
+        let admission = self.update_from(cur, |s| {
             let admission = self.gcra.admit(s, now, cost);
             let next = match &admission {
                 Ok(a) if cost > 0 => a.next_state(),

@@ -67,6 +67,8 @@ pub struct Gcra {
     /// count of tokens left.
     dvt_us: u64,
     dvt_rem: u64,
+    /// `⌊(2^64 − 1) / p⌋`: divides by `p` with a multiplication ([`Gcra::div_p`]).
+    p_inv: u64,
 }
 
 /// The serialized form of [`Gcra`]: the three numbers the user chose.
@@ -220,6 +222,7 @@ impl Gcra {
             t_rem: p % a,
             dvt_us: dvt / a,
             dvt_rem: dvt % a,
+            p_inv: u64::MAX / p,
         })
     }
 
@@ -372,6 +375,26 @@ impl Gcra {
         } else if x == self.capacity * self.p {
             self.capacity
         } else {
+            self.div_p(x)
+        }
+    }
+
+    /// `⌊x / p⌋` for `x < 2^53`. On 64-bit targets by a multiplication:
+    /// with `p_inv = (2^64 − ε) / p`, `0 < ε ≤ p`, the estimate
+    /// `⌊x · p_inv / 2^64⌋` falls short of the quotient by less than
+    /// `x · ε / (p · 2^64) < 1`, so it is the quotient or one less, and one
+    /// comparison settles which. (A 64-bit division costs tens of cycles;
+    /// 32-bit targets divide, as a 128-bit product costs them more.)
+    #[inline]
+    const fn div_p(&self, x: u64) -> u64 {
+        if cfg!(target_pointer_width = "64") {
+            let q = ((x as u128 * self.p_inv as u128) >> 64) as u64;
+            if x - q * self.p >= self.p {
+                q + 1
+            } else {
+                q
+            }
+        } else {
             x / self.p
         }
     }
@@ -385,7 +408,8 @@ impl Gcra {
     }
 
     /// Whether `cost` fits at `now`: `cost` fits exactly when admitting it
-    /// leaves the TAT within the burst window, which needs no division.
+    /// leaves the TAT within the burst window, which needs no division by
+    /// the rate (none at all for one token, whose interval is precomputed).
     /// `cost == 0` always fits.
     #[inline]
     pub(crate) fn admit(
@@ -829,6 +853,58 @@ mod tests {
             rem: 0,
         };
         assert!(!g.check(&mut s, Instant::MAX, 1).unwrap().allowed);
+    }
+
+    #[test]
+    fn division_by_multiplication_is_exact() {
+        let mut ps = [
+            1u64,
+            2,
+            3,
+            7,
+            10,
+            1 << 20,
+            (1 << 20) + 1,
+            999_983,
+            MAX_SAFE_INTEGER,
+        ]
+        .to_vec();
+        let mut r = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..2_000 {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            ps.push(r % MAX_SAFE_INTEGER + 1);
+        }
+        for &p in &ps {
+            let g = Gcra::new(1, 1, Duration::from_micros(1)).unwrap();
+            let g = Gcra {
+                p,
+                p_inv: u64::MAX / p,
+                ..g
+            };
+            for x in [
+                0,
+                1,
+                p - 1,
+                p,
+                p + 1,
+                2 * p - 1,
+                MAX_SAFE_INTEGER - 1,
+                MAX_SAFE_INTEGER,
+                r % MAX_SAFE_INTEGER,
+            ] {
+                if x <= MAX_SAFE_INTEGER {
+                    assert_eq!(g.div_p(x), x / p, "x = {x}, p = {p}");
+                }
+            }
+            for k in [1u64, 2, 3, 1_000, MAX_SAFE_INTEGER / p] {
+                let x = (k * p).min(MAX_SAFE_INTEGER);
+                for x in [x - 1, x, x.saturating_add(1).min(MAX_SAFE_INTEGER)] {
+                    assert_eq!(g.div_p(x), x / p, "x = {x}, p = {p}");
+                }
+            }
+        }
     }
 
     proptest::proptest! {

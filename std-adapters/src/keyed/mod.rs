@@ -38,7 +38,9 @@
 //! new key is refused rather than evicting elsewhere.
 //!
 //! Keys are hashed with [foldhash](https://docs.rs/foldhash) seeded at random
-//! per store, so which keys collide cannot be chosen from outside.
+//! per store, so which keys collide is not fixed in advance (foldhash claims
+//! minimal resistance to crafted collisions, not a cryptographic guarantee;
+//! keys chosen by clients are best kept short, or hashed first).
 //!
 //! # Memory
 //!
@@ -52,9 +54,11 @@
 //! 39.2 with a [`SlidingCounterState`](ratebound_core::SlidingCounterState);
 //! the test asserts ≤ 32 and ≤ 40. Larger keys and states (budgets, sliding
 //! logs) add their own size, and since safe Rust cannot leave a slot
-//! uninitialised, a free slot holds a copy of the first key the shard saw:
-//! a key that owns heap memory (a `String`) pays for those copies too,
-//! about one per five keys held when the shard is full.
+//! uninitialised, a slot never used holds a copy of the first key the shard
+//! saw, and a freed slot the key it held until reused: a key that owns heap
+//! memory (a `String`) pays for those copies too — about one per five keys
+//! held when a shard is full, more just after it doubles — so keys chosen
+//! by clients are best kept short (hash long ones first).
 //!
 //! ```
 //! use ratebound_std::keyed::{KeyedLimiter, KeyedConfig};
@@ -169,7 +173,10 @@ impl KeyedConfig {
     }
 }
 
-type ShardLock<K, S> = Mutex<Shard<K, S>>;
+/// A shard's lock on cache lines of its own: two threads working in
+/// neighbouring shards do not contend for one line.
+#[repr(align(128))]
+struct ShardLock<K, S>(Mutex<Shard<K, S>>);
 
 /// One shard: its table (allocated as it grows, never up front) and the
 /// refusals since its last full idle sweep.
@@ -220,10 +227,10 @@ where
         let share = shard_share(config.max_keys, config.shards);
         let shards = (0..config.shards)
             .map(|_| {
-                Mutex::new(Shard {
+                ShardLock(Mutex::new(Shard {
                     map: Table::new(share, config.max_keys, hasher.clone()),
                     refusals: 0,
-                })
+                }))
             })
             .collect();
         Ok(KeyedLimiter {
@@ -264,9 +271,11 @@ where
     fn shard(&self, key: &K) -> (u64, std::sync::MutexGuard<'_, Shard<K, L::State>>) {
         let h = self.hasher.hash_one(key);
         let i = ((h & 0xFFFF_FFFF) * self.shards.len() as u64) >> 32;
-        // Index is in range by construction; core never panics under the lock,
-        // so a poisoned shard still holds valid states.
+        // Index is in range by construction. Core never panics under the
+        // lock, so a shard poisoned by a panicking key impl or closure
+        // still holds valid states.
         let shard = self.shards[i as usize]
+            .0
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         (h, shard)
@@ -463,7 +472,7 @@ where
     pub fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).map.len())
+            .map(|s| s.0.lock().unwrap_or_else(|p| p.into_inner()).map.len())
             .sum()
     }
 
@@ -478,7 +487,7 @@ where
         let now = self.clock.now();
         self.shards
             .iter()
-            .map(|shard| self.sweep(&mut shard.lock().unwrap_or_else(|p| p.into_inner()), now))
+            .map(|shard| self.sweep(&mut shard.0.lock().unwrap_or_else(|p| p.into_inner()), now))
             .sum()
     }
 }

@@ -7,12 +7,15 @@
 //! Why not `hashbrown`: its slot count is a power of two, so 100,000 keys
 //! sit in 131,072 slots (33 B per key for a `u64` key and a GCRA state,
 //! before any recency). Here a shard's slots are sized to what it may hold
-//! (`capacity × 19/16`): 30 B per key. A lookup reads one control byte line
-//! and the slot, as `hashbrown` does.
+//! (`capacity × 19/16`): 30 B per key. Finding a key held reads its run of
+//! control bytes (about 4 slots on average when full) and the slot, as
+//! `hashbrown` does; a key not held reads control bytes up to the next
+//! empty slot.
 //!
-//! Safe Rust cannot leave a slot uninitialised, so empty and removed slots
-//! hold a copy of the first key the table saw (the *filler*) and a default
-//! state; a key type that owns heap memory pays for those copies too.
+//! Safe Rust cannot leave a slot uninitialised, so slots never used hold a
+//! copy of the first key the table saw (the *filler*) and a default state,
+//! and a removed slot keeps its old key until reused or rebuilt; a key type
+//! that owns heap memory pays for those copies too.
 
 use std::hash::{BuildHasher, Hash};
 
@@ -38,7 +41,8 @@ pub(super) struct Table<K, S, H> {
     /// One control byte per slot: [`EMPTY`], [`TOMBSTONE`], or [`FULL`] with
     /// the [`REFERENCED`] bit and a [`TAG`].
     ctrl: Box<[u8]>,
-    /// Keys and states in place; slots not full hold the filler.
+    /// Keys and states in place; a slot not full holds the filler or the
+    /// key last removed from it, which nothing reads.
     slots: Box<[(K, S)]>,
     /// A copy of the first key inserted, for slots not full.
     filler: Option<K>,
@@ -207,9 +211,15 @@ impl<K: Hash + Eq + Clone, S: Default, H: BuildHasher> Table<K, S, H> {
         let slots: Vec<(K, S)> = (0..n).map(|_| self.vacant()).collect();
         let old_ctrl = std::mem::replace(&mut self.ctrl, vec![EMPTY; n].into_boxed_slice());
         let old_slots = std::mem::replace(&mut self.slots, slots.into_boxed_slice());
+        // The hand keeps its place in proportion, so eviction goes on
+        // sweeping the whole table rather than its start.
+        self.hand = if old_ctrl.is_empty() {
+            0
+        } else {
+            ((self.hand as u128 * n as u128) / old_ctrl.len() as u128) as usize
+        };
         self.capacity = capacity;
         self.tombstones = 0;
-        self.hand = 0;
         for (c, (k, st)) in old_ctrl.iter().zip(old_slots.into_vec()) {
             if c & FULL == 0 {
                 continue;
@@ -223,10 +233,11 @@ impl<K: Hash + Eq + Clone, S: Default, H: BuildHasher> Table<K, S, H> {
         }
     }
 
-    /// Drop the key in slot `i`.
+    /// Drop the key in slot `i`. Its key and state stay in the slot, unread,
+    /// until an insert reuses it or a rebuild drops it: no allocation per
+    /// eviction.
     fn remove(&mut self, i: usize) {
         self.ctrl[i] = TOMBSTONE;
-        self.slots[i] = self.vacant();
         self.tombstones += 1;
         self.len -= 1;
     }
@@ -236,7 +247,9 @@ impl<K: Hash + Eq + Clone, S: Default, H: BuildHasher> Table<K, S, H> {
     }
 
     /// Drop the first idle key among the next `probe` from the hand; true
-    /// if one was dropped. The hand moves past those looked at.
+    /// if one was dropped. The hand moves past those looked at, clearing
+    /// their reference bits as [`evict_unreferenced`](Table::evict_unreferenced)
+    /// does: one hand, one CLOCK.
     pub(super) fn evict_idle_near_hand(
         &mut self,
         probe: usize,
@@ -253,6 +266,7 @@ impl<K: Hash + Eq + Clone, S: Default, H: BuildHasher> Table<K, S, H> {
                     self.remove(self.hand);
                     return true;
                 }
+                self.ctrl[self.hand] &= !REFERENCED;
                 looked += 1;
             }
         }
