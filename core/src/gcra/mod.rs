@@ -148,6 +148,7 @@ pub(crate) struct Admission {
 
 impl Admission {
     /// The state to store after an admission; `None` when denied.
+    #[cfg(feature = "atomic")]
     pub(crate) const fn next_state(&self) -> Option<GcraState> {
         match self.next {
             Some(m) => Some(GcraState {
