@@ -373,7 +373,7 @@ where
         if !sweep {
             return false;
         }
-        let dropped = shard.map.retain(|s| !self.limiter.is_idle(s, now));
+        let dropped = self.drop_idle(shard, now);
         if dropped == 0 {
             return false;
         }
@@ -381,8 +381,14 @@ where
         true
     }
 
+    /// Drop every idle key of `shard`; returns how many went. The caller
+    /// frees their slots in the global count.
+    fn drop_idle(&self, shard: &mut Shard<K, L::State>, now: Instant) -> usize {
+        shard.map.retain(|s| !self.limiter.is_idle(s, now))
+    }
+
     fn sweep(&self, shard: &mut Shard<K, L::State>, now: Instant) -> usize {
-        let dropped = shard.map.retain(|s| !self.limiter.is_idle(s, now));
+        let dropped = self.drop_idle(shard, now);
         self.free_slots(dropped);
         dropped
     }

@@ -8,7 +8,8 @@
 //! sit in 131,072 slots (33 B per key for a `u64` key and a GCRA state,
 //! before any recency). Here a shard's slots are sized to what it may hold
 //! (`capacity × 19/16`): 30 B per key. Finding a key held reads its run of
-//! control bytes (about 4 slots on average when full) and the slot, as
+//! control bytes (by the standard estimate for linear probing, about 4 slots
+//! on average when full) and the slot, as
 //! `hashbrown` does; a key not held reads control bytes up to the next
 //! empty slot.
 //!
