@@ -1,10 +1,12 @@
 //! [`AtomicGcra`]: the same GCRA shared across threads and interrupt handlers,
 //! lock-free over one `portable_atomic::AtomicU64`.
 //!
-//! The state word packs the TAT's whole microseconds (below 2^53) in the high
-//! 53 bits and its sub-microsecond remainder in the low 11 bits, so the
-//! reduced rate denominator `a` (see [`Gcra::reduced_rate`]) must be at most
-//! 2048. That covers every rate whose `period / amount` is a whole number of
+//! The state word holds the TAT as one integer, `tat · a + rem` in units
+//! of `1/a` µs, where `a` is the reduced rate denominator (see
+//! [`Gcra::reduced_rate`]): an admission inside the compare-and-swap loop is
+//! then one `max`, one comparison and one addition. Every TAT core produces
+//! is below 2^53 µs, so the word fits 64 bits when `a` is at most 2048. That
+//! covers every rate whose `period / amount` is a whole number of
 //! microseconds and most others (3/s, 7/s, 1000/s, 7 000 000/min…); a rate
 //! like 2049/s is rejected at construction with [`ConfigError::Invalid`] —
 //! use the plain [`Gcra`] behind a lock for it.
@@ -28,32 +30,27 @@
 
 use portable_atomic::{AtomicU64, Ordering};
 
+use crate::gcra::Timeline;
 use crate::{ConfigError, CostError, Decision, Gcra, GcraState, Instant};
 
-const REM_BITS: u32 = 11;
-const REM_MASK: u64 = (1 << REM_BITS) - 1;
 /// The largest reduced-rate denominator an [`AtomicGcra`] can hold.
-pub const MAX_ATOMIC_DENOMINATOR: u64 = 1 << REM_BITS;
+pub const MAX_ATOMIC_DENOMINATOR: u64 = Timeline::MAX_DENOMINATOR;
 
 /// A lock-free GCRA limiter: one bucket shared by reference.
 #[derive(Debug)]
 pub struct AtomicGcra {
+    word: Word,
     gcra: Gcra,
-    word: AtomicU64,
+    line: Timeline,
 }
 
-#[inline]
-const fn pack(s: GcraState) -> u64 {
-    (s.tat << REM_BITS) | s.rem
-}
-
-#[inline]
-const fn unpack(w: u64) -> GcraState {
-    GcraState {
-        tat: w >> REM_BITS,
-        rem: w & REM_MASK,
-    }
-}
+/// The state word, on cache lines of its own where threads share caches:
+/// a thread writing it would otherwise evict the configuration that every
+/// check on another core reads. (On microcontrollers the padding would only
+/// waste RAM.)
+#[cfg_attr(any(target_arch = "x86_64", target_arch = "aarch64"), repr(align(128)))]
+#[derive(Debug)]
+struct Word(AtomicU64);
 
 impl AtomicGcra {
     /// A full bucket for `gcra`; errors when its rate cannot be packed (see module docs).
@@ -65,21 +62,22 @@ impl AtomicGcra {
     ///
     /// A `tat` at or beyond 2^53 µs cannot come from core; it is rejected.
     pub const fn with_state(gcra: Gcra, state: GcraState) -> Result<AtomicGcra, ConfigError> {
-        if gcra.reduced_rate().1 > MAX_ATOMIC_DENOMINATOR {
+        let Some(line) = Timeline::new(&gcra) else {
             return Err(ConfigError::Invalid {
                 field: "amount",
                 reason: "and period reduce to a fraction whose denominator exceeds 2048; AtomicGcra cannot pack it (use Gcra behind a lock)",
             });
-        }
-        if state.tat >= 1 << 53 || state.rem >= gcra.reduced_rate().1 {
+        };
+        let Some(w) = line.point(state) else {
             return Err(ConfigError::Invalid {
                 field: "state",
                 reason: "is outside what core produces",
             });
-        }
+        };
         Ok(AtomicGcra {
             gcra,
-            word: AtomicU64::new(pack(state)),
+            line,
+            word: Word(AtomicU64::new(w)),
         })
     }
 
@@ -90,29 +88,26 @@ impl AtomicGcra {
 
     /// A snapshot of the current state.
     pub fn state(&self) -> GcraState {
-        unpack(self.word.load(Ordering::Acquire))
+        self.line.state(self.word.0.load(Ordering::Acquire))
     }
 
-    /// The one compare-and-swap loop: run `f` on a copy of the state and
-    /// publish the result if `f` asks to write and the state changed.
-    #[inline]
-    fn update<T>(&self, f: impl FnMut(&mut GcraState) -> (T, bool)) -> T {
-        self.update_from(self.word.load(Ordering::Acquire), f)
-    }
-
-    /// [`update`](AtomicGcra::update) starting from the word `cur` already
-    /// loaded.
-    #[inline]
-    fn update_from<T>(&self, mut cur: u64, mut f: impl FnMut(&mut GcraState) -> (T, bool)) -> T {
+    /// Run `f` on a copy of the state in a compare-and-swap loop and
+    /// publish the result if it changed. For the rarer operations; `check`
+    /// has a loop of its own that works on the word directly.
+    fn update<T>(&self, mut f: impl FnMut(&mut GcraState) -> T) -> T {
+        let mut cur = self.word.0.load(Ordering::Acquire);
         loop {
-            let mut s = unpack(cur);
-            let (out, write) = f(&mut s);
-            let next = pack(s);
-            if !write || next == cur {
+            let mut s = self.line.state(cur);
+            let out = f(&mut s);
+            // Core never leaves a state off the timeline; were it to, the
+            // word keeps its value rather than take a wrong one.
+            let next = self.line.point(s).unwrap_or(cur);
+            if next == cur {
                 return out;
             }
             match self
                 .word
+                .0
                 .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => return out,
@@ -121,15 +116,14 @@ impl AtomicGcra {
         }
     }
 
-    /// Consume `cost` if available: [`Gcra::check`] in a compare-and-swap
-    /// loop; a denial writes nothing.
+    /// Consume `cost` if available: exactly [`Gcra::check`], in a
+    /// compare-and-swap loop; a denial writes nothing.
     #[inline(always)]
     pub fn check(&self, now: Instant, cost: u64) -> Result<Decision, CostError> {
-        // A denial writes nothing: the commonest is decided on one load,
-        // which the admission below starts from (one read of a contended
-        // word, not two).
-        let cur = self.word.load(Ordering::Acquire);
-        if let Some(d) = self.gcra.one_token_denial(&unpack(cur), now, cost) {
+        // The commonest denial is decided on one load, which the admission
+        // below starts from (one read of a contended word, not two).
+        let cur = self.word.0.load(Ordering::Acquire);
+        if let Some(d) = self.line.one_token_denial(&self.gcra, cur, now, cost) {
             return Ok(d);
         }
         self.admit(cur, now, cost)
@@ -138,22 +132,28 @@ impl AtomicGcra {
     /// [`check`](AtomicGcra::check) past the one-load denial, from the word
     /// `cur` it loaded.
     #[inline]
-    fn admit(&self, cur: u64, now: Instant, cost: u64) -> Result<Decision, CostError> {
-        // Only the admission runs inside the loop (for one token, no
-        // division); the figures of the decision are worked out once,
-        // after it.
-        let admission = self.update_from(cur, |s| {
-            let admission = self.gcra.admit(s, now, cost);
-            let next = match &admission {
-                Ok(a) if cost > 0 => a.next_state(),
-                _ => None,
+    fn admit(&self, mut cur: u64, now: Instant, cost: u64) -> Result<Decision, CostError> {
+        let window = self.line.window(&self.gcra, now, cost)?;
+        // Only the admission runs inside the loop; the figures of the
+        // decision are worked out once, after it.
+        let (base, admitted) = loop {
+            let (base, next) = window.admit(cur);
+            let next = match next {
+                // A cost of zero always fits and changes nothing.
+                _ if cost == 0 => break (base, true),
+                None => break (base, false),
+                Some(next) => next,
             };
-            if let Some(next) = next {
-                *s = next;
+            match self
+                .word
+                .0
+                .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break (base, true),
+                Err(actual) => cur = actual,
             }
-            (admission, next.is_some())
-        })?;
-        Ok(self.gcra.decision(&admission, now, cost))
+        };
+        Ok(self.line.decision(&self.gcra, base, admitted, now, cost))
     }
 
     /// What [`check`](AtomicGcra::check) would say, consuming nothing.
@@ -164,17 +164,17 @@ impl AtomicGcra {
 
     /// Take up to `n` tokens, as [`Gcra::check_at_most`].
     pub fn check_at_most(&self, now: Instant, n: u64) -> crate::Taken {
-        self.update(|s| (self.gcra.check_at_most(s, now, n), true))
+        self.update(|s| self.gcra.check_at_most(s, now, n))
     }
 
     /// Give back up to `n` tokens, never above full, as [`Gcra::refund`].
     pub fn refund(&self, now: Instant, n: u64) -> Decision {
-        self.update(|s| (self.gcra.refund(s, now, n), true))
+        self.update(|s| self.gcra.refund(s, now, n))
     }
 
     /// Back to a full bucket.
     pub fn reset(&self) {
-        self.word.store(0, Ordering::Release);
+        self.word.0.store(0, Ordering::Release);
     }
 }
 
@@ -184,7 +184,10 @@ mod tests {
     use crate::Duration;
 
     #[test]
-    fn pack_round_trips_extremes() {
+    fn the_word_round_trips_extremes() {
+        // 2048 tokens per 1,000,001 µs: the largest denominator, 2048.
+        let line =
+            Timeline::new(&Gcra::new(10, 2048, Duration::from_micros(1_000_001)).unwrap()).unwrap();
         for s in [
             GcraState { tat: 0, rem: 0 },
             GcraState {
@@ -196,8 +199,9 @@ mod tests {
                 rem: 2,
             },
         ] {
-            assert_eq!(unpack(pack(s)), s);
+            assert_eq!(line.state(line.point(s).unwrap()), s);
         }
+        assert_eq!(line.point(GcraState { tat: 0, rem: 2048 }), None);
     }
 
     #[test]
@@ -220,6 +224,22 @@ mod tests {
             }
         )
         .is_err());
+    }
+
+    #[test]
+    fn the_last_token_fits_exactly_at_the_edge() {
+        // 3 per second: after 2 tokens the TAT is `now` plus the burst
+        // window less one token, exactly; the third token still fits.
+        let l = AtomicGcra::new(Gcra::per_second(3).unwrap()).unwrap();
+        let now = Instant::from_secs(5);
+        assert!(l.check(now, 2).unwrap().allowed);
+        let last = l.check(now, 1).unwrap();
+        assert!(last.allowed);
+        assert_eq!(last.remaining, 0);
+        let denied = l.check(now, 1).unwrap();
+        assert!(!denied.allowed);
+        assert_eq!(denied.retry_at, Instant::from_micros(5_333_334));
+        assert_eq!(denied.reset_at, Instant::from_secs(6));
     }
 
     #[test]

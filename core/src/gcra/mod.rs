@@ -36,9 +36,16 @@
 //! # Ok::<(), Box<dyn core::error::Error>>(())
 //! ```
 
+use core::num::NonZeroU64;
+
 use crate::error::{require_at_most, require_nonzero};
 use crate::time::MAX_SAFE_INTEGER;
 use crate::{ConfigError, CostError, Decision, Duration, Instant, Limiter, MAX_TICKS};
+
+#[cfg(feature = "atomic")]
+mod linear;
+#[cfg(feature = "atomic")]
+pub(crate) use linear::Timeline;
 
 /// The largest burst window `capacity × period / amount` accepted: 2^50 µs (≈ 35.7 years).
 pub const MAX_BURST_WINDOW_MICROS: u64 = 1 << 50;
@@ -135,29 +142,14 @@ pub(crate) struct Mixed {
     fr: u64,
 }
 
-/// Whether a cost fits, decided without the figures a [`Decision`] reports:
-/// what [`AtomicGcra`](crate::AtomicGcra) computes inside its
-/// compare-and-swap loop, leaving the division for `remaining` outside it.
+/// Whether a cost fits, decided without the figures a [`Decision`] reports,
+/// which [`Gcra::decision`] works out from it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Admission {
     /// The TAT the admission starts from.
     base: Mixed,
     /// The TAT after admitting, or `None` when the cost does not fit.
     next: Option<Mixed>,
-}
-
-impl Admission {
-    /// The state to store after an admission; `None` when denied.
-    #[cfg(feature = "atomic")]
-    pub(crate) const fn next_state(&self) -> Option<GcraState> {
-        match self.next {
-            Some(m) => Some(GcraState {
-                tat: m.us,
-                rem: m.fr,
-            }),
-            None => None,
-        }
-    }
 }
 
 impl Gcra {
@@ -385,9 +377,11 @@ impl Gcra {
     /// `⌊x · p_inv / 2^64⌋` falls short of the quotient by less than
     /// `x · ε / (p · 2^64) < 1`, so it is the quotient or one less, and one
     /// comparison settles which. (A 64-bit division costs tens of cycles;
-    /// 32-bit targets divide, as a 128-bit product costs them more.)
+    /// 32-bit targets divide, as a 128-bit product costs them more — by a
+    /// `NonZeroU64`, which has no panic path, so that a caller reading only
+    /// `allowed` links no division.)
     #[inline]
-    const fn div_p(&self, x: u64) -> u64 {
+    fn div_p(&self, x: u64) -> u64 {
         if cfg!(target_pointer_width = "64") {
             let q = ((x as u128 * self.p_inv as u128) >> 64) as u64;
             if x - q * self.p >= self.p {
@@ -396,7 +390,10 @@ impl Gcra {
                 q
             }
         } else {
-            x / self.p
+            match NonZeroU64::new(self.p) {
+                Some(p) => x / p,
+                None => 0, // Gcra::new never leaves `p` zero
+            }
         }
     }
 
@@ -491,7 +488,15 @@ impl Gcra {
         if s.tat < edge || (s.tat == edge && s.rem <= self.dvt_rem) {
             return None;
         }
-        Some(Decision {
+        Some(self.one_token_denial_of(s))
+    }
+
+    /// The figures of a one-token denial from `s` (see
+    /// [`one_token_denial`](Gcra::one_token_denial)): nothing left, and a
+    /// retry when the TAT less the burst window less one token comes.
+    #[inline(always)]
+    pub(crate) const fn one_token_denial_of(&self, s: &GcraState) -> Decision {
+        Decision {
             allowed: false,
             remaining: 0,
             limit: self.capacity,
@@ -499,7 +504,7 @@ impl Gcra {
             retry_at: Instant::from_micros(
                 (s.tat - self.dvt_us).saturating_add((s.rem > self.dvt_rem) as u64),
             ),
-        })
+        }
     }
 
     #[inline]
