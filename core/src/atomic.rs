@@ -130,8 +130,9 @@ impl AtomicGcra {
     }
 
     /// [`check`](AtomicGcra::check) past the one-load denial, from the word
-    /// `cur` it loaded.
-    #[inline]
+    /// `cur` it loaded. Inlined with `check`, so that a caller reading only
+    /// `allowed` skips the figures.
+    #[inline(always)]
     fn admit(&self, mut cur: u64, now: Instant, cost: u64) -> Result<Decision, CostError> {
         let window = self.line.window(&self.gcra, now, cost)?;
         // Only the admission runs inside the loop; the figures of the

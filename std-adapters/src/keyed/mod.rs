@@ -281,6 +281,7 @@ where
         (h, shard)
     }
 
+    #[inline]
     fn check_at(&self, key: &K, now: Instant, cost: u64) -> Result<Decision, AcquireError> {
         let (h, mut guard) = self.shard(key);
         if let Some(s) = guard.map.get_mut(h, key) {
@@ -395,6 +396,7 @@ where
 
     /// Check `cost` for `key` now. New keys take a slot only once they hold
     /// something worth remembering.
+    #[inline]
     pub fn check(&self, key: &K, cost: u64) -> Result<Decision, AcquireError> {
         self.check_at(key, self.clock.now(), cost)
     }
