@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Turn criterion's estimates (target/criterion) into the ratio table in benches/README.md.
 
-Usage: python3 benches/report.py [bytes_per_key.json] [gungraun-output.txt]
+Usage: python3 benches/report.py [bytes_per_key.json] [gungraun-output.txt] [interleaved.json]
 """
 import json
 import os
@@ -104,6 +104,20 @@ def main():
             for op in ["sliding_counter_check", "budget_reserve_settle", "backoff_next"]:
                 if op in counts:
                     lines.append(f"| {op} | {counts[op] / 1000:.1f} | — | — |")
+    if len(sys.argv) > 3 and os.path.exists(sys.argv[3]):
+        with open(sys.argv[3]) as f:
+            r = json.load(f)
+        lines.append("")
+        lines.append(f"The same workloads in interleaved rounds (`--bin interleaved`: each round times both libraries back "
+                     f"to back; each figure is the best of {r['rounds']} rounds, so a slow minute on the VM cannot fall on one side only):")
+        lines.append("")
+        lines.append("| benchmark | ratebound | governor | ratio | goal |")
+        lines.append("|---|---|---|---|---|")
+        for name, kind, goal in [("keyed_1k", "time", "≤ 1.0"), ("keyed_1m", "time", "≤ 1.0"),
+                                 ("contended_2_threads", "throughput", "≥ 1.0")]:
+            a, b = r[name]
+            ratio = f"{a / b:.2f}× the time" if kind == "time" else f"{b / a:.2f}× the throughput"
+            lines.append(f"| {name} | {fmt(a)} | {fmt(b)} | {ratio} | {goal} |")
     table = "\n".join(lines)
     readme = os.path.join(ROOT, "benches", "README.md")
     text = open(readme).read()

@@ -4,9 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo bench -p ratebound-benches --bench limiters
 cargo run -q --release -p ratebound-benches --bin bytes_per_key > target/bytes_per_key.json
+cargo run -q --release -p ratebound-benches --bin interleaved > target/interleaved.json
 if command -v gungraun-runner >/dev/null && command -v valgrind >/dev/null; then
   cargo bench -q -p ratebound-benches --bench instructions | tee target/instructions.txt
 else
   echo "gungraun-runner or valgrind missing: skipping instruction counts (cargo install gungraun-runner --version 0.20.0)" > target/instructions.txt
 fi
-python3 benches/report.py target/bytes_per_key.json target/instructions.txt
+python3 benches/report.py target/bytes_per_key.json target/instructions.txt target/interleaved.json

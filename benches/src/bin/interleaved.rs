@@ -1,0 +1,132 @@
+//! ratebound against governor in interleaved rounds: each round times both
+//! libraries back to back on the same workload, and each library's figure is
+//! its best round. On a shared 2-core VM a slow minute hits one criterion
+//! group and not the next (means move by up to 40 % between runs); rounds
+//! that alternate see the same machine. Prints JSON for `report.py`.
+//!
+//! `cargo run --release -p ratebound-benches --bin interleaved [rounds]`
+
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant as StdInstant};
+
+use governor::clock::FakeRelativeClock;
+use governor::{Quota, RateLimiter as Governor};
+use ratebound_core::{AtomicGcra, Duration, Gcra, Instant};
+use ratebound_std::clock::ManualClock;
+use ratebound_std::keyed::{KeyedConfig, KeyedLimiter, OnFull};
+
+const T0: u64 = 1_795_392_000_000_000;
+
+fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).expect("non-zero")
+}
+
+/// Nanoseconds per operation of `run(ops)`.
+fn per_op(ops: u64, run: impl FnOnce(u64)) -> f64 {
+    let t = StdInstant::now();
+    run(ops);
+    t.elapsed().as_nanos() as f64 / ops as f64
+}
+
+/// One check among `n` held keys, the clock advancing 1 µs a check: the
+/// workload of criterion's `keyed_1k` / `keyed_1m`.
+fn keyed(n: u64, rounds: usize, ops: u64) -> (f64, f64) {
+    let clock = ManualClock::new(Instant::from_micros(T0));
+    let ours = KeyedLimiter::new(
+        Gcra::per_second(1_000_000).expect("rate"),
+        KeyedConfig::default()
+            .with_max_keys(n as usize)
+            .with_shards(64)
+            .with_on_full(OnFull::DenyNewKeys),
+        clock.clone(),
+    )
+    .expect("store");
+    let gclock = FakeRelativeClock::default();
+    let peer = Governor::dashmap_with_clock(Quota::per_second(nz(1_000_000)), gclock.clone());
+    for k in 0..n {
+        ours.check(&k, 1).expect("cost fits");
+        let _ = peer.check_key(&k);
+    }
+    let (mut best_ours, mut best_peer) = (f64::MAX, f64::MAX);
+    let mut k = 0u64;
+    for _ in 0..rounds {
+        best_ours = best_ours.min(per_op(ops, |ops| {
+            for _ in 0..ops {
+                k = (k + 7_919) % n;
+                clock.advance(Duration::from_micros(1));
+                black_box(ours.check(&k, 1).map(|d| d.allowed).unwrap_or(false));
+            }
+        }));
+        best_peer = best_peer.min(per_op(ops, |ops| {
+            for _ in 0..ops {
+                k = (k + 7_919) % n;
+                gclock.advance(StdDuration::from_micros(1));
+                black_box(peer.check_key(&k).is_ok());
+            }
+        }));
+    }
+    (best_ours, best_peer)
+}
+
+/// Two threads admitting from one limiter whose burst never runs out: the
+/// workload of criterion's `contended_2_threads`. Time per check, both
+/// threads' checks counted.
+fn contended(rounds: usize, ops: u64) -> (f64, f64) {
+    let (mut best_ours, mut best_peer) = (f64::MAX, f64::MAX);
+    for _ in 0..rounds {
+        let ours = Arc::new(
+            AtomicGcra::new(
+                Gcra::new(1 << 40, 1_000_000_000, Duration::from_secs(1)).expect("rate"),
+            )
+            .expect("packable"),
+        );
+        best_ours = best_ours.min(per_op(ops, |ops| {
+            std::thread::scope(|s| {
+                for _ in 0..2 {
+                    let l = &ours;
+                    s.spawn(move || {
+                        for _ in 0..ops / 2 {
+                            let d = l.check(Instant::from_micros(T0), 1);
+                            black_box(d.map(|d| d.allowed).unwrap_or(false));
+                        }
+                    });
+                }
+            });
+        }));
+        let peer = Arc::new(Governor::direct_with_clock(
+            Quota::per_second(nz(1_000_000_000)).allow_burst(nz(u32::MAX)),
+            FakeRelativeClock::default(),
+        ));
+        best_peer = best_peer.min(per_op(ops, |ops| {
+            std::thread::scope(|s| {
+                for _ in 0..2 {
+                    let g = &peer;
+                    s.spawn(move || {
+                        for _ in 0..ops / 2 {
+                            black_box(g.check().is_ok());
+                        }
+                    });
+                }
+            });
+        }));
+    }
+    (best_ours, best_peer)
+}
+
+fn main() {
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15);
+    let (k1k, g1k) = keyed(1_000, rounds, 2_000_000);
+    let (k1m, g1m) = keyed(1_000_000, rounds, 1_000_000);
+    let (c, gc) = contended(rounds, 4_000_000);
+    println!(
+        "{{\"rounds\": {rounds}, \
+         \"keyed_1k\": [{k1k:.1}, {g1k:.1}], \
+         \"keyed_1m\": [{k1m:.1}, {g1m:.1}], \
+         \"contended_2_threads\": [{c:.1}, {gc:.1}]}}"
+    );
+}
