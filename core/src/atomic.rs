@@ -17,7 +17,8 @@
 //! On x86_64 and aarch64 the word has 128 bytes of cache to itself, so that
 //! threads writing it do not evict the configuration other cores read on
 //! every check: an `AtomicGcra` takes 256 bytes there, and 136 bytes on
-//! 32-bit microcontrollers, where padding would only waste RAM.
+//! every other target (microcontrollers among them, where padding would
+//! only waste RAM).
 //!
 //! ```
 //! use ratebound_core::{AtomicGcra, Gcra, Instant};
@@ -238,6 +239,24 @@ mod tests {
             136
         };
         assert_eq!(core::mem::size_of::<AtomicGcra>(), expected);
+    }
+
+    #[test]
+    fn a_restored_state_at_the_top_of_the_timeline_is_denied_not_overflowed() {
+        // a = 2048 and the largest TAT `with_state` takes: the word is
+        // 2^64 − 1, and a cost of 2 would overflow it were it added first.
+        let g = Gcra::new(2, 2048, Duration::from_micros(1)).unwrap();
+        let top = GcraState {
+            tat: (1 << 53) - 1,
+            rem: 2047,
+        };
+        let l = AtomicGcra::with_state(g, top).unwrap();
+        let mut s = top;
+        let now = Instant::from_micros(0);
+        assert_eq!(l.check(now, 2), g.check(&mut s, now, 2));
+        assert!(!l.check(now, 2).unwrap().allowed);
+        assert_eq!(l.check(now, 1), g.check(&mut s, now, 1));
+        assert_eq!(l.state(), top);
     }
 
     #[test]

@@ -14,14 +14,22 @@ enum Op {
     Refund(Dt, u64),
 }
 
-fuzz_target!(|inp: (u16, u16, u32, Vec<Op>)| {
-    let (capacity, amount, period, ops) = inp;
+fuzz_target!(|inp: (u16, u16, u32, Option<(u64, u64)>, Vec<Op>)| {
+    let (capacity, amount, period, start, ops) = inp;
     let Ok(g) = Gcra::new(u64::from(capacity), u64::from(amount), Duration::from_micros(u64::from(period))) else { return };
-    let Ok(a) = AtomicGcra::new(g) else {
+    // From a full bucket, or from any state core could have written (a TAT
+    // below 2^53 µs, `rem` below `a`), as `with_state` restores one.
+    let mut s = match start {
+        Some((tat, rem)) => GcraState {
+            tat: tat % (1 << 53),
+            rem: rem % g.reduced_rate().1,
+        },
+        None => GcraState::default(),
+    };
+    let Ok(a) = AtomicGcra::with_state(g, s) else {
         assert!(g.reduced_rate().1 > 2048);
         return;
     };
-    let mut s = GcraState::default();
     let mut now = Instant::from_micros(T0);
     for op in ops.iter().take(300) {
         match *op {

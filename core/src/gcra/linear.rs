@@ -4,9 +4,10 @@
 //! admission is then one `max`, one comparison and one addition, as for a
 //! whole-number rate — short enough that two threads racing on one word
 //! rarely invalidate each other's compare-and-swap. The mixed form is
-//! recovered (one division by `a`, none when `a = 1`) only to report a
-//! decision, after the word is published; the figures themselves come from
-//! the same code as [`Gcra::check`]'s.
+//! recovered (by a multiplication on 64-bit targets, a division by `a` on
+//! others, nothing when `a = 1`) only to report figures: after an
+//! admission is published, or for a denial. The figures themselves come
+//! from the same code as [`Gcra::check`]'s.
 
 use core::num::NonZeroU64;
 
@@ -18,8 +19,8 @@ use crate::{CostError, Decision, Instant};
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Timeline {
     /// The denominator `a` of the reduced rate. Non-zero by type, so that
-    /// a division by it has no panic path: a check read only for `allowed`
-    /// then links no division at all.
+    /// a division by it has no panic path and is dropped when a caller
+    /// never reads the figures it serves.
     a: NonZeroU64,
     /// `⌊(2^64 − 1) / a⌋`: divides by `a` with a multiplication.
     a_inv: u64,
@@ -47,8 +48,15 @@ impl Window {
     #[inline(always)]
     pub(crate) fn admit(&self, w: u64) -> (u64, Option<u64>) {
         let base = if w > self.now { w } else { self.now };
-        // base ≤ ceiling < 2^63 + 2^53, and step ≤ 2^53: no overflow.
-        (base, (base <= self.ceiling).then_some(base + self.step))
+        // Added only when it fits: base ≤ ceiling < 2^63 + 2^53 and
+        // step ≤ 2^53, where a restored state near 2^53 µs could
+        // otherwise overflow.
+        let next = if base <= self.ceiling {
+            Some(base + self.step)
+        } else {
+            None
+        };
+        (base, next)
     }
 }
 
