@@ -34,5 +34,6 @@ pub mod budget_layer;
 pub mod headers;
 pub mod layer;
 pub mod llm_request;
+pub mod rate_limit;
 pub mod upstream;
 pub mod usage;

@@ -1,21 +1,29 @@
 //! The keyed limiter's seam: one type over the in-memory store and Redis,
-//! chosen at run time, with one decision and one error type.
+//! chosen at run time, with one decision and one error type. What it holds
+//! per key is a [`LimitSet`]: one limiter, or several decided all or nothing.
 
-use ratebound_core::{CostError, Decision};
+use ratebound_core::{ConfigError, CostError, Decision};
 
-use super::KeyedLimiter;
+use super::{KeyedConfig, KeyedLimiter};
 use crate::clock::Clock;
 use crate::fallback::Source;
-use crate::limiter::AnyLimiter;
+use crate::limiter::LimitSet;
 use crate::AcquireError;
 
 /// A decision and where it came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KeyedDecision {
-    /// The decision.
+    /// The decision (a set's, folded by core: allowed only if every member
+    /// allows).
     pub decision: Decision,
+    /// The member it binds: on denial the denying one with the latest
+    /// `retry_at`, else the one with least left (0 for a single limiter).
+    pub binding: usize,
     /// Redis, or the failure policy's answer.
     pub source: Source,
+    /// When it was made (Redis's clock for a decision made there): what
+    /// `decision.retry_after(now)` and `reset_after(now)` are measured from.
+    pub now: ratebound_core::Instant,
 }
 
 /// Why a keyed limiter gave no decision.
@@ -58,23 +66,45 @@ impl From<AcquireError> for KeyedError {
 /// A keyed limiter in memory or in Redis, chosen at run time (e.g. from
 /// config): the same calls and answers either way. A single shared limit is
 /// a keyed one used with one key.
+///
+/// ```
+/// use ratebound_core::Gcra;
+/// use ratebound_std::clock::SystemClock;
+/// use ratebound_std::keyed::{AnyKeyedLimiter, KeyedConfig};
+/// use ratebound_std::limiter::{AnyLimiter, LimitSet};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let limits = LimitSet::new([
+///     ("per_second", AnyLimiter::Gcra(Gcra::per_second(5)?)),
+///     ("per_minute", AnyLimiter::Gcra(Gcra::per_minute(100)?)),
+/// ])?;
+/// let per_client = AnyKeyedLimiter::memory(limits, KeyedConfig::default(), SystemClock)?;
+/// let d = per_client.check(b"203.0.113.7", 1).await?;
+/// assert!(d.decision.allowed);
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub enum AnyKeyedLimiter<C: Clock + Clone> {
     /// In this process, bounded.
-    Memory(Box<KeyedLimiter<Vec<u8>, AnyLimiter, C>>),
+    Memory(Box<KeyedLimiter<Vec<u8>, LimitSet, C>>),
     /// In Redis, shared by every server.
     #[cfg(feature = "redis")]
     Redis(Box<super::RedisKeyedLimiter<C>>),
 }
 
 impl<C: Clock + Clone> AnyKeyedLimiter<C> {
-    /// Check `cost` for `key`.
+    /// `limits` per key in this process, in a store sized by `config`.
+    pub fn memory(limits: LimitSet, config: KeyedConfig, clock: C) -> Result<Self, ConfigError> {
+        Ok(AnyKeyedLimiter::Memory(Box::new(KeyedLimiter::new(
+            limits, config, clock,
+        )?)))
+    }
+
+    /// Check `cost` for `key`: every member of the set, all or nothing.
     pub async fn check(&self, key: &[u8], cost: u64) -> Result<KeyedDecision, KeyedError> {
         match self {
-            AnyKeyedLimiter::Memory(m) => Ok(KeyedDecision {
-                decision: m.check(&key.to_vec(), cost)?,
-                source: Source::Memory,
-            }),
+            AnyKeyedLimiter::Memory(m) => memory_decision(m, key, cost, true),
             #[cfg(feature = "redis")]
             AnyKeyedLimiter::Redis(r) => r.check(key, cost).await,
         }
@@ -83,21 +113,54 @@ impl<C: Clock + Clone> AnyKeyedLimiter<C> {
     /// What [`check`](Self::check) would decide, changing nothing.
     pub async fn peek(&self, key: &[u8], cost: u64) -> Result<KeyedDecision, KeyedError> {
         match self {
-            AnyKeyedLimiter::Memory(m) => Ok(KeyedDecision {
-                decision: m.peek(&key.to_vec(), cost)?,
-                source: Source::Memory,
-            }),
+            AnyKeyedLimiter::Memory(m) => memory_decision(m, key, cost, false),
             #[cfg(feature = "redis")]
             AnyKeyedLimiter::Redis(r) => r.peek(key, cost).await,
         }
     }
 
-    /// The limiter.
-    pub fn limiter(&self) -> &AnyLimiter {
+    /// The limits held per key.
+    pub fn limits(&self) -> &LimitSet {
         match self {
             AnyKeyedLimiter::Memory(m) => m.limiter(),
             #[cfg(feature = "redis")]
-            AnyKeyedLimiter::Redis(r) => r.limiter(),
+            AnyKeyedLimiter::Redis(r) => r.limits(),
         }
     }
+
+    /// Keys held in this process (the in-memory store, or under `local`
+    /// the fallback's; 0 for Redis otherwise).
+    pub fn keys_held(&self) -> usize {
+        match self {
+            AnyKeyedLimiter::Memory(m) => m.len(),
+            #[cfg(feature = "redis")]
+            AnyKeyedLimiter::Redis(r) => r.local_keys_held(),
+        }
+    }
+}
+
+/// A set's decision for `key` in an in-memory store (`take`: check, else peek).
+pub(super) fn memory_decision<C: Clock>(
+    store: &KeyedLimiter<Vec<u8>, LimitSet, C>,
+    key: &[u8],
+    cost: u64,
+    take: bool,
+) -> Result<KeyedDecision, KeyedError> {
+    store.limiter().fits(cost).map_err(|(_, e)| e)?;
+    let key = key.to_vec();
+    let (d, now) = if take {
+        store.update(&key, |set, state, now| {
+            set.check_set(state, now, cost).map(|d| (d, now))
+        })??
+    } else {
+        store.inspect(&key, |set, state, now| {
+            set.peek_set(state, now, cost).map(|d| (d, now))
+        })?
+    };
+    Ok(KeyedDecision {
+        decision: d.decision,
+        binding: d.binding.unwrap_or(0),
+        source: Source::Memory,
+        now,
+    })
 }

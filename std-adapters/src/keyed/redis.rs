@@ -1,12 +1,13 @@
 //! A keyed limiter whose states live in Redis, shared by every server,
 //! with the fail-over of [`crate::fallback`].
 
-use ratebound_core::{CostError, Decision};
+use ratebound_core::Decision;
 
+use super::backend::memory_decision;
 use super::{KeyedConfig, KeyedDecision, KeyedError, KeyedLimiter};
 use crate::clock::Clock;
 use crate::fallback::{Failover, FailoverOptions, Fallback, OnUnavailable, Source};
-use crate::limiter::AnyLimiter;
+use crate::limiter::{AnyLimiter, LimitSet};
 use crate::redis::{Charge, RedisSpec, RedisStore, StoreError};
 
 /// The Redis spec of a config limiter.
@@ -30,26 +31,26 @@ pub(crate) fn replica_share(
     })
 }
 
-/// A limiter (from config: GCRA, sliding log or counter) whose per-key state
-/// lives in Redis under `prefix{key}:name`. While Redis is unavailable the
-/// [`FailoverOptions`] decide: refuse, admit uncounted, or decide in this
-/// process on this replica's share of the limit. Recovery is automatic.
+/// Limits (from config: GCRA, sliding log or counter; one, or a
+/// [`LimitSet`] decided all or nothing) whose per-key state lives in Redis
+/// under `prefix{key}:name`, one key per member. While Redis is unavailable
+/// the [`FailoverOptions`] decide: refuse, admit uncounted, or decide in
+/// this process on this replica's share of each limit. Recovery is
+/// automatic.
 pub struct RedisKeyedLimiter<C: Clock + Clone> {
     store: RedisStore,
-    name: String,
-    limiter: AnyLimiter,
-    spec: RedisSpec,
+    limits: LimitSet,
+    specs: Vec<RedisSpec>,
     failover: Failover,
     /// This replica's share, in memory (`local` only).
-    local: Option<KeyedLimiter<Vec<u8>, AnyLimiter, C>>,
+    local: Option<KeyedLimiter<Vec<u8>, LimitSet, C>>,
     clock: C,
 }
 
 impl<C: Clock + Clone> std::fmt::Debug for RedisKeyedLimiter<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisKeyedLimiter")
-            .field("name", &self.name)
-            .field("limiter", &self.limiter)
+            .field("limits", &self.limits)
             .field("failover", self.failover.options())
             .finish()
     }
@@ -66,16 +67,36 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
         local: KeyedConfig,
         clock: C,
     ) -> Result<Self, StoreError> {
-        let name = name.into();
-        store.key(b"", &name)?; // the name is valid
+        let limits = LimitSet::one(name, limiter).map_err(|_| {
+            StoreError::Invalid("a limiter name is 1 to 64 bytes of printable ASCII but { } \" \\")
+        })?;
+        Self::with_set(store, limits, failover, local, clock)
+    }
+
+    /// Every member of `limits` per key in `store`, decided all or nothing
+    /// in one round trip; otherwise as [`new`](Self::new).
+    pub fn with_set(
+        store: RedisStore,
+        limits: LimitSet,
+        failover: FailoverOptions,
+        local: KeyedConfig,
+        clock: C,
+    ) -> Result<Self, StoreError> {
+        for (name, _) in limits.members() {
+            store.key(b"", name)?; // the name is valid
+        }
         failover.validate().map_err(|_| {
             StoreError::Invalid("failover: replicas 1 or more, retry_after at most a day")
         })?;
         let local = match failover.on_unavailable {
             OnUnavailable::Local => {
-                let share = replica_share(&limiter, failover.replicas).map_err(|_| {
-                    StoreError::Invalid("the limiter cannot be divided among that many replicas")
-                })?;
+                let share = limits
+                    .try_map(|l| replica_share(l, failover.replicas))
+                    .map_err(|_| {
+                        StoreError::Invalid(
+                            "the limiter cannot be divided among that many replicas",
+                        )
+                    })?;
                 Some(
                     KeyedLimiter::new(share, local, clock.clone())
                         .map_err(|_| StoreError::Invalid("local fallback sizing"))?,
@@ -84,11 +105,10 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
             _ => None,
         };
         Ok(RedisKeyedLimiter {
-            spec: spec_of(&limiter),
+            specs: limits.members().map(|(_, l)| spec_of(l)).collect(),
             local,
             store,
-            name,
-            limiter,
+            limits,
             failover: Failover::new(failover, "limits"),
             clock,
         })
@@ -107,19 +127,13 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
     }
 
     async fn run(&self, key: &[u8], cost: u64, take: bool) -> Result<KeyedDecision, KeyedError> {
-        let cap = self.limiter.capacity();
-        if cost > cap {
-            return Err(CostError::InsufficientCapacity {
-                cost,
-                capacity: cap,
-            }
-            .into());
-        }
-        let m = [Charge {
-            name: &self.name,
-            spec: &self.spec,
-            cost,
-        }];
+        self.limits.fits(cost).map_err(|(_, e)| e)?;
+        let m: Vec<Charge<'_>> = self
+            .limits
+            .members()
+            .zip(&self.specs)
+            .map(|((name, _), spec)| Charge { name, spec, cost })
+            .collect();
         let shared = async {
             if take {
                 self.store.check(key, &m).await
@@ -127,38 +141,57 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
                 self.store.peek(key, &m).await
             }
         };
-        let (decision, source) = match self.failover.call(shared).await? {
-            Ok(d) => (d.decision.decision, Source::Redis),
-            Err(Fallback::Open) => (
-                Decision::uncounted(self.clock.now(), cap, cost),
-                Source::FailOpen,
-            ),
+        match self.failover.call(shared).await? {
+            Ok(d) => Ok(KeyedDecision {
+                decision: d.decision.decision,
+                binding: d.decision.binding.unwrap_or(0),
+                source: Source::Redis,
+                now: d.now,
+            }),
+            Err(Fallback::Open) => {
+                let now = self.clock.now();
+                Ok(KeyedDecision {
+                    decision: Decision::uncounted(now, self.limits.capacity(), cost),
+                    binding: 0,
+                    source: Source::FailOpen,
+                    now,
+                })
+            }
             Err(Fallback::Local) => {
                 let Some(local) = &self.local else {
                     return Err(StoreError::Invalid("no local fallback").into());
                 };
-                let share = local.limiter().capacity();
-                let d = if cost > share {
+                if let Err((member, _)) = local.limiter().fits(cost) {
                     // Fits the whole limit, never this replica's share:
                     // only the shared store can decide it.
                     let now = self.clock.now();
                     let retry = ratebound_core::Duration::from_micros(
                         self.failover.options().retry_after.as_micros() as u64,
                     );
-                    Decision::refused(now, share, now + retry)
-                } else if take {
-                    local.check(&key.to_vec(), cost)?
-                } else {
-                    local.peek(&key.to_vec(), cost)?
-                };
-                (d, Source::Local)
+                    let share = local.limiter().limiter(member).map_or(0, |l| l.capacity());
+                    return Ok(KeyedDecision {
+                        decision: Decision::refused(now, share, now + retry),
+                        binding: member,
+                        source: Source::Local,
+                        now,
+                    });
+                }
+                let d = memory_decision(local, key, cost, take)?;
+                Ok(KeyedDecision {
+                    source: Source::Local,
+                    ..d
+                })
             }
-        };
-        Ok(KeyedDecision { decision, source })
+        }
     }
 
-    /// The limiter.
-    pub fn limiter(&self) -> &AnyLimiter {
-        &self.limiter
+    /// The limits held per key.
+    pub fn limits(&self) -> &LimitSet {
+        &self.limits
+    }
+
+    /// Keys held by the in-memory fallback (`local` only; else 0).
+    pub fn local_keys_held(&self) -> usize {
+        self.local.as_ref().map_or(0, KeyedLimiter::len)
     }
 }

@@ -23,6 +23,8 @@
 
 mod any;
 pub use any::{AnyLimiter, AnyState, CONFIG_LOG_SLOTS};
+mod set;
+pub use set::{LimitSet, SetState, MAX_SET_MEMBERS};
 
 use std::sync::Mutex;
 

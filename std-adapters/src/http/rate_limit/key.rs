@@ -1,0 +1,513 @@
+//! What a request's limits count against: its key, found by an extractor.
+//!
+//! - [`PeerIp`]: the client's IP address — the connection's peer, or, when
+//!   the peer is a trusted proxy, the client it names in `Forwarded` /
+//!   `X-Forwarded-For`; IPv6 grouped by prefix (/64 by default), since one
+//!   client usually holds a whole /64.
+//! - [`HeaderKey`]: a header's value (an API key, a tenant id).
+//! - [`ExtensionKey`]: a request extension an earlier middleware set (the
+//!   authenticated user).
+//! - [`RouteKey`]: the method and route (with feature `axum`, the matched
+//!   route template; else the path).
+//! - a closure `Fn(&Request<B>) -> Result<Option<RateKey>, KeyRejection>`,
+//!   and a pair of extractors (both keys, joined).
+//!
+//! `Ok(None)` lets a request through unlimited; `Err` answers it at once.
+
+use std::fmt;
+use std::hash::BuildHasher;
+use std::marker::PhantomData;
+use std::net::{IpAddr, SocketAddr};
+
+use http::{HeaderName, Request, StatusCode};
+use ipnet::IpNet;
+
+pub use crate::http::layer::KeyRejection;
+
+/// The key a request is counted under: bytes, kept short (an IP's text, a
+/// header's value). Redis keys carry it; logs and traces carry only
+/// [`hash`](RateKey::hash).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RateKey(Vec<u8>);
+
+impl RateKey {
+    /// The key's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// A hash of the key, the same in every process (for logs and traces,
+    /// which never carry the key itself: it may be a secret).
+    pub fn hash(&self) -> u64 {
+        foldhash::fast::FixedState::with_seed(0x7261_7465_626f_756e).hash_one(&self.0)
+    }
+}
+
+impl fmt::Debug for RateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the key: it may be an API secret.
+        write!(f, "RateKey(#{:016x})", self.hash())
+    }
+}
+
+impl From<Vec<u8>> for RateKey {
+    fn from(v: Vec<u8>) -> Self {
+        RateKey(v)
+    }
+}
+
+impl From<&[u8]> for RateKey {
+    fn from(v: &[u8]) -> Self {
+        RateKey(v.to_vec())
+    }
+}
+
+impl From<String> for RateKey {
+    fn from(s: String) -> Self {
+        RateKey(s.into_bytes())
+    }
+}
+
+impl From<&str> for RateKey {
+    fn from(s: &str) -> Self {
+        RateKey(s.as_bytes().to_vec())
+    }
+}
+
+/// Finds a request's key: `Ok(None)` lets the request through unlimited
+/// (e.g. health checks), `Err` answers it at once.
+pub trait ExtractKey<B>: Send + Sync + 'static {
+    /// The key of `req`.
+    fn extract(&self, req: &Request<B>) -> Result<Option<RateKey>, KeyRejection>;
+}
+
+impl<B, F> ExtractKey<B> for F
+where
+    F: Fn(&Request<B>) -> Result<Option<RateKey>, KeyRejection> + Send + Sync + 'static,
+{
+    fn extract(&self, req: &Request<B>) -> Result<Option<RateKey>, KeyRejection> {
+        self(req)
+    }
+}
+
+/// Both keys, joined (e.g. per client IP *and* route); unlimited when
+/// either is.
+impl<B, X: ExtractKey<B>, Y: ExtractKey<B>> ExtractKey<B> for (X, Y) {
+    fn extract(&self, req: &Request<B>) -> Result<Option<RateKey>, KeyRejection> {
+        let (Some(a), Some(b)) = (self.0.extract(req)?, self.1.extract(req)?) else {
+            return Ok(None);
+        };
+        let mut k = a.0;
+        k.push(b'|');
+        k.extend_from_slice(&b.0);
+        Ok(Some(RateKey(k)))
+    }
+}
+
+/// A trusted-proxy entry that is not an address or a network.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not an IP address or network (e.g. 10.0.0.0/8): {0:?}")]
+pub struct ProxyParseError(pub String);
+
+/// The client's IP address, grouped into a network for IPv6.
+///
+/// The client is the connection's peer, read from a [`SocketAddr`] request
+/// extension (hyper services insert it; see the gateway example) or, with
+/// feature `axum`, from axum's `ConnectInfo<SocketAddr>` (serve with
+/// `into_make_service_with_connect_info::<SocketAddr>()`). A request with
+/// neither is answered 500: the server is not passing peer addresses.
+///
+/// Forwarding headers are believed only from trusted proxies: when the
+/// peer is in [`trust`](Self::trust)'s list, the chain in `Forwarded`
+/// (RFC 7239 `for=`), else in `X-Forwarded-For`, is read from the right,
+/// skipping trusted addresses; the first untrusted one is the client. An
+/// entry that is not an address (`unknown`, an obfuscated node, garbage)
+/// ends the walk: the client is the trusted hop that forwarded it. A
+/// client that sends its own `X-Forwarded-For` to a server with no trusted
+/// proxies is keyed by its own address.
+///
+/// ```
+/// use ratebound_std::http::rate_limit::PeerIp;
+///
+/// // Behind a load balancer in 10.0.0.0/8; IPv6 clients grouped by /56.
+/// let peer = PeerIp::new().trust(["10.0.0.0/8"])?.ipv6_prefix(56);
+/// # let _ = peer;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct PeerIp {
+    trusted: Vec<IpNet>,
+    ipv4_prefix: u8,
+    ipv6_prefix: u8,
+}
+
+impl Default for PeerIp {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PeerIp {
+    /// The peer's address; no proxy trusted; IPv4 per address, IPv6 per /64.
+    pub fn new() -> Self {
+        PeerIp {
+            trusted: Vec::new(),
+            ipv4_prefix: 32,
+            ipv6_prefix: 64,
+        }
+    }
+
+    /// Trust these proxies (addresses or networks: `"10.0.0.0/8"`,
+    /// `"::1"`) to name the client in forwarding headers.
+    pub fn trust<S: AsRef<str>>(
+        mut self,
+        proxies: impl IntoIterator<Item = S>,
+    ) -> Result<Self, ProxyParseError> {
+        for p in proxies {
+            let p = p.as_ref().trim();
+            let net = match p.parse::<IpNet>() {
+                Ok(n) => n,
+                Err(_) => p
+                    .parse::<IpAddr>()
+                    .map(IpNet::from)
+                    .map_err(|_| ProxyParseError(p.to_owned()))?,
+            };
+            self.trusted.push(net.trunc());
+        }
+        Ok(self)
+    }
+
+    /// Group IPv6 clients by this prefix (0 to 128; default 64; larger is
+    /// taken as 128).
+    pub fn ipv6_prefix(mut self, bits: u8) -> Self {
+        self.ipv6_prefix = bits.min(128);
+        self
+    }
+
+    /// Group IPv4 clients by this prefix (0 to 32; default 32, one address;
+    /// larger is taken as 32).
+    pub fn ipv4_prefix(mut self, bits: u8) -> Self {
+        self.ipv4_prefix = bits.min(32);
+        self
+    }
+
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.trusted.iter().any(|n| n.contains(&ip))
+    }
+
+    /// The client's address for a connection from `peer` carrying `headers`.
+    pub fn client_ip(&self, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
+        let mut client = peer.to_canonical();
+        if !self.is_trusted(client) {
+            return client;
+        }
+        let forwarded: Vec<&[u8]> = headers
+            .get_all(http::header::FORWARDED)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        let hops: Vec<Option<IpAddr>> = if !forwarded.is_empty() {
+            forwarded
+                .iter()
+                .flat_map(|v| v.split(|&b| b == b','))
+                .map(forwarded_for)
+                .collect()
+        } else {
+            headers
+                .get_all(X_FORWARDED_FOR)
+                .iter()
+                .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+                .map(|h| parse_ip(trim(h)))
+                .collect()
+        };
+        for hop in hops.into_iter().rev() {
+            let Some(ip) = hop else { break };
+            client = ip.to_canonical();
+            if !self.is_trusted(client) {
+                break;
+            }
+        }
+        client
+    }
+
+    /// The key for `ip`: its text, or its network's for a prefix shorter
+    /// than the address.
+    pub fn key_of(&self, ip: IpAddr) -> RateKey {
+        let ip = ip.to_canonical();
+        let bits = match ip {
+            IpAddr::V4(_) => self.ipv4_prefix,
+            IpAddr::V6(_) => self.ipv6_prefix,
+        };
+        let full = if ip.is_ipv4() { 32 } else { 128 };
+        if bits >= full {
+            return RateKey::from(ip.to_string());
+        }
+        // Valid by construction: bits is clamped to the address's length.
+        let net = IpNet::new(ip, bits).map_or(IpNet::from(ip), |n| n.trunc());
+        RateKey::from(net.to_string())
+    }
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+fn trim(b: &[u8]) -> &[u8] {
+    b.trim_ascii()
+}
+
+/// An address as forwarding headers write it: bare, `[v6]`, with a port.
+fn parse_ip(b: &[u8]) -> Option<IpAddr> {
+    let s = std::str::from_utf8(b).ok()?.trim_matches('"');
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return Some(sa.ip());
+    }
+    s.strip_prefix('[')
+        .and_then(|r| r.split(']').next())
+        .and_then(|v6| v6.parse().ok())
+}
+
+/// The `for=` of one `Forwarded` element (`for=192.0.2.1;proto=https`).
+fn forwarded_for(element: &[u8]) -> Option<IpAddr> {
+    element.split(|&b| b == b';').find_map(|pair| {
+        let pair = trim(pair);
+        let (k, v) = pair.split_at(pair.iter().position(|&b| b == b'=')?);
+        k.eq_ignore_ascii_case(b"for")
+            .then(|| parse_ip(&v[1..]))
+            .flatten()
+    })
+}
+
+fn peer_of<B>(req: &Request<B>) -> Option<IpAddr> {
+    if let Some(sa) = req.extensions().get::<SocketAddr>() {
+        return Some(sa.ip());
+    }
+    #[cfg(feature = "axum")]
+    if let Some(ci) = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+    {
+        return Some(ci.0.ip());
+    }
+    None
+}
+
+impl<B> ExtractKey<B> for PeerIp {
+    fn extract(&self, req: &Request<B>) -> Result<Option<RateKey>, KeyRejection> {
+        let Some(peer) = peer_of(req) else {
+            return Err(KeyRejection::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the server passes no peer address to the rate limiter",
+            ));
+        };
+        Ok(Some(self.key_of(self.client_ip(peer, req.headers()))))
+    }
+}
+
+/// A header's value as the key (an API key, a tenant). Without the header
+/// the request is unlimited, unless [`required`](Self::required).
+#[derive(Clone, Debug)]
+pub struct HeaderKey {
+    name: HeaderName,
+    missing: Option<KeyRejection>,
+}
+
+impl HeaderKey {
+    /// Key by `name`'s value.
+    pub fn new(name: HeaderName) -> Self {
+        HeaderKey {
+            name,
+            missing: None,
+        }
+    }
+
+    /// Answer a request without the header with `status` and `message`
+    /// (e.g. 401) instead of letting it through.
+    pub fn required(mut self, status: StatusCode, message: impl Into<String>) -> Self {
+        self.missing = Some(KeyRejection::new(status, message));
+        self
+    }
+}
+
+impl<B> ExtractKey<B> for HeaderKey {
+    fn extract(&self, req: &Request<B>) -> Result<Option<RateKey>, KeyRejection> {
+        match req.headers().get(&self.name) {
+            Some(v) => Ok(Some(RateKey::from(v.as_bytes()))),
+            None => match &self.missing {
+                Some(r) => Err(r.clone()),
+                None => Ok(None),
+            },
+        }
+    }
+}
+
+/// A request extension of type `T` (set by an earlier middleware, e.g. the
+/// authenticated user) as the key, by its `Display` text. Without it the
+/// request is unlimited.
+pub struct ExtensionKey<T>(PhantomData<fn() -> T>);
+
+impl<T> ExtensionKey<T> {
+    /// Key by the `T` extension.
+    pub fn new() -> Self {
+        ExtensionKey(PhantomData)
+    }
+}
+
+impl<T> Default for ExtensionKey<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Clone for ExtensionKey<T> {
+    fn clone(&self) -> Self {
+        Self::new()
+    }
+}
+
+impl<T> fmt::Debug for ExtensionKey<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ExtensionKey<{}>", std::any::type_name::<T>())
+    }
+}
+
+impl<B, T: fmt::Display + Send + Sync + 'static> ExtractKey<B> for ExtensionKey<T> {
+    fn extract(&self, req: &Request<B>) -> Result<Option<RateKey>, KeyRejection> {
+        Ok(req
+            .extensions()
+            .get::<T>()
+            .map(|t| RateKey::from(t.to_string())))
+    }
+}
+
+/// The method and route as the key (`GET /users/{id}`): one limit per
+/// endpoint, shared by every client. With feature `axum` the route is the
+/// matched template (`MatchedPath`); else the request's path.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RouteKey;
+
+impl<B> ExtractKey<B> for RouteKey {
+    fn extract(&self, req: &Request<B>) -> Result<Option<RateKey>, KeyRejection> {
+        #[cfg(feature = "axum")]
+        if let Some(m) = req.extensions().get::<axum::extract::MatchedPath>() {
+            return Ok(Some(RateKey::from(format!(
+                "{} {}",
+                req.method(),
+                m.as_str()
+            ))));
+        }
+        Ok(Some(RateKey::from(format!(
+            "{} {}",
+            req.method(),
+            req.uri().path()
+        ))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderMap;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_forwards() {
+        let p = PeerIp::new().trust(["10.0.0.0/8"]).unwrap();
+        let h = headers(&[("x-forwarded-for", "1.2.3.4"), ("forwarded", "for=5.6.7.8")]);
+        assert_eq!(p.client_ip(ip("203.0.113.9"), &h), ip("203.0.113.9"));
+        assert_eq!(
+            PeerIp::new().client_ip(ip("203.0.113.9"), &h),
+            ip("203.0.113.9")
+        );
+    }
+
+    #[test]
+    fn the_chain_is_read_from_the_right_skipping_trusted_hops() {
+        let p = PeerIp::new().trust(["10.0.0.0/8", "192.0.2.1"]).unwrap();
+        // The client forged the first entry; 198.51.100.7 is who reached our proxies.
+        let h = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 192.0.2.1")]);
+        assert_eq!(p.client_ip(ip("10.1.2.3"), &h), ip("198.51.100.7"));
+        // Several header lines form one list.
+        let h = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-for", "198.51.100.7"),
+        ]);
+        assert_eq!(p.client_ip(ip("10.1.2.3"), &h), ip("198.51.100.7"));
+        // Garbage ends the walk at the trusted hop that forwarded it.
+        let h = headers(&[("x-forwarded-for", "1.1.1.1, garbage, 192.0.2.1")]);
+        assert_eq!(p.client_ip(ip("10.1.2.3"), &h), ip("192.0.2.1"));
+        // Every hop trusted: the leftmost.
+        let h = headers(&[("x-forwarded-for", "10.9.9.9, 192.0.2.1")]);
+        assert_eq!(p.client_ip(ip("10.1.2.3"), &h), ip("10.9.9.9"));
+    }
+
+    #[test]
+    fn forwarded_wins_over_x_forwarded_for_and_reads_ports_and_brackets() {
+        let p = PeerIp::new().trust(["::1"]).unwrap();
+        let h = headers(&[
+            (
+                "forwarded",
+                r#"for="[2001:db8::7]:4711";proto=https, for=::1"#,
+            ),
+            ("x-forwarded-for", "1.2.3.4"),
+        ]);
+        assert_eq!(p.client_ip(ip("::1"), &h), ip("2001:db8::7"));
+        let h = headers(&[("forwarded", "for=192.0.2.60:80;by=203.0.113.43")]);
+        assert_eq!(p.client_ip(ip("::1"), &h), ip("192.0.2.60"));
+        let h = headers(&[("forwarded", "for=unknown")]);
+        assert_eq!(p.client_ip(ip("::1"), &h), ip("::1"));
+    }
+
+    #[test]
+    fn ipv6_clients_are_grouped_by_prefix_and_mapped_v4_is_v4() {
+        let p = PeerIp::new();
+        assert_eq!(
+            p.key_of(ip("2001:db8:1:2:aaaa::1")).as_bytes(),
+            b"2001:db8:1:2::/64"
+        );
+        assert_eq!(
+            p.key_of(ip("2001:db8:1:2:bbbb::9")),
+            p.key_of(ip("2001:db8:1:2::1"))
+        );
+        assert_ne!(
+            p.key_of(ip("2001:db8:1:3::1")),
+            p.key_of(ip("2001:db8:1:2::1"))
+        );
+        assert_eq!(
+            p.key_of(ip("::ffff:203.0.113.9")).as_bytes(),
+            b"203.0.113.9"
+        );
+        let p = PeerIp::new().ipv6_prefix(128).ipv4_prefix(24);
+        assert_eq!(p.key_of(ip("2001:db8::1")).as_bytes(), b"2001:db8::1");
+        assert_eq!(p.key_of(ip("203.0.113.9")).as_bytes(), b"203.0.113.0/24");
+    }
+
+    #[test]
+    fn a_bad_proxy_entry_is_an_error_naming_it() {
+        let e = PeerIp::new().trust(["10.0.0.0/8", "nope"]).unwrap_err();
+        assert_eq!(e, ProxyParseError("nope".into()));
+        assert!(e.to_string().contains("nope"));
+    }
+
+    #[test]
+    fn a_key_never_shows_itself_in_debug() {
+        let k = RateKey::from("sk-secret");
+        assert!(!format!("{k:?}").contains("secret"));
+        assert_eq!(k.hash(), RateKey::from("sk-secret").hash());
+    }
+}

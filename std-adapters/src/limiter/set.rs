@@ -1,0 +1,306 @@
+//! Several named limits decided together, all or nothing (core's policy
+//! sets), as one [`Limiter`] a keyed store can hold per key.
+
+use ratebound_core::policy::{bind, check_all, fold, peek_all, Member, PolicyDecision};
+use ratebound_core::{ConfigError, CostError, Decision, Instant, Limiter};
+
+use super::{AnyLimiter, AnyState};
+
+/// The most members a set may have.
+pub const MAX_SET_MEMBERS: usize = 8;
+
+/// Named limits decided together: a request is admitted only if every
+/// member admits it, and then every member counts it (core's
+/// [`check_all`]). One member is a plain limiter under a name.
+///
+/// ```
+/// use ratebound_core::{Duration, Gcra, Instant, SlidingCounter};
+/// use ratebound_std::limiter::{AnyLimiter, LimitSet};
+///
+/// let set = LimitSet::new([
+///     ("per_second", AnyLimiter::Gcra(Gcra::per_second(10)?)),
+///     ("per_minute", AnyLimiter::SlidingCounter(SlidingCounter::new(100, Duration::from_secs(60))?)),
+/// ])?;
+/// let mut state = Default::default();
+/// let now = Instant::from_secs(1_000);
+/// let d = set.check_set(&mut state, now, 10)?;
+/// assert!(d.decision.allowed);
+/// let d = set.check_set(&mut state, now, 1)?;
+/// assert!(!d.decision.allowed);
+/// assert_eq!(set.name(d.binding.unwrap()), "per_second");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitSet {
+    members: Vec<(String, AnyLimiter)>,
+}
+
+/// The state of a [`LimitSet`] for one key: one [`AnyState`] per member,
+/// the first held in place (a set of one allocates nothing).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SetState {
+    first: AnyState,
+    rest: Vec<AnyState>,
+}
+
+impl SetState {
+    /// The state of member `i` (fresh when never used).
+    pub fn member(&self, i: usize) -> Option<&AnyState> {
+        match i {
+            0 => Some(&self.first),
+            _ => self.rest.get(i - 1),
+        }
+    }
+}
+
+impl LimitSet {
+    /// A set of `(name, limiter)` members: 1 to [`MAX_SET_MEMBERS`], names
+    /// unique, 1 to 64 bytes of printable ASCII other than `{`, `}`, `"`
+    /// and `\` (they name Redis keys and quoted header items).
+    pub fn new<N: Into<String>>(
+        members: impl IntoIterator<Item = (N, AnyLimiter)>,
+    ) -> Result<Self, ConfigError> {
+        let members: Vec<(String, AnyLimiter)> =
+            members.into_iter().map(|(n, l)| (n.into(), l)).collect();
+        if members.is_empty() {
+            return Err(ConfigError::Zero { field: "limits" });
+        }
+        if members.len() > MAX_SET_MEMBERS {
+            return Err(ConfigError::TooLarge {
+                field: "limits",
+                max: MAX_SET_MEMBERS as u64,
+            });
+        }
+        for (i, (name, _)) in members.iter().enumerate() {
+            let valid = |b: u8| b.is_ascii_graphic() && !matches!(b, b'{' | b'}' | b'"' | b'\\');
+            if name.is_empty() || name.len() > 64 || !name.bytes().all(valid) {
+                return Err(ConfigError::Invalid {
+                    field: "limits",
+                    reason: "names are 1 to 64 bytes of printable ASCII but { } \" \\",
+                });
+            }
+            if members[..i].iter().any(|(n, _)| n == name) {
+                return Err(ConfigError::Invalid {
+                    field: "limits",
+                    reason: "names must be unique",
+                });
+            }
+        }
+        Ok(LimitSet { members })
+    }
+
+    /// One limiter named `name`.
+    pub fn one(name: impl Into<String>, limiter: AnyLimiter) -> Result<Self, ConfigError> {
+        Self::new([(name.into(), limiter)])
+    }
+
+    /// The members, in order.
+    pub fn members(&self) -> impl ExactSizeIterator<Item = (&str, &AnyLimiter)> {
+        self.members.iter().map(|(n, l)| (n.as_str(), l))
+    }
+
+    /// How many members.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Never true: a set has at least one member.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Member `i`'s name (`""` past the end).
+    pub fn name(&self, i: usize) -> &str {
+        self.members.get(i).map_or("", |(n, _)| n.as_str())
+    }
+
+    /// Member `i`'s limiter.
+    pub fn limiter(&self, i: usize) -> Option<&AnyLimiter> {
+        self.members.get(i).map(|(_, l)| l)
+    }
+
+    /// The most one call can ever be granted: the smallest member's capacity.
+    pub fn capacity(&self) -> u64 {
+        self.members
+            .iter()
+            .map(|(_, l)| l.capacity())
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// A cost no member can refuse for size, else the first member's error.
+    pub fn fits(&self, cost: u64) -> Result<(), (usize, CostError)> {
+        match self.members.iter().position(|(_, l)| cost > l.capacity()) {
+            None => Ok(()),
+            Some(i) => Err((
+                i,
+                CostError::InsufficientCapacity {
+                    cost,
+                    capacity: self.members[i].1.capacity(),
+                },
+            )),
+        }
+    }
+
+    /// The same set with every member replaced by `f` of it (e.g. one
+    /// replica's share).
+    pub fn try_map(
+        &self,
+        f: impl Fn(&AnyLimiter) -> Result<AnyLimiter, ConfigError>,
+    ) -> Result<Self, ConfigError> {
+        let members = self
+            .members
+            .iter()
+            .map(|(n, l)| Ok((n.clone(), f(l)?)))
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        Ok(LimitSet { members })
+    }
+
+    fn states<'a>(&self, state: &'a mut SetState) -> impl Iterator<Item = &'a mut AnyState> {
+        state.rest.resize(self.members.len() - 1, AnyState::Fresh);
+        std::iter::once(&mut state.first).chain(state.rest.iter_mut())
+    }
+
+    /// Check every member at `now`, all or nothing; the decision names the
+    /// binding member. A cost some member can never fit errors, consuming
+    /// nothing.
+    pub fn check_set(
+        &self,
+        state: &mut SetState,
+        now: Instant,
+        cost: u64,
+    ) -> Result<PolicyDecision, CostError> {
+        if let [(_, l)] = self.members.as_slice() {
+            // One member: its own check is all or nothing already.
+            let d = l.check(&mut state.first, now, cost)?;
+            return Ok(fold(now, std::iter::once((0, d))));
+        }
+        let mut bound: Vec<_> = self
+            .members
+            .iter()
+            .zip(self.states(state))
+            .map(|((_, l), s)| bind(l, s))
+            .collect();
+        let mut members: Vec<(&mut dyn Member, u64)> = bound
+            .iter_mut()
+            .map(|b| (b as &mut dyn Member, cost))
+            .collect();
+        check_all(now, &mut members).map_err(|e| e.error)
+    }
+
+    /// What [`check_set`](Self::check_set) would decide, changing nothing.
+    pub fn peek_set(
+        &self,
+        state: &SetState,
+        now: Instant,
+        cost: u64,
+    ) -> Result<PolicyDecision, CostError> {
+        let fresh = AnyState::Fresh;
+        let peeks: Vec<Peek<'_>> = self
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, (_, l))| Peek {
+                limiter: l,
+                state: state.member(i).unwrap_or(&fresh),
+            })
+            .collect();
+        let members: Vec<(&dyn Member, u64)> =
+            peeks.iter().map(|p| (p as &dyn Member, cost)).collect();
+        peek_all(now, &members).map_err(|e| e.error)
+    }
+}
+
+/// A member that is only peeked.
+struct Peek<'a> {
+    limiter: &'a AnyLimiter,
+    state: &'a AnyState,
+}
+
+impl Member for Peek<'_> {
+    fn peek(&self, now: Instant, cost: u64) -> Result<Decision, CostError> {
+        self.limiter.peek(self.state, now, cost)
+    }
+    fn check(&mut self, now: Instant, cost: u64) -> Result<Decision, CostError> {
+        // peek_all never checks.
+        self.limiter.peek(self.state, now, cost)
+    }
+}
+
+impl Limiter for LimitSet {
+    type State = SetState;
+    fn check(&self, state: &mut SetState, now: Instant, cost: u64) -> Result<Decision, CostError> {
+        self.check_set(state, now, cost).map(|d| d.decision)
+    }
+    fn peek(&self, state: &SetState, now: Instant, cost: u64) -> Result<Decision, CostError> {
+        self.peek_set(state, now, cost).map(|d| d.decision)
+    }
+    fn is_idle(&self, state: &SetState, now: Instant) -> bool {
+        let fresh = AnyState::Fresh;
+        self.members
+            .iter()
+            .enumerate()
+            .all(|(i, (_, l))| l.is_idle(state.member(i).unwrap_or(&fresh), now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratebound_core::{Duration, Gcra, SlidingLog};
+
+    fn set() -> LimitSet {
+        LimitSet::new([
+            ("burst", AnyLimiter::Gcra(Gcra::per_second(2).unwrap())),
+            (
+                "minute",
+                AnyLimiter::SlidingLog(SlidingLog::new(3, Duration::from_secs(60)).unwrap()),
+            ),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn a_denial_by_one_member_consumes_nothing_from_the_others() {
+        let s = set();
+        let mut st = SetState::default();
+        let t = Instant::from_secs(100);
+        assert!(s.check_set(&mut st, t, 2).unwrap().decision.allowed);
+        let d = s.check_set(&mut st, t, 1).unwrap();
+        assert!(!d.decision.allowed);
+        assert_eq!(s.name(d.binding.unwrap()), "burst");
+        // The minute log still holds only the first 2.
+        let later = t + Duration::from_secs(1);
+        let d = s.peek_set(&st, later, 1).unwrap();
+        assert!(d.decision.allowed);
+        assert_eq!(d.decision.remaining, 0, "the log has 1 left; after this, 0");
+        assert!(s.check_set(&mut st, later, 1).unwrap().decision.allowed);
+        let d = s
+            .check_set(&mut st, later + Duration::from_secs(1), 1)
+            .unwrap();
+        assert!(!d.decision.allowed);
+        assert_eq!(s.name(d.binding.unwrap()), "minute");
+    }
+
+    #[test]
+    fn bad_sets_are_typed_errors() {
+        let g = AnyLimiter::Gcra(Gcra::per_second(1).unwrap());
+        assert!(LimitSet::new(Vec::<(String, AnyLimiter)>::new()).is_err());
+        assert!(LimitSet::new([("a", g), ("a", g)]).is_err());
+        assert!(LimitSet::new([("a{b}", g)]).is_err());
+        assert!(LimitSet::new([("", g)]).is_err());
+        assert!(LimitSet::new((0..9).map(|i| (format!("m{i}"), g))).is_err());
+        assert!(LimitSet::new((0..8).map(|i| (format!("m{i}"), g))).is_ok());
+    }
+
+    #[test]
+    fn a_fresh_state_is_idle_and_a_used_one_is_not() {
+        let s = set();
+        let mut st = SetState::default();
+        let t = Instant::from_secs(100);
+        assert!(s.is_idle(&st, t));
+        s.check_set(&mut st, t, 1).unwrap();
+        assert!(!s.is_idle(&st, t));
+        assert!(s.is_idle(&st, t + Duration::from_secs(61)));
+    }
+}

@@ -1,0 +1,431 @@
+//! The general rate-limit layer over real HTTP on loopback: an axum app
+//! served with connect info, a reqwest client, and (where a backend is
+//! involved) a real redis-server. One test body runs over both backends.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use axum::routing::get;
+use axum::Router;
+use ratebound_core::{Duration, Gcra, SlidingLog};
+use ratebound_std::clock::SystemClock;
+use ratebound_std::fallback::{FailoverOptions, OnUnavailable};
+use ratebound_std::http::rate_limit::{
+    ExtensionKey, HeaderKey, KeyRejection, Outcome, PeerIp, RateKey, RateLimitLayer, RouteKey,
+};
+use ratebound_std::keyed::{AnyKeyedLimiter, KeyedConfig, RedisKeyedLimiter};
+use ratebound_std::limiter::{AnyLimiter, LimitSet};
+use ratebound_std::redis::{RedisOptions, RedisStore};
+use support::redis_server::RedisServer;
+
+type Limits = AnyKeyedLimiter<SystemClock>;
+
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    format!("http://{addr}")
+}
+
+fn app() -> Router {
+    Router::new()
+        .route("/", get(|| async { "ok" }))
+        .route("/users/{id}", get(|| async { "user" }))
+        .route("/other", get(|| async { "other" }))
+}
+
+fn per_minute(n: u64) -> LimitSet {
+    LimitSet::one("per_minute", AnyLimiter::Gcra(Gcra::per_minute(n).unwrap())).unwrap()
+}
+
+fn memory(set: LimitSet) -> Limits {
+    AnyKeyedLimiter::memory(set, KeyedConfig::default(), SystemClock).unwrap()
+}
+
+async fn redis(server: &RedisServer, set: LimitSet, on: OnUnavailable) -> Limits {
+    let opts = RedisOptions {
+        timeout: StdDuration::from_millis(300),
+        ..RedisOptions::default()
+    };
+    let store = RedisStore::connect(&server.url(), opts).await.unwrap();
+    AnyKeyedLimiter::Redis(Box::new(
+        RedisKeyedLimiter::with_set(
+            store,
+            set,
+            FailoverOptions::new(on),
+            KeyedConfig::default(),
+            SystemClock,
+        )
+        .unwrap(),
+    ))
+}
+
+/// Statuses of `n` GETs of `path`, each with `headers`.
+async fn statuses(base: &str, path: &str, n: usize, headers: &[(&str, &str)]) -> Vec<u16> {
+    let client = reqwest::Client::new();
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let mut req = client.get(format!("{base}{path}"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        out.push(req.send().await.unwrap().status().as_u16());
+    }
+    out
+}
+
+/// The same body over memory and Redis: three per minute per IP, a policy
+/// set whose binding member is named in the headers, and the 429's fields.
+async fn per_ip_limit_answers_429_with_its_fields(limits: Limits, backend: &str) {
+    let layer = RateLimitLayer::new(limits, PeerIp::new()).legacy_headers(true);
+    let base = serve(app().layer(layer)).await;
+    assert_eq!(
+        statuses(&base, "/", 3, &[]).await,
+        [200, 200, 200],
+        "{backend}"
+    );
+    let res = reqwest::get(format!("{base}/")).await.unwrap();
+    assert_eq!(res.status(), 429, "{backend}");
+    let h = res.headers();
+    let retry: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(
+        (1..=20).contains(&retry),
+        "{backend}: one token per 20 s: {retry}"
+    );
+    assert_eq!(
+        h["ratelimit-policy"], "\"per_minute\";q=3;w=60;bucket",
+        "{backend}"
+    );
+    let state = h["ratelimit"].to_str().unwrap();
+    assert!(
+        state.starts_with("\"per_minute\";r=0;t="),
+        "{backend}: {state}"
+    );
+    assert_eq!(h["x-ratelimit-limit"], "3", "{backend}");
+    assert_eq!(h["x-ratelimit-remaining"], "0", "{backend}");
+    assert_eq!(h["content-type"], "application/json", "{backend}");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded", "{backend}");
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("per_minute") && msg.contains(&format!("{retry}s")),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn per_ip_in_memory() {
+    per_ip_limit_answers_429_with_its_fields(memory(per_minute(3)), "memory").await;
+}
+
+#[tokio::test]
+async fn per_ip_in_redis() {
+    let server = RedisServer::start();
+    let limits = redis(&server, per_minute(3), OnUnavailable::Closed).await;
+    per_ip_limit_answers_429_with_its_fields(limits, "redis").await;
+}
+
+/// Two members, all or nothing, over both backends: the per-second member
+/// denies the third request and the per-minute one has counted only two.
+async fn a_set_counts_nothing_it_denies(limits: Limits, backend: &str) {
+    let layer = RateLimitLayer::new(
+        limits,
+        HeaderKey::new(http::HeaderName::from_static("x-api-key")),
+    );
+    let base = serve(app().layer(layer)).await;
+    let key = [("x-api-key", "k1")];
+    assert_eq!(
+        statuses(&base, "/", 3, &key).await,
+        [200, 200, 429],
+        "{backend}"
+    );
+    let res = reqwest::Client::new()
+        .get(format!("{base}/"))
+        .header("x-api-key", "k1")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers()["ratelimit"]
+        .to_str()
+        .unwrap()
+        .starts_with("\"burst\""));
+    tokio::time::sleep(StdDuration::from_millis(1_100)).await;
+    // The minute allows 3: two were counted, the denied ones were not.
+    assert_eq!(statuses(&base, "/", 2, &key).await, [200, 429], "{backend}");
+    let res = reqwest::Client::new()
+        .get(format!("{base}/"))
+        .header("x-api-key", "k1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(
+        res.headers()["ratelimit"]
+            .to_str()
+            .unwrap()
+            .starts_with("\"minute\";r=0"),
+        "{backend}: {:?}",
+        res.headers()["ratelimit"]
+    );
+    assert_eq!(
+        res.headers()["ratelimit-policy"],
+        "\"burst\";q=2;w=1;bucket, \"minute\";q=3;w=60",
+        "{backend}"
+    );
+    // Another key, and no key at all (unlimited), are untouched.
+    assert_eq!(
+        statuses(&base, "/", 2, &[("x-api-key", "k2")]).await,
+        [200, 200]
+    );
+    assert_eq!(statuses(&base, "/", 5, &[]).await, [200; 5]);
+}
+
+fn burst_and_minute() -> LimitSet {
+    LimitSet::new([
+        ("burst", AnyLimiter::Gcra(Gcra::per_second(2).unwrap())),
+        (
+            "minute",
+            AnyLimiter::SlidingLog(SlidingLog::new(3, Duration::from_secs(60)).unwrap()),
+        ),
+    ])
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_set_by_header_in_memory() {
+    a_set_counts_nothing_it_denies(memory(burst_and_minute()), "memory").await;
+}
+
+#[tokio::test]
+async fn a_set_by_header_in_redis() {
+    let server = RedisServer::start();
+    let limits = redis(&server, burst_and_minute(), OnUnavailable::Closed).await;
+    a_set_counts_nothing_it_denies(limits, "redis").await;
+}
+
+#[tokio::test]
+async fn a_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored() {
+    // Trusts only 10.0.0.0/8: the test client (127.0.0.1) is not a proxy.
+    let extract = PeerIp::new().trust(["10.0.0.0/8"]).unwrap();
+    let base = serve(app().layer(RateLimitLayer::new(memory(per_minute(2)), extract))).await;
+    let client = reqwest::Client::new();
+    let mut got = Vec::new();
+    for i in 0..4 {
+        let res = client
+            .get(format!("{base}/"))
+            .header("x-forwarded-for", format!("198.51.100.{i}"))
+            .header("forwarded", format!("for=203.0.113.{i}"))
+            .send()
+            .await
+            .unwrap();
+        got.push(res.status().as_u16());
+    }
+    assert_eq!(got, [200, 200, 429, 429], "every request is 127.0.0.1's");
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_names_the_client() {
+    let extract = PeerIp::new().trust(["127.0.0.1"]).unwrap();
+    let base = serve(app().layer(RateLimitLayer::new(memory(per_minute(2)), extract))).await;
+    let a = [("x-forwarded-for", "6.6.6.6, 198.51.100.1")];
+    let b = [("x-forwarded-for", "198.51.100.2")];
+    assert_eq!(statuses(&base, "/", 3, &a).await, [200, 200, 429]);
+    assert_eq!(statuses(&base, "/", 2, &b).await, [200, 200]);
+    // IPv6 clients in one /64 share a limit; the next /64 has its own.
+    let v6 = [("forwarded", "for=\"[2001:db8:0:1::a]\"")];
+    let v6_same = [("forwarded", "for=\"[2001:db8:0:1:ffff::b]:443\"")];
+    let v6_next = [("forwarded", "for=\"[2001:db8:0:2::a]\"")];
+    assert_eq!(statuses(&base, "/", 2, &v6).await, [200, 200]);
+    assert_eq!(statuses(&base, "/", 1, &v6_same).await, [429]);
+    assert_eq!(statuses(&base, "/", 1, &v6_next).await, [200]);
+}
+
+#[tokio::test]
+async fn a_required_header_rejects_requests_without_it() {
+    let extract = HeaderKey::new(http::HeaderName::from_static("x-api-key"))
+        .required(http::StatusCode::UNAUTHORIZED, "an API key is required");
+    let base = serve(app().layer(RateLimitLayer::new(memory(per_minute(1)), extract))).await;
+    let res = reqwest::get(format!("{base}/")).await.unwrap();
+    assert_eq!(res.status(), 401);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["message"], "an API key is required");
+}
+
+#[derive(Clone)]
+struct User(String);
+
+impl std::fmt::Display for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[tokio::test]
+async fn an_extension_set_by_earlier_middleware_is_the_key() {
+    let layer = RateLimitLayer::new(memory(per_minute(1)), ExtensionKey::<User>::new());
+    // The "auth" middleware: the user named by ?u=, none without it.
+    let auth = tower::ServiceBuilder::new()
+        .map_request(|mut req: http::Request<axum::body::Body>| {
+            let user = req.uri().query().and_then(|q| q.strip_prefix("u="));
+            if let Some(u) = user.map(str::to_owned) {
+                req.extensions_mut().insert(User(u));
+            }
+            req
+        })
+        .layer(layer);
+    let base = serve(app().layer(auth)).await;
+    assert_eq!(statuses(&base, "/?u=ann", 2, &[]).await, [200, 429]);
+    assert_eq!(statuses(&base, "/?u=bob", 2, &[]).await, [200, 429]);
+    assert_eq!(
+        statuses(&base, "/", 3, &[]).await,
+        [200; 3],
+        "no user: unlimited"
+    );
+}
+
+#[tokio::test]
+async fn the_route_template_is_one_key_for_every_client_and_id() {
+    let base = serve(app().layer(RateLimitLayer::new(memory(per_minute(2)), RouteKey))).await;
+    assert_eq!(statuses(&base, "/users/1", 1, &[]).await, [200]);
+    assert_eq!(statuses(&base, "/users/2", 2, &[]).await, [200, 429]);
+    assert_eq!(statuses(&base, "/other", 2, &[]).await, [200, 200]);
+}
+
+#[tokio::test]
+async fn a_closure_and_a_pair_of_extractors() {
+    // Per IP and route together.
+    let base = serve(app().layer(RateLimitLayer::new(
+        memory(per_minute(1)),
+        (PeerIp::new(), RouteKey),
+    )))
+    .await;
+    assert_eq!(statuses(&base, "/", 2, &[]).await, [200, 429]);
+    assert_eq!(statuses(&base, "/other", 1, &[]).await, [200]);
+    // A closure: health checks unlimited, a bad tenant refused.
+    let tenant = |req: &http::Request<axum::body::Body>| {
+        if req.uri().path() == "/other" {
+            return Ok(None);
+        }
+        match req.headers().get("x-tenant") {
+            Some(t) if t == "evil" => Err(KeyRejection::new(http::StatusCode::FORBIDDEN, "no")),
+            Some(t) => Ok(Some(RateKey::from(t.as_bytes()))),
+            None => Ok(Some(RateKey::from("anonymous"))),
+        }
+    };
+    let base = serve(app().layer(RateLimitLayer::new(memory(per_minute(1)), tenant))).await;
+    assert_eq!(
+        statuses(&base, "/", 2, &[("x-tenant", "t1")]).await,
+        [200, 429]
+    );
+    assert_eq!(
+        statuses(&base, "/", 1, &[("x-tenant", "evil")]).await,
+        [403]
+    );
+    assert_eq!(statuses(&base, "/other", 3, &[]).await, [200; 3]);
+}
+
+#[tokio::test]
+async fn cost_shadow_hook_and_headers_on_success() {
+    let seen = Arc::new([const { AtomicUsize::new(0) }; 3]);
+    let counts = Arc::clone(&seen);
+    let layer = RateLimitLayer::new(memory(per_minute(10)), PeerIp::new())
+        .cost(|req: &http::Request<axum::body::Body>| {
+            if req.uri().path() == "/other" {
+                4
+            } else if req.uri().path() == "/users/big" {
+                11
+            } else {
+                1
+            }
+        })
+        .shadow(true)
+        .headers_on_success(true)
+        .on_decision(move |e| {
+            let i = match e.outcome {
+                Outcome::Allowed => 0,
+                Outcome::Denied => 1,
+                Outcome::ShadowDenied => 2,
+            };
+            counts[i].fetch_add(1, Ordering::Relaxed);
+        });
+    let base = serve(app().layer(layer)).await;
+    // 4 + 4 fit 10; the third 4 does not, but shadow mode lets it through.
+    let res = reqwest::get(format!("{base}/other")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["ratelimit"], "\"per_minute\";r=6;t=24");
+    assert_eq!(statuses(&base, "/other", 2, &[]).await, [200, 200]);
+    // A cost over the capacity can never be admitted: 413, even in shadow
+    // mode it passes (shadow never refuses).
+    assert_eq!(statuses(&base, "/users/big", 1, &[]).await, [200]);
+    let c: Vec<usize> = seen.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    assert_eq!(c, [2, 0, 1], "allowed, denied, shadow-denied");
+    // Enforced, the same costs: the third is refused, the oversized is 413.
+    let layer = RateLimitLayer::new(memory(per_minute(10)), PeerIp::new()).cost(
+        |req: &http::Request<axum::body::Body>| {
+            if req.uri().path() == "/users/big" {
+                11
+            } else {
+                4
+            }
+        },
+    );
+    let base = serve(app().layer(layer)).await;
+    assert_eq!(statuses(&base, "/", 3, &[]).await, [200, 200, 429]);
+    let res = reqwest::get(format!("{base}/users/big")).await.unwrap();
+    assert_eq!(res.status(), 413);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limit_cost_too_large");
+}
+
+#[tokio::test]
+async fn redis_down_under_closed_is_503_and_under_open_admits() {
+    let server = RedisServer::start();
+    let closed = redis(&server, per_minute(5), OnUnavailable::Closed).await;
+    let open = redis(&server, per_minute(5), OnUnavailable::Open).await;
+    let closed = serve(app().layer(RateLimitLayer::new(closed, PeerIp::new()))).await;
+    let open = serve(app().layer(RateLimitLayer::new(open, PeerIp::new()))).await;
+    assert_eq!(statuses(&closed, "/", 1, &[]).await, [200]);
+    assert_eq!(statuses(&open, "/", 1, &[]).await, [200]);
+    server.kill();
+    let res = reqwest::get(format!("{closed}/")).await.unwrap();
+    assert_eq!(res.status(), 503);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limit_store_unavailable");
+    assert_eq!(statuses(&open, "/", 7, &[]).await, [200; 7]);
+}
+
+#[tokio::test]
+async fn a_full_store_refuses_new_keys_with_503() {
+    let limits = AnyKeyedLimiter::memory(
+        per_minute(5),
+        KeyedConfig::default().with_max_keys(1).with_shards(1),
+        SystemClock,
+    )
+    .unwrap();
+    let layer = RateLimitLayer::new(
+        limits,
+        HeaderKey::new(http::HeaderName::from_static("x-api-key")),
+    );
+    let base = serve(app().layer(layer)).await;
+    assert_eq!(statuses(&base, "/", 1, &[("x-api-key", "a")]).await, [200]);
+    let res = reqwest::Client::new()
+        .get(format!("{base}/"))
+        .header("x-api-key", "b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["retry-after"], "1");
+    assert_eq!(statuses(&base, "/", 1, &[("x-api-key", "a")]).await, [200]);
+}
