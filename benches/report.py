@@ -75,6 +75,17 @@ def main():
             lines.append(f"| {group}/{fn} | {fmt(a)} |")
         except FileNotFoundError:
             lines.append(f"| {group}/{fn} | not run |")
+    try:
+        bare, _ = ns("http_layer_per_ip", "bare")
+        ours, _ = ns("http_layer_per_ip", "ratebound")
+        peer, _ = ns("http_layer_per_ip", "tower_governor")
+        lines.append("")
+        lines.append(f"Per-IP layer on one axum handler (`--bench http_layer`, in process through `oneshot`, 1,024 clients): "
+                     f"handler alone {fmt(bare)}; ratebound's `RateLimitLayer` adds {fmt(ours - bare)}, tower_governor's "
+                     f"`GovernorLayer` adds {fmt(peer - bare)}: **{(ours - bare) / (peer - bare):.2f}× tower_governor's added time** (goal ≤ 1.0).")
+    except FileNotFoundError:
+        lines.append("")
+        lines.append("Per-IP layer: not run.")
     if len(sys.argv) > 1 and os.path.exists(sys.argv[1]):
         with open(sys.argv[1]) as f:
             m = json.load(f)

@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo bench -p ratebound-benches --bench limiters
+cargo bench -p ratebound-benches --bench http_layer
 cargo run -q --release -p ratebound-benches --bin bytes_per_key > target/bytes_per_key.json
 cargo run -q --release -p ratebound-benches --bin interleaved > target/interleaved.json
 if command -v gungraun-runner >/dev/null && command -v valgrind >/dev/null; then

@@ -123,6 +123,7 @@ fi
 
 say "benchmarks compile and run once (criterion test mode); bytes per key"
 cargo test -q -p ratebound-benches --bench limiters
+cargo test -q -p ratebound-benches --bench http_layer
 cargo run -q -p ratebound-benches --bin bytes_per_key
 
 if [ -z "${RATEBOUND_SKIP_EMBEDDED:-}" ]; then

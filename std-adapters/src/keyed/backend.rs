@@ -3,6 +3,7 @@
 //! per key is a [`LimitSet`]: one limiter, or several decided all or nothing.
 
 use ratebound_core::{ConfigError, CostError, Decision};
+use smallvec::SmallVec;
 
 use super::{KeyedConfig, KeyedLimiter};
 use crate::clock::Clock;
@@ -19,6 +20,9 @@ pub struct KeyedDecision {
     /// The member it binds: on denial the denying one with the latest
     /// `retry_at`, else the one with least left (0 for a single limiter).
     pub binding: usize,
+    /// When the binding member alone is full again (the set's
+    /// `decision.reset_at` is when every member is).
+    pub binding_reset_at: ratebound_core::Instant,
     /// Redis, or the failure policy's answer.
     pub source: Source,
     /// When it was made (Redis's clock for a decision made there): what
@@ -87,7 +91,7 @@ impl From<AcquireError> for KeyedError {
 #[derive(Debug)]
 pub enum AnyKeyedLimiter<C: Clock + Clone> {
     /// In this process, bounded.
-    Memory(Box<KeyedLimiter<Vec<u8>, LimitSet, C>>),
+    Memory(Box<KeyedLimiter<KeyBytes, LimitSet, C>>),
     /// In Redis, shared by every server.
     #[cfg(feature = "redis")]
     Redis(Box<super::RedisKeyedLimiter<C>>),
@@ -139,27 +143,49 @@ impl<C: Clock + Clone> AnyKeyedLimiter<C> {
     }
 }
 
-/// A set's decision for `key` in an in-memory store (`take`: check, else peek).
-pub(super) fn memory_decision<C: Clock>(
-    store: &KeyedLimiter<Vec<u8>, LimitSet, C>,
+/// A key as the in-memory stores hold it: its bytes, in place up to 24
+/// (an IP address's text, a short id), else on the heap.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyBytes(SmallVec<[u8; 24]>);
+
+impl KeyBytes {
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<&[u8]> for KeyBytes {
+    fn from(b: &[u8]) -> Self {
+        KeyBytes(SmallVec::from_slice(b))
+    }
+}
+
+/// A set's decision for `key` in an in-memory store (`take`: check, else
+/// peek): made at once, without waiting.
+pub(crate) fn memory_decision<C: Clock>(
+    store: &KeyedLimiter<KeyBytes, LimitSet, C>,
     key: &[u8],
     cost: u64,
     take: bool,
 ) -> Result<KeyedDecision, KeyedError> {
     store.limiter().fits(cost).map_err(|(_, e)| e)?;
-    let key = key.to_vec();
-    let (d, now) = if take {
+    let key = KeyBytes::from(key);
+    let (d, binding_reset_at, now) = if take {
         store.update(&key, |set, state, now| {
-            set.check_set(state, now, cost).map(|d| (d, now))
+            let d = set.check_set(state, now, cost)?;
+            Ok::<_, CostError>((d, set.reset_at(state, d, now), now))
         })??
     } else {
         store.inspect(&key, |set, state, now| {
-            set.peek_set(state, now, cost).map(|d| (d, now))
+            let d = set.peek_set(state, now, cost)?;
+            Ok::<_, CostError>((d, set.reset_at(state, d, now), now))
         })?
     };
     Ok(KeyedDecision {
         decision: d.decision,
         binding: d.binding.unwrap_or(0),
+        binding_reset_at,
         source: Source::Memory,
         now,
     })

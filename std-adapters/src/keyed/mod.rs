@@ -88,7 +88,8 @@ use crate::clock::Clock;
 use crate::wait::{acquire_loop, acquire_loop_blocking, AcquireError};
 
 mod backend;
-pub use backend::{AnyKeyedLimiter, KeyedDecision, KeyedError};
+pub(crate) use backend::memory_decision;
+pub use backend::{AnyKeyedLimiter, KeyBytes, KeyedDecision, KeyedError};
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis")]

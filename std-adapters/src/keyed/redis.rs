@@ -3,7 +3,7 @@
 
 use ratebound_core::Decision;
 
-use super::backend::memory_decision;
+use super::backend::{memory_decision, KeyBytes};
 use super::{KeyedConfig, KeyedDecision, KeyedError, KeyedLimiter};
 use crate::clock::Clock;
 use crate::fallback::{Failover, FailoverOptions, Fallback, OnUnavailable, Source};
@@ -43,7 +43,7 @@ pub struct RedisKeyedLimiter<C: Clock + Clone> {
     specs: Vec<RedisSpec>,
     failover: Failover,
     /// This replica's share, in memory (`local` only).
-    local: Option<KeyedLimiter<Vec<u8>, LimitSet, C>>,
+    local: Option<KeyedLimiter<KeyBytes, LimitSet, C>>,
     clock: C,
 }
 
@@ -145,6 +145,10 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
             Ok(d) => Ok(KeyedDecision {
                 decision: d.decision.decision,
                 binding: d.decision.binding.unwrap_or(0),
+                binding_reset_at: d
+                    .members
+                    .get(d.decision.binding.unwrap_or(0))
+                    .map_or(d.decision.decision.reset_at, |m| m.decision.reset_at),
                 source: Source::Redis,
                 now: d.now,
             }),
@@ -153,6 +157,7 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
                 Ok(KeyedDecision {
                     decision: Decision::uncounted(now, self.limits.capacity(), cost),
                     binding: 0,
+                    binding_reset_at: now,
                     source: Source::FailOpen,
                     now,
                 })
@@ -172,6 +177,7 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
                     return Ok(KeyedDecision {
                         decision: Decision::refused(now, share, now + retry),
                         binding: member,
+                        binding_reset_at: now,
                         source: Source::Local,
                         now,
                     });

@@ -156,6 +156,19 @@ impl LimitSet {
         Ok(LimitSet { members })
     }
 
+    /// When the binding member of `d` alone is full again, from `state`
+    /// after `d` (a set of one: `d`'s own `reset_at`).
+    pub fn reset_at(&self, state: &SetState, d: PolicyDecision, now: Instant) -> Instant {
+        let b = d.binding.unwrap_or(0);
+        match (self.members.len(), self.limiter(b), state.member(b)) {
+            (1, _, _) => d.decision.reset_at,
+            (_, Some(l), Some(s)) => l
+                .peek(s, now, 0)
+                .map_or(d.decision.reset_at, |p| p.reset_at),
+            _ => d.decision.reset_at,
+        }
+    }
+
     fn states<'a>(&self, state: &'a mut SetState) -> impl Iterator<Item = &'a mut AnyState> {
         state.rest.resize(self.members.len() - 1, AnyState::Fresh);
         std::iter::once(&mut state.first).chain(state.rest.iter_mut())

@@ -21,6 +21,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use http::{HeaderName, Request, StatusCode};
 use ipnet::IpNet;
+use smallvec::SmallVec;
 
 pub use crate::http::layer::KeyRejection;
 
@@ -28,7 +29,7 @@ pub use crate::http::layer::KeyRejection;
 /// header's value). Redis keys carry it; logs and traces carry only
 /// [`hash`](RateKey::hash).
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct RateKey(Vec<u8>);
+pub struct RateKey(SmallVec<[u8; 24]>);
 
 impl RateKey {
     /// The key's bytes.
@@ -52,26 +53,40 @@ impl fmt::Debug for RateKey {
 
 impl From<Vec<u8>> for RateKey {
     fn from(v: Vec<u8>) -> Self {
-        RateKey(v)
+        RateKey(SmallVec::from_vec(v))
     }
 }
 
 impl From<&[u8]> for RateKey {
     fn from(v: &[u8]) -> Self {
-        RateKey(v.to_vec())
+        RateKey(SmallVec::from_slice(v))
     }
 }
 
 impl From<String> for RateKey {
     fn from(s: String) -> Self {
-        RateKey(s.into_bytes())
+        Self::from(s.into_bytes())
     }
 }
 
 impl From<&str> for RateKey {
     fn from(s: &str) -> Self {
-        RateKey(s.as_bytes().to_vec())
+        Self::from(s.as_bytes())
     }
+}
+
+/// A key written by `Display` straight into its own bytes.
+fn key_from_display(v: impl fmt::Display) -> RateKey {
+    struct W(SmallVec<[u8; 24]>);
+    impl fmt::Write for W {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            self.0.extend_from_slice(s.as_bytes());
+            Ok(())
+        }
+    }
+    let mut w = W(SmallVec::new());
+    let _ = fmt::Write::write_fmt(&mut w, format_args!("{v}")); // W never fails
+    RateKey(w.0)
 }
 
 /// Finds a request's key: `Ok(None)` lets the request through unlimited
@@ -238,14 +253,48 @@ impl PeerIp {
             IpAddr::V4(_) => self.ipv4_prefix,
             IpAddr::V6(_) => self.ipv6_prefix,
         };
-        let full = if ip.is_ipv4() { 32 } else { 128 };
-        if bits >= full {
-            return RateKey::from(ip.to_string());
+        if let IpAddr::V4(v4) = ip {
+            // The common case, written digit by digit (no formatter).
+            return ipv4_key(v4, bits);
+        }
+        if bits >= 128 {
+            return key_from_display(ip);
         }
         // Valid by construction: bits is clamped to the address's length.
         let net = IpNet::new(ip, bits).map_or(IpNet::from(ip), |n| n.trunc());
-        RateKey::from(net.to_string())
+        key_from_display(net)
     }
+}
+
+/// `a.b.c.d`, or the network `a.b.c.0/24` for a shorter prefix.
+fn ipv4_key(ip: std::net::Ipv4Addr, bits: u8) -> RateKey {
+    let masked = if bits >= 32 {
+        ip
+    } else {
+        std::net::Ipv4Addr::from(u32::from(ip) & !(u32::MAX >> bits))
+    };
+    let mut k = SmallVec::new();
+    for (i, o) in masked.octets().into_iter().enumerate() {
+        if i > 0 {
+            k.push(b'.');
+        }
+        push_decimal(&mut k, o);
+    }
+    if bits < 32 {
+        k.push(b'/');
+        push_decimal(&mut k, bits);
+    }
+    RateKey(k)
+}
+
+fn push_decimal(k: &mut SmallVec<[u8; 24]>, n: u8) {
+    if n >= 100 {
+        k.push(b'0' + n / 100);
+    }
+    if n >= 10 {
+        k.push(b'0' + n / 10 % 10);
+    }
+    k.push(b'0' + n % 10);
 }
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -374,10 +423,7 @@ impl<T> fmt::Debug for ExtensionKey<T> {
 
 impl<B, T: fmt::Display + Send + Sync + 'static> ExtractKey<B> for ExtensionKey<T> {
     fn extract(&self, req: &Request<B>) -> Result<Option<RateKey>, KeyRejection> {
-        Ok(req
-            .extensions()
-            .get::<T>()
-            .map(|t| RateKey::from(t.to_string())))
+        Ok(req.extensions().get::<T>().map(key_from_display))
     }
 }
 
@@ -391,13 +437,13 @@ impl<B> ExtractKey<B> for RouteKey {
     fn extract(&self, req: &Request<B>) -> Result<Option<RateKey>, KeyRejection> {
         #[cfg(feature = "axum")]
         if let Some(m) = req.extensions().get::<axum::extract::MatchedPath>() {
-            return Ok(Some(RateKey::from(format!(
+            return Ok(Some(key_from_display(format_args!(
                 "{} {}",
                 req.method(),
                 m.as_str()
             ))));
         }
-        Ok(Some(RateKey::from(format!(
+        Ok(Some(key_from_display(format_args!(
             "{} {}",
             req.method(),
             req.uri().path()
@@ -495,6 +541,25 @@ mod tests {
         let p = PeerIp::new().ipv6_prefix(128).ipv4_prefix(24);
         assert_eq!(p.key_of(ip("2001:db8::1")).as_bytes(), b"2001:db8::1");
         assert_eq!(p.key_of(ip("203.0.113.9")).as_bytes(), b"203.0.113.0/24");
+    }
+
+    #[test]
+    fn ipv4_keys_are_the_text_ipnet_writes() {
+        for (i, addr) in ["0.0.0.0", "9.99.100.255", "203.0.113.9", "255.255.255.255"]
+            .into_iter()
+            .enumerate()
+        {
+            let a: std::net::Ipv4Addr = addr.parse().unwrap();
+            for bits in 0..=32u8 {
+                let want = if bits == 32 {
+                    a.to_string()
+                } else {
+                    ipnet::Ipv4Net::new(a, bits).unwrap().trunc().to_string()
+                };
+                let got = ipv4_key(a, bits);
+                assert_eq!(got.as_bytes(), want.as_bytes(), "#{i} {addr}/{bits}");
+            }
+        }
     }
 
     #[test]

@@ -48,29 +48,22 @@
 //! refilled smoothly in `w` seconds (rounded up).
 
 mod key;
+mod service;
 
 pub use key::{
     ExtensionKey, ExtractKey, HeaderKey, KeyRejection, PeerIp, ProxyParseError, RateKey, RouteKey,
 };
+pub use service::{RateLimit, ResponseFuture};
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
-use http::{Request, Response, StatusCode};
-use ratebound_core::Duration;
-use tower::{Layer, Service};
+use http::header::HeaderValue;
+use http::Request;
+use tower::Layer;
 
-use super::headers::{
-    error_body, RATELIMIT, RATELIMIT_POLICY, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING,
-    X_RATELIMIT_RESET,
-};
-use super::layer::LimitRefusal;
 use crate::clock::Clock;
-use crate::keyed::{AnyKeyedLimiter, KeyedDecision, KeyedError};
-use crate::limiter::{AnyLimiter, LimitSet};
+use crate::keyed::{AnyKeyedLimiter, KeyedDecision};
+use service::policy_header;
 
 /// What became of one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,14 +158,16 @@ impl<X, K> Clone for Options<X, K> {
 /// (axum's `Body`, `http_body_util::Full<Bytes>`, `String`).
 pub struct RateLimitLayer<C: Clock + Clone, X, K = One> {
     limits: Arc<AnyKeyedLimiter<C>>,
-    options: Options<X, K>,
+    // Shared: axum may wrap its routes anew for each request, so `layer`
+    // must cost no more than two reference counts.
+    options: Arc<Options<X, K>>,
 }
 
 impl<C: Clock + Clone, X, K> Clone for RateLimitLayer<C, X, K> {
     fn clone(&self) -> Self {
         RateLimitLayer {
             limits: Arc::clone(&self.limits),
-            options: self.options.clone(),
+            options: Arc::clone(&self.options),
         }
     }
 }
@@ -185,7 +180,7 @@ impl<C: Clock + Clone, X> RateLimitLayer<C, X, One> {
         let policy = policy_header(limits.limits());
         RateLimitLayer {
             limits,
-            options: Options {
+            options: Arc::new(Options {
                 extract: Arc::new(extract),
                 cost: Arc::new(One),
                 shadow: false,
@@ -193,24 +188,24 @@ impl<C: Clock + Clone, X> RateLimitLayer<C, X, One> {
                 legacy_headers: false,
                 on_decision: None,
                 policy,
-            },
+            }),
         }
     }
 }
 
 impl<C: Clock + Clone, X, K> RateLimitLayer<C, X, K> {
     fn with(mut self, f: impl FnOnce(&mut Options<X, K>)) -> Self {
-        f(&mut self.options);
+        f(Arc::make_mut(&mut self.options));
         self
     }
 
     /// Charge each request `cost(req)` instead of 1 (e.g. by route or body
     /// size).
     pub fn cost<K2>(self, cost: K2) -> RateLimitLayer<C, X, K2> {
-        let o = self.options;
+        let o = Arc::unwrap_or_clone(self.options);
         RateLimitLayer {
             limits: self.limits,
-            options: Options {
+            options: Arc::new(Options {
                 extract: o.extract,
                 cost: Arc::new(cost),
                 shadow: o.shadow,
@@ -218,7 +213,7 @@ impl<C: Clock + Clone, X, K> RateLimitLayer<C, X, K> {
                 legacy_headers: o.legacy_headers,
                 on_decision: o.on_decision,
                 policy: o.policy,
-            },
+            }),
         }
     }
 
@@ -254,219 +249,6 @@ impl<C: Clock + Clone, X, K> RateLimitLayer<C, X, K> {
 impl<S, C: Clock + Clone, X, K> Layer<S> for RateLimitLayer<C, X, K> {
     type Service = RateLimit<S, C, X, K>;
     fn layer(&self, inner: S) -> Self::Service {
-        RateLimit {
-            inner,
-            limits: Arc::clone(&self.limits),
-            options: Arc::new(self.options.clone()),
-        }
-    }
-}
-
-/// The service made by [`RateLimitLayer`].
-pub struct RateLimit<S, C: Clock + Clone, X, K> {
-    inner: S,
-    limits: Arc<AnyKeyedLimiter<C>>,
-    options: Arc<Options<X, K>>,
-}
-
-impl<S: Clone, C: Clock + Clone, X, K> Clone for RateLimit<S, C, X, K> {
-    fn clone(&self) -> Self {
-        RateLimit {
-            inner: self.inner.clone(),
-            limits: Arc::clone(&self.limits),
-            options: Arc::clone(&self.options),
-        }
-    }
-}
-
-fn seconds(d: Duration) -> u64 {
-    d.as_secs_ceil()
-}
-
-/// A GCRA's window: the time to refill its whole capacity.
-fn window_secs(l: &AnyLimiter) -> (u64, &'static str) {
-    match l {
-        AnyLimiter::Gcra(g) => (seconds(g.burst_window()).max(1), ";bucket"),
-        AnyLimiter::SlidingLog(s) => (seconds(s.window()).max(1), ""),
-        AnyLimiter::SlidingCounter(c) => (seconds(c.window()).max(1), ""),
-    }
-}
-
-fn policy_header(set: &LimitSet) -> HeaderValue {
-    let v = set
-        .members()
-        .map(|(name, l)| {
-            let (w, kind) = window_secs(l);
-            format!("\"{name}\";q={};w={w}{kind}", l.capacity())
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    // Names are printable ASCII without quotes or backslashes (LimitSet).
-    HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
-}
-
-fn insert_headers<K, X>(
-    headers: &mut HeaderMap,
-    options: &Options<X, K>,
-    name: &str,
-    d: &KeyedDecision,
-    now: ratebound_core::Instant,
-) {
-    let reset = seconds(d.decision.reset_after(now));
-    headers.insert(RATELIMIT_POLICY, options.policy.clone());
-    let state = format!("\"{name}\";r={};t={reset}", d.decision.remaining);
-    if let Ok(v) = HeaderValue::from_str(&state) {
-        headers.insert(RATELIMIT, v);
-    }
-    if options.legacy_headers {
-        headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(d.decision.limit));
-        headers.insert(
-            X_RATELIMIT_REMAINING,
-            HeaderValue::from(d.decision.remaining),
-        );
-        headers.insert(X_RATELIMIT_RESET, HeaderValue::from(reset));
-    }
-}
-
-fn respond<B: From<String>>(status: StatusCode, body: String) -> Response<B> {
-    let mut res = Response::new(B::from(body));
-    *res.status_mut() = status;
-    res.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    res.extensions_mut().insert(LimitRefusal);
-    res
-}
-
-/// The answer to a request the limits could not decide.
-fn refuse_error<B: From<String>>(e: &KeyedError) -> Response<B> {
-    let (status, code) = match e {
-        KeyedError::Cost(_) => (StatusCode::PAYLOAD_TOO_LARGE, "rate_limit_cost_too_large"),
-        KeyedError::Full => (StatusCode::SERVICE_UNAVAILABLE, "rate_limit_store_full"),
-        e if e.is_unavailable() => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "rate_limit_store_unavailable",
-        ),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "rate_limit_store_error"),
-    };
-    let mut res = respond(status, error_body(&e.to_string(), "rate_limit", code));
-    if matches!(e, KeyedError::Full) {
-        res.headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    res
-}
-
-impl<S, C, X, K, ReqB, ResB> Service<Request<ReqB>> for RateLimit<S, C, X, K>
-where
-    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
-    S::Future: Send,
-    S::Error: Send,
-    C: Clock + Clone + Send + Sync + 'static,
-    X: ExtractKey<ReqB>,
-    K: RequestCost<ReqB>,
-    ReqB: Send + 'static,
-    ResB: From<String> + Send + 'static,
-{
-    type Response = Response<ResB>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<ResB>, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        // The clone is not ready; the ready one (self.inner) serves this call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let key = match self.options.extract.extract(&req) {
-            Ok(Some(k)) => k,
-            Ok(None) => return Box::pin(inner.call(req)),
-            Err(r) => {
-                let body = error_body(&r.message, "invalid_request_error", "invalid_request");
-                return Box::pin(std::future::ready(Ok(respond(r.status, body))));
-            }
-        };
-        let cost = self.options.cost.cost(&req);
-        let limits = Arc::clone(&self.limits);
-        let options = Arc::clone(&self.options);
-        Box::pin(async move {
-            let d = match limits.check(key.as_bytes(), cost).await {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::warn!(key_hash = key.hash(), error = %e, "rate limit undecided");
-                    if options.shadow {
-                        return inner.call(req).await;
-                    }
-                    return Ok(refuse_error(&e));
-                }
-            };
-            let set = limits.limits();
-            let name = set.name(d.binding);
-            let outcome = match (d.decision.allowed, options.shadow) {
-                (true, _) => Outcome::Allowed,
-                (false, false) => Outcome::Denied,
-                (false, true) => Outcome::ShadowDenied,
-            };
-            if let Some(hook) = &options.on_decision {
-                hook(&RateLimitEvent {
-                    key: &key,
-                    decision: &d,
-                    limit: name,
-                    outcome,
-                });
-            }
-            let now = d.now;
-            if outcome == Outcome::Denied {
-                let retry = seconds(d.decision.retry_after(now)).max(1);
-                tracing::info!(
-                    key_hash = key.hash(),
-                    limit = name,
-                    retry_after_s = retry,
-                    "rate limit reached"
-                );
-                let message = format!(
-                    "Rate limit reached ({name}: {}). Please try again in {retry}s.",
-                    describe(set, d.binding)
-                );
-                let body = error_body(&message, "rate_limit", "rate_limit_exceeded");
-                let mut res = respond(StatusCode::TOO_MANY_REQUESTS, body);
-                insert_headers(res.headers_mut(), &options, name, &d, now);
-                res.headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from(retry));
-                return Ok(res);
-            }
-            if outcome == Outcome::ShadowDenied {
-                tracing::info!(
-                    key_hash = key.hash(),
-                    limit = name,
-                    "rate limit reached (shadow)"
-                );
-            }
-            let result = inner.call(req).await;
-            result.map(|mut res| {
-                if options.headers_on_success {
-                    insert_headers(res.headers_mut(), &options, name, &d, now);
-                }
-                res
-            })
-        })
-    }
-}
-
-/// "10 per 1s, bursts of 10" for a GCRA; "at most 100 in any 60s" for a window.
-fn describe(set: &LimitSet, i: usize) -> String {
-    match set.limiter(i) {
-        Some(AnyLimiter::Gcra(g)) => format!(
-            "{} per {}s, at most {} at once",
-            g.amount(),
-            seconds(g.period()),
-            g.capacity()
-        ),
-        Some(l) => {
-            let (w, _) = window_secs(l);
-            format!("at most {} in any {w}s", l.capacity())
-        }
-        None => String::new(),
+        RateLimit::new(inner, Arc::clone(&self.limits), Arc::clone(&self.options))
     }
 }

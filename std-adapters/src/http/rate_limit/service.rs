@@ -1,0 +1,370 @@
+//! The service [`RateLimitLayer`](super::RateLimitLayer) makes: in memory
+//! the decision is made in `call`, and the response future is the inner
+//! service's (nothing boxed); in Redis it is awaited in a boxed future.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use http::{Request, Response, StatusCode};
+use pin_project_lite::pin_project;
+use ratebound_core::Duration;
+use tower::Service;
+
+use super::{ExtractKey, Options, Outcome, RateKey, RateLimitEvent, RequestCost};
+use crate::clock::Clock;
+use crate::http::headers::{
+    error_body, RATELIMIT, RATELIMIT_POLICY, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING,
+    X_RATELIMIT_RESET,
+};
+use crate::http::layer::LimitRefusal;
+use crate::keyed::{memory_decision, AnyKeyedLimiter, KeyedDecision, KeyedError};
+use crate::limiter::{AnyLimiter, LimitSet};
+
+/// The service made by [`RateLimitLayer`](super::RateLimitLayer).
+pub struct RateLimit<S, C: Clock + Clone, X, K> {
+    inner: S,
+    limits: Arc<AnyKeyedLimiter<C>>,
+    options: Arc<Options<X, K>>,
+}
+
+impl<S, C: Clock + Clone, X, K> RateLimit<S, C, X, K> {
+    pub(super) fn new(
+        inner: S,
+        limits: Arc<AnyKeyedLimiter<C>>,
+        options: Arc<Options<X, K>>,
+    ) -> Self {
+        RateLimit {
+            inner,
+            limits,
+            options,
+        }
+    }
+}
+
+impl<S: Clone, C: Clock + Clone, X, K> Clone for RateLimit<S, C, X, K> {
+    fn clone(&self) -> Self {
+        RateLimit {
+            inner: self.inner.clone(),
+            limits: Arc::clone(&self.limits),
+            options: Arc::clone(&self.options),
+        }
+    }
+}
+
+type Boxed<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
+
+pin_project! {
+    /// The response future of [`RateLimit`].
+    #[project = Proj]
+    pub struct ResponseFuture<F, B, E> {
+        #[pin]
+        kind: Kind<F, B, E>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, B, E> {
+        Refused { res: Option<Box<Response<B>>> },
+        Admitted { #[pin] fut: F, headers: Option<Box<RateHeaders>> },
+        Waiting { fut: Boxed<B, E> },
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Refused { res } => match res.take() {
+                Some(r) => Poll::Ready(Ok(*r)),
+                None => Poll::Pending, // polled after completion
+            },
+            KindProj::Admitted { fut, headers } => {
+                let mut out = std::task::ready!(fut.poll(cx));
+                if let (Ok(res), Some(h)) = (&mut out, headers.take()) {
+                    h.insert(res.headers_mut());
+                }
+                Poll::Ready(out)
+            }
+            KindProj::Waiting { fut } => fut.as_mut().poll(cx),
+        }
+    }
+}
+
+/// The rate-limit fields of one response.
+pub(super) struct RateHeaders {
+    policy: HeaderValue,
+    state: Option<HeaderValue>,
+    /// Limit, remaining, reset (seconds).
+    legacy: Option<[u64; 3]>,
+}
+
+impl RateHeaders {
+    fn insert(self, headers: &mut HeaderMap) {
+        headers.insert(RATELIMIT_POLICY, self.policy);
+        if let Some(v) = self.state {
+            headers.insert(RATELIMIT, v);
+        }
+        if let Some([limit, remaining, reset]) = self.legacy {
+            headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(limit));
+            headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(remaining));
+            headers.insert(X_RATELIMIT_RESET, HeaderValue::from(reset));
+        }
+    }
+}
+
+fn seconds(d: Duration) -> u64 {
+    d.as_secs_ceil()
+}
+
+/// A member's window for the policy field; a GCRA's is the time to refill
+/// its whole capacity.
+fn window_secs(l: &AnyLimiter) -> (u64, &'static str) {
+    match l {
+        AnyLimiter::Gcra(g) => (seconds(g.burst_window()).max(1), ";bucket"),
+        AnyLimiter::SlidingLog(s) => (seconds(s.window()).max(1), ""),
+        AnyLimiter::SlidingCounter(c) => (seconds(c.window()).max(1), ""),
+    }
+}
+
+/// `RateLimit-Policy` for `set`: every member.
+pub(super) fn policy_header(set: &LimitSet) -> HeaderValue {
+    let v = set
+        .members()
+        .map(|(name, l)| {
+            let (w, kind) = window_secs(l);
+            format!("\"{name}\";q={};w={w}{kind}", l.capacity())
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    // Names are printable ASCII without quotes or backslashes (LimitSet).
+    HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
+}
+
+fn rate_headers<X, K>(options: &Options<X, K>, name: &str, d: &KeyedDecision) -> RateHeaders {
+    let reset = seconds(d.binding_reset_at.saturating_duration_since(d.now));
+    let state = format!("\"{name}\";r={};t={reset}", d.decision.remaining);
+    RateHeaders {
+        policy: options.policy.clone(),
+        state: HeaderValue::from_str(&state).ok(),
+        legacy: options
+            .legacy_headers
+            .then_some([d.decision.limit, d.decision.remaining, reset]),
+    }
+}
+
+fn respond<B: From<String>>(status: StatusCode, body: String) -> Response<B> {
+    let mut res = Response::new(B::from(body));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.extensions_mut().insert(LimitRefusal);
+    res
+}
+
+/// The answer to a request the limits could not decide.
+fn refuse_error<B: From<String>>(e: &KeyedError) -> Response<B> {
+    let (status, code) = match e {
+        KeyedError::Cost(_) => (StatusCode::PAYLOAD_TOO_LARGE, "rate_limit_cost_too_large"),
+        KeyedError::Full => (StatusCode::SERVICE_UNAVAILABLE, "rate_limit_store_full"),
+        _ if e.is_unavailable() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "rate_limit_store_unavailable",
+        ),
+        #[allow(unreachable_patterns)] // without feature `redis` there is no store error
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "rate_limit_store_error"),
+    };
+    let mut res = respond(status, error_body(&e.to_string(), "rate_limit", code));
+    if matches!(e, KeyedError::Full) {
+        res.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    res
+}
+
+/// "10 per 1s, at most 10 at once" for a GCRA; "at most 100 in any 60s"
+/// for a window.
+fn describe(set: &LimitSet, i: usize) -> String {
+    match set.limiter(i) {
+        Some(AnyLimiter::Gcra(g)) => format!(
+            "{} per {}s, at most {} at once",
+            g.amount(),
+            seconds(g.period()),
+            g.capacity()
+        ),
+        Some(l) => {
+            let (w, _) = window_secs(l);
+            format!("at most {} in any {w}s", l.capacity())
+        }
+        None => String::new(),
+    }
+}
+
+/// What to do with a request once its limits have answered.
+enum Verdict<B> {
+    /// Call the service; add these fields to its response.
+    Pass(Option<Box<RateHeaders>>),
+    /// Answer with this.
+    Refuse(Response<B>),
+}
+
+fn verdict<X, K, B: From<String>>(
+    options: &Options<X, K>,
+    set: &LimitSet,
+    key: &RateKey,
+    decided: Result<KeyedDecision, KeyedError>,
+) -> Verdict<B> {
+    let d = match decided {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(key_hash = key.hash(), error = %e, "rate limit undecided");
+            return if options.shadow {
+                Verdict::Pass(None)
+            } else {
+                Verdict::Refuse(refuse_error(&e))
+            };
+        }
+    };
+    let name = set.name(d.binding);
+    let outcome = match (d.decision.allowed, options.shadow) {
+        (true, _) => Outcome::Allowed,
+        (false, false) => Outcome::Denied,
+        (false, true) => Outcome::ShadowDenied,
+    };
+    if let Some(hook) = &options.on_decision {
+        hook(&RateLimitEvent {
+            key,
+            decision: &d,
+            limit: name,
+            outcome,
+        });
+    }
+    match outcome {
+        Outcome::Denied => {
+            let retry = seconds(d.decision.retry_after(d.now)).max(1);
+            tracing::info!(
+                key_hash = key.hash(),
+                limit = name,
+                retry_after_s = retry,
+                "rate limit reached"
+            );
+            let message = format!(
+                "Rate limit reached ({name}: {}). Please try again in {retry}s.",
+                describe(set, d.binding)
+            );
+            let body = error_body(&message, "rate_limit", "rate_limit_exceeded");
+            let mut res = respond(StatusCode::TOO_MANY_REQUESTS, body);
+            rate_headers(options, name, &d).insert(res.headers_mut());
+            res.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(retry));
+            Verdict::Refuse(res)
+        }
+        Outcome::ShadowDenied => {
+            tracing::info!(
+                key_hash = key.hash(),
+                limit = name,
+                "rate limit reached (shadow)"
+            );
+            Verdict::Pass(
+                options
+                    .headers_on_success
+                    .then(|| Box::new(rate_headers(options, name, &d))),
+            )
+        }
+        Outcome::Allowed => Verdict::Pass(
+            options
+                .headers_on_success
+                .then(|| Box::new(rate_headers(options, name, &d))),
+        ),
+    }
+}
+
+impl<S, C, X, K, ReqB, ResB> Service<Request<ReqB>> for RateLimit<S, C, X, K>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Send,
+    C: Clock + Clone + Send + Sync + 'static,
+    X: ExtractKey<ReqB>,
+    K: RequestCost<ReqB>,
+    ReqB: Send + 'static,
+    ResB: From<String> + Send + 'static,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResB, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let refused = |res| ResponseFuture {
+            kind: Kind::Refused {
+                res: Some(Box::new(res)),
+            },
+        };
+        let key = match self.options.extract.extract(&req) {
+            Ok(Some(k)) => k,
+            Ok(None) => {
+                return ResponseFuture {
+                    kind: Kind::Admitted {
+                        fut: self.inner.call(req),
+                        headers: None,
+                    },
+                }
+            }
+            Err(r) => {
+                let body = error_body(&r.message, "invalid_request_error", "invalid_request");
+                return refused(respond(r.status, body));
+            }
+        };
+        let cost = self.options.cost.cost(&req);
+        match &*self.limits {
+            AnyKeyedLimiter::Memory(m) => {
+                let decided = memory_decision(m, key.as_bytes(), cost, true);
+                match verdict(&self.options, m.limiter(), &key, decided) {
+                    Verdict::Pass(headers) => ResponseFuture {
+                        kind: Kind::Admitted {
+                            fut: self.inner.call(req),
+                            headers,
+                        },
+                    },
+                    Verdict::Refuse(res) => refused(res),
+                }
+            }
+            #[cfg(feature = "redis")]
+            AnyKeyedLimiter::Redis(_) => {
+                // The clone is not ready; the ready one (self.inner) serves
+                // this call once the limits have answered.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let limits = Arc::clone(&self.limits);
+                let options = Arc::clone(&self.options);
+                let fut = async move {
+                    let decided = limits.check(key.as_bytes(), cost).await;
+                    match verdict(&options, limits.limits(), &key, decided) {
+                        Verdict::Refuse(res) => Ok(res),
+                        Verdict::Pass(headers) => {
+                            let mut out = inner.call(req).await;
+                            if let (Ok(res), Some(h)) = (&mut out, headers) {
+                                h.insert(res.headers_mut());
+                            }
+                            out
+                        }
+                    }
+                };
+                ResponseFuture {
+                    kind: Kind::Waiting { fut: Box::pin(fut) },
+                }
+            }
+        }
+    }
+}
