@@ -40,7 +40,7 @@ pub struct LimitSet {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SetState {
     first: AnyState,
-    rest: Vec<AnyState>,
+    rest: Box<[AnyState]>,
 }
 
 impl SetState {
@@ -170,7 +170,11 @@ impl LimitSet {
     }
 
     fn states<'a>(&self, state: &'a mut SetState) -> impl Iterator<Item = &'a mut AnyState> {
-        state.rest.resize(self.members.len() - 1, AnyState::Fresh);
+        if state.rest.len() != self.members.len() - 1 {
+            let mut rest = std::mem::take(&mut state.rest).into_vec();
+            rest.resize(self.members.len() - 1, AnyState::Fresh);
+            state.rest = rest.into_boxed_slice();
+        }
         std::iter::once(&mut state.first).chain(state.rest.iter_mut())
     }
 

@@ -273,28 +273,34 @@ fn ipv4_key(ip: std::net::Ipv4Addr, bits: u8) -> RateKey {
     } else {
         std::net::Ipv4Addr::from(u32::from(ip) & !(u32::MAX >> bits))
     };
-    let mut k = SmallVec::new();
+    // At most "255.255.255.255/32": 18 bytes.
+    let mut buf = [0u8; 18];
+    let mut n = 0;
+    let mut put = |b: u8| {
+        buf[n] = b;
+        n += 1;
+    };
     for (i, o) in masked.octets().into_iter().enumerate() {
         if i > 0 {
-            k.push(b'.');
+            put(b'.');
         }
-        push_decimal(&mut k, o);
+        decimal(o, &mut put);
     }
     if bits < 32 {
-        k.push(b'/');
-        push_decimal(&mut k, bits);
+        put(b'/');
+        decimal(bits, &mut put);
     }
-    RateKey(k)
+    RateKey(SmallVec::from_slice(&buf[..n]))
 }
 
-fn push_decimal(k: &mut SmallVec<[u8; 24]>, n: u8) {
+fn decimal(n: u8, put: &mut impl FnMut(u8)) {
     if n >= 100 {
-        k.push(b'0' + n / 100);
+        put(b'0' + n / 100);
     }
     if n >= 10 {
-        k.push(b'0' + n / 10 % 10);
+        put(b'0' + n / 10 % 10);
     }
-    k.push(b'0' + n % 10);
+    put(b'0' + n % 10);
 }
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -329,9 +335,6 @@ fn forwarded_for(element: &[u8]) -> Option<IpAddr> {
 }
 
 fn peer_of<B>(req: &Request<B>) -> Option<IpAddr> {
-    if let Some(sa) = req.extensions().get::<SocketAddr>() {
-        return Some(sa.ip());
-    }
     #[cfg(feature = "axum")]
     if let Some(ci) = req
         .extensions()
@@ -339,7 +342,7 @@ fn peer_of<B>(req: &Request<B>) -> Option<IpAddr> {
     {
         return Some(ci.0.ip());
     }
-    None
+    req.extensions().get::<SocketAddr>().map(SocketAddr::ip)
 }
 
 impl<B> ExtractKey<B> for PeerIp {
