@@ -65,7 +65,8 @@ fn per_ip(c: &mut Criterion) {
         AnyLimiter::Gcra(Gcra::per_second(1_000_000).unwrap()),
     )
     .unwrap();
-    let limits = AnyKeyedLimiter::memory(limits, KeyedConfig::default(), MonotonicClock::new()).unwrap();
+    let limits =
+        AnyKeyedLimiter::memory(limits, KeyedConfig::default(), MonotonicClock::new()).unwrap();
     let ours = served(app().layer(RateLimitLayer::new(limits, PeerIp::new())));
     let config = GovernorConfigBuilder::default()
         .per_nanosecond(1_000)

@@ -171,7 +171,9 @@ mod tests {
         assert!(b >= a + Duration::from_millis(20), "{a:?} then {b:?}");
         assert!(a.saturating_duration_since(s) < Duration::from_secs(5));
         // It keeps pace with wall time (within scheduling noise).
-        let drift = wall.saturating_duration_since(b).max(b.saturating_duration_since(wall));
+        let drift = wall
+            .saturating_duration_since(b)
+            .max(b.saturating_duration_since(wall));
         assert!(drift < Duration::from_millis(50), "{drift:?}");
     }
 

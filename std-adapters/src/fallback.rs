@@ -239,14 +239,18 @@ impl Failover {
     }
 
     fn mark_up(&self) {
-        if self.down.swap(false, Ordering::AcqRel) {
+        let changed = self.down.swap(false, Ordering::AcqRel);
+        if changed {
             tracing::warn!("the shared store is back: {} are shared again", self.what);
+            crate::telemetry::store_state(self.what, true, true);
         }
         *self.until() = None;
     }
 
     fn mark_down(&self, error: &impl std::fmt::Display) {
-        if !self.down.swap(true, Ordering::AcqRel) {
+        let changed = !self.down.swap(true, Ordering::AcqRel);
+        crate::telemetry::store_state(self.what, false, changed);
+        if changed {
             tracing::warn!(
                 %error,
                 policy = ?self.options.on_unavailable,

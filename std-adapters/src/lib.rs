@@ -15,6 +15,7 @@
 //! | [`go_policy`] | the JSON of Go's `policy` package: its budget config, status, alerts and usage records, converted exactly |
 //! | [`model_limit`] | an LLM gateway's model-level total/success limits per user (or group) and model, with group overrides |
 //! | `http` (feature `http`) | tower layers: model limits, and LLM token / request / money budgets reserved from each request's estimate and settled from the usage the model reports (JSON and streamed); rate-limit headers out, upstream headers in; budget alerts to a webhook |
+//! | [`telemetry`] | the metrics (decisions, keys held, store latency, fail-over state) and `tracing` spans ratebound reports |
 //! | [`fallback`] | what a shared limit does while Redis is unavailable: closed, open, or local on a share of each limit; one combinator for every domain |
 //! | `redis` (feature `redis`) | the transport: core's decisions made atomically in Redis / Redis Cluster by Lua (a Redis Functions library, scripts on older servers) for limiters, policy sets, budgets and model limits; the Redis-backed limiters live with their domain ([`keyed`], [`budget`], [`model_limit`]) |
 //!
@@ -51,6 +52,7 @@ pub mod model_limit;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod retry;
+pub mod telemetry;
 mod time_text;
 mod wait;
 

@@ -133,10 +133,10 @@ impl<C: Clock + Clone> AnyKeyedLimiter<C> {
     }
 
     /// Keys held in this process (the in-memory store, or under `local`
-    /// the fallback's; 0 for Redis otherwise).
+    /// the fallback's; 0 for Redis otherwise), read without locking.
     pub fn keys_held(&self) -> usize {
         match self {
-            AnyKeyedLimiter::Memory(m) => m.len(),
+            AnyKeyedLimiter::Memory(m) => m.held(),
             #[cfg(feature = "redis")]
             AnyKeyedLimiter::Redis(r) => r.local_keys_held(),
         }

@@ -88,6 +88,7 @@ use crate::clock::Clock;
 use crate::wait::{acquire_loop, acquire_loop_blocking, AcquireError};
 
 mod backend;
+#[cfg(feature = "http")]
 pub(crate) use backend::memory_decision;
 pub use backend::{AnyKeyedLimiter, KeyBytes, KeyedDecision, KeyedError};
 #[cfg(feature = "redis")]
@@ -475,6 +476,13 @@ where
             Some(s) => f(&self.limiter, s),
             None => f(&self.limiter, &mut L::State::default()),
         }
+    }
+
+    /// Keys held, read from the store's one count without locking (a key
+    /// being inserted that moment may count already): cheap enough for
+    /// every call, e.g. a gauge. [`len`](Self::len) counts under the locks.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
     }
 
     /// Keys held now.

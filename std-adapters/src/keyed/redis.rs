@@ -198,6 +198,6 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
 
     /// Keys held by the in-memory fallback (`local` only; else 0).
     pub fn local_keys_held(&self) -> usize {
-        self.local.as_ref().map_or(0, KeyedLimiter::len)
+        self.local.as_ref().map_or(0, KeyedLimiter::held)
     }
 }

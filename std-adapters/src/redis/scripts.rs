@@ -37,7 +37,7 @@ impl Entry {
     fn index(self) -> usize {
         self as usize
     }
-    fn lua_name(self) -> &'static str {
+    pub(crate) fn lua_name(self) -> &'static str {
         match self {
             Entry::Limit => "limit",
             Entry::Gcra => "gcra",

@@ -351,6 +351,7 @@ impl RedisStore {
             Ok(r) => r,
             Err(_) => Err(StoreError::Timeout(timeout)),
         };
+        crate::telemetry::store_call(entry.lua_name(), started.elapsed().as_secs_f64());
         // A connection that failed (or went silent) is rebuilt by the next
         // call, unless a newer one already replaced it; an answer over a
         // working connection (LATE, BUSY) keeps it.

@@ -63,6 +63,7 @@ use tower::Layer;
 
 use crate::clock::Clock;
 use crate::keyed::{AnyKeyedLimiter, KeyedDecision};
+use crate::telemetry::LayerMetrics;
 use service::policy_header;
 
 /// What became of one request.
@@ -134,6 +135,9 @@ struct Options<X, K> {
     on_decision: Option<Hook>,
     /// `RateLimit-Policy`, the same for every response.
     policy: HeaderValue,
+    /// The `limit` label of its metrics and spans.
+    name: Arc<str>,
+    metrics: LayerMetrics,
 }
 
 impl<X, K> Clone for Options<X, K> {
@@ -146,6 +150,8 @@ impl<X, K> Clone for Options<X, K> {
             legacy_headers: self.legacy_headers,
             on_decision: self.on_decision.clone(),
             policy: self.policy.clone(),
+            name: Arc::clone(&self.name),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -178,6 +184,13 @@ impl<C: Clock + Clone, X> RateLimitLayer<C, X, One> {
     pub fn new(limits: impl Into<Arc<AnyKeyedLimiter<C>>>, extract: X) -> Self {
         let limits = limits.into();
         let policy = policy_header(limits.limits());
+        let name: Arc<str> = limits
+            .limits()
+            .members()
+            .map(|(n, _)| n)
+            .collect::<Vec<_>>()
+            .join("+")
+            .into();
         RateLimitLayer {
             limits,
             options: Arc::new(Options {
@@ -188,6 +201,8 @@ impl<C: Clock + Clone, X> RateLimitLayer<C, X, One> {
                 legacy_headers: false,
                 on_decision: None,
                 policy,
+                metrics: LayerMetrics::new(&name),
+                name,
             }),
         }
     }
@@ -213,6 +228,8 @@ impl<C: Clock + Clone, X, K> RateLimitLayer<C, X, K> {
                 legacy_headers: o.legacy_headers,
                 on_decision: o.on_decision,
                 policy: o.policy,
+                name: o.name,
+                metrics: o.metrics,
             }),
         }
     }
@@ -233,6 +250,17 @@ impl<C: Clock + Clone, X, K> RateLimitLayer<C, X, K> {
     /// the IETF fields (default off).
     pub fn legacy_headers(self, on: bool) -> Self {
         self.with(|o| o.legacy_headers = on)
+    }
+
+    /// Name the layer's limit in metrics and spans (the `limit` label;
+    /// default: its members' names joined by `+`, e.g. `per_second+per_minute`).
+    /// Registers the layer's metrics under it: install the metrics recorder
+    /// before building layers (see [`telemetry`](crate::telemetry)).
+    pub fn name(self, name: &str) -> Self {
+        self.with(|o| {
+            o.name = name.into();
+            o.metrics = LayerMetrics::new(name);
+        })
     }
 
     /// Called with every decision (allowed, denied, shadow-denied).

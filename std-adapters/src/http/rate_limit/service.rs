@@ -12,6 +12,8 @@ use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use ratebound_core::Duration;
 use tower::Service;
+#[cfg(feature = "redis")]
+use tracing::Instrument;
 
 use super::{ExtractKey, Options, Outcome, RateKey, RateLimitEvent, RequestCost};
 use crate::clock::Clock;
@@ -171,6 +173,8 @@ fn respond<B: From<String>>(status: StatusCode, body: String) -> Response<B> {
 
 /// The answer to a request the limits could not decide.
 fn refuse_error<B: From<String>>(e: &KeyedError) -> Response<B> {
+    // Without feature `redis` there is no store error: the last arms are unreachable.
+    #[allow(unreachable_patterns)]
     let (status, code) = match e {
         KeyedError::Cost(_) => (StatusCode::PAYLOAD_TOO_LARGE, "rate_limit_cost_too_large"),
         KeyedError::Full => (StatusCode::SERVICE_UNAVAILABLE, "rate_limit_store_full"),
@@ -178,7 +182,6 @@ fn refuse_error<B: From<String>>(e: &KeyedError) -> Response<B> {
             StatusCode::SERVICE_UNAVAILABLE,
             "rate_limit_store_unavailable",
         ),
-        #[allow(unreachable_patterns)] // without feature `redis` there is no store error
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "rate_limit_store_error"),
     };
     let mut res = respond(status, error_body(&e.to_string(), "rate_limit", code));
@@ -215,15 +218,20 @@ enum Verdict<B> {
     Refuse(Response<B>),
 }
 
-fn verdict<X, K, B: From<String>>(
+fn verdict<C: Clock + Clone, X, K, B: From<String>>(
     options: &Options<X, K>,
-    set: &LimitSet,
+    limits: &AnyKeyedLimiter<C>,
     key: &RateKey,
     decided: Result<KeyedDecision, KeyedError>,
 ) -> Verdict<B> {
+    let set = limits.limits();
+    let span = tracing::Span::current();
+    options.metrics.keys_held.set(limits.keys_held() as f64);
     let d = match decided {
         Ok(d) => d,
         Err(e) => {
+            options.metrics.error.increment(1);
+            span.record("outcome", "error");
             tracing::warn!(key_hash = key.hash(), error = %e, "rate limit undecided");
             return if options.shadow {
                 Verdict::Pass(None)
@@ -238,6 +246,13 @@ fn verdict<X, K, B: From<String>>(
         (false, false) => Outcome::Denied,
         (false, true) => Outcome::ShadowDenied,
     };
+    span.record("outcome", outcome.as_str());
+    match outcome {
+        Outcome::Allowed => &options.metrics.allowed,
+        Outcome::Denied => &options.metrics.denied,
+        Outcome::ShadowDenied => &options.metrics.shadow_denied,
+    }
+    .increment(1);
     if let Some(hook) = &options.on_decision {
         hook(&RateLimitEvent {
             key,
@@ -327,10 +342,17 @@ where
             }
         };
         let cost = self.options.cost.cost(&req);
+        let span = tracing::debug_span!(
+            "rate_limit",
+            limit = &*self.options.name,
+            key_hash = key.hash(),
+            outcome = tracing::field::Empty
+        );
         match &*self.limits {
             AnyKeyedLimiter::Memory(m) => {
+                let _in = span.enter();
                 let decided = memory_decision(m, key.as_bytes(), cost, true);
-                match verdict(&self.options, m.limiter(), &key, decided) {
+                match verdict(&self.options, &self.limits, &key, decided) {
                     Verdict::Pass(headers) => ResponseFuture {
                         kind: Kind::Admitted {
                             fut: self.inner.call(req),
@@ -345,12 +367,17 @@ where
                 // The clone is not ready; the ready one (self.inner) serves
                 // this call once the limits have answered.
                 let clone = self.inner.clone();
-                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let inner = std::mem::replace(&mut self.inner, clone);
                 let limits = Arc::clone(&self.limits);
                 let options = Arc::clone(&self.options);
-                let fut = async move {
+                let decide = async move {
                     let decided = limits.check(key.as_bytes(), cost).await;
-                    match verdict(&options, limits.limits(), &key, decided) {
+                    (verdict(&options, &limits, &key, decided), inner, req)
+                }
+                .instrument(span);
+                let fut = async move {
+                    let (verdict, mut inner, req) = decide.await;
+                    match verdict {
                         Verdict::Refuse(res) => Ok(res),
                         Verdict::Pass(headers) => {
                             let mut out = inner.call(req).await;

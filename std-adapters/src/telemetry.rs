@@ -1,0 +1,74 @@
+//! What ratebound reports through the [`metrics`](https://docs.rs/metrics)
+//! facade (any exporter: Prometheus, StatsD, OpenTelemetry) and `tracing`.
+//!
+//! | Metric | Kind | Labels | What |
+//! |---|---|---|---|
+//! | `ratebound_decisions_total` | counter | `limit`, `outcome` | one per request a rate-limit layer decided: `allowed`, `denied`, `shadow_denied`, or `error` (the limits could not decide: store unavailable, store full, a cost that never fits) |
+//! | `ratebound_keys_held` | gauge | `limit` | keys a layer's in-memory store holds (in Redis: the local fallback's), after each decision |
+//! | `ratebound_store_call_seconds` | histogram | `store`, `call` | each call to Redis, reconnection included, answered or not |
+//! | `ratebound_store_up` | gauge | `domain` | 1 while the shared store answers, 0 while the failure policy decides (`limits`, `budgets`, `model limits`) |
+//! | `ratebound_store_transitions_total` | counter | `domain`, `to` | the store going `down` or coming back `up` |
+//!
+//! Counters and gauges of a layer are registered when the layer is built:
+//! install the recorder (e.g. `metrics_exporter_prometheus::PrometheusBuilder::install_recorder`)
+//! first. Without a recorder every update is a no-op.
+//!
+//! Each decision of a rate-limit layer runs in a `tracing` span
+//! `rate_limit` (level DEBUG) with fields `limit`, `key_hash` (never the
+//! key, which may be a secret) and `outcome`.
+
+use ::metrics::{counter, gauge};
+#[cfg(feature = "http")]
+use ::metrics::{Counter, Gauge};
+
+/// `ratebound_decisions_total`.
+pub const DECISIONS: &str = "ratebound_decisions_total";
+/// `ratebound_keys_held`.
+pub const KEYS_HELD: &str = "ratebound_keys_held";
+/// `ratebound_store_call_seconds`.
+pub const STORE_CALL_SECONDS: &str = "ratebound_store_call_seconds";
+/// `ratebound_store_up`.
+pub const STORE_UP: &str = "ratebound_store_up";
+/// `ratebound_store_transitions_total`.
+pub const STORE_TRANSITIONS: &str = "ratebound_store_transitions_total";
+
+/// The handles one rate-limit layer updates, registered once.
+#[cfg(feature = "http")]
+#[derive(Clone)]
+pub(crate) struct LayerMetrics {
+    pub(crate) allowed: Counter,
+    pub(crate) denied: Counter,
+    pub(crate) shadow_denied: Counter,
+    pub(crate) error: Counter,
+    pub(crate) keys_held: Gauge,
+}
+
+#[cfg(feature = "http")]
+impl LayerMetrics {
+    pub(crate) fn new(limit: &str) -> Self {
+        let decisions = |outcome: &'static str| counter!(DECISIONS, "limit" => limit.to_owned(), "outcome" => outcome);
+        LayerMetrics {
+            allowed: decisions("allowed"),
+            denied: decisions("denied"),
+            shadow_denied: decisions("shadow_denied"),
+            error: decisions("error"),
+            keys_held: gauge!(KEYS_HELD, "limit" => limit.to_owned()),
+        }
+    }
+}
+
+/// One call to the store took `seconds`.
+#[cfg(feature = "redis")]
+pub(crate) fn store_call(call: &'static str, seconds: f64) {
+    ::metrics::histogram!(STORE_CALL_SECONDS, "store" => "redis", "call" => call).record(seconds);
+}
+
+/// The store is now up (`true`) or down, for `domain`; `changed` when this
+/// call made it so (a transition).
+pub(crate) fn store_state(domain: &'static str, up: bool, changed: bool) {
+    gauge!(STORE_UP, "domain" => domain).set(if up { 1.0 } else { 0.0 });
+    if changed {
+        let to = if up { "up" } else { "down" };
+        counter!(STORE_TRANSITIONS, "domain" => domain, "to" => to).increment(1);
+    }
+}

@@ -1,0 +1,235 @@
+//! The metrics a rate-limit layer reports, scraped as Prometheus text from
+//! an admin endpoint over real HTTP after a scripted load: the counts equal
+//! the requests sent. One test (one process-wide recorder).
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration as StdDuration;
+
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use ratebound_core::Gcra;
+use ratebound_std::clock::SystemClock;
+use ratebound_std::fallback::{FailoverOptions, OnUnavailable};
+use ratebound_std::http::rate_limit::{HeaderKey, PeerIp, RateLimitLayer};
+use ratebound_std::keyed::{AnyKeyedLimiter, KeyedConfig, RedisKeyedLimiter};
+use ratebound_std::limiter::{AnyLimiter, LimitSet};
+use ratebound_std::redis::{RedisOptions, RedisStore};
+use support::redis_server::RedisServer;
+
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    format!("http://{addr}")
+}
+
+fn per_minute(n: u64) -> LimitSet {
+    LimitSet::one("per_minute", AnyLimiter::Gcra(Gcra::per_minute(n).unwrap())).unwrap()
+}
+
+/// The value of the sample `name{labels}` (labels in the exporter's order).
+fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let head = format!("{name}{{{labels}}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&head))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+async fn get_n(url: &str, n: usize, header: Option<(&str, String)>) -> usize {
+    let client = reqwest::Client::new();
+    let mut ok = 0;
+    for i in 0..n {
+        let mut req = client.get(url);
+        if let Some((k, v)) = &header {
+            req = req.header(*k, format!("{v}{i}"));
+        }
+        if req.send().await.unwrap().status() == 200 {
+            ok += 1;
+        }
+    }
+    ok
+}
+
+/// Everything the global subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scraped_counts_equal_the_requests_sent() {
+    let logs = Captured::default();
+    let sink = logs.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter("ratebound_std=debug")
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_ansi(false)
+        .with_writer(move || sink.clone())
+        .init();
+    let recorder: PrometheusHandle = PrometheusBuilder::new().install_recorder().unwrap();
+    let admin = serve(Router::new().route(
+        "/metrics",
+        get(move || {
+            let r = recorder.clone();
+            async move { r.render() }
+        }),
+    ))
+    .await;
+
+    // 3 per minute per IP, enforced: of 10 requests, 3 allowed, 7 denied.
+    let memory =
+        AnyKeyedLimiter::memory(per_minute(3), KeyedConfig::default(), SystemClock).unwrap();
+    let enforced = RateLimitLayer::new(memory, PeerIp::new()).name("per_ip");
+    // The same in shadow mode: 3 allowed, 7 shadow-denied, all served.
+    let memory =
+        AnyKeyedLimiter::memory(per_minute(3), KeyedConfig::default(), SystemClock).unwrap();
+    let shadow = RateLimitLayer::new(memory, PeerIp::new())
+        .name("per_ip_shadow")
+        .shadow(true);
+    // Per API key in Redis: 25 distinct keys, one request each; then Redis
+    // stops and 4 more are errors (503 under `closed`).
+    let server = RedisServer::start();
+    let opts = RedisOptions {
+        timeout: StdDuration::from_millis(300),
+        ..RedisOptions::default()
+    };
+    let store = RedisStore::connect(&server.url(), opts).await.unwrap();
+    let redis = AnyKeyedLimiter::Redis(Box::new(
+        RedisKeyedLimiter::with_set(
+            store,
+            per_minute(1),
+            FailoverOptions::new(OnUnavailable::Closed),
+            KeyedConfig::default(),
+            SystemClock,
+        )
+        .unwrap(),
+    ));
+    let per_key = RateLimitLayer::new(
+        redis,
+        HeaderKey::new(http::HeaderName::from_static("x-api-key")),
+    );
+
+    let enforced = serve(
+        Router::new()
+            .route("/", get(|| async { "ok" }))
+            .layer(enforced),
+    )
+    .await;
+    let shadow = serve(
+        Router::new()
+            .route("/", get(|| async { "ok" }))
+            .layer(shadow),
+    )
+    .await;
+    let per_key = serve(
+        Router::new()
+            .route("/", get(|| async { "ok" }))
+            .layer(per_key),
+    )
+    .await;
+
+    assert_eq!(get_n(&format!("{enforced}/"), 10, None).await, 3);
+    assert_eq!(get_n(&format!("{shadow}/"), 10, None).await, 10);
+    assert_eq!(
+        get_n(
+            &format!("{per_key}/"),
+            25,
+            Some(("x-api-key", "sk-secret-".into()))
+        )
+        .await,
+        25
+    );
+    server.kill();
+    assert_eq!(
+        get_n(&format!("{per_key}/"), 4, Some(("x-api-key", "z".into()))).await,
+        0
+    );
+
+    let text = reqwest::get(format!("{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |limit: &str, outcome: &str| {
+        sample(
+            &text,
+            "ratebound_decisions_total",
+            &format!("limit=\"{limit}\",outcome=\"{outcome}\""),
+        )
+    };
+    assert_eq!(count("per_ip", "allowed"), Some(3.0), "{text}");
+    assert_eq!(count("per_ip", "denied"), Some(7.0));
+    assert_eq!(count("per_ip_shadow", "allowed"), Some(3.0));
+    assert_eq!(count("per_ip_shadow", "shadow_denied"), Some(7.0));
+    assert_eq!(count("per_ip_shadow", "denied"), Some(0.0));
+    // The default name is the members' names.
+    assert_eq!(count("per_minute", "allowed"), Some(25.0));
+    assert_eq!(count("per_minute", "error"), Some(4.0));
+    // One client in memory; Redis holds its keys itself.
+    assert_eq!(
+        sample(&text, "ratebound_keys_held", "limit=\"per_ip\""),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, "ratebound_keys_held", "limit=\"per_minute\""),
+        Some(0.0)
+    );
+    // Fail-over: down once, and reported down now.
+    assert_eq!(
+        sample(&text, "ratebound_store_up", "domain=\"limits\""),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "ratebound_store_transitions_total",
+            "domain=\"limits\",to=\"down\""
+        ),
+        Some(1.0)
+    );
+    // Every Redis call was timed: 25 answered, plus the failed ones that
+    // reached the store (the others were skipped by the breaker).
+    let calls = sample(
+        &text,
+        "ratebound_store_call_seconds_count",
+        "store=\"redis\",call=\"gcra\"",
+    )
+    .unwrap();
+    assert!((26.0..=29.0).contains(&calls), "{calls}\n{text}");
+
+    // One span per decision, with the limit, the key's hash and the
+    // outcome; never the key itself.
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let spans = |limit: &str, outcome: &str| {
+        logs.lines()
+            .filter(|l| l.contains(&format!("rate_limit{{limit=\"{limit}\" key_hash=")))
+            .filter(|l| l.contains(&format!("outcome=\"{outcome}\"")))
+            .filter(|l| l.contains("close"))
+            .count()
+    };
+    assert_eq!(spans("per_ip", "allowed"), 3, "{logs}");
+    assert_eq!(spans("per_ip", "denied"), 7);
+    assert_eq!(spans("per_ip_shadow", "shadow_denied"), 7);
+    assert_eq!(spans("per_minute", "allowed"), 25);
+    assert_eq!(spans("per_minute", "error"), 4);
+    assert!(!logs.contains("sk-secret"), "a key was logged:\n{logs}");
+}
