@@ -3,7 +3,7 @@
 //!
 //! | Metric | Kind | Labels | What |
 //! |---|---|---|---|
-//! | `ratebound_decisions_total` | counter | `limit`, `outcome` | one per request a rate-limit layer decided: `allowed`, `denied`, `shadow_denied`, or `error` (the limits could not decide: store unavailable, store full, a cost that never fits) |
+//! | `ratebound_decisions_total` | counter | `limit`, `outcome` | one per request a rate-limit layer decided (the model-limit layer's `limit` is `model_limits`): `allowed`, `denied`, `shadow_denied`, or `error` (the limits could not decide: store unavailable, store full, a cost that never fits) |
 //! | `ratebound_keys_held` | gauge | `limit` | keys a layer's in-memory store holds (in Redis: the local fallback's), after each decision |
 //! | `ratebound_store_call_seconds` | histogram | `store`, `call` | each call to Redis, reconnection included, answered or not |
 //! | `ratebound_store_up` | gauge | `domain` | 1 while the shared store answers, 0 while the failure policy decides (`limits`, `budgets`, `model limits`) |
@@ -55,6 +55,13 @@ impl LayerMetrics {
             keys_held: gauge!(KEYS_HELD, "limit" => limit.to_owned()),
         }
     }
+}
+
+/// One decision of a layer whose limit has a fixed name (the model-limit
+/// layer: `model_limits`).
+#[cfg(feature = "http")]
+pub(crate) fn decision(limit: &'static str, outcome: &'static str) {
+    counter!(DECISIONS, "limit" => limit, "outcome" => outcome).increment(1);
 }
 
 /// One call to the store took `seconds`.

@@ -13,6 +13,8 @@ use serde_json::json;
 struct Gateway {
     child: Child,
     base: String,
+    /// The admin side's /metrics, when configured.
+    metrics: Option<String>,
 }
 
 impl Drop for Gateway {
@@ -80,13 +82,21 @@ fn start(config: &str, env: &[(&str, &str)]) -> Gateway {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut metrics = None;
     let base = loop {
         let line = lines.next().expect("the gateway exited").unwrap();
+        if let Some(rest) = line.strip_prefix("admin on ") {
+            metrics = Some(rest.to_owned());
+        }
         if let Some(rest) = line.strip_prefix("ratebound gateway on ") {
             break rest.split(',').next().unwrap().to_owned();
         }
     };
-    Gateway { child, base }
+    Gateway {
+        child,
+        base,
+        metrics,
+    }
 }
 
 fn chat(model: &str) -> serde_json::Value {
@@ -301,4 +311,61 @@ allowed_models = ["*"]
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("max_models_per_key"));
+}
+
+/// The admin side's Prometheus text after a scripted load: per client IP
+/// at most 6 a minute, per user and model at most 3. Of 8 requests, the
+/// per-IP limit admits 6 and refuses 2; of those 6 the model limit admits
+/// 3 and refuses 3. The scrape says exactly that.
+#[tokio::test]
+async fn the_admin_side_serves_counts_equal_to_the_requests_sent() {
+    let config = format!(
+        "admin_listen = \"127.0.0.1:0\"\n{}\n[per_ip]\nper_minute = 6\n",
+        CONFIG.replace("[budgets]\nper_user = { requests_per_minute = 3 }\n", "")
+    );
+    let gw = start(&config, &[]);
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let res = client
+            .post(format!("{}/v1/chat/completions", gw.base))
+            .bearer_auth("sk-alice")
+            .json(&chat("gpt-4o"))
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 429 {
+            // Which limit refused: the per-IP layer names its member.
+            let which = res
+                .headers()
+                .get("ratelimit-policy")
+                .map(|v| v.to_str().unwrap().to_owned());
+            statuses.push((429, which.is_some_and(|p| p.contains("per_minute"))));
+        } else {
+            statuses.push((res.status().as_u16(), false));
+        }
+    }
+    let per_ip_refused = statuses.iter().filter(|s| s.1).count();
+    let model_refused = statuses.iter().filter(|s| s.0 == 429 && !s.1).count();
+    assert_eq!((per_ip_refused, model_refused), (2, 3), "{statuses:?}");
+    let text = reqwest::get(gw.metrics.as_deref().expect("admin_listen printed"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |limit: &str, outcome: &str| {
+        let head = format!("ratebound_decisions_total{{limit=\"{limit}\",outcome=\"{outcome}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&head))
+            .map(|v| v.trim().parse::<f64>().unwrap())
+    };
+    assert_eq!(count("per_ip", "allowed"), Some(6.0), "{text}");
+    assert_eq!(count("per_ip", "denied"), Some(2.0), "{text}");
+    assert_eq!(count("model_limits", "allowed"), Some(3.0), "{text}");
+    assert_eq!(count("model_limits", "denied"), Some(3.0), "{text}");
+    assert!(
+        text.contains("ratebound_keys_held{limit=\"per_ip\"} 1"),
+        "{text}"
+    );
 }

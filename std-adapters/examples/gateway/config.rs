@@ -5,8 +5,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ratebound_core::budget::llm::Price;
+use ratebound_core::Gcra;
 use ratebound_std::budget::ScopedBudgetConfig;
 use ratebound_std::fallback::{FailoverOptions, OnUnavailable};
+use ratebound_std::limiter::{AnyLimiter, LimitSet};
 use ratebound_std::model_limit::ModelLimitConfig;
 use ratebound_std::redis::RedisOptions;
 use serde::Deserialize;
@@ -40,6 +42,38 @@ pub(crate) struct Config {
     pub(crate) alert_webhook: Option<String>,
     /// Share the limits through Redis (every replica the same counts).
     pub(crate) redis: Option<RedisConfig>,
+    /// A limit per client IP in front of everything.
+    pub(crate) per_ip: Option<PerIp>,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (the admin side:
+    /// keep it off the public network).
+    pub(crate) admin_listen: Option<SocketAddr>,
+}
+
+/// Requests per client IP (either or both windows), decided together.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PerIp {
+    pub(crate) per_second: Option<u64>,
+    pub(crate) per_minute: Option<u64>,
+    /// Proxies trusted to name the client in `Forwarded` / `X-Forwarded-For`.
+    #[serde(default)]
+    pub(crate) trust_proxies: Vec<String>,
+}
+
+impl PerIp {
+    pub(crate) fn limits(&self) -> Result<LimitSet, Box<dyn std::error::Error>> {
+        let mut members = Vec::new();
+        if let Some(n) = self.per_second {
+            members.push(("per_second", AnyLimiter::Gcra(Gcra::per_second(n)?)));
+        }
+        if let Some(n) = self.per_minute {
+            members.push(("per_minute", AnyLimiter::Gcra(Gcra::per_minute(n)?)));
+        }
+        if members.is_empty() {
+            return Err("[per_ip] needs per_second or per_minute".into());
+        }
+        Ok(LimitSet::new(members)?)
+    }
 }
 
 /// How long a connection may take (each "5s"-style).

@@ -49,8 +49,9 @@ use ratebound_std::http::alert_webhook::AlertWebhook;
 use ratebound_std::http::budget_layer::{BudgetLayer, KeyId, SettleEvent};
 use ratebound_std::http::headers::error_body;
 use ratebound_std::http::layer::{FromExtensions, ModelLimitLayer};
+use ratebound_std::http::rate_limit::{PeerIp, RateLimitLayer};
 use ratebound_std::http::upstream::{UpstreamError, UpstreamLimits};
-use ratebound_std::keyed::KeyedConfig;
+use ratebound_std::keyed::{AnyKeyedLimiter, KeyedConfig, RedisKeyedLimiter};
 use ratebound_std::model_limit::{AnyModelLimiter, RedisModelLimiter};
 use ratebound_std::model_limit::{Identity, ModelLimiter};
 use ratebound_std::redis::RedisStore;
@@ -221,9 +222,18 @@ async fn app(mut cfg: Config) -> Result<Router, Box<dyn std::error::Error>> {
             let limiter = ModelLimiter::new(limits, KeyedConfig::default(), SystemClock)?;
             let budgets = ScopedBudgets::new(budgets, ScopedBackend::Memory, SystemClock)?;
             println!("model limits and budgets: in memory (this process only)");
+            let per_ip = match &cfg.per_ip {
+                Some(p) => Some(AnyKeyedLimiter::memory(
+                    p.limits()?,
+                    KeyedConfig::default(),
+                    SystemClock,
+                )?),
+                None => None,
+            };
             router(
                 Arc::new(AnyModelLimiter::Memory(Box::new(limiter))),
                 budgets,
+                per_ip,
                 cap.clone(),
                 cfg,
             )
@@ -256,10 +266,23 @@ async fn app(mut cfg: Config) -> Result<Router, Box<dyn std::error::Error>> {
                 failover: r.failover(),
             };
             let budgets = ScopedBudgets::new(budgets, backend, SystemClock)?;
+            let per_ip = match &cfg.per_ip {
+                Some(p) => Some(AnyKeyedLimiter::Redis(Box::new(
+                    RedisKeyedLimiter::with_set(
+                        store.clone(),
+                        p.limits()?,
+                        r.failover(),
+                        KeyedConfig::default(),
+                        SystemClock,
+                    )?,
+                ))),
+                None => None,
+            };
             let limiter = RedisModelLimiter::new(store, limits, r.failover(), SystemClock)?;
             router(
                 Arc::new(AnyModelLimiter::Redis(Box::new(limiter))),
                 budgets,
+                per_ip,
                 cap.clone(),
                 cfg,
             )
@@ -270,6 +293,7 @@ async fn app(mut cfg: Config) -> Result<Router, Box<dyn std::error::Error>> {
 fn router(
     limiter: Arc<AnyModelLimiter<SystemClock>>,
     budgets: ScopedBudgets<SystemClock>,
+    per_ip: Option<AnyKeyedLimiter<SystemClock>>,
     cap: Option<Arc<ModelCap>>,
     cfg: Config,
 ) -> Result<Router, Box<dyn std::error::Error>> {
@@ -321,11 +345,36 @@ fn router(
         .route_layer(middleware::from_fn_with_state(cap, cap_models))
         .route_layer(budget)
         .route_layer(middleware::from_fn_with_state(Arc::clone(&gw), identify));
-    Ok(Router::new()
+    let routes = Router::new()
         .route("/v1/chat/completions", chat.clone())
         .route("/v1/responses", chat.clone())
         .route("/v1/messages", chat)
-        .with_state(gw))
+        .with_state(gw);
+    // Every request from one client IP counts, whatever it asks for.
+    Ok(match (per_ip, &cfg.per_ip) {
+        (Some(limits), Some(p)) => {
+            let peer = PeerIp::new().trust(&p.trust_proxies)?;
+            routes.layer(RateLimitLayer::new(limits, peer).name("per_ip"))
+        }
+        _ => routes,
+    })
+}
+
+/// The admin side: Prometheus text at `/metrics`. The recorder is
+/// installed before any layer is built, so every layer registers with it.
+async fn admin(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    println!("admin on http://{}/metrics", listener.local_addr()?);
+    let admin = Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let m = metrics.clone();
+            async move { m.render() }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, admin).await });
+    Ok(())
 }
 
 /// Settlements, for the demo to print.
@@ -408,6 +457,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _ = SETTLED.set(tx);
     }
     let header_timeout = cfg.timeouts.header;
+    if let Some(addr) = cfg.admin_listen {
+        admin(addr).await?;
+    }
     let router = app(cfg).await?;
     let server = tokio::spawn(serve(listener, router, header_timeout));
     if run_demo {

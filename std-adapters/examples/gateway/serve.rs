@@ -26,7 +26,8 @@ pub(crate) fn upstream_headers(
 }
 
 /// Serve `router` with a header-read timeout (which also closes kept-alive
-/// connections idle for that long).
+/// connections idle for that long); each request carries its peer's
+/// `SocketAddr` as an extension.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
@@ -34,8 +35,8 @@ pub(crate) async fn serve(
 ) {
     use hyper_util::rt::{TokioIo, TokioTimer};
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors, say: wait rather than spin.
                 tracing::warn!(error = %e, "accept failed");
@@ -43,7 +44,15 @@ pub(crate) async fn serve(
                 continue;
             }
         };
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        // The peer's address, for the per-IP limit.
+        let service = tower::ServiceExt::map_request(
+            router.clone(),
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(peer);
+                req
+            },
+        );
+        let service = hyper_util::service::TowerToHyperService::new(service);
         tokio::spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())

@@ -11,6 +11,9 @@ use tower::{Layer, Service};
 use super::headers::{error_body, insert_quota_headers, insert_retry_after, rate_limited_body};
 use crate::model_limit::{AdmitError, Identity, ModelDecision, Outcome};
 
+/// The `limit` label of the model-limit layer's metrics.
+const MODEL_LIMITS: &str = "model_limits";
+
 /// Who and which model a request is for, as the layer sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Subject {
@@ -311,11 +314,13 @@ where
             let admission = match admit.admit(&subject.identity, &subject.model).await {
                 Ok(a) => a,
                 Err(e) if e.is_client_error() => {
+                    crate::telemetry::decision(MODEL_LIMITS, "error");
                     let body =
                         error_body(&e.to_string(), "invalid_request_error", "invalid_request");
                     return Ok(respond(StatusCode::BAD_REQUEST, body));
                 }
                 Err(e) => {
+                    crate::telemetry::decision(MODEL_LIMITS, "error");
                     tracing::warn!(key = %subject.identity.user_id, error = %e, "model limit store refused");
                     if options.shadow {
                         return inner.call(req).await;
@@ -336,6 +341,12 @@ where
             };
             let decision = *admission.decision();
             let quota = *admission.quota();
+            let outcome = match (decision.allowed(), options.shadow) {
+                (true, _) => "allowed",
+                (false, false) => "denied",
+                (false, true) => "shadow_denied",
+            };
+            crate::telemetry::decision(MODEL_LIMITS, outcome);
             if let Some(hook) = &options.on_decision {
                 hook(&DecisionEvent {
                     subject: &subject,
