@@ -14,7 +14,7 @@
 //! | [`config`] | TOML/JSON configs with errors naming the field |
 //! | [`go_policy`] | the JSON of Go's `policy` package: its budget config, status, alerts and usage records, converted exactly |
 //! | [`model_limit`] | an LLM gateway's model-level total/success limits per user (or group) and model, with group overrides |
-//! | `http` (feature `http`) | tower layers: model limits, and LLM token / request / money budgets reserved from each request's estimate and settled from the usage the model reports (JSON and streamed); rate-limit headers out, upstream headers in; budget alerts to a webhook |
+//! | `http` (feature `http`) | tower layers: a rate limit per client IP, API key, route or any key (`http::rate_limit`); model limits, and LLM token / request / money budgets reserved from each request's estimate and settled from the usage the model reports (JSON and streamed); rate-limit headers out, upstream headers in; budget alerts to a webhook |
 //! | [`telemetry`] | the metrics (decisions, keys held, store latency, fail-over state) and `tracing` spans ratebound reports |
 //! | [`fallback`] | what a shared limit does while Redis is unavailable: closed, open, or local on a share of each limit; one combinator for every domain |
 //! | `redis` (feature `redis`) | the transport: core's decisions made atomically in Redis / Redis Cluster by Lua (a Redis Functions library, scripts on older servers) for limiters, policy sets, budgets and model limits; the Redis-backed limiters live with their domain ([`keyed`], [`budget`], [`model_limit`]) |
@@ -32,7 +32,8 @@
 //!
 //! | Feature | Default | What it enables |
 //! |---|---|---|
-//! | `http` | no | the `http` module: tower layers for model limits and LLM budgets, rate-limit headers out, upstream rate-limit headers in (`Retry-After`, OpenAI, Anthropic), the alert webhook |
+//! | `http` | no | the `http` module: the rate-limit layer for any service, tower layers for model limits and LLM budgets, rate-limit headers out, upstream rate-limit headers in (`Retry-After`, OpenAI, Anthropic), the alert webhook |
+//! | `axum` | no | `http`, and the rate-limit layer reads axum's `ConnectInfo` (the client's address) and `MatchedPath` (the route template) |
 //! | `redis` | no | the `redis` module (Redis / Redis Cluster transport: a Redis Functions library, scripts on older servers) and the Redis-backed limiters, budgets and model limits in [`keyed`], [`budget`] and [`model_limit`] |
 //!
 

@@ -1,4 +1,5 @@
-//! HTTP: a tower layer enforcing model-level limits ([`layer`]), one
+//! HTTP: a rate limit for any service, per client IP, API key, route or
+//! any key ([`rate_limit`]), a tower layer enforcing model-level limits ([`layer`]), one
 //! enforcing LLM token, request and money budgets ([`budget_layer`], reading
 //! requests with [`llm_request`] and reported usage with [`usage`]), budget
 //! alerts posted to a webhook ([`alert_webhook`]), the rate-limit headers
