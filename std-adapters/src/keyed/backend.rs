@@ -3,9 +3,9 @@
 //! per key is a [`LimitSet`]: one limiter, or several decided all or nothing.
 
 use ratebound_core::{ConfigError, CostError, Decision};
-use smallvec::SmallVec;
 
-use super::{KeyedConfig, KeyedLimiter};
+use super::memory::{memory_decision, MemoryKeyed};
+use super::KeyedConfig;
 use crate::clock::Clock;
 use crate::fallback::Source;
 use crate::limiter::LimitSet;
@@ -91,7 +91,7 @@ impl From<AcquireError> for KeyedError {
 #[derive(Debug)]
 pub enum AnyKeyedLimiter<C: Clock + Clone> {
     /// In this process, bounded.
-    Memory(Box<KeyedLimiter<KeyBytes, LimitSet, C>>),
+    Memory(Box<MemoryKeyed<C>>),
     /// In Redis, shared by every server.
     #[cfg(feature = "redis")]
     Redis(Box<super::RedisKeyedLimiter<C>>),
@@ -100,7 +100,7 @@ pub enum AnyKeyedLimiter<C: Clock + Clone> {
 impl<C: Clock + Clone> AnyKeyedLimiter<C> {
     /// `limits` per key in this process, in a store sized by `config`.
     pub fn memory(limits: LimitSet, config: KeyedConfig, clock: C) -> Result<Self, ConfigError> {
-        Ok(AnyKeyedLimiter::Memory(Box::new(KeyedLimiter::new(
+        Ok(AnyKeyedLimiter::Memory(Box::new(MemoryKeyed::new(
             limits, config, clock,
         )?)))
     }
@@ -126,7 +126,7 @@ impl<C: Clock + Clone> AnyKeyedLimiter<C> {
     /// The limits held per key.
     pub fn limits(&self) -> &LimitSet {
         match self {
-            AnyKeyedLimiter::Memory(m) => m.limiter(),
+            AnyKeyedLimiter::Memory(m) => m.limits(),
             #[cfg(feature = "redis")]
             AnyKeyedLimiter::Redis(r) => r.limits(),
         }
@@ -141,54 +141,4 @@ impl<C: Clock + Clone> AnyKeyedLimiter<C> {
             AnyKeyedLimiter::Redis(r) => r.local_keys_held(),
         }
     }
-}
-
-/// A key as the in-memory stores hold it: its bytes, in place up to 24
-/// (an IP address's text, a short id), else on the heap.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct KeyBytes(SmallVec<[u8; 24]>);
-
-impl KeyBytes {
-    /// The bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl From<&[u8]> for KeyBytes {
-    fn from(b: &[u8]) -> Self {
-        KeyBytes(SmallVec::from_slice(b))
-    }
-}
-
-/// A set's decision for `key` in an in-memory store (`take`: check, else
-/// peek): made at once, without waiting.
-#[inline]
-pub(crate) fn memory_decision<C: Clock>(
-    store: &KeyedLimiter<KeyBytes, LimitSet, C>,
-    key: &[u8],
-    cost: u64,
-    take: bool,
-) -> Result<KeyedDecision, KeyedError> {
-    // A cost that never fits errors from check_set, leaving a new key's
-    // state fresh: such a key is not inserted.
-    let key = KeyBytes::from(key);
-    let (d, binding_reset_at, now) = if take {
-        store.update(&key, |set, state, now| {
-            let d = set.check_set(state, now, cost)?;
-            Ok::<_, CostError>((d, set.reset_at(state, d, now), now))
-        })??
-    } else {
-        store.inspect(&key, |set, state, now| {
-            let d = set.peek_set(state, now, cost)?;
-            Ok::<_, CostError>((d, set.reset_at(state, d, now), now))
-        })?
-    };
-    Ok(KeyedDecision {
-        decision: d.decision,
-        binding: d.binding.unwrap_or(0),
-        binding_reset_at,
-        source: Source::Memory,
-        now,
-    })
 }

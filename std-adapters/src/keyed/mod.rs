@@ -88,9 +88,11 @@ use crate::clock::Clock;
 use crate::wait::{acquire_loop, acquire_loop_blocking, AcquireError};
 
 mod backend;
+pub use backend::{AnyKeyedLimiter, KeyedDecision, KeyedError};
+mod memory;
 #[cfg(feature = "http")]
-pub(crate) use backend::memory_decision;
-pub use backend::{AnyKeyedLimiter, KeyBytes, KeyedDecision, KeyedError};
+pub(crate) use memory::memory_decision;
+pub use memory::{KeyBytes, MemoryKeyed};
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis")]
@@ -281,6 +283,28 @@ where
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         (h, shard)
+    }
+
+    /// [`check`](Self::check), with the `now` it was made at.
+    #[inline]
+    pub(crate) fn check_now(
+        &self,
+        key: &K,
+        cost: u64,
+    ) -> Result<(Decision, Instant), AcquireError> {
+        let now = self.clock.now();
+        Ok((self.check_at(key, now, cost)?, now))
+    }
+
+    /// [`peek`](Self::peek), with the `now` it was made at.
+    pub(crate) fn peek_now(&self, key: &K, cost: u64) -> Result<(Decision, Instant), CostError> {
+        let now = self.clock.now();
+        let (h, shard) = self.shard(key);
+        let d = match shard.map.get(h, key) {
+            Some(s) => self.limiter.peek(s, now, cost),
+            None => self.limiter.peek(&L::State::default(), now, cost),
+        }?;
+        Ok((d, now))
     }
 
     #[inline]

@@ -3,8 +3,8 @@
 
 use ratebound_core::Decision;
 
-use super::backend::{memory_decision, KeyBytes};
-use super::{KeyedConfig, KeyedDecision, KeyedError, KeyedLimiter};
+use super::memory::{memory_decision, MemoryKeyed};
+use super::{KeyedConfig, KeyedDecision, KeyedError};
 use crate::clock::Clock;
 use crate::fallback::{Failover, FailoverOptions, Fallback, OnUnavailable, Source};
 use crate::limiter::{AnyLimiter, LimitSet};
@@ -43,7 +43,7 @@ pub struct RedisKeyedLimiter<C: Clock + Clone> {
     specs: Vec<RedisSpec>,
     failover: Failover,
     /// This replica's share, in memory (`local` only).
-    local: Option<KeyedLimiter<KeyBytes, LimitSet, C>>,
+    local: Option<MemoryKeyed<C>>,
     clock: C,
 }
 
@@ -98,7 +98,7 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
                         )
                     })?;
                 Some(
-                    KeyedLimiter::new(share, local, clock.clone())
+                    MemoryKeyed::new(share, local, clock.clone())
                         .map_err(|_| StoreError::Invalid("local fallback sizing"))?,
                 )
             }
@@ -166,14 +166,14 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
                 let Some(local) = &self.local else {
                     return Err(StoreError::Invalid("no local fallback").into());
                 };
-                if let Err((member, _)) = local.limiter().fits(cost) {
+                if let Err((member, _)) = local.limits().fits(cost) {
                     // Fits the whole limit, never this replica's share:
                     // only the shared store can decide it.
                     let now = self.clock.now();
                     let retry = ratebound_core::Duration::from_micros(
                         self.failover.options().retry_after.as_micros() as u64,
                     );
-                    let share = local.limiter().limiter(member).map_or(0, |l| l.capacity());
+                    let share = local.limits().limiter(member).map_or(0, |l| l.capacity());
                     return Ok(KeyedDecision {
                         decision: Decision::refused(now, share, now + retry),
                         binding: member,
@@ -198,6 +198,6 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
 
     /// Keys held by the in-memory fallback (`local` only; else 0).
     pub fn local_keys_held(&self) -> usize {
-        self.local.as_ref().map_or(0, KeyedLimiter::held)
+        self.local.as_ref().map_or(0, MemoryKeyed::held)
     }
 }

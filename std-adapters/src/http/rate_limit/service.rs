@@ -223,15 +223,17 @@ fn verdict<C: Clock + Clone, X, K, B: From<String>>(
     limits: &AnyKeyedLimiter<C>,
     key: &RateKey,
     decided: Result<KeyedDecision, KeyedError>,
+    span: &tracing::Span,
 ) -> Verdict<B> {
     let set = limits.limits();
-    let span = tracing::Span::current();
     options.metrics.keys_held.set(limits.keys_held() as f64);
     let d = match decided {
         Ok(d) => d,
         Err(e) => {
             options.metrics.error.increment(1);
-            span.record("outcome", "error");
+            if !span.is_disabled() {
+                span.record("outcome", "error");
+            }
             tracing::warn!(key_hash = key.hash(), error = %e, "rate limit undecided");
             return if options.shadow {
                 Verdict::Pass(None)
@@ -246,7 +248,9 @@ fn verdict<C: Clock + Clone, X, K, B: From<String>>(
         (false, false) => Outcome::Denied,
         (false, true) => Outcome::ShadowDenied,
     };
-    span.record("outcome", outcome.as_str());
+    if !span.is_disabled() {
+        span.record("outcome", outcome.as_str());
+    }
     match outcome {
         Outcome::Allowed => &options.metrics.allowed,
         Outcome::Denied => &options.metrics.denied,
@@ -342,17 +346,23 @@ where
             }
         };
         let cost = self.options.cost.cost(&req);
-        let span = tracing::debug_span!(
-            "rate_limit",
-            limit = &*self.options.name,
-            key_hash = key.hash(),
-            outcome = tracing::field::Empty
-        );
+        // Built only when DEBUG is on: a disabled span still costs its
+        // bookkeeping on every request.
+        let span = if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug_span!(
+                "rate_limit",
+                limit = &*self.options.name,
+                key_hash = key.hash(),
+                outcome = tracing::field::Empty
+            )
+        } else {
+            tracing::Span::none()
+        };
         match &*self.limits {
             AnyKeyedLimiter::Memory(m) => {
-                let _in = span.enter();
+                let _in = (!span.is_disabled()).then(|| span.enter());
                 let decided = memory_decision(m, key.as_bytes(), cost, true);
-                match verdict(&self.options, &self.limits, &key, decided) {
+                match verdict(&self.options, &self.limits, &key, decided, &span) {
                     Verdict::Pass(headers) => ResponseFuture {
                         kind: Kind::Admitted {
                             fut: self.inner.call(req),
@@ -370,11 +380,12 @@ where
                 let inner = std::mem::replace(&mut self.inner, clone);
                 let limits = Arc::clone(&self.limits);
                 let options = Arc::clone(&self.options);
+                let in_span = span.clone();
                 let decide = async move {
                     let decided = limits.check(key.as_bytes(), cost).await;
-                    (verdict(&options, &limits, &key, decided), inner, req)
+                    (verdict(&options, &limits, &key, decided, &span), inner, req)
                 }
-                .instrument(span);
+                .instrument(in_span);
                 let fut = async move {
                     let (verdict, mut inner, req) = decide.await;
                     match verdict {
