@@ -428,3 +428,58 @@ async fn a_full_store_refuses_new_keys_with_503() {
     assert_eq!(res.headers()["retry-after"], "1");
     assert_eq!(statuses(&base, "/", 1, &[("x-api-key", "a")]).await, [200]);
 }
+
+/// Redis down under `local` with 2 replicas: each member is halved in this
+/// process (burst 4 → 2 per second, minute 6 → 3), still all or nothing,
+/// and the headers name the local share.
+#[tokio::test]
+async fn a_set_under_local_fail_over_decides_on_this_replicas_share() {
+    let server = RedisServer::start();
+    let opts = RedisOptions {
+        timeout: StdDuration::from_millis(300),
+        ..RedisOptions::default()
+    };
+    let store = RedisStore::connect(&server.url(), opts).await.unwrap();
+    let set = LimitSet::new([
+        ("burst", AnyLimiter::Gcra(Gcra::per_second(4).unwrap())),
+        (
+            "minute",
+            AnyLimiter::SlidingLog(SlidingLog::new(6, Duration::from_secs(60)).unwrap()),
+        ),
+    ])
+    .unwrap();
+    let limits = AnyKeyedLimiter::Redis(Box::new(
+        RedisKeyedLimiter::with_set(
+            store,
+            set,
+            FailoverOptions::new(OnUnavailable::Local).with_replicas(2),
+            KeyedConfig::default(),
+            SystemClock,
+        )
+        .unwrap(),
+    ));
+    let layer = RateLimitLayer::new(limits, PeerIp::new()).headers_on_success(true);
+    let base = serve(app().layer(layer)).await;
+    // Shared: the whole burst of 4.
+    assert_eq!(
+        statuses(&base, "/", 5, &[]).await,
+        [200, 200, 200, 200, 429]
+    );
+    server.kill();
+    // Alone: 2 of the burst, then the minute's share of 3 binds.
+    let res = reqwest::get(format!("{base}/")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["ratelimit"], "\"burst\";r=1;t=1");
+    assert_eq!(statuses(&base, "/", 2, &[]).await, [200, 429]);
+    tokio::time::sleep(StdDuration::from_millis(1_100)).await;
+    assert_eq!(statuses(&base, "/", 2, &[]).await, [200, 429]);
+    let res = reqwest::get(format!("{base}/")).await.unwrap();
+    assert!(
+        res.headers()["ratelimit"]
+            .to_str()
+            .unwrap()
+            .starts_with("\"minute\";r=0"),
+        "{:?}",
+        res.headers()["ratelimit"]
+    );
+}
