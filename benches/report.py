@@ -129,6 +129,10 @@ def main():
             a, b = r[name]
             ratio = f"{a / b:.2f}× the time" if kind == "time" else f"{b / a:.2f}× the throughput"
             lines.append(f"| {name} | {fmt(a)} | {fmt(b)} | {ratio} | {goal} |")
+        if "http_layer_per_ip" in r:
+            bare, ours, peer = r["http_layer_per_ip"]
+            lines.append(f"| http_layer_per_ip (added to a {fmt(bare)} handler) | +{fmt(ours - bare)} | +{fmt(peer - bare)} "
+                         f"(tower_governor) | {(ours - bare) / (peer - bare):.2f}× the added time | ≤ 1.0 |")
     table = "\n".join(lines)
     readme = os.path.join(ROOT, "benches", "README.md")
     text = open(readme).read()

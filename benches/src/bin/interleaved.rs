@@ -115,6 +115,69 @@ fn contended(rounds: usize, ops: u64) -> (f64, f64) {
     (best_ours, best_peer)
 }
 
+/// The per-IP layer's added time per request (the workload of criterion's
+/// `http_layer_per_ip`): the handler alone, behind ratebound's layer and
+/// behind tower_governor's, each round all three back to back.
+fn http_layer(rounds: usize, ops: u64) -> (f64, f64, f64) {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+    use axum::body::Body;
+    use axum::extract::ConnectInfo;
+    use axum::routing::get;
+    use axum::Router;
+    use ratebound_std::clock::MonotonicClock;
+    use ratebound_std::http::rate_limit::{PeerIp, RateLimitLayer};
+    use ratebound_std::keyed::AnyKeyedLimiter;
+    use ratebound_std::limiter::{AnyLimiter, LimitSet};
+    use tower::ServiceExt;
+    use tower_governor::governor::GovernorConfigBuilder;
+    use tower_governor::GovernorLayer;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let app = || Router::new().route("/", get(|| async { "ok" }));
+    let limits = LimitSet::one(
+        "per_second",
+        AnyLimiter::Gcra(Gcra::per_second(1_000_000).expect("rate")),
+    )
+    .expect("set");
+    let limits = AnyKeyedLimiter::memory(limits, KeyedConfig::default(), MonotonicClock::new())
+        .expect("store");
+    let config = GovernorConfigBuilder::default()
+        .per_nanosecond(1_000)
+        .burst_size(1_000_000)
+        .finish()
+        .expect("quota");
+    let routers = [
+        app().with_state(()),
+        app()
+            .layer(RateLimitLayer::new(limits, PeerIp::new()))
+            .with_state(()),
+        app().layer(GovernorLayer::new(config)).with_state(()),
+    ];
+    let run = |router: &Router, ops: u64| {
+        rt.block_on(async {
+            for i in 0..ops {
+                let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i as u32 % 1_024)));
+                let mut req = http::Request::get("/").body(Body::empty()).expect("request");
+                req.extensions_mut()
+                    .insert(ConnectInfo(SocketAddr::new(ip, 40_000)));
+                let res = router.clone().oneshot(req).await.expect("infallible");
+                assert_eq!(res.status(), 200);
+            }
+        })
+    };
+    let mut best = [f64::MAX; 3];
+    for _ in 0..rounds {
+        for (b, r) in best.iter_mut().zip(&routers) {
+            *b = b.min(per_op(ops, |ops| run(r, ops)));
+        }
+    }
+    (best[0], best[1], best[2])
+}
+
 fn main() {
     let rounds: usize = std::env::args()
         .nth(1)
@@ -123,10 +186,12 @@ fn main() {
     let (k1k, g1k) = keyed(1_000, rounds, 2_000_000);
     let (k1m, g1m) = keyed(1_000_000, rounds, 1_000_000);
     let (c, gc) = contended(rounds, 4_000_000);
+    let (bare, layer, peer_layer) = http_layer(rounds, 100_000);
     println!(
         "{{\"rounds\": {rounds}, \
          \"keyed_1k\": [{k1k:.1}, {g1k:.1}], \
          \"keyed_1m\": [{k1m:.1}, {g1m:.1}], \
-         \"contended_2_threads\": [{c:.1}, {gc:.1}]}}"
+         \"contended_2_threads\": [{c:.1}, {gc:.1}], \
+         \"http_layer_per_ip\": [{bare:.1}, {layer:.1}, {peer_layer:.1}]}}"
     );
 }
