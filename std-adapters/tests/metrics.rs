@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration as StdDuration;
 
 use axum::routing::get;
@@ -17,32 +16,11 @@ use ratebound_std::http::rate_limit::{HeaderKey, PeerIp, RateLimitLayer};
 use ratebound_std::keyed::{AnyKeyedLimiter, KeyedConfig, RedisKeyedLimiter};
 use ratebound_std::limiter::{AnyLimiter, LimitSet};
 use ratebound_std::redis::{RedisOptions, RedisStore};
+use support::axum_app::{sample, serve};
 use support::redis_server::RedisServer;
-
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    format!("http://{addr}")
-}
 
 fn per_minute(n: u64) -> LimitSet {
     LimitSet::one("per_minute", AnyLimiter::Gcra(Gcra::per_minute(n).unwrap())).unwrap()
-}
-
-/// The value of the sample `name{labels}` (labels in the exporter's order).
-fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
-    let head = format!("{name}{{{labels}}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&head))
-        .map(|v| v.trim().parse().unwrap())
 }
 
 async fn get_n(url: &str, n: usize, header: Option<(&str, String)>) -> usize {

@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -20,23 +19,10 @@ use ratebound_std::http::rate_limit::{
 use ratebound_std::keyed::{AnyKeyedLimiter, KeyedConfig, RedisKeyedLimiter};
 use ratebound_std::limiter::{AnyLimiter, LimitSet};
 use ratebound_std::redis::{RedisOptions, RedisStore};
+use support::axum_app::serve;
 use support::redis_server::RedisServer;
 
 type Limits = AnyKeyedLimiter<SystemClock>;
-
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    format!("http://{addr}")
-}
 
 fn app() -> Router {
     Router::new()
@@ -69,6 +55,16 @@ async fn redis(server: &RedisServer, set: LimitSet, on: OnUnavailable) -> Limits
         )
         .unwrap(),
     ))
+}
+
+/// A GET of `base`/ with the API key `key`.
+async fn get_with_key(base: &str, key: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{base}/"))
+        .header("x-api-key", key)
+        .send()
+        .await
+        .unwrap()
 }
 
 /// Statuses of `n` GETs of `path`, each with `headers`.
@@ -150,24 +146,14 @@ async fn a_set_counts_nothing_it_denies(limits: Limits, backend: &str) {
         [200, 200, 429],
         "{backend}"
     );
-    let res = reqwest::Client::new()
-        .get(format!("{base}/"))
-        .header("x-api-key", "k1")
-        .send()
-        .await
-        .unwrap();
+    let res = get_with_key(&base, "k1").await;
     // `t` is the binding member's own: the burst is full within 1 s, the
     // minute (which has counted two) only in 60.
     assert_eq!(res.headers()["ratelimit"], "\"burst\";r=0;t=1", "{backend}");
     tokio::time::sleep(StdDuration::from_millis(1_100)).await;
     // The minute allows 3: two were counted, the denied ones were not.
     assert_eq!(statuses(&base, "/", 2, &key).await, [200, 429], "{backend}");
-    let res = reqwest::Client::new()
-        .get(format!("{base}/"))
-        .header("x-api-key", "k1")
-        .send()
-        .await
-        .unwrap();
+    let res = get_with_key(&base, "k1").await;
     assert_eq!(res.status(), 429);
     assert!(
         res.headers()["ratelimit"]
@@ -418,12 +404,7 @@ async fn a_full_store_refuses_new_keys_with_503() {
     );
     let base = serve(app().layer(layer)).await;
     assert_eq!(statuses(&base, "/", 1, &[("x-api-key", "a")]).await, [200]);
-    let res = reqwest::Client::new()
-        .get(format!("{base}/"))
-        .header("x-api-key", "b")
-        .send()
-        .await
-        .unwrap();
+    let res = get_with_key(&base, "b").await;
     assert_eq!(res.status(), 503);
     assert_eq!(res.headers()["retry-after"], "1");
     assert_eq!(statuses(&base, "/", 1, &[("x-api-key", "a")]).await, [200]);

@@ -161,7 +161,9 @@ fn http_layer(rounds: usize, ops: u64) -> (f64, f64, f64) {
         rt.block_on(async {
             for i in 0..ops {
                 let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i as u32 % 1_024)));
-                let mut req = http::Request::get("/").body(Body::empty()).expect("request");
+                let mut req = http::Request::get("/")
+                    .body(Body::empty())
+                    .expect("request");
                 req.extensions_mut()
                     .insert(ConnectInfo(SocketAddr::new(ip, 40_000)));
                 let res = router.clone().oneshot(req).await.expect("infallible");

@@ -261,7 +261,8 @@ impl<S: Clone, A, X> Clone for ModelLimitService<S, A, X> {
     }
 }
 
-fn respond<B: From<String>>(status: StatusCode, body: String) -> Response<B> {
+/// A refusal: `status`, a JSON `body`, marked [`LimitRefusal`].
+pub(crate) fn respond<B: From<String>>(status: StatusCode, body: String) -> Response<B> {
     let mut res = Response::new(B::from(body));
     *res.status_mut() = status;
     res.headers_mut()

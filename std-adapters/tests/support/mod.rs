@@ -1,6 +1,8 @@
 //! Test helpers shared by the integration tests (each uses a part).
 #![allow(unreachable_pub, dead_code)]
 
+#[cfg(feature = "axum")]
+pub mod axum_app;
 #[cfg(feature = "http")]
 pub mod llm_gateway;
 pub mod redis_server;

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use ratebound_core::Duration;
@@ -21,7 +21,7 @@ use crate::http::headers::{
     error_body, RATELIMIT, RATELIMIT_POLICY, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING,
     X_RATELIMIT_RESET,
 };
-use crate::http::layer::LimitRefusal;
+use crate::http::layer::respond;
 use crate::keyed::{memory_decision, AnyKeyedLimiter, KeyedDecision, KeyedError};
 use crate::limiter::{AnyLimiter, LimitSet};
 
@@ -160,15 +160,6 @@ fn rate_headers<X, K>(options: &Options<X, K>, name: &str, d: &KeyedDecision) ->
             .legacy_headers
             .then_some([d.decision.limit, d.decision.remaining, reset]),
     }
-}
-
-fn respond<B: From<String>>(status: StatusCode, body: String) -> Response<B> {
-    let mut res = Response::new(B::from(body));
-    *res.status_mut() = status;
-    res.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    res.extensions_mut().insert(LimitRefusal);
-    res
 }
 
 /// The answer to a request the limits could not decide.
