@@ -66,8 +66,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .layer(
             RateLimitLayer::new(
                 limits(per_ip, store.as_ref()).await?,
-                // Behind a proxy on this machine: trust it for X-Forwarded-For.
-                PeerIp::new().trust(["127.0.0.1", "::1"])?,
+                // Clients connect directly. Behind a proxy, trust it (and only
+                // it) to name the client: PeerIp::new().trust(["10.0.0.0/8"])?
+                PeerIp::new(),
             )
             .legacy_headers(true),
         );

@@ -240,9 +240,9 @@ impl Failover {
 
     fn mark_up(&self) {
         let changed = self.down.swap(false, Ordering::AcqRel);
+        crate::telemetry::store_state(self.what, true, changed);
         if changed {
             tracing::warn!("the shared store is back: {} are shared again", self.what);
-            crate::telemetry::store_state(self.what, true, true);
         }
         *self.until() = None;
     }

@@ -3,15 +3,16 @@
 //!
 //! | Metric | Kind | Labels | What |
 //! |---|---|---|---|
-//! | `ratebound_decisions_total` | counter | `limit`, `outcome` | one per request a rate-limit layer decided (the model-limit layer's `limit` is `model_limits`): `allowed`, `denied`, `shadow_denied`, or `error` (the limits could not decide: store unavailable, store full, a cost that never fits) |
+//! | `ratebound_decisions_total` | counter | `limit`, `outcome` | one per request a rate-limit layer saw (the model-limit layer's `limit` is `model_limits`): `allowed`, `denied`, `shadow_denied`; `error` when the limits could not decide (store unavailable or full, a cost that never fits, a request the model limits cannot read); `rejected` when the key extractor answered the request itself (no key, a key too long) |
 //! | `ratebound_keys_held` | gauge | `limit` | keys a layer's in-memory store holds (in Redis: the local fallback's), after each decision |
 //! | `ratebound_store_call_seconds` | histogram | `store`, `call` | each call to Redis, reconnection included, answered or not |
-//! | `ratebound_store_up` | gauge | `domain` | 1 while the shared store answers, 0 while the failure policy decides (`limits`, `budgets`, `model limits`) |
+//! | `ratebound_store_up` | gauge | `domain` | 1 after a call the shared store answered, 0 after one it did not (the failure policy decides meanwhile); per domain (`limits`, `budgets`, `model limits`): the last report of any limiter of that domain |
 //! | `ratebound_store_transitions_total` | counter | `domain`, `to` | the store going `down` or coming back `up` |
 //!
-//! Counters and gauges of a layer are registered when the layer is built:
-//! install the recorder (e.g. `metrics_exporter_prometheus::PrometheusBuilder::install_recorder`)
-//! first. Without a recorder every update is a no-op.
+//! A layer registers its counters and gauge when it serves its first
+//! request: install the recorder (e.g.
+//! `metrics_exporter_prometheus::PrometheusBuilder::install_recorder`) before
+//! serving. Without a recorder every update is a no-op.
 //!
 //! Each decision of a rate-limit layer runs in a `tracing` span
 //! `rate_limit` (level DEBUG) with fields `limit`, `key_hash` (never the
@@ -40,6 +41,7 @@ pub(crate) struct LayerMetrics {
     pub(crate) denied: Counter,
     pub(crate) shadow_denied: Counter,
     pub(crate) error: Counter,
+    pub(crate) rejected: Counter,
     pub(crate) keys_held: Gauge,
 }
 
@@ -52,6 +54,7 @@ impl LayerMetrics {
             denied: decisions("denied"),
             shadow_denied: decisions("shadow_denied"),
             error: decisions("error"),
+            rejected: decisions("rejected"),
             keys_held: gauge!(KEYS_HELD, "limit" => limit.to_owned()),
         }
     }

@@ -135,6 +135,14 @@ async fn scraped_counts_equal_the_requests_sent() {
         .await,
         25
     );
+    // An API key too long is the extractor's rejection, counted as such.
+    let long = reqwest::Client::new()
+        .get(format!("{per_key}/"))
+        .header("x-api-key", "k".repeat(300))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(long.status(), 400);
     server.kill();
     assert_eq!(
         get_n(&format!("{per_key}/"), 4, Some(("x-api-key", "z".into()))).await,
@@ -162,6 +170,7 @@ async fn scraped_counts_equal_the_requests_sent() {
     // The default name is the members' names.
     assert_eq!(count("per_minute", "allowed"), Some(25.0));
     assert_eq!(count("per_minute", "error"), Some(4.0));
+    assert_eq!(count("per_minute", "rejected"), Some(1.0));
     // One client in memory; Redis holds its keys itself.
     assert_eq!(
         sample(&text, "ratebound_keys_held", "limit=\"per_ip\""),

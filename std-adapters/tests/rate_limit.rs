@@ -14,7 +14,8 @@ use ratebound_core::{Duration, Gcra, SlidingLog};
 use ratebound_std::clock::SystemClock;
 use ratebound_std::fallback::{FailoverOptions, OnUnavailable};
 use ratebound_std::http::rate_limit::{
-    ExtensionKey, HeaderKey, KeyRejection, Outcome, PeerIp, RateKey, RateLimitLayer, RouteKey,
+    ExtensionKey, ForwardedBy, HeaderKey, KeyRejection, Outcome, PeerIp, RateKey, RateLimitLayer,
+    RouteKey,
 };
 use ratebound_std::keyed::{AnyKeyedLimiter, KeyedConfig, RedisKeyedLimiter};
 use ratebound_std::limiter::{AnyLimiter, LimitSet};
@@ -227,7 +228,19 @@ async fn a_trusted_proxy_names_the_client() {
     let b = [("x-forwarded-for", "198.51.100.2")];
     assert_eq!(statuses(&base, "/", 3, &a).await, [200, 200, 429]);
     assert_eq!(statuses(&base, "/", 2, &b).await, [200, 200]);
+    // A Forwarded header the proxy passed through from the client is not
+    // read (this proxy writes X-Forwarded-For): 198.51.100.2 is still limited.
+    let b_spoofing = [
+        ("x-forwarded-for", "198.51.100.2"),
+        ("forwarded", "for=203.0.113.77"),
+    ];
+    assert_eq!(statuses(&base, "/", 1, &b_spoofing).await, [429]);
     // IPv6 clients in one /64 share a limit; the next /64 has its own.
+    let extract = PeerIp::new()
+        .trust(["127.0.0.1"])
+        .unwrap()
+        .forwarded_by(ForwardedBy::Forwarded);
+    let base = serve(app().layer(RateLimitLayer::new(memory(per_minute(2)), extract))).await;
     let v6 = [("forwarded", "for=\"[2001:db8:0:1::a]\"")];
     let v6_same = [("forwarded", "for=\"[2001:db8:0:1:ffff::b]:443\"")];
     let v6_next = [("forwarded", "for=\"[2001:db8:0:2::a]\"")];
@@ -245,6 +258,11 @@ async fn a_required_header_rejects_requests_without_it() {
     assert_eq!(res.status(), 401);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"]["message"], "an API key is required");
+    // A key longer than 256 bytes is refused on every backend.
+    let long = "k".repeat(257);
+    let res = get_with_key(&base, &long).await;
+    assert_eq!(res.status(), 400);
+    assert_eq!(get_with_key(&base, &long[..256]).await.status(), 200);
 }
 
 #[derive(Clone)]
@@ -285,6 +303,8 @@ async fn the_route_template_is_one_key_for_every_client_and_id() {
     assert_eq!(statuses(&base, "/users/1", 1, &[]).await, [200]);
     assert_eq!(statuses(&base, "/users/2", 2, &[]).await, [200, 429]);
     assert_eq!(statuses(&base, "/other", 2, &[]).await, [200, 200]);
+    // No route matched: unlimited (made-up paths make no keys).
+    assert_eq!(statuses(&base, "/made/up", 3, &[]).await, [404; 3]);
 }
 
 #[tokio::test]

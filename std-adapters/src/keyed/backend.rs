@@ -20,6 +20,9 @@ pub struct KeyedDecision {
     /// The member it binds: on denial the denying one with the latest
     /// `retry_at`, else the one with least left (0 for a single limiter).
     pub binding: usize,
+    /// What the binding member alone has left (the set's
+    /// `decision.remaining` is the least of any member's).
+    pub binding_remaining: u64,
     /// When the binding member alone is full again (the set's
     /// `decision.reset_at` is when every member is).
     pub binding_reset_at: ratebound_core::Instant,
@@ -108,7 +111,7 @@ impl<C: Clock + Clone> AnyKeyedLimiter<C> {
     /// Check `cost` for `key`: every member of the set, all or nothing.
     pub async fn check(&self, key: &[u8], cost: u64) -> Result<KeyedDecision, KeyedError> {
         match self {
-            AnyKeyedLimiter::Memory(m) => memory_decision(m, key, cost, true),
+            AnyKeyedLimiter::Memory(m) => memory_decision(m, &key.into(), cost, true),
             #[cfg(feature = "redis")]
             AnyKeyedLimiter::Redis(r) => r.check(key, cost).await,
         }
@@ -117,7 +120,7 @@ impl<C: Clock + Clone> AnyKeyedLimiter<C> {
     /// What [`check`](Self::check) would decide, changing nothing.
     pub async fn peek(&self, key: &[u8], cost: u64) -> Result<KeyedDecision, KeyedError> {
         match self {
-            AnyKeyedLimiter::Memory(m) => memory_decision(m, key, cost, false),
+            AnyKeyedLimiter::Memory(m) => memory_decision(m, &key.into(), cost, false),
             #[cfg(feature = "redis")]
             AnyKeyedLimiter::Redis(r) => r.peek(key, cost).await,
         }

@@ -12,13 +12,38 @@ use crate::limiter::{AnyLimiter, LimitSet};
 
 /// A key as the in-memory stores hold it: its bytes, in place up to 24
 /// (an IP address's text, a short id), else on the heap.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct KeyBytes(SmallVec<[u8; 24]>);
 
 impl KeyBytes {
     /// The bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
+    }
+}
+
+impl std::fmt::Debug for KeyBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key: it may be an API secret.
+        write!(f, "KeyBytes({} bytes)", self.0.len())
+    }
+}
+
+impl KeyBytes {
+    /// Append `b`.
+    pub(crate) fn extend(&mut self, b: &[u8]) {
+        self.0.extend_from_slice(b);
+    }
+
+    /// Append one byte.
+    pub(crate) fn push(&mut self, b: u8) {
+        self.0.push(b);
+    }
+}
+
+impl From<Vec<u8>> for KeyBytes {
+    fn from(v: Vec<u8>) -> Self {
+        KeyBytes(SmallVec::from_vec(v))
     }
 }
 
@@ -95,40 +120,40 @@ impl<C: Clock> MemoryKeyed<C> {
 #[inline]
 pub(crate) fn memory_decision<C: Clock>(
     m: &MemoryKeyed<C>,
-    key: &[u8],
+    key: &KeyBytes,
     cost: u64,
     take: bool,
 ) -> Result<KeyedDecision, KeyedError> {
     // A cost that never fits errors from the check, leaving a new key's
     // state fresh: such a key is not inserted.
-    let key = KeyBytes::from(key);
-    let (decision, binding, binding_reset_at, now) = match &m.store {
+    let (decision, binding, (binding_remaining, binding_reset_at), now) = match &m.store {
         Store::Gcra(s) => {
             let (d, now) = if take {
-                s.check_now(&key, cost)?
+                s.check_now(key, cost)?
             } else {
-                s.peek_now(&key, cost)?
+                s.peek_now(key, cost)?
             };
-            (d, 0, d.reset_at, now)
+            (d, 0, (d.remaining, d.reset_at), now)
         }
         Store::Set(s) => {
-            let (d, reset, now) = if take {
-                s.update(&key, |set, state, now| {
+            let (d, own, now) = if take {
+                s.update(key, |set, state, now| {
                     let d = set.check_set(state, now, cost)?;
-                    Ok::<_, CostError>((d, set.reset_at(state, d, now), now))
+                    Ok::<_, CostError>((d, set.binding_figures(state, d, now), now))
                 })??
             } else {
-                s.inspect(&key, |set, state, now| {
+                s.inspect(key, |set, state, now| {
                     let d = set.peek_set(state, now, cost)?;
-                    Ok::<_, CostError>((d, set.reset_at(state, d, now), now))
+                    Ok::<_, CostError>((d, set.binding_figures(state, d, now), now))
                 })?
             };
-            (d.decision, d.binding.unwrap_or(0), reset, now)
+            (d.decision, d.binding.unwrap_or(0), own, now)
         }
     };
     Ok(KeyedDecision {
         decision,
         binding,
+        binding_remaining,
         binding_reset_at,
         source: Source::Memory,
         now,

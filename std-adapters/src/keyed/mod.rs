@@ -298,13 +298,7 @@ where
 
     /// [`peek`](Self::peek), with the `now` it was made at.
     pub(crate) fn peek_now(&self, key: &K, cost: u64) -> Result<(Decision, Instant), CostError> {
-        let now = self.clock.now();
-        let (h, shard) = self.shard(key);
-        let d = match shard.map.get(h, key) {
-            Some(s) => self.limiter.peek(s, now, cost),
-            None => self.limiter.peek(&L::State::default(), now, cost),
-        }?;
-        Ok((d, now))
+        self.inspect(key, |l, s, now| l.peek(s, now, cost).map(|d| (d, now)))
     }
 
     #[inline]

@@ -145,6 +145,10 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
             Ok(d) => Ok(KeyedDecision {
                 decision: d.decision.decision,
                 binding: d.decision.binding.unwrap_or(0),
+                binding_remaining: d
+                    .members
+                    .get(d.decision.binding.unwrap_or(0))
+                    .map_or(d.decision.decision.remaining, |m| m.decision.remaining),
                 binding_reset_at: d
                     .members
                     .get(d.decision.binding.unwrap_or(0))
@@ -154,10 +158,12 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
             }),
             Err(Fallback::Open) => {
                 let now = self.clock.now();
+                let decision = Decision::uncounted(now, self.limits.capacity(), cost);
                 Ok(KeyedDecision {
-                    decision: Decision::uncounted(now, self.limits.capacity(), cost),
+                    decision,
                     binding: 0,
-                    binding_reset_at: now,
+                    binding_remaining: decision.remaining,
+                    binding_reset_at: decision.reset_at,
                     source: Source::FailOpen,
                     now,
                 })
@@ -177,12 +183,13 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
                     return Ok(KeyedDecision {
                         decision: Decision::refused(now, share, now + retry),
                         binding: member,
-                        binding_reset_at: now,
+                        binding_remaining: 0,
+                        binding_reset_at: now + retry,
                         source: Source::Local,
                         now,
                     });
                 }
-                let d = memory_decision(local, key, cost, take)?;
+                let d = memory_decision(local, &key.into(), cost, take)?;
                 Ok(KeyedDecision {
                     source: Source::Local,
                     ..d

@@ -156,16 +156,20 @@ impl LimitSet {
         Ok(LimitSet { members })
     }
 
-    /// When the binding member of `d` alone is full again, from `state`
-    /// after `d` (a set of one: `d`'s own `reset_at`).
-    pub fn reset_at(&self, state: &SetState, d: PolicyDecision, now: Instant) -> Instant {
+    /// The binding member of `d` alone, from `state` after `d`: what it has
+    /// left and when it is full again (a set of one: `d`'s own figures).
+    pub fn binding_figures(
+        &self,
+        state: &SetState,
+        d: PolicyDecision,
+        now: Instant,
+    ) -> (u64, Instant) {
+        let own = (d.decision.remaining, d.decision.reset_at);
         let b = d.binding.unwrap_or(0);
         match (self.members.len(), self.limiter(b), state.member(b)) {
-            (1, _, _) => d.decision.reset_at,
-            (_, Some(l), Some(s)) => l
-                .peek(s, now, 0)
-                .map_or(d.decision.reset_at, |p| p.reset_at),
-            _ => d.decision.reset_at,
+            (1, _, _) => own,
+            (_, Some(l), Some(s)) => l.peek(s, now, 0).map_or(own, |p| (p.remaining, p.reset_at)),
+            _ => own,
         }
     }
 

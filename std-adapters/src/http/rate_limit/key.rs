@@ -21,26 +21,31 @@ use std::net::{IpAddr, SocketAddr};
 
 use http::{HeaderName, Request, StatusCode};
 use ipnet::IpNet;
-use smallvec::SmallVec;
 
 pub use crate::http::layer::KeyRejection;
+use crate::keyed::KeyBytes;
 
 /// The key a request is counted under: bytes, kept short (an IP's text, a
 /// header's value). Redis keys carry it; logs and traces carry only
 /// [`hash`](RateKey::hash).
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct RateKey(SmallVec<[u8; 24]>);
+pub struct RateKey(KeyBytes);
 
 impl RateKey {
     /// The key's bytes.
     pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
+    /// The key as the in-memory stores hold it.
+    pub(crate) fn as_key_bytes(&self) -> &KeyBytes {
         &self.0
     }
 
     /// A hash of the key, the same in every process (for logs and traces,
     /// which never carry the key itself: it may be a secret).
     pub fn hash(&self) -> u64 {
-        foldhash::fast::FixedState::with_seed(0x7261_7465_626f_756e).hash_one(&self.0)
+        foldhash::fast::FixedState::with_seed(0x7261_7465_626f_756e).hash_one(self.as_bytes())
     }
 }
 
@@ -53,13 +58,13 @@ impl fmt::Debug for RateKey {
 
 impl From<Vec<u8>> for RateKey {
     fn from(v: Vec<u8>) -> Self {
-        RateKey(SmallVec::from_vec(v))
+        RateKey(KeyBytes::from(v))
     }
 }
 
 impl From<&[u8]> for RateKey {
     fn from(v: &[u8]) -> Self {
-        RateKey(SmallVec::from_slice(v))
+        RateKey(KeyBytes::from(v))
     }
 }
 
@@ -77,14 +82,14 @@ impl From<&str> for RateKey {
 
 /// A key written by `Display` straight into its own bytes.
 fn key_from_display(v: impl fmt::Display) -> RateKey {
-    struct W(SmallVec<[u8; 24]>);
+    struct W(KeyBytes);
     impl fmt::Write for W {
         fn write_str(&mut self, s: &str) -> fmt::Result {
-            self.0.extend_from_slice(s.as_bytes());
+            self.0.extend(s.as_bytes());
             Ok(())
         }
     }
-    let mut w = W(SmallVec::new());
+    let mut w = W(KeyBytes::default());
     let _ = fmt::Write::write_fmt(&mut w, format_args!("{v}")); // W never fails
     RateKey(w.0)
 }
@@ -105,16 +110,19 @@ where
     }
 }
 
-/// Both keys, joined (e.g. per client IP *and* route); unlimited when
-/// either is.
+/// Both keys, joined (e.g. per client IP *and* route) as `len:first|second`
+/// (the length keeps `("a|b", "c")` apart from `("a", "b|c")`); unlimited
+/// when either is.
 impl<B, X: ExtractKey<B>, Y: ExtractKey<B>> ExtractKey<B> for (X, Y) {
     fn extract(&self, req: &Request<B>) -> Result<Option<RateKey>, KeyRejection> {
         let (Some(a), Some(b)) = (self.0.extract(req)?, self.1.extract(req)?) else {
             return Ok(None);
         };
-        let mut k = a.0;
+        let mut k = key_from_display(a.as_bytes().len()).0;
+        k.push(b':');
+        k.extend(a.as_bytes());
         k.push(b'|');
-        k.extend_from_slice(&b.0);
+        k.extend(b.as_bytes());
         Ok(Some(RateKey(k)))
     }
 }
@@ -133,13 +141,16 @@ pub struct ProxyParseError(pub String);
 /// neither is answered 500: the server is not passing peer addresses.
 ///
 /// Forwarding headers are believed only from trusted proxies: when the
-/// peer is in [`trust`](Self::trust)'s list, the chain in `Forwarded`
-/// (RFC 7239 `for=`), else in `X-Forwarded-For`, is read from the right,
-/// skipping trusted addresses; the first untrusted one is the client. An
-/// entry that is not an address (`unknown`, an obfuscated node, garbage)
-/// ends the walk: the client is the trusted hop that forwarded it. A
-/// client that sends its own `X-Forwarded-For` to a server with no trusted
-/// proxies is keyed by its own address.
+/// peer is in [`trust`](Self::trust)'s list, the chain in the one header
+/// your proxies write — `X-Forwarded-For` by default, RFC 7239 `Forwarded`
+/// (`for=`) with [`forwarded_by`](Self::forwarded_by) — is read from the
+/// right, skipping trusted addresses; the first untrusted one is the client.
+/// The other header is never read: most proxies append to one and pass the
+/// client's copy of the other through untouched, so reading it would let a
+/// client pick its own key. An entry that is not an address (`unknown`, an
+/// obfuscated node, garbage) ends the walk: the client is the trusted hop
+/// that forwarded it. A client that sends its own `X-Forwarded-For` to a
+/// server with no trusted proxies is keyed by its own address.
 ///
 /// ```
 /// use ratebound_std::http::rate_limit::PeerIp;
@@ -152,8 +163,20 @@ pub struct ProxyParseError(pub String);
 #[derive(Clone, Debug)]
 pub struct PeerIp {
     trusted: Vec<IpNet>,
+    header: ForwardedBy,
     ipv4_prefix: u8,
     ipv6_prefix: u8,
+}
+
+/// The header trusted proxies name the client in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ForwardedBy {
+    /// `X-Forwarded-For: client, proxy1, …` (nginx, HAProxy, cloud load
+    /// balancers).
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
+    Forwarded,
 }
 
 impl Default for PeerIp {
@@ -167,6 +190,7 @@ impl PeerIp {
     pub fn new() -> Self {
         PeerIp {
             trusted: Vec::new(),
+            header: ForwardedBy::XForwardedFor,
             ipv4_prefix: 32,
             ipv6_prefix: 64,
         }
@@ -190,6 +214,13 @@ impl PeerIp {
             self.trusted.push(net.trunc());
         }
         Ok(self)
+    }
+
+    /// Read the client from this header (default `X-Forwarded-For`); the
+    /// other is ignored.
+    pub fn forwarded_by(mut self, header: ForwardedBy) -> Self {
+        self.header = header;
+        self
     }
 
     /// Group IPv6 clients by this prefix (0 to 128; default 64; larger is
@@ -216,24 +247,19 @@ impl PeerIp {
         if !self.is_trusted(client) {
             return client;
         }
-        let forwarded: Vec<&[u8]> = headers
-            .get_all(http::header::FORWARDED)
-            .iter()
-            .map(|v| v.as_bytes())
-            .collect();
-        let hops: Vec<Option<IpAddr>> = if !forwarded.is_empty() {
-            forwarded
+        let hops: Vec<Option<IpAddr>> = match self.header {
+            ForwardedBy::Forwarded => headers
+                .get_all(http::header::FORWARDED)
                 .iter()
-                .flat_map(|v| v.split(|&b| b == b','))
+                .flat_map(|v| v.as_bytes().split(|&b| b == b','))
                 .map(forwarded_for)
-                .collect()
-        } else {
-            headers
+                .collect(),
+            ForwardedBy::XForwardedFor => headers
                 .get_all(X_FORWARDED_FOR)
                 .iter()
                 .flat_map(|v| v.as_bytes().split(|&b| b == b','))
                 .map(|h| parse_ip(trim(h)))
-                .collect()
+                .collect(),
         };
         for hop in hops.into_iter().rev() {
             let Some(ip) = hop else { break };
@@ -274,16 +300,16 @@ fn ipv4_key(ip: std::net::Ipv4Addr, bits: u8) -> RateKey {
         std::net::Ipv4Addr::from(u32::from(ip) & !(u32::MAX >> bits))
     };
     // At most "255.255.255.255/32": 18 bytes, in place.
-    let mut k = SmallVec::<[u8; 24]>::new();
+    let mut k = KeyBytes::default();
     let [a, b, c, d] = masked.octets();
-    k.extend_from_slice(decimal(a));
+    k.extend(decimal(a));
     for o in [b, c, d] {
         k.push(b'.');
-        k.extend_from_slice(decimal(o));
+        k.extend(decimal(o));
     }
     if bits < 32 {
         k.push(b'/');
-        k.extend_from_slice(decimal(bits));
+        k.extend(decimal(bits));
     }
     RateKey(k)
 }
@@ -365,11 +391,14 @@ impl<B> ExtractKey<B> for PeerIp {
 }
 
 /// A header's value as the key (an API key, a tenant). Without the header
-/// the request is unlimited, unless [`required`](Self::required).
+/// the request is unlimited, unless [`required`](Self::required). A value
+/// longer than [`max_len`](Self::max_len) (256 bytes by default) is
+/// answered 400 on every backend, so clients cannot make keys of any size.
 #[derive(Clone, Debug)]
 pub struct HeaderKey {
     name: HeaderName,
     missing: Option<KeyRejection>,
+    max_len: usize,
 }
 
 impl HeaderKey {
@@ -378,7 +407,14 @@ impl HeaderKey {
         HeaderKey {
             name,
             missing: None,
+            max_len: 256,
         }
+    }
+
+    /// Refuse (400) values longer than `bytes`.
+    pub fn max_len(mut self, bytes: usize) -> Self {
+        self.max_len = bytes;
+        self
     }
 
     /// Answer a request without the header with `status` and `message`
@@ -392,6 +428,10 @@ impl HeaderKey {
 impl<B> ExtractKey<B> for HeaderKey {
     fn extract(&self, req: &Request<B>) -> Result<Option<RateKey>, KeyRejection> {
         match req.headers().get(&self.name) {
+            Some(v) if v.len() > self.max_len => Err(KeyRejection::new(
+                StatusCode::BAD_REQUEST,
+                format!("{} is longer than {} bytes", self.name, self.max_len),
+            )),
             Some(v) => Ok(Some(RateKey::from(v.as_bytes()))),
             None => match &self.missing {
                 Some(r) => Err(r.clone()),
@@ -438,21 +478,28 @@ impl<B, T: fmt::Display + Send + Sync + 'static> ExtractKey<B> for ExtensionKey<
 }
 
 /// The method and route as the key (`GET /users/{id}`): one limit per
-/// endpoint, shared by every client. With feature `axum` the route is the
-/// matched template (`MatchedPath`); else the request's path.
+/// endpoint, shared by every client.
+///
+/// With feature `axum` the route is the matched template (`MatchedPath`,
+/// set when the layer is added with `Router::layer` or `route_layer`); a
+/// request no route matched (a 404) is unlimited, so made-up paths cannot
+/// create keys. Without feature `axum` the key is the request's path: every
+/// distinct path is a key of its own, so put this layer only in front of a
+/// fixed set of paths (or use a closure that maps paths to routes).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RouteKey;
 
 impl<B> ExtractKey<B> for RouteKey {
+    #[cfg(feature = "axum")]
     fn extract(&self, req: &Request<B>) -> Result<Option<RateKey>, KeyRejection> {
-        #[cfg(feature = "axum")]
-        if let Some(m) = req.extensions().get::<axum::extract::MatchedPath>() {
-            return Ok(Some(key_from_display(format_args!(
-                "{} {}",
-                req.method(),
-                m.as_str()
-            ))));
-        }
+        Ok(req
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .map(|m| key_from_display(format_args!("{} {}", req.method(), m.as_str()))))
+    }
+
+    #[cfg(not(feature = "axum"))]
+    fn extract(&self, req: &Request<B>) -> Result<Option<RateKey>, KeyRejection> {
         Ok(Some(key_from_display(format_args!(
             "{} {}",
             req.method(),
@@ -486,6 +533,8 @@ mod tests {
         let p = PeerIp::new().trust(["10.0.0.0/8"]).unwrap();
         let h = headers(&[("x-forwarded-for", "1.2.3.4"), ("forwarded", "for=5.6.7.8")]);
         assert_eq!(p.client_ip(ip("203.0.113.9"), &h), ip("203.0.113.9"));
+        let p = p.forwarded_by(ForwardedBy::Forwarded);
+        assert_eq!(p.client_ip(ip("203.0.113.9"), &h), ip("203.0.113.9"));
         assert_eq!(
             PeerIp::new().client_ip(ip("203.0.113.9"), &h),
             ip("203.0.113.9")
@@ -513,8 +562,32 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_wins_over_x_forwarded_for_and_reads_ports_and_brackets() {
-        let p = PeerIp::new().trust(["::1"]).unwrap();
+    fn only_the_chosen_header_is_read() {
+        // The proxy appends to X-Forwarded-For and passes the client's own
+        // Forwarded through: that one must not name the client.
+        let p = PeerIp::new().trust(["10.0.0.1"]).unwrap();
+        let h = headers(&[
+            ("forwarded", "for=6.6.6.6"),
+            ("x-forwarded-for", "198.51.100.7"),
+        ]);
+        assert_eq!(p.client_ip(ip("10.0.0.1"), &h), ip("198.51.100.7"));
+        let h = headers(&[("forwarded", "for=6.6.6.6")]);
+        assert_eq!(p.client_ip(ip("10.0.0.1"), &h), ip("10.0.0.1"));
+        // And the other way round.
+        let p = p.forwarded_by(ForwardedBy::Forwarded);
+        let h = headers(&[
+            ("forwarded", "for=198.51.100.7"),
+            ("x-forwarded-for", "6.6.6.6"),
+        ]);
+        assert_eq!(p.client_ip(ip("10.0.0.1"), &h), ip("198.51.100.7"));
+    }
+
+    #[test]
+    fn forwarded_reads_ports_and_brackets() {
+        let p = PeerIp::new()
+            .trust(["::1"])
+            .unwrap()
+            .forwarded_by(ForwardedBy::Forwarded);
         let h = headers(&[
             (
                 "forwarded",

@@ -41,21 +41,26 @@
 //! - An extractor's rejection: its status and message.
 //!
 //! In [`shadow`](RateLimitLayer::shadow) mode every decision is made and
-//! counted, but nothing is refused (store errors let requests through).
+//! counted, but the limits refuse nothing (store errors let requests
+//! through too); an extractor's own answer (no peer address, a required
+//! header missing or too long) still stands.
 //!
-//! `q` and `w` follow each member: a sliding log or counter allows at most
-//! `q` in any `w` seconds; a GCRA (`;bucket`) holds at most `q` at once,
-//! refilled smoothly in `w` seconds (rounded up).
+//! `q` and `w` follow each member: a sliding log allows at most `q` in any
+//! `w` seconds; a sliding counter estimates the last `w` seconds from two
+//! fixed windows (see its docs for how far one interval can exceed `q`); a
+//! GCRA (`;bucket`) holds at most `q` at once, refilled smoothly in `w`
+//! seconds (rounded up).
 
 mod key;
 mod service;
 
 pub use key::{
-    ExtensionKey, ExtractKey, HeaderKey, KeyRejection, PeerIp, ProxyParseError, RateKey, RouteKey,
+    ExtensionKey, ExtractKey, ForwardedBy, HeaderKey, KeyRejection, PeerIp, ProxyParseError,
+    RateKey, RouteKey,
 };
 pub use service::{RateLimit, ResponseFuture};
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use http::header::HeaderValue;
 use http::Request;
@@ -137,7 +142,14 @@ struct Options<X, K> {
     policy: HeaderValue,
     /// The `limit` label of its metrics and spans.
     name: Arc<str>,
-    metrics: LayerMetrics,
+    /// Registered at the first request, under the final name.
+    metrics: OnceLock<LayerMetrics>,
+}
+
+impl<X, K> Options<X, K> {
+    fn metrics(&self) -> &LayerMetrics {
+        self.metrics.get_or_init(|| LayerMetrics::new(&self.name))
+    }
 }
 
 impl<X, K> Clone for Options<X, K> {
@@ -201,7 +213,7 @@ impl<C: Clock + Clone, X> RateLimitLayer<C, X, One> {
                 legacy_headers: false,
                 on_decision: None,
                 policy,
-                metrics: LayerMetrics::new(&name),
+                metrics: OnceLock::new(),
                 name,
             }),
         }
@@ -234,9 +246,11 @@ impl<C: Clock + Clone, X, K> RateLimitLayer<C, X, K> {
         }
     }
 
-    /// Shadow mode: decide and count, report (headers, hook, a `tracing`
-    /// event), but never refuse: learn what a limit would do before
-    /// enforcing it.
+    /// Shadow mode: decide and count, report (hook, metrics, a `tracing`
+    /// event; headers with [`headers_on_success`](Self::headers_on_success)),
+    /// but let every request the limits would refuse through: learn what a
+    /// limit would do before enforcing it. An extractor's own rejection
+    /// still answers.
     pub fn shadow(self, on: bool) -> Self {
         self.with(|o| o.shadow = on)
     }
@@ -254,13 +268,8 @@ impl<C: Clock + Clone, X, K> RateLimitLayer<C, X, K> {
 
     /// Name the layer's limit in metrics and spans (the `limit` label;
     /// default: its members' names joined by `+`, e.g. `per_second+per_minute`).
-    /// Registers the layer's metrics under it: install the metrics recorder
-    /// before building layers (see [`telemetry`](crate::telemetry)).
     pub fn name(self, name: &str) -> Self {
-        self.with(|o| {
-            o.name = name.into();
-            o.metrics = LayerMetrics::new(name);
-        })
+        self.with(|o| o.name = name.into())
     }
 
     /// Called with every decision (allowed, denied, shadow-denied).

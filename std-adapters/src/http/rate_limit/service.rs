@@ -152,13 +152,13 @@ pub(super) fn policy_header(set: &LimitSet) -> HeaderValue {
 
 fn rate_headers<X, K>(options: &Options<X, K>, name: &str, d: &KeyedDecision) -> RateHeaders {
     let reset = seconds(d.binding_reset_at.saturating_duration_since(d.now));
-    let state = format!("\"{name}\";r={};t={reset}", d.decision.remaining);
+    let state = format!("\"{name}\";r={};t={reset}", d.binding_remaining);
     RateHeaders {
         policy: options.policy.clone(),
         state: HeaderValue::from_str(&state).ok(),
         legacy: options
             .legacy_headers
-            .then_some([d.decision.limit, d.decision.remaining, reset]),
+            .then_some([d.decision.limit, d.binding_remaining, reset]),
     }
 }
 
@@ -217,11 +217,11 @@ fn verdict<C: Clock + Clone, X, K, B: From<String>>(
     span: &tracing::Span,
 ) -> Verdict<B> {
     let set = limits.limits();
-    options.metrics.keys_held.set(limits.keys_held() as f64);
+    options.metrics().keys_held.set(limits.keys_held() as f64);
     let d = match decided {
         Ok(d) => d,
         Err(e) => {
-            options.metrics.error.increment(1);
+            options.metrics().error.increment(1);
             if !span.is_disabled() {
                 span.record("outcome", "error");
             }
@@ -242,10 +242,11 @@ fn verdict<C: Clock + Clone, X, K, B: From<String>>(
     if !span.is_disabled() {
         span.record("outcome", outcome.as_str());
     }
+    let metrics = options.metrics();
     match outcome {
-        Outcome::Allowed => &options.metrics.allowed,
-        Outcome::Denied => &options.metrics.denied,
-        Outcome::ShadowDenied => &options.metrics.shadow_denied,
+        Outcome::Allowed => &metrics.allowed,
+        Outcome::Denied => &metrics.denied,
+        Outcome::ShadowDenied => &metrics.shadow_denied,
     }
     .increment(1);
     if let Some(hook) = &options.on_decision {
@@ -332,6 +333,7 @@ where
                 }
             }
             Err(r) => {
+                self.options.metrics().rejected.increment(1);
                 let body = error_body(&r.message, "invalid_request_error", "invalid_request");
                 return refused(respond(r.status, body));
             }
@@ -352,7 +354,7 @@ where
         match &*self.limits {
             AnyKeyedLimiter::Memory(m) => {
                 let _in = (!span.is_disabled()).then(|| span.enter());
-                let decided = memory_decision(m, key.as_bytes(), cost, true);
+                let decided = memory_decision(m, key.as_key_bytes(), cost, true);
                 match verdict(&self.options, &self.limits, &key, decided, &span) {
                     Verdict::Pass(headers) => ResponseFuture {
                         kind: Kind::Admitted {
