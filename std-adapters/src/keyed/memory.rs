@@ -29,6 +29,7 @@ impl std::fmt::Debug for KeyBytes {
     }
 }
 
+#[cfg(feature = "http")]
 impl KeyBytes {
     /// Append `b`.
     pub(crate) fn extend(&mut self, b: &[u8]) {
