@@ -39,6 +39,16 @@ use portable_atomic::{AtomicU64, Ordering};
 use crate::gcra::Timeline;
 use crate::{ConfigError, CostError, Decision, Gcra, GcraState, Instant};
 
+// The size the module docs state, checked wherever the crate is built.
+const _: () = assert!(
+    core::mem::size_of::<AtomicGcra>()
+        == if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+            256
+        } else {
+            136
+        }
+);
+
 /// The largest reduced-rate denominator an [`AtomicGcra`] can hold.
 pub const MAX_ATOMIC_DENOMINATOR: u64 = Timeline::MAX_DENOMINATOR;
 
@@ -229,16 +239,6 @@ mod tests {
             }
         )
         .is_err());
-    }
-
-    #[test]
-    fn takes_the_bytes_the_docs_state() {
-        let expected = if cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
-            256
-        } else {
-            136
-        };
-        assert_eq!(core::mem::size_of::<AtomicGcra>(), expected);
     }
 
     #[test]

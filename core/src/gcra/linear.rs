@@ -126,12 +126,7 @@ impl Timeline {
     /// [`Gcra::check`] gives for a cost above capacity.
     #[inline(always)]
     pub(crate) fn window(&self, g: &Gcra, now: Instant, cost: u64) -> Result<Window, CostError> {
-        if cost > g.capacity {
-            return Err(CostError::InsufficientCapacity {
-                cost,
-                capacity: g.capacity,
-            });
-        }
+        g.fits_at_all(cost)?;
         let now = now.as_micros() * self.a.get(); // < 2^52 · 2^11
         let step = if cost == 1 { g.p } else { cost * g.p }; // ≤ tau
         Ok(Window {

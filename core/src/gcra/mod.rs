@@ -252,6 +252,19 @@ impl Gcra {
         Duration::from_micros(self.tau_us + (self.tau_rem > 0) as u64)
     }
 
+    /// The one error a GCRA decision has: a cost above the capacity can
+    /// never be admitted, whatever the state (every path checks it here).
+    #[inline(always)]
+    pub(crate) fn fits_at_all(&self, cost: u64) -> Result<(), CostError> {
+        if cost > self.capacity {
+            return Err(CostError::InsufficientCapacity {
+                cost,
+                capacity: self.capacity,
+            });
+        }
+        Ok(())
+    }
+
     /// Whether `cost` fits at `now`: `cost` fits exactly when admitting it
     /// leaves the TAT within the burst window, which needs no division by
     /// the rate (none at all for one token, whose interval is precomputed).
@@ -263,12 +276,7 @@ impl Gcra {
         now: Instant,
         cost: u64,
     ) -> Result<Admission, CostError> {
-        if cost > self.capacity {
-            return Err(CostError::InsufficientCapacity {
-                cost,
-                capacity: self.capacity,
-            });
-        }
+        self.fits_at_all(cost)?;
         let n = now.as_micros();
         let base = self.base(s, n);
         let next = self.add(base, self.inc(cost));
