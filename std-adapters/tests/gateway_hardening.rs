@@ -9,6 +9,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use support::prometheus::sample;
+
+mod support;
 
 struct Gateway {
     child: Child,
@@ -355,17 +358,19 @@ async fn the_admin_side_serves_counts_equal_to_the_requests_sent() {
         .await
         .unwrap();
     let count = |limit: &str, outcome: &str| {
-        let head = format!("ratebound_decisions_total{{limit=\"{limit}\",outcome=\"{outcome}\"}} ");
-        text.lines()
-            .find_map(|l| l.strip_prefix(&head))
-            .map(|v| v.trim().parse::<f64>().unwrap())
+        sample(
+            &text,
+            "ratebound_decisions_total",
+            &format!("limit=\"{limit}\",outcome=\"{outcome}\""),
+        )
     };
     assert_eq!(count("per_ip", "allowed"), Some(6.0), "{text}");
     assert_eq!(count("per_ip", "denied"), Some(2.0), "{text}");
     assert_eq!(count("model_limits", "allowed"), Some(3.0), "{text}");
     assert_eq!(count("model_limits", "denied"), Some(3.0), "{text}");
-    assert!(
-        text.contains("ratebound_keys_held{limit=\"per_ip\"} 1"),
+    assert_eq!(
+        sample(&text, "ratebound_keys_held", "limit=\"per_ip\""),
+        Some(1.0),
         "{text}"
     );
 }

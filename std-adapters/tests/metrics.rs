@@ -16,7 +16,8 @@ use ratebound_std::http::rate_limit::{HeaderKey, PeerIp, RateLimitLayer};
 use ratebound_std::keyed::{AnyKeyedLimiter, KeyedConfig, RedisKeyedLimiter};
 use ratebound_std::limiter::{AnyLimiter, LimitSet};
 use ratebound_std::redis::{RedisOptions, RedisStore};
-use support::axum_app::{sample, serve};
+use support::axum_app::serve;
+use support::prometheus::sample;
 use support::redis_server::RedisServer;
 
 fn per_minute(n: u64) -> LimitSet {

@@ -1,5 +1,5 @@
 //! An axum app served on a free loopback port with each request's peer
-//! address (`ConnectInfo`), and reading Prometheus text.
+//! address (`ConnectInfo`).
 
 use std::net::SocketAddr;
 
@@ -18,13 +18,4 @@ pub async fn serve(app: Router) -> String {
         .unwrap();
     });
     format!("http://{addr}")
-}
-
-/// The value of the sample `name{labels}` in Prometheus text (labels as
-/// the exporter orders them).
-pub fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
-    let head = format!("{name}{{{labels}}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&head))
-        .map(|v| v.trim().parse().unwrap())
 }

@@ -5,6 +5,7 @@
 pub mod axum_app;
 #[cfg(feature = "http")]
 pub mod llm_gateway;
+pub mod prometheus;
 pub mod redis_server;
 #[cfg(feature = "redis")]
 pub mod traces;
