@@ -52,12 +52,11 @@
 //! seconds (rounded up).
 
 mod key;
+mod peer_ip;
 mod service;
 
-pub use key::{
-    ExtensionKey, ExtractKey, ForwardedBy, HeaderKey, KeyRejection, PeerIp, ProxyParseError,
-    RateKey, RouteKey,
-};
+pub use key::{ExtensionKey, ExtractKey, HeaderKey, KeyRejection, RateKey, RouteKey};
+pub use peer_ip::{ForwardedBy, PeerIp, ProxyParseError};
 pub use service::{RateLimit, ResponseFuture};
 
 use std::sync::{Arc, OnceLock};
