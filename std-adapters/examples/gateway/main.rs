@@ -61,12 +61,14 @@ const DEFAULT_CONFIG: &str = include_str!("../gateway.toml");
 /// Requests larger than this are refused before being parsed.
 const MAX_BODY: usize = 1 << 20;
 
+mod admin;
 mod config;
 mod demo;
 mod fake_upstream;
 mod models;
 mod serve;
 
+use admin::admin;
 use config::{Config, Key, RedisConfig};
 use demo::{demo, demo_budgets};
 use fake_upstream::fake_upstream;
@@ -358,23 +360,6 @@ fn router(
         }
         _ => routes,
     })
-}
-
-/// The admin side: Prometheus text at `/metrics`. The recorder is
-/// installed before any layer is built, so every layer registers with it.
-async fn admin(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    println!("admin on http://{}/metrics", listener.local_addr()?);
-    let admin = Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let m = metrics.clone();
-            async move { m.render() }
-        }),
-    );
-    tokio::spawn(async move { axum::serve(listener, admin).await });
-    Ok(())
 }
 
 /// Settlements, for the demo to print.
