@@ -74,13 +74,23 @@ impl AtomicGcra {
 
     /// Start from a saved state (as produced by [`state`](AtomicGcra::state) or the pure [`Gcra`]).
     ///
-    /// A `tat` at or beyond 2^53 µs cannot come from core; it is rejected.
+    /// A `tat` at or beyond 2^53 µs cannot come from core; it is rejected. A
+    /// state written under another config keeps its instant ([`reconfigure`](crate::reconfigure)).
     pub const fn with_state(gcra: Gcra, state: GcraState) -> Result<AtomicGcra, ConfigError> {
         let Some(line) = Timeline::new(&gcra) else {
             return Err(ConfigError::Invalid {
                 field: "amount",
                 reason: "and period reduce to a fraction whose denominator exceeds 2048; AtomicGcra cannot pack it (use Gcra behind a lock)",
             });
+        };
+        // A state another config wrote may hold a finer `rem`: like the
+        // pure GCRA, count it as the next whole µs.
+        let state = match gcra.reduced_rate() {
+            (_, a) if state.rem >= a => GcraState {
+                tat: state.tat.saturating_add(1),
+                rem: 0,
+            },
+            _ => state,
         };
         let Some(w) = line.point(state) else {
             return Err(ConfigError::Invalid {

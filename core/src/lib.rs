@@ -19,6 +19,9 @@
 //! | Fixed-capacity per-key table | [`keyed::KeyedTable`] | `heapless` map |
 //! | LLM gateway model quotas (total + success, holds) | [`model_quota::ModelQuota`] | [`model_quota::ModelState`] |
 //!
+//! A config can change while its states live on: [`reconfigure`] says what
+//! each machine keeps ([`CarryOver`]).
+//!
 //! ```
 //! use ratebound_core::{Duration, Gcra, GcraState, Instant};
 //!
@@ -95,6 +98,7 @@ pub mod gcra;
 pub mod keyed;
 pub mod model_quota;
 pub mod policy;
+pub mod reconfigure;
 pub mod share;
 pub mod sliding_counter;
 pub mod sliding_log;
@@ -106,6 +110,7 @@ pub use atomic::AtomicGcra;
 pub use decision::{Decision, Limiter};
 pub use error::{ConfigError, CostError};
 pub use gcra::{Gcra, GcraConfig, GcraState, Taken};
+pub use reconfigure::CarryOver;
 pub use sliding_counter::{SlidingCounter, SlidingCounterState};
 pub use sliding_log::{LogEntry, SlidingLog, SlidingLogState, WindowConfig};
 pub use time::{mul_div_ceil, mul_div_floor, Duration, Instant, MAX_SAFE_INTEGER, MAX_TICKS};

@@ -22,9 +22,12 @@ impl Gcra {
                 fr: s.rem,
             }
         } else {
+            // Written under a config with a finer unit (a reconfigured or
+            // hand-made state): whatever it meant, it was less than one µs
+            // past `tat`, so the next whole µs is never early.
             Mixed {
-                us: s.tat.saturating_add(s.rem / self.a),
-                fr: s.rem % self.a,
+                us: s.tat.saturating_add(1),
+                fr: 0,
             }
         }
     }

@@ -114,8 +114,9 @@ impl From<Gcra> for GcraConfig {
 /// Absolute plain data — two integers relative to the caller's epoch — so it
 /// can live in an atomic, a Redis hash, a KV store or a Durable Object. The
 /// default (`0, 0`) is a full bucket. A state is meaningful for the config
-/// that produced it; a `rem` too large for another config is normalised
-/// (carried into `tat`), never trusted to grant more.
+/// that produced it; read under another config (see [`reconfigure`](crate::reconfigure)),
+/// a `rem` at or above that config's `a` counts as the next whole µs past
+/// `tat` — never earlier than what it meant.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct GcraState {

@@ -256,10 +256,13 @@ proptest::proptest! {
 #[test]
 fn oversized_rem_is_normalised_not_trusted() {
     let g = Gcra::new(3, 3, Duration::from_secs(1)).unwrap();
-    // rem = 7 thirds of a µs → tat + 2 µs, remainder 1.
+    // rem = 7 is not a number of thirds of a µs core writes: it came from
+    // a config with a finer unit, so it was under 1 µs → tat + 1 µs.
     let s = GcraState { tat: 1_000, rem: 7 };
     let d = g.peek(&s, t(1_000), 0).unwrap();
-    assert_eq!(d.reset_at, t(1_003));
+    assert_eq!(d.reset_at, t(1_001));
+    assert_eq!(d.remaining, 2); // 1 µs past full: not yet 3
+    assert_eq!(g.peek(&s, t(1_001), 0).unwrap().remaining, 3);
     let mut corrupt = GcraState {
         tat: u64::MAX,
         rem: u64::MAX,
