@@ -94,7 +94,7 @@ impl CarryOver for SlidingCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Duration, GcraState, Instant, Limiter, SlidingCounterState, SlidingLogState};
+    use crate::{Duration, GcraState, Instant, SlidingCounterState, SlidingLogState};
     use proptest::prelude::*;
 
     fn gcra() -> impl Strategy<Value = Gcra> {
@@ -152,7 +152,7 @@ mod tests {
             let mut t = Instant::from_secs(1_000);
             let mut kept = std::vec::Vec::new();
             for (gap, cost) in costs {
-                t = t + Duration::from_micros(gap);
+                t += Duration::from_micros(gap);
                 if old.check(&mut s, t, cost)?.allowed {
                     kept.push((t.as_micros(), cost));
                 }
