@@ -144,7 +144,7 @@ fn bad_sizes_are_rejected_naming_the_field() {
     assert!(e.to_string().contains("max_keys"), "{e}");
 }
 
-fn bytes_per_key<L: ratebound_core::Limiter>(limiter: L) -> f64 {
+fn bytes_per_key<L: ratebound_core::Limiter + Clone>(limiter: L) -> f64 {
     const N: u64 = 100_000;
     let clock = ManualClock::new(T0);
     let before = LIVE.load(Ordering::SeqCst);

@@ -4,6 +4,8 @@
 
 use ratebound_core::{ConfigError, CostError, Decision};
 
+use std::sync::Arc;
+
 use super::memory::{memory_decision, MemoryKeyed};
 use super::KeyedConfig;
 use crate::clock::Clock;
@@ -126,12 +128,56 @@ impl<C: Clock + Clone> AnyKeyedLimiter<C> {
         }
     }
 
-    /// The limits held per key.
-    pub fn limits(&self) -> &LimitSet {
+    /// The limits keys are decided by (but those with an override).
+    pub fn limits(&self) -> Arc<LimitSet> {
         match self {
             AnyKeyedLimiter::Memory(m) => m.limits(),
             #[cfg(feature = "redis")]
             AnyKeyedLimiter::Redis(r) => r.limits(),
+        }
+    }
+
+    /// The limits `key` is decided by: its override, else the common ones.
+    pub fn limits_for(&self, key: &[u8]) -> Arc<LimitSet> {
+        match self {
+            AnyKeyedLimiter::Memory(m) => m.limits_for(key),
+            #[cfg(feature = "redis")]
+            AnyKeyedLimiter::Redis(r) => r.limits_for(key),
+        }
+    }
+
+    /// Decide every key by `limits` from now on, keeping every key's state
+    /// (core's [`reconfigure`](ratebound_core::reconfigure) rule: the state
+    /// is kept and the new limits read it). Refused, changing nothing, when
+    /// the members' names, order or kinds differ or a sliding counter's
+    /// window changes — such a set is a new limit. In Redis the change is
+    /// this replica's: apply it on each (replicas between two configs agree
+    /// on every state, each deciding by its own).
+    pub fn reconfigure(&self, limits: LimitSet) -> Result<(), ConfigError> {
+        match self {
+            AnyKeyedLimiter::Memory(m) => m.reconfigure(limits),
+            #[cfg(feature = "redis")]
+            AnyKeyedLimiter::Redis(r) => r.reconfigure(limits),
+        }
+    }
+
+    /// Decide `key` by `limits` (e.g. a premium key's larger quota) until
+    /// [`remove_override`](Self::remove_override), keeping its state;
+    /// refused like [`reconfigure`](Self::reconfigure).
+    pub fn set_override(&self, key: &[u8], limits: LimitSet) -> Result<(), ConfigError> {
+        match self {
+            AnyKeyedLimiter::Memory(m) => m.set_override(key, limits),
+            #[cfg(feature = "redis")]
+            AnyKeyedLimiter::Redis(r) => r.set_override(key, limits),
+        }
+    }
+
+    /// Decide `key` by the common limits again; false when it had no override.
+    pub fn remove_override(&self, key: &[u8]) -> bool {
+        match self {
+            AnyKeyedLimiter::Memory(m) => m.remove_override(key),
+            #[cfg(feature = "redis")]
+            AnyKeyedLimiter::Redis(r) => r.remove_override(key),
         }
     }
 

@@ -2,7 +2,9 @@
 //! [`LimitSet`]'s states per key, with a lane of its own for the commonest
 //! set, one GCRA (its state checked in place, no set bookkeeping).
 
-use ratebound_core::{ConfigError, CostError, Gcra};
+use std::sync::{Arc, RwLock};
+
+use ratebound_core::{CarryOver, ConfigError, CostError, Gcra};
 use smallvec::SmallVec;
 
 use super::{KeyedConfig, KeyedDecision, KeyedError, KeyedLimiter};
@@ -55,10 +57,28 @@ impl From<&[u8]> for KeyBytes {
 }
 
 /// A [`LimitSet`] per key in this process, bounded by [`KeyedConfig`].
+/// Its limits can change while it runs, for every key
+/// ([`reconfigure`](Self::reconfigure)) or one
+/// ([`set_override`](Self::set_override)), keeping every key's state.
 #[derive(Debug)]
 pub struct MemoryKeyed<C> {
-    limits: LimitSet,
+    /// What the store decides by (but keys with an override); written
+    /// only while the store's config is being changed.
+    limits: RwLock<Arc<LimitSet>>,
     store: Store<C>,
+}
+
+const NOT_ONE_GCRA: ConfigError = ConfigError::Invalid {
+    field: "limits",
+    reason: "of one GCRA can only change to one GCRA",
+};
+
+/// The GCRA of a set of one GCRA.
+fn single_gcra(limits: &LimitSet) -> Option<Gcra> {
+    match limits.limiter(0) {
+        Some(AnyLimiter::Gcra(g)) if limits.len() == 1 => Some(*g),
+        _ => None,
+    }
 }
 
 #[derive(Debug)]
@@ -72,18 +92,72 @@ enum Store<C> {
 impl<C: Clock> MemoryKeyed<C> {
     /// `limits` per key, in a store sized by `config`.
     pub fn new(limits: LimitSet, config: KeyedConfig, clock: C) -> Result<Self, ConfigError> {
-        let store = match limits.limiter(0) {
-            Some(AnyLimiter::Gcra(g)) if limits.len() == 1 => {
-                Store::Gcra(KeyedLimiter::new(*g, config, clock)?)
-            }
-            _ => Store::Set(KeyedLimiter::new(limits.clone(), config, clock)?),
+        let store = match single_gcra(&limits) {
+            Some(g) => Store::Gcra(KeyedLimiter::new(g, config, clock)?),
+            None => Store::Set(KeyedLimiter::new(limits.clone(), config, clock)?),
         };
-        Ok(MemoryKeyed { limits, store })
+        Ok(MemoryKeyed {
+            limits: RwLock::new(Arc::new(limits)),
+            store,
+        })
     }
 
-    /// The limits held per key.
-    pub fn limits(&self) -> &LimitSet {
-        &self.limits
+    /// The limits keys are decided by (but those with an override).
+    pub fn limits(&self) -> Arc<LimitSet> {
+        Arc::clone(&self.limits.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The limits `key` is decided by: its override, else the store's.
+    pub fn limits_for(&self, key: &[u8]) -> Arc<LimitSet> {
+        let key = KeyBytes::from(key);
+        let base = self.limits();
+        let own = match &self.store {
+            Store::Gcra(s) => s
+                .override_for(&key)
+                .and_then(|g| LimitSet::one(base.name(0), AnyLimiter::Gcra(g)).ok()),
+            Store::Set(s) => s.override_for(&key),
+        };
+        own.map_or(base, Arc::new)
+    }
+
+    /// Decide every key by `limits` from now on, keeping every key's
+    /// state; refused, changing nothing, when the states would not carry
+    /// over ([`LimitSet`]'s rule: same members, names and kinds, a sliding
+    /// counter's window unchanged).
+    pub fn reconfigure(&self, limits: LimitSet) -> Result<(), ConfigError> {
+        let mut current = self.limits.write().unwrap_or_else(|p| p.into_inner());
+        limits.carries_over_from(&current)?;
+        match (&self.store, single_gcra(&limits)) {
+            (Store::Gcra(s), Some(g)) => s.reconfigure(g)?,
+            (Store::Set(s), _) => s.reconfigure(limits.clone())?,
+            // A set of one GCRA carries over only to another (checked above).
+            (Store::Gcra(_), None) => return Err(NOT_ONE_GCRA),
+        }
+        *current = Arc::new(limits);
+        Ok(())
+    }
+
+    /// Decide `key` by `limits` (e.g. a premium key's larger quota) until
+    /// the override is removed, keeping its state; refused like
+    /// [`reconfigure`](Self::reconfigure) when the state would not carry
+    /// over between the store's limits and these.
+    pub fn set_override(&self, key: &[u8], limits: LimitSet) -> Result<(), ConfigError> {
+        limits.carries_over_from(&self.limits())?;
+        let key = KeyBytes::from(key);
+        match (&self.store, single_gcra(&limits)) {
+            (Store::Gcra(s), Some(g)) => s.set_override(key, g),
+            (Store::Set(s), _) => s.set_override(key, limits),
+            (Store::Gcra(_), None) => Err(NOT_ONE_GCRA),
+        }
+    }
+
+    /// Decide `key` by the store's limits again; false when it had no override.
+    pub fn remove_override(&self, key: &[u8]) -> bool {
+        let key = KeyBytes::from(key);
+        match &self.store {
+            Store::Gcra(s) => s.remove_override(&key),
+            Store::Set(s) => s.remove_override(&key),
+        }
     }
 
     /// Keys held, read without locking (see [`KeyedLimiter::held`]).

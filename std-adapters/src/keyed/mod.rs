@@ -76,12 +76,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use foldhash::fast::RandomState;
-use ratebound_core::{ConfigError, CostError, Decision, Instant, Limiter};
+use ratebound_core::{CarryOver, ConfigError, CostError, Decision, Instant, Limiter};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
@@ -180,13 +181,30 @@ impl KeyedConfig {
 /// A shard's lock on cache lines of its own: two threads working in
 /// neighbouring shards do not contend for one line.
 #[repr(align(128))]
-struct ShardLock<K, S>(Mutex<Shard<K, S>>);
+struct ShardLock<K, L: Limiter>(Mutex<Shard<K, L>>);
 
-/// One shard: its table (allocated as it grows, never up front) and the
-/// refusals since its last full idle sweep.
-struct Shard<K, S> {
-    map: Table<K, S, RandomState>,
+/// One shard: its table (allocated as it grows, never up front), the
+/// refusals since its last full idle sweep, and its copy of the config
+/// (swapped under the lock it is read under, so a decision never pays for
+/// the config being changeable) with the keys that have their own.
+struct Shard<K, L: Limiter> {
+    map: Table<K, L::State, RandomState>,
     refusals: usize,
+    limiter: L,
+    overrides: HashMap<K, L, RandomState>,
+}
+
+/// `key`'s limiter: its override, else the store's.
+#[inline]
+fn limiter_for<'a, K: Hash + Eq, L>(
+    limiter: &'a L,
+    overrides: &'a HashMap<K, L, RandomState>,
+    key: &K,
+) -> &'a L {
+    if overrides.is_empty() {
+        return limiter;
+    }
+    overrides.get(key).unwrap_or(limiter)
 }
 
 /// A shard's share of `max_keys` when keys spread evenly, plus three
@@ -201,10 +219,11 @@ fn shard_share(max_keys: usize, shards: usize) -> usize {
 
 /// Per-key limiter states in sharded tables, bounded by `max_keys`.
 pub struct KeyedLimiter<K, L: Limiter, C> {
-    limiter: L,
     clock: C,
     config: KeyedConfig,
-    shards: Box<[ShardLock<K, L::State>]>,
+    shards: Box<[ShardLock<K, L>]>,
+    /// Serialises config changes, so each is checked against what it replaces.
+    changing: Mutex<()>,
     hasher: RandomState,
     /// Keys held across all shards; never above `config.max_keys`.
     held: AtomicUsize,
@@ -221,7 +240,7 @@ impl<K, L: Limiter, C> std::fmt::Debug for KeyedLimiter<K, L, C> {
 impl<K, L, C> KeyedLimiter<K, L, C>
 where
     K: Hash + Eq + Clone,
-    L: Limiter,
+    L: Limiter + Clone,
     C: Clock,
 {
     /// A store for `limiter`'s states, sized by `config`.
@@ -234,14 +253,16 @@ where
                 ShardLock(Mutex::new(Shard {
                     map: Table::new(share, config.max_keys, hasher.clone()),
                     refusals: 0,
+                    limiter: limiter.clone(),
+                    overrides: HashMap::with_hasher(hasher.clone()),
                 }))
             })
             .collect();
         Ok(KeyedLimiter {
-            limiter,
             clock,
             config,
             shards,
+            changing: Mutex::new(()),
             hasher,
             held: AtomicUsize::new(0),
         })
@@ -260,9 +281,17 @@ where
         self.held.fetch_sub(n, Ordering::AcqRel);
     }
 
-    /// The core limiter applied per key.
-    pub fn limiter(&self) -> &L {
-        &self.limiter
+    /// The core limiter applied per key (but keys with an override).
+    pub fn limiter(&self) -> L {
+        self.lock(0).limiter.clone()
+    }
+
+    /// Shard `i`, locked. Core never panics under the lock, so a shard
+    /// poisoned by a panicking key impl or closure still holds valid states.
+    fn lock(&self, i: usize) -> std::sync::MutexGuard<'_, Shard<K, L>> {
+        // `i` is in range wherever it comes from (the hash, or 0: there is
+        // always a shard).
+        self.shards[i].0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The sizing.
@@ -272,17 +301,10 @@ where
 
     /// `key`'s hash and its shard, locked. The shard comes from the hash's
     /// low 32 bits; the table uses the high ones.
-    fn shard(&self, key: &K) -> (u64, std::sync::MutexGuard<'_, Shard<K, L::State>>) {
+    fn shard(&self, key: &K) -> (u64, std::sync::MutexGuard<'_, Shard<K, L>>) {
         let h = self.hasher.hash_one(key);
         let i = ((h & 0xFFFF_FFFF) * self.shards.len() as u64) >> 32;
-        // Index is in range by construction. Core never panics under the
-        // lock, so a shard poisoned by a panicking key impl or closure
-        // still holds valid states.
-        let shard = self.shards[i as usize]
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        (h, shard)
+        (h, self.lock(i as usize))
     }
 
     /// [`check`](Self::check), with the `now` it was made at.
@@ -304,10 +326,12 @@ where
     #[inline]
     fn check_at(&self, key: &K, now: Instant, cost: u64) -> Result<Decision, AcquireError> {
         let (h, mut guard) = self.shard(key);
-        if let Some(s) = guard.map.get_mut(h, key) {
-            return Ok(self.limiter.check(s, now, cost)?);
+        let shard = &mut *guard;
+        if let Some(s) = shard.map.get_mut(h, key) {
+            let l = limiter_for(&shard.limiter, &shard.overrides, key);
+            return Ok(l.check(s, now, cost)?);
         }
-        match self.apply_new(&mut guard, h, key, now, |l, s| l.check(s, now, cost)) {
+        match self.apply_new(shard, h, key, now, |l, s| l.check(s, now, cost)) {
             Ok(Ok(d)) => Ok(d),
             Ok(Err(e)) => Err(e.into()),
             Err(e) => Err(e),
@@ -324,10 +348,11 @@ where
         f: impl FnOnce(&L, &mut L::State) -> R,
     ) -> Result<R, AcquireError> {
         let (h, mut guard) = self.shard(key);
-        if let Some(s) = guard.map.get_mut(h, key) {
-            return Ok(f(&self.limiter, s));
+        let shard = &mut *guard;
+        if let Some(s) = shard.map.get_mut(h, key) {
+            return Ok(f(limiter_for(&shard.limiter, &shard.overrides, key), s));
         }
-        self.apply_new(&mut guard, h, key, now, f)
+        self.apply_new(shard, h, key, now, f)
     }
 
     /// [`apply_at`](KeyedLimiter::apply_at) for a key the shard does not
@@ -336,15 +361,16 @@ where
     #[inline(never)]
     fn apply_new<R>(
         &self,
-        shard: &mut Shard<K, L::State>,
+        shard: &mut Shard<K, L>,
         h: u64,
         key: &K,
         now: Instant,
         f: impl FnOnce(&L, &mut L::State) -> R,
     ) -> Result<R, AcquireError> {
         let mut fresh = L::State::default();
-        let r = f(&self.limiter, &mut fresh);
-        if self.limiter.is_idle(&fresh, now) {
+        let l = limiter_for(&shard.limiter, &shard.overrides, key);
+        let r = f(l, &mut fresh);
+        if l.is_idle(&fresh, now) {
             return Ok(r); // nothing worth remembering (zero cost, or a denial)
         }
         let have_slot = self.take_slot() || self.make_room(shard, now);
@@ -381,11 +407,11 @@ where
     /// something was evicted: the caller then holds one of the freed slots
     /// (never released to the global count, where another thread could take
     /// it first).
-    fn make_room(&self, shard: &mut Shard<K, L::State>, now: Instant) -> bool {
-        if shard
-            .map
-            .evict_idle_near_hand(IDLE_PROBE, |s| self.limiter.is_idle(s, now))
-        {
+    fn make_room(&self, shard: &mut Shard<K, L>, now: Instant) -> bool {
+        let (limiter, overrides) = (&shard.limiter, &shard.overrides);
+        if shard.map.evict_idle_near_hand(IDLE_PROBE, |k, s| {
+            limiter_for(limiter, overrides, k).is_idle(s, now)
+        }) {
             return true;
         }
         let sweep = shard.refusals == 0;
@@ -404,11 +430,14 @@ where
 
     /// Drop every idle key of `shard`; returns how many went. The caller
     /// frees their slots in the global count.
-    fn drop_idle(&self, shard: &mut Shard<K, L::State>, now: Instant) -> usize {
-        shard.map.retain(|s| !self.limiter.is_idle(s, now))
+    fn drop_idle(&self, shard: &mut Shard<K, L>, now: Instant) -> usize {
+        let (limiter, overrides) = (&shard.limiter, &shard.overrides);
+        shard
+            .map
+            .retain(|k, s| !limiter_for(limiter, overrides, k).is_idle(s, now))
     }
 
-    fn sweep(&self, shard: &mut Shard<K, L::State>, now: Instant) -> usize {
+    fn sweep(&self, shard: &mut Shard<K, L>, now: Instant) -> usize {
         let dropped = self.drop_idle(shard, now);
         self.free_slots(dropped);
         dropped
@@ -425,9 +454,10 @@ where
     pub fn peek(&self, key: &K, cost: u64) -> Result<Decision, CostError> {
         let now = self.clock.now();
         let (h, shard) = self.shard(key);
+        let l = limiter_for(&shard.limiter, &shard.overrides, key);
         match shard.map.get(h, key) {
-            Some(s) => self.limiter.peek(s, now, cost),
-            None => self.limiter.peek(&L::State::default(), now, cost),
+            Some(s) => l.peek(s, now, cost),
+            None => l.peek(&L::State::default(), now, cost),
         }
     }
 
@@ -480,19 +510,22 @@ where
     pub fn inspect<R>(&self, key: &K, f: impl FnOnce(&L, &L::State, Instant) -> R) -> R {
         let now = self.clock.now();
         let (h, shard) = self.shard(key);
+        let l = limiter_for(&shard.limiter, &shard.overrides, key);
         match shard.map.get(h, key) {
-            Some(s) => f(&self.limiter, s, now),
-            None => f(&self.limiter, &L::State::default(), now),
+            Some(s) => f(l, s, now),
+            None => f(l, &L::State::default(), now),
         }
     }
 
     /// Run `f` on `key`'s state (created fresh if absent, not inserted).
     /// `f` runs under the shard's lock: it must not call back into this store.
     pub fn with_state<R>(&self, key: &K, f: impl FnOnce(&L, &mut L::State) -> R) -> R {
-        let (h, mut shard) = self.shard(key);
+        let (h, mut guard) = self.shard(key);
+        let shard = &mut *guard;
+        let l = limiter_for(&shard.limiter, &shard.overrides, key);
         match shard.map.get_mut(h, key) {
-            Some(s) => f(&self.limiter, s),
-            None => f(&self.limiter, &mut L::State::default()),
+            Some(s) => f(l, s),
+            None => f(l, &mut L::State::default()),
         }
     }
 
@@ -508,6 +541,63 @@ where
         self.shards
             .iter()
             .map(|s| s.0.lock().unwrap_or_else(|p| p.into_inner()).map.len())
+            .sum()
+    }
+
+    /// Change the config every key is decided by, keeping every key's state
+    /// (core's [`reconfigure`](ratebound_core::reconfigure) rule: the new
+    /// config reads the kept state). Refused, changing nothing, when the
+    /// states would not carry over (against the current config or any
+    /// override). Shards switch one after another under their own locks:
+    /// each key sees the change at once, and no decision waits for it.
+    pub fn reconfigure(&self, limiter: L) -> Result<(), ConfigError>
+    where
+        L: CarryOver,
+    {
+        let _one_change = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        limiter.carries_over_from(&self.limiter())?;
+        for i in 0..self.shards.len() {
+            for o in self.lock(i).overrides.values() {
+                limiter.carries_over_from(o)?;
+            }
+        }
+        for i in 0..self.shards.len() {
+            self.lock(i).limiter = limiter.clone();
+        }
+        Ok(())
+    }
+
+    /// Decide `key` by `limiter` instead of the store's config (a premium
+    /// key's larger quota), from its next decision on, keeping its state.
+    /// Refused when the state would not carry over between the two. Keys
+    /// with an override are held and evicted like any other; the override
+    /// itself stays until removed.
+    pub fn set_override(&self, key: K, limiter: L) -> Result<(), ConfigError>
+    where
+        L: CarryOver,
+    {
+        let _one_change = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        let (_, mut shard) = self.shard(&key);
+        limiter.carries_over_from(&shard.limiter)?;
+        shard.overrides.insert(key, limiter);
+        Ok(())
+    }
+
+    /// Decide `key` by the store's config again; false when it had no override.
+    pub fn remove_override(&self, key: &K) -> bool {
+        let _one_change = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        self.shard(key).1.overrides.remove(key).is_some()
+    }
+
+    /// `key`'s override, if it has one.
+    pub fn override_for(&self, key: &K) -> Option<L> {
+        self.shard(key).1.overrides.get(key).cloned()
+    }
+
+    /// How many keys have an override.
+    pub fn overrides(&self) -> usize {
+        (0..self.shards.len())
+            .map(|i| self.lock(i).overrides.len())
             .sum()
     }
 

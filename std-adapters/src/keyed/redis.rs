@@ -1,9 +1,12 @@
 //! A keyed limiter whose states live in Redis, shared by every server,
 //! with the fail-over of [`crate::fallback`].
 
-use ratebound_core::Decision;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
-use super::memory::{memory_decision, MemoryKeyed};
+use ratebound_core::{CarryOver, ConfigError, Decision};
+
+use super::memory::{memory_decision, KeyBytes, MemoryKeyed};
 use super::{KeyedConfig, KeyedDecision, KeyedError};
 use crate::clock::Clock;
 use crate::fallback::{Failover, FailoverOptions, Fallback, OnUnavailable, Source};
@@ -37,20 +40,44 @@ pub(crate) fn replica_share(
 /// the [`FailoverOptions`] decide: refuse, admit uncounted, or decide in
 /// this process on this replica's share of each limit. Recovery is
 /// automatic.
+///
+/// The limits can change while it runs, for every key
+/// ([`reconfigure`](Self::reconfigure)) or one key
+/// ([`set_override`](Self::set_override)): the states in Redis are kept and
+/// read by the new limits (core's [`reconfigure`](ratebound_core::reconfigure)
+/// rule), so replicas that take up a change at different moments agree on
+/// every state. Changes and overrides are this replica's: make them on each.
 pub struct RedisKeyedLimiter<C: Clock + Clone> {
     store: RedisStore,
-    limits: LimitSet,
-    specs: Vec<RedisSpec>,
+    limits: RwLock<Arc<Limits>>,
+    /// Keys decided by limits of their own (read only while non-empty).
+    overrides: RwLock<HashMap<KeyBytes, Arc<Limits>>>,
     failover: Failover,
     /// This replica's share, in memory (`local` only).
     local: Option<MemoryKeyed<C>>,
     clock: C,
 }
 
+/// A set and the Redis specs of its members.
+#[derive(Debug)]
+struct Limits {
+    set: Arc<LimitSet>,
+    specs: Vec<RedisSpec>,
+}
+
+impl Limits {
+    fn new(set: LimitSet) -> Arc<Self> {
+        Arc::new(Limits {
+            specs: set.members().map(|(_, l)| spec_of(l)).collect(),
+            set: Arc::new(set),
+        })
+    }
+}
+
 impl<C: Clock + Clone> std::fmt::Debug for RedisKeyedLimiter<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisKeyedLimiter")
-            .field("limits", &self.limits)
+            .field("limits", &self.limits())
             .field("failover", self.failover.options())
             .finish()
     }
@@ -105,10 +132,10 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
             _ => None,
         };
         Ok(RedisKeyedLimiter {
-            specs: limits.members().map(|(_, l)| spec_of(l)).collect(),
             local,
             store,
-            limits,
+            limits: RwLock::new(Limits::new(limits)),
+            overrides: RwLock::new(HashMap::new()),
             failover: Failover::new(failover, "limits"),
             clock,
         })
@@ -126,12 +153,25 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
         self.run(key, cost, false).await
     }
 
+    /// The limits `key` is decided by.
+    fn limits_of(&self, key: &[u8]) -> Arc<Limits> {
+        let overrides = self.overrides.read().unwrap_or_else(|p| p.into_inner());
+        if !overrides.is_empty() {
+            if let Some(l) = overrides.get(&KeyBytes::from(key)) {
+                return Arc::clone(l);
+            }
+        }
+        drop(overrides);
+        Arc::clone(&self.limits.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
     async fn run(&self, key: &[u8], cost: u64, take: bool) -> Result<KeyedDecision, KeyedError> {
-        self.limits.fits(cost).map_err(|(_, e)| e)?;
-        let m: Vec<Charge<'_>> = self
-            .limits
+        let limits = self.limits_of(key);
+        limits.set.fits(cost).map_err(|(_, e)| e)?;
+        let m: Vec<Charge<'_>> = limits
+            .set
             .members()
-            .zip(&self.specs)
+            .zip(&limits.specs)
             .map(|((name, _), spec)| Charge { name, spec, cost })
             .collect();
         let shared = async {
@@ -158,7 +198,7 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
             }),
             Err(Fallback::Open) => {
                 let now = self.clock.now();
-                let decision = Decision::uncounted(now, self.limits.capacity(), cost);
+                let decision = Decision::uncounted(now, limits.set.capacity(), cost);
                 Ok(KeyedDecision {
                     decision,
                     binding: 0,
@@ -172,14 +212,15 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
                 let Some(local) = &self.local else {
                     return Err(StoreError::Invalid("no local fallback").into());
                 };
-                if let Err((member, _)) = local.limits().fits(cost) {
+                let share = local.limits_for(key);
+                if let Err((member, _)) = share.fits(cost) {
                     // Fits the whole limit, never this replica's share:
                     // only the shared store can decide it.
                     let now = self.clock.now();
                     let retry = ratebound_core::Duration::from_micros(
                         self.failover.options().retry_after.as_micros() as u64,
                     );
-                    let share = local.limits().limiter(member).map_or(0, |l| l.capacity());
+                    let share = share.limiter(member).map_or(0, |l| l.capacity());
                     return Ok(KeyedDecision {
                         decision: Decision::refused(now, share, now + retry),
                         binding: member,
@@ -198,9 +239,76 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
         }
     }
 
-    /// The limits held per key.
-    pub fn limits(&self) -> &LimitSet {
-        &self.limits
+    /// The limits keys are decided by (but those with an override).
+    pub fn limits(&self) -> Arc<LimitSet> {
+        Arc::clone(&self.limits.read().unwrap_or_else(|p| p.into_inner()).set)
+    }
+
+    /// The limits `key` is decided by: its override, else the common ones.
+    pub fn limits_for(&self, key: &[u8]) -> Arc<LimitSet> {
+        Arc::clone(&self.limits_of(key).set)
+    }
+
+    /// This replica's share of `limits` for the local fallback, if it has one.
+    fn share(&self, limits: &LimitSet) -> Result<Option<LimitSet>, ConfigError> {
+        match &self.local {
+            Some(_) => {
+                let replicas = self.failover.options().replicas;
+                limits.try_map(|l| replica_share(l, replicas)).map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Decide every key by `limits` from now on (in this replica), keeping
+    /// every state in Redis and in the local fallback; refused, changing
+    /// nothing, when the states would not carry over ([`LimitSet`]'s rule)
+    /// or the limits cannot be shared among the replicas.
+    pub fn reconfigure(&self, limits: LimitSet) -> Result<(), ConfigError> {
+        let mut current = self.limits.write().unwrap_or_else(|p| p.into_inner());
+        limits.carries_over_from(&current.set)?;
+        for o in self
+            .overrides
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            limits.carries_over_from(&o.set)?;
+        }
+        if let (Some(local), Some(share)) = (&self.local, self.share(&limits)?) {
+            local.reconfigure(share)?;
+        }
+        *current = Limits::new(limits);
+        Ok(())
+    }
+
+    /// Decide `key` by `limits` in this replica (e.g. a premium key's larger
+    /// quota) until the override is removed, keeping its state; refused
+    /// like [`reconfigure`](Self::reconfigure).
+    pub fn set_override(&self, key: &[u8], limits: LimitSet) -> Result<(), ConfigError> {
+        let current = self.limits.read().unwrap_or_else(|p| p.into_inner());
+        limits.carries_over_from(&current.set)?;
+        if let (Some(local), Some(share)) = (&self.local, self.share(&limits)?) {
+            local.set_override(key, share)?;
+        }
+        self.overrides
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(KeyBytes::from(key), Limits::new(limits));
+        Ok(())
+    }
+
+    /// Decide `key` by the limiter's limits again; false when it had no override.
+    pub fn remove_override(&self, key: &[u8]) -> bool {
+        let _current = self.limits.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(local) = &self.local {
+            local.remove_override(key);
+        }
+        self.overrides
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&KeyBytes::from(key))
+            .is_some()
     }
 
     /// Keys held by the in-memory fallback (`local` only; else 0).

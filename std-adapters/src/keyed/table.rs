@@ -254,7 +254,7 @@ impl<K: Hash + Eq + Clone, S: Default, H: BuildHasher> Table<K, S, H> {
     pub(super) fn evict_idle_near_hand(
         &mut self,
         probe: usize,
-        mut is_idle: impl FnMut(&S) -> bool,
+        mut is_idle: impl FnMut(&K, &S) -> bool,
     ) -> bool {
         let mut looked = 0;
         for _ in 0..self.ctrl.len() {
@@ -263,7 +263,8 @@ impl<K: Hash + Eq + Clone, S: Default, H: BuildHasher> Table<K, S, H> {
             }
             self.advance_hand();
             if self.ctrl[self.hand] & FULL != 0 {
-                if is_idle(&self.slots[self.hand].1) {
+                let (k, s) = &self.slots[self.hand];
+                if is_idle(k, s) {
                     self.remove(self.hand);
                     return true;
                 }
@@ -299,10 +300,10 @@ impl<K: Hash + Eq + Clone, S: Default, H: BuildHasher> Table<K, S, H> {
     /// Keep only the keys whose state `keep` accepts; returns how many were
     /// dropped. One pass over the slots; the tombstones it leaves are
     /// reclaimed by the next insert that needs them.
-    pub(super) fn retain(&mut self, mut keep: impl FnMut(&S) -> bool) -> usize {
+    pub(super) fn retain(&mut self, mut keep: impl FnMut(&K, &S) -> bool) -> usize {
         let mut dropped = 0;
         for i in 0..self.ctrl.len() {
-            if self.ctrl[i] & FULL != 0 && !keep(&self.slots[i].1) {
+            if self.ctrl[i] & FULL != 0 && !keep(&self.slots[i].0, &self.slots[i].1) {
                 self.remove(i);
                 dropped += 1;
             }
@@ -390,7 +391,7 @@ mod tests {
                     Op::EvictIdle(p) => {
                         let before = t.len();
                         // "Idle" = an odd state.
-                        if t.evict_idle_near_hand(usize::from(p % 8), |s| s % 2 == 1) {
+                        if t.evict_idle_near_hand(usize::from(p % 8), |_, s| s % 2 == 1) {
                             prop_assert_eq!(t.len(), before - 1);
                             model.retain(|k, _| t.get(t.hasher.hash_one(*k), k).is_some());
                         }
@@ -401,7 +402,7 @@ mod tests {
                         model.retain(|k, _| t.get(t.hasher.hash_one(*k), k).is_some());
                     }
                     Op::RetainEven => {
-                        let dropped = t.retain(|s| s % 2 == 0);
+                        let dropped = t.retain(|_, s| s % 2 == 0);
                         let before = model.len();
                         model.retain(|_, s| *s % 2 == 0);
                         prop_assert_eq!(dropped, before - model.len());

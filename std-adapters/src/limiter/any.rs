@@ -1,8 +1,8 @@
 //! Any core limiter, chosen at run time (from config), and its state.
 
 use ratebound_core::{
-    CostError, Decision, Gcra, GcraState, Instant, Limiter, SlidingCounter, SlidingCounterState,
-    SlidingLog, SlidingLogState,
+    CarryOver, ConfigError, CostError, Decision, Gcra, GcraState, Instant, Limiter, SlidingCounter,
+    SlidingCounterState, SlidingLog, SlidingLogState,
 };
 
 /// Sliding logs built from config hold this many entries.
@@ -95,6 +95,26 @@ impl Limiter for AnyLimiter {
             (AnyLimiter::SlidingLog(l), AnyState::SlidingLog(s)) => l.is_idle(s, now),
             (AnyLimiter::SlidingCounter(l), AnyState::SlidingCounter(s)) => l.is_idle(s, now),
             _ => true, // fresh, or a state of another kind: nothing counted here
+        }
+    }
+}
+
+impl CarryOver for AnyLimiter {
+    /// When both are the same kind and core's rule for that kind carries
+    /// (a sliding counter keeps its window); another kind would read the
+    /// state as fresh, forgetting what it counted.
+    fn carries_over_from(&self, old: &Self) -> Result<(), ConfigError> {
+        match (self, old) {
+            (AnyLimiter::Gcra(n), AnyLimiter::Gcra(o)) => n.carries_over_from(o),
+            (AnyLimiter::SlidingLog(n), AnyLimiter::SlidingLog(o)) => n.carries_over_from(o),
+            (AnyLimiter::SlidingCounter(n), AnyLimiter::SlidingCounter(o)) => {
+                n.carries_over_from(o)
+            }
+            _ => Err(ConfigError::Invalid {
+                field: "kind",
+                reason: "of a limiter cannot change while its states live \
+                         (the new kind would forget what the old one counted)",
+            }),
         }
     }
 }

@@ -211,7 +211,7 @@ impl<C: Clock> Drop for InFlight<C> {
 /// [`ModelQuota::admit`] and [`ModelQuota::settle`] with the request's limits;
 /// `check` here only reports, so the store's generic path can never admit a
 /// request that cannot be settled.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct States(ModelQuota);
 
 impl Limiter for States {

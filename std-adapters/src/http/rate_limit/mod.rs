@@ -61,14 +61,13 @@ pub use service::{RateLimit, ResponseFuture};
 
 use std::sync::{Arc, OnceLock};
 
-use http::header::HeaderValue;
 use http::Request;
 use tower::Layer;
 
 use crate::clock::Clock;
 use crate::keyed::{AnyKeyedLimiter, KeyedDecision};
 use crate::telemetry::LayerMetrics;
-use service::policy_header;
+use service::PolicyCache;
 
 /// What became of one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,8 +136,11 @@ struct Options<X, K> {
     headers_on_success: bool,
     legacy_headers: bool,
     on_decision: Option<Hook>,
-    /// `RateLimit-Policy`, the same for every response.
-    policy: HeaderValue,
+    /// `RateLimit-Policy` of the limits last answered for.
+    policy: Arc<PolicyCache>,
+    /// The members' names (fixed for the limits' life: a change of
+    /// config keeps them).
+    members: Arc<[Box<str>]>,
     /// The `limit` label of its metrics and spans.
     name: Arc<str>,
     /// Registered at the first request, under the final name.
@@ -160,7 +162,8 @@ impl<X, K> Clone for Options<X, K> {
             headers_on_success: self.headers_on_success,
             legacy_headers: self.legacy_headers,
             on_decision: self.on_decision.clone(),
-            policy: self.policy.clone(),
+            policy: Arc::clone(&self.policy),
+            members: Arc::clone(&self.members),
             name: Arc::clone(&self.name),
             metrics: self.metrics.clone(),
         }
@@ -194,14 +197,10 @@ impl<C: Clock + Clone, X> RateLimitLayer<C, X, One> {
     /// `extract` finds.
     pub fn new(limits: impl Into<Arc<AnyKeyedLimiter<C>>>, extract: X) -> Self {
         let limits = limits.into();
-        let policy = policy_header(limits.limits());
-        let name: Arc<str> = limits
-            .limits()
-            .members()
-            .map(|(n, _)| n)
-            .collect::<Vec<_>>()
-            .join("+")
-            .into();
+        let set = limits.limits();
+        let members: Arc<[Box<str>]> = set.members().map(|(n, _)| n.into()).collect();
+        let name: Arc<str> = members.join("+").into();
+        let policy = Arc::new(PolicyCache::new(set));
         RateLimitLayer {
             limits,
             options: Arc::new(Options {
@@ -212,6 +211,7 @@ impl<C: Clock + Clone, X> RateLimitLayer<C, X, One> {
                 legacy_headers: false,
                 on_decision: None,
                 policy,
+                members,
                 metrics: OnceLock::new(),
                 name,
             }),
@@ -239,6 +239,7 @@ impl<C: Clock + Clone, X, K> RateLimitLayer<C, X, K> {
                 legacy_headers: o.legacy_headers,
                 on_decision: o.on_decision,
                 policy: o.policy,
+                members: o.members,
                 name: o.name,
                 metrics: o.metrics,
             }),

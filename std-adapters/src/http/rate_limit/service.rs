@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 
 use http::header::{HeaderMap, HeaderValue, RETRY_AFTER};
@@ -150,11 +150,39 @@ pub(super) fn policy_header(set: &LimitSet) -> HeaderValue {
     HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
 }
 
-fn rate_headers<X, K>(options: &Options<X, K>, name: &str, d: &KeyedDecision) -> RateHeaders {
+/// `RateLimit-Policy` of the limits last answered for, rebuilt when they
+/// change (a new config, a key with limits of its own).
+pub(super) struct PolicyCache(RwLock<(Arc<LimitSet>, HeaderValue)>);
+
+impl PolicyCache {
+    pub(super) fn new(set: Arc<LimitSet>) -> Self {
+        let header = policy_header(&set);
+        PolicyCache(RwLock::new((set, header)))
+    }
+
+    fn header(&self, set: &Arc<LimitSet>) -> HeaderValue {
+        {
+            let cached = self.0.read().unwrap_or_else(|p| p.into_inner());
+            if Arc::ptr_eq(&cached.0, set) {
+                return cached.1.clone();
+            }
+        }
+        let header = policy_header(set);
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = (Arc::clone(set), header.clone());
+        header
+    }
+}
+
+fn rate_headers<X, K>(
+    options: &Options<X, K>,
+    set: &Arc<LimitSet>,
+    name: &str,
+    d: &KeyedDecision,
+) -> RateHeaders {
     let reset = seconds(d.binding_reset_at.saturating_duration_since(d.now));
     let state = format!("\"{name}\";r={};t={reset}", d.binding_remaining);
     RateHeaders {
-        policy: options.policy.clone(),
+        policy: options.policy.header(set),
         state: HeaderValue::from_str(&state).ok(),
         legacy: options
             .legacy_headers
@@ -216,7 +244,6 @@ fn verdict<C: Clock + Clone, X, K, B: From<String>>(
     decided: Result<KeyedDecision, KeyedError>,
     span: &tracing::Span,
 ) -> Verdict<B> {
-    let set = limits.limits();
     options.metrics().keys_held.set(limits.keys_held() as f64);
     let d = match decided {
         Ok(d) => d,
@@ -233,7 +260,7 @@ fn verdict<C: Clock + Clone, X, K, B: From<String>>(
             };
         }
     };
-    let name = set.name(d.binding);
+    let name = options.members.get(d.binding).map_or("", |n| &**n);
     let outcome = match (d.decision.allowed, options.shadow) {
         (true, _) => Outcome::Allowed,
         (false, false) => Outcome::Denied,
@@ -266,13 +293,14 @@ fn verdict<C: Clock + Clone, X, K, B: From<String>>(
                 retry_after_s = retry,
                 "rate limit reached"
             );
+            let set = limits.limits_for(key.as_bytes());
             let message = format!(
                 "Rate limit reached ({name}: {}). Please try again in {retry}s.",
-                describe(set, d.binding)
+                describe(&set, d.binding)
             );
             let body = error_body(&message, "rate_limit", "rate_limit_exceeded");
             let mut res = respond(StatusCode::TOO_MANY_REQUESTS, body);
-            rate_headers(options, name, &d).insert(res.headers_mut());
+            rate_headers(options, &set, name, &d).insert(res.headers_mut());
             res.headers_mut()
                 .insert(RETRY_AFTER, HeaderValue::from(retry));
             Verdict::Refuse(res)
@@ -283,17 +311,23 @@ fn verdict<C: Clock + Clone, X, K, B: From<String>>(
                 limit = name,
                 "rate limit reached (shadow)"
             );
-            Verdict::Pass(
-                options
-                    .headers_on_success
-                    .then(|| Box::new(rate_headers(options, name, &d))),
-            )
+            Verdict::Pass(options.headers_on_success.then(|| {
+                Box::new(rate_headers(
+                    options,
+                    &limits.limits_for(key.as_bytes()),
+                    name,
+                    &d,
+                ))
+            }))
         }
-        Outcome::Allowed => Verdict::Pass(
-            options
-                .headers_on_success
-                .then(|| Box::new(rate_headers(options, name, &d))),
-        ),
+        Outcome::Allowed => Verdict::Pass(options.headers_on_success.then(|| {
+            Box::new(rate_headers(
+                options,
+                &limits.limits_for(key.as_bytes()),
+                name,
+                &d,
+            ))
+        })),
     }
 }
 
