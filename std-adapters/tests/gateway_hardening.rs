@@ -3,29 +3,16 @@
 //! cut off while others are served, made-up models and duplicate keys are
 //! refused, and the bearer scheme is matched in any case.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use support::gateway_process::{config_file, gateway_bin, start};
 use support::prometheus::sample;
 
 mod support;
-
-struct Gateway {
-    child: Child,
-    base: String,
-    /// The admin side's /metrics, when configured.
-    metrics: Option<String>,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 const CONFIG: &str = r#"
 listen = "127.0.0.1:0"
@@ -44,63 +31,6 @@ body = "1s"
 [budgets]
 per_user = { requests_per_minute = 3 }
 "#;
-
-/// The example binary, built by `cargo test` next to this test.
-fn gateway_bin() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("gateway");
-    assert!(
-        bin.exists(),
-        "{} is missing: build the examples (cargo test builds them)",
-        bin.display()
-    );
-    bin
-}
-
-/// `config` in a file of its own (tests run in parallel).
-fn config_file(config: &str) -> std::path::PathBuf {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let path = std::env::temp_dir().join(format!("ratebound-gw-{}-{n}.toml", std::process::id()));
-    std::fs::write(&path, config).unwrap();
-    path
-}
-
-/// Start the gateway on `config`, with `env` set.
-fn start(config: &str, env: &[(&str, &str)]) -> Gateway {
-    let bin = gateway_bin();
-    let path = config_file(config);
-    let mut child = Command::new(bin)
-        .arg("--config")
-        .arg(&path)
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut metrics = None;
-    let base = loop {
-        let line = lines.next().expect("the gateway exited").unwrap();
-        if let Some(rest) = line.strip_prefix("admin on ") {
-            metrics = Some(rest.to_owned());
-        }
-        if let Some(rest) = line.strip_prefix("ratebound gateway on ") {
-            break rest.split(',').next().unwrap().to_owned();
-        }
-    };
-    Gateway {
-        child,
-        base,
-        metrics,
-    }
-}
 
 fn chat(model: &str) -> serde_json::Value {
     json!({"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]})

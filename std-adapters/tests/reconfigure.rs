@@ -66,7 +66,12 @@ async fn app(limits: &Arc<Limits>) -> String {
         Arc::clone(limits),
         HeaderKey::new(http::HeaderName::from_static("x-api-key")),
     );
-    serve(Router::new().route("/", get(|| async { "ok" })).layer(layer)).await
+    serve(
+        Router::new()
+            .route("/", get(|| async { "ok" }))
+            .layer(layer),
+    )
+    .await
 }
 
 /// How many of `n` requests with API key `key` were answered 200; the
@@ -99,7 +104,10 @@ async fn refusal(base: &str, key: &str) -> (String, String) {
         .await
         .unwrap();
     assert_eq!(res.status(), 429);
-    let policy = res.headers()["ratelimit-policy"].to_str().unwrap().to_owned();
+    let policy = res.headers()["ratelimit-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     (policy, res.text().await.unwrap())
 }
 
@@ -147,7 +155,10 @@ async fn changes_that_lose_state_are_refused(limits: Arc<Limits>) {
     let renamed = LimitSet::one("other", per_hour(10)).unwrap();
     let e = limits.reconfigure(renamed).unwrap_err().to_string();
     assert!(e.contains("names and order"), "{e}");
-    let e = limits.reconfigure(one(log_per_hour(10))).unwrap_err().to_string();
+    let e = limits
+        .reconfigure(one(log_per_hour(10)))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("kind"), "{e}");
     let added = LimitSet::new([("hourly", per_hour(10)), ("more", per_hour(10))]).unwrap();
     assert!(limits.reconfigure(added).is_err());

@@ -1,22 +1,56 @@
-//! The admin side: what an operator reads, apart from client traffic.
+//! The admin side: what an operator reads and does, apart from client
+//! traffic. Keep it off the public network.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use axum::http::StatusCode;
+use axum::routing::{get, post};
 use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
 
-/// The admin side: Prometheus text at `/metrics`. The recorder is
-/// installed before any layer is built, so every layer registers with it.
-pub(crate) async fn admin(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
-    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    println!("admin on http://{}/metrics", listener.local_addr()?);
-    let admin = Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let m = metrics.clone();
-            async move { m.render() }
-        }),
-    );
-    tokio::spawn(async move { axum::serve(listener, admin).await });
-    Ok(())
+use crate::reload::Reloader;
+
+/// The admin listener, bound with the metrics recorder installed: bound
+/// before any layer is built, so every layer registers with it.
+pub(crate) struct Admin {
+    listener: tokio::net::TcpListener,
+    metrics: PrometheusHandle,
+}
+
+impl Admin {
+    pub(crate) async fn bind(addr: SocketAddr) -> Result<Admin, Box<dyn std::error::Error>> {
+        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        Ok(Admin { listener, metrics })
+    }
+
+    /// Serve Prometheus text at `GET /metrics` and reload the config file
+    /// at `POST /admin/reload` (200 and what changed, or 400 and why
+    /// nothing did).
+    pub(crate) fn serve(self, reloader: Arc<Reloader>) -> std::io::Result<()> {
+        let addr = self.listener.local_addr()?;
+        println!("admin on http://{addr}/metrics");
+        println!("config reload: POST http://{addr}/admin/reload (or SIGHUP)");
+        let metrics = self.metrics;
+        let admin = Router::new()
+            .route(
+                "/metrics",
+                get(move || std::future::ready(metrics.render())),
+            )
+            .route(
+                "/admin/reload",
+                post(move || {
+                    std::future::ready(match reloader.reload() {
+                        Ok(done) => (StatusCode::OK, done + "\n"),
+                        Err(e) => (
+                            StatusCode::BAD_REQUEST,
+                            format!("reload refused, nothing changed: {e}\n"),
+                        ),
+                    })
+                }),
+            );
+        tokio::spawn(async move { axum::serve(self.listener, admin).await });
+        Ok(())
+    }
 }

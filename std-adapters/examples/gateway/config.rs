@@ -23,7 +23,7 @@ pub(crate) struct Config {
     /// `anthropic-version`). A value `"$NAME"` is read from the environment.
     #[serde(default)]
     pub(crate) upstream_headers: std::collections::BTreeMap<String, String>,
-    pub(crate) keys: std::collections::BTreeMap<String, Key>,
+    pub(crate) keys: BTreeMap<String, Key>,
     pub(crate) model_limits: ModelLimitConfig,
     /// Token, request and money budgets per key, user, group and model.
     #[serde(default)]
@@ -58,22 +58,47 @@ pub(crate) struct PerIp {
     /// Proxies trusted to name the client in `Forwarded` / `X-Forwarded-For`.
     #[serde(default)]
     pub(crate) trust_proxies: Vec<String>,
+    /// Client IPs (an IPv6 address stands for its /64) with limits of
+    /// their own: the same windows, other numbers.
+    #[serde(default)]
+    pub(crate) overrides: BTreeMap<String, IpLimits>,
+}
+
+/// One client IP's own limits.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IpLimits {
+    pub(crate) per_second: Option<u64>,
+    pub(crate) per_minute: Option<u64>,
 }
 
 impl PerIp {
     pub(crate) fn limits(&self) -> Result<LimitSet, Box<dyn std::error::Error>> {
-        let mut members = Vec::new();
-        if let Some(n) = self.per_second {
-            members.push(("per_second", AnyLimiter::Gcra(Gcra::per_second(n)?)));
-        }
-        if let Some(n) = self.per_minute {
-            members.push(("per_minute", AnyLimiter::Gcra(Gcra::per_minute(n)?)));
-        }
-        if members.is_empty() {
-            return Err("[per_ip] needs per_second or per_minute".into());
-        }
-        Ok(LimitSet::new(members)?)
+        windows(self.per_second, self.per_minute)
     }
+}
+
+impl IpLimits {
+    pub(crate) fn limits(&self) -> Result<LimitSet, Box<dyn std::error::Error>> {
+        windows(self.per_second, self.per_minute)
+    }
+}
+
+fn windows(
+    per_second: Option<u64>,
+    per_minute: Option<u64>,
+) -> Result<LimitSet, Box<dyn std::error::Error>> {
+    let mut members = Vec::new();
+    if let Some(n) = per_second {
+        members.push(("per_second", AnyLimiter::Gcra(Gcra::per_second(n)?)));
+    }
+    if let Some(n) = per_minute {
+        members.push(("per_minute", AnyLimiter::Gcra(Gcra::per_minute(n)?)));
+    }
+    if members.is_empty() {
+        return Err("needs per_second or per_minute".into());
+    }
+    Ok(LimitSet::new(members)?)
 }
 
 /// How long a connection may take (each "5s"-style).

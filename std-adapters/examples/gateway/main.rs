@@ -66,17 +66,20 @@ mod config;
 mod demo;
 mod fake_upstream;
 mod models;
+mod reload;
 mod serve;
 
-use admin::admin;
-use config::{Config, Key, RedisConfig};
+use admin::Admin;
+use config::{Config, RedisConfig};
 use demo::{demo, demo_budgets};
 use fake_upstream::fake_upstream;
 use models::{allowed_models, cap_models, ModelCap};
+use reload::{Keys, Live, Reloader};
 use serve::{serve, upstream_headers};
 
 struct Gateway {
-    keys: std::collections::BTreeMap<String, Key>,
+    /// Replaced whole by a reload.
+    keys: Keys,
     upstream: Option<String>,
     /// Sent with every upstream call (its credentials).
     upstream_headers: reqwest::header::HeaderMap,
@@ -103,7 +106,11 @@ async fn identify(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> R
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, k)| k.trim());
-    let Some(k) = key.and_then(|k| gw.keys.get(k)) else {
+    let found = key.and_then(|k| {
+        let keys = gw.keys.read().unwrap_or_else(|p| p.into_inner());
+        keys.get(k).cloned()
+    });
+    let Some(k) = found else {
         return json_error(
             StatusCode::UNAUTHORIZED,
             "invalid API key",
@@ -215,7 +222,7 @@ impl WithLog for UpstreamError {
     }
 }
 
-async fn app(mut cfg: Config) -> Result<Router, Box<dyn std::error::Error>> {
+async fn app(mut cfg: Config) -> Result<(Router, Live), Box<dyn std::error::Error>> {
     let cap = allowed_models(&mut cfg)?;
     let limits = cfg.model_limits.clone();
     let budgets = cfg.budgets.clone();
@@ -298,7 +305,7 @@ fn router(
     per_ip: Option<AnyKeyedLimiter<SystemClock>>,
     cap: Option<Arc<ModelCap>>,
     cfg: Config,
-) -> Result<Router, Box<dyn std::error::Error>> {
+) -> Result<(Router, Live), Box<dyn std::error::Error>> {
     let limit = ModelLimitLayer::new(limiter, FromExtensions::new());
     if let Some(url) = &cfg.alert_webhook {
         let webhook = AlertWebhook::spawn(url, AlertWebhook::default_retry(), 1_024)?;
@@ -321,8 +328,9 @@ fn router(
         ratebound_core::Duration::from_secs(20),
     )?
     .with_max_retries(2);
+    let keys: Keys = Arc::new(std::sync::RwLock::new(cfg.keys));
     let gw = Arc::new(Gateway {
-        keys: cfg.keys,
+        keys: Arc::clone(&keys),
         upstream: cfg.upstream,
         upstream_headers: upstream_headers(&cfg.upstream_headers)?,
         client: reqwest::Client::builder()
@@ -356,9 +364,15 @@ fn router(
     Ok(match (per_ip, &cfg.per_ip) {
         (Some(limits), Some(p)) => {
             let peer = PeerIp::new().trust(&p.trust_proxies)?;
-            routes.layer(RateLimitLayer::new(limits, peer).name("per_ip"))
+            let limits = Arc::new(limits);
+            let layer = RateLimitLayer::new(Arc::clone(&limits), peer.clone()).name("per_ip");
+            let live = Live {
+                keys,
+                per_ip: Some((limits, peer)),
+            };
+            (routes.layer(layer), live)
         }
-        _ => routes,
+        _ => (routes, Live { keys, per_ip: None }),
     })
 }
 
@@ -442,10 +456,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _ = SETTLED.set(tx);
     }
     let header_timeout = cfg.timeouts.header;
-    if let Some(addr) = cfg.admin_listen {
-        admin(addr).await?;
+    let admin = match cfg.admin_listen {
+        Some(addr) => Some(Admin::bind(addr).await?),
+        None => None,
+    };
+    let (router, live) = app(cfg).await?;
+    let reloader = Arc::new(Reloader::new(path, &text, live)?);
+    reload::on_sighup(Arc::clone(&reloader))?;
+    if let Some(admin) = admin {
+        admin.serve(reloader)?;
     }
-    let router = app(cfg).await?;
     let server = tokio::spawn(serve(listener, router, header_timeout));
     if run_demo {
         demo(format!("http://{addr}")).await?;

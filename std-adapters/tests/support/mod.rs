@@ -4,6 +4,8 @@
 #[cfg(feature = "axum")]
 pub mod axum_app;
 #[cfg(feature = "http")]
+pub mod gateway_process;
+#[cfg(feature = "http")]
 pub mod llm_gateway;
 pub mod prometheus;
 pub mod redis_server;

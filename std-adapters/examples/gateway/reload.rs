@@ -1,0 +1,196 @@
+//! Reloading gateway.toml while the gateway runs (on `SIGHUP` and on
+//! `POST /admin/reload`): the API keys and the per-IP limits and their
+//! overrides change at once, every count kept; a file that does not parse,
+//! does not validate, or changes a setting that needs a restart is refused
+//! with its error, and nothing changes.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, RwLock};
+
+use ratebound_core::CarryOver;
+use ratebound_std::clock::SystemClock;
+use ratebound_std::http::rate_limit::PeerIp;
+use ratebound_std::keyed::AnyKeyedLimiter;
+use ratebound_std::limiter::LimitSet;
+
+use crate::config::{Config, Key, PerIp};
+
+/// The API keys, read by every request, replaced whole by a reload.
+pub(crate) type Keys = Arc<RwLock<BTreeMap<String, Key>>>;
+
+/// What a reload can change in the running gateway.
+pub(crate) struct Live {
+    pub(crate) keys: Keys,
+    /// The per-IP limits and how the layer keys them.
+    pub(crate) per_ip: Option<(Arc<AnyKeyedLimiter<SystemClock>>, PeerIp)>,
+}
+
+/// Settings a reload may change; any other difference needs a restart.
+const LIVE: &[&str] = &[
+    "keys",
+    "per_ip.per_second",
+    "per_ip.per_minute",
+    "per_ip.overrides",
+];
+
+pub(crate) struct Reloader {
+    path: Option<String>,
+    live: Live,
+    /// The file as last applied, and the overridden per-IP keys it set.
+    applied: Mutex<(toml::Table, Vec<Vec<u8>>)>,
+}
+
+impl Reloader {
+    /// A reloader for the gateway started from `text` (read from `path`),
+    /// with its per-IP overrides applied.
+    pub(crate) fn new(path: Option<String>, text: &str, live: Live) -> Result<Self, String> {
+        let table: toml::Table = text.parse().map_err(|e| format!("{e}"))?;
+        let cfg: Config = toml::from_str(text).map_err(|e| format!("{e}"))?;
+        let cfg = &cfg;
+        let reloader = Reloader {
+            path,
+            live,
+            applied: Mutex::new((toml::Table::new(), Vec::new())),
+        };
+        let overrides = reloader.check(cfg)?;
+        let mut applied = reloader.applied.lock().unwrap_or_else(|p| p.into_inner());
+        reloader.apply(cfg, overrides, &mut applied.1);
+        applied.0 = table;
+        drop(applied);
+        Ok(reloader)
+    }
+
+    /// Read the file again and apply it, or change nothing and say why.
+    pub(crate) fn reload(&self) -> Result<String, String> {
+        let path = self
+            .path
+            .as_deref()
+            .ok_or("no --config file to reload (started on the built-in config)")?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        let table: toml::Table = text.parse().map_err(|e| format!("{path}: {e}"))?;
+        let cfg: Config = toml::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        let restart = needs_restart(&applied.0, &table);
+        if !restart.is_empty() {
+            return Err(format!(
+                "{path}: {} changed; only {} change without a restart",
+                restart.join(", "),
+                LIVE.join(", ")
+            ));
+        }
+        let overrides = self.check(&cfg).map_err(|e| format!("{path}: {e}"))?;
+        self.apply(&cfg, overrides, &mut applied.1);
+        applied.0 = table;
+        Ok(format!(
+            "reloaded {path}: {} API keys{}",
+            cfg.keys.len(),
+            match &cfg.per_ip {
+                Some(p) => format!(
+                    ", per-IP limits {}, {} overridden",
+                    describe(p),
+                    p.overrides.len()
+                ),
+                None => String::new(),
+            }
+        ))
+    }
+
+    /// Validate `cfg`'s live settings against the running limits: the new
+    /// per-IP limits and each override must keep the states they will read.
+    /// Returns the overrides as keys and limits.
+    fn check(&self, cfg: &Config) -> Result<PerIpChange, String> {
+        let (Some((limits, peer)), Some(p)) = (&self.live.per_ip, &cfg.per_ip) else {
+            return Ok(None);
+        };
+        let set = p.limits().map_err(|e| format!("[per_ip]: {e}"))?;
+        set.carries_over_from(&limits.limits())
+            .map_err(|e| format!("[per_ip]: {e}"))?;
+        let mut overrides = Vec::new();
+        for (ip, o) in &p.overrides {
+            let addr: IpAddr = ip
+                .parse()
+                .map_err(|e| format!("[per_ip.overrides] {ip:?}: {e}"))?;
+            let own = o
+                .limits()
+                .and_then(|l| l.carries_over_from(&set).map(|()| l).map_err(Into::into))
+                .map_err(|e| format!("[per_ip.overrides] {ip:?}: {e}"))?;
+            overrides.push((peer.key_of(addr).as_bytes().to_vec(), own));
+        }
+        Ok(Some((set, overrides)))
+    }
+
+    /// Apply what [`check`](Self::check) accepted; `keyed` holds the
+    /// overridden keys, replaced by the new ones.
+    fn apply(&self, cfg: &Config, change: PerIpChange, keyed: &mut Vec<Vec<u8>>) {
+        *self.live.keys.write().unwrap_or_else(|p| p.into_inner()) = cfg.keys.clone();
+        let (Some((limits, _)), Some((set, overrides))) = (&self.live.per_ip, change) else {
+            return;
+        };
+        for key in keyed.drain(..) {
+            limits.remove_override(&key);
+        }
+        // Checked above against the running limits, and every override
+        // against these: neither can be refused now.
+        if let Err(e) = limits.reconfigure(set) {
+            tracing::error!(error = %e, "per-IP limits not changed");
+        }
+        for (key, own) in overrides {
+            match limits.set_override(&key, own) {
+                Ok(()) => keyed.push(key),
+                Err(e) => tracing::error!(error = %e, "per-IP override not set"),
+            }
+        }
+    }
+}
+
+/// The new per-IP limits and the overrides, as keys and limits.
+type PerIpChange = Option<(LimitSet, Vec<(Vec<u8>, LimitSet)>)>;
+
+/// "20/s and 600/min".
+fn describe(p: &PerIp) -> String {
+    let parts: Vec<String> = [(p.per_second, "s"), (p.per_minute, "min")]
+        .into_iter()
+        .filter_map(|(n, unit)| n.map(|n| format!("{n}/{unit}")))
+        .collect();
+    parts.join(" and ")
+}
+
+/// The settings outside [`LIVE`] that differ between `old` and `new`.
+fn needs_restart(old: &toml::Table, new: &toml::Table) -> Vec<String> {
+    let strip = |t: &toml::Table| {
+        let mut t = t.clone();
+        t.remove("keys");
+        if let Some(toml::Value::Table(p)) = t.get_mut("per_ip") {
+            for k in ["per_second", "per_minute", "overrides"] {
+                p.remove(k);
+            }
+        }
+        t
+    };
+    let (old, new) = (strip(old), strip(new));
+    let mut changed: Vec<String> = old
+        .keys()
+        .chain(new.keys())
+        .filter(|k| old.get(*k) != new.get(*k))
+        .cloned()
+        .collect();
+    changed.sort();
+    changed.dedup();
+    changed
+}
+
+/// Reload on every `SIGHUP`, logging the outcome.
+pub(crate) fn on_sighup(reloader: Arc<Reloader>) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match reloader.reload() {
+                Ok(done) => tracing::info!("{done}"),
+                Err(e) => tracing::error!("reload refused, nothing changed: {e}"),
+            }
+        }
+    });
+    Ok(())
+}
