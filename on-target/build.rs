@@ -35,6 +35,11 @@ fn main() {
         .unwrap_or_else(|e| panic!("fixtures in {}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        // Changing a config while its states live on is what the stores
+        // of ratebound-std and the npm package do; on a chip a config is
+        // fixed at build time (the decisions themselves are the same core
+        // code these records already cover).
+        .filter(|p| !p.ends_with("reconfigure.json"))
         .collect();
     files.sort();
     let (mut steps, mut atomic_steps) = (0, 0);

@@ -241,9 +241,54 @@ impl PolicyMember {
     }
 }
 
+impl PolicyM {
+    /// The members' configs replaced by `s["members"]`, their states kept
+    /// (core's carry-over rule), when every member carries over; else
+    /// nothing changes and the first member that does not is reported.
+    fn reconfigure(&mut self, s: &Value) -> Value {
+        use ratebound_core::CarryOver;
+        let new = policy_machine(&json!({ "members": s["members"] })).members;
+        assert_eq!(
+            new.len(),
+            self.members.len(),
+            "a reconfigure keeps the members"
+        );
+        for (i, ((n, _), (o, _))) in new.iter().zip(&self.members).enumerate() {
+            let carried = match (n, o) {
+                (PolicyMember::Gcra(n, _), PolicyMember::Gcra(o, _)) => n.carries_over_from(o),
+                (PolicyMember::Log(n, _), PolicyMember::Log(o, _)) => n.carries_over_from(o),
+                (PolicyMember::Counter(n, _), PolicyMember::Counter(o, _)) => {
+                    n.carries_over_from(o)
+                }
+                _ => panic!("a reconfigure keeps each member's kind"),
+            };
+            if let Err(ratebound_core::ConfigError::Invalid { field, .. }) = carried {
+                return json!({ "error": { "member": i, "field": field } });
+            }
+        }
+        for ((n, cost), (o, old_cost)) in new.into_iter().zip(&mut self.members) {
+            *o = match (n, &*o) {
+                (PolicyMember::Gcra(n, _), PolicyMember::Gcra(_, s)) => PolicyMember::Gcra(n, *s),
+                (PolicyMember::Log(n, _), PolicyMember::Log(_, s)) => {
+                    PolicyMember::Log(n, s.clone())
+                }
+                (PolicyMember::Counter(n, _), PolicyMember::Counter(_, s)) => {
+                    PolicyMember::Counter(n, *s)
+                }
+                _ => unreachable!("kinds checked above"),
+            };
+            *old_cost = cost;
+        }
+        json!({ "ok": "kept" })
+    }
+}
+
 impl Machine for PolicyM {
     fn apply(&mut self, s: &Value) -> Value {
         use ratebound_core::policy::{check_all, peek_all};
+        if s["op"] == "reconfigure" {
+            return self.reconfigure(s);
+        }
         let now = Instant::from_micros(u(s, "now"));
         let cost = u(s, "cost");
         use ratebound_core::policy::Member;
@@ -752,6 +797,72 @@ fn policy_traces() -> Vec<Value> {
         .collect()
 }
 
+/// Policy sets whose members' configs change between steps (states kept):
+/// raised, lowered, a GCRA's `a` changed (its `rem` read in other units),
+/// a sliding counter's window change refused.
+fn reconfigure_traces() -> Vec<Value> {
+    let gcra = |capacity: u64, amount: u64, period_us: u64| json!({ "gcra": { "capacity": capacity, "amount": amount, "period_us": period_us } });
+    let log = |limit: u64, window_us: u64| json!({ "sliding_log": { "limit": limit, "window_us": window_us } });
+    let counter = |limit: u64, window_us: u64| json!({ "sliding_counter": { "limit": limit, "window_us": window_us } });
+    let cfgs = [
+        (
+            "bucket_raised_lowered_and_its_unit_changed",
+            vec![
+                vec![gcra(3, 3, 1_000_000)],
+                vec![gcra(7, 7, 1_000_000)],
+                vec![gcra(2, 1, 1_000_000)],
+                vec![gcra(9, 4, 700_000)],
+            ],
+            150_000,
+            3,
+        ),
+        (
+            "log_lowered_below_its_entries_then_raised",
+            vec![
+                vec![gcra(10, 3, 1_000_000), log(12, 2_000_000)],
+                vec![gcra(10, 6, 1_000_000), log(4, 2_000_000)],
+                vec![gcra(4, 3, 500_000), log(20, 1_000_000)],
+                vec![gcra(12, 12, 1_000_000), log(6, 3_000_000)],
+            ],
+            120_000,
+            5,
+        ),
+        (
+            "counter_limit_changed_and_window_change_refused",
+            vec![
+                vec![counter(14, 5_000_000)],
+                vec![counter(30, 5_000_000)],
+                vec![counter(30, 2_000_000)],
+                vec![counter(5, 5_000_000)],
+            ],
+            200_000,
+            6,
+        ),
+    ];
+    cfgs.into_iter()
+        .enumerate()
+        .map(|(i, (name, configs, scale, max_cost))| {
+            let mut inputs = random_cost_inputs(
+                900 + i as u64,
+                100,
+                scale,
+                max_cost,
+                &["check", "check", "check", "peek"],
+            );
+            // A change every 25 steps, at the time of the step before it.
+            for (k, members) in configs.iter().enumerate().skip(1).rev() {
+                let at = 25 * k;
+                let now = inputs[at - 1]["now"].clone();
+                inputs.insert(
+                    at,
+                    json!({ "op": "reconfigure", "now": now, "members": members }),
+                );
+            }
+            trace("policy", name, json!({ "members": configs[0] }), inputs)
+        })
+        .collect()
+}
+
 fn keyed_traces() -> Vec<Value> {
     let cfgs = [
         ("deny_when_full", "deny", 4, 10, 3),
@@ -1027,6 +1138,7 @@ fn generate() -> Vec<(&'static str, Value)> {
         file("sliding_counter", "O(1) sliding window counter: check / peek", window_traces("sliding_counter")),
         file("budget", "Budget windows: reserve / settle / release / record / try_spend / status; 4 hold slots", budget_traces()),
         file("policy", "Policy sets as the npm Policy exposes them: members with a fixed cost or the step's; check / peek all or nothing", policy_traces()),
+        file("reconfigure", "Policy sets whose members' configs change between steps, states kept (core's reconfigure rule): check / peek / reconfigure (members; refused when a member does not carry over)", reconfigure_traces()),
         file("keyed", "Bounded keyed stores as the npm KeyedLimiter exposes them: a token bucket per string key, max_keys, on_full deny or evict_lru", keyed_traces()),
         file("model_quota", "Model quotas (total and success counts, holds): admit / settle / peek, each step under one scope's limits", model_traces()),
         file("backoff", "Retry backoff (jitter from the state's SplitMix64) and retry budgets: start (seed) / next / next_with_budget (hint_us) / success", backoff_traces()),

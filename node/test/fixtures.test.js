@@ -221,6 +221,74 @@ test("policy set traces replay exactly through the public Policy", async () => {
   assert.equal(steps, 270);
 });
 
+test("reconfigured policy traces replay exactly: new limiters importing the old states", async () => {
+  const { Policy, TokenBucket, SlidingLog, SlidingWindow } = await import("../src/node.js");
+  const file = load("reconfigure");
+  const build = (m) => {
+    if (m.gcra) return { kind: "gcra", cfg: m.gcra, limiter: new TokenBucket({ capacity: m.gcra.capacity, refillAmount: m.gcra.amount, refillPeriodMs: m.gcra.period_us / 1000 }), cost: m.cost };
+    if (m.sliding_log) return { kind: "log", cfg: m.sliding_log, limiter: new SlidingLog({ limit: m.sliding_log.limit, windowMs: m.sliding_log.window_us / 1000, slots: 8 }), cost: m.cost };
+    return { kind: "counter", cfg: m.sliding_counter, limiter: new SlidingWindow({ limit: m.sliding_counter.limit, windowMs: m.sliding_counter.window_us / 1000 }), cost: m.cost };
+  };
+  const stateOf = ({ kind, limiter }) => {
+    const s = limiter.exportState();
+    if (kind === "gcra") return { rem: s.rem, tat: s.tat };
+    if (kind === "log") {
+      const [last, ...flat] = s.data;
+      const entries = [];
+      for (let i = 0; i < flat.length; i += 2) entries.push({ at: flat[i], cost: flat[i + 1] });
+      return { entries, last };
+    }
+    const [start, prev, curr] = s.data;
+    return { curr, prev, start };
+  };
+  const policyOf = (members) => new Policy(members.map(({ limiter, cost }) => (cost === undefined ? limiter : { limiter, cost })));
+  let steps = 0;
+  for (const trace of file.traces) {
+    let members = trace.config.members.map(build);
+    let policy = policyOf(members);
+    trace.steps.forEach((step, i) => {
+      const what = `reconfigure/${trace.name} step ${i} (${step.op})`;
+      if (step.op === "reconfigure") {
+        // The carry-over rule is core's: a sliding counter keeps its window.
+        const next = step.members.map(build);
+        const refused = next.findIndex((n, m) => n.kind === "counter" && n.cfg.window_us !== members[m].cfg.window_us);
+        if (refused >= 0) {
+          assert.deepEqual(step.expect, { error: { member: refused, field: "window" } }, what);
+        } else {
+          assert.deepEqual(step.expect, { ok: "kept" }, what);
+          next.forEach((n, m) => n.limiter.importState(members[m].limiter.exportState()));
+          members = next;
+          policy = policyOf(members);
+        }
+      } else {
+        const args = { now: step.now / 1000, cost: step.cost };
+        const run = () => (step.op === "check" ? policy.check(args) : policy.peek(args));
+        if (step.expect.error) {
+          assert.throws(run, new RegExp(`members\\[${step.expect.error.member}\\]: cost \\d+ can never be allowed`), what);
+        } else {
+          const got = run();
+          const d = step.expect.ok.decision;
+          assert.deepEqual(
+            { allowed: got.allowed, binding: got.binding, remaining: got.remaining, limit: got.limit, resetAt: got.resetAt, retryAfterMs: got.retryAfterMs },
+            {
+              allowed: d.allowed,
+              binding: step.expect.ok.binding,
+              remaining: d.remaining,
+              limit: d.limit,
+              resetAt: Math.ceil(d.reset_at / 1000),
+              retryAfterMs: d.allowed ? 0 : Math.ceil(Math.max(0, d.retry_at - step.now) / 1000),
+            },
+            what,
+          );
+        }
+      }
+      assert.deepEqual(members.map(stateOf), step.state, `${what}: states`);
+      steps++;
+    });
+  }
+  assert.equal(steps, 309);
+});
+
 test("keyed store traces replay exactly through the public KeyedLimiter", async () => {
   const { KeyedLimiter, TokenBucket, StoreFullError } = await import("../src/node.js");
   const file = load("keyed");

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use ratebound_core::{Duration, Gcra, Instant, SlidingCounter, SlidingLog};
 use ratebound_std::clock::ManualClock;
+use ratebound_std::limiter::AnyLimiter;
 use ratebound_std::redis::{Charge, Invocation, RedisOptions, RedisSpec, RedisStore, StoreError};
 use serde_json::{json, Value};
 use support::redis_server::{RedisCluster, RedisServer};
@@ -143,55 +144,86 @@ async fn replay(store: &RedisStore, clock: &ManualClock, kind: &str, run: &str) 
     steps
 }
 
-/// Replays the policy-set traces (members with a fixed cost or the step's,
-/// all or nothing) through `store`; returns the steps checked.
-async fn replay_policies(store: &RedisStore, clock: &ManualClock, run: &str) -> usize {
-    let file = fixtures("policy");
+/// One policy member of a fixture: its kind, Redis spec, fixed cost, and
+/// the limiter std checks a change of config with.
+fn policy_member(m: &Value) -> (&'static str, RedisSpec, Option<u64>, AnyLimiter) {
+    let (kind, spec, limiter) = if let Some(c) = m.get("gcra") {
+        let g = Gcra::new(
+            u(c, "capacity"),
+            u(c, "amount"),
+            Duration::from_micros(u(c, "period_us")),
+        )
+        .unwrap();
+        ("gcra", RedisSpec::Gcra(g), AnyLimiter::Gcra(g))
+    } else if let Some(c) = m.get("sliding_log") {
+        let (limit, window) = (u(c, "limit"), Duration::from_micros(u(c, "window_us")));
+        let l = SlidingLog::<8>::new(limit, window).unwrap();
+        let any = AnyLimiter::SlidingLog(SlidingLog::new(limit, window).unwrap());
+        ("sliding_log", RedisSpec::sliding_log(&l), any)
+    } else {
+        let c = &m["sliding_counter"];
+        let k =
+            SlidingCounter::new(u(c, "limit"), Duration::from_micros(u(c, "window_us"))).unwrap();
+        (
+            "sliding_counter",
+            RedisSpec::SlidingCounter(k),
+            AnyLimiter::SlidingCounter(k),
+        )
+    };
+    (kind, spec, m["cost"].as_u64(), limiter)
+}
+
+/// Replays the policy-set traces of fixture `file` (members with a fixed
+/// cost or the step's, all or nothing; configs changed by `reconfigure`
+/// steps, the states staying in Redis) through `store`; returns the steps
+/// checked.
+async fn replay_policies(store: &RedisStore, clock: &ManualClock, file: &str, run: &str) -> usize {
+    use ratebound_core::CarryOver;
+    let file_name = file;
+    let file = fixtures(file);
     let mut steps = 0;
     for (t, trace) in file["traces"].as_array().unwrap().iter().enumerate() {
         let members = trace["config"]["members"].as_array().unwrap();
-        let specs: Vec<(&str, RedisSpec, Option<u64>)> = members
-            .iter()
-            .map(|m| {
-                let (kind, spec) = if let Some(c) = m.get("gcra") {
-                    let g = Gcra::new(
-                        u(c, "capacity"),
-                        u(c, "amount"),
-                        Duration::from_micros(u(c, "period_us")),
-                    );
-                    ("gcra", RedisSpec::Gcra(g.unwrap()))
-                } else if let Some(c) = m.get("sliding_log") {
-                    let l = SlidingLog::<8>::new(
-                        u(c, "limit"),
-                        Duration::from_micros(u(c, "window_us")),
-                    );
-                    ("sliding_log", RedisSpec::sliding_log(&l.unwrap()))
-                } else {
-                    let c = &m["sliding_counter"];
-                    let k = SlidingCounter::new(
-                        u(c, "limit"),
-                        Duration::from_micros(u(c, "window_us")),
-                    );
-                    ("sliding_counter", RedisSpec::SlidingCounter(k.unwrap()))
-                };
-                (kind, spec, m["cost"].as_u64())
-            })
-            .collect();
+        let mut specs: Vec<_> = members.iter().map(policy_member).collect();
         let names: Vec<String> = (0..specs.len()).map(|i| format!("m{i}")).collect();
-        let tag = format!("{run} policy {{{t}}}");
+        let tag = format!("{run} {file_name} {{{t}}}");
         for (i, step) in trace["steps"].as_array().unwrap().iter().enumerate() {
+            let what = format!("{file_name}/{} step {i} ({})", trace["name"], step["op"]);
+            if step["op"] == "reconfigure" {
+                let new: Vec<_> = step["members"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(policy_member)
+                    .collect();
+                let refused = new.iter().zip(&specs).enumerate().find_map(|(m, (n, o))| {
+                    match n.3.carries_over_from(&o.3) {
+                        Err(ratebound_core::ConfigError::Invalid { field, .. }) => Some((m, field)),
+                        _ => None,
+                    }
+                });
+                let got = match refused {
+                    Some((member, field)) => json!({"error": {"member": member, "field": field}}),
+                    None => {
+                        specs = new;
+                        json!({"ok": "kept"})
+                    }
+                };
+                assert_eq!(got, step["expect"], "{what}");
+                steps += 1;
+                continue;
+            }
             clock.set(Instant::from_micros(u(step, "now")));
             let cost = u(step, "cost");
             let set: Vec<Charge> = specs
                 .iter()
                 .zip(&names)
-                .map(|((_, spec, c), name)| Charge {
+                .map(|((_, spec, c, _), name)| Charge {
                     name,
                     spec,
                     cost: c.unwrap_or(cost),
                 })
                 .collect();
-            let what = format!("policy/{} step {i} ({})", trace["name"], step["op"]);
             let r = match step["op"].as_str().unwrap() {
                 "check" => store.check(tag.as_bytes(), &set).await,
                 _ => store.peek(tag.as_bytes(), &set).await,
@@ -238,7 +270,14 @@ async fn core_fixtures_replay_exactly_through_redis() {
         total += replay(&store, &clock, kind, "single").await;
     }
     assert_eq!(total, 480 + 440 + 320);
-    assert_eq!(replay_policies(&store, &clock, "single").await, 270);
+    assert_eq!(
+        replay_policies(&store, &clock, "policy", "single").await,
+        270
+    );
+    assert_eq!(
+        replay_policies(&store, &clock, "reconfigure", "single").await,
+        309
+    );
 }
 
 /// `n` independent connections hammer one key while a controller moves the
@@ -483,7 +522,14 @@ async fn a_three_master_cluster_replays_the_fixtures_and_policy_sets() {
         total += replay(&store, &clock, kind, "cluster").await;
     }
     assert_eq!(total, 1240);
-    assert_eq!(replay_policies(&store, &clock, "cluster").await, 270);
+    assert_eq!(
+        replay_policies(&store, &clock, "policy", "cluster").await,
+        270
+    );
+    assert_eq!(
+        replay_policies(&store, &clock, "reconfigure", "cluster").await,
+        309
+    );
     assert!(cluster.nodes[1]
         .cli(&["FUNCTION", "LIST"])
         .unwrap()
