@@ -20,6 +20,10 @@
 //! tokens, a request over the per-request cap), prints what a client sees,
 //! and exits.
 //!
+//! `SIGHUP` or `POST /admin/reload` on `admin_listen` reads the config file
+//! again: API keys and the per-IP limits change at once, counts kept; a bad
+//! file changes nothing (`reload.rs`).
+//!
 //! Serving, try it with curl:
 //!
 //! ```text
