@@ -34,7 +34,7 @@ static A: Counting = Counting;
 const N: u64 = 100_000;
 
 /// Heap bytes per key of a full ratebound store of `limiter`'s states.
-fn ratebound_bytes<L: Limiter>(limiter: L) -> f64
+fn ratebound_bytes<L: Limiter + Clone>(limiter: L) -> f64
 where
     L::State: Default,
 {

@@ -265,6 +265,31 @@ impl Limiter for LimitSet {
     }
 }
 
+impl CarryOver for LimitSet {
+    /// When the members keep their names, order and kinds, and each
+    /// carries over ([`AnyLimiter`]'s rule): a member's state is found by
+    /// its place (in memory) and its name (in Redis). Numbers may change
+    /// freely; a member added, removed or renamed is a new set — a new
+    /// limit, with its own name.
+    fn carries_over_from(&self, old: &Self) -> Result<(), ConfigError> {
+        if self.len() != old.len()
+            || self
+                .members()
+                .zip(old.members())
+                .any(|((a, _), (b, _))| a != b)
+        {
+            return Err(ConfigError::Invalid {
+                field: "limits",
+                reason: "must keep their members' names and order to keep their states \
+                         (a set with other members is a new limit)",
+            });
+        }
+        self.members()
+            .zip(old.members())
+            .try_for_each(|((_, new), (_, old))| new.carries_over_from(old))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,30 +348,5 @@ mod tests {
         s.check_set(&mut st, t, 1).unwrap();
         assert!(!s.is_idle(&st, t));
         assert!(s.is_idle(&st, t + Duration::from_secs(61)));
-    }
-}
-
-impl CarryOver for LimitSet {
-    /// When the members keep their names, order and kinds, and each
-    /// carries over ([`AnyLimiter`]'s rule): a member's state is found by
-    /// its place (in memory) and its name (in Redis). Numbers may change
-    /// freely; a member added, removed or renamed is a new set — a new
-    /// limit, with its own name.
-    fn carries_over_from(&self, old: &Self) -> Result<(), ConfigError> {
-        if self.len() != old.len()
-            || self
-                .members()
-                .zip(old.members())
-                .any(|((a, _), (b, _))| a != b)
-        {
-            return Err(ConfigError::Invalid {
-                field: "limits",
-                reason: "must keep their members' names and order to keep their states \
-                         (a set with other members is a new limit)",
-            });
-        }
-        self.members()
-            .zip(old.members())
-            .try_for_each(|((_, new), (_, old))| new.carries_over_from(old))
     }
 }
