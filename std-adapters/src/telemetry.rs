@@ -4,7 +4,7 @@
 //! | Metric | Kind | Labels | What |
 //! |---|---|---|---|
 //! | `ratebound_decisions_total` | counter | `limit`, `outcome` | one per request a rate-limit layer saw (the model-limit layer's `limit` is `model_limits`): `allowed`, `denied`, `shadow_denied`; `error` when the limits could not decide (store unavailable or full, a cost that never fits, a request the model limits cannot read); `rejected` when the key extractor answered the request itself (no key, a key too long) |
-//! | `ratebound_keys_held` | gauge | `limit` | keys a layer's in-memory store holds (in Redis: the local fallback's), after each decision |
+//! | `ratebound_keys_held` | gauge | `limit` | keys a layer's in-memory store holds (in Redis: the local fallback's), set when a decision finds it changed |
 //! | `ratebound_store_call_seconds` | histogram | `store`, `call` | each call to Redis, reconnection included, answered or not |
 //! | `ratebound_store_up` | gauge | `domain` | 1 after a call the shared store answered, 0 after one it did not (the failure policy decides meanwhile); per domain (`limits`, `budgets`, `model limits`): the last report of any limiter of that domain |
 //! | `ratebound_store_transitions_total` | counter | `domain`, `to` | the store going `down` or coming back `up` |
@@ -35,14 +35,31 @@ pub const STORE_TRANSITIONS: &str = "ratebound_store_transitions_total";
 
 /// The handles one rate-limit layer updates, registered once.
 #[cfg(feature = "http")]
-#[derive(Clone)]
 pub(crate) struct LayerMetrics {
     pub(crate) allowed: Counter,
     pub(crate) denied: Counter,
     pub(crate) shadow_denied: Counter,
     pub(crate) error: Counter,
     pub(crate) rejected: Counter,
-    pub(crate) keys_held: Gauge,
+    keys_held: Gauge,
+    /// The keys-held figure last published: the gauge is set only when it
+    /// changes, sparing every decision a recorder call.
+    keys_published: std::sync::atomic::AtomicUsize,
+}
+
+#[cfg(feature = "http")]
+impl Clone for LayerMetrics {
+    fn clone(&self) -> Self {
+        LayerMetrics {
+            allowed: self.allowed.clone(),
+            denied: self.denied.clone(),
+            shadow_denied: self.shadow_denied.clone(),
+            error: self.error.clone(),
+            rejected: self.rejected.clone(),
+            keys_held: self.keys_held.clone(),
+            keys_published: std::sync::atomic::AtomicUsize::new(usize::MAX),
+        }
+    }
 }
 
 #[cfg(feature = "http")]
@@ -56,6 +73,17 @@ impl LayerMetrics {
             error: decisions("error"),
             rejected: decisions("rejected"),
             keys_held: gauge!(KEYS_HELD, "limit" => limit.to_owned()),
+            keys_published: std::sync::atomic::AtomicUsize::new(usize::MAX),
+        }
+    }
+
+    /// Publish `n` keys held, if that is news.
+    #[inline]
+    pub(crate) fn set_keys_held(&self, n: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.keys_published.load(Relaxed) != n {
+            self.keys_published.store(n, Relaxed);
+            self.keys_held.set(n as f64);
         }
     }
 }

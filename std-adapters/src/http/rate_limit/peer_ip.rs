@@ -181,23 +181,41 @@ fn ipv4_key(ip: std::net::Ipv4Addr, bits: u8) -> RateKey {
     } else {
         std::net::Ipv4Addr::from(u32::from(ip) & !(u32::MAX >> bits))
     };
-    // At most "255.255.255.255/32": 18 bytes, in place.
-    let mut k = KeyBytes::default();
+    // At most "255.255.255.255/32": 18 bytes, written into a buffer (with
+    // room for a 3-byte store past the end) and copied into the key once.
+    let mut buf = [0u8; 21];
     let [a, b, c, d] = masked.octets();
-    k.extend(decimal(a));
+    let mut at = put_decimal(&mut buf, 0, a);
     for o in [b, c, d] {
-        k.push(b'.');
-        k.extend(decimal(o));
+        at = put_byte(&mut buf, at, b'.');
+        at = put_decimal(&mut buf, at, o);
     }
     if bits < 32 {
-        k.push(b'/');
-        k.extend(decimal(bits));
+        at = put_byte(&mut buf, at, b'/');
+        at = put_decimal(&mut buf, at, bits);
     }
-    RateKey::from_key_bytes(k)
+    RateKey::from_key_bytes(KeyBytes::from(buf.get(..at).unwrap_or(&buf)))
 }
 
-/// 0 to 255 in decimal, from a table built at compile time.
-fn decimal(n: u8) -> &'static [u8] {
+fn put_byte(buf: &mut [u8; 21], at: usize, b: u8) -> usize {
+    if let Some(slot) = buf.get_mut(at) {
+        *slot = b;
+    }
+    at + 1
+}
+
+/// `n` in decimal at `at`: three bytes stored, its digits kept.
+fn put_decimal(buf: &mut [u8; 21], at: usize, n: u8) -> usize {
+    let [len, digits @ ..] = decimal_digits(n);
+    if let Some(dst) = buf.get_mut(at..at + 3) {
+        dst.copy_from_slice(&digits);
+    }
+    at + len as usize
+}
+
+/// 0 to 255 in decimal, from a table built at compile time: the digit
+/// count, then the digits.
+fn decimal_digits(n: u8) -> [u8; 4] {
     const DIGITS: [[u8; 4]; 256] = {
         let mut t = [[0u8; 4]; 256];
         let mut i = 0;
@@ -214,8 +232,7 @@ fn decimal(n: u8) -> &'static [u8] {
         }
         t
     };
-    let [len, rest @ ..] = &DIGITS[n as usize];
-    &rest[..*len as usize]
+    DIGITS[n as usize]
 }
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

@@ -242,14 +242,14 @@ fn verdict<C: Clock + Clone, X, K, B: From<String>>(
     limits: &AnyKeyedLimiter<C>,
     key: &RateKey,
     decided: Result<KeyedDecision, KeyedError>,
-    span: &tracing::Span,
+    span: Option<&tracing::Span>,
 ) -> Verdict<B> {
-    options.metrics().keys_held.set(limits.keys_held() as f64);
+    options.metrics().set_keys_held(limits.keys_held());
     let d = match decided {
         Ok(d) => d,
         Err(e) => {
             options.metrics().error.increment(1);
-            if !span.is_disabled() {
+            if let Some(span) = span {
                 span.record("outcome", "error");
             }
             tracing::warn!(key_hash = key.hash(), error = %e, "rate limit undecided");
@@ -266,7 +266,7 @@ fn verdict<C: Clock + Clone, X, K, B: From<String>>(
         (false, false) => Outcome::Denied,
         (false, true) => Outcome::ShadowDenied,
     };
-    if !span.is_disabled() {
+    if let Some(span) = span {
         span.record("outcome", outcome.as_str());
     }
     let metrics = options.metrics();
@@ -376,20 +376,20 @@ where
         // Built only when DEBUG is on: a disabled span still costs its
         // bookkeeping on every request.
         let span = if tracing::enabled!(tracing::Level::DEBUG) {
-            tracing::debug_span!(
+            Some(tracing::debug_span!(
                 "rate_limit",
                 limit = &*self.options.name,
                 key_hash = key.hash(),
                 outcome = tracing::field::Empty
-            )
+            ))
         } else {
-            tracing::Span::none()
+            None
         };
         match &*self.limits {
             AnyKeyedLimiter::Memory(m) => {
-                let _in = (!span.is_disabled()).then(|| span.enter());
+                let _in = span.as_ref().map(tracing::Span::enter);
                 let decided = memory_decision(m, key.as_key_bytes(), cost, true);
-                match verdict(&self.options, &self.limits, &key, decided, &span) {
+                match verdict(&self.options, &self.limits, &key, decided, span.as_ref()) {
                     Verdict::Pass(headers) => ResponseFuture {
                         kind: Kind::Admitted {
                             fut: self.inner.call(req),
@@ -407,10 +407,14 @@ where
                 let inner = std::mem::replace(&mut self.inner, clone);
                 let limits = Arc::clone(&self.limits);
                 let options = Arc::clone(&self.options);
-                let in_span = span.clone();
+                let in_span = span.clone().unwrap_or_else(tracing::Span::none);
                 let decide = async move {
                     let decided = limits.check(key.as_bytes(), cost).await;
-                    (verdict(&options, &limits, &key, decided, &span), inner, req)
+                    (
+                        verdict(&options, &limits, &key, decided, span.as_ref()),
+                        inner,
+                        req,
+                    )
                 }
                 .instrument(in_span);
                 let fut = async move {
