@@ -169,52 +169,64 @@ test("backoff traces replay exactly (results, the sequence's attempt and the bud
   assert.equal(steps, 505);
 });
 
+// A policy fixture's member as the public classes build it.
+function policyMember(m, { TokenBucket, SlidingLog, SlidingWindow }) {
+  if (m.gcra) return { kind: "gcra", cfg: m.gcra, limiter: new TokenBucket({ capacity: m.gcra.capacity, refillAmount: m.gcra.amount, refillPeriodMs: m.gcra.period_us / 1000 }), cost: m.cost };
+  if (m.sliding_log) return { kind: "log", cfg: m.sliding_log, limiter: new SlidingLog({ limit: m.sliding_log.limit, windowMs: m.sliding_log.window_us / 1000, slots: 8 }), cost: m.cost };
+  return { kind: "counter", cfg: m.sliding_counter, limiter: new SlidingWindow({ limit: m.sliding_counter.limit, windowMs: m.sliding_counter.window_us / 1000 }), cost: m.cost };
+}
+
+// A member's state in the fixtures' form.
+function policyStateOf({ kind, limiter }) {
+  const s = limiter.exportState();
+  if (kind === "gcra") return { rem: s.rem, tat: s.tat };
+  if (kind === "log") {
+    const [last, ...flat] = s.data;
+    const entries = [];
+    for (let i = 0; i < flat.length; i += 2) entries.push({ at: flat[i], cost: flat[i + 1] });
+    return { entries, last };
+  }
+  const [start, prev, curr] = s.data;
+  return { curr, prev, start };
+}
+
+const policyOf = (Policy, members) => new Policy(members.map(({ limiter, cost }) => (cost === undefined ? limiter : { limiter, cost })));
+
+// One check or peek step of a policy fixture, through `policy`.
+function checkPolicyStep(policy, step, what) {
+  const args = { now: step.now / 1000, cost: step.cost };
+  const run = () => (step.op === "check" ? policy.check(args) : policy.peek(args));
+  if (step.expect.error) {
+    assert.throws(run, new RegExp(`members\\[${step.expect.error.member}\\]: cost \\d+ can never be allowed`), what);
+    return;
+  }
+  const got = run();
+  const d = step.expect.ok.decision;
+  assert.deepEqual(
+    { allowed: got.allowed, binding: got.binding, remaining: got.remaining, limit: got.limit, resetAt: got.resetAt, retryAfterMs: got.retryAfterMs },
+    {
+      allowed: d.allowed,
+      binding: step.expect.ok.binding,
+      remaining: d.remaining,
+      limit: d.limit,
+      resetAt: Math.ceil(d.reset_at / 1000),
+      retryAfterMs: d.allowed ? 0 : Math.ceil(Math.max(0, d.retry_at - step.now) / 1000),
+    },
+    what,
+  );
+}
+
 test("policy set traces replay exactly through the public Policy", async () => {
-  const { Policy, TokenBucket, SlidingLog, SlidingWindow } = await import("../src/node.js");
+  const api = await import("../src/node.js");
   const file = load("policy");
   let steps = 0;
   for (const trace of file.traces) {
-    const members = trace.config.members.map((m) => {
-      if (m.gcra) return { kind: "gcra", limiter: new TokenBucket({ capacity: m.gcra.capacity, refillAmount: m.gcra.amount, refillPeriodMs: m.gcra.period_us / 1000 }), cost: m.cost };
-      if (m.sliding_log) return { kind: "log", limiter: new SlidingLog({ limit: m.sliding_log.limit, windowMs: m.sliding_log.window_us / 1000, slots: 8 }), cost: m.cost };
-      return { kind: "counter", limiter: new SlidingWindow({ limit: m.sliding_counter.limit, windowMs: m.sliding_counter.window_us / 1000 }), cost: m.cost };
-    });
-    const policy = new Policy(members.map(({ limiter, cost }) => (cost === undefined ? limiter : { limiter, cost })));
-    const stateOf = ({ kind, limiter }) => {
-      const s = limiter.exportState();
-      if (kind === "gcra") return { rem: s.rem, tat: s.tat };
-      if (kind === "log") {
-        const [last, ...flat] = s.data;
-        const entries = [];
-        for (let i = 0; i < flat.length; i += 2) entries.push({ at: flat[i], cost: flat[i + 1] });
-        return { entries, last };
-      }
-      const [start, prev, curr] = s.data;
-      return { curr, prev, start };
-    };
+    const members = trace.config.members.map((m) => policyMember(m, api));
+    const policy = policyOf(api.Policy, members);
     trace.steps.forEach((step, i) => {
       const what = `policy/${trace.name} step ${i} (${step.op})`;
-      const args = { now: step.now / 1000, cost: step.cost };
-      const run = () => (step.op === "check" ? policy.check(args) : policy.peek(args));
-      if (step.expect.error) {
-        assert.throws(run, new RegExp(`members\\[${step.expect.error.member}\\]: cost \\d+ can never be allowed`), what);
-      } else {
-        const got = run();
-        const d = step.expect.ok.decision;
-        assert.deepEqual(
-          { allowed: got.allowed, binding: got.binding, remaining: got.remaining, limit: got.limit, resetAt: got.resetAt, retryAfterMs: got.retryAfterMs },
-          {
-            allowed: d.allowed,
-            binding: step.expect.ok.binding,
-            remaining: d.remaining,
-            limit: d.limit,
-            resetAt: Math.ceil(d.reset_at / 1000),
-            retryAfterMs: d.allowed ? 0 : Math.ceil(Math.max(0, d.retry_at - step.now) / 1000),
-          },
-          what,
-        );
-      }
-      assert.deepEqual(members.map(stateOf), step.state, `${what}: states`);
+      checkPolicyStep(policy, step, what);
+      assert.deepEqual(members.map(policyStateOf), step.state, `${what}: states`);
       steps++;
     });
   }
@@ -222,35 +234,18 @@ test("policy set traces replay exactly through the public Policy", async () => {
 });
 
 test("reconfigured policy traces replay exactly: new limiters importing the old states", async () => {
-  const { Policy, TokenBucket, SlidingLog, SlidingWindow } = await import("../src/node.js");
+  const api = await import("../src/node.js");
   const file = load("reconfigure");
-  const build = (m) => {
-    if (m.gcra) return { kind: "gcra", cfg: m.gcra, limiter: new TokenBucket({ capacity: m.gcra.capacity, refillAmount: m.gcra.amount, refillPeriodMs: m.gcra.period_us / 1000 }), cost: m.cost };
-    if (m.sliding_log) return { kind: "log", cfg: m.sliding_log, limiter: new SlidingLog({ limit: m.sliding_log.limit, windowMs: m.sliding_log.window_us / 1000, slots: 8 }), cost: m.cost };
-    return { kind: "counter", cfg: m.sliding_counter, limiter: new SlidingWindow({ limit: m.sliding_counter.limit, windowMs: m.sliding_counter.window_us / 1000 }), cost: m.cost };
-  };
-  const stateOf = ({ kind, limiter }) => {
-    const s = limiter.exportState();
-    if (kind === "gcra") return { rem: s.rem, tat: s.tat };
-    if (kind === "log") {
-      const [last, ...flat] = s.data;
-      const entries = [];
-      for (let i = 0; i < flat.length; i += 2) entries.push({ at: flat[i], cost: flat[i + 1] });
-      return { entries, last };
-    }
-    const [start, prev, curr] = s.data;
-    return { curr, prev, start };
-  };
-  const policyOf = (members) => new Policy(members.map(({ limiter, cost }) => (cost === undefined ? limiter : { limiter, cost })));
   let steps = 0;
   for (const trace of file.traces) {
-    let members = trace.config.members.map(build);
-    let policy = policyOf(members);
+    let members = trace.config.members.map((m) => policyMember(m, api));
+    let policy = policyOf(api.Policy, members);
     trace.steps.forEach((step, i) => {
       const what = `reconfigure/${trace.name} step ${i} (${step.op})`;
       if (step.op === "reconfigure") {
-        // The carry-over rule is core's: a sliding counter keeps its window.
-        const next = step.members.map(build);
+        // Core refuses a sliding counter a new window; this replay expects
+        // exactly that refusal, and otherwise carries every state over.
+        const next = step.members.map((m) => policyMember(m, api));
         const refused = next.findIndex((n, m) => n.kind === "counter" && n.cfg.window_us !== members[m].cfg.window_us);
         if (refused >= 0) {
           assert.deepEqual(step.expect, { error: { member: refused, field: "window" } }, what);
@@ -258,31 +253,12 @@ test("reconfigured policy traces replay exactly: new limiters importing the old 
           assert.deepEqual(step.expect, { ok: "kept" }, what);
           next.forEach((n, m) => n.limiter.importState(members[m].limiter.exportState()));
           members = next;
-          policy = policyOf(members);
+          policy = policyOf(api.Policy, members);
         }
       } else {
-        const args = { now: step.now / 1000, cost: step.cost };
-        const run = () => (step.op === "check" ? policy.check(args) : policy.peek(args));
-        if (step.expect.error) {
-          assert.throws(run, new RegExp(`members\\[${step.expect.error.member}\\]: cost \\d+ can never be allowed`), what);
-        } else {
-          const got = run();
-          const d = step.expect.ok.decision;
-          assert.deepEqual(
-            { allowed: got.allowed, binding: got.binding, remaining: got.remaining, limit: got.limit, resetAt: got.resetAt, retryAfterMs: got.retryAfterMs },
-            {
-              allowed: d.allowed,
-              binding: step.expect.ok.binding,
-              remaining: d.remaining,
-              limit: d.limit,
-              resetAt: Math.ceil(d.reset_at / 1000),
-              retryAfterMs: d.allowed ? 0 : Math.ceil(Math.max(0, d.retry_at - step.now) / 1000),
-            },
-            what,
-          );
-        }
+        checkPolicyStep(policy, step, what);
       }
-      assert.deepEqual(members.map(stateOf), step.state, `${what}: states`);
+      assert.deepEqual(members.map(policyStateOf), step.state, `${what}: states`);
       steps++;
     });
   }
