@@ -75,7 +75,8 @@ impl AtomicGcra {
     /// Start from a saved state (as produced by [`state`](AtomicGcra::state) or the pure [`Gcra`]).
     ///
     /// A `tat` at or beyond 2^53 µs cannot come from core; it is rejected. A
-    /// state written under another config keeps its instant ([`reconfigure`](crate::reconfigure)).
+    /// state written under another config is read as core reads it (its instant
+    /// moves by less than 1 µs, see [`reconfigure`](crate::reconfigure)).
     pub const fn with_state(gcra: Gcra, state: GcraState) -> Result<AtomicGcra, ConfigError> {
         let Some(line) = Timeline::new(&gcra) else {
             return Err(ConfigError::Invalid {

@@ -262,7 +262,13 @@ impl PolicyM {
                 }
                 _ => panic!("a reconfigure keeps each member's kind"),
             };
-            if let Err(ratebound_core::ConfigError::Invalid { field, .. }) = carried {
+            if let Err(e) = carried {
+                let field = match e {
+                    ratebound_core::ConfigError::Invalid { field, .. }
+                    | ratebound_core::ConfigError::Zero { field }
+                    | ratebound_core::ConfigError::TooLarge { field, .. } => field,
+                    _ => "unknown",
+                };
                 return json!({ "error": { "member": i, "field": field } });
             }
         }

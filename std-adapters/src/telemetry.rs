@@ -43,8 +43,10 @@ pub(crate) struct LayerMetrics {
     pub(crate) rejected: Counter,
     keys_held: Gauge,
     /// The keys-held figure last published: the gauge is set only when it
-    /// changes, sparing every decision a recorder call.
+    /// changes, sparing every decision a recorder call. Read without the
+    /// lock; written, with the gauge, under it.
     keys_published: std::sync::atomic::AtomicUsize,
+    publishing: std::sync::Mutex<()>,
 }
 
 #[cfg(feature = "http")]
@@ -58,6 +60,7 @@ impl Clone for LayerMetrics {
             rejected: self.rejected.clone(),
             keys_held: self.keys_held.clone(),
             keys_published: std::sync::atomic::AtomicUsize::new(usize::MAX),
+            publishing: std::sync::Mutex::new(()),
         }
     }
 }
@@ -74,16 +77,22 @@ impl LayerMetrics {
             rejected: decisions("rejected"),
             keys_held: gauge!(KEYS_HELD, "limit" => limit.to_owned()),
             keys_published: std::sync::atomic::AtomicUsize::new(usize::MAX),
+            publishing: std::sync::Mutex::new(()),
         }
     }
 
-    /// Publish `n` keys held, if that is news.
+    /// Publish `n` keys held, if that is news. The figure and the gauge
+    /// change together under a lock; a decision that finds it taken skips,
+    /// and the next one that sees a different figure publishes it.
     #[inline]
     pub(crate) fn set_keys_held(&self, n: usize) {
         use std::sync::atomic::Ordering::Relaxed;
-        if self.keys_published.load(Relaxed) != n {
-            self.keys_published.store(n, Relaxed);
+        if self.keys_published.load(Relaxed) == n {
+            return;
+        }
+        if let Ok(_publishing) = self.publishing.try_lock() {
             self.keys_held.set(n as f64);
+            self.keys_published.store(n, Relaxed);
         }
     }
 }

@@ -144,12 +144,12 @@ async fn a_reload_adds_an_override_for_one_ip() {
 }
 
 /// `SIGHUP` reloads too: bob's key works once the signal is handled; a
-/// bad file sent the same way leaves it working.
+/// file that would remove it but also changes a restart-only setting is
+/// refused (bob still served); a good file removing it then applies.
 #[tokio::test]
 async fn sighup_reloads_the_config() {
     let gw = start(&config(1_000, ALICE), &[]);
     assert_eq!(call(&gw, "sk-bob").await.0, 401);
-    std::fs::write(&gw.config, config(1_000, ALICE_AND_BOB)).unwrap();
     let hangup = |gw: &Gateway| {
         let ok = std::process::Command::new("kill")
             .args(["-HUP", &gw.child.id().to_string()])
@@ -158,20 +158,38 @@ async fn sighup_reloads_the_config() {
             .success();
         assert!(ok, "kill -HUP");
     };
-    hangup(&gw);
-    let mut status = 401;
-    for _ in 0..50 {
-        status = call(&gw, "sk-bob").await.0;
-        if status == 200 {
-            break;
+    /// Bob's status once it is `want`, or after a second of asking.
+    async fn bob_until(gw: &Gateway, want: u16) -> u16 {
+        let mut status = 0;
+        for _ in 0..50 {
+            status = call(gw, "sk-bob").await.0;
+            if status == want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        status
     }
-    assert_eq!(status, 200, "bob's key after SIGHUP");
-
-    std::fs::write(&gw.config, "not toml [").unwrap();
+    std::fs::write(&gw.config, config(1_000, ALICE_AND_BOB)).unwrap();
     hangup(&gw);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(call(&gw, "sk-bob").await.0, 200);
+    assert_eq!(bob_until(&gw, 200).await, 200, "bob's key after SIGHUP");
+
+    let restart_only = config(1_000, ALICE).replace("total_max = 100", "total_max = 5");
+    std::fs::write(&gw.config, restart_only).unwrap();
+    hangup(&gw);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        call(&gw, "sk-bob").await.0,
+        200,
+        "a refused reload removed bob"
+    );
+
+    std::fs::write(&gw.config, config(1_000, ALICE)).unwrap();
+    hangup(&gw);
+    assert_eq!(
+        bob_until(&gw, 401).await,
+        401,
+        "bob's key removed after SIGHUP"
+    );
     assert_eq!(call(&gw, "sk-alice").await.0, 200);
 }

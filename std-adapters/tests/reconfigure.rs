@@ -251,3 +251,36 @@ async fn a_counter_keeps_its_window() {
     let e = limits.reconfigure(counter(30)).unwrap_err().to_string();
     assert!(e.contains("window"), "{e}");
 }
+
+/// With Redis down under `local` fail-over, each replica decides on its
+/// share of the key's own limits: an override and a change of the limits
+/// reach the local fallback too (2 replicas: half of each).
+#[tokio::test]
+async fn overrides_and_changes_reach_the_local_fallback() {
+    let server = RedisServer::start();
+    let opts = RedisOptions {
+        timeout: StdDuration::from_millis(500),
+        ..RedisOptions::default()
+    };
+    let store = RedisStore::connect(&server.url(), opts).await.unwrap();
+    let limits = Arc::new(AnyKeyedLimiter::Redis(Box::new(
+        RedisKeyedLimiter::with_set(
+            store,
+            one(per_hour(10)),
+            FailoverOptions::new(OnUnavailable::Local).with_replicas(2),
+            KeyedConfig::default(),
+            SystemClock,
+        )
+        .unwrap(),
+    )));
+    limits.set_override(b"vip", one(per_hour(40))).unwrap();
+    let base = app(&limits).await;
+    server.kill();
+    assert_eq!(admitted(&base, "vip", 25).await, 20);
+    assert_eq!(admitted(&base, "plain", 8).await, 5);
+    limits.reconfigure(one(per_hour(30))).unwrap();
+    assert_eq!(admitted(&base, "other", 20).await, 15);
+    // Removed: vip is back on the common share, having used 20 of 20.
+    assert!(limits.remove_override(b"vip"));
+    assert_eq!(admitted(&base, "vip", 3).await, 0);
+}

@@ -55,7 +55,7 @@ impl Reloader {
         };
         let overrides = reloader.check(cfg)?;
         let mut applied = reloader.applied.lock().unwrap_or_else(|p| p.into_inner());
-        reloader.apply(cfg, overrides, &mut applied.1);
+        reloader.apply(cfg, overrides, &mut applied.1)?;
         applied.0 = table;
         drop(applied);
         Ok(reloader)
@@ -67,10 +67,12 @@ impl Reloader {
             .path
             .as_deref()
             .ok_or("no --config file to reload (started on the built-in config)")?;
+        // One reload at a time, reading the file under the lock: the last
+        // reload asked for applies the newest file.
+        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
         let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
         let table: toml::Table = text.parse().map_err(|e| format!("{path}: {e}"))?;
         let cfg: Config = toml::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
-        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
         let restart = needs_restart(&applied.0, &table);
         if !restart.is_empty() {
             return Err(format!(
@@ -80,7 +82,8 @@ impl Reloader {
             ));
         }
         let overrides = self.check(&cfg).map_err(|e| format!("{path}: {e}"))?;
-        self.apply(&cfg, overrides, &mut applied.1);
+        self.apply(&cfg, overrides, &mut applied.1)
+            .map_err(|e| format!("{path}: {e}"))?;
         applied.0 = table;
         Ok(format!(
             "reloaded {path}: {} API keys{}",
@@ -106,41 +109,67 @@ impl Reloader {
         let set = p.limits().map_err(|e| format!("[per_ip]: {e}"))?;
         set.carries_over_from(&limits.limits())
             .map_err(|e| format!("[per_ip]: {e}"))?;
-        let mut overrides = Vec::new();
+        let mut overrides: Vec<(Vec<u8>, LimitSet)> = Vec::new();
+        let mut named: Vec<&str> = Vec::new();
         for (ip, o) in &p.overrides {
             let addr: IpAddr = ip
                 .parse()
                 .map_err(|e| format!("[per_ip.overrides] {ip:?}: {e}"))?;
             let own = o
                 .limits()
-                .and_then(|l| l.carries_over_from(&set).map(|()| l).map_err(Into::into))
+                .and_then(|l| {
+                    l.carries_over_from(&set)?;
+                    set.carries_over_from(&l)?;
+                    Ok(l)
+                })
                 .map_err(|e| format!("[per_ip.overrides] {ip:?}: {e}"))?;
-            overrides.push((peer.key_of(addr).as_bytes().to_vec(), own));
+            let key = peer.key_of(addr).as_bytes().to_vec();
+            if let Some(i) = overrides.iter().position(|(k, _)| *k == key) {
+                return Err(format!(
+                    "[per_ip.overrides] {:?} and {ip:?} are the same client (one address, or one IPv6 /64)",
+                    named[i]
+                ));
+            }
+            overrides.push((key, own));
+            named.push(ip);
         }
         Ok(Some((set, overrides)))
     }
 
     /// Apply what [`check`](Self::check) accepted; `keyed` holds the
-    /// overridden keys, replaced by the new ones.
-    fn apply(&self, cfg: &Config, change: PerIpChange, keyed: &mut Vec<Vec<u8>>) {
-        *self.live.keys.write().unwrap_or_else(|p| p.into_inner()) = cfg.keys.clone();
-        let (Some((limits, _)), Some((set, overrides))) = (&self.live.per_ip, change) else {
-            return;
-        };
-        for key in keyed.drain(..) {
-            limits.remove_override(&key);
-        }
-        // Checked above against the running limits, and every override
-        // against these: neither can be refused now.
-        if let Err(e) = limits.reconfigure(set) {
-            tracing::error!(error = %e, "per-IP limits not changed");
-        }
-        for (key, own) in overrides {
-            match limits.set_override(&key, own) {
-                Ok(()) => keyed.push(key),
-                Err(e) => tracing::error!(error = %e, "per-IP override not set"),
+    /// overridden keys, replaced by the new ones. The step that can still
+    /// be refused (the limits themselves, e.g. a share among replicas that
+    /// does not divide) goes first and changes nothing when it is; each
+    /// overridden key keeps an override throughout (replaced, then the
+    /// stale ones removed).
+    fn apply(
+        &self,
+        cfg: &Config,
+        change: PerIpChange,
+        keyed: &mut Vec<Vec<u8>>,
+    ) -> Result<(), String> {
+        if let (Some((limits, _)), Some((set, overrides))) = (&self.live.per_ip, change) {
+            limits
+                .reconfigure(set)
+                .map_err(|e| format!("[per_ip]: {e}"))?;
+            let mut set_now = Vec::new();
+            for (key, own) in overrides {
+                if let Err(e) = limits.set_override(&key, own) {
+                    // The limits changed; the overrides set so far stay.
+                    keyed.extend(set_now);
+                    return Err(format!(
+                        "[per_ip.overrides]: {e} (the limits and earlier overrides were applied)"
+                    ));
+                }
+                set_now.push(key);
             }
+            for stale in keyed.iter().filter(|k| !set_now.contains(k)) {
+                limits.remove_override(stale);
+            }
+            *keyed = set_now;
         }
+        *self.live.keys.write().unwrap_or_else(|p| p.into_inner()) = cfg.keys.clone();
+        Ok(())
     }
 }
 

@@ -151,8 +151,8 @@ impl<C: Clock + Clone> AnyKeyedLimiter<C> {
     /// is kept and the new limits read it). Refused, changing nothing, when
     /// the members' names, order or kinds differ or a sliding counter's
     /// window changes — such a set is a new limit. In Redis the change is
-    /// this replica's: apply it on each (replicas between two configs agree
-    /// on every state, each deciding by its own).
+    /// this replica's: apply it on each (while replicas differ, each
+    /// decides by its own limits on the one shared state).
     pub fn reconfigure(&self, limits: LimitSet) -> Result<(), ConfigError> {
         match self {
             AnyKeyedLimiter::Memory(m) => m.reconfigure(limits),

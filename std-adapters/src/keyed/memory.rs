@@ -2,6 +2,7 @@
 //! [`LimitSet`]'s states per key, with a lane of its own for the commonest
 //! set, one GCRA (its state checked in place, no set bookkeeping).
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use ratebound_core::{CarryOver, ConfigError, CostError, Gcra};
@@ -44,6 +45,14 @@ impl KeyBytes {
     }
 }
 
+// Hashes and compares as its bytes (SmallVec hashes as a slice), so maps
+// keyed by it are searched with a plain `&[u8]`.
+impl std::borrow::Borrow<[u8]> for KeyBytes {
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 impl From<Vec<u8>> for KeyBytes {
     fn from(v: Vec<u8>) -> Self {
         KeyBytes(SmallVec::from_vec(v))
@@ -62,10 +71,18 @@ impl From<&[u8]> for KeyBytes {
 /// ([`set_override`](Self::set_override)), keeping every key's state.
 #[derive(Debug)]
 pub struct MemoryKeyed<C> {
-    /// What the store decides by (but keys with an override); written
-    /// only while the store's config is being changed.
-    limits: RwLock<Arc<LimitSet>>,
+    /// What the store decides by, as reported (the store's shards hold
+    /// their own copies); written only while a config changes, and always
+    /// together with the store.
+    limits: RwLock<Limits>,
     store: Store<C>,
+}
+
+/// The limits of a store and of the keys with their own.
+#[derive(Debug)]
+struct Limits {
+    base: Arc<LimitSet>,
+    overrides: HashMap<KeyBytes, Arc<LimitSet>>,
 }
 
 const NOT_ONE_GCRA: ConfigError = ConfigError::Invalid {
@@ -97,27 +114,23 @@ impl<C: Clock> MemoryKeyed<C> {
             None => Store::Set(KeyedLimiter::new(limits.clone(), config, clock)?),
         };
         Ok(MemoryKeyed {
-            limits: RwLock::new(Arc::new(limits)),
+            limits: RwLock::new(Limits {
+                base: Arc::new(limits),
+                overrides: HashMap::new(),
+            }),
             store,
         })
     }
 
     /// The limits keys are decided by (but those with an override).
     pub fn limits(&self) -> Arc<LimitSet> {
-        Arc::clone(&self.limits.read().unwrap_or_else(|p| p.into_inner()))
+        Arc::clone(&self.limits.read().unwrap_or_else(|p| p.into_inner()).base)
     }
 
     /// The limits `key` is decided by: its override, else the store's.
     pub fn limits_for(&self, key: &[u8]) -> Arc<LimitSet> {
-        let key = KeyBytes::from(key);
-        let base = self.limits();
-        let own = match &self.store {
-            Store::Gcra(s) => s
-                .override_for(&key)
-                .and_then(|g| LimitSet::one(base.name(0), AnyLimiter::Gcra(g)).ok()),
-            Store::Set(s) => s.override_for(&key),
-        };
-        own.map_or(base, Arc::new)
+        let limits = self.limits.read().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(limits.overrides.get(key).unwrap_or(&limits.base))
     }
 
     /// Decide every key by `limits` from now on, keeping every key's
@@ -126,14 +139,14 @@ impl<C: Clock> MemoryKeyed<C> {
     /// counter's window unchanged).
     pub fn reconfigure(&self, limits: LimitSet) -> Result<(), ConfigError> {
         let mut current = self.limits.write().unwrap_or_else(|p| p.into_inner());
-        limits.carries_over_from(&current)?;
+        limits.carries_over_from(&current.base)?;
         match (&self.store, single_gcra(&limits)) {
             (Store::Gcra(s), Some(g)) => s.reconfigure(g)?,
             (Store::Set(s), _) => s.reconfigure(limits.clone())?,
             // A set of one GCRA carries over only to another (checked above).
             (Store::Gcra(_), None) => return Err(NOT_ONE_GCRA),
         }
-        *current = Arc::new(limits);
+        current.base = Arc::new(limits);
         Ok(())
     }
 
@@ -142,18 +155,22 @@ impl<C: Clock> MemoryKeyed<C> {
     /// [`reconfigure`](Self::reconfigure) when the state would not carry
     /// over between the store's limits and these.
     pub fn set_override(&self, key: &[u8], limits: LimitSet) -> Result<(), ConfigError> {
-        limits.carries_over_from(&self.limits())?;
+        let mut current = self.limits.write().unwrap_or_else(|p| p.into_inner());
         let key = KeyBytes::from(key);
         match (&self.store, single_gcra(&limits)) {
-            (Store::Gcra(s), Some(g)) => s.set_override(key, g),
-            (Store::Set(s), _) => s.set_override(key, limits),
-            (Store::Gcra(_), None) => Err(NOT_ONE_GCRA),
+            (Store::Gcra(s), Some(g)) => s.set_override(key.clone(), g)?,
+            (Store::Set(s), _) => s.set_override(key.clone(), limits.clone())?,
+            (Store::Gcra(_), None) => return Err(NOT_ONE_GCRA),
         }
+        current.overrides.insert(key, Arc::new(limits));
+        Ok(())
     }
 
     /// Decide `key` by the store's limits again; false when it had no override.
     pub fn remove_override(&self, key: &[u8]) -> bool {
+        let mut current = self.limits.write().unwrap_or_else(|p| p.into_inner());
         let key = KeyBytes::from(key);
+        current.overrides.remove(&key);
         match &self.store {
             Store::Gcra(s) => s.remove_override(&key),
             Store::Set(s) => s.remove_override(&key),

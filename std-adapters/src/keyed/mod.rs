@@ -548,8 +548,9 @@ where
     /// (core's [`reconfigure`](ratebound_core::reconfigure) rule: the new
     /// config reads the kept state). Refused, changing nothing, when the
     /// states would not carry over (against the current config or any
-    /// override). Shards switch one after another under their own locks:
-    /// each key sees the change at once, and no decision waits for it.
+    /// override). Shards switch one after another, each locked only to
+    /// swap its copy of the config: a key sees the change from its next
+    /// decision on, and the states are not touched (O(shards + overrides)).
     pub fn reconfigure(&self, limiter: L) -> Result<(), ConfigError>
     where
         L: CarryOver,
@@ -569,16 +570,20 @@ where
 
     /// Decide `key` by `limiter` instead of the store's config (a premium
     /// key's larger quota), from its next decision on, keeping its state.
-    /// Refused when the state would not carry over between the two. Keys
-    /// with an override are held and evicted like any other; the override
-    /// itself stays until removed.
+    /// Refused when the state would not carry over between the two. A key
+    /// with an override has its state held and evicted like any other; the
+    /// override itself is never evicted (overrides are set by the operator
+    /// and held apart from `max_keys`) and stays until removed.
     pub fn set_override(&self, key: K, limiter: L) -> Result<(), ConfigError>
     where
         L: CarryOver,
     {
         let _one_change = self.changing.lock().unwrap_or_else(|p| p.into_inner());
         let (_, mut shard) = self.shard(&key);
+        // Both ways: the override reads the key's state now, the store's
+        // config reads it again once the override is removed.
         limiter.carries_over_from(&shard.limiter)?;
+        shard.limiter.carries_over_from(&limiter)?;
         shard.overrides.insert(key, limiter);
         Ok(())
     }

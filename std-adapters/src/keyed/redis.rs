@@ -45,13 +45,18 @@ pub(crate) fn replica_share(
 /// ([`reconfigure`](Self::reconfigure)) or one key
 /// ([`set_override`](Self::set_override)): the states in Redis are kept and
 /// read by the new limits (core's [`reconfigure`](ratebound_core::reconfigure)
-/// rule), so replicas that take up a change at different moments agree on
-/// every state. Changes and overrides are this replica's: make them on each.
+/// rule): the state format never depends on the limits, so replicas that
+/// take up a change at different moments share every state, each deciding
+/// by its own limits meanwhile. Changes and overrides are this replica's:
+/// make them on each.
 pub struct RedisKeyedLimiter<C: Clock + Clone> {
     store: RedisStore,
     limits: RwLock<Arc<Limits>>,
     /// Keys decided by limits of their own (read only while non-empty).
     overrides: RwLock<HashMap<KeyBytes, Arc<Limits>>>,
+    /// Serialises changes of the limits and overrides, so the local
+    /// fallback and the Redis side always change together.
+    changing: std::sync::Mutex<()>,
     failover: Failover,
     /// This replica's share, in memory (`local` only).
     local: Option<MemoryKeyed<C>>,
@@ -136,6 +141,7 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
             store,
             limits: RwLock::new(Limits::new(limits)),
             overrides: RwLock::new(HashMap::new()),
+            changing: std::sync::Mutex::new(()),
             failover: Failover::new(failover, "limits"),
             clock,
         })
@@ -156,10 +162,8 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
     /// The limits `key` is decided by.
     fn limits_of(&self, key: &[u8]) -> Arc<Limits> {
         let overrides = self.overrides.read().unwrap_or_else(|p| p.into_inner());
-        if !overrides.is_empty() {
-            if let Some(l) = overrides.get(&KeyBytes::from(key)) {
-                return Arc::clone(l);
-            }
+        if let Some(l) = overrides.get(key) {
+            return Arc::clone(l);
         }
         drop(overrides);
         Arc::clone(&self.limits.read().unwrap_or_else(|p| p.into_inner()))
@@ -265,8 +269,9 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
     /// nothing, when the states would not carry over ([`LimitSet`]'s rule)
     /// or the limits cannot be shared among the replicas.
     pub fn reconfigure(&self, limits: LimitSet) -> Result<(), ConfigError> {
-        let mut current = self.limits.write().unwrap_or_else(|p| p.into_inner());
-        limits.carries_over_from(&current.set)?;
+        let _one_change = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.limits();
+        limits.carries_over_from(&current)?;
         for o in self
             .overrides
             .read()
@@ -278,7 +283,7 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
         if let (Some(local), Some(share)) = (&self.local, self.share(&limits)?) {
             local.reconfigure(share)?;
         }
-        *current = Limits::new(limits);
+        *self.limits.write().unwrap_or_else(|p| p.into_inner()) = Limits::new(limits);
         Ok(())
     }
 
@@ -286,8 +291,10 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
     /// quota) until the override is removed, keeping its state; refused
     /// like [`reconfigure`](Self::reconfigure).
     pub fn set_override(&self, key: &[u8], limits: LimitSet) -> Result<(), ConfigError> {
-        let current = self.limits.read().unwrap_or_else(|p| p.into_inner());
-        limits.carries_over_from(&current.set)?;
+        let _one_change = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.limits();
+        limits.carries_over_from(&current)?;
+        current.carries_over_from(&limits)?;
         if let (Some(local), Some(share)) = (&self.local, self.share(&limits)?) {
             local.set_override(key, share)?;
         }
@@ -300,7 +307,7 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
 
     /// Decide `key` by the limiter's limits again; false when it had no override.
     pub fn remove_override(&self, key: &[u8]) -> bool {
-        let _current = self.limits.read().unwrap_or_else(|p| p.into_inner());
+        let _one_change = self.changing.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(local) = &self.local {
             local.remove_override(key);
         }

@@ -181,9 +181,10 @@ fn ipv4_key(ip: std::net::Ipv4Addr, bits: u8) -> RateKey {
     } else {
         std::net::Ipv4Addr::from(u32::from(ip) & !(u32::MAX >> bits))
     };
-    // At most "255.255.255.255/32": 18 bytes, written into a buffer (with
-    // room for a 3-byte store past the end) and copied into the key once.
-    let mut buf = [0u8; 21];
+    // At most "255.255.255.255/32": 18 bytes, written into a buffer and
+    // copied into the key once. Each number is stored as 3 bytes (its
+    // digits kept): the last starts at most at 16, so 19 bytes hold them.
+    let mut buf = [0u8; 19];
     let [a, b, c, d] = masked.octets();
     let mut at = put_decimal(&mut buf, 0, a);
     for o in [b, c, d] {
@@ -197,7 +198,7 @@ fn ipv4_key(ip: std::net::Ipv4Addr, bits: u8) -> RateKey {
     RateKey::from_key_bytes(KeyBytes::from(buf.get(..at).unwrap_or(&buf)))
 }
 
-fn put_byte(buf: &mut [u8; 21], at: usize, b: u8) -> usize {
+fn put_byte(buf: &mut [u8; 19], at: usize, b: u8) -> usize {
     if let Some(slot) = buf.get_mut(at) {
         *slot = b;
     }
@@ -205,7 +206,7 @@ fn put_byte(buf: &mut [u8; 21], at: usize, b: u8) -> usize {
 }
 
 /// `n` in decimal at `at`: three bytes stored, its digits kept.
-fn put_decimal(buf: &mut [u8; 21], at: usize, n: u8) -> usize {
+fn put_decimal(buf: &mut [u8; 19], at: usize, n: u8) -> usize {
     let [len, digits @ ..] = decimal_digits(n);
     if let Some(dst) = buf.get_mut(at..at + 3) {
         dst.copy_from_slice(&digits);

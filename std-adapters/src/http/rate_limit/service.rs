@@ -150,25 +150,40 @@ pub(super) fn policy_header(set: &LimitSet) -> HeaderValue {
     HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
 }
 
-/// `RateLimit-Policy` of the limits last answered for, rebuilt when they
-/// change (a new config, a key with limits of its own).
-pub(super) struct PolicyCache(RwLock<(Arc<LimitSet>, HeaderValue)>);
+/// `RateLimit-Policy` of the limits recently answered for (the common ones
+/// and a few keys' own), each built once.
+pub(super) struct PolicyCache(RwLock<Vec<(Arc<LimitSet>, HeaderValue)>>);
+
+/// How many limit sets' headers are kept.
+const POLICY_CACHE: usize = 8;
 
 impl PolicyCache {
     pub(super) fn new(set: Arc<LimitSet>) -> Self {
         let header = policy_header(&set);
-        PolicyCache(RwLock::new((set, header)))
+        PolicyCache(RwLock::new(vec![(set, header)]))
     }
 
     fn header(&self, set: &Arc<LimitSet>) -> HeaderValue {
-        {
-            let cached = self.0.read().unwrap_or_else(|p| p.into_inner());
-            if Arc::ptr_eq(&cached.0, set) {
-                return cached.1.clone();
-            }
+        // The Arc held here keeps its address from being reused by
+        // another set while the entry lives.
+        let find = |cached: &[(Arc<LimitSet>, HeaderValue)]| {
+            cached
+                .iter()
+                .find(|(s, _)| Arc::ptr_eq(s, set))
+                .map(|(_, h)| h.clone())
+        };
+        if let Some(h) = find(&self.0.read().unwrap_or_else(|p| p.into_inner())) {
+            return h;
+        }
+        let mut cached = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = find(&cached) {
+            return h;
         }
         let header = policy_header(set);
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = (Arc::clone(set), header.clone());
+        if cached.len() == POLICY_CACHE {
+            cached.remove(0);
+        }
+        cached.push((Arc::clone(set), header.clone()));
         header
     }
 }
