@@ -182,8 +182,15 @@ async fn override_for_one_key(limits: Arc<Limits>) {
     assert!(limits.remove_override(b"vip"));
     assert!(!limits.remove_override(b"vip"));
     assert_eq!(admitted(&base, "vip", 3).await, 0);
-    // An override that would lose the state is refused.
+    // An override that would lose the state is refused: another kind, or
+    // another name (a set of other members).
     assert!(limits.set_override(b"vip", one(log_per_hour(30))).is_err());
+    let renamed = LimitSet::one("other", per_hour(60)).unwrap();
+    let e = limits
+        .set_override(b"vip", renamed)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("names and order"), "{e}");
     // A larger one reads the same kept state: the key used all of its
     // quota (full again in an hour), so all of the new one too.
     limits.set_override(b"vip", one(per_hour(60))).unwrap();

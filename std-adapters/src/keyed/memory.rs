@@ -156,6 +156,9 @@ impl<C: Clock> MemoryKeyed<C> {
     /// over between the store's limits and these.
     pub fn set_override(&self, key: &[u8], limits: LimitSet) -> Result<(), ConfigError> {
         let mut current = self.limits.write().unwrap_or_else(|p| p.into_inner());
+        // The set's rule (names too: the one-GCRA lane only sees the GCRA).
+        limits.carries_over_from(&current.base)?;
+        current.base.carries_over_from(&limits)?;
         let key = KeyBytes::from(key);
         match (&self.store, single_gcra(&limits)) {
             (Store::Gcra(s), Some(g)) => s.set_override(key.clone(), g)?,
