@@ -45,6 +45,15 @@
 //! through too); an extractor's own answer (no peer address, a required
 //! header missing or too long) still stands.
 //!
+//! # Changing limits while serving
+//!
+//! The layer shares its limits ([`RateLimitLayer::limits`], or the `Arc`
+//! you built it from): [`AnyKeyedLimiter::reconfigure`] changes them for
+//! every key and [`AnyKeyedLimiter::set_override`] for one (a premium API
+//! key), from the next request on, every count kept (core's
+//! [`reconfigure`](ratebound_core::reconfigure) rule). The 429 text and
+//! `RateLimit-Policy` follow the limits each key is decided by.
+//!
 //! `q` and `w` follow each member: a sliding log allows at most `q` in any
 //! `w` seconds; a sliding counter estimates the last `w` seconds from two
 //! fixed windows (see its docs for how far one interval can exceed `q`); a
