@@ -82,7 +82,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use foldhash::fast::RandomState;
-use ratebound_core::{CarryOver, ConfigError, CostError, Decision, Instant, Limiter};
+use ratebound_core::{ConfigError, CostError, Decision, Instant, Limiter};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
@@ -98,6 +98,7 @@ pub use memory::{KeyBytes, MemoryKeyed};
 mod redis;
 #[cfg(feature = "redis")]
 pub use redis::RedisKeyedLimiter;
+mod reconfigure;
 mod table;
 use table::Table;
 
@@ -541,68 +542,6 @@ where
         self.shards
             .iter()
             .map(|s| s.0.lock().unwrap_or_else(|p| p.into_inner()).map.len())
-            .sum()
-    }
-
-    /// Change the config every key is decided by, keeping every key's state
-    /// (core's [`reconfigure`](ratebound_core::reconfigure) rule: the new
-    /// config reads the kept state). Refused, changing nothing, when the
-    /// states would not carry over (against the current config or any
-    /// override). Shards switch one after another, each locked only to
-    /// swap its copy of the config: a key sees the change from its next
-    /// decision on, and the states are not touched (O(shards + overrides)).
-    pub fn reconfigure(&self, limiter: L) -> Result<(), ConfigError>
-    where
-        L: CarryOver,
-    {
-        let _one_change = self.changing.lock().unwrap_or_else(|p| p.into_inner());
-        limiter.carries_over_from(&self.limiter())?;
-        for i in 0..self.shards.len() {
-            for o in self.lock(i).overrides.values() {
-                limiter.carries_over_from(o)?;
-            }
-        }
-        for i in 0..self.shards.len() {
-            self.lock(i).limiter = limiter.clone();
-        }
-        Ok(())
-    }
-
-    /// Decide `key` by `limiter` instead of the store's config (a premium
-    /// key's larger quota), from its next decision on, keeping its state.
-    /// Refused when the state would not carry over between the two. A key
-    /// with an override has its state held and evicted like any other; the
-    /// override itself is never evicted (overrides are set by the operator
-    /// and held apart from `max_keys`) and stays until removed.
-    pub fn set_override(&self, key: K, limiter: L) -> Result<(), ConfigError>
-    where
-        L: CarryOver,
-    {
-        let _one_change = self.changing.lock().unwrap_or_else(|p| p.into_inner());
-        let (_, mut shard) = self.shard(&key);
-        // Both ways: the override reads the key's state now, the store's
-        // config reads it again once the override is removed.
-        limiter.carries_over_from(&shard.limiter)?;
-        shard.limiter.carries_over_from(&limiter)?;
-        shard.overrides.insert(key, limiter);
-        Ok(())
-    }
-
-    /// Decide `key` by the store's config again; false when it had no override.
-    pub fn remove_override(&self, key: &K) -> bool {
-        let _one_change = self.changing.lock().unwrap_or_else(|p| p.into_inner());
-        self.shard(key).1.overrides.remove(key).is_some()
-    }
-
-    /// `key`'s override, if it has one.
-    pub fn override_for(&self, key: &K) -> Option<L> {
-        self.shard(key).1.overrides.get(key).cloned()
-    }
-
-    /// How many keys have an override.
-    pub fn overrides(&self) -> usize {
-        (0..self.shards.len())
-            .map(|i| self.lock(i).overrides.len())
             .sum()
     }
 
