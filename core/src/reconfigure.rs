@@ -13,6 +13,7 @@
 //! | [`Gcra`] | the instant the bucket is full again (TAT) | still full again at that instant: what it owes is the same time, read at the new rate, so capacity and rate changed together keep the fraction used (8 of 10 used → 80 of 100 raised, 4 of 5 lowered) |
 //! | [`SlidingLog`] | the entries it holds (time, cost) | each counts while inside the new window, against the new limit; entries the old window had already let go are gone, so a longer window counts, until it has been running that long, only what the old one still held |
 //! | [`SlidingCounter`] | its windows' counts | counted against the new limit; the window length cannot change (refused) |
+//! | [`Budget`] | each window's usage, the holds, the throttle | read against the new maxima, thresholds and throttle; limits may be added after the existing ones, not removed, reordered or changed in dimension or horizon, and the UTC offset cannot change (refused); alerts are re-evaluated ([`Budget::reconfigure`]) |
 //!
 //! So lowering a sliding limit below what a key has used forgives nothing:
 //! the key waits until its usage is under the new limit; lowering a GCRA's
@@ -52,6 +53,7 @@
 //! # Ok::<(), Box<dyn core::error::Error>>(())
 //! ```
 
+use crate::budget::{Budget, WindowLimit};
 use crate::{ConfigError, Gcra, SlidingCounter, SlidingLog};
 
 /// A limiter whose states can outlive a change of its config.
@@ -90,6 +92,35 @@ impl CarryOver for SlidingCounter {
                          its counts belong to windows of the old length",
             })
         }
+    }
+}
+
+impl CarryOver for Budget {
+    /// When every old limit keeps its place, dimension and horizon (new
+    /// ones may follow them) and the UTC offset is the same: a state holds
+    /// its windows by position, each aligned to the offset.
+    fn carries_over_from(&self, old: &Self) -> Result<(), ConfigError> {
+        let (new, old) = (self.config(), old.config());
+        if new.utc_offset_secs != old.utc_offset_secs {
+            return Err(ConfigError::Invalid {
+                field: "utc_offset_secs",
+                reason: "cannot change while states live: their windows start at the old offset",
+            });
+        }
+        let moved = |(o, n): (&WindowLimit, &WindowLimit)| {
+            (o.dimension, o.horizon) != (n.dimension, n.horizon)
+        };
+        if new.limits.len() < old.limits.len()
+            || old.limits.iter().zip(new.limits.iter()).any(moved)
+        {
+            return Err(ConfigError::Invalid {
+                field: "limits",
+                reason: "may change their max and gain new limits after the existing ones, \
+                         but not lose, reorder or change the dimension or horizon of one \
+                         while states live (raise a max instead of removing its limit)",
+            });
+        }
+        Ok(())
     }
 }
 

@@ -110,3 +110,10 @@ pub fn budget_amounts(
 ) -> ([u64; crate::budget::MAX_THRESHOLDS], Option<u64>) {
     budget.amounts(i)
 }
+
+/// The instant (µs) of `budget`'s last [`Budget::reconfigure`], 0 if none:
+/// a state last touched at or before it re-reads its holds and limit-hit flags
+/// on its next operation.
+pub fn budget_since(budget: &Budget) -> u64 {
+    budget.since()
+}

@@ -163,6 +163,17 @@ impl Machine for BudgetM {
                 .try_spend(&mut self.st, now, usage(&s["usage"]))
                 .map(|r| to_json(&r)),
             Some("status") => Ok(to_json(&self.cfg.status(&self.st, now))),
+            Some("reconfigure") => {
+                let config: BudgetConfig =
+                    serde_json::from_value(s["config"].clone()).expect("budget config");
+                return match self.cfg.reconfigure(config, now) {
+                    Ok(new) => {
+                        self.cfg = new;
+                        json!({ "ok": "kept" })
+                    }
+                    Err(e) => json!({ "error": { "field": config_field(&e) } }),
+                };
+            }
             op => panic!("unknown budget op {op:?}"),
         };
         match out {
@@ -241,6 +252,16 @@ impl PolicyMember {
     }
 }
 
+/// The field a config error names.
+fn config_field(e: &ratebound_core::ConfigError) -> &'static str {
+    match *e {
+        ratebound_core::ConfigError::Invalid { field, .. }
+        | ratebound_core::ConfigError::Zero { field }
+        | ratebound_core::ConfigError::TooLarge { field, .. } => field,
+        _ => "unknown",
+    }
+}
+
 impl PolicyM {
     /// The members' configs replaced by `s["members"]`, their states kept
     /// (core's carry-over rule), when every member carries over; else
@@ -263,13 +284,7 @@ impl PolicyM {
                 _ => panic!("a reconfigure keeps each member's kind"),
             };
             if let Err(e) = carried {
-                let field = match e {
-                    ratebound_core::ConfigError::Invalid { field, .. }
-                    | ratebound_core::ConfigError::Zero { field }
-                    | ratebound_core::ConfigError::TooLarge { field, .. } => field,
-                    _ => "unknown",
-                };
-                return json!({ "error": { "member": i, "field": field } });
+                return json!({ "error": { "member": i, "field": config_field(&e) } });
             }
         }
         for ((n, cost), (o, old_cost)) in new.into_iter().zip(&mut self.members) {
@@ -705,10 +720,45 @@ fn budget_traces() -> Vec<Value> {
                 .utc_offset_secs(9 * 3_600),
             20_000_000_000,
         ),
+        (
+            "limits_lowered_raised_and_added_under_live_holds",
+            BudgetConfig::new()
+                .tokens_per_minute(20_000)
+                .cost_per_day(20_000_000)
+                .alert_threshold_bp(5_000)
+                .alert_threshold_bp(8_000)
+                .hold_ttl(Duration::from_secs(20)),
+            2_000_000,
+        ),
+    ];
+    // The last trace's config changes every 20 steps (core's carry-over
+    // rule): lowered below its usage, a limit removed (refused), raised
+    // with a limit added and throttling on, its offset moved (refused).
+    let changes = [
+        BudgetConfig::new()
+            .tokens_per_minute(6_000)
+            .cost_per_day(4_000_000)
+            .alert_threshold_bp(5_000)
+            .alert_threshold_bp(8_000)
+            .hold_ttl(Duration::from_secs(20)),
+        BudgetConfig::new().tokens_per_minute(6_000),
+        BudgetConfig::new()
+            .tokens_per_minute(40_000)
+            .cost_per_day(30_000_000)
+            .limit(Dimension::Requests, Horizon::MINUTE, 12)
+            .alert_threshold_bp(8_000)
+            .auto_throttle(7_000, Duration::from_millis(500))
+            .hold_ttl(Duration::from_secs(30)),
+        BudgetConfig::new()
+            .tokens_per_minute(40_000)
+            .cost_per_day(30_000_000)
+            .limit(Dimension::Requests, Horizon::MINUTE, 12)
+            .utc_offset_secs(3_600),
     ];
     cfgs.into_iter()
         .enumerate()
         .map(|(i, (name, cfg, scale))| {
+            let changes: &[BudgetConfig] = if i == 3 { &changes } else { &[] };
             let budget = Budget::new(cfg.clone()).expect("valid fixture budget");
             let config = to_json(&budget);
             let mut m = machine("budget", &config);
@@ -725,7 +775,12 @@ fn budget_traces() -> Vec<Value> {
                 }
                 steps.push(step);
             };
-            for _ in 0..70 {
+            for k in 0..70 + 10 * changes.len() {
+                if k % 20 == 19 {
+                    if let Some(c) = changes.get(k / 20) {
+                        run(json!({ "op": "reconfigure", "now": now, "config": to_json(c) }), &mut issued);
+                    }
+                }
                 now = next_now(&mut rng, now, scale);
                 let est = Usage { requests: 1, tokens: rng.below(4_500), cost: rng.below(450_000) };
                 let step = match rng.below(10) {

@@ -805,13 +805,32 @@ async fn replay_budgets(store: &RedisStore, clock: &ManualClock, run: &str) -> u
     let mut steps = 0;
     for (t, trace) in file["traces"].as_array().unwrap().iter().enumerate() {
         let cfg: BudgetConfig = serde_json::from_value(trace["config"].clone()).unwrap();
-        let b = RedisBudget::new(store.clone(), Budget::new(cfg).unwrap(), 4);
+        let mut b = RedisBudget::new(store.clone(), Budget::new(cfg).unwrap(), 4);
         let tag = format!("{run} budget {{{t}}}");
         let tag = tag.as_bytes();
         for (i, s) in trace["steps"].as_array().unwrap().iter().enumerate() {
             clock.set(Instant::from_micros(u(s, "now")));
             let usage = || -> Usage { serde_json::from_value(s["usage"].clone()).unwrap() };
             let what = format!("budget/{} step {i} ({})", trace["name"], s["op"]);
+            if s["op"] == "reconfigure" {
+                // The script reads the new config's arguments; the state in
+                // Redis is not touched until the next step.
+                let cfg: BudgetConfig = serde_json::from_value(s["config"].clone()).unwrap();
+                let got = match b.budget().reconfigure(cfg, Instant::from_micros(u(s, "now"))) {
+                    Ok(new) => {
+                        b = RedisBudget::new(store.clone(), new, 4);
+                        json!({ "ok": "kept" })
+                    }
+                    Err(
+                        ratebound_core::ConfigError::Invalid { field, .. }
+                        | ratebound_core::ConfigError::Zero { field },
+                    ) => json!({ "error": { "field": field } }),
+                    Err(e) => panic!("{what}: {e}"),
+                };
+                assert_eq!(got, s["expect"], "{what}: result");
+                steps += 1;
+                continue;
+            }
             let (got, state) = match s["op"].as_str().unwrap() {
                 "reserve" => budget_result(b.reserve(tag, "b", usage()).await.unwrap(), |r| {
                     let admission = match r.admission {
@@ -851,7 +870,7 @@ async fn budget_fixtures_replay_exactly_through_redis() {
     let store = RedisStore::connect(&server.url(), caller_time(&clock))
         .await
         .unwrap();
-    assert_eq!(replay_budgets(&store, &clock, "single").await, 213);
+    assert_eq!(replay_budgets(&store, &clock, "single").await, 328);
 }
 
 /// Eight connections reserve and settle against one budget at once: the
@@ -985,7 +1004,7 @@ async fn a_cluster_replays_the_budget_fixtures() {
     let store = RedisStore::connect_cluster(&nodes, caller_time(&clock))
         .await
         .unwrap();
-    assert_eq!(replay_budgets(&store, &clock, "cluster").await, 213);
+    assert_eq!(replay_budgets(&store, &clock, "cluster").await, 328);
 }
 
 /// A sliding log of one slot (the merge has no pair there): Redis and core

@@ -157,7 +157,14 @@ impl Budget {
         usage: Usage,
     ) -> Result<Option<Denial>, super::BudgetError> {
         self.validate(&usage)?;
+        let usage = super::ops::clamp_usage(usage);
+        if st.last <= self.since() {
+            // Written under an earlier config: read it as the next operation will.
+            let mut synced = st.clone();
+            let now = self.sync(&mut synced, now);
+            return Ok(self.evaluate(&synced, now, &usage).0);
+        }
         let now = now.as_micros().max(st.last);
-        Ok(self.evaluate(st, now, &super::ops::clamp_usage(usage)).0)
+        Ok(self.evaluate(st, now, &usage).0)
     }
 }

@@ -194,7 +194,10 @@ pub struct Throttle {
     pub min_delay: Duration,
 }
 
-/// A validated budget configuration. Construct with [`Budget::new`].
+/// A validated budget configuration. Construct with [`Budget::new`];
+/// change it under live states with [`Budget::reconfigure`]. With `serde`
+/// it (de)serializes as its [`BudgetConfig`]; the instant of its last
+/// reconfiguration is not part of that.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(
@@ -208,6 +211,10 @@ pub struct Budget {
     threshold_amounts: [[u64; MAX_THRESHOLDS]; MAX_LIMITS],
     /// `ceil(max × throttle.after_bp / 10 000)` per limit.
     throttle_amounts: [u64; MAX_LIMITS],
+    /// States last touched at or before this instant (µs) were written under an
+    /// earlier config: their next operation re-reads their holds and
+    /// limit-hit flags ([`Budget::reconfigure`]). 0 for a new budget.
+    since: u64,
 }
 
 impl TryFrom<BudgetConfig> for Budget {
@@ -293,7 +300,62 @@ impl Budget {
             config,
             threshold_amounts,
             throttle_amounts,
+            since: 0,
         })
+    }
+
+    /// This budget with its config changed to `config` at `at`, keeping
+    /// every state written under it.
+    ///
+    /// A state keeps its usage, holds and throttling, and the new limits
+    /// read them: raising a limit grants the difference at once, lowering
+    /// one below what was used denies until the window rolls. Alerts are
+    /// re-evaluated against the new limits — a threshold whose amount is
+    /// now above the usage fires again when crossed, and one now at or
+    /// below it (not fired yet) fires with the next charge of its
+    /// dimension; a limit-hit fired at or before `at` is re-armed if the usage is
+    /// under the new max. States are not rewritten here: each is re-read
+    /// on its first operation after `at`, so a store of many budgets
+    /// (in memory or in Redis) changes config in O(1).
+    ///
+    /// Errors, changing nothing, when `config` is invalid or states
+    /// written under the current one would not keep their meaning (see
+    /// [`CarryOver`](crate::CarryOver)): a limit removed, reordered or
+    /// given another dimension or horizon (add limits after the existing
+    /// ones; raise a max instead of removing it), or a new UTC offset.
+    ///
+    /// ```
+    /// use ratebound_core::budget::{Budget, BudgetConfig, BudgetState, Dimension, Horizon, Usage};
+    /// use ratebound_core::Instant;
+    ///
+    /// let old = Budget::new(BudgetConfig::new().tokens_per_minute(1_000).alert_threshold_bp(8_000))?;
+    /// let mut st = BudgetState::<4>::default();
+    /// let t = Instant::from_secs(1_800_000_000);
+    /// assert_eq!(old.record(&mut st, t, Usage::request(900, 0)).len(), 1); // the 80 % alert
+    ///
+    /// // Raised to 2 000: 1 100 left, and the 80 % alert fires again at 1 600.
+    /// let new = old.reconfigure(BudgetConfig::new().tokens_per_minute(2_000).alert_threshold_bp(8_000), t)?;
+    /// assert_eq!(new.status(&st, t).limits[0].remaining(), 1_100);
+    /// assert!(new.record(&mut st, t, Usage::request(600, 0)).is_empty());
+    /// assert_eq!(new.record(&mut st, t, Usage::request(100, 0))[0].threshold_bp, 8_000);
+    ///
+    /// // Removing the minute limit would drop its usage: refused.
+    /// assert!(new.reconfigure(BudgetConfig::new().tokens_per_hour(9_000), t).is_err());
+    /// # Ok::<(), Box<dyn core::error::Error>>(())
+    /// ```
+    pub fn reconfigure(&self, config: BudgetConfig, at: Instant) -> Result<Budget, ConfigError> {
+        use crate::CarryOver;
+        let mut new = Budget::new(config)?;
+        new.carries_over_from(self)?;
+        new.since = at.as_micros().max(self.since);
+        Ok(new)
+    }
+
+    /// The instant of the last [`reconfigure`](Budget::reconfigure) (µs;
+    /// 0 for a budget made by [`Budget::new`]); see
+    /// [`wire::budget_since`](crate::wire::budget_since).
+    pub(crate) fn since(&self) -> u64 {
+        self.since
     }
 
     /// Limit `i`'s threshold amounts and throttle amount (see

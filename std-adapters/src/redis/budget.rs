@@ -120,6 +120,7 @@ impl RedisBudget {
                 a.push(amount.to_string());
             }
         }
+        a.push(wire::budget_since(&budget).to_string());
         RedisBudget {
             store,
             budget,

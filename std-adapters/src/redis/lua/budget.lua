@@ -10,7 +10,9 @@
 --   throttle (0 = none, else 1), throttle_min_delay_us, limit count, then
 --   per limit: dimension (1 requests, 2 tokens, 3 cost), horizon length µs
 --   (0 = calendar month), max, throttle amount, threshold count, then per
---   threshold: bp, amount.
+--   threshold: bp, amount; last, the instant (µs) of the config's last change
+--   (0 = never): a state last touched at or before it re-reads its holds and
+--   limit-hit flags (core's `Budget::reconfigure`).
 -- Returns { code (0 ok, 2 unknown reservation), result, alerts, state }.
 
 local BP = 10000
@@ -131,6 +133,7 @@ local function budget_config(ARGV)
     end
     c.limits[n] = l
   end
+  c.since = tonumber(ARGV[i])
   if config_cached >= 256 then config_cache, config_cached = {}, 0 end
   config_cache[k] = c
   config_cached = config_cached + 1
@@ -224,6 +227,7 @@ local function budget(KEYS, ARGV)
   end
 
   local function sync(now)
+    local written_before_change = st.last <= cfg.since
     now = math.max(now, st.last)
     st.last = now
     for n, l in ipairs(limits) do
@@ -238,6 +242,30 @@ local function budget(KEYS, ARGV)
         x.lapsed = true
         unhold(x)
       end
+    end
+    if written_before_change then
+      -- Written under an earlier config: each window holds what the live
+      -- holds hold (a limit added since counted none), and a limit-hit
+      -- fired under an old max is re-armed while usage is under the new one.
+      for n, l in ipairs(limits) do
+        local win, held = st.windows[n], 0
+        for _, x in ipairs(st.holds) do
+          if not x.lapsed then held = held + x.u[l.dim] end
+        end
+        win.reserved = held
+        if win.used < l.max and bit_set(win.fired, LIMIT_HIT) then win.fired = win.fired - LIMIT_HIT end
+      end
+    end
+    -- A threshold's flag stands only while usage is at or above its amount
+    -- (and the config has that threshold).
+    for n, l in ipairs(limits) do
+      local win = st.windows[n]
+      local keep = 0
+      if bit_set(win.fired, LIMIT_HIT) then keep = LIMIT_HIT end
+      for j, t in ipairs(l.thresholds) do
+        if win.used >= t.amount and bit_set(win.fired, 2 ^ (j - 1)) then keep = keep + 2 ^ (j - 1) end
+      end
+      win.fired = keep
     end
     return now
   end
@@ -386,10 +414,14 @@ local function budget(KEYS, ARGV)
   local result = {}
 
   if op == "peek" then
+    local before = state_out() -- peek changes nothing: report the stored state
     local n0 = math.max(now, st.last)
+    -- Written under an earlier config: read as the next operation will
+    -- (on the loaded copy; nothing is saved).
+    if st.last <= cfg.since then n0 = sync(now) end
     local d = evaluate(n0, usage)
     if d then result = { 1, d[1], d[2], d[3] } else result = { 0 } end
-    return { 0, result, {}, state_out() }
+    return { 0, result, {}, before }
   elseif op == "status" then
     local before = state_out() -- status changes nothing: report the stored state
     now = sync(now) -- on the loaded copy; nothing is saved
