@@ -171,6 +171,23 @@ export function makeBudgetApi(wasm) {
         holds: s.holds,
       };
     }
+    /**
+     * Change the config, keeping usage, holds and throttling: the new limits
+     * read them and alerts are re-evaluated (core's `Budget::reconfigure`).
+     * Limits may change their max and new ones may follow the existing ones;
+     * removing, reordering or re-dimensioning one, a new UTC offset or
+     * another `holdSlots` is refused with a RangeError and changes nothing.
+     */
+    reconfigure(config, opts) {
+      const c = options(config, "Budget config", ["limits", "maxTokensPerRequest", "maxCostPerRequest", "alertThresholds", "throttle", "holdTtlMs", "utcOffsetMinutes", "holdSlots"]);
+      const slots = c.holdSlots ?? this.config.holdSlots;
+      if (slots !== this.config.holdSlots) throw new RangeError(`holdSlots cannot change (${this.config.holdSlots})`);
+      const now = nowMicros(options(opts, "options", NOW).now);
+      const r = JSON.parse(this.#inner.reconfigure(JSON.stringify(coreConfig(c)), now));
+      if (r.error) throw new RangeError(`Budget config change refused: ${r.error.message}`);
+      this.config = Object.freeze({ ...c, holdSlots: slots });
+      return this;
+    }
     /** Forget all usage and holds. */
     reset() { this.#inner.reset(); }
     /** Plain, JSON-serializable state. */

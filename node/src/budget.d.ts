@@ -73,6 +73,13 @@ export class Budget {
   record(usage?: Usage): { alerts: Alert[] };
   trySpend(usage?: Usage): { allowed: true; alerts: Alert[] } | Denied;
   status(options?: { now?: number }): BudgetStatus;
+  /**
+   * Change the config, keeping usage, holds and throttling (alerts are
+   * re-evaluated). Throws a RangeError, changing nothing, when a limit would
+   * be removed, reordered or re-dimensioned, the UTC offset or holdSlots
+   * would change, or the config is invalid.
+   */
+  reconfigure(config: BudgetConfig, options?: { now?: number }): this;
   reset(): void;
   exportState(): { v: 1; state: unknown };
   importState(state: { v: 1; state: unknown }): this;

@@ -225,6 +225,25 @@ test("budget: reserve, settle, release, alerts, status, errors", () => {
   assert.equal(b.trySpend({ tokens: 1000, now: T + 9 }).allowed, false);
 });
 
+test("budget: a config change keeps usage and re-evaluates alerts; a shape change is refused", () => {
+  const tokens = (max) => ({ limits: [{ dimension: "tokens", window: "hour", max }], alertThresholds: [0.8] });
+  const b = new Budget(tokens(1000));
+  assert.equal(b.record({ tokens: 900, now: T }).alerts.length, 1);
+  b.reconfigure(tokens(2000), { now: T + 1 });
+  assert.equal(b.config.limits[0].max, 2000);
+  assert.equal(b.status({ now: T + 2 }).limits[0].used, 900);
+  assert.equal(b.record({ tokens: 600, now: T + 3 }).alerts.length, 0);
+  assert.deepEqual(b.record({ tokens: 100, now: T + 4 }).alerts.map((a) => a.threshold), [0.8]);
+  assert.equal(b.trySpend({ tokens: 400, now: T + 5 }).allowed, true);
+  assert.equal(b.trySpend({ tokens: 1, now: T + 6 }).allowed, false);
+  // Removing the limit, moving its window or changing holdSlots: refused, nothing changed.
+  assert.throws(() => b.reconfigure({ limits: [{ dimension: "cost", window: "hour", max: 5 }] }), /limits/);
+  assert.throws(() => b.reconfigure({ ...tokens(5000), utcOffsetMinutes: 60 }), /utc_offset/);
+  assert.throws(() => b.reconfigure({ ...tokens(5000), holdSlots: 4 }), /holdSlots/);
+  assert.equal(b.config.limits[0].max, 2000);
+  assert.equal(b.trySpend({ tokens: 1, now: T + 7 }).allowed, false);
+});
+
 test("budget: bad configs and inputs are clear errors", () => {
   assert.throws(() => new Budget({}), TypeError);
   assert.throws(() => new Budget({ limits: [{ dimension: "gold", window: "day", max: 1 }] }), /dimension/);

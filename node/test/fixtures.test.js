@@ -100,6 +100,10 @@ test("budget traces replay exactly (ratebound/budget)", async () => {
         case "record": return JSON.parse(x.record(s.now, u.requests, u.tokens, u.cost));
         case "try_spend": return JSON.parse(x.trySpend(s.now, u.requests, u.tokens, u.cost));
         case "status": return JSON.parse(x.status(s.now));
+        case "reconfigure": {
+          const r = JSON.parse(x.reconfigure(JSON.stringify(s.config), s.now));
+          return r.error ? { error: { field: r.error.field } } : r;
+        }
         default: throw new Error(`unknown op ${s.op}`);
       }
     },

@@ -77,6 +77,35 @@ impl Budget {
         to_value(&self.cfg).to_string()
     }
 
+    /// Change the config at `now_us`, keeping the state (core's
+    /// `Budget::reconfigure`): `{"ok":"kept"}`, or `{"error":{"field",
+    /// "message"}}` when the config is invalid or the state would not keep
+    /// its meaning under it (nothing changes then).
+    pub fn reconfigure(&mut self, config_json: &str, now_us: f64) -> String {
+        let refused = |field: &str, message: String| {
+            json!({ "error": { "field": field, "message": message } }).to_string()
+        };
+        let cfg: BudgetConfig = match serde_json::from_str(config_json) {
+            Ok(c) => c,
+            Err(e) => return refused("config", e.to_string()),
+        };
+        match self.cfg.reconfigure(cfg, Instant::from_micros(int(now_us))) {
+            Ok(new) => {
+                self.cfg = new;
+                ok(json!("kept"))
+            }
+            Err(e) => {
+                let field = match e {
+                    ratebound_core::ConfigError::Zero { field }
+                    | ratebound_core::ConfigError::TooLarge { field, .. }
+                    | ratebound_core::ConfigError::Invalid { field, .. } => field,
+                    _ => "config",
+                };
+                refused(field, e.to_string())
+            }
+        }
+    }
+
     /// Hold an estimate until settled, released or lapsed.
     pub fn reserve(&mut self, now_us: f64, requests: f64, tokens: f64, cost: f64) -> String {
         let now = Instant::from_micros(int(now_us));
