@@ -178,7 +178,10 @@ fn shape_changes_are_refused() {
         Err(ConfigError::Invalid { field, .. }) => field,
         other => panic!("accepted or other error: {other:?}"),
     };
-    assert_eq!(field(BudgetConfig::new().tokens_per_minute(1_000)), "limits");
+    assert_eq!(
+        field(BudgetConfig::new().tokens_per_minute(1_000)),
+        "limits"
+    );
     assert_eq!(
         field(
             BudgetConfig::new()

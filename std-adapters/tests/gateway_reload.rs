@@ -193,3 +193,37 @@ async fn sighup_reloads_the_config() {
     );
     assert_eq!(call(&gw, "sk-alice").await.0, 200);
 }
+
+/// A budget changed by a reload keeps what it counted: 3 requests a
+/// minute per user, all used; raised to 5, two more pass; a file that
+/// would remove the budget is refused and it still decides.
+#[tokio::test]
+async fn a_reload_raises_a_budget_keeping_its_usage() {
+    let with_budget = |n: u64| {
+        format!(
+            "{}[budgets]\nper_user = {{ requests_per_minute = {n} }}\n",
+            config(1_000, ALICE)
+        )
+    };
+    let gw = start(&with_budget(3), &[]);
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(call(&gw, "sk-alice").await.0);
+    }
+    assert_eq!(&statuses[..3], [200, 200, 200]);
+    assert_ne!(statuses[3], 200, "the fourth is over the budget");
+
+    let (status, body) = reload(&gw, &with_budget(5)).await;
+    assert_eq!(status, 200, "{body}");
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(call(&gw, "sk-alice").await.0);
+    }
+    assert_eq!(&statuses[..2], [200, 200], "3 of 5 used: two more");
+    assert_ne!(statuses[2], 200);
+
+    let (status, body) = reload(&gw, &config(1_000, ALICE)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("per_user"), "{body}");
+    assert_ne!(call(&gw, "sk-alice").await.0, 200, "still 5 of 5");
+}

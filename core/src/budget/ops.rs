@@ -277,7 +277,11 @@ impl Budget {
     /// replica still on the old config cannot leave a stale flag behind.)
     fn rearm_thresholds(&self, windows: &mut [WindowUsage; MAX_LIMITS]) {
         let n = self.config.alert_thresholds_bp.len();
-        for (i, w) in windows.iter_mut().enumerate().take(self.config.limits.len()) {
+        for (i, w) in windows
+            .iter_mut()
+            .enumerate()
+            .take(self.config.limits.len())
+        {
             let amounts = self.threshold_amounts.get(i).copied().unwrap_or_default();
             // Flags of thresholds the config no longer has go too.
             let mut keep = LIMIT_HIT_BIT;

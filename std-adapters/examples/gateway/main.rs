@@ -316,7 +316,8 @@ fn router(
         budgets.on_alert(webhook.handler());
         println!("budget alerts: posted to {url}");
     }
-    let mut budget = BudgetLayer::new(Arc::new(budgets), cfg.prices.clone())
+    let budgets = Arc::new(budgets);
+    let mut budget = BudgetLayer::new(Arc::clone(&budgets), cfg.prices.clone())
         .max_body(MAX_BODY)
         .on_settle(|e| {
             tracing::debug!(user = %e.user, model = %e.model, reserved = e.reserved.tokens, charged = e.charged.tokens, cost = e.charged.cost, ending = ?e.ending, "budget settled");
@@ -373,10 +374,18 @@ fn router(
             let live = Live {
                 keys,
                 per_ip: Some((limits, peer)),
+                budgets,
             };
             (routes.layer(layer), live)
         }
-        _ => (routes, Live { keys, per_ip: None }),
+        _ => (
+            routes,
+            Live {
+                keys,
+                per_ip: None,
+                budgets,
+            },
+        ),
     })
 }
 

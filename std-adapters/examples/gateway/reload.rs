@@ -1,6 +1,7 @@
 //! Reloading gateway.toml while the gateway runs (on `SIGHUP` and on
-//! `POST /admin/reload`): the API keys and the per-IP limits and their
-//! overrides change at once, every count kept; a file that does not parse,
+//! `POST /admin/reload`): the API keys, the per-IP limits and their
+//! overrides, and the budgets change at once, every count and every
+//! budget's usage kept; a file that does not parse,
 //! does not validate, or changes a setting that needs a restart is refused
 //! with its error, and nothing changes.
 
@@ -9,6 +10,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 
 use ratebound_core::CarryOver;
+use ratebound_std::budget::ScopedBudgets;
 use ratebound_std::clock::SystemClock;
 use ratebound_std::http::rate_limit::PeerIp;
 use ratebound_std::keyed::AnyKeyedLimiter;
@@ -24,11 +26,14 @@ pub(crate) struct Live {
     pub(crate) keys: Keys,
     /// The per-IP limits and how the layer keys them.
     pub(crate) per_ip: Option<(Arc<AnyKeyedLimiter<SystemClock>>, PeerIp)>,
+    /// The budgets (their limits change; their usage is kept).
+    pub(crate) budgets: Arc<ScopedBudgets<SystemClock>>,
 }
 
 /// Settings a reload may change; any other difference needs a restart.
 const LIVE: &[&str] = &[
     "keys",
+    "budgets",
     "per_ip.per_second",
     "per_ip.per_minute",
     "per_ip.overrides",
@@ -103,6 +108,10 @@ impl Reloader {
     /// per-IP limits and each override must keep the states they will read.
     /// Returns the overrides as keys and limits.
     fn check(&self, cfg: &Config) -> Result<PerIpChange, String> {
+        self.live
+            .budgets
+            .check_reconfigure(&cfg.budgets)
+            .map_err(|e| format!("[budgets]: {e}"))?;
         let (Some((limits, peer)), Some(p)) = (&self.live.per_ip, &cfg.per_ip) else {
             return Ok(None);
         };
@@ -148,6 +157,11 @@ impl Reloader {
         change: PerIpChange,
         keyed: &mut Vec<Vec<u8>>,
     ) -> Result<(), String> {
+        // Checked by `check`, under the same lock: the budgets go first.
+        self.live
+            .budgets
+            .reconfigure(cfg.budgets.clone())
+            .map_err(|e| format!("[budgets]: {e}"))?;
         if let (Some((limits, _)), Some((set, overrides))) = (&self.live.per_ip, change) {
             limits
                 .reconfigure(set)
@@ -190,6 +204,7 @@ fn needs_restart(old: &toml::Table, new: &toml::Table) -> Vec<String> {
     let strip = |t: &toml::Table| {
         let mut t = t.clone();
         t.remove("keys");
+        t.remove("budgets");
         if let Some(toml::Value::Table(p)) = t.get_mut("per_ip") {
             for k in ["per_second", "per_minute", "overrides"] {
                 p.remove(k);

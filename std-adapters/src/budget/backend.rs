@@ -132,6 +132,22 @@ impl<C: Clock> AnyBudgetManager<C> {
         }
     }
 
+    /// See [`BudgetManager::reconfigure`] and [`RedisBudgetManager::reconfigure`].
+    pub async fn reconfigure(&self, config: BudgetConfig) -> Result<(), ConfigError> {
+        match self {
+            AnyBudgetManager::Memory(m) => m.reconfigure(config),
+            AnyBudgetManager::Redis(m) => m.reconfigure(config).await,
+        }
+    }
+
+    /// The budget's config (a copy).
+    pub fn budget(&self) -> ratebound_core::budget::Budget {
+        match self {
+            AnyBudgetManager::Memory(m) => m.budget(),
+            AnyBudgetManager::Redis(m) => m.budget(),
+        }
+    }
+
     /// See [`BudgetManager::reset`].
     pub async fn reset(&self) -> Result<(), RedisBudgetError> {
         match self {

@@ -96,16 +96,22 @@ pub use redis::{RedisBudgetError, RedisBudgetHold, RedisBudgetManager};
 /// A thread-safe budget: core's [`Budget`] with its [`BudgetState`] behind a
 /// mutex, a clock, and alert delivery. `R` bounds concurrent reservations.
 pub struct BudgetManager<C: Clock, const R: usize = 256> {
-    budget: Budget,
-    state: Mutex<BudgetState<R>>,
+    /// The budget with its state: a config change swaps the budget under
+    /// the lock every decision takes.
+    held: Mutex<Held<R>>,
     clock: C,
     hub: AlertHub,
+}
+
+struct Held<const R: usize> {
+    budget: Budget,
+    state: BudgetState<R>,
 }
 
 impl<C: Clock, const R: usize> std::fmt::Debug for BudgetManager<C, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BudgetManager")
-            .field("budget", &self.budget)
+            .field("budget", &self.lock().budget)
             .finish_non_exhaustive()
     }
 }
@@ -161,21 +167,48 @@ impl<C: Clock, const R: usize> BudgetManager<C, R> {
     /// reservations (`BudgetManager::<_, 4096>::with_hold_capacity(..)`).
     pub fn with_hold_capacity(config: BudgetConfig, clock: C) -> Result<Self, ConfigError> {
         Ok(BudgetManager {
-            budget: Budget::new(config)?,
-            state: Mutex::new(BudgetState::default()),
+            held: Mutex::new(Held {
+                budget: Budget::new(config)?,
+                state: BudgetState::default(),
+            }),
             clock,
             hub: AlertHub::new(),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BudgetState<R>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Held<R>> {
         // Core never panics mid-update, so a poisoned state is still valid.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The validated budget.
-    pub fn budget(&self) -> &Budget {
-        &self.budget
+    /// The validated budget (a copy: [`reconfigure`](Self::reconfigure)
+    /// may replace it).
+    pub fn budget(&self) -> Budget {
+        self.lock().budget.clone()
+    }
+
+    /// Change the config now, keeping the usage, holds and throttling
+    /// (core's [`Budget::reconfigure`]: the new limits read them and alerts
+    /// are re-evaluated). Holds taken before the change settle as usual.
+    /// Errors, changing nothing, when `config` is invalid or would not keep
+    /// the state's meaning (a limit removed, reordered or given another
+    /// dimension or horizon, or another UTC offset).
+    ///
+    /// ```
+    /// use ratebound_std::{budget::BudgetManager, clock::ManualClock};
+    /// use ratebound_core::{budget::{BudgetConfig, Usage}, Instant};
+    /// let m = BudgetManager::new(BudgetConfig::new().tokens_per_day(1_000), ManualClock::new(Instant::from_secs(1_800_000_000)))?;
+    /// m.reserve(Usage::request(900, 0))?.settle(Usage::request(900, 0));
+    /// assert!(m.check_budget(200, 0).is_err());
+    /// m.reconfigure(BudgetConfig::new().tokens_per_day(5_000))?;
+    /// assert!(m.check_budget(4_100, 0).is_ok()); // 900 used of 5 000
+    /// assert!(m.reconfigure(BudgetConfig::new().tokens_per_hour(5_000)).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reconfigure(&self, config: BudgetConfig) -> Result<(), ConfigError> {
+        let mut held = self.lock();
+        held.budget = held.budget.reconfigure(config, self.clock.now())?;
+        Ok(())
     }
 
     /// Would a call estimated at `tokens` / `cost` fit now? Consumes nothing
@@ -185,9 +218,9 @@ impl<C: Clock, const R: usize> BudgetManager<C, R> {
         estimated_tokens: u64,
         estimated_cost: u64,
     ) -> Result<(), BudgetDenied> {
-        let st = self.lock();
-        match self.budget.peek(
-            &st,
+        let held = self.lock();
+        match held.budget.peek(
+            &held.state,
             self.clock.now(),
             Usage::request(estimated_tokens, estimated_cost),
         )? {
@@ -199,8 +232,8 @@ impl<C: Clock, const R: usize> BudgetManager<C, R> {
     /// Hold `estimate` until the returned guard is settled or dropped.
     pub fn reserve(&self, estimate: Usage) -> Result<BudgetHold<'_, C, R>, BudgetDenied> {
         let r = {
-            let mut st = self.lock();
-            self.budget.reserve(&mut st, self.clock.now(), estimate)?
+            let Held { budget, state } = &mut *self.lock();
+            budget.reserve(state, self.clock.now(), estimate)?
         };
         self.hub.publish(&r.alerts);
         match r.admission {
@@ -214,15 +247,15 @@ impl<C: Clock, const R: usize> BudgetManager<C, R> {
 
     pub(crate) fn settle(&self, r: Reservation, actual: Usage) -> Option<Settled> {
         let s = {
-            let mut st = self.lock();
-            self.budget.settle(&mut st, self.clock.now(), r, actual)
+            let Held { budget, state } = &mut *self.lock();
+            budget.settle(state, self.clock.now(), r, actual)
         };
         self.hub.settled(s)
     }
 
     pub(crate) fn release(&self, r: Reservation) {
-        let mut st = self.lock();
-        if let Err(e) = self.budget.release(&mut st, self.clock.now(), r) {
+        let Held { budget, state } = &mut *self.lock();
+        if let Err(e) = budget.release(state, self.clock.now(), r) {
             tracing::debug!(error = %e, "release of an unknown reservation");
         }
     }
@@ -236,9 +269,8 @@ impl<C: Clock, const R: usize> BudgetManager<C, R> {
         let now = self.clock.now();
         let now = rec.timestamp.map_or(now, |t| t.min(now));
         let alerts = {
-            let mut st = self.lock();
-            self.budget
-                .record(&mut st, now, Usage::request(rec.tokens, rec.cost))
+            let Held { budget, state } = &mut *self.lock();
+            budget.record(state, now, Usage::request(rec.tokens, rec.cost))
         };
         tracing::debug!(tokens = rec.tokens, cost = rec.cost, model = %rec.model, user = %rec.user_id, request = %rec.request_id, "usage recorded");
         self.hub.publish(&alerts);
@@ -246,12 +278,14 @@ impl<C: Clock, const R: usize> BudgetManager<C, R> {
 
     /// A snapshot (Go `policy`'s `GetStatus`).
     pub fn status(&self) -> BudgetStatus {
-        self.budget.status(&self.lock(), self.clock.now())
+        let held = self.lock();
+        held.budget.status(&held.state, self.clock.now())
     }
 
     /// Forget all usage and holds (Go `policy`'s `Reset`).
     pub fn reset(&self) {
-        self.budget.reset(&mut self.lock());
+        let Held { budget, state } = &mut *self.lock();
+        budget.reset(state);
     }
 
     /// Run `handler` for each alert, on the alert thread (never on the caller's).

@@ -1,6 +1,6 @@
 //! The budget manager over Redis, with the fail-over of [`crate::fallback`].
 
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, RwLock};
 
 use ratebound_core::budget::{
     Admission, Alert, Budget, BudgetConfig, BudgetStatus, Reservation, Settled, Usage,
@@ -38,7 +38,11 @@ pub enum RedisBudgetError {
 /// local budget's own handlers, not to this manager's). Each hold says
 /// where it was decided ([`RedisBudgetHold::source`]).
 pub struct RedisBudgetManager<C: Clock = SystemClock> {
-    budget: RedisBudget,
+    /// Swapped whole by [`reconfigure`](Self::reconfigure); each call
+    /// takes a copy of the `Arc` and runs on it.
+    budget: RwLock<Arc<RedisBudget>>,
+    /// Serialises config changes (the local fallback's and Redis's).
+    changing: tokio::sync::Mutex<()>,
     key: Vec<u8>,
     hub: AlertHub,
     failover: Arc<Failover>,
@@ -121,7 +125,12 @@ impl RedisBudgetManager {
         hold_slots: usize,
     ) -> Result<Self, ConfigError> {
         Ok(RedisBudgetManager {
-            budget: RedisBudget::new(store, Budget::new(config)?, hold_slots),
+            budget: RwLock::new(Arc::new(RedisBudget::new(
+                store,
+                Budget::new(config)?,
+                hold_slots,
+            ))),
+            changing: tokio::sync::Mutex::new(()),
             key: budget_key.as_ref().to_vec(),
             hub: AlertHub::new(),
             failover: Arc::new(Failover::new(FailoverOptions::default(), "budgets")),
@@ -155,18 +164,53 @@ impl<C: Clock> RedisBudgetManager<C> {
         let options = *failover.options();
         let local = match options.on_unavailable {
             OnUnavailable::Local => Some(BudgetManager::new(
-                self.budget.budget().config().share(options.replicas),
+                self.redis().budget().config().share(options.replicas),
                 clock,
             )?),
             _ => None,
         };
         Ok(RedisBudgetManager {
             budget: self.budget,
+            changing: self.changing,
             key: self.key,
             hub: self.hub,
             failover,
             local,
         })
+    }
+
+    fn redis(&self) -> Arc<RedisBudget> {
+        Arc::clone(&self.budget.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The budget's config (a copy: [`reconfigure`](Self::reconfigure) may
+    /// replace it).
+    pub fn budget(&self) -> Budget {
+        self.redis().budget().clone()
+    }
+
+    /// Change the config, keeping the state in Redis (core's
+    /// [`Budget::reconfigure`]: usage, holds and throttling are kept, the
+    /// new limits read them and alerts are re-evaluated; the script
+    /// re-reads each state on its next call, so nothing in Redis is
+    /// written here). Under [`OnUnavailable::Local`] the local fallback
+    /// takes this replica's share of the new config too. Errors, changing
+    /// nothing, as [`Budget::reconfigure`] does.
+    ///
+    /// Each replica changes its own config (from its own config file, say);
+    /// until all have, each decides by the config it has, on the one state.
+    pub async fn reconfigure(&self, config: BudgetConfig) -> Result<(), ConfigError> {
+        let _one = self.changing.lock().await;
+        let current = self.redis();
+        let at = current.now().await;
+        let new = current.budget().reconfigure(config.clone(), at)?;
+        if let Some(local) = &self.local {
+            let replicas = self.failover.options().replicas;
+            local.reconfigure(config.share(replicas))?;
+        }
+        *self.budget.write().unwrap_or_else(|e| e.into_inner()) =
+            Arc::new(current.with_budget(new));
+        Ok(())
     }
 
     /// The fail-over's answer: `Ok(Ok(v))` from Redis, `Ok(Err(None))` to
@@ -189,7 +233,7 @@ impl<C: Clock> RedisBudgetManager<C> {
         estimated_cost: u64,
     ) -> Result<(), RedisBudgetError> {
         let u = Usage::request(estimated_tokens, estimated_cost);
-        match self.shared(self.budget.peek(&self.key, NAME, u)).await? {
+        match self.shared(self.redis().peek(&self.key, NAME, u)).await? {
             Ok(r) => match r.value.map_err(BudgetDenied::from)? {
                 None => Ok(()),
                 Some(d) => Err(BudgetDenied::Denied(d).into()),
@@ -205,7 +249,7 @@ impl<C: Clock> RedisBudgetManager<C> {
         estimate: Usage,
     ) -> Result<RedisBudgetHold<'_, C>, RedisBudgetError> {
         let r = match self
-            .shared(self.budget.reserve(&self.key, NAME, estimate))
+            .shared(self.redis().reserve(&self.key, NAME, estimate))
             .await?
         {
             Ok(r) => r,
@@ -254,7 +298,7 @@ impl<C: Clock> RedisBudgetManager<C> {
             Ticket::Local(r) => return Ok(self.local.as_ref().and_then(|l| l.settle(r, actual))),
             Ticket::Open => return Ok(None),
         };
-        let r = self.budget.settle(&self.key, NAME, id, actual).await?;
+        let r = self.redis().settle(&self.key, NAME, id, actual).await?;
         Ok(self.hub.settled(r.value))
     }
 
@@ -264,7 +308,7 @@ impl<C: Clock> RedisBudgetManager<C> {
     pub(crate) fn release_ticket(&self, ticket: Ticket) {
         match ticket {
             Ticket::Redis(id) => {
-                let (b, key) = (self.budget.clone(), self.key.clone());
+                let (b, key) = (self.redis(), self.key.clone());
                 if let Ok(h) = tokio::runtime::Handle::try_current() {
                     h.spawn(async move {
                         if let Err(e) = b.release(&key, NAME, id).await {
@@ -285,7 +329,7 @@ impl<C: Clock> RedisBudgetManager<C> {
     /// Go `policy`'s `RecordUsage` (dropped under `Open` while Redis is down).
     pub async fn record_usage(&self, rec: &UsageRecord) -> Result<(), RedisBudgetError> {
         let u = Usage::request(rec.tokens, rec.cost);
-        match self.shared(self.budget.record(&self.key, NAME, u)).await? {
+        match self.shared(self.redis().record(&self.key, NAME, u)).await? {
             Ok(r) => {
                 if let Ok(alerts) = r.value {
                     self.hub.publish(&alerts);
@@ -299,7 +343,7 @@ impl<C: Clock> RedisBudgetManager<C> {
 
     /// Go `policy`'s `GetStatus` (the local budget's while it stands in).
     pub async fn status(&self) -> Result<BudgetStatus, RedisBudgetError> {
-        match self.shared(self.budget.status(&self.key, NAME)).await? {
+        match self.shared(self.redis().status(&self.key, NAME)).await? {
             Ok(r) => Ok(r.value.map_err(BudgetDenied::from)?),
             Err(Some(l)) => Ok(l.status()),
             // Open has no status of its own to give.
@@ -312,7 +356,7 @@ impl<C: Clock> RedisBudgetManager<C> {
         if let Some(l) = &self.local {
             l.reset();
         }
-        Ok(self.budget.reset(&self.key, NAME).await?)
+        Ok(self.redis().reset(&self.key, NAME).await?)
     }
 
     /// Run `handler` for each alert on the alert thread (as [`BudgetManager::on_alert`]).

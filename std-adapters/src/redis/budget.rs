@@ -134,6 +134,18 @@ impl RedisBudget {
         &self.budget
     }
 
+    /// The same store, key layout and hold slots under `budget` (from
+    /// [`Budget::reconfigure`] of this one's: the states in Redis are kept
+    /// and re-read by the script).
+    pub fn with_budget(&self, budget: Budget) -> RedisBudget {
+        RedisBudget::new(self.store.clone(), budget, self.slots)
+    }
+
+    /// The store's now, which a config change is stamped with.
+    pub(crate) async fn now(&self) -> Instant {
+        self.store.now().await
+    }
+
     async fn call(
         &self,
         tag: &[u8],

@@ -2,10 +2,11 @@
 //! call holds its estimate in every budget that applies to it, or in none.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, RwLock};
 
 use ratebound_core::budget::{Alert, Budget, BudgetStatus, Reservation, Usage};
-use ratebound_core::ConfigError;
+use ratebound_core::{CarryOver, ConfigError};
 
 use super::{BudgetManager, BudgetSpec};
 use crate::clock::Clock;
@@ -30,6 +31,112 @@ struct Entry<C: Clock> {
     id: String,
     manager: Manager<C>,
     alerts: Mutex<mpsc::Receiver<Alert>>,
+    /// The [`Rules::generation`] its manager's config is from.
+    generation: AtomicU64,
+}
+
+/// The validated budgets of one config; a [`ScopedBudgets::reconfigure`]
+/// swaps them whole.
+struct Rules {
+    config: ScopedBudgetConfig,
+    specs: HashMap<(Scope, String), Budget>,
+    per_key: Option<Budget>,
+    per_user: Option<Budget>,
+    generation: u64,
+}
+
+impl Rules {
+    /// Validate every budget in `config` (errors name the scope and field).
+    fn new(config: ScopedBudgetConfig, generation: u64) -> Result<Rules, ScopedConfigError> {
+        if config.max_budgets == 0 {
+            return Err(ScopedConfigError {
+                scope: "max_budgets".into(),
+                error: ConfigError::Zero {
+                    field: "max_budgets",
+                },
+            });
+        }
+        let mut specs = HashMap::new();
+        for (name, spec) in &config.per_group {
+            specs.insert(
+                (Scope::Group, name.clone()),
+                budget(format!("per_group.{name}"), spec)?,
+            );
+        }
+        for (name, spec) in &config.per_model {
+            specs.insert(
+                (Scope::Model, name.clone()),
+                budget(format!("per_model.{name}"), spec)?,
+            );
+        }
+        let per_key = config
+            .per_key
+            .as_ref()
+            .map(|s| budget("per_key".into(), s))
+            .transpose()?;
+        let per_user = config
+            .per_user
+            .as_ref()
+            .map(|s| budget("per_user".into(), s))
+            .transpose()?;
+        Ok(Rules {
+            config,
+            specs,
+            per_key,
+            per_user,
+            generation,
+        })
+    }
+
+    /// The budget of `scope` (`id` for groups and models).
+    fn budget(&self, scope: Scope, id: &str) -> Option<&Budget> {
+        match scope {
+            Scope::Key => self.per_key.as_ref(),
+            Scope::User => self.per_user.as_ref(),
+            Scope::Group | Scope::Model => self.specs.get(&(scope, id.to_owned())),
+        }
+    }
+
+    /// Every budget, named as in the config.
+    fn named(&self) -> impl Iterator<Item = (String, Scope, &str, &Budget)> {
+        let key = self
+            .per_key
+            .as_ref()
+            .map(|b| ("per_key".to_owned(), Scope::Key, "", b));
+        let user = self
+            .per_user
+            .as_ref()
+            .map(|b| ("per_user".to_owned(), Scope::User, "", b));
+        key.into_iter()
+            .chain(user)
+            .chain(self.specs.iter().map(|((scope, id), b)| {
+                let name = match scope {
+                    Scope::Group => format!("per_group.{id}"),
+                    _ => format!("per_model.{id}"),
+                };
+                (name, *scope, id.as_str(), b)
+            }))
+    }
+
+    /// The budgets that apply to `payer`, in the order they are reserved.
+    fn applying<'p>(&'p self, payer: &Payer<'p>) -> Vec<(Scope, &'p str, &'p Budget)> {
+        let mut out = Vec::with_capacity(4);
+        if let (Some(b), Some(k)) = (&self.per_key, payer.key) {
+            out.push((Scope::Key, k, b));
+        }
+        if let Some(b) = &self.per_user {
+            out.push((Scope::User, payer.user, b));
+        }
+        if let Some(g) = payer.group {
+            if let Some(b) = self.specs.get(&(Scope::Group, g.to_owned())) {
+                out.push((Scope::Group, g, b));
+            }
+        }
+        if let Some(b) = self.specs.get(&(Scope::Model, payer.model.to_owned())) {
+            out.push((Scope::Model, payer.model, b));
+        }
+        out
+    }
 }
 
 enum Ticket {
@@ -67,10 +174,7 @@ type Handler = Arc<dyn Fn(&ScopedAlert) + Send + Sync>;
 /// # Ok(()) }
 /// ```
 pub struct ScopedBudgets<C: Clock + Clone> {
-    config: ScopedBudgetConfig,
-    specs: HashMap<(Scope, String), Budget>,
-    per_key: Option<Budget>,
-    per_user: Option<Budget>,
+    rules: RwLock<Arc<Rules>>,
     backend: ScopedBackend,
     /// One fail-over state for every budget in the store.
     #[cfg(feature = "redis")]
@@ -78,6 +182,8 @@ pub struct ScopedBudgets<C: Clock + Clone> {
     clock: C,
     entries: Mutex<Entries<C>>,
     handlers: Handlers,
+    /// Serialises config changes.
+    changing: Mutex<()>,
 }
 
 type Handlers = Arc<RwLock<Vec<Handler>>>;
@@ -86,7 +192,7 @@ type Entries<C> = HashMap<(Scope, String), Arc<Entry<C>>>;
 impl<C: Clock + Clone> std::fmt::Debug for ScopedBudgets<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ScopedBudgets")
-            .field("config", &self.config)
+            .field("config", &self.rules().config)
             .finish_non_exhaustive()
     }
 }
@@ -102,37 +208,7 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
         backend: ScopedBackend,
         clock: C,
     ) -> Result<Self, ScopedConfigError> {
-        if config.max_budgets == 0 {
-            return Err(ScopedConfigError {
-                scope: "max_budgets".into(),
-                error: ConfigError::Zero {
-                    field: "max_budgets",
-                },
-            });
-        }
-        let mut specs = HashMap::new();
-        for (name, spec) in &config.per_group {
-            specs.insert(
-                (Scope::Group, name.clone()),
-                budget(format!("per_group.{name}"), spec)?,
-            );
-        }
-        for (name, spec) in &config.per_model {
-            specs.insert(
-                (Scope::Model, name.clone()),
-                budget(format!("per_model.{name}"), spec)?,
-            );
-        }
-        let per_key = config
-            .per_key
-            .as_ref()
-            .map(|s| budget("per_key".into(), s))
-            .transpose()?;
-        let per_user = config
-            .per_user
-            .as_ref()
-            .map(|s| budget("per_user".into(), s))
-            .transpose()?;
+        let rules = Rules::new(config, 0)?;
         #[cfg(feature = "redis")]
         if let ScopedBackend::Redis {
             failover,
@@ -161,17 +237,19 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
             ScopedBackend::Memory => None,
         };
         Ok(ScopedBudgets {
-            config,
-            specs,
-            per_key,
-            per_user,
+            rules: RwLock::new(Arc::new(rules)),
             backend,
             #[cfg(feature = "redis")]
             failover,
             clock,
             entries: Mutex::new(HashMap::new()),
             handlers: Arc::new(RwLock::new(Vec::new())),
+            changing: Mutex::new(()),
         })
+    }
+
+    fn rules(&self) -> Arc<Rules> {
+        Arc::clone(&self.rules.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// The clock its budgets run on.
@@ -179,42 +257,93 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
         &self.clock
     }
 
-    /// The config.
-    pub fn config(&self) -> &ScopedBudgetConfig {
-        &self.config
+    /// The config (a copy: [`reconfigure`](Self::reconfigure) may replace it).
+    pub fn config(&self) -> ScopedBudgetConfig {
+        self.rules().config.clone()
     }
 
-    /// The budgets that apply to `payer`, in the order they are reserved.
-    fn applying<'p>(&'p self, payer: &Payer<'p>) -> Vec<(Scope, &'p str, &'p Budget)> {
-        let mut out = Vec::with_capacity(4);
-        if let (Some(b), Some(k)) = (&self.per_key, payer.key) {
-            out.push((Scope::Key, k, b));
+    /// Change the budgets while they are in use, keeping every budget's
+    /// usage, holds and throttling: each budget in both configs takes its
+    /// new limits by core's rule ([`Budget::reconfigure`]: the new limits
+    /// read the usage kept, alerts are re-evaluated), in memory and in
+    /// Redis alike; budgets added start empty; `max_budgets` may change.
+    /// Budgets already held catch up on their next call, so this is
+    /// O(budgets configured), not O(budgets held).
+    ///
+    /// Errors, changing nothing, naming the scope: a config that
+    /// [`new`](Self::new) would refuse, a budget whose limits would not
+    /// carry over (removed, reordered or re-dimensioned limits, another UTC
+    /// offset), or a budget removed from the config (set its limits high
+    /// instead: its usage would otherwise be forgotten in memory and kept
+    /// in Redis, and the two backends would decide differently when it
+    /// came back).
+    ///
+    /// ```
+    /// use ratebound_std::budget::{Payer, ScopedBackend, ScopedBudgets};
+    /// use ratebound_std::clock::ManualClock;
+    /// use ratebound_core::{budget::Usage, Instant};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let budgets = ScopedBudgets::new(
+    ///     toml::from_str("per_user = { tokens_per_day = 1_000 }")?,
+    ///     ScopedBackend::Memory,
+    ///     ManualClock::new(Instant::from_secs(1_795_392_000)),
+    /// )?;
+    /// let alice = Payer { key: None, user: "alice", group: None, model: "m" };
+    /// budgets.reserve(&alice, Usage::request(900, 0)).await?.settle(Usage::request(900, 0)).await?;
+    /// assert!(budgets.reserve(&alice, Usage::request(200, 0)).await.is_err());
+    ///
+    /// budgets.reconfigure(toml::from_str("per_user = { tokens_per_day = 5_000 }")?)?;
+    /// // 900 used of 5 000.
+    /// assert!(budgets.reserve(&alice, Usage::request(4_100, 0)).await.is_ok());
+    /// assert!(budgets.reconfigure(toml::from_str("per_user = { tokens_per_hour = 5_000 }")?).is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn reconfigure(&self, config: ScopedBudgetConfig) -> Result<(), ScopedConfigError> {
+        let _one = self.changing.lock().unwrap_or_else(|e| e.into_inner());
+        let old = self.rules();
+        let new = Rules::new(config, old.generation + 1)?;
+        Self::carries_over(&old, &new)?;
+        *self.rules.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+        Ok(())
+    }
+
+    /// What [`reconfigure`](Self::reconfigure) would answer, changing nothing.
+    pub fn check_reconfigure(&self, config: &ScopedBudgetConfig) -> Result<(), ScopedConfigError> {
+        let old = self.rules();
+        Self::carries_over(&old, &Rules::new(config.clone(), old.generation + 1)?)
+    }
+
+    fn carries_over(old: &Rules, new: &Rules) -> Result<(), ScopedConfigError> {
+        for (name, scope, id, was) in old.named() {
+            let Some(now) = new.budget(scope, id) else {
+                return Err(ScopedConfigError {
+                    scope: name,
+                    error: ConfigError::Invalid {
+                        field: "budgets",
+                        reason: "cannot be removed while in use (its usage would be lost): \
+                                 raise its limits instead",
+                    },
+                });
+            };
+            now.carries_over_from(was)
+                .map_err(|error| ScopedConfigError { scope: name, error })?;
         }
-        if let Some(b) = &self.per_user {
-            out.push((Scope::User, payer.user, b));
-        }
-        if let Some(g) = payer.group {
-            if let Some(b) = self.specs.get(&(Scope::Group, g.to_owned())) {
-                out.push((Scope::Group, g, b));
-            }
-        }
-        if let Some(b) = self.specs.get(&(Scope::Model, payer.model.to_owned())) {
-            out.push((Scope::Model, payer.model, b));
-        }
-        out
+        Ok(())
     }
 
     /// True when a budget that applies to `payer` limits money: its calls
     /// need a price.
     pub fn limits_cost(&self, payer: &Payer<'_>) -> bool {
-        self.applying(payer)
+        self.rules()
+            .applying(payer)
             .iter()
             .any(|(_, _, b)| b.config().limits_cost())
     }
 
     /// True when any budget applies to `payer`.
     pub fn applies_to(&self, payer: &Payer<'_>) -> bool {
-        !self.applying(payer).is_empty()
+        !self.rules().applying(payer).is_empty()
     }
 
     fn entry(
@@ -222,12 +351,13 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
         scope: Scope,
         id: &str,
         budget: &Budget,
+        rules: &Rules,
     ) -> Result<Arc<Entry<C>>, ScopedDenied> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = entries.get(&(scope, id.to_owned())) {
             return Ok(Arc::clone(e));
         }
-        if entries.len() >= self.config.max_budgets {
+        if entries.len() >= rules.config.max_budgets {
             return Err(ScopedDenied::Full(entries.len()));
         }
         let config = budget.config().clone();
@@ -265,9 +395,33 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
             id: id.to_owned(),
             manager,
             alerts: Mutex::new(alerts),
+            generation: AtomicU64::new(rules.generation),
         });
         entries.insert((scope, id.to_owned()), Arc::clone(&e));
         Ok(e)
+    }
+
+    /// Bring a budget made under an earlier config to `rules` (its state
+    /// kept, by core's rule), once.
+    async fn catch_up(e: &Entry<C>, budget: &Budget, rules: &Rules) {
+        if e.generation.load(Ordering::Acquire) >= rules.generation {
+            return;
+        }
+        let config = budget.config().clone();
+        let changed = match &e.manager {
+            Manager::Memory(m) => m.reconfigure(config),
+            #[cfg(feature = "redis")]
+            Manager::Redis(m) => m.reconfigure(config).await,
+        };
+        match changed {
+            Ok(()) => {
+                e.generation.fetch_max(rules.generation, Ordering::AcqRel);
+            }
+            // `reconfigure` checked that it carries over: not expected.
+            Err(error) => {
+                tracing::error!(scope = e.scope.name(), id = %e.id, %error, "budget config change failed; the budget keeps its config")
+            }
+        }
     }
 
     /// Budgets held now.
@@ -305,8 +459,10 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
             usage: estimate,
             handlers: Arc::clone(&self.handlers),
         };
-        for (scope, id, budget) in self.applying(payer) {
-            let e = self.entry(scope, id, budget)?;
+        let rules = self.rules();
+        for (scope, id, budget) in rules.applying(payer) {
+            let e = self.entry(scope, id, budget, &rules)?;
+            Self::catch_up(&e, budget, &rules).await;
             let r = match &e.manager {
                 Manager::Memory(m) => m
                     .reserve(estimate)
@@ -336,6 +492,10 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
             .unwrap_or_else(|p| p.into_inner())
             .get(&(scope, id.to_owned()))
             .cloned()?;
+        let rules = self.rules();
+        if let Some(budget) = rules.budget(scope, id) {
+            Self::catch_up(&e, budget, &rules).await;
+        }
         match &e.manager {
             Manager::Memory(m) => Some(m.status()),
             #[cfg(feature = "redis")]

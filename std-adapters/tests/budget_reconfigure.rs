@@ -1,0 +1,201 @@
+//! Budgets changed while in use: each keeps its usage, the new limits read
+//! it and alerts are re-evaluated — one test body over memory and a real
+//! redis-server (`ScopedBudgets::reconfigure`, `AnyBudgetManager::reconfigure`).
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use ratebound_core::budget::{AlertKind, BudgetConfig, Usage};
+use ratebound_std::budget::{
+    AnyBudgetManager, BudgetBackend, Payer, Scope, ScopedBackend, ScopedBudgetConfig, ScopedBudgets,
+};
+use ratebound_std::clock::SystemClock;
+use ratebound_std::fallback::{FailoverOptions, OnUnavailable};
+use ratebound_std::redis::{RedisOptions, RedisStore};
+use support::redis_server::RedisServer;
+
+fn config(text: &str) -> ScopedBudgetConfig {
+    toml::from_str(text).unwrap()
+}
+
+const ALICE: Payer<'static> = Payer {
+    key: None,
+    user: "alice",
+    group: None,
+    model: "m",
+};
+
+async fn store(server: &RedisServer) -> RedisStore {
+    let opts = RedisOptions {
+        timeout: StdDuration::from_millis(500),
+        ..RedisOptions::default()
+    };
+    RedisStore::connect(&server.url(), opts).await.unwrap()
+}
+
+fn redis_backend(store: RedisStore) -> ScopedBackend {
+    ScopedBackend::Redis {
+        store,
+        prefix: "reconf:".into(),
+        hold_slots: 16,
+        failover: FailoverOptions::new(OnUnavailable::Closed),
+    }
+}
+
+/// Spend `tokens` for alice: true when admitted (and settled in full).
+async fn spend(b: &ScopedBudgets<SystemClock>, tokens: u64) -> bool {
+    match b.reserve(&ALICE, Usage::request(tokens, 0)).await {
+        Ok(h) => {
+            h.settle(Usage::request(tokens, 0)).await.unwrap();
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// 1 000 tokens a day with an 80 % alert: 900 used; raised to 5 000 (900
+/// kept: 4 100 more fit, the alert fires again at 4 000); lowered to 2 000
+/// (nothing fits); removed or moved to another window: refused, nothing
+/// changed.
+async fn a_user_budget_raised_and_lowered(budgets: ScopedBudgets<SystemClock>) {
+    let thresholds = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&thresholds);
+    budgets.on_alert(move |a| {
+        if a.alert.kind == AlertKind::Threshold {
+            seen.lock().unwrap().push(a.alert.threshold_bp);
+        }
+    });
+    let fired = || thresholds.lock().unwrap().len();
+    assert!(spend(&budgets, 900).await);
+    assert_eq!(fired(), 1, "80 % of 1 000");
+    assert!(!spend(&budgets, 101).await);
+
+    budgets
+        .reconfigure(config(
+            "per_user = { tokens_per_day = 5_000, alert_at_percent = [80] }",
+        ))
+        .unwrap();
+    let status = budgets.status(Scope::User, "alice").await.unwrap();
+    assert_eq!(status.limits[0].used, 900, "usage kept");
+    assert_eq!(status.limits[0].limit.max, 5_000);
+    assert!(spend(&budgets, 3_000).await); // 3 900
+    assert_eq!(fired(), 1, "80 % of 5 000 is 4 000: not yet");
+    assert!(spend(&budgets, 100).await); // 4 000
+    assert_eq!(fired(), 2, "re-evaluated: fires again at the new 80 %");
+    assert!(spend(&budgets, 1_000).await); // 5 000
+    assert!(!spend(&budgets, 1).await);
+
+    budgets
+        .reconfigure(config(
+            "per_user = { tokens_per_day = 2_000, alert_at_percent = [80] }",
+        ))
+        .unwrap();
+    assert!(!spend(&budgets, 1).await, "5 000 used of 2 000");
+
+    for refused in [
+        "",                                       // the budget removed
+        "per_user = { tokens_per_hour = 9_000 }", // another window
+        "per_user = { tokens_per_day = 9_000, utc_offset_minutes = 60 }",
+        "per_user = { tokens_per_day = 0 }", // invalid
+    ] {
+        let e = budgets.reconfigure(config(refused)).unwrap_err();
+        assert_eq!(e.scope, "per_user", "{refused:?}: {e}");
+    }
+    let status = budgets.status(Scope::User, "alice").await.unwrap();
+    assert_eq!(
+        (status.limits[0].used, status.limits[0].limit.max),
+        (5_000, 2_000),
+        "refused changes changed nothing"
+    );
+
+    // A budget added by a change starts empty and applies at once.
+    budgets
+        .reconfigure(config(
+            "per_user = { tokens_per_day = 2_000 }\nper_model.m = { tokens_per_day = 100 }",
+        ))
+        .unwrap();
+    let bob = Payer {
+        user: "bob",
+        ..ALICE
+    };
+    assert!(budgets.reserve(&bob, Usage::request(101, 0)).await.is_err());
+    assert!(budgets.reserve(&bob, Usage::request(100, 0)).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_user_budget_raised_and_lowered_in_memory() {
+    let b = ScopedBudgets::new(
+        config("per_user = { tokens_per_day = 1_000, alert_at_percent = [80] }"),
+        ScopedBackend::Memory,
+        SystemClock,
+    )
+    .unwrap();
+    a_user_budget_raised_and_lowered(b).await;
+}
+
+#[tokio::test]
+async fn a_user_budget_raised_and_lowered_in_redis() {
+    let server = RedisServer::start();
+    let b = ScopedBudgets::new(
+        config("per_user = { tokens_per_day = 1_000, alert_at_percent = [80] }"),
+        redis_backend(store(&server).await),
+        SystemClock,
+    )
+    .unwrap();
+    a_user_budget_raised_and_lowered(b).await;
+}
+
+/// One manager, a hold taken before a change: a limit added by the change
+/// counts it, and its settle charges the new limit too.
+async fn a_hold_across_a_change(m: AnyBudgetManager<SystemClock>) {
+    let hold = m.reserve(Usage::request(300, 0)).await.unwrap();
+    m.reconfigure(
+        BudgetConfig::new()
+            .tokens_per_day(10_000)
+            .tokens_per_minute(1_000),
+    )
+    .await
+    .unwrap();
+    // 300 held in the new minute limit: 701 does not fit, 700 does.
+    assert!(m.check_budget(701, 0).await.is_err());
+    assert!(m.check_budget(700, 0).await.is_ok());
+    hold.settle(Usage::request(600, 0)).await.unwrap();
+    let s = m.status().await.unwrap();
+    assert_eq!((s.limits[0].used, s.limits[1].used), (600, 600));
+    assert_eq!((s.limits[0].reserved, s.limits[1].reserved), (0, 0));
+    assert!(m
+        .reconfigure(BudgetConfig::new().tokens_per_minute(1_000))
+        .await
+        .is_err());
+    assert_eq!(m.budget().config().limits.len(), 2);
+}
+
+#[tokio::test]
+async fn a_hold_across_a_change_in_memory() {
+    let m = AnyBudgetManager::new(
+        BudgetConfig::new().tokens_per_day(10_000),
+        BudgetBackend::Memory,
+        SystemClock,
+    )
+    .unwrap();
+    a_hold_across_a_change(m).await;
+}
+
+#[tokio::test]
+async fn a_hold_across_a_change_in_redis() {
+    let server = RedisServer::start();
+    let m = AnyBudgetManager::new(
+        BudgetConfig::new().tokens_per_day(10_000),
+        BudgetBackend::Redis {
+            store: store(&server).await,
+            key: b"reconf-manager".to_vec(),
+            hold_slots: 16,
+            failover: FailoverOptions::new(OnUnavailable::Closed),
+        },
+        SystemClock,
+    )
+    .unwrap();
+    a_hold_across_a_change(m).await;
+}
