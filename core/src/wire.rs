@@ -111,9 +111,9 @@ pub fn budget_amounts(
     budget.amounts(i)
 }
 
-/// The instant (µs) of `budget`'s last [`Budget::reconfigure`], 0 if none:
-/// a state last touched at or before it re-reads its holds and limit-hit flags
-/// on its next operation.
-pub fn budget_since(budget: &Budget) -> u64 {
-    budget.since()
+/// The digest of `budget`'s limits and thresholds (below 2^53, never 0)
+/// that a state records: a state holding another is re-read first (its
+/// holds recounted, its alert flags cleared; [`Budget::reconfigure`]).
+pub fn budget_fingerprint(budget: &Budget) -> u64 {
+    budget.fingerprint()
 }

@@ -43,7 +43,7 @@ proptest! {
             Admission::Granted(r) => r.usage.tokens,
             Admission::Denied(_) => 0,
         };
-        let new = old.reconfigure(tokens(new_max), at(2))?;
+        let new = old.reconfigure(tokens(new_max))?;
         let s = new.status(&st, at(3));
         prop_assert_eq!(s.limits[0].used, used);
         prop_assert_eq!(s.limits[0].reserved, held);
@@ -60,11 +60,10 @@ proptest! {
         }
     }
 
-    /// "A threshold whose amount is now above the usage fires again when
-    /// crossed, and one now at or below it (not fired yet) fires with the
-    /// next charge": after the change, the 80 % alert fires exactly once,
-    /// at the first charge that leaves usage at or above 80 % of the new
-    /// max — unless it had fired and usage is still above the new amount.
+    /// "The next charge of a dimension fires the highest threshold its
+    /// usage has reached under the new limits (once)": after the change,
+    /// the 80 % alert fires exactly once, at the first charge that leaves
+    /// usage at or above 80 % of the new max, whatever fired before.
     #[test]
     fn the_threshold_alert_is_re_evaluated_against_the_new_max(
         old_max in 10u64..1_000, new_max in 10u64..1_000,
@@ -72,10 +71,10 @@ proptest! {
     ) {
         let old = Budget::new(tokens(old_max))?;
         let mut st = BudgetState::<4>::default();
-        let fired_before = threshold_alerts(&old.record(&mut st, at(0), Usage::of(Dimension::Tokens, before))) > 0;
-        let new = old.reconfigure(tokens(new_max), at(1))?;
+        old.record(&mut st, at(0), Usage::of(Dimension::Tokens, before));
+        let new = old.reconfigure(tokens(new_max))?;
         let amount = (new_max * 8_000).div_ceil(10_000);
-        let mut flag = fired_before && before >= amount;
+        let mut flag = false;
         let mut used = before;
         for (i, c) in charges.into_iter().enumerate() {
             used += c;
@@ -87,9 +86,9 @@ proptest! {
     }
 }
 
-/// "A limit-hit fired before `at` is re-armed if the usage is under the
-/// new max": a denial fires one limit-hit per window; after a raise, the
-/// next denial fires another.
+/// "A limit-hit fires again when a limit is reached or denies": a denial
+/// fires one limit-hit per window; after a raise, the next denial fires
+/// another.
 #[test]
 fn a_limit_hit_fires_again_under_a_raised_max() {
     let old = Budget::new(tokens(100)).unwrap();
@@ -108,7 +107,7 @@ fn a_limit_hit_fires_again_under_a_raised_max() {
         .unwrap();
     assert_eq!(hits(&again.alerts), 0, "once per window under one config");
 
-    let new = old.reconfigure(tokens(200), at(3)).unwrap();
+    let new = old.reconfigure(tokens(200)).unwrap();
     let ok = new
         .try_spend(&mut st, at(4), Usage::of(Dimension::Tokens, 20))
         .unwrap();
@@ -124,9 +123,9 @@ fn a_limit_hit_fires_again_under_a_raised_max() {
     assert_eq!(hits(&again.alerts), 0);
 }
 
-/// "A limit added since counted none of them": a limit appended by a
-/// change counts the holds made before it, and their release frees
-/// exactly that.
+/// "A limit added by the change counts the live holds at once": a limit
+/// appended by a change counts the holds made before it, and their
+/// release frees exactly that.
 #[test]
 fn an_added_limit_counts_the_holds_made_before_it() {
     let old = Budget::new(tokens(10_000)).unwrap();
@@ -138,10 +137,7 @@ fn an_added_limit_counts_the_holds_made_before_it() {
         panic!("denied")
     };
     let new = old
-        .reconfigure(
-            tokens(10_000).limit(Dimension::Tokens, Horizon::MINUTE, 4_000),
-            at(1),
-        )
+        .reconfigure(tokens(10_000).limit(Dimension::Tokens, Horizon::MINUTE, 4_000))
         .unwrap();
     // 3 000 held in the new minute limit: 1 000 more fits, 1 001 does not.
     assert!(new
@@ -174,7 +170,7 @@ fn shape_changes_are_refused() {
             .cost_per_day(5_000_000),
     )
     .unwrap();
-    let field = |c: BudgetConfig| match old.reconfigure(c, at(0)) {
+    let field = |c: BudgetConfig| match old.reconfigure(c) {
         Err(ConfigError::Invalid { field, .. }) => field,
         other => panic!("accepted or other error: {other:?}"),
     };
@@ -209,10 +205,7 @@ fn shape_changes_are_refused() {
     );
     // An invalid config is refused as `Budget::new` refuses it.
     assert!(matches!(
-        old.reconfigure(
-            BudgetConfig::new().tokens_per_minute(0).cost_per_day(1),
-            at(0)
-        ),
+        old.reconfigure(BudgetConfig::new().tokens_per_minute(0).cost_per_day(1)),
         Err(ConfigError::Zero { .. })
     ));
     // Maxima, thresholds, throttle, per-request caps and hold TTL may change.
@@ -224,7 +217,71 @@ fn shape_changes_are_refused() {
             .alert_threshold_bp(5_000)
             .auto_throttle(9_000, Duration::from_secs(1))
             .hold_ttl(Duration::from_secs(5)),
-        at(0),
     )
     .unwrap();
+}
+
+/// Alert flags are matched by value, not by position: thresholds moved
+/// from 50 % and 90 % to 80 % and 90 % at 85 % usage fire 80 % with the
+/// next charge; an unchanged config never fires one twice.
+#[test]
+fn moved_thresholds_fire_by_their_new_values() {
+    let with = |bps: &[u16]| {
+        bps.iter()
+            .fold(BudgetConfig::new().tokens_per_hour(100), |c, &bp| {
+                c.alert_threshold_bp(bp)
+            })
+    };
+    let old = Budget::new(with(&[5_000, 9_000])).unwrap();
+    let mut st = BudgetState::<4>::default();
+    assert_eq!(
+        threshold_alerts(&old.record(&mut st, at(0), Usage::of(Dimension::Tokens, 85))),
+        1
+    );
+    assert_eq!(
+        threshold_alerts(&old.record(&mut st, at(1), Usage::of(Dimension::Tokens, 1))),
+        0
+    );
+    let new = old.reconfigure(with(&[8_000, 9_000])).unwrap();
+    let a = new.record(&mut st, at(2), Usage::of(Dimension::Tokens, 1));
+    assert_eq!(
+        a.iter().map(|a| a.threshold_bp).collect::<Vec<_>>(),
+        [8_000]
+    );
+    assert_eq!(
+        threshold_alerts(&new.record(&mut st, at(3), Usage::of(Dimension::Tokens, 1))),
+        0
+    );
+    let a = new.record(&mut st, at(4), Usage::of(Dimension::Tokens, 2));
+    assert_eq!(
+        a.iter().map(|a| a.threshold_bp).collect::<Vec<_>>(),
+        [9_000]
+    );
+}
+
+/// "A budget restarted with a new config re-reads its states the same
+/// way": a state written by one `Budget`, read by a new `Budget::new` of
+/// other limits, counts the earlier holds in a limit it did not have.
+#[test]
+fn a_budget_made_anew_with_other_limits_re_reads_a_state() {
+    let old = Budget::new(tokens(10_000)).unwrap();
+    let mut st = BudgetState::<4>::default();
+    let r = old
+        .reserve(&mut st, at(0), Usage::request(3_000, 0))
+        .unwrap();
+    assert!(matches!(r.admission, Admission::Granted(_)));
+    let restarted =
+        Budget::new(tokens(10_000).limit(Dimension::Tokens, Horizon::MINUTE, 4_000)).unwrap();
+    assert_eq!(restarted.status(&st, at(1)).limits[1].reserved, 3_000);
+    // The same config made anew reads the state as it is: an alert that
+    // fired does not fire again.
+    assert_eq!(
+        threshold_alerts(&old.record(&mut st, at(2), Usage::of(Dimension::Tokens, 8_000))),
+        1
+    );
+    let same = Budget::new(tokens(10_000)).unwrap();
+    assert_eq!(
+        threshold_alerts(&same.record(&mut st, at(3), Usage::of(Dimension::Tokens, 1))),
+        0
+    );
 }

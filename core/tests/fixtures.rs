@@ -166,7 +166,7 @@ impl Machine for BudgetM {
             Some("reconfigure") => {
                 let config: BudgetConfig =
                     serde_json::from_value(s["config"].clone()).expect("budget config");
-                return match self.cfg.reconfigure(config, now) {
+                return match self.cfg.reconfigure(config) {
                     Ok(new) => {
                         self.cfg = new;
                         json!({ "ok": "kept" })

@@ -178,12 +178,11 @@ export function makeBudgetApi(wasm) {
      * removing, reordering or re-dimensioning one, a new UTC offset or
      * another `holdSlots` is refused with a RangeError and changes nothing.
      */
-    reconfigure(config, opts) {
+    reconfigure(config) {
       const c = options(config, "Budget config", ["limits", "maxTokensPerRequest", "maxCostPerRequest", "alertThresholds", "throttle", "holdTtlMs", "utcOffsetMinutes", "holdSlots"]);
       const slots = c.holdSlots ?? this.config.holdSlots;
       if (slots !== this.config.holdSlots) throw new RangeError(`holdSlots cannot change (${this.config.holdSlots})`);
-      const now = nowMicros(options(opts, "options", NOW).now);
-      const r = JSON.parse(this.#inner.reconfigure(JSON.stringify(coreConfig(c)), now));
+      const r = JSON.parse(this.#inner.reconfigure(JSON.stringify(coreConfig(c))));
       if (r.error) throw new RangeError(`Budget config change refused: ${r.error.message}`);
       this.config = Object.freeze({ ...c, holdSlots: slots });
       return this;

@@ -79,7 +79,7 @@ export class Budget {
    * be removed, reordered or re-dimensioned, the UTC offset or holdSlots
    * would change, or the config is invalid.
    */
-  reconfigure(config: BudgetConfig, options?: { now?: number }): this;
+  reconfigure(config: BudgetConfig): this;
   reset(): void;
   exportState(): { v: 1; state: unknown };
   importState(state: { v: 1; state: unknown }): this;

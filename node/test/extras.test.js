@@ -229,7 +229,7 @@ test("budget: a config change keeps usage and re-evaluates alerts; a shape chang
   const tokens = (max) => ({ limits: [{ dimension: "tokens", window: "hour", max }], alertThresholds: [0.8] });
   const b = new Budget(tokens(1000));
   assert.equal(b.record({ tokens: 900, now: T }).alerts.length, 1);
-  b.reconfigure(tokens(2000), { now: T + 1 });
+  b.reconfigure(tokens(2000));
   assert.equal(b.config.limits[0].max, 2000);
   assert.equal(b.status({ now: T + 2 }).limits[0].used, 900);
   assert.equal(b.record({ tokens: 600, now: T + 3 }).alerts.length, 0);

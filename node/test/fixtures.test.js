@@ -101,7 +101,7 @@ test("budget traces replay exactly (ratebound/budget)", async () => {
         case "try_spend": return JSON.parse(x.trySpend(s.now, u.requests, u.tokens, u.cost));
         case "status": return JSON.parse(x.status(s.now));
         case "reconfigure": {
-          const r = JSON.parse(x.reconfigure(JSON.stringify(s.config), s.now));
+          const r = JSON.parse(x.reconfigure(JSON.stringify(s.config)));
           return r.error ? { error: { field: r.error.field } } : r;
         }
         default: throw new Error(`unknown op ${s.op}`);

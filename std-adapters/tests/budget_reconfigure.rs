@@ -156,7 +156,6 @@ async fn a_hold_across_a_change(m: AnyBudgetManager<SystemClock>) {
             .tokens_per_day(10_000)
             .tokens_per_minute(1_000),
     )
-    .await
     .unwrap();
     // 300 held in the new minute limit: 701 does not fit, 700 does.
     assert!(m.check_budget(701, 0).await.is_err());
@@ -167,7 +166,6 @@ async fn a_hold_across_a_change(m: AnyBudgetManager<SystemClock>) {
     assert_eq!((s.limits[0].reserved, s.limits[1].reserved), (0, 0));
     assert!(m
         .reconfigure(BudgetConfig::new().tokens_per_minute(1_000))
-        .await
         .is_err());
     assert_eq!(m.budget().config().limits.len(), 2);
 }
@@ -198,4 +196,32 @@ async fn a_hold_across_a_change_in_redis() {
     )
     .unwrap();
     a_hold_across_a_change(m).await;
+}
+
+/// Two replicas on one budget in Redis, one changed to add a limit, the
+/// other not yet: the old one's writes keep the window it does not know
+/// (as core keeps every window), so the added limit keeps counting.
+#[tokio::test]
+async fn a_replica_on_the_old_config_keeps_an_added_window() {
+    use ratebound_std::budget::RedisBudgetManager;
+    let server = RedisServer::start();
+    let store = store(&server).await;
+    let day = || BudgetConfig::new().tokens_per_day(100_000);
+    let changed = RedisBudgetManager::new(store.clone(), day(), b"two-replicas", 16).unwrap();
+    let old = RedisBudgetManager::new(store, day(), b"two-replicas", 16).unwrap();
+    changed.reconfigure(day().tokens_per_minute(1_000)).unwrap();
+    async fn spend(m: &RedisBudgetManager, n: u64) {
+        let rec = ratebound_std::budget::UsageRecord {
+            tokens: n,
+            ..Default::default()
+        };
+        m.record_usage(&rec).await.unwrap();
+    }
+    spend(&changed, 600).await;
+    spend(&old, 50).await; // writes the state without knowing the minute limit
+    let s = changed.status().await.unwrap();
+    assert_eq!(s.limits[0].used, 650);
+    assert_eq!(s.limits[1].used, 600, "the old replica's write kept it");
+    assert!(changed.check_budget(400, 0).await.is_ok());
+    assert!(changed.check_budget(401, 0).await.is_err());
 }

@@ -75,7 +75,10 @@ async fn a_reload_raises_the_per_ip_limit_keeping_its_count_and_a_bad_file_chang
 
     let (status, body) = reload(&gw, &config(12, ALICE_AND_BOB)).await;
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("2 API keys, per-IP limits 12/min"), "{body}");
+    assert!(
+        body.contains("2 API keys, 0 budget scopes, per-IP limits 12/min"),
+        "{body}"
+    );
     assert_eq!(call(&gw, "sk-bob").await.0, 200);
     let mut statuses = Vec::new();
     for _ in 0..7 {
@@ -215,6 +218,7 @@ async fn a_reload_raises_a_budget_keeping_its_usage() {
 
     let (status, body) = reload(&gw, &with_budget(5)).await;
     assert_eq!(status, 200, "{body}");
+    assert!(body.contains("1 budget scopes"), "{body}");
     let mut statuses = Vec::new();
     for _ in 0..3 {
         statuses.push(call(&gw, "sk-alice").await.0);

@@ -816,10 +816,7 @@ async fn replay_budgets(store: &RedisStore, clock: &ManualClock, run: &str) -> u
                 // The script reads the new config's arguments; the state in
                 // Redis is not touched until the next step.
                 let cfg: BudgetConfig = serde_json::from_value(s["config"].clone()).unwrap();
-                let got = match b
-                    .budget()
-                    .reconfigure(cfg, Instant::from_micros(u(s, "now")))
-                {
+                let got = match b.budget().reconfigure(cfg) {
                     Ok(new) => {
                         b = RedisBudget::new(store.clone(), new, 4);
                         json!({ "ok": "kept" })

@@ -77,11 +77,11 @@ impl Budget {
         to_value(&self.cfg).to_string()
     }
 
-    /// Change the config at `now_us`, keeping the state (core's
+    /// Change the config, keeping the state (core's
     /// `Budget::reconfigure`): `{"ok":"kept"}`, or `{"error":{"field",
     /// "message"}}` when the config is invalid or the state would not keep
     /// its meaning under it (nothing changes then).
-    pub fn reconfigure(&mut self, config_json: &str, now_us: f64) -> String {
+    pub fn reconfigure(&mut self, config_json: &str) -> String {
         let refused = |field: &str, message: String| {
             json!({ "error": { "field": field, "message": message } }).to_string()
         };
@@ -89,7 +89,7 @@ impl Budget {
             Ok(c) => c,
             Err(e) => return refused("config", e.to_string()),
         };
-        match self.cfg.reconfigure(cfg, Instant::from_micros(int(now_us))) {
+        match self.cfg.reconfigure(cfg) {
             Ok(new) => {
                 self.cfg = new;
                 ok(json!("kept"))

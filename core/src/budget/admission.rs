@@ -158,8 +158,8 @@ impl Budget {
     ) -> Result<Option<Denial>, super::BudgetError> {
         self.validate(&usage)?;
         let usage = super::ops::clamp_usage(usage);
-        if st.last <= self.since() {
-            // Written under an earlier config: read it as the next operation will.
+        if st.config != self.fingerprint() {
+            // Written under another config: read it as the next operation will.
             let mut synced = st.clone();
             let now = self.sync(&mut synced, now);
             return Ok(self.evaluate(&synced, now, &usage).0);

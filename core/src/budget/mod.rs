@@ -196,8 +196,7 @@ pub struct Throttle {
 
 /// A validated budget configuration. Construct with [`Budget::new`];
 /// change it under live states with [`Budget::reconfigure`]. With `serde`
-/// it (de)serializes as its [`BudgetConfig`]; the instant of its last
-/// reconfiguration is not part of that.
+/// it (de)serializes as its [`BudgetConfig`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(
@@ -211,10 +210,10 @@ pub struct Budget {
     threshold_amounts: [[u64; MAX_THRESHOLDS]; MAX_LIMITS],
     /// `ceil(max × throttle.after_bp / 10 000)` per limit.
     throttle_amounts: [u64; MAX_LIMITS],
-    /// States last touched at or before this instant (µs) were written under an
-    /// earlier config: their next operation re-reads their holds and
-    /// limit-hit flags ([`Budget::reconfigure`]). 0 for a new budget.
-    since: u64,
+    /// A digest of the limits and thresholds, kept in each state it
+    /// writes: a state written under other ones is re-read first
+    /// ([`Budget::reconfigure`]).
+    fingerprint: u64,
 }
 
 impl TryFrom<BudgetConfig> for Budget {
@@ -230,6 +229,31 @@ impl From<Budget> for BudgetConfig {
 }
 
 const MAX_OFFSET_SECS: i32 = 18 * 3_600;
+
+/// FNV-1a over what a state's alert flags and hold counts depend on (each
+/// limit's dimension, horizon and max; the thresholds), kept below 2^53 so
+/// that Lua and JS hold it exactly, and never 0 (a state no budget wrote).
+fn fingerprint(c: &BudgetConfig) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |v: u64| {
+        for b in v.to_le_bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    for l in &c.limits {
+        eat(crate::wire::dimension_code(l.dimension));
+        eat(match l.horizon {
+            Horizon::Fixed(d) => d.as_micros(),
+            Horizon::CalendarMonth => 0,
+        });
+        eat(l.max);
+    }
+    eat(u64::MAX); // limits end
+    for &bp in &c.alert_thresholds_bp {
+        eat(u64::from(bp));
+    }
+    (h & crate::MAX_SAFE_INTEGER) | 1
+}
 
 impl Budget {
     /// Validate a configuration. Errors name the field: zero or oversized
@@ -297,26 +321,33 @@ impl Budget {
         }
         Ok(Budget {
             offset_us: i64::from(config.utc_offset_secs) * 1_000_000,
+            fingerprint: fingerprint(&config),
             config,
             threshold_amounts,
             throttle_amounts,
-            since: 0,
         })
     }
 
-    /// This budget with its config changed to `config` at `at`, keeping
-    /// every state written under it.
+    /// This budget with its config changed to `config`, keeping every
+    /// state written under it.
     ///
     /// A state keeps its usage, holds and throttling, and the new limits
     /// read them: raising a limit grants the difference at once, lowering
-    /// one below what was used denies until the window rolls. Alerts are
-    /// re-evaluated against the new limits — a threshold whose amount is
-    /// now above the usage fires again when crossed, and one now at or
-    /// below it (not fired yet) fires with the next charge of its
-    /// dimension; a limit-hit fired at or before `at` is re-armed if the usage is
-    /// under the new max. States are not rewritten here: each is re-read
-    /// on its first operation after `at`, so a store of many budgets
-    /// (in memory or in Redis) changes config in O(1).
+    /// one below what was used denies until the window rolls. A limit
+    /// added by the change counts the live holds at once, and usage from
+    /// the change on (what the window used before is not known to it).
+    ///
+    /// Alerts are re-evaluated: the state keeps a digest of the limits
+    /// and thresholds that last wrote it, and on its first operation under
+    /// different ones its alert flags are cleared, as if its windows had
+    /// started under the new config with the usage they have. So the next
+    /// charge of a dimension fires the highest threshold its usage has
+    /// reached under the new limits (once), and a limit-hit fires again
+    /// when a limit is reached or denies. States are not rewritten here:
+    /// each is re-read on its first operation, so a store of many budgets
+    /// (in memory or in Redis) changes config in O(1), and a budget
+    /// restarted with a new config re-reads its states the same way
+    /// (without the check below: keep its limits in place).
     ///
     /// Errors, changing nothing, when `config` is invalid or states
     /// written under the current one would not keep their meaning (see
@@ -334,28 +365,26 @@ impl Budget {
     /// assert_eq!(old.record(&mut st, t, Usage::request(900, 0)).len(), 1); // the 80 % alert
     ///
     /// // Raised to 2 000: 1 100 left, and the 80 % alert fires again at 1 600.
-    /// let new = old.reconfigure(BudgetConfig::new().tokens_per_minute(2_000).alert_threshold_bp(8_000), t)?;
+    /// let new = old.reconfigure(BudgetConfig::new().tokens_per_minute(2_000).alert_threshold_bp(8_000))?;
     /// assert_eq!(new.status(&st, t).limits[0].remaining(), 1_100);
     /// assert!(new.record(&mut st, t, Usage::request(600, 0)).is_empty());
     /// assert_eq!(new.record(&mut st, t, Usage::request(100, 0))[0].threshold_bp, 8_000);
     ///
     /// // Removing the minute limit would drop its usage: refused.
-    /// assert!(new.reconfigure(BudgetConfig::new().tokens_per_hour(9_000), t).is_err());
+    /// assert!(new.reconfigure(BudgetConfig::new().tokens_per_hour(9_000)).is_err());
     /// # Ok::<(), Box<dyn core::error::Error>>(())
     /// ```
-    pub fn reconfigure(&self, config: BudgetConfig, at: Instant) -> Result<Budget, ConfigError> {
+    pub fn reconfigure(&self, config: BudgetConfig) -> Result<Budget, ConfigError> {
         use crate::CarryOver;
-        let mut new = Budget::new(config)?;
+        let new = Budget::new(config)?;
         new.carries_over_from(self)?;
-        new.since = at.as_micros().max(self.since);
         Ok(new)
     }
 
-    /// The instant of the last [`reconfigure`](Budget::reconfigure) (µs;
-    /// 0 for a budget made by [`Budget::new`]); see
-    /// [`wire::budget_since`](crate::wire::budget_since).
-    pub(crate) fn since(&self) -> u64 {
-        self.since
+    /// The digest of the limits and thresholds a state records (see
+    /// [`wire::budget_fingerprint`](crate::wire::budget_fingerprint)).
+    pub(crate) fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     /// Limit `i`'s threshold amounts and throttle amount (see
@@ -418,6 +447,11 @@ pub struct BudgetState<const R: usize = 16> {
     pub last: u64,
     /// The id the next reservation gets.
     pub next_id: u64,
+    /// The digest of the limits and thresholds that last wrote it (0: none
+    /// yet); under others, its holds are recounted and its alert flags
+    /// cleared first ([`Budget::reconfigure`]).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub config: u64,
     /// No admission before this instant (µs) while auto-throttled.
     pub throttle_until: u64,
     /// Usage per configured window limit (same order as the config).

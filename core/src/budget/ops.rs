@@ -222,11 +222,8 @@ impl Budget {
     }
 
     /// Bring `st` to `now`: clamp time, roll windows, lapse expired holds,
-    /// and re-read what an earlier config wrote (see [`Budget::reconfigure`]).
+    /// and re-read a state another config wrote (see [`Budget::reconfigure`]).
     pub(super) fn sync<const R: usize>(&self, st: &mut BudgetState<R>, now: Instant) -> u64 {
-        // At or before: a state touched at the very µs of the change may
-        // have been written under the old config (re-reading is idempotent).
-        let written_before_change = st.last <= self.since();
         let now = now.as_micros().max(st.last);
         st.last = now;
         for ((_, l), w) in self.limits().zip(st.windows.iter_mut()) {
@@ -246,51 +243,25 @@ impl Budget {
             h.lapsed = true;
             self.unhold(windows, h);
         }
-        if written_before_change {
+        if st.config != self.fingerprint() {
             self.reread(st);
+            st.config = self.fingerprint();
         }
-        self.rearm_thresholds(&mut st.windows);
         now
     }
 
-    /// A state written under an earlier config: each window holds what its
-    /// live holds hold (a limit added since counted none of them), and a
-    /// limit-hit fired under an old max is re-armed while usage is under
-    /// the new one.
+    /// A state written under other limits or thresholds: each window holds
+    /// what the live holds hold (a limit added since counted none of
+    /// them), and its alert flags start again under the new config.
     fn reread<const R: usize>(&self, st: &mut BudgetState<R>) {
         let BudgetState { holds, windows, .. } = st;
         for ((_, l), w) in self.limits().zip(windows.iter_mut()) {
             w.reserved = holds
                 .iter()
                 .filter(|h| !h.lapsed)
-                .fold(0u64, |s, h| s.saturating_add(h.usage.get(l.dimension)));
-            if w.used < l.max {
-                w.fired &= !LIMIT_HIT_BIT;
-            }
-        }
-    }
-
-    /// A threshold's fired flag stands only while usage is at or above its
-    /// amount (and the config has that threshold), so one whose amount a
-    /// config change raised fires again when crossed. (Under one config usage never falls within a window, so
-    /// this changes nothing there; it runs on every operation so that a
-    /// replica still on the old config cannot leave a stale flag behind.)
-    fn rearm_thresholds(&self, windows: &mut [WindowUsage; MAX_LIMITS]) {
-        let n = self.config.alert_thresholds_bp.len();
-        for (i, w) in windows
-            .iter_mut()
-            .enumerate()
-            .take(self.config.limits.len())
-        {
-            let amounts = self.threshold_amounts.get(i).copied().unwrap_or_default();
-            // Flags of thresholds the config no longer has go too.
-            let mut keep = LIMIT_HIT_BIT;
-            for (j, &amount) in amounts.iter().enumerate().take(n) {
-                if w.used >= amount {
-                    keep |= 1 << j;
-                }
-            }
-            w.fired &= keep;
+                .fold(0u64, |s, h| s.saturating_add(h.usage.get(l.dimension)))
+                .min(USED_CAP);
+            w.fired = 0;
         }
     }
 

@@ -91,8 +91,12 @@ impl Reloader {
             .map_err(|e| format!("{path}: {e}"))?;
         applied.0 = table;
         Ok(format!(
-            "reloaded {path}: {} API keys{}",
+            "reloaded {path}: {} API keys, {} budget scopes{}",
             cfg.keys.len(),
+            usize::from(cfg.budgets.per_key.is_some())
+                + usize::from(cfg.budgets.per_user.is_some())
+                + cfg.budgets.per_group.len()
+                + cfg.budgets.per_model.len(),
             match &cfg.per_ip {
                 Some(p) => format!(
                     ", per-IP limits {}, {} overridden",
@@ -147,8 +151,9 @@ impl Reloader {
 
     /// Apply what [`check`](Self::check) accepted; `keyed` holds the
     /// overridden keys, replaced by the new ones. The step that can still
-    /// be refused (the limits themselves, e.g. a share among replicas that
-    /// does not divide) goes first and changes nothing when it is; each
+    /// be refused (the per-IP limits themselves, e.g. a share among
+    /// replicas that does not divide) goes first and changes nothing when
+    /// it is; the budgets (checked) follow; each
     /// overridden key keeps an override throughout (replaced, then the
     /// stale ones removed).
     fn apply(
@@ -157,15 +162,21 @@ impl Reloader {
         change: PerIpChange,
         keyed: &mut Vec<Vec<u8>>,
     ) -> Result<(), String> {
-        // Checked by `check`, under the same lock: the budgets go first.
+        let per_ip = match (&self.live.per_ip, change) {
+            (Some((limits, _)), Some((set, overrides))) => {
+                limits
+                    .reconfigure(set)
+                    .map_err(|e| format!("[per_ip]: {e}"))?;
+                Some((limits, overrides))
+            }
+            _ => None,
+        };
+        // Checked by `check` under the same lock (so not refused here).
         self.live
             .budgets
             .reconfigure(cfg.budgets.clone())
-            .map_err(|e| format!("[budgets]: {e}"))?;
-        if let (Some((limits, _)), Some((set, overrides))) = (&self.live.per_ip, change) {
-            limits
-                .reconfigure(set)
-                .map_err(|e| format!("[per_ip]: {e}"))?;
+            .map_err(|e| format!("[budgets]: {e} (the per-IP limits were applied)"))?;
+        if let Some((limits, overrides)) = per_ip {
             let mut set_now = Vec::new();
             for (key, own) in overrides {
                 if let Err(e) = limits.set_override(&key, own) {

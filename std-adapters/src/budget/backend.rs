@@ -133,10 +133,10 @@ impl<C: Clock> AnyBudgetManager<C> {
     }
 
     /// See [`BudgetManager::reconfigure`] and [`RedisBudgetManager::reconfigure`].
-    pub async fn reconfigure(&self, config: BudgetConfig) -> Result<(), ConfigError> {
+    pub fn reconfigure(&self, config: BudgetConfig) -> Result<(), ConfigError> {
         match self {
             AnyBudgetManager::Memory(m) => m.reconfigure(config),
-            AnyBudgetManager::Redis(m) => m.reconfigure(config).await,
+            AnyBudgetManager::Redis(m) => m.reconfigure(config),
         }
     }
 

@@ -207,7 +207,7 @@ impl<C: Clock, const R: usize> BudgetManager<C, R> {
     /// ```
     pub fn reconfigure(&self, config: BudgetConfig) -> Result<(), ConfigError> {
         let mut held = self.lock();
-        held.budget = held.budget.reconfigure(config, self.clock.now())?;
+        held.budget = held.budget.reconfigure(config)?;
         Ok(())
     }
 

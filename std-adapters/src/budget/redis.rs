@@ -1,6 +1,6 @@
 //! The budget manager over Redis, with the fail-over of [`crate::fallback`].
 
-use std::sync::{mpsc, Arc, RwLock};
+use std::sync::{mpsc, Arc, Mutex, RwLock};
 
 use ratebound_core::budget::{
     Admission, Alert, Budget, BudgetConfig, BudgetStatus, Reservation, Settled, Usage,
@@ -42,7 +42,7 @@ pub struct RedisBudgetManager<C: Clock = SystemClock> {
     /// takes a copy of the `Arc` and runs on it.
     budget: RwLock<Arc<RedisBudget>>,
     /// Serialises config changes (the local fallback's and Redis's).
-    changing: tokio::sync::Mutex<()>,
+    changing: Mutex<()>,
     key: Vec<u8>,
     hub: AlertHub,
     failover: Arc<Failover>,
@@ -130,7 +130,7 @@ impl RedisBudgetManager {
                 Budget::new(config)?,
                 hold_slots,
             ))),
-            changing: tokio::sync::Mutex::new(()),
+            changing: Mutex::new(()),
             key: budget_key.as_ref().to_vec(),
             hub: AlertHub::new(),
             failover: Arc::new(Failover::new(FailoverOptions::default(), "budgets")),
@@ -192,18 +192,19 @@ impl<C: Clock> RedisBudgetManager<C> {
     /// Change the config, keeping the state in Redis (core's
     /// [`Budget::reconfigure`]: usage, holds and throttling are kept, the
     /// new limits read them and alerts are re-evaluated; the script
-    /// re-reads each state on its next call, so nothing in Redis is
-    /// written here). Under [`OnUnavailable::Local`] the local fallback
-    /// takes this replica's share of the new config too. Errors, changing
-    /// nothing, as [`Budget::reconfigure`] does.
+    /// re-reads the state on its next call, so nothing in Redis is written
+    /// here). Under [`OnUnavailable::Local`] the local fallback takes this
+    /// replica's share of the new config too. Errors, changing nothing,
+    /// as [`Budget::reconfigure`] does.
     ///
     /// Each replica changes its own config (from its own config file, say);
-    /// until all have, each decides by the config it has, on the one state.
-    pub async fn reconfigure(&self, config: BudgetConfig) -> Result<(), ConfigError> {
-        let _one = self.changing.lock().await;
+    /// until all have, each decides by the config it has, on the one state
+    /// (which each re-reads when the other wrote it last: an alert may then
+    /// fire once per switch).
+    pub fn reconfigure(&self, config: BudgetConfig) -> Result<(), ConfigError> {
+        let _one = self.changing.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.redis();
-        let at = current.now().await;
-        let new = current.budget().reconfigure(config.clone(), at)?;
+        let new = current.budget().reconfigure(config.clone())?;
         if let Some(local) = &self.local {
             let replicas = self.failover.options().replicas;
             local.reconfigure(config.share(replicas))?;

@@ -21,12 +21,13 @@ impl RawBudgetState {
     /// As core's [`BudgetState`] with `R` hold slots (`None` if it has more holds).
     pub fn to_state<const R: usize>(&self) -> Option<BudgetState<R>> {
         let v = &self.0;
-        let (meta, rest) = v.split_at_checked(3)?;
+        let (meta, rest) = v.split_at_checked(4)?;
         let (windows, holds) = rest.split_at_checked(MAX_LIMITS * 4)?;
         let mut st = BudgetState::<R> {
             last: meta[0],
             next_id: meta[1],
             throttle_until: meta[2],
+            config: meta[3],
             ..BudgetState::default()
         };
         for (w, c) in st.windows.iter_mut().zip(windows.chunks_exact(4)) {
@@ -120,7 +121,7 @@ impl RedisBudget {
                 a.push(amount.to_string());
             }
         }
-        a.push(wire::budget_since(&budget).to_string());
+        a.push(wire::budget_fingerprint(&budget).to_string());
         RedisBudget {
             store,
             budget,
@@ -139,11 +140,6 @@ impl RedisBudget {
     /// and re-read by the script).
     pub fn with_budget(&self, budget: Budget) -> RedisBudget {
         RedisBudget::new(self.store.clone(), budget, self.slots)
-    }
-
-    /// The store's now, which a config change is stamped with.
-    pub(crate) async fn now(&self) -> Instant {
-        self.store.now().await
     }
 
     async fn call(

@@ -81,18 +81,6 @@ impl ServerClock {
         Ok(())
     }
 
-    /// Whether `TIME` was ever read.
-    pub(super) fn synced(&self) -> bool {
-        self.synced.load(Ordering::Acquire) != 0
-    }
-
-    /// Redis's time (µs) at local instant `at`, as a lower bound.
-    pub(super) fn now_us(&self, at: Instant) -> u64 {
-        self.local_us(at)
-            .saturating_add(self.offset.load(Ordering::Acquire))
-            .max(0) as u64
-    }
-
     /// The Redis time (µs) by which a call started at `started` is given up.
     pub(super) fn deadline(&self, started: Instant, timeout: StdDuration) -> u64 {
         let local = self

@@ -271,22 +271,6 @@ impl RedisStore {
         self.inner.clock.record(&reply, std::time::Instant::now())
     }
 
-    /// The store's now, as its scripts read it: the caller's clock, or
-    /// Redis's (learned when connecting, refreshed every 10 s; connecting
-    /// first, within the timeout, if this store never has). Stamps a
-    /// config change so that states written before it are re-read.
-    pub(crate) async fn now(&self) -> ratebound_core::Instant {
-        if let TimeSource::Caller(c) = &self.inner.opts.time {
-            return c.now();
-        }
-        if !self.inner.clock.synced() {
-            let slot = &self.inner.slots[0];
-            // Unreachable: the estimate below is still a lower bound.
-            let _ = tokio::time::timeout(self.inner.opts.timeout, self.conn(slot)).await;
-        }
-        ratebound_core::Instant::from_micros(self.inner.clock.now_us(std::time::Instant::now()))
-    }
-
     /// The `now` argument of every script: `[caller µs][@deadline µs]`. An
     /// empty time part means Redis `TIME`; a deadline (Redis time) makes
     /// the script refuse, changing nothing, once it has passed.

@@ -2,7 +2,6 @@
 //! call holds its estimate in every budget that applies to it, or in none.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, RwLock};
 
 use ratebound_core::budget::{Alert, Budget, BudgetStatus, Reservation, Usage};
@@ -31,8 +30,9 @@ struct Entry<C: Clock> {
     id: String,
     manager: Manager<C>,
     alerts: Mutex<mpsc::Receiver<Alert>>,
-    /// The [`Rules::generation`] its manager's config is from.
-    generation: AtomicU64,
+    /// The [`Rules::generation`] its manager's config is from; held while
+    /// the manager changes config, so changes apply in order.
+    generation: Mutex<u64>,
 }
 
 /// The validated budgets of one config; a [`ScopedBudgets::reconfigure`]
@@ -395,7 +395,7 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
             id: id.to_owned(),
             manager,
             alerts: Mutex::new(alerts),
-            generation: AtomicU64::new(rules.generation),
+            generation: Mutex::new(rules.generation),
         });
         entries.insert((scope, id.to_owned()), Arc::clone(&e));
         Ok(e)
@@ -403,20 +403,19 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
 
     /// Bring a budget made under an earlier config to `rules` (its state
     /// kept, by core's rule), once.
-    async fn catch_up(e: &Entry<C>, budget: &Budget, rules: &Rules) {
-        if e.generation.load(Ordering::Acquire) >= rules.generation {
+    fn catch_up(e: &Entry<C>, budget: &Budget, rules: &Rules) {
+        let mut generation = e.generation.lock().unwrap_or_else(|p| p.into_inner());
+        if *generation >= rules.generation {
             return;
         }
         let config = budget.config().clone();
         let changed = match &e.manager {
             Manager::Memory(m) => m.reconfigure(config),
             #[cfg(feature = "redis")]
-            Manager::Redis(m) => m.reconfigure(config).await,
+            Manager::Redis(m) => m.reconfigure(config),
         };
         match changed {
-            Ok(()) => {
-                e.generation.fetch_max(rules.generation, Ordering::AcqRel);
-            }
+            Ok(()) => *generation = rules.generation,
             // `reconfigure` checked that it carries over: not expected.
             Err(error) => {
                 tracing::error!(scope = e.scope.name(), id = %e.id, %error, "budget config change failed; the budget keeps its config")
@@ -462,7 +461,7 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
         let rules = self.rules();
         for (scope, id, budget) in rules.applying(payer) {
             let e = self.entry(scope, id, budget, &rules)?;
-            Self::catch_up(&e, budget, &rules).await;
+            Self::catch_up(&e, budget, &rules);
             let r = match &e.manager {
                 Manager::Memory(m) => m
                     .reserve(estimate)
@@ -494,7 +493,7 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
             .cloned()?;
         let rules = self.rules();
         if let Some(budget) = rules.budget(scope, id) {
-            Self::catch_up(&e, budget, &rules).await;
+            Self::catch_up(&e, budget, &rules);
         }
         match &e.manager {
             Manager::Memory(m) => Some(m.status()),

@@ -1,7 +1,8 @@
 -- ratebound: budget windows (a port of ratebound-core's budget module).
 --
--- KEYS[1]: the budget's state (a hash: m = "last,next_id,throttle_until",
---   w = one "start,used,reserved,fired" per configured limit, h = holds x "id,at,expires,
+-- KEYS[1]: the budget's state (a hash:
+--   m = "last,next_id,throttle_until,config" (older states: the first three),
+--   w = one "start,used,reserved,fired" per limit, h = holds x "id,at,expires,
 --   requests,tokens,cost,lapsed").
 -- ARGV: now_us ("" = Redis TIME), ttl_margin_ms, op ("reserve" | "settle" |
 --   "release" | "record" | "try_spend" | "status" | "peek" | "reset"),
@@ -10,9 +11,10 @@
 --   throttle (0 = none, else 1), throttle_min_delay_us, limit count, then
 --   per limit: dimension (1 requests, 2 tokens, 3 cost), horizon length µs
 --   (0 = calendar month), max, throttle amount, threshold count, then per
---   threshold: bp, amount; last, the instant (µs) of the config's last change
---   (0 = never): a state last touched at or before it re-reads its holds and
---   limit-hit flags (core's `Budget::reconfigure`).
+--   threshold: bp, amount; last, the config's fingerprint (core's
+--   `wire::budget_fingerprint`): a state that records another is re-read
+--   first, its holds recounted and its alert flags cleared (core's
+--   `Budget::reconfigure`).
 -- Returns { code (0 ok, 2 unknown reservation), result, alerts, state }.
 
 local BP = 10000
@@ -133,7 +135,7 @@ local function budget_config(ARGV)
     end
     c.limits[n] = l
   end
-  c.since = tonumber(ARGV[i])
+  c.fingerprint = tonumber(ARGV[i])
   if config_cached >= 256 then config_cache, config_cached = {}, 0 end
   config_cache[k] = c
   config_cached = config_cached + 1
@@ -160,17 +162,19 @@ local function budget(KEYS, ARGV)
   local raw = redis.call("HMGET", key, "m", "w", "h")
 
   -- One pattern match per record (meta, window, hold) rather than per number.
-  local st = { last = 0, next_id = 0, throttle_until = 0, windows = {}, holds = {} }
-  local last, next_id, throttle_until = string.match(check_list(raw[1]) or "", "^(%d+),(%d+),(%d+)$")
+  local st = { last = 0, next_id = 0, throttle_until = 0, config = 0, windows = {}, holds = {} }
+  local last, next_id, throttle_until, fp = string.match(check_list(raw[1]) or "", "^(%d+),(%d+),(%d+),?(%d*)$")
   if last then
     st.last, st.next_id, st.throttle_until = stored(last), stored(next_id), stored(throttle_until)
+    if fp ~= "" then st.config = stored(fp) end
   end
-  -- Only the configured limits' windows are stored (older states may hold
-  -- all twelve; the rest are unused). Digits only (check_list), so each
-  -- field is a non-negative integer; only its size needs a look.
+  -- The windows stored: the configured limits' and any beyond them (a
+  -- limit another config has, kept for it as core keeps all twelve).
+  -- Digits only (check_list), so each field is a non-negative integer;
+  -- only its size needs a look.
   local n = 0
   for a, b, c, d in string.gmatch(check_list(raw[2]) or "", "(%d+),(%d+),(%d+),(%d+)") do
-    if n == nlimits then break end
+    if n == 12 then break end
     n = n + 1
     a, b, c, d = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
     if a > SAFE or b > SAFE or c > SAFE or d > SAFE then error("ratebound: corrupt state field in window " .. n) end
@@ -188,7 +192,7 @@ local function budget(KEYS, ARGV)
 
   local function encode()
     local wv = {}
-    for n = 1, nlimits do
+    for n = 1, #st.windows do
       local x = st.windows[n]
       wv[#wv + 1] = string.format("%d,%d,%d,%d", x.start, x.used, x.reserved, x.fired)
     end
@@ -198,13 +202,13 @@ local function budget(KEYS, ARGV)
       if x.lapsed then lapsed = 1 end
       hv[#hv + 1] = string.format("%d,%d,%d,%d,%d,%d,%d", x.id, x.at, x.expires, x.u[1], x.u[2], x.u[3], lapsed)
     end
-    return string.format("%d,%d,%d", st.last, st.next_id, st.throttle_until), table.concat(wv, ","), table.concat(hv, ",")
+    return string.format("%d,%d,%d,%d", st.last, st.next_id, st.throttle_until, st.config), table.concat(wv, ","), table.concat(hv, ",")
   end
 
   -- The whole state in core's fields (twelve windows), only when asked.
   local function state_out()
     if not want_state then return {} end
-    local out = { st.last, st.next_id, st.throttle_until }
+    local out = { st.last, st.next_id, st.throttle_until, st.config }
     for n = 1, 12 do
       local x = st.windows[n] or UNUSED
       out[#out + 1] = x.start; out[#out + 1] = x.used; out[#out + 1] = x.reserved; out[#out + 1] = x.fired
@@ -227,7 +231,6 @@ local function budget(KEYS, ARGV)
   end
 
   local function sync(now)
-    local written_before_change = st.last <= cfg.since
     now = math.max(now, st.last)
     st.last = now
     for n, l in ipairs(limits) do
@@ -243,29 +246,19 @@ local function budget(KEYS, ARGV)
         unhold(x)
       end
     end
-    if written_before_change then
-      -- Written under an earlier config: each window holds what the live
-      -- holds hold (a limit added since counted none), and a limit-hit
-      -- fired under an old max is re-armed while usage is under the new one.
+    if st.config ~= cfg.fingerprint then
+      -- Written under other limits or thresholds: each window holds what
+      -- the live holds hold (a limit added since counted none), and its
+      -- alert flags start again under this config.
       for n, l in ipairs(limits) do
         local win, held = st.windows[n], 0
         for _, x in ipairs(st.holds) do
           if not x.lapsed then held = held + x.u[l.dim] end
         end
-        win.reserved = held
-        if win.used < l.max and bit_set(win.fired, LIMIT_HIT) then win.fired = win.fired - LIMIT_HIT end
+        win.reserved = math.min(held, USED_CAP)
+        win.fired = 0
       end
-    end
-    -- A threshold's flag stands only while usage is at or above its amount
-    -- (and the config has that threshold).
-    for n, l in ipairs(limits) do
-      local win = st.windows[n]
-      local keep = 0
-      if bit_set(win.fired, LIMIT_HIT) then keep = LIMIT_HIT end
-      for j, t in ipairs(l.thresholds) do
-        if win.used >= t.amount and bit_set(win.fired, 2 ^ (j - 1)) then keep = keep + 2 ^ (j - 1) end
-      end
-      win.fired = keep
+      st.config = cfg.fingerprint
     end
     return now
   end
@@ -416,9 +409,9 @@ local function budget(KEYS, ARGV)
   if op == "peek" then
     local before = state_out() -- peek changes nothing: report the stored state
     local n0 = math.max(now, st.last)
-    -- Written under an earlier config: read as the next operation will
+    -- Written under another config: read as the next operation will
     -- (on the loaded copy; nothing is saved).
-    if st.last <= cfg.since then n0 = sync(now) end
+    if st.config ~= cfg.fingerprint then n0 = sync(now) end
     local d = evaluate(n0, usage)
     if d then result = { 1, d[1], d[2], d[3] } else result = { 0 } end
     return { 0, result, {}, before }
@@ -440,7 +433,7 @@ local function budget(KEYS, ARGV)
     return { 0, result, {}, before }
   elseif op == "reset" then
     local last, next_id = st.last, st.next_id
-    st = { last = last, next_id = next_id, throttle_until = 0, windows = {}, holds = {} }
+    st = { last = last, next_id = next_id, throttle_until = 0, config = 0, windows = {}, holds = {} }
     for n = 1, nlimits do st.windows[n] = { start = 0, used = 0, reserved = 0, fired = 0 } end
     save()
     return { 0, {}, {}, state_out() }
