@@ -13,7 +13,7 @@
 //! | [`Gcra`] | the instant the bucket is full again (TAT) | still full again at that instant: what it owes is the same time, read at the new rate, so capacity and rate changed together keep the fraction used (8 of 10 used → 80 of 100 raised, 4 of 5 lowered) |
 //! | [`SlidingLog`] | the entries it holds (time, cost) | each counts while inside the new window, against the new limit; entries the old window had already let go are gone, so a longer window counts, until it has been running that long, only what the old one still held |
 //! | [`SlidingCounter`] | its windows' counts | counted against the new limit; the window length cannot change (refused) |
-//! | [`Budget`] | each window's usage, the holds, the throttle | read against the new maxima, thresholds and throttle; limits may be added after the existing ones, not removed, reordered or changed in dimension or horizon, and the UTC offset cannot change (refused); alerts are re-evaluated ([`Budget::reconfigure`]) |
+//! | [`Budget`] | each window's usage, the holds, the throttle | read against the new maxima, thresholds and throttle; each window records what its limit counts, so windows follow their limits when limits are added, removed or reordered, and under a changed max or thresholds their alerts are re-armed; the UTC offset cannot change (refused) ([`Budget::reconfigure`]) |
 //!
 //! So lowering a sliding limit below what a key has used forgives nothing:
 //! the key waits until its usage is under the new limit; lowering a GCRA's
@@ -53,7 +53,7 @@
 //! # Ok::<(), Box<dyn core::error::Error>>(())
 //! ```
 
-use crate::budget::{Budget, WindowLimit};
+use crate::budget::Budget;
 use crate::{ConfigError, Gcra, SlidingCounter, SlidingLog};
 
 /// A limiter whose states can outlive a change of its config.
@@ -96,28 +96,15 @@ impl CarryOver for SlidingCounter {
 }
 
 impl CarryOver for Budget {
-    /// When every old limit keeps its place, dimension and horizon (new
-    /// ones may follow them) and the UTC offset is the same: a state holds
-    /// its windows by position, each aligned to the offset.
+    /// When the UTC offset is the same: windows start at local midnight of
+    /// the offset, and would start elsewhere under another. Limits may be
+    /// added, removed, reordered and given other maxima (a state's windows
+    /// follow their limits by dimension and horizon).
     fn carries_over_from(&self, old: &Self) -> Result<(), ConfigError> {
-        let (new, old) = (self.config(), old.config());
-        if new.utc_offset_secs != old.utc_offset_secs {
+        if self.config().utc_offset_secs != old.config().utc_offset_secs {
             return Err(ConfigError::Invalid {
                 field: "utc_offset_secs",
                 reason: "cannot change while states live: their windows start at the old offset",
-            });
-        }
-        let moved = |(o, n): (&WindowLimit, &WindowLimit)| {
-            (o.dimension, o.horizon) != (n.dimension, n.horizon)
-        };
-        if new.limits.len() < old.limits.len()
-            || old.limits.iter().zip(new.limits.iter()).any(moved)
-        {
-            return Err(ConfigError::Invalid {
-                field: "limits",
-                reason: "may change their max and gain new limits after the existing ones, \
-                         but not lose, reorder or change the dimension or horizon of one \
-                         while states live (raise a max instead of removing its limit)",
             });
         }
         Ok(())

@@ -111,9 +111,11 @@ pub fn budget_amounts(
     budget.amounts(i)
 }
 
-/// The digest of `budget`'s limits and thresholds (below 2^53, never 0)
-/// that a state records: a state holding another is re-read first (its
-/// holds recounted, its alert flags cleared; [`Budget::reconfigure`]).
-pub fn budget_fingerprint(budget: &Budget) -> u64 {
-    budget.fingerprint()
+/// Limit `i` of `budget` as each window records it: `(kind, digest)` —
+/// what it counts (dimension code × 2^50 + horizon µs, 0 for a month) and a
+/// digest of its max and the thresholds (both below 2^53, never 0; `(0, 0)`
+/// past the limits). Windows are matched to limits by kind and re-read
+/// when the digest differs ([`Budget::reconfigure`]).
+pub fn budget_limit_tags(budget: &Budget, i: usize) -> (u64, u64) {
+    (budget.kind(i), budget.digest(i))
 }

@@ -60,10 +60,11 @@ proptest! {
         }
     }
 
-    /// "The next charge of a dimension fires the highest threshold its
-    /// usage has reached under the new limits (once)": after the change,
-    /// the 80 % alert fires exactly once, at the first charge that leaves
-    /// usage at or above 80 % of the new max, whatever fired before.
+    /// "The next charge of its dimension fires the highest threshold its
+    /// usage has reached under the new limit (once) … Windows of unchanged
+    /// limits keep their flags": after a change of max, the 80 % alert
+    /// fires exactly once, at the first charge that leaves usage at or
+    /// above 80 % of the new max, whatever fired before.
     #[test]
     fn the_threshold_alert_is_re_evaluated_against_the_new_max(
         old_max in 10u64..1_000, new_max in 10u64..1_000,
@@ -71,10 +72,11 @@ proptest! {
     ) {
         let old = Budget::new(tokens(old_max))?;
         let mut st = BudgetState::<4>::default();
-        old.record(&mut st, at(0), Usage::of(Dimension::Tokens, before));
+        let fired_before = threshold_alerts(&old.record(&mut st, at(0), Usage::of(Dimension::Tokens, before))) > 0;
         let new = old.reconfigure(tokens(new_max))?;
         let amount = (new_max * 8_000).div_ceil(10_000);
-        let mut flag = false;
+        // An unchanged limit keeps its flags; a changed one starts again.
+        let mut flag = new_max == old_max && fired_before;
         let mut used = before;
         for (i, c) in charges.into_iter().enumerate() {
             used += c;
@@ -82,6 +84,67 @@ proptest! {
             let expected = used >= amount && !flag;
             prop_assert_eq!(fired, usize::from(expected), "charge {} to {}", i, used);
             flag |= expected;
+        }
+    }
+}
+
+proptest! {
+    /// Through any reorders, insertions and removals, every limit's
+    /// `reserved` is what the live holds hold and its `used` what was
+    /// charged to it while it was configured (one window: nothing rolls).
+    #[test]
+    fn windows_follow_their_limits_through_any_changes(
+        ops in proptest::collection::vec((0u8..4, proptest::sample::subsequence(vec![0usize, 1, 2, 3], 1..=4), 1u64..50, any::<proptest::sample::Index>()), 1..40),
+    ) {
+        let pool = [
+            (Dimension::Tokens, Horizon::DAY),
+            (Dimension::Cost, Horizon::DAY),
+            (Dimension::Requests, Horizon::DAY),
+            (Dimension::Tokens, Horizon::Fixed(Duration::from_secs(7 * 86_400))),
+        ];
+        let cfg = |ls: &[usize]| {
+            ls.iter().fold(BudgetConfig::new().hold_ttl(Duration::from_secs(86_400)), |c, &i| {
+                c.limit(pool[i].0, pool[i].1, 1 << 40)
+            })
+        };
+        let mut budget = Budget::new(cfg(&[0, 1, 2, 3]))?;
+        let mut present = vec![0usize, 1, 2, 3];
+        let mut st = BudgetState::<4>::default();
+        let mut holds: Vec<(u64, Usage)> = Vec::new();
+        let mut used = [0u64; 4];
+        let t = Instant::from_secs(1_800_000_000); // a day's start: one window throughout
+        for (op, mut subset, n, pick) in ops {
+            let u = Usage { requests: 1, tokens: n, cost: 2 * n };
+            match op {
+                0 => {
+                    if let Admission::Granted(r) = budget.reserve(&mut st, t, u)?.admission {
+                        holds.push((r.id, r.usage));
+                    }
+                }
+                1 if !holds.is_empty() => {
+                    let (id, _) = holds.remove(pick.index(holds.len()));
+                    let r = ratebound_core::budget::Reservation { id, usage: u, expires: t };
+                    budget.settle(&mut st, t, r, u)?;
+                    for &i in &present { used[i] += u.get(pool[i].0); }
+                }
+                2 => {
+                    budget.record(&mut st, t, u);
+                    for &i in &present { used[i] += u.get(pool[i].0); }
+                }
+                _ => {
+                    // A random order of a random subset.
+                    let k = pick.index(subset.len());
+                    subset.rotate_left(k);
+                    budget = budget.reconfigure(cfg(&subset))?;
+                    present = subset;
+                }
+            }
+            let s = budget.status(&st, t);
+            for (l, &i) in s.limits.iter().zip(&present) {
+                let held: u64 = holds.iter().map(|(_, h)| h.get(pool[i].0)).sum();
+                prop_assert_eq!(l.reserved, held, "limit {} reserved", i);
+                prop_assert_eq!(l.used, used[i], "limit {} used", i);
+            }
         }
     }
 }
@@ -123,9 +186,9 @@ fn a_limit_hit_fires_again_under_a_raised_max() {
     assert_eq!(hits(&again.alerts), 0);
 }
 
-/// "A limit added by the change counts the live holds at once": a limit
-/// appended by a change counts the holds made before it, and their
-/// release frees exactly that.
+/// "A limit added counts the live holds at once": a limit added by a
+/// change counts the holds made before it, and their release frees
+/// exactly that.
 #[test]
 fn an_added_limit_counts_the_holds_made_before_it() {
     let old = Budget::new(tokens(10_000)).unwrap();
@@ -160,59 +223,76 @@ fn an_added_limit_counts_the_holds_made_before_it() {
         .is_none());
 }
 
-/// "A limit removed, reordered or given another dimension or horizon …,
-/// or a new UTC offset" is refused, naming the field.
+/// "Windows follow their limits wherever the new config puts them … a
+/// limit removed … adding it back finds the usage it had then": usage
+/// kept across a reorder, an insertion before, a removal and a re-add; a
+/// new UTC offset or an invalid config is refused, naming the field.
 #[test]
-fn shape_changes_are_refused() {
-    let old = Budget::new(
-        BudgetConfig::new()
-            .tokens_per_minute(1_000)
-            .cost_per_day(5_000_000),
-    )
-    .unwrap();
-    let field = |c: BudgetConfig| match old.reconfigure(c) {
+fn windows_follow_their_limits() {
+    let minute = |max| (Dimension::Tokens, Horizon::MINUTE, max);
+    let day = |max| (Dimension::Cost, Horizon::DAY, max);
+    let cfg = |ls: &[(Dimension, Horizon, u64)]| {
+        ls.iter()
+            .fold(BudgetConfig::new(), |c, &(d, h, m)| c.limit(d, h, m))
+    };
+    let used =
+        |b: &Budget, st: &BudgetState<4>, d: Dimension, h: Horizon| b.status(st, at(9)).used(d, h);
+    let a = Budget::new(cfg(&[minute(1_000), day(5_000_000)])).unwrap();
+    let mut st = BudgetState::<4>::default();
+    a.record(&mut st, at(0), Usage::request(700, 2_000_000));
+    // Reordered, with an hourly limit inserted first.
+    let b = a
+        .reconfigure(cfg(&[
+            (Dimension::Tokens, Horizon::HOUR, 9_000),
+            day(5_000_000),
+            minute(1_000),
+        ]))
+        .unwrap();
+    assert_eq!(used(&b, &st, Dimension::Tokens, Horizon::MINUTE), Some(700));
+    assert_eq!(
+        used(&b, &st, Dimension::Cost, Horizon::DAY),
+        Some(2_000_000)
+    );
+    assert_eq!(used(&b, &st, Dimension::Tokens, Horizon::HOUR), Some(0));
+    b.record(&mut st, at(1), Usage::request(100, 0));
+    // The minute limit removed: it stops deciding.
+    let c = b
+        .reconfigure(cfg(&[
+            (Dimension::Tokens, Horizon::HOUR, 9_000),
+            day(5_000_000),
+        ]))
+        .unwrap();
+    assert!(c
+        .try_spend(&mut st, at(2), Usage::request(5_000, 0))
+        .unwrap()
+        .denied
+        .is_none());
+    // Added back in the same minute: the 800 it had (not the 5 000 spent
+    // while it was gone).
+    let d = c
+        .reconfigure(cfg(&[minute(1_000), day(5_000_000)]))
+        .unwrap();
+    assert_eq!(used(&d, &st, Dimension::Tokens, Horizon::MINUTE), Some(800));
+    assert_eq!(
+        used(&d, &st, Dimension::Cost, Horizon::DAY),
+        Some(2_000_000)
+    );
+
+    let field = |c: BudgetConfig| match d.reconfigure(c) {
         Err(ConfigError::Invalid { field, .. }) => field,
         other => panic!("accepted or other error: {other:?}"),
     };
     assert_eq!(
-        field(BudgetConfig::new().tokens_per_minute(1_000)),
-        "limits"
-    );
-    assert_eq!(
-        field(
-            BudgetConfig::new()
-                .cost_per_day(5_000_000)
-                .tokens_per_minute(1_000)
-        ),
-        "limits"
-    );
-    assert_eq!(
-        field(
-            BudgetConfig::new()
-                .tokens_per_hour(1_000)
-                .cost_per_day(5_000_000)
-        ),
-        "limits"
-    );
-    assert_eq!(
-        field(
-            BudgetConfig::new()
-                .tokens_per_minute(1_000)
-                .cost_per_day(5_000_000)
-                .utc_offset_secs(3_600)
-        ),
+        field(cfg(&[minute(1_000), day(5_000_000)]).utc_offset_secs(3_600)),
         "utc_offset_secs"
     );
-    // An invalid config is refused as `Budget::new` refuses it.
     assert!(matches!(
-        old.reconfigure(BudgetConfig::new().tokens_per_minute(0).cost_per_day(1)),
+        d.reconfigure(cfg(&[minute(0)])),
         Err(ConfigError::Zero { .. })
     ));
     // Maxima, thresholds, throttle, per-request caps and hold TTL may change.
-    old.reconfigure(
-        BudgetConfig::new()
-            .tokens_per_minute(5)
-            .cost_per_day(1)
+    d.reconfigure(
+        cfg(&[minute(5), day(1)])
             .tokens_per_request(5)
             .alert_threshold_bp(5_000)
             .auto_throttle(9_000, Duration::from_secs(1))
@@ -284,4 +364,30 @@ fn a_budget_made_anew_with_other_limits_re_reads_a_state() {
         threshold_alerts(&same.record(&mut st, at(3), Usage::of(Dimension::Tokens, 1))),
         0
     );
+}
+
+/// "Windows of unchanged limits keep their flags": adding a minute limit
+/// does not fire the day limit's 80 % alert again.
+#[test]
+fn an_unchanged_limit_keeps_its_alert_flags() {
+    let day = || {
+        BudgetConfig::new()
+            .limit(Dimension::Tokens, Horizon::DAY, 1_000)
+            .alert_threshold_bp(8_000)
+    };
+    let old = Budget::new(day()).unwrap();
+    let mut st = BudgetState::<4>::default();
+    assert_eq!(
+        threshold_alerts(&old.record(&mut st, at(0), Usage::of(Dimension::Tokens, 850))),
+        1
+    );
+    let new = old
+        .reconfigure(day().limit(Dimension::Tokens, Horizon::MINUTE, 10_000))
+        .unwrap();
+    let a = new.record(&mut st, at(1), Usage::of(Dimension::Tokens, 10));
+    assert!(
+        a.iter().all(|a| a.limit == 1),
+        "only the new minute limit may alert: {a:?}"
+    );
+    assert_eq!(threshold_alerts(&a), 0);
 }

@@ -732,8 +732,9 @@ fn budget_traces() -> Vec<Value> {
         ),
     ];
     // The last trace's config changes every 20 steps (core's carry-over
-    // rule): lowered below its usage, a limit removed (refused), raised
-    // with a limit added and throttling on, its offset moved (refused).
+    // rule): lowered below its usage; a limit removed; it added back,
+    // raised, after a new first limit, with throttling on; the offset
+    // moved (refused).
     let changes = [
         BudgetConfig::new()
             .tokens_per_minute(6_000)
@@ -743,9 +744,9 @@ fn budget_traces() -> Vec<Value> {
             .hold_ttl(Duration::from_secs(20)),
         BudgetConfig::new().tokens_per_minute(6_000),
         BudgetConfig::new()
-            .tokens_per_minute(40_000)
-            .cost_per_day(30_000_000)
             .limit(Dimension::Requests, Horizon::MINUTE, 12)
+            .cost_per_day(30_000_000)
+            .tokens_per_minute(40_000)
             .alert_threshold_bp(8_000)
             .auto_throttle(7_000, Duration::from_millis(500))
             .hold_ttl(Duration::from_secs(30)),

@@ -173,10 +173,10 @@ export function makeBudgetApi(wasm) {
     }
     /**
      * Change the config, keeping usage, holds and throttling: the new limits
-     * read them and alerts are re-evaluated (core's `Budget::reconfigure`).
-     * Limits may change their max and new ones may follow the existing ones;
-     * removing, reordering or re-dimensioning one, a new UTC offset or
-     * another `holdSlots` is refused with a RangeError and changes nothing.
+     * (added, removed, reordered or with new maxima) read them and the
+     * alerts of the limits that changed are re-evaluated (core's
+     * `Budget::reconfigure`). A new UTC offset or another `holdSlots` is
+     * refused with a RangeError and changes nothing.
      */
     reconfigure(config) {
       const c = options(config, "Budget config", ["limits", "maxTokensPerRequest", "maxCostPerRequest", "alertThresholds", "throttle", "holdTtlMs", "utcOffsetMinutes", "holdSlots"]);

@@ -74,10 +74,10 @@ export class Budget {
   trySpend(usage?: Usage): { allowed: true; alerts: Alert[] } | Denied;
   status(options?: { now?: number }): BudgetStatus;
   /**
-   * Change the config, keeping usage, holds and throttling (alerts are
-   * re-evaluated). Throws a RangeError, changing nothing, when a limit would
-   * be removed, reordered or re-dimensioned, the UTC offset or holdSlots
-   * would change, or the config is invalid.
+   * Change the config, keeping usage, holds and throttling (limits may be
+   * added, removed, reordered or given new maxima; alerts of the limits that
+   * changed are re-evaluated). Throws a RangeError, changing nothing, when
+   * the UTC offset or holdSlots would change, or the config is invalid.
    */
   reconfigure(config: BudgetConfig): this;
   reset(): void;

@@ -225,7 +225,7 @@ test("budget: reserve, settle, release, alerts, status, errors", () => {
   assert.equal(b.trySpend({ tokens: 1000, now: T + 9 }).allowed, false);
 });
 
-test("budget: a config change keeps usage and re-evaluates alerts; a shape change is refused", () => {
+test("budget: a config change keeps usage and re-evaluates alerts; windows follow their limits; a new offset is refused", () => {
   const tokens = (max) => ({ limits: [{ dimension: "tokens", window: "hour", max }], alertThresholds: [0.8] });
   const b = new Budget(tokens(1000));
   assert.equal(b.record({ tokens: 900, now: T }).alerts.length, 1);
@@ -236,12 +236,16 @@ test("budget: a config change keeps usage and re-evaluates alerts; a shape chang
   assert.deepEqual(b.record({ tokens: 100, now: T + 4 }).alerts.map((a) => a.threshold), [0.8]);
   assert.equal(b.trySpend({ tokens: 400, now: T + 5 }).allowed, true);
   assert.equal(b.trySpend({ tokens: 1, now: T + 6 }).allowed, false);
-  // Removing the limit, moving its window or changing holdSlots: refused, nothing changed.
-  assert.throws(() => b.reconfigure({ limits: [{ dimension: "cost", window: "hour", max: 5 }] }), /limits/);
+  // Moving the UTC offset or changing holdSlots: refused, nothing changed.
   assert.throws(() => b.reconfigure({ ...tokens(5000), utcOffsetMinutes: 60 }), /utc_offset/);
   assert.throws(() => b.reconfigure({ ...tokens(5000), holdSlots: 4 }), /holdSlots/);
   assert.equal(b.config.limits[0].max, 2000);
   assert.equal(b.trySpend({ tokens: 1, now: T + 7 }).allowed, false);
+  // A limit added before it: the token window follows its limit.
+  b.reconfigure({ limits: [{ dimension: "requests", window: "minute", max: 100 }, tokens(2000).limits[0]] });
+  const st = b.status({ now: T + 8 });
+  assert.deepEqual([st.limits[0].used, st.limits[1].used], [0, 2000]);
+  assert.equal(b.trySpend({ tokens: 1, now: T + 9 }).allowed, false);
 });
 
 test("budget: bad configs and inputs are clear errors", () => {

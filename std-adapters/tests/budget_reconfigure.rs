@@ -57,8 +57,8 @@ async fn spend(b: &ScopedBudgets<SystemClock>, tokens: u64) -> bool {
 
 /// 1 000 tokens a day with an 80 % alert: 900 used; raised to 5 000 (900
 /// kept: 4 100 more fit, the alert fires again at 4 000); lowered to 2 000
-/// (nothing fits); removed or moved to another window: refused, nothing
-/// changed.
+/// (nothing fits); the budget removed, its offset moved or an invalid
+/// config: refused, nothing changed.
 async fn a_user_budget_raised_and_lowered(budgets: ScopedBudgets<SystemClock>) {
     let thresholds = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&thresholds);
@@ -95,8 +95,7 @@ async fn a_user_budget_raised_and_lowered(budgets: ScopedBudgets<SystemClock>) {
     assert!(!spend(&budgets, 1).await, "5 000 used of 2 000");
 
     for refused in [
-        "",                                       // the budget removed
-        "per_user = { tokens_per_hour = 9_000 }", // another window
+        "", // the budget removed
         "per_user = { tokens_per_day = 9_000, utc_offset_minutes = 60 }",
         "per_user = { tokens_per_day = 0 }", // invalid
     ] {
@@ -165,7 +164,11 @@ async fn a_hold_across_a_change(m: AnyBudgetManager<SystemClock>) {
     assert_eq!((s.limits[0].used, s.limits[1].used), (600, 600));
     assert_eq!((s.limits[0].reserved, s.limits[1].reserved), (0, 0));
     assert!(m
-        .reconfigure(BudgetConfig::new().tokens_per_minute(1_000))
+        .reconfigure(
+            BudgetConfig::new()
+                .tokens_per_day(10_000)
+                .utc_offset_secs(3_600)
+        )
         .is_err());
     assert_eq!(m.budget().config().limits.len(), 2);
 }
@@ -224,4 +227,46 @@ async fn a_replica_on_the_old_config_keeps_an_added_window() {
     assert_eq!(s.limits[1].used, 600, "the old replica's write kept it");
     assert!(changed.check_budget(400, 0).await.is_ok());
     assert!(changed.check_budget(401, 0).await.is_err());
+}
+
+/// A call in flight across a change settles under the new config: a
+/// limit the change added counts what it charges.
+async fn a_call_in_flight_settles_under_the_new_config(budgets: ScopedBudgets<SystemClock>) {
+    let hold = budgets
+        .reserve(&ALICE, Usage::request(300, 0))
+        .await
+        .unwrap();
+    budgets
+        .reconfigure(config(
+            "per_user = { tokens_per_day = 10_000, tokens_per_minute = 1_000 }",
+        ))
+        .unwrap();
+    hold.settle(Usage::request(600, 0)).await.unwrap();
+    let s = budgets.status(Scope::User, "alice").await.unwrap();
+    assert_eq!((s.limits[0].used, s.limits[1].used), (600, 600));
+    assert!(!spend(&budgets, 401).await);
+    assert!(spend(&budgets, 400).await);
+}
+
+#[tokio::test]
+async fn a_call_in_flight_settles_under_the_new_config_in_memory() {
+    let b = ScopedBudgets::new(
+        config("per_user = { tokens_per_day = 10_000 }"),
+        ScopedBackend::Memory,
+        SystemClock,
+    )
+    .unwrap();
+    a_call_in_flight_settles_under_the_new_config(b).await;
+}
+
+#[tokio::test]
+async fn a_call_in_flight_settles_under_the_new_config_in_redis() {
+    let server = RedisServer::start();
+    let b = ScopedBudgets::new(
+        config("per_user = { tokens_per_day = 10_000 }"),
+        redis_backend(store(&server).await),
+        SystemClock,
+    )
+    .unwrap();
+    a_call_in_flight_settles_under_the_new_config(b).await;
 }

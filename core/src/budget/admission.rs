@@ -158,7 +158,7 @@ impl Budget {
     ) -> Result<Option<Denial>, super::BudgetError> {
         self.validate(&usage)?;
         let usage = super::ops::clamp_usage(usage);
-        if st.config != self.fingerprint() {
+        if self.stale(st) {
             // Written under another config: read it as the next operation will.
             let mut synced = st.clone();
             let now = self.sync(&mut synced, now);

@@ -76,6 +76,9 @@ pub const MAX_AMOUNT: u64 = 1 << 50;
 pub const MAX_UTILIZATION_BP: u64 = 1_000_000;
 /// Basis points in 100 %.
 pub const BP: u64 = 10_000;
+/// The longest fixed window, in µs (2^50 − 1, about 35 years): every
+/// instant and window a backend computes stays exact below 2^53.
+pub const MAX_HORIZON_US: u64 = (1 << 50) - 1;
 
 /// What a limit counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -210,10 +213,12 @@ pub struct Budget {
     threshold_amounts: [[u64; MAX_THRESHOLDS]; MAX_LIMITS],
     /// `ceil(max × throttle.after_bp / 10 000)` per limit.
     throttle_amounts: [u64; MAX_LIMITS],
-    /// A digest of the limits and thresholds, kept in each state it
-    /// writes: a state written under other ones is re-read first
-    /// ([`Budget::reconfigure`]).
-    fingerprint: u64,
+    /// Per limit, what it counts (dimension and horizon, exactly) and a
+    /// digest of its max and the thresholds, kept in each window it writes:
+    /// windows are matched to limits by the first and re-read when the
+    /// second differs ([`Budget::reconfigure`]).
+    kinds: [u64; MAX_LIMITS],
+    digests: [u64; MAX_LIMITS],
 }
 
 impl TryFrom<BudgetConfig> for Budget {
@@ -230,26 +235,33 @@ impl From<Budget> for BudgetConfig {
 
 const MAX_OFFSET_SECS: i32 = 18 * 3_600;
 
-/// FNV-1a over what a state's alert flags and hold counts depend on (each
-/// limit's dimension, horizon and max; the thresholds), kept below 2^53 so
-/// that Lua and JS hold it exactly, and never 0 (a state no budget wrote).
-fn fingerprint(c: &BudgetConfig) -> u64 {
+/// What a limit counts, exactly: its dimension code × 2^50 + its horizon
+/// in µs (0 for a calendar month); below 2^52 and never 0.
+fn kind(l: &WindowLimit) -> u64 {
+    let horizon = match l.horizon {
+        Horizon::Fixed(d) => d.as_micros(),
+        Horizon::CalendarMonth => 0,
+    };
+    (crate::wire::dimension_code(l.dimension) << 50) | horizon
+}
+
+/// FNV-1a over what a window's alert flags depend on (its limit's
+/// dimension, horizon and max; the thresholds), kept below 2^53 so that
+/// Lua and JS hold it exactly, and never 0 (a window no limit wrote).
+fn digest(l: &WindowLimit, thresholds: &[u16]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut eat = |v: u64| {
         for b in v.to_le_bytes() {
             h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
         }
     };
-    for l in &c.limits {
-        eat(crate::wire::dimension_code(l.dimension));
-        eat(match l.horizon {
-            Horizon::Fixed(d) => d.as_micros(),
-            Horizon::CalendarMonth => 0,
-        });
-        eat(l.max);
-    }
-    eat(u64::MAX); // limits end
-    for &bp in &c.alert_thresholds_bp {
+    eat(crate::wire::dimension_code(l.dimension));
+    eat(match l.horizon {
+        Horizon::Fixed(d) => d.as_micros(),
+        Horizon::CalendarMonth => 0,
+    });
+    eat(l.max);
+    for &bp in thresholds {
         eat(u64::from(bp));
     }
     (h & crate::MAX_SAFE_INTEGER) | 1
@@ -286,6 +298,7 @@ impl Budget {
             require_at_most(l.max, MAX_AMOUNT, "limits[].max")?;
             if let Horizon::Fixed(d) = l.horizon {
                 require_nonzero(d.as_micros(), "limits[].horizon")?;
+                require_at_most(d.as_micros(), MAX_HORIZON_US, "limits[].horizon")?;
             }
         }
         let mut prev = 0u16;
@@ -321,7 +334,13 @@ impl Budget {
         }
         Ok(Budget {
             offset_us: i64::from(config.utc_offset_secs) * 1_000_000,
-            fingerprint: fingerprint(&config),
+            kinds: core::array::from_fn(|i| config.limits.get(i).map_or(0, kind)),
+            digests: core::array::from_fn(|i| {
+                config
+                    .limits
+                    .get(i)
+                    .map_or(0, |l| digest(l, &config.alert_thresholds_bp))
+            }),
             config,
             threshold_amounts,
             throttle_amounts,
@@ -333,27 +352,31 @@ impl Budget {
     ///
     /// A state keeps its usage, holds and throttling, and the new limits
     /// read them: raising a limit grants the difference at once, lowering
-    /// one below what was used denies until the window rolls. A limit
-    /// added by the change counts the live holds at once, and usage from
-    /// the change on (what the window used before is not known to it).
+    /// one below what was used denies until the window rolls. Each window
+    /// records what its limit counts (dimension and horizon), so windows
+    /// follow their limits wherever the new config puts them; a limit
+    /// added counts the live holds at once and usage from the change on
+    /// (what its window used before is not known); a limit removed stops
+    /// deciding, its window kept in a spare slot, so that adding it back
+    /// finds the usage it had then.
     ///
-    /// Alerts are re-evaluated: the state keeps a digest of the limits
-    /// and thresholds that last wrote it, and on its first operation under
-    /// different ones its alert flags are cleared, as if its windows had
-    /// started under the new config with the usage they have. So the next
-    /// charge of a dimension fires the highest threshold its usage has
-    /// reached under the new limits (once), and a limit-hit fires again
-    /// when a limit is reached or denies. States are not rewritten here:
-    /// each is re-read on its first operation, so a store of many budgets
-    /// (in memory or in Redis) changes config in O(1), and a budget
-    /// restarted with a new config re-reads its states the same way
-    /// (without the check below: keep its limits in place).
+    /// Alerts are re-evaluated for the limits whose max or thresholds
+    /// changed: each window keeps a digest of the max and thresholds that
+    /// last wrote it, and on the state's first operation under different
+    /// ones its alert flags are cleared, as if it had started under the
+    /// new config with the usage it has — so the next charge of its
+    /// dimension fires the highest threshold its usage has reached under
+    /// the new limit (once), and a limit-hit fires again when the limit is
+    /// reached or denies. Windows of unchanged limits keep their flags.
     ///
-    /// Errors, changing nothing, when `config` is invalid or states
-    /// written under the current one would not keep their meaning (see
-    /// [`CarryOver`](crate::CarryOver)): a limit removed, reordered or
-    /// given another dimension or horizon (add limits after the existing
-    /// ones; raise a max instead of removing it), or a new UTC offset.
+    /// States are not rewritten here: each is re-read on its first
+    /// operation, so a store of many budgets (in memory or in Redis)
+    /// changes config in O(1), and a budget made anew with another config
+    /// (a restart) reads its states the same way.
+    ///
+    /// Errors, changing nothing, when `config` is invalid or has another
+    /// UTC offset (windows would start elsewhere; see
+    /// [`CarryOver`](crate::CarryOver)).
     ///
     /// ```
     /// use ratebound_core::budget::{Budget, BudgetConfig, BudgetState, Dimension, Horizon, Usage};
@@ -370,8 +393,8 @@ impl Budget {
     /// assert!(new.record(&mut st, t, Usage::request(600, 0)).is_empty());
     /// assert_eq!(new.record(&mut st, t, Usage::request(100, 0))[0].threshold_bp, 8_000);
     ///
-    /// // Removing the minute limit would drop its usage: refused.
-    /// assert!(new.reconfigure(BudgetConfig::new().tokens_per_hour(9_000)).is_err());
+    /// // Another UTC offset would move every window: refused.
+    /// assert!(new.reconfigure(BudgetConfig::new().tokens_per_minute(2_000).utc_offset_secs(3_600)).is_err());
     /// # Ok::<(), Box<dyn core::error::Error>>(())
     /// ```
     pub fn reconfigure(&self, config: BudgetConfig) -> Result<Budget, ConfigError> {
@@ -381,10 +404,14 @@ impl Budget {
         Ok(new)
     }
 
-    /// The digest of the limits and thresholds a state records (see
-    /// [`wire::budget_fingerprint`](crate::wire::budget_fingerprint)).
-    pub(crate) fn fingerprint(&self) -> u64 {
-        self.fingerprint
+    /// Limit `i`'s digest and kind, which each window records (see
+    /// [`wire::budget_limit_tags`](crate::wire::budget_limit_tags)); 0 past
+    /// the limits.
+    pub(crate) fn digest(&self, i: usize) -> u64 {
+        self.digests.get(i).copied().unwrap_or(0)
+    }
+    pub(crate) fn kind(&self, i: usize) -> u64 {
+        self.kinds.get(i).copied().unwrap_or(0)
     }
 
     /// Limit `i`'s threshold amounts and throttle amount (see
@@ -421,6 +448,15 @@ pub struct WindowUsage {
     pub reserved: u64,
     /// Alerts fired in this window: bit `j` for threshold `j`, bit 7 for limit hit.
     pub fired: u8,
+    /// What its limit counts (dimension and horizon; 0: unknown, taken as
+    /// the limit at its position): windows are matched to a config's limits
+    /// by it ([`Budget::reconfigure`]).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub kind: u64,
+    /// The digest of the limit's max and thresholds that last wrote it
+    /// (0: none); under another, its alert flags are cleared first.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub limit: u64,
 }
 
 /// A live (or lapsed but not yet settled) reservation inside a [`BudgetState`].
@@ -447,11 +483,6 @@ pub struct BudgetState<const R: usize = 16> {
     pub last: u64,
     /// The id the next reservation gets.
     pub next_id: u64,
-    /// The digest of the limits and thresholds that last wrote it (0: none
-    /// yet); under others, its holds are recounted and its alert flags
-    /// cleared first ([`Budget::reconfigure`]).
-    #[cfg_attr(feature = "serde", serde(default))]
-    pub config: u64,
     /// No admission before this instant (µs) while auto-throttled.
     pub throttle_until: u64,
     /// Usage per configured window limit (same order as the config).

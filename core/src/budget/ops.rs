@@ -171,6 +171,15 @@ pub(super) fn utilization_bp(used: u64, max: u64) -> u64 {
     mul_div_floor(used, BP, max).min(super::MAX_UTILIZATION_BP)
 }
 
+/// What the live holds hold in `d` (capped at 2^52, as usage is).
+fn held(holds: &[Hold], d: Dimension) -> u64 {
+    holds
+        .iter()
+        .filter(|h| !h.lapsed)
+        .fold(0u64, |s, h| s.saturating_add(h.usage.get(d)))
+        .min(USED_CAP)
+}
+
 pub(super) fn clamp_usage(u: Usage) -> Usage {
     Usage {
         requests: u.get(Dimension::Requests),
@@ -226,6 +235,12 @@ impl Budget {
     pub(super) fn sync<const R: usize>(&self, st: &mut BudgetState<R>, now: Instant) -> u64 {
         let now = now.as_micros().max(st.last);
         st.last = now;
+        self.lay_out(st);
+        // Windows of limits this config lacks are not kept up to date from
+        // here on: re-read when a config has their limit again.
+        for w in st.windows.iter_mut().skip(self.config.limits.len()) {
+            w.limit = 0;
+        }
         for ((_, l), w) in self.limits().zip(st.windows.iter_mut()) {
             let (start, _) = self.bounds(l, now);
             if w.start != start {
@@ -235,6 +250,8 @@ impl Budget {
                     used: 0,
                     reserved: w.reserved,
                     fired: 0,
+                    kind: w.kind,
+                    limit: w.limit,
                 };
             }
         }
@@ -243,26 +260,82 @@ impl Budget {
             h.lapsed = true;
             self.unhold(windows, h);
         }
-        if st.config != self.fingerprint() {
-            self.reread(st);
-            st.config = self.fingerprint();
+        let BudgetState { holds, windows, .. } = st;
+        for ((i, l), w) in self.limits().zip(windows.iter_mut()) {
+            if w.limit != self.digest(i) {
+                // Written under another max or thresholds (or none: a limit
+                // added since): it holds what the live holds hold, and its
+                // alert flags start again under this config.
+                w.reserved = held(holds, l.dimension);
+                w.fired = 0;
+                w.limit = self.digest(i);
+            }
         }
         now
     }
 
-    /// A state written under other limits or thresholds: each window holds
-    /// what the live holds hold (a limit added since counted none of
-    /// them), and its alert flags start again under the new config.
-    fn reread<const R: usize>(&self, st: &mut BudgetState<R>) {
-        let BudgetState { holds, windows, .. } = st;
-        for ((_, l), w) in self.limits().zip(windows.iter_mut()) {
-            w.reserved = holds
-                .iter()
-                .filter(|h| !h.lapsed)
-                .fold(0u64, |s, h| s.saturating_add(h.usage.get(l.dimension)))
-                .min(USED_CAP);
-            w.fired = 0;
+    /// True when a window was written under another limit or thresholds,
+    /// or sits where another limit is: [`sync`](Self::sync) re-reads it.
+    pub(super) fn stale<const R: usize>(&self, st: &BudgetState<R>) -> bool {
+        self.limits()
+            .zip(st.windows.iter())
+            .any(|((i, _), w)| w.limit != self.digest(i) || (w.kind != 0 && w.kind != self.kind(i)))
+    }
+
+    /// Put each limit's window at the limit's position, matching them by
+    /// kind (the first free window of that kind; a window of kind 0, from
+    /// before kinds were kept, is the limit at its position). A limit with
+    /// none gets an empty window; the windows no limit takes (and some
+    /// limit wrote) follow in the slots left, in their order, so a limit
+    /// removed and added back finds the window it had. (A window that was
+    /// not kept up to date meanwhile has no digest: [`sync`](Self::sync)
+    /// re-reads it.)
+    fn lay_out<const R: usize>(&self, st: &mut BudgetState<R>) {
+        let n = self.config.limits.len();
+        for (i, w) in st.windows.iter_mut().enumerate().take(n) {
+            if w.kind == 0 {
+                w.kind = self.kind(i);
+            }
         }
+        if st
+            .windows
+            .iter()
+            .enumerate()
+            .take(n)
+            .all(|(i, w)| w.kind == self.kind(i))
+        {
+            return;
+        }
+        let old = st.windows;
+        let mut taken = [false; MAX_LIMITS];
+        let mut laid = [WindowUsage::default(); MAX_LIMITS];
+        for (i, slot) in laid.iter_mut().enumerate().take(n) {
+            let kind = self.kind(i);
+            let found = old
+                .iter()
+                .zip(taken.iter_mut())
+                .find(|(w, t)| !**t && w.kind == kind);
+            *slot = match found {
+                Some((w, t)) => {
+                    *t = true;
+                    *w
+                }
+                None => WindowUsage {
+                    kind,
+                    ..WindowUsage::default()
+                },
+            };
+        }
+        // Kept: windows some limit wrote (not the empty ones).
+        let left = old
+            .iter()
+            .zip(taken.iter())
+            .filter(|(w, t)| !**t && w.kind != 0 && (w.start != 0 || w.used != 0))
+            .map(|(w, _)| *w);
+        for (slot, w) in laid.iter_mut().skip(n).zip(left) {
+            *slot = w;
+        }
+        st.windows = laid;
     }
 
     /// Remove a live hold's amounts (they count in whichever window is current).

@@ -190,9 +190,8 @@ impl<C: Clock, const R: usize> BudgetManager<C, R> {
     /// Change the config now, keeping the usage, holds and throttling
     /// (core's [`Budget::reconfigure`]: the new limits read them and alerts
     /// are re-evaluated). Holds taken before the change settle as usual.
-    /// Errors, changing nothing, when `config` is invalid or would not keep
-    /// the state's meaning (a limit removed, reordered or given another
-    /// dimension or horizon, or another UTC offset).
+    /// Errors, changing nothing, when `config` is invalid or has another
+    /// UTC offset.
     ///
     /// ```
     /// use ratebound_std::{budget::BudgetManager, clock::ManualClock};
@@ -202,7 +201,7 @@ impl<C: Clock, const R: usize> BudgetManager<C, R> {
     /// assert!(m.check_budget(200, 0).is_err());
     /// m.reconfigure(BudgetConfig::new().tokens_per_day(5_000))?;
     /// assert!(m.check_budget(4_100, 0).is_ok()); // 900 used of 5 000
-    /// assert!(m.reconfigure(BudgetConfig::new().tokens_per_hour(5_000)).is_err());
+    /// assert!(m.reconfigure(BudgetConfig::new().tokens_per_day(5_000).utc_offset_secs(3_600)).is_err());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn reconfigure(&self, config: BudgetConfig) -> Result<(), ConfigError> {

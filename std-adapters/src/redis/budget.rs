@@ -21,21 +21,22 @@ impl RawBudgetState {
     /// As core's [`BudgetState`] with `R` hold slots (`None` if it has more holds).
     pub fn to_state<const R: usize>(&self) -> Option<BudgetState<R>> {
         let v = &self.0;
-        let (meta, rest) = v.split_at_checked(4)?;
-        let (windows, holds) = rest.split_at_checked(MAX_LIMITS * 4)?;
+        let (meta, rest) = v.split_at_checked(3)?;
+        let (windows, holds) = rest.split_at_checked(MAX_LIMITS * 6)?;
         let mut st = BudgetState::<R> {
             last: meta[0],
             next_id: meta[1],
             throttle_until: meta[2],
-            config: meta[3],
             ..BudgetState::default()
         };
-        for (w, c) in st.windows.iter_mut().zip(windows.chunks_exact(4)) {
+        for (w, c) in st.windows.iter_mut().zip(windows.chunks_exact(6)) {
             *w = WindowUsage {
                 start: c[0],
                 used: c[1],
                 reserved: c[2],
                 fired: c[3] as u8,
+                kind: c[4],
+                limit: c[5],
             };
         }
         for c in holds.chunks_exact(7) {
@@ -121,7 +122,11 @@ impl RedisBudget {
                 a.push(amount.to_string());
             }
         }
-        a.push(wire::budget_fingerprint(&budget).to_string());
+        for i in 0..c.limits.len() {
+            let (kind, digest) = wire::budget_limit_tags(&budget, i);
+            a.push(kind.to_string());
+            a.push(digest.to_string());
+        }
         RedisBudget {
             store,
             budget,

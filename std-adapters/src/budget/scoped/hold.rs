@@ -4,7 +4,7 @@ use std::sync::{Arc, RwLock};
 
 use ratebound_core::budget::{Alert, Budget, Settled, Usage};
 
-use super::{Entry, Handler, Handlers, Manager, Ticket};
+use super::{catch_up, current, Entry, Handler, Handlers, Manager, Rules, Ticket};
 use crate::budget::{BudgetDenied, Scope, ScopedAlert, ScopedDenied};
 use crate::clock::Clock;
 
@@ -57,6 +57,8 @@ pub struct ScopedHold<C: Clock + Clone> {
     pub(super) held: Vec<(Arc<Entry<C>>, Ticket)>,
     pub(super) usage: Usage,
     pub(super) handlers: Handlers,
+    /// The store's rules: each budget settles by the ones in force then.
+    pub(super) rules: Arc<RwLock<Arc<Rules>>>,
 }
 
 impl<C: Clock + Clone> std::fmt::Debug for ScopedHold<C> {
@@ -86,6 +88,7 @@ impl<C: Clock + Clone> ScopedHold<C> {
         }
         let mut out = Vec::new();
         while let Some((e, t)) = self.held.pop() {
+            self.catch_up(&e);
             match (&e.manager, t) {
                 (Manager::Memory(m), Ticket::Memory(r)) => out.extend(m.settle(r, actual)),
                 #[cfg(feature = "redis")]
@@ -94,6 +97,14 @@ impl<C: Clock + Clone> ScopedHold<C> {
             deliver(&self.handlers, &e);
         }
         Ok(out)
+    }
+
+    /// A config changed since the hold was taken applies to its settle.
+    fn catch_up(&self, e: &Entry<C>) {
+        let rules = current(&self.rules);
+        if let Some(budget) = rules.budget(e.scope, &e.id) {
+            catch_up(e, budget, &rules);
+        }
     }
 
     /// The budgets it holds, as `(scope, id)`.
@@ -111,6 +122,7 @@ impl<C: Clock + Clone> ScopedHold<C> {
         // Popped one at a time: if this future is dropped mid-way, the
         // holds not yet settled are still in `self.held` and are released.
         while let Some((e, t)) = self.held.pop() {
+            self.catch_up(&e);
             let s = match (&e.manager, t) {
                 (Manager::Memory(m), Ticket::Memory(r)) => m.settle(r, actual),
                 #[cfg(feature = "redis")]

@@ -174,7 +174,8 @@ type Handler = Arc<dyn Fn(&ScopedAlert) + Send + Sync>;
 /// # Ok(()) }
 /// ```
 pub struct ScopedBudgets<C: Clock + Clone> {
-    rules: RwLock<Arc<Rules>>,
+    /// Shared with each hold, which settles by the rules current then.
+    rules: Arc<RwLock<Arc<Rules>>>,
     backend: ScopedBackend,
     /// One fail-over state for every budget in the store.
     #[cfg(feature = "redis")]
@@ -237,7 +238,7 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
             ScopedBackend::Memory => None,
         };
         Ok(ScopedBudgets {
-            rules: RwLock::new(Arc::new(rules)),
+            rules: Arc::new(RwLock::new(Arc::new(rules))),
             backend,
             #[cfg(feature = "redis")]
             failover,
@@ -249,7 +250,7 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
     }
 
     fn rules(&self) -> Arc<Rules> {
-        Arc::clone(&self.rules.read().unwrap_or_else(|e| e.into_inner()))
+        current(&self.rules)
     }
 
     /// The clock its budgets run on.
@@ -266,14 +267,14 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
     /// usage, holds and throttling: each budget in both configs takes its
     /// new limits by core's rule ([`Budget::reconfigure`]: the new limits
     /// read the usage kept, alerts are re-evaluated), in memory and in
-    /// Redis alike; budgets added start empty; `max_budgets` may change.
+    /// Redis alike; a budget added starts with what its store holds for it
+    /// (nothing, unless its key was used before); `max_budgets` may change.
     /// Budgets already held catch up on their next call, so this is
     /// O(budgets configured), not O(budgets held).
     ///
     /// Errors, changing nothing, naming the scope: a config that
-    /// [`new`](Self::new) would refuse, a budget whose limits would not
-    /// carry over (removed, reordered or re-dimensioned limits, another UTC
-    /// offset), or a budget removed from the config (set its limits high
+    /// [`new`](Self::new) would refuse, a budget whose UTC offset would
+    /// move, or a budget removed from the config (set its limits high
     /// instead: its usage would otherwise be forgotten in memory and kept
     /// in Redis, and the two backends would decide differently when it
     /// came back).
@@ -296,7 +297,7 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
     /// budgets.reconfigure(toml::from_str("per_user = { tokens_per_day = 5_000 }")?)?;
     /// // 900 used of 5 000.
     /// assert!(budgets.reserve(&alice, Usage::request(4_100, 0)).await.is_ok());
-    /// assert!(budgets.reconfigure(toml::from_str("per_user = { tokens_per_hour = 5_000 }")?).is_err());
+    /// assert!(budgets.reconfigure(toml::from_str("per_user = { tokens_per_day = 5_000, utc_offset_minutes = 60 }")?).is_err());
     /// # Ok(()) }
     /// ```
     pub fn reconfigure(&self, config: ScopedBudgetConfig) -> Result<(), ScopedConfigError> {
@@ -401,28 +402,6 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
         Ok(e)
     }
 
-    /// Bring a budget made under an earlier config to `rules` (its state
-    /// kept, by core's rule), once.
-    fn catch_up(e: &Entry<C>, budget: &Budget, rules: &Rules) {
-        let mut generation = e.generation.lock().unwrap_or_else(|p| p.into_inner());
-        if *generation >= rules.generation {
-            return;
-        }
-        let config = budget.config().clone();
-        let changed = match &e.manager {
-            Manager::Memory(m) => m.reconfigure(config),
-            #[cfg(feature = "redis")]
-            Manager::Redis(m) => m.reconfigure(config),
-        };
-        match changed {
-            Ok(()) => *generation = rules.generation,
-            // `reconfigure` checked that it carries over: not expected.
-            Err(error) => {
-                tracing::error!(scope = e.scope.name(), id = %e.id, %error, "budget config change failed; the budget keeps its config")
-            }
-        }
-    }
-
     /// Budgets held now.
     pub fn len(&self) -> usize {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -457,11 +436,12 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
             held: Vec::new(),
             usage: estimate,
             handlers: Arc::clone(&self.handlers),
+            rules: Arc::clone(&self.rules),
         };
         let rules = self.rules();
         for (scope, id, budget) in rules.applying(payer) {
             let e = self.entry(scope, id, budget, &rules)?;
-            Self::catch_up(&e, budget, &rules);
+            catch_up(&e, budget, &rules);
             let r = match &e.manager {
                 Manager::Memory(m) => m
                     .reserve(estimate)
@@ -493,7 +473,7 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
             .cloned()?;
         let rules = self.rules();
         if let Some(budget) = rules.budget(scope, id) {
-            Self::catch_up(&e, budget, &rules);
+            catch_up(&e, budget, &rules);
         }
         match &e.manager {
             Manager::Memory(m) => Some(m.status()),
@@ -524,4 +504,31 @@ async fn reserve_in_redis<C: Clock>(
     // The task ends without answering only when the runtime shuts down.
     rx.await
         .unwrap_or_else(|_| Err(crate::redis::StoreError::Down(std::time::Duration::ZERO).into()))
+}
+
+/// The rules in force.
+fn current(rules: &RwLock<Arc<Rules>>) -> Arc<Rules> {
+    Arc::clone(&rules.read().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// Bring a budget made under an earlier config to `rules` (its state
+/// kept, by core's rule), once.
+fn catch_up<C: Clock>(e: &Entry<C>, budget: &Budget, rules: &Rules) {
+    let mut generation = e.generation.lock().unwrap_or_else(|p| p.into_inner());
+    if *generation >= rules.generation {
+        return;
+    }
+    let config = budget.config().clone();
+    let changed = match &e.manager {
+        Manager::Memory(m) => m.reconfigure(config),
+        #[cfg(feature = "redis")]
+        Manager::Redis(m) => m.reconfigure(config),
+    };
+    match changed {
+        Ok(()) => *generation = rules.generation,
+        // `reconfigure` checked that it carries over: not expected.
+        Err(error) => {
+            tracing::error!(scope = e.scope.name(), id = %e.id, %error, "budget config change failed; the budget keeps its config")
+        }
+    }
 }

@@ -1,9 +1,9 @@
 -- ratebound: budget windows (a port of ratebound-core's budget module).
 --
--- KEYS[1]: the budget's state (a hash:
---   m = "last,next_id,throttle_until,config" (older states: the first three),
---   w = one "start,used,reserved,fired" per limit, h = holds x "id,at,expires,
---   requests,tokens,cost,lapsed").
+-- KEYS[1]: the budget's state (a hash: m = "last,next_id,throttle_until",
+--   w = one "start,used,reserved,fired" per window, k and d = per window the
+--   kind and digest of the limit that last wrote it (older states have
+--   none), h = holds x "id,at,expires,requests,tokens,cost,lapsed").
 -- ARGV: now_us ("" = Redis TIME), ttl_margin_ms, op ("reserve" | "settle" |
 --   "release" | "record" | "try_spend" | "status" | "peek" | "reset"),
 --   id, requests, tokens, cost (usage already clamped and validated by the
@@ -11,10 +11,10 @@
 --   throttle (0 = none, else 1), throttle_min_delay_us, limit count, then
 --   per limit: dimension (1 requests, 2 tokens, 3 cost), horizon length µs
 --   (0 = calendar month), max, throttle amount, threshold count, then per
---   threshold: bp, amount; last, the config's fingerprint (core's
---   `wire::budget_fingerprint`): a state that records another is re-read
---   first, its holds recounted and its alert flags cleared (core's
---   `Budget::reconfigure`).
+--   threshold: bp, amount; last, per limit its kind and digest (core's
+--   `wire::budget_limit_tags`): windows are matched to limits by kind, and
+--   one that records another digest is re-read first, its holds recounted
+--   and its alert flags cleared (core's `Budget::reconfigure`).
 -- Returns { code (0 ok, 2 unknown reservation), result, alerts, state }.
 
 local BP = 10000
@@ -112,7 +112,7 @@ end
 local function bit_set(v, b) return math.fmod(math.floor(v / b), 2) == 1 end
 
 -- A window that was never used (state_out pads to core's twelve).
-local UNUSED = { start = 0, used = 0, reserved = 0, fired = 0 }
+local UNUSED = { start = 0, used = 0, reserved = 0, fired = 0, kind = 0, limit = 0 }
 
 -- A budget's config, parsed once per distinct config (the arguments after
 -- the usage); the cache is cleared when it holds 256 of them.
@@ -135,7 +135,10 @@ local function budget_config(ARGV)
     end
     c.limits[n] = l
   end
-  c.fingerprint = tonumber(ARGV[i])
+  for n = 1, #c.limits do
+    c.limits[n].kind, c.limits[n].digest = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+    i = i + 2
+  end
   if config_cached >= 256 then config_cache, config_cached = {}, 0 end
   config_cache[k] = c
   config_cached = config_cached + 1
@@ -159,14 +162,13 @@ local function budget(KEYS, ARGV)
   -- --------------------------------------------------------------- state
 
   local key = KEYS[1]
-  local raw = redis.call("HMGET", key, "m", "w", "h")
+  local raw = redis.call("HMGET", key, "m", "w", "h", "d", "k")
 
   -- One pattern match per record (meta, window, hold) rather than per number.
-  local st = { last = 0, next_id = 0, throttle_until = 0, config = 0, windows = {}, holds = {} }
-  local last, next_id, throttle_until, fp = string.match(check_list(raw[1]) or "", "^(%d+),(%d+),(%d+),?(%d*)$")
+  local st = { last = 0, next_id = 0, throttle_until = 0, windows = {}, holds = {} }
+  local last, next_id, throttle_until = string.match(check_list(raw[1]) or "", "^(%d+),(%d+),(%d+)$")
   if last then
     st.last, st.next_id, st.throttle_until = stored(last), stored(next_id), stored(throttle_until)
-    if fp ~= "" then st.config = stored(fp) end
   end
   -- The windows stored: the configured limits' and any beyond them (a
   -- limit another config has, kept for it as core keeps all twelve).
@@ -178,9 +180,21 @@ local function budget(KEYS, ARGV)
     n = n + 1
     a, b, c, d = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
     if a > SAFE or b > SAFE or c > SAFE or d > SAFE then error("ratebound: corrupt state field in window " .. n) end
-    st.windows[n] = { start = a, used = b, reserved = c, fired = d }
+    st.windows[n] = { start = a, used = b, reserved = c, fired = d, kind = 0, limit = 0 }
   end
-  for k = n + 1, nlimits do st.windows[k] = { start = 0, used = 0, reserved = 0, fired = 0 } end
+  for k = n + 1, nlimits do st.windows[k] = { start = 0, used = 0, reserved = 0, fired = 0, kind = 0, limit = 0 } end
+  n = 0
+  for x in string.gmatch(check_list(raw[4]) or "", "%d+") do
+    n = n + 1
+    if st.windows[n] == nil then break end
+    st.windows[n].limit = stored(x)
+  end
+  n = 0
+  for x in string.gmatch(check_list(raw[5]) or "", "%d+") do
+    n = n + 1
+    if st.windows[n] == nil then break end
+    st.windows[n].kind = stored(x)
+  end
   for id, at, expires, r, t, c, lapsed in
     string.gmatch(check_list(raw[3]) or "", "(%d+),(%d+),(%d+),(%d+),(%d+),(%d+),(%d+)") do
     id, at, expires, r, t, c = tonumber(id), tonumber(at), tonumber(expires), tonumber(r), tonumber(t), tonumber(c)
@@ -202,16 +216,24 @@ local function budget(KEYS, ARGV)
       if x.lapsed then lapsed = 1 end
       hv[#hv + 1] = string.format("%d,%d,%d,%d,%d,%d,%d", x.id, x.at, x.expires, x.u[1], x.u[2], x.u[3], lapsed)
     end
-    return string.format("%d,%d,%d,%d", st.last, st.next_id, st.throttle_until, st.config), table.concat(wv, ","), table.concat(hv, ",")
+    local dv = {}
+    local kv = {}
+    for n = 1, #st.windows do
+      dv[n] = string.format("%d", st.windows[n].limit)
+      kv[n] = string.format("%d", st.windows[n].kind)
+    end
+    return string.format("%d,%d,%d", st.last, st.next_id, st.throttle_until), table.concat(wv, ","),
+      table.concat(hv, ","), table.concat(dv, ","), table.concat(kv, ",")
   end
 
   -- The whole state in core's fields (twelve windows), only when asked.
   local function state_out()
     if not want_state then return {} end
-    local out = { st.last, st.next_id, st.throttle_until, st.config }
+    local out = { st.last, st.next_id, st.throttle_until }
     for n = 1, 12 do
       local x = st.windows[n] or UNUSED
       out[#out + 1] = x.start; out[#out + 1] = x.used; out[#out + 1] = x.reserved; out[#out + 1] = x.fired
+      out[#out + 1] = x.kind; out[#out + 1] = x.limit
     end
     for _, x in ipairs(st.holds) do
       out[#out + 1] = x.id; out[#out + 1] = x.at; out[#out + 1] = x.expires
@@ -230,14 +252,65 @@ local function budget(KEYS, ARGV)
     end
   end
 
+  -- What the live holds hold in dimension `dim` (capped at 2^52).
+  local function held(dim)
+    local sum = 0
+    for _, x in ipairs(st.holds) do
+      if not x.lapsed then sum = sum + x.u[dim] end
+    end
+    return math.min(sum, USED_CAP)
+  end
+
+  -- Each limit's window at the limit's position, matched by kind (the
+  -- first free window of that kind; one of kind 0 is the limit at its
+  -- position); a limit with none gets an empty window; the windows no
+  -- limit takes (and some limit wrote) follow. (One not kept up to date
+  -- meanwhile has no digest: sync re-reads it.)
+  local function lay_out()
+    local all = true
+    for n, l in ipairs(limits) do
+      local win = st.windows[n]
+      if win.kind == 0 then win.kind = l.kind end
+      if win.kind ~= l.kind then all = false end
+    end
+    if all then return end
+    local old, taken, laid = st.windows, {}, {}
+    for n, l in ipairs(limits) do
+      local found = nil
+      for j = 1, #old do
+        if not taken[j] and old[j].kind == l.kind then found = j; break end
+      end
+      local w
+      if found then
+        taken[found] = true
+        local o = old[found]
+        w = { start = o.start, used = o.used, reserved = o.reserved, fired = o.fired, kind = o.kind, limit = o.limit }
+      else
+        w = { start = 0, used = 0, reserved = 0, fired = 0, kind = l.kind, limit = 0 }
+      end
+      laid[n] = w
+    end
+    for j = 1, #old do
+      local o = old[j]
+      if #laid < 12 and not taken[j] and o.kind ~= 0 and (o.start ~= 0 or o.used ~= 0) then
+        laid[#laid + 1] = o
+      end
+    end
+    st.windows = laid
+  end
+
   local function sync(now)
     now = math.max(now, st.last)
     st.last = now
+    lay_out()
+    -- Windows of limits this config lacks are not kept up to date from
+    -- here on: re-read when a config has their limit again.
+    for n = nlimits + 1, #st.windows do st.windows[n].limit = 0 end
     for n, l in ipairs(limits) do
       local start = bounds(l, now, offset)
       local win = st.windows[n]
       if win.start ~= start then
-        st.windows[n] = { start = start, used = 0, reserved = win.reserved, fired = 0 }
+        st.windows[n] = { start = start, used = 0, reserved = win.reserved, fired = 0, kind = win.kind, limit = win.limit }
       end
     end
     for _, x in ipairs(st.holds) do
@@ -246,19 +319,16 @@ local function budget(KEYS, ARGV)
         unhold(x)
       end
     end
-    if st.config ~= cfg.fingerprint then
-      -- Written under other limits or thresholds: each window holds what
-      -- the live holds hold (a limit added since counted none), and its
-      -- alert flags start again under this config.
-      for n, l in ipairs(limits) do
-        local win, held = st.windows[n], 0
-        for _, x in ipairs(st.holds) do
-          if not x.lapsed then held = held + x.u[l.dim] end
-        end
-        win.reserved = math.min(held, USED_CAP)
+    for n, l in ipairs(limits) do
+      local win = st.windows[n]
+      if win.limit ~= l.digest then
+        -- Written under another max or thresholds (or none: a limit added
+        -- since): it holds what the live holds hold, and its alert flags
+        -- start again under this config.
+        win.reserved = held(l.dim)
         win.fired = 0
+        win.limit = l.digest
       end
-      st.config = cfg.fingerprint
     end
     return now
   end
@@ -387,8 +457,8 @@ local function budget(KEYS, ARGV)
   end
 
   local function save()
-    local mm, ww, hh = encode()
-    redis.call("HSET", key, "m", mm, "w", ww, "h", hh)
+    local mm, ww, hh, dd, kk = encode()
+    redis.call("HSET", key, "m", mm, "w", ww, "h", hh, "d", dd, "k", kk)
     -- Everything is back to nothing once every window has ended and every
     -- hold lapsed; until then the state must live.
     local until_ = st.throttle_until
@@ -411,7 +481,12 @@ local function budget(KEYS, ARGV)
     local n0 = math.max(now, st.last)
     -- Written under another config: read as the next operation will
     -- (on the loaded copy; nothing is saved).
-    if st.config ~= cfg.fingerprint then n0 = sync(now) end
+    local stale = false
+    for n, l in ipairs(limits) do
+      local win = st.windows[n]
+      if win.limit ~= l.digest or (win.kind ~= 0 and win.kind ~= l.kind) then stale = true end
+    end
+    if stale then n0 = sync(now) end
     local d = evaluate(n0, usage)
     if d then result = { 1, d[1], d[2], d[3] } else result = { 0 } end
     return { 0, result, {}, before }
@@ -433,8 +508,8 @@ local function budget(KEYS, ARGV)
     return { 0, result, {}, before }
   elseif op == "reset" then
     local last, next_id = st.last, st.next_id
-    st = { last = last, next_id = next_id, throttle_until = 0, config = 0, windows = {}, holds = {} }
-    for n = 1, nlimits do st.windows[n] = { start = 0, used = 0, reserved = 0, fired = 0 } end
+    st = { last = last, next_id = next_id, throttle_until = 0, windows = {}, holds = {} }
+    for n = 1, nlimits do st.windows[n] = { start = 0, used = 0, reserved = 0, fired = 0, kind = 0, limit = 0 } end
     save()
     return { 0, {}, {}, state_out() }
   end
