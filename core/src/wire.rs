@@ -119,3 +119,11 @@ pub fn budget_amounts(
 pub fn budget_limit_tags(budget: &Budget, i: usize) -> (u64, u64) {
     (budget.kind(i), budget.digest(i))
 }
+
+/// The tags of limit `i` of the config `budget` was first made with (kept
+/// through [`Budget::reconfigure`]; `(0, 0)` past its limits): a written
+/// window of kind 0 — from before windows recorded their limits — takes
+/// them.
+pub fn budget_root_tags(budget: &Budget, i: usize) -> (u64, u64) {
+    budget.root(i)
+}

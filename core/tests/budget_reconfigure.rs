@@ -391,3 +391,80 @@ fn an_unchanged_limit_keeps_its_alert_flags() {
     );
     assert_eq!(threshold_alerts(&a), 0);
 }
+
+/// A state written before windows recorded their limits (kind and digest
+/// 0): read by the config the budget was first made with — under it
+/// unchanged, its alert flags stand; through a reorder, each window still
+/// goes to its own limit.
+#[test]
+fn states_from_before_windows_recorded_their_limits() {
+    let first = BudgetConfig::new()
+        .tokens_per_minute(1_000)
+        .cost_per_day(5_000_000)
+        .alert_threshold_bp(8_000);
+    let budget = Budget::new(first.clone()).unwrap();
+    let mut st = BudgetState::<4>::default();
+    assert_eq!(
+        threshold_alerts(&budget.record(&mut st, at(0), Usage::request(850, 4_500_000))),
+        2
+    );
+    let mut legacy = st.clone();
+    for w in legacy.windows.iter_mut() {
+        (w.kind, w.limit) = (0, 0);
+    }
+    // Unchanged: nothing fires again.
+    let mut same = legacy.clone();
+    assert_eq!(
+        threshold_alerts(&budget.record(&mut same, at(1), Usage::request(10, 10))),
+        0
+    );
+    // Reordered with a limit put first, before the state's next operation.
+    let reordered = budget
+        .reconfigure(
+            BudgetConfig::new()
+                .limit(Dimension::Requests, Horizon::MINUTE, 50)
+                .cost_per_day(5_000_000)
+                .tokens_per_minute(1_000)
+                .alert_threshold_bp(8_000),
+        )
+        .unwrap();
+    let s = reordered.status(&legacy, at(1));
+    assert_eq!(s.used(Dimension::Tokens, Horizon::MINUTE), Some(850));
+    assert_eq!(s.used(Dimension::Cost, Horizon::DAY), Some(4_500_000));
+    assert_eq!(s.used(Dimension::Requests, Horizon::MINUTE), Some(0));
+    assert_eq!(
+        threshold_alerts(&reordered.record(&mut legacy, at(1), Usage::request(10, 10))),
+        0
+    );
+}
+
+/// Two limits on one dimension over one horizon are refused (the smaller
+/// max decides alone); a fixed window of 2^50 µs or more is refused.
+#[test]
+fn duplicate_and_oversized_windows_are_refused() {
+    let dup = BudgetConfig::new()
+        .tokens_per_minute(1_000)
+        .tokens_per_minute(5_000);
+    assert!(matches!(
+        Budget::new(dup),
+        Err(ConfigError::Invalid {
+            field: "limits",
+            ..
+        })
+    ));
+    let long = |us| {
+        BudgetConfig::new().limit(
+            Dimension::Tokens,
+            Horizon::Fixed(Duration::from_micros(us)),
+            1,
+        )
+    };
+    assert!(Budget::new(long(ratebound_core::budget::MAX_HORIZON_US)).is_ok());
+    assert!(matches!(
+        Budget::new(long(ratebound_core::budget::MAX_HORIZON_US + 1)),
+        Err(ConfigError::TooLarge {
+            field: "limits[].horizon",
+            ..
+        })
+    ));
+}

@@ -7,7 +7,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
-use ratebound_core::budget::{AlertKind, BudgetConfig, Usage};
+use ratebound_core::budget::{AlertKind, BudgetConfig, Dimension, Horizon, Usage};
 use ratebound_std::budget::{
     AnyBudgetManager, BudgetBackend, Payer, Scope, ScopedBackend, ScopedBudgetConfig, ScopedBudgets,
 };
@@ -269,4 +269,99 @@ async fn a_call_in_flight_settles_under_the_new_config_in_redis() {
     )
     .unwrap();
     a_call_in_flight_settles_under_the_new_config(b).await;
+}
+
+/// A state written before windows recorded their limits (no `k` / `d`
+/// fields in Redis): read by the config the budget was first made with —
+/// unchanged, nothing fires again; reordered, each window goes to its own
+/// limit.
+#[tokio::test]
+async fn a_redis_state_from_before_windows_recorded_their_limits() {
+    use ratebound_std::budget::RedisBudgetManager;
+    let server = RedisServer::start();
+    let first = || {
+        BudgetConfig::new()
+            .tokens_per_minute(1_000)
+            .cost_per_day(5_000_000)
+            .alert_threshold_bp(8_000)
+    };
+    let m = RedisBudgetManager::new(store(&server).await, first(), b"legacy", 16).unwrap();
+    let alerts = m.subscribe();
+    let rec = |tokens, cost| ratebound_std::budget::UsageRecord {
+        tokens,
+        cost,
+        ..Default::default()
+    };
+    m.record_usage(&rec(850, 4_500_000)).await.unwrap();
+    assert_eq!(alerts.try_iter().count(), 2);
+    let key = "rb:{legacy}:budget";
+    assert_eq!(server.cli(&["HDEL", key, "k", "d"]).as_deref(), Some("2"));
+    m.record_usage(&rec(10, 10)).await.unwrap();
+    assert_eq!(
+        alerts.try_iter().count(),
+        0,
+        "unchanged: nothing fires again"
+    );
+
+    assert_eq!(server.cli(&["HDEL", key, "k", "d"]).as_deref(), Some("2"));
+    m.reconfigure(
+        BudgetConfig::new()
+            .limit(Dimension::Requests, Horizon::MINUTE, 50)
+            .cost_per_day(5_000_000)
+            .tokens_per_minute(1_000)
+            .alert_threshold_bp(8_000),
+    )
+    .unwrap();
+    let s = m.status().await.unwrap();
+    assert_eq!(s.used(Dimension::Tokens, Horizon::MINUTE), Some(860));
+    assert_eq!(s.used(Dimension::Cost, Horizon::DAY), Some(4_500_010));
+    assert_eq!(s.used(Dimension::Requests, Horizon::MINUTE), Some(0));
+}
+
+/// A window kept for a removed limit keeps the Redis key alive until it
+/// ends, so the limit added back finds it (as in memory).
+#[tokio::test]
+async fn a_removed_limit_keeps_the_key_alive_until_its_window_ends() {
+    use ratebound_std::budget::RedisBudgetManager;
+    let server = RedisServer::start();
+    let month = Horizon::Fixed(ratebound_core::Duration::from_secs(30 * 86_400));
+    let both = || {
+        BudgetConfig::new()
+            .tokens_per_minute(1_000)
+            .limit(Dimension::Cost, month, 5_000_000)
+    };
+    let m = RedisBudgetManager::new(store(&server).await, both(), b"detached", 16).unwrap();
+    let rec = ratebound_std::budget::UsageRecord {
+        tokens: 10,
+        cost: 100,
+        ..Default::default()
+    };
+    m.record_usage(&rec).await.unwrap();
+    let end = m.status().await.unwrap().limits[1].window_end;
+    m.reconfigure(BudgetConfig::new().tokens_per_minute(1_000))
+        .unwrap();
+    m.record_usage(&rec).await.unwrap();
+    let now = ratebound_core::Instant::from_micros(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as u64,
+    );
+    let left_ms = end.saturating_duration_since(now).as_micros() / 1_000;
+    let pttl: u64 = server
+        .cli(&["PTTL", "rb:{detached}:budget"])
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        pttl + 5_000 >= left_ms && left_ms > 120_000,
+        "PTTL {pttl} ms, the removed limit's window ends in {left_ms} ms"
+    );
+    m.reconfigure(both()).unwrap();
+    assert_eq!(
+        m.status().await.unwrap().used(Dimension::Cost, month),
+        Some(100),
+        "the 100 it had (not the 100 charged while it was gone)"
+    );
 }

@@ -219,6 +219,10 @@ pub struct Budget {
     /// second differs ([`Budget::reconfigure`]).
     kinds: [u64; MAX_LIMITS],
     digests: [u64; MAX_LIMITS],
+    /// The kinds and digests of the config this budget was first made with
+    /// (kept through [`Budget::reconfigure`]): the limits that wrote the
+    /// windows of states from before windows recorded them.
+    root: [(u64, u64); MAX_LIMITS],
 }
 
 impl TryFrom<BudgetConfig> for Budget {
@@ -270,7 +274,9 @@ fn digest(l: &WindowLimit, thresholds: &[u16]) -> u64 {
 impl Budget {
     /// Validate a configuration. Errors name the field: zero or oversized
     /// maxima, thresholds outside 1..=10 000 or not ascending, offsets beyond
-    /// ±18 h, a zero window length or hold TTL, too many limits or thresholds.
+    /// ±18 h, a zero window length or one of [`MAX_HORIZON_US`] or more, a
+    /// zero hold TTL, two limits on one dimension over one horizon, too
+    /// many limits or thresholds.
     pub fn new(config: BudgetConfig) -> Result<Budget, ConfigError> {
         if config.overflowed {
             return Err(ConfigError::Invalid {
@@ -299,6 +305,15 @@ impl Budget {
             if let Horizon::Fixed(d) = l.horizon {
                 require_nonzero(d.as_micros(), "limits[].horizon")?;
                 require_at_most(d.as_micros(), MAX_HORIZON_US, "limits[].horizon")?;
+            }
+        }
+        for (i, l) in config.limits.iter().enumerate() {
+            if config.limits.iter().take(i).any(|o| kind(o) == kind(l)) {
+                return Err(ConfigError::Invalid {
+                    field: "limits",
+                    reason:
+                        "has two limits on one dimension over one horizon (keep the smaller max)",
+                });
             }
         }
         let mut prev = 0u16;
@@ -332,7 +347,7 @@ impl Budget {
                 *slot = mul_div_ceil(l.max, u64::from(t.after_bp), BP);
             }
         }
-        Ok(Budget {
+        let mut budget = Budget {
             offset_us: i64::from(config.utc_offset_secs) * 1_000_000,
             kinds: core::array::from_fn(|i| config.limits.get(i).map_or(0, kind)),
             digests: core::array::from_fn(|i| {
@@ -341,10 +356,13 @@ impl Budget {
                     .get(i)
                     .map_or(0, |l| digest(l, &config.alert_thresholds_bp))
             }),
+            root: [(0, 0); MAX_LIMITS],
             config,
             threshold_amounts,
             throttle_amounts,
-        })
+        };
+        budget.root = core::array::from_fn(|i| (budget.kind(i), budget.digest(i)));
+        Ok(budget)
     }
 
     /// This budget with its config changed to `config`, keeping every
@@ -357,8 +375,13 @@ impl Budget {
     /// follow their limits wherever the new config puts them; a limit
     /// added counts the live holds at once and usage from the change on
     /// (what its window used before is not known); a limit removed stops
-    /// deciding, its window kept in a spare slot, so that adding it back
-    /// finds the usage it had then.
+    /// deciding, its window kept in a spare slot while one is free (twelve
+    /// in all; in Redis the key lives until that window ends), so that
+    /// adding it back finds the usage it had then. A state written before
+    /// windows recorded their limits is read, on its first operation, by
+    /// the config the budget was first made with (the first of its
+    /// `reconfigure` chain): a restart of a service with such states must
+    /// start with the config that wrote them.
     ///
     /// Alerts are re-evaluated for the limits whose max or thresholds
     /// changed: each window keeps a digest of the max and thresholds that
@@ -399,8 +422,9 @@ impl Budget {
     /// ```
     pub fn reconfigure(&self, config: BudgetConfig) -> Result<Budget, ConfigError> {
         use crate::CarryOver;
-        let new = Budget::new(config)?;
+        let mut new = Budget::new(config)?;
         new.carries_over_from(self)?;
+        new.root = self.root;
         Ok(new)
     }
 
@@ -412,6 +436,11 @@ impl Budget {
     }
     pub(crate) fn kind(&self, i: usize) -> u64 {
         self.kinds.get(i).copied().unwrap_or(0)
+    }
+    /// The tags of limit `i` of the config this budget was first made with
+    /// (see [`wire::budget_root_tags`](crate::wire::budget_root_tags)).
+    pub(crate) fn root(&self, i: usize) -> (u64, u64) {
+        self.root.get(i).copied().unwrap_or((0, 0))
     }
 
     /// Limit `i`'s threshold amounts and throttle amount (see
@@ -448,9 +477,10 @@ pub struct WindowUsage {
     pub reserved: u64,
     /// Alerts fired in this window: bit `j` for threshold `j`, bit 7 for limit hit.
     pub fired: u8,
-    /// What its limit counts (dimension and horizon; 0: unknown, taken as
-    /// the limit at its position): windows are matched to a config's limits
-    /// by it ([`Budget::reconfigure`]).
+    /// What its limit counts (dimension code × 2^50 + horizon µs, the
+    /// horizon 0 for a calendar month; 0: none recorded — an empty window,
+    /// or one written before windows recorded their limits): windows are
+    /// matched to a config's limits by it ([`Budget::reconfigure`]).
     #[cfg_attr(feature = "serde", serde(default))]
     pub kind: u64,
     /// The digest of the limit's max and thresholds that last wrote it

@@ -283,17 +283,25 @@ impl Budget {
     }
 
     /// Put each limit's window at the limit's position, matching them by
-    /// kind (the first free window of that kind; a window of kind 0, from
-    /// before kinds were kept, is the limit at its position). A limit with
-    /// none gets an empty window; the windows no limit takes (and some
-    /// limit wrote) follow in the slots left, in their order, so a limit
-    /// removed and added back finds the window it had. (A window that was
-    /// not kept up to date meanwhile has no digest: [`sync`](Self::sync)
-    /// re-reads it.)
+    /// kind (a config has at most one limit of each kind). A window of kind
+    /// 0 is either empty — the limit at its position, if any — or written
+    /// before windows recorded their limits: then by the limit at its
+    /// position in the config this budget was first made with (the root of
+    /// its [`reconfigure`](Budget::reconfigure) chain), whose tags it takes.
+    /// A limit with no window gets an empty one; the windows no limit takes
+    /// (and some limit wrote) follow in the slots left, in their order, so a
+    /// limit removed and added back finds the window it had while a slot is
+    /// left for it. (A window that was not kept up to date meanwhile has no
+    /// digest: [`sync`](Self::sync) re-reads it.)
     fn lay_out<const R: usize>(&self, st: &mut BudgetState<R>) {
         let n = self.config.limits.len();
-        for (i, w) in st.windows.iter_mut().enumerate().take(n) {
-            if w.kind == 0 {
+        for (i, w) in st.windows.iter_mut().enumerate() {
+            if w.kind != 0 {
+                continue;
+            }
+            if w.start != 0 || w.used != 0 {
+                (w.kind, w.limit) = self.root(i);
+            } else if i < n {
                 w.kind = self.kind(i);
             }
         }
@@ -315,6 +323,7 @@ impl Budget {
                 .iter()
                 .zip(taken.iter_mut())
                 .find(|(w, t)| !**t && w.kind == kind);
+            // (Kinds are unique in a config, so "the first" is "the".)
             *slot = match found {
                 Some((w, t)) => {
                     *t = true;

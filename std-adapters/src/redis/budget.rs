@@ -127,6 +127,15 @@ impl RedisBudget {
             a.push(kind.to_string());
             a.push(digest.to_string());
         }
+        let root: Vec<(u64, u64)> = (0..MAX_LIMITS)
+            .map(|i| wire::budget_root_tags(&budget, i))
+            .take_while(|&(kind, _)| kind != 0)
+            .collect();
+        a.push(root.len().to_string());
+        for (kind, digest) in root {
+            a.push(kind.to_string());
+            a.push(digest.to_string());
+        }
         RedisBudget {
             store,
             budget,

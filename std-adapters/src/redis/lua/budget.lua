@@ -11,10 +11,12 @@
 --   throttle (0 = none, else 1), throttle_min_delay_us, limit count, then
 --   per limit: dimension (1 requests, 2 tokens, 3 cost), horizon length µs
 --   (0 = calendar month), max, throttle amount, threshold count, then per
---   threshold: bp, amount; last, per limit its kind and digest (core's
+--   threshold: bp, amount; then per limit its kind and digest (core's
 --   `wire::budget_limit_tags`): windows are matched to limits by kind, and
 --   one that records another digest is re-read first, its holds recounted
---   and its alert flags cleared (core's `Budget::reconfigure`).
+--   and its alert flags cleared (core's `Budget::reconfigure`); last, the
+--   root config's limit count and its kind and digest per limit
+--   (`wire::budget_root_tags`), which written windows of kind 0 take.
 -- Returns { code (0 ok, 2 unknown reservation), result, alerts, state }.
 
 local BP = 10000
@@ -139,6 +141,10 @@ local function budget_config(ARGV)
     c.limits[n].kind, c.limits[n].digest = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
     i = i + 2
   end
+  c.root = {}
+  for n = 1, tonumber(ARGV[i]) do
+    c.root[n] = { kind = tonumber(ARGV[i + 2 * n - 1]), digest = tonumber(ARGV[i + 2 * n]) }
+  end
   if config_cached >= 256 then config_cache, config_cached = {}, 0 end
   config_cache[k] = c
   config_cached = config_cached + 1
@@ -261,17 +267,26 @@ local function budget(KEYS, ARGV)
     return math.min(sum, USED_CAP)
   end
 
-  -- Each limit's window at the limit's position, matched by kind (the
-  -- first free window of that kind; one of kind 0 is the limit at its
-  -- position); a limit with none gets an empty window; the windows no
+  -- Each limit's window at the limit's position, matched by kind (one of
+  -- kind 0 is empty — the limit at its position — or from before windows
+  -- recorded their limits: the root config's limit at its position); a
+  -- limit with none gets an empty window; the windows no
   -- limit takes (and some limit wrote) follow. (One not kept up to date
   -- meanwhile has no digest: sync re-reads it.)
   local function lay_out()
+    for n, win in ipairs(st.windows) do
+      if win.kind == 0 then
+        if win.start ~= 0 or win.used ~= 0 then
+          local r = cfg.root[n]
+          if r then win.kind, win.limit = r.kind, r.digest else win.limit = 0 end
+        elseif n <= nlimits then
+          win.kind = limits[n].kind
+        end
+      end
+    end
     local all = true
     for n, l in ipairs(limits) do
-      local win = st.windows[n]
-      if win.kind == 0 then win.kind = l.kind end
-      if win.kind ~= l.kind then all = false end
+      if st.windows[n].kind ~= l.kind then all = false end
     end
     if all then return end
     local old, taken, laid = st.windows, {}, {}
@@ -468,6 +483,15 @@ local function budget(KEYS, ARGV)
     end
     -- A lapsed hold may still be settled late (core charges it): keep the
     -- state one more hold TTL past every hold's expiry.
+    -- A window kept for a limit this config lacks lives until it ends (its
+    -- limit may come back).
+    for n = nlimits + 1, #st.windows do
+      local w = st.windows[n]
+      if w.kind ~= 0 and w.start ~= 0 then
+        local _, e = bounds({ len = math.fmod(w.kind, 1125899906842624) }, w.start, offset)
+        until_ = math.max(until_, e)
+      end
+    end
     for _, x in ipairs(st.holds) do until_ = math.max(until_, sat(x.expires + hold_ttl)) end
     redis.call("PEXPIRE", key, int_str(math.max(1, math.ceil(math.max(0, until_ - st.last) / 1000)) + margin))
   end
