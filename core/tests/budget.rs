@@ -410,8 +410,8 @@ fn bad_configs_name_their_field() {
         }
     );
     let mut c = BudgetConfig::new();
-    for _ in 0..13 {
-        c = c.tokens_per_minute(1);
+    for s in 1..=13 {
+        c = c.limit(Dimension::Tokens, Horizon::Fixed(Duration::from_secs(s)), 1);
     }
     assert!(matches!(
         e(c),

@@ -439,12 +439,26 @@ fn states_from_before_windows_recorded_their_limits() {
 }
 
 /// Two limits on one dimension over one horizon are refused (the smaller
-/// max decides alone); a fixed window of 2^50 µs or more is refused.
+/// max decides alone; the builder sets the one limit's max instead); a
+/// fixed window above 2^50 − 1 µs is refused.
 #[test]
 fn duplicate_and_oversized_windows_are_refused() {
-    let dup = BudgetConfig::new()
-        .tokens_per_minute(1_000)
-        .tokens_per_minute(5_000);
+    // The builder sets the one limit's max ("change any of it").
+    let defaults = BudgetConfig::llm_defaults().tokens_per_day(7);
+    assert_eq!(defaults.limits.len(), 4);
+    assert!(defaults
+        .limits
+        .iter()
+        .any(|l| l.horizon == Horizon::DAY && l.dimension == Dimension::Tokens && l.max == 7));
+    // A config written out with two: refused.
+    let mut dup = BudgetConfig::new().tokens_per_minute(1_000);
+    dup.limits
+        .push(ratebound_core::budget::WindowLimit {
+            dimension: Dimension::Tokens,
+            horizon: Horizon::Fixed(Duration::from_secs(60)),
+            max: 5_000,
+        })
+        .unwrap();
     assert!(matches!(
         Budget::new(dup),
         Err(ConfigError::Invalid {

@@ -732,9 +732,9 @@ fn budget_traces() -> Vec<Value> {
         ),
     ];
     // The last trace's config changes every 20 steps (core's carry-over
-    // rule): lowered below its usage; a limit removed; it added back,
-    // raised, after a new first limit, with throttling on; the offset
-    // moved (refused).
+    // rule): lowered below its usage; the first limit removed (its window
+    // kept after the other's); it added back, raised, after a new first
+    // limit, with throttling on; the offset moved (refused).
     let changes = [
         BudgetConfig::new()
             .tokens_per_minute(6_000)
@@ -742,7 +742,7 @@ fn budget_traces() -> Vec<Value> {
             .alert_threshold_bp(5_000)
             .alert_threshold_bp(8_000)
             .hold_ttl(Duration::from_secs(20)),
-        BudgetConfig::new().tokens_per_minute(6_000),
+        BudgetConfig::new().cost_per_day(4_000_000),
         BudgetConfig::new()
             .limit(Dimension::Requests, Horizon::MINUTE, 12)
             .cost_per_day(30_000_000)

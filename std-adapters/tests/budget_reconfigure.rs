@@ -365,3 +365,41 @@ async fn a_removed_limit_keeps_the_key_alive_until_its_window_ends() {
         "the 100 it had (not the 100 charged while it was gone)"
     );
 }
+
+/// A budget first used after a change reads a state written before windows
+/// recorded their limits by the config it was first made with: a replica
+/// reloaded before it ever served alice still finds her day's usage.
+#[tokio::test]
+async fn a_budget_first_used_after_a_change_reads_an_old_state_by_its_first_config() {
+    let server = RedisServer::start();
+    let day = "per_user = { cost_per_day = 5_000_000 }";
+    let a = ScopedBudgets::new(
+        config(day),
+        redis_backend(store(&server).await),
+        SystemClock,
+    )
+    .unwrap();
+    let hold = a
+        .reserve(&ALICE, Usage::request(0, 4_000_000))
+        .await
+        .unwrap();
+    hold.settle(Usage::request(0, 4_000_000)).await.unwrap();
+    // The state as an older ratebound wrote it: no kinds, no digests.
+    let key = "rb:{reconf:user:alice}:budget";
+    assert_eq!(server.cli(&["HDEL", key, "k", "d"]).as_deref(), Some("2"));
+    let b = ScopedBudgets::new(
+        config(day),
+        redis_backend(store(&server).await),
+        SystemClock,
+    )
+    .unwrap();
+    // A limit that sorts first: the day window moves to position 1.
+    b.reconfigure(config(
+        "per_user = { requests_per_minute = 100, cost_per_day = 5_000_000 }",
+    ))
+    .unwrap();
+    let denied = b.reserve(&ALICE, Usage::request(0, 1_000_001)).await;
+    assert!(denied.is_err(), "4 000 000 of 5 000 000 used");
+    let s = b.status(Scope::User, "alice").await.unwrap();
+    assert_eq!(s.used(Dimension::Cost, Horizon::DAY), Some(4_000_000));
+}

@@ -93,8 +93,19 @@ impl BudgetConfig {
             .alert_threshold_bp(8_000)
             .auto_throttle(8_000, Duration::from_secs(1))
     }
-    /// Add a window limit. More than [`MAX_LIMITS`] is reported by [`Budget::new`].
+    /// Add a window limit, or set the max of the one already on
+    /// `dimension` over `horizon` (so `llm_defaults().tokens_per_day(x)`
+    /// changes the default). More than [`MAX_LIMITS`] is reported by
+    /// [`Budget::new`].
     pub fn limit(mut self, dimension: Dimension, horizon: Horizon, max: u64) -> Self {
+        if let Some(l) = self
+            .limits
+            .iter_mut()
+            .find(|l| l.dimension == dimension && l.horizon == horizon)
+        {
+            l.max = max;
+            return self;
+        }
         if self
             .limits
             .push(WindowLimit {

@@ -199,7 +199,8 @@ pub struct Throttle {
 
 /// A validated budget configuration. Construct with [`Budget::new`];
 /// change it under live states with [`Budget::reconfigure`]. With `serde`
-/// it (de)serializes as its [`BudgetConfig`].
+/// it (de)serializes as its [`BudgetConfig`] (a deserialized budget starts
+/// a new reconfigure chain).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(
@@ -274,9 +275,10 @@ fn digest(l: &WindowLimit, thresholds: &[u16]) -> u64 {
 impl Budget {
     /// Validate a configuration. Errors name the field: zero or oversized
     /// maxima, thresholds outside 1..=10 000 or not ascending, offsets beyond
-    /// ±18 h, a zero window length or one of [`MAX_HORIZON_US`] or more, a
-    /// zero hold TTL, two limits on one dimension over one horizon, too
-    /// many limits or thresholds.
+    /// ±18 h, a zero window length or one above [`MAX_HORIZON_US`], a zero
+    /// hold TTL, two limits on one dimension over one horizon (a serde
+    /// config; the builder sets the one limit's max), too many limits or
+    /// thresholds.
     pub fn new(config: BudgetConfig) -> Result<Budget, ConfigError> {
         if config.overflowed {
             return Err(ConfigError::Invalid {
@@ -461,7 +463,12 @@ impl Budget {
 
     /// `[start, end)` of limit `i`'s window containing `at`.
     pub(crate) fn bounds(&self, l: &WindowLimit, at: u64) -> (u64, u64) {
-        calendar::bounds(l.horizon, self.offset_us, at)
+        self.bounds_of(l.horizon, at)
+    }
+
+    /// `[start, end)` of the `horizon` window containing `at`.
+    pub(crate) fn bounds_of(&self, horizon: Horizon, at: u64) -> (u64, u64) {
+        calendar::bounds(horizon, self.offset_us, at)
     }
 }
 

@@ -3,8 +3,8 @@
 use core::fmt;
 
 use super::{
-    Alert, AlertKind, Budget, BudgetState, BudgetStatus, Dimension, Hold, LimitStatus, Reservation,
-    Usage, WindowLimit, WindowUsage, BP, MAX_LIMITS,
+    Alert, AlertKind, Budget, BudgetState, BudgetStatus, Dimension, Hold, Horizon, LimitStatus,
+    Reservation, Usage, WindowLimit, WindowUsage, BP, MAX_LIMITS,
 };
 use crate::time::mul_div_floor;
 use crate::Instant;
@@ -235,7 +235,7 @@ impl Budget {
     pub(super) fn sync<const R: usize>(&self, st: &mut BudgetState<R>, now: Instant) -> u64 {
         let now = now.as_micros().max(st.last);
         st.last = now;
-        self.lay_out(st);
+        self.lay_out(st, now);
         // Windows of limits this config lacks are not kept up to date from
         // here on: re-read when a config has their limit again.
         for w in st.windows.iter_mut().skip(self.config.limits.len()) {
@@ -289,11 +289,11 @@ impl Budget {
     /// position in the config this budget was first made with (the root of
     /// its [`reconfigure`](Budget::reconfigure) chain), whose tags it takes.
     /// A limit with no window gets an empty one; the windows no limit takes
-    /// (and some limit wrote) follow in the slots left, in their order, so a
-    /// limit removed and added back finds the window it had while a slot is
-    /// left for it. (A window that was not kept up to date meanwhile has no
+    /// (and some limit wrote, and that have not ended) follow in the slots
+    /// left, in their order, so a limit removed and added back finds the
+    /// window it had while a slot is left for it. (A window that was not kept up to date meanwhile has no
     /// digest: [`sync`](Self::sync) re-reads it.)
-    fn lay_out<const R: usize>(&self, st: &mut BudgetState<R>) {
+    fn lay_out<const R: usize>(&self, st: &mut BudgetState<R>, now: u64) {
         let n = self.config.limits.len();
         for (i, w) in st.windows.iter_mut().enumerate() {
             if w.kind != 0 {
@@ -335,16 +335,28 @@ impl Budget {
                 },
             };
         }
-        // Kept: windows some limit wrote (not the empty ones).
+        // Kept: windows some limit wrote that have not ended (a limit added
+        // back after its window ends starts a new one anyway).
         let left = old
             .iter()
             .zip(taken.iter())
-            .filter(|(w, t)| !**t && w.kind != 0 && (w.start != 0 || w.used != 0))
+            .filter(|(w, t)| {
+                !**t && w.kind != 0 && (w.start != 0 || w.used != 0) && self.window_end(w) > now
+            })
             .map(|(w, _)| *w);
         for (slot, w) in laid.iter_mut().skip(n).zip(left) {
             *slot = w;
         }
         st.windows = laid;
+    }
+
+    /// The end of a window by its recorded kind (its start's window).
+    fn window_end(&self, w: &WindowUsage) -> u64 {
+        let horizon = match w.kind & super::MAX_HORIZON_US {
+            0 => Horizon::CalendarMonth,
+            us => Horizon::Fixed(crate::Duration::from_micros(us)),
+        };
+        self.bounds_of(horizon, w.start).1
     }
 
     /// Remove a live hold's amounts (they count in whichever window is current).

@@ -166,14 +166,21 @@ impl<C: Clock, const R: usize> BudgetManager<C, R> {
     /// Like [`new`](BudgetManager::new) with room for `R` concurrent
     /// reservations (`BudgetManager::<_, 4096>::with_hold_capacity(..)`).
     pub fn with_hold_capacity(config: BudgetConfig, clock: C) -> Result<Self, ConfigError> {
-        Ok(BudgetManager {
+        Ok(Self::from_budget(Budget::new(config)?, clock))
+    }
+
+    /// A manager of `budget` (already validated; one from
+    /// [`Budget::reconfigure`] keeps the chain its states are read by) with
+    /// a fresh state.
+    pub fn from_budget(budget: Budget, clock: C) -> Self {
+        BudgetManager {
             held: Mutex::new(Held {
-                budget: Budget::new(config)?,
+                budget,
                 state: BudgetState::default(),
             }),
             clock,
             hub: AlertHub::new(),
-        })
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Held<R>> {

@@ -124,18 +124,31 @@ impl RedisBudgetManager {
         budget_key: impl AsRef<[u8]>,
         hold_slots: usize,
     ) -> Result<Self, ConfigError> {
-        Ok(RedisBudgetManager {
-            budget: RwLock::new(Arc::new(RedisBudget::new(
-                store,
-                Budget::new(config)?,
-                hold_slots,
-            ))),
+        Ok(Self::from_budget(
+            store,
+            Budget::new(config)?,
+            budget_key,
+            hold_slots,
+        ))
+    }
+
+    /// [`new`](Self::new) of `budget` (already validated; one from
+    /// [`Budget::reconfigure`] keeps the chain the states in Redis are read
+    /// by).
+    pub fn from_budget(
+        store: RedisStore,
+        budget: Budget,
+        budget_key: impl AsRef<[u8]>,
+        hold_slots: usize,
+    ) -> Self {
+        RedisBudgetManager {
+            budget: RwLock::new(Arc::new(RedisBudget::new(store, budget, hold_slots))),
             changing: Mutex::new(()),
             key: budget_key.as_ref().to_vec(),
             hub: AlertHub::new(),
             failover: Arc::new(Failover::new(FailoverOptions::default(), "budgets")),
             local: None,
-        })
+        }
     }
 }
 

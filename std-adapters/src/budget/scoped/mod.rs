@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{mpsc, Arc, Mutex, RwLock};
 
 use ratebound_core::budget::{Alert, Budget, BudgetStatus, Reservation, Usage};
-use ratebound_core::{CarryOver, ConfigError};
+use ratebound_core::ConfigError;
 
 use super::{BudgetManager, BudgetSpec};
 use crate::clock::Clock;
@@ -46,8 +46,22 @@ struct Rules {
 }
 
 impl Rules {
-    /// Validate every budget in `config` (errors name the scope and field).
-    fn new(config: ScopedBudgetConfig, generation: u64) -> Result<Rules, ScopedConfigError> {
+    /// Validate every budget in `config` (errors name the scope and field),
+    /// each a change of its budget in `old` if it has one (core's
+    /// [`Budget::reconfigure`]: the chain its states are read by).
+    fn new(
+        config: ScopedBudgetConfig,
+        old: Option<&Rules>,
+        generation: u64,
+    ) -> Result<Rules, ScopedConfigError> {
+        let budget = |scope: Scope, id: &str, name: String, spec: &BudgetSpec| {
+            let config = spec.to_config();
+            match old.and_then(|o| o.budget(scope, id)) {
+                Some(was) => was.reconfigure(config),
+                None => Budget::new(config),
+            }
+            .map_err(|error| ScopedConfigError { scope: name, error })
+        };
         if config.max_budgets == 0 {
             return Err(ScopedConfigError {
                 scope: "max_budgets".into(),
@@ -60,24 +74,24 @@ impl Rules {
         for (name, spec) in &config.per_group {
             specs.insert(
                 (Scope::Group, name.clone()),
-                budget(format!("per_group.{name}"), spec)?,
+                budget(Scope::Group, name, format!("per_group.{name}"), spec)?,
             );
         }
         for (name, spec) in &config.per_model {
             specs.insert(
                 (Scope::Model, name.clone()),
-                budget(format!("per_model.{name}"), spec)?,
+                budget(Scope::Model, name, format!("per_model.{name}"), spec)?,
             );
         }
         let per_key = config
             .per_key
             .as_ref()
-            .map(|s| budget("per_key".into(), s))
+            .map(|s| budget(Scope::Key, "", "per_key".into(), s))
             .transpose()?;
         let per_user = config
             .per_user
             .as_ref()
-            .map(|s| budget("per_user".into(), s))
+            .map(|s| budget(Scope::User, "", "per_user".into(), s))
             .transpose()?;
         Ok(Rules {
             config,
@@ -198,10 +212,6 @@ impl<C: Clock + Clone> std::fmt::Debug for ScopedBudgets<C> {
     }
 }
 
-fn budget(scope: String, spec: &BudgetSpec) -> Result<Budget, ScopedConfigError> {
-    Budget::new(spec.to_config()).map_err(|error| ScopedConfigError { scope, error })
-}
-
 impl<C: Clock + Clone> ScopedBudgets<C> {
     /// Validate every budget in `config` (errors name the scope and field).
     pub fn new(
@@ -209,7 +219,7 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
         backend: ScopedBackend,
         clock: C,
     ) -> Result<Self, ScopedConfigError> {
-        let rules = Rules::new(config, 0)?;
+        let rules = Rules::new(config, None, 0)?;
         #[cfg(feature = "redis")]
         if let ScopedBackend::Redis {
             failover,
@@ -303,8 +313,8 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
     pub fn reconfigure(&self, config: ScopedBudgetConfig) -> Result<(), ScopedConfigError> {
         let _one = self.changing.lock().unwrap_or_else(|e| e.into_inner());
         let old = self.rules();
-        let new = Rules::new(config, old.generation + 1)?;
-        Self::carries_over(&old, &new)?;
+        let new = Rules::new(config, Some(&old), old.generation + 1)?;
+        Self::keeps_every_budget(&old, &new)?;
         *self.rules.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
         Ok(())
     }
@@ -312,12 +322,13 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
     /// What [`reconfigure`](Self::reconfigure) would answer, changing nothing.
     pub fn check_reconfigure(&self, config: &ScopedBudgetConfig) -> Result<(), ScopedConfigError> {
         let old = self.rules();
-        Self::carries_over(&old, &Rules::new(config.clone(), old.generation + 1)?)
+        let new = Rules::new(config.clone(), Some(&old), old.generation + 1)?;
+        Self::keeps_every_budget(&old, &new)
     }
 
-    fn carries_over(old: &Rules, new: &Rules) -> Result<(), ScopedConfigError> {
-        for (name, scope, id, was) in old.named() {
-            let Some(now) = new.budget(scope, id) else {
+    fn keeps_every_budget(old: &Rules, new: &Rules) -> Result<(), ScopedConfigError> {
+        for (name, scope, id, _) in old.named() {
+            if new.budget(scope, id).is_none() {
                 return Err(ScopedConfigError {
                     scope: name,
                     error: ConfigError::Invalid {
@@ -326,9 +337,7 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
                                  raise its limits instead",
                     },
                 });
-            };
-            now.carries_over_from(was)
-                .map_err(|error| ScopedConfigError { scope: name, error })?;
+            }
         }
         Ok(())
     }
@@ -361,13 +370,16 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
         if entries.len() >= rules.config.max_budgets {
             return Err(ScopedDenied::Full(entries.len()));
         }
-        let config = budget.config().clone();
-        // The config was validated in `new`: these cannot fail.
+        // The budget was validated in `new`: this cannot fail.
+        #[cfg(feature = "redis")]
         let invalid = |_| ScopedDenied::Full(0);
+        // The budget itself, not its config: it carries the chain of
+        // changes its states are read by.
         let manager = match &self.backend {
-            ScopedBackend::Memory => Manager::Memory(Box::new(
-                BudgetManager::new(config, self.clock.clone()).map_err(invalid)?,
-            )),
+            ScopedBackend::Memory => Manager::Memory(Box::new(BudgetManager::from_budget(
+                budget.clone(),
+                self.clock.clone(),
+            ))),
             #[cfg(feature = "redis")]
             ScopedBackend::Redis {
                 store,
@@ -380,9 +392,14 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
                     Arc::new(crate::fallback::Failover::new(*failover, "budgets"))
                 });
                 Manager::Redis(Arc::new(
-                    super::RedisBudgetManager::new(store.clone(), config, key, *hold_slots)
-                        .and_then(|m| m.sharing_failover(shared, self.clock.clone()))
-                        .map_err(invalid)?,
+                    super::RedisBudgetManager::from_budget(
+                        store.clone(),
+                        budget.clone(),
+                        key,
+                        *hold_slots,
+                    )
+                    .sharing_failover(shared, self.clock.clone())
+                    .map_err(invalid)?,
                 ))
             }
         };

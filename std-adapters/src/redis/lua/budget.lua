@@ -267,13 +267,19 @@ local function budget(KEYS, ARGV)
     return math.min(sum, USED_CAP)
   end
 
+  -- The end of a window by its recorded kind (its start's window).
+  local function window_end(w)
+    local _, e = bounds({ len = math.fmod(w.kind, 1125899906842624) }, w.start, offset)
+    return e
+  end
+
   -- Each limit's window at the limit's position, matched by kind (one of
   -- kind 0 is empty — the limit at its position — or from before windows
   -- recorded their limits: the root config's limit at its position); a
-  -- limit with none gets an empty window; the windows no
+  -- limit with none gets an empty window; the windows (not ended) no
   -- limit takes (and some limit wrote) follow. (One not kept up to date
   -- meanwhile has no digest: sync re-reads it.)
-  local function lay_out()
+  local function lay_out(now)
     for n, win in ipairs(st.windows) do
       if win.kind == 0 then
         if win.start ~= 0 or win.used ~= 0 then
@@ -307,7 +313,8 @@ local function budget(KEYS, ARGV)
     end
     for j = 1, #old do
       local o = old[j]
-      if #laid < 12 and not taken[j] and o.kind ~= 0 and (o.start ~= 0 or o.used ~= 0) then
+      if #laid < 12 and not taken[j] and o.kind ~= 0 and (o.start ~= 0 or o.used ~= 0)
+          and window_end(o) > now then
         laid[#laid + 1] = o
       end
     end
@@ -317,7 +324,7 @@ local function budget(KEYS, ARGV)
   local function sync(now)
     now = math.max(now, st.last)
     st.last = now
-    lay_out()
+    lay_out(now)
     -- Windows of limits this config lacks are not kept up to date from
     -- here on: re-read when a config has their limit again.
     for n = nlimits + 1, #st.windows do st.windows[n].limit = 0 end
@@ -487,10 +494,7 @@ local function budget(KEYS, ARGV)
     -- limit may come back).
     for n = nlimits + 1, #st.windows do
       local w = st.windows[n]
-      if w.kind ~= 0 and w.start ~= 0 then
-        local _, e = bounds({ len = math.fmod(w.kind, 1125899906842624) }, w.start, offset)
-        until_ = math.max(until_, e)
-      end
+      if w.kind ~= 0 and w.start ~= 0 then until_ = math.max(until_, window_end(w)) end
     end
     for _, x in ipairs(st.holds) do until_ = math.max(until_, sat(x.expires + hold_ttl)) end
     redis.call("PEXPIRE", key, int_str(math.max(1, math.ceil(math.max(0, until_ - st.last) / 1000)) + margin))
