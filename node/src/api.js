@@ -10,6 +10,17 @@ function configError(e, kind) {
   return e;
 }
 
+/** `allow` with options: validated, then core's status as a boolean. */
+function allowed(opts, op) {
+  const o = costOptions(opts);
+  return allowedStatus(op(nowMicros(o.now), integer("cost", o.cost === undefined ? 1 : o.cost)));
+}
+
+function allowedStatus(status) {
+  if (status < 0) throw new RangeError(`cost can never be allowed: it exceeds the limiter's capacity`);
+  return status === 1;
+}
+
 /** Validate `{cost, now}` and run `op(nowUs, cost)` → status. */
 function costed(opts, at, op, decide) {
   const o = costOptions(opts);
@@ -70,6 +81,14 @@ export function makeApi(wasm, memory) {
     /** Take `cost` tokens if available at `now` (ms, default Date.now()). */
     check(opts) {
       return costed(opts, this.#at, (now, cost) => this.#inner.check(now, cost), decision);
+    }
+    /**
+     * `check(opts).allowed`, without building the decision: the fast path
+     * (with no options, one clock read and one wasm call).
+     */
+    allow(opts) {
+      if (opts === undefined) return allowedStatus(this.#inner.check(Date.now() * 1000, 1));
+      return allowed(opts, (now, cost) => this.#inner.check(now, cost));
     }
     /** What `check` would decide, consuming nothing. */
     peek(opts) {
@@ -138,6 +157,10 @@ export function makeApi(wasm, memory) {
       }
       check(opts) {
         return costed(opts, this.#at, (now, cost) => this.#inner.check(now, cost), decision);
+      }
+      allow(opts) {
+        if (opts === undefined) return allowedStatus(this.#inner.check(Date.now() * 1000, 1));
+        return allowed(opts, (now, cost) => this.#inner.check(now, cost));
       }
       peek(opts) {
         return costed(opts, this.#at, (now, cost) => this.#inner.peek(now, cost), decision);
@@ -427,6 +450,20 @@ export function makeApi(wasm, memory) {
         if (status === -2) throw new StoreFullError(this.#max);
         return status;
       }, decision);
+    }
+    /** `check(key, opts).allowed`, without building the decision: the fast path. */
+    allow(key, opts) {
+      const k = this.#key(key);
+      if (opts === undefined) {
+        const status = this.#inner.check(k, Date.now() * 1000, 1);
+        if (status === -2) throw new StoreFullError(this.#max);
+        return allowedStatus(status);
+      }
+      return allowed(opts, (now, cost) => {
+        const status = this.#inner.check(k, now, cost);
+        if (status === -2) throw new StoreFullError(this.#max);
+        return status;
+      });
     }
     /** What `check` would decide for `key`, changing nothing. */
     peek(key, opts) {

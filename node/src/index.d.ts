@@ -39,6 +39,8 @@ export class TokenBucket {
   constructor(config: TokenBucketConfig);
   readonly config: Readonly<Required<TokenBucketConfig>>;
   check(options?: CheckOptions): Decision;
+  /** `check(options).allowed` without building the decision (the fast path). */
+  allow(options?: CheckOptions): boolean;
   peek(options?: CheckOptions): Decision;
   take(options?: { max?: number; now?: number }): Decision & { taken: number };
   refund(options?: { amount?: number; now?: number }): Decision;
@@ -71,6 +73,8 @@ export class SlidingLog {
   constructor(config: WindowConfig & { slots?: 8 | 64 | 256 });
   readonly config: Readonly<WindowConfig>;
   check(options?: CheckOptions): Decision;
+  /** `check(options).allowed` without building the decision (the fast path). */
+  allow(options?: CheckOptions): boolean;
   peek(options?: CheckOptions): Decision;
   exportState(): WindowState;
   importState(state: WindowState): this;
@@ -85,6 +89,8 @@ export class SlidingWindow {
   constructor(config: WindowConfig);
   readonly config: Readonly<WindowConfig>;
   check(options?: CheckOptions): Decision;
+  /** `check(options).allowed` without building the decision (the fast path). */
+  allow(options?: CheckOptions): boolean;
   peek(options?: CheckOptions): Decision;
   exportState(): WindowState;
   importState(state: WindowState): this;
@@ -187,6 +193,8 @@ export class KeyedLimiter<L extends Limiter = Limiter> {
   constructor(make: () => L, config?: { maxKeys?: number; onFull?: "deny" | "evictLru"; maxKeyLength?: number });
   readonly size: number;
   check(key: string, options?: CheckOptions): Decision;
+  /** `check(key, options).allowed` without building the decision (the fast path). */
+  allow(key: string, options?: CheckOptions): boolean;
   peek(key: string, options?: CheckOptions): Decision;
   /** Drop every idle key; returns how many. */
   evictIdle(options?: NowOption): number;

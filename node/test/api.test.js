@@ -63,3 +63,37 @@ test("CommonJS require gives the same API", () => {
   assert.equal(b.check({ now: T0 }).allowed, true);
   assert.equal(b.check({ now: T0 }).allowed, false);
 });
+
+test("allow: the boolean fast path decides exactly as check, and checks its input the same way", async () => {
+  const { KeyedLimiter, StoreFullError } = await import("ratebound");
+  const makers = [
+    () => new TokenBucket({ capacity: 5, refillAmount: 2, refillPeriodMs: 700 }),
+    () => new SlidingLog({ limit: 4, windowMs: 900, slots: 8 }),
+    () => new SlidingWindow({ limit: 6, windowMs: 800 }),
+  ];
+  for (const make of makers) {
+    const [a, b] = [make(), make()];
+    let now = T0, rng = 7;
+    for (let i = 0; i < 300; i++) {
+      rng = (rng * 1103515245 + 12345) % 2 ** 31;
+      now += rng % 97;
+      const cost = 1 + (rng % 3);
+      assert.equal(a.allow({ cost, now }), b.check({ cost, now }).allowed, `step ${i}`);
+    }
+    assert.throws(() => a.allow({ cost: 100, now }), RangeError, "a cost that can never fit");
+    assert.throws(() => a.allow({ cost: -1 }), RangeError);
+    assert.throws(() => a.allow({ cots: 1 }), TypeError);
+    assert.equal(typeof make().allow(), "boolean");
+    assert.equal(make().allow(), true, "a fresh limiter at Date.now()");
+  }
+  const twin = () => new KeyedLimiter(() => new TokenBucket({ capacity: 2, refillPeriodMs: 60_000 }), { maxKeys: 2 });
+  const [k, c] = [twin(), twin()];
+  for (const key of ["a", "a", "a", "b"]) {
+    assert.equal(k.allow(key, { now: T0 }), c.check(key, { now: T0 }).allowed);
+  }
+  assert.throws(() => k.allow("c", { now: T0 }), StoreFullError, "a new key finds no room");
+  const live = twin();
+  assert.equal(live.allow("a") && live.allow("b"), true);
+  assert.throws(() => live.allow("c"), StoreFullError, "the fast path too");
+  assert.throws(() => k.allow(3), TypeError);
+});

@@ -5,6 +5,7 @@ import { Budget, BudgetError, ModelQuota, type ModelDecision, type Reserved } fr
 
 const bucket = new TokenBucket({ capacity: 10, refillAmount: 5, refillPeriodMs: 1000 });
 const d: Decision = bucket.check({ cost: 2, now: Date.now() });
+const fast: boolean = bucket.allow() && bucket.allow({ cost: 1 });
 const ok: boolean = d.allowed;
 const wait: number = d.retryAfterMs;
 const taken: number = bucket.take({ max: 3 }).taken;
@@ -25,6 +26,7 @@ const p = new Policy([bucket, { limiter: win, cost: 3 }, log]);
 const binding: number = p.check().binding;
 const keyed = new KeyedLimiter(() => new TokenBucket({ capacity: 2 }), { maxKeys: 100, onFull: "evictLru" });
 keyed.check("user-1");
+const keyedFast: boolean = keyed.allow("user-1", { cost: 1 });
 const e: "store_full" = new StoreFullError().code;
 
 const budget = new Budget({ limits: [{ dimension: "tokens", window: "minute", max: 10_000 }, { dimension: "cost", window: "month", max: 5_000_000 }], alertThresholds: [0.8] });
