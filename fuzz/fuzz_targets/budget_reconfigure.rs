@@ -111,7 +111,8 @@ fuzz_target!(|inp: Input| {
                         budget = b;
                     }
                     Err(ConfigError::Invalid { field: "utc_offset_secs", .. }) => assert!(offset_moved),
-                    Err(_) => {} // an invalid config (a zero max)
+                    // Else only an invalid config: a zero max.
+                    Err(e) => assert!(c.build().limits.iter().any(|l| l.max == 0), "refused: {e}"),
                 }
             }
             Op::Tag(i, kind, digest) => {

@@ -13,7 +13,8 @@ function configError(e, kind) {
 /** `allow` with options: validated, then core's status as a boolean. */
 function allowed(opts, op) {
   const o = costOptions(opts);
-  return allowedStatus(op(nowMicros(o.now), integer("cost", o.cost === undefined ? 1 : o.cost)));
+  const cost = integer("cost", o.cost === undefined ? 1 : o.cost);
+  return allowedStatus(op(nowMicros(o.now), cost));
 }
 
 function allowedStatus(status) {

@@ -180,7 +180,7 @@ export class Policy {
   peek(options?: CheckOptions): PolicyDecision;
 }
 
-/** Thrown by `KeyedLimiter.check` when the store is full under `onFull: "deny"`. */
+/** Thrown by `KeyedLimiter.check` and `allow` when the store is full under `onFull: "deny"`. */
 export class StoreFullError extends Error {
   readonly code: "store_full";
 }

@@ -86,6 +86,17 @@ test("allow: the boolean fast path decides exactly as check, and checks its inpu
     assert.equal(typeof make().allow(), "boolean");
     assert.equal(make().allow(), true, "a fresh limiter at Date.now()");
   }
+  // With no options (Date.now()), on limiters slow enough that no unit comes back meanwhile.
+  for (const make of [
+    () => new TokenBucket({ capacity: 3, refillPeriodMs: 600_000 }),
+    () => new SlidingLog({ limit: 3, windowMs: 600_000, slots: 8 }),
+    () => new SlidingWindow({ limit: 3, windowMs: 600_000 }),
+  ]) {
+    const [a, b] = [make(), make()];
+    const got = [0, 1, 2, 3, 4].map(() => a.allow());
+    assert.deepEqual(got, [0, 1, 2, 3, 4].map(() => b.check().allowed));
+    assert.deepEqual(got, [true, true, true, false, false]);
+  }
   const twin = () => new KeyedLimiter(() => new TokenBucket({ capacity: 2, refillPeriodMs: 60_000 }), { maxKeys: 2 });
   const [k, c] = [twin(), twin()];
   for (const key of ["a", "a", "a", "b"]) {
