@@ -17,6 +17,7 @@ function allowed(opts, op) {
   return allowedStatus(op(nowMicros(o.now), cost));
 }
 
+/** Core's status as a boolean; a cost that can never fit is a RangeError. */
 function allowedStatus(status) {
   if (status < 0) throw new RangeError(`cost can never be allowed: it exceeds the limiter's capacity`);
   return status === 1;
@@ -42,12 +43,10 @@ export function makeApi(wasm, memory) {
   const f64 = () => (view.buffer === memory.buffer ? view : (view = new Float64Array(memory.buffer)));
 
   function decision(at, status, nowUs) {
-    if (status < 0) {
-      throw new RangeError(`cost can never be allowed: it exceeds the limiter's capacity`);
-    }
+    const allowed = allowedStatus(status);
     const v = f64();
     return {
-      allowed: status === 1,
+      allowed,
       remaining: v[at],
       limit: v[at + 1],
       resetAt: Math.ceil(v[at + 2] / 1000),

@@ -13,7 +13,7 @@
 //! charged then. The earliest fit is found among `now`, the window's end and
 //! the holds' expiry times (sorted, `O(R log R)`, only when denied).
 
-use super::ops::{Denial, DenyReason};
+use super::outcome::{Denial, DenyReason};
 use super::{Budget, BudgetState, Usage, WindowLimit, WindowUsage};
 use crate::Instant;
 

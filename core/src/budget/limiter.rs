@@ -1,6 +1,6 @@
 //! A [`Budget`] as a [`Limiter`], for policy sets and keyed tables.
 
-use super::ops::BudgetError;
+use super::outcome::BudgetError;
 use super::{Budget, BudgetState, Dimension, Usage, MAX_AMOUNT};
 use crate::{CostError, Decision, Instant, Limiter};
 

@@ -52,13 +52,19 @@
 mod admission;
 mod calendar;
 mod config;
+mod layout;
+use layout::{digest, kind};
 mod limiter;
 pub mod llm;
 mod ops;
+mod outcome;
+mod report;
 
 pub use config::BudgetConfig;
 pub use limiter::BudgetLimiter;
-pub use ops::{Admission, Alerts, BudgetError, Denial, DenyReason, Reserved, Settled, Spent};
+pub use ops::Alerts;
+pub use outcome::{Admission, BudgetError, Denial, DenyReason, Reserved, Settled, Spent};
+pub use report::{Alert, AlertKind, BudgetStatus, LimitStatus};
 
 use crate::error::{require_at_most, require_nonzero};
 use crate::time::mul_div_ceil;
@@ -240,38 +246,6 @@ impl From<Budget> for BudgetConfig {
 
 const MAX_OFFSET_SECS: i32 = 18 * 3_600;
 
-/// What a limit counts, exactly: its dimension code × 2^50 + its horizon
-/// in µs (0 for a calendar month); below 2^52 and never 0.
-fn kind(l: &WindowLimit) -> u64 {
-    let horizon = match l.horizon {
-        Horizon::Fixed(d) => d.as_micros(),
-        Horizon::CalendarMonth => 0,
-    };
-    (crate::wire::dimension_code(l.dimension) << 50) | horizon
-}
-
-/// FNV-1a over what a window's alert flags depend on (its limit's
-/// dimension, horizon and max; the thresholds), kept below 2^53 so that
-/// Lua and JS hold it exactly, and never 0 (a window no limit wrote).
-fn digest(l: &WindowLimit, thresholds: &[u16]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |v: u64| {
-        for b in v.to_le_bytes() {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
-    eat(crate::wire::dimension_code(l.dimension));
-    eat(match l.horizon {
-        Horizon::Fixed(d) => d.as_micros(),
-        Horizon::CalendarMonth => 0,
-    });
-    eat(l.max);
-    for &bp in thresholds {
-        eat(u64::from(bp));
-    }
-    (h & crate::MAX_SAFE_INTEGER) | 1
-}
-
 impl Budget {
     /// Validate a configuration. Errors name the field: zero or oversized
     /// maxima, thresholds outside 1..=10 000 or not ascending, offsets beyond
@@ -365,84 +339,6 @@ impl Budget {
         };
         budget.root = core::array::from_fn(|i| (budget.kind(i), budget.digest(i)));
         Ok(budget)
-    }
-
-    /// This budget with its config changed to `config`, keeping every
-    /// state written under it.
-    ///
-    /// A state keeps its usage, holds and throttling, and the new limits
-    /// read them: raising a limit grants the difference at once, lowering
-    /// one below what was used denies until the window rolls. Each window
-    /// records what its limit counts (dimension and horizon), so windows
-    /// follow their limits wherever the new config puts them; a limit
-    /// added counts the live holds at once and usage from the change on
-    /// (what its window used before is not known); a limit removed stops
-    /// deciding, its window kept in a spare slot while one is free (twelve
-    /// in all; in Redis the key lives until that window ends), so that
-    /// adding it back finds the usage it had then. A state written before
-    /// windows recorded their limits is read, on its first operation, by
-    /// the config the budget was first made with (the first of its
-    /// `reconfigure` chain): a restart of a service with such states must
-    /// start with the config that wrote them.
-    ///
-    /// Alerts are re-evaluated for the limits whose max or thresholds
-    /// changed: each window keeps a digest of the max and thresholds that
-    /// last wrote it, and on the state's first operation under different
-    /// ones its alert flags are cleared, as if it had started under the
-    /// new config with the usage it has — so the next charge of its
-    /// dimension fires the highest threshold its usage has reached under
-    /// the new limit (once), and a limit-hit fires again when the limit is
-    /// reached or denies. Windows of unchanged limits keep their flags.
-    ///
-    /// States are not rewritten here: each is re-read on its first
-    /// operation, so a store of many budgets (in memory or in Redis)
-    /// changes config in O(1), and a budget made anew with another config
-    /// (a restart) reads its states the same way.
-    ///
-    /// Errors, changing nothing, when `config` is invalid or has another
-    /// UTC offset (windows would start elsewhere; see
-    /// [`CarryOver`](crate::CarryOver)).
-    ///
-    /// ```
-    /// use ratebound_core::budget::{Budget, BudgetConfig, BudgetState, Dimension, Horizon, Usage};
-    /// use ratebound_core::Instant;
-    ///
-    /// let old = Budget::new(BudgetConfig::new().tokens_per_minute(1_000).alert_threshold_bp(8_000))?;
-    /// let mut st = BudgetState::<4>::default();
-    /// let t = Instant::from_secs(1_800_000_000);
-    /// assert_eq!(old.record(&mut st, t, Usage::request(900, 0)).len(), 1); // the 80 % alert
-    ///
-    /// // Raised to 2 000: 1 100 left, and the 80 % alert fires again at 1 600.
-    /// let new = old.reconfigure(BudgetConfig::new().tokens_per_minute(2_000).alert_threshold_bp(8_000))?;
-    /// assert_eq!(new.status(&st, t).limits[0].remaining(), 1_100);
-    /// assert!(new.record(&mut st, t, Usage::request(600, 0)).is_empty());
-    /// assert_eq!(new.record(&mut st, t, Usage::request(100, 0))[0].threshold_bp, 8_000);
-    ///
-    /// // Another UTC offset would move every window: refused.
-    /// assert!(new.reconfigure(BudgetConfig::new().tokens_per_minute(2_000).utc_offset_secs(3_600)).is_err());
-    /// # Ok::<(), Box<dyn core::error::Error>>(())
-    /// ```
-    pub fn reconfigure(&self, config: BudgetConfig) -> Result<Budget, ConfigError> {
-        use crate::CarryOver;
-        let mut new = Budget::new(config)?;
-        new.carries_over_from(self)?;
-        new.root = self.root;
-        Ok(new)
-    }
-
-    /// Limit `i`'s digest and kind, which each window records (see
-    /// [`wire::budget_limit_tags`](crate::wire::budget_limit_tags)); 0 past
-    /// the limits.
-    pub(crate) fn digest(&self, i: usize) -> u64 {
-        self.digests.get(i).copied().unwrap_or(0)
-    }
-    pub(crate) fn kind(&self, i: usize) -> u64 {
-        self.kinds.get(i).copied().unwrap_or(0)
-    }
-    /// The tags of limit `i` of the config this budget was first made with
-    /// (see [`wire::budget_root_tags`](crate::wire::budget_root_tags)).
-    pub(crate) fn root(&self, i: usize) -> (u64, u64) {
-        self.root.get(i).copied().unwrap_or((0, 0))
     }
 
     /// Limit `i`'s threshold amounts and throttle amount (see
@@ -541,116 +437,4 @@ pub struct Reservation {
     pub usage: Usage,
     /// When it lapses.
     pub expires: Instant,
-}
-
-/// What an [`Alert`] reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
-pub enum AlertKind {
-    /// Settled usage crossed a configured threshold.
-    Threshold,
-    /// A limit was reached (settled usage ≥ max) or a reservation was denied by it.
-    LimitHit,
-}
-
-/// A budget alert, returned as a value (core has no callbacks).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct Alert {
-    /// Threshold or limit hit.
-    pub kind: AlertKind,
-    /// Index of the limit in the config's `limits`.
-    pub limit: u8,
-    /// The limit's dimension.
-    pub dimension: Dimension,
-    /// The limit's horizon.
-    pub horizon: Horizon,
-    /// The threshold crossed (basis points); 10 000 for a limit hit.
-    pub threshold_bp: u16,
-    /// Utilization when it fired, basis points of max (may exceed 10 000).
-    pub utilization_bp: u64,
-    /// When it fired.
-    pub at: Instant,
-    /// Start of the window it belongs to.
-    pub window_start: Instant,
-}
-
-impl Alert {
-    /// The alert's type as the Go `policy` package names it:
-    /// `token_minute_threshold`, `token_hour_threshold`,
-    /// `token_day_threshold`, `cost_day_threshold`, `limit_hit`; thresholds
-    /// of other limits give `threshold`.
-    pub fn alert_type(&self) -> &'static str {
-        match (self.kind, self.dimension, self.horizon) {
-            (AlertKind::LimitHit, _, _) => "limit_hit",
-            (_, Dimension::Tokens, h) if h == Horizon::MINUTE => "token_minute_threshold",
-            (_, Dimension::Tokens, h) if h == Horizon::HOUR => "token_hour_threshold",
-            (_, Dimension::Tokens, h) if h == Horizon::DAY => "token_day_threshold",
-            (_, Dimension::Cost, h) if h == Horizon::DAY => "cost_day_threshold",
-            _ => "threshold",
-        }
-    }
-}
-
-/// One limit in a [`BudgetStatus`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct LimitStatus {
-    /// The limit.
-    pub limit: WindowLimit,
-    /// Settled usage in the current window.
-    pub used: u64,
-    /// Held by live reservations.
-    pub reserved: u64,
-    /// `used / max` in basis points (may exceed 10 000).
-    pub utilization_bp: u64,
-    /// Current window start.
-    pub window_start: Instant,
-    /// Current window end (exclusive).
-    pub window_end: Instant,
-}
-
-/// A snapshot of a budget (Go `policy`'s `BudgetStatus`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct BudgetStatus {
-    /// One entry per configured limit, in config order.
-    pub limits: heapless::Vec<LimitStatus, MAX_LIMITS>,
-    /// True while auto-throttle pacing holds admissions back.
-    pub throttled: bool,
-    /// Until when, if throttled.
-    pub throttle_until: Option<Instant>,
-    /// Live reservations.
-    pub holds: usize,
-}
-
-impl LimitStatus {
-    /// What is left in the window: max − used − reserved, at least 0.
-    pub const fn remaining(&self) -> u64 {
-        self.limit
-            .max
-            .saturating_sub(self.used.saturating_add(self.reserved))
-    }
-
-    /// The window's length (a calendar month's varies).
-    pub const fn window(&self) -> crate::Duration {
-        self.window_end.saturating_duration_since(self.window_start)
-    }
-}
-
-impl BudgetStatus {
-    fn find(&self, d: Dimension, h: Horizon) -> Option<&LimitStatus> {
-        self.limits
-            .iter()
-            .find(|l| l.limit.dimension == d && l.limit.horizon == h)
-    }
-    /// Settled usage of the first limit on `d` over `h` (seed: `TokensUsedMinute` etc.).
-    pub fn used(&self, d: Dimension, h: Horizon) -> Option<u64> {
-        self.find(d, h).map(|l| l.used)
-    }
-    /// Utilization in basis points of the first limit on `d` over `h` (seed: `MinuteUtilization` etc.).
-    pub fn utilization_bp(&self, d: Dimension, h: Horizon) -> Option<u64> {
-        self.find(d, h).map(|l| l.utilization_bp)
-    }
 }

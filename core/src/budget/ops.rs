@@ -1,10 +1,9 @@
 //! Budget operations: reserve, settle, release, record, spend, status.
 
-use core::fmt;
-
+use super::outcome::{Admission, BudgetError, Denial, DenyReason, Reserved, Settled, Spent};
 use super::{
-    Alert, AlertKind, Budget, BudgetState, BudgetStatus, Dimension, Hold, Horizon, LimitStatus,
-    Reservation, Usage, WindowLimit, WindowUsage, BP, MAX_LIMITS,
+    Alert, AlertKind, Budget, BudgetState, BudgetStatus, Dimension, Hold, LimitStatus, Reservation,
+    Usage, WindowLimit, WindowUsage, BP, MAX_LIMITS,
 };
 use crate::time::mul_div_floor;
 use crate::Instant;
@@ -15,169 +14,11 @@ pub type Alerts = heapless::Vec<Alert, { 2 * MAX_LIMITS }>;
 
 const LIMIT_HIT_BIT: u8 = 0x80;
 /// Settled usage saturates here (far above any limit), keeping sums below 2^53.
-const USED_CAP: u64 = 1 << 52;
-
-/// Why a reservation or spend was denied.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
-pub enum DenyReason {
-    /// A window limit has no room for the estimate.
-    Limit,
-    /// Auto-throttle pacing: wait until `retry_at`.
-    Throttled,
-    /// The state's reservation table is full of live holds.
-    TooManyReservations,
-}
-
-/// A denial: why, when to retry, and which limit bound it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct Denial {
-    /// Why.
-    pub reason: DenyReason,
-    /// Earliest instant at which the same request can succeed if nothing
-    /// else changes: the binding window's end, the throttle's end, or the
-    /// next hold expiry. (A release by another caller may free room sooner.)
-    pub retry_at: Instant,
-    /// Index of the binding window limit, for [`DenyReason::Limit`].
-    pub limit: Option<u8>,
-}
-
-/// The admission part of [`Budget::reserve`].
-#[derive(Debug, PartialEq, Eq)]
-pub enum Admission {
-    /// Held: settle or release it.
-    Granted(Reservation),
-    /// Not now.
-    Denied(Denial),
-}
-
-/// What [`Budget::reserve`] returns.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Reserved {
-    /// Granted or denied.
-    pub admission: Admission,
-    /// Alerts fired (limit hits on denial).
-    pub alerts: Alerts,
-}
-
-/// What [`Budget::settle`] returns.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct Settled {
-    /// What was charged (the actual usage, amounts clamped to 2^50).
-    pub charged: Usage,
-    /// True when the hold had lapsed before this settle: the usage is charged
-    /// all the same, but it was not held, so it may push usage past a limit.
-    pub late: bool,
-    /// Alerts fired by the charge.
-    pub alerts: Alerts,
-}
-
-/// What [`Budget::try_spend`] returns.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct Spent {
-    /// `None` when charged, else the denial (nothing charged).
-    pub denied: Option<Denial>,
-    /// Alerts fired.
-    pub alerts: Alerts,
-}
-
-/// A budget request that can never succeed, or a reservation the state does not know.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum BudgetError {
-    /// The amount exceeds a per-request maximum (`limit: None`) or a window
-    /// limit's whole max (`limit: Some(index)`).
-    ExceedsLimit {
-        /// The dimension.
-        dimension: Dimension,
-        /// The amount asked for.
-        requested: u64,
-        /// The maximum it exceeds.
-        max: u64,
-        /// Which window limit, or `None` for a per-request maximum.
-        limit: Option<u8>,
-    },
-    /// The state has no reservation slots (`BudgetState<0>`); use `try_spend`.
-    NoReservationSlots,
-    /// No hold with this id (already settled or released, or from another
-    /// state). Nothing was charged; use [`Budget::record`] to charge anyway.
-    UnknownReservation {
-        /// The id.
-        id: u64,
-    },
-}
-
-impl fmt::Display for BudgetError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BudgetError::ExceedsLimit {
-                dimension,
-                requested,
-                max,
-                limit: None,
-            } => {
-                write!(
-                    f,
-                    "{dimension:?} {requested} exceeds the per-request maximum {max}"
-                )
-            }
-            BudgetError::ExceedsLimit {
-                dimension,
-                requested,
-                max,
-                limit: Some(i),
-            } => {
-                write!(
-                    f,
-                    "{dimension:?} {requested} exceeds limit #{i}'s whole window maximum {max}"
-                )
-            }
-            BudgetError::NoReservationSlots => {
-                write!(
-                    f,
-                    "this budget state has no reservation slots (R = 0); use try_spend"
-                )
-            }
-            BudgetError::UnknownReservation { id } => {
-                write!(
-                    f,
-                    "no reservation {id} is held (already settled or released?)"
-                )
-            }
-        }
-    }
-}
-
-impl core::error::Error for BudgetError {}
-
-impl BudgetError {
-    /// A stable snake_case code (`exceeds_limit`, `unknown_reservation`),
-    /// the same in every backend.
-    pub const fn code(&self) -> &'static str {
-        match self {
-            BudgetError::ExceedsLimit { .. } => "exceeds_limit",
-            BudgetError::NoReservationSlots => "no_reservation_slots",
-            BudgetError::UnknownReservation { .. } => "unknown_reservation",
-        }
-    }
-}
+pub(super) const USED_CAP: u64 = 1 << 52;
 
 /// `used / max` in basis points, capped at [`MAX_UTILIZATION_BP`](super::MAX_UTILIZATION_BP).
 pub(super) fn utilization_bp(used: u64, max: u64) -> u64 {
     mul_div_floor(used, BP, max).min(super::MAX_UTILIZATION_BP)
-}
-
-/// What the live holds hold in `d` (capped at 2^52, as usage is).
-fn held(holds: &[Hold], d: Dimension) -> u64 {
-    holds
-        .iter()
-        .filter(|h| !h.lapsed)
-        .fold(0u64, |s, h| s.saturating_add(h.usage.get(d)))
-        .min(USED_CAP)
 }
 
 pub(super) fn clamp_usage(u: Usage) -> Usage {
@@ -189,7 +30,7 @@ pub(super) fn clamp_usage(u: Usage) -> Usage {
 }
 
 impl Budget {
-    fn limits(&self) -> impl Iterator<Item = (usize, &WindowLimit)> {
+    pub(super) fn limits(&self) -> impl Iterator<Item = (usize, &WindowLimit)> {
         self.config.limits.iter().enumerate()
     }
 
@@ -236,11 +77,6 @@ impl Budget {
         let now = now.as_micros().max(st.last);
         st.last = now;
         self.lay_out(st, now);
-        // Windows of limits this config lacks are not kept up to date from
-        // here on: re-read when a config has their limit again.
-        for w in st.windows.iter_mut().skip(self.config.limits.len()) {
-            w.limit = 0;
-        }
         for ((_, l), w) in self.limits().zip(st.windows.iter_mut()) {
             let (start, _) = self.bounds(l, now);
             if w.start != start {
@@ -260,103 +96,8 @@ impl Budget {
             h.lapsed = true;
             self.unhold(windows, h);
         }
-        let BudgetState { holds, windows, .. } = st;
-        for ((i, l), w) in self.limits().zip(windows.iter_mut()) {
-            if w.limit != self.digest(i) {
-                // Written under another max or thresholds (or none: a limit
-                // added since): it holds what the live holds hold, and its
-                // alert flags start again under this config.
-                w.reserved = held(holds, l.dimension);
-                w.fired = 0;
-                w.limit = self.digest(i);
-            }
-        }
+        self.reread_changed(st);
         now
-    }
-
-    /// True when a window was written under another limit or thresholds,
-    /// or sits where another limit is: [`sync`](Self::sync) re-reads it.
-    pub(super) fn stale<const R: usize>(&self, st: &BudgetState<R>) -> bool {
-        self.limits()
-            .zip(st.windows.iter())
-            .any(|((i, _), w)| w.limit != self.digest(i) || (w.kind != 0 && w.kind != self.kind(i)))
-    }
-
-    /// Put each limit's window at the limit's position, matching them by
-    /// kind (a config has at most one limit of each kind). A window of kind
-    /// 0 is either empty — the limit at its position, if any — or written
-    /// before windows recorded their limits: then by the limit at its
-    /// position in the config this budget was first made with (the root of
-    /// its [`reconfigure`](Budget::reconfigure) chain), whose tags it takes.
-    /// A limit with no window gets an empty one; the windows no limit takes
-    /// (and some limit wrote, and that have not ended) follow in the slots
-    /// left, in their order, so a limit removed and added back finds the
-    /// window it had while a slot is left for it. (A window that was not kept up to date meanwhile has no
-    /// digest: [`sync`](Self::sync) re-reads it.)
-    fn lay_out<const R: usize>(&self, st: &mut BudgetState<R>, now: u64) {
-        let n = self.config.limits.len();
-        for (i, w) in st.windows.iter_mut().enumerate() {
-            if w.kind != 0 {
-                continue;
-            }
-            if w.start != 0 || w.used != 0 {
-                (w.kind, w.limit) = self.root(i);
-            } else if i < n {
-                w.kind = self.kind(i);
-            }
-        }
-        if st
-            .windows
-            .iter()
-            .enumerate()
-            .take(n)
-            .all(|(i, w)| w.kind == self.kind(i))
-        {
-            return;
-        }
-        let old = st.windows;
-        let mut taken = [false; MAX_LIMITS];
-        let mut laid = [WindowUsage::default(); MAX_LIMITS];
-        for (i, slot) in laid.iter_mut().enumerate().take(n) {
-            let kind = self.kind(i);
-            let found = old
-                .iter()
-                .zip(taken.iter_mut())
-                .find(|(w, t)| !**t && w.kind == kind);
-            // (Kinds are unique in a config, so "the first" is "the".)
-            *slot = match found {
-                Some((w, t)) => {
-                    *t = true;
-                    *w
-                }
-                None => WindowUsage {
-                    kind,
-                    ..WindowUsage::default()
-                },
-            };
-        }
-        // Kept: windows some limit wrote that have not ended (a limit added
-        // back after its window ends starts a new one anyway).
-        let left = old
-            .iter()
-            .zip(taken.iter())
-            .filter(|(w, t)| {
-                !**t && w.kind != 0 && (w.start != 0 || w.used != 0) && self.window_end(w) > now
-            })
-            .map(|(w, _)| *w);
-        for (slot, w) in laid.iter_mut().skip(n).zip(left) {
-            *slot = w;
-        }
-        st.windows = laid;
-    }
-
-    /// The end of a window by its recorded kind (its start's window).
-    fn window_end(&self, w: &WindowUsage) -> u64 {
-        let horizon = match w.kind & super::MAX_HORIZON_US {
-            0 => Horizon::CalendarMonth,
-            us => Horizon::Fixed(crate::Duration::from_micros(us)),
-        };
-        self.bounds_of(horizon, w.start).1
     }
 
     /// Remove a live hold's amounts (they count in whichever window is current).
