@@ -127,3 +127,41 @@ pub fn budget_limit_tags(budget: &Budget, i: usize) -> (u64, u64) {
 pub fn budget_root_tags(budget: &Budget, i: usize) -> (u64, u64) {
     budget.root(i)
 }
+
+/// The Redis key of the state `name` under `tag`, byte by byte:
+/// `prefix{tag}:name`, with `%`, `{` and `}` in the tag escaped (`%25`,
+/// `%7B`, `%7D`) so a tag can never end early or collide with another, and
+/// an empty tag written `{%}` (Redis hashes a whole key whose tag is `{}`;
+/// a bare `%`, which escaping never produces, keeps every key of one call in
+/// one cluster slot). Every shell that stores states in Redis (std, npm)
+/// builds its keys from this, so they share them. The prefix and name are
+/// checked by [`redis_key_parts_valid`].
+pub fn redis_key<'a>(
+    prefix: &'a [u8],
+    tag: &'a [u8],
+    name: &'a [u8],
+) -> impl Iterator<Item = u8> + 'a {
+    let empty: &'static [u8] = if tag.is_empty() { b"%" } else { b"" };
+    prefix
+        .iter()
+        .copied()
+        .chain(core::iter::once(b'{'))
+        .chain(empty.iter().copied())
+        .chain(tag.iter().flat_map(|&b| {
+            let (bytes, len): ([u8; 3], usize) = match b {
+                b'%' => (*b"%25", 3),
+                b'{' => (*b"%7B", 3),
+                b'}' => (*b"%7D", 3),
+                _ => ([b, 0, 0], 1),
+            };
+            bytes.into_iter().take(len)
+        }))
+        .chain(*b"}:")
+        .chain(name.iter().copied())
+}
+
+/// Whether `prefix` and `name` may form a [`redis_key`]: neither holds `{`
+/// or `}` (which would move the cluster hash tag). Tags may hold anything.
+pub fn redis_key_parts_valid(prefix: &[u8], name: &[u8]) -> bool {
+    !prefix.iter().chain(name).any(|b| matches!(b, b'{' | b'}'))
+}

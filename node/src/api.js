@@ -31,10 +31,10 @@ function costed(opts, at, op, decide) {
   return decide(at, op(now, cost), now);
 }
 
-/** Module-private: a member's decision in core's units, for `Policy`. */
-const RAW = Symbol("ratebound.raw");
-/** Module-private: how to build a keyed store of this limiter (kind and core's arguments). */
-const SPEC = Symbol("ratebound.spec");
+/** Package-private: a member's decision in core's units, for `Policy` and `ratebound/redis`. */
+export const RAW = Symbol("ratebound.raw");
+/** Package-private: how to build a keyed store of this limiter (kind and core's arguments). */
+export const SPEC = Symbol("ratebound.spec");
 
 export function makeApi(wasm, memory) {
   // Each wasm object keeps its last decision as four f64s; one view of wasm
@@ -469,6 +469,11 @@ export function makeApi(wasm, memory) {
     peek(key, opts) {
       const k = this.#key(key);
       return costed(opts, this.#at, (now, cost) => this.#inner.peek(k, now, cost), decision);
+    }
+    /** `[status, remaining, limit, resetAtUs, retryAtUs]` for `key` (status -2: store full). */
+    [RAW](key, nowUs, cost, consume) {
+      const k = this.#key(key);
+      return raw(this.#at, consume ? this.#inner.check(k, nowUs, cost) : this.#inner.peek(k, nowUs, cost));
     }
     /** Drop every idle key; returns how many. */
     evictIdle(opts) {

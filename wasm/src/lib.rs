@@ -37,6 +37,10 @@ use ratebound_core::{
 mod backoff;
 mod policy;
 pub use policy::policy_fold;
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "redis")]
+pub use redis::{gcra_redis_args, gcra_share, redis_key, redis_key_parts_valid, share_of_limit};
 #[cfg(feature = "budget")]
 mod budget;
 pub use backoff::{Backoff, RetryBudget};

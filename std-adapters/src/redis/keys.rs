@@ -1,10 +1,11 @@
-//! Key layout: `prefix{tag}:name`, the tag escaped so that it can never end
-//! early or collide with another, every key of one call in one cluster slot.
+//! Key layout: core's [`wire::redis_key`] (`prefix{tag}:name`, the tag
+//! escaped), with the tag's length bounded.
+
+use ratebound_core::wire;
 
 use super::StoreError;
 
-/// The key of `name` under `tag`: `prefix{tag}:name`, with `%`, `{`, `}` in
-/// the tag escaped.
+/// The key of `name` under `tag`.
 pub(crate) fn key(
     prefix: &str,
     max_tag_len: usize,
@@ -17,28 +18,12 @@ pub(crate) fn key(
             max: max_tag_len,
         });
     }
-    if name.contains(['{', '}']) {
+    if !wire::redis_key_parts_valid(b"", name.as_bytes()) {
         return Err(StoreError::Invalid(
             "a limiter name must not contain { or }",
         ));
     }
     let mut k = Vec::with_capacity(prefix.len() + tag.len() + name.len() + 4);
-    k.extend_from_slice(prefix.as_bytes());
-    k.push(b'{');
-    if tag.is_empty() {
-        // Redis hashes the whole key for an empty `{}`; a bare `%` (which
-        // escaping never produces) keeps one slot per call.
-        k.push(b'%');
-    }
-    for &b in tag {
-        match b {
-            b'%' => k.extend_from_slice(b"%25"),
-            b'{' => k.extend_from_slice(b"%7B"),
-            b'}' => k.extend_from_slice(b"%7D"),
-            _ => k.push(b),
-        }
-    }
-    k.extend_from_slice(b"}:");
-    k.extend_from_slice(name.as_bytes());
+    k.extend(wire::redis_key(prefix.as_bytes(), tag, name.as_bytes()));
     Ok(k)
 }

@@ -1,0 +1,261 @@
+// Limiters and policy sets whose per-key states live in Redis: the
+// in-memory limiters' configs as script arguments (core's derived numbers
+// through wasm), one round trip per decision (a set all or nothing), the
+// replies folded by core (`policyFold`), and the failure policy.
+
+import { TokenBucket, SlidingLog, SlidingWindow, KeyedLimiter } from "../node.js";
+// The key layout, GCRA arguments, shares and the fold: core, through the
+// budget module's wasm (the limiters' module stays small).
+import { raw as wasm } from "../budget-node.js";
+import { RAW, SPEC } from "../api.js";
+import { integer, milliseconds, options, costOptions } from "../validate.js";
+import { RedisUnavailableError } from "./errors.js";
+import { Failover } from "./failover.js";
+import { RedisStore } from "./store.js";
+
+const isLimiter = (l) => l instanceof TokenBucket || l instanceof SlidingLog || l instanceof SlidingWindow;
+const utf8 = new TextEncoder();
+/** Bytes to a string of one char per byte (windows-1252 maps each byte to its own char). */
+const LATIN1 = new TextDecoder("latin1");
+/** Names as the Rust backend's limit sets take them, so both name keys alike. */
+const NAME = /^[\x20-\x7e]{1,64}$/;
+const NAME_FORBIDDEN = /[{}"\\]/;
+
+/** One member: its name, key suffix, script arguments and capacity. */
+function member(name, limiter, prefix) {
+  if (typeof name !== "string" || !NAME.test(name) || NAME_FORBIDDEN.test(name)) {
+    throw new RangeError(`limit name ${JSON.stringify(name)}: names are 1 to 64 characters of printable ASCII but { } " \\`);
+  }
+  if (!isLimiter(limiter)) throw new TypeError(`limits.${name} is not a TokenBucket, SlidingLog or SlidingWindow`);
+  const nameBytes = utf8.encode(name);
+  if (!wasm.redisKeyPartsValid(prefix, nameBytes)) throw new RangeError(`limit name ${name} cannot form a key`);
+  const [kind, ...cfg] = limiter[SPEC];
+  const m = { name, nameBytes, kind, cfg };
+  if (kind === "gcra") {
+    const [capacity, amount, periodUs] = cfg;
+    const [p, a, tauUs, tauRem] = wasm.gcraRedisArgs(capacity, amount, periodUs);
+    m.capacity = capacity;
+    m.gcra = { p, a, tauUs, tauRem };
+    m.args = (cost) => ["g", String(cost), String(capacity), String(p), String(a), String(tauUs), String(tauRem)];
+  } else if (kind === "log") {
+    const [limit, windowUs, slots] = cfg;
+    m.capacity = limit;
+    m.args = (cost) => ["l", String(cost), String(limit), String(windowUs), String(slots)];
+  } else {
+    const [limit, windowUs] = cfg;
+    m.capacity = limit;
+    m.args = (cost) => ["c", String(cost), String(limit), String(windowUs)];
+  }
+  return m;
+}
+
+/** A limiter of this replica's share of `m` (core's share), for the local fallback. */
+function shareOf(m, replicas) {
+  if (m.kind === "gcra") {
+    const [capacity, amount, periodUs] = wasm.gcraShare(...m.cfg, replicas);
+    return { capacity, make: () => new TokenBucket({ capacity, refillAmount: amount, refillPeriodMs: periodUs / 1000 }) };
+  }
+  const [limit, windowUs, slots] = m.cfg;
+  const capacity = wasm.shareOf(limit, replicas);
+  if (m.kind === "log") return { capacity, make: () => new SlidingLog({ limit: capacity, windowMs: windowUs / 1000, slots }) };
+  return { capacity, make: () => new SlidingWindow({ limit: capacity, windowMs: windowUs / 1000 }) };
+}
+
+const int = (v) => {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < -1) throw new TypeError(`unexpected reply from Redis: ${v}`);
+  return n;
+};
+
+const LIMITER_OPTIONS = ["onUnavailable", "retryAfterMs", "replicas", "local"];
+
+/**
+ * Limits per key shared through Redis: one limiter, or several decided all
+ * or nothing in one round trip, each key's state under `prefix{key}:name`
+ * (the Rust backend's layout: a Rust and a Node service share one limit).
+ */
+export class RedisLimiter {
+  #store;
+  #members;
+  #policy;
+  #failover;
+  /** Per member, this replica's share in memory (`local` only): `{ capacity, keyed }`. */
+  #local = null;
+  #replicas;
+  #retryAfterUs;
+
+  /**
+   * @param store a RedisStore
+   * @param limits `{ name: limiter }`: TokenBucket, SlidingLog or SlidingWindow
+   * @param opts `{ onUnavailable: "closed" | "open" | "local", retryAfterMs, replicas, local: { maxKeys, onFull } }`
+   */
+  constructor(store, limits, opts) {
+    if (!(store instanceof RedisStore)) throw new TypeError("store must be a RedisStore");
+    if (limits === null || typeof limits !== "object" || isLimiter(limits)) {
+      throw new TypeError("limits must be an object of named limiters, e.g. { api: new TokenBucket(...) }");
+    }
+    const names = Object.keys(limits);
+    if (names.length === 0) throw new TypeError("limits must name at least one limiter");
+    this.#store = store;
+    this.#members = names.map((n) => member(n, limits[n], store.prefix));
+    const o = options(opts, "RedisLimiter options", LIMITER_OPTIONS);
+    this.#policy = o.onUnavailable ?? "closed";
+    if (!["closed", "open", "local"].includes(this.#policy)) throw new RangeError(`onUnavailable must be "closed", "open" or "local", got ${this.#policy}`);
+    const retryAfter = milliseconds("retryAfterMs", o.retryAfterMs ?? 1000);
+    if (retryAfter > 86_400_000_000) throw new RangeError("retryAfterMs must be at most a day");
+    this.#retryAfterUs = retryAfter;
+    this.#failover = new Failover(retryAfter / 1000);
+    this.#replicas = integer("replicas", o.replicas ?? 1, 1);
+    if (this.#replicas > 2 ** 32 - 1) throw new RangeError("replicas must be below 2^32");
+    if (this.#policy === "local") {
+      const l = options(o.local, "local", ["maxKeys", "onFull"]);
+      this.#local = this.#members.map((m) => {
+        const share = shareOf(m, this.#replicas);
+        return { capacity: share.capacity, keyed: new KeyedLimiter(share.make, { maxKeys: l.maxKeys, onFull: l.onFull, maxKeyLength: Number.MAX_SAFE_INTEGER }) };
+      });
+    } else if (o.local !== undefined) {
+      throw new TypeError('local is only taken with onUnavailable: "local"');
+    }
+    this.names = Object.freeze(names);
+  }
+
+  /** True while the last call found Redis unavailable (the failure policy answers). */
+  get unavailable() {
+    return this.#failover.down;
+  }
+
+  #tag(key) {
+    let bytes;
+    if (typeof key === "string") {
+      if (!key.isWellFormed()) throw new TypeError("key must be a well-formed string (no lone surrogates: two keys would share a state)");
+      bytes = utf8.encode(key);
+    } else if (key instanceof Uint8Array) {
+      bytes = key;
+    } else {
+      throw new TypeError(`key must be a string or a Uint8Array, got ${key === null ? "null" : typeof key}`);
+    }
+    if (bytes.length > this.#store.maxTagLength) throw new RangeError(`key is ${bytes.length} bytes, over maxTagLength ${this.#store.maxTagLength}`);
+    return bytes;
+  }
+
+  #now(o) {
+    if (o.now === undefined) return this.#store.callerTime ? Math.floor(Date.now() * 1000) : undefined;
+    if (!this.#store.callerTime) throw new TypeError('now is only taken by a store with time: "caller" (otherwise Redis TIME decides)');
+    return milliseconds("now", o.now);
+  }
+
+  #cost(cost, members = this.#members) {
+    members.forEach((m) => {
+      if (cost > m.capacity) throw new RangeError(`cost ${cost} can never be allowed: it exceeds ${m.name}'s capacity ${m.capacity}`);
+    });
+  }
+
+  /** One call of the scripts: `mode` over the members; the reply as core's numbers. */
+  async #shared(mode, tag, cost, nowUs, members = this.#members) {
+    const store = this.#store;
+    const keys = members.map((m) => wasm.redisKey(store.prefix, tag, m.nameBytes));
+    const state = store.withState ? "1" : "0";
+    const admission = mode === "check" || mode === "at_most";
+    const [one] = members;
+    // The common call, one GCRA checked whose interval is whole µs, has a lean entry point.
+    if (mode === "check" && members.length === 1 && one.gcra && one.gcra.a === 1) {
+      const g = one.gcra;
+      const reply = await store.invoke("gcra", false, true, keys, [store.ttlMargin, state, String(cost), String(one.capacity), String(g.p), String(g.tauUs)], nowUs);
+      if (!Array.isArray(reply) || reply.length < 5) throw new TypeError(`unexpected reply from Redis: ${JSON.stringify(reply)}`);
+      const v = reply.map(int);
+      return { now: v[0], rows: [[v[1], v[2], one.capacity, v[3], v[4], 0, ...v.slice(5)]] };
+    }
+    const args = [store.ttlMargin, mode, state, String(members.length), ...members.flatMap((m) => m.args(cost))];
+    const reply = await store.invoke("limit", mode === "peek", admission, keys, args, nowUs);
+    if (!Array.isArray(reply) || reply.length !== members.length + 1) throw new TypeError(`unexpected reply from Redis: ${JSON.stringify(reply)}`);
+    return { now: int(reply[0]), rows: reply.slice(1).map((r) => (Array.isArray(r) ? r.map(int) : int(r))) };
+  }
+
+  /** The answer of this replica's share, in memory (`local`). */
+  #localDecision(tag, cost, consume) {
+    // The in-memory store is keyed by strings: the tag's bytes, one char each.
+    const key = LATIN1.decode(tag);
+    const now = Math.floor(Date.now() * 1000);
+    const decide = (take) => this.#local.map(({ capacity, keyed }, i) => {
+      if (cost > capacity) {
+        // Fits the whole limit, never this replica's share: only Redis can
+        // decide it (core's Decision::refused).
+        return [0, 0, capacity, now, now + this.#retryAfterUs, 0];
+      }
+      const r = keyed[RAW](key, now, cost, take);
+      if (r[0] === -2) throw new RangeError(`the local fallback of ${this.#members[i].name} is full (raise local.maxKeys)`);
+      return r;
+    });
+    let rows = decide(false);
+    if (consume && rows.every((r) => r[0] === 1)) rows = decide(true);
+    return { now, rows };
+  }
+
+  async #run(mode, key, opts, members = this.#members) {
+    const tag = this.#tag(key);
+    const o = costOptions(opts);
+    const cost = integer("cost", o.cost === undefined ? 1 : o.cost);
+    this.#cost(cost, members);
+    const nowUs = this.#now(o);
+    const r = await this.#failover.run(() => this.#shared(mode, tag, cost, nowUs, members));
+    if ("value" in r) return this.#decision(r.value, "redis", members);
+    if (this.#policy === "closed") throw r.unavailable;
+    if (this.#policy === "open") {
+      // Admitted uncounted (core's Decision::uncounted): nothing remains known beyond the cost.
+      const now = nowUs ?? Math.floor(Date.now() * 1000);
+      return this.#decision({ now, rows: members.map((m) => [1, Math.max(0, m.capacity - cost), m.capacity, now, now, 0]) }, "failOpen", members);
+    }
+    return this.#decision(this.#localDecision(tag, cost, mode === "check"), "local", members);
+  }
+
+  #decision({ now, rows }, source, members) {
+    rows.forEach((row, i) => {
+      if (row[0] === -1) throw new RangeError(`cost can never be allowed: it exceeds ${members[i].name}'s capacity`);
+    });
+    const set = wasm.policyFold(now, new Float64Array(rows.flatMap((r) => r.slice(0, 5))));
+    const ms = (status, reset, retry) => ({ resetAt: Math.ceil(reset / 1000), retryAfterMs: status === 1 ? 0 : Math.ceil(Math.max(0, retry - now) / 1000) });
+    const out = {
+      allowed: set[0] === 1,
+      remaining: set[2],
+      limit: set[3],
+      ...ms(set[0], set[4], set[5]),
+      binding: set[1] >= 0 ? members[set[1]].name : null,
+      source,
+      decisions: rows.map(([s, remaining, limit, reset, retry]) => ({ allowed: s === 1, remaining, limit, ...ms(s, reset, retry) })),
+    };
+    if (this.#store.withState) out.states = rows.map((r) => r.slice(6));
+    return out;
+  }
+
+  /** Check `cost` (default 1) for `key` against every limit, all or nothing. */
+  check(key, opts) {
+    return this.#run("check", key, opts);
+  }
+  /** `(await check(key, opts)).allowed`. */
+  async allow(key, opts) {
+    return (await this.#run("check", key, opts)).allowed;
+  }
+  /** What `check` would decide, changing nothing. */
+  peek(key, opts) {
+    return this.#run("peek", key, opts);
+  }
+  /** One TokenBucket only: take as many as available, up to `max`; `{taken, ...decision}`. */
+  async take(key, opts) {
+    const o = options(opts, "options", ["max", "now"]);
+    return this.#gcraOp("at_most", key, { cost: integer("max", o.max ?? 1), now: o.now });
+  }
+  /** One TokenBucket only: give back up to `amount` tokens (never above capacity). */
+  async refund(key, opts) {
+    const o = options(opts, "options", ["amount", "now"]);
+    return this.#gcraOp("refund", key, { cost: integer("amount", o.amount ?? 1), now: o.now });
+  }
+  async #gcraOp(mode, key, { cost, now }) {
+    if (this.#members.length !== 1 || this.#members[0].kind !== "gcra") throw new TypeError(`${mode === "refund" ? "refund" : "take"} needs a RedisLimiter of one TokenBucket`);
+    const tag = this.#tag(key);
+    const nowUs = this.#now({ now });
+    const r = await this.#failover.run(() => this.#shared(mode, tag, cost, nowUs));
+    if (!("value" in r)) throw r.unavailable;
+    const d = this.#decision(r.value, "redis", this.#members);
+    return { taken: r.value.rows[0][5], ...d };
+  }
+}

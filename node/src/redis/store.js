@@ -1,0 +1,172 @@
+// A Redis (through the caller's client) running ratebound's Lua code: the
+// library loaded once, calls with one timeout each, admissions carrying a
+// deadline in Redis time so that a call Redis starts after the caller gave
+// up changes nothing. Port of the Rust store's transport
+// (std-adapters/src/redis/store.rs); the decisions are the scripts'.
+
+import { ENTRY, LIBRARY } from "./code.js";
+import { RedisUnavailableError, classify } from "./errors.js";
+import { integer, options } from "../validate.js";
+
+/** How often the store learns Redis's clock again (for call deadlines). */
+const CLOCK_SYNC_MS = 10_000;
+
+const localUs = () => performance.now() * 1000;
+
+/** Redis's clock as seen from here: `redisUs ≈ localUs + offset`, a lower bound. */
+class ServerClock {
+  #offset = 0;
+  #synced = -Infinity;
+  #syncing = false;
+  get stale() {
+    return !this.#syncing && performance.now() - this.#synced > CLOCK_SYNC_MS;
+  }
+  async sync(send) {
+    this.#syncing = true;
+    try {
+      const reply = await send(["TIME"]);
+      const received = localUs();
+      if (!Array.isArray(reply) || reply.length !== 2) throw new TypeError(`unexpected TIME reply ${JSON.stringify(reply)}`);
+      this.#offset = Number(reply[0]) * 1e6 + Number(reply[1]) - received;
+      this.#synced = performance.now();
+    } finally {
+      this.#syncing = false;
+    }
+  }
+  /** The Redis time (µs) by which a call started at `startedUs` is given up. */
+  deadline(startedUs, timeoutMs) {
+    return Math.max(0, Math.floor(startedUs + timeoutMs * 1000 + this.#offset));
+  }
+}
+
+const STORE_OPTIONS = ["prefix", "timeoutMs", "ttlMarginMs", "maxTagLength", "time", "withState"];
+
+export class RedisStore {
+  #client;
+  #prefix;
+  #timeoutMs;
+  #clock = new ServerClock();
+  /** "functions" or "scripts", once known. */
+  #invocation = "functions";
+  /** The code loaded and the clock learned (again after a failure). */
+  #ready = null;
+
+  /**
+   * @param client an adapter: `ioredisClient(redis)`, `nodeRedisClient(client)`
+   *   or any `{ send(argv), replyCode(err) }`.
+   */
+  constructor(client, opts) {
+    if (client === null || typeof client !== "object" || typeof client.send !== "function" || typeof client.replyCode !== "function") {
+      throw new TypeError("client must be an adapter: ioredisClient(redis), nodeRedisClient(client), or { send(argv), replyCode(err) }");
+    }
+    const o = options(opts, "RedisStore options", STORE_OPTIONS);
+    this.#client = client;
+    const prefix = o.prefix ?? "rb:";
+    if (typeof prefix !== "string") throw new TypeError("prefix must be a string");
+    if (/[{}]/.test(prefix)) throw new RangeError("the key prefix must not contain { or }");
+    this.#prefix = new TextEncoder().encode(prefix);
+    this.#timeoutMs = integer("timeoutMs", o.timeoutMs ?? 1000, 1);
+    if (this.#timeoutMs > 3_600_000) throw new RangeError("timeoutMs must be at most an hour");
+    const margin = integer("ttlMarginMs", o.ttlMarginMs ?? 60_000);
+    if (margin > 366 * 86_400_000) throw new RangeError("ttlMarginMs must be at most 366 days");
+    this.ttlMargin = String(margin);
+    this.maxTagLength = integer("maxTagLength", o.maxTagLength ?? 1024, 1);
+    const time = o.time ?? "redis";
+    if (time !== "redis" && time !== "caller") throw new RangeError(`time must be "redis" or "caller", got ${time}`);
+    this.callerTime = time === "caller";
+    this.withState = o.withState === undefined ? false : Boolean(o.withState);
+    this.prefix = this.#prefix;
+  }
+
+  /** How the Lua code runs on this server: `"functions"` (a library) or `"scripts"` (EVALSHA). */
+  get invocation() {
+    return this.#invocation;
+  }
+
+  /** The adapter's view of a server error reply. */
+  replyCode(err) {
+    return this.#client.replyCode(err);
+  }
+
+  /** Load the code and learn Redis's clock now (otherwise the first call does). */
+  async ready() {
+    await this.#withTimeout(this.#prepare());
+  }
+
+  #prepare() {
+    if (this.#ready === null) {
+      this.#ready = (async () => {
+        await this.#load();
+        await this.#clock.sync(this.#client.send);
+      })();
+      this.#ready.catch(() => {
+        this.#ready = null;
+      });
+    }
+    return this.#ready;
+  }
+
+  /** `FUNCTION LOAD REPLACE`; scripts where Functions are unknown or refused. */
+  async #load() {
+    try {
+      await this.#client.send(["FUNCTION", "LOAD", "REPLACE", LIBRARY]);
+      this.#invocation = "functions";
+    } catch (e) {
+      const code = this.#client.replyCode(e);
+      if (code === "NOPERM" || (code === "ERR" && /^ERR unknown (sub)?command/i.test(e.message))) this.#invocation = "scripts";
+      else throw e;
+    }
+  }
+
+  #withTimeout(promise) {
+    let timer;
+    const timeout = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new RedisUnavailableError(`Redis did not answer within ${this.#timeoutMs} ms`, "timeout")), this.#timeoutMs);
+    });
+    promise.catch(() => {}); // a late failure of a call given up on is not an unhandled rejection
+    return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+  }
+
+  /**
+   * Call `entry` (`"limit"`, `"gcra"`, `"budget"`, `"model"`) with `keys`
+   * (byte arrays) and `args`, the `now` argument first: the caller's
+   * `nowUs` (or Redis TIME when undefined) and, for an admission
+   * (`refuseLate`), the deadline after which the script changes nothing.
+   * Errors: RedisUnavailableError when Redis could not answer; the reply
+   * error itself for an answer about this call.
+   */
+  async invoke(entry, readOnly, refuseLate, keys, args, nowUs) {
+    const started = localUs();
+    const send = this.#client.send;
+    const e = ENTRY[entry];
+    const call = (async () => {
+      await this.#prepare();
+      if (refuseLate && this.#clock.stale) await this.#clock.sync(send);
+      let now = nowUs === undefined ? "" : String(nowUs);
+      if (refuseLate) now += `@${this.#clock.deadline(started, this.#timeoutMs)}`;
+      const fcall = () => send([readOnly ? "FCALL_RO" : "FCALL", readOnly ? e.ro : e.rw, String(keys.length), ...keys, now, ...args]);
+      const evalsha = () => send(["EVALSHA", e.sha, String(keys.length), ...keys, now, ...args]);
+      const evalWhole = () => send(["EVAL", e.script, String(keys.length), ...keys, now, ...args]);
+      const how = this.#invocation;
+      try {
+        return await (how === "functions" ? fcall() : evalsha());
+      } catch (err) {
+        const code = this.#client.replyCode(err);
+        if (how === "functions" && code === "ERR" && /^ERR Function not found/i.test(err.message)) {
+          // The server restarted, its functions were flushed, or it is a new node.
+          await this.#load();
+          return await (this.#invocation === "functions" ? fcall() : evalWhole());
+        }
+        if (how === "scripts" && code === "NOSCRIPT") return await evalWhole();
+        throw err;
+      }
+    })();
+    try {
+      return await this.#withTimeout(call);
+    } catch (err) {
+      const c = classify(err, this.#client.replyCode);
+      if (c instanceof RedisUnavailableError && c.reason !== "late") this.#ready = null; // learn the clock again next time
+      throw c;
+    }
+  }
+}
