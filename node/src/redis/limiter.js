@@ -22,15 +22,18 @@ const NAME = /^[\x20-\x7e]{1,64}$/;
 const NAME_FORBIDDEN = /[{}"\\]/;
 
 /** One member: its name, key suffix, script arguments and capacity. */
-function member(name, limiter, prefix) {
+function member(name, entry, prefix) {
   if (typeof name !== "string" || !NAME.test(name) || NAME_FORBIDDEN.test(name)) {
     throw new RangeError(`limit name ${JSON.stringify(name)}: names are 1 to 64 characters of printable ASCII but { } " \\`);
   }
-  if (!isLimiter(limiter)) throw new TypeError(`limits.${name} is not a TokenBucket, SlidingLog or SlidingWindow`);
+  const limiter = isLimiter(entry) ? entry : options(entry, `limits.${name}`, ["limiter", "cost"]).limiter;
+  if (!isLimiter(limiter)) throw new TypeError(`limits.${name} is not a TokenBucket, SlidingLog or SlidingWindow (or { limiter, cost })`);
+  // A fixed cost per call (e.g. 1 request) beside members charged the call's cost (e.g. tokens).
+  const fixed = isLimiter(entry) || entry.cost === undefined ? null : integer(`limits.${name}.cost`, entry.cost);
   const nameBytes = utf8.encode(name);
   if (!wasm.redisKeyPartsValid(prefix, nameBytes)) throw new RangeError(`limit name ${name} cannot form a key`);
   const [kind, ...cfg] = limiter[SPEC];
-  const m = { name, nameBytes, kind, cfg };
+  const m = { name, nameBytes, kind, cfg, fixed };
   if (kind === "gcra") {
     const [capacity, amount, periodUs] = cfg;
     const [p, a, tauUs, tauRem] = wasm.gcraRedisArgs(capacity, amount, periodUs);
@@ -59,6 +62,12 @@ function shareOf(m, replicas) {
   const capacity = wasm.shareOf(limit, replicas);
   if (m.kind === "log") return { capacity, make: () => new SlidingLog({ limit: capacity, windowMs: windowUs / 1000, slots }) };
   return { capacity, make: () => new SlidingWindow({ limit: capacity, windowMs: windowUs / 1000 }) };
+}
+
+function costError(cost, m, i) {
+  const e = new RangeError(`${cost === null ? "the cost" : `cost ${cost}`} can never be allowed: it exceeds ${m.name}'s capacity ${m.capacity}`);
+  e.member = i;
+  return e;
 }
 
 const int = (v) => {
@@ -144,14 +153,17 @@ export class RedisLimiter {
     return milliseconds("now", o.now);
   }
 
-  #cost(cost, members = this.#members) {
-    members.forEach((m) => {
-      if (cost > m.capacity) throw new RangeError(`cost ${cost} can never be allowed: it exceeds ${m.name}'s capacity ${m.capacity}`);
+  /** Each member's cost: its fixed one, else the call's; a cost above a capacity is a RangeError naming the member. */
+  #costs(cost) {
+    return this.#members.map((m, i) => {
+      const c = m.fixed ?? cost;
+      if (c > m.capacity) throw costError(c, m, i);
+      return c;
     });
   }
 
   /** One call of the scripts: `mode` over the members; the reply as core's numbers. */
-  async #shared(mode, tag, cost, nowUs, members = this.#members) {
+  async #shared(mode, tag, costs, nowUs, members = this.#members) {
     const store = this.#store;
     const keys = members.map((m) => wasm.redisKey(store.prefix, tag, m.nameBytes));
     const state = store.withState ? "1" : "0";
@@ -160,23 +172,24 @@ export class RedisLimiter {
     // The common call, one GCRA checked whose interval is whole µs, has a lean entry point.
     if (mode === "check" && members.length === 1 && one.gcra && one.gcra.a === 1) {
       const g = one.gcra;
-      const reply = await store.invoke("gcra", false, true, keys, [store.ttlMargin, state, String(cost), String(one.capacity), String(g.p), String(g.tauUs)], nowUs);
+      const reply = await store.invoke("gcra", false, true, keys, [store.ttlMargin, state, String(costs[0]), String(one.capacity), String(g.p), String(g.tauUs)], nowUs);
       if (!Array.isArray(reply) || reply.length < 5) throw new TypeError(`unexpected reply from Redis: ${JSON.stringify(reply)}`);
       const v = reply.map(int);
       return { now: v[0], rows: [[v[1], v[2], one.capacity, v[3], v[4], 0, ...v.slice(5)]] };
     }
-    const args = [store.ttlMargin, mode, state, String(members.length), ...members.flatMap((m) => m.args(cost))];
+    const args = [store.ttlMargin, mode, state, String(members.length), ...members.flatMap((m, i) => m.args(costs[i]))];
     const reply = await store.invoke("limit", mode === "peek", admission, keys, args, nowUs);
     if (!Array.isArray(reply) || reply.length !== members.length + 1) throw new TypeError(`unexpected reply from Redis: ${JSON.stringify(reply)}`);
     return { now: int(reply[0]), rows: reply.slice(1).map((r) => (Array.isArray(r) ? r.map(int) : int(r))) };
   }
 
   /** The answer of this replica's share, in memory (`local`). */
-  #localDecision(tag, cost, consume) {
+  #localDecision(tag, costs, consume) {
     // The in-memory store is keyed by strings: the tag's bytes, one char each.
     const key = LATIN1.decode(tag);
     const now = Math.floor(Date.now() * 1000);
     const decide = (take) => this.#local.map(({ capacity, keyed }, i) => {
+      const cost = costs[i];
       if (cost > capacity) {
         // Fits the whole limit, never this replica's share: only Redis can
         // decide it (core's Decision::refused).
@@ -191,26 +204,27 @@ export class RedisLimiter {
     return { now, rows };
   }
 
-  async #run(mode, key, opts, members = this.#members) {
+  async #run(mode, key, opts) {
+    const members = this.#members;
     const tag = this.#tag(key);
     const o = costOptions(opts);
     const cost = integer("cost", o.cost === undefined ? 1 : o.cost);
-    this.#cost(cost, members);
+    const costs = this.#costs(cost);
     const nowUs = this.#now(o);
-    const r = await this.#failover.run(() => this.#shared(mode, tag, cost, nowUs, members));
+    const r = await this.#failover.run(() => this.#shared(mode, tag, costs, nowUs, members));
     if ("value" in r) return this.#decision(r.value, "redis", members);
     if (this.#policy === "closed") throw r.unavailable;
     if (this.#policy === "open") {
       // Admitted uncounted (core's Decision::uncounted): nothing remains known beyond the cost.
       const now = nowUs ?? Math.floor(Date.now() * 1000);
-      return this.#decision({ now, rows: members.map((m) => [1, Math.max(0, m.capacity - cost), m.capacity, now, now, 0]) }, "failOpen", members);
+      return this.#decision({ now, rows: members.map((m, i) => [1, Math.max(0, m.capacity - costs[i]), m.capacity, now, now, 0]) }, "failOpen", members);
     }
-    return this.#decision(this.#localDecision(tag, cost, mode === "check"), "local", members);
+    return this.#decision(this.#localDecision(tag, costs, mode === "check"), "local", members);
   }
 
   #decision({ now, rows }, source, members) {
     rows.forEach((row, i) => {
-      if (row[0] === -1) throw new RangeError(`cost can never be allowed: it exceeds ${members[i].name}'s capacity`);
+      if (row[0] === -1) throw costError(null, members[i], i);
     });
     const set = wasm.policyFold(now, new Float64Array(rows.flatMap((r) => r.slice(0, 5))));
     const ms = (status, reset, retry) => ({ resetAt: Math.ceil(reset / 1000), retryAfterMs: status === 1 ? 0 : Math.ceil(Math.max(0, retry - now) / 1000) });
@@ -223,7 +237,11 @@ export class RedisLimiter {
       source,
       decisions: rows.map(([s, remaining, limit, reset, retry]) => ({ allowed: s === 1, remaining, limit, ...ms(s, reset, retry) })),
     };
-    if (this.#store.withState) out.states = rows.map((r) => r.slice(6));
+    if (this.#store.withState) {
+      // For tests and replays: the states, and every number in core's µs.
+      out.states = rows.map((r) => r.slice(6));
+      out.exact = { now, set: Array.from(set), members: rows.map((r) => r.slice(0, 5)) };
+    }
     return out;
   }
 
@@ -253,7 +271,8 @@ export class RedisLimiter {
     if (this.#members.length !== 1 || this.#members[0].kind !== "gcra") throw new TypeError(`${mode === "refund" ? "refund" : "take"} needs a RedisLimiter of one TokenBucket`);
     const tag = this.#tag(key);
     const nowUs = this.#now({ now });
-    const r = await this.#failover.run(() => this.#shared(mode, tag, cost, nowUs));
+    // Capped as core caps them: larger never changes the answer (and stays exact in Lua).
+    const r = await this.#failover.run(() => this.#shared(mode, tag, [Math.min(cost, Number.MAX_SAFE_INTEGER)], nowUs));
     if (!("value" in r)) throw r.unavailable;
     const d = this.#decision(r.value, "redis", this.#members);
     return { taken: r.value.rows[0][5], ...d };

@@ -1,0 +1,215 @@
+// ratebound/redis against real redis-servers on free loopback ports,
+// through ioredis and node-redis: the core fixtures replay exactly, the
+// decisions equal the in-memory limiters', the code is (re)loaded as
+// Functions or scripts, and the failure policies, deadlines and bad input
+// behave as documented.
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import Redis from "ioredis";
+import { createClient } from "redis";
+import { TokenBucket, SlidingLog, SlidingWindow } from "ratebound";
+import { RedisStore, RedisLimiter, RedisUnavailableError, ioredisClient, nodeRedisClient, LIBRARY_NAME } from "ratebound/redis";
+import { startRedis } from "./support/redis-server.js";
+
+const load = (kind) => JSON.parse(readFileSync(new URL(`../../fixtures/traces/${kind}.json`, import.meta.url), "utf8"));
+const server = await startRedis();
+const closers = [];
+after(async () => {
+  for (const c of closers) await c();
+  await server.stop();
+});
+
+/** The two clients, each connected to `port`; closed after the tests. */
+const CLIENTS = {
+  ioredis: async (port, opts = {}) => {
+    const c = new Redis({ port, host: "127.0.0.1", lazyConnect: false, ...opts });
+    closers.push(() => c.disconnect());
+    return ioredisClient(c);
+  },
+  "node-redis": async (port) => {
+    const c = createClient({ socket: { port, host: "127.0.0.1", reconnectStrategy: () => 50 } });
+    c.on("error", () => {}); // reconnection errors while a test has stopped the server
+    await c.connect();
+    closers.push(() => c.destroy());
+    return nodeRedisClient(c);
+  },
+};
+
+const stateJson = (kind, s) => {
+  if (kind === "gcra") return { rem: s[1], tat: s[0] };
+  if (kind === "sliding_log") {
+    const entries = [];
+    for (let i = 1; i < s.length; i += 2) entries.push({ at: s[i], cost: s[i + 1] });
+    return { entries, last: s[0] };
+  }
+  return { curr: s[2], prev: s[1], start: s[0] };
+};
+
+const limiterOf = (kind, c) => {
+  if (kind === "gcra") return new TokenBucket({ capacity: c.capacity, refillAmount: c.amount, refillPeriodMs: c.period_us / 1000 });
+  if (kind === "sliding_log") return new SlidingLog({ limit: c.limit, windowMs: c.window_us / 1000, slots: 8 });
+  return new SlidingWindow({ limit: c.limit, windowMs: c.window_us / 1000 });
+};
+
+
+for (const [client, connect] of Object.entries(CLIENTS)) {
+  test(`${client}: every core trace (GCRA, sliding log, sliding counter) replays exactly through Redis`, async () => {
+    const store = new RedisStore(await connect(server.port), { time: "caller", withState: true });
+    let steps = 0;
+    for (const kind of ["gcra", "sliding_log", "sliding_counter"]) {
+      const file = load(kind);
+      for (const [t, trace] of file.traces.entries()) {
+        const limiter = new RedisLimiter(store, { x: limiterOf(kind, trace.config) });
+        // A fresh key per trace; braces and spaces on purpose.
+        const key = `${client} ${kind} {trace} ${t}`;
+        for (const [i, step] of trace.steps.entries()) {
+          const what = `${kind}/${trace.name} step ${i} (${step.op})`;
+          const now = step.now / 1000;
+          let got, state;
+          try {
+            if (step.op === "check" || step.op === "peek") {
+              const d = await limiter[step.op](key, { cost: step.cost, now });
+              got = { ok: exact(d, 0) };
+              state = d.states[0];
+            } else if (step.op === "at_most") {
+              const d = await limiter.take(key, { max: step.cost, now });
+              got = { decision: exact(d, 0), taken: d.taken };
+              state = d.states[0];
+            } else {
+              const d = await limiter.refund(key, { amount: step.cost, now });
+              got = exact(d, 0);
+              state = d.states[0];
+            }
+          } catch (e) {
+            if (!(e instanceof RangeError)) throw e;
+            got = { error: "insufficient_capacity" };
+            state = (await limiter.peek(key, { cost: 0, now })).states[0];
+          }
+          assert.deepEqual(got, step.expect, `${what}: decision`);
+          assert.deepEqual(stateJson(kind, state), step.state, `${what}: state`);
+          steps++;
+        }
+      }
+    }
+    assert.ok(steps > 1000, `${steps} steps`);
+  });
+}
+
+/** A decision's member `i` in core's units (the fixtures' µs), from its exact fields. */
+function exact(d, i) {
+  const m = d.exact.members[i];
+  return { allowed: m[0] === 1, limit: m[2], remaining: m[1], reset_at: m[3], retry_at: m[4] };
+}
+
+const memberOf = (m) => {
+  const kind = ["gcra", "sliding_log", "sliding_counter"].find((k) => m[k]);
+  const limiter = limiterOf(kind, m[kind]);
+  return { kind, entry: m.cost === undefined ? limiter : { limiter, cost: m.cost } };
+};
+
+test("policy sets: the policy and reconfigure traces replay exactly (both clients, one round trip per step)", async () => {
+  let steps = 0;
+  for (const [client, connect] of Object.entries(CLIENTS)) {
+    const store = new RedisStore(await connect(server.port), { time: "caller", withState: true });
+    for (const file of ["policy", "reconfigure"]) {
+      for (const [t, trace] of load(file).traces.entries()) {
+        let members = trace.config.members.map(memberOf);
+        const make = () => new RedisLimiter(store, Object.fromEntries(members.map((m, i) => [`m${i}`, m.entry])));
+        let limiter = make();
+        const key = `${client} ${file} {${t}}`;
+        for (const [i, step] of trace.steps.entries()) {
+          const what = `${client} ${file}/${trace.name} step ${i} (${step.op})`;
+          if (step.op === "reconfigure") {
+            // The states stay in Redis; a limiter of the new configs reads them
+            // (a refused change is core's carry-over rule, checked in Rust).
+            if (step.expect.ok) {
+              members = step.members.map(memberOf);
+              limiter = make();
+              steps++;
+            }
+            continue;
+          }
+          const now = step.now / 1000;
+          let got, states;
+          try {
+            const d = await limiter[step.op](key, { cost: step.cost, now });
+            const [allowed, binding, remaining, limit, reset, retry] = d.exact.set;
+            got = { ok: { binding: binding < 0 ? null : binding, decision: { allowed: allowed === 1, limit, remaining, reset_at: reset, retry_at: retry } } };
+            states = d.states;
+          } catch (e) {
+            if (!(e instanceof RangeError)) throw e;
+            got = { error: { code: "insufficient_capacity", member: e.member } };
+            states = (await new RedisLimiter(store, Object.fromEntries(members.map((m, i) => [`m${i}`, { limiter: m.entry.limiter ?? m.entry, cost: 0 }]))).peek(key, { now })).states;
+          }
+          assert.deepEqual(got, step.expect, `${what}: decision`);
+          assert.deepEqual(states.map((s, j) => stateJson(members[j].kind, s)), step.state, `${what}: states`);
+          steps++;
+        }
+      }
+    }
+  }
+  assert.ok(steps > 600, `${steps} steps`);
+});
+
+test("decisions equal the in-memory limiters' over random traffic (Redis TIME vs a local twin at the reply's now)", async () => {
+  const store = new RedisStore(await CLIENTS.ioredis(server.port), { withState: true });
+  let seed = 7;
+  const rnd = (n) => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  const makers = [
+    () => new TokenBucket({ capacity: 7, refillAmount: 3, refillPeriodMs: 50 }),
+    () => new SlidingLog({ limit: 9, windowMs: 80, slots: 8 }),
+    () => new SlidingWindow({ limit: 11, windowMs: 60 }),
+  ];
+  for (const [k, make] of makers.entries()) {
+    const shared = new RedisLimiter(store, { x: make() });
+    const twin = make();
+    for (let i = 0; i < 150; i++) {
+      const cost = rnd(4);
+      const op = rnd(5) === 0 ? "peek" : "check";
+      const d = await shared[op](`differential ${k}`, { cost });
+      // The twin decides at the instant Redis decided (its TIME).
+      const m = twin[op]({ cost, now: d.exact.now / 1000 });
+      assert.deepEqual({ allowed: d.allowed, remaining: d.remaining, limit: d.limit, resetAt: d.resetAt, retryAfterMs: d.retryAfterMs }, m, `${k} step ${i}`);
+      if (i % 10 === 0) await new Promise((r) => setTimeout(r, rnd(20)));
+    }
+  }
+});
+
+test("keys are the Rust backend's: prefix{tag}:name with the tag escaped; binary tags; names and prefixes checked", async () => {
+  const store = new RedisStore(await CLIENTS.ioredis(server.port), { prefix: "layout:" });
+  const l = new RedisLimiter(store, { api: new TokenBucket({ capacity: 5, refillPeriodMs: 60_000 }) });
+  await l.check("a{b}%c");
+  await l.check(new Uint8Array([0, 255, 123]));
+  await l.check("");
+  const keys = server.cli("--no-raw", "keys", "layout:*").split("\n").map((s) => s.replace(/^\d+\) /, "")).sort();
+  assert.deepEqual(keys, ['"layout:{%}:api"', '"layout:{\\x00\\xff%7B}:api"', '"layout:{a%7Bb%7D%25c}:api"']);
+  assert.throws(() => new RedisStore(ioredisClient(new Redis({ lazyConnect: true })), { prefix: "a{" }), RangeError);
+  assert.throws(() => new RedisLimiter(store, { "a}": new TokenBucket({ capacity: 1 }) }), RangeError);
+  assert.throws(() => new RedisLimiter(store, { ["x".repeat(65)]: new TokenBucket({ capacity: 1 }) }), RangeError);
+  assert.throws(() => new RedisLimiter(store, new TokenBucket({ capacity: 1 })), TypeError);
+  assert.throws(() => new RedisLimiter(store, {}), TypeError);
+  await assert.rejects(l.check("\ud800"), TypeError); // a lone surrogate would share a key with U+FFFD
+  await assert.rejects(l.check(42), TypeError);
+  await assert.rejects(l.check("x".repeat(1025)), RangeError);
+  await assert.rejects(l.check("k", { cost: 6 }), (e) => e instanceof RangeError && e.member === 0 && /capacity 5/.test(e.message));
+  await assert.rejects(l.check("k", { cost: 1.5 }), RangeError);
+  await assert.rejects(l.check("k", { costs: 1 }), TypeError);
+  await assert.rejects(l.check("k", { now: Date.now() }), /time: "caller"/);
+  assert.equal(server.cli("exists", "layout:{k}:api"), "0", "nothing written by refused input");
+});
+
+test("many concurrent calls over both clients admit exactly the limit", async () => {
+  const stores = [new RedisStore(await CLIENTS.ioredis(server.port)), new RedisStore(await CLIENTS["node-redis"](server.port))];
+  const limiters = stores.map((s) => new RedisLimiter(s, { hour: new TokenBucket({ capacity: 250, refillPeriodMs: 3_600_000 }), log: new SlidingLog({ limit: 300, windowMs: 3_600_000, slots: 256 }) }));
+  const calls = [];
+  for (let i = 0; i < 800; i++) calls.push(limiters[i % 2].allow("crowd"));
+  const admitted = (await Promise.all(calls)).filter(Boolean).length;
+  assert.equal(admitted, 250);
+  const d = await limiters[0].peek("crowd", { cost: 0 });
+  assert.equal(d.decisions[0].remaining, 0);
+  assert.equal(d.decisions[1].remaining, 50, "the log counted exactly the 250 admitted");
+});
