@@ -23,8 +23,10 @@ after(async () => {
 /** The two clients, each connected to `port`; closed after the tests. */
 const CLIENTS = {
   ioredis: async (port, opts = {}) => {
-    const c = new Redis({ port, host: "127.0.0.1", lazyConnect: false, ...opts });
+    const c = new Redis({ port, host: "127.0.0.1", ...opts });
     closers.push(() => c.disconnect());
+    c.on("error", () => {}); // reconnection errors while a test has stopped the server
+    if (c.status !== "ready") await new Promise((r) => c.once("ready", r));
     return ioredisClient(c);
   },
   "node-redis": async (port) => {
@@ -212,4 +214,93 @@ test("many concurrent calls over both clients admit exactly the limit", async ()
   const d = await limiters[0].peek("crowd", { cost: 0 });
   assert.equal(d.decisions[0].remaining, 0);
   assert.equal(d.decisions[1].remaining, 50, "the log counted exactly the 250 admitted");
+});
+
+test("the code: one library shared with the Rust backend, loaded again after FUNCTION FLUSH; scripts where FUNCTION is refused, EVAL after SCRIPT FLUSH", async () => {
+  for (const [client, connect] of Object.entries(CLIENTS)) {
+    const store = new RedisStore(await connect(server.port));
+    const l = new RedisLimiter(store, { x: new TokenBucket({ capacity: 3, refillPeriodMs: 60_000 }) });
+    await store.ready();
+    assert.equal(store.invocation, "functions");
+    assert.match(server.cli("function", "list"), new RegExp(LIBRARY_NAME));
+    assert.equal(server.cli("function", "flush"), "OK");
+    assert.equal((await l.check(`${client} flush`)).remaining, 2, `${client}: decided after the library was flushed`);
+    assert.match(server.cli("function", "list"), new RegExp(LIBRARY_NAME), "loaded again");
+  }
+  const bare = await startRedis(["--rename-command", "FUNCTION", ""]);
+  try {
+    for (const [client, connect] of Object.entries(CLIENTS)) {
+      const store = new RedisStore(await connect(bare.port));
+      const l = new RedisLimiter(store, { x: new TokenBucket({ capacity: 3, refillPeriodMs: 60_000 }), y: new SlidingWindow({ limit: 9, windowMs: 1000 }) });
+      await store.ready();
+      assert.equal(store.invocation, "scripts", client);
+      assert.equal((await l.check(client)).remaining, 2);
+      assert.equal(bare.cli("script", "flush"), "OK");
+      assert.equal((await l.check(client)).remaining, 1, `${client}: EVAL after NOSCRIPT`);
+      assert.equal((await l.check(client, { cost: 1 })).decisions[1].remaining, 6);
+    }
+  } finally {
+    await bare.stop();
+  }
+});
+
+test("an answer about the call (a key of another type) is thrown, never failed over", async () => {
+  const store = new RedisStore(await CLIENTS.ioredis(server.port));
+  const l = new RedisLimiter(store, { x: new TokenBucket({ capacity: 3 }) }, { onUnavailable: "open" });
+  server.cli("rpush", "rb:{wrongtype}:x", "a");
+  await assert.rejects(l.check("wrongtype"), (e) => !(e instanceof RedisUnavailableError) && /WRONGTYPE|wrong kind/i.test(e.message));
+  assert.equal(l.unavailable, false);
+});
+
+test("failure policies: closed throws, open admits uncounted, local decides on this replica's share; Redis is skipped for retryAfterMs, then probed, and shared again", async () => {
+  const own = await startRedis();
+  const bucket = () => new TokenBucket({ capacity: 10, refillPeriodMs: 3_600_000 });
+  const store = new RedisStore(await CLIENTS.ioredis(own.port, { maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 20 }), { timeoutMs: 200 });
+  const closed = new RedisLimiter(store, { x: bucket() }, { retryAfterMs: 300 });
+  const open = new RedisLimiter(store, { x: bucket() }, { onUnavailable: "open", retryAfterMs: 300 });
+  const local = new RedisLimiter(store, { x: bucket(), y: new SlidingWindow({ limit: 40, windowMs: 3_600_000 }) }, { onUnavailable: "local", replicas: 4, retryAfterMs: 300 });
+  assert.equal((await closed.check("k")).source, "redis");
+  await own.stop();
+  await assert.rejects(closed.check("k"), (e) => e instanceof RedisUnavailableError && e.code === "unavailable");
+  assert.equal(closed.unavailable, true);
+  await assert.rejects(closed.check("k"), (e) => e instanceof RedisUnavailableError && e.reason === "skipped");
+  const o = await open.check("k", { cost: 4 });
+  assert.deepEqual([o.allowed, o.source, o.remaining, o.limit, o.retryAfterMs], [true, "failOpen", 6, 10, 0]);
+  // Local: a quarter of each limit (10 → 2, 40 → 10), all or nothing, then refused.
+  const seen = [];
+  for (let i = 0; i < 4; i++) {
+    const d = await local.check("k");
+    seen.push([d.allowed, d.source, d.decisions[0].limit, d.decisions[1].limit]);
+  }
+  assert.deepEqual(seen, [[true, "local", 2, 10], [true, "local", 2, 10], [false, "local", 2, 10], [false, "local", 2, 10]]);
+  const big = await local.check("k", { cost: 3 }); // fits the whole limit, never the share
+  assert.deepEqual([big.allowed, big.binding, big.retryAfterMs > 0], [false, "x", true]);
+  // Back: after the skip window one call probes, and the limits are shared again.
+  const back = await startRedis([], own.port);
+  try {
+    await new Promise((r) => setTimeout(r, 400));
+    let d;
+    for (let i = 0; i < 50 && (d = await closed.check("k").catch((e) => e)) instanceof Error; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(d.source, "redis", "shared again once Redis is back (the library loaded into the new server)");
+    assert.equal(d.remaining, 9, "a new server: a fresh count");
+    assert.equal(closed.unavailable, false);
+  } finally {
+    await back.stop();
+  }
+});
+
+test("deadlines: a check Redis starts after the caller gave up (timeout) changes nothing", async () => {
+  for (const [client, connect] of Object.entries(CLIENTS)) {
+    const store = new RedisStore(await connect(server.port), { timeoutMs: 150 });
+    const l = new RedisLimiter(store, { x: new TokenBucket({ capacity: 5, refillPeriodMs: 3_600_000 }) });
+    assert.equal((await l.check(`${client} paused`)).remaining, 4);
+    // Redis stalls for 600 ms: the call times out, then reaches the script after its deadline.
+    assert.equal(server.cli("client", "pause", "600", "ALL"), "OK");
+    const started = Date.now();
+    await assert.rejects(l.check(`${client} paused`, { cost: 3 }), (e) => e instanceof RedisUnavailableError && e.reason === "timeout");
+    assert.ok(Date.now() - started < 500, "answered at the timeout, not when Redis came back");
+    await new Promise((r) => setTimeout(r, 700));
+    const after = await new RedisLimiter(new RedisStore(await connect(server.port)), { x: new TokenBucket({ capacity: 5, refillPeriodMs: 3_600_000 }) }).peek(`${client} paused`, { cost: 0 });
+    assert.equal(after.remaining, 4, `${client}: the late call charged nothing`);
+  }
 });

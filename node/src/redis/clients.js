@@ -20,6 +20,14 @@ function codeOf(message) {
 /** Byte arrays as Buffers (the clients send other objects as their text). */
 const buffers = (argv) => argv.map((a) => (typeof a === "string" || Buffer.isBuffer(a) ? a : Buffer.from(a.buffer, a.byteOffset, a.byteLength)));
 
+/** Whether a class of `err`'s prototype chain has one of `names` (the clients' error classes are not importable here). */
+function isA(err, names) {
+  for (let p = err !== null && typeof err === "object" ? Object.getPrototypeOf(err) : null; p; p = Object.getPrototypeOf(p)) {
+    if (names.includes(p.constructor?.name)) return true;
+  }
+  return false;
+}
+
 function check(client, method, what) {
   if (client === null || typeof client !== "object" || typeof client[method] !== "function") {
     throw new TypeError(`expected ${what} (an object with a ${method}() method)`);
@@ -34,7 +42,7 @@ export function ioredisClient(client) {
   check(client, "call", "an ioredis client");
   return {
     send: (argv) => client.call(argv[0], ...buffers(argv.slice(1))),
-    replyCode: (err) => (err && err.name === "ReplyError" ? codeOf(err.message) : null),
+    replyCode: (err) => (isA(err, ["ReplyError"]) ? codeOf(err.message) : null),
   };
 }
 
@@ -47,6 +55,6 @@ export function nodeRedisClient(client) {
   check(client, "sendCommand", "a node-redis client");
   return {
     send: (argv) => client.sendCommand(buffers(argv)),
-    replyCode: (err) => (err && (err.name === "ErrorReply" || err.constructor?.name === "ErrorReply") ? codeOf(err.message) : null),
+    replyCode: (err) => (isA(err, ["ErrorReply", "SimpleError", "BlobError"]) ? codeOf(err.message) : null),
   };
 }

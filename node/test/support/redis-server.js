@@ -17,8 +17,8 @@ export async function freePort() {
 const ping = (port) => spawnSync("redis-cli", ["-p", String(port), "ping"], { encoding: "utf8" }).stdout.trim() === "PONG";
 
 /** Start a redis-server; `extra` arguments are passed through (e.g. `--rename-command FUNCTION ""`). */
-export async function startRedis(extra = []) {
-  const port = await freePort();
+export async function startRedis(extra = [], port) {
+  port ??= await freePort();
   const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", ...extra], { stdio: "ignore" });
   for (let i = 0; i < 100 && !ping(port); i++) await new Promise((r) => setTimeout(r, 50));
   if (!ping(port)) {
