@@ -161,8 +161,10 @@ bash scripts/build-npm.sh
 say "wasm-bindgen-test: the wasm classes in a real wasm runtime (Node)"
 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
   cargo test -p ratebound-wasm --target wasm32-unknown-unknown --all-features
-say "node --test (API, fixture replay, TypeScript types, real workerd)"
+say "node --test (API, fixture replay, ratebound/redis on real redis-servers, TypeScript types, real workerd)"
 (cd node && node --test test/)
+say "one limit shared by a Rust process and a Node process through one redis-server (std example shared_limit + ratebound/redis)"
+(cd node && node --test test-rust/)
 say "npm README: every marked snippet against the packed tarball (ESM, CommonJS, tsc --strict 5.9 and 5.4), the Worker through wrangler dev"
 [ -d node/readme-check/node_modules/wrangler ] && [ -d node/readme-check/node_modules/typescript ] \
   && [ -d node/readme-check/node_modules/typescript-5.4 ] \
