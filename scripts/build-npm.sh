@@ -29,6 +29,7 @@ build "--no-default-features --features budget,redis" budget "ratebound/budget (
 mkdir -p node/dist/types
 cp node/src/index.d.ts node/dist/types/index.d.cts
 cp node/src/budget.d.ts node/dist/types/budget.d.cts
+cp node/src/redis.d.ts node/dist/types/redis.d.cts
 # `ratebound/redis` runs the very Lua code the Rust Redis backend runs: the
 # four sources, byte for byte, as strings of an ES module (so the library
 # name and the script SHAs come out the same in both languages).

@@ -10,9 +10,10 @@
 //   `wrangler.toml`, run with `wrangler dev` (real workerd, bundled by
 //   wrangler through the package's `workerd` export), and sent requests:
 //   three pass, the fourth is 429 with `Retry-After`.
-// The free names the snippets use (`res`, `callTheModel`) are globals
+// The free names the snippets use (`res`, `callTheModel`, `redisUrl`: a
+// redis-server this check starts on a free loopback port) are globals
 // defined here. A README edit that breaks a snippet fails this check.
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync, symlinkSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -36,6 +37,7 @@ if (node.length + (worker ? 1 : 0) !== fences || node.length < 4 || !worker || !
 }
 
 const work = mkdtempSync(join(tmpdir(), "ratebound-readme-"));
+let stopRedis = () => {};
 // No npm update notifier (it asks the registry); every command bounded.
 const quiet = { ...process.env, npm_config_update_notifier: "false" };
 const run = (cmd, args, opts = {}) => execFileSync(cmd, args, { stdio: ["ignore", "pipe", "pipe"], encoding: "utf8", timeout: 120_000, env: quiet, ...opts });
@@ -47,10 +49,16 @@ try {
   writeFileSync(join(project, "package.json"), JSON.stringify({ name: "readme-project", private: true, type: "module" }));
   run("npm", ["install", "--no-audit", "--no-fund", "--offline", "--no-save", tarball], { cwd: project });
   for (const ts of ["typescript", "typescript-5.4"]) symlinkSync(join(here, "node_modules", ts), join(project, "node_modules", ts));
+  // The Redis clients a user brings (resolved, with their dependencies, from the package's dev install).
+  for (const dep of ["ioredis", "redis", "@types"]) symlinkSync(join(pkg, "node_modules", dep), join(project, "node_modules", dep));
+  const redisPort = await freePort();
+  execFileSync("redis-server", ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "yes"]);
+  stopRedis = () => execFileSync("redis-cli", ["-p", String(redisPort), "shutdown", "nosave"], { stdio: "ignore" });
+  for (let i = 0; i < 100 && spawnSync("redis-cli", ["-p", String(redisPort), "ping"], { encoding: "utf8" }).stdout.trim() !== "PONG"; i++) await new Promise((r) => setTimeout(r, 50));
   symlinkSync(join(here, "node_modules", "wrangler"), join(project, "node_modules", "wrangler"));
 
-  const stubs = `globalThis.res = { setHeader() {} };\nglobalThis.callTheModel = async () => ({ ok: true });\n`;
-  const stubTypes = `declare var res: { setHeader(name: string, value: string | number): void };\ndeclare function callTheModel(): Promise<{ ok: boolean }>;\n`;
+  const stubs = `globalThis.res = { setHeader() {} };\nglobalThis.callTheModel = async () => ({ ok: true });\nglobalThis.redisUrl = "redis://127.0.0.1:${redisPort}";\n`;
+  const stubTypes = `declare var res: { setHeader(name: string, value: string | number): void };\ndeclare function callTheModel(): Promise<{ ok: boolean }>;\ndeclare var redisUrl: string;\ndeclare module "redis-errors";\n`;
   const importRe = /^import \{([^}]*)\} from ("[^"]+");.*$/gm;
   const toCjs = (src) => {
     const requires = [...src.matchAll(importRe)].map((m) => `const {${m[1]}} = require(${m[2]});`).join("\n");
@@ -82,7 +90,9 @@ try {
   console.log(`node: ${node.length} README blocks ran as ESM and as CommonJS against ${tarball.split("/").pop()}`);
 
   writeFileSync(join(project, "globals.d.ts"), stubTypes);
-  const common = { strict: true, noEmit: true, target: "es2022", lib: ["es2022", "dom"], types: [] };
+  // Node's types, as ioredis and node-redis users have them; ioredis's
+  // declarations import the untyped `redis-errors` (declared in globals).
+  const common = { strict: true, noEmit: true, target: "es2022", lib: ["es2022", "dom"], types: ["node"] };
   const configs = {
     "ESM (.mts, module nodenext)": { compilerOptions: { ...common, module: "nodenext", moduleResolution: "nodenext" }, files: ["globals.d.ts", ...ts.mts] },
     "CommonJS (.cts, module nodenext)": { compilerOptions: { ...common, module: "nodenext", moduleResolution: "nodenext" }, files: ["globals.d.ts", ...ts.cts] },
@@ -112,6 +122,7 @@ try {
   writeFileSync(join(project, "wrangler.toml"), `${toml}\n`);
   await checkWorker(project);
 } finally {
+  try { stopRedis(); } catch {}
   rmSync(work, { recursive: true, force: true });
 }
 

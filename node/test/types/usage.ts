@@ -59,3 +59,4 @@ if (admitted.hold !== null) {
 }
 const blockedBy: null | "total" | "success" | "in_flight" = admitted.blocked;
 void blockedBy;
+

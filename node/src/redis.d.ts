@@ -1,0 +1,104 @@
+/**
+ * `ratebound/redis` (Node): limits shared through Redis by your own client
+ * (ioredis, node-redis), running the Lua code of ratebound's Rust Redis
+ * backend with the same key layout, so Node and Rust services share one
+ * limit. Times are ms since the Unix epoch.
+ */
+import type { TokenBucket, SlidingLog, SlidingWindow, Decision } from "ratebound";
+
+/** What a store needs from a Redis client: one command at a time, and which errors are server replies. */
+export interface RedisCommander {
+  /** Send one command (`["FCALL", name, ...]`); resolves to its reply. */
+  send(argv: Array<string | Uint8Array>): Promise<unknown>;
+  /** A server error reply's code (`"ERR"`, `"NOSCRIPT"`, `"LATE"`…); `null` when the server was not reached. */
+  replyCode(err: unknown): string | null;
+}
+
+/** An `ioredis` client (`new Redis(...)`) as a RedisCommander. */
+export function ioredisClient(client: { call(command: string, ...args: any[]): Promise<unknown> }): RedisCommander;
+/** A connected `node-redis` (v4 or later) client (`createClient(...)`) as a RedisCommander. */
+export function nodeRedisClient(client: { sendCommand(args: any[]): Promise<unknown> }): RedisCommander;
+
+export interface RedisStoreOptions {
+  /** Prepended to every key (default `"rb:"`; no `{` or `}`). Keys are `prefix{key}:name`. */
+  prefix?: string;
+  /** The longest call, loading the code included (default 1000 ms). An admission Redis starts after it changes nothing. */
+  timeoutMs?: number;
+  /** Extra time before an idle key expires (default 60000 ms). */
+  ttlMarginMs?: number;
+  /** The longest key accepted, in UTF-8 bytes (default 1024). */
+  maxTagLength?: number;
+  /** Where `now` comes from: Redis `TIME` (default; one clock for every server) or the caller (each call's `now`, else `Date.now()`). */
+  time?: "redis" | "caller";
+  /** Return each member's state and core's exact numbers with each decision (tests, replays). */
+  withState?: boolean;
+}
+
+/** One Redis (through your client) running ratebound's Lua code; share one per process. */
+export class RedisStore {
+  constructor(client: RedisCommander, options?: RedisStoreOptions);
+  /** How the code runs there: a function library (Redis 7+), or scripts by SHA where `FUNCTION` is unknown or refused. */
+  readonly invocation: "functions" | "scripts";
+  /** Load the code and learn Redis's clock now (otherwise the first call does). */
+  ready(): Promise<void>;
+}
+
+export type RedisLimit = TokenBucket | SlidingLog | SlidingWindow | { limiter: TokenBucket | SlidingLog | SlidingWindow; cost?: number };
+
+export interface RedisLimiterOptions {
+  /** While Redis is unavailable: throw (`"closed"`, default), admit uncounted (`"open"`), or decide in this process on this replica's share (`"local"`). */
+  onUnavailable?: "closed" | "open" | "local";
+  /** After a failure, skip Redis for this long, then let one call probe it (default 1000 ms). */
+  retryAfterMs?: number;
+  /** Replicas sharing the limits: under `"local"` each enforces 1/replicas of every limit (at least 1). Default 1. */
+  replicas?: number;
+  /** The local fallback's keyed store (`"local"` only). */
+  local?: { maxKeys?: number; onFull?: "deny" | "evictLru" };
+}
+
+export interface RedisCheckOptions {
+  /** Units to consume (default 1) for members without a fixed cost. */
+  cost?: number;
+  /** Only with `time: "caller"`: the time in ms since the epoch. */
+  now?: number;
+}
+
+export interface RedisDecision extends Decision {
+  /** The member that binds (the denying one, else the one with least left). */
+  binding: string | null;
+  /** Redis decided, or the failure policy answered. */
+  source: "redis" | "failOpen" | "local";
+  /** Each member's own decision, in the order the limits were given. */
+  decisions: Decision[];
+  /** With `withState`: each member's state as core's numbers. */
+  states?: number[][];
+  /** With `withState`: core's exact numbers (µs): the set `[allowed, binding, remaining, limit, resetAt, retryAt]` and each member's `[status, remaining, limit, resetAt, retryAt]`. */
+  exact?: { now: number; set: number[]; members: number[][] };
+}
+
+/** Limits per key shared through Redis: one limiter, or several decided all or nothing in one round trip. */
+export class RedisLimiter {
+  constructor(store: RedisStore, limits: Record<string, RedisLimit>, options?: RedisLimiterOptions);
+  readonly names: readonly string[];
+  /** True while the last call found Redis unavailable. */
+  readonly unavailable: boolean;
+  /** Check `cost` for `key` (a string, or bytes) against every limit. Throws RedisUnavailableError under `"closed"` while Redis is unavailable. */
+  check(key: string | Uint8Array, options?: RedisCheckOptions): Promise<RedisDecision>;
+  /** `(await check(key, options)).allowed`. */
+  allow(key: string | Uint8Array, options?: RedisCheckOptions): Promise<boolean>;
+  /** What `check` would decide, changing nothing. */
+  peek(key: string | Uint8Array, options?: RedisCheckOptions): Promise<RedisDecision>;
+  /** One TokenBucket only: take as many as available, up to `max`. */
+  take(key: string | Uint8Array, options?: { max?: number; now?: number }): Promise<RedisDecision & { taken: number }>;
+  /** One TokenBucket only: give back up to `amount` tokens. */
+  refund(key: string | Uint8Array, options?: { amount?: number; now?: number }): Promise<RedisDecision & { taken: number }>;
+}
+
+/** Redis could not decide (unreachable, too slow, busy, or the call arrived after its deadline and changed nothing). */
+export class RedisUnavailableError extends Error {
+  readonly code: "unavailable";
+  readonly reason: "timeout" | "late" | "skipped" | "unreachable" | "server";
+}
+
+/** The function library's name (`FUNCTION LIST`), the same as the Rust backend's for the same code. */
+export const LIBRARY_NAME: string;
