@@ -7,5 +7,5 @@
 export { RedisStore } from "./redis/store.js";
 export { RedisLimiter } from "./redis/limiter.js";
 export { RedisUnavailableError } from "./redis/errors.js";
-export { ioredisClient, nodeRedisClient } from "./redis/clients.js";
+export { ioredisClient, nodeRedisClient, upstashClient } from "./redis/clients.js";
 export { LIBRARY_NAME } from "./redis/code.js";

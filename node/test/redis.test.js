@@ -1,5 +1,7 @@
 // ratebound/redis against real redis-servers on free loopback ports,
-// through ioredis and node-redis: the core fixtures replay exactly, the
+// through ioredis, node-redis and @upstash/redis (over HTTP to a local
+// stand-in of Upstash's REST API in front of the redis-server: Upstash
+// itself is not reachable from here): the core fixtures replay exactly, the
 // decisions equal the in-memory limiters', the code is (re)loaded as
 // Functions or scripts, and the failure policies, deadlines and bad input
 // behave as documented.
@@ -9,8 +11,10 @@ import { readFileSync } from "node:fs";
 import Redis from "ioredis";
 import { createClient } from "redis";
 import { TokenBucket, SlidingLog, SlidingWindow } from "ratebound";
-import { RedisStore, RedisLimiter, RedisUnavailableError, ioredisClient, nodeRedisClient, LIBRARY_NAME } from "ratebound/redis";
+import { Redis as UpstashRedis } from "@upstash/redis";
+import { RedisStore, RedisLimiter, RedisUnavailableError, ioredisClient, nodeRedisClient, upstashClient, LIBRARY_NAME } from "ratebound/redis";
 import { startRedis } from "./support/redis-server.js";
+import { startUpstashStandin } from "./support/upstash-standin.js";
 
 const load = (kind) => JSON.parse(readFileSync(new URL(`../../fixtures/traces/${kind}.json`, import.meta.url), "utf8"));
 const server = await startRedis();
@@ -35,6 +39,11 @@ const CLIENTS = {
     await c.connect();
     closers.push(() => c.destroy());
     return nodeRedisClient(c);
+  },
+  "@upstash/redis": async (port) => {
+    const standin = await startUpstashStandin(port);
+    closers.push(standin.stop);
+    return upstashClient(new UpstashRedis({ url: standin.url, token: standin.token, retry: false, enableTelemetry: false }));
   },
 };
 
@@ -204,11 +213,11 @@ test("keys are the Rust backend's: prefix{tag}:name with the tag escaped; binary
   assert.equal(server.cli("exists", "layout:{k}:api"), "0", "nothing written by refused input");
 });
 
-test("many concurrent calls over both clients admit exactly the limit", async () => {
-  const stores = [new RedisStore(await CLIENTS.ioredis(server.port)), new RedisStore(await CLIENTS["node-redis"](server.port))];
+test("many concurrent calls over the three clients admit exactly the limit", async () => {
+  const stores = await Promise.all(Object.values(CLIENTS).map(async (connect) => new RedisStore(await connect(server.port))));
   const limiters = stores.map((s) => new RedisLimiter(s, { hour: new TokenBucket({ capacity: 250, refillPeriodMs: 3_600_000 }), log: new SlidingLog({ limit: 300, windowMs: 3_600_000, slots: 256 }) }));
   const calls = [];
-  for (let i = 0; i < 800; i++) calls.push(limiters[i % 2].allow("crowd"));
+  for (let i = 0; i < 800; i++) calls.push(limiters[i % 3].allow("crowd"));
   const admitted = (await Promise.all(calls)).filter(Boolean).length;
   assert.equal(admitted, 250);
   const d = await limiters[0].peek("crowd", { cost: 0 });

@@ -58,3 +58,65 @@ export function nodeRedisClient(client) {
     replyCode: (err) => (isA(err, ["ErrorReply", "SimpleError", "BlobError"]) ? codeOf(err.message) : null),
   };
 }
+
+class NoFunctions extends Error {
+  constructor() {
+    super("ERR unknown command 'FUNCTION' (this @upstash/redis client has no functions API)");
+  }
+}
+
+/** A server error from @upstash/redis, its message as the server wrote it (the client adds a prefix or the whole command). */
+class UpstashReply extends Error {
+  constructor(err) {
+    super(err.message.replace(/^Command failed: /, "").replace(/, command was: [\s\S]*$/, ""), { cause: err });
+  }
+}
+
+/** Keys as text for a JSON protocol: UTF-8 only (a binary key would not survive). */
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+function text(a) {
+  if (typeof a === "string") return a;
+  try {
+    return UTF8.decode(a);
+  } catch {
+    throw new TypeError("@upstash/redis sends keys as JSON text: a key must be valid UTF-8 (use ioredis or node-redis for binary keys)");
+  }
+}
+
+/**
+ * An `@upstash/redis` client (`new Redis({ url, token })`, HTTP): the store's
+ * commands map to its methods (`functions.load` / `functions.call`,
+ * `evalsha`, `eval`, `time`). Server errors arrive as `UpstashError`.
+ */
+export function upstashClient(client) {
+  check(client, "evalsha", "an @upstash/redis client");
+  const split = (argv, at) => {
+    const n = Number(argv[at]);
+    const rest = argv.slice(at + 1).map(text);
+    return [rest.slice(0, n), rest.slice(n)];
+  };
+  const send = (argv) => {
+      const [cmd] = argv;
+      if (cmd === "TIME") return client.time();
+      if (cmd === "FUNCTION") {
+        // An older client without Functions answers as a server without them would: the store runs scripts.
+        if (typeof client.functions?.load !== "function") return Promise.reject(new NoFunctions());
+        return client.functions.load({ code: argv[argv.length - 1], replace: argv.includes("REPLACE") });
+      }
+      if (cmd === "FCALL" || cmd === "FCALL_RO") {
+        const [keys, args] = split(argv, 2);
+        return cmd === "FCALL" ? client.functions.call(argv[1], keys, args) : client.functions.callRo(argv[1], keys, args);
+      }
+      const [keys, args] = split(argv, 2);
+      if (cmd === "EVALSHA") return client.evalsha(argv[1], keys, args);
+      if (cmd === "EVAL") return client.eval(argv[1], keys, args);
+      return Promise.reject(new TypeError(`upstashClient: no mapping for ${cmd}`));
+  };
+  return {
+    send: (argv) =>
+      send(argv).catch((e) => {
+        throw isA(e, ["UpstashError"]) ? new UpstashReply(e) : e;
+      }),
+    replyCode: (err) => (isA(err, ["UpstashReply", "NoFunctions"]) ? codeOf(err.message) : null),
+  };
+}
