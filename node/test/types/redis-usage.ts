@@ -2,7 +2,8 @@
 // ioredis and node-redis users have them): ratebound/redis is typed, and
 // wrong uses are compile errors.
 import { TokenBucket, SlidingWindow } from "ratebound";
-import { RedisStore, RedisLimiter, RedisUnavailableError, ioredisClient, nodeRedisClient, type RedisDecision } from "ratebound/redis";
+import { RedisStore, RedisLimiter, RedisUnavailableError, ioredisClient, nodeRedisClient, upstashClient, type RedisDecision } from "ratebound/redis";
+import { Redis as Upstash } from "@upstash/redis";
 import { Redis } from "ioredis";
 import { createClient } from "redis";
 const shared = new RedisLimiter(new RedisStore(ioredisClient(new Redis({ lazyConnect: true })), { prefix: "app:", timeoutMs: 50 }), {
@@ -10,6 +11,7 @@ const shared = new RedisLimiter(new RedisStore(ioredisClient(new Redis({ lazyCon
   perMinute: { limiter: new SlidingWindow({ limit: 100, windowMs: 60_000 }), cost: 1 },
 }, { onUnavailable: "local", replicas: 3 });
 new RedisStore(nodeRedisClient(createClient()));
+new RedisStore(upstashClient(new Upstash({ url: "http://127.0.0.1:1", token: "t" })));
 async function sharedUse() {
   const r: RedisDecision = await shared.check("user-42", { cost: 2 });
   const source: "redis" | "failOpen" | "local" = r.source;
