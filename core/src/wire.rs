@@ -165,3 +165,52 @@ pub fn redis_key<'a>(
 pub fn redis_key_parts_valid(prefix: &[u8], name: &[u8]) -> bool {
     !prefix.iter().chain(name).any(|b| matches!(b, b'{' | b'}'))
 }
+
+/// The budget script's config arguments, in order (`budget.lua`'s
+/// `budget_config`): hold slots, hold TTL µs, UTC offset µs, throttle on
+/// (1/0), throttle's minimum delay µs, the number of limits; per limit its
+/// dimension code, fixed length µs (0 for a month), max, throttle amount
+/// (2^53 − 1 without throttle), the number of thresholds and each
+/// threshold's basis points and amount; per limit its `(kind, digest)`
+/// ([`budget_limit_tags`]); the number of root tags and each
+/// ([`budget_root_tags`]). Every value is within ±2^53 (durations saturate
+/// there, as core's times do), so the Rust and JS shells pass them exactly.
+pub fn budget_script_config(budget: &Budget, hold_slots: u64, mut push: impl FnMut(i64)) {
+    use crate::budget::Horizon;
+    let safe = |x: u64| x.min(crate::MAX_SAFE_INTEGER) as i64;
+    let c = budget.config();
+    push(safe(hold_slots));
+    push(safe(c.hold_ttl.as_micros()));
+    push(i64::from(c.utc_offset_secs) * 1_000_000);
+    push(i64::from(c.throttle.is_some()));
+    push(safe(c.throttle.map_or(0, |t| t.min_delay.as_micros())));
+    push(c.limits.len() as i64);
+    for (i, l) in c.limits.iter().enumerate() {
+        let (thresholds, throttle) = budget_amounts(budget, i);
+        push(dimension_code(l.dimension) as i64);
+        push(safe(match l.horizon {
+            Horizon::Fixed(d) => d.as_micros(),
+            Horizon::CalendarMonth => 0,
+        }));
+        push(safe(l.max));
+        push(safe(throttle.unwrap_or(u64::MAX)));
+        push(c.alert_thresholds_bp.len() as i64);
+        for (&bp, amount) in c.alert_thresholds_bp.iter().zip(thresholds) {
+            push(i64::from(bp));
+            push(safe(amount));
+        }
+    }
+    for i in 0..c.limits.len() {
+        let (kind, digest) = budget_limit_tags(budget, i);
+        push(safe(kind));
+        push(safe(digest));
+    }
+    let roots = (0..crate::budget::MAX_LIMITS)
+        .map(|i| budget_root_tags(budget, i))
+        .take_while(|&(kind, _)| kind != 0);
+    push(roots.clone().count() as i64);
+    for (kind, digest) in roots {
+        push(safe(kind));
+        push(safe(digest));
+    }
+}

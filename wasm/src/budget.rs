@@ -71,6 +71,35 @@ impl Budget {
         Ok(Budget { cfg, st })
     }
 
+    /// The Redis budget script's config arguments for `hold_slots`
+    /// reservations (core's `wire::budget_script_config`), for
+    /// `ratebound/redis`.
+    #[cfg(feature = "redis")]
+    #[wasm_bindgen(js_name = redisConfig)]
+    pub fn redis_config(&self, hold_slots: u32) -> alloc::vec::Vec<f64> {
+        let mut out = alloc::vec::Vec::new();
+        ratebound_core::wire::budget_script_config(&self.cfg, u64::from(hold_slots), |x| {
+            out.push(x as f64)
+        });
+        out
+    }
+
+    /// `""` when `usage` can fit this budget at all, else core's error code
+    /// (`exceeds_limit`): core's own check, on an empty state, made before a
+    /// call goes to Redis.
+    #[cfg(feature = "redis")]
+    #[wasm_bindgen(js_name = usageError)]
+    pub fn usage_error(&self, requests: f64, tokens: f64, cost: f64) -> String {
+        match self.cfg.peek(
+            &BudgetState::<0>::default(),
+            Instant::ZERO,
+            usage(requests, tokens, cost),
+        ) {
+            Ok(_) => String::new(),
+            Err(e) => e.code().to_string(),
+        }
+    }
+
     /// The validated config, as JSON.
     #[wasm_bindgen(js_name = configJson)]
     pub fn config_json(&self) -> String {

@@ -3,8 +3,8 @@
 
 use ratebound_core::budget::{
     Admission, Alert, AlertKind, Alerts, Budget, BudgetError, BudgetState, BudgetStatus, Denial,
-    DenyReason, Hold, Horizon, LimitStatus, Reservation, Reserved, Settled, Spent, Usage,
-    WindowUsage, MAX_AMOUNT, MAX_LIMITS,
+    DenyReason, Hold, LimitStatus, Reservation, Reserved, Settled, Spent, Usage, WindowUsage,
+    MAX_AMOUNT, MAX_LIMITS,
 };
 use ratebound_core::{wire, Instant};
 use redis::Value;
@@ -88,54 +88,8 @@ fn clamp(u: Usage) -> Usage {
 impl RedisBudget {
     /// `budget` in `store`, with up to `hold_slots` reservations at once.
     pub fn new(store: RedisStore, budget: Budget, hold_slots: usize) -> Self {
-        let c = budget.config();
-        let mut a = vec![
-            hold_slots.to_string(),
-            c.hold_ttl.as_micros().to_string(),
-            (i64::from(c.utc_offset_secs) * 1_000_000).to_string(),
-            u8::from(c.throttle.is_some()).to_string(),
-            c.throttle
-                .map_or(0, |t| t.min_delay.as_micros())
-                .to_string(),
-            c.limits.len().to_string(),
-        ];
-        for (i, l) in c.limits.iter().enumerate() {
-            let (thresholds, throttle) = wire::budget_amounts(&budget, i);
-            let len = match l.horizon {
-                Horizon::Fixed(d) => d.as_micros(),
-                Horizon::CalendarMonth => 0,
-            };
-            let throttle = throttle.unwrap_or(u64::MAX);
-            a.extend(
-                [
-                    wire::dimension_code(l.dimension),
-                    len,
-                    l.max,
-                    throttle.min(ratebound_core::MAX_SAFE_INTEGER),
-                ]
-                .iter()
-                .map(u64::to_string),
-            );
-            a.push(c.alert_thresholds_bp.len().to_string());
-            for (&bp, amount) in c.alert_thresholds_bp.iter().zip(thresholds) {
-                a.push(bp.to_string());
-                a.push(amount.to_string());
-            }
-        }
-        for i in 0..c.limits.len() {
-            let (kind, digest) = wire::budget_limit_tags(&budget, i);
-            a.push(kind.to_string());
-            a.push(digest.to_string());
-        }
-        let root: Vec<(u64, u64)> = (0..MAX_LIMITS)
-            .map(|i| wire::budget_root_tags(&budget, i))
-            .take_while(|&(kind, _)| kind != 0)
-            .collect();
-        a.push(root.len().to_string());
-        for (kind, digest) in root {
-            a.push(kind.to_string());
-            a.push(digest.to_string());
-        }
+        let mut a = Vec::new();
+        wire::budget_script_config(&budget, hold_slots as u64, |x| a.push(x.to_string()));
         RedisBudget {
             store,
             budget,
