@@ -46,9 +46,23 @@ function coreConfig(c) {
 
 const USAGE = ["requests", "tokens", "cost", "now"];
 
+/** Package-private: the wasm budget of a `Budget` (for `ratebound/redis`). */
+export const CORE = Symbol("ratebound.budget.core");
+/** Package-private: `new Budget(FROM_CORE, { json, slots })` builds one from core's config JSON. */
+export const FROM_CORE = Symbol("ratebound.budget.fromCore");
+
+/** `{requests = 1, tokens = 0, cost = 0}` validated, as core's three amounts. */
+export function usageArgs(o) {
+  return [
+    integer("requests", o.requests ?? 1),
+    integer("tokens", o.tokens ?? 0),
+    integer("cost", o.cost ?? 0),
+  ];
+}
+
 const horizonOut = (h) => (h === "calendar_month" ? "month" : h.fixed / 1000);
 const limitOut = (l) => ({ dimension: l.dimension, window: horizonOut(l.horizon), max: l.max });
-const alertOut = (a) => ({
+export const alertOut = (a) => ({
   kind: a.kind === "limit_hit" ? "limitHit" : "threshold",
   limitIndex: a.limit,
   dimension: a.dimension,
@@ -59,7 +73,7 @@ const alertOut = (a) => ({
   windowStart: ms(a.window_start),
 });
 const usageOut = (u) => ({ requests: u.requests, tokens: u.tokens, cost: u.cost });
-const denialOut = (d, now) => ({
+export const denialOut = (d, now) => ({
   allowed: false,
   reason: d.reason,
   limitIndex: d.limit,
@@ -82,19 +96,39 @@ export class BudgetError extends Error {
   }
 }
 
+/** Core's results (serde form) as the API returns them; `now` in µs. */
+export function reservedOut(r, now) {
+  const alerts = r.alerts.map(alertOut);
+  if (r.admission.granted) {
+    const g = r.admission.granted;
+    return { allowed: true, id: g.id, expiresAt: ms(g.expires), usage: usageOut(g.usage), alerts };
+  }
+  return { ...denialOut(r.admission.denied, now), alerts };
+}
+export const settledOut = (r) => ({ charged: usageOut(r.charged), late: r.late, alerts: r.alerts.map(alertOut) });
+export function spentOut(r, now) {
+  const alerts = r.alerts.map(alertOut);
+  return r.denied ? { ...denialOut(r.denied, now), alerts } : { allowed: true, alerts };
+}
+export const statusOut = (s) => ({
+  limits: s.limits.map((l) => ({
+    ...limitOut(l.limit),
+    used: l.used,
+    reserved: l.reserved,
+    utilization: l.utilization_bp / 10000,
+    windowStart: ms(l.window_start),
+    windowEnd: ms(l.window_end),
+  })),
+  throttled: s.throttled,
+  throttleUntil: s.throttle_until === null ? null : ms(s.throttle_until),
+  holds: s.holds,
+});
+
 export function makeBudgetApi(wasm) {
   function run(json) {
     const r = JSON.parse(json);
     if ("error" in r) throw new BudgetError(r.error);
     return r.ok;
-  }
-
-  function usageArgs(o) {
-    return [
-      integer("requests", o.requests ?? 1),
-      integer("tokens", o.tokens ?? 0),
-      integer("cost", o.cost ?? 0),
-    ];
   }
 
   /**
@@ -104,7 +138,12 @@ export function makeBudgetApi(wasm) {
    */
   class Budget {
     #inner;
-    constructor(config) {
+    constructor(config, core) {
+      if (config === FROM_CORE) {
+        this.#inner = new wasm.Budget(core.json, core.slots);
+        this.config = null;
+        return;
+      }
       const c = options(config, "Budget config", ["limits", "maxTokensPerRequest", "maxCostPerRequest", "alertThresholds", "throttle", "holdTtlMs", "utcOffsetMinutes", "holdSlots"]);
       const slots = c.holdSlots ?? 64;
       if (slots !== 4 && slots !== 64) throw new RangeError(`holdSlots must be 4 or 64, got ${slots}`);
@@ -123,19 +162,12 @@ export function makeBudgetApi(wasm) {
     reserve(usage) {
       const o = options(usage, "usage", USAGE);
       const now = nowMicros(o.now);
-      const r = run(this.#inner.reserve(now, ...usageArgs(o)));
-      const alerts = r.alerts.map(alertOut);
-      if (r.admission.granted) {
-        const g = r.admission.granted;
-        return { allowed: true, id: g.id, expiresAt: ms(g.expires), usage: usageOut(g.usage), alerts };
-      }
-      return { ...denialOut(r.admission.denied, now), alerts };
+      return reservedOut(run(this.#inner.reserve(now, ...usageArgs(o))), now);
     }
     /** Charge the actual usage of reservation `id`: `{charged, late, alerts}`. */
     settle(id, usage) {
       const o = options(usage, "usage", USAGE);
-      const r = run(this.#inner.settle(nowMicros(o.now), integer("id", id), ...usageArgs(o)));
-      return { charged: usageOut(r.charged), late: r.late, alerts: r.alerts.map(alertOut) };
+      return settledOut(run(this.#inner.settle(nowMicros(o.now), integer("id", id), ...usageArgs(o))));
     }
     /** Free reservation `id` unused. */
     release(id, opts) {
@@ -150,26 +182,11 @@ export function makeBudgetApi(wasm) {
     trySpend(usage) {
       const o = options(usage, "usage", USAGE);
       const now = nowMicros(o.now);
-      const r = run(this.#inner.trySpend(now, ...usageArgs(o)));
-      const alerts = r.alerts.map(alertOut);
-      return r.denied ? { ...denialOut(r.denied, now), alerts } : { allowed: true, alerts };
+      return spentOut(run(this.#inner.trySpend(now, ...usageArgs(o))), now);
     }
     /** Usage per limit, holds and throttling at `now`. */
     status(opts) {
-      const s = run(this.#inner.status(nowMicros(options(opts, "options", NOW).now)));
-      return {
-        limits: s.limits.map((l) => ({
-          ...limitOut(l.limit),
-          used: l.used,
-          reserved: l.reserved,
-          utilization: l.utilization_bp / 10000,
-          windowStart: ms(l.window_start),
-          windowEnd: ms(l.window_end),
-        })),
-        throttled: s.throttled,
-        throttleUntil: s.throttle_until === null ? null : ms(s.throttle_until),
-        holds: s.holds,
-      };
+      return statusOut(run(this.#inner.status(nowMicros(options(opts, "options", NOW).now))));
     }
     /**
      * Change the config, keeping usage, holds and throttling: the new limits
@@ -197,6 +214,8 @@ export function makeBudgetApi(wasm) {
       if (s.v !== 1 || !this.#inner.importState(JSON.stringify(s.state))) throw new TypeError("state is not a Budget state from exportState()");
       return this;
     }
+    /** @internal the wasm budget */
+    get [CORE]() { return this.#inner; }
     free() { this.#inner.free(); this.#inner = freed("Budget"); }
   }
 

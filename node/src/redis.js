@@ -6,6 +6,8 @@
 
 export { RedisStore } from "./redis/store.js";
 export { RedisLimiter } from "./redis/limiter.js";
+export { RedisBudget } from "./redis/budget.js";
+export { BudgetError } from "./budget-node.js";
 export { RedisUnavailableError } from "./redis/errors.js";
 export { ioredisClient, nodeRedisClient, upstashClient } from "./redis/clients.js";
 export { LIBRARY_NAME } from "./redis/code.js";

@@ -12,9 +12,9 @@ import Redis from "ioredis";
 import { createClient } from "redis";
 import { TokenBucket, SlidingLog, SlidingWindow } from "ratebound";
 import { Redis as UpstashRedis } from "@upstash/redis";
-import { RedisStore, RedisLimiter, RedisUnavailableError, ioredisClient, nodeRedisClient, upstashClient, LIBRARY_NAME } from "ratebound/redis";
+import { RedisStore, RedisLimiter, RedisUnavailableError, ioredisClient, LIBRARY_NAME } from "ratebound/redis";
 import { startRedis } from "./support/redis-server.js";
-import { startUpstashStandin } from "./support/upstash-standin.js";
+import { makeClients } from "./support/clients.js";
 
 const load = (kind) => JSON.parse(readFileSync(new URL(`../../fixtures/traces/${kind}.json`, import.meta.url), "utf8"));
 const server = await startRedis();
@@ -24,28 +24,8 @@ after(async () => {
   await server.stop();
 });
 
-/** The two clients, each connected to `port`; closed after the tests. */
-const CLIENTS = {
-  ioredis: async (port, opts = {}) => {
-    const c = new Redis({ port, host: "127.0.0.1", ...opts });
-    closers.push(() => c.disconnect());
-    c.on("error", () => {}); // reconnection errors while a test has stopped the server
-    if (c.status !== "ready") await new Promise((r) => c.once("ready", r));
-    return ioredisClient(c);
-  },
-  "node-redis": async (port) => {
-    const c = createClient({ socket: { port, host: "127.0.0.1", reconnectStrategy: () => 50 } });
-    c.on("error", () => {}); // reconnection errors while a test has stopped the server
-    await c.connect();
-    closers.push(() => c.destroy());
-    return nodeRedisClient(c);
-  },
-  "@upstash/redis": async (port) => {
-    const standin = await startUpstashStandin(port);
-    closers.push(standin.stop);
-    return upstashClient(new UpstashRedis({ url: standin.url, token: standin.token, retry: false, enableTelemetry: false }));
-  },
-};
+/** The three clients, each connected to a port; closed after the tests. */
+const CLIENTS = makeClients(closers);
 
 const stateJson = (kind, s) => {
   if (kind === "gcra") return { rem: s[1], tat: s[0] };

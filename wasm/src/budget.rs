@@ -84,6 +84,23 @@ impl Budget {
         out
     }
 
+    /// One of `replicas` replicas' share of this budget's config, as JSON
+    /// (core's `BudgetConfig::share`), for `ratebound/redis`'s local
+    /// fallback.
+    #[cfg(feature = "redis")]
+    #[wasm_bindgen(js_name = shareConfig)]
+    pub fn share_config(&self, replicas: u32) -> String {
+        to_value(&self.cfg.config().share(replicas)).to_string()
+    }
+
+    /// The largest amount of one dimension a call may carry (core's
+    /// `MAX_AMOUNT`; larger amounts are clamped to it, as in Rust).
+    #[cfg(feature = "redis")]
+    #[wasm_bindgen(js_name = maxAmount)]
+    pub fn max_amount() -> f64 {
+        ratebound_core::budget::MAX_AMOUNT as f64
+    }
+
     /// `""` when `usage` can fit this budget at all, else core's error code
     /// (`exceeds_limit`): core's own check, on an empty state, made before a
     /// call goes to Redis.

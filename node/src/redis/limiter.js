@@ -12,26 +12,18 @@ import { integer, milliseconds, options, costOptions } from "../validate.js";
 import { RedisUnavailableError } from "./errors.js";
 import { Failover } from "./failover.js";
 import { RedisStore } from "./store.js";
+import { LATIN1, tagOf, utf8, validName } from "./keys.js";
 
 const isLimiter = (l) => l instanceof TokenBucket || l instanceof SlidingLog || l instanceof SlidingWindow;
-const utf8 = new TextEncoder();
-/** Bytes to a string of one char per byte (windows-1252 maps each byte to its own char). */
-const LATIN1 = new TextDecoder("latin1");
-/** Names as the Rust backend's limit sets take them, so both name keys alike. */
-const NAME = /^[\x20-\x7e]{1,64}$/;
-const NAME_FORBIDDEN = /[{}"\\]/;
 
 /** One member: its name, key suffix, script arguments and capacity. */
 function member(name, entry, prefix) {
-  if (typeof name !== "string" || !NAME.test(name) || NAME_FORBIDDEN.test(name)) {
-    throw new RangeError(`limit name ${JSON.stringify(name)}: names are 1 to 64 characters of printable ASCII but { } " \\`);
-  }
+  validName(name, prefix);
   const limiter = isLimiter(entry) ? entry : options(entry, `limits.${name}`, ["limiter", "cost"]).limiter;
   if (!isLimiter(limiter)) throw new TypeError(`limits.${name} is not a TokenBucket, SlidingLog or SlidingWindow (or { limiter, cost })`);
   // A fixed cost per call (e.g. 1 request) beside members charged the call's cost (e.g. tokens).
   const fixed = isLimiter(entry) || entry.cost === undefined ? null : integer(`limits.${name}.cost`, entry.cost);
   const nameBytes = utf8.encode(name);
-  if (!wasm.redisKeyPartsValid(prefix, nameBytes)) throw new RangeError(`limit name ${name} cannot form a key`);
   const [kind, ...cfg] = limiter[SPEC];
   const m = { name, nameBytes, kind, cfg, fixed };
   if (kind === "gcra") {
@@ -134,17 +126,7 @@ export class RedisLimiter {
   }
 
   #tag(key) {
-    let bytes;
-    if (typeof key === "string") {
-      if (!key.isWellFormed()) throw new TypeError("key must be a well-formed string (no lone surrogates: two keys would share a state)");
-      bytes = utf8.encode(key);
-    } else if (key instanceof Uint8Array) {
-      bytes = key;
-    } else {
-      throw new TypeError(`key must be a string or a Uint8Array, got ${key === null ? "null" : typeof key}`);
-    }
-    if (bytes.length > this.#store.maxTagLength) throw new RangeError(`key is ${bytes.length} bytes, over maxTagLength ${this.#store.maxTagLength}`);
-    return bytes;
+    return tagOf(key, this.#store.maxTagLength);
   }
 
   #now(o) {

@@ -33,6 +33,10 @@ class ServerClock {
       this.#syncing = false;
     }
   }
+  /** Redis's clock now (µs), as last learned (a lower bound). */
+  now() {
+    return Math.floor(localUs() + this.#offset);
+  }
   /** The Redis time (µs) by which a call started at `startedUs` is given up. */
   deadline(startedUs, timeoutMs) {
     return Math.max(0, Math.floor(startedUs + timeoutMs * 1000 + this.#offset));
@@ -81,6 +85,14 @@ export class RedisStore {
   /** How the Lua code runs on this server: `"functions"` (a library) or `"scripts"` (EVALSHA). */
   get invocation() {
     return this.#invocation;
+  }
+
+  /**
+   * The `now` (µs) a reply's times are measured from where the reply does
+   * not carry it: the caller's `nowUs`, else Redis's clock as learned.
+   */
+  nowFor(nowUs) {
+    return nowUs ?? this.#clock.now();
   }
 
   /** The adapter's view of a server error reply. */

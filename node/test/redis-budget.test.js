@@ -1,0 +1,198 @@
+// RedisBudget against a real redis-server through the three clients: the
+// core budget traces replay exactly (every result and every state, limits
+// changed live included), concurrent reservations never overshoot, and the
+// failure policies answer as documented.
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { Budget } from "ratebound/budget";
+import { RedisStore, RedisBudget, BudgetError, RedisUnavailableError } from "ratebound/redis";
+import { startRedis } from "./support/redis-server.js";
+import { makeClients } from "./support/clients.js";
+
+const server = await startRedis();
+const closers = [];
+after(async () => {
+  for (const c of closers) await c();
+  await server.stop();
+});
+const CLIENTS = makeClients(closers);
+
+/** Core's serde config as the API's (camelCase, ms, fractions). */
+const apiConfig = (c) => ({
+  limits: c.limits.map((l) => ({ dimension: l.dimension, window: l.horizon === "calendar_month" ? "month" : l.horizon.fixed / 1000, max: l.max })),
+  maxTokensPerRequest: c.max_tokens_per_request,
+  maxCostPerRequest: c.max_cost_per_request,
+  alertThresholds: c.alert_thresholds_bp.map((bp) => bp / 10000),
+  throttle: c.throttle && { after: c.throttle.after_bp / 10000, minDelayMs: c.throttle.min_delay / 1000 },
+  holdTtlMs: c.hold_ttl / 1000,
+  utcOffsetMinutes: c.utc_offset_secs / 60,
+});
+
+/** A raw state from Redis as core's BudgetState<4> (serde form). */
+function stateJson(v) {
+  const [last, next_id, throttle_until] = v;
+  const windows = [];
+  for (let i = 0; i < 12; i++) {
+    const [start, used, reserved, fired, kind, limit] = v.slice(3 + i * 6, 9 + i * 6);
+    windows.push({ fired, kind, limit, reserved, start, used });
+  }
+  const holds = [];
+  for (let i = 75; i < v.length; i += 7) {
+    const [id, at, expires, requests, tokens, cost, lapsed] = v.slice(i, i + 7);
+    holds.push({ at, expires, id, lapsed: lapsed === 1, usage: { cost, requests, tokens } });
+  }
+  return { holds, last, next_id, throttle_until, windows };
+}
+
+const sorted = (x) => JSON.parse(JSON.stringify(x, (k, v) => (v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort()) : v)));
+
+for (const [client, connect] of Object.entries(CLIENTS)) {
+  test(`${client}: the budget traces replay exactly through Redis (results and states, live reconfiguration included)`, async () => {
+    const store = new RedisStore(await connect(server.port), { time: "caller", withState: true });
+    const trace = JSON.parse(readFileSync(new URL("../../fixtures/traces/budget.json", import.meta.url), "utf8"));
+    let steps = 0;
+    for (const [t, tr] of trace.traces.entries()) {
+      const budget = new RedisBudget(store, apiConfig(tr.config), { holdSlots: 4, name: "b" });
+      const key = `${client} budget {${t}}`;
+      for (const [i, s] of tr.steps.entries()) {
+        const what = `${client} budget/${tr.name} step ${i} (${s.op})`;
+        const usage = { ...(s.usage ?? {}), now: s.now / 1000 };
+        if (s.op === "reconfigure") {
+          let got;
+          try {
+            budget.reconfigure(apiConfig(s.config));
+            got = { ok: "kept" };
+          } catch (e) {
+            assert.ok(e instanceof RangeError, what);
+            got = { error: "refused" };
+          }
+          assert.deepEqual(got, s.expect.ok ? { ok: "kept" } : { error: "refused" }, what);
+          steps++;
+          continue;
+        }
+        let got, state;
+        try {
+          let r;
+          switch (s.op) {
+            case "reserve": r = await budget.reserve(key, usage); got = { ok: r.core }; break;
+            case "settle": r = await budget.settle(key, s.id, usage); got = { ok: r.core }; break;
+            case "release": r = await budget.release(key, s.id, { now: usage.now }); got = { ok: null }; break;
+            case "record": r = await budget.record(key, usage); got = { ok: r.core }; break;
+            case "try_spend": r = await budget.trySpend(key, usage); got = { ok: r.core }; break;
+            case "status": r = await budget.status(key, { now: usage.now }); got = { ok: r.core }; break;
+            default: throw new Error(`unknown op ${s.op}`);
+          }
+          state = r.state;
+        } catch (e) {
+          if (!(e instanceof BudgetError)) throw e;
+          got = { error: e.code };
+          state = (await budget.peek(key, { requests: 0, now: usage.now })).state;
+        }
+        assert.deepEqual(sorted(got), sorted(s.expect), `${what}: result`);
+        assert.deepEqual(sorted(stateJson(state)), sorted(s.state), `${what}: state`);
+        steps++;
+      }
+    }
+    assert.ok(steps >= 300, `${steps} steps`);
+  });
+}
+
+const CONFIG = {
+  limits: [
+    { dimension: "tokens", window: "minute", max: 10_000 },
+    { dimension: "cost", window: "day", max: 2_000_000 },
+  ],
+  maxTokensPerRequest: 4000,
+  alertThresholds: [0.5, 0.8],
+};
+
+test("results equal ratebound/budget's Budget, call for call (caller time, random traffic)", async () => {
+  const store = new RedisStore(await CLIENTS.ioredis(server.port), { time: "caller" });
+  const shared = new RedisBudget(store, CONFIG, { holdSlots: 4 });
+  const local = new Budget({ ...CONFIG, holdSlots: 4 });
+  let seed = 11;
+  const rnd = (n) => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  let now = 1_795_000_000_000;
+  const held = [];
+  const strip = ({ source, ...rest }) => rest;
+  const seen = { denied: 0, alerts: 0, granted: 0 };
+  for (let i = 0; i < 300; i++) {
+    now += rnd(3000);
+    const u = { tokens: rnd(3000), cost: rnd(90_000), now };
+    const op = rnd(6);
+    const what = `step ${i} op ${op}`;
+    const both = async (mem, red) => {
+      let a, b;
+      try { a = mem(); } catch (e) { a = { threw: e.constructor.name, code: e.code }; }
+      try { b = strip(await red()); } catch (e) { b = { threw: e.constructor.name, code: e.code }; }
+      assert.deepEqual(b, a, what);
+      if (a.allowed === false) seen.denied++;
+      if (a.allowed === true && a.id) seen.granted++;
+      seen.alerts += a.alerts?.length ?? 0;
+      return a;
+    };
+    if (op <= 1) {
+      const r = await both(() => local.reserve(u), () => shared.reserve("diff", u));
+      if (r.allowed) held.push(r.id);
+    } else if (op === 2 && held.length) {
+      const id = held.splice(rnd(held.length), 1)[0];
+      const actual = { tokens: rnd(4000), cost: rnd(100_000), now };
+      if (rnd(4) === 0) await both(() => local.release(id, { now }) ?? { released: true }, async () => (await shared.release("diff", id, { now }), { released: true, source: "redis" }));
+      else await both(() => local.settle(id, actual), () => shared.settle("diff", id, actual));
+    } else if (op === 3) {
+      await both(() => local.trySpend(u), () => shared.trySpend("diff", u));
+    } else if (op === 4) {
+      await both(() => local.record(u), () => shared.record("diff", u));
+    } else {
+      await both(() => local.status({ now }), () => shared.status("diff", { now }));
+    }
+  }
+  assert.ok(seen.denied > 10 && seen.granted > 10 && seen.alerts > 3, JSON.stringify(seen));
+});
+
+test("concurrent reservations over the three clients never overshoot: exactly the estimates that fit are granted", async () => {
+  const budgets = await Promise.all(Object.values(CLIENTS).map(async (connect) => new RedisBudget(new RedisStore(await connect(server.port)), CONFIG, { holdSlots: 256 })));
+  const calls = [];
+  for (let i = 0; i < 120; i++) calls.push(budgets[i % 3].reserve("crowd", { tokens: 300 }));
+  const results = await Promise.all(calls);
+  const granted = results.filter((r) => r.allowed);
+  assert.equal(granted.length, 33, "10 000 tokens a minute hold 33 estimates of 300");
+  assert.equal(new Set(granted.map((r) => r.id)).size, 33, "every hold id is unique");
+  const s = await budgets[0].status("crowd");
+  assert.deepEqual([s.limits[0].reserved, s.limits[0].used, s.holds], [9900, 0, 33]);
+  // Settled for less by all three clients: the rest comes back.
+  await Promise.all(granted.map((r, i) => budgets[i % 3].settle("crowd", r, { tokens: 100 })));
+  const after = await budgets[1].status("crowd");
+  assert.deepEqual([after.limits[0].reserved, after.limits[0].used, after.holds], [0, 3300, 0]);
+});
+
+test("budget failure policies: closed throws; open admits and counts nothing; local runs this replica's share, holds settle where they were made", async () => {
+  const own = await startRedis();
+  const store = new RedisStore(await CLIENTS.ioredis(own.port, { maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 20 }), { timeoutMs: 200 });
+  const closed = new RedisBudget(store, CONFIG, { retryAfterMs: 300 });
+  const open = new RedisBudget(store, CONFIG, { onUnavailable: "open", retryAfterMs: 300 });
+  const local = new RedisBudget(store, CONFIG, { onUnavailable: "local", replicas: 4, retryAfterMs: 300 });
+  const before = await local.reserve("k", { tokens: 2000 });
+  assert.equal(before.source, "redis");
+  await own.stop();
+  await assert.rejects(closed.reserve("k", { tokens: 10 }), (e) => e instanceof RedisUnavailableError);
+  const o = await open.reserve("k", { tokens: 10 });
+  assert.deepEqual([o.allowed, o.source, o.id], [true, "failOpen", null]);
+  assert.deepEqual((await open.settle("k", o, { tokens: 10 })).charged, { requests: 0, tokens: 0, cost: 0 });
+  await assert.rejects(open.status("k"), RedisUnavailableError);
+  // A quarter of 10 000 tokens: 2 500 a minute here.
+  const a = await local.reserve("k", { tokens: 2000 });
+  const b = await local.reserve("k", { tokens: 600 });
+  assert.deepEqual([a.allowed, a.source, b.allowed, b.reason], [true, "local", false, "limit"]);
+  assert.equal((await local.settle("k", a, { tokens: 500 })).source, "local");
+  const s = await local.status("k");
+  assert.deepEqual([s.source, s.limits[0].max, s.limits[0].used], ["local", 2500, 500]);
+  // The hold made in Redis before it went down cannot settle while it is down (settles never fail over).
+  await assert.rejects(local.settle("k", before, { tokens: 1 }), RedisUnavailableError);
+  // Usage that can never fit is refused before any call, whatever the policy.
+  await assert.rejects(local.reserve("k", { tokens: 4001 }), (e) => e instanceof BudgetError && e.code === "exceeds_limit");
+});
