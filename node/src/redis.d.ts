@@ -5,6 +5,9 @@
  * limit. Times are ms since the Unix epoch.
  */
 import type { TokenBucket, SlidingLog, SlidingWindow, Decision } from "ratebound";
+import type { BudgetConfig, Usage, Alert, Denied, BudgetStatus } from "ratebound/budget";
+
+export { BudgetError } from "ratebound/budget";
 
 /** What a store needs from a Redis client: one command at a time, and which errors are server replies. */
 export interface RedisCommander {
@@ -94,6 +97,52 @@ export class RedisLimiter {
   take(key: string | Uint8Array, options?: { max?: number; now?: number }): Promise<RedisDecision & { taken: number }>;
   /** One TokenBucket only: give back up to `amount` tokens. */
   refund(key: string | Uint8Array, options?: { amount?: number; now?: number }): Promise<RedisDecision & { taken: number }>;
+}
+
+export type Source = "redis" | "failOpen" | "local";
+
+export interface RedisBudgetOptions {
+  /** The key's last part: states are `prefix{key}:name` (default `"budget"`). */
+  name?: string;
+  /** Reservations held at once per key (default 64, at most 1024). */
+  holdSlots?: number;
+  /** While Redis is unavailable: throw (`"closed"`, default), admit and count nothing (`"open"`), or run this replica's share in memory (`"local"`). */
+  onUnavailable?: "closed" | "open" | "local";
+  /** After a failure, skip Redis for this long, then let one call probe it (default 1000 ms). */
+  retryAfterMs?: number;
+  /** Replicas sharing the budget: under `"local"` each runs 1/replicas of every limit. Default 1. */
+  replicas?: number;
+  /** The local fallback: at most this many keys' budgets (default 10000). */
+  local?: { maxKeys?: number };
+}
+
+export type RedisReserved =
+  | { allowed: true; id: number | null; expiresAt: number | null; usage: Required<Omit<Usage, "now">>; alerts: Alert[]; source: Source }
+  | (Denied & { source: Source });
+
+/**
+ * A budget per key shared through Redis (the Rust backend's `budget.lua`):
+ * the windows, holds, alerts and throttling of `ratebound/budget`'s Budget.
+ * `now` in a usage is taken only by a store with `time: "caller"`.
+ */
+export class RedisBudget {
+  constructor(store: RedisStore, config: Omit<BudgetConfig, "holdSlots">, options?: RedisBudgetOptions);
+  readonly config: Readonly<BudgetConfig>;
+  readonly unavailable: boolean;
+  /** Hold an estimate until settled or released; pass the whole result to `settle` / `release`. Throws BudgetError for usage that can never fit. */
+  reserve(key: string | Uint8Array, usage?: Usage): Promise<RedisReserved>;
+  /** Charge the actual usage of a reservation (the result of `reserve`, or a Redis hold's id). */
+  settle(key: string | Uint8Array, reservation: RedisReserved | number, usage?: Usage): Promise<{ charged: Required<Omit<Usage, "now">>; late: boolean; alerts: Alert[]; source: Source }>;
+  release(key: string | Uint8Array, reservation: RedisReserved | number, options?: { now?: number }): Promise<{ source: Source }>;
+  record(key: string | Uint8Array, usage?: Usage): Promise<{ alerts: Alert[]; source: Source }>;
+  trySpend(key: string | Uint8Array, usage?: Usage): Promise<({ allowed: true; alerts: Alert[] } | Denied) & { source: Source }>;
+  /** What `reserve` / `trySpend` would decide, changing nothing. */
+  peek(key: string | Uint8Array, usage?: Usage): Promise<{ allowed: true } | Omit<Denied, "alerts">>;
+  status(key: string | Uint8Array, options?: { now?: number }): Promise<BudgetStatus & { source: Source }>;
+  /** Change the config for every key, keeping each key's usage, holds and throttling (core's reconfigure rule). */
+  reconfigure(config: Omit<BudgetConfig, "holdSlots">): this;
+  /** Forget `key`'s usage and holds. */
+  reset(key: string | Uint8Array): Promise<void>;
 }
 
 /** Redis could not decide (unreachable, too slow, busy, or the call arrived after its deadline and changed nothing). */

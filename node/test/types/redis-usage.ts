@@ -2,7 +2,7 @@
 // ioredis and node-redis users have them): ratebound/redis is typed, and
 // wrong uses are compile errors.
 import { TokenBucket, SlidingWindow } from "ratebound";
-import { RedisStore, RedisLimiter, RedisUnavailableError, ioredisClient, nodeRedisClient, upstashClient, type RedisDecision } from "ratebound/redis";
+import { RedisStore, RedisLimiter, RedisBudget, BudgetError, RedisUnavailableError, ioredisClient, nodeRedisClient, upstashClient, type RedisDecision } from "ratebound/redis";
 import { Redis as Upstash } from "@upstash/redis";
 import { Redis } from "ioredis";
 import { createClient } from "redis";
@@ -21,4 +21,19 @@ async function sharedUse() {
   new RedisLimiter(new RedisStore(ioredisClient(new Redis())), new TokenBucket({ capacity: 1 }));
   // @ts-expect-error onUnavailable is one of three
   new RedisLimiter(new RedisStore(ioredisClient(new Redis())), { a: new TokenBucket({ capacity: 1 }) }, { onUnavailable: "maybe" });
+}
+
+async function budgetUse(store: RedisStore) {
+  const b = new RedisBudget(store, { limits: [{ dimension: "tokens", window: "minute", max: 10_000 }] }, { onUnavailable: "local", replicas: 2 });
+  const r = await b.reserve("team-7", { tokens: 3000 });
+  if (r.allowed) {
+    const s = await b.settle("team-7", r, { tokens: 1834 });
+    const late: boolean = s.late;
+  } else {
+    const wait: number = r.retryAfterMs;
+  }
+  try { await b.trySpend("team-7", { cost: 5 }); } catch (e) { if (e instanceof BudgetError) { const code: string = e.code; } }
+  const used: number = (await b.status("team-7")).limits[0].used;
+  // @ts-expect-error the key comes first
+  await b.reserve({ tokens: 1 });
 }
