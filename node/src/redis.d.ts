@@ -1,6 +1,6 @@
 /**
  * `ratebound/redis` (Node): limits shared through Redis by your own client
- * (ioredis, node-redis), running the Lua code of ratebound's Rust Redis
+ * (ioredis, node-redis, @upstash/redis), running the Lua code of ratebound's Rust Redis
  * backend with the same key layout, so Node and Rust services share one
  * limit. Times are ms since the Unix epoch.
  */
@@ -33,7 +33,7 @@ export interface RedisStoreOptions {
   ttlMarginMs?: number;
   /** The longest key accepted, in UTF-8 bytes (default 1024). */
   maxTagLength?: number;
-  /** Where `now` comes from: Redis `TIME` (default; one clock for every server) or the caller (each call's `now`, else `Date.now()`). */
+  /** Where `now` comes from: Redis `TIME` (default; one clock for every server) or the caller (each call's `now`, else `Date.now()`; the local fallback uses it too). */
   time?: "redis" | "caller";
   /** Return each member's state and core's exact numbers with each decision (tests, replays). */
   withState?: boolean;
@@ -57,8 +57,8 @@ export interface RedisLimiterOptions {
   retryAfterMs?: number;
   /** Replicas sharing the limits: under `"local"` each enforces 1/replicas of every limit (at least 1). Default 1. */
   replicas?: number;
-  /** The local fallback's keyed store (`"local"` only). */
-  local?: { maxKeys?: number; onFull?: "deny" | "evictLru" };
+  /** The local fallback (`"local"` only): at most `maxKeys` keys per limit (default 10000), the least recently used evicted when full. */
+  local?: { maxKeys?: number };
 }
 
 export interface RedisCheckOptions {
@@ -93,9 +93,9 @@ export class RedisLimiter {
   allow(key: string | Uint8Array, options?: RedisCheckOptions): Promise<boolean>;
   /** What `check` would decide, changing nothing. */
   peek(key: string | Uint8Array, options?: RedisCheckOptions): Promise<RedisDecision>;
-  /** One TokenBucket only: take as many as available, up to `max`. */
+  /** One TokenBucket only: take as many as available, up to `max`. Throws RedisUnavailableError while Redis is unavailable, whatever `onUnavailable`. */
   take(key: string | Uint8Array, options?: { max?: number; now?: number }): Promise<RedisDecision & { taken: number }>;
-  /** One TokenBucket only: give back up to `amount` tokens. */
+  /** One TokenBucket only: give back up to `amount` tokens. Throws RedisUnavailableError while Redis is unavailable, whatever `onUnavailable`. */
   refund(key: string | Uint8Array, options?: { amount?: number; now?: number }): Promise<RedisDecision & { taken: number }>;
 }
 

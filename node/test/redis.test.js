@@ -233,12 +233,49 @@ test("the code: one library shared with the Rust backend, loaded again after FUN
   }
 });
 
-test("an answer about the call (a key of another type) is thrown, never failed over", async () => {
-  const store = new RedisStore(await CLIENTS.ioredis(server.port));
-  const l = new RedisLimiter(store, { x: new TokenBucket({ capacity: 3 }) }, { onUnavailable: "open" });
+test("an answer about the call (a key of another type) is thrown, never failed over, by every client; a read-only replica is unavailable", async () => {
   server.cli("rpush", "rb:{wrongtype}:x", "a");
-  await assert.rejects(l.check("wrongtype"), (e) => !(e instanceof RedisUnavailableError) && /WRONGTYPE|wrong kind/i.test(e.message));
-  assert.equal(l.unavailable, false);
+  const replica = await startRedis(["--replicaof", "127.0.0.1", String(server.port)]);
+  try {
+    for (const [client, connect] of Object.entries(CLIENTS)) {
+      const l = new RedisLimiter(new RedisStore(await connect(server.port)), { x: new TokenBucket({ capacity: 3 }) }, { onUnavailable: "open" });
+      await assert.rejects(l.check("wrongtype"), (e) => !(e instanceof RedisUnavailableError) && /WRONGTYPE|wrong kind/i.test(e.message), client);
+      assert.equal(l.unavailable, false, client);
+      // A replica refuses writes (READONLY): "not now", as in the Rust backend.
+      const onReplica = new RedisLimiter(new RedisStore(await connect(replica.port)), { x: new TokenBucket({ capacity: 3 }) }, { onUnavailable: "open" });
+      const d = await onReplica.check("k");
+      assert.deepEqual([d.allowed, d.source], [true, "failOpen"], client);
+      const closed = new RedisLimiter(new RedisStore(await connect(replica.port)), { x: new TokenBucket({ capacity: 3 }) });
+      await assert.rejects(closed.check("k"), (e) => e instanceof RedisUnavailableError && e.reason === "server" && /READONLY/.test(e.message), client);
+    }
+  } finally {
+    await replica.stop();
+  }
+});
+
+test("a custom client (a class using `this`): its replies are classified as the adapters' are; LATE is unavailable and charged nothing", async () => {
+  class Commander {
+    constructor(inner) {
+      this.inner = inner;
+      this.late = false;
+    }
+    async send(argv) {
+      if (this.late && argv[0] === "FCALL") throw Object.assign(new Error("LATE the call reached the server after its deadline"), { reply: true });
+      return this.inner.send(argv);
+    }
+    replyCode(err) {
+      return err?.reply ? err.message.split(" ")[0] : this.inner.replyCode(err);
+    }
+  }
+  const commander = new Commander(await CLIENTS.ioredis(server.port));
+  const l = new RedisLimiter(new RedisStore(commander), { x: new TokenBucket({ capacity: 3, refillPeriodMs: 60_000 }) }, { onUnavailable: "open", retryAfterMs: 1 });
+  assert.equal((await l.check("custom")).remaining, 2);
+  commander.late = true;
+  const d = await l.check("custom");
+  assert.deepEqual([d.allowed, d.source], [true, "failOpen"]);
+  commander.late = false;
+  await new Promise((r) => setTimeout(r, 5));
+  assert.equal((await l.peek("custom", { cost: 0 })).remaining, 2, "nothing was charged by the late call");
 });
 
 test("failure policies: closed throws, open admits uncounted, local decides on this replica's share; Redis is skipped for retryAfterMs, then probed, and shared again", async () => {
@@ -253,6 +290,11 @@ test("failure policies: closed throws, open admits uncounted, local decides on t
   await assert.rejects(closed.check("k"), (e) => e instanceof RedisUnavailableError && e.code === "unavailable");
   assert.equal(closed.unavailable, true);
   await assert.rejects(closed.check("k"), (e) => e instanceof RedisUnavailableError && e.reason === "skipped");
+  // After the skip window, one call probes Redis while the others keep skipping.
+  await new Promise((r) => setTimeout(r, 350));
+  const reasons = (await Promise.allSettled(Array.from({ length: 5 }, () => closed.check("k")))).map((r) => r.reason?.reason);
+  assert.deepEqual(reasons.filter((r) => r !== "skipped").length, 1, `one probe: ${reasons}`);
+  assert.equal(reasons.filter((r) => r === "skipped").length, 4);
   const o = await open.check("k", { cost: 4 });
   assert.deepEqual([o.allowed, o.source, o.remaining, o.limit, o.retryAfterMs], [true, "failOpen", 6, 10, 0]);
   // Local: a quarter of each limit (10 → 2, 40 → 10), all or nothing, then refused.
@@ -291,5 +333,28 @@ test("deadlines: a check Redis starts after the caller gave up (timeout) changes
     await new Promise((r) => setTimeout(r, 700));
     const after = await new RedisLimiter(new RedisStore(await connect(server.port)), { x: new TokenBucket({ capacity: 5, refillPeriodMs: 3_600_000 }) }).peek(`${client} paused`, { cost: 0 });
     assert.equal(after.remaining, 4, `${client}: the late call charged nothing`);
+  }
+});
+
+test("@upstash/redis: a key that is not UTF-8 is refused as the caller's error (never failed over); a non-JSON body is unavailable", async () => {
+  const l = new RedisLimiter(new RedisStore(await CLIENTS["@upstash/redis"](server.port)), { x: new TokenBucket({ capacity: 3 }) }, { onUnavailable: "open" });
+  await assert.rejects(l.check(new Uint8Array([0xff, 0xfe])), (e) => e instanceof TypeError && /UTF-8/.test(e.message));
+  assert.equal(l.unavailable, false);
+  assert.equal((await l.check("fine")).source, "redis");
+  // A proxy's HTML error page in place of Upstash's JSON: not an answer from Redis.
+  const { createServer } = await import("node:http");
+  const proxy = createServer((req, res) => {
+    res.writeHead(502, { "content-type": "text/html" });
+    res.end("<html>502 Bad Gateway</html>");
+  });
+  await new Promise((r) => proxy.listen(0, "127.0.0.1", r));
+  try {
+    const { Redis: Upstash } = await import("@upstash/redis");
+    const { upstashClient } = await import("ratebound/redis");
+    const behind = new RedisLimiter(new RedisStore(upstashClient(new Upstash({ url: `http://127.0.0.1:${proxy.address().port}`, token: "t", retry: false, enableTelemetry: false }))), { x: new TokenBucket({ capacity: 3 }) }, { onUnavailable: "open" });
+    const d = await behind.check("k");
+    assert.deepEqual([d.allowed, d.source], [true, "failOpen"]);
+  } finally {
+    await new Promise((r) => proxy.close(r));
   }
 });

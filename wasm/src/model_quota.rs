@@ -60,6 +60,23 @@ impl ModelQuota {
             .ok_or_else(|| JsValue::from_str("no such scope"))
     }
 
+    /// Scope `scope`'s model-script arguments for `ratebound/redis` (core's
+    /// `wire::model_script_config`): the three counts, then the nine after
+    /// the window's name (see [`window_name`](Self::window_name)).
+    #[cfg(feature = "redis")]
+    #[wasm_bindgen(js_name = redisConfig)]
+    pub fn redis_config(&self, scope: f64) -> Result<Vec<f64>, JsValue> {
+        let (counts, _, rest) = ratebound_core::wire::model_script_config(&self.scope(scope)?);
+        Ok(counts.iter().chain(&rest).map(|&x| x as f64).collect())
+    }
+
+    /// Scope `scope`'s window, as the model script takes it.
+    #[cfg(feature = "redis")]
+    #[wasm_bindgen(js_name = windowName)]
+    pub fn window_name(&self, scope: f64) -> Result<String, JsValue> {
+        Ok(self.scope(scope)?.window().name().to_string())
+    }
+
     /// Admit one request under scope `scope`'s limits: the decision as JSON.
     pub fn admit(&mut self, scope: f64, now_us: f64) -> Result<String, JsValue> {
         let q = self.scope(scope)?;

@@ -178,7 +178,7 @@ export class RedisBudget {
     const { amounts, nowUs } = this.#usage(usage, true);
     const r = await this.#shared(() => this.#call(tag, "reserve", 0, amounts, nowUs));
     if (r.fallback === "failOpen") return { allowed: true, id: null, expiresAt: null, usage: { requests: amounts[0], tokens: amounts[1], cost: amounts[2] }, alerts: [], source: "failOpen" };
-    if (r.fallback === "local") return { ...this.#localBudget(tag).reserve(this.#localUsage(amounts)), source: "local" };
+    if (r.fallback === "local") return { ...this.#localBudget(tag).reserve(this.#localUsage(amounts, nowUs)), source: "local" };
     const { result: n, alerts, state } = r.value;
     const core = {
       admission: n[0] === 1 ? { granted: { id: n[1], expires: n[2], usage: { requests: amounts[0], tokens: amounts[1], cost: amounts[2] } } } : { denied: this.#denial(n[1], n[2], n[3]) },
@@ -187,8 +187,9 @@ export class RedisBudget {
     return this.#withState({ ...reservedOut(core, this.#store.nowFor(nowUs)), source: "redis" }, { state }, core);
   }
 
-  #localUsage([requests, tokens, cost]) {
-    return { requests, tokens, cost };
+  /** Usage for the local fallback, at the caller's time when it gives one. */
+  #localUsage([requests, tokens, cost], nowUs) {
+    return nowUs === undefined ? { requests, tokens, cost } : { requests, tokens, cost, now: nowUs / 1000 };
   }
 
   /** `reservation`: what `reserve` returned (or a Redis hold's id). */
@@ -205,7 +206,7 @@ export class RedisBudget {
     const hold = this.#hold(reservation);
     const { amounts, nowUs } = this.#usage(usage, false);
     if (hold.source === "failOpen") return { charged: { requests: 0, tokens: 0, cost: 0 }, late: false, alerts: [], source: "failOpen" };
-    if (hold.source === "local") return { ...this.#localBudget(tag).settle(hold.id, this.#localUsage(amounts)), source: "local" };
+    if (hold.source === "local") return { ...this.#localBudget(tag).settle(hold.id, this.#localUsage(amounts, nowUs)), source: "local" };
     // Settles are applied whenever they arrive, and never fail over: the
     // usage happened, and only Redis holds the reservation.
     const r = await this.#call(tag, "settle", hold.id, amounts, nowUs);
@@ -221,7 +222,7 @@ export class RedisBudget {
     const nowUs = this.#now(options(opts, "options", ["now"]));
     if (hold.source === "failOpen") return { source: "failOpen" };
     if (hold.source === "local") {
-      this.#localBudget(tag).release(hold.id);
+      this.#localBudget(tag).release(hold.id, nowUs === undefined ? undefined : { now: nowUs / 1000 });
       return { source: "local" };
     }
     const r = await this.#call(tag, "release", hold.id, [0, 0, 0], nowUs);
@@ -235,7 +236,7 @@ export class RedisBudget {
     const { amounts, nowUs } = this.#usage(usage, false);
     const r = await this.#shared(() => this.#call(tag, "record", 0, amounts, nowUs));
     if (r.fallback === "failOpen") return { alerts: [], source: "failOpen" };
-    if (r.fallback === "local") return { ...this.#localBudget(tag).record(this.#localUsage(amounts)), source: "local" };
+    if (r.fallback === "local") return { ...this.#localBudget(tag).record(this.#localUsage(amounts, nowUs)), source: "local" };
     const alerts = r.value.alerts.map((a) => this.#alert(a));
     return this.#withState({ alerts: alerts.map(alertOut), source: "redis" }, r.value, alerts);
   }
@@ -246,7 +247,7 @@ export class RedisBudget {
     const { amounts, nowUs } = this.#usage(usage, true);
     const r = await this.#shared(() => this.#call(tag, "try_spend", 0, amounts, nowUs));
     if (r.fallback === "failOpen") return { allowed: true, alerts: [], source: "failOpen" };
-    if (r.fallback === "local") return { ...this.#localBudget(tag).trySpend(this.#localUsage(amounts)), source: "local" };
+    if (r.fallback === "local") return { ...this.#localBudget(tag).trySpend(this.#localUsage(amounts, nowUs)), source: "local" };
     const n = r.value.result;
     const core = { denied: n[0] === 1 ? this.#denial(n[1], n[2], n[3]) : null, alerts: r.value.alerts.map((a) => this.#alert(a)) };
     return this.#withState({ ...spentOut(core, this.#store.nowFor(nowUs)), source: "redis" }, r.value, core);
@@ -269,7 +270,7 @@ export class RedisBudget {
     const tag = tagOf(key, this.#store.maxTagLength);
     const nowUs = this.#now(options(opts, "options", ["now"]));
     const r = await this.#shared(() => this.#call(tag, "status", 0, [0, 0, 0], nowUs));
-    if (r.fallback === "local") return { ...this.#localBudget(tag).status(), source: "local" };
+    if (r.fallback === "local") return { ...this.#localBudget(tag).status(nowUs === undefined ? undefined : { now: nowUs / 1000 }), source: "local" };
     if (r.fallback === "failOpen") throw new RedisUnavailableError("Redis is unavailable, and under onUnavailable: \"open\" nothing is counted: no status to report", "skipped");
     const [throttled, until, holds, ...per] = r.value.result;
     const limits = this.#limits.map((limit, i) => {

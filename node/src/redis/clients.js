@@ -20,12 +20,20 @@ function codeOf(message) {
 /** Byte arrays as Buffers (the clients send other objects as their text). */
 const buffers = (argv) => argv.map((a) => (typeof a === "string" || Buffer.isBuffer(a) ? a : Buffer.from(a.buffer, a.byteOffset, a.byteLength)));
 
-/** Whether a class of `err`'s prototype chain has one of `names` (the clients' error classes are not importable here). */
-function isA(err, names) {
-  for (let p = err !== null && typeof err === "object" ? Object.getPrototypeOf(err) : null; p; p = Object.getPrototypeOf(p)) {
+/**
+ * Whether `err` is a server's error reply. The clients' classes are not
+ * importable here (they are optional peers) and their names do not survive
+ * minification, so besides the class names this goes by the reply's own
+ * shape: a message that starts with an error code in capitals ("ERR …",
+ * "NOSCRIPT …", "WRONGTYPE …"), from an error that is not a system error
+ * (those carry `syscall` / an `E…` code and say "connect ECONNREFUSED …").
+ */
+function isReply(err, names) {
+  if (err === null || typeof err !== "object") return false;
+  for (let p = Object.getPrototypeOf(err); p; p = Object.getPrototypeOf(p)) {
     if (names.includes(p.constructor?.name)) return true;
   }
-  return false;
+  return typeof err.message === "string" && /^[A-Z][A-Z0-9_-]+ /.test(err.message) && err.syscall === undefined && err.errno === undefined;
 }
 
 function check(client, method, what) {
@@ -35,14 +43,15 @@ function check(client, method, what) {
 }
 
 /**
- * An `ioredis` client (`new Redis(...)`, or a `Cluster`): commands go
- * through `call`. ioredis reports server errors as `ReplyError`.
+ * An `ioredis` client (`new Redis(...)`): commands go through `call`.
+ * ioredis reports server errors as `ReplyError`. (A `Cluster` is not
+ * supported yet: the library must be loaded on every master.)
  */
 export function ioredisClient(client) {
   check(client, "call", "an ioredis client");
   return {
     send: (argv) => client.call(argv[0], ...buffers(argv.slice(1))),
-    replyCode: (err) => (isA(err, ["ReplyError"]) ? codeOf(err.message) : null),
+    replyCode: (err) => (isReply(err, ["ReplyError"]) ? codeOf(err.message) : null),
   };
 }
 
@@ -55,7 +64,7 @@ export function nodeRedisClient(client) {
   check(client, "sendCommand", "a node-redis client");
   return {
     send: (argv) => client.sendCommand(buffers(argv)),
-    replyCode: (err) => (isA(err, ["ErrorReply", "SimpleError", "BlobError"]) ? codeOf(err.message) : null),
+    replyCode: (err) => (isReply(err, ["ErrorReply", "SimpleError", "BlobError"]) ? codeOf(err.message) : null),
   };
 }
 
@@ -79,7 +88,9 @@ function text(a) {
   try {
     return UTF8.decode(a);
   } catch {
-    throw new TypeError("@upstash/redis sends keys as JSON text: a key must be valid UTF-8 (use ioredis or node-redis for binary keys)");
+    const e = new TypeError("@upstash/redis sends keys as JSON text: a key must be valid UTF-8 (use ioredis or node-redis for binary keys)");
+    e.callerError = true; // about this call: thrown as is, never failed over
+    throw e;
   }
 }
 
@@ -95,7 +106,7 @@ export function upstashClient(client) {
     const rest = argv.slice(at + 1).map(text);
     return [rest.slice(0, n), rest.slice(n)];
   };
-  const send = (argv) => {
+  const send = async (argv) => {
       const [cmd] = argv;
       if (cmd === "TIME") return client.time();
       if (cmd === "FUNCTION") {
@@ -113,10 +124,13 @@ export function upstashClient(client) {
       return Promise.reject(new TypeError(`upstashClient: no mapping for ${cmd}`));
   };
   return {
+    // @upstash/redis names its errors itself (minification keeps them): a
+    // server's error is an UpstashError; a body that is not JSON (a proxy's
+    // error page) is not an answer from Redis.
     send: (argv) =>
       send(argv).catch((e) => {
-        throw isA(e, ["UpstashError"]) ? new UpstashReply(e) : e;
+        throw e?.name === "UpstashError" ? new UpstashReply(e) : e;
       }),
-    replyCode: (err) => (isA(err, ["UpstashReply", "NoFunctions"]) ? codeOf(err.message) : null),
+    replyCode: (err) => (err instanceof UpstashReply || err instanceof NoFunctions ? codeOf(err.message) : null),
   };
 }

@@ -21,7 +21,7 @@ export class RedisUnavailableError extends Error {
 }
 
 /** Server error codes that say "not now" (the failure policy applies), as in the Rust backend. */
-const NOT_NOW = new Set(["LOADING", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "BUSY", "LATE"]);
+const NOT_NOW = new Set(["LOADING", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "READONLY", "BUSY", "LATE"]);
 
 /**
  * `err` as the failure policy sees it: a RedisUnavailableError when Redis
@@ -30,7 +30,7 @@ const NOT_NOW = new Set(["LOADING", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN", "BU
  * falling back would hide).
  */
 export function classify(err, replyCode) {
-  if (err instanceof RedisUnavailableError) return err;
+  if (err instanceof RedisUnavailableError || err?.callerError) return err;
   const code = replyCode(err);
   if (code === null) return new RedisUnavailableError(`Redis is unreachable: ${err?.message ?? err}`, "unreachable", err);
   if (code === "LATE") return new RedisUnavailableError("the call reached Redis after its deadline: it changed nothing", "late", err);

@@ -27,7 +27,7 @@ export function tagOf(key, max) {
     if (!key.isWellFormed()) throw new TypeError("key must be a well-formed string (no lone surrogates: two keys would share a state)");
     bytes = utf8.encode(key);
   } else if (key instanceof Uint8Array) {
-    bytes = key;
+    bytes = key.slice(); // the caller may reuse its buffer while the call awaits Redis
   } else {
     throw new TypeError(`key must be a string or a Uint8Array, got ${key === null ? "null" : typeof key}`);
   }

@@ -109,10 +109,14 @@ export class RedisLimiter {
     this.#replicas = integer("replicas", o.replicas ?? 1, 1);
     if (this.#replicas > 2 ** 32 - 1) throw new RangeError("replicas must be below 2^32");
     if (this.#policy === "local") {
-      const l = options(o.local, "local", ["maxKeys", "onFull"]);
+      const l = options(o.local, "local", ["maxKeys"]);
+      // Each member's store evicts its least recently used key when full: a
+      // store that refused new keys could refuse one member of a set after
+      // another was charged (the members' stores forget idle keys at
+      // different times), and a fallback must answer.
       this.#local = this.#members.map((m) => {
         const share = shareOf(m, this.#replicas);
-        return { capacity: share.capacity, keyed: new KeyedLimiter(share.make, { maxKeys: l.maxKeys, onFull: l.onFull, maxKeyLength: Number.MAX_SAFE_INTEGER }) };
+        return { capacity: share.capacity, keyed: new KeyedLimiter(share.make, { maxKeys: l.maxKeys, onFull: "evictLru", maxKeyLength: Number.MAX_SAFE_INTEGER }) };
       });
     } else if (o.local !== undefined) {
       throw new TypeError('local is only taken with onUnavailable: "local"');
@@ -166,10 +170,10 @@ export class RedisLimiter {
   }
 
   /** The answer of this replica's share, in memory (`local`). */
-  #localDecision(tag, costs, consume) {
+  #localDecision(tag, costs, consume, nowUs) {
     // The in-memory store is keyed by strings: the tag's bytes, one char each.
     const key = LATIN1.decode(tag);
-    const now = Math.floor(Date.now() * 1000);
+    const now = nowUs ?? Math.floor(Date.now() * 1000);
     const decide = (take) => this.#local.map(({ capacity, keyed }, i) => {
       const cost = costs[i];
       if (cost > capacity) {
@@ -177,9 +181,7 @@ export class RedisLimiter {
         // decide it (core's Decision::refused).
         return [0, 0, capacity, now, now + this.#retryAfterUs, 0];
       }
-      const r = keyed[RAW](key, now, cost, take);
-      if (r[0] === -2) throw new RangeError(`the local fallback of ${this.#members[i].name} is full (raise local.maxKeys)`);
-      return r;
+      return keyed[RAW](key, now, cost, take);
     });
     let rows = decide(false);
     if (consume && rows.every((r) => r[0] === 1)) rows = decide(true);
@@ -199,9 +201,10 @@ export class RedisLimiter {
     if (this.#policy === "open") {
       // Admitted uncounted (core's Decision::uncounted): nothing remains known beyond the cost.
       const now = nowUs ?? Math.floor(Date.now() * 1000);
-      return this.#decision({ now, rows: members.map((m, i) => [1, Math.max(0, m.capacity - costs[i]), m.capacity, now, now, 0]) }, "failOpen", members);
+      const d = this.#decision({ now, rows: members.map((m, i) => [1, Math.max(0, m.capacity - costs[i]), m.capacity, now, now, 0]) }, "failOpen", members);
+      return { ...d, binding: members[0].name }; // as the Rust backend answers
     }
-    return this.#decision(this.#localDecision(tag, costs, mode === "check"), "local", members);
+    return this.#decision(this.#localDecision(tag, costs, mode === "check", nowUs), "local", members);
   }
 
   #decision({ now, rows }, source, members) {

@@ -105,14 +105,19 @@ export class RedisStore {
     await this.#withTimeout(this.#prepare());
   }
 
+  #send(argv) {
+    return this.#client.send(argv);
+  }
+
   #prepare() {
     if (this.#ready === null) {
-      this.#ready = (async () => {
+      const ready = (async () => {
         await this.#load();
-        await this.#clock.sync(this.#client.send);
+        await this.#clock.sync((argv) => this.#send(argv));
       })();
-      this.#ready.catch(() => {
-        this.#ready = null;
+      this.#ready = ready;
+      ready.catch(() => {
+        if (this.#ready === ready) this.#ready = null;
       });
     }
     return this.#ready;
@@ -121,7 +126,7 @@ export class RedisStore {
   /** `FUNCTION LOAD REPLACE`; scripts where Functions are unknown or refused. */
   async #load() {
     try {
-      await this.#client.send(["FUNCTION", "LOAD", "REPLACE", LIBRARY]);
+      await this.#send(["FUNCTION", "LOAD", "REPLACE", LIBRARY]);
       this.#invocation = "functions";
     } catch (e) {
       const code = this.#client.replyCode(e);
@@ -149,8 +154,15 @@ export class RedisStore {
    */
   async invoke(entry, readOnly, refuseLate, keys, args, nowUs) {
     const started = localUs();
-    const send = this.#client.send;
     const e = ENTRY[entry];
+    // A call given up on (timed out) sends nothing it has not sent yet: a
+    // refund or settle waiting for the code to load must not be applied
+    // after its caller was told it failed.
+    let givenUp = false;
+    const send = (argv) => {
+      if (givenUp) return Promise.reject(new RedisUnavailableError("the call was given up on before it was sent", "timeout"));
+      return this.#send(argv);
+    };
     const call = (async () => {
       await this.#prepare();
       if (refuseLate && this.#clock.stale) await this.#clock.sync(send);
@@ -176,8 +188,12 @@ export class RedisStore {
     try {
       return await this.#withTimeout(call);
     } catch (err) {
-      const c = classify(err, this.#client.replyCode);
-      if (c instanceof RedisUnavailableError && c.reason !== "late") this.#ready = null; // learn the clock again next time
+      givenUp = true;
+      const c = classify(err, (x) => this.#client.replyCode(x));
+      // The server unreachable or silent: load the code and learn the clock
+      // again on the next call (it may be another server by then). A "not
+      // now" answer (BUSY, LOADING, LATE) came over a working connection.
+      if (c instanceof RedisUnavailableError && (c.reason === "unreachable" || c.reason === "timeout")) this.#ready = null;
       throw c;
     }
   }

@@ -5,7 +5,7 @@ use ratebound_core::model_quota::{
     CountState, ModelDecision, ModelHold, ModelQuota, ModelState, Outcome, Settled,
 };
 use ratebound_core::wire;
-use ratebound_core::{Decision, Gcra, Instant, LogEntry};
+use ratebound_core::{Decision, Instant, LogEntry};
 use redis::Value;
 
 use super::scripts::Entry;
@@ -54,14 +54,11 @@ impl RedisModelQuotas {
                 "0"
             }
             .to_owned(),
-            quota.total_max().unwrap_or(0).to_string(),
-            quota.success_max().to_string(),
-            quota.period().as_micros().to_string(),
-            quota.window().name().to_owned(),
-            quota.hold_ttl().as_micros().to_string(),
         ];
-        push_gcra(quota.total_bucket(), &mut args);
-        push_gcra(quota.success_bucket(), &mut args);
+        let (counts, window, rest) = wire::model_script_config(quota);
+        args.extend(counts.iter().map(u64::to_string));
+        args.push(window.name().to_owned());
+        args.extend(rest.iter().map(u64::to_string));
         let read_only = op == "peek";
         // An admission refuses once its deadline has passed; a settle is
         // applied whenever it arrives (a success is never dropped).
@@ -125,11 +122,6 @@ impl RedisModelQuotas {
             ))),
         }
     }
-}
-
-fn push_gcra(g: Option<&Gcra>, out: &mut Vec<String>) {
-    let v = g.map_or(wire::NO_GCRA, wire::gcra_args);
-    out.extend(v.iter().map(u64::to_string));
 }
 
 fn uint(v: &Value) -> Result<u64, StoreError> {
