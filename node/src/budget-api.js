@@ -124,6 +124,30 @@ export const statusOut = (s) => ({
   holds: s.holds,
 });
 
+const decisionOut = (d, now) => ({
+  allowed: d.allowed,
+  remaining: d.remaining,
+  limit: d.limit,
+  resetAt: ms(d.reset_at),
+  retryAfterMs: d.allowed ? 0 : ms(Math.max(0, d.retry_at - now)),
+});
+/** Core's model decision (serde form) as the API returns it. */
+export const modelDecisionOut = (d) => {
+  const now = d.now;
+  const total = d.total === null ? null : decisionOut(d.total, now);
+  const success = decisionOut(d.success, now);
+  const waits = [total, success].filter((x) => x && !x.allowed).map((x) => x.retryAfterMs);
+  return {
+    allowed: d.blocked === null,
+    hold: d.hold,
+    inFlight: d.in_flight,
+    blocked: d.blocked,
+    retryAfterMs: waits.length ? Math.max(...waits) : 0,
+    total,
+    success,
+  };
+};
+
 export function makeBudgetApi(wasm) {
   function run(json) {
     const r = JSON.parse(json);
@@ -219,28 +243,6 @@ export function makeBudgetApi(wasm) {
     free() { this.#inner.free(); this.#inner = freed("Budget"); }
   }
 
-  const decisionOut = (d, now) => ({
-    allowed: d.allowed,
-    remaining: d.remaining,
-    limit: d.limit,
-    resetAt: ms(d.reset_at),
-    retryAfterMs: d.allowed ? 0 : ms(Math.max(0, d.retry_at - now)),
-  });
-  const modelDecisionOut = (d) => {
-    const now = d.now;
-    const total = d.total === null ? null : decisionOut(d.total, now);
-    const success = decisionOut(d.success, now);
-    const waits = [total, success].filter((x) => x && !x.allowed).map((x) => x.retryAfterMs);
-    return {
-      allowed: d.blocked === null,
-      hold: d.hold,
-      inFlight: d.in_flight,
-      blocked: d.blocked,
-      retryAfterMs: waits.length ? Math.max(...waits) : 0,
-      total,
-      success,
-    };
-  };
 
   /**
    * Model quotas for LLM gateways: a total count of admitted requests and a
@@ -249,7 +251,12 @@ export function makeBudgetApi(wasm) {
    */
   class ModelQuota {
     #inner;
-    constructor(config) {
+    constructor(config, core) {
+      if (config === FROM_CORE) {
+        this.#inner = new wasm.ModelQuota(core.json);
+        this.config = null;
+        return;
+      }
       const c = options(config, "ModelQuota config", ["totalMax", "successMax", "periodMs", "window", "holdTtlMs"]);
       const total = c.totalMax === undefined || c.totalMax === null ? null : integer("totalMax", c.totalMax, 1);
       const window = c.window ?? "sliding";
@@ -290,6 +297,8 @@ export function makeBudgetApi(wasm) {
       if (s.v !== 1 || !this.#inner.importState(JSON.stringify(s.state))) throw new TypeError("state is not a ModelQuota state from exportState()");
       return this;
     }
+    /** @internal the wasm quota */
+    get [CORE]() { return this.#inner; }
     free() { this.#inner.free(); this.#inner = freed("ModelQuota"); }
   }
 

@@ -5,7 +5,7 @@
  * limit. Times are ms since the Unix epoch.
  */
 import type { TokenBucket, SlidingLog, SlidingWindow, Decision } from "ratebound";
-import type { BudgetConfig, Usage, Alert, Denied, BudgetStatus } from "ratebound/budget";
+import type { BudgetConfig, Usage, Alert, Denied, BudgetStatus, ModelQuotaConfig, ModelDecision, ModelPeek } from "ratebound/budget";
 
 export { BudgetError } from "ratebound/budget";
 
@@ -143,6 +143,38 @@ export class RedisBudget {
   reconfigure(config: Omit<BudgetConfig, "holdSlots">): this;
   /** Forget `key`'s usage and holds. */
   reset(key: string | Uint8Array): Promise<void>;
+}
+
+export interface RedisModelQuotaOptions {
+  /** The key's last part: states are `prefix{key}:name` (default `"m"`, the Rust backend's). */
+  name?: string;
+  /** While Redis is unavailable: throw (`"closed"`, default), admit uncounted (`"open"`), or run this replica's share in memory (`"local"`). */
+  onUnavailable?: "closed" | "open" | "local";
+  /** After a failure, skip Redis for this long, then let one call probe it (default 1000 ms). */
+  retryAfterMs?: number;
+  /** Replicas sharing the quota: under `"local"` each runs 1/replicas of both counts. Default 1. */
+  replicas?: number;
+  /** The local fallback: at most this many keys (default 10000). */
+  local?: { maxKeys?: number };
+}
+
+export type RedisModelDecision =
+  | ((ModelDecision | ModelPeek) & { source: "redis" | "local" })
+  | { allowed: true; hold: null; inFlight: 0; blocked: null; retryAfterMs: 0; total: null; success: null; source: "failOpen" };
+
+/**
+ * Model quotas per key (a user and model) shared through Redis (the Rust
+ * backend's `model.lua`): `ratebound/budget`'s ModelQuota, with the key first.
+ */
+export class RedisModelQuota {
+  constructor(store: RedisStore, config: ModelQuotaConfig, options?: RedisModelQuotaOptions);
+  readonly unavailable: boolean;
+  /** Admit one request; settle the result when its outcome is known. */
+  admit(key: string | Uint8Array, options?: { now?: number }): Promise<RedisModelDecision>;
+  /** What `admit` would decide, changing nothing. */
+  peek(key: string | Uint8Array, options?: { now?: number }): Promise<RedisModelDecision>;
+  /** Settle an admission (the result of `admit`, or a Redis hold's id): "held", or "lapsed" when its hold had expired. Never fails over. */
+  settle(key: string | Uint8Array, admission: RedisModelDecision | number, options: { success: boolean; now?: number }): Promise<"held" | "lapsed">;
 }
 
 /** Redis could not decide (unreachable, too slow, busy, or the call arrived after its deadline and changed nothing). */

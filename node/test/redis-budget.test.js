@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import { Budget } from "ratebound/budget";
 import { RedisStore, RedisBudget, BudgetError, RedisUnavailableError } from "ratebound/redis";
 import { startRedis } from "./support/redis-server.js";
+import { NOW_US } from "../src/redis/keys.js";
 import { makeClients } from "./support/clients.js";
 
 const server = await startRedis();
@@ -57,7 +58,7 @@ for (const [client, connect] of Object.entries(CLIENTS)) {
       const key = `${client} budget {${t}}`;
       for (const [i, s] of tr.steps.entries()) {
         const what = `${client} budget/${tr.name} step ${i} (${s.op})`;
-        const usage = { ...(s.usage ?? {}), now: s.now / 1000 };
+        const usage = { ...(s.usage ?? {}), [NOW_US]: s.now }; // µs: exact where ms are not
         if (s.op === "reconfigure") {
           let got;
           try {
@@ -77,17 +78,17 @@ for (const [client, connect] of Object.entries(CLIENTS)) {
           switch (s.op) {
             case "reserve": r = await budget.reserve(key, usage); got = { ok: r.core }; break;
             case "settle": r = await budget.settle(key, s.id, usage); got = { ok: r.core }; break;
-            case "release": r = await budget.release(key, s.id, { now: usage.now }); got = { ok: null }; break;
+            case "release": r = await budget.release(key, s.id, { [NOW_US]: s.now }); got = { ok: null }; break;
             case "record": r = await budget.record(key, usage); got = { ok: r.core }; break;
             case "try_spend": r = await budget.trySpend(key, usage); got = { ok: r.core }; break;
-            case "status": r = await budget.status(key, { now: usage.now }); got = { ok: r.core }; break;
+            case "status": r = await budget.status(key, { [NOW_US]: s.now }); got = { ok: r.core }; break;
             default: throw new Error(`unknown op ${s.op}`);
           }
           state = r.state;
         } catch (e) {
           if (!(e instanceof BudgetError)) throw e;
           got = { error: e.code };
-          state = (await budget.peek(key, { requests: 0, now: usage.now })).state;
+          state = (await budget.peek(key, { requests: 0, [NOW_US]: s.now })).state;
         }
         assert.deepEqual(sorted(got), sorted(s.expect), `${what}: result`);
         assert.deepEqual(sorted(stateJson(state)), sorted(s.state), `${what}: state`);

@@ -14,6 +14,7 @@ import { TokenBucket, SlidingLog, SlidingWindow } from "ratebound";
 import { Redis as UpstashRedis } from "@upstash/redis";
 import { RedisStore, RedisLimiter, RedisUnavailableError, ioredisClient, LIBRARY_NAME } from "ratebound/redis";
 import { startRedis } from "./support/redis-server.js";
+import { NOW_US } from "../src/redis/keys.js";
 import { makeClients } from "./support/clients.js";
 
 const load = (kind) => JSON.parse(readFileSync(new URL(`../../fixtures/traces/${kind}.json`, import.meta.url), "utf8"));
@@ -56,26 +57,26 @@ for (const [client, connect] of Object.entries(CLIENTS)) {
         const key = `${client} ${kind} {trace} ${t}`;
         for (const [i, step] of trace.steps.entries()) {
           const what = `${kind}/${trace.name} step ${i} (${step.op})`;
-          const now = step.now / 1000;
+          const now = step.now; // µs: exact where ms are not
           let got, state;
           try {
             if (step.op === "check" || step.op === "peek") {
-              const d = await limiter[step.op](key, { cost: step.cost, now });
+              const d = await limiter[step.op](key, { cost: step.cost, [NOW_US]: now });
               got = { ok: exact(d, 0) };
               state = d.states[0];
             } else if (step.op === "at_most") {
-              const d = await limiter.take(key, { max: step.cost, now });
+              const d = await limiter.take(key, { max: step.cost, [NOW_US]: now });
               got = { decision: exact(d, 0), taken: d.taken };
               state = d.states[0];
             } else {
-              const d = await limiter.refund(key, { amount: step.cost, now });
+              const d = await limiter.refund(key, { amount: step.cost, [NOW_US]: now });
               got = exact(d, 0);
               state = d.states[0];
             }
           } catch (e) {
             if (!(e instanceof RangeError)) throw e;
             got = { error: "insufficient_capacity" };
-            state = (await limiter.peek(key, { cost: 0, now })).states[0];
+            state = (await limiter.peek(key, { cost: 0, [NOW_US]: now })).states[0];
           }
           assert.deepEqual(got, step.expect, `${what}: decision`);
           assert.deepEqual(stateJson(kind, state), step.state, `${what}: state`);
@@ -121,17 +122,17 @@ test("policy sets: the policy and reconfigure traces replay exactly (both client
             }
             continue;
           }
-          const now = step.now / 1000;
+          const now = step.now;
           let got, states;
           try {
-            const d = await limiter[step.op](key, { cost: step.cost, now });
+            const d = await limiter[step.op](key, { cost: step.cost, [NOW_US]: now });
             const [allowed, binding, remaining, limit, reset, retry] = d.exact.set;
             got = { ok: { binding: binding < 0 ? null : binding, decision: { allowed: allowed === 1, limit, remaining, reset_at: reset, retry_at: retry } } };
             states = d.states;
           } catch (e) {
             if (!(e instanceof RangeError)) throw e;
             got = { error: { code: "insufficient_capacity", member: e.member } };
-            states = (await new RedisLimiter(store, Object.fromEntries(members.map((m, i) => [`m${i}`, { limiter: m.entry.limiter ?? m.entry, cost: 0 }]))).peek(key, { now })).states;
+            states = (await new RedisLimiter(store, Object.fromEntries(members.map((m, i) => [`m${i}`, { limiter: m.entry.limiter ?? m.entry, cost: 0 }]))).peek(key, { [NOW_US]: now })).states;
           }
           assert.deepEqual(got, step.expect, `${what}: decision`);
           assert.deepEqual(states.map((s, j) => stateJson(members[j].kind, s)), step.state, `${what}: states`);

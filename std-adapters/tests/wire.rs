@@ -104,3 +104,28 @@ fn the_npm_packages_code_tables_are_cores() {
     let give_up = format!("const GIVE_UP = [{give_up}];");
     assert!(api.contains(&give_up), "api.js must hold {give_up}");
 }
+
+#[test]
+fn the_npm_redis_code_tables_are_cores() {
+    let read = |f: &str| {
+        std::fs::read_to_string(format!(
+            "{}/../node/src/redis/{f}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    let budget = read("budget.js");
+    let code = format!(
+        "const UNKNOWN_RESERVATION = {};",
+        wire::BUDGET_UNKNOWN_RESERVATION
+    );
+    assert!(budget.contains(&code), "budget.js must hold {code}");
+    let model = read("model.js");
+    let names = (0..)
+        .map_while(|c| wire::blocked_from_code(c))
+        .map(|b| b.map_or("null".to_owned(), |b| format!("\"{}\"", b.name())))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let blocked = format!("const BLOCKED = [{names}];");
+    assert!(model.contains(&blocked), "model.js must hold {blocked}");
+}

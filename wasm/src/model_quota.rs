@@ -70,6 +70,18 @@ impl ModelQuota {
         Ok(counts.iter().chain(&rest).map(|&x| x as f64).collect())
     }
 
+    /// One of `replicas` replicas' share of scope `scope`'s limits, as the
+    /// JSON this constructor takes (core's `ModelQuota::share`), for the
+    /// local fallback of `ratebound/redis`.
+    #[cfg(feature = "redis")]
+    #[wasm_bindgen(js_name = shareConfig)]
+    pub fn share_config(&self, scope: f64, replicas: u32) -> Result<String, JsValue> {
+        let q = self.scope(scope)?.share(replicas).map_err(|_| {
+            JsValue::from_str("the limits cannot be divided among that many replicas")
+        })?;
+        Ok(json(&[q]))
+    }
+
     /// Scope `scope`'s window, as the model script takes it.
     #[cfg(feature = "redis")]
     #[wasm_bindgen(js_name = windowName)]

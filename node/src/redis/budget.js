@@ -10,7 +10,7 @@ import { integer, milliseconds, options } from "../validate.js";
 import { RedisUnavailableError } from "./errors.js";
 import { Failover } from "./failover.js";
 import { RedisStore } from "./store.js";
-import { LATIN1, tagOf, utf8, validName } from "./keys.js";
+import { LATIN1, callNow, tagOf, utf8, validName } from "./keys.js";
 
 const USAGE = ["requests", "tokens", "cost", "now"];
 const BUDGET_OPTIONS = ["name", "holdSlots", "onUnavailable", "retryAfterMs", "replicas", "local"];
@@ -107,9 +107,7 @@ export class RedisBudget {
   }
 
   #now(o) {
-    if (o.now === undefined) return this.#store.callerTime ? Math.floor(Date.now() * 1000) : undefined;
-    if (!this.#store.callerTime) throw new TypeError('now is only taken by a store with time: "caller" (otherwise Redis TIME decides)');
-    return milliseconds("now", o.now);
+    return callNow(o, this.#store.callerTime, milliseconds);
   }
 
   /** One call of the budget script: `[code, result, alerts, state]` as numbers. */

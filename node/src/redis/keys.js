@@ -34,3 +34,22 @@ export function tagOf(key, max) {
   if (bytes.length > max) throw new RangeError(`key is ${bytes.length} bytes, over maxTagLength ${max}`);
   return bytes;
 }
+
+/**
+ * Package-private (tests and replays): a call's `now` in whole µs, for
+ * times a number of milliseconds cannot carry exactly (near 2^52 µs).
+ * Taken only by a store with `time: "caller"`, like `now`.
+ */
+export const NOW_US = Symbol("ratebound.redis.nowUs");
+
+/** A call's `now` (µs) from its options: `undefined` means Redis TIME. */
+export function callNow(o, callerTime, milliseconds) {
+  const us = o[NOW_US];
+  if (o.now === undefined && us === undefined) return callerTime ? Math.floor(Date.now() * 1000) : undefined;
+  if (!callerTime) throw new TypeError('now is only taken by a store with time: "caller" (otherwise Redis TIME decides)');
+  if (us !== undefined) {
+    if (!Number.isSafeInteger(us) || us < 0) throw new RangeError("a µs time must be a safe integer ≥ 0");
+    return us;
+  }
+  return milliseconds("now", o.now);
+}

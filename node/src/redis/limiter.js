@@ -12,7 +12,7 @@ import { integer, milliseconds, options, costOptions } from "../validate.js";
 import { RedisUnavailableError } from "./errors.js";
 import { Failover } from "./failover.js";
 import { RedisStore } from "./store.js";
-import { LATIN1, tagOf, utf8, validName } from "./keys.js";
+import { LATIN1, callNow, tagOf, utf8, validName } from "./keys.js";
 
 const isLimiter = (l) => l instanceof TokenBucket || l instanceof SlidingLog || l instanceof SlidingWindow;
 
@@ -134,9 +134,7 @@ export class RedisLimiter {
   }
 
   #now(o) {
-    if (o.now === undefined) return this.#store.callerTime ? Math.floor(Date.now() * 1000) : undefined;
-    if (!this.#store.callerTime) throw new TypeError('now is only taken by a store with time: "caller" (otherwise Redis TIME decides)');
-    return milliseconds("now", o.now);
+    return callNow(o, this.#store.callerTime, milliseconds);
   }
 
   /** Each member's cost: its fixed one, else the call's; a cost above a capacity is a RangeError naming the member. */
@@ -245,17 +243,17 @@ export class RedisLimiter {
   /** One TokenBucket only: take as many as available, up to `max`; `{taken, ...decision}`. */
   async take(key, opts) {
     const o = options(opts, "options", ["max", "now"]);
-    return this.#gcraOp("at_most", key, { cost: integer("max", o.max ?? 1), now: o.now });
+    return this.#gcraOp("at_most", key, integer("max", o.max ?? 1), o);
   }
   /** One TokenBucket only: give back up to `amount` tokens (never above capacity). */
   async refund(key, opts) {
     const o = options(opts, "options", ["amount", "now"]);
-    return this.#gcraOp("refund", key, { cost: integer("amount", o.amount ?? 1), now: o.now });
+    return this.#gcraOp("refund", key, integer("amount", o.amount ?? 1), o);
   }
-  async #gcraOp(mode, key, { cost, now }) {
+  async #gcraOp(mode, key, cost, o) {
     if (this.#members.length !== 1 || this.#members[0].kind !== "gcra") throw new TypeError(`${mode === "refund" ? "refund" : "take"} needs a RedisLimiter of one TokenBucket`);
     const tag = this.#tag(key);
-    const nowUs = this.#now({ now });
+    const nowUs = this.#now(o);
     // Capped as core caps them: larger never changes the answer (and stays exact in Lua).
     const r = await this.#failover.run(() => this.#shared(mode, tag, [Math.min(cost, Number.MAX_SAFE_INTEGER)], nowUs));
     if (!("value" in r)) throw r.unavailable;

@@ -2,7 +2,7 @@
 // ioredis and node-redis users have them): ratebound/redis is typed, and
 // wrong uses are compile errors.
 import { TokenBucket, SlidingWindow } from "ratebound";
-import { RedisStore, RedisLimiter, RedisBudget, BudgetError, RedisUnavailableError, ioredisClient, nodeRedisClient, upstashClient, type RedisDecision } from "ratebound/redis";
+import { RedisStore, RedisLimiter, RedisBudget, RedisModelQuota, BudgetError, RedisUnavailableError, ioredisClient, nodeRedisClient, upstashClient, type RedisDecision } from "ratebound/redis";
 import { Redis as Upstash } from "@upstash/redis";
 import { Redis } from "ioredis";
 import { createClient } from "redis";
@@ -36,4 +36,14 @@ async function budgetUse(store: RedisStore) {
   const used: number = (await b.status("team-7")).limits[0].used;
   // @ts-expect-error the key comes first
   await b.reserve({ tokens: 1 });
+}
+
+async function modelUse(store: RedisStore) {
+  const q = new RedisModelQuota(store, { totalMax: 100, successMax: 10, periodMs: 60_000 }, { onUnavailable: "open" });
+  const d = await q.admit("user-1:gpt");
+  if (d.allowed) {
+    const how: "held" | "lapsed" = await q.settle("user-1:gpt", d, { success: true });
+  }
+  // @ts-expect-error success is required
+  await q.settle("k", 1, {});
 }

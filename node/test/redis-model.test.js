@@ -1,0 +1,120 @@
+// RedisModelQuota against a real redis-server through the three clients:
+// the core model-quota traces replay exactly (every decision and state,
+// several scopes' limits over one state), concurrent admissions never
+// overshoot the success count, and the failure policies answer.
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { ModelQuota } from "ratebound/budget";
+import { RedisStore, RedisModelQuota, RedisUnavailableError } from "ratebound/redis";
+import { startRedis } from "./support/redis-server.js";
+import { NOW_US } from "../src/redis/keys.js";
+import { makeClients } from "./support/clients.js";
+
+const server = await startRedis();
+const closers = [];
+after(async () => {
+  for (const c of closers) await c();
+  await server.stop();
+});
+const CLIENTS = makeClients(closers);
+
+const apiConfig = (q) => ({ totalMax: q.total, successMax: q.success, periodMs: q.period_us / 1000, window: q.window, holdTtlMs: q.hold_ttl_us / 1000 });
+
+/** The script's flat state as core's ModelState (serde form). */
+function stateJson(flat) {
+  let i = 0;
+  const next = () => flat[i++];
+  const count = () => {
+    const log = [];
+    for (let n = next(); n > 0; n--) log.push({ at: next(), cost: next() });
+    return { bucket: { tat: next(), rem: next() }, log };
+  };
+  const last = next();
+  const next_id = next();
+  const total = count();
+  const success = count();
+  const holds = [];
+  for (let n = next(); n > 0; n--) holds.push({ id: next(), expires: next() });
+  assert.equal(i, flat.length, "the whole state read");
+  return { holds, last, next_id, success, total };
+}
+
+const sorted = (x) => JSON.parse(JSON.stringify(x, (k, v) => (v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort()) : v)));
+
+for (const [client, connect] of Object.entries(CLIENTS)) {
+  test(`${client}: the model-quota traces replay exactly through Redis (decisions and states)`, async () => {
+    const store = new RedisStore(await connect(server.port), { time: "caller", withState: true });
+    const file = JSON.parse(readFileSync(new URL("../../fixtures/traces/model_quota.json", import.meta.url), "utf8"));
+    let steps = 0;
+    for (const [t, trace] of file.traces.entries()) {
+      const scopes = trace.config.quotas.map((q) => new RedisModelQuota(store, apiConfig(q)));
+      const key = `${client} model {${t}}`;
+      for (const [i, s] of trace.steps.entries()) {
+        const what = `${client} model/${trace.name} step ${i} (${s.op})`;
+        const q = scopes[s.scope];
+        const now = s.now; // µs: near 2^52 a number of ms cannot carry every µs
+        let got, state;
+        if (s.op === "settle") {
+          const r = await q.settle(key, s.id, { success: s.outcome === "success", [NOW_US]: now });
+          [got, state] = [r.settled, r.state];
+        } else {
+          const r = await q[s.op](key, { [NOW_US]: now });
+          [got, state] = [r.core, r.state];
+        }
+        assert.deepEqual(sorted(got), sorted(s.expect), `${what}: result`);
+        assert.deepEqual(sorted(stateJson(state)), sorted(s.state), `${what}: state`);
+        steps++;
+      }
+    }
+    assert.equal(steps, 1440);
+  });
+}
+
+const CONFIG = { totalMax: 100, successMax: 10, periodMs: 60_000 };
+
+test("results equal ratebound/budget's ModelQuota, call for call; concurrent admissions over the three clients never overshoot", async () => {
+  const store = new RedisStore(await CLIENTS.ioredis(server.port), { time: "caller" });
+  const shared = new RedisModelQuota(store, CONFIG);
+  const local = new ModelQuota(CONFIG);
+  let now = 1_795_000_000_000;
+  const holds = [];
+  for (let i = 0; i < 60; i++) {
+    now += 700;
+    if (i % 3 === 2 && holds.length) {
+      const [a, b] = holds.shift();
+      const success = i % 2 === 0;
+      assert.equal(await shared.settle("diff", a, { success, now }), local.settle(b.hold, { success, now }), `settle ${i}`);
+      continue;
+    }
+    const a = await shared.admit("diff", { now });
+    const b = local.admit({ now });
+    const { source, ...rest } = a;
+    assert.deepEqual(rest, b, `admit ${i}`);
+    if (b.allowed) holds.push([a, b]);
+  }
+  const quotas = await Promise.all(Object.values(CLIENTS).map(async (c) => new RedisModelQuota(new RedisStore(await c(server.port)), CONFIG)));
+  const admitted = (await Promise.all(Array.from({ length: 60 }, (_, i) => quotas[i % 3].admit("crowd")))).filter((d) => d.allowed);
+  assert.equal(admitted.length, 10, "the success count reserves at admission: 10 in flight at most");
+  await Promise.all(admitted.map((d, i) => quotas[i % 3].settle("crowd", d, { success: false })));
+  assert.equal((await quotas[0].admit("crowd")).allowed, true, "failures give their slots back");
+});
+
+test("model-quota failure policies: closed throws, open admits uncounted, local runs this replica's share", async () => {
+  const own = await startRedis();
+  const store = new RedisStore(await CLIENTS.ioredis(own.port, { maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 20 }), { timeoutMs: 200 });
+  const closed = new RedisModelQuota(store, CONFIG, { retryAfterMs: 300 });
+  const open = new RedisModelQuota(store, CONFIG, { onUnavailable: "open" });
+  const local = new RedisModelQuota(store, CONFIG, { onUnavailable: "local", replicas: 5 });
+  assert.equal((await closed.admit("k")).source, "redis");
+  await own.stop();
+  await assert.rejects(closed.admit("k"), RedisUnavailableError);
+  const o = await open.admit("k");
+  assert.deepEqual([o.allowed, o.source, o.hold], [true, "failOpen", null]);
+  assert.equal(await open.settle("k", o, { success: true }), "held");
+  const seen = [];
+  for (let i = 0; i < 3; i++) seen.push((await local.admit("k")).allowed);
+  assert.deepEqual(seen, [true, true, false], "10 successes a minute over 5 replicas: 2 here");
+  const d = await local.admit("k2");
+  assert.equal(await local.settle("k2", d, { success: false }), "held");
+});
