@@ -17,10 +17,10 @@ export interface RedisCommander {
   replyCode(err: unknown): string | null;
 }
 
-/** An `ioredis` client (`new Redis(...)`) as a RedisCommander. */
+/** An `ioredis` client (`new Redis(...)` or `new Cluster(...)`) as a RedisCommander. */
 export function ioredisClient(client: { call(command: string, ...args: any[]): Promise<unknown> }): RedisCommander;
-/** A connected `node-redis` (v4 or later) client (`createClient(...)`) as a RedisCommander. */
-export function nodeRedisClient(client: { sendCommand(args: any[]): Promise<unknown> }): RedisCommander;
+/** A connected `node-redis` (v4 or later) client (`createClient(...)` or `createCluster(...)`) as a RedisCommander. */
+export function nodeRedisClient(client: { sendCommand(...args: any[]): Promise<unknown> }): RedisCommander;
 /** An `@upstash/redis` client (`new Redis({ url, token })`, over HTTP) as a RedisCommander; keys must be valid UTF-8. */
 export function upstashClient(client: { evalsha(...args: any[]): Promise<unknown>; eval(...args: any[]): Promise<unknown>; time(): Promise<unknown> }): RedisCommander;
 

@@ -4,12 +4,11 @@
 // overshoot the success count, and the failure policies answer.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { ModelQuota } from "ratebound/budget";
 import { RedisStore, RedisModelQuota, RedisUnavailableError } from "ratebound/redis";
 import { startRedis } from "./support/redis-server.js";
-import { NOW_US } from "../src/redis/keys.js";
 import { makeClients } from "./support/clients.js";
+import { replayModels } from "./support/replays.js";
 
 const server = await startRedis();
 const closers = [];
@@ -19,55 +18,10 @@ after(async () => {
 });
 const CLIENTS = makeClients(closers);
 
-const apiConfig = (q) => ({ totalMax: q.total, successMax: q.success, periodMs: q.period_us / 1000, window: q.window, holdTtlMs: q.hold_ttl_us / 1000 });
-
-/** The script's flat state as core's ModelState (serde form). */
-function stateJson(flat) {
-  let i = 0;
-  const next = () => flat[i++];
-  const count = () => {
-    const log = [];
-    for (let n = next(); n > 0; n--) log.push({ at: next(), cost: next() });
-    return { bucket: { tat: next(), rem: next() }, log };
-  };
-  const last = next();
-  const next_id = next();
-  const total = count();
-  const success = count();
-  const holds = [];
-  for (let n = next(); n > 0; n--) holds.push({ id: next(), expires: next() });
-  assert.equal(i, flat.length, "the whole state read");
-  return { holds, last, next_id, success, total };
-}
-
-const sorted = (x) => JSON.parse(JSON.stringify(x, (k, v) => (v && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort()) : v)));
-
 for (const [client, connect] of Object.entries(CLIENTS)) {
   test(`${client}: the model-quota traces replay exactly through Redis (decisions and states)`, async () => {
     const store = new RedisStore(await connect(server.port), { time: "caller", withState: true });
-    const file = JSON.parse(readFileSync(new URL("../../fixtures/traces/model_quota.json", import.meta.url), "utf8"));
-    let steps = 0;
-    for (const [t, trace] of file.traces.entries()) {
-      const scopes = trace.config.quotas.map((q) => new RedisModelQuota(store, apiConfig(q)));
-      const key = `${client} model {${t}}`;
-      for (const [i, s] of trace.steps.entries()) {
-        const what = `${client} model/${trace.name} step ${i} (${s.op})`;
-        const q = scopes[s.scope];
-        const now = s.now; // µs: near 2^52 a number of ms cannot carry every µs
-        let got, state;
-        if (s.op === "settle") {
-          const r = await q.settle(key, s.id, { success: s.outcome === "success", [NOW_US]: now });
-          [got, state] = [r.settled, r.state];
-        } else {
-          const r = await q[s.op](key, { [NOW_US]: now });
-          [got, state] = [r.core, r.state];
-        }
-        assert.deepEqual(sorted(got), sorted(s.expect), `${what}: result`);
-        assert.deepEqual(sorted(stateJson(state)), sorted(s.state), `${what}: state`);
-        steps++;
-      }
-    }
-    assert.equal(steps, 1440);
+    assert.equal(await replayModels(store, client), 1440);
   });
 }
 

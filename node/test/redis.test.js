@@ -7,17 +7,15 @@
 // behave as documented.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import Redis from "ioredis";
 import { createClient } from "redis";
 import { TokenBucket, SlidingLog, SlidingWindow } from "ratebound";
 import { Redis as UpstashRedis } from "@upstash/redis";
 import { RedisStore, RedisLimiter, RedisUnavailableError, ioredisClient, LIBRARY_NAME } from "ratebound/redis";
 import { startRedis } from "./support/redis-server.js";
-import { NOW_US } from "../src/redis/keys.js";
 import { makeClients } from "./support/clients.js";
+import { replayLimiters, replayPolicies } from "./support/replays.js";
 
-const load = (kind) => JSON.parse(readFileSync(new URL(`../../fixtures/traces/${kind}.json`, import.meta.url), "utf8"));
 const server = await startRedis();
 const closers = [];
 after(async () => {
@@ -28,121 +26,13 @@ after(async () => {
 /** The three clients, each connected to a port; closed after the tests. */
 const CLIENTS = makeClients(closers);
 
-const stateJson = (kind, s) => {
-  if (kind === "gcra") return { rem: s[1], tat: s[0] };
-  if (kind === "sliding_log") {
-    const entries = [];
-    for (let i = 1; i < s.length; i += 2) entries.push({ at: s[i], cost: s[i + 1] });
-    return { entries, last: s[0] };
-  }
-  return { curr: s[2], prev: s[1], start: s[0] };
-};
-
-const limiterOf = (kind, c) => {
-  if (kind === "gcra") return new TokenBucket({ capacity: c.capacity, refillAmount: c.amount, refillPeriodMs: c.period_us / 1000 });
-  if (kind === "sliding_log") return new SlidingLog({ limit: c.limit, windowMs: c.window_us / 1000, slots: 8 });
-  return new SlidingWindow({ limit: c.limit, windowMs: c.window_us / 1000 });
-};
-
-
 for (const [client, connect] of Object.entries(CLIENTS)) {
-  test(`${client}: every core trace (GCRA, sliding log, sliding counter) replays exactly through Redis`, async () => {
+  test(`${client}: every core trace (GCRA, sliding log, sliding counter, policy sets, configs changed live) replays exactly through Redis`, async () => {
     const store = new RedisStore(await connect(server.port), { time: "caller", withState: true });
-    let steps = 0;
-    for (const kind of ["gcra", "sliding_log", "sliding_counter"]) {
-      const file = load(kind);
-      for (const [t, trace] of file.traces.entries()) {
-        const limiter = new RedisLimiter(store, { x: limiterOf(kind, trace.config) });
-        // A fresh key per trace; braces and spaces on purpose.
-        const key = `${client} ${kind} {trace} ${t}`;
-        for (const [i, step] of trace.steps.entries()) {
-          const what = `${kind}/${trace.name} step ${i} (${step.op})`;
-          const now = step.now; // µs: exact where ms are not
-          let got, state;
-          try {
-            if (step.op === "check" || step.op === "peek") {
-              const d = await limiter[step.op](key, { cost: step.cost, [NOW_US]: now });
-              got = { ok: exact(d, 0) };
-              state = d.states[0];
-            } else if (step.op === "at_most") {
-              const d = await limiter.take(key, { max: step.cost, [NOW_US]: now });
-              got = { decision: exact(d, 0), taken: d.taken };
-              state = d.states[0];
-            } else {
-              const d = await limiter.refund(key, { amount: step.cost, [NOW_US]: now });
-              got = exact(d, 0);
-              state = d.states[0];
-            }
-          } catch (e) {
-            if (!(e instanceof RangeError)) throw e;
-            got = { error: "insufficient_capacity" };
-            state = (await limiter.peek(key, { cost: 0, [NOW_US]: now })).states[0];
-          }
-          assert.deepEqual(got, step.expect, `${what}: decision`);
-          assert.deepEqual(stateJson(kind, state), step.state, `${what}: state`);
-          steps++;
-        }
-      }
-    }
-    assert.ok(steps > 1000, `${steps} steps`);
+    assert.ok((await replayLimiters(store, client)) > 1000);
+    assert.ok((await replayPolicies(store, client)) > 300);
   });
 }
-
-/** A decision's member `i` in core's units (the fixtures' µs), from its exact fields. */
-function exact(d, i) {
-  const m = d.exact.members[i];
-  return { allowed: m[0] === 1, limit: m[2], remaining: m[1], reset_at: m[3], retry_at: m[4] };
-}
-
-const memberOf = (m) => {
-  const kind = ["gcra", "sliding_log", "sliding_counter"].find((k) => m[k]);
-  const limiter = limiterOf(kind, m[kind]);
-  return { kind, entry: m.cost === undefined ? limiter : { limiter, cost: m.cost } };
-};
-
-test("policy sets: the policy and reconfigure traces replay exactly (both clients, one round trip per step)", async () => {
-  let steps = 0;
-  for (const [client, connect] of Object.entries(CLIENTS)) {
-    const store = new RedisStore(await connect(server.port), { time: "caller", withState: true });
-    for (const file of ["policy", "reconfigure"]) {
-      for (const [t, trace] of load(file).traces.entries()) {
-        let members = trace.config.members.map(memberOf);
-        const make = () => new RedisLimiter(store, Object.fromEntries(members.map((m, i) => [`m${i}`, m.entry])));
-        let limiter = make();
-        const key = `${client} ${file} {${t}}`;
-        for (const [i, step] of trace.steps.entries()) {
-          const what = `${client} ${file}/${trace.name} step ${i} (${step.op})`;
-          if (step.op === "reconfigure") {
-            // The states stay in Redis; a limiter of the new configs reads them
-            // (a refused change is core's carry-over rule, checked in Rust).
-            if (step.expect.ok) {
-              members = step.members.map(memberOf);
-              limiter = make();
-              steps++;
-            }
-            continue;
-          }
-          const now = step.now;
-          let got, states;
-          try {
-            const d = await limiter[step.op](key, { cost: step.cost, [NOW_US]: now });
-            const [allowed, binding, remaining, limit, reset, retry] = d.exact.set;
-            got = { ok: { binding: binding < 0 ? null : binding, decision: { allowed: allowed === 1, limit, remaining, reset_at: reset, retry_at: retry } } };
-            states = d.states;
-          } catch (e) {
-            if (!(e instanceof RangeError)) throw e;
-            got = { error: { code: "insufficient_capacity", member: e.member } };
-            states = (await new RedisLimiter(store, Object.fromEntries(members.map((m, i) => [`m${i}`, { limiter: m.entry.limiter ?? m.entry, cost: 0 }]))).peek(key, { [NOW_US]: now })).states;
-          }
-          assert.deepEqual(got, step.expect, `${what}: decision`);
-          assert.deepEqual(states.map((s, j) => stateJson(members[j].kind, s)), step.state, `${what}: states`);
-          steps++;
-        }
-      }
-    }
-  }
-  assert.ok(steps > 600, `${steps} steps`);
-});
 
 test("decisions equal the in-memory limiters' over random traffic (Redis TIME vs a local twin at the reply's now)", async () => {
   const store = new RedisStore(await CLIENTS.ioredis(server.port), { withState: true });

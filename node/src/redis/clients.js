@@ -42,28 +42,46 @@ function check(client, method, what) {
   }
 }
 
+/** The key a command is routed by in a cluster: the first of its keys (`FCALL f n key …`, `EVALSHA sha n key …`). */
+const firstKey = (argv) => (argv[0] === "TIME" || argv[0] === "FUNCTION" ? undefined : argv[3]);
+const isReadOnly = (argv) => argv[0] === "FCALL_RO" || argv[0] === "TIME";
+
 /**
- * An `ioredis` client (`new Redis(...)`): commands go through `call`.
- * ioredis reports server errors as `ReplyError`. (A `Cluster` is not
- * supported yet: the library must be loaded on every master.)
+ * An `ioredis` client, `new Redis(...)` or a `Cluster`: commands go through
+ * `call` (a cluster routes them by their keys, which share one hash tag);
+ * on a cluster the function library is loaded on every master. ioredis
+ * reports server errors as `ReplyError`.
  */
 export function ioredisClient(client) {
   check(client, "call", "an ioredis client");
+  const cluster = typeof client.nodes === "function";
   return {
-    send: (argv) => client.call(argv[0], ...buffers(argv.slice(1))),
+    send: (argv) => {
+      const args = buffers(argv.slice(1));
+      if (cluster && argv[0] === "FUNCTION") return Promise.all(client.nodes("master").map((n) => n.call(argv[0], ...args)));
+      return client.call(argv[0], ...args);
+    },
     replyCode: (err) => (isReply(err, ["ReplyError"]) ? codeOf(err.message) : null),
   };
 }
 
 /**
- * A `node-redis` (v4 or later) client (`createClient(...)`, connected):
- * commands go through `sendCommand`. node-redis reports server errors as
- * `ErrorReply`.
+ * A `node-redis` (v4 or later) client, connected: `createClient(...)`
+ * (commands through `sendCommand`) or `createCluster(...)` (routed by the
+ * command's first key; the function library loaded on every master).
+ * node-redis reports server errors as `ErrorReply`.
  */
 export function nodeRedisClient(client) {
   check(client, "sendCommand", "a node-redis client");
+  const cluster = Array.isArray(client.masters) && typeof client.nodeClient === "function";
   return {
-    send: (argv) => client.sendCommand(buffers(argv)),
+    send: async (argv) => {
+      const args = buffers(argv);
+      if (!cluster) return client.sendCommand(args);
+      if (argv[0] === "FUNCTION") return Promise.all(client.masters.map(async (m) => (await client.nodeClient(m)).sendCommand(args)));
+      const key = firstKey(argv);
+      return client.sendCommand(key === undefined ? undefined : buffers([key])[0], isReadOnly(argv), args);
+    },
     replyCode: (err) => (isReply(err, ["ErrorReply", "SimpleError", "BlobError"]) ? codeOf(err.message) : null),
   };
 }

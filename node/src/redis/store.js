@@ -54,6 +54,8 @@ export class RedisStore {
   #invocation = "functions";
   /** The code loaded and the clock learned (again after a failure). */
   #ready = null;
+  /** A reload in flight (after "Function not found"). */
+  #loading = null;
 
   /**
    * @param client an adapter: `ioredisClient(redis)`, `nodeRedisClient(client)`
@@ -123,6 +125,16 @@ export class RedisStore {
     return this.#ready;
   }
 
+  /** `#load`, once at a time: concurrent callers share the load in flight. */
+  #reload() {
+    if (this.#loading === null) {
+      this.#loading = this.#load().finally(() => {
+        this.#loading = null;
+      });
+    }
+    return this.#loading;
+  }
+
   /** `FUNCTION LOAD REPLACE`; scripts where Functions are unknown or refused. */
   async #load() {
     try {
@@ -177,8 +189,9 @@ export class RedisStore {
       } catch (err) {
         const code = this.#client.replyCode(err);
         if (how === "functions" && code === "ERR" && /^ERR Function not found/i.test(err.message)) {
-          // The server restarted, its functions were flushed, or it is a new node.
-          await this.#load();
+          // The server restarted, its functions were flushed, or it is a new
+          // node. One load for all the calls that found it missing at once.
+          await this.#reload();
           return await (this.#invocation === "functions" ? fcall() : evalWhole());
         }
         if (how === "scripts" && code === "NOSCRIPT") return await evalWhole();

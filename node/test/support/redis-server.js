@@ -36,3 +36,25 @@ export async function startRedis(extra = [], port) {
   };
   return { port, url: `redis://127.0.0.1:${port}`, cli, stop, child };
 }
+
+/** A 3-master Redis Cluster on loopback (no replicas); `stop` stops every node and removes its files. */
+export async function startCluster() {
+  const { mkdtempSync, rmSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const dir = mkdtempSync(join(tmpdir(), "ratebound-cluster-"));
+  const nodes = [];
+  for (let i = 0; i < 3; i++) nodes.push(await startRedis(["--cluster-enabled", "yes", "--cluster-config-file", join(dir, `nodes-${i}.conf`), "--cluster-node-timeout", "5000", "--dir", dir]));
+  const ok = () => nodes.every((n) => n.cli("cluster", "info").includes("cluster_state:ok"));
+  const create = spawnSync("redis-cli", ["--cluster", "create", ...nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", "0", "--cluster-yes"], { encoding: "utf8" });
+  if (create.status !== 0) throw new Error(`cluster create failed: ${create.stdout}${create.stderr}`);
+  for (let i = 0; i < 200 && !ok(); i++) await new Promise((r) => setTimeout(r, 100));
+  if (!ok()) throw new Error("the cluster did not become ok");
+  return {
+    nodes,
+    stop: async () => {
+      await Promise.all(nodes.map((n) => n.stop()));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

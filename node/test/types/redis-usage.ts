@@ -5,12 +5,15 @@ import { TokenBucket, SlidingWindow } from "ratebound";
 import { RedisStore, RedisLimiter, RedisBudget, RedisModelQuota, BudgetError, RedisUnavailableError, ioredisClient, nodeRedisClient, upstashClient, type RedisDecision } from "ratebound/redis";
 import { Redis as Upstash } from "@upstash/redis";
 import { Redis } from "ioredis";
-import { createClient } from "redis";
+import { createClient, createCluster } from "redis";
+import { Cluster } from "ioredis";
 const shared = new RedisLimiter(new RedisStore(ioredisClient(new Redis({ lazyConnect: true })), { prefix: "app:", timeoutMs: 50 }), {
   perSecond: new TokenBucket({ capacity: 10 }),
   perMinute: { limiter: new SlidingWindow({ limit: 100, windowMs: 60_000 }), cost: 1 },
 }, { onUnavailable: "local", replicas: 3 });
 new RedisStore(nodeRedisClient(createClient()));
+new RedisStore(nodeRedisClient(createCluster({ rootNodes: [{ url: "redis://127.0.0.1:7000" }] })));
+new RedisStore(ioredisClient(new Cluster([{ host: "127.0.0.1", port: 7000 }], { lazyConnect: true })));
 new RedisStore(upstashClient(new Upstash({ url: "http://127.0.0.1:1", token: "t" })));
 async function sharedUse() {
   const r: RedisDecision = await shared.check("user-42", { cost: 2 });
