@@ -60,7 +60,7 @@ cargo fmt --all -- --check
 say "cargo clippy (all targets, all features, -D warnings)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
-cargo clippy -p ratebound-wasm --target wasm32-unknown-unknown --no-default-features --features budget -- -D warnings
+cargo clippy -p ratebound-wasm --target wasm32-unknown-unknown --no-default-features --features budget,redis -- -D warnings
 
 say "cargo test --workspace --all-features"
 cargo test --workspace --all-features

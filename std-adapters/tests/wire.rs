@@ -122,7 +122,7 @@ fn the_npm_redis_code_tables_are_cores() {
     assert!(budget.contains(&code), "budget.js must hold {code}");
     let model = read("model.js");
     let names = (0..)
-        .map_while(|c| wire::blocked_from_code(c))
+        .map_while(wire::blocked_from_code)
         .map(|b| b.map_or("null".to_owned(), |b| format!("\"{}\"", b.name())))
         .collect::<Vec<_>>()
         .join(", ");
