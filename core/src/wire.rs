@@ -219,21 +219,22 @@ pub fn budget_script_config(budget: &Budget, hold_slots: u64, mut push: impl FnM
 /// name (`Window::name`, passed as text): `[total max (0: none), success
 /// max, period µs]`, the window, `[hold TTL µs, then the total and the
 /// success bucket's [p, a, tau_us, tau_rem]` ([`gcra_args`], [`NO_GCRA`]
-/// without one)`]`.
+/// without one)`]`. Durations saturate at 2^53 − 1 µs, as core's times do.
 pub fn model_script_config(
     quota: &crate::model_quota::ModelQuota,
 ) -> ([u64; 3], crate::model_quota::Window, [u64; 9]) {
+    let safe = |x: u64| x.min(crate::MAX_SAFE_INTEGER);
     let total = quota.total_bucket().map_or(NO_GCRA, gcra_args);
     let success = quota.success_bucket().map_or(NO_GCRA, gcra_args);
     (
         [
             quota.total_max().unwrap_or(0),
             quota.success_max(),
-            quota.period().as_micros(),
+            safe(quota.period().as_micros()),
         ],
         quota.window(),
         [
-            quota.hold_ttl().as_micros(),
+            safe(quota.hold_ttl().as_micros()),
             total[0],
             total[1],
             total[2],

@@ -208,6 +208,13 @@ export function makeBudgetApi(wasm) {
       const now = nowMicros(o.now);
       return spentOut(run(this.#inner.trySpend(now, ...usageArgs(o))), now);
     }
+    /** What `reserve` / `trySpend` would decide, changing nothing: `{allowed: true}` or the denial. */
+    peek(usage) {
+      const o = options(usage, "usage", USAGE);
+      const now = nowMicros(o.now);
+      const d = run(this.#inner.peek(now, ...usageArgs(o)));
+      return d ? denialOut(d, now) : { allowed: true };
+    }
     /** Usage per limit, holds and throttling at `now`. */
     status(opts) {
       return statusOut(run(this.#inner.status(nowMicros(options(opts, "options", NOW).now))));

@@ -72,6 +72,8 @@ export class Budget {
   release(id: number, options?: { now?: number }): void;
   record(usage?: Usage): { alerts: Alert[] };
   trySpend(usage?: Usage): { allowed: true; alerts: Alert[] } | Denied;
+  /** What `reserve` / `trySpend` would decide, changing nothing. */
+  peek(usage?: Usage): { allowed: true } | Omit<Denied, "alerts">;
   status(options?: { now?: number }): BudgetStatus;
   /**
    * Change the config, keeping usage, holds and throttling (limits may be

@@ -112,7 +112,7 @@ export interface RedisBudgetOptions {
   retryAfterMs?: number;
   /** Replicas sharing the budget: under `"local"` each runs 1/replicas of every limit. Default 1. */
   replicas?: number;
-  /** The local fallback: at most this many keys' budgets (default 10000). */
+  /** The local fallback: at most this many keys' budgets (default 10000; the least recently used dropped for a new one), each holding up to 64 reservations (4 when holdSlots ≤ 4). */
   local?: { maxKeys?: number };
 }
 
@@ -127,7 +127,7 @@ export type RedisReserved =
  */
 export class RedisBudget {
   constructor(store: RedisStore, config: Omit<BudgetConfig, "holdSlots">, options?: RedisBudgetOptions);
-  readonly config: Readonly<BudgetConfig>;
+  readonly config: Readonly<Omit<BudgetConfig, "holdSlots"> & { holdSlots: number }>;
   readonly unavailable: boolean;
   /** Hold an estimate until settled or released; pass the whole result to `settle` / `release`. Throws BudgetError for usage that can never fit. */
   reserve(key: string | Uint8Array, usage?: Usage): Promise<RedisReserved>;
@@ -136,8 +136,8 @@ export class RedisBudget {
   release(key: string | Uint8Array, reservation: RedisReserved | number, options?: { now?: number }): Promise<{ source: Source }>;
   record(key: string | Uint8Array, usage?: Usage): Promise<{ alerts: Alert[]; source: Source }>;
   trySpend(key: string | Uint8Array, usage?: Usage): Promise<({ allowed: true; alerts: Alert[] } | Denied) & { source: Source }>;
-  /** What `reserve` / `trySpend` would decide, changing nothing. */
-  peek(key: string | Uint8Array, usage?: Usage): Promise<{ allowed: true } | Omit<Denied, "alerts">>;
+  /** What `reserve` / `trySpend` would decide, changing nothing (`retryAfterMs` from Redis's clock as last learned, or the caller's `now`). */
+  peek(key: string | Uint8Array, usage?: Usage): Promise<({ allowed: true } | Omit<Denied, "alerts">) & { source: Source }>;
   status(key: string | Uint8Array, options?: { now?: number }): Promise<BudgetStatus & { source: Source }>;
   /** Change the config for every key, keeping each key's usage, holds and throttling (core's reconfigure rule). */
   reconfigure(config: Omit<BudgetConfig, "holdSlots">): this;
@@ -154,7 +154,7 @@ export interface RedisModelQuotaOptions {
   retryAfterMs?: number;
   /** Replicas sharing the quota: under `"local"` each runs 1/replicas of both counts. Default 1. */
   replicas?: number;
-  /** The local fallback: at most this many keys (default 10000). */
+  /** The local fallback: at most this many keys (default 10000; the least recently used dropped for a new one). */
   local?: { maxKeys?: number };
 }
 
@@ -173,7 +173,7 @@ export class RedisModelQuota {
   admit(key: string | Uint8Array, options?: { now?: number }): Promise<RedisModelDecision>;
   /** What `admit` would decide, changing nothing. */
   peek(key: string | Uint8Array, options?: { now?: number }): Promise<RedisModelDecision>;
-  /** Settle an admission (the result of `admit`, or a Redis hold's id): "held", or "lapsed" when its hold had expired. Never fails over. */
+  /** Settle an admission (the result of `admit`, or a Redis hold's id): "held", or "lapsed" when its hold had expired. Never fails over. (With the store's `withState`, for tests: `{ settled, state }`.) */
   settle(key: string | Uint8Array, admission: RedisModelDecision | number, options: { success: boolean; now?: number }): Promise<"held" | "lapsed">;
 }
 

@@ -81,6 +81,15 @@ test("results equal ratebound/budget's Budget, call for call (caller time, rando
   assert.ok(seen.denied > 10 && seen.granted > 10 && seen.alerts > 3, JSON.stringify(seen));
 });
 
+test("a whole reservation from a store with withState settles; peek answers with its source", async () => {
+  const budget = new RedisBudget(new RedisStore(await CLIENTS.ioredis(server.port), { withState: true }), CONFIG);
+  const r = await budget.reserve("whole", { tokens: 100 });
+  assert.equal((await budget.settle("whole", r, { tokens: 50 })).charged.tokens, 50);
+  await budget.record("whole", { tokens: 9000 });
+  const p = await budget.peek("whole", { tokens: 3000 });
+  assert.deepEqual([p.allowed, p.reason, p.source], [false, "limit", "redis"]);
+});
+
 test("concurrent reservations over the three clients never overshoot: exactly the estimates that fit are granted", async () => {
   const budgets = await Promise.all(Object.values(CLIENTS).map(async (connect) => new RedisBudget(new RedisStore(await connect(server.port)), CONFIG, { holdSlots: 256 })));
   const calls = [];
@@ -120,6 +129,16 @@ test("budget failure policies: closed throws; open admits and counts nothing; lo
   assert.deepEqual([s.source, s.limits[0].max, s.limits[0].used], ["local", 2500, 500]);
   // The hold made in Redis before it went down cannot settle while it is down (settles never fail over).
   await assert.rejects(local.settle("k", before, { tokens: 1 }), RedisUnavailableError);
+  assert.deepEqual([(await open.peek("k", { tokens: 10 })).source, (await local.peek("k", { tokens: 2100 })).allowed], ["failOpen", false], "peek follows the policy too");
+  // The local budgets are bounded: the least recently used key is dropped for a new one.
+  const few = new RedisBudget(store, CONFIG, { onUnavailable: "local", local: { maxKeys: 2 }, retryAfterMs: 300 });
+  for (const k of ["a", "b", "c", "a"]) assert.equal((await few.reserve(k, { tokens: 100 })).source, "local", k);
+  // A Buffer key is copied at the call: reusing the buffer while it runs changes nothing.
+  const buf = Buffer.from("user-1");
+  const pending = local.reserve(buf, { tokens: 700 });
+  buf.write("user-2");
+  await pending;
+  assert.deepEqual([(await local.status("user-1")).limits[0].reserved, (await local.status("user-2")).limits[0].reserved], [700, 0]);
   // Usage that can never fit is refused before any call, whatever the policy.
   await assert.rejects(local.reserve("k", { tokens: 4001 }), (e) => e instanceof BudgetError && e.code === "exceeds_limit");
 });

@@ -217,6 +217,17 @@ impl Budget {
         }
     }
 
+    /// What `reserve` / `trySpend` would decide at `now_us`, changing
+    /// nothing: `{"ok": null}` (it fits) or `{"ok": <denial>}`.
+    pub fn peek(&self, now_us: f64, requests: f64, tokens: f64, cost: f64) -> String {
+        let now = Instant::from_micros(int(now_us));
+        let u = usage(requests, tokens, cost);
+        match with_state!(&self.st, |s| self.cfg.peek(&**s, now, u)) {
+            Ok(v) => ok(to_value(&v)),
+            Err(e) => error(e.code()),
+        }
+    }
+
     /// Usage, reservations and windows at `now_us`.
     pub fn status(&self, now_us: f64) -> String {
         let now = Instant::from_micros(int(now_us));

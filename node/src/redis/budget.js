@@ -10,7 +10,7 @@ import { integer, milliseconds, options } from "../validate.js";
 import { RedisUnavailableError } from "./errors.js";
 import { Failover } from "./failover.js";
 import { RedisStore } from "./store.js";
-import { LATIN1, callNow, tagOf, utf8, validName } from "./keys.js";
+import { LocalKeys, callNow, tagOf, utf8, validName } from "./keys.js";
 
 const USAGE = ["requests", "tokens", "cost", "now"];
 const BUDGET_OPTIONS = ["name", "holdSlots", "onUnavailable", "retryAfterMs", "replicas", "local"];
@@ -18,6 +18,13 @@ const BUDGET_OPTIONS = ["name", "holdSlots", "onUnavailable", "retryAfterMs", "r
 const UNKNOWN_RESERVATION = 2;
 const REASONS = { 1: "throttled", 2: "too_many_reservations" };
 const MAX_AMOUNT = wasm.Budget.maxAmount();
+
+/** An alert row as core's (serde) alert, under the limits the call ran with. */
+function alert([kind, i, bp, util, at, start], limits) {
+  const l = limits[i];
+  if (l === undefined) throw new TypeError(`an alert for limit ${i} from Redis, beyond the config`);
+  return { kind: kind === 1 ? "limit_hit" : "threshold", limit: i, dimension: l.dimension, horizon: l.horizon, threshold_bp: bp, utilization_bp: util, at, window_start: start };
+}
 
 const int = (v) => {
   const n = Number(v);
@@ -35,14 +42,13 @@ export class RedisBudget {
   #store;
   #budget;
   #slots;
-  #args;
-  #limits;
+  #config;
   #name;
   #policy;
   #failover;
   #replicas;
+  /** This replica's share per key, in memory (`local` only). */
   #local = null;
-  #localMax = 0;
 
   constructor(store, config, opts) {
     if (!(store instanceof RedisStore)) throw new TypeError("store must be a RedisStore");
@@ -61,8 +67,9 @@ export class RedisBudget {
     if (this.#replicas > 2 ** 32 - 1) throw new RangeError("replicas must be below 2^32");
     if (this.#policy === "local") {
       const l = options(o.local, "local", ["maxKeys"]);
-      this.#localMax = integer("local.maxKeys", l.maxKeys ?? 10_000, 1);
-      this.#local = new Map();
+      // In-memory budgets hold 4 or 64 reservations: the nearest that covers holdSlots, at most 64.
+      const slots = this.#slots <= 4 ? 4 : 64;
+      this.#local = new LocalKeys(integer("local.maxKeys", l.maxKeys ?? 10_000, 1), () => new Budget(FROM_CORE, { json: this.#budget[CORE].shareConfig(this.#replicas), slots }));
     } else if (o.local !== undefined) {
       throw new TypeError('local is only taken with onUnavailable: "local"');
     }
@@ -70,10 +77,10 @@ export class RedisBudget {
     this.config = Object.freeze({ ...this.#budget.config, holdSlots: this.#slots });
   }
 
+  /** The script's arguments and the limits its replies index, swapped together (a call in flight keeps the pair it started with). */
   #configured() {
     const inner = this.#budget[CORE];
-    this.#args = Array.from(inner.redisConfig(this.#slots), (x) => String(x));
-    this.#limits = JSON.parse(inner.configJson()).limits;
+    this.#config = { args: Array.from(inner.redisConfig(this.#slots), (x) => String(x)), limits: JSON.parse(inner.configJson()).limits };
   }
 
   /** True while the last call found Redis unavailable. */
@@ -91,7 +98,11 @@ export class RedisBudget {
     this.#budget.reconfigure({ ...config, holdSlots: 64 });
     this.#configured();
     const share = this.#budget[CORE].shareConfig(this.#replicas);
-    for (const local of this.#local?.values() ?? []) local[CORE].reconfigure(share); // the same change: it cannot be refused where the whole was not
+    for (const local of this.#local?.values() ?? []) {
+      // The same change as the whole budget's, which core accepted: a refusal here is a bug.
+      const r = JSON.parse(local[CORE].reconfigure(share));
+      if (r.error) throw new Error(`the local fallback refused the share of an accepted change: ${r.error.message}`);
+    }
     this.config = Object.freeze({ ...this.#budget.config, holdSlots: this.#slots });
     return this;
   }
@@ -110,23 +121,18 @@ export class RedisBudget {
     return callNow(o, this.#store.callerTime, milliseconds);
   }
 
-  /** One call of the budget script: `[code, result, alerts, state]` as numbers. */
+  /** One call of the budget script: `[code, result, alerts, state]` as numbers, alerts as core's. */
   async #call(tag, op, id, amounts, nowUs) {
     const store = this.#store;
+    const { args: config, limits } = this.#config;
     const key = wasm.redisKey(store.prefix, tag, utf8.encode(this.#name));
-    const args = [store.ttlMargin, op, String(Math.min(id, Number.MAX_SAFE_INTEGER)), ...amounts.map(String), store.withState ? "1" : "0", ...this.#args];
+    const args = [store.ttlMargin, op, String(Math.min(id, Number.MAX_SAFE_INTEGER)), ...amounts.map(String), store.withState ? "1" : "0", ...config];
     const admission = op === "reserve" || op === "try_spend";
     const reply = await store.invoke("budget", op === "peek" || op === "status", admission, [key], args, nowUs);
     if (!Array.isArray(reply) || reply.length !== 4 || !Array.isArray(reply[1]) || !Array.isArray(reply[2]) || !Array.isArray(reply[3])) {
       throw new TypeError(`unexpected budget reply from Redis: ${JSON.stringify(reply)}`);
     }
-    return { code: int(reply[0]), result: reply[1].map(int), alerts: reply[2].map((a) => a.map(int)), state: reply[3].map(int) };
-  }
-
-  /** An alert row as core's (serde) alert. */
-  #alert([kind, i, bp, util, at, start]) {
-    const l = this.#limits[i];
-    return { kind: kind === 1 ? "limit_hit" : "threshold", limit: i, dimension: l.dimension, horizon: l.horizon, threshold_bp: bp, utilization_bp: util, at, window_start: start };
+    return { code: int(reply[0]), result: reply[1].map(int), alerts: reply[2].map((a) => alert(a.map(int), limits)), state: reply[3].map(int), limits };
   }
 
   #denial(reason, retry, limit) {
@@ -135,14 +141,7 @@ export class RedisBudget {
 
   /** This replica's in-memory share of `key`'s budget (`local`). */
   #localBudget(tag) {
-    const key = LATIN1.decode(tag);
-    let b = this.#local.get(key);
-    if (b === undefined) {
-      if (this.#local.size >= this.#localMax) throw new RangeError(`the local fallback holds ${this.#localMax} budgets (raise local.maxKeys)`);
-      b = new Budget(FROM_CORE, { json: this.#budget[CORE].shareConfig(this.#replicas), slots: 64 });
-      this.#local.set(key, b);
-    }
-    return b;
+    return this.#local.get(tag);
   }
 
   /**
@@ -180,7 +179,7 @@ export class RedisBudget {
     const { result: n, alerts, state } = r.value;
     const core = {
       admission: n[0] === 1 ? { granted: { id: n[1], expires: n[2], usage: { requests: amounts[0], tokens: amounts[1], cost: amounts[2] } } } : { denied: this.#denial(n[1], n[2], n[3]) },
-      alerts: alerts.map((a) => this.#alert(a)),
+      alerts,
     };
     return this.#withState({ ...reservedOut(core, this.#store.nowFor(nowUs)), source: "redis" }, { state }, core);
   }
@@ -193,7 +192,7 @@ export class RedisBudget {
   /** `reservation`: what `reserve` returned (or a Redis hold's id). */
   #hold(reservation) {
     if (typeof reservation === "number") return { id: integer("id", reservation), source: "redis" };
-    const h = options(reservation, "reservation", ["allowed", "id", "expiresAt", "usage", "alerts", "source", "state"]);
+    const h = options(reservation, "reservation", ["allowed", "id", "expiresAt", "usage", "alerts", "source", "state", "core"]);
     if (h.allowed !== true || !["redis", "local", "failOpen"].includes(h.source)) throw new TypeError("reservation must be a granted reservation from reserve() (or a hold id)");
     return { id: h.source === "failOpen" ? null : integer("id", h.id), source: h.source };
   }
@@ -209,7 +208,7 @@ export class RedisBudget {
     // usage happened, and only Redis holds the reservation.
     const r = await this.#call(tag, "settle", hold.id, amounts, nowUs);
     if (r.code === UNKNOWN_RESERVATION) throw new BudgetError("unknown_reservation");
-    const core = { charged: { requests: amounts[0], tokens: amounts[1], cost: amounts[2] }, late: r.result[0] === 1, alerts: r.alerts.map((a) => this.#alert(a)) };
+    const core = { charged: { requests: amounts[0], tokens: amounts[1], cost: amounts[2] }, late: r.result[0] === 1, alerts: r.alerts };
     return this.#withState({ ...settledOut(core), source: "redis" }, r, core);
   }
 
@@ -235,7 +234,7 @@ export class RedisBudget {
     const r = await this.#shared(() => this.#call(tag, "record", 0, amounts, nowUs));
     if (r.fallback === "failOpen") return { alerts: [], source: "failOpen" };
     if (r.fallback === "local") return { ...this.#localBudget(tag).record(this.#localUsage(amounts, nowUs)), source: "local" };
-    const alerts = r.value.alerts.map((a) => this.#alert(a));
+    const { alerts } = r.value;
     return this.#withState({ alerts: alerts.map(alertOut), source: "redis" }, r.value, alerts);
   }
 
@@ -247,7 +246,7 @@ export class RedisBudget {
     if (r.fallback === "failOpen") return { allowed: true, alerts: [], source: "failOpen" };
     if (r.fallback === "local") return { ...this.#localBudget(tag).trySpend(this.#localUsage(amounts, nowUs)), source: "local" };
     const n = r.value.result;
-    const core = { denied: n[0] === 1 ? this.#denial(n[1], n[2], n[3]) : null, alerts: r.value.alerts.map((a) => this.#alert(a)) };
+    const core = { denied: n[0] === 1 ? this.#denial(n[1], n[2], n[3]) : null, alerts: r.value.alerts };
     return this.#withState({ ...spentOut(core, this.#store.nowFor(nowUs)), source: "redis" }, r.value, core);
   }
 
@@ -255,12 +254,13 @@ export class RedisBudget {
   async peek(key, usage) {
     const tag = tagOf(key, this.#store.maxTagLength);
     const { amounts, nowUs } = this.#usage(usage, true);
-    const r = await this.#failover.run(() => this.#call(tag, "peek", 0, amounts, nowUs));
-    if (!("value" in r)) throw r.unavailable;
+    const r = await this.#shared(() => this.#call(tag, "peek", 0, amounts, nowUs));
+    if (r.fallback === "failOpen") return { allowed: true, source: "failOpen" };
+    if (r.fallback === "local") return { ...this.#localBudget(tag).peek(this.#localUsage(amounts, nowUs)), source: "local" };
     const n = r.value.result;
     const denial = n[0] === 1 ? this.#denial(n[1], n[2], n[3]) : null;
     const out = denial ? denialOut(denial, this.#store.nowFor(nowUs)) : { allowed: true };
-    return this.#withState(out, r.value, denial);
+    return this.#withState({ ...out, source: "redis" }, r.value, denial);
   }
 
   /** Usage per limit, holds and throttling of `key` (the local share's while it stands in). */
@@ -271,7 +271,7 @@ export class RedisBudget {
     if (r.fallback === "local") return { ...this.#localBudget(tag).status(nowUs === undefined ? undefined : { now: nowUs / 1000 }), source: "local" };
     if (r.fallback === "failOpen") throw new RedisUnavailableError("Redis is unavailable, and under onUnavailable: \"open\" nothing is counted: no status to report", "skipped");
     const [throttled, until, holds, ...per] = r.value.result;
-    const limits = this.#limits.map((limit, i) => {
+    const limits = r.value.limits.map((limit, i) => {
       const [used, reserved, util, start, end] = per.slice(i * 5, i * 5 + 5);
       return { limit, used, reserved, utilization_bp: util, window_start: start, window_end: end };
     });
@@ -282,7 +282,7 @@ export class RedisBudget {
   /** Forget `key`'s usage and holds (ids stay unique), in Redis and in the local fallback. */
   async reset(key) {
     const tag = tagOf(key, this.#store.maxTagLength);
-    this.#local?.get(LATIN1.decode(tag))?.reset();
+    this.#local?.peek(tag)?.reset();
     await this.#call(tag, "reset", 0, [0, 0, 0], undefined);
   }
 }

@@ -27,7 +27,9 @@ export function tagOf(key, max) {
     if (!key.isWellFormed()) throw new TypeError("key must be a well-formed string (no lone surrogates: two keys would share a state)");
     bytes = utf8.encode(key);
   } else if (key instanceof Uint8Array) {
-    bytes = key.slice(); // the caller may reuse its buffer while the call awaits Redis
+    // A copy (a Buffer's own slice is a view): the caller may reuse its
+    // buffer while the call awaits Redis.
+    bytes = Uint8Array.prototype.slice.call(key);
   } else {
     throw new TypeError(`key must be a string or a Uint8Array, got ${key === null ? "null" : typeof key}`);
   }
@@ -52,4 +54,42 @@ export function callNow(o, callerTime, milliseconds) {
     return us;
   }
   return milliseconds("now", o.now);
+}
+
+/**
+ * The in-memory stand-ins of the local fallback, per key, at most `max`:
+ * the least recently used is dropped (and freed) for a new key, so a long
+ * life of outages never fills it.
+ */
+export class LocalKeys {
+  #map = new Map();
+  #max;
+  #make;
+  constructor(max, make) {
+    this.#max = max;
+    this.#make = make;
+  }
+  get(tag) {
+    const key = LATIN1.decode(tag);
+    let v = this.#map.get(key);
+    if (v !== undefined) {
+      this.#map.delete(key); // most recently used last
+    } else {
+      if (this.#map.size >= this.#max) {
+        const [oldest, dropped] = this.#map.entries().next().value;
+        this.#map.delete(oldest);
+        dropped.free();
+      }
+      v = this.#make();
+    }
+    this.#map.set(key, v);
+    return v;
+  }
+  /** The stand-in of `tag`, if there is one (not made, not reordered). */
+  peek(tag) {
+    return this.#map.get(LATIN1.decode(tag));
+  }
+  values() {
+    return this.#map.values();
+  }
 }

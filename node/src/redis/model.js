@@ -9,7 +9,7 @@ import { CORE, FROM_CORE, modelDecisionOut } from "../budget-api.js";
 import { integer, milliseconds, options } from "../validate.js";
 import { Failover } from "./failover.js";
 import { RedisStore } from "./store.js";
-import { LATIN1, callNow, tagOf, utf8, validName } from "./keys.js";
+import { LocalKeys, callNow, tagOf, utf8, validName } from "./keys.js";
 import { raw as wasm } from "../budget-node.js";
 
 const MODEL_OPTIONS = ["name", "onUnavailable", "retryAfterMs", "replicas", "local"];
@@ -43,8 +43,8 @@ export class RedisModelQuota {
   #policy;
   #failover;
   #replicas;
+  /** This replica's share per key, in memory (`local` only). */
   #local = null;
-  #localMax = 0;
 
   constructor(store, config, opts) {
     if (!(store instanceof RedisStore)) throw new TypeError("store must be a RedisStore");
@@ -64,9 +64,13 @@ export class RedisModelQuota {
     if (this.#replicas > 2 ** 32 - 1) throw new RangeError("replicas must be below 2^32");
     if (this.#policy === "local") {
       const l = options(o.local, "local", ["maxKeys"]);
-      this.#localMax = integer("local.maxKeys", l.maxKeys ?? 10_000, 1);
-      this.#local = new Map();
-      inner.shareConfig(0, this.#replicas); // divisible now, or a RangeError at construction
+      let share;
+      try {
+        share = inner.shareConfig(0, this.#replicas);
+      } catch (e) {
+        throw typeof e === "string" ? new RangeError(`replicas: ${e}`) : e;
+      }
+      this.#local = new LocalKeys(integer("local.maxKeys", l.maxKeys ?? 10_000, 1), () => new ModelQuota(FROM_CORE, { json: share }));
     } else if (o.local !== undefined) {
       throw new TypeError('local is only taken with onUnavailable: "local"');
     }
@@ -105,14 +109,7 @@ export class RedisModelQuota {
   }
 
   #localQuota(tag) {
-    const key = LATIN1.decode(tag);
-    let q = this.#local.get(key);
-    if (q === undefined) {
-      if (this.#local.size >= this.#localMax) throw new RangeError(`the local fallback holds ${this.#localMax} keys (raise local.maxKeys)`);
-      q = new ModelQuota(FROM_CORE, { json: this.#quota[CORE].shareConfig(0, this.#replicas) });
-      this.#local.set(key, q);
-    }
-    return q;
+    return this.#local.get(tag);
   }
 
   async #admission(op, key, opts) {
