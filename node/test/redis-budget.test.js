@@ -2,21 +2,15 @@
 // core budget traces replay exactly (every result and every state, limits
 // changed live included), concurrent reservations never overshoot, and the
 // failure policies answer as documented.
-import { test, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Budget } from "ratebound/budget";
 import { RedisStore, RedisBudget, BudgetError, RedisUnavailableError } from "ratebound/redis";
 import { startRedis } from "./support/redis-server.js";
-import { makeClients } from "./support/clients.js";
+import { redisForTests } from "./support/server.js";
 import { replayBudgets } from "./support/replays.js";
 
-const server = await startRedis();
-const closers = [];
-after(async () => {
-  for (const c of closers) await c();
-  await server.stop();
-});
-const CLIENTS = makeClients(closers);
+const { server, CLIENTS } = await redisForTests();
 
 for (const [client, connect] of Object.entries(CLIENTS)) {
   test(`${client}: the budget traces replay exactly through Redis (results and states, live reconfiguration included)`, async () => {

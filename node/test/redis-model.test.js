@@ -2,21 +2,15 @@
 // the core model-quota traces replay exactly (every decision and state,
 // several scopes' limits over one state), concurrent admissions never
 // overshoot the success count, and the failure policies answer.
-import { test, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ModelQuota } from "ratebound/budget";
 import { RedisStore, RedisModelQuota, RedisUnavailableError } from "ratebound/redis";
 import { startRedis } from "./support/redis-server.js";
-import { makeClients } from "./support/clients.js";
+import { redisForTests } from "./support/server.js";
 import { replayModels } from "./support/replays.js";
 
-const server = await startRedis();
-const closers = [];
-after(async () => {
-  for (const c of closers) await c();
-  await server.stop();
-});
-const CLIENTS = makeClients(closers);
+const { server, CLIENTS } = await redisForTests();
 
 for (const [client, connect] of Object.entries(CLIENTS)) {
   test(`${client}: the model-quota traces replay exactly through Redis (decisions and states)`, async () => {

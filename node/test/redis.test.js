@@ -5,7 +5,7 @@
 // decisions equal the in-memory limiters', the code is (re)loaded as
 // Functions or scripts, and the failure policies, deadlines and bad input
 // behave as documented.
-import { test, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import Redis from "ioredis";
 import { createClient } from "redis";
@@ -13,18 +13,10 @@ import { TokenBucket, SlidingLog, SlidingWindow } from "ratebound";
 import { Redis as UpstashRedis } from "@upstash/redis";
 import { RedisStore, RedisLimiter, RedisUnavailableError, ioredisClient, LIBRARY_NAME } from "ratebound/redis";
 import { startRedis } from "./support/redis-server.js";
-import { makeClients } from "./support/clients.js";
+import { redisForTests } from "./support/server.js";
 import { replayLimiters, replayPolicies } from "./support/replays.js";
 
-const server = await startRedis();
-const closers = [];
-after(async () => {
-  for (const c of closers) await c();
-  await server.stop();
-});
-
-/** The three clients, each connected to a port; closed after the tests. */
-const CLIENTS = makeClients(closers);
+const { server, CLIENTS } = await redisForTests();
 
 for (const [client, connect] of Object.entries(CLIENTS)) {
   test(`${client}: every core trace (GCRA, sliding log, sliding counter, policy sets, configs changed live) replays exactly through Redis`, async () => {

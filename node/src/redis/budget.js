@@ -8,7 +8,7 @@ import { Budget, BudgetError, raw as wasm } from "../budget-node.js";
 import { CORE, FROM_CORE, usageArgs, alertOut, reservedOut, settledOut, spentOut, statusOut, denialOut } from "../budget-api.js";
 import { integer, milliseconds, options } from "../validate.js";
 import { RedisUnavailableError } from "./errors.js";
-import { Failover } from "./failover.js";
+import { failoverOptions } from "./failover.js";
 import { RedisStore } from "./store.js";
 import { LocalKeys, callNow, tagOf, utf8, validName } from "./keys.js";
 
@@ -58,20 +58,12 @@ export class RedisBudget {
     this.#budget = new Budget({ ...config, holdSlots: 64 });
     this.#name = validName(o.name ?? "budget", store.prefix);
     this.#store = store;
-    this.#policy = o.onUnavailable ?? "closed";
-    if (!["closed", "open", "local"].includes(this.#policy)) throw new RangeError(`onUnavailable must be "closed", "open" or "local", got ${this.#policy}`);
-    const retryAfter = milliseconds("retryAfterMs", o.retryAfterMs ?? 1000);
-    if (retryAfter > 86_400_000_000) throw new RangeError("retryAfterMs must be at most a day");
-    this.#failover = new Failover(retryAfter / 1000);
-    this.#replicas = integer("replicas", o.replicas ?? 1, 1);
-    if (this.#replicas > 2 ** 32 - 1) throw new RangeError("replicas must be below 2^32");
-    if (this.#policy === "local") {
-      const l = options(o.local, "local", ["maxKeys"]);
+    const f = failoverOptions(o);
+    [this.#policy, this.#failover, this.#replicas] = [f.policy, f.failover, f.replicas];
+    if (f.localMaxKeys !== null) {
       // In-memory budgets hold 4 or 64 reservations: the nearest that covers holdSlots, at most 64.
       const slots = this.#slots <= 4 ? 4 : 64;
-      this.#local = new LocalKeys(integer("local.maxKeys", l.maxKeys ?? 10_000, 1), () => new Budget(FROM_CORE, { json: this.#budget[CORE].shareConfig(this.#replicas), slots }));
-    } else if (o.local !== undefined) {
-      throw new TypeError('local is only taken with onUnavailable: "local"');
+      this.#local = new LocalKeys(f.localMaxKeys, () => new Budget(FROM_CORE, { json: this.#budget[CORE].shareConfig(this.#replicas), slots }));
     }
     this.#configured();
     this.config = Object.freeze({ ...this.#budget.config, holdSlots: this.#slots });

@@ -3,6 +3,7 @@
 // probe) tries it while the others keep skipping, until the probe answers.
 
 import { RedisUnavailableError } from "./errors.js";
+import { integer, milliseconds, options } from "../validate.js";
 
 export class Failover {
   #retryAfterMs;
@@ -40,4 +41,23 @@ export class Failover {
       if (probe) this.#probing = false;
     }
   }
+}
+
+/**
+ * The failure-policy options every shared limit takes, checked:
+ * `{ onUnavailable, retryAfterMs, replicas, local }` as `{ policy,
+ * failover, retryAfterUs, replicas, localMaxKeys }` (`localMaxKeys` null
+ * unless the policy is "local").
+ */
+export function failoverOptions(o) {
+  const policy = o.onUnavailable ?? "closed";
+  if (!["closed", "open", "local"].includes(policy)) throw new RangeError(`onUnavailable must be "closed", "open" or "local", got ${policy}`);
+  const retryAfterUs = milliseconds("retryAfterMs", o.retryAfterMs ?? 1000);
+  if (retryAfterUs > 86_400_000_000) throw new RangeError("retryAfterMs must be at most a day");
+  const replicas = integer("replicas", o.replicas ?? 1, 1);
+  if (replicas > 2 ** 32 - 1) throw new RangeError("replicas must be below 2^32");
+  let localMaxKeys = null;
+  if (policy === "local") localMaxKeys = integer("local.maxKeys", options(o.local, "local", ["maxKeys"]).maxKeys ?? 10_000, 1);
+  else if (o.local !== undefined) throw new TypeError('local is only taken with onUnavailable: "local"');
+  return { policy, failover: new Failover(retryAfterUs / 1000), retryAfterUs, replicas, localMaxKeys };
 }

@@ -10,7 +10,7 @@ import { raw as wasm } from "../budget-node.js";
 import { RAW, SPEC } from "../api.js";
 import { integer, milliseconds, options, costOptions } from "../validate.js";
 import { RedisUnavailableError } from "./errors.js";
-import { Failover } from "./failover.js";
+import { failoverOptions } from "./failover.js";
 import { RedisStore } from "./store.js";
 import { LATIN1, callNow, tagOf, utf8, validName } from "./keys.js";
 
@@ -88,7 +88,7 @@ export class RedisLimiter {
   /**
    * @param store a RedisStore
    * @param limits `{ name: limiter }`: TokenBucket, SlidingLog or SlidingWindow
-   * @param opts `{ onUnavailable: "closed" | "open" | "local", retryAfterMs, replicas, local: { maxKeys, onFull } }`
+   * @param opts `{ onUnavailable: "closed" | "open" | "local", retryAfterMs, replicas, local: { maxKeys } }`
    */
   constructor(store, limits, opts) {
     if (!(store instanceof RedisStore)) throw new TypeError("store must be a RedisStore");
@@ -100,26 +100,17 @@ export class RedisLimiter {
     this.#store = store;
     this.#members = names.map((n) => member(n, limits[n], store.prefix));
     const o = options(opts, "RedisLimiter options", LIMITER_OPTIONS);
-    this.#policy = o.onUnavailable ?? "closed";
-    if (!["closed", "open", "local"].includes(this.#policy)) throw new RangeError(`onUnavailable must be "closed", "open" or "local", got ${this.#policy}`);
-    const retryAfter = milliseconds("retryAfterMs", o.retryAfterMs ?? 1000);
-    if (retryAfter > 86_400_000_000) throw new RangeError("retryAfterMs must be at most a day");
-    this.#retryAfterUs = retryAfter;
-    this.#failover = new Failover(retryAfter / 1000);
-    this.#replicas = integer("replicas", o.replicas ?? 1, 1);
-    if (this.#replicas > 2 ** 32 - 1) throw new RangeError("replicas must be below 2^32");
-    if (this.#policy === "local") {
-      const l = options(o.local, "local", ["maxKeys"]);
+    const f = failoverOptions(o);
+    [this.#policy, this.#failover, this.#replicas, this.#retryAfterUs] = [f.policy, f.failover, f.replicas, f.retryAfterUs];
+    if (f.localMaxKeys !== null) {
       // Each member's store evicts its least recently used key when full: a
       // store that refused new keys could refuse one member of a set after
       // another was charged (the members' stores forget idle keys at
       // different times), and a fallback must answer.
       this.#local = this.#members.map((m) => {
         const share = shareOf(m, this.#replicas);
-        return { capacity: share.capacity, keyed: new KeyedLimiter(share.make, { maxKeys: l.maxKeys, onFull: "evictLru", maxKeyLength: Number.MAX_SAFE_INTEGER }) };
+        return { capacity: share.capacity, keyed: new KeyedLimiter(share.make, { maxKeys: f.localMaxKeys, onFull: "evictLru", maxKeyLength: Number.MAX_SAFE_INTEGER }) };
       });
-    } else if (o.local !== undefined) {
-      throw new TypeError('local is only taken with onUnavailable: "local"');
     }
     this.names = Object.freeze(names);
   }

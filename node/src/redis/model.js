@@ -7,7 +7,7 @@
 import { ModelQuota } from "../budget-node.js";
 import { CORE, FROM_CORE, modelDecisionOut } from "../budget-api.js";
 import { integer, milliseconds, options } from "../validate.js";
-import { Failover } from "./failover.js";
+import { failoverOptions } from "./failover.js";
 import { RedisStore } from "./store.js";
 import { LocalKeys, callNow, tagOf, utf8, validName } from "./keys.js";
 import { raw as wasm } from "../budget-node.js";
@@ -55,24 +55,16 @@ export class RedisModelQuota {
     this.#args = [...nums.slice(0, 3), inner.windowName(0), ...nums.slice(3)];
     this.#name = validName(o.name ?? "m", store.prefix);
     this.#store = store;
-    this.#policy = o.onUnavailable ?? "closed";
-    if (!["closed", "open", "local"].includes(this.#policy)) throw new RangeError(`onUnavailable must be "closed", "open" or "local", got ${this.#policy}`);
-    const retryAfter = milliseconds("retryAfterMs", o.retryAfterMs ?? 1000);
-    if (retryAfter > 86_400_000_000) throw new RangeError("retryAfterMs must be at most a day");
-    this.#failover = new Failover(retryAfter / 1000);
-    this.#replicas = integer("replicas", o.replicas ?? 1, 1);
-    if (this.#replicas > 2 ** 32 - 1) throw new RangeError("replicas must be below 2^32");
-    if (this.#policy === "local") {
-      const l = options(o.local, "local", ["maxKeys"]);
+    const f = failoverOptions(o);
+    [this.#policy, this.#failover, this.#replicas] = [f.policy, f.failover, f.replicas];
+    if (f.localMaxKeys !== null) {
       let share;
       try {
         share = inner.shareConfig(0, this.#replicas);
       } catch (e) {
         throw typeof e === "string" ? new RangeError(`replicas: ${e}`) : e;
       }
-      this.#local = new LocalKeys(integer("local.maxKeys", l.maxKeys ?? 10_000, 1), () => new ModelQuota(FROM_CORE, { json: share }));
-    } else if (o.local !== undefined) {
-      throw new TypeError('local is only taken with onUnavailable: "local"');
+      this.#local = new LocalKeys(f.localMaxKeys, () => new ModelQuota(FROM_CORE, { json: share }));
     }
     this.config = this.#quota.config;
   }
