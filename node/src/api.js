@@ -413,13 +413,17 @@ export function makeApi(wasm, memory) {
    * `maxKeys` keys; idle keys (fully recovered) are dropped first, then a
    * full store refuses new keys (`onFull: "deny"`, default: it never admits
    * a key it cannot count) or evicts the least recently used (`"evictLru"`).
-   * The states live in wasm; every decision and the eviction rule are core's.
+   * The states live in wasm; every decision and the eviction rule are
+   * core's. The keys stay here, each mapped to its state's slot.
    */
   class KeyedLimiter {
     #inner;
     #at;
     #max;
     #maxKeyLength;
+    /** Each held key's slot in the wasm store, and each slot's key. */
+    #slots = new Map();
+    #keys = [];
     constructor(make, config) {
       if (typeof make !== "function") throw new TypeError("the first argument must be a function making a limiter per key");
       const c = options(config, "KeyedLimiter config", ["maxKeys", "onFull", "maxKeyLength"]);
@@ -442,42 +446,55 @@ export function makeApi(wasm, memory) {
       if (key.length > this.#maxKeyLength) throw new RangeError(`key is ${key.length} characters, over maxKeyLength ${this.#maxKeyLength}`);
       return key;
     }
+    /**
+     * Core's status for `key` (checked, `key` validated): a held key by its
+     * slot; a new one through core's rule for new keys, then the slots it
+     * reports (given, emptied) mirrored here.
+     */
+    #check(key, now, cost) {
+      const slot = this.#slots.get(key);
+      if (slot !== undefined) return this.#inner.check(slot, now, cost);
+      const status = this.#inner.check(-1, now, cost);
+      if (status === -2) throw new StoreFullError(this.#max);
+      const evicted = this.#inner.evicted();
+      if (evicted >= 0) this.#forget(evicted);
+      const given = this.#inner.inserted();
+      if (given >= 0) {
+        this.#slots.set(key, given);
+        this.#keys[given] = key;
+      }
+      return status;
+    }
+    #forget(slot) {
+      this.#slots.delete(this.#keys[slot]);
+      this.#keys[slot] = undefined;
+    }
     /** Check `cost` for `key`. Throws StoreFullError when a new key finds no room under `onFull: "deny"`. */
     check(key, opts) {
       const k = this.#key(key);
-      return costed(opts, this.#at, (now, cost) => {
-        const status = this.#inner.check(k, now, cost);
-        if (status === -2) throw new StoreFullError(this.#max);
-        return status;
-      }, decision);
+      return costed(opts, this.#at, (now, cost) => this.#check(k, now, cost), decision);
     }
     /** `check(key, opts).allowed`, without building the decision: the fast path. */
     allow(key, opts) {
       const k = this.#key(key);
-      if (opts === undefined) {
-        const status = this.#inner.check(k, Date.now() * 1000, 1);
-        if (status === -2) throw new StoreFullError(this.#max);
-        return allowedStatus(status);
-      }
-      return allowed(opts, (now, cost) => {
-        const status = this.#inner.check(k, now, cost);
-        if (status === -2) throw new StoreFullError(this.#max);
-        return status;
-      });
+      if (opts === undefined) return allowedStatus(this.#check(k, Date.now() * 1000, 1));
+      return allowed(opts, (now, cost) => this.#check(k, now, cost));
     }
     /** What `check` would decide for `key`, changing nothing. */
     peek(key, opts) {
       const k = this.#key(key);
-      return costed(opts, this.#at, (now, cost) => this.#inner.peek(k, now, cost), decision);
+      return costed(opts, this.#at, (now, cost) => this.#inner.peek(this.#slots.get(k) ?? -1, now, cost), decision);
     }
-    /** `[status, remaining, limit, resetAtUs, retryAtUs]` for `key` (status -2: store full). */
+    /** `[status, remaining, limit, resetAtUs, retryAtUs]` for `key` (throws StoreFullError as `check` does). */
     [RAW](key, nowUs, cost, consume) {
       const k = this.#key(key);
-      return raw(this.#at, consume ? this.#inner.check(k, nowUs, cost) : this.#inner.peek(k, nowUs, cost));
+      return raw(this.#at, consume ? this.#check(k, nowUs, cost) : this.#inner.peek(this.#slots.get(k) ?? -1, nowUs, cost));
     }
     /** Drop every idle key; returns how many. */
     evictIdle(opts) {
-      return this.#inner.evictIdle(nowMicros(options(opts, "options", NOW).now));
+      const emptied = this.#inner.evictIdle(nowMicros(options(opts, "options", NOW).now));
+      for (const slot of emptied) this.#forget(slot);
+      return emptied.length;
     }
     /** Free the wasm memory now (otherwise the garbage collector does it). */
     free() {

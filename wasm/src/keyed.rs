@@ -1,9 +1,10 @@
-//! A bounded per-key store for the JS `KeyedLimiter`: states live here,
-//! keyed by string, and every rule — each decision, which new key is kept,
-//! what makes room when the store is full — is core's (`keyed::check_new_key`).
+//! A bounded per-key store for the JS `KeyedLimiter`: states live here, by
+//! slot, and every rule — each decision, which new key is kept, what makes
+//! room when the store is full — is core's (`keyed::check_new_key`). The
+//! keys themselves stay in JS, which maps each to its slot (a `Map` lookup,
+//! no string copied into wasm per call) and mirrors what this store reports:
+//! the slot a new key was given, the slot a full store emptied.
 
-use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use ratebound_core::keyed::{check_new_key, BoundedStore, KeyedError, OnFull};
@@ -15,46 +16,50 @@ use wasm_bindgen::prelude::*;
 
 use crate::{config_error, int, Last};
 
-/// Which slot holds a key, and when each was last used: one copy of the
-/// map code for every kind of limiter (the states are in a plain `Vec`).
-/// Finding the least recently used key is a scan, as finding an idle one
+/// Which slots are in use, and when each was last used: one copy of this
+/// code for every kind of limiter (the states are in a plain `Vec`).
+/// Finding the least recently used slot is a scan, as finding an idle one
 /// is: both happen only when a new key meets a full store.
 #[derive(Default)]
 struct Index {
-    by_key: BTreeMap<Box<str>, usize>,
-    /// Per slot: its key and when it was last used (`None`: free).
-    slots: Vec<Option<(Box<str>, u64)>>,
+    /// Per slot: when it was last used (`None`: free).
+    slots: Vec<Option<u64>>,
     free: Vec<usize>,
+    held: usize,
     tick: u64,
+    /// What the last new key did: the slot it was given, the slot emptied
+    /// to make room for it (for JS to mirror).
+    inserted: Option<usize>,
+    evicted: Option<usize>,
 }
 
 impl Index {
-    fn find(&self, key: &str) -> Option<usize> {
-        self.by_key.get(key).copied()
+    fn in_use(&self, i: usize) -> bool {
+        matches!(self.slots.get(i), Some(Some(_)))
     }
     fn touch(&mut self, i: usize) {
         self.tick += 1;
-        if let Some(Some((_, used))) = self.slots.get_mut(i) {
+        if let Some(Some(used)) = self.slots.get_mut(i) {
             *used = self.tick;
         }
     }
-    /// A slot for `key` (the caller puts its state there).
-    fn add(&mut self, key: Box<str>) -> usize {
+    /// A slot for a new key (the caller puts its state there).
+    fn add(&mut self) -> usize {
         self.tick += 1;
         let i = self.free.pop().unwrap_or(self.slots.len());
-        self.by_key.insert(key.clone(), i);
-        let entry = Some((key, self.tick));
         match self.slots.get_mut(i) {
-            Some(s) => *s = entry,
-            None => self.slots.push(entry),
+            Some(s) => *s = Some(self.tick),
+            None => self.slots.push(Some(self.tick)),
         }
+        self.held += 1;
+        self.inserted = Some(i);
         i
     }
     fn remove(&mut self, i: usize) {
         if let Some(slot) = self.slots.get_mut(i) {
-            if let Some((key, _)) = slot.take() {
-                self.by_key.remove(&key);
+            if slot.take().is_some() {
                 self.free.push(i);
+                self.held -= 1;
             }
         }
     }
@@ -62,16 +67,13 @@ impl Index {
     fn least_recent(&self, pick: impl Fn(usize) -> bool) -> Option<usize> {
         let mut best: Option<(u64, usize)> = None;
         for (i, s) in self.slots.iter().enumerate() {
-            if let Some((_, t)) = s {
+            if let Some(t) = s {
                 if best.is_none_or(|(b, _)| *t < b) && pick(i) {
                     best = Some((*t, i));
                 }
             }
         }
         best.map(|(_, i)| i)
-    }
-    fn len(&self) -> usize {
-        self.by_key.len()
     }
     /// Slots in use, in slot order.
     fn held(&self) -> impl Iterator<Item = usize> + '_ {
@@ -104,14 +106,17 @@ where
         }
     }
 
+    /// Check the key held in `slot`; a slot not in use is a new key's.
     fn check(
         &mut self,
-        key: &str,
+        slot: Option<usize>,
         now: Instant,
         cost: u64,
         on_full: OnFull,
     ) -> Result<Decision, KeyedError> {
-        if let Some(i) = self.index.find(key) {
+        self.index.inserted = None;
+        self.index.evicted = None;
+        if let Some(i) = slot.filter(|&i| self.index.in_use(i)) {
             self.index.touch(i);
             let st = self
                 .states
@@ -120,11 +125,14 @@ where
             return Ok(self.limiter.check(st, now, cost)?);
         }
         let limiter = self.limiter;
-        check_new_key(self, &limiter, Box::from(key), now, cost, on_full)
+        check_new_key(self, &limiter, (), now, cost, on_full)
     }
 
-    fn peek(&self, key: &str, now: Instant, cost: u64) -> Result<Decision, CostError> {
-        match self.index.find(key).and_then(|i| self.states.get(i)) {
+    fn peek(&self, slot: Option<usize>, now: Instant, cost: u64) -> Result<Decision, CostError> {
+        match slot
+            .filter(|&i| self.index.in_use(i))
+            .and_then(|i| self.states.get(i))
+        {
             Some(st) => self.limiter.peek(st, now, cost),
             None => self.limiter.peek(&L::State::default(), now, cost),
         }
@@ -141,12 +149,23 @@ where
             .collect()
     }
 
-    fn evict_idle(&mut self, now: Instant) -> usize {
+    fn evict_idle(&mut self, now: Instant) -> Vec<usize> {
         let idle = self.idle(now);
         for &i in &idle {
             self.index.remove(i);
         }
-        idle.len()
+        idle
+    }
+
+    fn evict(&mut self, slot: Option<usize>) -> bool {
+        match slot {
+            Some(i) => {
+                self.index.remove(i);
+                self.index.evicted = Some(i);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -154,10 +173,10 @@ impl<L: Limiter + Copy> BoundedStore for Store<L>
 where
     L::State: Default,
 {
-    type Key = Box<str>;
+    type Key = ();
     type State = L::State;
     fn held(&self) -> usize {
-        self.index.len()
+        self.index.held
     }
     fn max_keys(&self) -> usize {
         self.max
@@ -168,25 +187,14 @@ where
         let found = self
             .index
             .least_recent(|i| states.get(i).is_some_and(|st| limiter.is_idle(st, now)));
-        match found {
-            Some(i) => {
-                self.index.remove(i);
-                true
-            }
-            None => false,
-        }
+        self.evict(found)
     }
     fn evict_least_recent(&mut self) -> bool {
-        match self.index.least_recent(|_| true) {
-            Some(i) => {
-                self.index.remove(i);
-                true
-            }
-            None => false,
-        }
+        let found = self.index.least_recent(|_| true);
+        self.evict(found)
     }
-    fn insert(&mut self, key: Box<str>, state: L::State) -> bool {
-        let i = self.index.add(key);
+    fn insert(&mut self, (): (), state: L::State) -> bool {
+        let i = self.index.add();
         match self.states.get_mut(i) {
             Some(st) => *st = state,
             None => self.states.push(state),
@@ -315,34 +323,58 @@ impl KeyedStore {
         }
     }
 
-    /// Check `cost` for `key`: 1 allowed, 0 denied, -1 the cost can never
-    /// fit, -2 the store is full of active keys (the key is refused).
-    pub fn check(&mut self, key: &str, now_us: f64, cost: f64) -> i32 {
+    /// Check `cost` for the key in `slot` (`-1`, or a slot not in use: a
+    /// new key): 1 allowed, 0 denied, -1 the cost can never fit, -2 the
+    /// store is full of active keys (the key is refused). After a new key,
+    /// `inserted()` and `evicted()` say which slots changed.
+    pub fn check(&mut self, slot: f64, now_us: f64, cost: f64) -> i32 {
         let (now, cost, on_full) = (Instant::from_micros(int(now_us)), int(cost), self.on_full);
-        match with_store!(&mut self.kind, |s| s.check(key, now, cost, on_full)) {
+        let slot = slot_of(slot);
+        match with_store!(&mut self.kind, |s| s.check(slot, now, cost, on_full)) {
             Ok(d) => self.last.set(Ok(d)),
             Err(KeyedError::Cost(e)) => self.last.set(Err(e)),
             Err(_) => -2,
         }
     }
 
-    /// What `check` would decide for `key`, changing nothing.
-    pub fn peek(&mut self, key: &str, now_us: f64, cost: f64) -> i32 {
+    /// The slot the last `check` gave a new key (-1: none; an idle state
+    /// is not kept).
+    pub fn inserted(&self) -> f64 {
+        with_store!(&self.kind, |s| s.index.inserted).map_or(-1.0, |i| i as f64)
+    }
+
+    /// The slot the last `check` emptied to make room (-1: none).
+    pub fn evicted(&self) -> f64 {
+        with_store!(&self.kind, |s| s.index.evicted).map_or(-1.0, |i| i as f64)
+    }
+
+    /// What `check` would decide for the key in `slot` (-1: a new key),
+    /// changing nothing.
+    pub fn peek(&mut self, slot: f64, now_us: f64, cost: f64) -> i32 {
         let now = Instant::from_micros(int(now_us));
-        let r = with_store!(&self.kind, |s| s.peek(key, now, int(cost)));
+        let slot = slot_of(slot);
+        let r = with_store!(&self.kind, |s| s.peek(slot, now, int(cost)));
         self.last.set(r)
     }
 
-    /// Drop every idle key; how many.
+    /// Drop every idle key: the slots emptied.
     #[wasm_bindgen(js_name = evictIdle)]
-    pub fn evict_idle(&mut self, now_us: f64) -> f64 {
+    pub fn evict_idle(&mut self, now_us: f64) -> Vec<u32> {
         let now = Instant::from_micros(int(now_us));
-        with_store!(&mut self.kind, |s| s.evict_idle(now)) as f64
+        with_store!(&mut self.kind, |s| s.evict_idle(now))
+            .into_iter()
+            .map(|i| u32::try_from(i).unwrap_or(u32::MAX))
+            .collect()
     }
 
     /// Keys held.
     pub fn size(&self) -> f64 {
-        with_store!(&self.kind, |s| s.index.len()) as f64
+        with_store!(&self.kind, |s| s.index.held) as f64
     }
+}
+
+/// A slot from JS: negative (or not a whole number) means none.
+fn slot_of(x: f64) -> Option<usize> {
+    (x >= 0.0).then_some(x as usize)
 }
 decision_getters!(KeyedStore);
