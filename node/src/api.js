@@ -87,8 +87,8 @@ export function makeApi(wasm, memory) {
      * (with no options, one clock read and one wasm call).
      */
     allow(opts) {
-      if (opts === undefined) return allowedStatus(this.#inner.check(Date.now() * 1000, 1));
-      return allowed(opts, (now, cost) => this.#inner.check(now, cost));
+      if (opts === undefined) return allowedStatus(this.#inner.allow(Date.now() * 1000, 1));
+      return allowed(opts, (now, cost) => this.#inner.allow(now, cost));
     }
     /** What `check` would decide, consuming nothing. */
     peek(opts) {
@@ -159,8 +159,8 @@ export function makeApi(wasm, memory) {
         return costed(opts, this.#at, (now, cost) => this.#inner.check(now, cost), decision);
       }
       allow(opts) {
-        if (opts === undefined) return allowedStatus(this.#inner.check(Date.now() * 1000, 1));
-        return allowed(opts, (now, cost) => this.#inner.check(now, cost));
+        if (opts === undefined) return allowedStatus(this.#inner.allow(Date.now() * 1000, 1));
+        return allowed(opts, (now, cost) => this.#inner.allow(now, cost));
       }
       peek(opts) {
         return costed(opts, this.#at, (now, cost) => this.#inner.peek(now, cost), decision);
@@ -477,8 +477,13 @@ export function makeApi(wasm, memory) {
     /** `check(key, opts).allowed`, without building the decision: the fast path. */
     allow(key, opts) {
       const k = this.#key(key);
-      if (opts === undefined) return allowedStatus(this.#check(k, Date.now() * 1000, 1));
-      return allowed(opts, (now, cost) => this.#check(k, now, cost));
+      if (opts === undefined) return allowedStatus(this.#allow(k, Date.now() * 1000, 1));
+      return allowed(opts, (now, cost) => this.#allow(k, now, cost));
+    }
+    /** `#check`'s status; a held key's without keeping the decision's numbers. */
+    #allow(key, now, cost) {
+      const slot = this.#slots.get(key);
+      return slot === undefined ? this.#check(key, now, cost) : this.#inner.allow(slot, now, cost);
     }
     /** What `check` would decide for `key`, changing nothing. */
     peek(key, opts) {

@@ -107,4 +107,24 @@ test("allow: the boolean fast path decides exactly as check, and checks its inpu
   assert.equal(live.allow("a") && live.allow("b"), true);
   assert.throws(() => live.allow("c"), StoreFullError, "the fast path too");
   assert.throws(() => k.allow(3), TypeError);
+  // Many keys through a small store that evicts: the slots the store reports
+  // (given, emptied) keep each key on its own state on both paths.
+  for (const onFull of ["evictLru", "deny"]) {
+    const pair = () => new KeyedLimiter(() => new SlidingLog({ limit: 3, windowMs: 500, slots: 8 }), { maxKeys: 5, onFull });
+    const [fast, full] = [pair(), pair()];
+    let now = T0, rng = 3;
+    for (let i = 0; i < 600; i++) {
+      rng = (rng * 1103515245 + 12345) % 2 ** 31;
+      now += rng % 40;
+      const key = `user-${rng % 12}`;
+      if (rng % 50 === 0) {
+        assert.equal(fast.evictIdle({ now }), full.evictIdle({ now }), `evictIdle ${i}`);
+        continue;
+      }
+      const outcome = (f) => { try { return f(); } catch (e) { return e.name; } };
+      assert.equal(outcome(() => fast.allow(key, { now })), outcome(() => full.check(key, { now }).allowed), `${onFull} step ${i} (${key})`);
+      assert.equal(fast.size, full.size, `${onFull} step ${i}: keys held`);
+      assert.ok(fast.size <= 5);
+    }
+  }
 });

@@ -128,6 +128,23 @@ where
         check_new_key(self, &limiter, (), now, cost, on_full)
     }
 
+    /// A held key's status (1, 0, -1 as `check`), or -3: not held.
+    fn allow(&mut self, slot: usize, now: Instant, cost: u64) -> i32 {
+        if !self.index.in_use(slot) {
+            return -3;
+        }
+        self.index.touch(slot);
+        match self
+            .states
+            .get_mut(slot)
+            .map(|st| self.limiter.check(st, now, cost))
+        {
+            Some(Ok(d)) => i32::from(d.allowed),
+            Some(Err(_)) => -1,
+            None => -3,
+        }
+    }
+
     fn peek(&self, slot: Option<usize>, now: Instant, cost: u64) -> Result<Decision, CostError> {
         match slot
             .filter(|&i| self.index.in_use(i))
@@ -335,6 +352,15 @@ impl KeyedStore {
             Err(KeyedError::Cost(e)) => self.last.set(Err(e)),
             Err(_) => -2,
         }
+    }
+
+    /// `check`'s status for the key held in `slot`, the decision's numbers
+    /// not kept (the JS `allow()`); -3 when `slot` holds no key (then the
+    /// caller goes through `check`, which handles new keys).
+    pub fn allow(&mut self, slot: f64, now_us: f64, cost: f64) -> i32 {
+        let (now, cost) = (Instant::from_micros(int(now_us)), int(cost));
+        let Some(slot) = slot_of(slot) else { return -3 };
+        with_store!(&mut self.kind, |s| s.allow(slot, now, cost))
     }
 
     /// The slot the last `check` gave a new key (-1: none; an idle state

@@ -76,6 +76,15 @@ struct Last {
     out: [f64; 4],
 }
 
+/// A decision's status code (1 allowed, 0 denied, -1 the cost can never
+/// fit) without keeping its numbers.
+fn status(r: Result<Decision, CostError>) -> i32 {
+    match r {
+        Ok(d) => i32::from(d.allowed),
+        Err(_) => -1,
+    }
+}
+
 impl Last {
     fn record(&mut self, d: Decision) {
         self.out = [
@@ -176,6 +185,14 @@ impl Gcra {
         self.last.set(
             self.cfg
                 .peek(&self.st, Instant::from_micros(int(now_us)), int(cost)),
+        )
+    }
+    /// `check`'s status alone (the decision's numbers are not kept): the
+    /// JS `allow()`.
+    pub fn allow(&mut self, now_us: f64, cost: f64) -> i32 {
+        status(
+            self.cfg
+                .check(&mut self.st, Instant::from_micros(int(now_us)), int(cost)),
         )
     }
     /// Take up to `n`; returns core's status (`1` allowed, `0` denied) and
@@ -293,6 +310,11 @@ impl SlidingLog {
         let r = with_log!(&mut self.log, |l, s| l.check(s, now, int(cost)));
         self.last.set(r)
     }
+    /// `check`'s status alone (the JS `allow()`).
+    pub fn allow(&mut self, now_us: f64, cost: f64) -> i32 {
+        let now = Instant::from_micros(int(now_us));
+        status(with_log!(&mut self.log, |l, s| l.check(s, now, int(cost))))
+    }
     /// What `check` would say.
     pub fn peek(&mut self, now_us: f64, cost: f64) -> i32 {
         let now = Instant::from_micros(int(now_us));
@@ -373,6 +395,13 @@ impl SlidingCounter {
     /// Consume `cost` at `now_us` if allowed.
     pub fn check(&mut self, now_us: f64, cost: f64) -> i32 {
         self.last.set(
+            self.cfg
+                .check(&mut self.st, Instant::from_micros(int(now_us)), int(cost)),
+        )
+    }
+    /// `check`'s status alone (the JS `allow()`).
+    pub fn allow(&mut self, now_us: f64, cost: f64) -> i32 {
+        status(
             self.cfg
                 .check(&mut self.st, Instant::from_micros(int(now_us)), int(cost)),
         )
