@@ -428,6 +428,8 @@ export function makeApi(wasm, memory) {
       if (typeof make !== "function") throw new TypeError("the first argument must be a function making a limiter per key");
       const c = options(config, "KeyedLimiter config", ["maxKeys", "onFull", "maxKeyLength"]);
       this.#max = integer("maxKeys", c.maxKeys ?? 10000, 1);
+      // The keys live in a JS Map, which holds at most 2^24 entries in V8.
+      if (this.#max > 2 ** 24) throw new RangeError(`maxKeys must be at most ${2 ** 24}, got ${this.#max}`);
       const onFull = c.onFull ?? "deny";
       if (onFull !== "deny" && onFull !== "evictLru") throw new RangeError(`onFull must be "deny" or "evictLru", got ${onFull}`);
       this.#maxKeyLength = integer("maxKeyLength", c.maxKeyLength ?? 1024, 1);
@@ -453,7 +455,11 @@ export function makeApi(wasm, memory) {
      */
     #check(key, now, cost) {
       const slot = this.#slots.get(key);
-      if (slot !== undefined) return this.#inner.check(slot, now, cost);
+      if (slot !== undefined) {
+        const status = this.#inner.check(slot, now, cost);
+        if (status !== -3) return status;
+        this.#forget(slot); // never expected: the store holds no key there; the key is new again
+      }
       const status = this.#inner.check(-1, now, cost);
       if (status === -2) throw new StoreFullError(this.#max);
       const evicted = this.#inner.evicted();
@@ -483,7 +489,8 @@ export function makeApi(wasm, memory) {
     /** `#check`'s status; a held key's without keeping the decision's numbers. */
     #allow(key, now, cost) {
       const slot = this.#slots.get(key);
-      return slot === undefined ? this.#check(key, now, cost) : this.#inner.allow(slot, now, cost);
+      const status = slot === undefined ? -3 : this.#inner.allow(slot, now, cost);
+      return status === -3 ? this.#check(key, now, cost) : status;
     }
     /** What `check` would decide for `key`, changing nothing. */
     peek(key, opts) {

@@ -190,6 +190,7 @@ export class StoreFullError extends Error {
  * the limiter every key gets; the states live in wasm.
  */
 export class KeyedLimiter<L extends Limiter = Limiter> {
+  /** `maxKeys` (default 10000) at most 2^24, the most entries a V8 `Map` holds. */
   constructor(make: () => L, config?: { maxKeys?: number; onFull?: "deny" | "evictLru"; maxKeyLength?: number });
   readonly size: number;
   check(key: string, options?: CheckOptions): Decision;

@@ -75,7 +75,7 @@ test("allow: the boolean fast path decides exactly as check, and checks its inpu
     const [a, b] = [make(), make()];
     let now = T0, rng = 7;
     for (let i = 0; i < 300; i++) {
-      rng = (rng * 1103515245 + 12345) % 2 ** 31;
+      rng = (rng * 48271) % 2147483647; // Park–Miller: exact in doubles
       now += rng % 97;
       const cost = 1 + (rng % 3);
       assert.equal(a.allow({ cost, now }), b.check({ cost, now }).allowed, `step ${i}`);
@@ -112,9 +112,9 @@ test("allow: the boolean fast path decides exactly as check, and checks its inpu
   for (const onFull of ["evictLru", "deny"]) {
     const pair = () => new KeyedLimiter(() => new SlidingLog({ limit: 3, windowMs: 500, slots: 8 }), { maxKeys: 5, onFull });
     const [fast, full] = [pair(), pair()];
-    let now = T0, rng = 3;
+    let now = T0, rng = 3, refused = 0, fullAt = 0;
     for (let i = 0; i < 600; i++) {
-      rng = (rng * 1103515245 + 12345) % 2 ** 31;
+      rng = (rng * 48271) % 2147483647; // Park–Miller: exact in doubles
       now += rng % 40;
       const key = `user-${rng % 12}`;
       if (rng % 50 === 0) {
@@ -122,9 +122,16 @@ test("allow: the boolean fast path decides exactly as check, and checks its inpu
         continue;
       }
       const outcome = (f) => { try { return f(); } catch (e) { return e.name; } };
-      assert.equal(outcome(() => fast.allow(key, { now })), outcome(() => full.check(key, { now }).allowed), `${onFull} step ${i} (${key})`);
+      const got = outcome(() => fast.allow(key, { now }));
+      assert.equal(got, outcome(() => full.check(key, { now }).allowed), `${onFull} step ${i} (${key})`);
       assert.equal(fast.size, full.size, `${onFull} step ${i}: keys held`);
       assert.ok(fast.size <= 5);
+      if (got === "StoreFullError") refused++;
+      if (fast.size === 5) fullAt++;
     }
+    // The paths this is about were taken: a full store, and (under deny) refusals.
+    assert.ok(fullAt > 50, `${onFull}: full ${fullAt} times`);
+    if (onFull === "deny") assert.ok(refused > 10, `refused ${refused}`);
+    else assert.equal(refused, 0);
   }
 });

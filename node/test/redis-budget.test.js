@@ -34,7 +34,7 @@ test("results equal ratebound/budget's Budget, call for call (caller time, rando
   const local = new Budget({ ...CONFIG, holdSlots: 4 });
   let seed = 11;
   const rnd = (n) => {
-    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    seed = (seed * 48271) % 2147483647; // Park–Miller: exact in doubles
     return seed % n;
   };
   let now = 1_795_000_000_000;

@@ -30,7 +30,7 @@ test("decisions equal the in-memory limiters' over random traffic (Redis TIME vs
   const store = new RedisStore(await CLIENTS.ioredis(server.port), { withState: true });
   let seed = 7;
   const rnd = (n) => {
-    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    seed = (seed * 48271) % 2147483647; // Park–Miller: exact in doubles
     return seed % n;
   };
   const makers = [

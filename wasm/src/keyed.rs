@@ -340,13 +340,16 @@ impl KeyedStore {
         }
     }
 
-    /// Check `cost` for the key in `slot` (`-1`, or a slot not in use: a
-    /// new key): 1 allowed, 0 denied, -1 the cost can never fit, -2 the
-    /// store is full of active keys (the key is refused). After a new key,
-    /// `inserted()` and `evicted()` say which slots changed.
+    /// Check `cost` for the key in `slot` (`-1`: a new key): 1 allowed, 0
+    /// denied, -1 the cost can never fit, -2 the store is full of active
+    /// keys (the key is refused), -3 `slot` holds no key (nothing done).
+    /// After a new key, `inserted()` and `evicted()` say which slots changed.
     pub fn check(&mut self, slot: f64, now_us: f64, cost: f64) -> i32 {
         let (now, cost, on_full) = (Instant::from_micros(int(now_us)), int(cost), self.on_full);
         let slot = slot_of(slot);
+        if slot.is_some_and(|i| !with_store!(&self.kind, |s| s.index.in_use(i))) {
+            return -3; // not a held key's slot: JS's map and this store disagree
+        }
         match with_store!(&mut self.kind, |s| s.check(slot, now, cost, on_full)) {
             Ok(d) => self.last.set(Ok(d)),
             Err(KeyedError::Cost(e)) => self.last.set(Err(e)),
@@ -399,7 +402,7 @@ impl KeyedStore {
     }
 }
 
-/// A slot from JS: negative (or not a whole number) means none.
+/// A slot from JS: negative or NaN means none (JS passes whole numbers).
 fn slot_of(x: f64) -> Option<usize> {
     (x >= 0.0).then_some(x as usize)
 }
