@@ -9,7 +9,7 @@ import { CORE, FROM_CORE, usageArgs, alertOut, reservedOut, settledOut, spentOut
 import { integer, milliseconds, options } from "../validate.js";
 import { RedisUnavailableError } from "./errors.js";
 import { failoverOptions } from "./failover.js";
-import { RedisStore } from "./store.js";
+import { RedisStore, replyInt as int } from "./store.js";
 import { LocalKeys, callNow, tagOf, utf8, validName } from "./keys.js";
 
 const USAGE = ["requests", "tokens", "cost", "now"];
@@ -26,11 +26,6 @@ function alert([kind, i, bp, util, at, start], limits) {
   return { kind: kind === 1 ? "limit_hit" : "threshold", limit: i, dimension: l.dimension, horizon: l.horizon, threshold_bp: bp, utilization_bp: util, at, window_start: start };
 }
 
-const int = (v) => {
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < -1) throw new TypeError(`unexpected reply from Redis: ${v}`);
-  return n;
-};
 
 /**
  * A budget per key (a user, a team, a project) shared through Redis: the

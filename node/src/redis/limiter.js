@@ -11,7 +11,7 @@ import { RAW, SPEC } from "../api.js";
 import { integer, milliseconds, options, costOptions } from "../validate.js";
 import { RedisUnavailableError } from "./errors.js";
 import { failoverOptions } from "./failover.js";
-import { RedisStore } from "./store.js";
+import { RedisStore, replyInt as int } from "./store.js";
 import { LATIN1, callNow, tagOf, utf8, validName } from "./keys.js";
 
 const isLimiter = (l) => l instanceof TokenBucket || l instanceof SlidingLog || l instanceof SlidingWindow;
@@ -62,11 +62,6 @@ function costError(cost, m, i) {
   return e;
 }
 
-const int = (v) => {
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < -1) throw new TypeError(`unexpected reply from Redis: ${v}`);
-  return n;
-};
 
 const LIMITER_OPTIONS = ["onUnavailable", "retryAfterMs", "replicas", "local"];
 

@@ -8,7 +8,7 @@ import { ModelQuota } from "../budget-node.js";
 import { CORE, FROM_CORE, modelDecisionOut } from "../budget-api.js";
 import { integer, milliseconds, options } from "../validate.js";
 import { failoverOptions } from "./failover.js";
-import { RedisStore } from "./store.js";
+import { RedisStore, replyInt as int } from "./store.js";
 import { LocalKeys, callNow, tagOf, utf8, validName } from "./keys.js";
 import { raw as wasm } from "../budget-node.js";
 
@@ -16,11 +16,6 @@ const MODEL_OPTIONS = ["name", "onUnavailable", "retryAfterMs", "replicas", "loc
 /** Core's blocked codes (ratebound_core::wire::blocked_code; std-adapters/tests/wire.rs checks this copy). */
 const BLOCKED = [null, "total", "success", "in_flight"];
 
-const int = (v) => {
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < -1) throw new TypeError(`unexpected reply from Redis: ${v}`);
-  return n;
-};
 
 const row = (r) => {
   if (!Array.isArray(r)) throw new TypeError(`unexpected reply row from Redis: ${JSON.stringify(r)}`);

@@ -47,7 +47,6 @@ const STORE_OPTIONS = ["prefix", "timeoutMs", "ttlMarginMs", "maxTagLength", "ti
 
 export class RedisStore {
   #client;
-  #prefix;
   #timeoutMs;
   #clock = new ServerClock();
   /** "functions" or "scripts", once known. */
@@ -70,7 +69,8 @@ export class RedisStore {
     const prefix = o.prefix ?? "rb:";
     if (typeof prefix !== "string") throw new TypeError("prefix must be a string");
     if (/[{}]/.test(prefix)) throw new RangeError("the key prefix must not contain { or }");
-    this.#prefix = new TextEncoder().encode(prefix);
+    /** The key prefix's bytes. */
+    this.prefix = new TextEncoder().encode(prefix);
     this.#timeoutMs = integer("timeoutMs", o.timeoutMs ?? 1000, 1);
     if (this.#timeoutMs > 3_600_000) throw new RangeError("timeoutMs must be at most an hour");
     const margin = integer("ttlMarginMs", o.ttlMarginMs ?? 60_000);
@@ -81,7 +81,6 @@ export class RedisStore {
     if (time !== "redis" && time !== "caller") throw new RangeError(`time must be "redis" or "caller", got ${time}`);
     this.callerTime = time === "caller";
     this.withState = o.withState === undefined ? false : Boolean(o.withState);
-    this.prefix = this.#prefix;
   }
 
   /** How the Lua code runs on this server: `"functions"` (a library) or `"scripts"` (EVALSHA). */
@@ -95,11 +94,6 @@ export class RedisStore {
    */
   nowFor(nowUs) {
     return nowUs ?? this.#clock.now();
-  }
-
-  /** The adapter's view of a server error reply. */
-  replyCode(err) {
-    return this.#client.replyCode(err);
   }
 
   /** Load the code and learn Redis's clock now (otherwise the first call does). */
@@ -210,4 +204,11 @@ export class RedisStore {
       throw c;
     }
   }
+}
+
+/** An integer of a script's reply (-1 stands for u64::MAX, as the scripts write it). */
+export function replyInt(v) {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < -1) throw new TypeError(`unexpected reply from Redis: ${v}`);
+  return n;
 }
