@@ -138,7 +138,9 @@ impl<B> RequestCost<B> for One {
 
 type Hook = Arc<dyn Fn(&RateLimitEvent<'_>) + Send + Sync>;
 
-struct Options<X, K> {
+struct Options<C: Clock + Clone, X, K> {
+    /// The limits (in the one `Arc` a service clone takes).
+    limits: Arc<AnyKeyedLimiter<C>>,
     extract: Arc<X>,
     cost: Arc<K>,
     shadow: bool,
@@ -156,15 +158,16 @@ struct Options<X, K> {
     metrics: OnceLock<LayerMetrics>,
 }
 
-impl<X, K> Options<X, K> {
+impl<C: Clock + Clone, X, K> Options<C, X, K> {
     fn metrics(&self) -> &LayerMetrics {
         self.metrics.get_or_init(|| LayerMetrics::new(&self.name))
     }
 }
 
-impl<X, K> Clone for Options<X, K> {
+impl<C: Clock + Clone, X, K> Clone for Options<C, X, K> {
     fn clone(&self) -> Self {
         Options {
+            limits: Arc::clone(&self.limits),
             extract: Arc::clone(&self.extract),
             cost: Arc::clone(&self.cost),
             shadow: self.shadow,
@@ -186,16 +189,14 @@ impl<X, K> Clone for Options<X, K> {
 /// servers. The response body type must be buildable from a `String`
 /// (axum's `Body`, `http_body_util::Full<Bytes>`, `String`).
 pub struct RateLimitLayer<C: Clock + Clone, X, K = One> {
-    limits: Arc<AnyKeyedLimiter<C>>,
     // Shared: axum may wrap its routes anew for each request, so `layer`
-    // must cost no more than two reference counts.
-    options: Arc<Options<X, K>>,
+    // (and each service clone) must cost no more than one reference count.
+    options: Arc<Options<C, X, K>>,
 }
 
 impl<C: Clock + Clone, X, K> Clone for RateLimitLayer<C, X, K> {
     fn clone(&self) -> Self {
         RateLimitLayer {
-            limits: Arc::clone(&self.limits),
             options: Arc::clone(&self.options),
         }
     }
@@ -211,8 +212,8 @@ impl<C: Clock + Clone, X> RateLimitLayer<C, X, One> {
         let name: Arc<str> = members.join("+").into();
         let policy = Arc::new(PolicyCache::new(set));
         RateLimitLayer {
-            limits,
             options: Arc::new(Options {
+                limits,
                 extract: Arc::new(extract),
                 cost: Arc::new(One),
                 shadow: false,
@@ -229,7 +230,7 @@ impl<C: Clock + Clone, X> RateLimitLayer<C, X, One> {
 }
 
 impl<C: Clock + Clone, X, K> RateLimitLayer<C, X, K> {
-    fn with(mut self, f: impl FnOnce(&mut Options<X, K>)) -> Self {
+    fn with(mut self, f: impl FnOnce(&mut Options<C, X, K>)) -> Self {
         f(Arc::make_mut(&mut self.options));
         self
     }
@@ -239,8 +240,8 @@ impl<C: Clock + Clone, X, K> RateLimitLayer<C, X, K> {
     pub fn cost<K2>(self, cost: K2) -> RateLimitLayer<C, X, K2> {
         let o = Arc::unwrap_or_clone(self.options);
         RateLimitLayer {
-            limits: self.limits,
             options: Arc::new(Options {
+                limits: o.limits,
                 extract: o.extract,
                 cost: Arc::new(cost),
                 shadow: o.shadow,
@@ -288,13 +289,13 @@ impl<C: Clock + Clone, X, K> RateLimitLayer<C, X, K> {
 
     /// The limits.
     pub fn limits(&self) -> &Arc<AnyKeyedLimiter<C>> {
-        &self.limits
+        &self.options.limits
     }
 }
 
 impl<S, C: Clock + Clone, X, K> Layer<S> for RateLimitLayer<C, X, K> {
     type Service = RateLimit<S, C, X, K>;
     fn layer(&self, inner: S) -> Self::Service {
-        RateLimit::new(inner, Arc::clone(&self.limits), Arc::clone(&self.options))
+        RateLimit::new(inner, Arc::clone(&self.options))
     }
 }

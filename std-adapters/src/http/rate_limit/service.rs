@@ -28,21 +28,12 @@ use crate::limiter::{AnyLimiter, LimitSet};
 /// The service made by [`RateLimitLayer`](super::RateLimitLayer).
 pub struct RateLimit<S, C: Clock + Clone, X, K> {
     inner: S,
-    limits: Arc<AnyKeyedLimiter<C>>,
-    options: Arc<Options<X, K>>,
+    options: Arc<Options<C, X, K>>,
 }
 
 impl<S, C: Clock + Clone, X, K> RateLimit<S, C, X, K> {
-    pub(super) fn new(
-        inner: S,
-        limits: Arc<AnyKeyedLimiter<C>>,
-        options: Arc<Options<X, K>>,
-    ) -> Self {
-        RateLimit {
-            inner,
-            limits,
-            options,
-        }
+    pub(super) fn new(inner: S, options: Arc<Options<C, X, K>>) -> Self {
+        RateLimit { inner, options }
     }
 }
 
@@ -50,7 +41,6 @@ impl<S: Clone, C: Clock + Clone, X, K> Clone for RateLimit<S, C, X, K> {
     fn clone(&self) -> Self {
         RateLimit {
             inner: self.inner.clone(),
-            limits: Arc::clone(&self.limits),
             options: Arc::clone(&self.options),
         }
     }
@@ -188,8 +178,8 @@ impl PolicyCache {
     }
 }
 
-fn rate_headers<X, K>(
-    options: &Options<X, K>,
+fn rate_headers<C: Clock + Clone, X, K>(
+    options: &Options<C, X, K>,
     set: &Arc<LimitSet>,
     name: &str,
     d: &KeyedDecision,
@@ -253,12 +243,12 @@ enum Verdict<B> {
 }
 
 fn verdict<C: Clock + Clone, X, K, B: From<String>>(
-    options: &Options<X, K>,
-    limits: &AnyKeyedLimiter<C>,
+    options: &Options<C, X, K>,
     key: &RateKey,
     decided: Result<KeyedDecision, KeyedError>,
     span: Option<&tracing::Span>,
 ) -> Verdict<B> {
+    let limits = &*options.limits;
     options.metrics().set_keys_held(limits.keys_held());
     let d = match decided {
         Ok(d) => d,
@@ -400,11 +390,11 @@ where
         } else {
             None
         };
-        match &*self.limits {
+        match &*self.options.limits {
             AnyKeyedLimiter::Memory(m) => {
                 let _in = span.as_ref().map(tracing::Span::enter);
                 let decided = memory_decision(m, key.as_key_bytes(), cost, true);
-                match verdict(&self.options, &self.limits, &key, decided, span.as_ref()) {
+                match verdict(&self.options, &key, decided, span.as_ref()) {
                     Verdict::Pass(headers) => ResponseFuture {
                         kind: Kind::Admitted {
                             fut: self.inner.call(req),
@@ -420,16 +410,11 @@ where
                 // this call once the limits have answered.
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
-                let limits = Arc::clone(&self.limits);
                 let options = Arc::clone(&self.options);
                 let in_span = span.clone().unwrap_or_else(tracing::Span::none);
                 let decide = async move {
-                    let decided = limits.check(key.as_bytes(), cost).await;
-                    (
-                        verdict(&options, &limits, &key, decided, span.as_ref()),
-                        inner,
-                        req,
-                    )
+                    let decided = options.limits.check(key.as_bytes(), cost).await;
+                    (verdict(&options, &key, decided, span.as_ref()), inner, req)
                 }
                 .instrument(in_span);
                 let fut = async move {
