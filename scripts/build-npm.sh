@@ -12,17 +12,24 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q " $WB"; then
 fi
 [ -d node/node_modules/miniflare ] && [ -d node/node_modules/binaryen ] && [ -d node/node_modules/typescript ] || (cd node && npm ci --no-audit --no-fund)
 rm -rf node/dist
-# Two modules: the limiters (`ratebound`, kept small) and budget windows
-# (`ratebound/budget`, which carries a JSON codec).
+# Two modules, neither carrying the other: the limiters (`ratebound`) and
+# budget windows with model quotas (`ratebound/budget`, also what
+# `ratebound/redis` takes from core).
 build() { # features out-dir
   cargo build -q -p ratebound-wasm --target wasm32-unknown-unknown --profile wasm $1
   wasm-bindgen target/wasm32-unknown-unknown/wasm/ratebound_wasm.wasm --target web --out-dir "node/dist/$2" --out-name ratebound_wasm
   node/node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers "node/dist/$2/ratebound_wasm_bg.wasm" -o "node/dist/$2/ratebound_wasm_bg.wasm"
   local w="node/dist/$2/ratebound_wasm_bg.wasm" j="node/dist/$2/ratebound_wasm.js"
   echo "$3: .wasm $(stat -c %s "$w") bytes raw, $(gzip -9c "$w" | wc -c) gzipped; JS glue $(stat -c %s "$j") raw, $(gzip -9c "$j" | wc -c) gzipped"
+  # A ceiling just over today's size (the goals, 20 KB and 40 KB, are not
+  # met yet: node/README.md says what the modules hold).
+  if [ "$(stat -c %s "$w")" -gt "$4" ]; then
+    echo "error: $3 .wasm is over its ceiling of $4 bytes" >&2
+    exit 1
+  fi
 }
-build "--no-default-features" web "ratebound (limiters)"
-build "--no-default-features --features budget,redis" budget "ratebound/budget (and ratebound/redis)"
+build "--no-default-features --features limiters" web "ratebound (limiters)" 62000
+build "--no-default-features --features budget,redis" budget "ratebound/budget (and ratebound/redis)" 76000
 # CommonJS declarations: the same declarations as `.d.cts`, so TypeScript
 # before 5.8 lets a CommonJS file `require` the package (a `.d.ts` in a
 # "type": "module" package is an ES module to it).

@@ -1,8 +1,13 @@
 // The budget-window API (`ratebound/budget`) over its own wasm module.
 // Validates inputs, converts milliseconds to the microseconds core counts
-// in, and turns core's JSON results into camelCase objects.
+// in, and turns core's results (flat numbers, read by budget-codec.js into
+// core's serde shapes) into camelCase objects.
 
 import { integer, milliseconds as micros, nowMicros, options, NOW, freed } from "./validate.js";
+import {
+  budgetConfigFlat, budgetStateFlat, budgetStateOf, reservedOf, settledOf, alertsOf, spentOf, peekedOf, statusOf,
+  modelScopesFlat, modelDecisionOf, modelStateFlat, modelStateOf, configErrorOf,
+} from "./budget-codec.js";
 
 const DIMENSIONS = ["requests", "tokens", "cost"];
 const WINDOWS = { minute: 60_000, hour: 3_600_000, day: 86_400_000 };
@@ -48,7 +53,7 @@ const USAGE = ["requests", "tokens", "cost", "now"];
 
 /** Package-private: the wasm budget of a `Budget` (for `ratebound/redis`). */
 export const CORE = Symbol("ratebound.budget.core");
-/** Package-private: `new Budget(FROM_CORE, { json, slots })` builds one from core's config JSON. */
+/** Package-private: `new Budget(FROM_CORE, { flat, slots })` builds one from a flat core config (`shareConfig`). */
 export const FROM_CORE = Symbol("ratebound.budget.fromCore");
 
 /** `{requests = 1, tokens = 0, cost = 0}` validated, as core's three amounts. */
@@ -148,12 +153,26 @@ export const modelDecisionOut = (d) => {
   };
 };
 
-export function makeBudgetApi(wasm) {
-  function run(json) {
-    const r = JSON.parse(json);
-    if ("error" in r) throw new BudgetError(r.error);
-    return r.ok;
+/** `f()`, with core's error codes thrown by the module as `BudgetError`s. */
+function run(f) {
+  try {
+    return f();
+  } catch (e) {
+    throw typeof e === "string" ? new BudgetError(e) : e;
   }
+}
+
+/** `make()`, with a config error thrown by the module as a RangeError. */
+function built(what, make) {
+  try {
+    return make();
+  } catch (e) {
+    const c = configErrorOf(e);
+    throw c ? new RangeError(`invalid ${what} config: ${c.message}`) : e;
+  }
+}
+
+export function makeBudgetApi(wasm) {
 
   /**
    * Budget windows: requests, LLM tokens and money (integer micro-units) per
@@ -164,18 +183,15 @@ export function makeBudgetApi(wasm) {
     #inner;
     constructor(config, core) {
       if (config === FROM_CORE) {
-        this.#inner = new wasm.Budget(core.json, core.slots);
+        this.#inner = new wasm.Budget(core.flat, core.slots);
         this.config = null;
         return;
       }
       const c = options(config, "Budget config", ["limits", "maxTokensPerRequest", "maxCostPerRequest", "alertThresholds", "throttle", "holdTtlMs", "utcOffsetMinutes", "holdSlots"]);
       const slots = c.holdSlots ?? 64;
       if (slots !== 4 && slots !== 64) throw new RangeError(`holdSlots must be 4 or 64, got ${slots}`);
-      try {
-        this.#inner = new wasm.Budget(JSON.stringify(coreConfig(c)), slots);
-      } catch (e) {
-        throw typeof e === "string" ? new RangeError(`invalid Budget config: ${e}`) : e;
-      }
+      const flat = budgetConfigFlat(coreConfig(c));
+      this.#inner = built("Budget", () => new wasm.Budget(flat, slots));
       this.config = Object.freeze({ ...c, holdSlots: slots });
     }
     /**
@@ -186,38 +202,38 @@ export function makeBudgetApi(wasm) {
     reserve(usage) {
       const o = options(usage, "usage", USAGE);
       const now = nowMicros(o.now);
-      return reservedOut(run(this.#inner.reserve(now, ...usageArgs(o))), now);
+      return reservedOut(reservedOf(run(() => this.#inner.reserve(now, ...usageArgs(o)))), now);
     }
     /** Charge the actual usage of reservation `id`: `{charged, late, alerts}`. */
     settle(id, usage) {
       const o = options(usage, "usage", USAGE);
-      return settledOut(run(this.#inner.settle(nowMicros(o.now), integer("id", id), ...usageArgs(o))));
+      return settledOut(settledOf(run(() => this.#inner.settle(nowMicros(o.now), integer("id", id), ...usageArgs(o)))));
     }
     /** Free reservation `id` unused. */
     release(id, opts) {
-      run(this.#inner.release(nowMicros(options(opts, "options", NOW).now), integer("id", id)));
+      run(() => this.#inner.release(nowMicros(options(opts, "options", NOW).now), integer("id", id)));
     }
     /** Record usage that already happened (never refused): `{alerts}`. */
     record(usage) {
       const o = options(usage, "usage", USAGE);
-      return { alerts: run(this.#inner.record(nowMicros(o.now), ...usageArgs(o))).map(alertOut) };
+      return { alerts: alertsOf(this.#inner.record(nowMicros(o.now), ...usageArgs(o))).map(alertOut) };
     }
     /** Spend if it fits now: `{allowed, alerts, …}`. */
     trySpend(usage) {
       const o = options(usage, "usage", USAGE);
       const now = nowMicros(o.now);
-      return spentOut(run(this.#inner.trySpend(now, ...usageArgs(o))), now);
+      return spentOut(spentOf(run(() => this.#inner.trySpend(now, ...usageArgs(o)))), now);
     }
     /** What `reserve` / `trySpend` would decide, changing nothing: `{allowed: true}` or the denial. */
     peek(usage) {
       const o = options(usage, "usage", USAGE);
       const now = nowMicros(o.now);
-      const d = run(this.#inner.peek(now, ...usageArgs(o)));
+      const d = peekedOf(run(() => this.#inner.peek(now, ...usageArgs(o))));
       return d ? denialOut(d, now) : { allowed: true };
     }
     /** Usage per limit, holds and throttling at `now`. */
     status(opts) {
-      return statusOut(run(this.#inner.status(nowMicros(options(opts, "options", NOW).now))));
+      return statusOut(statusOf(this.#inner.status(nowMicros(options(opts, "options", NOW).now))));
     }
     /**
      * Change the config, keeping usage, holds and throttling: the new limits
@@ -230,19 +246,25 @@ export function makeBudgetApi(wasm) {
       const c = options(config, "Budget config", ["limits", "maxTokensPerRequest", "maxCostPerRequest", "alertThresholds", "throttle", "holdTtlMs", "utcOffsetMinutes", "holdSlots"]);
       const slots = c.holdSlots ?? this.config.holdSlots;
       if (slots !== this.config.holdSlots) throw new RangeError(`holdSlots cannot change (${this.config.holdSlots})`);
-      const r = JSON.parse(this.#inner.reconfigure(JSON.stringify(coreConfig(c))));
-      if (r.error) throw new RangeError(`Budget config change refused: ${r.error.message}`);
+      const flat = budgetConfigFlat(coreConfig(c));
+      try {
+        this.#inner.reconfigure(flat);
+      } catch (e) {
+        const refused = configErrorOf(e);
+        throw refused ? new RangeError(`Budget config change refused: ${refused.message}`) : e;
+      }
       this.config = Object.freeze({ ...c, holdSlots: slots });
       return this;
     }
     /** Forget all usage and holds. */
     reset() { this.#inner.reset(); }
     /** Plain, JSON-serializable state. */
-    exportState() { return { v: 1, state: JSON.parse(this.#inner.exportState()) }; }
+    exportState() { return { v: 1, state: budgetStateOf(this.#inner.exportState()) }; }
     /** Restore a state from `exportState()`. */
     importState(state) {
       const s = options(state, "state", ["v", "state"]);
-      if (s.v !== 1 || !this.#inner.importState(JSON.stringify(s.state))) throw new TypeError("state is not a Budget state from exportState()");
+      const flat = s.v === 1 ? budgetStateFlat(s.state) : null;
+      if (!flat || !this.#inner.importState(flat)) throw new TypeError("state is not a Budget state from exportState()");
       return this;
     }
     /** @internal the wasm budget */
@@ -260,7 +282,7 @@ export function makeBudgetApi(wasm) {
     #inner;
     constructor(config, core) {
       if (config === FROM_CORE) {
-        this.#inner = new wasm.ModelQuota(core.json);
+        this.#inner = new wasm.ModelQuota(core.flat);
         this.config = null;
         return;
       }
@@ -275,33 +297,30 @@ export function makeBudgetApi(wasm) {
         window,
         hold_ttl_us: micros("holdTtlMs", c.holdTtlMs ?? 600_000, 0.001),
       };
-      try {
-        this.#inner = new wasm.ModelQuota(JSON.stringify([scope]));
-      } catch (e) {
-        throw typeof e === "string" ? new RangeError(`invalid ModelQuota config: ${e}`) : e;
-      }
+      this.#inner = built("ModelQuota", () => new wasm.ModelQuota(modelScopesFlat([scope])));
       this.config = Object.freeze({ totalMax: total, successMax: scope.success, periodMs: c.periodMs, window, holdTtlMs: scope.hold_ttl_us / 1000 });
     }
     /** Admit one request: `{allowed, hold, inFlight, blocked, retryAfterMs, total, success}`. Settle `hold` when the outcome is known. */
     admit(opts) {
-      return modelDecisionOut(JSON.parse(this.#inner.admit(0, nowMicros(options(opts, "options", NOW).now))));
+      return modelDecisionOut(modelDecisionOf(this.#inner.admit(0, nowMicros(options(opts, "options", NOW).now))));
     }
     /** What `admit` would decide, changing nothing. */
     peek(opts) {
-      return modelDecisionOut(JSON.parse(this.#inner.peek(0, nowMicros(options(opts, "options", NOW).now))));
+      return modelDecisionOut(modelDecisionOf(this.#inner.peek(0, nowMicros(options(opts, "options", NOW).now))));
     }
     /** Settle `hold` (`{success: true}` counts it): "held", or "lapsed" when its hold had expired (a success still counts). */
     settle(hold, opts) {
       const o = options(opts, "options", ["success", "now"]);
       if (typeof o.success !== "boolean") throw new TypeError("options.success must be true or false");
-      return JSON.parse(this.#inner.settle(0, integer("hold", hold), o.success, nowMicros(o.now)));
+      return this.#inner.settle(0, integer("hold", hold), o.success, nowMicros(o.now)) ? "held" : "lapsed";
     }
     /** Plain, JSON-serializable state. */
-    exportState() { return { v: 1, state: JSON.parse(this.#inner.exportState()) }; }
+    exportState() { return { v: 1, state: modelStateOf(this.#inner.exportState()) }; }
     /** Restore a state from `exportState()`. */
     importState(state) {
       const s = options(state, "state", ["v", "state"]);
-      if (s.v !== 1 || !this.#inner.importState(JSON.stringify(s.state))) throw new TypeError("state is not a ModelQuota state from exportState()");
+      const flat = s.v === 1 ? modelStateFlat(s.state) : null;
+      if (!flat || !this.#inner.importState(flat)) throw new TypeError("state is not a ModelQuota state from exportState()");
       return this;
     }
     /** @internal the wasm quota */

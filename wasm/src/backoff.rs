@@ -7,7 +7,7 @@ use ratebound_core::wire;
 use ratebound_core::{Duration, Instant};
 use wasm_bindgen::prelude::*;
 
-use crate::{config_error, int, valid};
+use crate::{config_field, int, valid};
 
 /// A backoff policy with one running sequence's state.
 ///
@@ -41,9 +41,9 @@ impl Backoff {
             Duration::from_micros(int(initial_us)),
             Duration::from_micros(int(cap_us)),
         )
-        .map_err(config_error)?
+        .map_err(config_field)?
         .with_factor(factor_num, factor_den)
-        .map_err(config_error)?
+        .map_err(config_field)?
         .with_jitter(jitter);
         cfg = if max_retries < 0.0 {
             cfg.without_max_retries()
@@ -139,7 +139,7 @@ impl RetryBudget {
     #[wasm_bindgen(constructor)]
     pub fn new(max_tokens: u32, ratio_milli: u32) -> Result<RetryBudget, JsValue> {
         Ok(RetryBudget {
-            cfg: CoreBudget::new(max_tokens, ratio_milli).map_err(config_error)?,
+            cfg: CoreBudget::new(max_tokens, ratio_milli).map_err(config_field)?,
             st: RetryBudgetState::default(),
         })
     }

@@ -1,19 +1,36 @@
 //! Budget windows (feature `budget`, shipped as the separate module
-//! `ratebound/budget` so the limiters stay small): JSON in for the config and
-//! state, JSON out for results, in exactly the shapes of the core trace
-//! fixtures (`fixtures/README.md`): `{"ok": …}` or `{"error": "<code>"}`.
+//! `ratebound/budget`): config, state and results as flat arrays of
+//! numbers ([`flat`](crate::flat)); `node/src/budget-codec.js` reads and
+//! writes the same layouts. Errors throw core's code (`exceeds_limit`,
+//! `unknown_reservation`, `no_reservation_slots`); config errors throw
+//! `field`, a tab and core's message.
+//!
+//! Layouts (µs for times; `-1` for none; dimensions by core's
+//! `wire::dimension_code`, 1 requests, 2 tokens, 3 cost; a horizon as its
+//! length in µs, 0 for a calendar month):
+//! - config: `max_tokens_per_request, max_cost_per_request, utc_offset_secs,
+//!   hold_ttl, throttle_after_bp, throttle_min_delay, n, threshold_bp × n,
+//!   m, (dimension, horizon, max) × m`;
+//! - alerts: `n, (kind (0 threshold, 1 limit hit), limit, dimension,
+//!   horizon, threshold_bp, utilization_bp, at, window_start) × n`;
+//! - a denial: `reason (0 limit, 1 throttled, 2 too many reservations),
+//!   retry_at, limit`;
+//! - state: `last, next_id, throttle_until, w (core's `MAX_LIMITS`),
+//!   (start, used, reserved, fired, kind, limit) × w, n, (id, at, expires,
+//!   requests, tokens, cost, lapsed) × n`.
 
 use alloc::boxed::Box;
-use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 
 use ratebound_core::budget::{
-    Admission, Budget as CoreBudget, BudgetConfig, BudgetState, Reservation, Usage,
+    Admission, Alert, AlertKind, Budget as CoreBudget, BudgetConfig, BudgetError, BudgetState,
+    Denial, DenyReason, Dimension, Hold, Horizon, Reservation, Throttle, Usage, WindowLimit,
+    WindowUsage, MAX_LIMITS,
 };
-use ratebound_core::Instant;
-use serde::Serialize;
-use serde_json::{json, Value};
+use ratebound_core::{wire, Duration, Instant};
 use wasm_bindgen::prelude::*;
 
+use crate::flat::{config_error, malformed, Out, Reader};
 use crate::{int, valid};
 
 enum State {
@@ -38,14 +55,6 @@ pub struct Budget {
     st: State,
 }
 
-fn to_value<T: Serialize>(t: &T) -> Value {
-    serde_json::to_value(t).unwrap_or(Value::Null)
-}
-
-fn ok(v: Value) -> String {
-    json!({ "ok": v }).to_string()
-}
-
 fn usage(requests: f64, tokens: f64, cost: f64) -> Usage {
     Usage {
         requests: int(requests),
@@ -54,19 +63,189 @@ fn usage(requests: f64, tokens: f64, cost: f64) -> Usage {
     }
 }
 
+fn dimension(code: u64) -> Option<Dimension> {
+    [Dimension::Requests, Dimension::Tokens, Dimension::Cost]
+        .into_iter()
+        .find(|&d| wire::dimension_code(d) == code)
+}
+
+fn horizon_us(h: Horizon) -> u64 {
+    match h {
+        Horizon::Fixed(d) => d.as_micros(),
+        Horizon::CalendarMonth => 0,
+    }
+}
+
+/// A config from its flat layout; `None` when malformed.
+fn read_config(v: &[f64]) -> Option<BudgetConfig> {
+    let mut r = Reader::new(v);
+    let mut c = BudgetConfig::new();
+    c.max_tokens_per_request = r.opt()?;
+    c.max_cost_per_request = r.opt()?;
+    c.utc_offset_secs = i32::try_from(r.signed()?).ok()?;
+    c.hold_ttl = Duration::from_micros(r.int()?);
+    let after = r.opt()?;
+    let min_delay = Duration::from_micros(r.int()?);
+    c.throttle = match after {
+        Some(bp) => Some(Throttle {
+            after_bp: u16::try_from(bp).ok()?,
+            min_delay,
+        }),
+        None => None,
+    };
+    for _ in 0..r.int()? {
+        c.alert_thresholds_bp
+            .push(u16::try_from(r.int()?).ok()?)
+            .ok()?;
+    }
+    for _ in 0..r.int()? {
+        let dimension = dimension(r.int()?)?;
+        let horizon = match r.int()? {
+            0 => Horizon::CalendarMonth,
+            us => Horizon::Fixed(Duration::from_micros(us)),
+        };
+        let max = r.int()?;
+        c.limits
+            .push(WindowLimit {
+                dimension,
+                horizon,
+                max,
+            })
+            .ok()?;
+    }
+    r.done().then_some(c)
+}
+
+fn write_config(c: &BudgetConfig) -> Vec<f64> {
+    let mut o = Out::default();
+    o.opt(c.max_tokens_per_request).opt(c.max_cost_per_request);
+    o.0.push(f64::from(c.utc_offset_secs));
+    o.int(c.hold_ttl.as_micros())
+        .opt(c.throttle.map(|t| u64::from(t.after_bp)))
+        .int(c.throttle.map_or(0, |t| t.min_delay.as_micros()))
+        .int(c.alert_thresholds_bp.len() as u64);
+    for &bp in &c.alert_thresholds_bp {
+        o.int(u64::from(bp));
+    }
+    o.int(c.limits.len() as u64);
+    for l in &c.limits {
+        o.int(wire::dimension_code(l.dimension))
+            .int(horizon_us(l.horizon))
+            .int(l.max);
+    }
+    o.0
+}
+
+fn alerts(o: &mut Out, alerts: &[Alert]) {
+    o.int(alerts.len() as u64);
+    for a in alerts {
+        o.flag(a.kind == AlertKind::LimitHit)
+            .int(u64::from(a.limit))
+            .int(wire::dimension_code(a.dimension))
+            .int(horizon_us(a.horizon))
+            .int(u64::from(a.threshold_bp))
+            .int(a.utilization_bp)
+            .int(a.at.as_micros())
+            .int(a.window_start.as_micros());
+    }
+}
+
+fn denial(o: &mut Out, d: &Denial) {
+    let reason = match d.reason {
+        DenyReason::Limit => 0,
+        DenyReason::Throttled => 1,
+        DenyReason::TooManyReservations => 2,
+    };
+    o.int(reason)
+        .int(d.retry_at.as_micros())
+        .opt(d.limit.map(u64::from));
+}
+
+fn usage_out(o: &mut Out, u: &Usage) {
+    o.int(u.requests).int(u.tokens).int(u.cost);
+}
+
+fn error(e: BudgetError) -> JsValue {
+    JsValue::from_str(e.code())
+}
+
+fn read_state<const R: usize>(v: &[f64]) -> Option<BudgetState<R>> {
+    let mut r = Reader::new(v);
+    let mut s = BudgetState::<R> {
+        last: r.int()?,
+        next_id: r.int()?,
+        throttle_until: r.int()?,
+        ..BudgetState::default()
+    };
+    if r.int()? != MAX_LIMITS as u64 {
+        return None;
+    }
+    for w in s.windows.iter_mut() {
+        *w = WindowUsage {
+            start: r.int()?,
+            used: r.int()?,
+            reserved: r.int()?,
+            fired: u8::try_from(r.int()?).ok()?,
+            kind: r.int()?,
+            limit: r.int()?,
+        };
+    }
+    for _ in 0..r.int()? {
+        let hold = Hold {
+            id: r.int()?,
+            at: r.int()?,
+            expires: r.int()?,
+            usage: Usage {
+                requests: r.int()?,
+                tokens: r.int()?,
+                cost: r.int()?,
+            },
+            lapsed: match r.int()? {
+                0 => false,
+                1 => true,
+                _ => return None,
+            },
+        };
+        s.holds.push(hold).ok()?;
+    }
+    r.done().then_some(s)
+}
+
+fn write_state<const R: usize>(s: &BudgetState<R>) -> Vec<f64> {
+    let mut o = Out::default();
+    o.int(s.last)
+        .int(s.next_id)
+        .int(s.throttle_until)
+        .int(s.windows.len() as u64);
+    for w in &s.windows {
+        o.int(w.start)
+            .int(w.used)
+            .int(w.reserved)
+            .int(u64::from(w.fired))
+            .int(w.kind)
+            .int(w.limit);
+    }
+    o.int(s.holds.len() as u64);
+    for h in &s.holds {
+        o.int(h.id).int(h.at).int(h.expires);
+        usage_out(&mut o, &h.usage);
+        o.flag(h.lapsed);
+    }
+    o.0
+}
+
 #[wasm_bindgen]
 impl Budget {
-    /// A budget from its config as JSON (core's serde form); `hold_slots` 4
-    /// or 64 concurrent reservations. Throws a message naming what is wrong.
+    /// A budget from its flat config; `hold_slots` 4 or 64 concurrent
+    /// reservations. Throws `field`, a tab and core's message.
     #[wasm_bindgen(constructor)]
-    pub fn new(config_json: &str, hold_slots: u32) -> Result<Budget, JsValue> {
-        let cfg: BudgetConfig =
-            serde_json::from_str(config_json).map_err(|e| JsValue::from_str(&e.to_string()))?;
-        let cfg = CoreBudget::new(cfg).map_err(|e| JsValue::from_str(&e.to_string()))?;
+    pub fn new(config: &[f64], hold_slots: u32) -> Result<Budget, JsValue> {
+        let cfg = read_config(config).ok_or_else(malformed)?;
+        let cfg = CoreBudget::new(cfg).map_err(config_error)?;
         let st = match hold_slots {
             4 => State::S4(Box::default()),
             64 => State::S64(Box::default()),
-            _ => return Err(JsValue::from_str("holdSlots must be 4 or 64")),
+            _ => return Err(JsValue::from_str("holdSlots\tholdSlots must be 4 or 64")),
         };
         Ok(Budget { cfg, st })
     }
@@ -76,21 +255,19 @@ impl Budget {
     /// `ratebound/redis`.
     #[cfg(feature = "redis")]
     #[wasm_bindgen(js_name = redisConfig)]
-    pub fn redis_config(&self, hold_slots: u32) -> alloc::vec::Vec<f64> {
-        let mut out = alloc::vec::Vec::new();
-        ratebound_core::wire::budget_script_config(&self.cfg, u64::from(hold_slots), |x| {
-            out.push(x as f64)
-        });
+    pub fn redis_config(&self, hold_slots: u32) -> Vec<f64> {
+        let mut out = Vec::new();
+        wire::budget_script_config(&self.cfg, u64::from(hold_slots), |x| out.push(x as f64));
         out
     }
 
-    /// One of `replicas` replicas' share of this budget's config, as JSON
+    /// One of `replicas` replicas' share of this budget's config, flat
     /// (core's `BudgetConfig::share`), for `ratebound/redis`'s local
     /// fallback.
     #[cfg(feature = "redis")]
     #[wasm_bindgen(js_name = shareConfig)]
-    pub fn share_config(&self, replicas: u32) -> String {
-        to_value(&self.cfg.config().share(replicas)).to_string()
+    pub fn share_config(&self, replicas: u32) -> Vec<f64> {
+        write_config(&self.cfg.config().share(replicas))
     }
 
     /// The largest amount of one dimension a call may carry (core's
@@ -103,73 +280,66 @@ impl Budget {
 
     /// `""` when `usage` can fit this budget at all, else core's error code
     /// (`exceeds_limit`): core's own check, on an empty state, made before a
-    /// call goes to Redis.
+    /// call goes to Redis (on a state of the 4-slot kind this module has
+    /// code for already: the slots play no part in it).
     #[cfg(feature = "redis")]
     #[wasm_bindgen(js_name = usageError)]
-    pub fn usage_error(&self, requests: f64, tokens: f64, cost: f64) -> String {
+    pub fn usage_error(&self, requests: f64, tokens: f64, cost: f64) -> alloc::string::String {
         match self.cfg.peek(
-            &BudgetState::<0>::default(),
+            &BudgetState::<4>::default(),
             Instant::ZERO,
             usage(requests, tokens, cost),
         ) {
-            Ok(_) => String::new(),
-            Err(e) => e.code().to_string(),
+            Ok(_) => alloc::string::String::new(),
+            Err(e) => e.code().into(),
         }
     }
 
-    /// The validated config, as JSON.
-    #[wasm_bindgen(js_name = configJson)]
-    pub fn config_json(&self) -> String {
-        to_value(&self.cfg).to_string()
+    /// The validated config, flat.
+    pub fn config(&self) -> Vec<f64> {
+        write_config(self.cfg.config())
     }
 
     /// Change the config, keeping the state (core's
-    /// `Budget::reconfigure`): `{"ok":"kept"}`, or `{"error":{"field",
-    /// "message"}}` when the config is invalid or the state would not keep
-    /// its meaning under it (nothing changes then).
-    pub fn reconfigure(&mut self, config_json: &str) -> String {
-        let refused = |field: &str, message: String| {
-            json!({ "error": { "field": field, "message": message } }).to_string()
-        };
-        let cfg: BudgetConfig = match serde_json::from_str(config_json) {
-            Ok(c) => c,
-            Err(e) => return refused("config", e.to_string()),
-        };
-        match self.cfg.reconfigure(cfg) {
-            Ok(new) => {
-                self.cfg = new;
-                ok(json!("kept"))
-            }
-            Err(e) => {
-                let field = match e {
-                    ratebound_core::ConfigError::Zero { field }
-                    | ratebound_core::ConfigError::TooLarge { field, .. }
-                    | ratebound_core::ConfigError::Invalid { field, .. } => field,
-                    _ => "config",
-                };
-                refused(field, e.to_string())
-            }
-        }
+    /// `Budget::reconfigure`); throws `field`, a tab and core's message
+    /// when the config is invalid or the state would not keep its meaning
+    /// under it (nothing changes then).
+    pub fn reconfigure(&mut self, config: &[f64]) -> Result<(), JsValue> {
+        let cfg = read_config(config).ok_or_else(malformed)?;
+        self.cfg = self.cfg.reconfigure(cfg).map_err(config_error)?;
+        Ok(())
     }
 
-    /// Hold an estimate until settled, released or lapsed.
-    pub fn reserve(&mut self, now_us: f64, requests: f64, tokens: f64, cost: f64) -> String {
+    /// Hold an estimate until settled, released or lapsed: `1, id,
+    /// requests, tokens, cost, expires, alerts…` or `0, denial…, alerts…`.
+    pub fn reserve(
+        &mut self,
+        now_us: f64,
+        requests: f64,
+        tokens: f64,
+        cost: f64,
+    ) -> Result<Vec<f64>, JsValue> {
         let now = Instant::from_micros(int(now_us));
         let u = usage(requests, tokens, cost);
-        let r = with_state!(&mut self.st, |s| self.cfg.reserve(&mut **s, now, u));
-        match r {
-            Ok(r) => {
-                let admission = match r.admission {
-                    Admission::Granted(h) => json!({ "granted": to_value(&h) }),
-                    Admission::Denied(d) => json!({ "denied": to_value(&d) }),
-                };
-                ok(json!({ "admission": admission, "alerts": to_value(&r.alerts) }))
+        let r = with_state!(&mut self.st, |s| self.cfg.reserve(&mut **s, now, u)).map_err(error)?;
+        let mut o = Out::default();
+        match r.admission {
+            Admission::Granted(h) => {
+                o.int(1).int(h.id);
+                usage_out(&mut o, &h.usage);
+                o.int(h.expires.as_micros());
             }
-            Err(e) => error(e.code()),
+            Admission::Denied(d) => {
+                o.int(0);
+                denial(&mut o, &d);
+            }
         }
+        alerts(&mut o, &r.alerts);
+        Ok(o.0)
     }
 
-    /// Charge the actual usage of reservation `id`, freeing its hold.
+    /// Charge the actual usage of reservation `id`, freeing its hold:
+    /// `requests, tokens, cost (charged), late, alerts…`.
     pub fn settle(
         &mut self,
         now_us: f64,
@@ -177,63 +347,100 @@ impl Budget {
         requests: f64,
         tokens: f64,
         cost: f64,
-    ) -> String {
+    ) -> Result<Vec<f64>, JsValue> {
         let now = Instant::from_micros(int(now_us));
         let u = usage(requests, tokens, cost);
         let r = held(id, now);
-        match with_state!(&mut self.st, |s| self.cfg.settle(&mut **s, now, r, u)) {
-            Ok(v) => ok(to_value(&v)),
-            Err(e) => error(e.code()),
-        }
+        let v =
+            with_state!(&mut self.st, |s| self.cfg.settle(&mut **s, now, r, u)).map_err(error)?;
+        let mut o = Out::default();
+        usage_out(&mut o, &v.charged);
+        o.flag(v.late);
+        alerts(&mut o, &v.alerts);
+        Ok(o.0)
     }
 
     /// Free reservation `id` unused.
-    pub fn release(&mut self, now_us: f64, id: f64) -> String {
+    pub fn release(&mut self, now_us: f64, id: f64) -> Result<(), JsValue> {
         let now = Instant::from_micros(int(now_us));
         let r = held(id, now);
-        match with_state!(&mut self.st, |s| self.cfg.release(&mut **s, now, r)) {
-            Ok(()) => ok(Value::Null),
-            Err(e) => error(e.code()),
-        }
+        with_state!(&mut self.st, |s| self.cfg.release(&mut **s, now, r)).map_err(error)
     }
 
-    /// Record usage that already happened (never refused).
-    pub fn record(&mut self, now_us: f64, requests: f64, tokens: f64, cost: f64) -> String {
+    /// Record usage that already happened (never refused): `alerts…`.
+    pub fn record(&mut self, now_us: f64, requests: f64, tokens: f64, cost: f64) -> Vec<f64> {
         let now = Instant::from_micros(int(now_us));
         let u = usage(requests, tokens, cost);
-        ok(to_value(&with_state!(&mut self.st, |s| self
-            .cfg
-            .record(&mut **s, now, u))))
+        let a = with_state!(&mut self.st, |s| self.cfg.record(&mut **s, now, u));
+        let mut o = Out::default();
+        alerts(&mut o, &a);
+        o.0
     }
 
-    /// Spend if it fits now (reserve and settle in one).
+    /// Spend if it fits now (reserve and settle in one): `0, alerts…`
+    /// (charged) or `1, denial…, alerts…`.
     #[wasm_bindgen(js_name = trySpend)]
-    pub fn try_spend(&mut self, now_us: f64, requests: f64, tokens: f64, cost: f64) -> String {
+    pub fn try_spend(
+        &mut self,
+        now_us: f64,
+        requests: f64,
+        tokens: f64,
+        cost: f64,
+    ) -> Result<Vec<f64>, JsValue> {
         let now = Instant::from_micros(int(now_us));
         let u = usage(requests, tokens, cost);
-        match with_state!(&mut self.st, |s| self.cfg.try_spend(&mut **s, now, u)) {
-            Ok(v) => ok(to_value(&v)),
-            Err(e) => error(e.code()),
+        let v =
+            with_state!(&mut self.st, |s| self.cfg.try_spend(&mut **s, now, u)).map_err(error)?;
+        let mut o = Out::default();
+        o.flag(v.denied.is_some());
+        if let Some(d) = &v.denied {
+            denial(&mut o, d);
         }
+        alerts(&mut o, &v.alerts);
+        Ok(o.0)
     }
 
     /// What `reserve` / `trySpend` would decide at `now_us`, changing
-    /// nothing: `{"ok": null}` (it fits) or `{"ok": <denial>}`.
-    pub fn peek(&self, now_us: f64, requests: f64, tokens: f64, cost: f64) -> String {
+    /// nothing: empty (it fits) or a denial.
+    pub fn peek(
+        &self,
+        now_us: f64,
+        requests: f64,
+        tokens: f64,
+        cost: f64,
+    ) -> Result<Vec<f64>, JsValue> {
         let now = Instant::from_micros(int(now_us));
         let u = usage(requests, tokens, cost);
-        match with_state!(&self.st, |s| self.cfg.peek(&**s, now, u)) {
-            Ok(v) => ok(to_value(&v)),
-            Err(e) => error(e.code()),
+        let v = with_state!(&self.st, |s| self.cfg.peek(&**s, now, u)).map_err(error)?;
+        let mut o = Out::default();
+        if let Some(d) = &v {
+            denial(&mut o, d);
         }
+        Ok(o.0)
     }
 
-    /// Usage, reservations and windows at `now_us`.
-    pub fn status(&self, now_us: f64) -> String {
+    /// Usage, reservations and windows at `now_us`: `throttled,
+    /// throttle_until, holds, n, (dimension, horizon, max, used, reserved,
+    /// utilization_bp, window_start, window_end) × n`.
+    pub fn status(&self, now_us: f64) -> Vec<f64> {
         let now = Instant::from_micros(int(now_us));
-        ok(to_value(&with_state!(&self.st, |s| self
-            .cfg
-            .status(&**s, now))))
+        let s = with_state!(&self.st, |s| self.cfg.status(&**s, now));
+        let mut o = Out::default();
+        o.flag(s.throttled)
+            .opt(s.throttle_until.map(Instant::as_micros))
+            .int(s.holds as u64)
+            .int(s.limits.len() as u64);
+        for l in &s.limits {
+            o.int(wire::dimension_code(l.limit.dimension))
+                .int(horizon_us(l.limit.horizon))
+                .int(l.limit.max)
+                .int(l.used)
+                .int(l.reserved)
+                .int(l.utilization_bp)
+                .int(l.window_start.as_micros())
+                .int(l.window_end.as_micros());
+        }
+        o.0
     }
 
     /// Forget all usage and holds (reservation ids stay unique).
@@ -241,36 +448,20 @@ impl Budget {
         with_state!(&mut self.st, |s| self.cfg.reset(&mut **s));
     }
 
-    /// The state as JSON (core's serde form).
+    /// The state, flat.
     #[wasm_bindgen(js_name = exportState)]
-    pub fn export_state(&self) -> String {
-        with_state!(&self.st, |s| to_value(&**s)).to_string()
+    pub fn export_state(&self) -> Vec<f64> {
+        with_state!(&self.st, |s| write_state(&**s))
     }
 
     /// Restore `exportState`; false (unchanged) if malformed.
     #[wasm_bindgen(js_name = importState)]
-    pub fn import_state(&mut self, json: &str) -> bool {
+    pub fn import_state(&mut self, v: &[f64]) -> bool {
         match &mut self.st {
-            State::S4(s) => match serde_json::from_str(json) {
-                Ok(v) => {
-                    **s = v;
-                    true
-                }
-                Err(_) => false,
-            },
-            State::S64(s) => match serde_json::from_str(json) {
-                Ok(v) => {
-                    **s = v;
-                    true
-                }
-                Err(_) => false,
-            },
+            State::S4(s) => read_state(v).map(|n| **s = n).is_some(),
+            State::S64(s) => read_state(v).map(|n| **s = n).is_some(),
         }
     }
-}
-
-fn error(code: &str) -> String {
-    json!({ "error": code }).to_string()
 }
 
 /// The reservation `id` as settle/release need it (they look it up by id).

@@ -14,7 +14,8 @@ use ratebound_core::{
 };
 use wasm_bindgen::prelude::*;
 
-use crate::{config_error, int, Last};
+use crate::limiters::Last;
+use crate::{config_field, int};
 
 /// Which slots are in use, and when each was last used: one copy of this
 /// code for every kind of limiter (the states are in a plain `Vec`).
@@ -277,7 +278,7 @@ impl KeyedStore {
             int(amount),
             Duration::from_micros(int(period_us)),
         )
-        .map_err(config_error)?;
+        .map_err(config_field)?;
         Ok(Self::of(
             Kind::Gcra(Store::new(g, max_keys(max))),
             evict_lru,
@@ -300,15 +301,15 @@ impl KeyedStore {
         );
         let kind = match int(slots) {
             8 => Kind::Log8(Store::new(
-                CoreLog::new(limit, window).map_err(config_error)?,
+                CoreLog::new(limit, window).map_err(config_field)?,
                 max,
             )),
             64 => Kind::Log64(Store::new(
-                CoreLog::new(limit, window).map_err(config_error)?,
+                CoreLog::new(limit, window).map_err(config_field)?,
                 max,
             )),
             256 => Kind::Log256(Store::new(
-                CoreLog::new(limit, window).map_err(config_error)?,
+                CoreLog::new(limit, window).map_err(config_field)?,
                 max,
             )),
             _ => return Err(JsValue::from_str("slots")),
@@ -325,7 +326,7 @@ impl KeyedStore {
         evict_lru: bool,
     ) -> Result<KeyedStore, JsValue> {
         let c = CoreCounter::new(int(limit), Duration::from_micros(int(window_us)))
-            .map_err(config_error)?;
+            .map_err(config_field)?;
         Ok(Self::of(
             Kind::Counter(Store::new(c, max_keys(max))),
             evict_lru,

@@ -7,14 +7,16 @@
 //!
 //! Status codes returned by `check`-like methods: `1` allowed, `0` denied,
 //! `-1` the cost can never fit (an error, not a denial).
+//!
+//! Two modules are built from this crate, neither carrying the other's
+//! code: feature `limiters` (the main entry `ratebound`: GCRA, sliding
+//! windows, the keyed store, backoff) and features `budget` + `redis`
+//! (`ratebound/budget`, whose config, state and results are flat arrays of
+//! numbers, and what `ratebound/redis` takes from core).
 
 #![cfg_attr(all(target_arch = "wasm32", not(feature = "std")), no_std)]
 
 extern crate alloc;
-
-use alloc::boxed::Box;
-use alloc::vec;
-use alloc::vec::Vec;
 
 // Without std on wasm32: a small allocator, and panics trap (core never
 // panics on input; this is for bugs only, and keeps `core::fmt` out).
@@ -28,14 +30,28 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
     core::arch::wasm32::unreachable()
 }
 
-use ratebound_core::{
-    ConfigError, CostError, Decision, Duration, Gcra as CoreGcra, GcraState, Instant, Limiter,
-    LogEntry, SlidingCounter as CoreCounter, SlidingCounterState, SlidingLog as CoreLog,
-    SlidingLogState,
-};
+#[cfg(any(feature = "limiters", feature = "redis"))]
+use ratebound_core::ConfigError;
+#[cfg(any(feature = "limiters", feature = "redis"))]
+use wasm_bindgen::prelude::*;
 
+#[cfg(feature = "limiters")]
 mod backoff;
+#[cfg(feature = "limiters")]
+pub use backoff::{Backoff, RetryBudget};
+// Before `keyed`, which uses its `decision_getters!`.
+#[cfg(feature = "limiters")]
+#[macro_use]
+mod limiters;
+#[cfg(feature = "limiters")]
+pub use limiters::{Gcra, SlidingCounter, SlidingLog};
+#[cfg(feature = "limiters")]
+mod keyed;
+#[cfg(feature = "limiters")]
+pub use keyed::KeyedStore;
+#[cfg(any(feature = "limiters", feature = "redis"))]
 mod policy;
+#[cfg(any(feature = "limiters", feature = "redis"))]
 pub use policy::policy_fold;
 #[cfg(feature = "redis")]
 mod redis;
@@ -43,22 +59,30 @@ mod redis;
 pub use redis::{gcra_redis_args, gcra_share, redis_key, redis_key_parts_valid, share_of_limit};
 #[cfg(feature = "budget")]
 mod budget;
-pub use backoff::{Backoff, RetryBudget};
+#[cfg(feature = "budget")]
+mod flat;
 #[cfg(feature = "budget")]
 pub use budget::Budget;
 #[cfg(feature = "budget")]
 mod model_quota;
 #[cfg(feature = "budget")]
 pub use model_quota::ModelQuota;
-use wasm_bindgen::prelude::*;
 
 /// A JS number to `u64`: callers validate; anything odd saturates safely
 /// (NaN and negatives to 0, huge values to `u64::MAX`).
+#[cfg(any(feature = "limiters", feature = "budget", feature = "redis"))]
 fn int(x: f64) -> u64 {
     x as u64
 }
 
-fn config_error(e: ConfigError) -> JsValue {
+/// True for a JS number that is an integer in `0..=2^53 − 1`.
+#[cfg(any(feature = "limiters", feature = "budget"))]
+fn valid(x: f64) -> bool {
+    (0.0..=9_007_199_254_740_991.0).contains(&x) && (x as u64) as f64 == x
+}
+
+#[cfg(any(feature = "limiters", feature = "redis"))]
+fn config_field(e: ConfigError) -> JsValue {
     // A static field name; the JS wrapper turns it into a RangeError message.
     JsValue::from_str(match e {
         ConfigError::Zero { field }
@@ -67,380 +91,3 @@ fn config_error(e: ConfigError) -> JsValue {
         _ => "config",
     })
 }
-
-/// The last decision, read through getters after a `check`, or in one go
-/// from `out` (`[remaining, limit, reset_at, retry_at]`) through `outPtr`.
-#[derive(Default)]
-struct Last {
-    d: Option<Decision>,
-    out: [f64; 4],
-}
-
-/// A decision's status code (1 allowed, 0 denied, -1 the cost can never
-/// fit) without keeping its numbers.
-fn status(r: Result<Decision, CostError>) -> i32 {
-    match r {
-        Ok(d) => i32::from(d.allowed),
-        Err(_) => -1,
-    }
-}
-
-impl Last {
-    fn record(&mut self, d: Decision) {
-        self.out = [
-            d.remaining as f64,
-            d.limit as f64,
-            d.reset_at.as_micros() as f64,
-            d.retry_at.as_micros() as f64,
-        ];
-        self.d = Some(d);
-    }
-    fn set(&mut self, r: Result<Decision, CostError>) -> i32 {
-        match r {
-            Ok(d) => {
-                self.record(d);
-                i32::from(d.allowed)
-            }
-            Err(_) => {
-                self.d = None;
-                self.out = [0.0; 4];
-                -1
-            }
-        }
-    }
-    fn get(&self, f: impl Fn(&Decision) -> u64) -> f64 {
-        self.d.as_ref().map_or(0.0, |d| f(d) as f64)
-    }
-}
-
-macro_rules! decision_getters {
-    ($t:ty) => {
-        #[wasm_bindgen]
-        impl $t {
-            /// Remaining after the last decision.
-            pub fn remaining(&self) -> f64 {
-                self.last.get(|d| d.remaining)
-            }
-            /// The limiter's capacity.
-            pub fn limit(&self) -> f64 {
-                self.last.get(|d| d.limit)
-            }
-            /// Last decision's reset time (µs).
-            #[wasm_bindgen(js_name = resetAt)]
-            pub fn reset_at(&self) -> f64 {
-                self.last.get(|d| d.reset_at.as_micros())
-            }
-            /// Last decision's retry time (µs).
-            #[wasm_bindgen(js_name = retryAt)]
-            pub fn retry_at(&self) -> f64 {
-                self.last.get(|d| d.retry_at.as_micros())
-            }
-            /// Address in wasm memory of `[remaining, limit, resetAt, retryAt]`
-            /// of the last decision (f64s; stable for this object's life).
-            #[wasm_bindgen(js_name = outPtr)]
-            pub fn out_ptr(&self) -> *const f64 {
-                self.last.out.as_ptr()
-            }
-        }
-    };
-}
-
-/// A GCRA token bucket with its state.
-#[wasm_bindgen]
-pub struct Gcra {
-    cfg: CoreGcra,
-    st: GcraState,
-    last: Last,
-    taken: u64,
-}
-
-#[wasm_bindgen]
-impl Gcra {
-    /// `capacity` tokens refilled with `amount` per `period_us`; throws the
-    /// offending field's name on a bad config.
-    #[wasm_bindgen(constructor)]
-    pub fn new(capacity: f64, amount: f64, period_us: f64) -> Result<Gcra, JsValue> {
-        let cfg = CoreGcra::new(
-            int(capacity),
-            int(amount),
-            Duration::from_micros(int(period_us)),
-        )
-        .map_err(config_error)?;
-        Ok(Gcra {
-            cfg,
-            st: GcraState::default(),
-            last: Last::default(),
-            taken: 0,
-        })
-    }
-    /// Consume `cost` at `now_us` if allowed.
-    pub fn check(&mut self, now_us: f64, cost: f64) -> i32 {
-        self.last.set(
-            self.cfg
-                .check(&mut self.st, Instant::from_micros(int(now_us)), int(cost)),
-        )
-    }
-    /// What `check` would say.
-    pub fn peek(&mut self, now_us: f64, cost: f64) -> i32 {
-        self.last.set(
-            self.cfg
-                .peek(&self.st, Instant::from_micros(int(now_us)), int(cost)),
-        )
-    }
-    /// `check`'s status alone (the decision's numbers are not kept): the
-    /// JS `allow()`.
-    pub fn allow(&mut self, now_us: f64, cost: f64) -> i32 {
-        status(
-            self.cfg
-                .check(&mut self.st, Instant::from_micros(int(now_us)), int(cost)),
-        )
-    }
-    /// Take up to `n`; returns core's status (`1` allowed, `0` denied) and
-    /// leaves how many were taken in [`taken`](Gcra::taken).
-    #[wasm_bindgen(js_name = atMost)]
-    pub fn at_most(&mut self, now_us: f64, n: f64) -> i32 {
-        let t = self
-            .cfg
-            .check_at_most(&mut self.st, Instant::from_micros(int(now_us)), int(n));
-        self.taken = t.taken;
-        self.last.set(Ok(t.decision))
-    }
-    /// Tokens taken by the last `atMost`.
-    pub fn taken(&self) -> f64 {
-        self.taken as f64
-    }
-    /// Give back up to `n` tokens, never above full.
-    pub fn refund(&mut self, now_us: f64, n: f64) -> i32 {
-        self.last.set(Ok(self.cfg.refund(
-            &mut self.st,
-            Instant::from_micros(int(now_us)),
-            int(n),
-        )))
-    }
-    /// True when the bucket is full at `now_us` (its state can be dropped).
-    #[wasm_bindgen(js_name = isIdle)]
-    pub fn is_idle(&self, now_us: f64) -> bool {
-        self.cfg
-            .is_full(&self.st, Instant::from_micros(int(now_us)))
-    }
-    /// The state as `[tat, rem]` (integers ≤ 2^53 − 1).
-    #[wasm_bindgen(js_name = exportState)]
-    pub fn export_state(&self) -> Vec<f64> {
-        vec![self.st.tat as f64, self.st.rem as f64]
-    }
-    /// Restore a state made by `exportState`; false (and unchanged) if malformed.
-    #[wasm_bindgen(js_name = importState)]
-    pub fn import_state(&mut self, s: &[f64]) -> bool {
-        match s {
-            [tat, rem] if valid(*tat) && valid(*rem) => {
-                self.st = GcraState {
-                    tat: int(*tat),
-                    rem: int(*rem),
-                };
-                true
-            }
-            _ => false,
-        }
-    }
-}
-decision_getters!(Gcra);
-
-mod keyed;
-pub use keyed::KeyedStore;
-
-fn valid(x: f64) -> bool {
-    (0.0..=9_007_199_254_740_991.0).contains(&x) && (x as u64) as f64 == x
-}
-
-/// A sliding log of one of the supported slot counts.
-enum Log {
-    S8(CoreLog<8>, Box<SlidingLogState<8>>),
-    S64(CoreLog<64>, Box<SlidingLogState<64>>),
-    S256(CoreLog<256>, Box<SlidingLogState<256>>),
-}
-
-macro_rules! with_log {
-    ($log:expr, |$l:ident, $s:ident| $body:expr) => {
-        match $log {
-            Log::S8($l, $s) => $body,
-            Log::S64($l, $s) => $body,
-            Log::S256($l, $s) => $body,
-        }
-    };
-}
-
-/// A sliding log in `slots` (8, 64 or 256) entries; beyond them entries merge
-/// conservatively (core's rule): never over the limit.
-#[wasm_bindgen]
-pub struct SlidingLog {
-    log: Log,
-    last: Last,
-}
-
-#[wasm_bindgen]
-impl SlidingLog {
-    /// `limit` per `window_us`, in a log of `slots` entries (8, 64 or 256;
-    /// anything else throws `"slots"`).
-    #[wasm_bindgen(constructor)]
-    pub fn new(limit: f64, window_us: f64, slots: f64) -> Result<SlidingLog, JsValue> {
-        let (limit, window) = (int(limit), Duration::from_micros(int(window_us)));
-        let log = match int(slots) {
-            8 => Log::S8(
-                CoreLog::new(limit, window).map_err(config_error)?,
-                Box::default(),
-            ),
-            64 => Log::S64(
-                CoreLog::new(limit, window).map_err(config_error)?,
-                Box::default(),
-            ),
-            256 => Log::S256(
-                CoreLog::new(limit, window).map_err(config_error)?,
-                Box::default(),
-            ),
-            _ => return Err(JsValue::from_str("slots")),
-        };
-        Ok(SlidingLog {
-            log,
-            last: Last::default(),
-        })
-    }
-    /// Consume `cost` at `now_us` if allowed.
-    pub fn check(&mut self, now_us: f64, cost: f64) -> i32 {
-        let now = Instant::from_micros(int(now_us));
-        let r = with_log!(&mut self.log, |l, s| l.check(s, now, int(cost)));
-        self.last.set(r)
-    }
-    /// `check`'s status alone (the JS `allow()`).
-    pub fn allow(&mut self, now_us: f64, cost: f64) -> i32 {
-        let now = Instant::from_micros(int(now_us));
-        status(with_log!(&mut self.log, |l, s| l.check(s, now, int(cost))))
-    }
-    /// What `check` would say.
-    pub fn peek(&mut self, now_us: f64, cost: f64) -> i32 {
-        let now = Instant::from_micros(int(now_us));
-        let r = with_log!(&self.log, |l, s| l.peek(s, now, int(cost)));
-        self.last.set(r)
-    }
-    /// True when nothing counts any more at `now_us` (the state can be dropped).
-    #[wasm_bindgen(js_name = isIdle)]
-    pub fn is_idle(&self, now_us: f64) -> bool {
-        let now = Instant::from_micros(int(now_us));
-        with_log!(&self.log, |l, s| Limiter::is_idle(l, &**s, now))
-    }
-    /// Restore a state made by `exportState`; false (and unchanged) if
-    /// malformed (odd length, non-integers, more entries than slots).
-    #[wasm_bindgen(js_name = importState)]
-    pub fn import_state(&mut self, v: &[f64]) -> bool {
-        if v.is_empty() || v.len().is_multiple_of(2) || !v.iter().all(|x| valid(*x)) {
-            return false;
-        }
-        with_log!(&mut self.log, |_l, s| {
-            match restore_log(v) {
-                Some(st) => {
-                    **s = st;
-                    true
-                }
-                None => false,
-            }
-        })
-    }
-    /// The state as `[last, at₀, cost₀, at₁, cost₁, …]`.
-    #[wasm_bindgen(js_name = exportState)]
-    pub fn export_state(&self) -> Vec<f64> {
-        with_log!(&self.log, |_l, s| {
-            let mut v = vec![s.last() as f64];
-            for e in s.entries() {
-                v.push(e.at as f64);
-                v.push(e.cost as f64);
-            }
-            v
-        })
-    }
-}
-decision_getters!(SlidingLog);
-
-fn restore_log<const N: usize>(v: &[f64]) -> Option<SlidingLogState<N>> {
-    let (last, flat) = v.split_first()?;
-    let entries = flat.chunks_exact(2).map(|c| match c {
-        [at, cost] => LogEntry {
-            at: int(*at),
-            cost: int(*cost),
-        },
-        _ => LogEntry { at: 0, cost: 0 },
-    });
-    SlidingLogState::from_parts(int(*last), entries)
-}
-
-/// An O(1) sliding window counter.
-#[wasm_bindgen]
-pub struct SlidingCounter {
-    cfg: CoreCounter,
-    st: SlidingCounterState,
-    last: Last,
-}
-
-#[wasm_bindgen]
-impl SlidingCounter {
-    /// `limit` per `window_us`.
-    #[wasm_bindgen(constructor)]
-    pub fn new(limit: f64, window_us: f64) -> Result<SlidingCounter, JsValue> {
-        let cfg = CoreCounter::new(int(limit), Duration::from_micros(int(window_us)))
-            .map_err(config_error)?;
-        Ok(SlidingCounter {
-            cfg,
-            st: SlidingCounterState::default(),
-            last: Last::default(),
-        })
-    }
-    /// Consume `cost` at `now_us` if allowed.
-    pub fn check(&mut self, now_us: f64, cost: f64) -> i32 {
-        self.last.set(
-            self.cfg
-                .check(&mut self.st, Instant::from_micros(int(now_us)), int(cost)),
-        )
-    }
-    /// `check`'s status alone (the JS `allow()`).
-    pub fn allow(&mut self, now_us: f64, cost: f64) -> i32 {
-        status(
-            self.cfg
-                .check(&mut self.st, Instant::from_micros(int(now_us)), int(cost)),
-        )
-    }
-    /// What `check` would say.
-    pub fn peek(&mut self, now_us: f64, cost: f64) -> i32 {
-        self.last.set(
-            self.cfg
-                .peek(&self.st, Instant::from_micros(int(now_us)), int(cost)),
-        )
-    }
-    /// True when nothing counts any more at `now_us` (the state can be dropped).
-    #[wasm_bindgen(js_name = isIdle)]
-    pub fn is_idle(&self, now_us: f64) -> bool {
-        Limiter::is_idle(&self.cfg, &self.st, Instant::from_micros(int(now_us)))
-    }
-    /// The state as `[start, prev, curr]`.
-    #[wasm_bindgen(js_name = exportState)]
-    pub fn export_state(&self) -> Vec<f64> {
-        vec![
-            self.st.start as f64,
-            self.st.prev as f64,
-            self.st.curr as f64,
-        ]
-    }
-    /// Restore a state made by `exportState`; false (and unchanged) if malformed.
-    #[wasm_bindgen(js_name = importState)]
-    pub fn import_state(&mut self, s: &[f64]) -> bool {
-        match s {
-            [a, b, c] if valid(*a) && valid(*b) && valid(*c) => {
-                self.st = SlidingCounterState {
-                    start: int(*a),
-                    prev: int(*b),
-                    curr: int(*c),
-                };
-                true
-            }
-            _ => false,
-        }
-    }
-}
-decision_getters!(SlidingCounter);

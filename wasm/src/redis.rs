@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use ratebound_core::{share::share_of, wire, Duration, Gcra as CoreGcra};
 use wasm_bindgen::prelude::*;
 
-use crate::{config_error, int};
+use crate::{config_field, int};
 
 /// `prefix{tag}:name` with the tag escaped (core's `wire::redis_key`).
 #[wasm_bindgen(js_name = redisKey)]
@@ -31,7 +31,7 @@ pub fn gcra_redis_args(capacity: f64, amount: f64, period_us: f64) -> Result<Vec
         int(amount),
         Duration::from_micros(int(period_us)),
     )
-    .map_err(config_error)?;
+    .map_err(config_field)?;
     Ok(wire::gcra_args(&g).iter().map(|&x| x as f64).collect())
 }
 
@@ -50,7 +50,7 @@ pub fn gcra_share(
         Duration::from_micros(int(period_us)),
     )
     .and_then(|g| g.share(replicas))
-    .map_err(config_error)?;
+    .map_err(config_field)?;
     Ok(Vec::from([
         g.capacity() as f64,
         g.amount() as f64,

@@ -6,6 +6,7 @@
 
 import { Budget, BudgetError, raw as wasm } from "../budget-node.js";
 import { CORE, FROM_CORE, usageArgs, alertOut, reservedOut, settledOut, spentOut, statusOut, denialOut } from "../budget-api.js";
+import { budgetConfigOf, configErrorOf } from "../budget-codec.js";
 import { integer, milliseconds, options } from "../validate.js";
 import { RedisUnavailableError } from "./errors.js";
 import { failoverOptions } from "./failover.js";
@@ -58,7 +59,7 @@ export class RedisBudget {
     if (f.localMaxKeys !== null) {
       // In-memory budgets hold 4 or 64 reservations: the nearest that covers holdSlots, at most 64.
       const slots = this.#slots <= 4 ? 4 : 64;
-      this.#local = new LocalKeys(f.localMaxKeys, () => new Budget(FROM_CORE, { json: this.#budget[CORE].shareConfig(this.#replicas), slots }));
+      this.#local = new LocalKeys(f.localMaxKeys, () => new Budget(FROM_CORE, { flat: this.#budget[CORE].shareConfig(this.#replicas), slots }));
     }
     this.#configured();
     this.config = Object.freeze({ ...this.#budget.config, holdSlots: this.#slots });
@@ -67,7 +68,7 @@ export class RedisBudget {
   /** The script's arguments and the limits its replies index, swapped together (a call in flight keeps the pair it started with). */
   #configured() {
     const inner = this.#budget[CORE];
-    this.#config = { args: Array.from(inner.redisConfig(this.#slots), (x) => String(x)), limits: JSON.parse(inner.configJson()).limits };
+    this.#config = { args: Array.from(inner.redisConfig(this.#slots), (x) => String(x)), limits: budgetConfigOf(inner.config()).limits };
   }
 
   /** True while the last call found Redis unavailable. */
@@ -87,8 +88,11 @@ export class RedisBudget {
     const share = this.#budget[CORE].shareConfig(this.#replicas);
     for (const local of this.#local?.values() ?? []) {
       // The same change as the whole budget's, which core accepted: a refusal here is a bug.
-      const r = JSON.parse(local[CORE].reconfigure(share));
-      if (r.error) throw new Error(`the local fallback refused the share of an accepted change: ${r.error.message}`);
+      try {
+        local[CORE].reconfigure(share);
+      } catch (e) {
+        throw new Error(`the local fallback refused the share of an accepted change: ${configErrorOf(e)?.message ?? e}`);
+      }
     }
     this.config = Object.freeze({ ...this.#budget.config, holdSlots: this.#slots });
     return this;

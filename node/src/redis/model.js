@@ -59,7 +59,7 @@ export class RedisModelQuota {
       } catch (e) {
         throw typeof e === "string" ? new RangeError(`replicas: ${e}`) : e;
       }
-      this.#local = new LocalKeys(f.localMaxKeys, () => new ModelQuota(FROM_CORE, { json: share }));
+      this.#local = new LocalKeys(f.localMaxKeys, () => new ModelQuota(FROM_CORE, { flat: share }));
     }
     this.config = this.#quota.config;
   }
