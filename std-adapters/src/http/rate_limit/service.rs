@@ -336,6 +336,60 @@ fn verdict<C: Clock + Clone, X, K, B: From<String>>(
     }
 }
 
+#[cfg(feature = "redis")]
+impl<S, C, X, K> RateLimit<S, C, X, K>
+where
+    C: Clock + Clone + Send + Sync + 'static,
+    X: Send + Sync + 'static,
+    K: Send + Sync + 'static,
+{
+    /// The Redis path, apart from `call`: its future is large, and built in
+    /// `call` it would enlarge the stack frame of every in-memory request.
+    #[inline(never)]
+    fn call_redis<ReqB, ResB>(
+        &mut self,
+        req: Request<ReqB>,
+        key: RateKey,
+        cost: u64,
+        span: Option<tracing::Span>,
+    ) -> ResponseFuture<S::Future, ResB, S::Error>
+    where
+        S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
+        S::Future: Send,
+        S::Error: Send,
+        ReqB: Send + 'static,
+        ResB: From<String> + Send + 'static,
+    {
+        // The clone is not ready; the ready one (self.inner) serves
+        // this call once the limits have answered.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let options = Arc::clone(&self.options);
+        let in_span = span.clone().unwrap_or_else(tracing::Span::none);
+        let decide = async move {
+            let decided = options.limits.check(key.as_bytes(), cost).await;
+            (verdict(&options, &key, decided, span.as_ref()), inner, req)
+        }
+        .instrument(in_span);
+        let fut = async move {
+            let (verdict, mut inner, req) = decide.await;
+            match verdict {
+                Verdict::Refuse(res) => Ok(res),
+                Verdict::Pass(headers) => {
+                    let mut out = inner.call(req).await;
+                    if let (Ok(res), Some(h)) = (&mut out, headers) {
+                        h.insert(res.headers_mut());
+                    }
+                    out
+                }
+            }
+        };
+        ResponseFuture {
+            kind: Kind::Waiting { fut: Box::pin(fut) },
+        }
+    }
+}
+
 impl<S, C, X, K, ReqB, ResB> Service<Request<ReqB>> for RateLimit<S, C, X, K>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
@@ -405,35 +459,7 @@ where
                 }
             }
             #[cfg(feature = "redis")]
-            AnyKeyedLimiter::Redis(_) => {
-                // The clone is not ready; the ready one (self.inner) serves
-                // this call once the limits have answered.
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                let options = Arc::clone(&self.options);
-                let in_span = span.clone().unwrap_or_else(tracing::Span::none);
-                let decide = async move {
-                    let decided = options.limits.check(key.as_bytes(), cost).await;
-                    (verdict(&options, &key, decided, span.as_ref()), inner, req)
-                }
-                .instrument(in_span);
-                let fut = async move {
-                    let (verdict, mut inner, req) = decide.await;
-                    match verdict {
-                        Verdict::Refuse(res) => Ok(res),
-                        Verdict::Pass(headers) => {
-                            let mut out = inner.call(req).await;
-                            if let (Ok(res), Some(h)) = (&mut out, headers) {
-                                h.insert(res.headers_mut());
-                            }
-                            out
-                        }
-                    }
-                };
-                ResponseFuture {
-                    kind: Kind::Waiting { fut: Box::pin(fut) },
-                }
-            }
+            AnyKeyedLimiter::Redis(_) => self.call_redis(req, key, cost, span),
         }
     }
 }
