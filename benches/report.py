@@ -79,10 +79,13 @@ def main():
         bare, _ = ns("http_layer_per_ip", "bare")
         ours, _ = ns("http_layer_per_ip", "ratebound")
         peer, _ = ns("http_layer_per_ip", "tower_governor")
+        noop, _ = ns("http_layer_per_ip", "noop_layer")
         lines.append("")
         lines.append(f"Per-IP layer on one axum handler (`--bench http_layer`, in process through `oneshot`, 1,024 clients): "
                      f"handler alone {fmt(bare)}; ratebound's `RateLimitLayer` adds {fmt(ours - bare)}, tower_governor's "
-                     f"`GovernorLayer` adds {fmt(peer - bare)}: **{(ours - bare) / (peer - bare):.2f}× tower_governor's added time** (goal ≤ 1.0).")
+                     f"`GovernorLayer` adds {fmt(peer - bare)}: **{(ours - bare) / (peer - bare):.2f}× tower_governor's added time** (goal ≤ 1.0). "
+                     f"A layer that does nothing adds {fmt(noop - bare)} (what axum charges any layer); beyond it, ratebound's "
+                     f"limiter takes {fmt(ours - noop)} and tower_governor's {fmt(peer - noop)}.")
     except FileNotFoundError:
         lines.append("")
         lines.append("Per-IP layer: not run.")
@@ -130,9 +133,14 @@ def main():
             ratio = f"{a / b:.2f}× the time" if kind == "time" else f"{b / a:.2f}× the throughput"
             lines.append(f"| {name} | {fmt(a)} | {fmt(b)} | {ratio} | {goal} |")
         if "http_layer_per_ip" in r:
-            bare, ours, peer = r["http_layer_per_ip"]
+            bare, ours, peer, *noop = r["http_layer_per_ip"]
             lines.append(f"| http_layer_per_ip (added to a {fmt(bare)} handler) | +{fmt(ours - bare)} | +{fmt(peer - bare)} "
                          f"(tower_governor) | {(ours - bare) / (peer - bare):.2f}× the added time | ≤ 1.0 |")
+            if noop:
+                floor = noop[0] - bare
+                lines.append(f"| http_layer_per_ip beyond a layer that does nothing (+{fmt(floor)}: what axum charges any layer) "
+                             f"| +{fmt(ours - noop[0])} | +{fmt(peer - noop[0])} (tower_governor) "
+                             f"| {(ours - noop[0]) / (peer - noop[0]):.2f}× the limiter's own time | — |")
     table = "\n".join(lines)
     readme = os.path.join(ROOT, "benches", "README.md")
     text = open(readme).read()

@@ -1,7 +1,7 @@
 //! The per-IP rate-limit layer's added time per request: one axum handler
-//! bare, behind ratebound's `RateLimitLayer` (in memory, `PeerIp`), and
-//! behind tower_governor's `GovernorLayer` (`PeerIpKeyExtractor`), in one
-//! run. Requests go in process through `tower::ServiceExt::oneshot`, from
+//! bare, behind ratebound's `RateLimitLayer` (in memory, `PeerIp`), behind
+//! tower_governor's `GovernorLayer` (`PeerIpKeyExtractor`), and behind a
+//! layer that does nothing (what axum charges any layer), in one run. Requests go in process through `tower::ServiceExt::oneshot`, from
 //! 1,024 client addresses in turn, every one admitted (both limits a million
 //! above the rate). `benches/report.py` turns the three means into the
 //! added-time ratio.
@@ -74,11 +74,15 @@ fn per_ip(c: &mut Criterion) {
         .finish()
         .unwrap();
     let peer = served(app().layer(GovernorLayer::new(config)));
+    let noop = served(app().layer(tower::util::MapResponseLayer::new(
+        |r: axum::response::Response| r,
+    )));
 
     let mut g = c.benchmark_group("http_layer_per_ip");
     g.bench_function("bare", |b| b.iter_custom(|n| run(&rt, &bare, n)));
     g.bench_function("ratebound", |b| b.iter_custom(|n| run(&rt, &ours, n)));
     g.bench_function("tower_governor", |b| b.iter_custom(|n| run(&rt, &peer, n)));
+    g.bench_function("noop_layer", |b| b.iter_custom(|n| run(&rt, &noop, n)));
     g.finish();
 }
 
