@@ -29,6 +29,7 @@
 //! # Ok::<(), Box<dyn core::error::Error>>(())
 //! ```
 
+use heapless::deque::DequeView;
 use heapless::Deque;
 
 use crate::error::{require_at_most, require_nonzero};
@@ -167,14 +168,57 @@ impl<const N: usize> SlidingLog<N> {
         Duration::from_micros(self.window)
     }
 
+    /// The rule the three methods below apply, apart from `N`: one copy of
+    /// the code serves every slot count (the state's deque is read through
+    /// its view, whose capacity is known at run time).
+    const fn rule(&self) -> Rule {
+        Rule {
+            limit: self.limit,
+            window: self.window,
+        }
+    }
+
+    /// Admit `cost` if it fits in the window at `now`; otherwise deny, changing
+    /// nothing. Errors when `cost > limit`.
+    pub fn check(
+        &self,
+        state: &mut SlidingLogState<N>,
+        now: Instant,
+        cost: u64,
+    ) -> Result<Decision, CostError> {
+        self.rule()
+            .check(state.entries.as_mut_view(), &mut state.last, now, cost)
+    }
+
+    /// What [`check`](SlidingLog::check) would decide, changing nothing.
+    pub fn peek(
+        &self,
+        state: &SlidingLogState<N>,
+        now: Instant,
+        cost: u64,
+    ) -> Result<Decision, CostError> {
+        self.rule()
+            .decide(state.entries.as_view(), state.last, now, cost)
+            .map(|(d, _, _)| d)
+    }
+}
+
+/// A sliding log's limit and window (µs), deciding on a log of any size.
+#[derive(Clone, Copy)]
+struct Rule {
+    limit: u64,
+    window: u64,
+}
+
+impl Rule {
     /// Expired entries at the front, and the live total. Entries are in time
     /// order when core wrote them; in a hand-made state an expired entry behind
     /// a live one keeps counting (conservative) until it reaches the front.
-    fn scan(&self, s: &SlidingLogState<N>, now: u64) -> (usize, u64) {
+    fn scan(&self, entries: &DequeView<LogEntry>, now: u64) -> (usize, u64) {
         let mut expired = 0;
         let mut used = 0u64;
         let mut prefix = true;
-        for e in s.entries.iter() {
+        for e in entries.iter() {
             if prefix && e.at.saturating_add(self.window) <= now {
                 expired += 1;
             } else {
@@ -187,7 +231,8 @@ impl<const N: usize> SlidingLog<N> {
 
     fn decide(
         &self,
-        s: &SlidingLogState<N>,
+        entries: &DequeView<LogEntry>,
+        last: u64,
         now: Instant,
         cost: u64,
     ) -> Result<(Decision, usize, Option<u64>), CostError> {
@@ -197,10 +242,10 @@ impl<const N: usize> SlidingLog<N> {
                 capacity: self.limit,
             });
         }
-        let n = now.as_micros().max(s.last);
-        let (expired, used) = self.scan(s, n);
-        let live = s.entries.len() - expired;
-        let newest = s.entries.back().map(|e| e.at);
+        let n = now.as_micros().max(last);
+        let (expired, used) = self.scan(entries, n);
+        let live = entries.storage_len() - expired;
+        let newest = entries.back().map(|e| e.at);
         let room = self.limit.saturating_sub(used);
         if cost == 0 || cost <= room {
             let push_at = if cost == 0 {
@@ -223,7 +268,7 @@ impl<const N: usize> SlidingLog<N> {
         // Denied: walk the live entries oldest first until enough expires.
         let mut freed = 0u64;
         let mut retry = n;
-        for e in s.entries.iter().skip(expired) {
+        for e in entries.iter().skip(expired) {
             freed = freed.saturating_add(e.cost);
             if used.saturating_sub(freed).saturating_add(cost) <= self.limit {
                 retry = e.at.saturating_add(self.window);
@@ -240,48 +285,37 @@ impl<const N: usize> SlidingLog<N> {
         Ok((d, expired, None))
     }
 
-    /// Admit `cost` if it fits in the window at `now`; otherwise deny, changing
-    /// nothing. Errors when `cost > limit`.
-    pub fn check(
+    fn check(
         &self,
-        state: &mut SlidingLogState<N>,
+        entries: &mut DequeView<LogEntry>,
+        last: &mut u64,
         now: Instant,
         cost: u64,
     ) -> Result<Decision, CostError> {
-        let (d, expired, push_at) = self.decide(state, now, cost)?;
+        let (d, expired, push_at) = self.decide(entries, *last, now, cost)?;
         if !d.allowed {
             // A denial writes nothing (expired entries are dropped, and the
             // latest time recorded, by the next admitted check).
             return Ok(d);
         }
         for _ in 0..expired {
-            state.entries.pop_front();
+            entries.pop_front();
         }
         if let Some(at) = push_at {
-            if state.entries.is_full() && !merge_closest(&mut state.entries) {
+            if entries.is_full() && !merge_closest(entries) {
                 // One slot and it is taken: the new unit joins that entry,
                 // which moves to now (it counts longer, never shorter).
-                if let Some(e) = state.entries.back_mut() {
+                if let Some(e) = entries.back_mut() {
                     e.at = at;
                     e.cost = e.cost.saturating_add(cost);
                 }
             } else {
                 // Cannot fail: a slot is free (or was just freed by the merge).
-                let _ = state.entries.push_back(LogEntry { at, cost });
+                let _ = entries.push_back(LogEntry { at, cost });
             }
         }
-        state.last = state.last.max(now.as_micros());
+        *last = (*last).max(now.as_micros());
         Ok(d)
-    }
-
-    /// What [`check`](SlidingLog::check) would decide, changing nothing.
-    pub fn peek(
-        &self,
-        state: &SlidingLogState<N>,
-        now: Instant,
-        cost: u64,
-    ) -> Result<Decision, CostError> {
-        self.decide(state, now, cost).map(|(d, _, _)| d)
     }
 }
 
@@ -304,24 +338,22 @@ pub(crate) fn closest_pair(ats: impl Iterator<Item = u64>) -> Option<usize> {
     best.map(|(i, _)| i)
 }
 
-/// Merge the pair [`closest_pair`] picks into its later entry; false when
-/// there is no pair (a single entry).
-fn merge_closest<const N: usize>(entries: &mut Deque<LogEntry, N>) -> bool {
+/// Merge the pair [`closest_pair`] picks into its later entry, in place;
+/// false when there is no pair (a single entry).
+fn merge_closest(entries: &mut DequeView<LogEntry>) -> bool {
     let Some(i) = closest_pair(entries.iter().map(|e| e.at)) else {
         return false;
     };
-    let mut kept: Deque<LogEntry, N> = Deque::new();
-    let mut carry = 0u64;
-    for (j, e) in entries.iter().enumerate() {
-        if j == i {
-            carry = e.cost;
-            continue;
-        }
-        let cost = e.cost.saturating_add(carry);
-        carry = 0;
-        let _ = kept.push_back(LogEntry { at: e.at, cost });
+    let cost = entries.get(i).map_or(0, |e| e.cost);
+    if let Some(later) = entries.get_mut(i + 1) {
+        later.cost = later.cost.saturating_add(cost);
     }
-    *entries = kept;
+    // Carry entry `i` to the front (the older ones move up one, in order),
+    // then drop it.
+    for j in (1..=i).rev() {
+        entries.swap(j - 1, j);
+    }
+    entries.pop_front();
     true
 }
 
