@@ -28,8 +28,8 @@ build() { # features out-dir
     exit 1
   fi
 }
-build "--no-default-features --features limiters" web "ratebound (limiters)" 62000
-build "--no-default-features --features budget,redis" budget "ratebound/budget (and ratebound/redis)" 70000
+build "--no-default-features --features limiters" web "ratebound (limiters)" 60000
+build "--no-default-features --features budget,redis" budget "ratebound/budget (and ratebound/redis)" 64000
 # CommonJS declarations: the same declarations as `.d.cts`, so TypeScript
 # before 5.8 lets a CommonJS file `require` the package (a `.d.ts` in a
 # "type": "module" package is an ES module to it).

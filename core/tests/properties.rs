@@ -345,3 +345,43 @@ mod serde_round_trips {
         assert!(serde_json::from_str::<Budget>("not json").is_err());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A denial's `retry_at` is the earliest instant the usage fits (it fits
+    /// then and not a microsecond before), whatever order the holds' expiries
+    /// are in: holds made under different TTLs (a reconfigure) expire out of
+    /// the order they were made, and the state read with its holds reversed
+    /// decides the same.
+    #[test]
+    fn retry_at_is_the_earliest_fit_in_any_hold_order(
+        holds in prop::collection::vec((0u64..50_000_000, 1u64..300, 1u64..120), 1..12),
+        want in 1u64..1_000,
+    ) {
+        let cfg = |ttl_s: u64| {
+            BudgetConfig::new()
+                .tokens_per_hour(1_000)
+                .hold_ttl(Duration::from_secs(ttl_s))
+        };
+        let mut b = Budget::new(cfg(60)).unwrap();
+        let mut st = BudgetState::<16>::default();
+        let mut now = T0;
+        for (gap, tokens, ttl_s) in holds {
+            now += gap;
+            b = b.reconfigure(cfg(ttl_s)).unwrap();
+            let _ = b.reserve(&mut st, Instant::from_micros(now), Usage::request(tokens, 0)).unwrap();
+        }
+        let at = Instant::from_micros(now);
+        let Some(d) = b.peek(&st, at, Usage::request(want, 0)).unwrap() else {
+            return Ok(()); // it fits now
+        };
+        let mut reversed = st.clone();
+        reversed.holds.reverse();
+        prop_assert_eq!(b.peek(&reversed, at, Usage::request(want, 0)).unwrap(), Some(d));
+        prop_assert!(d.retry_at > at);
+        prop_assert_eq!(b.peek(&st, d.retry_at, Usage::request(want, 0)).unwrap(), None);
+        let before = Instant::from_micros(d.retry_at.as_micros() - 1);
+        prop_assert!(b.peek(&st, before, Usage::request(want, 0)).unwrap().is_some());
+    }
+}

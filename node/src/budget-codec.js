@@ -32,7 +32,9 @@ const dimensionCode = (d) => {
 
 /** A budget config (core's serde form) as the module takes it. */
 export function budgetConfigFlat(c) {
-  const out = [none(c.max_tokens_per_request), none(c.max_cost_per_request), c.utc_offset_secs ?? 0, c.hold_ttl ?? 600_000_000, none(c.throttle?.after_bp), c.throttle?.min_delay ?? 0];
+  const t = c.throttle ?? null;
+  if (t !== null && (typeof t.after_bp !== "number" || typeof t.min_delay !== "number")) throw new TypeError("throttle needs after_bp and min_delay");
+  const out = [none(c.max_tokens_per_request), none(c.max_cost_per_request), c.utc_offset_secs ?? 0, c.hold_ttl ?? 600_000_000, t === null ? -1 : t.after_bp, t === null ? 0 : t.min_delay];
   const thresholds = c.alert_thresholds_bp ?? [];
   out.push(thresholds.length, ...thresholds);
   const limits = c.limits ?? [];
@@ -121,7 +123,9 @@ export function budgetStateFlat(s) {
   out.push(s.holds.length);
   for (const h of s.holds) {
     if (!h || typeof h !== "object" || !h.usage || typeof h.lapsed !== "boolean") return null;
-    out.push(h.id, h.at, h.expires, h.usage.requests, h.usage.tokens, h.usage.cost, h.lapsed ? 1 : 0);
+    // A usage's missing amounts are 0 (as core's serde form reads them).
+    const u = h.usage;
+    out.push(h.id, h.at, h.expires, u.requests ?? 0, u.tokens ?? 0, u.cost ?? 0, h.lapsed ? 1 : 0);
   }
   return out.every((x) => typeof x === "number") ? out : null;
 }

@@ -48,11 +48,19 @@ test("a malformed Budget state is refused whole and changes nothing", () => {
   }
   assert.throws(() => b.importState({ v: 2, state: good }), TypeError);
   assert.deepEqual(b.exportState(), before);
+  // As in core's serde form, a usage's missing amount is 0.
+  assert.equal(good.holds[0].usage.cost, 0);
+  const { cost, ...noCost } = good.holds[0].usage;
+  b.importState({ v: 1, state: { ...good, holds: [{ ...good.holds[0], usage: noCost }] } });
+  assert.deepEqual(b.exportState(), before);
 });
 
 test("config errors found by core carry its message, field and numbers", () => {
   assert.throws(() => new Budget({ limits: [{ dimension: "tokens", window: "day", max: 10 }], alertThresholds: [0.9, 0.5] }), (e) => e instanceof RangeError && /invalid Budget config: invalid config: `alert_thresholds_bp`/.test(e.message));
   assert.throws(() => new ModelQuota({ successMax: 2 ** 31, periodMs: 1000 }), (e) => e instanceof RangeError && e.message === "invalid ModelQuota config: invalid config: `success_max` is too large (at most 2147483647)");
+  const many = Array.from({ length: 13 }, (_, i) => ({ dimension: "tokens", window: (i + 1) * 60_000, max: 10 }));
+  assert.throws(() => new Budget({ limits: many }), (e) => e instanceof RangeError && /`limits \/ alert_thresholds_bp` has more entries than fit \(at most 12 limits and 4 thresholds\)/.test(e.message));
+  assert.throws(() => new Budget({ limits: many.slice(0, 1), alertThresholds: [0.1, 0.2, 0.3, 0.4, 0.5] }), /at most 12 limits and 4 thresholds/);
   const b = used();
   const before = b.exportState();
   assert.throws(() => b.reconfigure({ ...config, utcOffsetMinutes: 60 }), (e) => e instanceof RangeError && /^Budget config change refused: invalid config: `utc_offset_secs`/.test(e.message));

@@ -93,10 +93,10 @@ fn read_config(v: &[f64]) -> Option<BudgetConfig> {
         }),
         None => None,
     };
+    // Through the builder, so that too many limits or thresholds are core's
+    // config error (naming them) rather than a malformed array.
     for _ in 0..r.int()? {
-        c.alert_thresholds_bp
-            .push(u16::try_from(r.int()?).ok()?)
-            .ok()?;
+        c = c.alert_threshold_bp(u16::try_from(r.int()?).ok()?);
     }
     for _ in 0..r.int()? {
         let dimension = dimension(r.int()?)?;
@@ -105,13 +105,11 @@ fn read_config(v: &[f64]) -> Option<BudgetConfig> {
             us => Horizon::Fixed(Duration::from_micros(us)),
         };
         let max = r.int()?;
-        c.limits
-            .push(WindowLimit {
-                dimension,
-                horizon,
-                max,
-            })
-            .ok()?;
+        c = c.push_limit(WindowLimit {
+            dimension,
+            horizon,
+            max,
+        });
     }
     r.done().then_some(c)
 }

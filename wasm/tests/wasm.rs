@@ -2,7 +2,7 @@
 //! `wasm-bindgen-test-runner`): odd numbers from JavaScript saturate safely
 //! and never grant capacity, malformed states are refused whole, and config
 //! errors name their field.
-#![cfg(target_arch = "wasm32")]
+#![cfg(all(target_arch = "wasm32", feature = "limiters"))]
 
 use ratebound_wasm::{Backoff, Gcra, RetryBudget, SlidingCounter, SlidingLog};
 use wasm_bindgen::JsValue;

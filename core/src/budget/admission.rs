@@ -11,18 +11,20 @@
 //! Live holds count in whatever window is current: a reservation made at
 //! 23:59:59 still holds budget at 00:00:00, because its settle will be
 //! charged then. The earliest fit is found among `now`, the window's end and
-//! the holds' expiry times (sorted, `O(R log R)`, only when denied).
+//! the holds' expiry times, in time order (one pass when they are in the
+//! order the holds were made, as they are but after a change of TTL; else
+//! `O(R²)` for `R` holds), only when denied.
 
 use super::outcome::{Denial, DenyReason};
-use super::{Budget, BudgetState, Usage, WindowLimit, WindowUsage};
+use super::{Budget, BudgetState, StateView, Usage, WindowLimit, WindowUsage};
 use crate::Instant;
 
 impl Budget {
     /// The earliest instant ≥ `now` at which `amt` more fits limit `l`
     /// (`now` when it fits already).
-    fn fit_time<const R: usize>(
+    fn fit_time(
         &self,
-        st: &BudgetState<R>,
+        st: &StateView,
         l: &WindowLimit,
         w: &WindowUsage,
         amt: u64,
@@ -49,43 +51,54 @@ impl Budget {
         if fits(now, freed_now) {
             return now;
         }
-        let mut later: heapless::Vec<(u64, u64), R> = live().filter(|&(e, _)| e > now).collect();
-        insertion_sort(&mut later);
+        // The expiries after `now`, earliest first, each once with the
+        // holds that end then. Holds are made in time order with one TTL, so
+        // their expiries usually come sorted: one pass then; otherwise
+        // (after a TTL change) each next expiry is found by a scan, as no
+        // buffer of the holds' number is at hand.
+        let in_order = live().map(|(e, _)| e).filter(|&e| e > now).is_sorted();
+        let mut sorted = live().filter(|&(e, _)| e > now).peekable();
         let mut freed = freed_now;
         let mut end_checked = false;
-        let mut i = 0;
-        while let Some(&(t, _)) = later.get(i) {
+        let mut after = now;
+        loop {
+            let t = if in_order {
+                sorted.peek().map(|&(e, _)| e)
+            } else {
+                live().map(|(e, _)| e).filter(|&e| e > after).min()
+            };
+            let Some(t) = t else { break };
             if !end_checked && end < t {
                 if fits(end, freed) {
                     return end;
                 }
                 end_checked = true;
             }
-            while let Some(&(e, a)) = later.get(i) {
-                if e != t {
-                    break;
+            freed = if in_order {
+                let mut f = freed;
+                while let Some((_, a)) = sorted.next_if(|&(e, _)| e == t) {
+                    f = f.saturating_add(a);
                 }
-                freed = freed.saturating_add(a);
-                i += 1;
-            }
+                f
+            } else {
+                live()
+                    .filter(|&(e, _)| e == t)
+                    .fold(freed, |s, (_, a)| s.saturating_add(a))
+            };
             if fits(t, freed) {
                 return t;
             }
+            after = t;
         }
         // Past every expiry and the window's end nothing is held or used;
         // only a hand-made, inconsistent `reserved` can still fail here.
-        end.max(later.last().map_or(0, |&(e, _)| e))
+        end.max(after)
     }
 
     /// Evaluate `u` at `now` against every limit and the throttle, changing
     /// nothing. Returns the denial (if any) and a bit mask of the limits that
     /// deny (for limit-hit alerts).
-    pub(super) fn evaluate<const R: usize>(
-        &self,
-        st: &BudgetState<R>,
-        now: u64,
-        u: &Usage,
-    ) -> (Option<Denial>, u16) {
+    pub(super) fn evaluate(&self, st: &StateView, now: u64, u: &Usage) -> (Option<Denial>, u16) {
         let mut denial: Option<Denial> = None;
         let mut mask = 0u16;
         for ((i, l), w) in self.config.limits.iter().enumerate().zip(st.windows.iter()) {
@@ -125,7 +138,7 @@ impl Budget {
     /// After admitting `u` (already counted in `reserved` or `used`), set the
     /// pacing delay: the time left in the window × `u` / what was left before
     /// `u`, so that the remainder lasts until the window ends.
-    pub(super) fn pace<const R: usize>(&self, st: &mut BudgetState<R>, now: u64, u: &Usage) {
+    pub(super) fn pace(&self, st: &mut StateView, now: u64, u: &Usage) {
         let Some(t) = self.config.throttle else {
             return;
         };
@@ -166,18 +179,5 @@ impl Budget {
         }
         let now = now.as_micros().max(st.last);
         Ok(self.evaluate(st, now, &usage).0)
-    }
-}
-
-/// Sorts at most a state's holds (`R`, tens): an insertion sort, whose few
-/// instructions keep the general `sort_unstable` (about 4 KB of wasm) out
-/// of small targets; it runs on denials only.
-fn insertion_sort(v: &mut [(u64, u64)]) {
-    for i in 1..v.len() {
-        let mut j = i;
-        while j > 0 && v.get(j - 1) > v.get(j) {
-            v.swap(j - 1, j);
-            j -= 1;
-        }
     }
 }

@@ -119,6 +119,15 @@ impl BudgetConfig {
         }
         self
     }
+    /// Append `limit` as given, without merging it into one already on its
+    /// dimension and horizon (as a serde config lists them: [`Budget::new`]
+    /// refuses such a pair, and more than [`MAX_LIMITS`]).
+    pub fn push_limit(mut self, limit: WindowLimit) -> Self {
+        if self.limits.push(limit).is_err() {
+            self.overflowed = true;
+        }
+        self
+    }
     /// Seed `MaxTokensPerRequest`.
     pub fn tokens_per_request(mut self, max: u64) -> Self {
         self.max_tokens_per_request = Some(max);

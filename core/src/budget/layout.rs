@@ -5,7 +5,7 @@
 
 use super::ops::USED_CAP;
 use super::{
-    Budget, BudgetConfig, BudgetState, Dimension, Hold, Horizon, WindowLimit, WindowUsage,
+    Budget, BudgetConfig, Dimension, Hold, Horizon, StateView, WindowLimit, WindowUsage,
     MAX_HORIZON_US, MAX_LIMITS,
 };
 use crate::{ConfigError, Duration};
@@ -142,7 +142,7 @@ impl Budget {
 
     /// True when a window was written under another limit or thresholds,
     /// or sits where another limit is: [`sync`](Self::sync) re-reads it.
-    pub(super) fn stale<const R: usize>(&self, st: &BudgetState<R>) -> bool {
+    pub(super) fn stale(&self, st: &StateView) -> bool {
         self.limits()
             .zip(st.windows.iter())
             .any(|((i, _), w)| w.limit != self.digest(i) || (w.kind != 0 && w.kind != self.kind(i)))
@@ -161,14 +161,14 @@ impl Budget {
     ///
     /// Windows past the configured limits are marked not kept up to date
     /// from here on (no digest): re-read when a config has their limit again.
-    pub(super) fn lay_out<const R: usize>(&self, st: &mut BudgetState<R>, now: u64) {
+    pub(super) fn lay_out(&self, st: &mut StateView, now: u64) {
         self.match_windows(st, now);
         for w in st.windows.iter_mut().skip(self.config.limits.len()) {
             w.limit = 0;
         }
     }
 
-    fn match_windows<const R: usize>(&self, st: &mut BudgetState<R>, now: u64) {
+    fn match_windows(&self, st: &mut StateView, now: u64) {
         let n = self.config.limits.len();
         for (i, w) in st.windows.iter_mut().enumerate() {
             if w.kind != 0 {
@@ -234,8 +234,8 @@ impl Budget {
     /// thresholds (or none: a limit added since, or one kept while absent):
     /// it holds what the live holds hold, and its alert flags start again
     /// under this config.
-    pub(super) fn reread_changed<const R: usize>(&self, st: &mut BudgetState<R>) {
-        let BudgetState { holds, windows, .. } = st;
+    pub(super) fn reread_changed(&self, st: &mut StateView) {
+        let (holds, windows) = (&st.holds, &mut st.windows);
         for ((i, l), w) in self
             .config
             .limits

@@ -409,9 +409,18 @@ pub struct Hold {
 }
 
 /// The whole state of one budget: all windows and up to `R` reservations.
+pub type BudgetState<const R: usize = 16> = BudgetStateOf<heapless::Vec<Hold, R>>;
+
+/// A [`BudgetState`] read inside core whatever its `R`: one copy of the
+/// deciding code serves every reservation count.
+pub(crate) type StateView = BudgetStateOf<heapless::vec::VecView<Hold>>;
+
+/// A budget's state with its reservations kept in `H`: a
+/// `heapless::Vec<Hold, R>` ([`BudgetState`], the type to use), or inside
+/// core an unsized view of one.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct BudgetState<const R: usize = 16> {
+pub struct BudgetStateOf<H: ?Sized> {
     /// The latest `now` seen; earlier times are treated as this one.
     pub last: u64,
     /// The id the next reservation gets.
@@ -421,7 +430,7 @@ pub struct BudgetState<const R: usize = 16> {
     /// Usage per configured window limit (same order as the config).
     pub windows: [WindowUsage; MAX_LIMITS],
     /// Reservations, oldest first.
-    pub holds: heapless::Vec<Hold, R>,
+    pub holds: H,
 }
 
 /// A granted reservation: hand it back to [`Budget::settle`] or [`Budget::release`].

@@ -3,7 +3,7 @@
 use super::outcome::{Admission, BudgetError, Denial, DenyReason, Reserved, Settled, Spent};
 use super::{
     Alert, AlertKind, Budget, BudgetState, BudgetStatus, Dimension, Hold, LimitStatus, Reservation,
-    Usage, WindowLimit, WindowUsage, BP, MAX_LIMITS,
+    StateView, Usage, WindowLimit, WindowUsage, BP, MAX_LIMITS,
 };
 use crate::time::mul_div_floor;
 use crate::Instant;
@@ -73,7 +73,7 @@ impl Budget {
 
     /// Bring `st` to `now`: clamp time, roll windows, lapse expired holds,
     /// and re-read a state another config wrote (see [`Budget::reconfigure`]).
-    pub(super) fn sync<const R: usize>(&self, st: &mut BudgetState<R>, now: Instant) -> u64 {
+    pub(super) fn sync(&self, st: &mut StateView, now: Instant) -> u64 {
         let now = now.as_micros().max(st.last);
         st.last = now;
         self.lay_out(st, now);
@@ -91,7 +91,7 @@ impl Budget {
                 };
             }
         }
-        let BudgetState { holds, windows, .. } = st;
+        let (holds, windows) = (&mut st.holds, &mut st.windows);
         for h in holds.iter_mut().filter(|h| !h.lapsed && h.expires <= now) {
             h.lapsed = true;
             self.unhold(windows, h);
@@ -129,13 +129,7 @@ impl Budget {
     }
 
     /// Add settled usage and fire threshold / limit-hit alerts once per window.
-    fn charge<const R: usize>(
-        &self,
-        st: &mut BudgetState<R>,
-        now: u64,
-        u: &Usage,
-        alerts: &mut Alerts,
-    ) {
+    fn charge(&self, st: &mut StateView, now: u64, u: &Usage, alerts: &mut Alerts) {
         let thresholds = &self.config.alert_thresholds_bp;
         for ((i, l), w) in self.limits().zip(st.windows.iter_mut()) {
             let amt = u.get(l.dimension);
@@ -163,9 +157,9 @@ impl Budget {
 
     /// Evaluate and, on denial, fire a limit-hit alert (once per window) for
     /// each denying limit.
-    fn admit<const R: usize>(
+    fn admit(
         &self,
-        st: &mut BudgetState<R>,
+        st: &mut StateView,
         now: u64,
         u: &Usage,
         alerts: &mut Alerts,
@@ -191,8 +185,17 @@ impl Budget {
         now: Instant,
         estimate: Usage,
     ) -> Result<Reserved, BudgetError> {
+        self.reserve_in(st, now, estimate)
+    }
+
+    fn reserve_in(
+        &self,
+        st: &mut StateView,
+        now: Instant,
+        estimate: Usage,
+    ) -> Result<Reserved, BudgetError> {
         self.validate(&estimate)?;
-        if R == 0 {
+        if st.holds.capacity() == 0 {
             return Err(BudgetError::NoReservationSlots);
         }
         let estimate = clamp_usage(estimate);
@@ -263,6 +266,16 @@ impl Budget {
         r: Reservation,
         actual: Usage,
     ) -> Result<Settled, BudgetError> {
+        self.settle_in(st, now, r, actual)
+    }
+
+    fn settle_in(
+        &self,
+        st: &mut StateView,
+        now: Instant,
+        r: Reservation,
+        actual: Usage,
+    ) -> Result<Settled, BudgetError> {
         let now = self.sync(st, now);
         let hold = self.take_hold(st, r.id)?;
         let actual = clamp_usage(actual);
@@ -282,15 +295,12 @@ impl Budget {
         now: Instant,
         r: Reservation,
     ) -> Result<(), BudgetError> {
+        let st: &mut StateView = st;
         self.sync(st, now);
         self.take_hold(st, r.id).map(|_| ())
     }
 
-    fn take_hold<const R: usize>(
-        &self,
-        st: &mut BudgetState<R>,
-        id: u64,
-    ) -> Result<Hold, BudgetError> {
+    fn take_hold(&self, st: &mut StateView, id: u64) -> Result<Hold, BudgetError> {
         let i = st
             .holds
             .iter()
@@ -311,6 +321,10 @@ impl Budget {
         now: Instant,
         usage: Usage,
     ) -> Alerts {
+        self.record_in(st, now, usage)
+    }
+
+    fn record_in(&self, st: &mut StateView, now: Instant, usage: Usage) -> Alerts {
         let now = self.sync(st, now);
         let mut alerts = Alerts::new();
         self.charge(st, now, &clamp_usage(usage), &mut alerts);
@@ -322,6 +336,15 @@ impl Budget {
     pub fn try_spend<const R: usize>(
         &self,
         st: &mut BudgetState<R>,
+        now: Instant,
+        usage: Usage,
+    ) -> Result<Spent, BudgetError> {
+        self.try_spend_in(st, now, usage)
+    }
+
+    fn try_spend_in(
+        &self,
+        st: &mut StateView,
         now: Instant,
         usage: Usage,
     ) -> Result<Spent, BudgetError> {
@@ -346,8 +369,12 @@ impl Budget {
 
     /// A snapshot at `now` (the state is not changed).
     pub fn status<const R: usize>(&self, st: &BudgetState<R>, now: Instant) -> BudgetStatus {
-        let mut s = st.clone();
-        let now = self.sync(&mut s, now);
+        self.status_in(&mut st.clone(), now)
+    }
+
+    /// [`status`](Self::status) of a copy of the state, which it syncs.
+    fn status_in(&self, s: &mut StateView, now: Instant) -> BudgetStatus {
+        let now = self.sync(s, now);
         let mut limits = heapless::Vec::new();
         for ((_, l), w) in self.limits().zip(s.windows.iter()) {
             let (start, end) = self.bounds(l, now);
