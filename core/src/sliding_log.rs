@@ -168,7 +168,7 @@ impl<const N: usize> SlidingLog<N> {
         Duration::from_micros(self.window)
     }
 
-    /// The rule the three methods below apply, apart from `N`: one copy of
+    /// The rule `check` and `peek` apply, apart from `N`: one copy of
     /// the code serves every slot count (the state's deque is read through
     /// its view, whose capacity is known at run time).
     const fn rule(&self) -> Rule {

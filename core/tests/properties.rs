@@ -353,23 +353,34 @@ proptest! {
     /// then and not a microsecond before), whatever order the holds' expiries
     /// are in: holds made under different TTLs (a reconfigure) expire out of
     /// the order they were made, and the state read with its holds reversed
-    /// decides the same.
+    /// decides the same. Settled usage makes the window's end matter; holds
+    /// made at once with one TTL share an expiry; some hold no tokens.
     #[test]
     fn retry_at_is_the_earliest_fit_in_any_hold_order(
-        holds in prop::collection::vec((0u64..50_000_000, 1u64..300, 1u64..120), 1..12),
+        used in 0u64..900,
+        holds in prop::collection::vec(
+            (
+                prop_oneof![Just(0u64), 0u64..5_000_000],
+                0u64..300,
+                prop_oneof![Just(30_000_000u64), Just(45_000_000u64), 1_000_000u64..90_000_000],
+            ),
+            1..12,
+        ),
+        start in 0u64..60_000_000,
         want in 1u64..1_000,
     ) {
-        let cfg = |ttl_s: u64| {
+        let cfg = |ttl_us: u64| {
             BudgetConfig::new()
-                .tokens_per_hour(1_000)
-                .hold_ttl(Duration::from_secs(ttl_s))
+                .tokens_per_minute(1_000)
+                .hold_ttl(Duration::from_micros(ttl_us))
         };
-        let mut b = Budget::new(cfg(60)).unwrap();
+        let mut b = Budget::new(cfg(60_000_000)).unwrap();
         let mut st = BudgetState::<16>::default();
-        let mut now = T0;
-        for (gap, tokens, ttl_s) in holds {
+        let mut now = T0 + start;
+        let _ = b.record(&mut st, Instant::from_micros(now), Usage::request(used, 0));
+        for (gap, tokens, ttl_us) in holds {
             now += gap;
-            b = b.reconfigure(cfg(ttl_s)).unwrap();
+            b = b.reconfigure(cfg(ttl_us)).unwrap();
             let _ = b.reserve(&mut st, Instant::from_micros(now), Usage::request(tokens, 0)).unwrap();
         }
         let at = Instant::from_micros(now);

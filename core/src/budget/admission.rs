@@ -11,9 +11,10 @@
 //! Live holds count in whatever window is current: a reservation made at
 //! 23:59:59 still holds budget at 00:00:00, because its settle will be
 //! charged then. The earliest fit is found among `now`, the window's end and
-//! the holds' expiry times, in time order (one pass when they are in the
-//! order the holds were made, as they are but after a change of TTL; else
-//! `O(R²)` for `R` holds), only when denied.
+//! the holds' expiry times, taken in time order, only when denied: holds
+//! are kept in the order they were made, so with one TTL their expiries are
+//! already sorted and a pass over them suffices; after a change of TTL each
+//! next expiry is found by a scan (`O(R²)` for `R` holds).
 
 use super::outcome::{Denial, DenyReason};
 use super::{Budget, BudgetState, StateView, Usage, WindowLimit, WindowUsage};
