@@ -188,6 +188,9 @@ impl Budget {
         self.reserve_in(st, now, estimate)
     }
 
+    // Inlined into the generic wrappers: a result carries its alerts (a
+    // 24-slot vector), which a call boundary would copy once more.
+    #[inline]
     fn reserve_in(
         &self,
         st: &mut StateView,
@@ -269,6 +272,7 @@ impl Budget {
         self.settle_in(st, now, r, actual)
     }
 
+    #[inline]
     fn settle_in(
         &self,
         st: &mut StateView,
@@ -324,6 +328,7 @@ impl Budget {
         self.record_in(st, now, usage)
     }
 
+    #[inline]
     fn record_in(&self, st: &mut StateView, now: Instant, usage: Usage) -> Alerts {
         let now = self.sync(st, now);
         let mut alerts = Alerts::new();
@@ -342,6 +347,7 @@ impl Budget {
         self.try_spend_in(st, now, usage)
     }
 
+    #[inline]
     fn try_spend_in(
         &self,
         st: &mut StateView,
