@@ -34,19 +34,36 @@ pub enum ConfigError {
     },
 }
 
+impl ConfigError {
+    /// The field at fault.
+    pub const fn field(&self) -> &'static str {
+        match self {
+            ConfigError::Zero { field }
+            | ConfigError::TooLarge { field, .. }
+            | ConfigError::Invalid { field, .. } => field,
+        }
+    }
+
+    /// The message after `` invalid config: `field` ``, in pieces for
+    /// writers without `core::fmt` (the wasm build): text, a number if any,
+    /// then text. [`Display`](fmt::Display) writes the same.
+    pub const fn message_parts(&self) -> (&'static str, Option<u64>, &'static str) {
+        match self {
+            ConfigError::Zero { .. } => (" must be at least 1", None, ""),
+            ConfigError::TooLarge { max, .. } => (" is too large (at most ", Some(*max), ")"),
+            ConfigError::Invalid { reason, .. } => (" ", None, reason),
+        }
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::Zero { field } => {
-                write!(f, "invalid config: `{field}` must be at least 1")
-            }
-            ConfigError::TooLarge { field, max } => {
-                write!(f, "invalid config: `{field}` is too large (at most {max})")
-            }
-            ConfigError::Invalid { field, reason } => {
-                write!(f, "invalid config: `{field}` {reason}")
-            }
+        let (before, number, after) = self.message_parts();
+        write!(f, "invalid config: `{}`{before}", self.field())?;
+        if let Some(n) = number {
+            write!(f, "{n}")?;
         }
+        f.write_str(after)
     }
 }
 

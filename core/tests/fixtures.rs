@@ -171,7 +171,7 @@ impl Machine for BudgetM {
                         self.cfg = new;
                         json!({ "ok": "kept" })
                     }
-                    Err(e) => json!({ "error": { "field": config_field(&e) } }),
+                    Err(e) => json!({ "error": { "field": e.field() } }),
                 };
             }
             op => panic!("unknown budget op {op:?}"),
@@ -252,16 +252,6 @@ impl PolicyMember {
     }
 }
 
-/// The field a config error names.
-fn config_field(e: &ratebound_core::ConfigError) -> &'static str {
-    match *e {
-        ratebound_core::ConfigError::Invalid { field, .. }
-        | ratebound_core::ConfigError::Zero { field }
-        | ratebound_core::ConfigError::TooLarge { field, .. } => field,
-        _ => "unknown",
-    }
-}
-
 impl PolicyM {
     /// The members' configs replaced by `s["members"]`, their states kept
     /// (core's carry-over rule), when every member carries over; else
@@ -284,7 +274,7 @@ impl PolicyM {
                 _ => panic!("a reconfigure keeps each member's kind"),
             };
             if let Err(e) = carried {
-                return json!({ "error": { "member": i, "field": config_field(&e) } });
+                return json!({ "error": { "member": i, "field": e.field() } });
             }
         }
         for ((n, cost), (o, old_cost)) in new.into_iter().zip(&mut self.members) {

@@ -64,31 +64,19 @@ impl Out {
 }
 
 /// A config error as the JS side reads it: `field`, a tab, then core's
-/// message (`invalid config: …`), written without `core::fmt`.
+/// message (`invalid config: …`), assembled from core's pieces without
+/// `core::fmt`.
 pub(crate) fn config_error(e: ConfigError) -> JsValue {
+    let field = e.field();
+    let (before, number, after) = e.message_parts();
     let mut s = String::new();
-    let field = match e {
-        ConfigError::Zero { field }
-        | ConfigError::TooLarge { field, .. }
-        | ConfigError::Invalid { field, .. } => field,
-        _ => "config",
-    };
-    s.push_str(field);
-    s.push_str("\tinvalid config: `");
-    s.push_str(field);
-    match e {
-        ConfigError::Zero { .. } => s.push_str("` must be at least 1"),
-        ConfigError::TooLarge { max, .. } => {
-            s.push_str("` is too large (at most ");
-            decimal(&mut s, max);
-            s.push(')');
-        }
-        ConfigError::Invalid { reason, .. } => {
-            s.push_str("` ");
-            s.push_str(reason);
-        }
-        _ => s.push_str("` is invalid"),
+    for part in [field, "\tinvalid config: `", field, "`", before] {
+        s.push_str(part);
     }
+    if let Some(n) = number {
+        decimal(&mut s, n);
+    }
+    s.push_str(after);
     JsValue::from_str(&s)
 }
 

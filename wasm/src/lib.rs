@@ -84,10 +84,5 @@ fn valid(x: f64) -> bool {
 #[cfg(any(feature = "limiters", feature = "redis"))]
 fn config_field(e: ConfigError) -> JsValue {
     // A static field name; the JS wrapper turns it into a RangeError message.
-    JsValue::from_str(match e {
-        ConfigError::Zero { field }
-        | ConfigError::TooLarge { field, .. }
-        | ConfigError::Invalid { field, .. } => field,
-        _ => "config",
-    })
+    JsValue::from_str(e.field())
 }
