@@ -39,6 +39,12 @@ impl KeyBytes {
         self.0.extend_from_slice(b);
     }
 
+    /// The first `len` bytes of `buf` (all of them if `len` is larger),
+    /// kept in place.
+    pub(crate) fn from_buf(buf: [u8; 24], len: usize) -> Self {
+        KeyBytes(SmallVec::from_buf_and_len(buf, len.min(24)))
+    }
+
     /// Append one byte.
     pub(crate) fn push(&mut self, b: u8) {
         self.0.push(b);

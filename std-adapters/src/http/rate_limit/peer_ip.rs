@@ -119,16 +119,25 @@ impl PeerIp {
         self
     }
 
+    #[inline]
     fn is_trusted(&self, ip: IpAddr) -> bool {
-        self.trusted.iter().any(|n| n.contains(&ip))
+        !self.trusted.is_empty() && self.trusted.iter().any(|n| n.contains(&ip))
     }
 
     /// The client's address for a connection from `peer` carrying `headers`.
+    #[inline]
     pub fn client_ip(&self, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
-        let mut client = peer.to_canonical();
+        let client = peer.to_canonical();
         if !self.is_trusted(client) {
             return client;
         }
+        self.forwarded_client(client, headers)
+    }
+
+    /// The client that the trusted proxy `proxy` names in `headers`.
+    #[inline(never)]
+    fn forwarded_client(&self, proxy: IpAddr, headers: &http::HeaderMap) -> IpAddr {
+        let mut client = proxy;
         let hops: Vec<Option<IpAddr>> = match self.header {
             ForwardedBy::Forwarded => headers
                 .get_all(http::header::FORWARDED)
@@ -181,60 +190,57 @@ fn ipv4_key(ip: std::net::Ipv4Addr, bits: u8) -> RateKey {
     } else {
         std::net::Ipv4Addr::from(u32::from(ip) & !(u32::MAX >> bits))
     };
-    // At most "255.255.255.255/32": 18 bytes, written into a buffer and
-    // copied into the key once. Each number is stored as 3 bytes (its
-    // digits kept): the last starts at most at 16, so 19 bytes hold them.
-    let mut buf = [0u8; 19];
-    let [a, b, c, d] = masked.octets();
-    let mut at = put_decimal(&mut buf, 0, a);
-    for o in [b, c, d] {
-        at = put_byte(&mut buf, at, b'.');
-        at = put_decimal(&mut buf, at, o);
+    // At most "255.255.255.255/32", 18 bytes: written in place into the
+    // key's own inline buffer (24 bytes), four bytes at a time — each
+    // number with a dot after it, the last dot dropped or made the '/'.
+    let mut buf = [0u8; 24];
+    let mut at = 0;
+    for o in masked.octets() {
+        at = put_number(&mut buf, at, o);
     }
     if bits < 32 {
-        at = put_byte(&mut buf, at, b'/');
-        at = put_decimal(&mut buf, at, bits);
+        put_byte(&mut buf, at - 1, b'/');
+        at = put_number(&mut buf, at, bits);
     }
-    RateKey::from_key_bytes(KeyBytes::from(buf.get(..at).unwrap_or(&buf)))
+    RateKey::from_key_bytes(KeyBytes::from_buf(buf, at - 1))
 }
 
-fn put_byte(buf: &mut [u8; 19], at: usize, b: u8) -> usize {
-    if let Some(slot) = buf.get_mut(at) {
-        *slot = b;
-    }
-    at + 1
-}
-
-/// `n` in decimal at `at`: three bytes stored, its digits kept.
-fn put_decimal(buf: &mut [u8; 19], at: usize, n: u8) -> usize {
-    let [len, digits @ ..] = decimal_digits(n);
-    if let Some(dst) = buf.get_mut(at..at + 3) {
-        dst.copy_from_slice(&digits);
+/// `n` and a dot at `at` (at most 16: four numbers before it); where
+/// the next number starts.
+#[inline(always)]
+fn put_number(buf: &mut [u8; 24], at: usize, n: u8) -> usize {
+    let [len, word @ ..] = DOTTED[n as usize];
+    if let Some(dst) = buf.get_mut(at..at + 4) {
+        dst.copy_from_slice(&[word[0], word[1], word[2], word[3]]);
     }
     at + len as usize
 }
 
-/// 0 to 255 in decimal, from a table built at compile time: the digit
-/// count, then the digits.
-fn decimal_digits(n: u8) -> [u8; 4] {
-    const DIGITS: [[u8; 4]; 256] = {
-        let mut t = [[0u8; 4]; 256];
-        let mut i = 0;
-        while i < 256 {
-            let n = i as u8;
-            t[i] = if n >= 100 {
-                [3, b'0' + n / 100, b'0' + n / 10 % 10, b'0' + n % 10]
-            } else if n >= 10 {
-                [2, b'0' + n / 10, b'0' + n % 10, 0]
-            } else {
-                [1, b'0' + n, 0, 0]
-            };
-            i += 1;
-        }
-        t
-    };
-    DIGITS[n as usize]
+fn put_byte(buf: &mut [u8; 24], at: usize, b: u8) {
+    if let Some(slot) = buf.get_mut(at) {
+        *slot = b;
+    }
 }
+
+/// 0 to 255 in decimal followed by a dot, built at compile time: the
+/// length (dot included), then the bytes (four written, the rest
+/// overwritten by what follows).
+const DOTTED: [[u8; 5]; 256] = {
+    let mut t = [[0u8; 5]; 256];
+    let mut i = 0;
+    while i < 256 {
+        let n = i as u8;
+        t[i] = if n >= 100 {
+            [4, b'0' + n / 100, b'0' + n / 10 % 10, b'0' + n % 10, b'.']
+        } else if n >= 10 {
+            [3, b'0' + n / 10, b'0' + n % 10, b'.', 0]
+        } else {
+            [2, b'0' + n, b'.', 0, 0]
+        };
+        i += 1;
+    }
+    t
+};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
@@ -410,11 +416,14 @@ mod tests {
 
     #[test]
     fn ipv4_keys_are_the_text_ipnet_writes() {
-        for (i, addr) in ["0.0.0.0", "9.99.100.255", "203.0.113.9", "255.255.255.255"]
-            .into_iter()
-            .enumerate()
-        {
-            let a: std::net::Ipv4Addr = addr.parse().unwrap();
+        // Every number of each digit count in every position, and the
+        // longest and shortest addresses.
+        let addrs = (0..=255u8)
+            .map(|n| [n, n.wrapping_add(85), n.wrapping_add(170), n.wrapping_add(100)])
+            .chain([[0; 4], [255; 4], [203, 0, 113, 9], [9, 99, 100, 255]]);
+        for (i, octets) in addrs.enumerate() {
+            let a = std::net::Ipv4Addr::from(octets);
+            let addr = a.to_string();
             for bits in 0..=32u8 {
                 let want = if bits == 32 {
                     a.to_string()

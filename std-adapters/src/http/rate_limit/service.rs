@@ -242,14 +242,41 @@ enum Verdict<B> {
     Refuse(Response<B>),
 }
 
+/// The verdict on `decided`: the commonest (admitted, nothing to report
+/// but the count) decided here, inlined into the call; the rest apart.
+#[inline]
 fn verdict<C: Clock + Clone, X, K, B: From<String>>(
     options: &Options<C, X, K>,
     key: &RateKey,
     decided: Result<KeyedDecision, KeyedError>,
     span: Option<&tracing::Span>,
 ) -> Verdict<B> {
+    let metrics = options.metrics();
+    metrics.set_keys_held(options.limits.keys_held());
+    match decided {
+        Ok(d)
+            if d.decision.allowed
+                && !options.headers_on_success
+                && options.on_decision.is_none()
+                && span.is_none() =>
+        {
+            metrics.allowed.increment(1);
+            Verdict::Pass(None)
+        }
+        decided => reported_verdict(options, key, decided, span),
+    }
+}
+
+/// [`verdict`] for a decision with more to do than count: a denial, an
+/// error, headers, a hook or a span.
+#[inline(never)]
+fn reported_verdict<C: Clock + Clone, X, K, B: From<String>>(
+    options: &Options<C, X, K>,
+    key: &RateKey,
+    decided: Result<KeyedDecision, KeyedError>,
+    span: Option<&tracing::Span>,
+) -> Verdict<B> {
     let limits = &*options.limits;
-    options.metrics().set_keys_held(limits.keys_held());
     let d = match decided {
         Ok(d) => d,
         Err(e) => {
