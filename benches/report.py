@@ -26,6 +26,7 @@ PAIRS = [
     ("keyed_flood", "ratebound", "governor", "time", "reported"),
     ("keyed_1m_2_threads", "ratebound", "governor", "throughput", "—"),
     ("keyed_flood_2_threads", "ratebound", "governor", "throughput", "—"),
+    ("clock_read", "monotonic", "std_instant", "time", "—"),
 ]
 SOLO = [
     ("keyed_flood", "ratebound_active_evict_lru"),
@@ -35,6 +36,7 @@ SOLO = [
     ("windows", "gcra_same_rate"),
     ("budget", "reserve_settle"),
     ("backoff", "next_full_jitter"),
+    ("clock_read", "system"),
 ]
 
 

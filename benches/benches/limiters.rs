@@ -498,8 +498,23 @@ fn windows_budget_backoff(c: &mut Criterion) {
     g.finish();
 }
 
+/// One read of each clock the std crate offers, against the standard
+/// library's monotonic clock (the figures `ratebound_std::clock` quotes).
+fn clocks(c: &mut Criterion) {
+    use ratebound_std::clock::{Clock, MonotonicClock, SystemClock};
+    let mut g = c.benchmark_group("clock_read");
+    let monotonic = MonotonicClock::new();
+    g.bench_function("monotonic", |b| b.iter(|| black_box(monotonic.now())));
+    g.bench_function("system", |b| b.iter(|| black_box(SystemClock.now())));
+    g.bench_function("std_instant", |b| {
+        b.iter(|| black_box(std::time::Instant::now()))
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
+    clocks,
     gcra_single,
     contended,
     keyed,

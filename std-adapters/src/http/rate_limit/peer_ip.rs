@@ -419,7 +419,14 @@ mod tests {
         // Every number of each digit count in every position, and the
         // longest and shortest addresses.
         let addrs = (0..=255u8)
-            .map(|n| [n, n.wrapping_add(85), n.wrapping_add(170), n.wrapping_add(100)])
+            .map(|n| {
+                [
+                    n,
+                    n.wrapping_add(85),
+                    n.wrapping_add(170),
+                    n.wrapping_add(100),
+                ]
+            })
             .chain([[0; 4], [255; 4], [203, 0, 113, 9], [9, 99, 100, 255]]);
         for (i, octets) in addrs.enumerate() {
             let a = std::net::Ipv4Addr::from(octets);
