@@ -60,6 +60,8 @@ pub use redis::{gcra_redis_args, gcra_share, redis_key, redis_key_parts_valid, s
 #[cfg(feature = "budget")]
 mod budget;
 #[cfg(feature = "budget")]
+mod budget_layout;
+#[cfg(feature = "budget")]
 mod flat;
 #[cfg(feature = "budget")]
 pub use budget::Budget;
