@@ -12,9 +12,10 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q " $WB"; then
 fi
 [ -d node/node_modules/miniflare ] && [ -d node/node_modules/binaryen ] && [ -d node/node_modules/typescript ] || (cd node && npm ci --no-audit --no-fund)
 rm -rf node/dist
-# Two modules, neither carrying the other: the limiters (`ratebound`) and
-# budget windows with model quotas (`ratebound/budget`, also what
-# `ratebound/redis` takes from core).
+# Three modules, each carrying only what its entry calls: the limiters
+# (`ratebound`), budget windows with model quotas (`ratebound/budget`), and
+# those with the Redis helpers (`ratebound/redis`: key layout, script
+# arguments, shares, the policy-set fold).
 build() { # features out-dir
   cargo build -q -p ratebound-wasm --target wasm32-unknown-unknown --profile wasm $1
   wasm-bindgen target/wasm32-unknown-unknown/wasm/ratebound_wasm.wasm --target web --out-dir "node/dist/$2" --out-name ratebound_wasm
@@ -29,7 +30,8 @@ build() { # features out-dir
   fi
 }
 build "--no-default-features --features limiters" web "ratebound (limiters)" 60000
-build "--no-default-features --features budget,redis" budget "ratebound/budget (and ratebound/redis)" 64000
+build "--no-default-features --features budget" budget "ratebound/budget" 50000
+build "--no-default-features --features budget,redis" redis "ratebound/redis" 64000
 # CommonJS declarations: the same declarations as `.d.cts`, so TypeScript
 # before 5.8 lets a CommonJS file `require` the package (a `.d.ts` in a
 # "type": "module" package is an ES module to it).

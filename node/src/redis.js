@@ -8,7 +8,7 @@ export { RedisStore } from "./redis/store.js";
 export { RedisLimiter } from "./redis/limiter.js";
 export { RedisBudget } from "./redis/budget.js";
 export { RedisModelQuota } from "./redis/model.js";
-export { BudgetError } from "./budget-node.js";
+export { BudgetError } from "./budget-api.js";
 export { RedisUnavailableError } from "./redis/errors.js";
 export { ioredisClient, nodeRedisClient, upstashClient } from "./redis/clients.js";
 export { LIBRARY_NAME } from "./redis/code.js";

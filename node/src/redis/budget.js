@@ -4,8 +4,8 @@
 // the usage check are core's (through wasm); replies become the results
 // `ratebound/budget`'s Budget returns, through its own converters.
 
-import { Budget, BudgetError, raw as wasm } from "../budget-node.js";
-import { CORE, FROM_CORE, usageArgs, alertOut, reservedOut, settledOut, spentOut, statusOut, denialOut } from "../budget-api.js";
+import { Budget, raw as wasm } from "../redis-wasm.js";
+import { BudgetError, CORE, FROM_CORE, usageArgs, alertOut, reservedOut, settledOut, spentOut, statusOut, denialOut } from "../budget-api.js";
 import { budgetConfigOf, configErrorOf } from "../budget-codec.js";
 import { integer, milliseconds, options } from "../validate.js";
 import { RedisUnavailableError } from "./errors.js";

@@ -2,7 +2,7 @@
 // backend takes them. The layout itself (`prefix{tag}:name`, escaped) is
 // core's, through wasm (`redisKey`).
 
-import { raw as wasm } from "../budget-node.js";
+import { raw as wasm } from "../redis-wasm.js";
 
 export const utf8 = new TextEncoder();
 /** Bytes to a string of one char per byte (windows-1252 maps each byte to its own char): keys of the in-memory fallback. */

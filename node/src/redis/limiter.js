@@ -4,9 +4,9 @@
 // replies folded by core (`policyFold`), and the failure policy.
 
 import { TokenBucket, SlidingLog, SlidingWindow, KeyedLimiter } from "../node.js";
-// The key layout, GCRA arguments, shares and the fold: core, through the
-// budget module's wasm (the limiters' module stays small).
-import { raw as wasm } from "../budget-node.js";
+// The key layout, GCRA arguments, shares and the fold: core, through
+// ratebound/redis's own wasm module (the limiters' module stays small).
+import { raw as wasm } from "../redis-wasm.js";
 import { RAW, SPEC } from "../api.js";
 import { integer, milliseconds, options, costOptions } from "../validate.js";
 import { RedisUnavailableError } from "./errors.js";
