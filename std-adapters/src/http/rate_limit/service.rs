@@ -78,6 +78,9 @@ where
                 Some(r) => Poll::Ready(Ok(*r)),
                 None => Poll::Pending, // polled after completion
             },
+            // Nothing to add: the service's answer as it comes (not moved
+            // through this frame).
+            KindProj::Admitted { fut, headers: None } => fut.poll(cx),
             KindProj::Admitted { fut, headers } => {
                 let mut out = std::task::ready!(fut.poll(cx));
                 if let (Ok(res), Some(h)) = (&mut out, headers.take()) {
