@@ -292,7 +292,11 @@ impl<B> ExtractKey<B> for PeerIp {
                 "the server passes no peer address to the rate limiter",
             ));
         };
-        Ok(Some(self.key_of(self.client_ip(peer, req.headers()))))
+        Ok(Some(match self.client_ip(peer, req.headers()) {
+            // Canonical already: the common case without key_of's checks.
+            IpAddr::V4(v4) => ipv4_key(v4, self.ipv4_prefix),
+            ip => self.key_of(ip),
+        }))
     }
 }
 
