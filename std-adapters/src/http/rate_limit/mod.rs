@@ -60,6 +60,7 @@
 //! GCRA (`;bucket`) holds at most `q` at once, refilled smoothly in `w`
 //! seconds (rounded up).
 
+mod answer;
 mod key;
 mod peer_ip;
 mod service;
@@ -76,7 +77,7 @@ use tower::Layer;
 use crate::clock::Clock;
 use crate::keyed::{AnyKeyedLimiter, KeyedDecision};
 use crate::telemetry::LayerMetrics;
-use service::PolicyCache;
+use answer::PolicyCache;
 
 /// What became of one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,164 @@
+//! What [`RateLimitLayer`](super::RateLimitLayer) answers with besides the
+//! service's own response: the rate-limit fields (`RateLimit-Policy`,
+//! `RateLimit`, the legacy `X-RateLimit-*`), a 429's message, and the
+//! answer to a request the limits could not decide.
+
+use std::sync::{Arc, RwLock};
+
+use http::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+use http::{Response, StatusCode};
+use ratebound_core::Duration;
+
+use super::Options;
+use crate::clock::Clock;
+use crate::http::headers::{
+    error_body, RATELIMIT, RATELIMIT_POLICY, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING,
+    X_RATELIMIT_RESET,
+};
+use crate::http::layer::respond;
+use crate::keyed::{KeyedDecision, KeyedError};
+use crate::limiter::{AnyLimiter, LimitSet};
+
+/// The rate-limit fields of one response.
+pub(super) struct RateHeaders {
+    policy: HeaderValue,
+    state: Option<HeaderValue>,
+    /// Limit, remaining, reset (seconds).
+    legacy: Option<[u64; 3]>,
+}
+
+impl RateHeaders {
+    pub(super) fn insert(self, headers: &mut HeaderMap) {
+        headers.insert(RATELIMIT_POLICY, self.policy);
+        if let Some(v) = self.state {
+            headers.insert(RATELIMIT, v);
+        }
+        if let Some([limit, remaining, reset]) = self.legacy {
+            headers.insert(X_RATELIMIT_LIMIT, HeaderValue::from(limit));
+            headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(remaining));
+            headers.insert(X_RATELIMIT_RESET, HeaderValue::from(reset));
+        }
+    }
+}
+
+pub(super) fn seconds(d: Duration) -> u64 {
+    d.as_secs_ceil()
+}
+
+/// A member's window for the policy field; a GCRA's is the time to refill
+/// its whole capacity.
+fn window_secs(l: &AnyLimiter) -> (u64, &'static str) {
+    match l {
+        AnyLimiter::Gcra(g) => (seconds(g.burst_window()).max(1), ";bucket"),
+        AnyLimiter::SlidingLog(s) => (seconds(s.window()).max(1), ""),
+        AnyLimiter::SlidingCounter(c) => (seconds(c.window()).max(1), ""),
+    }
+}
+
+/// `RateLimit-Policy` for `set`: every member.
+pub(super) fn policy_header(set: &LimitSet) -> HeaderValue {
+    let v = set
+        .members()
+        .map(|(name, l)| {
+            let (w, kind) = window_secs(l);
+            format!("\"{name}\";q={};w={w}{kind}", l.capacity())
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    // Names are printable ASCII without quotes or backslashes (LimitSet).
+    HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
+}
+
+/// `RateLimit-Policy` of the limits recently answered for (the common ones
+/// and a few keys' own), each built once.
+pub(super) struct PolicyCache(RwLock<Vec<(Arc<LimitSet>, HeaderValue)>>);
+
+/// How many limit sets' headers are kept.
+const POLICY_CACHE: usize = 8;
+
+impl PolicyCache {
+    pub(super) fn new(set: Arc<LimitSet>) -> Self {
+        let header = policy_header(&set);
+        PolicyCache(RwLock::new(vec![(set, header)]))
+    }
+
+    fn header(&self, set: &Arc<LimitSet>) -> HeaderValue {
+        // The Arc held here keeps its address from being reused by
+        // another set while the entry lives.
+        let find = |cached: &[(Arc<LimitSet>, HeaderValue)]| {
+            cached
+                .iter()
+                .find(|(s, _)| Arc::ptr_eq(s, set))
+                .map(|(_, h)| h.clone())
+        };
+        if let Some(h) = find(&self.0.read().unwrap_or_else(|p| p.into_inner())) {
+            return h;
+        }
+        let mut cached = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = find(&cached) {
+            return h;
+        }
+        let header = policy_header(set);
+        if cached.len() == POLICY_CACHE {
+            cached.remove(0);
+        }
+        cached.push((Arc::clone(set), header.clone()));
+        header
+    }
+}
+
+pub(super) fn rate_headers<C: Clock + Clone, X, K>(
+    options: &Options<C, X, K>,
+    set: &Arc<LimitSet>,
+    name: &str,
+    d: &KeyedDecision,
+) -> RateHeaders {
+    let reset = seconds(d.binding_reset_at.saturating_duration_since(d.now));
+    let state = format!("\"{name}\";r={};t={reset}", d.binding_remaining);
+    RateHeaders {
+        policy: options.policy.header(set),
+        state: HeaderValue::from_str(&state).ok(),
+        legacy: options
+            .legacy_headers
+            .then_some([d.decision.limit, d.binding_remaining, reset]),
+    }
+}
+
+/// The answer to a request the limits could not decide.
+pub(super) fn refuse_error<B: From<String>>(e: &KeyedError) -> Response<B> {
+    // Without feature `redis` there is no store error: the last arms are unreachable.
+    #[allow(unreachable_patterns)]
+    let (status, code) = match e {
+        KeyedError::Cost(_) => (StatusCode::PAYLOAD_TOO_LARGE, "rate_limit_cost_too_large"),
+        KeyedError::Full => (StatusCode::SERVICE_UNAVAILABLE, "rate_limit_store_full"),
+        _ if e.is_unavailable() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "rate_limit_store_unavailable",
+        ),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "rate_limit_store_error"),
+    };
+    let mut res = respond(status, error_body(&e.to_string(), "rate_limit", code));
+    if matches!(e, KeyedError::Full) {
+        res.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    res
+}
+
+/// "10 per 1s, at most 10 at once" for a GCRA; "at most 100 in any 60s"
+/// for a window.
+pub(super) fn describe(set: &LimitSet, i: usize) -> String {
+    match set.limiter(i) {
+        Some(AnyLimiter::Gcra(g)) => format!(
+            "{} per {}s, at most {} at once",
+            g.amount(),
+            seconds(g.period()),
+            g.capacity()
+        ),
+        Some(l) => {
+            let (w, _) = window_secs(l);
+            format!("at most {} in any {w}s", l.capacity())
+        }
+        None => String::new(),
+    }
+}
