@@ -1,6 +1,7 @@
-// The `ratebound/budget` wasm module takes and returns config, state and
-// results as flat arrays of numbers (layouts written down in
-// wasm/src/budget.rs and wasm/src/model_quota.rs); these functions turn
+// The wasm modules of `ratebound/budget` and `ratebound/redis` take and
+// return config, state and results as flat arrays of numbers (layouts
+// written down in wasm/src/budget_layout.rs and wasm/src/model_quota.rs);
+// these functions turn
 // them into objects shaped as core's serde form (the shapes of the trace
 // fixtures) and back. Conversion only: every decision is core's.
 

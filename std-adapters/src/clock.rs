@@ -6,7 +6,7 @@
 //! | Clock | Reads | Use |
 //! |---|---|---|
 //! | [`SystemClock`] | `SystemTime` | state shared across processes; may step if the OS clock is set |
-//! | [`MonotonicClock`] | the CPU's time-stamp counter ([quanta](https://docs.rs/quanta); the OS monotonic clock where there is none), anchored to Unix time once | one process, hot paths (benches `clock_read`, 2-core VM: 9.9 ns a read, against 23.7 for `std::time::Instant` and 35.5 for `SystemClock`); never steps back; the first clock in a process calibrates the counter once |
+//! | [`MonotonicClock`] | the CPU's time-stamp counter ([quanta](https://docs.rs/quanta); the OS monotonic clock where there is none), anchored to Unix time once | one process, hot paths (benches `clock_read`, 2-core VM: 9.6 ns a read, against 23.2 for `std::time::Instant` and 35.6 for `SystemClock`); never steps back; the first clock in a process calibrates the counter once |
 //! | [`TokioClock`] | `tokio::time::Instant`, anchored once | honours `tokio::time::pause()` / `advance()` in tests |
 //! | [`ManualClock`] | a shared counter you set | deterministic tests |
 //!
@@ -51,7 +51,9 @@ impl Clock for SystemClock {
 
 /// Unix time read once, then advanced by a monotonic clock (quanta's
 /// calibrated time-stamp counter, which governor also reads): never steps
-/// back, drifts from wall time only as the two clocks do.
+/// back, drifts from wall time only as the two clocks do. It reads the
+/// counter itself, so quanta's mock clocks do not move it: tests use
+/// [`ManualClock`] or [`TokioClock`].
 #[derive(Clone, Copy, Debug)]
 pub struct MonotonicClock {
     base: Instant,
@@ -61,8 +63,8 @@ pub struct MonotonicClock {
 }
 
 /// The process's calibrated counter. Held here rather than read through
-/// `quanta::Instant::now`, which checks a thread-local override first on
-/// every read (a third of the read's cost).
+/// `quanta::Instant::now`, which looks up a thread-local override (a mock
+/// clock) on every read first.
 fn counter() -> &'static quanta::Clock {
     static COUNTER: std::sync::OnceLock<quanta::Clock> = std::sync::OnceLock::new();
     COUNTER.get_or_init(quanta::Clock::new)

@@ -2,7 +2,7 @@
 //! numbers (every integer below 2^53), in place of a general JSON codec:
 //! the module stays small, and the JS side (`node/src/budget-codec.js`)
 //! turns them into objects. Each layout is written down where it is
-//! encoded (`budget.rs`, `model_quota.rs`).
+//! encoded (`budget_layout.rs`, `model_quota.rs`).
 
 use alloc::string::String;
 use alloc::vec::Vec;

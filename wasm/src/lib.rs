@@ -8,11 +8,13 @@
 //! Status codes returned by `check`-like methods: `1` allowed, `0` denied,
 //! `-1` the cost can never fit (an error, not a denial).
 //!
-//! Two modules are built from this crate, neither carrying the other's
-//! code: feature `limiters` (the main entry `ratebound`: GCRA, sliding
-//! windows, the keyed store, backoff) and features `budget` + `redis`
+//! Three modules are built from this crate, each carrying only what its
+//! entry calls: feature `limiters` (the main entry `ratebound`: GCRA,
+//! sliding windows, the keyed store, backoff), feature `budget`
 //! (`ratebound/budget`, whose config, state and results are flat arrays of
-//! numbers, and what `ratebound/redis` takes from core).
+//! numbers), and features `budget` + `redis` (`ratebound/redis`: the same
+//! with what it takes from core besides — key layout, script arguments,
+//! shares, the policy-set fold).
 
 #![cfg_attr(all(target_arch = "wasm32", not(feature = "std")), no_std)]
 

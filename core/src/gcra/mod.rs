@@ -365,8 +365,8 @@ impl Gcra {
 
     // Always inlined on 64-bit hosts: left to the inliner it stayed a call
     // in criterion's `gcra_check_allow` loop, 14.6 ns a check instead of
-    // 2.4. 32-bit targets (wasm, MCUs) keep one copy, as every call site
-    // would cost its size again (the npm module 1.5 KB more).
+    // 2.4. Elsewhere (wasm32, MCUs) the inliner decides, as it did: forced
+    // into every call site it cost the npm module 1.5 KB.
     #[cfg_attr(target_pointer_width = "64", inline(always))]
     #[cfg_attr(not(target_pointer_width = "64"), inline)]
     fn decide(

@@ -190,9 +190,10 @@ fn ipv4_key(ip: std::net::Ipv4Addr, bits: u8) -> RateKey {
     } else {
         std::net::Ipv4Addr::from(u32::from(ip) & !(u32::MAX >> bits))
     };
-    // At most "255.255.255.255/32", 18 bytes: written in place into the
-    // key's own inline buffer (24 bytes), four bytes at a time — each
-    // number with a dot after it, the last dot dropped or made the '/'.
+    // At most "255.255.255.255/32", 18 bytes: written into a buffer the
+    // size of the key's inline storage (24 bytes), which the key takes as
+    // it is; four bytes at a time — each number with a dot after it, the
+    // last dot dropped or made the '/'.
     let mut buf = [0u8; 24];
     let mut at = 0;
     for o in masked.octets() {
