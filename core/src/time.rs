@@ -260,6 +260,10 @@ pub const fn mul_div_floor(a: u64, b: u64, c: u64) -> u64 {
     if c == 0 {
         return u64::MAX;
     }
+    // The common case in 64 bits: a 128-bit division is a library call.
+    if let Some(p) = a.checked_mul(b) {
+        return p / c;
+    }
     let q = (a as u128 * b as u128) / c as u128;
     if q > u64::MAX as u128 {
         u64::MAX
@@ -273,6 +277,9 @@ pub const fn mul_div_floor(a: u64, b: u64, c: u64) -> u64 {
 pub const fn mul_div_ceil(a: u64, b: u64, c: u64) -> u64 {
     if c == 0 {
         return u64::MAX;
+    }
+    if let Some(p) = a.checked_mul(b) {
+        return p.div_ceil(c);
     }
     let q = (a as u128 * b as u128).div_ceil(c as u128);
     if q > u64::MAX as u128 {
@@ -307,6 +314,29 @@ mod tests {
         let y2026 = Instant::from_secs(1_790_000_000);
         assert!(y2026 < Instant::MAX);
         assert_eq!(y2026.as_secs(), 1_790_000_000);
+    }
+
+    fn operand() -> impl proptest::strategy::Strategy<Value = u64> {
+        use proptest::prelude::*;
+        prop_oneof![
+            0u64..=1_000,
+            any::<u32>().prop_map(u64::from),
+            any::<u64>(),
+            (u64::MAX - 3)..=u64::MAX
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(20_000))]
+        /// The 64-bit shortcut agrees with the 128-bit computation, on both
+        /// sides of a product that fits.
+        #[test]
+        fn mul_div_equals_the_128_bit_computation(a in operand(), b in operand(), c in operand()) {
+            let wide = |q: u128| if c == 0 { u64::MAX } else { q.min(u64::MAX as u128) as u64 };
+            let (p, d) = (a as u128 * b as u128, (c as u128).max(1));
+            proptest::prop_assert_eq!(mul_div_floor(a, b, c), wide(p / d));
+            proptest::prop_assert_eq!(mul_div_ceil(a, b, c), wide(p.div_ceil(d)));
+        }
     }
 
     #[test]
