@@ -250,8 +250,9 @@ impl From<Duration> for core::time::Duration {
     }
 }
 
-/// `floor(a * b / c)` computed exactly (128-bit intermediate), saturating at
-/// `u64::MAX`; `c == 0` yields `u64::MAX`.
+/// `floor(a * b / c)` computed exactly (in 64 bits when `a * b` fits, else
+/// through a 128-bit product), saturating at `u64::MAX`; `c == 0` yields
+/// `u64::MAX`.
 ///
 /// The Redis scripts reproduce this with limb arithmetic; every place core
 /// scales by a ratio goes through this function or [`mul_div_ceil`].

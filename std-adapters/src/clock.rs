@@ -6,7 +6,7 @@
 //! | Clock | Reads | Use |
 //! |---|---|---|
 //! | [`SystemClock`] | `SystemTime` | state shared across processes; may step if the OS clock is set |
-//! | [`MonotonicClock`] | the CPU's time-stamp counter ([quanta](https://docs.rs/quanta); the OS monotonic clock where there is none), anchored to Unix time once | one process, hot paths (benches `clock_read`, 2-core VM: 9.6 ns a read, against 23.2 for `std::time::Instant` and 35.6 for `SystemClock`); never steps back; the first clock in a process calibrates the counter once |
+//! | [`MonotonicClock`] | the CPU's time-stamp counter ([quanta](https://docs.rs/quanta); the OS monotonic clock where there is none), anchored to Unix time once | one process, hot paths (benches `clock_read`, 2-core VM: 9.6 ns a read, against 23.3 for `std::time::Instant` and 35.5 for `SystemClock`); never steps back; the first clock in a process calibrates the counter once |
 //! | [`TokioClock`] | `tokio::time::Instant`, anchored once | honours `tokio::time::pause()` / `advance()` in tests |
 //! | [`ManualClock`] | a shared counter you set | deterministic tests |
 //!
