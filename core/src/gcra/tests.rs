@@ -1,6 +1,8 @@
 //! GCRA: exact refill, bounds, the shortcuts equal to the full path.
 
 use super::*;
+use crate::time::MAX_SAFE_INTEGER;
+use crate::{ConfigError, Duration};
 
 fn t(us: u64) -> Instant {
     Instant::from_micros(us)
