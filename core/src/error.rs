@@ -124,3 +124,47 @@ pub(crate) const fn require_at_most(
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::string::ToString;
+
+    use super::ConfigError;
+
+    /// What a user reads, for each kind of config error: `Display` and the
+    /// pieces the wasm build writes say the same.
+    #[test]
+    fn config_errors_read_as_written() {
+        let cases = [
+            (
+                ConfigError::Zero { field: "capacity" },
+                "invalid config: `capacity` must be at least 1",
+            ),
+            (
+                ConfigError::TooLarge {
+                    field: "amount",
+                    max: 9_007_199_254_740_991,
+                },
+                "invalid config: `amount` is too large (at most 9007199254740991)",
+            ),
+            (
+                ConfigError::Invalid {
+                    field: "limits",
+                    reason: "must not be empty",
+                },
+                "invalid config: `limits` must not be empty",
+            ),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text);
+            let (before, n, after) = e.message_parts();
+            let pieces = std::format!(
+                "invalid config: `{}`{before}{}{after}",
+                e.field(),
+                n.map_or(std::string::String::new(), |n| n.to_string())
+            );
+            assert_eq!(pieces, text);
+        }
+    }
+}

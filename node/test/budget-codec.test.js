@@ -3,7 +3,7 @@
 // invalid config does there, and that every state survives JSON.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Budget, ModelQuota } from "../src/budget-node.js";
+import { Budget, BudgetError, ModelQuota } from "../src/budget-node.js";
 
 const T = 1_795_392_000_000;
 const config = { limits: [{ dimension: "tokens", window: "minute", max: 1000 }, { dimension: "cost", window: "month", max: 5_000_000 }], alertThresholds: [0.5], holdSlots: 4 };
@@ -80,4 +80,9 @@ test("a ModelQuota state survives JSON; a malformed one is refused whole", () =>
     assert.throws(() => copy.importState({ v: 1, state }), TypeError);
   }
   assert.deepEqual(copy.exportState(), q.exportState());
+});
+
+test("ratebound/redis throws ratebound/budget's BudgetError class (their wasm modules are apart)", async () => {
+  const redis = await import("../src/redis.js");
+  assert.equal(redis.BudgetError, BudgetError);
 });

@@ -4,18 +4,13 @@
 // failure policies answer as documented.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Budget, BudgetError as BudgetErrorOfBudget } from "ratebound/budget";
+import { Budget } from "ratebound/budget";
 import { RedisStore, RedisBudget, BudgetError, RedisUnavailableError } from "ratebound/redis";
 import { startRedis } from "./support/redis-server.js";
 import { redisForTests } from "./support/server.js";
 import { replayBudgets } from "./support/replays.js";
 
 const { server, CLIENTS } = await redisForTests();
-
-test("ratebound/redis and ratebound/budget throw one BudgetError class (their wasm modules are apart)", () => {
-  assert.equal(BudgetError, BudgetErrorOfBudget);
-  assert.throws(() => new Budget({ limits: [{ dimension: "tokens", window: "minute", max: 10 }] }).reserve({ tokens: 11 }), BudgetError);
-});
 
 for (const [client, connect] of Object.entries(CLIENTS)) {
   test(`${client}: the budget traces replay exactly through Redis (results and states, live reconfiguration included)`, async () => {

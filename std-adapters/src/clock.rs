@@ -6,7 +6,7 @@
 //! | Clock | Reads | Use |
 //! |---|---|---|
 //! | [`SystemClock`] | `SystemTime` | state shared across processes; may step if the OS clock is set |
-//! | [`MonotonicClock`] | the CPU's time-stamp counter ([quanta](https://docs.rs/quanta); the OS monotonic clock where there is none), anchored to Unix time once | one process, hot paths (benches `clock_read`, 2-core VM: 9.6 ns a read, against 23.3 for `std::time::Instant` and 35.5 for `SystemClock`); never steps back; the first clock in a process calibrates the counter once |
+//! | [`MonotonicClock`] | the CPU's time-stamp counter ([quanta](https://docs.rs/quanta); the OS monotonic clock where there is none), anchored to Unix time once | one process, hot paths (benches `clock_read`, 2-core VM: 9.6 ns a read, against 23.3 for `std::time::Instant` and 35.5 for `SystemClock`); never reads before its anchor, and goes back no more than the CPU's counter does (never, where the counters agree across cores: invariant TSCs); the first clock in a process calibrates the counter once |
 //! | [`TokioClock`] | `tokio::time::Instant`, anchored once | honours `tokio::time::pause()` / `advance()` in tests |
 //! | [`ManualClock`] | a shared counter you set | deterministic tests |
 //!
@@ -50,8 +50,9 @@ impl Clock for SystemClock {
 }
 
 /// Unix time read once, then advanced by a monotonic clock (quanta's
-/// calibrated time-stamp counter, which governor also reads): never steps
-/// back, drifts from wall time only as the two clocks do. It reads the
+/// calibrated time-stamp counter, which governor also reads): never reads
+/// before its anchor, goes back only if the CPU's counter does, drifts from
+/// wall time only as the two clocks do. It reads the
 /// counter itself, so quanta's mock clocks do not move it: tests use
 /// [`ManualClock`] or [`TokioClock`].
 #[derive(Clone, Copy, Debug)]
@@ -191,6 +192,19 @@ mod tests {
             .saturating_duration_since(b)
             .max(b.saturating_duration_since(wall));
         assert!(drift < Duration::from_millis(50), "{drift:?}");
+    }
+
+    #[test]
+    fn monotonic_reads_never_go_back_on_one_thread_nor_before_the_anchor() {
+        let m = MonotonicClock::new();
+        let anchor = m.base;
+        let mut last = m.now();
+        assert!(last >= anchor);
+        for _ in 0..100_000 {
+            let now = m.now();
+            assert!(now >= last, "{last:?} then {now:?}");
+            last = now;
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -36,7 +36,7 @@ pub(crate) fn usage(requests: f64, tokens: f64, cost: f64) -> Usage {
     }
 }
 
-pub(crate) fn dimension(code: u64) -> Option<Dimension> {
+fn dimension(code: u64) -> Option<Dimension> {
     [Dimension::Requests, Dimension::Tokens, Dimension::Cost]
         .into_iter()
         .find(|&d| wire::dimension_code(d) == code)

@@ -4,13 +4,12 @@
 // requests in flight. Arguments from core (wasm); replies shaped as
 // `ratebound/budget`'s ModelQuota answers.
 
-import { ModelQuota } from "../redis-wasm.js";
+import { ModelQuota, raw as wasm } from "../redis-wasm.js";
 import { CORE, FROM_CORE, modelDecisionOut } from "../budget-api.js";
 import { integer, milliseconds, options } from "../validate.js";
 import { failoverOptions } from "./failover.js";
 import { RedisStore, replyInt as int } from "./store.js";
 import { LocalKeys, callNow, tagOf, utf8, validName } from "./keys.js";
-import { raw as wasm } from "../redis-wasm.js";
 
 const MODEL_OPTIONS = ["name", "onUnavailable", "retryAfterMs", "replicas", "local"];
 /** Core's blocked codes (ratebound_core::wire::blocked_code; std-adapters/tests/wire.rs checks this copy). */

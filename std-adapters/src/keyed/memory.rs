@@ -42,6 +42,7 @@ impl KeyBytes {
     /// The first `len` bytes of `buf` (all of them if `len` is larger),
     /// kept in place.
     pub(crate) fn from_buf(buf: [u8; 24], len: usize) -> Self {
+        debug_assert!(len <= 24, "a key of {len} bytes from a 24-byte buffer");
         KeyBytes(SmallVec::from_buf_and_len(buf, len.min(24)))
     }
 

@@ -164,21 +164,23 @@ impl PeerIp {
 
     /// The key for `ip`: its text, or its network's for a prefix shorter
     /// than the address.
+    #[inline]
     pub fn key_of(&self, ip: IpAddr) -> RateKey {
-        let ip = ip.to_canonical();
-        let bits = match ip {
-            IpAddr::V4(_) => self.ipv4_prefix,
-            IpAddr::V6(_) => self.ipv6_prefix,
-        };
-        if let IpAddr::V4(v4) = ip {
+        match ip.to_canonical() {
             // The common case, written digit by digit (no formatter).
-            return ipv4_key(v4, bits);
+            IpAddr::V4(v4) => ipv4_key(v4, self.ipv4_prefix),
+            IpAddr::V6(v6) => self.ipv6_key(v6),
         }
+    }
+
+    /// The key of an IPv6 address: its text, or its network's.
+    fn ipv6_key(&self, ip: std::net::Ipv6Addr) -> RateKey {
+        let bits = self.ipv6_prefix;
         if bits >= 128 {
             return key_from_display(ip);
         }
         // Valid by construction: bits is clamped to the address's length.
-        let net = IpNet::new(ip, bits).map_or(IpNet::from(ip), |n| n.trunc());
+        let net = ipnet::Ipv6Net::new(ip, bits).map_or(ipnet::Ipv6Net::from(ip), |n| n.trunc());
         key_from_display(net)
     }
 }
@@ -293,11 +295,7 @@ impl<B> ExtractKey<B> for PeerIp {
                 "the server passes no peer address to the rate limiter",
             ));
         };
-        Ok(Some(match self.client_ip(peer, req.headers()) {
-            // Canonical already: the common case without key_of's checks.
-            IpAddr::V4(v4) => ipv4_key(v4, self.ipv4_prefix),
-            ip => self.key_of(ip),
-        }))
+        Ok(Some(self.key_of(self.client_ip(peer, req.headers()))))
     }
 }
 

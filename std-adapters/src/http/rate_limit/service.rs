@@ -207,6 +207,8 @@ fn reported_verdict<C: Clock + Clone, X, K, B: From<String>>(
                 ))
             }))
         }
+        // Reached only with headers, a hook or a span: `verdict` counts the
+        // plain admitted request itself.
         Outcome::Allowed => Verdict::Pass(options.headers_on_success.then(|| {
             Box::new(rate_headers(
                 options,
