@@ -12,32 +12,36 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q " $WB"; then
 fi
 [ -d node/node_modules/miniflare ] && [ -d node/node_modules/binaryen ] && [ -d node/node_modules/typescript ] || (cd node && npm ci --no-audit --no-fund)
 rm -rf node/dist
-# Three modules, each carrying only what its entry calls: the limiters
-# (`ratebound`), budget windows with model quotas (`ratebound/budget`), and
-# those with the Redis helpers (`ratebound/redis`: key layout, script
-# arguments, shares, the policy-set fold).
+# Four modules, each carrying only what its entry calls: the limiters
+# (`ratebound`), budget windows (`ratebound/budget`), model quotas
+# (`ratebound/model-quota`), and the last two with the Redis helpers
+# (`ratebound/redis`: key layout, script arguments, shares, the policy-set
+# fold).
 build() { # features out-dir
   cargo build -q -p ratebound-wasm --target wasm32-unknown-unknown --profile wasm $1
   wasm-bindgen target/wasm32-unknown-unknown/wasm/ratebound_wasm.wasm --target web --out-dir "node/dist/$2" --out-name ratebound_wasm
   node/node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers "node/dist/$2/ratebound_wasm_bg.wasm" -o "node/dist/$2/ratebound_wasm_bg.wasm"
   local w="node/dist/$2/ratebound_wasm_bg.wasm" j="node/dist/$2/ratebound_wasm.js"
   echo "$3: .wasm $(stat -c %s "$w") bytes raw, $(gzip -9c "$w" | wc -c) gzipped; JS glue $(stat -c %s "$j") raw, $(gzip -9c "$j" | wc -c) gzipped"
-  # A ceiling just over today's size (the goals, 20 KB and 40 KB, are not
-  # met yet: node/README.md says what the modules hold).
+  # `ratebound/budget`'s ceiling is its goal (40 KB); the others sit just
+  # over today's sizes (the main entry's goal, 20 KB, is not met:
+  # node/README.md says what its module holds).
   if [ "$(stat -c %s "$w")" -gt "$4" ]; then
     echo "error: $3 .wasm is over its ceiling of $4 bytes" >&2
     exit 1
   fi
 }
 build "--no-default-features --features limiters" web "ratebound (limiters)" 60000
-build "--no-default-features --features budget" budget "ratebound/budget" 50000
-build "--no-default-features --features budget,redis" redis "ratebound/redis" 64000
+build "--no-default-features --features budget" budget "ratebound/budget" 40000
+build "--no-default-features --features model-quota" model-quota "ratebound/model-quota" 24000
+build "--no-default-features --features budget,model-quota,redis" redis "ratebound/redis" 64000
 # CommonJS declarations: the same declarations as `.d.cts`, so TypeScript
 # before 5.8 lets a CommonJS file `require` the package (a `.d.ts` in a
 # "type": "module" package is an ES module to it).
 mkdir -p node/dist/types
 cp node/src/index.d.ts node/dist/types/index.d.cts
 cp node/src/budget.d.ts node/dist/types/budget.d.cts
+cp node/src/model-quota.d.ts node/dist/types/model-quota.d.cts
 cp node/src/redis.d.ts node/dist/types/redis.d.cts
 # `ratebound/redis` runs the very Lua code the Rust Redis backend runs: the
 # four sources, byte for byte, as strings of an ES module (so the library

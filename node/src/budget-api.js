@@ -5,8 +5,7 @@
 
 import { integer, milliseconds as micros, nowMicros, options, NOW, freed } from "./validate.js";
 import {
-  budgetConfigFlat, budgetStateFlat, budgetStateOf, reservedOf, settledOf, alertsOf, spentOf, peekedOf, statusOf,
-  modelScopesFlat, modelDecisionOf, modelStateFlat, modelStateOf, configErrorOf,
+  budgetConfigFlat, budgetStateFlat, budgetStateOf, reservedOf, settledOf, alertsOf, spentOf, peekedOf, statusOf, configErrorOf,
 } from "./budget-codec.js";
 
 const DIMENSIONS = ["requests", "tokens", "cost"];
@@ -51,9 +50,9 @@ function coreConfig(c) {
 
 const USAGE = ["requests", "tokens", "cost", "now"];
 
-/** Package-private: the wasm budget of a `Budget` (for `ratebound/redis`). */
+/** Package-private: the wasm object of a `Budget` or `ModelQuota` (for `ratebound/redis`). */
 export const CORE = Symbol("ratebound.budget.core");
-/** Package-private: `new Budget(FROM_CORE, { flat, slots })` builds one from a flat core config (`shareConfig`). */
+/** Package-private: `new Budget(FROM_CORE, { flat, slots })` (or `new ModelQuota(FROM_CORE, { flat })`) builds one from a flat core config (`shareConfig`). */
 export const FROM_CORE = Symbol("ratebound.budget.fromCore");
 
 /** `{requests = 1, tokens = 0, cost = 0}` validated, as core's three amounts. */
@@ -129,30 +128,6 @@ export const statusOut = (s) => ({
   holds: s.holds,
 });
 
-const decisionOut = (d, now) => ({
-  allowed: d.allowed,
-  remaining: d.remaining,
-  limit: d.limit,
-  resetAt: ms(d.reset_at),
-  retryAfterMs: d.allowed ? 0 : ms(Math.max(0, d.retry_at - now)),
-});
-/** Core's model decision (serde form) as the API returns it. */
-export const modelDecisionOut = (d) => {
-  const now = d.now;
-  const total = d.total === null ? null : decisionOut(d.total, now);
-  const success = decisionOut(d.success, now);
-  const waits = [total, success].filter((x) => x && !x.allowed).map((x) => x.retryAfterMs);
-  return {
-    allowed: d.blocked === null,
-    hold: d.hold,
-    inFlight: d.in_flight,
-    blocked: d.blocked,
-    retryAfterMs: waits.length ? Math.max(...waits) : 0,
-    total,
-    success,
-  };
-};
-
 /** `f()`, with core's error codes thrown by the module as `BudgetError`s. */
 function run(f) {
   try {
@@ -163,7 +138,7 @@ function run(f) {
 }
 
 /** `make()`, with a config error thrown by the module as a RangeError. */
-function built(what, make) {
+export function built(what, make) {
   try {
     return make();
   } catch (e) {
@@ -272,61 +247,5 @@ export function makeBudgetApi(wasm) {
     free() { this.#inner.free(); this.#inner = freed("Budget"); }
   }
 
-
-  /**
-   * Model quotas for LLM gateways: a total count of admitted requests and a
-   * success count settled by each request's outcome, with holds for the
-   * requests in flight. Every decision is core's (`model_quota`).
-   */
-  class ModelQuota {
-    #inner;
-    constructor(config, core) {
-      if (config === FROM_CORE) {
-        this.#inner = new wasm.ModelQuota(core.flat);
-        this.config = null;
-        return;
-      }
-      const c = options(config, "ModelQuota config", ["totalMax", "successMax", "periodMs", "window", "holdTtlMs"]);
-      const total = c.totalMax === undefined || c.totalMax === null ? null : integer("totalMax", c.totalMax, 1);
-      const window = c.window ?? "sliding";
-      if (window !== "sliding" && window !== "bucket") throw new RangeError(`window must be "sliding" or "bucket", got ${window}`);
-      const scope = {
-        total,
-        success: integer("successMax", c.successMax, 1),
-        period_us: micros("periodMs", c.periodMs, 0.001),
-        window,
-        hold_ttl_us: micros("holdTtlMs", c.holdTtlMs ?? 600_000, 0.001),
-      };
-      this.#inner = built("ModelQuota", () => new wasm.ModelQuota(modelScopesFlat([scope])));
-      this.config = Object.freeze({ totalMax: total, successMax: scope.success, periodMs: c.periodMs, window, holdTtlMs: scope.hold_ttl_us / 1000 });
-    }
-    /** Admit one request: `{allowed, hold, inFlight, blocked, retryAfterMs, total, success}`. Settle `hold` when the outcome is known. */
-    admit(opts) {
-      return modelDecisionOut(modelDecisionOf(this.#inner.admit(0, nowMicros(options(opts, "options", NOW).now))));
-    }
-    /** What `admit` would decide, changing nothing. */
-    peek(opts) {
-      return modelDecisionOut(modelDecisionOf(this.#inner.peek(0, nowMicros(options(opts, "options", NOW).now))));
-    }
-    /** Settle `hold` (`{success: true}` counts it): "held", or "lapsed" when its hold had expired (a success still counts). */
-    settle(hold, opts) {
-      const o = options(opts, "options", ["success", "now"]);
-      if (typeof o.success !== "boolean") throw new TypeError("options.success must be true or false");
-      return this.#inner.settle(0, integer("hold", hold), o.success, nowMicros(o.now)) ? "held" : "lapsed";
-    }
-    /** Plain, JSON-serializable state. */
-    exportState() { return { v: 1, state: modelStateOf(this.#inner.exportState()) }; }
-    /** Restore a state from `exportState()`. */
-    importState(state) {
-      const s = options(state, "state", ["v", "state"]);
-      const flat = s.v === 1 ? modelStateFlat(s.state) : null;
-      if (!flat || !this.#inner.importState(flat)) throw new TypeError("state is not a ModelQuota state from exportState()");
-      return this;
-    }
-    /** @internal the wasm quota */
-    get [CORE]() { return this.#inner; }
-    free() { this.#inner.free(); this.#inner = freed("ModelQuota"); }
-  }
-
-  return { Budget, BudgetError, ModelQuota, raw: wasm };
+  return { Budget, BudgetError, raw: wasm };
 }

@@ -4,4 +4,4 @@ import { makeBudgetApi } from "./budget-api.js";
 
 await init({ module_or_path: new URL("../dist/budget/ratebound_wasm_bg.wasm", import.meta.url) });
 
-export const { Budget, BudgetError, ModelQuota, raw } = makeBudgetApi(wasm);
+export const { Budget, BudgetError, raw } = makeBudgetApi(wasm);

@@ -5,4 +5,4 @@ import { makeBudgetApi } from "./budget-api.js";
 
 wasm.initSync({ module: new WebAssembly.Module(readFileSync(new URL("../dist/budget/ratebound_wasm_bg.wasm", import.meta.url))) });
 
-export const { Budget, BudgetError, ModelQuota, raw } = makeBudgetApi(wasm);
+export const { Budget, BudgetError, raw } = makeBudgetApi(wasm);

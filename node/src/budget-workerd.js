@@ -5,4 +5,4 @@ import { makeBudgetApi } from "./budget-api.js";
 
 wasm.initSync({ module: wasmModule });
 
-export const { Budget, BudgetError, ModelQuota, raw } = makeBudgetApi(wasm);
+export const { Budget, BudgetError, raw } = makeBudgetApi(wasm);

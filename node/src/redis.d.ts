@@ -5,7 +5,8 @@
  * limit. Times are ms since the Unix epoch.
  */
 import type { TokenBucket, SlidingLog, SlidingWindow, Decision } from "ratebound";
-import type { BudgetConfig, Usage, Alert, Denied, BudgetStatus, ModelQuotaConfig, ModelDecision, ModelPeek } from "ratebound/budget";
+import type { BudgetConfig, Usage, Alert, Denied, BudgetStatus } from "ratebound/budget";
+import type { ModelQuotaConfig, ModelDecision, ModelPeek } from "ratebound/model-quota";
 
 export { BudgetError } from "ratebound/budget";
 
@@ -164,7 +165,7 @@ export type RedisModelDecision =
 
 /**
  * Model quotas per key (a user and model) shared through Redis (the Rust
- * backend's `model.lua`): `ratebound/budget`'s ModelQuota, with the key first.
+ * backend's `model.lua`): `ratebound/model-quota`'s ModelQuota, with the key first.
  */
 export class RedisModelQuota {
   constructor(store: RedisStore, config: ModelQuotaConfig, options?: RedisModelQuotaOptions);

@@ -2,7 +2,10 @@
 // `node save-states.mjs <package dir>`, and what that package answers after
 // the export, for node/test/saved-state.test.js to replay on a later build.
 const dir = process.argv[2];
-const { Budget, ModelQuota } = await import(`${dir}/src/budget-node.js`);
+const budget = await import(`${dir}/src/budget-node.js`);
+const { Budget } = budget;
+// Builds before ratebound/model-quota held ModelQuota in ratebound/budget.
+const { ModelQuota } = budget.ModelQuota ? budget : await import(`${dir}/src/model-quota-node.js`);
 const T = 1_795_392_000_000;
 const budgetConfig = {
   limits: [

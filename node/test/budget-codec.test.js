@@ -1,9 +1,11 @@
-// `ratebound/budget` passes config, state and results to its wasm module as
-// flat numbers (no JSON codec in the module): what a malformed state or an
-// invalid config does there, and that every state survives JSON.
+// `ratebound/budget` and `ratebound/model-quota` pass config, state and
+// results to their wasm modules as flat numbers (no JSON codec in the
+// modules): what a malformed state or an invalid config does there, and that
+// every state survives JSON.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Budget, BudgetError, ModelQuota } from "../src/budget-node.js";
+import { Budget, BudgetError } from "../src/budget-node.js";
+import { ModelQuota } from "../src/model-quota-node.js";
 
 const T = 1_795_392_000_000;
 const config = { limits: [{ dimension: "tokens", window: "minute", max: 1000 }, { dimension: "cost", window: "month", max: 5_000_000 }], alertThresholds: [0.5], holdSlots: 4 };

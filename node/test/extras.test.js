@@ -6,7 +6,8 @@ import { createRequire } from "node:module";
 import {
   TokenBucket, SlidingLog, SlidingWindow, Backoff, RetryBudget, retry, Policy, KeyedLimiter, StoreFullError,
 } from "ratebound";
-import { Budget, BudgetError, ModelQuota } from "ratebound/budget";
+import { Budget, BudgetError } from "ratebound/budget";
+import { ModelQuota } from "ratebound/model-quota";
 
 const T = 1_790_000_000_000; // a fixed "now" in ms
 
@@ -273,10 +274,14 @@ test("backoff/keyed/policy bad input", () => {
   assert.throws(() => new KeyedLimiter(() => null, { onFull: "drop" }), /onFull/);
 });
 
-test("CommonJS require of ratebound/budget", () => {
+test("CommonJS require of ratebound/budget and ratebound/model-quota", () => {
   const require = createRequire(import.meta.url);
-  const cjs = require("ratebound/budget");
-  assert.equal(typeof cjs.Budget, "function");
+  const budget = require("ratebound/budget");
+  assert.equal(budget.Budget, Budget);
+  assert.equal(budget.ModelQuota, undefined);
+  const quota = new (require("ratebound/model-quota").ModelQuota)({ successMax: 1, periodMs: 1000 });
+  assert.equal(quota.admit({ now: T }).allowed, true);
+  assert.equal(quota.admit({ now: T }).allowed, false);
 });
 
 test("a sliding log admits its whole limit whatever its slots (remaining is true)", () => {

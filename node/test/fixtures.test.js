@@ -126,8 +126,8 @@ test("budget traces replay exactly (ratebound/budget)", async () => {
   assert.ok(n >= 200, `${n} steps`);
 });
 
-test("model quota traces replay exactly (ratebound/budget)", async () => {
-  const { raw: b } = await import("../src/budget-node.js");
+test("model quota traces replay exactly (ratebound/model-quota)", async () => {
+  const { raw: b } = await import("../src/model-quota-node.js");
   const c = await import("../src/budget-codec.js");
   const n = replay(
     "model_quota",

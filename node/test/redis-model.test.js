@@ -4,7 +4,7 @@
 // overshoot the success count, and the failure policies answer.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ModelQuota } from "ratebound/budget";
+import { ModelQuota } from "ratebound/model-quota";
 import { RedisStore, RedisModelQuota, RedisUnavailableError } from "ratebound/redis";
 import { startRedis } from "./support/redis-server.js";
 import { redisForTests } from "./support/server.js";
@@ -21,7 +21,7 @@ for (const [client, connect] of Object.entries(CLIENTS)) {
 
 const CONFIG = { totalMax: 100, successMax: 10, periodMs: 60_000 };
 
-test("results equal ratebound/budget's ModelQuota, call for call; concurrent admissions over the three clients never overshoot", async () => {
+test("results equal ratebound/model-quota's ModelQuota, call for call; concurrent admissions over the three clients never overshoot", async () => {
   const store = new RedisStore(await CLIENTS.ioredis(server.port), { time: "caller" });
   const shared = new RedisModelQuota(store, CONFIG);
   const local = new ModelQuota(CONFIG);

@@ -1,12 +1,13 @@
 // States exported by an earlier build of `ratebound/budget` — commit
-// 863e5d4, whose wasm module wrote core's serde JSON itself — import into
-// this one, which then answers every later call as that build answered
+// 863e5d4, whose wasm module wrote core's serde JSON itself and which also
+// held `ModelQuota`, now `ratebound/model-quota`'s — import into this one, which then answers every later call as that build answered
 // (test-data/saved-states-863e5d4.json: the earlier build's exports, then
 // its answers; written by test-data/save-states.mjs run on that build).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import { Budget, ModelQuota } from "../src/budget-node.js";
+import { Budget } from "../src/budget-node.js";
+import { ModelQuota } from "../src/model-quota-node.js";
 
 const saved = JSON.parse(fs.readFileSync(new URL("../test-data/saved-states-863e5d4.json", import.meta.url), "utf8"));
 

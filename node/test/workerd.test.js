@@ -89,3 +89,40 @@ test("a Worker keeps an LLM token budget per user in a Durable Object (ratebound
     await mf.dispose();
   }
 });
+
+test("a Worker keeps a model quota per user in a Durable Object (ratebound/model-quota)", async () => {
+  const mf = new Miniflare({
+    modules: true,
+    modulesRoot: root,
+    scriptPath: fileURLToPath(new URL("../examples/worker/model-quota-worker.js", import.meta.url)),
+    modulesRules: [
+      { type: "ESModule", include: ["**/*.js"] },
+      { type: "CompiledWasm", include: ["**/*.wasm"] },
+    ],
+    compatibilityDate: "2025-01-01",
+    durableObjects: { QUOTA: "UserQuota" },
+    host: "127.0.0.1",
+  });
+  try {
+    const call = async (q) => {
+      const r = await mf.dispatchFetch(`http://127.0.0.1/?${q}`);
+      return { status: r.status, body: await r.json() };
+    };
+    // A failed call gives its success slot back; two successes use the
+    // minute's two; the next call is refused on the success count.
+    const got = [await call("user=ann&ok=0"), await call("user=ann"), await call("user=ann&ok=0"), await call("user=ann")];
+    assert.deepEqual(got.map((r) => r.status), [502, 200, 502, 200]);
+    assert.deepEqual(got.map((r) => r.body.held), ["held", "held", "held", "held"]);
+    const refused = await call("user=ann");
+    assert.equal(refused.status, 429);
+    assert.equal(refused.body.blocked, "success");
+    assert.ok(refused.body.retryAfterMs > 0 && refused.body.retryAfterMs <= 60_000, `${refused.body.retryAfterMs}`);
+    // Four admitted calls counted against the total of 5 survived in storage:
+    // the fifth admission is the last.
+    assert.equal(refused.body.total.remaining, 1);
+    // Another user has their own quota.
+    assert.equal((await call("user=ben")).status, 200);
+  } finally {
+    await mf.dispose();
+  }
+});

@@ -1,7 +1,7 @@
-//! Config, state and results of `ratebound/budget` as flat arrays of JS
-//! numbers (every integer below 2^53), in place of a general JSON codec:
-//! the module stays small, and the JS side (`node/src/budget-codec.js`)
-//! turns them into objects. Each layout is written down where it is
+//! Config, state and results of `ratebound/budget` and `ratebound/model-quota`
+//! as flat arrays of JS numbers (every integer below 2^53), in place of a
+//! general JSON codec: the modules stay small, and the JS side
+//! (`node/src/budget-codec.js`) turns them into objects. Each layout is written down where it is
 //! encoded (`budget_layout.rs`, `model_quota.rs`).
 
 use alloc::string::String;
@@ -33,7 +33,8 @@ impl<'a> Reader<'a> {
         }
         valid(x).then_some(Some(x as u64))
     }
-    /// The next value, a signed integer within ±2^53.
+    /// The next value, a signed integer within ±2^53 (budget configs' UTC offset).
+    #[cfg(feature = "budget")]
     pub(crate) fn signed(&mut self) -> Option<i64> {
         let x = *self.0.next()?;
         (x.abs() <= 9_007_199_254_740_991.0 && (x as i64) as f64 == x).then_some(x as i64)

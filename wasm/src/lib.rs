@@ -8,13 +8,14 @@
 //! Status codes returned by `check`-like methods: `1` allowed, `0` denied,
 //! `-1` the cost can never fit (an error, not a denial).
 //!
-//! Three modules are built from this crate, each carrying only what its
+//! Four modules are built from this crate, each carrying only what its
 //! entry calls: feature `limiters` (the main entry `ratebound`: GCRA,
 //! sliding windows, the keyed store, backoff), feature `budget`
 //! (`ratebound/budget`, whose config, state and results are flat arrays of
-//! numbers), and features `budget` + `redis` (`ratebound/redis`: the same
-//! with what it takes from core besides — key layout, script arguments,
-//! shares, the policy-set fold).
+//! numbers), feature `model-quota` (`ratebound/model-quota`, flat the same
+//! way), and features `budget` + `model-quota` + `redis` (`ratebound/redis`:
+//! both with what it takes from core besides — key layout, script
+//! arguments, shares, the policy-set fold).
 
 #![cfg_attr(all(target_arch = "wasm32", not(feature = "std")), no_std)]
 
@@ -63,24 +64,29 @@ pub use redis::{gcra_redis_args, gcra_share, redis_key, redis_key_parts_valid, s
 mod budget;
 #[cfg(feature = "budget")]
 mod budget_layout;
-#[cfg(feature = "budget")]
+#[cfg(any(feature = "budget", feature = "model-quota"))]
 mod flat;
 #[cfg(feature = "budget")]
 pub use budget::Budget;
-#[cfg(feature = "budget")]
+#[cfg(feature = "model-quota")]
 mod model_quota;
-#[cfg(feature = "budget")]
+#[cfg(feature = "model-quota")]
 pub use model_quota::ModelQuota;
 
 /// A JS number to `u64`: callers validate; anything odd saturates safely
 /// (NaN and negatives to 0, huge values to `u64::MAX`).
-#[cfg(any(feature = "limiters", feature = "budget", feature = "redis"))]
+#[cfg(any(
+    feature = "limiters",
+    feature = "budget",
+    feature = "model-quota",
+    feature = "redis"
+))]
 fn int(x: f64) -> u64 {
     x as u64
 }
 
 /// True for a JS number that is an integer in `0..=2^53 − 1`.
-#[cfg(any(feature = "limiters", feature = "budget"))]
+#[cfg(any(feature = "limiters", feature = "budget", feature = "model-quota"))]
 fn valid(x: f64) -> bool {
     (0.0..=9_007_199_254_740_991.0).contains(&x) && (x as u64) as f64 == x
 }

@@ -1,4 +1,4 @@
-//! Model quotas (feature `budget`, in the module `ratebound/budget`):
+//! Model quotas (feature `model-quota`, the module `ratebound/model-quota`):
 //! total and success counts with holds, decided by core. Limits, state and
 //! decisions as flat arrays of numbers ([`flat`](crate::flat)), read and
 //! written by `node/src/budget-codec.js`.

@@ -2,10 +2,11 @@
 // backend's `model.lua` runs it): an LLM gateway's total and success counts
 // per key (a user and model), shared by every replica, with holds for the
 // requests in flight. Arguments from core (wasm); replies shaped as
-// `ratebound/budget`'s ModelQuota answers.
+// `ratebound/model-quota`'s ModelQuota answers.
 
 import { ModelQuota, raw as wasm } from "../redis-wasm.js";
-import { CORE, FROM_CORE, modelDecisionOut } from "../budget-api.js";
+import { CORE, FROM_CORE } from "../budget-api.js";
+import { modelDecisionOut } from "../model-quota-api.js";
 import { integer, milliseconds, options } from "../validate.js";
 import { failoverOptions } from "./failover.js";
 import { RedisStore, replyInt as int } from "./store.js";

@@ -1,7 +1,8 @@
 // Type-checked by test/types.test.js (tsc --noEmit): the public API is typed,
 // and wrong uses are compile errors (each @ts-expect-error must be needed).
 import { TokenBucket, SlidingLog, SlidingWindow, Backoff, RetryBudget, retry, Policy, KeyedLimiter, StoreFullError, type Decision, type RetryStep } from "ratebound";
-import { Budget, BudgetError, ModelQuota, type ModelDecision, type Reserved } from "ratebound/budget";
+import { Budget, BudgetError, type Reserved } from "ratebound/budget";
+import { ModelQuota, type ModelDecision } from "ratebound/model-quota";
 
 const bucket = new TokenBucket({ capacity: 10, refillAmount: 5, refillPeriodMs: 1000 });
 const d: Decision = bucket.check({ cost: 2, now: Date.now() });
