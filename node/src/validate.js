@@ -71,3 +71,9 @@ export function freed(kind) {
     getPrototypeOf: fail,
   });
 }
+
+/** A config error thrown by the main module (the offending field's name) as a RangeError. */
+export function configError(e, kind) {
+  if (typeof e === "string") return new RangeError(`invalid ${kind} config: \`${e}\` is out of range (zero, too large, or inconsistent)`);
+  return e;
+}

@@ -80,8 +80,11 @@ fn the_budget_script_uses_cores_codes() {
 
 #[test]
 fn the_npm_packages_code_tables_are_cores() {
-    let api = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../node/src/api.js"))
-        .unwrap();
+    let api = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../node/src/retry-api.js"
+    ))
+    .unwrap();
     let jitter = wire::JITTER_NAMES
         .iter()
         .enumerate()
@@ -89,7 +92,7 @@ fn the_npm_packages_code_tables_are_cores() {
         .collect::<Vec<_>>()
         .join(", ");
     let jitter = format!("const JITTER = {{ {jitter} }};");
-    assert!(api.contains(&jitter), "api.js must hold {jitter}");
+    assert!(api.contains(&jitter), "retry-api.js must hold {jitter}");
     let give_up = wire::GIVE_UP_NAMES
         .iter()
         .map(|n| {
@@ -102,7 +105,7 @@ fn the_npm_packages_code_tables_are_cores() {
         .collect::<Vec<_>>()
         .join(", ");
     let give_up = format!("const GIVE_UP = [{give_up}];");
-    assert!(api.contains(&give_up), "api.js must hold {give_up}");
+    assert!(api.contains(&give_up), "retry-api.js must hold {give_up}");
 }
 
 #[test]
