@@ -169,6 +169,14 @@ export class RedisLimiter {
     });
     let rows = decide(false);
     if (consume && rows.every((r) => r[0] === 1)) rows = decide(true);
+    else if (consume) {
+      // A refused call is a use too: each refusing member checks again (a
+      // refusal charges nothing in core) so that a key refused while it
+      // keeps calling stays recently used, not the first one forgotten.
+      this.#local.forEach(({ capacity, keyed }, i) => {
+        if (rows[i][0] !== 1 && costs[i] <= capacity) keyed[RAW](key, now, costs[i], true);
+      });
+    }
     return { now, rows };
   }
 

@@ -1,0 +1,118 @@
+// ratebound/redis when Redis stalls or is gone, for every kind of call
+// (node/README.md and redis.d.ts promise each of these): a call Redis
+// starts after the caller gave up changes nothing; take / refund, a model
+// quota's peek and a Redis hold's settle never fail over; an answer about
+// the call itself is thrown under every policy; the local fallback keeps
+// at most `maxKeys` keys, the least recently used forgotten.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { TokenBucket, SlidingLog, SlidingWindow } from "ratebound";
+import { RedisStore, RedisLimiter, RedisBudget, RedisModelQuota, RedisUnavailableError } from "ratebound/redis";
+import { startRedis } from "./support/redis-server.js";
+import { redisForTests } from "./support/server.js";
+
+const { server, CLIENTS } = await redisForTests();
+
+const BUDGET = { limits: [{ dimension: "tokens", window: "minute", max: 10_000 }] };
+const QUOTA = { totalMax: 100, successMax: 10, periodMs: 60_000 };
+const timedOut = (e) => e instanceof RedisUnavailableError && e.reason === "timeout";
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Run `call` while Redis stalls for 600 ms (timeout 150 ms): it must time out; then Redis runs it late. */
+async function stalled(call) {
+  assert.equal(server.cli("client", "pause", "600", "ALL"), "OK");
+  const started = Date.now();
+  await assert.rejects(call(), timedOut);
+  assert.ok(Date.now() - started < 500, "answered at the timeout, not when Redis came back");
+  await sleep(700);
+}
+
+test("deadlines: every kind of call that Redis starts after the caller gave up changes nothing", async () => {
+  const store = new RedisStore(await CLIENTS.ioredis(server.port), { timeoutMs: 150 });
+  const fresh = async () => new RedisStore(await CLIENTS.ioredis(server.port));
+  const hour = 3_600_000;
+  const set = { a: new TokenBucket({ capacity: 5, refillPeriodMs: hour }), b: new SlidingWindow({ limit: 9, windowMs: hour }) };
+  const limiters = [
+    ["a policy set", set, (l) => l.check("set", { cost: 2 })],
+    ["a sliding log", { x: new SlidingLog({ limit: 5, windowMs: hour }) }, (l) => l.check("log", { cost: 2 })],
+    ["take", { x: new TokenBucket({ capacity: 5, refillPeriodMs: hour }) }, (l) => l.take("take", { max: 3 })],
+  ];
+  for (const [what, members, call] of limiters) {
+    const l = new RedisLimiter(store, members, { retryAfterMs: 1 });
+    const key = what === "take" ? "take" : what === "a policy set" ? "set" : "log";
+    await l.check(key);
+    const before = await new RedisLimiter(await fresh(), members).peek(key, { cost: 0 });
+    await stalled(() => call(l));
+    const after = await new RedisLimiter(await fresh(), members).peek(key, { cost: 0 });
+    assert.deepEqual(after.decisions.map((d) => d.remaining), before.decisions.map((d) => d.remaining), `${what}: the late call charged nothing`);
+  }
+  const budget = new RedisBudget(store, BUDGET, { retryAfterMs: 1 });
+  await budget.reserve("b", { tokens: 100 });
+  const status = async () => (await new RedisBudget(await fresh(), BUDGET).status("b")).limits.map((l) => [l.used, l.reserved]);
+  const was = await status();
+  await stalled(() => budget.reserve("b", { tokens: 500 }));
+  await stalled(() => budget.trySpend("b", { tokens: 500 }));
+  assert.deepEqual(await status(), was, "the late reserve and trySpend charged nothing");
+  const quota = new RedisModelQuota(store, QUOTA, { retryAfterMs: 1 });
+  await quota.admit("m");
+  const inFlight = async () => (await new RedisModelQuota(await fresh(), QUOTA).peek("m")).inFlight;
+  assert.equal(await inFlight(), 1);
+  await stalled(() => quota.admit("m"));
+  assert.equal(await inFlight(), 1, "the late admission holds nothing");
+});
+
+test("while Redis is gone: take and refund throw, a model quota's peek throws under closed and open, a Redis hold's settle throws under every policy", async () => {
+  const own = await startRedis();
+  const store = new RedisStore(await CLIENTS.ioredis(own.port, { maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 20 }), { timeoutMs: 200 });
+  const bucket = { x: new TokenBucket({ capacity: 5, refillPeriodMs: 60_000 }) };
+  const buckets = ["open", "local"].map((p) => new RedisLimiter(store, bucket, { onUnavailable: p, retryAfterMs: 300 }));
+  const quotas = Object.fromEntries(["closed", "open", "local"].map((p) => [p, new RedisModelQuota(store, QUOTA, { onUnavailable: p, retryAfterMs: 300 })]));
+  const held = await quotas.local.admit("m");
+  assert.equal(held.source, "redis");
+  await own.stop();
+  for (const l of buckets) {
+    await assert.rejects(l.take("k", { max: 2 }), RedisUnavailableError);
+    await assert.rejects(l.refund("k", { amount: 1 }), RedisUnavailableError);
+    assert.equal((await l.check("k")).source, l === buckets[0] ? "failOpen" : "local", "check fails over as its policy says");
+  }
+  await assert.rejects(quotas.closed.peek("m"), RedisUnavailableError);
+  await assert.rejects(quotas.open.peek("m"), RedisUnavailableError);
+  assert.equal((await quotas.local.peek("m")).source, "local");
+  for (const q of Object.values(quotas)) await assert.rejects(q.settle("m", held, { success: true }), RedisUnavailableError);
+});
+
+test("an answer about the call itself (a key of another type) is thrown by budgets and model quotas under every policy, never failed over", async () => {
+  server.cli("rpush", "rb:{wrongtype}:budget", "a");
+  server.cli("rpush", "rb:{wrongtype}:m", "a");
+  const store = new RedisStore(await CLIENTS.ioredis(server.port));
+  const wrongType = (e) => !(e instanceof RedisUnavailableError) && /WRONGTYPE|wrong kind/i.test(e.message);
+  for (const policy of ["closed", "open", "local"]) {
+    const budget = new RedisBudget(store, BUDGET, { onUnavailable: policy });
+    await assert.rejects(budget.reserve("wrongtype", { tokens: 1 }), wrongType, `budget, ${policy}`);
+    assert.equal(budget.unavailable, false);
+    const quota = new RedisModelQuota(store, QUOTA, { onUnavailable: policy });
+    await assert.rejects(quota.admit("wrongtype"), wrongType, `model quota, ${policy}`);
+    assert.equal(quota.unavailable, false);
+  }
+});
+
+test("the local fallback keeps at most maxKeys keys: the least recently used is forgotten and starts fresh", async () => {
+  const own = await startRedis();
+  const store = new RedisStore(await CLIENTS.ioredis(own.port, { maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 20 }), { timeoutMs: 200 });
+  const opts = { onUnavailable: "local", local: { maxKeys: 2 }, retryAfterMs: 60_000 };
+  const limiter = new RedisLimiter(store, { x: new TokenBucket({ capacity: 1, refillPeriodMs: 3_600_000 }) }, opts);
+  const budget = new RedisBudget(store, { limits: [{ dimension: "tokens", window: "hour", max: 100 }] }, opts);
+  const quota = new RedisModelQuota(store, { successMax: 1, periodMs: 3_600_000 }, opts);
+  await own.stop();
+  const uses = [
+    ["RedisLimiter", async (k) => (await limiter.check(k)).allowed],
+    ["RedisBudget", async (k) => (await budget.trySpend(k, { tokens: 100 })).allowed],
+    ["RedisModelQuota", async (k) => (await quota.admit(k)).allowed],
+  ];
+  for (const [what, use] of uses) {
+    assert.deepEqual([await use("a"), await use("b"), await use("a")], [true, true, false], `${what}: a and b counted`);
+    assert.equal(await use("c"), true, `${what}: c takes the place of b, the least recently used`);
+    assert.equal(await use("a"), false, `${what}: a kept its count`);
+    assert.equal(await use("b"), true, `${what}: b was forgotten: fresh again`);
+  }
+});
