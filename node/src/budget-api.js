@@ -6,6 +6,7 @@
 import { integer, milliseconds as micros, nowMicros, options, NOW, freed } from "./validate.js";
 import {
   budgetConfigFlat, budgetStateFlat, budgetStateOf, reservedOf, settledOf, alertsOf, spentOf, peekedOf, statusOf, configErrorOf,
+  CORE, FROM_CORE, built,
 } from "./budget-codec.js";
 
 const DIMENSIONS = ["requests", "tokens", "cost"];
@@ -50,10 +51,6 @@ function coreConfig(c) {
 
 const USAGE = ["requests", "tokens", "cost", "now"];
 
-/** Package-private: the wasm object of a `Budget` or `ModelQuota` (for `ratebound/redis`). */
-export const CORE = Symbol("ratebound.budget.core");
-/** Package-private: `new Budget(FROM_CORE, { flat, slots })` (or `new ModelQuota(FROM_CORE, { flat })`) builds one from a flat core config (`shareConfig`). */
-export const FROM_CORE = Symbol("ratebound.budget.fromCore");
 
 /** `{requests = 1, tokens = 0, cost = 0}` validated, as core's three amounts. */
 export function usageArgs(o) {
@@ -134,16 +131,6 @@ function run(f) {
     return f();
   } catch (e) {
     throw typeof e === "string" ? new BudgetError(e) : e;
-  }
-}
-
-/** `make()`, with a config error thrown by the module as a RangeError. */
-export function built(what, make) {
-  try {
-    return make();
-  } catch (e) {
-    const c = configErrorOf(e);
-    throw c ? new RangeError(`invalid ${what} config: ${c.message}`) : e;
   }
 }
 

@@ -1,9 +1,9 @@
-// The wasm modules of `ratebound/budget` and `ratebound/redis` take and
-// return config, state and results as flat arrays of numbers (layouts
-// written down in wasm/src/budget_layout.rs and wasm/src/model_quota.rs);
-// these functions turn
-// them into objects shaped as core's serde form (the shapes of the trace
-// fixtures) and back. Conversion only: every decision is core's.
+// The wasm modules of `ratebound/budget`, `ratebound/model-quota` and
+// `ratebound/redis` take and return config, state and results as flat
+// arrays of numbers (layouts written down in wasm/src/budget_layout.rs and
+// wasm/src/model_quota.rs); these functions turn them into objects shaped as
+// core's serde form (the shapes of the trace fixtures) and back. Conversion
+// only: every decision is core's.
 
 // core's `wire::dimension_code`: 1 requests, 2 tokens, 3 cost.
 const DIMENSIONS = [null, "requests", "tokens", "cost"];
@@ -188,4 +188,19 @@ export function configErrorOf(e) {
   if (typeof e !== "string") return null;
   const tab = e.indexOf("\t");
   return tab < 0 ? { field: "config", message: e } : { field: e.slice(0, tab), message: e.slice(tab + 1) };
+}
+
+/** Package-private: the wasm object of a `Budget` or `ModelQuota` (for `ratebound/redis`). */
+export const CORE = Symbol("ratebound.budget.core");
+/** Package-private: `new Budget(FROM_CORE, { flat, slots })` (or `new ModelQuota(FROM_CORE, { flat })`) builds one from a flat core config (`shareConfig`). */
+export const FROM_CORE = Symbol("ratebound.budget.fromCore");
+
+/** `make()`, with a config error thrown by the module as a RangeError. */
+export function built(what, make) {
+  try {
+    return make();
+  } catch (e) {
+    const c = configErrorOf(e);
+    throw c ? new RangeError(`invalid ${what} config: ${c.message}`) : e;
+  }
 }

@@ -4,8 +4,7 @@
 // flat decisions (read by budget-codec.js) into camelCase objects.
 
 import { integer, milliseconds as micros, nowMicros, options, NOW, freed } from "./validate.js";
-import { modelScopesFlat, modelDecisionOf, modelStateFlat, modelStateOf } from "./budget-codec.js";
-import { CORE, FROM_CORE, built } from "./budget-api.js";
+import { modelScopesFlat, modelDecisionOf, modelStateFlat, modelStateOf, CORE, FROM_CORE, built } from "./budget-codec.js";
 
 const ms = (us) => Math.ceil(us / 1000);
 

@@ -2,7 +2,7 @@
 // every state must equal what ratebound-core recorded, field by field.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
 import { raw } from "../src/node.js";
 
 const load = (kind) => JSON.parse(readFileSync(new URL(`../../fixtures/traces/${kind}.json`, import.meta.url), "utf8"));
@@ -11,6 +11,13 @@ function decisionOf(inner, status) {
   if (status < 0) return { error: "insufficient_capacity" };
   return { allowed: status === 1, limit: inner.limit(), remaining: inner.remaining(), reset_at: inner.resetAt(), retry_at: inner.retryAt() };
 }
+
+// Steps replayed per fixture file, checked against the files at the end.
+const replayed = new Map();
+const counted = (kind, n) => {
+  replayed.set(kind, (replayed.get(kind) ?? 0) + n);
+  return n;
+};
 
 const sorted = (o) => JSON.parse(JSON.stringify(o, Object.keys(o).sort()));
 
@@ -27,7 +34,7 @@ function replay(kind, make, stateOf, apply) {
       steps++;
     });
   }
-  return steps;
+  return counted(kind, steps);
 }
 
 const checkOrPeek = (inner, step) => {
@@ -85,7 +92,7 @@ test("sliding counter traces replay exactly", () => {
   assert.ok(n >= 300, `${n} steps`);
 });
 
-// The budget module's results are flat numbers; budget-codec.js reads them
+// The budget and model-quota modules' results are flat numbers; budget-codec.js reads them
 // into core's serde shapes, which the fixtures record.
 const ok = (f) => {
   try {
@@ -186,7 +193,7 @@ test("backoff traces replay exactly (results, the sequence's attempt and the bud
     seq.free();
     budget?.free();
   }
-  assert.equal(steps, 505);
+  assert.equal(counted("backoff", steps), 505);
 });
 
 // A policy fixture's member as the public classes build it.
@@ -250,7 +257,7 @@ test("policy set traces replay exactly through the public Policy", async () => {
       steps++;
     });
   }
-  assert.equal(steps, 270);
+  assert.equal(counted("policy", steps), 270);
 });
 
 test("reconfigured policy traces replay exactly: new limiters importing the old states", async () => {
@@ -282,7 +289,7 @@ test("reconfigured policy traces replay exactly: new limiters importing the old 
       steps++;
     });
   }
-  assert.equal(steps, 309);
+  assert.equal(counted("reconfigure", steps), 309);
 });
 
 test("keyed store traces replay exactly through the public KeyedLimiter", async () => {
@@ -319,5 +326,14 @@ test("keyed store traces replay exactly through the public KeyedLimiter", async 
       steps++;
     });
   }
-  assert.equal(steps, 360);
+  assert.equal(counted("keyed", steps), 360);
+});
+
+test("every step of every fixture file was replayed", () => {
+  const dir = new URL("../../fixtures/traces/", import.meta.url);
+  const files = readdirSync(dir).filter((f) => f.endsWith(".json")).map((f) => f.slice(0, -5)).sort();
+  const total = (kind) => load(kind).traces.reduce((n, t) => n + t.steps.length, 0);
+  assert.deepEqual([...replayed.keys()].sort(), files);
+  for (const kind of files) assert.equal(replayed.get(kind), total(kind), kind);
+  assert.equal([...replayed.values()].reduce((a, b) => a + b, 0), 4_452); // node/README.md and fixtures/README.md say so
 });

@@ -106,7 +106,7 @@ test("a Worker keeps a model quota per user in a Durable Object (ratebound/model
   try {
     const call = async (q) => {
       const r = await mf.dispatchFetch(`http://127.0.0.1/?${q}`);
-      return { status: r.status, body: await r.json() };
+      return { status: r.status, retryAfter: r.headers.get("Retry-After"), body: await r.json() };
     };
     // A failed call gives its success slot back; two successes use the
     // minute's two; the next call is refused on the success count.
@@ -117,6 +117,7 @@ test("a Worker keeps a model quota per user in a Durable Object (ratebound/model
     assert.equal(refused.status, 429);
     assert.equal(refused.body.blocked, "success");
     assert.ok(refused.body.retryAfterMs > 0 && refused.body.retryAfterMs <= 60_000, `${refused.body.retryAfterMs}`);
+    assert.equal(refused.retryAfter, String(Math.ceil(refused.body.retryAfterMs / 1000)));
     // Four admitted calls counted against the total of 5 survived in storage:
     // the fifth admission is the last.
     assert.equal(refused.body.total.remaining, 1);

@@ -5,8 +5,8 @@
 // `ratebound/budget`'s Budget returns, through its own converters.
 
 import { Budget, raw as wasm } from "../redis-wasm.js";
-import { BudgetError, CORE, FROM_CORE, usageArgs, alertOut, reservedOut, settledOut, spentOut, statusOut, denialOut } from "../budget-api.js";
-import { budgetConfigOf, configErrorOf } from "../budget-codec.js";
+import { BudgetError, usageArgs, alertOut, reservedOut, settledOut, spentOut, statusOut, denialOut } from "../budget-api.js";
+import { budgetConfigOf, configErrorOf, CORE, FROM_CORE } from "../budget-codec.js";
 import { integer, milliseconds, options } from "../validate.js";
 import { RedisUnavailableError } from "./errors.js";
 import { failoverOptions } from "./failover.js";

@@ -5,7 +5,7 @@
 // `ratebound/model-quota`'s ModelQuota answers.
 
 import { ModelQuota, raw as wasm } from "../redis-wasm.js";
-import { CORE, FROM_CORE } from "../budget-api.js";
+import { CORE, FROM_CORE } from "../budget-codec.js";
 import { modelDecisionOut } from "../model-quota-api.js";
 import { integer, milliseconds, options } from "../validate.js";
 import { failoverOptions } from "./failover.js";
