@@ -31,7 +31,7 @@ build() { # features out-dir
     exit 1
   fi
 }
-build "--no-default-features --features limiters" web "ratebound (limiters)" 60000
+build "--no-default-features --features limiters" web "ratebound (limiters)" 56000
 build "--no-default-features --features budget" budget "ratebound/budget" 40000
 build "--no-default-features --features model-quota" model-quota "ratebound/model-quota" 21000
 build "--no-default-features --features budget,model-quota,redis" redis "ratebound/redis" 64000

@@ -7,9 +7,14 @@ import { raw } from "../src/node.js";
 
 const load = (kind) => JSON.parse(readFileSync(new URL(`../../fixtures/traces/${kind}.json`, import.meta.url), "utf8"));
 
+// node.js has initialised the module: initSync hands back its exports, memory among them.
+const { memory } = (await import("../dist/web/ratebound_wasm.js")).initSync({ module: new Uint8Array() });
+
+/** A wasm limiter's last decision: its status, then the numbers it keeps at `outPtr()` (as api.js reads them). */
 function decisionOf(inner, status) {
   if (status < 0) return { error: "insufficient_capacity" };
-  return { allowed: status === 1, limit: inner.limit(), remaining: inner.remaining(), reset_at: inner.resetAt(), retry_at: inner.retryAt() };
+  const [remaining, limit, reset_at, retry_at] = new Float64Array(memory.buffer, inner.outPtr(), 4);
+  return { allowed: status === 1, limit, remaining, reset_at, retry_at };
 }
 
 // Steps replayed per fixture file, checked against the files at the end.
@@ -153,9 +158,6 @@ test("model quota traces replay exactly (ratebound/model-quota)", async () => {
 });
 
 test("backoff traces replay exactly (results, the sequence's attempt and the budget's state: what the wasm exposes)", async () => {
-  // node.js has initialised the module: initSync hands back its exports, memory among them.
-  const glue = await import("../dist/web/ratebound_wasm.js");
-  const { memory } = glue.initSync({ module: new Uint8Array() });
   const JITTER = { none: 0, full: 1, equal: 2, decorrelated: 3 };
   const GIVE_UP = [null, "max_retries", "max_elapsed", "hint_beyond_cap", "retry_budget"];
   const file = load("backoff");

@@ -1,7 +1,7 @@
 //! The limiters (feature `limiters`, the main entry `ratebound`): GCRA,
 //! sliding log and sliding counter objects with their state, and the keyed
-//! store. Numbers in (times in µs), status codes out, details through
-//! getters or one shared output array.
+//! store. Numbers in (times in µs), status codes out, a decision's numbers
+//! in one output array per object that JS reads through a view of memory.
 
 use alloc::boxed::Box;
 use alloc::vec;
@@ -15,11 +15,10 @@ use wasm_bindgen::prelude::*;
 
 use crate::{config_field, int, valid};
 
-/// The last decision, read through getters after a `check`, or in one go
-/// from `out` (`[remaining, limit, reset_at, retry_at]`) through `outPtr`.
+/// The last decision's numbers, `[remaining, limit, reset_at, retry_at]`
+/// (zeros after an error), read from JS through `outPtr`.
 #[derive(Default)]
 pub(crate) struct Last {
-    pub(crate) d: Option<Decision>,
     pub(crate) out: [f64; 4],
 }
 
@@ -40,7 +39,6 @@ impl Last {
             d.reset_at.as_micros() as f64,
             d.retry_at.as_micros() as f64,
         ];
-        self.d = Some(d);
     }
     pub(crate) fn set(&mut self, r: Result<Decision, CostError>) -> i32 {
         match r {
@@ -49,14 +47,10 @@ impl Last {
                 i32::from(d.allowed)
             }
             Err(_) => {
-                self.d = None;
                 self.out = [0.0; 4];
                 -1
             }
         }
-    }
-    pub(crate) fn get(&self, f: impl Fn(&Decision) -> u64) -> f64 {
-        self.d.as_ref().map_or(0.0, |d| f(d) as f64)
     }
 }
 
@@ -64,29 +58,32 @@ macro_rules! decision_getters {
     ($t:ty) => {
         #[wasm_bindgen]
         impl $t {
-            /// Remaining after the last decision.
-            pub fn remaining(&self) -> f64 {
-                self.last.get(|d| d.remaining)
-            }
-            /// The limiter's capacity.
-            pub fn limit(&self) -> f64 {
-                self.last.get(|d| d.limit)
-            }
-            /// Last decision's reset time (µs).
-            #[wasm_bindgen(js_name = resetAt)]
-            pub fn reset_at(&self) -> f64 {
-                self.last.get(|d| d.reset_at.as_micros())
-            }
-            /// Last decision's retry time (µs).
-            #[wasm_bindgen(js_name = retryAt)]
-            pub fn retry_at(&self) -> f64 {
-                self.last.get(|d| d.retry_at.as_micros())
-            }
             /// Address in wasm memory of `[remaining, limit, resetAt, retryAt]`
             /// of the last decision (f64s; stable for this object's life).
             #[wasm_bindgen(js_name = outPtr)]
             pub fn out_ptr(&self) -> *const f64 {
                 self.last.out.as_ptr()
+            }
+        }
+
+        // For Rust callers (the crate's tests): not exported, as JS reads
+        // all four through `outPtr` in one go.
+        impl $t {
+            /// Remaining after the last decision.
+            pub fn remaining(&self) -> f64 {
+                self.last.out[0]
+            }
+            /// The limiter's capacity, as the last decision gave it.
+            pub fn limit(&self) -> f64 {
+                self.last.out[1]
+            }
+            /// Last decision's reset time (µs).
+            pub fn reset_at(&self) -> f64 {
+                self.last.out[2]
+            }
+            /// Last decision's retry time (µs).
+            pub fn retry_at(&self) -> f64 {
+                self.last.out[3]
             }
         }
     };
