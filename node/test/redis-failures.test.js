@@ -13,7 +13,7 @@ import { redisForTests } from "./support/server.js";
 
 const { server, CLIENTS } = await redisForTests();
 
-const BUDGET = { limits: [{ dimension: "tokens", window: "minute", max: 10_000 }] };
+const BUDGET = { limits: [{ dimension: "tokens", window: "day", max: 10_000 }] }; // a window no test straddles but at midnight UTC
 const QUOTA = { totalMax: 100, successMax: 10, periodMs: 60_000 };
 const timedOut = (e) => e instanceof RedisUnavailableError && e.reason === "timeout";
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -101,7 +101,7 @@ test("the local fallback keeps at most maxKeys keys: the least recently used is 
   const store = new RedisStore(await CLIENTS.ioredis(own.port, { maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 20 }), { timeoutMs: 200 });
   const opts = { onUnavailable: "local", local: { maxKeys: 2 }, retryAfterMs: 60_000 };
   const limiter = new RedisLimiter(store, { x: new TokenBucket({ capacity: 1, refillPeriodMs: 3_600_000 }) }, opts);
-  const budget = new RedisBudget(store, { limits: [{ dimension: "tokens", window: "hour", max: 100 }] }, opts);
+  const budget = new RedisBudget(store, { limits: [{ dimension: "tokens", window: "day", max: 100 }] }, opts);
   const quota = new RedisModelQuota(store, { successMax: 1, periodMs: 3_600_000 }, opts);
   await own.stop();
   const uses = [

@@ -6,8 +6,11 @@
 //!   HTTP layers answer 503 `rate_limit_store_unavailable`).
 //! - [`OnUnavailable::Open`]: admit without counting.
 //! - [`OnUnavailable::Local`]: decide in this process, on limits divided by
-//!   [`FailoverOptions::replicas`], so that replicas deciding alone together
-//!   stay within the shared limit.
+//!   [`FailoverOptions::replicas`] (rounded down, at least 1), so that
+//!   replicas deciding alone admit together at most the shared limit while
+//!   the store is away — for every limit of at least `replicas` units (a
+//!   smaller one can be exceeded by at most `replicas − limit`:
+//!   [`share_of`](ratebound_core::share::share_of)).
 //!
 //! After a failure the store is skipped for [`FailoverOptions::retry_after`]
 //! (callers do not each wait out a timeout); then one call probes it while

@@ -165,3 +165,60 @@ async fn keyed_acquire_has_the_shape_of_the_single_limiter() {
         "waited for a's token"
     );
 }
+
+/// A keyed store waits per key: one key waiting does not hold another back;
+/// `max_wait` beyond the key's next admission is `WouldWait` at once; a full
+/// store and a cost that can never fit fail at once; a dropped wait consumes
+/// nothing.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn keyed_acquire_waits_per_key_and_fails_fast_when_it_cannot_succeed() {
+    use ratebound_core::Gcra;
+    use ratebound_std::keyed::{KeyedConfig, KeyedLimiter};
+    let clock = TokioClock::anchored_at(T0);
+    let gcra = Gcra::new(1, 1, Duration::from_secs(10)).unwrap();
+    let store = KeyedLimiter::new(
+        gcra,
+        KeyedConfig::default().with_max_keys(2).with_shards(1),
+        clock,
+    )
+    .unwrap();
+    let start = tokio::time::Instant::now();
+    assert!(store.acquire(&"a", 1).await.unwrap().allowed);
+    // "a" must wait 10 s; "b" is admitted at once meanwhile.
+    let (a, b) = tokio::join!(store.acquire(&"a", 1), async {
+        let d = store.acquire(&"b", 1).await.unwrap();
+        (d, start.elapsed())
+    });
+    assert!(a.unwrap().allowed);
+    assert_eq!(b.1, StdDuration::ZERO, "b did not wait for a");
+    assert!(b.0.allowed);
+    assert_eq!(
+        start.elapsed(),
+        StdDuration::from_secs(10),
+        "a waited its 10 s"
+    );
+    // Both keys used now (b again: refilled, it would be idle and dropped):
+    // a third key finds the store full of active keys.
+    assert!(store.check(&"b", 1).unwrap().allowed);
+    let e = store.acquire(&"c", 1).await.unwrap_err();
+    assert!(matches!(e, AcquireError::StoreFull { .. }), "{e:?}");
+    assert!(matches!(
+        store.acquire(&"a", 2).await,
+        Err(AcquireError::Cost(_))
+    ));
+    let e = store
+        .acquire_with(&"a", 1, Some(StdDuration::from_secs(9)))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AcquireError::WouldWait { .. }), "{e:?}");
+    assert_eq!(
+        start.elapsed(),
+        StdDuration::from_secs(10),
+        "none of the three waited"
+    );
+    // A wait given up half-way consumes nothing: the token is still there.
+    let r = tokio::time::timeout(StdDuration::from_secs(5), store.acquire(&"a", 1)).await;
+    assert!(r.is_err(), "timed out");
+    tokio::time::advance(StdDuration::from_secs(5)).await;
+    assert!(store.check(&"a", 1).unwrap().allowed);
+}

@@ -57,12 +57,19 @@ impl std::io::Write for Captured {
 async fn scraped_counts_equal_the_requests_sent() {
     let logs = Captured::default();
     let sink = logs.clone();
+    let captured = logs.clone();
     tracing_subscriber::fmt()
         .with_env_filter("ratebound_std=debug")
         .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_ansi(false)
         .with_writer(move || sink.clone())
         .init();
+    // 3 per minute per IP, enforced: of 10 requests, 3 allowed, 7 denied.
+    // Built before the recorder is installed: a layer registers its metrics
+    // at its first request, so installing before serving is enough.
+    let memory =
+        AnyKeyedLimiter::memory(per_minute(3), KeyedConfig::default(), SystemClock).unwrap();
+    let enforced = RateLimitLayer::new(memory, PeerIp::new()).name("per_ip");
     let recorder: PrometheusHandle = PrometheusBuilder::new().install_recorder().unwrap();
     let admin = serve(Router::new().route(
         "/metrics",
@@ -73,10 +80,6 @@ async fn scraped_counts_equal_the_requests_sent() {
     ))
     .await;
 
-    // 3 per minute per IP, enforced: of 10 requests, 3 allowed, 7 denied.
-    let memory =
-        AnyKeyedLimiter::memory(per_minute(3), KeyedConfig::default(), SystemClock).unwrap();
-    let enforced = RateLimitLayer::new(memory, PeerIp::new()).name("per_ip");
     // The same in shadow mode: 3 allowed, 7 shadow-denied, all served.
     let memory =
         AnyKeyedLimiter::memory(per_minute(3), KeyedConfig::default(), SystemClock).unwrap();
@@ -220,4 +223,44 @@ async fn scraped_counts_equal_the_requests_sent() {
     assert_eq!(spans("per_minute", "allowed"), 25);
     assert_eq!(spans("per_minute", "error"), 4);
     assert!(!logs.contains("sk-secret"), "a key was logged:\n{logs}");
+
+    // Redis back (empty): after the skip window one call probes it, and the
+    // store is reported up again; each transition counted and logged once.
+    server.restart();
+    let mut back = 0;
+    for i in 0..40 {
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+        back = get_n(
+            &format!("{per_key}/"),
+            1,
+            Some(("x-api-key", format!("back-{i}-"))),
+        )
+        .await;
+        if back == 1 {
+            break;
+        }
+    }
+    assert_eq!(back, 1, "shared again once Redis is back");
+    let text = reqwest::get(format!("{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        sample(&text, "ratebound_store_up", "domain=\"limits\""),
+        Some(1.0)
+    );
+    for to in ["down", "up"] {
+        let n = sample(
+            &text,
+            "ratebound_store_transitions_total",
+            &format!("domain=\"limits\",to=\"{to}\""),
+        );
+        assert_eq!(n, Some(1.0), "to {to}\n{text}");
+    }
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let lines = |what: &str| logs.lines().filter(|l| l.contains(what)).count();
+    assert_eq!(lines("the shared store is unavailable"), 1, "{logs}");
+    assert_eq!(lines("the shared store is back"), 1, "{logs}");
 }

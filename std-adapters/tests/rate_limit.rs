@@ -10,8 +10,8 @@ use std::time::Duration as StdDuration;
 
 use axum::routing::get;
 use axum::Router;
-use ratebound_core::{Duration, Gcra, SlidingLog};
-use ratebound_std::clock::SystemClock;
+use ratebound_core::{Duration, Gcra, Instant, SlidingLog};
+use ratebound_std::clock::{ManualClock, SystemClock};
 use ratebound_std::fallback::{FailoverOptions, OnUnavailable};
 use ratebound_std::http::rate_limit::{
     ExtensionKey, ForwardedBy, HeaderKey, KeyRejection, Outcome, PeerIp, RateKey, RateLimitLayer,
@@ -408,6 +408,148 @@ async fn redis_down_under_closed_is_503_and_under_open_admits() {
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "rate_limit_store_unavailable");
     assert_eq!(statuses(&open, "/", 7, &[]).await, [200; 7]);
+}
+
+/// `Retry-After` is whole seconds rounded up, at least 1, and never early:
+/// one token per 20 s, refused 7.5 s after the bucket emptied, the answer is
+/// 13 s; 0.1 s before the token is due the answer is 1 s; once due, the
+/// request is admitted (a ManualClock holds time still between requests).
+#[tokio::test]
+async fn retry_after_is_the_wait_rounded_up_and_never_early() {
+    let clock = ManualClock::new(Instant::from_secs(1_795_392_000));
+    let limits =
+        AnyKeyedLimiter::memory(per_minute(3), KeyedConfig::default(), clock.clone()).unwrap();
+    let base =
+        serve(app().layer(RateLimitLayer::new(limits, PeerIp::new()).legacy_headers(true))).await;
+    let retry_after =
+        |res: &reqwest::Response| res.headers()["retry-after"].to_str().unwrap().to_owned();
+    assert_eq!(statuses(&base, "/", 3, &[]).await, [200; 3]);
+    clock.advance(Duration::from_millis(7_500));
+    let res = reqwest::get(format!("{base}/")).await.unwrap();
+    assert_eq!(
+        (res.status().as_u16(), retry_after(&res)),
+        (429, "13".to_owned())
+    );
+    assert_eq!(
+        res.headers()["x-ratelimit-reset"],
+        "53",
+        "full again 60 s after it emptied"
+    );
+    clock.advance(Duration::from_millis(12_400));
+    let res = reqwest::get(format!("{base}/")).await.unwrap();
+    assert_eq!(
+        (res.status().as_u16(), retry_after(&res)),
+        (429, "1".to_owned())
+    );
+    clock.advance(Duration::from_millis(100));
+    assert_eq!(statuses(&base, "/", 1, &[]).await, [200]);
+}
+
+/// A store that refuses the call itself (here a Redis user denied `FCALL`
+/// and `EVALSHA`) is answered 500 `rate_limit_store_error` under every
+/// failure policy: it is an answer about the call, not an outage, and never
+/// failed over.
+#[tokio::test]
+async fn a_store_refusing_the_call_is_500_under_every_policy() {
+    let server = RedisServer::start();
+    server
+        .cli(&[
+            "ACL",
+            "SETUSER",
+            "limited",
+            "on",
+            ">pw",
+            "~*",
+            "&*",
+            "+@all",
+            "-fcall",
+            "-fcall_ro",
+            "-evalsha",
+            "-evalsha_ro",
+            "-eval",
+            "-eval_ro",
+        ])
+        .unwrap();
+    let url = server.url().replace("redis://", "redis://limited:pw@");
+    for on in [
+        OnUnavailable::Closed,
+        OnUnavailable::Open,
+        OnUnavailable::Local,
+    ] {
+        let opts = RedisOptions {
+            timeout: StdDuration::from_millis(300),
+            ..RedisOptions::default()
+        };
+        let store = RedisStore::connect(&url, opts).await.unwrap();
+        let limits = AnyKeyedLimiter::Redis(Box::new(
+            RedisKeyedLimiter::with_set(
+                store,
+                per_minute(5),
+                FailoverOptions::new(on),
+                KeyedConfig::default(),
+                SystemClock,
+            )
+            .unwrap(),
+        ));
+        let base = serve(app().layer(RateLimitLayer::new(limits, PeerIp::new()))).await;
+        for _ in 0..2 {
+            let res = reqwest::get(format!("{base}/")).await.unwrap();
+            assert_eq!(res.status(), 500, "{on:?}");
+            let body: serde_json::Value = res.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "rate_limit_store_error", "{on:?}");
+        }
+    }
+}
+
+/// Shadow mode refuses nothing, store errors included: Redis down under
+/// `closed` and an in-memory store full of active keys both let requests
+/// through (the same limits without shadow answer 503).
+#[tokio::test]
+async fn shadow_mode_lets_store_errors_through() {
+    let server = RedisServer::start();
+    let shadow = redis(&server, per_minute(5), OnUnavailable::Closed).await;
+    let shadow = serve(app().layer(RateLimitLayer::new(shadow, PeerIp::new()).shadow(true))).await;
+    let strict = redis(&server, per_minute(5), OnUnavailable::Closed).await;
+    let strict = serve(app().layer(RateLimitLayer::new(strict, PeerIp::new()))).await;
+    assert_eq!(statuses(&shadow, "/", 7, &[]).await, [200; 7]);
+    server.kill();
+    assert_eq!(statuses(&strict, "/", 1, &[]).await, [503]);
+    assert_eq!(statuses(&shadow, "/", 3, &[]).await, [200; 3]);
+    let full = || {
+        AnyKeyedLimiter::memory(
+            per_minute(5),
+            KeyedConfig::default().with_max_keys(1).with_shards(1),
+            SystemClock,
+        )
+        .unwrap()
+    };
+    let key = || HeaderKey::new(http::HeaderName::from_static("x-api-key"));
+    let shadow = serve(app().layer(RateLimitLayer::new(full(), key()).shadow(true))).await;
+    let strict = serve(app().layer(RateLimitLayer::new(full(), key()))).await;
+    for base in [&shadow, &strict] {
+        assert_eq!(statuses(base, "/", 1, &[("x-api-key", "a")]).await, [200]);
+    }
+    assert_eq!(
+        statuses(&strict, "/", 1, &[("x-api-key", "b")]).await,
+        [503]
+    );
+    assert_eq!(
+        statuses(&shadow, "/", 2, &[("x-api-key", "b")]).await,
+        [200; 2]
+    );
+}
+
+/// Without a peer address (a server not passing connect info), `PeerIp`
+/// answers 500: it never guesses a key.
+#[tokio::test]
+async fn peer_ip_without_a_peer_address_is_500() {
+    use tower::ServiceExt;
+    let app = app().layer(RateLimitLayer::new(memory(per_minute(5)), PeerIp::new()));
+    let req = http::Request::get("/")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), 500);
 }
 
 #[tokio::test]

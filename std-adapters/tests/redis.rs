@@ -1051,3 +1051,78 @@ async fn a_one_slot_log_matches_core() {
         "{allowed} allowed, {denied} denied"
     );
 }
+
+// ---------------------------------------------------------------- expiry
+
+/// Every key kind expires once its limiter is idle: a sliding log, a
+/// sliding counter, both members of a set and a model quota's state each
+/// carry a TTL of at most their time to idle plus `ttl_margin`, and are gone
+/// once it has passed (a flood of one-off keys does not fill Redis).
+#[tokio::test]
+async fn every_key_kind_expires_once_idle() {
+    use ratebound_core::model_quota::{ModelQuota, Window};
+    use ratebound_std::redis::RedisModelQuotas;
+    let server = RedisServer::start();
+    let margin = std::time::Duration::from_millis(200);
+    let opts = RedisOptions {
+        ttl_margin: margin,
+        ..RedisOptions::default()
+    };
+    let store = RedisStore::connect(&server.url(), opts).await.unwrap();
+    let window = Duration::from_millis(400);
+    let log = RedisSpec::sliding_log(&SlidingLog::<8>::new(5, window).unwrap());
+    let counter = RedisSpec::SlidingCounter(SlidingCounter::new(5, window).unwrap());
+    let gcra = RedisSpec::Gcra(Gcra::new(4, 1, Duration::from_millis(100)).unwrap());
+    let one = |name, spec| Charge {
+        name,
+        spec,
+        cost: 1,
+    };
+    let calls: [(&[u8], Vec<Charge<'_>>); 3] = [
+        (b"log", vec![one("x", &log)]),
+        (b"counter", vec![one("x", &counter)]),
+        (b"set", vec![one("a", &gcra), one("b", &log)]),
+    ];
+    let mut keys = Vec::new();
+    for (tag, members) in &calls {
+        let d = store.check(tag, members).await.unwrap();
+        for (m, out) in members.iter().zip(&d.members) {
+            let key = String::from_utf8(store.key(tag, m.name).unwrap()).unwrap();
+            let pttl: u64 = server.cli(&["PTTL", &key]).unwrap().parse().unwrap();
+            let idle_in = out.decision.reset_at.saturating_duration_since(d.now);
+            let most = idle_in.as_millis_ceil() + margin.as_millis() as u64;
+            assert!(
+                pttl > 0 && pttl <= most,
+                "{key}: PTTL {pttl} ms, idle in {idle_in:?} + margin"
+            );
+            keys.push(key);
+        }
+    }
+    let quota = ModelQuota::new(
+        Some(3),
+        2,
+        window,
+        Window::Sliding,
+        Duration::from_millis(300),
+    )
+    .unwrap();
+    RedisModelQuotas::new(store.clone())
+        .admit(b"model", &quota)
+        .await
+        .unwrap();
+    let key = String::from_utf8(store.key(b"model", "m").unwrap()).unwrap();
+    let pttl: u64 = server.cli(&["PTTL", &key]).unwrap().parse().unwrap();
+    assert!(
+        pttl > 0 && pttl <= 400 + 200,
+        "{key}: PTTL {pttl} ms (the window past the hold, plus the margin)"
+    );
+    keys.push(key);
+    tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+    for key in keys {
+        assert_eq!(
+            server.cli(&["EXISTS", &key]).unwrap(),
+            "0",
+            "{key} outlived its idle time"
+        );
+    }
+}

@@ -636,3 +636,131 @@ async fn scoped_budgets_share_one_failover_per_store() {
     }
     server.resume();
 }
+
+/// Every kind of admission carries its deadline, and only admissions do:
+/// with Redis frozen past the timeout, a two-member set, a sliding log, a
+/// sliding counter, a take, a reserve, a try-spend and a model admission
+/// each time out, and when Redis thaws and runs them each refuses itself
+/// (nothing stored); a settle, a record and a refund sent into the same
+/// freeze also time out for their callers, but are applied when they arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admissions_carry_a_deadline_settles_records_and_refunds_do_not() {
+    use ratebound_core::model_quota::{ModelQuota, Outcome as QuotaOutcome, Window};
+    use ratebound_core::{Duration, SlidingCounter, SlidingLog};
+    use ratebound_std::redis::{Charge, RedisBudget, RedisModelQuotas, RedisSpec};
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), opts(250)).await.unwrap();
+    let hour = Duration::from_secs(3_600);
+    let g = Gcra::new(5, 1, hour).unwrap();
+    let gcra = RedisSpec::Gcra(g);
+    let log = RedisSpec::sliding_log(&SlidingLog::<8>::new(5, hour).unwrap());
+    let counter = RedisSpec::SlidingCounter(SlidingCounter::new(5, hour).unwrap());
+    let one = |name, spec| Charge {
+        name,
+        spec,
+        cost: 1,
+    };
+    let budget = RedisBudget::new(store.clone(), budget_of(), 4);
+    let quota = ModelQuota::new(None, 5, hour, Window::Sliding, hour).unwrap();
+    let quotas = RedisModelQuotas::new(store.clone());
+    // Before the freeze: a hold, a take and a budget for the three to act on.
+    let (admitted, _) = quotas.admit(b"kept", &quota).await.unwrap();
+    let hold = admitted.hold.expect("admitted");
+    assert_eq!(
+        store.take_at_most(b"kept", "g", &g, 3).await.unwrap().taken,
+        3
+    );
+    budget
+        .record(b"kept", "b", Usage::request(100, 0))
+        .await
+        .unwrap();
+    let (before, failed_before) = fcalls(&server);
+
+    server.pause();
+    let set = [one("a", &gcra), one("b", &log)];
+    let (log_only, counter_only) = ([one("x", &log)], [one("x", &counter)]);
+    let (s, l, c, t, r, ts, a, settle, record, refund) = tokio::join!(
+        store.check(b"ghost set", &set),
+        store.check(b"ghost log", &log_only),
+        store.check(b"ghost counter", &counter_only),
+        store.take_at_most(b"ghost take", "g", &g, 2),
+        budget.reserve(b"ghost reserve", "b", Usage::request(10, 0)),
+        budget.try_spend(b"ghost spend", "b", Usage::request(10, 0)),
+        quotas.admit(b"ghost model", &quota),
+        quotas.settle(b"kept", &quota, hold, QuotaOutcome::Success),
+        budget.record(b"kept", "b", Usage::request(200, 0)),
+        store.refund(b"kept", "g", &g, 2),
+    );
+    let timed_out = [
+        s.err(),
+        l.err(),
+        c.err(),
+        t.err(),
+        r.err(),
+        ts.err(),
+        a.err(),
+        settle.err(),
+        record.err(),
+        refund.err(),
+    ];
+    for (i, e) in timed_out.iter().enumerate() {
+        assert!(
+            e.as_ref().is_some_and(|e| e.is_unavailable()),
+            "call {i}: {e:?}"
+        );
+    }
+    tokio::time::sleep(StdDuration::from_millis(1_000)).await;
+    server.resume();
+    tokio::time::sleep(StdDuration::from_millis(500)).await;
+
+    let (after, failed) = fcalls(&server);
+    assert_eq!(
+        after - before,
+        10,
+        "Redis ran the 10 calls it received while frozen"
+    );
+    assert_eq!(
+        failed - failed_before,
+        7,
+        "the 7 admissions refused themselves as late"
+    );
+    assert_eq!(
+        server.cli(&["KEYS", "*ghost*"]).unwrap(),
+        "",
+        "no admission stored anything"
+    );
+    let store = RedisStore::connect(&server.url(), opts(1_000))
+        .await
+        .unwrap();
+    let quotas = RedisModelQuotas::new(store.clone());
+    let (now, _) = quotas.peek(b"kept", &quota).await.unwrap();
+    assert_eq!(
+        (now.in_flight, now.success.remaining),
+        (0, 3),
+        "the settle was applied: nothing in flight, one success of 5 (the peek counts itself)"
+    );
+    let budget = RedisBudget::new(store.clone(), budget_of(), 4);
+    let status = budget.status(b"kept", "b").await.unwrap().value.unwrap();
+    assert_eq!(status.limits[0].used, 300, "the record was applied");
+    let free = Charge {
+        name: "g",
+        spec: &gcra,
+        cost: 0,
+    };
+    let gcra_now = store.peek(b"kept", &[free]).await.unwrap();
+    assert_eq!(
+        gcra_now.members[0].decision.remaining, 4,
+        "5 − 3 taken + 2 refunded"
+    );
+}
+
+/// 1,000 tokens a day: a window whose end the test cannot straddle but at
+/// midnight UTC (a minute's would, once a minute).
+fn budget_of() -> ratebound_core::budget::Budget {
+    ratebound_core::budget::Budget::new(BudgetConfig::new().limit(
+        Dimension::Tokens,
+        Horizon::DAY,
+        1_000,
+    ))
+    .unwrap()
+}

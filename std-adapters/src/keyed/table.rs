@@ -452,6 +452,31 @@ mod tests {
         assert_eq!(left, [0, 2, 4, 6], "keys seen once go first");
     }
 
+    /// `get` (what `KeyedLimiter::peek` reads through) leaves the reference
+    /// bits alone: keys only looked at are not spared, unlike keys used again.
+    #[test]
+    fn clock_does_not_spare_keys_only_looked_at() {
+        let mut t: Table<u64, (), Weak> = Table::new(8, 8, Weak::default());
+        for k in 0..8 {
+            t.insert_new(t.hasher.hash_one(k), k, ());
+        }
+        for k in [0, 2, 4, 6] {
+            assert!(t.get(t.hasher.hash_one(k), &k).is_some());
+        }
+        for _ in 0..4 {
+            assert!(t.evict_unreferenced());
+        }
+        let mut left: Vec<u64> = (0..8)
+            .filter(|k| t.get(t.hasher.hash_one(*k), k).is_some())
+            .collect();
+        left.sort_unstable();
+        assert_eq!(
+            left,
+            [0, 5, 6, 7],
+            "the next four from the hand go, 2 and 4 though looked at"
+        );
+    }
+
     #[test]
     fn grows_to_the_share_then_doubles() {
         let mut t: Table<u64, (), Weak> = Table::new(100, 1_000, Weak::default());
