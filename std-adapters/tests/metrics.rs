@@ -39,6 +39,16 @@ async fn get_n(url: &str, n: usize, header: Option<(&str, String)>) -> usize {
     ok
 }
 
+/// The Prometheus text the admin endpoint serves.
+async fn scrape(admin: &str) -> String {
+    reqwest::get(format!("{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Everything the global subscriber writes.
 #[derive(Clone, Default)]
 struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
@@ -153,12 +163,7 @@ async fn scraped_counts_equal_the_requests_sent() {
         0
     );
 
-    let text = reqwest::get(format!("{admin}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(&admin).await;
     let count = |limit: &str, outcome: &str| {
         sample(
             &text,
@@ -241,12 +246,7 @@ async fn scraped_counts_equal_the_requests_sent() {
         }
     }
     assert_eq!(back, 1, "shared again once Redis is back");
-    let text = reqwest::get(format!("{admin}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(&admin).await;
     assert_eq!(
         sample(&text, "ratebound_store_up", "domain=\"limits\""),
         Some(1.0)

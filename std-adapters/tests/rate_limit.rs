@@ -41,11 +41,15 @@ fn memory(set: LimitSet) -> Limits {
 }
 
 async fn redis(server: &RedisServer, set: LimitSet, on: OnUnavailable) -> Limits {
+    redis_at(&server.url(), set, on).await
+}
+
+async fn redis_at(url: &str, set: LimitSet, on: OnUnavailable) -> Limits {
     let opts = RedisOptions {
         timeout: StdDuration::from_millis(300),
         ..RedisOptions::default()
     };
-    let store = RedisStore::connect(&server.url(), opts).await.unwrap();
+    let store = RedisStore::connect(url, opts).await.unwrap();
     AnyKeyedLimiter::Redis(Box::new(
         RedisKeyedLimiter::with_set(
             store,
@@ -476,21 +480,7 @@ async fn a_store_refusing_the_call_is_500_under_every_policy() {
         OnUnavailable::Open,
         OnUnavailable::Local,
     ] {
-        let opts = RedisOptions {
-            timeout: StdDuration::from_millis(300),
-            ..RedisOptions::default()
-        };
-        let store = RedisStore::connect(&url, opts).await.unwrap();
-        let limits = AnyKeyedLimiter::Redis(Box::new(
-            RedisKeyedLimiter::with_set(
-                store,
-                per_minute(5),
-                FailoverOptions::new(on),
-                KeyedConfig::default(),
-                SystemClock,
-            )
-            .unwrap(),
-        ));
+        let limits = redis_at(&url, per_minute(5), on).await;
         let base = serve(app().layer(RateLimitLayer::new(limits, PeerIp::new()))).await;
         for _ in 0..2 {
             let res = reqwest::get(format!("{base}/")).await.unwrap();
