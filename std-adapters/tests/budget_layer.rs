@@ -437,3 +437,79 @@ async fn usage_above_the_reservation_is_charged_in_full() {
         23
     );
 }
+
+/// A limit layer inside the budget layer that refuses (429, marked
+/// `LimitRefusal`) releases the request's holds: nothing is charged for it,
+/// neither the request nor its estimate; only the admitted call counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_from_a_limit_layer_inside_charges_nothing() {
+    use axum::middleware;
+    use axum::routing::post;
+    use axum::Router;
+    use ratebound_core::Gcra;
+    use ratebound_std::clock::SystemClock;
+    use ratebound_std::http::rate_limit::{RateLimitLayer, RouteKey};
+    use ratebound_std::keyed::{AnyKeyedLimiter, KeyedConfig};
+    use ratebound_std::limiter::{AnyLimiter, LimitSet};
+    use std::sync::{Arc, Mutex};
+
+    let up = Upstream::default();
+    let cfg = "per_user = { requests_per_minute = 10, tokens_per_minute = 10_000 }";
+    let budgets = in_memory(cfg, at(1_795_392_000));
+    let settled = Arc::new(Mutex::new(Vec::new()));
+    let s = settled.clone();
+    let prices = BTreeMap::from([("gpt-4o".to_owned(), PRICE)]);
+    let budget = BudgetLayer::new(budgets.clone(), prices)
+        .on_settle(move |e| s.lock().unwrap().push(e.clone()));
+    let once = LimitSet::one("per_minute", AnyLimiter::Gcra(Gcra::per_minute(1).unwrap())).unwrap();
+    let limits = AnyKeyedLimiter::memory(once, KeyedConfig::default(), SystemClock).unwrap();
+    let app = Router::new()
+        .route("/v1/chat/completions", post(upstream))
+        .route_layer(RateLimitLayer::new(limits, RouteKey))
+        .route_layer(budget)
+        .route_layer(middleware::from_fn(auth))
+        .with_state(up.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let g = Gateway {
+        base: format!("http://{addr}"),
+        settled,
+        budgets,
+    };
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        let r = client
+            .post(format!("{}/v1/chat/completions", g.base))
+            .bearer_auth("alice")
+            .json(&request(i, 100, json!({})))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 429, 429]);
+    assert_eq!(up.arrived.load(Ordering::SeqCst), 1);
+    wait_settled(&g, 1).await;
+    tokio::time::sleep(StdDuration::from_millis(200)).await; // any late charge would land here
+    assert_eq!(
+        used(
+            &g,
+            Scope::User,
+            "alice",
+            Dimension::Requests,
+            Horizon::MINUTE
+        )
+        .await,
+        1
+    );
+    let tokens = used(&g, Scope::User, "alice", Dimension::Tokens, Horizon::MINUTE).await;
+    assert_eq!(
+        tokens,
+        up.reported_tokens.load(Ordering::SeqCst),
+        "only the admitted call's usage"
+    );
+    let s = g.budgets.status(Scope::User, "alice").await.unwrap();
+    assert_eq!(s.holds, 0, "the refused calls' holds were released");
+}
