@@ -31,6 +31,8 @@ function costed(opts, at, op, decide) {
 export const RAW = Symbol("ratebound.raw");
 /** Package-private: how to build a keyed store of this limiter (kind and core's arguments). */
 export const SPEC = Symbol("ratebound.spec");
+/** Package-private: count a use of a held key without deciding (for `ratebound/redis`'s local sets). */
+export const TOUCH = Symbol("ratebound.touch");
 
 export function makeApi(wasm, memory) {
   // Each wasm object keeps its last decision as four f64s; one view of wasm
@@ -360,6 +362,11 @@ export function makeApi(wasm, memory) {
       const k = this.#key(key);
       return raw(this.#at, consume ? this.#check(k, nowUs, cost) : this.#inner.peek(this.#slots.get(k) ?? -1, nowUs, cost));
     }
+    /** A use of `key`, if held, without a decision: it becomes the most recently used. */
+    [TOUCH](key) {
+      const slot = this.#slots.get(key);
+      if (slot !== undefined) this.#inner.touch(slot);
+    }
     /** Drop every idle key; returns how many. */
     evictIdle(opts) {
       const emptied = this.#inner.evictIdle(nowMicros(options(opts, "options", NOW).now));
@@ -373,5 +380,5 @@ export function makeApi(wasm, memory) {
     }
   }
 
-  return { TokenBucket, SlidingLog, SlidingWindow, Backoff, RetrySequence, RetryBudget, retry, Policy, KeyedLimiter, StoreFullError, raw: wasm };
+  return { TokenBucket, SlidingLog, SlidingWindow, Backoff, RetrySequence, RetryBudget, retry, Policy, KeyedLimiter, StoreFullError, raw: { ...wasm, memory } };
 }

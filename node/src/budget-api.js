@@ -51,7 +51,6 @@ function coreConfig(c) {
 
 const USAGE = ["requests", "tokens", "cost", "now"];
 
-
 /** `{requests = 1, tokens = 0, cost = 0}` validated, as core's three amounts. */
 export function usageArgs(o) {
   return [

@@ -203,5 +203,5 @@ export class KeyedLimiter<L extends Limiter = Limiter> {
   free(): void;
 }
 
-/** The low-level wasm classes (times in µs), for replaying traces. */
+/** The low-level wasm classes (times in µs) and the module's `memory` (a decision's four numbers at each object's `outPtr()`), for replaying traces. */
 export const raw: unknown;

@@ -5,14 +5,16 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import { relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"));
+const root = fileURLToPath(new URL("..", import.meta.url));
 const fetched = [];
 globalThis.fetch = async (url) => {
   const u = new URL(url);
   assert.equal(u.protocol, "file:", `fetched ${u}`);
-  fetched.push(fileURLToPath(u).split("/node/")[1]);
+  fetched.push(relative(root, fileURLToPath(u)));
   return new Response(readFileSync(u), { headers: { "content-type": "application/wasm" } });
 };
 

@@ -64,9 +64,10 @@ test('KeyedLimiter under "evictLru" makes room by forgetting the least recently 
   const keyed = new KeyedLimiter(() => new TokenBucket({ capacity: 1, refillPeriodMs: 60_000 }), { maxKeys: 2, onFull: "evictLru" });
   assert.equal(keyed.check("a", { now: T }).allowed, true);
   assert.equal(keyed.check("b", { now: T }).allowed, true);
-  assert.equal(keyed.check("c", { now: T }).allowed, true); // a, the least recent, is forgotten
-  assert.equal(keyed.check("b", { now: T }).allowed, false, "b kept its count");
-  assert.equal(keyed.check("a", { now: T }).allowed, true, "a starts fresh");
+  assert.equal(keyed.check("a", { now: T }).allowed, false, "a refused: a use all the same"); // a is now the most recent
+  assert.equal(keyed.check("c", { now: T }).allowed, true); // b, the least recently used (not a, the oldest), is forgotten
+  assert.equal(keyed.check("a", { now: T }).allowed, false, "a kept its count");
+  assert.equal(keyed.check("b", { now: T }).allowed, true, "b starts fresh");
 });
 
 test("a malformed state is refused whole: the limiter's state is unchanged", () => {
@@ -92,7 +93,7 @@ test("a malformed state is refused whole: the limiter's state is unchanged", () 
   }
 });
 
-test("Budget.reconfigure: a new UTC offset, another holdSlots or an invalid config is a RangeError and changes nothing", () => {
+test("Budget.reconfigure: a new UTC offset, another holdSlots or an invalid config is refused (RangeError; a value of the wrong type, TypeError) and changes nothing", () => {
   const config = { limits: [{ dimension: "tokens", window: "hour", max: 1000 }], alertThresholds: [0.5] };
   const b = new Budget(config);
   b.reserve({ tokens: 300, now: T });
@@ -123,6 +124,7 @@ test("the stated defaults: Backoff 1 s doubling to 30 s, full jitter, 3 retries;
   assert.equal(steps[3].reason, "max_retries");
   // Full jitter: each delay is within [0, min(cap, 1 s · 2^n)].
   steps.slice(0, 3).forEach((s, n) => assert.ok(s.delayMs >= 0 && s.delayMs <= 1000 * 2 ** n, `retry ${n + 1}: ${s.delayMs} ms`));
+  assert.ok(steps.slice(0, 3).some((s, n) => s.delayMs !== 1000 * 2 ** n), "jittered: not every delay is the full 1, 2, 4 s");
   const keyed = new KeyedLimiter(() => new TokenBucket({ capacity: 1, refillPeriodMs: 60_000 }));
   for (let i = 0; i < 10_000; i++) assert.equal(keyed.allow(`k${i}`, { now: T }), true);
   assert.throws(() => keyed.check("one more", { now: T }), StoreFullError);
@@ -132,7 +134,7 @@ test("the stated defaults: Backoff 1 s doubling to 30 s, full jitter, 3 retries;
 
 test("retry() with a shared RetryBudget: a failing upstream is not hammered", async () => {
   const budget = new RetryBudget({ maxTokens: 3, tokenRatio: 0.1 });
-  const backoff = new Backoff({ initialMs: 0, capMs: 0.001, jitter: "none", maxRetries: Infinity });
+  const backoff = new Backoff({ initialMs: 0, capMs: 0.001, jitter: "none", maxRetries: 50 });
   let calls = 0;
   const failing = async () => {
     calls++;
@@ -149,7 +151,7 @@ test("retry() with a shared RetryBudget: a failing upstream is not hammered", as
   assert.equal(budget.canRetry(), false);
 });
 
-test("use after free() is a TypeError for every class", () => {
+test("use after free() is a TypeError naming the class (a limiter, a retry sequence)", () => {
   const freed = (kind) => ({ name: "TypeError", message: new RegExp(`this ${kind} was freed`) });
   const w = new SlidingWindow({ limit: 1, windowMs: 1000 });
   w.free();

@@ -13,18 +13,36 @@ import { redisForTests } from "./support/server.js";
 
 const { server, CLIENTS } = await redisForTests();
 
-const BUDGET = { limits: [{ dimension: "tokens", window: "day", max: 10_000 }] }; // a window no test straddles but at midnight UTC
+// The budgets here count per UTC day: a test run just before midnight waits
+// it out, so no test straddles a window's end.
+const toMidnight = 86_400_000 - (Date.now() % 86_400_000);
+if (toMidnight < 60_000) await new Promise((r) => setTimeout(r, toMidnight + 100));
+
+const BUDGET = { limits: [{ dimension: "tokens", window: "day", max: 10_000 }] };
 const QUOTA = { totalMax: 100, successMax: 10, periodMs: 60_000 };
 const timedOut = (e) => e instanceof RedisUnavailableError && e.reason === "timeout";
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** Run `call` while Redis stalls for 600 ms (timeout 150 ms): it must time out; then Redis runs it late. */
+/** `FCALL`'s calls and failed calls so far (INFO commandstats). */
+function fcalls() {
+  const line = server.cli("info", "commandstats").split("\n").find((l) => l.startsWith("cmdstat_fcall:")) ?? "";
+  const field = (name) => Number(new RegExp(`${name}=(\\d+)`).exec(line)?.[1] ?? 0);
+  return [field("calls"), field("failed_calls")];
+}
+
+/**
+ * Run `call` while Redis stalls for 1.5 s (timeout 150 ms): it must time
+ * out; then Redis runs it late, and it refuses itself (one more FCALL, one
+ * more failed).
+ */
 async function stalled(call) {
-  assert.equal(server.cli("client", "pause", "600", "ALL"), "OK");
+  const [calls, failed] = fcalls();
+  assert.equal(server.cli("client", "pause", "1500", "ALL"), "OK");
   const started = Date.now();
   await assert.rejects(call(), timedOut);
-  assert.ok(Date.now() - started < 500, "answered at the timeout, not when Redis came back");
-  await sleep(700);
+  assert.ok(Date.now() - started < 1_200, "answered at the timeout, not when Redis came back");
+  await sleep(1_700);
+  assert.deepEqual(fcalls(), [calls + 1, failed + 1], "Redis ran the late call, which refused itself");
 }
 
 test("deadlines: every kind of call that Redis starts after the caller gave up changes nothing", async () => {
@@ -51,6 +69,7 @@ test("deadlines: every kind of call that Redis starts after the caller gave up c
   const status = async () => (await new RedisBudget(await fresh(), BUDGET).status("b")).limits.map((l) => [l.used, l.reserved]);
   const was = await status();
   await stalled(() => budget.reserve("b", { tokens: 500 }));
+  await budget.status("b"); // Redis is up again for this budget: the next call goes straight to FCALL
   await stalled(() => budget.trySpend("b", { tokens: 500 }));
   assert.deepEqual(await status(), was, "the late reserve and trySpend charged nothing");
   const quota = new RedisModelQuota(store, QUOTA, { retryAfterMs: 1 });
@@ -63,7 +82,7 @@ test("deadlines: every kind of call that Redis starts after the caller gave up c
 
 test("while Redis is gone: take and refund throw, a model quota's peek throws under closed and open, a Redis hold's settle throws under every policy", async () => {
   const own = await startRedis();
-  const store = new RedisStore(await CLIENTS.ioredis(own.port, { maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 20 }), { timeoutMs: 200 });
+  const store = new RedisStore(await CLIENTS.ioredis(own.port, { maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null }), { timeoutMs: 200 });
   const bucket = { x: new TokenBucket({ capacity: 5, refillPeriodMs: 60_000 }) };
   const buckets = ["open", "local"].map((p) => new RedisLimiter(store, bucket, { onUnavailable: p, retryAfterMs: 300 }));
   const quotas = Object.fromEntries(["closed", "open", "local"].map((p) => [p, new RedisModelQuota(store, QUOTA, { onUnavailable: p, retryAfterMs: 300 })]));
@@ -98,7 +117,7 @@ test("an answer about the call itself (a key of another type) is thrown by budge
 
 test("the local fallback keeps at most maxKeys keys: the least recently used is forgotten and starts fresh", async () => {
   const own = await startRedis();
-  const store = new RedisStore(await CLIENTS.ioredis(own.port, { maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 20 }), { timeoutMs: 200 });
+  const store = new RedisStore(await CLIENTS.ioredis(own.port, { maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null }), { timeoutMs: 200 });
   const opts = { onUnavailable: "local", local: { maxKeys: 2 }, retryAfterMs: 60_000 };
   const limiter = new RedisLimiter(store, { x: new TokenBucket({ capacity: 1, refillPeriodMs: 3_600_000 }) }, opts);
   const budget = new RedisBudget(store, { limits: [{ dimension: "tokens", window: "day", max: 100 }] }, opts);
@@ -115,4 +134,25 @@ test("the local fallback keeps at most maxKeys keys: the least recently used is 
     assert.equal(await use("a"), false, `${what}: a kept its count`);
     assert.equal(await use("b"), true, `${what}: b was forgotten: fresh again`);
   }
+});
+
+test("the local fallback: a call a set refuses is a use of its key in every member's store, so the key keeps its counts", async () => {
+  const own = await startRedis();
+  const store = new RedisStore(await CLIENTS.ioredis(own.port, { maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null }), { timeoutMs: 200 });
+  const hour = 3_600_000;
+  const limits = { strict: new TokenBucket({ capacity: 1, refillPeriodMs: hour }), loose: new TokenBucket({ capacity: 3, refillPeriodMs: hour }) };
+  const limiter = new RedisLimiter(store, limits, { onUnavailable: "local", local: { maxKeys: 2 }, retryAfterMs: 60_000 });
+  await own.stop();
+  const use = async (k) => {
+    const d = await limiter.check(k);
+    assert.equal(d.source, "local");
+    return [d.allowed, ...d.decisions.map((m) => m.remaining)];
+  };
+  assert.deepEqual(await use("a"), [true, 0, 2]);
+  assert.deepEqual(await use("b"), [true, 0, 2]);
+  // A refused set charges nothing: loose reports what would remain had it taken 1.
+  assert.deepEqual(await use("a"), [false, 0, 1], "strict refuses a; loose would admit it");
+  assert.deepEqual(await use("c"), [true, 0, 2], "c takes the place of b, the least recently used in both stores");
+  assert.deepEqual(await use("a"), [false, 0, 1], "a kept its counts in both stores (loose forgetting it would say 2)");
+  assert.deepEqual(await use("b"), [true, 0, 2], "b was forgotten: fresh again");
 });

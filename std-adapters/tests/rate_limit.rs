@@ -456,25 +456,14 @@ async fn retry_after_is_the_wait_rounded_up_and_never_early() {
 #[tokio::test]
 async fn a_store_refusing_the_call_is_500_under_every_policy() {
     let server = RedisServer::start();
-    server
-        .cli(&[
-            "ACL",
-            "SETUSER",
-            "limited",
-            "on",
-            ">pw",
-            "~*",
-            "&*",
-            "+@all",
-            "-fcall",
-            "-fcall_ro",
-            "-evalsha",
-            "-evalsha_ro",
-            "-eval",
-            "-eval_ro",
-        ])
-        .unwrap();
-    let url = server.url().replace("redis://", "redis://limited:pw@");
+    let url = server.url_of_user_denied(&[
+        "fcall",
+        "fcall_ro",
+        "evalsha",
+        "evalsha_ro",
+        "eval",
+        "eval_ro",
+    ]);
     for on in [
         OnUnavailable::Closed,
         OnUnavailable::Open,

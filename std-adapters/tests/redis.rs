@@ -1056,23 +1056,34 @@ async fn a_one_slot_log_matches_core() {
 
 /// Every key kind expires once its limiter is idle: a sliding log, a
 /// sliding counter, both members of a set and a model quota's state each
-/// carry a TTL of at most their time to idle plus `ttl_margin`, and are gone
-/// once it has passed (a flood of one-off keys does not fill Redis).
+/// carry a TTL of their time to idle plus `ttl_margin` (no less, as the key
+/// must outlive its counts; no more, so a flood of one-off keys does not fill
+/// Redis), and are gone once it has passed.
 #[tokio::test]
 async fn every_key_kind_expires_once_idle() {
     use ratebound_core::model_quota::{ModelQuota, Window};
     use ratebound_std::redis::RedisModelQuotas;
+    use std::time::Instant;
     let server = RedisServer::start();
-    let margin = std::time::Duration::from_millis(200);
+    let margin = std::time::Duration::from_secs(1);
     let opts = RedisOptions {
         ttl_margin: margin,
         ..RedisOptions::default()
     };
     let store = RedisStore::connect(&server.url(), opts).await.unwrap();
-    let window = Duration::from_millis(400);
+    // PTTL is read a little after the script set it: this much may have passed.
+    let pttl_of = |key: &str, since: Instant| -> (u64, u64) {
+        let pttl: i64 = server.cli(&["PTTL", key]).unwrap().parse().unwrap();
+        assert!(
+            pttl > 0,
+            "{key}: PTTL {pttl} (-2: gone already; -1: no TTL)"
+        );
+        (pttl as u64, since.elapsed().as_millis() as u64 + 1)
+    };
+    let window = Duration::from_secs(2);
     let log = RedisSpec::sliding_log(&SlidingLog::<8>::new(5, window).unwrap());
     let counter = RedisSpec::SlidingCounter(SlidingCounter::new(5, window).unwrap());
-    let gcra = RedisSpec::Gcra(Gcra::new(4, 1, Duration::from_millis(100)).unwrap());
+    let gcra = RedisSpec::Gcra(Gcra::new(4, 1, Duration::from_millis(500)).unwrap());
     let one = |name, spec| Charge {
         name,
         spec,
@@ -1085,39 +1096,35 @@ async fn every_key_kind_expires_once_idle() {
     ];
     let mut keys = Vec::new();
     for (tag, members) in &calls {
+        let called = Instant::now();
         let d = store.check(tag, members).await.unwrap();
         for (m, out) in members.iter().zip(&d.members) {
             let key = String::from_utf8(store.key(tag, m.name).unwrap()).unwrap();
-            let pttl: u64 = server.cli(&["PTTL", &key]).unwrap().parse().unwrap();
+            let (pttl, elapsed) = pttl_of(&key, called);
             let idle_in = out.decision.reset_at.saturating_duration_since(d.now);
-            let most = idle_in.as_millis_ceil() + margin.as_millis() as u64;
+            let ttl = idle_in.as_millis_ceil() + margin.as_millis() as u64;
             assert!(
-                pttl > 0 && pttl <= most,
-                "{key}: PTTL {pttl} ms, idle in {idle_in:?} + margin"
+                pttl <= ttl && pttl + elapsed >= ttl,
+                "{key}: PTTL {pttl} ms read {elapsed} ms after the call; idle in {idle_in:?}, plus the margin"
             );
             keys.push(key);
         }
     }
-    let quota = ModelQuota::new(
-        Some(3),
-        2,
-        window,
-        Window::Sliding,
-        Duration::from_millis(300),
-    )
-    .unwrap();
+    let hold = Duration::from_millis(1_500);
+    let quota = ModelQuota::new(Some(3), 2, window, Window::Sliding, hold).unwrap();
+    let called = Instant::now();
     RedisModelQuotas::new(store.clone())
         .admit(b"model", &quota)
         .await
         .unwrap();
     let key = String::from_utf8(store.key(b"model", "m").unwrap()).unwrap();
-    let pttl: u64 = server.cli(&["PTTL", &key]).unwrap().parse().unwrap();
+    let (pttl, elapsed) = pttl_of(&key, called);
     assert!(
-        pttl > 0 && pttl <= 400 + 200,
-        "{key}: PTTL {pttl} ms (the window past the hold, plus the margin)"
+        pttl <= 2_000 + 1_000 && pttl + elapsed >= 2_000 + 1_000,
+        "{key}: PTTL {pttl} ms read {elapsed} ms after the call; the window (longer than the hold) plus the margin"
     );
     keys.push(key);
-    tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3_500)).await;
     for key in keys {
         assert_eq!(
             server.cli(&["EXISTS", &key]).unwrap(),

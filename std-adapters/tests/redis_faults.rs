@@ -500,20 +500,7 @@ async fn with_an_append_only_file_a_restart_keeps_the_counts() {
 #[tokio::test]
 async fn a_refused_call_is_an_error_not_a_fail_over() {
     let server = RedisServer::start();
-    server
-        .cli(&[
-            "ACL",
-            "SETUSER",
-            "limited",
-            "on",
-            ">pw",
-            "~*",
-            "+@all",
-            "-fcall",
-            "-fcall_ro",
-        ])
-        .unwrap();
-    let url = format!("redis://limited:pw@127.0.0.1:{}/", server.port);
+    let url = server.url_of_user_denied(&["fcall", "fcall_ro"]);
     let store = RedisStore::connect(&url, opts(1_000)).await.unwrap();
     let limiter = RedisModelLimiter::new(
         store,
@@ -648,6 +635,7 @@ async fn admissions_carry_a_deadline_settles_records_and_refunds_do_not() {
     use ratebound_core::model_quota::{ModelQuota, Outcome as QuotaOutcome, Window};
     use ratebound_core::{Duration, SlidingCounter, SlidingLog};
     use ratebound_std::redis::{Charge, RedisBudget, RedisModelQuotas, RedisSpec};
+    wait_out_midnight();
     let server = RedisServer::start();
     let store = RedisStore::connect(&server.url(), opts(250)).await.unwrap();
     let hour = Duration::from_secs(3_600);
@@ -754,8 +742,22 @@ async fn admissions_carry_a_deadline_settles_records_and_refunds_do_not() {
     );
 }
 
-/// 1,000 tokens a day: a window whose end the test cannot straddle but at
-/// midnight UTC (a minute's would, once a minute).
+/// Within a minute of midnight UTC, sleep until the new day: a test whose
+/// budget counts per calendar day then cannot straddle the window's end.
+fn wait_out_midnight() {
+    const DAY_MS: u128 = 86_400_000;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let to_midnight = DAY_MS - now % DAY_MS;
+    if to_midnight < 60_000 {
+        std::thread::sleep(std::time::Duration::from_millis(to_midnight as u64 + 100));
+    }
+}
+
+/// 1,000 tokens a UTC day (a minute's window would end mid-test once a
+/// minute; the day's, only at midnight: see [`wait_out_midnight`]).
 fn budget_of() -> ratebound_core::budget::Budget {
     ratebound_core::budget::Budget::new(BudgetConfig::new().limit(
         Dimension::Tokens,

@@ -397,6 +397,15 @@ impl KeyedStore {
             .collect()
     }
 
+    /// Count a use of the key in `slot` without deciding anything (it
+    /// becomes the most recently used): a call the store's member did not
+    /// refuse in a set another member refused. Nothing for a slot not in use.
+    pub fn touch(&mut self, slot: f64) {
+        if let Some(i) = slot_of(slot) {
+            with_store!(&mut self.kind, |s| s.index.touch(i));
+        }
+    }
+
     /// Keys held.
     pub fn size(&self) -> f64 {
         with_store!(&self.kind, |s| s.index.held) as f64

@@ -15,8 +15,10 @@ use wasm_bindgen::prelude::*;
 
 use crate::{config_field, int, valid};
 
-/// The last decision's numbers, `[remaining, limit, reset_at, retry_at]`
-/// (zeros after an error), read from JS through `outPtr`.
+/// The last decision's numbers, `[remaining, limit, reset_at, retry_at]`,
+/// read from JS through `outPtr`: zeros after a cost that can never fit;
+/// left as they were by calls that report no decision (`allow`, a new key
+/// refused by a full keyed store).
 #[derive(Default)]
 pub(crate) struct Last {
     pub(crate) out: [f64; 4],
@@ -69,21 +71,9 @@ macro_rules! decision_getters {
         // For Rust callers (the crate's tests): not exported, as JS reads
         // all four through `outPtr` in one go.
         impl $t {
-            /// Remaining after the last decision.
-            pub fn remaining(&self) -> f64 {
-                self.last.out[0]
-            }
-            /// The limiter's capacity, as the last decision gave it.
-            pub fn limit(&self) -> f64 {
-                self.last.out[1]
-            }
-            /// Last decision's reset time (µs).
-            pub fn reset_at(&self) -> f64 {
-                self.last.out[2]
-            }
-            /// Last decision's retry time (µs).
-            pub fn retry_at(&self) -> f64 {
-                self.last.out[3]
+            /// The last decision's `[remaining, limit, reset_at, retry_at]`.
+            pub fn last(&self) -> [f64; 4] {
+                self.last.out
             }
         }
     };

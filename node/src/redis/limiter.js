@@ -7,7 +7,7 @@ import { TokenBucket, SlidingLog, SlidingWindow, KeyedLimiter } from "../node.js
 // The key layout, GCRA arguments, shares and the fold: core, through
 // ratebound/redis's own wasm module (the limiters' module stays small).
 import { raw as wasm } from "../redis-wasm.js";
-import { RAW, SPEC } from "../api.js";
+import { RAW, SPEC, TOUCH } from "../api.js";
 import { integer, milliseconds, options, costOptions } from "../validate.js";
 import { RedisUnavailableError } from "./errors.js";
 import { failoverOptions } from "./failover.js";
@@ -170,12 +170,10 @@ export class RedisLimiter {
     let rows = decide(false);
     if (consume && rows.every((r) => r[0] === 1)) rows = decide(true);
     else if (consume) {
-      // A refused call is a use too: each refusing member checks again (a
-      // refusal charges nothing in core) so that a key refused while it
-      // keeps calling stays recently used, not the first one forgotten.
-      this.#local.forEach(({ capacity, keyed }, i) => {
-        if (rows[i][0] !== 1 && costs[i] <= capacity) keyed[RAW](key, now, costs[i], true);
-      });
+      // A refused call is a use of the key too, in every member's store: a
+      // key refused while it keeps calling stays recently used, not the
+      // first one forgotten (with its counts).
+      for (const { keyed } of this.#local) keyed[TOUCH](key);
     }
     return { now, rows };
   }

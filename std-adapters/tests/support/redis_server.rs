@@ -100,6 +100,18 @@ impl RedisServer {
         cli(self.port, args)
     }
 
+    /// The URL of a user allowed every command but `denied` (ACL `-cmd`).
+    #[allow(dead_code)] // not every test binary has such a user
+    pub fn url_of_user_denied(&self, denied: &[&str]) -> String {
+        let rules: Vec<String> = denied.iter().map(|c| format!("-{c}")).collect();
+        let mut args = vec![
+            "ACL", "SETUSER", "limited", "on", ">pw", "~*", "&*", "+@all",
+        ];
+        args.extend(rules.iter().map(String::as_str));
+        self.cli(&args).expect("ACL SETUSER");
+        format!("redis://limited:pw@127.0.0.1:{}/", self.port)
+    }
+
     /// Kill it hard (SIGKILL), as a crash would.
     pub fn kill(&self) {
         if let Ok(pid) = std::fs::read_to_string(self.dir.join("redis.pid")) {
