@@ -16,9 +16,9 @@
 //! # Ok::<(), ratebound_core::ConfigError>(())
 //! ```
 
-use crate::budget::BudgetConfig;
+use crate::budget::{Budget, BudgetConfig, BudgetError, Denial, DenyReason, Dimension, Usage};
 use crate::model_quota::ModelQuota;
-use crate::{ConfigError, Duration, Gcra, SlidingCounter, SlidingLog};
+use crate::{ConfigError, Duration, Gcra, Instant, SlidingCounter, SlidingLog};
 
 /// `limit / replicas`, rounded down, at least 1 (`replicas` 0 counts as 1).
 pub const fn share_of(limit: u64, replicas: u32) -> u64 {
@@ -94,6 +94,51 @@ impl BudgetConfig {
     }
 }
 
+impl Budget {
+    /// Before a replica decides `usage` alone on its share of this budget
+    /// ([`BudgetConfig::share`]`(replicas)`): a denial until `retry_at` (when
+    /// the shared store may be back) if the whole budget can fit `usage` but
+    /// the share never can, as only the shared store can decide it; `None`
+    /// if the share can fit it (decide it there); this budget's error if
+    /// nothing can.
+    ///
+    /// ```
+    /// use ratebound_core::budget::{Budget, BudgetConfig, Dimension, Horizon, Usage};
+    /// use ratebound_core::{Duration, Instant};
+    /// let budget = Budget::new(BudgetConfig::new().limit(Dimension::Tokens, Horizon::DAY, 900))?;
+    /// let retry_at = Instant::from_secs(1_800_000_000) + Duration::from_secs(1);
+    /// // A third of 900 is 300: 300 tokens are the share's to decide.
+    /// assert_eq!(budget.share_refusal(3, &Usage::request(300, 0), retry_at)?, None);
+    /// // 400: within the budget, never within the share.
+    /// let d = budget.share_refusal(3, &Usage::request(400, 0), retry_at)?.unwrap();
+    /// assert_eq!((d.retry_at, d.limit), (retry_at, Some(0)));
+    /// // 901: an error wherever it is asked.
+    /// assert!(budget.share_refusal(3, &Usage::request(901, 0), retry_at).is_err());
+    /// # Ok::<(), Box<dyn core::error::Error>>(())
+    /// ```
+    pub fn share_refusal(
+        &self,
+        replicas: u32,
+        usage: &Usage,
+        retry_at: Instant,
+    ) -> Result<Option<Denial>, BudgetError> {
+        self.validate(usage)?;
+        let binding = self.limits().find(|(_, l)| {
+            let amount = match l.dimension {
+                Dimension::Requests => usage.requests,
+                Dimension::Tokens => usage.tokens,
+                Dimension::Cost => usage.cost,
+            };
+            amount > share_of(l.max, replicas)
+        });
+        Ok(binding.map(|(i, _)| Denial {
+            reason: DenyReason::Limit,
+            retry_at,
+            limit: Some(i as u8),
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,5 +170,47 @@ mod tests {
         // 6 per 3 s = 2 per second: a third of 6 per second.
         assert_eq!(s.reduced_rate(), (500_000, 1));
         assert!(Gcra::per_second(5).unwrap().share(u32::MAX).is_ok());
+    }
+
+    /// `share_refusal` denies exactly what the whole budget fits and the
+    /// share's own check refuses as never fitting, names the first such
+    /// limit, and passes the whole budget's errors through.
+    #[test]
+    fn a_share_refuses_what_only_the_whole_budget_fits() {
+        use crate::budget::{BudgetState, Horizon};
+        let whole = BudgetConfig::new()
+            .limit(Dimension::Requests, Horizon::MINUTE, 7)
+            .limit(Dimension::Tokens, Horizon::HOUR, 1_000)
+            .limit(Dimension::Cost, Horizon::DAY, 90)
+            .tokens_per_request(800);
+        let budget = Budget::new(whole.clone()).unwrap();
+        let share = Budget::new(whole.share(3)).unwrap();
+        let now = Instant::from_secs(1_800_000_000);
+        let retry_at = now + Duration::from_millis(200);
+        for requests in [0, 1, 2, 3, 7, 8] {
+            for tokens in [0, 333, 334, 800, 801, 1_001] {
+                for cost in [0, 30, 31, 90, 91] {
+                    let u = Usage {
+                        requests,
+                        tokens,
+                        cost,
+                    };
+                    let whole_fits = budget.validate(&u);
+                    let share_fits = share.reserve(&mut BudgetState::<4>::default(), now, u);
+                    match (budget.share_refusal(3, &u, retry_at), whole_fits) {
+                        (Err(e), Err(whole)) => assert_eq!(e, whole, "{u:?}"),
+                        (Ok(None), Ok(())) => assert!(share_fits.is_ok(), "{u:?}"),
+                        (Ok(Some(d)), Ok(())) => {
+                            let Err(BudgetError::ExceedsLimit { limit, .. }) = share_fits else {
+                                panic!("{u:?}: the share fits it")
+                            };
+                            assert_eq!(d.limit, limit, "{u:?}");
+                            assert_eq!((d.reason, d.retry_at), (DenyReason::Limit, retry_at));
+                        }
+                        (got, whole) => panic!("{u:?}: {got:?} while the whole says {whole:?}"),
+                    }
+                }
+            }
+        }
     }
 }

@@ -125,7 +125,7 @@ export const statusOut = (s) => ({
 });
 
 /** `f()`, with core's error codes thrown by the module as `BudgetError`s. */
-function run(f) {
+export function run(f) {
   try {
     return f();
   } catch (e) {

@@ -7,6 +7,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { TokenBucket, SlidingLog, SlidingWindow } from "ratebound";
+import { BudgetError } from "ratebound/budget";
 import { RedisStore, RedisLimiter, RedisBudget, RedisModelQuota, RedisUnavailableError } from "ratebound/redis";
 import { startRedis } from "./support/redis-server.js";
 import { redisForTests } from "./support/server.js";
@@ -155,4 +156,29 @@ test("the local fallback: a call a set refuses is a use of its key in every memb
   assert.deepEqual(await use("c"), [true, 0, 2], "c takes the place of b, the least recently used in both stores");
   assert.deepEqual(await use("a"), [false, 0, 1], "a kept its counts in both stores (loose forgetting it would say 2)");
   assert.deepEqual(await use("b"), [true, 0, 2], "b was forgotten: fresh again");
+});
+
+test("the local fallback of a budget: three replicas spend within their shares, and an amount only the whole budget fits waits for Redis", async () => {
+  const own = await startRedis();
+  const replicas = [];
+  for (let i = 0; i < 3; i++) {
+    const store = new RedisStore(await CLIENTS.ioredis(own.port, { maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null }), { timeoutMs: 200 });
+    replicas.push(new RedisBudget(store, { limits: [{ dimension: "tokens", window: "day", max: 900 }] }, { onUnavailable: "local", replicas: 3, retryAfterMs: 300 }));
+  }
+  await own.stop();
+  const spent = [];
+  for (const budget of replicas) {
+    // 400 tokens: within the 900, never within this replica's 300.
+    for (const d of [await budget.reserve("team", { tokens: 400 }), await budget.trySpend("team", { tokens: 400 }), await budget.peek("team", { tokens: 400 })]) {
+      assert.equal(d.allowed, false);
+      assert.equal(d.source, "local");
+      assert.equal(d.reason, "limit");
+      assert.ok(d.retryAfterMs > 0 && d.retryAfterMs <= 300, `retry once Redis may be back: ${d.retryAfterMs} ms`);
+    }
+    await assert.rejects(budget.reserve("team", { tokens: 901 }), (e) => e instanceof BudgetError && e.code === "exceeds_limit");
+    let tokens = 0;
+    for (let i = 0; i < 5; i++) if ((await budget.trySpend("team", { tokens: 100 })).allowed) tokens += 100;
+    spent.push(tokens);
+  }
+  assert.deepEqual(spent, [300, 300, 300], "each replica within its share of 900 / 3");
 });

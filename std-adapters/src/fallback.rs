@@ -10,7 +10,10 @@
 //!   replicas deciding alone admit together at most the shared limit while
 //!   the store is away — for every limit of at least `replicas` units (a
 //!   smaller one can be exceeded by at most `replicas − limit`:
-//!   [`share_of`](ratebound_core::share::share_of)).
+//!   [`share_of`](ratebound_core::share::share_of)). A cost or budget
+//!   amount that fits the whole limit but never the share is denied until
+//!   the store may be back (one [`FailoverOptions::retry_after`] away), not
+//!   reported as one that can never fit.
 //!
 //! After a failure the store is skipped for [`FailoverOptions::retry_after`]
 //! (callers do not each wait out a timeout); then one call probes it while

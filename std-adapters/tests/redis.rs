@@ -594,6 +594,106 @@ async fn a_server_refusing_function_load_runs_the_same_code_as_scripts() {
     assert!(commandstat_calls(&server, "eval") >= 2);
 }
 
+/// A user the server refuses `FUNCTION` to (`NOPERM`, an ACL as an
+/// operator may set) runs the same code as scripts, deciding as core does.
+#[tokio::test]
+async fn a_user_refused_function_load_runs_the_same_code_as_scripts() {
+    let server = RedisServer::start();
+    let url = server.url_of_user_denied(&["function"]);
+    let clock = ManualClock::new(Instant::ZERO);
+    let store = RedisStore::connect(&url, caller_time(&clock))
+        .await
+        .unwrap();
+    assert_eq!(store.invocation(), Invocation::Scripts);
+    assert_eq!(replay(&store, &clock, "gcra", "scripts").await, 480);
+    assert_eq!(commandstat_calls(&server, "fcall"), 0);
+    assert!(commandstat_calls(&server, "evalsha") >= 480);
+    assert_eq!(
+        server.cli(&["FUNCTION", "LIST"]).unwrap(),
+        "",
+        "no library was loaded"
+    );
+}
+
+/// Every text in a reply, depth first.
+fn texts(v: &redis::Value) -> Vec<String> {
+    match v {
+        redis::Value::BulkString(b) => vec![String::from_utf8_lossy(b).into_owned()],
+        redis::Value::SimpleString(s) => vec![s.clone()],
+        redis::Value::Array(items) | redis::Value::Set(items) => {
+            items.iter().flat_map(texts).collect()
+        }
+        redis::Value::Map(pairs) => pairs
+            .iter()
+            .flat_map(|(k, v)| texts(k).into_iter().chain(texts(v)))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Two ratebound versions share a server during a rollout: the library's
+/// name and its functions' names carry a hash of its code, so another
+/// version's library (ours with other code, hence another hash) loads
+/// beside it, and a store of either version connecting again replaces only
+/// its own.
+#[tokio::test]
+async fn two_versions_share_a_server() {
+    let server = RedisServer::start();
+    let clock = ManualClock::new(Instant::ZERO);
+    let store = RedisStore::connect(&server.url(), caller_time(&clock))
+        .await
+        .unwrap();
+    assert_eq!(store.invocation(), Invocation::Functions);
+    let mut admin = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let list = |withcode: bool| {
+        let mut cmd = redis::cmd("FUNCTION");
+        cmd.arg("LIST");
+        if withcode {
+            cmd.arg("WITHCODE");
+        }
+        cmd
+    };
+    let listed: redis::Value = list(true).query_async(&mut admin).await.unwrap();
+    let head = "#!lua name=ratebound_";
+    let ours = texts(&listed)
+        .into_iter()
+        .find(|t| t.starts_with(head))
+        .expect("this version's library");
+    let hash = ours[head.len()..].lines().next().unwrap().to_owned();
+    let other_hash = "0123456789ab";
+    assert_ne!(hash, other_hash);
+    let other = ours.replace(&hash, other_hash) + "\n-- another version\n";
+    let loaded: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg(&other)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(loaded, format!("ratebound_{other_hash}"));
+    // This version reconnects (FUNCTION LOAD REPLACE of its own library)
+    // and decides, the other version's library beside it.
+    let again = RedisStore::connect(&server.url(), caller_time(&clock))
+        .await
+        .unwrap();
+    assert_eq!(again.invocation(), Invocation::Functions);
+    assert_eq!(replay(&again, &clock, "gcra", "beside another").await, 480);
+    let names = texts(&list(false).query_async(&mut admin).await.unwrap());
+    for h in [&hash[..], other_hash] {
+        assert!(
+            names.contains(&format!("ratebound_{h}")),
+            "library ratebound_{h} loaded: {names:?}"
+        );
+        assert!(
+            names.iter().any(|n| n.starts_with(&format!("rb_{h}_"))),
+            "functions rb_{h}_* registered: {names:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn bad_input_gives_clear_errors_or_correct_results() {
     let server = RedisServer::start();
@@ -1095,6 +1195,9 @@ async fn every_key_kind_expires_once_idle() {
         (b"set", vec![one("a", &gcra), one("b", &log)]),
     ];
     let mut keys = Vec::new();
+    // When the last key's TTL runs out (a sliding counter idles only once
+    // its previous window has slid past too: up to two windows).
+    let mut gone_by = Instant::now();
     for (tag, members) in &calls {
         let called = Instant::now();
         let d = store.check(tag, members).await.unwrap();
@@ -1107,6 +1210,7 @@ async fn every_key_kind_expires_once_idle() {
                 pttl <= ttl && pttl + elapsed >= ttl,
                 "{key}: PTTL {pttl} ms read {elapsed} ms after the call; idle in {idle_in:?}, plus the margin"
             );
+            gone_by = gone_by.max(called + std::time::Duration::from_millis(ttl));
             keys.push(key);
         }
     }
@@ -1124,7 +1228,8 @@ async fn every_key_kind_expires_once_idle() {
         "{key}: PTTL {pttl} ms read {elapsed} ms after the call; the window (longer than the hold) plus the margin"
     );
     keys.push(key);
-    tokio::time::sleep(std::time::Duration::from_millis(3_500)).await;
+    gone_by = gone_by.max(called + std::time::Duration::from_millis(3_000));
+    tokio::time::sleep_until((gone_by + std::time::Duration::from_millis(300)).into()).await;
     for key in keys {
         assert_eq!(
             server.cli(&["EXISTS", &key]).unwrap(),

@@ -766,3 +766,68 @@ fn budget_of() -> ratebound_core::budget::Budget {
     ))
     .unwrap()
 }
+
+/// Three `local` replicas of one budget of 900 tokens a day, Redis killed:
+/// each spends within its share of 300, so together they spend 900, not
+/// 2,700. A reservation that fits the budget but not the share is denied
+/// until the store is back (a denial with a retry time), not reported as an
+/// amount that can never fit; one above the whole budget still is.
+#[tokio::test]
+async fn local_replicas_of_a_budget_stay_within_their_share() {
+    use ratebound_std::budget::{BudgetDenied, RedisBudgetError};
+    use ratebound_std::clock::Clock;
+    wait_out_midnight();
+    let server = RedisServer::start();
+    let cfg = BudgetConfig::new().limit(Dimension::Tokens, Horizon::DAY, 900);
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        let store = RedisStore::connect(&server.url(), opts(250)).await.unwrap();
+        replicas.push(
+            RedisBudgetManager::new(store, cfg.clone(), b"shared", 16)
+                .unwrap()
+                .with_failover(failover(OnUnavailable::Local).with_replicas(3), SystemClock)
+                .unwrap(),
+        );
+    }
+    server.kill();
+    let mut spent = Vec::new();
+    for r in &replicas {
+        match r.reserve(Usage::request(400, 0)).await {
+            Err(RedisBudgetError::Denied(BudgetDenied::Denied(d))) => {
+                let wait = d.retry_at.saturating_duration_since(SystemClock.now());
+                assert!(
+                    wait > ratebound_core::Duration::ZERO
+                        && wait <= ratebound_core::Duration::from_millis(200),
+                    "{d:?}: retry once the store may be back"
+                );
+            }
+            other => panic!("400 of a share of 300: {:?}", other.map(|h| h.usage())),
+        }
+        assert!(matches!(
+            r.check_budget(400, 0).await,
+            Err(RedisBudgetError::Denied(BudgetDenied::Denied(_)))
+        ));
+        assert!(matches!(
+            r.reserve(Usage::request(901, 0)).await,
+            Err(RedisBudgetError::Denied(BudgetDenied::Invalid(_)))
+        ));
+        let mut tokens = 0;
+        for _ in 0..5 {
+            match r.reserve(Usage::request(100, 0)).await {
+                Ok(h) => {
+                    assert_eq!(h.source(), Source::Local);
+                    h.settle(Usage::request(100, 0)).await.unwrap();
+                    tokens += 100;
+                }
+                Err(RedisBudgetError::Denied(BudgetDenied::Denied(_))) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        spent.push(tokens);
+    }
+    assert_eq!(
+        spent,
+        [300, 300, 300],
+        "each replica within its share of 900 / 3"
+    );
+}

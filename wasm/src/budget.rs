@@ -79,6 +79,32 @@ impl Budget {
         write_config(&self.cfg.config().share(replicas))
     }
 
+    /// Before one of `replicas` replicas decides a usage alone on its share:
+    /// empty to decide it there, or a denial until `retry_at_us` when this
+    /// budget fits the usage but the share never can (core's
+    /// `Budget::share_refusal`); throws core's code when nothing fits it.
+    #[cfg(feature = "redis")]
+    #[wasm_bindgen(js_name = shareRefusal)]
+    pub fn share_refusal(
+        &self,
+        replicas: u32,
+        retry_at_us: f64,
+        requests: f64,
+        tokens: f64,
+        cost: f64,
+    ) -> Result<Vec<f64>, JsValue> {
+        let retry_at = Instant::from_micros(int(retry_at_us));
+        let refused = self
+            .cfg
+            .share_refusal(replicas, &usage(requests, tokens, cost), retry_at)
+            .map_err(error)?;
+        let mut o = Out::default();
+        if let Some(d) = &refused {
+            denial(&mut o, d);
+        }
+        Ok(o.0)
+    }
+
     /// The largest amount of one dimension a call may carry (core's
     /// `MAX_AMOUNT`; larger amounts are clamped to it, as in Rust).
     #[cfg(feature = "redis")]

@@ -30,12 +30,12 @@ pub(super) fn clamp_usage(u: Usage) -> Usage {
 }
 
 impl Budget {
-    pub(super) fn limits(&self) -> impl Iterator<Item = (usize, &WindowLimit)> {
+    pub(crate) fn limits(&self) -> impl Iterator<Item = (usize, &WindowLimit)> {
         self.config.limits.iter().enumerate()
     }
 
     /// Errors for an amount that can never fit (reporting the amount as given).
-    pub(super) fn validate(&self, u: &Usage) -> Result<(), BudgetError> {
+    pub(crate) fn validate(&self, u: &Usage) -> Result<(), BudgetError> {
         let raw = |d: Dimension| match d {
             Dimension::Requests => u.requests,
             Dimension::Tokens => u.tokens,

@@ -5,8 +5,8 @@
 // `ratebound/budget`'s Budget returns, through its own converters.
 
 import { Budget, raw as wasm } from "../redis-wasm.js";
-import { BudgetError, usageArgs, alertOut, reservedOut, settledOut, spentOut, statusOut, denialOut } from "../budget-api.js";
-import { budgetConfigOf, configErrorOf, CORE, FROM_CORE } from "../budget-codec.js";
+import { BudgetError, usageArgs, alertOut, reservedOut, settledOut, spentOut, statusOut, denialOut, run } from "../budget-api.js";
+import { budgetConfigOf, configErrorOf, peekedOf, CORE, FROM_CORE } from "../budget-codec.js";
 import { integer, milliseconds, options } from "../validate.js";
 import { RedisUnavailableError } from "./errors.js";
 import { failoverOptions } from "./failover.js";
@@ -43,6 +43,7 @@ export class RedisBudget {
   #policy;
   #failover;
   #replicas;
+  #retryAfterUs;
   /** This replica's share per key, in memory (`local` only). */
   #local = null;
 
@@ -55,7 +56,7 @@ export class RedisBudget {
     this.#name = validName(o.name ?? "budget", store.prefix);
     this.#store = store;
     const f = failoverOptions(o);
-    [this.#policy, this.#failover, this.#replicas] = [f.policy, f.failover, f.replicas];
+    [this.#policy, this.#failover, this.#replicas, this.#retryAfterUs] = [f.policy, f.failover, f.replicas, f.retryAfterUs];
     if (f.localMaxKeys !== null) {
       // In-memory budgets hold 4 or 64 reservations: the nearest that covers holdSlots, at most 64.
       const slots = this.#slots <= 4 ? 4 : 64;
@@ -136,6 +137,17 @@ export class RedisBudget {
   }
 
   /**
+   * Before the local share decides: a denial until Redis may be back when
+   * the budget fits the usage but the share never can (core's
+   * `Budget::share_refusal`), or null to decide it locally.
+   */
+  #shareRefusal(amounts, nowUs) {
+    const now = nowUs ?? Math.floor(Date.now() * 1000);
+    const d = peekedOf(run(() => this.#budget[CORE].shareRefusal(this.#replicas, now + this.#retryAfterUs, ...amounts)));
+    return d && { ...denialOut(d, now), source: "local" };
+  }
+
+  /**
    * Run `op` on Redis through the failure policy: `{value}` from Redis, or
    * `{fallback: "failOpen" | "local"}`; throws under `closed`.
    */
@@ -166,7 +178,11 @@ export class RedisBudget {
     const { amounts, nowUs } = this.#usage(usage, true);
     const r = await this.#shared(() => this.#call(tag, "reserve", 0, amounts, nowUs));
     if (r.fallback === "failOpen") return { allowed: true, id: null, expiresAt: null, usage: { requests: amounts[0], tokens: amounts[1], cost: amounts[2] }, alerts: [], source: "failOpen" };
-    if (r.fallback === "local") return { ...this.#localBudget(tag).reserve(this.#localUsage(amounts, nowUs)), source: "local" };
+    if (r.fallback === "local") {
+      const refused = this.#shareRefusal(amounts, nowUs);
+      if (refused) return { ...refused, alerts: [] };
+      return { ...this.#localBudget(tag).reserve(this.#localUsage(amounts, nowUs)), source: "local" };
+    }
     const { result: n, alerts, state } = r.value;
     const core = {
       admission: n[0] === 1 ? { granted: { id: n[1], expires: n[2], usage: { requests: amounts[0], tokens: amounts[1], cost: amounts[2] } } } : { denied: this.#denial(n[1], n[2], n[3]) },
@@ -235,7 +251,11 @@ export class RedisBudget {
     const { amounts, nowUs } = this.#usage(usage, true);
     const r = await this.#shared(() => this.#call(tag, "try_spend", 0, amounts, nowUs));
     if (r.fallback === "failOpen") return { allowed: true, alerts: [], source: "failOpen" };
-    if (r.fallback === "local") return { ...this.#localBudget(tag).trySpend(this.#localUsage(amounts, nowUs)), source: "local" };
+    if (r.fallback === "local") {
+      const refused = this.#shareRefusal(amounts, nowUs);
+      if (refused) return { ...refused, alerts: [] };
+      return { ...this.#localBudget(tag).trySpend(this.#localUsage(amounts, nowUs)), source: "local" };
+    }
     const n = r.value.result;
     const core = { denied: n[0] === 1 ? this.#denial(n[1], n[2], n[3]) : null, alerts: r.value.alerts };
     return this.#withState({ ...spentOut(core, this.#store.nowFor(nowUs)), source: "redis" }, r.value, core);
@@ -247,7 +267,11 @@ export class RedisBudget {
     const { amounts, nowUs } = this.#usage(usage, true);
     const r = await this.#shared(() => this.#call(tag, "peek", 0, amounts, nowUs));
     if (r.fallback === "failOpen") return { allowed: true, source: "failOpen" };
-    if (r.fallback === "local") return { ...this.#localBudget(tag).peek(this.#localUsage(amounts, nowUs)), source: "local" };
+    if (r.fallback === "local") {
+      const refused = this.#shareRefusal(amounts, nowUs);
+      if (refused) return refused;
+      return { ...this.#localBudget(tag).peek(this.#localUsage(amounts, nowUs)), source: "local" };
+    }
     const n = r.value.result;
     const denial = n[0] === 1 ? this.#denial(n[1], n[2], n[3]) : null;
     const out = denial ? denialOut(denial, this.#store.nowFor(nowUs)) : { allowed: true };

@@ -217,6 +217,12 @@ impl<C: Clock, const R: usize> BudgetManager<C, R> {
         Ok(())
     }
 
+    /// Its clock's now.
+    #[cfg(feature = "redis")]
+    pub(crate) fn now(&self) -> ratebound_core::Instant {
+        self.clock.now()
+    }
+
     /// Would a call estimated at `tokens` / `cost` fit now? Consumes nothing
     /// (Go `policy`'s `CheckBudget`). Concurrent callers should [`reserve`](Self::reserve) instead.
     pub fn check_budget(

@@ -35,8 +35,11 @@ pub enum RedisBudgetError {
 /// [`OnUnavailable::Closed`]: an error): `Open` admits and records nothing,
 /// `Local` runs this replica's share of the budget in this process until
 /// Redis is back (up to 256 reservations at once; its alerts go to the
-/// local budget's own handlers, not to this manager's). Each hold says
-/// where it was decided ([`RedisBudgetHold::source`]).
+/// local budget's own handlers, not to this manager's). An amount that fits
+/// the budget but not the share is denied until the store may be back
+/// (`retry_at` one [`FailoverOptions::retry_after`] away), never reported as
+/// an amount that can never fit. Each hold says where it was decided
+/// ([`RedisBudgetHold::source`]).
 pub struct RedisBudgetManager<C: Clock = SystemClock> {
     /// Swapped whole by [`reconfigure`](Self::reconfigure); each call
     /// takes a copy of the `Arc` and runs on it.
@@ -253,7 +256,26 @@ impl<C: Clock> RedisBudgetManager<C> {
                 Some(d) => Err(BudgetDenied::Denied(d).into()),
             },
             Err(None) => Ok(()),
-            Err(Some(l)) => Ok(l.check_budget(estimated_tokens, estimated_cost)?),
+            Err(Some(l)) => {
+                self.share_refusal(l, &u)?;
+                Ok(l.check_budget(estimated_tokens, estimated_cost)?)
+            }
+        }
+    }
+
+    /// Before the local share decides `usage`: a denial until the store
+    /// may be back when the whole budget fits it but the share never can
+    /// (core's [`Budget::share_refusal`]), not an amount that never fits.
+    fn share_refusal(&self, local: &BudgetManager<C>, usage: &Usage) -> Result<(), BudgetDenied> {
+        let options = self.failover.options();
+        let retry = ratebound_core::Duration::from_micros(options.retry_after.as_micros() as u64);
+        match self
+            .redis()
+            .budget()
+            .share_refusal(options.replicas, usage, local.now() + retry)?
+        {
+            None => Ok(()),
+            Some(denial) => Err(BudgetDenied::Denied(denial)),
         }
     }
 
@@ -276,6 +298,7 @@ impl<C: Clock> RedisBudgetManager<C> {
                         usage: estimate,
                     }),
                     Some(l) => {
+                        self.share_refusal(l, &estimate)?;
                         let h = l.reserve(estimate)?;
                         let usage = h.usage();
                         Ok(RedisBudgetHold {
