@@ -132,7 +132,7 @@ impl Budget {
             amount > share_of(l.max, replicas)
         });
         Ok(binding.map(|(i, _)| Denial {
-            reason: DenyReason::Limit,
+            reason: DenyReason::AboveShare,
             retry_at,
             limit: Some(i as u8),
         }))
@@ -178,18 +178,25 @@ mod tests {
     #[test]
     fn a_share_refuses_what_only_the_whole_budget_fits() {
         use crate::budget::{BudgetState, Horizon};
+        // Requests: 2 a second, fewer than the replicas (a share of 1).
         let whole = BudgetConfig::new()
+            .limit(
+                Dimension::Requests,
+                Horizon::Fixed(Duration::from_secs(1)),
+                2,
+            )
             .limit(Dimension::Requests, Horizon::MINUTE, 7)
             .limit(Dimension::Tokens, Horizon::HOUR, 1_000)
             .limit(Dimension::Cost, Horizon::DAY, 90)
-            .tokens_per_request(800);
+            .tokens_per_request(800)
+            .cost_per_request(60);
         let budget = Budget::new(whole.clone()).unwrap();
         let share = Budget::new(whole.share(3)).unwrap();
         let now = Instant::from_secs(1_800_000_000);
         let retry_at = now + Duration::from_millis(200);
         for requests in [0, 1, 2, 3, 7, 8] {
             for tokens in [0, 333, 334, 800, 801, 1_001] {
-                for cost in [0, 30, 31, 90, 91] {
+                for cost in [0, 30, 31, 60, 61, 90, 91] {
                     let u = Usage {
                         requests,
                         tokens,
@@ -205,7 +212,7 @@ mod tests {
                                 panic!("{u:?}: the share fits it")
                             };
                             assert_eq!(d.limit, limit, "{u:?}");
-                            assert_eq!((d.reason, d.retry_at), (DenyReason::Limit, retry_at));
+                            assert_eq!((d.reason, d.retry_at), (DenyReason::AboveShare, retry_at));
                         }
                         (got, whole) => panic!("{u:?}: {got:?} while the whole says {whole:?}"),
                     }

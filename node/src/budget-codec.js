@@ -7,7 +7,7 @@
 
 // core's `wire::dimension_code`: 1 requests, 2 tokens, 3 cost.
 const DIMENSIONS = [null, "requests", "tokens", "cost"];
-const REASONS = ["limit", "throttled", "too_many_reservations"];
+const REASONS = ["limit", "throttled", "too_many_reservations", "above_share"];
 const BLOCKED = ["total", "success", "in_flight"];
 const WINDOWS = ["sliding", "bucket"];
 const WINDOW_FIELDS = ["start", "used", "reserved", "fired", "kind", "limit"];

@@ -41,7 +41,14 @@ export interface Alert {
 
 export interface Denied {
   allowed: false;
-  reason: string;
+  /**
+   * Core's reason: `"limit"` (a window limit has no room), `"throttled"`
+   * (auto-throttle pacing), `"too_many_reservations"` (every hold slot is
+   * live), or `"above_share"` (`ratebound/redis`'s local fallback: the
+   * amount fits the whole limit but never this replica's share; retry once
+   * Redis may be back).
+   */
+  reason: "limit" | "throttled" | "too_many_reservations" | "above_share";
   limitIndex: number | null;
   retryAt: number;
   retryAfterMs: number;

@@ -170,10 +170,8 @@ test("the local fallback of a budget: three replicas spend within their shares, 
   for (const budget of replicas) {
     // 400 tokens: within the 900, never within this replica's 300.
     for (const d of [await budget.reserve("team", { tokens: 400 }), await budget.trySpend("team", { tokens: 400 }), await budget.peek("team", { tokens: 400 })]) {
-      assert.equal(d.allowed, false);
-      assert.equal(d.source, "local");
-      assert.equal(d.reason, "limit");
-      assert.ok(d.retryAfterMs > 0 && d.retryAfterMs <= 300, `retry once Redis may be back: ${d.retryAfterMs} ms`);
+      assert.deepEqual([d.allowed, d.source, d.reason, d.limitIndex], [false, "local", "above_share", 0]);
+      assert.equal(d.retryAfterMs, 300, "retry once Redis may be back");
     }
     await assert.rejects(budget.reserve("team", { tokens: 901 }), (e) => e instanceof BudgetError && e.code === "exceeds_limit");
     let tokens = 0;
@@ -181,4 +179,21 @@ test("the local fallback of a budget: three replicas spend within their shares, 
     spent.push(tokens);
   }
   assert.deepEqual(spent, [300, 300, 300], "each replica within its share of 900 / 3");
+});
+
+test("the local fallback of a budget: a share refusal at the caller's time, and a use of its key", async () => {
+  const own = await startRedis();
+  const store = new RedisStore(await CLIENTS.ioredis(own.port, { maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null }), { timeoutMs: 200, time: "caller" });
+  const budget = new RedisBudget(store, { limits: [{ dimension: "tokens", window: "day", max: 900 }] }, { onUnavailable: "local", replicas: 3, retryAfterMs: 300, local: { maxKeys: 2 } });
+  await own.stop();
+  const now = Date.UTC(2026, 11, 5, 12);
+  const d = await budget.trySpend("a", { tokens: 400, now });
+  assert.deepEqual([d.allowed, d.reason, d.retryAt, d.retryAfterMs], [false, "above_share", now + 300, 300]);
+  // a spends its share; b comes; a is refused above its share (a use); c comes: b, not a, is forgotten.
+  assert.equal((await budget.trySpend("a", { tokens: 300, now })).allowed, true);
+  assert.equal((await budget.trySpend("b", { tokens: 300, now })).allowed, true);
+  assert.equal((await budget.trySpend("a", { tokens: 400, now })).reason, "above_share");
+  assert.equal((await budget.trySpend("c", { tokens: 300, now })).allowed, true);
+  assert.equal((await budget.trySpend("a", { tokens: 1, now })).allowed, false, "a kept its count");
+  assert.equal((await budget.trySpend("b", { tokens: 300, now })).allowed, true, "b was forgotten: fresh again");
 });

@@ -12,8 +12,9 @@
 //!   smaller one can be exceeded by at most `replicas − limit`:
 //!   [`share_of`](ratebound_core::share::share_of)). A cost or budget
 //!   amount that fits the whole limit but never the share is denied until
-//!   the store may be back (one [`FailoverOptions::retry_after`] away), not
-//!   reported as one that can never fit.
+//!   the store may be back (one [`FailoverOptions::retry_after`] away; a
+//!   budget's denial says [`DenyReason::AboveShare`](ratebound_core::budget::DenyReason)),
+//!   not reported as one that can never fit.
 //!
 //! After a failure the store is skipped for [`FailoverOptions::retry_after`]
 //! (callers do not each wait out a timeout); then one call probes it while

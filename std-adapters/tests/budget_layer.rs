@@ -513,3 +513,55 @@ async fn a_refusal_from_a_limit_layer_inside_charges_nothing() {
     let s = g.budgets.status(Scope::User, "alice").await.unwrap();
     assert_eq!(s.holds, 0, "the refused calls' holds were released");
 }
+
+/// Redis killed under `local` with 3 replicas: this layer decides alone on a
+/// third of 1,000 tokens a minute. A request within the budget but above
+/// the share (417 tokens of 333) is a 429 that says the store is away, with
+/// no budget headers (the usage is in Redis) and a Retry-After; one within
+/// the share is served; one above the whole budget is a 400 as ever.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn above_a_replicas_share_while_redis_is_away_is_a_429_that_says_so() {
+    use ratebound_std::budget::{ScopedBackend, ScopedBudgets};
+    use ratebound_std::fallback::{FailoverOptions, OnUnavailable};
+    use ratebound_std::redis::{RedisOptions, RedisStore};
+    use std::sync::Arc;
+    let server = support::redis_server::RedisServer::start();
+    let up = Upstream::default();
+    let clock = at(1_795_392_000);
+    let opts = RedisOptions {
+        timeout: StdDuration::from_millis(250),
+        ..RedisOptions::default()
+    };
+    let backend = ScopedBackend::Redis {
+        store: RedisStore::connect(&server.url(), opts).await.unwrap(),
+        prefix: "llm:".into(),
+        hold_slots: 64,
+        failover: FailoverOptions::new(OnUnavailable::Local).with_replicas(3),
+    };
+    let cfg = "per_user = { tokens_per_minute = 1_000 }";
+    let budgets = Arc::new(ScopedBudgets::new(config(cfg), backend, clock.clone()).unwrap());
+    let g = serve(budgets, up.clone(), 4_096).await;
+    server.kill();
+    let client = reqwest::Client::new();
+    let post = |max_tokens: u64| {
+        client
+            .post(format!("{}/v1/chat/completions", g.base))
+            .bearer_auth("alice")
+            .json(&request(1, max_tokens, json!({})))
+            .send()
+    };
+    let r = post(400).await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(!r.headers().contains_key("x-ratelimit-limit-tokens"));
+    let e = r.json::<Value>().await.unwrap();
+    let message = e["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("The budget store is unavailable"),
+        "{e}"
+    );
+    assert_eq!(up.arrived.load(Ordering::SeqCst), 0);
+    assert_eq!(post(100).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(post(2_000).await.unwrap().status(), StatusCode::BAD_REQUEST);
+}

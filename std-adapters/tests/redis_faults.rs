@@ -774,6 +774,8 @@ fn budget_of() -> ratebound_core::budget::Budget {
 /// amount that can never fit; one above the whole budget still is.
 #[tokio::test]
 async fn local_replicas_of_a_budget_stay_within_their_share() {
+    use ratebound_core::budget::{Denial, DenyReason};
+    use ratebound_core::Instant;
     use ratebound_std::budget::{BudgetDenied, RedisBudgetError};
     use ratebound_std::clock::Clock;
     wait_out_midnight();
@@ -791,22 +793,38 @@ async fn local_replicas_of_a_budget_stay_within_their_share() {
     }
     server.kill();
     let mut spent = Vec::new();
+    // Denied until one retry_after (200 ms) from when it was decided.
+    let denied_until_the_store_may_be_back = |d: &Denial, before: Instant, after: Instant| {
+        let retry = ratebound_core::Duration::from_millis(200);
+        assert_eq!(
+            (d.reason, d.limit),
+            (DenyReason::AboveShare, Some(0)),
+            "{d:?}"
+        );
+        assert!(
+            before + retry <= d.retry_at && d.retry_at <= after + retry,
+            "{d:?}"
+        );
+    };
     for r in &replicas {
-        match r.reserve(Usage::request(400, 0)).await {
+        let before = SystemClock.now();
+        let reserved = r.reserve(Usage::request(400, 0)).await;
+        let after = SystemClock.now();
+        match reserved {
             Err(RedisBudgetError::Denied(BudgetDenied::Denied(d))) => {
-                let wait = d.retry_at.saturating_duration_since(SystemClock.now());
-                assert!(
-                    wait > ratebound_core::Duration::ZERO
-                        && wait <= ratebound_core::Duration::from_millis(200),
-                    "{d:?}: retry once the store may be back"
-                );
+                denied_until_the_store_may_be_back(&d, before, after)
             }
             other => panic!("400 of a share of 300: {:?}", other.map(|h| h.usage())),
         }
-        assert!(matches!(
-            r.check_budget(400, 0).await,
-            Err(RedisBudgetError::Denied(BudgetDenied::Denied(_)))
-        ));
+        let before = SystemClock.now();
+        let checked = r.check_budget(400, 0).await;
+        let after = SystemClock.now();
+        match checked {
+            Err(RedisBudgetError::Denied(BudgetDenied::Denied(d))) => {
+                denied_until_the_store_may_be_back(&d, before, after)
+            }
+            other => panic!("400 of a share of 300: {other:?}"),
+        }
         assert!(matches!(
             r.reserve(Usage::request(901, 0)).await,
             Err(RedisBudgetError::Denied(BudgetDenied::Invalid(_)))

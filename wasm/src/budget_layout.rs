@@ -126,6 +126,7 @@ pub(crate) fn denial(o: &mut Out, d: &Denial) {
         DenyReason::Limit => 0,
         DenyReason::Throttled => 1,
         DenyReason::TooManyReservations => 2,
+        DenyReason::AboveShare => 3,
     };
     o.int(reason)
         .int(d.retry_at.as_micros())

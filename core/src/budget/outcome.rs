@@ -19,6 +19,11 @@ pub enum DenyReason {
     Throttled,
     /// The state's reservation table is full of live holds.
     TooManyReservations,
+    /// A replica deciding alone while the store it shares the budget
+    /// through is unavailable: the amount fits the whole limit (`limit`)
+    /// but never this replica's share of it
+    /// ([`Budget::share_refusal`]); retry once the store may be back.
+    AboveShare,
 }
 
 /// A denial: why, when to retry, and which limit bound it.

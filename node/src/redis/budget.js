@@ -139,7 +139,8 @@ export class RedisBudget {
   /**
    * Before the local share decides: a denial until Redis may be back when
    * the budget fits the usage but the share never can (core's
-   * `Budget::share_refusal`), or null to decide it locally.
+   * `Budget::share_refusal`), or null to decide it locally. Callers take
+   * the key's local budget first: a refused call is a use of the key too.
    */
   #shareRefusal(amounts, nowUs) {
     const now = nowUs ?? Math.floor(Date.now() * 1000);
@@ -179,9 +180,10 @@ export class RedisBudget {
     const r = await this.#shared(() => this.#call(tag, "reserve", 0, amounts, nowUs));
     if (r.fallback === "failOpen") return { allowed: true, id: null, expiresAt: null, usage: { requests: amounts[0], tokens: amounts[1], cost: amounts[2] }, alerts: [], source: "failOpen" };
     if (r.fallback === "local") {
+      const local = this.#localBudget(tag);
       const refused = this.#shareRefusal(amounts, nowUs);
       if (refused) return { ...refused, alerts: [] };
-      return { ...this.#localBudget(tag).reserve(this.#localUsage(amounts, nowUs)), source: "local" };
+      return { ...local.reserve(this.#localUsage(amounts, nowUs)), source: "local" };
     }
     const { result: n, alerts, state } = r.value;
     const core = {
@@ -252,9 +254,10 @@ export class RedisBudget {
     const r = await this.#shared(() => this.#call(tag, "try_spend", 0, amounts, nowUs));
     if (r.fallback === "failOpen") return { allowed: true, alerts: [], source: "failOpen" };
     if (r.fallback === "local") {
+      const local = this.#localBudget(tag);
       const refused = this.#shareRefusal(amounts, nowUs);
       if (refused) return { ...refused, alerts: [] };
-      return { ...this.#localBudget(tag).trySpend(this.#localUsage(amounts, nowUs)), source: "local" };
+      return { ...local.trySpend(this.#localUsage(amounts, nowUs)), source: "local" };
     }
     const n = r.value.result;
     const core = { denied: n[0] === 1 ? this.#denial(n[1], n[2], n[3]) : null, alerts: r.value.alerts };
@@ -268,9 +271,10 @@ export class RedisBudget {
     const r = await this.#shared(() => this.#call(tag, "peek", 0, amounts, nowUs));
     if (r.fallback === "failOpen") return { allowed: true, source: "failOpen" };
     if (r.fallback === "local") {
+      const local = this.#localBudget(tag);
       const refused = this.#shareRefusal(amounts, nowUs);
       if (refused) return refused;
-      return { ...this.#localBudget(tag).peek(this.#localUsage(amounts, nowUs)), source: "local" };
+      return { ...local.peek(this.#localUsage(amounts, nowUs)), source: "local" };
     }
     const n = r.value.result;
     const denial = n[0] === 1 ? this.#denial(n[1], n[2], n[3]) : null;

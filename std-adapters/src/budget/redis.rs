@@ -221,12 +221,14 @@ impl<C: Clock> RedisBudgetManager<C> {
         let _one = self.changing.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.redis();
         let new = current.budget().reconfigure(config.clone())?;
+        // The whole budget and the local share change together: a local
+        // decision reads both under the read lock (see `decide_locally`).
+        let mut whole = self.budget.write().unwrap_or_else(|e| e.into_inner());
         if let Some(local) = &self.local {
             let replicas = self.failover.options().replicas;
             local.reconfigure(config.share(replicas))?;
         }
-        *self.budget.write().unwrap_or_else(|e| e.into_inner()) =
-            Arc::new(current.with_budget(new));
+        *whole = Arc::new(current.with_budget(new));
         Ok(())
     }
 
@@ -257,24 +259,31 @@ impl<C: Clock> RedisBudgetManager<C> {
             },
             Err(None) => Ok(()),
             Err(Some(l)) => {
-                self.share_refusal(l, &u)?;
-                Ok(l.check_budget(estimated_tokens, estimated_cost)?)
+                Ok(self
+                    .decide_locally(l, &u, |l| l.check_budget(estimated_tokens, estimated_cost))?)
             }
         }
     }
 
-    /// Before the local share decides `usage`: a denial until the store
-    /// may be back when the whole budget fits it but the share never can
+    /// `decide` on the local share, unless the whole budget fits `usage`
+    /// and the share never can: then a denial until the store may be back
     /// (core's [`Budget::share_refusal`]), not an amount that never fits.
-    fn share_refusal(&self, local: &BudgetManager<C>, usage: &Usage) -> Result<(), BudgetDenied> {
+    /// The whole budget and the share are read under one lock, so a
+    /// [`reconfigure`](Self::reconfigure) is never seen half done.
+    fn decide_locally<'l, T>(
+        &self,
+        local: &'l BudgetManager<C>,
+        usage: &Usage,
+        decide: impl FnOnce(&'l BudgetManager<C>) -> Result<T, BudgetDenied>,
+    ) -> Result<T, BudgetDenied> {
+        let whole = self.budget.read().unwrap_or_else(|e| e.into_inner());
         let options = self.failover.options();
         let retry = ratebound_core::Duration::from_micros(options.retry_after.as_micros() as u64);
-        match self
-            .redis()
+        let refusal = whole
             .budget()
-            .share_refusal(options.replicas, usage, local.now() + retry)?
-        {
-            None => Ok(()),
+            .share_refusal(options.replicas, usage, local.now() + retry)?;
+        match refusal {
+            None => decide(local),
             Some(denial) => Err(BudgetDenied::Denied(denial)),
         }
     }
@@ -298,8 +307,7 @@ impl<C: Clock> RedisBudgetManager<C> {
                         usage: estimate,
                     }),
                     Some(l) => {
-                        self.share_refusal(l, &estimate)?;
-                        let h = l.reserve(estimate)?;
+                        let h = self.decide_locally(l, &estimate, |l| l.reserve(estimate))?;
                         let usage = h.usage();
                         Ok(RedisBudgetHold {
                             manager: self,

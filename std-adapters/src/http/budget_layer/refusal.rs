@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use http_body::Body;
-use ratebound_core::budget::{Dimension, Horizon};
+use ratebound_core::budget::{DenyReason, Dimension, Horizon};
 
 use super::metered::{Metered, MeteredBody};
 use crate::budget::{ScopedBudgets, ScopedDenied};
@@ -62,6 +62,13 @@ pub(super) async fn denied<B: Body, C: Clock + Clone>(
                 Horizon::Fixed(d) => format!("per {} s", d.as_secs()),
             };
             let message = match q {
+                // Not the budget reached: the store is away and this
+                // server alone may not grant that much of it.
+                Some(l) if denial.reason == DenyReason::AboveShare => format!(
+                    "The budget store is unavailable, and this request needs more {what} ({} {id}) than this server may grant alone of {} {per}. Please try again in {wait}s.",
+                    scope.name(),
+                    l.max
+                ),
                 Some(l) => format!(
                     "Budget reached for {what} ({} {id}): {} {per}. Please try again in {wait}s.",
                     scope.name(),
@@ -73,7 +80,9 @@ pub(super) async fn denied<B: Body, C: Clock + Clone>(
             let mut res = answer_with(StatusCode::TOO_MANY_REQUESTS, body);
             let h = res.headers_mut();
             h.insert(RETRY_AFTER, HeaderValue::from(wait));
-            if let Some(l) = q {
+            // Under a share refusal the budget's usage is in the store that
+            // is away: no budget headers but Retry-After.
+            if let Some(l) = q.filter(|_| denial.reason != DenyReason::AboveShare) {
                 let status = budgets.status(scope, &id).await;
                 let entry = status.as_ref().and_then(|s| {
                     s.limits.iter().find(|x| x.limit == l)
