@@ -99,7 +99,11 @@ pub trait Limiter {
     /// The plain-data state this limiter decides over. `Default` is "fresh, full capacity".
     type State: Default;
 
-    /// Consume `cost` if it fits now, else deny (writing nothing).
+    /// Consume `cost` if it fits now, else deny, charging nothing (GCRA and
+    /// the sliding limiters write nothing then; a
+    /// [`BudgetLimiter`](crate::budget::BudgetLimiter) keeps its budget's
+    /// bookkeeping, as `try_spend` does: the latest time seen, and the
+    /// limit-hit alert it notes once per window).
     ///
     /// Errors only when `cost` can never fit.
     fn check(

@@ -16,9 +16,11 @@
 //! The estimate assumes the previous window's requests were spread evenly.
 //! Guarantees: every aligned window admits at most `limit`; any interval of
 //! length `W` admits at most `2 × limit` (the worst case, when the previous
-//! window's traffic all came at its very end); with evenly spread traffic
-//! it admits `limit`. Use [`SlidingLog`](crate::SlidingLog) where the exact
-//! bound matters and memory allows.
+//! window's traffic all came at its very end). Traffic spread evenly at up
+//! to `limit − 1` a window is admitted whole; at exactly `limit` a window,
+//! each window after the first admits `limit − 1` (the previous window's
+//! share is rounded up, never down). Use [`SlidingLog`](crate::SlidingLog)
+//! where the exact bound matters and memory allows.
 //!
 //! ```
 //! use ratebound_core::{Duration, Instant, SlidingCounter, SlidingCounterState};

@@ -1240,3 +1240,52 @@ async fn every_key_kind_expires_once_idle() {
         );
     }
 }
+
+/// README: "Time is Redis `TIME` by default, so replicas with skewed
+/// clocks agree." Two replicas whose clocks are an hour apart (and weeks
+/// from the wall clock) share one limit of 2 a minute: two admitted in all,
+/// and every decision is made at Redis's time.
+#[tokio::test]
+async fn by_default_replicas_with_skewed_clocks_decide_at_redis_time() {
+    use ratebound_std::fallback::{FailoverOptions, OnUnavailable};
+    use ratebound_std::keyed::{KeyedConfig, RedisKeyedLimiter};
+    use ratebound_std::redis::TimeSource;
+    assert!(matches!(RedisOptions::default().time, TimeSource::Redis));
+    let server = RedisServer::start();
+    let mut replicas = Vec::new();
+    for skew_hours in [0, 1] {
+        let store = RedisStore::connect(&server.url(), RedisOptions::default())
+            .await
+            .unwrap();
+        let clock = ManualClock::new(Instant::from_secs(1_900_000_000 + skew_hours * 3_600));
+        let limit = AnyLimiter::Gcra(Gcra::per_minute(2).unwrap());
+        let failover = FailoverOptions::new(OnUnavailable::Closed);
+        replicas.push(
+            RedisKeyedLimiter::new(store, "api", limit, failover, KeyedConfig::default(), clock)
+                .unwrap(),
+        );
+    }
+    let wall = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as u64
+    };
+    let mut allowed = Vec::new();
+    for r in [0, 1, 0, 1] {
+        let before = wall();
+        let d = replicas[r].check(b"k", 1).await.unwrap();
+        let after = wall();
+        let now = d.now.as_micros();
+        assert!(
+            before.saturating_sub(1_000_000) <= now && now <= after + 1_000_000,
+            "replica {r} decided at {now} µs, the wall clock said {before}..{after}"
+        );
+        allowed.push(d.decision.allowed);
+    }
+    assert_eq!(
+        allowed,
+        [true, true, false, false],
+        "one limit of 2 for both"
+    );
+}

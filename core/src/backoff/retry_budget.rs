@@ -121,8 +121,14 @@ mod tests {
 
     #[test]
     fn config_errors() {
+        // "max_tokens (1..=1 000 000) regaining token_ratio_milli / 1000 per
+        // success (1..=1000)": each end of each range.
         assert!(RetryBudget::new(0, 1).is_err());
+        assert!(RetryBudget::new(1_000_001, 1).is_err());
+        assert!(RetryBudget::new(1, 0).is_err());
         assert!(RetryBudget::new(1, 1_001).is_err());
+        assert!(RetryBudget::new(1, 1).is_ok());
+        assert!(RetryBudget::new(1_000_000, 1_000).is_ok());
     }
 
     #[test]

@@ -19,7 +19,9 @@ impl Budget {
 /// [`try_spend`](Budget::try_spend) of `cost` in one dimension.
 ///
 /// The decision's `remaining` and `limit` come from the tightest limit on
-/// that dimension (`MAX_AMOUNT` when none limits it).
+/// that dimension (`MAX_AMOUNT` when none limits it). A denial charges
+/// nothing but, as `try_spend`'s, notes its limit-hit alert (the alerts
+/// themselves are not returned: use the budget directly for them).
 #[derive(Clone, Copy, Debug)]
 pub struct BudgetLimiter<'a, const R: usize = 16> {
     budget: &'a Budget,

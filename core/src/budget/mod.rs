@@ -435,7 +435,13 @@ pub struct BudgetStateOf<H: ?Sized> {
 
 /// A granted reservation: hand it back to [`Budget::settle`] or [`Budget::release`].
 ///
-/// Deliberately not `Clone`: settling twice would charge twice.
+/// Deliberately not `Clone` (nor `Copy`): settling twice would charge twice.
+///
+/// ```compile_fail
+/// fn copies<T: Clone>(_: &T) {}
+/// let r: ratebound_core::budget::Reservation = unimplemented!();
+/// copies(&r);
+/// ```
 #[derive(Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[must_use = "a reservation holds budget until settled, released or expired"]
