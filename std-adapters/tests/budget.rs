@@ -261,3 +261,69 @@ async fn a_scoped_budget_in_memory_holds_256_reservations_in_about_16_kb() {
         .unwrap();
     assert!(budgets.reserve(&payer, Usage::request(1, 0)).await.is_ok());
 }
+
+/// `max_budgets`: when every budget is held and in use, a new user is
+/// refused (`Full`) rather than anyone's usage forgotten; once budgets have
+/// nothing to remember they make room — found on the first refusal and
+/// then every `max(16, max_budgets / 16)` refusals. A reservation in
+/// flight keeps its budget.
+#[tokio::test]
+async fn idle_scoped_budgets_make_room_for_new_users() {
+    use ratebound_std::budget::{
+        Payer, Scope, ScopedBackend, ScopedBudgetConfig, ScopedBudgets, ScopedDenied,
+    };
+    let config: ScopedBudgetConfig =
+        toml::from_str("max_budgets = 2\nper_user = { tokens_per_minute = 100 }").unwrap();
+    let clock = ManualClock::new(Instant::from_secs(1_795_392_000));
+    let budgets = ScopedBudgets::new(config, ScopedBackend::Memory, clock.clone()).unwrap();
+    let payer = |user| Payer {
+        key: None,
+        user,
+        group: None,
+        model: "m",
+    };
+    let spend = |user: &'static str, tokens| {
+        let budgets = &budgets;
+        async move {
+            let hold = budgets
+                .reserve(&payer(user), Usage::request(tokens, 0))
+                .await?;
+            hold.settle(Usage::request(tokens, 0)).await.unwrap();
+            Ok::<(), ScopedDenied>(())
+        }
+    };
+    spend("alice", 60).await.unwrap();
+    spend("bob", 10).await.unwrap();
+    assert!(
+        matches!(spend("carol", 10).await, Err(ScopedDenied::Full(2))),
+        "both in use"
+    );
+    let held = budgets
+        .reserve(&payer("bob"), Usage::request(5, 0))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(61)); // alice's minute is over; bob holds a reservation
+                                            // The first refusal looked (and found nothing then): 15 more are refused
+                                            // before the next look, which forgets alice (idle), not bob (held).
+    for i in 0..15 {
+        assert!(
+            matches!(spend("carol", 10).await, Err(ScopedDenied::Full(2))),
+            "refusal {i}"
+        );
+    }
+    spend("carol", 10).await.unwrap();
+    assert_eq!(budgets.len(), 2);
+    assert!(
+        budgets.status(Scope::User, "alice").await.is_none(),
+        "alice was forgotten"
+    );
+    assert!(
+        budgets.status(Scope::User, "bob").await.is_some(),
+        "bob's reservation kept his budget"
+    );
+    held.settle(Usage::request(5, 0)).await.unwrap();
+    assert!(
+        matches!(spend("alice", 100).await, Err(ScopedDenied::Full(2))),
+        "carol and bob are in use"
+    );
+}

@@ -849,3 +849,88 @@ async fn local_replicas_of_a_budget_stay_within_their_share() {
         "each replica within its share of 900 / 3"
     );
 }
+
+/// Under `local` the fallback's alerts reach the manager's handlers and
+/// subscribers, as Redis's do: crossing 80 % while Redis is down is seen.
+#[tokio::test]
+async fn local_fallback_alerts_reach_the_managers_subscribers() {
+    use ratebound_core::budget::AlertKind;
+    wait_out_midnight();
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), opts(250)).await.unwrap();
+    let cfg = BudgetConfig::new()
+        .limit(Dimension::Tokens, Horizon::DAY, 1_000)
+        .alert_threshold_bp(8_000);
+    let budget = RedisBudgetManager::new(store, cfg, b"alerted", 16)
+        .unwrap()
+        .with_failover(failover(OnUnavailable::Local), SystemClock)
+        .unwrap();
+    let alerts = budget.subscribe();
+    let handled = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&handled);
+    budget.on_alert(move |_| {
+        seen.fetch_add(1, Ordering::SeqCst);
+    });
+    server.kill();
+    let hold = budget.reserve(Usage::request(900, 0)).await.unwrap();
+    assert_eq!(hold.source(), Source::Local);
+    hold.settle(Usage::request(900, 0)).await.unwrap();
+    budget.wait_alerts().await;
+    let got: Vec<_> = alerts.try_iter().collect();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        (got[0].kind, got[0].threshold_bp),
+        (AlertKind::Threshold, 8_000)
+    );
+    assert_eq!(handled.load(Ordering::SeqCst), 1);
+}
+
+/// A scoped settle tries every budget: when the store refuses one (here the
+/// user may no longer write the model budget's key), the others are
+/// recorded and the call returns the error.
+#[tokio::test]
+async fn a_scoped_settle_records_what_it_can_and_returns_the_error() {
+    use ratebound_std::budget::{Payer, Scope, ScopedBackend, ScopedBudgets, ScopedDenied};
+    wait_out_midnight();
+    let server = RedisServer::start();
+    let url = server.url_of_user_denied(&[]);
+    let store = RedisStore::connect(&url, opts(1_000)).await.unwrap();
+    let backend = ScopedBackend::Redis {
+        store,
+        prefix: "llm:".into(),
+        hold_slots: 16,
+        failover: failover(OnUnavailable::Closed),
+    };
+    let config = toml::from_str(
+        "per_user = { tokens_per_day = 1_000 }\nper_model.m = { tokens_per_day = 5_000 }",
+    )
+    .unwrap();
+    let budgets = ScopedBudgets::new(config, backend, SystemClock).unwrap();
+    let alice = Payer {
+        key: None,
+        user: "alice",
+        group: None,
+        model: "m",
+    };
+    let hold = budgets
+        .reserve(&alice, Usage::request(300, 0))
+        .await
+        .unwrap();
+    assert_eq!(hold.budgets().count(), 2);
+    // From now on the user may touch only the user budgets' keys.
+    server
+        .cli(&["ACL", "SETUSER", "limited", "resetkeys", "~*llm:user:*"])
+        .unwrap();
+    let settled = hold.settle(Usage::request(200, 0)).await;
+    assert!(
+        matches!(settled, Err(ScopedDenied::Store(_))),
+        "{settled:?}"
+    );
+    let used = budgets.status(Scope::User, "alice").await.unwrap();
+    assert_eq!(
+        used.used(Dimension::Tokens, Horizon::DAY),
+        Some(200),
+        "the user's settle was recorded"
+    );
+    assert_eq!(used.limits[0].reserved, 0);
+}

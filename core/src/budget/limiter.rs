@@ -112,7 +112,6 @@ impl<const R: usize> Limiter for BudgetLimiter<'_, R> {
     }
 
     fn is_idle(&self, st: &BudgetState<R>, now: Instant) -> bool {
-        let s = self.budget.status(st, now);
-        s.holds == 0 && !s.throttled && s.limits.iter().all(|l| l.used == 0 && l.reserved == 0)
+        self.budget.status(st, now).is_idle()
     }
 }

@@ -101,6 +101,14 @@ impl LimitStatus {
 }
 
 impl BudgetStatus {
+    /// Nothing to remember: no usage or holds in any current window, not
+    /// throttled. Forgetting such a budget's state grants nothing.
+    pub fn is_idle(&self) -> bool {
+        self.holds == 0
+            && !self.throttled
+            && self.limits.iter().all(|l| l.used == 0 && l.reserved == 0)
+    }
+
     fn find(&self, d: Dimension, h: Horizon) -> Option<&LimitStatus> {
         self.limits
             .iter()

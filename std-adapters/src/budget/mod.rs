@@ -31,7 +31,7 @@
 //! ```
 
 use std::sync::mpsc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use ratebound_core::budget::{
     Admission, Alert, Budget, BudgetConfig, BudgetError, BudgetState, BudgetStatus, Denial,
@@ -100,7 +100,9 @@ pub struct BudgetManager<C: Clock, const R: usize = 256> {
     /// the lock every decision takes.
     held: Mutex<Held<R>>,
     clock: C,
-    hub: AlertHub,
+    /// Shared with a Redis budget whose local fallback this is: its
+    /// alerts reach that budget's handlers and subscribers.
+    hub: Arc<AlertHub>,
 }
 
 struct Held<const R: usize> {
@@ -179,8 +181,20 @@ impl<C: Clock, const R: usize> BudgetManager<C, R> {
                 state: BudgetState::default(),
             }),
             clock,
-            hub: AlertHub::new(),
+            hub: Arc::new(AlertHub::new()),
         }
+    }
+
+    /// [`new`](Self::new), delivering its alerts through `hub`.
+    #[cfg(feature = "redis")]
+    pub(crate) fn with_hub(
+        config: BudgetConfig,
+        clock: C,
+        hub: Arc<AlertHub>,
+    ) -> Result<Self, ConfigError> {
+        let mut m = Self::with_hold_capacity(config, clock)?;
+        m.hub = hub;
+        Ok(m)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Held<R>> {

@@ -34,8 +34,8 @@ pub enum RedisBudgetError {
 /// ([`with_failover`](Self::with_failover); default
 /// [`OnUnavailable::Closed`]: an error): `Open` admits and records nothing,
 /// `Local` runs this replica's share of the budget in this process until
-/// Redis is back (up to 256 reservations at once; its alerts go to the
-/// local budget's own handlers, not to this manager's). An amount that fits
+/// Redis is back (up to 256 reservations at once; its alerts reach this
+/// manager's handlers and subscribers, as Redis's do). An amount that fits
 /// the budget but not the share is denied until the store may be back
 /// (`retry_at` one [`FailoverOptions::retry_after`] away), never reported as
 /// an amount that can never fit. Each hold says where it was decided
@@ -47,7 +47,8 @@ pub struct RedisBudgetManager<C: Clock = SystemClock> {
     /// Serialises config changes (the local fallback's and Redis's).
     changing: Mutex<()>,
     key: Vec<u8>,
-    hub: AlertHub,
+    /// Shared with the local fallback's manager.
+    hub: Arc<AlertHub>,
     failover: Arc<Failover>,
     /// The in-memory fallback on this replica's share (`local` only).
     local: Option<BudgetManager<C>>,
@@ -148,7 +149,7 @@ impl RedisBudgetManager {
             budget: RwLock::new(Arc::new(RedisBudget::new(store, budget, hold_slots))),
             changing: Mutex::new(()),
             key: budget_key.as_ref().to_vec(),
-            hub: AlertHub::new(),
+            hub: Arc::new(AlertHub::new()),
             failover: Arc::new(Failover::new(FailoverOptions::default(), "budgets")),
             local: None,
         }
@@ -179,9 +180,10 @@ impl<C: Clock> RedisBudgetManager<C> {
     ) -> Result<RedisBudgetManager<D>, ConfigError> {
         let options = *failover.options();
         let local = match options.on_unavailable {
-            OnUnavailable::Local => Some(BudgetManager::new(
+            OnUnavailable::Local => Some(BudgetManager::with_hub(
                 self.redis().budget().config().share(options.replicas),
                 clock,
+                Arc::clone(&self.hub),
             )?),
             _ => None,
         };
@@ -193,6 +195,11 @@ impl<C: Clock> RedisBudgetManager<C> {
             failover,
             local,
         })
+    }
+
+    /// True when the local fallback (if any) has nothing to remember.
+    pub(crate) fn local_is_idle(&self) -> bool {
+        self.local.as_ref().is_none_or(|l| l.status().is_idle())
     }
 
     fn redis(&self) -> Arc<RedisBudget> {

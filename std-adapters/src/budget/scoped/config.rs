@@ -51,8 +51,12 @@ pub struct ScopedBudgetConfig {
     /// Budgets of named models, shared by everyone calling them.
     pub per_model: BTreeMap<String, BudgetSpec>,
     /// The most budgets held at once (per key and per user ones are made on
-    /// first use); past it, calls by new keys or users are refused with
-    /// [`ScopedDenied::Full`] rather than forgetting anyone's usage.
+    /// first use). When a new key or user finds them all held, budgets with
+    /// nothing to remember (no usage or holds in their current windows, not
+    /// throttled, no call in flight) are forgotten to make room; if none
+    /// is, the call is refused with [`ScopedDenied::Full`] rather than
+    /// forgetting anyone's usage (and the search for idle budgets runs again
+    /// after `max(16, max_budgets / 16)` such refusals).
     pub max_budgets: usize,
 }
 

@@ -112,9 +112,11 @@ impl<C: Clock + Clone> ScopedHold<C> {
         self.held.iter().map(|(e, _)| (e.scope, e.id.as_str()))
     }
 
-    /// Charge `actual` to every budget held. Each settlement that the store
-    /// could not record is returned as an error after the others were tried.
-    /// Dropped before it completes, the holds not yet settled are released.
+    /// Charge `actual` to every budget held. Every budget is tried; if the
+    /// store could not record one or more settlements, the call returns the
+    /// last such error (each one is logged, naming its budget), and the
+    /// settlements that were recorded stay recorded. Dropped before it
+    /// completes, the holds not yet settled are released.
     pub async fn settle(mut self, actual: Usage) -> Result<Vec<Settled>, ScopedDenied> {
         let mut out = Vec::new();
         #[cfg_attr(not(feature = "redis"), allow(unused_mut))]

@@ -37,6 +37,19 @@ struct Entry<C: Clock> {
     generation: Mutex<u64>,
 }
 
+impl<C: Clock> Entry<C> {
+    /// Nothing to remember: its budget's status is idle (in Redis, the
+    /// state stays there; only the local fallback's, if any, counts), and
+    /// no call is using its manager.
+    fn is_idle(&self) -> bool {
+        match &self.manager {
+            Manager::Memory(m) => m.status().is_idle(),
+            #[cfg(feature = "redis")]
+            Manager::Redis(m) => Arc::strong_count(m) == 1 && m.local_is_idle(),
+        }
+    }
+}
+
 enum Ticket {
     Memory(Reservation),
     #[cfg(feature = "redis")]
@@ -80,6 +93,8 @@ pub struct ScopedBudgets<C: Clock + Clone> {
     failover: Option<Arc<crate::fallback::Failover>>,
     clock: C,
     entries: Mutex<Entries<C>>,
+    /// New ids refused since the last sweep of idle budgets (see `entry`).
+    refusals: std::sync::atomic::AtomicUsize,
     handlers: Handlers,
     /// Serialises config changes.
     changing: Mutex<()>,
@@ -138,6 +153,7 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
             failover,
             clock,
             entries: Mutex::new(HashMap::new()),
+            refusals: std::sync::atomic::AtomicUsize::new(0),
             handlers: Arc::new(RwLock::new(Vec::new())),
             changing: Mutex::new(()),
         })
@@ -251,7 +267,7 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
         if let Some(e) = entries.get(&(scope, id.to_owned())) {
             return Ok(Arc::clone(e));
         }
-        if entries.len() >= rules.config.max_budgets {
+        if entries.len() >= rules.config.max_budgets && !self.make_room(&mut entries, rules) {
             return Err(ScopedDenied::Full(entries.len()));
         }
         // The budget was validated in `new`: this cannot fail.
@@ -301,6 +317,28 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
         });
         entries.insert((scope, id.to_owned()), Arc::clone(&e));
         Ok(e)
+    }
+
+    /// Room for one more budget, by forgetting every budget with nothing to
+    /// remember (idle, and not held by a reservation in flight): on the
+    /// first refusal and then once every `max(16, max_budgets / 16)`, so a
+    /// flood of new ids costs O(1) amortized.
+    fn make_room(&self, entries: &mut Entries<C>, rules: &Rules) -> bool {
+        use std::sync::atomic::Ordering;
+        let period = (rules.config.max_budgets / 16).max(16);
+        if !self
+            .refusals
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(period)
+        {
+            return false;
+        }
+        entries.retain(|_, e| Arc::strong_count(e) > 1 || !e.is_idle());
+        let room = entries.len() < rules.config.max_budgets;
+        if room {
+            self.refusals.store(0, Ordering::Relaxed);
+        }
+        room
     }
 
     /// Budgets held now.
