@@ -160,6 +160,24 @@ pub fn redis_key<'a>(
         .chain(name.iter().copied())
 }
 
+/// Whether `name` may name a limit (a policy-set member, a Redis budget or
+/// model quota): 1 to 64 bytes of visible ASCII (no spaces) other than `{`,
+/// `}`, `"` and `\`. Names are part of Redis keys (where a brace would move
+/// the cluster hash tag) and quoted items of the `RateLimit-Policy` header.
+///
+/// ```
+/// use ratebound_core::wire::limit_name_valid;
+/// assert!(limit_name_valid(b"per-minute") && limit_name_valid(&[b'a'; 64]));
+/// assert!(!limit_name_valid(b"") && !limit_name_valid(&[b'a'; 65]));
+/// assert!(!limit_name_valid(b"a b") && !limit_name_valid(b"a{b") && !limit_name_valid("é".as_bytes()));
+/// ```
+pub fn limit_name_valid(name: &[u8]) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_graphic() && !matches!(b, b'{' | b'}' | b'"' | b'\\'))
+}
+
 /// Whether `prefix` and `name` may form a [`redis_key`]: neither holds `{`
 /// or `}` (which would move the cluster hash tag). Tags may hold anything.
 pub fn redis_key_parts_valid(prefix: &[u8], name: &[u8]) -> bool {

@@ -82,7 +82,12 @@ export interface RedisDecision extends Decision {
   exact?: { now: number; set: number[]; members: number[][] };
 }
 
-/** Limits per key shared through Redis: one limiter, or several decided all or nothing in one round trip. */
+/**
+ * Limits per key shared through Redis: one limiter, or several decided all
+ * or nothing in one round trip. Each limit's name (its key in `limits`) is
+ * 1 to 64 characters of visible ASCII, no spaces, but `{ } " \` (core's
+ * rule, as in Rust); any other is a RangeError.
+ */
 export class RedisLimiter {
   constructor(store: RedisStore, limits: Record<string, RedisLimit>, options?: RedisLimiterOptions);
   readonly names: readonly string[];
@@ -103,7 +108,7 @@ export class RedisLimiter {
 export type Source = "redis" | "failOpen" | "local";
 
 export interface RedisBudgetOptions {
-  /** The key's last part: states are `prefix{key}:name` (default `"budget"`). */
+  /** The key's last part: states are `prefix{key}:name` (default `"budget"`; a limit name, as `RedisLimiter`'s). */
   name?: string;
   /** Reservations held at once per key (default 64, at most 1024). */
   holdSlots?: number;
@@ -147,7 +152,7 @@ export class RedisBudget {
 }
 
 export interface RedisModelQuotaOptions {
-  /** The key's last part: states are `prefix{key}:name` (default `"m"`, the Rust backend's). */
+  /** The key's last part: states are `prefix{key}:name` (default `"m"`, the Rust backend's; a limit name, as `RedisLimiter`'s). */
   name?: string;
   /** While Redis is unavailable: throw (`"closed"`, default), admit uncounted (`"open"`), or run this replica's share in memory (`"local"`). */
   onUnavailable?: "closed" | "open" | "local";

@@ -197,3 +197,14 @@ test("the local fallback of a budget: a share refusal at the caller's time, and 
   assert.equal((await budget.trySpend("a", { tokens: 1, now })).allowed, false, "a kept its count");
   assert.equal((await budget.trySpend("b", { tokens: 300, now })).allowed, true, "b was forgotten: fresh again");
 });
+
+test("limit names follow core's rule, as the Rust backend's do: 1 to 64 bytes of visible ASCII but { } \" \\", async () => {
+  const store = new RedisStore(await CLIENTS.ioredis(server.port));
+  const bucket = new TokenBucket({ capacity: 1 });
+  for (const ok of ["a".repeat(64), "per-minute", "!#$%&'()*+,-./:;<=>?@[]^_`|~"]) new RedisLimiter(store, { [ok]: bucket });
+  for (const bad of ["", "a".repeat(65), "a b", 'a"b', "a\\b", "a{", "b}", "é", "a\tb"]) {
+    assert.throws(() => new RedisLimiter(store, { [bad]: bucket }), RangeError, JSON.stringify(bad));
+    assert.throws(() => new RedisBudget(store, BUDGET, { name: bad }), RangeError, JSON.stringify(bad));
+  }
+  assert.throws(() => new RedisBudget(store, BUDGET, { name: 7 }), TypeError);
+});

@@ -333,3 +333,35 @@ async fn run_if_takes_any_error_and_a_plain_closure() {
         "two waits of 100 ms"
     );
 }
+
+/// `io::Error` is retryable for exactly the transient kinds its doc lists.
+#[test]
+fn io_errors_are_retried_for_the_transient_kinds_only() {
+    use ratebound_std::retry::Classify;
+    use std::io::{Error, ErrorKind::*};
+    for kind in [
+        TimedOut,
+        Interrupted,
+        WouldBlock,
+        ConnectionReset,
+        ConnectionRefused,
+        ConnectionAborted,
+        BrokenPipe,
+        UnexpectedEof,
+    ] {
+        assert!(Error::from(kind).is_retryable(), "{kind:?}");
+    }
+    for kind in [
+        NotFound,
+        PermissionDenied,
+        InvalidInput,
+        InvalidData,
+        AlreadyExists,
+        AddrInUse,
+        Unsupported,
+        OutOfMemory,
+        Other,
+    ] {
+        assert!(!Error::from(kind).is_retryable(), "{kind:?}");
+    }
+}

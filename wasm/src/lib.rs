@@ -59,7 +59,9 @@ pub use policy::policy_fold;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis")]
-pub use redis::{gcra_redis_args, gcra_share, redis_key, redis_key_parts_valid, share_of_limit};
+pub use redis::{
+    gcra_redis_args, gcra_share, limit_name_valid, redis_key, redis_key_parts_valid, share_of_limit,
+};
 #[cfg(feature = "budget")]
 mod budget;
 #[cfg(feature = "budget")]

@@ -16,6 +16,12 @@ pub fn redis_key(prefix: &[u8], tag: &[u8], name: &[u8]) -> Vec<u8> {
     wire::redis_key(prefix, tag, name).collect()
 }
 
+/// Whether `name` may name a limit (core's `wire::limit_name_valid`).
+#[wasm_bindgen(js_name = limitNameValid)]
+pub fn limit_name_valid(name: &[u8]) -> bool {
+    wire::limit_name_valid(name)
+}
+
 /// Whether `prefix` and `name` can form a key (no `{` or `}`).
 #[wasm_bindgen(js_name = redisKeyPartsValid)]
 pub fn redis_key_parts_valid(prefix: &[u8], name: &[u8]) -> bool {

@@ -100,7 +100,9 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
         clock: C,
     ) -> Result<Self, StoreError> {
         let limits = LimitSet::one(name, limiter).map_err(|_| {
-            StoreError::Invalid("a limiter name is 1 to 64 bytes of printable ASCII but { } \" \\")
+            StoreError::Invalid(
+                "a limiter name is 1 to 64 bytes of visible ASCII (no spaces) but { } \" \\",
+            )
         })?;
         Self::with_set(store, limits, failover, local, clock)
     }

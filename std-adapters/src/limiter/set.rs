@@ -55,8 +55,8 @@ impl SetState {
 
 impl LimitSet {
     /// A set of `(name, limiter)` members: 1 to [`MAX_SET_MEMBERS`], names
-    /// unique, 1 to 64 bytes of printable ASCII other than `{`, `}`, `"`
-    /// and `\` (they name Redis keys and quoted header items).
+    /// unique, 1 to 64 bytes of visible ASCII (no spaces) other than `{`,
+    /// `}`, `"` and `\` (they name Redis keys and quoted header items).
     pub fn new<N: Into<String>>(
         members: impl IntoIterator<Item = (N, AnyLimiter)>,
     ) -> Result<Self, ConfigError> {
@@ -72,11 +72,10 @@ impl LimitSet {
             });
         }
         for (i, (name, _)) in members.iter().enumerate() {
-            let valid = |b: u8| b.is_ascii_graphic() && !matches!(b, b'{' | b'}' | b'"' | b'\\');
-            if name.is_empty() || name.len() > 64 || !name.bytes().all(valid) {
+            if !ratebound_core::wire::limit_name_valid(name.as_bytes()) {
                 return Err(ConfigError::Invalid {
                     field: "limits",
-                    reason: "names are 1 to 64 bytes of printable ASCII but { } \" \\",
+                    reason: "names are 1 to 64 bytes of visible ASCII (no spaces) but { } \" \\",
                 });
             }
             if members[..i].iter().any(|(n, _)| n == name) {
@@ -337,6 +336,13 @@ mod tests {
         assert!(LimitSet::new([("", g)]).is_err());
         assert!(LimitSet::new((0..9).map(|i| (format!("m{i}"), g))).is_err());
         assert!(LimitSet::new((0..8).map(|i| (format!("m{i}"), g))).is_ok());
+        // Names: 1 to 64 bytes of visible ASCII but { } " \.
+        assert!(LimitSet::new([("a".repeat(64), g)]).is_ok());
+        assert!(LimitSet::new([("a".repeat(65), g)]).is_err());
+        assert!(LimitSet::new([("!#$%&'()*+,-./:;<=>?@[]^_`|~", g)]).is_ok());
+        for bad in ["a b", "a\"b", "a\\b", "a{", "b}", "é", "a\tb", "a\u{7f}"] {
+            assert!(LimitSet::new([(bad, g)]).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

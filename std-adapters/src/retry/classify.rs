@@ -88,7 +88,9 @@ impl Classify for Box<dyn StdError + Send + Sync> {
 }
 
 impl Classify for std::io::Error {
-    /// Transient I/O kinds: timeouts, interruptions, resets, refused or aborted connections.
+    /// Transient I/O kinds: `TimedOut`, `Interrupted`, `WouldBlock`,
+    /// `ConnectionReset`, `ConnectionRefused`, `ConnectionAborted`,
+    /// `BrokenPipe` and `UnexpectedEof`; any other kind is not retried.
     fn is_retryable(&self) -> bool {
         use std::io::ErrorKind::*;
         matches!(
