@@ -278,3 +278,31 @@ impl StoreFailure for crate::redis::StoreError {
         crate::redis::StoreError::Down(retry_after)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stated defaults (closed, 1 s, one replica), from code and from an
+    /// empty config alike, and what `validate` refuses, naming the field.
+    #[test]
+    fn defaults_and_what_cannot_work() {
+        let d = FailoverOptions::default();
+        assert_eq!(
+            (d.on_unavailable, d.retry_after, d.replicas),
+            (OnUnavailable::Closed, Duration::from_secs(1), 1)
+        );
+        assert_eq!(toml::from_str::<FailoverOptions>("").unwrap(), d);
+        assert!(d.validate().is_ok());
+        let field = |o: FailoverOptions| o.validate().unwrap_err().field();
+        assert_eq!(field(d.with_replicas(0)), "replicas");
+        assert_eq!(
+            field(d.with_retry_after(Duration::from_secs(86_401))),
+            "retry_after"
+        );
+        assert!(d
+            .with_retry_after(Duration::from_secs(86_400))
+            .validate()
+            .is_ok());
+    }
+}
