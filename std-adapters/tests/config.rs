@@ -173,3 +173,43 @@ fn review_findings_stay_fixed() {
         .to_string()
         .contains("max_elapsed"));
 }
+
+/// Model limits: "period 1 to MAX_PERIOD_MINUTES (366 days) minutes; hold
+/// lease 1 to MAX_HOLD_TTL_SECS (a day), default 600 s" — each end of each
+/// range, and the default.
+#[test]
+fn model_limit_periods_and_hold_leases_are_bounded_as_stated() {
+    use ratebound_std::model_limit::{
+        ModelLimitConfig, ModelLimitError, ModelLimits, MAX_HOLD_TTL_SECS,
+    };
+    assert_eq!(MAX_HOLD_TTL_SECS, 86_400);
+    let with = |extra: &str| {
+        let c: ModelLimitConfig = toml::from_str(&format!("success_max = 5\n{extra}")).unwrap();
+        ModelLimits::new(c)
+    };
+    let c: ModelLimitConfig = toml::from_str("success_max = 5\nperiod_minutes = 1").unwrap();
+    assert_eq!(c.hold_ttl_secs, 600, "the default lease");
+    for ok in [
+        "period_minutes = 1",
+        "period_minutes = 527040",
+        "period_minutes = 1\nhold_ttl_secs = 1",
+        "period_minutes = 1\nhold_ttl_secs = 86400",
+    ] {
+        assert!(with(ok).is_ok(), "{ok}");
+    }
+    assert!(matches!(
+        with("period_minutes = 0"),
+        Err(ModelLimitError::Period(0))
+    ));
+    assert!(matches!(
+        with("period_minutes = 527041"),
+        Err(ModelLimitError::Period(527_041))
+    ));
+    assert!(matches!(
+        with("period_minutes = 1\nhold_ttl_secs = 0"),
+        Err(ModelLimitError::HoldTtl(0))
+    ));
+    let e = with("period_minutes = 1\nhold_ttl_secs = 86401").unwrap_err();
+    assert!(matches!(e, ModelLimitError::HoldTtl(86_401)));
+    assert!(e.to_string().contains("hold_ttl_secs"), "{e}");
+}
