@@ -34,7 +34,7 @@ build() { # features out-dir
 build "--no-default-features --features limiters" web "ratebound (limiters)" 56000
 build "--no-default-features --features budget" budget "ratebound/budget" 40000
 build "--no-default-features --features model-quota" model-quota "ratebound/model-quota" 21000
-build "--no-default-features --features budget,model-quota,redis" redis "ratebound/redis" 64000
+build "--no-default-features --features budget,model-quota,redis" redis "ratebound/redis" 65500
 # CommonJS declarations: the same declarations as `.d.cts`, so TypeScript
 # before 5.8 lets a CommonJS file `require` the package (a `.d.ts` in a
 # "type": "module" package is an ES module to it).

@@ -18,7 +18,9 @@
 
 use crate::budget::{Budget, BudgetConfig, BudgetError, Denial, DenyReason, Dimension, Usage};
 use crate::model_quota::ModelQuota;
-use crate::{ConfigError, Duration, Gcra, Instant, SlidingCounter, SlidingLog};
+use crate::{
+    ConfigError, CostError, Decision, Duration, Gcra, Instant, SlidingCounter, SlidingLog,
+};
 
 /// `limit / replicas`, rounded down, at least 1 (`replicas` 0 counts as 1).
 pub const fn share_of(limit: u64, replicas: u32) -> u64 {
@@ -139,6 +141,47 @@ impl Budget {
     }
 }
 
+/// Before a replica decides a call alone on its share of a set of limits
+/// (each [`share`](Gcra::share)d by `replicas`): `members` are each limit's
+/// whole capacity (a bucket's capacity, a window's limit) and the cost the
+/// call asks of it. The first member whose whole limit fits its cost but
+/// whose share never can makes the call a refusal until `retry_at` (when the
+/// shared store may be back), as only the shared store can decide it: that
+/// member and its [`Decision::refused`], which is the call's decision, no
+/// other member being asked. `None` when every share fits its cost (decide
+/// the call there); the first member's error when a whole limit cannot fit
+/// its cost.
+///
+/// ```
+/// use ratebound_core::{share::limits_share_refusal, Duration, Instant};
+/// let now = Instant::from_secs(1_800_000_000);
+/// let retry_at = now + Duration::from_secs(1);
+/// // Shares of 100 and 10 among 3 replicas: 33 and 3.
+/// assert_eq!(limits_share_refusal([(100, 4), (10, 3)], 3, now, retry_at), Ok(None));
+/// let (member, d) = limits_share_refusal([(100, 4), (10, 4)], 3, now, retry_at)?.unwrap();
+/// assert_eq!((member, d.allowed, d.limit, d.retry_at), (1, false, 3, retry_at));
+/// assert!(limits_share_refusal([(100, 101), (10, 4)], 3, now, retry_at).is_err());
+/// # Ok::<(), (usize, ratebound_core::CostError)>(())
+/// ```
+pub fn limits_share_refusal(
+    members: impl IntoIterator<Item = (u64, u64)>,
+    replicas: u32,
+    now: Instant,
+    retry_at: Instant,
+) -> Result<Option<(usize, Decision)>, (usize, CostError)> {
+    let mut refusal = None;
+    for (i, (capacity, cost)) in members.into_iter().enumerate() {
+        if cost > capacity {
+            return Err((i, CostError::InsufficientCapacity { cost, capacity }));
+        }
+        let share = share_of(capacity, replicas);
+        if refusal.is_none() && cost > share {
+            refusal = Some((i, Decision::refused(now, share, retry_at)));
+        }
+    }
+    Ok(refusal)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +203,66 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `limits_share_refusal` refuses exactly what every whole limit fits
+    /// and some member's share (by the machines' own `share`) can never fit,
+    /// names the first such member, and errs on the first whole limit that
+    /// cannot fit.
+    #[test]
+    fn a_set_share_refuses_what_only_the_whole_limits_fit() {
+        let now = Instant::from_secs(1_800_000_000);
+        let retry_at = now + Duration::from_millis(300);
+        for replicas in [1u32, 2, 3, 7] {
+            for a in [1u64, 2, 5, 30] {
+                for b in [1u64, 3, 10] {
+                    // The shares the machines themselves compute.
+                    let shares = [
+                        Gcra::per_second(a)
+                            .unwrap()
+                            .share(replicas)
+                            .unwrap()
+                            .capacity(),
+                        SlidingCounter::new(b, Duration::from_secs(1))
+                            .unwrap()
+                            .share(replicas)
+                            .unwrap()
+                            .limit(),
+                    ];
+                    for ca in 0..=31u64 {
+                        for cb in 0..=11u64 {
+                            let got =
+                                limits_share_refusal([(a, ca), (b, cb)], replicas, now, retry_at);
+                            let want = if ca > a {
+                                Err((
+                                    0,
+                                    CostError::InsufficientCapacity {
+                                        cost: ca,
+                                        capacity: a,
+                                    },
+                                ))
+                            } else if cb > b {
+                                Err((
+                                    1,
+                                    CostError::InsufficientCapacity {
+                                        cost: cb,
+                                        capacity: b,
+                                    },
+                                ))
+                            } else if ca > shares[0] {
+                                Ok(Some((0, Decision::refused(now, shares[0], retry_at))))
+                            } else if cb > shares[1] {
+                                Ok(Some((1, Decision::refused(now, shares[1], retry_at))))
+                            } else {
+                                Ok(None)
+                            };
+                            assert_eq!(got, want, "{replicas} replicas, {a}/{ca} {b}/{cb}");
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(limits_share_refusal([], 3, now, retry_at), Ok(None));
     }
 
     #[test]

@@ -188,7 +188,9 @@ test("failure policies: closed throws, open admits uncounted, local decides on t
   }
   assert.deepEqual(seen, [[true, "local", 2, 10], [true, "local", 2, 10], [false, "local", 2, 10], [false, "local", 2, 10]]);
   const big = await local.check("k", { cost: 3 }); // fits the whole limit, never the share
-  assert.deepEqual([big.allowed, big.binding, big.retryAfterMs > 0], [false, "x", true]);
+  // Core's refusal is the call's decision, until Redis may be back; y's row is what its own share says (8 left, 3 asked).
+  assert.deepEqual([big.allowed, big.binding, big.remaining, big.limit, big.retryAfterMs], [false, "x", 0, 2, 300]);
+  assert.deepEqual(big.decisions.map((d) => [d.allowed, d.remaining, d.limit]), [[false, 0, 2], [true, 5, 10]]);
   // Back: after the skip window one call probes, and the limits are shared again.
   const back = await startRedis([], own.port);
   try {

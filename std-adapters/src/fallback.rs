@@ -108,6 +108,15 @@ impl FailoverOptions {
         self
     }
 
+    /// When a share's refusal tells the caller to retry, from `now`: one
+    /// `retry_after` on (when the store may be back). `retry_after` is at
+    /// most a day once validated, far inside core's microseconds.
+    #[cfg(feature = "redis")]
+    pub(crate) fn retry_at(&self, now: ratebound_core::Instant) -> ratebound_core::Instant {
+        let us = u64::try_from(self.retry_after.as_micros()).unwrap_or(u64::MAX);
+        now.saturating_add(ratebound_core::Duration::from_micros(us))
+    }
+
     /// A typed error for what cannot work: no replicas, or a window over a day.
     pub fn validate(&self) -> Result<(), ratebound_core::ConfigError> {
         if self.replicas == 0 {

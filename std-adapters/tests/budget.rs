@@ -326,4 +326,59 @@ async fn idle_scoped_budgets_make_room_for_new_users() {
         matches!(spend("alice", 100).await, Err(ScopedDenied::Full(2))),
         "carol and bob are in use"
     );
+    // The last search forgot one budget, fewer than 16: it is not run
+    // again before 16 more refusals (the 16th and 17th came before), even
+    // with both budgets idle now, so a flood of new ids never searches on
+    // every call.
+    clock.advance(Duration::from_secs(61));
+    let mut refused = 0;
+    while let Err(e) = spend("alice", 10).await {
+        assert!(matches!(e, ScopedDenied::Full(2)), "{e:?}");
+        refused += 1;
+        assert!(refused < 100, "never searched again");
+    }
+    assert_eq!(refused, 14);
+}
+
+/// A search that forgets at least `max(16, max_budgets / 16)` budgets has
+/// paid for the next: when the store is full again, the first refusal
+/// searches at once.
+#[tokio::test]
+async fn a_search_that_freed_many_runs_again_at_the_next_refusal() {
+    use ratebound_std::budget::{Payer, ScopedBackend, ScopedBudgetConfig, ScopedBudgets};
+    let config: ScopedBudgetConfig = toml::from_str(
+        "max_budgets = 32
+per_user = { tokens_per_minute = 100 }",
+    )
+    .unwrap();
+    let clock = ManualClock::new(Instant::from_secs(1_795_392_000));
+    let budgets = ScopedBudgets::new(config, ScopedBackend::Memory, clock.clone()).unwrap();
+    let users: Vec<String> = (0..64).map(|i| format!("u{i}")).collect();
+    let spend = |user: &str| {
+        let budgets = &budgets;
+        let user = user.to_owned();
+        async move {
+            let payer = Payer {
+                key: None,
+                user: &user,
+                group: None,
+                model: "m",
+            };
+            let hold = budgets.reserve(&payer, Usage::request(1, 0)).await?;
+            hold.settle(Usage::request(1, 0)).await.unwrap();
+            Ok::<(), ratebound_std::budget::ScopedDenied>(())
+        }
+    };
+    for u in &users[..32] {
+        spend(u).await.unwrap();
+    }
+    clock.advance(Duration::from_secs(61));
+    // Full of idle budgets: the first refusal forgets all 32.
+    for u in &users[32..64] {
+        spend(u).await.unwrap();
+    }
+    assert_eq!(budgets.len(), 32);
+    clock.advance(Duration::from_secs(61));
+    // Full again, all idle: searched at once, not after 16 refusals.
+    spend("next").await.unwrap();
 }

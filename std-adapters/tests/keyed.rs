@@ -257,7 +257,9 @@ fn a_thread_that_evicts_keeps_the_slot_it_freed() {
                         let d = store.check(&key, 1);
                         assert!(
                             matches!(d, Ok(ref d) if d.allowed),
-                            "round {round}: new key {key} got {d:?}"
+                            "round {round}: new key {key} got {d:?} held {} len {}",
+                            store.held(),
+                            store.len()
                         );
                     }
                 });

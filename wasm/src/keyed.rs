@@ -398,8 +398,9 @@ impl KeyedStore {
     }
 
     /// Count a use of the key in `slot` without deciding anything (it
-    /// becomes the most recently used): a call the store's member did not
-    /// refuse in a set another member refused. Nothing for a slot not in use.
+    /// becomes the most recently used): a call refused by the set this
+    /// store is a member of, whichever member refused it. Nothing for a
+    /// slot not in use.
     pub fn touch(&mut self, slot: f64) {
         if let Some(i) = slot_of(slot) {
             with_store!(&mut self.kind, |s| s.index.touch(i));

@@ -60,7 +60,8 @@ pub use policy::policy_fold;
 mod redis;
 #[cfg(feature = "redis")]
 pub use redis::{
-    gcra_redis_args, gcra_share, limit_name_valid, redis_key, redis_key_parts_valid, share_of_limit,
+    gcra_redis_args, gcra_share, limit_name_valid, limits_share_refusal_of, redis_key,
+    redis_key_parts_valid, share_of_limit,
 };
 #[cfg(feature = "budget")]
 mod budget;

@@ -5,7 +5,8 @@
 
 use alloc::vec::Vec;
 
-use ratebound_core::{share::share_of, wire, Duration, Gcra as CoreGcra};
+use ratebound_core::share::{limits_share_refusal, share_of};
+use ratebound_core::{wire, Duration, Gcra as CoreGcra, Instant};
 use wasm_bindgen::prelude::*;
 
 use crate::{config_field, int};
@@ -69,4 +70,35 @@ pub fn gcra_share(
 #[wasm_bindgen(js_name = shareOf)]
 pub fn share_of_limit(limit: f64, replicas: u32) -> f64 {
     share_of(int(limit), replicas) as f64
+}
+
+/// Before one of `replicas` replicas decides a call alone on its share of
+/// a set of limits, `members` packed `[whole capacity, cost]` per member:
+/// empty to decide it there, or the call's refusal until `retry_at_us` in
+/// `policyFold`'s layout (`[0, member, remaining, limit, reset_at_us,
+/// retry_at_us]`) when a whole limit fits its cost and its share never can
+/// (core's `share::limits_share_refusal`); throws `"cost"` when a whole
+/// limit cannot fit its cost.
+#[wasm_bindgen(js_name = limitsShareRefusal)]
+pub fn limits_share_refusal_of(
+    replicas: u32,
+    now_us: f64,
+    retry_at_us: f64,
+    members: &[f64],
+) -> Result<Vec<f64>, JsValue> {
+    let pairs = members.chunks_exact(2).map(|m| (int(m[0]), int(m[1])));
+    let now = Instant::from_micros(int(now_us));
+    let retry_at = Instant::from_micros(int(retry_at_us));
+    match limits_share_refusal(pairs, replicas, now, retry_at) {
+        Ok(None) => Ok(Vec::new()),
+        Ok(Some((member, d))) => Ok(Vec::from([
+            0.0,
+            member as f64,
+            d.remaining as f64,
+            d.limit as f64,
+            d.reset_at.as_micros() as f64,
+            d.retry_at.as_micros() as f64,
+        ])),
+        Err(_) => Err(JsValue::from_str("cost")),
+    }
 }

@@ -437,7 +437,7 @@ pub struct BudgetStateOf<H: ?Sized> {
 ///
 /// Deliberately not `Clone` (nor `Copy`): settling twice would charge twice.
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// fn copies<T: Clone>(_: &T) {}
 /// let r: ratebound_core::budget::Reservation = unimplemented!();
 /// copies(&r);

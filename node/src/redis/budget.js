@@ -53,7 +53,7 @@ export class RedisBudget {
     this.#slots = integer("holdSlots", o.holdSlots ?? 64, 1);
     if (this.#slots > 1024) throw new RangeError("holdSlots must be at most 1024");
     this.#budget = new Budget({ ...config, holdSlots: 64 });
-    this.#name = validName(o.name ?? "budget", store.prefix);
+    this.#name = validName(o.name ?? "budget");
     this.#store = store;
     const f = failoverOptions(o);
     [this.#policy, this.#failover, this.#replicas, this.#retryAfterUs] = [f.policy, f.failover, f.replicas, f.retryAfterUs];

@@ -8,11 +8,11 @@ export const utf8 = new TextEncoder();
 /** Bytes to a string of one char per byte (windows-1252 maps each byte to its own char): keys of the in-memory fallback. */
 export const LATIN1 = new TextDecoder("latin1");
 
-/** `name` checked by core's rule, as the Rust backend's limit sets take names, so both name keys alike (1 to 64 characters of visible ASCII, no spaces, but `{ } " \`). */
-export function validName(name, prefix) {
+/** `name` checked by core's rule, as the Rust backend's limit sets take names, so both name keys alike (1 to 64 characters of visible ASCII, no spaces, but `{ } " \`: none breaks the key's layout). */
+export function validName(name) {
   if (typeof name !== "string") throw new TypeError(`name must be a string, got ${name === null ? "null" : typeof name}`);
   const bytes = utf8.encode(name);
-  if (!wasm.limitNameValid(bytes) || !wasm.redisKeyPartsValid(prefix, bytes)) {
+  if (!wasm.limitNameValid(bytes)) {
     throw new RangeError(`name ${JSON.stringify(name)}: names are 1 to 64 characters of visible ASCII (no spaces) but { } " \\`);
   }
   return name;

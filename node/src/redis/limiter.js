@@ -17,8 +17,8 @@ import { LATIN1, callNow, tagOf, utf8, validName } from "./keys.js";
 const isLimiter = (l) => l instanceof TokenBucket || l instanceof SlidingLog || l instanceof SlidingWindow;
 
 /** One member: its name, key suffix, script arguments and capacity. */
-function member(name, entry, prefix) {
-  validName(name, prefix);
+function member(name, entry) {
+  validName(name);
   const limiter = isLimiter(entry) ? entry : options(entry, `limits.${name}`, ["limiter", "cost"]).limiter;
   if (!isLimiter(limiter)) throw new TypeError(`limits.${name} is not a TokenBucket, SlidingLog or SlidingWindow (or { limiter, cost })`);
   // A fixed cost per call (e.g. 1 request) beside members charged the call's cost (e.g. tokens).
@@ -75,7 +75,7 @@ export class RedisLimiter {
   #members;
   #policy;
   #failover;
-  /** Per member, this replica's share in memory (`local` only): `{ capacity, keyed }`. */
+  /** Per member, this replica's share in memory (`local` only): `{ keyed }`. */
   #local = null;
   #replicas;
   #retryAfterUs;
@@ -93,7 +93,7 @@ export class RedisLimiter {
     const names = Object.keys(limits);
     if (names.length === 0) throw new TypeError("limits must name at least one limiter");
     this.#store = store;
-    this.#members = names.map((n) => member(n, limits[n], store.prefix));
+    this.#members = names.map((n) => member(n, limits[n]));
     const o = options(opts, "RedisLimiter options", LIMITER_OPTIONS);
     const f = failoverOptions(o);
     [this.#policy, this.#failover, this.#replicas, this.#retryAfterUs] = [f.policy, f.failover, f.replicas, f.retryAfterUs];
@@ -104,7 +104,7 @@ export class RedisLimiter {
       // different times), and a fallback must answer.
       this.#local = this.#members.map((m) => {
         const share = shareOf(m, this.#replicas);
-        return { capacity: share.capacity, keyed: new KeyedLimiter(share.make, { maxKeys: f.localMaxKeys, onFull: "evictLru", maxKeyLength: Number.MAX_SAFE_INTEGER }) };
+        return { keyed: new KeyedLimiter(share.make, { maxKeys: f.localMaxKeys, onFull: "evictLru", maxKeyLength: Number.MAX_SAFE_INTEGER }) };
       });
     }
     this.names = Object.freeze(names);
@@ -158,24 +158,35 @@ export class RedisLimiter {
     // The in-memory store is keyed by strings: the tag's bytes, one char each.
     const key = LATIN1.decode(tag);
     const now = nowUs ?? Math.floor(Date.now() * 1000);
-    const decide = (take) => this.#local.map(({ capacity, keyed }, i) => {
-      const cost = costs[i];
-      if (cost > capacity) {
-        // Fits the whole limit, never this replica's share: only Redis can
-        // decide it (core's Decision::refused).
-        return [0, 0, capacity, now, now + this.#retryAfterUs, 0];
-      }
-      return keyed[RAW](key, now, cost, take);
-    });
+    const local = this.#local;
+    const decide = (take) => local.map(({ keyed }, i) => keyed[RAW](key, now, costs[i], take));
+    const retryAt = now + this.#retryAfterUs;
+    const refusal = (ids) => wasm.limitsShareRefusal(this.#replicas, now, retryAt, new Float64Array(ids.flatMap((i) => [this.#members[i].capacity, costs[i]])));
+    // A cost that fits a whole limit but never its share: only Redis can
+    // decide the call, refused until it may be back (core's rule); each
+    // member's row says what its own share would.
+    const set = refusal(local.map((_, i) => i));
+    if (set.length > 0) {
+      const rows = local.map((_, i) => {
+        const own = refusal([i]);
+        return own.length > 0 ? [0, ...own.slice(2), 0] : local[i].keyed[RAW](key, now, costs[i], false);
+      });
+      if (consume) this.#touch(key);
+      return { now, rows, set };
+    }
     let rows = decide(false);
     if (consume && rows.every((r) => r[0] === 1)) rows = decide(true);
-    else if (consume) {
-      // A refused call is a use of the key too, in every member's store: a
-      // key refused while it keeps calling stays recently used, not the
-      // first one forgotten (with its counts).
-      for (const { keyed } of this.#local) keyed[TOUCH](key);
-    }
+    else if (consume) this.#touch(key);
     return { now, rows };
+  }
+
+  /**
+   * A refused call is a use of the key too, in every member's store: a key
+   * refused while it keeps calling stays recently used, not the first one
+   * forgotten (with its counts).
+   */
+  #touch(key) {
+    for (const { keyed } of this.#local) keyed[TOUCH](key);
   }
 
   async #run(mode, key, opts) {
@@ -197,11 +208,11 @@ export class RedisLimiter {
     return this.#decision(this.#localDecision(tag, costs, mode === "check", nowUs), "local", members);
   }
 
-  #decision({ now, rows }, source, members) {
+  #decision({ now, rows, set: given }, source, members) {
     rows.forEach((row, i) => {
       if (row[0] === -1) throw costError(null, members[i], i);
     });
-    const set = wasm.policyFold(now, new Float64Array(rows.flatMap((r) => r.slice(0, 5))));
+    const set = given ?? wasm.policyFold(now, new Float64Array(rows.flatMap((r) => r.slice(0, 5))));
     const ms = (status, reset, retry) => ({ resetAt: Math.ceil(reset / 1000), retryAfterMs: status === 1 ? 0 : Math.ceil(Math.max(0, retry - now) / 1000) });
     const out = {
       allowed: set[0] === 1,

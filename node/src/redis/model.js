@@ -48,7 +48,7 @@ export class RedisModelQuota {
     const inner = this.#quota[CORE];
     const nums = Array.from(inner.redisConfig(0), (x) => String(x));
     this.#args = [...nums.slice(0, 3), inner.windowName(0), ...nums.slice(3)];
-    this.#name = validName(o.name ?? "m", store.prefix);
+    this.#name = validName(o.name ?? "m");
     this.#store = store;
     const f = failoverOptions(o);
     [this.#policy, this.#failover, this.#replicas] = [f.policy, f.failover, f.replicas];

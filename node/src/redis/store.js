@@ -7,6 +7,7 @@
 import { ENTRY, LIBRARY } from "./code.js";
 import { RedisUnavailableError, classify } from "./errors.js";
 import { integer, options } from "../validate.js";
+import { raw as wasm } from "../redis-wasm.js";
 
 /** How often the store learns Redis's clock again (for call deadlines). */
 const CLOCK_SYNC_MS = 10_000;
@@ -68,9 +69,10 @@ export class RedisStore {
     this.#client = client;
     const prefix = o.prefix ?? "rb:";
     if (typeof prefix !== "string") throw new TypeError("prefix must be a string");
-    if (/[{}]/.test(prefix)) throw new RangeError("the key prefix must not contain { or }");
     /** The key prefix's bytes. */
     this.prefix = new TextEncoder().encode(prefix);
+    // Core's rule for a key's parts: no { or } (they would move the hash tag).
+    if (!wasm.redisKeyPartsValid(this.prefix, new Uint8Array())) throw new RangeError("the key prefix must not contain { or }");
     this.#timeoutMs = integer("timeoutMs", o.timeoutMs ?? 1000, 1);
     if (this.#timeoutMs > 3_600_000) throw new RangeError("timeoutMs must be at most an hour");
     const margin = integer("ttlMarginMs", o.ttlMarginMs ?? 60_000);

@@ -35,7 +35,9 @@ pub enum RedisBudgetError {
 /// [`OnUnavailable::Closed`]: an error): `Open` admits and records nothing,
 /// `Local` runs this replica's share of the budget in this process until
 /// Redis is back (up to 256 reservations at once; its alerts reach this
-/// manager's handlers and subscribers, as Redis's do). An amount that fits
+/// manager's handlers and subscribers, as Redis's do, measured against the
+/// share: 80 % of a 300-token share of a 900-token budget, say, is 240
+/// tokens spent on this replica). An amount that fits
 /// the budget but not the share is denied until the store may be back
 /// (`retry_at` one [`FailoverOptions::retry_after`] away), never reported as
 /// an amount that can never fit. Each hold says where it was decided
@@ -285,10 +287,10 @@ impl<C: Clock> RedisBudgetManager<C> {
     ) -> Result<T, BudgetDenied> {
         let whole = self.budget.read().unwrap_or_else(|e| e.into_inner());
         let options = self.failover.options();
-        let retry = ratebound_core::Duration::from_micros(options.retry_after.as_micros() as u64);
-        let refusal = whole
-            .budget()
-            .share_refusal(options.replicas, usage, local.now() + retry)?;
+        let refusal =
+            whole
+                .budget()
+                .share_refusal(options.replicas, usage, options.retry_at(local.now()))?;
         match refusal {
             None => decide(local),
             Some(denial) => Err(BudgetDenied::Denied(denial)),

@@ -140,6 +140,18 @@ impl<C: Clock> MemoryKeyed<C> {
         Arc::clone(limits.overrides.get(key).unwrap_or(&limits.base))
     }
 
+    /// Count a call as a use of `key` (its recency, for eviction) without
+    /// deciding anything: a key not held stays absent.
+    #[cfg(feature = "redis")]
+    pub(crate) fn touch(&self, key: &KeyBytes) {
+        // A fresh state is idle, so nothing is inserted and no slot is
+        // needed: the update cannot be refused.
+        let _ = match &self.store {
+            Store::Gcra(s) => s.update(key, |_, _, _| ()),
+            Store::Set(s) => s.update(key, |_, _, _| ()),
+        };
+    }
+
     /// Decide every key by `limits` from now on, keeping every key's
     /// state; refused, changing nothing, when the states would not carry
     /// over ([`LimitSet`]'s rule: same members, names and kinds, a sliding

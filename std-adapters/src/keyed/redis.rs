@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use ratebound_core::share::limits_share_refusal;
 use ratebound_core::{CarryOver, ConfigError, Decision};
 
 use super::memory::{memory_decision, KeyBytes, MemoryKeyed};
@@ -99,11 +100,7 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
         local: KeyedConfig,
         clock: C,
     ) -> Result<Self, StoreError> {
-        let limits = LimitSet::one(name, limiter).map_err(|_| {
-            StoreError::Invalid(
-                "a limiter name is 1 to 64 bytes of visible ASCII (no spaces) but { } \" \\",
-            )
-        })?;
+        let limits = LimitSet::one(name, limiter)?;
         Self::with_set(store, limits, failover, local, clock)
     }
 
@@ -116,25 +113,11 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
         local: KeyedConfig,
         clock: C,
     ) -> Result<Self, StoreError> {
-        for (name, _) in limits.members() {
-            store.key(b"", name)?; // the name is valid
-        }
-        failover.validate().map_err(|_| {
-            StoreError::Invalid("failover: replicas 1 or more, retry_after at most a day")
-        })?;
+        failover.validate()?;
         let local = match failover.on_unavailable {
             OnUnavailable::Local => {
-                let share = limits
-                    .try_map(|l| replica_share(l, failover.replicas))
-                    .map_err(|_| {
-                        StoreError::Invalid(
-                            "the limiter cannot be divided among that many replicas",
-                        )
-                    })?;
-                Some(
-                    MemoryKeyed::new(share, local, clock.clone())
-                        .map_err(|_| StoreError::Invalid("local fallback sizing"))?,
-                )
+                let share = limits.try_map(|l| replica_share(l, failover.replicas))?;
+                Some(MemoryKeyed::new(share, local, clock.clone())?)
             }
             _ => None,
         };
@@ -218,20 +201,22 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
                 let Some(local) = &self.local else {
                     return Err(StoreError::Invalid("no local fallback").into());
                 };
-                let share = local.limits_for(key);
-                if let Err((member, _)) = share.fits(cost) {
-                    // Fits the whole limit, never this replica's share:
-                    // only the shared store can decide it.
-                    let now = self.clock.now();
-                    let retry = ratebound_core::Duration::from_micros(
-                        self.failover.options().retry_after.as_micros() as u64,
-                    );
-                    let share = share.limiter(member).map_or(0, |l| l.capacity());
+                let now = self.clock.now();
+                let options = self.failover.options();
+                let whole = limits.set.members().map(|(_, l)| (l.capacity(), cost));
+                let refusal =
+                    limits_share_refusal(whole, options.replicas, now, options.retry_at(now));
+                if let Some((member, decision)) = refusal.map_err(|(_, e)| e)? {
+                    // A use of the key all the same, so a key refused
+                    // while it keeps calling is not the first forgotten.
+                    if take {
+                        local.touch(&key.into());
+                    }
                     return Ok(KeyedDecision {
-                        decision: Decision::refused(now, share, now + retry),
+                        decision,
                         binding: member,
-                        binding_remaining: 0,
-                        binding_reset_at: now + retry,
+                        binding_remaining: decision.remaining,
+                        binding_reset_at: decision.reset_at,
                         source: Source::Local,
                         now,
                     });

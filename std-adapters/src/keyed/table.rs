@@ -248,9 +248,11 @@ impl<K: Hash + Eq + Clone, S: Default, H: BuildHasher> Table<K, S, H> {
     }
 
     /// Drop the first idle key among the next `probe` from the hand; true
-    /// if one was dropped. The hand moves past those looked at, clearing
-    /// their reference bits as [`evict_unreferenced`](Table::evict_unreferenced)
-    /// does: one hand, one CLOCK.
+    /// if one was dropped. The hand moves past those looked at but leaves
+    /// their reference bits: only [`evict_unreferenced`](Table::evict_unreferenced),
+    /// which evicts by them, spends a key's second chance (else a shard of
+    /// `probe` keys or fewer would lose every bit to each probe and evict
+    /// by hand order alone).
     pub(super) fn evict_idle_near_hand(
         &mut self,
         probe: usize,
@@ -268,7 +270,6 @@ impl<K: Hash + Eq + Clone, S: Default, H: BuildHasher> Table<K, S, H> {
                     self.remove(self.hand);
                     return true;
                 }
-                self.ctrl[self.hand] &= !REFERENCED;
                 looked += 1;
             }
         }
@@ -472,6 +473,27 @@ mod tests {
             [0, 5, 6, 7],
             "the next four from the hand go, 2 and 4 though looked at"
         );
+    }
+
+    /// A probe for idle keys that finds none passes every key but spends
+    /// no second chance: CLOCK still evicts the keys seen once.
+    #[test]
+    fn a_probe_for_idle_keys_leaves_reference_bits() {
+        let mut t: Table<u64, (), Weak> = Table::new(8, 8, Weak::default());
+        for k in 0..8 {
+            t.insert_new(t.hasher.hash_one(k), k, ());
+        }
+        for k in [1, 3, 5, 7] {
+            assert!(t.get_mut(t.hasher.hash_one(k), &k).is_some());
+        }
+        assert!(!t.evict_idle_near_hand(8, |_, _| false));
+        for _ in 0..4 {
+            assert!(t.evict_unreferenced());
+        }
+        let left: Vec<u64> = (0..8)
+            .filter(|k| t.get(t.hasher.hash_one(*k), k).is_some())
+            .collect();
+        assert_eq!(left, [1, 3, 5, 7]);
     }
 
     #[test]

@@ -45,6 +45,11 @@ pub enum StoreError {
     /// name with a brace).
     #[error("invalid call: {0}")]
     Invalid(&'static str),
+    /// A configuration that cannot work, by core's or the fail-over's
+    /// rule (a limit's name, a share among the replicas, the fallback's
+    /// sizing), naming the field.
+    #[error("{0}")]
+    Config(#[from] ratebound_core::ConfigError),
     /// The script answered something unexpected.
     #[error("unexpected reply from the script: {0}")]
     Protocol(String),

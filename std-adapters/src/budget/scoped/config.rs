@@ -55,8 +55,9 @@ pub struct ScopedBudgetConfig {
     /// nothing to remember (no usage or holds in their current windows, not
     /// throttled, no call in flight) are forgotten to make room; if none
     /// is, the call is refused with [`ScopedDenied::Full`] rather than
-    /// forgetting anyone's usage (and the search for idle budgets runs again
-    /// after `max(16, max_budgets / 16)` such refusals).
+    /// forgetting anyone's usage. The search for idle budgets runs on the
+    /// first refusal, then again after `max(16, max_budgets / 16)` more
+    /// (sooner, on the next, when it last forgot at least that many).
     pub max_budgets: usize,
 }
 

@@ -321,8 +321,10 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
 
     /// Room for one more budget, by forgetting every budget with nothing to
     /// remember (idle, and not held by a reservation in flight): on the
-    /// first refusal and then once every `max(16, max_budgets / 16)`, so a
-    /// flood of new ids costs O(1) amortized.
+    /// first refusal and then once every `period = max(16, max_budgets /
+    /// 16)`, or on the next refusal after a search that forgot `period` or
+    /// more, so each search of the `max_budgets` entries is paid for by at
+    /// least `period` new ids refused or made room for: O(1) amortized.
     fn make_room(&self, entries: &mut Entries<C>, rules: &Rules) -> bool {
         use std::sync::atomic::Ordering;
         let period = (rules.config.max_budgets / 16).max(16);
@@ -333,12 +335,12 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
         {
             return false;
         }
+        let before = entries.len();
         entries.retain(|_, e| Arc::strong_count(e) > 1 || !e.is_idle());
-        let room = entries.len() < rules.config.max_budgets;
-        if room {
+        if before - entries.len() >= period {
             self.refusals.store(0, Ordering::Relaxed);
         }
-        room
+        entries.len() < rules.config.max_budgets
     }
 
     /// Budgets held now.

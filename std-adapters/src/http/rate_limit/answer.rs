@@ -65,7 +65,8 @@ pub(super) fn policy_header(set: &LimitSet) -> HeaderValue {
         })
         .collect::<Vec<_>>()
         .join(", ");
-    // Names are printable ASCII without quotes or backslashes (LimitSet).
+    // Names are visible ASCII without spaces, quotes or backslashes
+    // (core's wire::limit_name_valid, LimitSet's rule).
     HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
 }
 
