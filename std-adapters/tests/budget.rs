@@ -382,3 +382,51 @@ per_user = { tokens_per_minute = 100 }",
     // Full again, all idle: searched at once, not after 16 refusals.
     spend("next").await.unwrap();
 }
+
+/// A spec's bad values are reported by the spec's own field names and
+/// units, not core's (`alert_at_percent`, not `alert_thresholds_bp`;
+/// `utc_offset_minutes`, not `utc_offset_secs`), at construction and at
+/// reconfiguration.
+#[test]
+fn a_bad_spec_names_the_specs_own_field() {
+    use ratebound_std::budget::{ScopedBackend, ScopedBudgetConfig, ScopedBudgets};
+    let clock = ManualClock::new(Instant::from_secs(1_795_392_000));
+    let good: ScopedBudgetConfig = toml::from_str("per_user = { tokens_per_day = 100 }").unwrap();
+    let budgets = ScopedBudgets::new(good, ScopedBackend::Memory, clock.clone()).unwrap();
+    for (spec, field) in [
+        ("alert_at_percent = [90, 80]", "alert_at_percent"),
+        ("alert_at_percent = [0]", "alert_at_percent"),
+        ("alert_at_percent = [101]", "alert_at_percent"),
+        (
+            "alert_at_percent = [10, 20, 30, 40, 50]",
+            "alert_at_percent",
+        ),
+        ("utc_offset_minutes = 1081", "utc_offset_minutes"),
+        ("utc_offset_minutes = -1081", "utc_offset_minutes"),
+        ("max_tokens_per_request = 0", "max_tokens_per_request"),
+    ] {
+        let text = format!("per_group.vip = {{ tokens_per_day = 100, {spec} }}");
+        let config: ScopedBudgetConfig = toml::from_str(&text).unwrap();
+        let e = ScopedBudgets::new(config.clone(), ScopedBackend::Memory, clock.clone())
+            .err()
+            .unwrap_or_else(|| panic!("{spec} was accepted"));
+        assert_eq!(
+            (e.scope.as_str(), e.error.field()),
+            ("per_group.vip", field),
+            "{spec}: {e}"
+        );
+        let e = budgets.reconfigure(config).unwrap_err();
+        assert_eq!(e.error.field(), field, "reconfigure, {spec}: {e}");
+    }
+    for edge in [
+        "utc_offset_minutes = 1080",
+        "alert_at_percent = [1, 50, 99, 100]",
+    ] {
+        let text = format!("per_group.vip = {{ tokens_per_day = 100, {edge} }}");
+        let config: ScopedBudgetConfig = toml::from_str(&text).unwrap();
+        assert!(
+            ScopedBudgets::new(config, ScopedBackend::Memory, clock.clone()).is_ok(),
+            "{edge}"
+        );
+    }
+}

@@ -565,3 +565,72 @@ async fn above_a_replicas_share_while_redis_is_away_is_a_429_that_says_so() {
     assert_eq!(post(100).await.unwrap().status(), StatusCode::OK);
     assert_eq!(post(2_000).await.unwrap().status(), StatusCode::BAD_REQUEST);
 }
+
+/// `BudgetLayer::new`'s stated defaults, through the layer as built: an
+/// output cap of 4 096 tokens for a request that sets none (a budget of
+/// the prompt plus 4 096 admits it, one token less can never fit it), and
+/// bodies up to 1 MiB (exactly 1 MiB is read, one byte more is 413).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_layers_defaults_are_4096_output_tokens_and_1_mib_bodies() {
+    use ratebound_std::http::llm_request::LlmRequest;
+    let no_cap = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hello"}]});
+    let prompt = LlmRequest::parse(no_cap.to_string().as_bytes())
+        .unwrap()
+        .estimate(0)
+        .input;
+    let client = reqwest::Client::new();
+    for (budget, want) in [
+        (prompt + 4_096, StatusCode::OK),
+        (prompt + 4_095, StatusCode::BAD_REQUEST),
+    ] {
+        let up = Upstream::default();
+        let budgets = in_memory(
+            &format!("per_user = {{ tokens_per_minute = {budget} }}"),
+            at(1_795_392_000),
+        );
+        let prices = BTreeMap::from([("gpt-4o".to_owned(), PRICE)]);
+        let g = serve_with(budgets.clone(), up, BudgetLayer::new(budgets, prices)).await;
+        let r = client
+            .post(format!("{}/v1/chat/completions", g.base))
+            .bearer_auth("alice")
+            .json(&no_cap)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), want, "a budget of {budget} tokens");
+    }
+
+    let up = Upstream::default();
+    let budgets = in_memory(
+        "per_user = { tokens_per_minute = 1_000_000 }",
+        at(1_795_392_000),
+    );
+    let prices = BTreeMap::from([("gpt-4o".to_owned(), PRICE)]);
+    let g = serve_with(budgets.clone(), up, BudgetLayer::new(budgets, prices)).await;
+    // A valid request of exactly `len` bytes: its content pads it.
+    let body_of = |len: usize| {
+        let frame = json!({"model": "gpt-4o", "max_tokens": 1,
+            "messages": [{"role": "user", "content": ""}]})
+        .to_string();
+        let body = frame.replace(
+            "\"content\":\"\"",
+            &format!("\"content\":\"{}\"", "a".repeat(len - frame.len())),
+        );
+        assert_eq!(body.len(), len);
+        body
+    };
+    for (len, want) in [
+        (1 << 20, StatusCode::OK),
+        ((1 << 20) + 1, StatusCode::PAYLOAD_TOO_LARGE),
+    ] {
+        let r = client
+            .post(format!("{}/v1/chat/completions", g.base))
+            .bearer_auth("alice")
+            .header("content-type", "application/json")
+            .body(body_of(len))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), want, "a body of {len} bytes");
+    }
+}

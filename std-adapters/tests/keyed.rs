@@ -268,3 +268,76 @@ fn a_thread_that_evicts_keeps_the_slot_it_freed() {
         assert!(store.len() <= 1_000);
     }
 }
+
+/// Eviction looks only in the new key's shard: under `EvictLru`, a new key
+/// whose shard holds no key is refused (`StoreFull`), never served by
+/// evicting elsewhere, and the store stays at `max_keys`. With 2 keys in 2
+/// shards, both first keys share a shard in about half of 20 stores.
+#[test]
+fn evict_lru_refuses_a_new_key_whose_shard_holds_none() {
+    let _serial = one_at_a_time();
+    let mut refused = 0;
+    for _ in 0..20 {
+        let store = KeyedLimiter::new(
+            Gcra::per_second(1).unwrap(),
+            KeyedConfig::default()
+                .with_max_keys(2)
+                .with_shards(2)
+                .with_on_full(OnFull::EvictLru),
+            ManualClock::new(T0),
+        )
+        .unwrap();
+        for k in 0..66u32 {
+            match store.check(&k, 1) {
+                Ok(d) => assert!(d.allowed),
+                Err(AcquireError::StoreFull { capacity: 2 }) => refused += 1,
+                Err(e) => panic!("key {k}: {e:?}"),
+            }
+            assert!(store.len() <= 2);
+        }
+        assert_eq!(store.len(), 2);
+    }
+    assert!(refused > 0, "no new key ever met an empty shard");
+}
+
+/// A full store whose only idle key sits anywhere in the shard finds it
+/// within `max(16, max_keys / shards / 16)` refusals after the last sweep
+/// (64 for 1,024 keys in one shard), whatever the eviction hand passes.
+#[test]
+fn an_idle_key_is_found_within_the_sweep_period() {
+    let _serial = one_at_a_time();
+    for round in 0..5u32 {
+        let clock = ManualClock::new(T0);
+        let store = KeyedLimiter::new(
+            Gcra::new(10, 1, Duration::from_secs(1)).unwrap(),
+            KeyedConfig::default().with_max_keys(1_024).with_shards(1),
+            clock.clone(),
+        )
+        .unwrap();
+        let idle = 1_000 * round + 7;
+        for k in 0..1_024u32 {
+            // Key `idle` recovers in 5 s, the others in 10 s.
+            let cost = if k == idle % 1_024 { 5 } else { 10 };
+            assert!(store.check(&k, cost).unwrap().allowed);
+        }
+        clock.advance(Duration::from_secs(1));
+        assert!(
+            store.check(&5_000, 1).is_err(),
+            "nothing idle: the first sweep finds none"
+        );
+        clock.advance(Duration::from_secs(5));
+        let mut refusals = 0;
+        for k in 5_001..6_000u32 {
+            match store.check(&k, 1) {
+                Ok(_) => break,
+                Err(AcquireError::StoreFull { .. }) => refusals += 1,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert!(
+            refusals <= 63,
+            "round {round}: {refusals} refusals before the idle key was found"
+        );
+        assert_eq!(store.len(), 1_024);
+    }
+}

@@ -1032,3 +1032,52 @@ async fn a_scoped_settle_records_what_it_can_and_returns_the_error() {
     );
     assert_eq!(used.limits[0].reserved, 0);
 }
+
+/// Alerts fire once per window across all servers: three managers of one
+/// Redis budget (100 tokens a day, an alert at 50 %) spend it together,
+/// one token per call, 40 calls each; the three hear one threshold alert
+/// and one limit-hit alert in all, however the calls interleave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_fire_once_per_window_across_all_servers() {
+    use ratebound_core::budget::AlertKind;
+    wait_out_midnight();
+    let server = RedisServer::start();
+    let cfg = BudgetConfig::new()
+        .limit(Dimension::Tokens, Horizon::DAY, 100)
+        .alert_threshold_bp(5_000);
+    let mut managers = Vec::new();
+    for _ in 0..3 {
+        let store = RedisStore::connect(&server.url(), opts(1_000))
+            .await
+            .unwrap();
+        managers.push(RedisBudgetManager::new(store, cfg.clone(), b"shared", 16).unwrap());
+    }
+    let alerts: Vec<_> = managers.iter().map(|m| m.subscribe()).collect();
+    async fn spend(m: &RedisBudgetManager) -> u64 {
+        let mut admitted = 0;
+        for _ in 0..40 {
+            if let Ok(hold) = m.reserve(Usage::request(1, 0)).await {
+                hold.settle(Usage::request(1, 0)).await.unwrap();
+                admitted += 1;
+            }
+        }
+        admitted
+    }
+    let (a, b, c) = tokio::join!(
+        spend(&managers[0]),
+        spend(&managers[1]),
+        spend(&managers[2])
+    );
+    let admitted: u64 = a + b + c;
+    assert_eq!(admitted, 100);
+    for m in &managers {
+        m.wait_alerts().await;
+    }
+    let heard: Vec<_> = alerts.iter().flat_map(|a| a.try_iter()).collect();
+    let count = |kind| heard.iter().filter(|a| a.kind == kind).count();
+    assert_eq!(
+        (count(AlertKind::Threshold), count(AlertKind::LimitHit)),
+        (1, 1),
+        "{heard:?}"
+    );
+}

@@ -244,7 +244,8 @@ impl From<Budget> for BudgetConfig {
     }
 }
 
-const MAX_OFFSET_SECS: i32 = 18 * 3_600;
+/// The largest `utc_offset_secs` either way: 18 hours.
+pub const MAX_OFFSET_SECS: i32 = 18 * 3_600;
 
 impl Budget {
     /// Validate a configuration. Errors name the field: zero or oversized

@@ -1,7 +1,10 @@
 //! A budget written the way operators say it ("200 000 tokens a minute,
 //! $50 a month"), turned into core's [`BudgetConfig`].
 
-use ratebound_core::budget::{BudgetConfig, Dimension, Horizon};
+use ratebound_core::budget::{
+    BudgetConfig, Dimension, Horizon, BP, MAX_OFFSET_SECS, MAX_THRESHOLDS,
+};
+use ratebound_core::ConfigError;
 use ratebound_core::Duration;
 use serde::{Deserialize, Serialize};
 
@@ -59,7 +62,8 @@ pub struct BudgetSpec {
 impl BudgetSpec {
     /// Core's config. Out-of-range values are left for
     /// [`Budget::new`](ratebound_core::budget::Budget::new) to report,
-    /// naming the field.
+    /// naming core's field ([`named`](Self::named) turns it into this
+    /// spec's).
     pub fn to_config(&self) -> BudgetConfig {
         use Dimension::{Cost, Requests, Tokens};
         let limits = [
@@ -91,5 +95,30 @@ impl BudgetSpec {
         let offset = i64::from(self.utc_offset_minutes) * 60;
         c.utc_offset_secs(offset.clamp(i32::MIN.into(), i32::MAX.into()) as i32)
             .hold_ttl(Duration::from_secs(600))
+    }
+
+    /// Core's error for this spec's config, naming the spec's own field
+    /// where the two differ (`alert_at_percent` in percent, not core's
+    /// basis points; `utc_offset_minutes`, not seconds); others as they are.
+    pub fn named(error: ConfigError) -> ConfigError {
+        // The reasons below restate core's bounds in the spec's units.
+        const _: () = assert!(BP == 100 * 100 && MAX_THRESHOLDS == 4);
+        const _: () = assert!(MAX_OFFSET_SECS == 1_080 * 60);
+        match error.field() {
+            "alert_thresholds_bp" => ConfigError::Invalid {
+                field: "alert_at_percent",
+                reason: "must be ascending percentages in 1..=100",
+            },
+            // A spec has at most 9 limits: only thresholds can overflow.
+            "limits / alert_thresholds_bp" => ConfigError::Invalid {
+                field: "alert_at_percent",
+                reason: "has more than 4 entries",
+            },
+            "utc_offset_secs" => ConfigError::Invalid {
+                field: "utc_offset_minutes",
+                reason: "must be within ±1080 (18 hours)",
+            },
+            _ => error,
+        }
     }
 }

@@ -27,7 +27,8 @@
 //!      passes): the first key from the hand not used since the hand last
 //!      passed it. A key seen only once goes before keys seen again, so a
 //!      flood of one-off keys mostly evicts itself. Available: every key is
-//!      served, but an evicted key regains its full burst early. Use it only
+//!      served while its shard holds a key to evict (see below), but an
+//!      evicted key regains its full burst early. Use it only
 //!      where that is acceptable (the flood itself is still rate limited per
 //!      key).
 //!

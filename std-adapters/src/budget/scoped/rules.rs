@@ -36,7 +36,10 @@ impl Rules {
                 Some(was) => was.reconfigure(config),
                 None => Budget::new(config),
             }
-            .map_err(|error| ScopedConfigError { scope: name, error })
+            .map_err(|error| ScopedConfigError {
+                scope: name,
+                error: BudgetSpec::named(error),
+            })
         };
         if config.max_budgets == 0 {
             return Err(ScopedConfigError {
