@@ -1,8 +1,10 @@
 // Browsers and bundlers (ESM with top-level await): fetch the .wasm next to
-// the glue (bundlers resolve `new URL(…, import.meta.url)` as an asset).
-import init, * as wasm from "../dist/web/ratebound_wasm.js";
+// the package's sources (bundlers resolve `new URL(…, import.meta.url)` as an asset).
+import { bindAbi } from "./abi.js";
 import { makeApi } from "./api.js";
 
-const exports = await init({ module_or_path: new URL("../dist/web/ratebound_wasm_bg.wasm", import.meta.url) });
+const url = new URL("../dist/web/ratebound_wasm_bg.wasm", import.meta.url);
+const { instance } = await WebAssembly.instantiate(await (await fetch(url)).arrayBuffer(), {});
+const wasm = bindAbi(instance);
 
-export const { TokenBucket, SlidingLog, SlidingWindow, Backoff, RetrySequence, RetryBudget, retry, Policy, KeyedLimiter, StoreFullError, raw } = makeApi(wasm, exports.memory);
+export const { TokenBucket, SlidingLog, SlidingWindow, Backoff, RetrySequence, RetryBudget, retry, Policy, KeyedLimiter, StoreFullError, raw } = makeApi(wasm, wasm.memory);

@@ -1,9 +1,9 @@
 // Cloudflare Workers (workerd): the runtime forbids compiling wasm from bytes,
 // so the .wasm is imported as a WebAssembly.Module by the bundler/runtime.
 import wasmModule from "../dist/web/ratebound_wasm_bg.wasm";
-import * as wasm from "../dist/web/ratebound_wasm.js";
+import { bindAbi } from "./abi.js";
 import { makeApi } from "./api.js";
 
-const exports = wasm.initSync({ module: wasmModule });
+const wasm = bindAbi(new WebAssembly.Instance(wasmModule, {}));
 
-export const { TokenBucket, SlidingLog, SlidingWindow, Backoff, RetrySequence, RetryBudget, retry, Policy, KeyedLimiter, StoreFullError, raw } = makeApi(wasm, exports.memory);
+export const { TokenBucket, SlidingLog, SlidingWindow, Backoff, RetrySequence, RetryBudget, retry, Policy, KeyedLimiter, StoreFullError, raw } = makeApi(wasm, wasm.memory);

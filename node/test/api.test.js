@@ -135,3 +135,24 @@ test("allow: the boolean fast path decides exactly as check, and checks its inpu
     else assert.equal(refused, 0);
   }
 });
+
+test("arrays larger than the scratch buffer cross whole: a full 256-slot log's state, 100 idle keys evicted, a wide policy set", async () => {
+  const { KeyedLimiter, Policy } = await import("ratebound");
+  const T = 1_790_000_000_000;
+  const log = new SlidingLog({ limit: 1000, windowMs: 60_000, slots: 256 });
+  for (let i = 0; i < 300; i++) assert.equal(log.check({ now: T + i }).allowed, true);
+  const state = log.exportState();
+  assert.equal(state.data.length, 1 + 2 * 256, "last, then 256 (at, cost) entries");
+  const copy = new SlidingLog({ limit: 1000, windowMs: 60_000, slots: 256 });
+  copy.importState(JSON.parse(JSON.stringify(state)));
+  assert.deepEqual(copy.exportState(), state);
+  assert.deepEqual(copy.check({ now: T + 400, cost: 700 }), log.check({ now: T + 400, cost: 700 }));
+  const keyed = new KeyedLimiter(() => new TokenBucket({ capacity: 2 }), { maxKeys: 1000 });
+  for (let k = 0; k < 100; k++) assert.equal(keyed.allow(`k${k}`, { now: T }), true);
+  assert.equal(keyed.evictIdle({ now: T + 5_000 }), 100);
+  assert.equal(keyed.size, 0);
+  const members = Array.from({ length: 20 }, (_, i) => new TokenBucket({ capacity: 100 + i }));
+  const set = new Policy(members);
+  const d = set.check({ now: T, cost: 50 });
+  assert.deepEqual([d.allowed, d.remaining, d.limit], [true, 50, 100]);
+});

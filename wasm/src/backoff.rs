@@ -1,32 +1,27 @@
 //! Retry backoff and the retry budget.
 
+use crate::{int, valid};
 use ratebound_core::backoff::{
     Backoff as CoreBackoff, BackoffState, RetryBudget as CoreBudget, RetryBudgetState, Step,
 };
 use ratebound_core::wire;
 use ratebound_core::{Duration, Instant};
-use wasm_bindgen::prelude::*;
-
-use crate::{config_field, int, valid};
 
 /// A backoff policy with one running sequence's state.
 ///
 /// `next` returns `1` (retry; details in `out`: `[at, delay, attempt, 0]`)
 /// or `0` (give up; `out[3]` says why: 1 max retries, 2 max elapsed,
 /// 3 hint beyond the cap, 4 retry budget).
-#[wasm_bindgen]
 pub struct Backoff {
     cfg: CoreBackoff,
     st: BackoffState,
     out: [f64; 4],
 }
 
-#[wasm_bindgen]
 impl Backoff {
     /// `initial_us` growing by `factor_num / factor_den` up to `cap_us`;
     /// `jitter` 0 none, 1 full, 2 equal, 3 decorrelated; `max_retries` < 0
     /// for no limit; `max_elapsed_us` 0 for no limit. Throws the field name.
-    #[wasm_bindgen(constructor)]
     pub fn new(
         initial_us: f64,
         cap_us: f64,
@@ -35,15 +30,15 @@ impl Backoff {
         jitter: u32,
         max_retries: f64,
         max_elapsed_us: f64,
-    ) -> Result<Backoff, JsValue> {
-        let jitter = wire::jitter_from_code(jitter).ok_or_else(|| JsValue::from_str("jitter"))?;
+    ) -> Result<Backoff, &'static str> {
+        let jitter = wire::jitter_from_code(jitter).ok_or("jitter")?;
         let mut cfg = CoreBackoff::new(
             Duration::from_micros(int(initial_us)),
             Duration::from_micros(int(cap_us)),
         )
-        .map_err(config_field)?
+        .map_err(|e| e.field())?
         .with_factor(factor_num, factor_den)
-        .map_err(config_field)?
+        .map_err(|e| e.field())?
         .with_jitter(jitter);
         cfg = if max_retries < 0.0 {
             cfg.without_max_retries()
@@ -78,7 +73,6 @@ impl Backoff {
 
     /// [`next`](Backoff::next), recording the failure in `budget` first; a
     /// refusal gives up (reason 4).
-    #[wasm_bindgen(js_name = nextWithBudget)]
     pub fn next_with_budget(&mut self, now_us: f64, hint_us: f64, budget: &mut RetryBudget) -> i32 {
         let step = self.cfg.next_with_budget(
             &mut self.st,
@@ -115,7 +109,6 @@ impl Backoff {
     }
 
     /// Address of `[at, delay, attempt, reason]` for the last `next` (f64s).
-    #[wasm_bindgen(js_name = outPtr)]
     pub fn out_ptr(&self) -> *const f64 {
         self.out.as_ptr()
     }
@@ -127,49 +120,40 @@ fn hint(us: f64) -> Option<Duration> {
 
 /// A gRPC-style retry budget (token bucket in thousandths): failures spend a
 /// token, successes earn back `ratio`; retries stop below half.
-#[wasm_bindgen]
 pub struct RetryBudget {
     cfg: CoreBudget,
     st: RetryBudgetState,
 }
 
-#[wasm_bindgen]
 impl RetryBudget {
     /// `max_tokens` (1 to 1000), `ratio_milli` earned per success (1 to 1000).
-    #[wasm_bindgen(constructor)]
-    pub fn new(max_tokens: u32, ratio_milli: u32) -> Result<RetryBudget, JsValue> {
+    pub fn new(max_tokens: u32, ratio_milli: u32) -> Result<RetryBudget, &'static str> {
         Ok(RetryBudget {
-            cfg: CoreBudget::new(max_tokens, ratio_milli).map_err(config_field)?,
+            cfg: CoreBudget::new(max_tokens, ratio_milli).map_err(|e| e.field())?,
             st: RetryBudgetState::default(),
         })
     }
     /// True when a retry is allowed now.
-    #[wasm_bindgen(js_name = canRetry)]
     pub fn can_retry(&self) -> bool {
         self.cfg.can_retry(&self.st)
     }
     /// Record a failure; true when a retry is still allowed.
-    #[wasm_bindgen(js_name = onFailure)]
     pub fn on_failure(&mut self) -> bool {
         self.cfg.on_failure(&mut self.st)
     }
     /// Record a success.
-    #[wasm_bindgen(js_name = onSuccess)]
     pub fn on_success(&mut self) {
         self.cfg.on_success(&mut self.st)
     }
     /// Tokens left, in thousandths.
-    #[wasm_bindgen(js_name = tokensMilli)]
     pub fn tokens_milli(&self) -> f64 {
         self.cfg.tokens_milli(&self.st) as f64
     }
     /// The state (thousandths of a token spent).
-    #[wasm_bindgen(js_name = exportState)]
     pub fn export_state(&self) -> f64 {
         self.st.spent_milli as f64
     }
     /// Restore `exportState`; false (unchanged) if not a safe integer.
-    #[wasm_bindgen(js_name = importState)]
     pub fn import_state(&mut self, spent_milli: f64) -> bool {
         if !valid(spent_milli) {
             return false;

@@ -7,15 +7,13 @@
 
 use alloc::vec::Vec;
 
+use crate::int;
+use crate::limiters::Last;
 use ratebound_core::keyed::{check_new_key, BoundedStore, KeyedError, OnFull};
 use ratebound_core::{
     CostError, Decision, Duration, Gcra as CoreGcra, Instant, Limiter,
     SlidingCounter as CoreCounter, SlidingLog as CoreLog,
 };
-use wasm_bindgen::prelude::*;
-
-use crate::limiters::Last;
-use crate::{config_field, int};
 
 /// Which slots are in use, and when each was last used: one copy of this
 /// code for every kind of limiter (the states are in a plain `Vec`).
@@ -244,7 +242,6 @@ macro_rules! with_store {
 /// One limiter per key in bounded memory (`max_keys`); `evict_lru` picks
 /// what a full store of active keys does with a new key (evict the least
 /// recently used, or refuse it).
-#[wasm_bindgen]
 pub struct KeyedStore {
     kind: Kind,
     on_full: OnFull,
@@ -263,7 +260,6 @@ fn max_keys(n: f64) -> usize {
     usize::try_from(int(n)).unwrap_or(usize::MAX).max(1)
 }
 
-#[wasm_bindgen]
 impl KeyedStore {
     /// A token bucket per key.
     pub fn gcra(
@@ -272,13 +268,13 @@ impl KeyedStore {
         period_us: f64,
         max: f64,
         evict_lru: bool,
-    ) -> Result<KeyedStore, JsValue> {
+    ) -> Result<KeyedStore, &'static str> {
         let g = CoreGcra::new(
             int(capacity),
             int(amount),
             Duration::from_micros(int(period_us)),
         )
-        .map_err(config_field)?;
+        .map_err(|e| e.field())?;
         Ok(Self::of(
             Kind::Gcra(Store::new(g, max_keys(max))),
             evict_lru,
@@ -286,14 +282,13 @@ impl KeyedStore {
     }
 
     /// A sliding log of `slots` (8, 64 or 256) entries per key.
-    #[wasm_bindgen(js_name = slidingLog)]
     pub fn sliding_log(
         limit: f64,
         window_us: f64,
         slots: f64,
         max: f64,
         evict_lru: bool,
-    ) -> Result<KeyedStore, JsValue> {
+    ) -> Result<KeyedStore, &'static str> {
         let (limit, window, max) = (
             int(limit),
             Duration::from_micros(int(window_us)),
@@ -301,32 +296,31 @@ impl KeyedStore {
         );
         let kind = match int(slots) {
             8 => Kind::Log8(Store::new(
-                CoreLog::new(limit, window).map_err(config_field)?,
+                CoreLog::new(limit, window).map_err(|e| e.field())?,
                 max,
             )),
             64 => Kind::Log64(Store::new(
-                CoreLog::new(limit, window).map_err(config_field)?,
+                CoreLog::new(limit, window).map_err(|e| e.field())?,
                 max,
             )),
             256 => Kind::Log256(Store::new(
-                CoreLog::new(limit, window).map_err(config_field)?,
+                CoreLog::new(limit, window).map_err(|e| e.field())?,
                 max,
             )),
-            _ => return Err(JsValue::from_str("slots")),
+            _ => return Err("slots"),
         };
         Ok(Self::of(kind, evict_lru))
     }
 
     /// A sliding window counter per key.
-    #[wasm_bindgen(js_name = slidingCounter)]
     pub fn sliding_counter(
         limit: f64,
         window_us: f64,
         max: f64,
         evict_lru: bool,
-    ) -> Result<KeyedStore, JsValue> {
+    ) -> Result<KeyedStore, &'static str> {
         let c = CoreCounter::new(int(limit), Duration::from_micros(int(window_us)))
-            .map_err(config_field)?;
+            .map_err(|e| e.field())?;
         Ok(Self::of(
             Kind::Counter(Store::new(c, max_keys(max))),
             evict_lru,
@@ -388,7 +382,6 @@ impl KeyedStore {
     }
 
     /// Drop every idle key: the slots emptied.
-    #[wasm_bindgen(js_name = evictIdle)]
     pub fn evict_idle(&mut self, now_us: f64) -> Vec<u32> {
         let now = Instant::from_micros(int(now_us));
         with_store!(&mut self.kind, |s| s.evict_idle(now))

@@ -16,6 +16,12 @@
 //! way), and features `budget` + `model-quota` + `redis` (`ratebound/redis`:
 //! both with what it takes from core besides — key layout, script
 //! arguments, shares, the policy-set fold).
+//!
+//! The last three are bound by wasm-bindgen. The main entry is not: its
+//! objects are exported as plain functions over handles ([`abi`]), which
+//! the package's `src/abi.js` wraps, because wasm-bindgen's per-method
+//! glue (borrow flags, `Result` conversion, multi-value shims) was a third
+//! of that module and the entry has a size goal (20 KB).
 
 #![cfg_attr(all(target_arch = "wasm32", not(feature = "std")), no_std)]
 
@@ -33,11 +39,14 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
     core::arch::wasm32::unreachable()
 }
 
-#[cfg(any(feature = "limiters", feature = "redis"))]
+#[cfg(feature = "redis")]
 use ratebound_core::ConfigError;
-#[cfg(any(feature = "limiters", feature = "redis"))]
+#[cfg(feature = "redis")]
 use wasm_bindgen::prelude::*;
 
+#[cfg(feature = "limiters")]
+#[allow(unsafe_code)] // handles are pointers: see the module's safety note
+pub mod abi;
 #[cfg(feature = "limiters")]
 mod backoff;
 #[cfg(feature = "limiters")]
@@ -94,7 +103,7 @@ fn valid(x: f64) -> bool {
     (0.0..=9_007_199_254_740_991.0).contains(&x) && (x as u64) as f64 == x
 }
 
-#[cfg(any(feature = "limiters", feature = "redis"))]
+#[cfg(feature = "redis")]
 fn config_field(e: ConfigError) -> JsValue {
     // A static field name; the JS wrapper turns it into a RangeError message.
     JsValue::from_str(e.field())

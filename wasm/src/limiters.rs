@@ -1,19 +1,18 @@
 //! The limiters (feature `limiters`, the main entry `ratebound`): GCRA,
-//! sliding log and sliding counter objects with their state, and the keyed
-//! store. Numbers in (times in µs), status codes out, a decision's numbers
-//! in one output array per object that JS reads through a view of memory.
+//! sliding log and sliding counter objects with their state. Numbers in
+//! (times in µs), status codes out, a decision's numbers in one output
+//! array per object that JS reads through a view of memory; exported to JS
+//! by [`abi`](crate::abi).
 
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 
+use crate::{int, valid};
 use ratebound_core::{
     CostError, Decision, Duration, Gcra as CoreGcra, GcraState, Instant, Limiter, LogEntry,
     SlidingCounter as CoreCounter, SlidingCounterState, SlidingLog as CoreLog, SlidingLogState,
 };
-use wasm_bindgen::prelude::*;
-
-use crate::{config_field, int, valid};
 
 /// The last decision's numbers, `[remaining, limit, reset_at, retry_at]`,
 /// read from JS through `outPtr`: zeros after a cost that can never fit;
@@ -58,19 +57,12 @@ impl Last {
 
 macro_rules! decision_getters {
     ($t:ty) => {
-        #[wasm_bindgen]
         impl $t {
             /// Address in wasm memory of `[remaining, limit, resetAt, retryAt]`
             /// of the last decision (f64s; stable for this object's life).
-            #[wasm_bindgen(js_name = outPtr)]
             pub fn out_ptr(&self) -> *const f64 {
                 self.last.out.as_ptr()
             }
-        }
-
-        // For Rust callers (the crate's tests): not exported, as JS reads
-        // all four through `outPtr` in one go.
-        impl $t {
             /// The last decision's `[remaining, limit, reset_at, retry_at]`.
             pub fn last(&self) -> [f64; 4] {
                 self.last.out
@@ -80,7 +72,6 @@ macro_rules! decision_getters {
 }
 
 /// A GCRA token bucket with its state.
-#[wasm_bindgen]
 pub struct Gcra {
     cfg: CoreGcra,
     st: GcraState,
@@ -88,18 +79,16 @@ pub struct Gcra {
     taken: u64,
 }
 
-#[wasm_bindgen]
 impl Gcra {
     /// `capacity` tokens refilled with `amount` per `period_us`; throws the
     /// offending field's name on a bad config.
-    #[wasm_bindgen(constructor)]
-    pub fn new(capacity: f64, amount: f64, period_us: f64) -> Result<Gcra, JsValue> {
+    pub fn new(capacity: f64, amount: f64, period_us: f64) -> Result<Gcra, &'static str> {
         let cfg = CoreGcra::new(
             int(capacity),
             int(amount),
             Duration::from_micros(int(period_us)),
         )
-        .map_err(config_field)?;
+        .map_err(|e| e.field())?;
         Ok(Gcra {
             cfg,
             st: GcraState::default(),
@@ -131,7 +120,6 @@ impl Gcra {
     }
     /// Take up to `n`; returns core's status (`1` allowed, `0` denied) and
     /// leaves how many were taken in [`taken`](Gcra::taken).
-    #[wasm_bindgen(js_name = atMost)]
     pub fn at_most(&mut self, now_us: f64, n: f64) -> i32 {
         let t = self
             .cfg
@@ -152,18 +140,15 @@ impl Gcra {
         )))
     }
     /// True when the bucket is full at `now_us` (its state can be dropped).
-    #[wasm_bindgen(js_name = isIdle)]
     pub fn is_idle(&self, now_us: f64) -> bool {
         self.cfg
             .is_full(&self.st, Instant::from_micros(int(now_us)))
     }
     /// The state as `[tat, rem]` (integers ≤ 2^53 − 1).
-    #[wasm_bindgen(js_name = exportState)]
     pub fn export_state(&self) -> Vec<f64> {
         vec![self.st.tat as f64, self.st.rem as f64]
     }
     /// Restore a state made by `exportState`; false (and unchanged) if malformed.
-    #[wasm_bindgen(js_name = importState)]
     pub fn import_state(&mut self, s: &[f64]) -> bool {
         match s {
             [tat, rem] if valid(*tat) && valid(*rem) => {
@@ -198,33 +183,30 @@ macro_rules! with_log {
 
 /// A sliding log in `slots` (8, 64 or 256) entries; beyond them entries merge
 /// conservatively (core's rule): never over the limit.
-#[wasm_bindgen]
 pub struct SlidingLog {
     log: Log,
     last: Last,
 }
 
-#[wasm_bindgen]
 impl SlidingLog {
     /// `limit` per `window_us`, in a log of `slots` entries (8, 64 or 256;
     /// anything else throws `"slots"`).
-    #[wasm_bindgen(constructor)]
-    pub fn new(limit: f64, window_us: f64, slots: f64) -> Result<SlidingLog, JsValue> {
+    pub fn new(limit: f64, window_us: f64, slots: f64) -> Result<SlidingLog, &'static str> {
         let (limit, window) = (int(limit), Duration::from_micros(int(window_us)));
         let log = match int(slots) {
             8 => Log::S8(
-                CoreLog::new(limit, window).map_err(config_field)?,
+                CoreLog::new(limit, window).map_err(|e| e.field())?,
                 Box::default(),
             ),
             64 => Log::S64(
-                CoreLog::new(limit, window).map_err(config_field)?,
+                CoreLog::new(limit, window).map_err(|e| e.field())?,
                 Box::default(),
             ),
             256 => Log::S256(
-                CoreLog::new(limit, window).map_err(config_field)?,
+                CoreLog::new(limit, window).map_err(|e| e.field())?,
                 Box::default(),
             ),
-            _ => return Err(JsValue::from_str("slots")),
+            _ => return Err("slots"),
         };
         Ok(SlidingLog {
             log,
@@ -249,14 +231,12 @@ impl SlidingLog {
         self.last.set(r)
     }
     /// True when nothing counts any more at `now_us` (the state can be dropped).
-    #[wasm_bindgen(js_name = isIdle)]
     pub fn is_idle(&self, now_us: f64) -> bool {
         let now = Instant::from_micros(int(now_us));
         with_log!(&self.log, |l, s| Limiter::is_idle(l, &**s, now))
     }
     /// Restore a state made by `exportState`; false (and unchanged) if
     /// malformed (odd length, non-integers, more entries than slots).
-    #[wasm_bindgen(js_name = importState)]
     pub fn import_state(&mut self, v: &[f64]) -> bool {
         if v.is_empty() || v.len().is_multiple_of(2) || !v.iter().all(|x| valid(*x)) {
             return false;
@@ -272,7 +252,6 @@ impl SlidingLog {
         })
     }
     /// The state as `[last, at₀, cost₀, at₁, cost₁, …]`.
-    #[wasm_bindgen(js_name = exportState)]
     pub fn export_state(&self) -> Vec<f64> {
         with_log!(&self.log, |_l, s| {
             let mut v = vec![s.last() as f64];
@@ -299,20 +278,17 @@ fn restore_log<const N: usize>(v: &[f64]) -> Option<SlidingLogState<N>> {
 }
 
 /// An O(1) sliding window counter.
-#[wasm_bindgen]
 pub struct SlidingCounter {
     cfg: CoreCounter,
     st: SlidingCounterState,
     last: Last,
 }
 
-#[wasm_bindgen]
 impl SlidingCounter {
     /// `limit` per `window_us`.
-    #[wasm_bindgen(constructor)]
-    pub fn new(limit: f64, window_us: f64) -> Result<SlidingCounter, JsValue> {
+    pub fn new(limit: f64, window_us: f64) -> Result<SlidingCounter, &'static str> {
         let cfg = CoreCounter::new(int(limit), Duration::from_micros(int(window_us)))
-            .map_err(config_field)?;
+            .map_err(|e| e.field())?;
         Ok(SlidingCounter {
             cfg,
             st: SlidingCounterState::default(),
@@ -341,12 +317,10 @@ impl SlidingCounter {
         )
     }
     /// True when nothing counts any more at `now_us` (the state can be dropped).
-    #[wasm_bindgen(js_name = isIdle)]
     pub fn is_idle(&self, now_us: f64) -> bool {
         Limiter::is_idle(&self.cfg, &self.st, Instant::from_micros(int(now_us)))
     }
     /// The state as `[start, prev, curr]`.
-    #[wasm_bindgen(js_name = exportState)]
     pub fn export_state(&self) -> Vec<f64> {
         vec![
             self.st.start as f64,
@@ -355,7 +329,6 @@ impl SlidingCounter {
         ]
     }
     /// Restore a state made by `exportState`; false (and unchanged) if malformed.
-    #[wasm_bindgen(js_name = importState)]
     pub fn import_state(&mut self, s: &[f64]) -> bool {
         match s {
             [a, b, c] if valid(*a) && valid(*b) && valid(*c) => {

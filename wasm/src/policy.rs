@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 
 use ratebound_core::policy::fold;
 use ratebound_core::{Decision, Instant};
+#[cfg(feature = "redis")]
 use wasm_bindgen::prelude::*;
 
 use crate::int;
@@ -14,7 +15,7 @@ use crate::int;
 /// remaining, limit, reset_at_us, retry_at_us]` per member, into the set's:
 /// `[allowed (1/0), binding member (-1: none), remaining, limit, reset_at_us,
 /// retry_at_us]` (core's `policy::fold`).
-#[wasm_bindgen(js_name = policyFold)]
+#[cfg_attr(feature = "redis", wasm_bindgen(js_name = policyFold))]
 pub fn policy_fold(now_us: f64, members: &[f64]) -> Vec<f64> {
     let now = Instant::from_micros(int(now_us));
     let decisions = members.chunks_exact(5).enumerate().map(|(i, m)| {

@@ -1,0 +1,154 @@
+// The main module's exports (wasm/src/abi.rs: plain functions over handles)
+// as the objects api.js and retry-api.js use: each wraps one handle, frees
+// it once (explicitly, or when garbage collected), and moves arrays through
+// one scratch buffer in wasm memory. Nothing here decides: each method is
+// one call of core's code.
+
+/** The objects over an instance of the main module. */
+export function bindAbi(instance) {
+  const x = instance.exports;
+  const memory = x.memory;
+  const utf8 = new TextDecoder();
+  // Each object's handle and its kind's free function, freed when the object
+  // is collected (where the runtime has FinalizationRegistry; Workers have
+  // not had it everywhere: there objects live until `free()`).
+  const collected = typeof FinalizationRegistry === "function" ? new FinalizationRegistry(([free, h]) => free(h)) : { register() {}, unregister() {} };
+
+  /** Adopt a handle from `*_new` (0: the config was refused; throw its field's name, as wasm-bindgen did). */
+  function adopt(self, h, free) {
+    if (h === 0) throw utf8.decode(new Uint8Array(memory.buffer, x.rb_error_ptr(), x.rb_error_len()));
+    self.h = h;
+    collected.register(self, [free, h], self);
+  }
+  function release(self, free) {
+    collected.unregister(self);
+    free(self.h);
+    self.h = 0;
+  }
+
+  // One scratch buffer of f64s for arrays in and out, grown as needed.
+  let scratch = 0;
+  let room = 0;
+  function buffer(n) {
+    if (n > room) {
+      if (room > 0) x.rb_free(scratch, room);
+      room = Math.max(n, 64);
+      scratch = x.rb_alloc(room);
+    }
+    return scratch;
+  }
+  const f64s = (at, n) => new Float64Array(memory.buffer, at, n);
+  /** Copy `values` into the scratch buffer; its address. */
+  function put(values) {
+    const at = buffer(values.length);
+    f64s(at, values.length).set(values);
+    return at;
+  }
+
+  class Gcra {
+    constructor(capacity, amount, periodUs) { adopt(this, x.gcra_new(capacity, amount, periodUs), x.gcra_free); }
+    check(now, cost) { return x.gcra_check(this.h, now, cost); }
+    peek(now, cost) { return x.gcra_peek(this.h, now, cost); }
+    allow(now, cost) { return x.gcra_allow(this.h, now, cost); }
+    atMost(now, n) { return x.gcra_at_most(this.h, now, n); }
+    taken() { return x.gcra_taken(this.h); }
+    refund(now, n) { return x.gcra_refund(this.h, now, n); }
+    isIdle(now) { return x.gcra_is_idle(this.h, now) !== 0; }
+    exportState() {
+      const at = buffer(2);
+      x.gcra_export(this.h, at);
+      return Array.from(f64s(at, 2));
+    }
+    importState(values) { return x.gcra_import(this.h, put(values), values.length) !== 0; }
+    outPtr() { return x.gcra_out(this.h); }
+    free() { release(this, x.gcra_free); }
+  }
+
+  class SlidingLog {
+    constructor(limit, windowUs, slots) { adopt(this, x.log_new(limit, windowUs, slots), x.log_free); }
+    check(now, cost) { return x.log_check(this.h, now, cost); }
+    peek(now, cost) { return x.log_peek(this.h, now, cost); }
+    allow(now, cost) { return x.log_allow(this.h, now, cost); }
+    isIdle(now) { return x.log_is_idle(this.h, now) !== 0; }
+    exportState() {
+      let n = x.log_export(this.h, buffer(0), room);
+      if (n > room) n = x.log_export(this.h, buffer(n), room);
+      return Array.from(f64s(scratch, n));
+    }
+    importState(values) { return x.log_import(this.h, put(values), values.length) !== 0; }
+    outPtr() { return x.log_out(this.h); }
+    free() { release(this, x.log_free); }
+  }
+
+  class SlidingCounter {
+    constructor(limit, windowUs) { adopt(this, x.counter_new(limit, windowUs), x.counter_free); }
+    check(now, cost) { return x.counter_check(this.h, now, cost); }
+    peek(now, cost) { return x.counter_peek(this.h, now, cost); }
+    allow(now, cost) { return x.counter_allow(this.h, now, cost); }
+    isIdle(now) { return x.counter_is_idle(this.h, now) !== 0; }
+    exportState() {
+      const at = buffer(3);
+      x.counter_export(this.h, at);
+      return Array.from(f64s(at, 3));
+    }
+    importState(values) { return x.counter_import(this.h, put(values), values.length) !== 0; }
+    outPtr() { return x.counter_out(this.h); }
+    free() { release(this, x.counter_free); }
+  }
+
+  class KeyedStore {
+    constructor(h) { adopt(this, h, x.keyed_free); }
+    static gcra(capacity, amount, periodUs, max, lru) { return new KeyedStore(x.keyed_gcra(capacity, amount, periodUs, max, lru ? 1 : 0)); }
+    static slidingLog(limit, windowUs, slots, max, lru) { return new KeyedStore(x.keyed_log(limit, windowUs, slots, max, lru ? 1 : 0)); }
+    static slidingCounter(limit, windowUs, max, lru) { return new KeyedStore(x.keyed_counter(limit, windowUs, max, lru ? 1 : 0)); }
+    check(slot, now, cost) { return x.keyed_check(this.h, slot, now, cost); }
+    allow(slot, now, cost) { return x.keyed_allow(this.h, slot, now, cost); }
+    peek(slot, now, cost) { return x.keyed_peek(this.h, slot, now, cost); }
+    inserted() { return x.keyed_inserted(this.h); }
+    evicted() { return x.keyed_evicted(this.h); }
+    evictIdle(now) {
+      const held = this.size();
+      const at = buffer(held);
+      const n = x.keyed_evict_idle(this.h, now, at, held);
+      return Array.from(f64s(at, n));
+    }
+    touch(slot) { x.keyed_touch(this.h, slot); }
+    size() { return x.keyed_size(this.h); }
+    outPtr() { return x.keyed_out(this.h); }
+    free() { release(this, x.keyed_free); }
+  }
+
+  class Backoff {
+    constructor(initialUs, capUs, factorNum, factorDen, jitter, maxRetries, maxElapsedUs) {
+      adopt(this, x.backoff_new(initialUs, capUs, factorNum, factorDen, jitter, maxRetries, maxElapsedUs), x.backoff_free);
+    }
+    start(now, seed) { x.backoff_start(this.h, now, seed); }
+    next(now, hint) { return x.backoff_next(this.h, now, hint); }
+    nextWithBudget(now, hint, budget) { return x.backoff_next_with_budget(this.h, now, hint, budget.h); }
+    attempt() { return x.backoff_attempt(this.h); }
+    outPtr() { return x.backoff_out(this.h); }
+    free() { release(this, x.backoff_free); }
+  }
+
+  class RetryBudget {
+    constructor(maxTokens, ratioMilli) { adopt(this, x.retry_budget_new(maxTokens, ratioMilli), x.retry_budget_free); }
+    canRetry() { return x.retry_budget_can_retry(this.h) !== 0; }
+    onFailure() { return x.retry_budget_on_failure(this.h) !== 0; }
+    onSuccess() { x.retry_budget_on_success(this.h); }
+    tokensMilli() { return x.retry_budget_tokens_milli(this.h); }
+    exportState() { return x.retry_budget_export(this.h); }
+    importState(spentMilli) { return x.retry_budget_import(this.h, spentMilli) !== 0; }
+    free() { release(this, x.retry_budget_free); }
+  }
+
+  /** Core's policy-set fold of members packed 5 f64s each: `[allowed, binding, remaining, limit, resetAt, retryAt]`. */
+  function policyFold(now, members) {
+    const at = buffer(members.length + 6);
+    f64s(at, members.length).set(members);
+    const out = at + members.length * 8;
+    x.policy_fold(now, at, members.length, out);
+    return Array.from(f64s(out, 6));
+  }
+
+  return { Gcra, SlidingLog, SlidingCounter, KeyedStore, Backoff, RetryBudget, policyFold, memory };
+}

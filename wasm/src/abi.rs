@@ -1,0 +1,451 @@
+//! The main entry's objects for JavaScript, as plain functions over
+//! handles: numbers in, numbers out, arrays through buffers of f64 in wasm
+//! memory. `node/src/abi.js` turns them back into objects for the package's
+//! API; nothing here decides anything the objects' own methods do not.
+//!
+//! # Safety
+//!
+//! A handle is the address of a boxed object: returned by its `*_new`
+//! function (0 when the config is refused; then [`rb_error_ptr`] and
+//! [`rb_error_len`] give the field's name) and valid until its `*_free`.
+//! These functions trust what they are given: only `abi.js` calls them,
+//! with handles it got from `*_new` for that kind of object and has not
+//! freed (it drops a handle as it frees it, once, explicitly or from a
+//! `FinalizationRegistry`), and with buffers (`buf`, `len`) it got from
+//! [`rb_alloc`] of at least `len` f64s. The numbers themselves are checked
+//! as the objects check them (odd ones saturate safely).
+
+use alloc::boxed::Box;
+use alloc::vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::backoff::{Backoff, RetryBudget};
+use crate::keyed::KeyedStore;
+use crate::limiters::{Gcra, SlidingCounter, SlidingLog};
+
+static ERROR_PTR: AtomicUsize = AtomicUsize::new(0);
+static ERROR_LEN: AtomicUsize = AtomicUsize::new(0);
+
+/// A new object's handle, or 0 with its config error kept for JS to read.
+fn handle<T>(made: Result<T, &'static str>) -> usize {
+    match made {
+        Ok(t) => Box::into_raw(Box::new(t)) as usize,
+        Err(field) => {
+            ERROR_PTR.store(field.as_ptr() as usize, Ordering::Relaxed);
+            ERROR_LEN.store(field.len(), Ordering::Relaxed);
+            0
+        }
+    }
+}
+
+/// The object behind `h` (see the module's safety note).
+unsafe fn obj<'a, T>(h: usize) -> &'a mut T {
+    unsafe { &mut *(h as *mut T) }
+}
+
+/// Drop the object behind `h` (see the module's safety note).
+unsafe fn drop_obj<T>(h: usize) {
+    if h != 0 {
+        drop(unsafe { Box::from_raw(h as *mut T) });
+    }
+}
+
+/// `len` f64s at `buf` (see the module's safety note).
+unsafe fn f64s<'a>(buf: usize, len: usize) -> &'a mut [f64] {
+    if len == 0 {
+        return &mut [];
+    }
+    unsafe { core::slice::from_raw_parts_mut(buf as *mut f64, len) }
+}
+
+/// Copy `v` to `buf` if it fits in `cap`; returns `v`'s length.
+unsafe fn put(v: &[f64], buf: usize, cap: usize) -> usize {
+    if v.len() <= cap {
+        unsafe { f64s(buf, v.len()) }.copy_from_slice(v);
+    }
+    v.len()
+}
+
+/// Address of the last refused config's field name (UTF-8).
+#[no_mangle]
+pub extern "C" fn rb_error_ptr() -> usize {
+    ERROR_PTR.load(Ordering::Relaxed)
+}
+
+/// Length in bytes of the last refused config's field name.
+#[no_mangle]
+pub extern "C" fn rb_error_len() -> usize {
+    ERROR_LEN.load(Ordering::Relaxed)
+}
+
+/// A buffer of `n` f64s (zeros) for arrays in and out.
+#[no_mangle]
+pub extern "C" fn rb_alloc(n: usize) -> usize {
+    Box::into_raw(vec![0.0f64; n].into_boxed_slice()) as *mut f64 as usize
+}
+
+/// Free a buffer from [`rb_alloc`]`(n)`.
+#[no_mangle]
+pub extern "C" fn rb_free(buf: usize, n: usize) {
+    let slice = core::ptr::slice_from_raw_parts_mut(buf as *mut f64, n);
+    drop(unsafe { Box::from_raw(slice) });
+}
+
+// ---- GCRA ----
+
+/// [`Gcra::new`]'s handle (0: refused).
+#[no_mangle]
+pub extern "C" fn gcra_new(capacity: f64, amount: f64, period_us: f64) -> usize {
+    handle(Gcra::new(capacity, amount, period_us))
+}
+/// Free a GCRA.
+#[no_mangle]
+pub extern "C" fn gcra_free(h: usize) {
+    unsafe { drop_obj::<Gcra>(h) }
+}
+/// [`Gcra::check`].
+#[no_mangle]
+pub extern "C" fn gcra_check(h: usize, now_us: f64, cost: f64) -> i32 {
+    unsafe { obj::<Gcra>(h) }.check(now_us, cost)
+}
+/// [`Gcra::peek`].
+#[no_mangle]
+pub extern "C" fn gcra_peek(h: usize, now_us: f64, cost: f64) -> i32 {
+    unsafe { obj::<Gcra>(h) }.peek(now_us, cost)
+}
+/// [`Gcra::allow`].
+#[no_mangle]
+pub extern "C" fn gcra_allow(h: usize, now_us: f64, cost: f64) -> i32 {
+    unsafe { obj::<Gcra>(h) }.allow(now_us, cost)
+}
+/// [`Gcra::at_most`].
+#[no_mangle]
+pub extern "C" fn gcra_at_most(h: usize, now_us: f64, n: f64) -> i32 {
+    unsafe { obj::<Gcra>(h) }.at_most(now_us, n)
+}
+/// [`Gcra::taken`].
+#[no_mangle]
+pub extern "C" fn gcra_taken(h: usize) -> f64 {
+    unsafe { obj::<Gcra>(h) }.taken()
+}
+/// [`Gcra::refund`].
+#[no_mangle]
+pub extern "C" fn gcra_refund(h: usize, now_us: f64, n: f64) -> i32 {
+    unsafe { obj::<Gcra>(h) }.refund(now_us, n)
+}
+/// [`Gcra::is_idle`].
+#[no_mangle]
+pub extern "C" fn gcra_is_idle(h: usize, now_us: f64) -> bool {
+    unsafe { obj::<Gcra>(h) }.is_idle(now_us)
+}
+/// [`Gcra::export_state`] into `buf` (2 f64s).
+#[no_mangle]
+pub extern "C" fn gcra_export(h: usize, buf: usize) -> usize {
+    let v = unsafe { obj::<Gcra>(h) }.export_state();
+    unsafe { put(&v, buf, 2) }
+}
+/// [`Gcra::import_state`] of `len` f64s at `buf`.
+#[no_mangle]
+pub extern "C" fn gcra_import(h: usize, buf: usize, len: usize) -> bool {
+    unsafe { obj::<Gcra>(h).import_state(f64s(buf, len)) }
+}
+/// [`Gcra::out_ptr`].
+#[no_mangle]
+pub extern "C" fn gcra_out(h: usize) -> usize {
+    unsafe { obj::<Gcra>(h) }.out_ptr() as usize
+}
+
+// ---- Sliding log ----
+
+/// [`SlidingLog::new`]'s handle (0: refused).
+#[no_mangle]
+pub extern "C" fn log_new(limit: f64, window_us: f64, slots: f64) -> usize {
+    handle(SlidingLog::new(limit, window_us, slots))
+}
+/// Free a sliding log.
+#[no_mangle]
+pub extern "C" fn log_free(h: usize) {
+    unsafe { drop_obj::<SlidingLog>(h) }
+}
+/// [`SlidingLog::check`].
+#[no_mangle]
+pub extern "C" fn log_check(h: usize, now_us: f64, cost: f64) -> i32 {
+    unsafe { obj::<SlidingLog>(h) }.check(now_us, cost)
+}
+/// [`SlidingLog::peek`].
+#[no_mangle]
+pub extern "C" fn log_peek(h: usize, now_us: f64, cost: f64) -> i32 {
+    unsafe { obj::<SlidingLog>(h) }.peek(now_us, cost)
+}
+/// [`SlidingLog::allow`].
+#[no_mangle]
+pub extern "C" fn log_allow(h: usize, now_us: f64, cost: f64) -> i32 {
+    unsafe { obj::<SlidingLog>(h) }.allow(now_us, cost)
+}
+/// [`SlidingLog::is_idle`].
+#[no_mangle]
+pub extern "C" fn log_is_idle(h: usize, now_us: f64) -> bool {
+    unsafe { obj::<SlidingLog>(h) }.is_idle(now_us)
+}
+/// [`SlidingLog::export_state`] into `buf` if it fits in `cap` f64s;
+/// returns its length either way.
+#[no_mangle]
+pub extern "C" fn log_export(h: usize, buf: usize, cap: usize) -> usize {
+    let v = unsafe { obj::<SlidingLog>(h) }.export_state();
+    unsafe { put(&v, buf, cap) }
+}
+/// [`SlidingLog::import_state`] of `len` f64s at `buf`.
+#[no_mangle]
+pub extern "C" fn log_import(h: usize, buf: usize, len: usize) -> bool {
+    unsafe { obj::<SlidingLog>(h).import_state(f64s(buf, len)) }
+}
+/// [`SlidingLog::out_ptr`].
+#[no_mangle]
+pub extern "C" fn log_out(h: usize) -> usize {
+    unsafe { obj::<SlidingLog>(h) }.out_ptr() as usize
+}
+
+// ---- Sliding counter ----
+
+/// [`SlidingCounter::new`]'s handle (0: refused).
+#[no_mangle]
+pub extern "C" fn counter_new(limit: f64, window_us: f64) -> usize {
+    handle(SlidingCounter::new(limit, window_us))
+}
+/// Free a sliding counter.
+#[no_mangle]
+pub extern "C" fn counter_free(h: usize) {
+    unsafe { drop_obj::<SlidingCounter>(h) }
+}
+/// [`SlidingCounter::check`].
+#[no_mangle]
+pub extern "C" fn counter_check(h: usize, now_us: f64, cost: f64) -> i32 {
+    unsafe { obj::<SlidingCounter>(h) }.check(now_us, cost)
+}
+/// [`SlidingCounter::peek`].
+#[no_mangle]
+pub extern "C" fn counter_peek(h: usize, now_us: f64, cost: f64) -> i32 {
+    unsafe { obj::<SlidingCounter>(h) }.peek(now_us, cost)
+}
+/// [`SlidingCounter::allow`].
+#[no_mangle]
+pub extern "C" fn counter_allow(h: usize, now_us: f64, cost: f64) -> i32 {
+    unsafe { obj::<SlidingCounter>(h) }.allow(now_us, cost)
+}
+/// [`SlidingCounter::is_idle`].
+#[no_mangle]
+pub extern "C" fn counter_is_idle(h: usize, now_us: f64) -> bool {
+    unsafe { obj::<SlidingCounter>(h) }.is_idle(now_us)
+}
+/// [`SlidingCounter::export_state`] into `buf` (3 f64s).
+#[no_mangle]
+pub extern "C" fn counter_export(h: usize, buf: usize) -> usize {
+    let v = unsafe { obj::<SlidingCounter>(h) }.export_state();
+    unsafe { put(&v, buf, 3) }
+}
+/// [`SlidingCounter::import_state`] of `len` f64s at `buf`.
+#[no_mangle]
+pub extern "C" fn counter_import(h: usize, buf: usize, len: usize) -> bool {
+    unsafe { obj::<SlidingCounter>(h).import_state(f64s(buf, len)) }
+}
+/// [`SlidingCounter::out_ptr`].
+#[no_mangle]
+pub extern "C" fn counter_out(h: usize) -> usize {
+    unsafe { obj::<SlidingCounter>(h) }.out_ptr() as usize
+}
+
+// ---- Keyed store ----
+
+/// [`KeyedStore::gcra`]'s handle (0: refused); `lru` 0 or 1.
+#[no_mangle]
+pub extern "C" fn keyed_gcra(
+    capacity: f64,
+    amount: f64,
+    period_us: f64,
+    max: f64,
+    lru: u32,
+) -> usize {
+    handle(KeyedStore::gcra(capacity, amount, period_us, max, lru != 0))
+}
+/// [`KeyedStore::sliding_log`]'s handle (0: refused).
+#[no_mangle]
+pub extern "C" fn keyed_log(limit: f64, window_us: f64, slots: f64, max: f64, lru: u32) -> usize {
+    handle(KeyedStore::sliding_log(
+        limit,
+        window_us,
+        slots,
+        max,
+        lru != 0,
+    ))
+}
+/// [`KeyedStore::sliding_counter`]'s handle (0: refused).
+#[no_mangle]
+pub extern "C" fn keyed_counter(limit: f64, window_us: f64, max: f64, lru: u32) -> usize {
+    handle(KeyedStore::sliding_counter(limit, window_us, max, lru != 0))
+}
+/// Free a keyed store.
+#[no_mangle]
+pub extern "C" fn keyed_free(h: usize) {
+    unsafe { drop_obj::<KeyedStore>(h) }
+}
+/// [`KeyedStore::check`].
+#[no_mangle]
+pub extern "C" fn keyed_check(h: usize, slot: f64, now_us: f64, cost: f64) -> i32 {
+    unsafe { obj::<KeyedStore>(h) }.check(slot, now_us, cost)
+}
+/// [`KeyedStore::allow`].
+#[no_mangle]
+pub extern "C" fn keyed_allow(h: usize, slot: f64, now_us: f64, cost: f64) -> i32 {
+    unsafe { obj::<KeyedStore>(h) }.allow(slot, now_us, cost)
+}
+/// [`KeyedStore::peek`].
+#[no_mangle]
+pub extern "C" fn keyed_peek(h: usize, slot: f64, now_us: f64, cost: f64) -> i32 {
+    unsafe { obj::<KeyedStore>(h) }.peek(slot, now_us, cost)
+}
+/// [`KeyedStore::inserted`].
+#[no_mangle]
+pub extern "C" fn keyed_inserted(h: usize) -> f64 {
+    unsafe { obj::<KeyedStore>(h) }.inserted()
+}
+/// [`KeyedStore::evicted`].
+#[no_mangle]
+pub extern "C" fn keyed_evicted(h: usize) -> f64 {
+    unsafe { obj::<KeyedStore>(h) }.evicted()
+}
+/// [`KeyedStore::evict_idle`]: the slots emptied into `buf` (the caller
+/// gives room for [`KeyedStore::size`] of them); returns how many.
+#[no_mangle]
+pub extern "C" fn keyed_evict_idle(h: usize, now_us: f64, buf: usize, cap: usize) -> usize {
+    let emptied = unsafe { obj::<KeyedStore>(h) }.evict_idle(now_us);
+    let out = unsafe { f64s(buf, cap) };
+    for (o, &slot) in out.iter_mut().zip(&emptied) {
+        *o = f64::from(slot);
+    }
+    emptied.len()
+}
+/// [`KeyedStore::touch`].
+#[no_mangle]
+pub extern "C" fn keyed_touch(h: usize, slot: f64) {
+    unsafe { obj::<KeyedStore>(h) }.touch(slot)
+}
+/// [`KeyedStore::size`].
+#[no_mangle]
+pub extern "C" fn keyed_size(h: usize) -> f64 {
+    unsafe { obj::<KeyedStore>(h) }.size()
+}
+/// [`KeyedStore::out_ptr`].
+#[no_mangle]
+pub extern "C" fn keyed_out(h: usize) -> usize {
+    unsafe { obj::<KeyedStore>(h) }.out_ptr() as usize
+}
+
+// ---- Backoff and retry budget ----
+
+/// [`Backoff::new`]'s handle (0: refused).
+#[no_mangle]
+pub extern "C" fn backoff_new(
+    initial_us: f64,
+    cap_us: f64,
+    factor_num: u32,
+    factor_den: u32,
+    jitter: u32,
+    max_retries: f64,
+    max_elapsed_us: f64,
+) -> usize {
+    handle(Backoff::new(
+        initial_us,
+        cap_us,
+        factor_num,
+        factor_den,
+        jitter,
+        max_retries,
+        max_elapsed_us,
+    ))
+}
+/// Free a backoff.
+#[no_mangle]
+pub extern "C" fn backoff_free(h: usize) {
+    unsafe { drop_obj::<Backoff>(h) }
+}
+/// [`Backoff::start`].
+#[no_mangle]
+pub extern "C" fn backoff_start(h: usize, now_us: f64, seed: f64) {
+    unsafe { obj::<Backoff>(h) }.start(now_us, seed)
+}
+/// [`Backoff::next`].
+#[no_mangle]
+pub extern "C" fn backoff_next(h: usize, now_us: f64, hint_us: f64) -> i32 {
+    unsafe { obj::<Backoff>(h) }.next(now_us, hint_us)
+}
+/// [`Backoff::next_with_budget`] with the retry budget behind `budget`.
+#[no_mangle]
+pub extern "C" fn backoff_next_with_budget(
+    h: usize,
+    now_us: f64,
+    hint_us: f64,
+    budget: usize,
+) -> i32 {
+    unsafe { obj::<Backoff>(h).next_with_budget(now_us, hint_us, obj::<RetryBudget>(budget)) }
+}
+/// [`Backoff::attempt`].
+#[no_mangle]
+pub extern "C" fn backoff_attempt(h: usize) -> u32 {
+    unsafe { obj::<Backoff>(h) }.attempt()
+}
+/// [`Backoff::out_ptr`].
+#[no_mangle]
+pub extern "C" fn backoff_out(h: usize) -> usize {
+    unsafe { obj::<Backoff>(h) }.out_ptr() as usize
+}
+
+/// [`RetryBudget::new`]'s handle (0: refused).
+#[no_mangle]
+pub extern "C" fn retry_budget_new(max_tokens: u32, ratio_milli: u32) -> usize {
+    handle(RetryBudget::new(max_tokens, ratio_milli))
+}
+/// Free a retry budget.
+#[no_mangle]
+pub extern "C" fn retry_budget_free(h: usize) {
+    unsafe { drop_obj::<RetryBudget>(h) }
+}
+/// [`RetryBudget::can_retry`].
+#[no_mangle]
+pub extern "C" fn retry_budget_can_retry(h: usize) -> bool {
+    unsafe { obj::<RetryBudget>(h) }.can_retry()
+}
+/// [`RetryBudget::on_failure`].
+#[no_mangle]
+pub extern "C" fn retry_budget_on_failure(h: usize) -> bool {
+    unsafe { obj::<RetryBudget>(h) }.on_failure()
+}
+/// [`RetryBudget::on_success`].
+#[no_mangle]
+pub extern "C" fn retry_budget_on_success(h: usize) {
+    unsafe { obj::<RetryBudget>(h) }.on_success()
+}
+/// [`RetryBudget::tokens_milli`].
+#[no_mangle]
+pub extern "C" fn retry_budget_tokens_milli(h: usize) -> f64 {
+    unsafe { obj::<RetryBudget>(h) }.tokens_milli()
+}
+/// [`RetryBudget::export_state`].
+#[no_mangle]
+pub extern "C" fn retry_budget_export(h: usize) -> f64 {
+    unsafe { obj::<RetryBudget>(h) }.export_state()
+}
+/// [`RetryBudget::import_state`].
+#[no_mangle]
+pub extern "C" fn retry_budget_import(h: usize, spent_milli: f64) -> bool {
+    unsafe { obj::<RetryBudget>(h) }.import_state(spent_milli)
+}
+
+// ---- Policy sets ----
+
+/// [`policy_fold`](crate::policy_fold) of `len` f64s at `buf`, its 6
+/// numbers written to `out`.
+#[no_mangle]
+pub extern "C" fn policy_fold(now_us: f64, buf: usize, len: usize, out: usize) {
+    let set = crate::policy_fold(now_us, unsafe { f64s(buf, len) });
+    unsafe { put(&set, out, 6) };
+}
