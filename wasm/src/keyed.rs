@@ -5,14 +5,15 @@
 //! no string copied into wasm per call) and mirrors what this store reports:
 //! the slot a new key was given, the slot a full store emptied.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use crate::int;
 use crate::limiters::Last;
 use ratebound_core::keyed::{check_new_key, BoundedStore, KeyedError, OnFull};
 use ratebound_core::{
-    CostError, Decision, Duration, Gcra as CoreGcra, Instant, Limiter,
-    SlidingCounter as CoreCounter, SlidingLog as CoreLog,
+    CostError, Decision, Duration, Gcra as CoreGcra, GcraState, Instant, Limiter,
+    SlidingCounter as CoreCounter, SlidingCounterState, SlidingLog as CoreLog, SlidingLogState,
 };
 
 /// Which slots are in use, and when each was last used: one copy of this
@@ -74,31 +75,96 @@ impl Index {
         }
         best.map(|(_, i)| i)
     }
-    /// Slots in use, in slot order.
-    fn held(&self) -> impl Iterator<Item = usize> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.is_some())
-            .map(|(i, _)| i)
+}
+
+/// The limiter of a keyed store: one of the kinds the JS limiters are.
+/// The store's code runs once for all of them; only the decisions
+/// themselves (core's, per kind) are matched on.
+#[derive(Clone, Copy)]
+enum Machine {
+    Gcra(CoreGcra),
+    Log8(CoreLog<8>),
+    Log64(CoreLog<64>),
+    Log256(CoreLog<256>),
+    Counter(CoreCounter),
+}
+
+/// One key's state, of its store's kind (a log's on the heap: up to 4 KB).
+/// `Fresh` until first decided; a state of another kind than the machine's
+/// cannot occur (one store, one kind) and would count as fresh.
+#[derive(Default)]
+enum State {
+    #[default]
+    Fresh,
+    Gcra(GcraState),
+    Log8(Box<SlidingLogState<8>>),
+    Log64(Box<SlidingLogState<64>>),
+    Log256(Box<SlidingLogState<256>>),
+    Counter(SlidingCounterState),
+}
+
+/// `$state` as `$kind`'s, made fresh in place if it is not one yet.
+macro_rules! own {
+    ($state:expr, $kind:ident) => {{
+        if !matches!($state, State::$kind(_)) {
+            *$state = State::$kind(Default::default());
+        }
+        match $state {
+            State::$kind(s) => s,
+            _ => unreachable!("set just above"),
+        }
+    }};
+}
+
+impl Limiter for Machine {
+    type State = State;
+    fn check(&self, state: &mut State, now: Instant, cost: u64) -> Result<Decision, CostError> {
+        match self {
+            Machine::Gcra(l) => l.check(own!(state, Gcra), now, cost),
+            Machine::Log8(l) => l.check(own!(state, Log8), now, cost),
+            Machine::Log64(l) => l.check(own!(state, Log64), now, cost),
+            Machine::Log256(l) => l.check(own!(state, Log256), now, cost),
+            Machine::Counter(l) => l.check(own!(state, Counter), now, cost),
+        }
+    }
+    fn peek(&self, state: &State, now: Instant, cost: u64) -> Result<Decision, CostError> {
+        match (self, state) {
+            (Machine::Gcra(l), State::Gcra(s)) => l.peek(s, now, cost),
+            (Machine::Gcra(l), _) => l.peek(&Default::default(), now, cost),
+            (Machine::Log8(l), State::Log8(s)) => l.peek(s, now, cost),
+            (Machine::Log8(l), _) => l.peek(&Default::default(), now, cost),
+            (Machine::Log64(l), State::Log64(s)) => l.peek(s, now, cost),
+            (Machine::Log64(l), _) => l.peek(&Default::default(), now, cost),
+            (Machine::Log256(l), State::Log256(s)) => l.peek(s, now, cost),
+            (Machine::Log256(l), _) => l.peek(&Default::default(), now, cost),
+            (Machine::Counter(l), State::Counter(s)) => l.peek(s, now, cost),
+            (Machine::Counter(l), _) => l.peek(&Default::default(), now, cost),
+        }
+    }
+    fn is_idle(&self, state: &State, now: Instant) -> bool {
+        match (self, state) {
+            (Machine::Gcra(l), State::Gcra(s)) => l.is_idle(s, now),
+            (Machine::Log8(l), State::Log8(s)) => l.is_idle(s, now),
+            (Machine::Log64(l), State::Log64(s)) => l.is_idle(s, now),
+            (Machine::Log256(l), State::Log256(s)) => l.is_idle(s, now),
+            (Machine::Counter(l), State::Counter(s)) => l.is_idle(s, now),
+            _ => true, // fresh: holds nothing
+        }
     }
 }
 
-/// The states of one kind of limiter, by slot.
-struct Store<L: Limiter> {
-    limiter: L,
+/// The states by slot, with the slots' use.
+struct Store {
+    machine: Machine,
     index: Index,
-    states: Vec<L::State>,
+    states: Vec<State>,
     max: usize,
 }
 
-impl<L: Limiter + Copy> Store<L>
-where
-    L::State: Default,
-{
-    fn new(limiter: L, max: usize) -> Self {
+impl Store {
+    fn new(machine: Machine, max: usize) -> Self {
         Store {
-            limiter,
+            machine,
             index: Index::default(),
             states: Vec::new(),
             max,
@@ -121,10 +187,10 @@ where
                 .states
                 .get_mut(i)
                 .ok_or(KeyedError::TableFull { capacity: self.max })?;
-            return Ok(self.limiter.check(st, now, cost)?);
+            return Ok(self.machine.check(st, now, cost)?);
         }
-        let limiter = self.limiter;
-        check_new_key(self, &limiter, (), now, cost, on_full)
+        let machine = self.machine;
+        check_new_key(self, &machine, (), now, cost, on_full)
     }
 
     /// A held key's status (1, 0, -1 as `check`), or -3: not held.
@@ -136,7 +202,7 @@ where
         match self
             .states
             .get_mut(slot)
-            .map(|st| self.limiter.check(st, now, cost))
+            .map(|st| self.machine.check(st, now, cost))
         {
             Some(Ok(d)) => i32::from(d.allowed),
             Some(Err(_)) => -1,
@@ -145,32 +211,26 @@ where
     }
 
     fn peek(&self, slot: Option<usize>, now: Instant, cost: u64) -> Result<Decision, CostError> {
-        match slot
+        let held = slot
             .filter(|&i| self.index.in_use(i))
-            .and_then(|i| self.states.get(i))
-        {
-            Some(st) => self.limiter.peek(st, now, cost),
-            None => self.limiter.peek(&L::State::default(), now, cost),
-        }
+            .and_then(|i| self.states.get(i));
+        self.machine.peek(held.unwrap_or(&State::Fresh), now, cost)
     }
 
-    fn idle(&self, now: Instant) -> Vec<usize> {
-        self.index
-            .held()
-            .filter(|&i| {
-                self.states
+    fn evict_idle(&mut self, now: Instant) -> Vec<u32> {
+        let mut emptied = Vec::new();
+        for i in 0..self.states.len() {
+            let idle = self.index.in_use(i)
+                && self
+                    .states
                     .get(i)
-                    .is_some_and(|st| self.limiter.is_idle(st, now))
-            })
-            .collect()
-    }
-
-    fn evict_idle(&mut self, now: Instant) -> Vec<usize> {
-        let idle = self.idle(now);
-        for &i in &idle {
-            self.index.remove(i);
+                    .is_some_and(|st| self.machine.is_idle(st, now));
+            if idle {
+                self.index.remove(i);
+                emptied.push(u32::try_from(i).unwrap_or(u32::MAX));
+            }
         }
-        idle
+        emptied
     }
 
     fn evict(&mut self, slot: Option<usize>) -> bool {
@@ -185,12 +245,9 @@ where
     }
 }
 
-impl<L: Limiter + Copy> BoundedStore for Store<L>
-where
-    L::State: Default,
-{
+impl BoundedStore for Store {
     type Key = ();
-    type State = L::State;
+    type State = State;
     fn held(&self) -> usize {
         self.index.held
     }
@@ -198,18 +255,17 @@ where
         self.max
     }
     fn evict_one_idle(&mut self, now: Instant) -> bool {
-        let limiter = self.limiter;
-        let states = &self.states;
+        let (machine, states) = (self.machine, &self.states);
         let found = self
             .index
-            .least_recent(|i| states.get(i).is_some_and(|st| limiter.is_idle(st, now)));
+            .least_recent(|i| states.get(i).is_some_and(|st| machine.is_idle(st, now)));
         self.evict(found)
     }
     fn evict_least_recent(&mut self) -> bool {
         let found = self.index.least_recent(|_| true);
         self.evict(found)
     }
-    fn insert(&mut self, (): (), state: L::State) -> bool {
+    fn insert(&mut self, (): (), state: State) -> bool {
         let i = self.index.add();
         match self.states.get_mut(i) {
             Some(st) => *st = state,
@@ -219,31 +275,11 @@ where
     }
 }
 
-enum Kind {
-    Gcra(Store<CoreGcra>),
-    Log8(Store<CoreLog<8>>),
-    Log64(Store<CoreLog<64>>),
-    Log256(Store<CoreLog<256>>),
-    Counter(Store<CoreCounter>),
-}
-
-macro_rules! with_store {
-    ($k:expr, |$s:ident| $body:expr) => {
-        match $k {
-            Kind::Gcra($s) => $body,
-            Kind::Log8($s) => $body,
-            Kind::Log64($s) => $body,
-            Kind::Log256($s) => $body,
-            Kind::Counter($s) => $body,
-        }
-    };
-}
-
 /// One limiter per key in bounded memory (`max_keys`); `evict_lru` picks
 /// what a full store of active keys does with a new key (evict the least
 /// recently used, or refuse it).
 pub struct KeyedStore {
-    kind: Kind,
+    store: Store,
     on_full: OnFull,
     last: Last,
 }
@@ -275,10 +311,7 @@ impl KeyedStore {
             Duration::from_micros(int(period_us)),
         )
         .map_err(|e| e.field())?;
-        Ok(Self::of(
-            Kind::Gcra(Store::new(g, max_keys(max))),
-            evict_lru,
-        ))
+        Ok(Self::of(Machine::Gcra(g), max, evict_lru))
     }
 
     /// A sliding log of `slots` (8, 64 or 256) entries per key.
@@ -289,27 +322,14 @@ impl KeyedStore {
         max: f64,
         evict_lru: bool,
     ) -> Result<KeyedStore, &'static str> {
-        let (limit, window, max) = (
-            int(limit),
-            Duration::from_micros(int(window_us)),
-            max_keys(max),
-        );
-        let kind = match int(slots) {
-            8 => Kind::Log8(Store::new(
-                CoreLog::new(limit, window).map_err(|e| e.field())?,
-                max,
-            )),
-            64 => Kind::Log64(Store::new(
-                CoreLog::new(limit, window).map_err(|e| e.field())?,
-                max,
-            )),
-            256 => Kind::Log256(Store::new(
-                CoreLog::new(limit, window).map_err(|e| e.field())?,
-                max,
-            )),
+        let (limit, window) = (int(limit), Duration::from_micros(int(window_us)));
+        let machine = match int(slots) {
+            8 => Machine::Log8(CoreLog::new(limit, window).map_err(|e| e.field())?),
+            64 => Machine::Log64(CoreLog::new(limit, window).map_err(|e| e.field())?),
+            256 => Machine::Log256(CoreLog::new(limit, window).map_err(|e| e.field())?),
             _ => return Err("slots"),
         };
-        Ok(Self::of(kind, evict_lru))
+        Ok(Self::of(machine, max, evict_lru))
     }
 
     /// A sliding window counter per key.
@@ -321,15 +341,12 @@ impl KeyedStore {
     ) -> Result<KeyedStore, &'static str> {
         let c = CoreCounter::new(int(limit), Duration::from_micros(int(window_us)))
             .map_err(|e| e.field())?;
-        Ok(Self::of(
-            Kind::Counter(Store::new(c, max_keys(max))),
-            evict_lru,
-        ))
+        Ok(Self::of(Machine::Counter(c), max, evict_lru))
     }
 
-    fn of(kind: Kind, evict_lru: bool) -> KeyedStore {
+    fn of(machine: Machine, max: f64, evict_lru: bool) -> KeyedStore {
         KeyedStore {
-            kind,
+            store: Store::new(machine, max_keys(max)),
             on_full: on_full(evict_lru),
             last: Last::default(),
         }
@@ -342,10 +359,10 @@ impl KeyedStore {
     pub fn check(&mut self, slot: f64, now_us: f64, cost: f64) -> i32 {
         let (now, cost, on_full) = (Instant::from_micros(int(now_us)), int(cost), self.on_full);
         let slot = slot_of(slot);
-        if slot.is_some_and(|i| !with_store!(&self.kind, |s| s.index.in_use(i))) {
+        if slot.is_some_and(|i| !self.store.index.in_use(i)) {
             return -3; // not a held key's slot: JS's map and this store disagree
         }
-        match with_store!(&mut self.kind, |s| s.check(slot, now, cost, on_full)) {
+        match self.store.check(slot, now, cost, on_full) {
             Ok(d) => self.last.set(Ok(d)),
             Err(KeyedError::Cost(e)) => self.last.set(Err(e)),
             Err(_) => -2,
@@ -358,18 +375,18 @@ impl KeyedStore {
     pub fn allow(&mut self, slot: f64, now_us: f64, cost: f64) -> i32 {
         let (now, cost) = (Instant::from_micros(int(now_us)), int(cost));
         let Some(slot) = slot_of(slot) else { return -3 };
-        with_store!(&mut self.kind, |s| s.allow(slot, now, cost))
+        self.store.allow(slot, now, cost)
     }
 
     /// The slot the last `check` gave a new key (-1: none; an idle state
     /// is not kept).
     pub fn inserted(&self) -> f64 {
-        with_store!(&self.kind, |s| s.index.inserted).map_or(-1.0, |i| i as f64)
+        self.store.index.inserted.map_or(-1.0, |i| i as f64)
     }
 
     /// The slot the last `check` emptied to make room (-1: none).
     pub fn evicted(&self) -> f64 {
-        with_store!(&self.kind, |s| s.index.evicted).map_or(-1.0, |i| i as f64)
+        self.store.index.evicted.map_or(-1.0, |i| i as f64)
     }
 
     /// What `check` would decide for the key in `slot` (-1: a new key),
@@ -377,17 +394,14 @@ impl KeyedStore {
     pub fn peek(&mut self, slot: f64, now_us: f64, cost: f64) -> i32 {
         let now = Instant::from_micros(int(now_us));
         let slot = slot_of(slot);
-        let r = with_store!(&self.kind, |s| s.peek(slot, now, int(cost)));
+        let r = self.store.peek(slot, now, int(cost));
         self.last.set(r)
     }
 
     /// Drop every idle key: the slots emptied.
     pub fn evict_idle(&mut self, now_us: f64) -> Vec<u32> {
         let now = Instant::from_micros(int(now_us));
-        with_store!(&mut self.kind, |s| s.evict_idle(now))
-            .into_iter()
-            .map(|i| u32::try_from(i).unwrap_or(u32::MAX))
-            .collect()
+        self.store.evict_idle(now)
     }
 
     /// Count a use of the key in `slot` without deciding anything (it
@@ -396,13 +410,13 @@ impl KeyedStore {
     /// slot not in use.
     pub fn touch(&mut self, slot: f64) {
         if let Some(i) = slot_of(slot) {
-            with_store!(&mut self.kind, |s| s.index.touch(i));
+            self.store.index.touch(i);
         }
     }
 
     /// Keys held.
     pub fn size(&self) -> f64 {
-        with_store!(&self.kind, |s| s.index.held) as f64
+        self.store.index.held as f64
     }
 }
 
