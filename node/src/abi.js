@@ -45,55 +45,33 @@ export function bindAbi(instance) {
     return at;
   }
 
-  class Gcra {
-    constructor(capacity, amount, periodUs) { adopt(this, x.gcra_new(capacity, amount, periodUs), x.gcra_free); }
-    check(now, cost) { return x.gcra_check(this.h, now, cost); }
-    peek(now, cost) { return x.gcra_peek(this.h, now, cost); }
-    allow(now, cost) { return x.gcra_allow(this.h, now, cost); }
-    atMost(now, n) { return x.gcra_at_most(this.h, now, n); }
-    taken() { return x.gcra_taken(this.h); }
-    refund(now, n) { return x.gcra_refund(this.h, now, n); }
-    isIdle(now) { return x.gcra_is_idle(this.h, now) !== 0; }
+  /** One limiter with its state (wasm's `Single`): the methods every kind has, and a GCRA's. */
+  class Single {
+    constructor(h) { adopt(this, h, x.one_free); }
+    check(now, cost) { return x.one_check(this.h, now, cost); }
+    peek(now, cost) { return x.one_peek(this.h, now, cost); }
+    allow(now, cost) { return x.one_allow(this.h, now, cost); }
+    atMost(now, n) { return x.one_at_most(this.h, now, n); }
+    taken() { return x.one_taken(this.h); }
+    refund(now, n) { return x.one_refund(this.h, now, n); }
+    isIdle(now) { return x.one_is_idle(this.h, now) !== 0; }
     exportState() {
-      const at = buffer(2);
-      x.gcra_export(this.h, at);
-      return Array.from(f64s(at, 2));
-    }
-    importState(values) { return x.gcra_import(this.h, put(values), values.length) !== 0; }
-    outPtr() { return x.gcra_out(this.h); }
-    free() { release(this, x.gcra_free); }
-  }
-
-  class SlidingLog {
-    constructor(limit, windowUs, slots) { adopt(this, x.log_new(limit, windowUs, slots), x.log_free); }
-    check(now, cost) { return x.log_check(this.h, now, cost); }
-    peek(now, cost) { return x.log_peek(this.h, now, cost); }
-    allow(now, cost) { return x.log_allow(this.h, now, cost); }
-    isIdle(now) { return x.log_is_idle(this.h, now) !== 0; }
-    exportState() {
-      let n = x.log_export(this.h, buffer(0), room);
-      if (n > room) n = x.log_export(this.h, buffer(n), room);
+      let n = x.one_export(this.h, buffer(0), room);
+      if (n > room) n = x.one_export(this.h, buffer(n), room);
       return Array.from(f64s(scratch, n));
     }
-    importState(values) { return x.log_import(this.h, put(values), values.length) !== 0; }
-    outPtr() { return x.log_out(this.h); }
-    free() { release(this, x.log_free); }
+    importState(values) { return x.one_import(this.h, put(values), values.length) !== 0; }
+    outPtr() { return x.one_out(this.h); }
+    free() { release(this, x.one_free); }
   }
-
-  class SlidingCounter {
-    constructor(limit, windowUs) { adopt(this, x.counter_new(limit, windowUs), x.counter_free); }
-    check(now, cost) { return x.counter_check(this.h, now, cost); }
-    peek(now, cost) { return x.counter_peek(this.h, now, cost); }
-    allow(now, cost) { return x.counter_allow(this.h, now, cost); }
-    isIdle(now) { return x.counter_is_idle(this.h, now) !== 0; }
-    exportState() {
-      const at = buffer(3);
-      x.counter_export(this.h, at);
-      return Array.from(f64s(at, 3));
-    }
-    importState(values) { return x.counter_import(this.h, put(values), values.length) !== 0; }
-    outPtr() { return x.counter_out(this.h); }
-    free() { release(this, x.counter_free); }
+  class Gcra extends Single {
+    constructor(capacity, amount, periodUs) { super(x.one_gcra(capacity, amount, periodUs)); }
+  }
+  class SlidingLog extends Single {
+    constructor(limit, windowUs, slots) { super(x.one_log(limit, windowUs, slots)); }
+  }
+  class SlidingCounter extends Single {
+    constructor(limit, windowUs) { super(x.one_counter(limit, windowUs)); }
   }
 
   class KeyedStore {

@@ -21,7 +21,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::backoff::{Backoff, RetryBudget};
 use crate::keyed::KeyedStore;
-use crate::limiters::{Gcra, SlidingCounter, SlidingLog};
+use crate::limiters::Single;
 
 static ERROR_PTR: AtomicUsize = AtomicUsize::new(0);
 static ERROR_LEN: AtomicUsize = AtomicUsize::new(0);
@@ -91,167 +91,79 @@ pub extern "C" fn rb_free(buf: usize, n: usize) {
     drop(unsafe { Box::from_raw(slice) });
 }
 
-// ---- GCRA ----
+// ---- Single limiters ----
 
-/// [`Gcra::new`]'s handle (0: refused).
+/// [`Single::gcra`]'s handle (0: refused).
 #[no_mangle]
-pub extern "C" fn gcra_new(capacity: f64, amount: f64, period_us: f64) -> usize {
-    handle(Gcra::new(capacity, amount, period_us))
+pub extern "C" fn one_gcra(capacity: f64, amount: f64, period_us: f64) -> usize {
+    handle(Single::gcra(capacity, amount, period_us))
 }
-/// Free a GCRA.
+/// [`Single::sliding_log`]'s handle (0: refused).
 #[no_mangle]
-pub extern "C" fn gcra_free(h: usize) {
-    unsafe { drop_obj::<Gcra>(h) }
+pub extern "C" fn one_log(limit: f64, window_us: f64, slots: f64) -> usize {
+    handle(Single::sliding_log(limit, window_us, slots))
 }
-/// [`Gcra::check`].
+/// [`Single::sliding_counter`]'s handle (0: refused).
 #[no_mangle]
-pub extern "C" fn gcra_check(h: usize, now_us: f64, cost: f64) -> i32 {
-    unsafe { obj::<Gcra>(h) }.check(now_us, cost)
+pub extern "C" fn one_counter(limit: f64, window_us: f64) -> usize {
+    handle(Single::sliding_counter(limit, window_us))
 }
-/// [`Gcra::peek`].
+/// Free a single limiter.
 #[no_mangle]
-pub extern "C" fn gcra_peek(h: usize, now_us: f64, cost: f64) -> i32 {
-    unsafe { obj::<Gcra>(h) }.peek(now_us, cost)
+pub extern "C" fn one_free(h: usize) {
+    unsafe { drop_obj::<Single>(h) }
 }
-/// [`Gcra::allow`].
+/// [`Single::check`].
 #[no_mangle]
-pub extern "C" fn gcra_allow(h: usize, now_us: f64, cost: f64) -> i32 {
-    unsafe { obj::<Gcra>(h) }.allow(now_us, cost)
+pub extern "C" fn one_check(h: usize, now_us: f64, cost: f64) -> i32 {
+    unsafe { obj::<Single>(h) }.check(now_us, cost)
 }
-/// [`Gcra::at_most`].
+/// [`Single::peek`].
 #[no_mangle]
-pub extern "C" fn gcra_at_most(h: usize, now_us: f64, n: f64) -> i32 {
-    unsafe { obj::<Gcra>(h) }.at_most(now_us, n)
+pub extern "C" fn one_peek(h: usize, now_us: f64, cost: f64) -> i32 {
+    unsafe { obj::<Single>(h) }.peek(now_us, cost)
 }
-/// [`Gcra::taken`].
+/// [`Single::allow`].
 #[no_mangle]
-pub extern "C" fn gcra_taken(h: usize) -> f64 {
-    unsafe { obj::<Gcra>(h) }.taken()
+pub extern "C" fn one_allow(h: usize, now_us: f64, cost: f64) -> i32 {
+    unsafe { obj::<Single>(h) }.allow(now_us, cost)
 }
-/// [`Gcra::refund`].
+/// [`Single::is_idle`].
 #[no_mangle]
-pub extern "C" fn gcra_refund(h: usize, now_us: f64, n: f64) -> i32 {
-    unsafe { obj::<Gcra>(h) }.refund(now_us, n)
+pub extern "C" fn one_is_idle(h: usize, now_us: f64) -> bool {
+    unsafe { obj::<Single>(h) }.is_idle(now_us)
 }
-/// [`Gcra::is_idle`].
+/// [`Single::at_most`].
 #[no_mangle]
-pub extern "C" fn gcra_is_idle(h: usize, now_us: f64) -> bool {
-    unsafe { obj::<Gcra>(h) }.is_idle(now_us)
+pub extern "C" fn one_at_most(h: usize, now_us: f64, n: f64) -> i32 {
+    unsafe { obj::<Single>(h) }.at_most(now_us, n)
 }
-/// [`Gcra::export_state`] into `buf` (2 f64s).
+/// [`Single::taken`].
 #[no_mangle]
-pub extern "C" fn gcra_export(h: usize, buf: usize) -> usize {
-    let v = unsafe { obj::<Gcra>(h) }.export_state();
-    unsafe { put(&v, buf, 2) }
+pub extern "C" fn one_taken(h: usize) -> f64 {
+    unsafe { obj::<Single>(h) }.taken()
 }
-/// [`Gcra::import_state`] of `len` f64s at `buf`.
+/// [`Single::refund`].
 #[no_mangle]
-pub extern "C" fn gcra_import(h: usize, buf: usize, len: usize) -> bool {
-    unsafe { obj::<Gcra>(h).import_state(f64s(buf, len)) }
+pub extern "C" fn one_refund(h: usize, now_us: f64, n: f64) -> i32 {
+    unsafe { obj::<Single>(h) }.refund(now_us, n)
 }
-/// [`Gcra::out_ptr`].
+/// [`Single::export_state`] into `buf` if it fits in `cap` f64s; returns
+/// its length either way.
 #[no_mangle]
-pub extern "C" fn gcra_out(h: usize) -> usize {
-    unsafe { obj::<Gcra>(h) }.out_ptr() as usize
-}
-
-// ---- Sliding log ----
-
-/// [`SlidingLog::new`]'s handle (0: refused).
-#[no_mangle]
-pub extern "C" fn log_new(limit: f64, window_us: f64, slots: f64) -> usize {
-    handle(SlidingLog::new(limit, window_us, slots))
-}
-/// Free a sliding log.
-#[no_mangle]
-pub extern "C" fn log_free(h: usize) {
-    unsafe { drop_obj::<SlidingLog>(h) }
-}
-/// [`SlidingLog::check`].
-#[no_mangle]
-pub extern "C" fn log_check(h: usize, now_us: f64, cost: f64) -> i32 {
-    unsafe { obj::<SlidingLog>(h) }.check(now_us, cost)
-}
-/// [`SlidingLog::peek`].
-#[no_mangle]
-pub extern "C" fn log_peek(h: usize, now_us: f64, cost: f64) -> i32 {
-    unsafe { obj::<SlidingLog>(h) }.peek(now_us, cost)
-}
-/// [`SlidingLog::allow`].
-#[no_mangle]
-pub extern "C" fn log_allow(h: usize, now_us: f64, cost: f64) -> i32 {
-    unsafe { obj::<SlidingLog>(h) }.allow(now_us, cost)
-}
-/// [`SlidingLog::is_idle`].
-#[no_mangle]
-pub extern "C" fn log_is_idle(h: usize, now_us: f64) -> bool {
-    unsafe { obj::<SlidingLog>(h) }.is_idle(now_us)
-}
-/// [`SlidingLog::export_state`] into `buf` if it fits in `cap` f64s;
-/// returns its length either way.
-#[no_mangle]
-pub extern "C" fn log_export(h: usize, buf: usize, cap: usize) -> usize {
-    let v = unsafe { obj::<SlidingLog>(h) }.export_state();
+pub extern "C" fn one_export(h: usize, buf: usize, cap: usize) -> usize {
+    let v = unsafe { obj::<Single>(h) }.export_state();
     unsafe { put(&v, buf, cap) }
 }
-/// [`SlidingLog::import_state`] of `len` f64s at `buf`.
+/// [`Single::import_state`] of `len` f64s at `buf`.
 #[no_mangle]
-pub extern "C" fn log_import(h: usize, buf: usize, len: usize) -> bool {
-    unsafe { obj::<SlidingLog>(h).import_state(f64s(buf, len)) }
+pub extern "C" fn one_import(h: usize, buf: usize, len: usize) -> bool {
+    unsafe { obj::<Single>(h).import_state(f64s(buf, len)) }
 }
-/// [`SlidingLog::out_ptr`].
+/// [`Single::out_ptr`].
 #[no_mangle]
-pub extern "C" fn log_out(h: usize) -> usize {
-    unsafe { obj::<SlidingLog>(h) }.out_ptr() as usize
-}
-
-// ---- Sliding counter ----
-
-/// [`SlidingCounter::new`]'s handle (0: refused).
-#[no_mangle]
-pub extern "C" fn counter_new(limit: f64, window_us: f64) -> usize {
-    handle(SlidingCounter::new(limit, window_us))
-}
-/// Free a sliding counter.
-#[no_mangle]
-pub extern "C" fn counter_free(h: usize) {
-    unsafe { drop_obj::<SlidingCounter>(h) }
-}
-/// [`SlidingCounter::check`].
-#[no_mangle]
-pub extern "C" fn counter_check(h: usize, now_us: f64, cost: f64) -> i32 {
-    unsafe { obj::<SlidingCounter>(h) }.check(now_us, cost)
-}
-/// [`SlidingCounter::peek`].
-#[no_mangle]
-pub extern "C" fn counter_peek(h: usize, now_us: f64, cost: f64) -> i32 {
-    unsafe { obj::<SlidingCounter>(h) }.peek(now_us, cost)
-}
-/// [`SlidingCounter::allow`].
-#[no_mangle]
-pub extern "C" fn counter_allow(h: usize, now_us: f64, cost: f64) -> i32 {
-    unsafe { obj::<SlidingCounter>(h) }.allow(now_us, cost)
-}
-/// [`SlidingCounter::is_idle`].
-#[no_mangle]
-pub extern "C" fn counter_is_idle(h: usize, now_us: f64) -> bool {
-    unsafe { obj::<SlidingCounter>(h) }.is_idle(now_us)
-}
-/// [`SlidingCounter::export_state`] into `buf` (3 f64s).
-#[no_mangle]
-pub extern "C" fn counter_export(h: usize, buf: usize) -> usize {
-    let v = unsafe { obj::<SlidingCounter>(h) }.export_state();
-    unsafe { put(&v, buf, 3) }
-}
-/// [`SlidingCounter::import_state`] of `len` f64s at `buf`.
-#[no_mangle]
-pub extern "C" fn counter_import(h: usize, buf: usize, len: usize) -> bool {
-    unsafe { obj::<SlidingCounter>(h).import_state(f64s(buf, len)) }
-}
-/// [`SlidingCounter::out_ptr`].
-#[no_mangle]
-pub extern "C" fn counter_out(h: usize) -> usize {
-    unsafe { obj::<SlidingCounter>(h) }.out_ptr() as usize
+pub extern "C" fn one_out(h: usize) -> usize {
+    unsafe { obj::<Single>(h) }.out_ptr() as usize
 }
 
 // ---- Keyed store ----

@@ -5,16 +5,17 @@
 //! no string copied into wasm per call) and mirrors what this store reports:
 //! the slot a new key was given, the slot a full store emptied.
 
-use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use crate::int;
 use crate::limiters::Last;
 use ratebound_core::keyed::{check_new_key, BoundedStore, KeyedError, OnFull};
 use ratebound_core::{
-    CostError, Decision, Duration, Gcra as CoreGcra, GcraState, Instant, Limiter,
-    SlidingCounter as CoreCounter, SlidingCounterState, SlidingLog as CoreLog, SlidingLogState,
+    CostError, Decision, Duration, Gcra as CoreGcra, Instant, Limiter,
+    SlidingCounter as CoreCounter, SlidingLog as CoreLog,
 };
+
+use crate::machine::{Machine, State};
 
 /// Which slots are in use, and when each was last used: one copy of this
 /// code for every kind of limiter (the states are in a plain `Vec`).
@@ -74,82 +75,6 @@ impl Index {
             }
         }
         best.map(|(_, i)| i)
-    }
-}
-
-/// The limiter of a keyed store: one of the kinds the JS limiters are.
-/// The store's code runs once for all of them; only the decisions
-/// themselves (core's, per kind) are matched on.
-#[derive(Clone, Copy)]
-enum Machine {
-    Gcra(CoreGcra),
-    Log8(CoreLog<8>),
-    Log64(CoreLog<64>),
-    Log256(CoreLog<256>),
-    Counter(CoreCounter),
-}
-
-/// One key's state, of its store's kind (a log's on the heap: up to 4 KB).
-/// `Fresh` until first decided; a state of another kind than the machine's
-/// cannot occur (one store, one kind) and would count as fresh.
-#[derive(Default)]
-enum State {
-    #[default]
-    Fresh,
-    Gcra(GcraState),
-    Log8(Box<SlidingLogState<8>>),
-    Log64(Box<SlidingLogState<64>>),
-    Log256(Box<SlidingLogState<256>>),
-    Counter(SlidingCounterState),
-}
-
-/// `$state` as `$kind`'s, made fresh in place if it is not one yet.
-macro_rules! own {
-    ($state:expr, $kind:ident) => {{
-        if !matches!($state, State::$kind(_)) {
-            *$state = State::$kind(Default::default());
-        }
-        match $state {
-            State::$kind(s) => s,
-            _ => unreachable!("set just above"),
-        }
-    }};
-}
-
-impl Limiter for Machine {
-    type State = State;
-    fn check(&self, state: &mut State, now: Instant, cost: u64) -> Result<Decision, CostError> {
-        match self {
-            Machine::Gcra(l) => l.check(own!(state, Gcra), now, cost),
-            Machine::Log8(l) => l.check(own!(state, Log8), now, cost),
-            Machine::Log64(l) => l.check(own!(state, Log64), now, cost),
-            Machine::Log256(l) => l.check(own!(state, Log256), now, cost),
-            Machine::Counter(l) => l.check(own!(state, Counter), now, cost),
-        }
-    }
-    fn peek(&self, state: &State, now: Instant, cost: u64) -> Result<Decision, CostError> {
-        match (self, state) {
-            (Machine::Gcra(l), State::Gcra(s)) => l.peek(s, now, cost),
-            (Machine::Gcra(l), _) => l.peek(&Default::default(), now, cost),
-            (Machine::Log8(l), State::Log8(s)) => l.peek(s, now, cost),
-            (Machine::Log8(l), _) => l.peek(&Default::default(), now, cost),
-            (Machine::Log64(l), State::Log64(s)) => l.peek(s, now, cost),
-            (Machine::Log64(l), _) => l.peek(&Default::default(), now, cost),
-            (Machine::Log256(l), State::Log256(s)) => l.peek(s, now, cost),
-            (Machine::Log256(l), _) => l.peek(&Default::default(), now, cost),
-            (Machine::Counter(l), State::Counter(s)) => l.peek(s, now, cost),
-            (Machine::Counter(l), _) => l.peek(&Default::default(), now, cost),
-        }
-    }
-    fn is_idle(&self, state: &State, now: Instant) -> bool {
-        match (self, state) {
-            (Machine::Gcra(l), State::Gcra(s)) => l.is_idle(s, now),
-            (Machine::Log8(l), State::Log8(s)) => l.is_idle(s, now),
-            (Machine::Log64(l), State::Log64(s)) => l.is_idle(s, now),
-            (Machine::Log256(l), State::Log256(s)) => l.is_idle(s, now),
-            (Machine::Counter(l), State::Counter(s)) => l.is_idle(s, now),
-            _ => true, // fresh: holds nothing
-        }
     }
 }
 

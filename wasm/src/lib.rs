@@ -51,12 +51,14 @@ pub mod abi;
 mod backoff;
 #[cfg(feature = "limiters")]
 pub use backoff::{Backoff, RetryBudget};
+#[cfg(feature = "limiters")]
+mod machine;
 // Before `keyed`, which uses its `decision_getters!`.
 #[cfg(feature = "limiters")]
 #[macro_use]
 mod limiters;
 #[cfg(feature = "limiters")]
-pub use limiters::{Gcra, SlidingCounter, SlidingLog};
+pub use limiters::Single;
 #[cfg(feature = "limiters")]
 mod keyed;
 #[cfg(feature = "limiters")]

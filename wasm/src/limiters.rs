@@ -1,13 +1,14 @@
-//! The limiters (feature `limiters`, the main entry `ratebound`): GCRA,
-//! sliding log and sliding counter objects with their state. Numbers in
-//! (times in µs), status codes out, a decision's numbers in one output
-//! array per object that JS reads through a view of memory; exported to JS
-//! by [`abi`](crate::abi).
+//! The single limiters (feature `limiters`, the main entry `ratebound`):
+//! a GCRA, a sliding log or a sliding counter with its state, as one type
+//! over [`Machine`] (one copy of the code for all three). Numbers in (times
+//! in µs), status codes out, a decision's numbers in one output array per
+//! object that JS reads through a view of memory; exported to JS by
+//! [`abi`](crate::abi).
 
-use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 
+use crate::machine::{Machine, State};
 use crate::{int, valid};
 use ratebound_core::{
     CostError, Decision, Duration, Gcra as CoreGcra, GcraState, Instant, Limiter, LogEntry,
@@ -71,202 +72,170 @@ macro_rules! decision_getters {
     };
 }
 
-/// A GCRA token bucket with its state.
-pub struct Gcra {
-    cfg: CoreGcra,
-    st: GcraState,
+/// One limiter with its state: the JS `TokenBucket` (a GCRA),
+/// `SlidingLog` or `SlidingWindow` (a sliding counter).
+pub struct Single {
+    machine: Machine,
+    state: State,
     last: Last,
     taken: u64,
 }
 
-impl Gcra {
-    /// `capacity` tokens refilled with `amount` per `period_us`; throws the
-    /// offending field's name on a bad config.
-    pub fn new(capacity: f64, amount: f64, period_us: f64) -> Result<Gcra, &'static str> {
-        let cfg = CoreGcra::new(
+fn at(now_us: f64) -> Instant {
+    Instant::from_micros(int(now_us))
+}
+
+impl Single {
+    /// A GCRA: `capacity` tokens refilled with `amount` per `period_us`;
+    /// a bad config gives the offending field's name.
+    pub fn gcra(capacity: f64, amount: f64, period_us: f64) -> Result<Single, &'static str> {
+        let g = CoreGcra::new(
             int(capacity),
             int(amount),
             Duration::from_micros(int(period_us)),
-        )
-        .map_err(|e| e.field())?;
-        Ok(Gcra {
-            cfg,
-            st: GcraState::default(),
+        );
+        Ok(Self::of(Machine::Gcra(g.map_err(|e| e.field())?)))
+    }
+
+    /// A sliding log: `limit` per `window_us` in `slots` (8, 64 or 256)
+    /// entries, beyond which entries merge conservatively (core's rule:
+    /// never over the limit); any other slot count gives `"slots"`.
+    pub fn sliding_log(limit: f64, window_us: f64, slots: f64) -> Result<Single, &'static str> {
+        let (limit, window) = (int(limit), Duration::from_micros(int(window_us)));
+        let machine = match int(slots) {
+            8 => Machine::Log8(CoreLog::new(limit, window).map_err(|e| e.field())?),
+            64 => Machine::Log64(CoreLog::new(limit, window).map_err(|e| e.field())?),
+            256 => Machine::Log256(CoreLog::new(limit, window).map_err(|e| e.field())?),
+            _ => return Err("slots"),
+        };
+        Ok(Self::of(machine))
+    }
+
+    /// An O(1) sliding window counter: `limit` per `window_us`.
+    pub fn sliding_counter(limit: f64, window_us: f64) -> Result<Single, &'static str> {
+        let c = CoreCounter::new(int(limit), Duration::from_micros(int(window_us)));
+        Ok(Self::of(Machine::Counter(c.map_err(|e| e.field())?)))
+    }
+
+    fn of(machine: Machine) -> Single {
+        Single {
+            state: machine.fresh(),
+            machine,
             last: Last::default(),
             taken: 0,
-        })
+        }
     }
+
     /// Consume `cost` at `now_us` if allowed.
     pub fn check(&mut self, now_us: f64, cost: f64) -> i32 {
-        self.last.set(
-            self.cfg
-                .check(&mut self.st, Instant::from_micros(int(now_us)), int(cost)),
-        )
+        let r = self.machine.check(&mut self.state, at(now_us), int(cost));
+        self.last.set(r)
     }
     /// What `check` would say.
     pub fn peek(&mut self, now_us: f64, cost: f64) -> i32 {
-        self.last.set(
-            self.cfg
-                .peek(&self.st, Instant::from_micros(int(now_us)), int(cost)),
-        )
+        let r = self.machine.peek(&self.state, at(now_us), int(cost));
+        self.last.set(r)
     }
     /// `check`'s status alone (the decision's numbers are not kept): the
     /// JS `allow()`.
     pub fn allow(&mut self, now_us: f64, cost: f64) -> i32 {
-        status(
-            self.cfg
-                .check(&mut self.st, Instant::from_micros(int(now_us)), int(cost)),
-        )
+        status(self.machine.check(&mut self.state, at(now_us), int(cost)))
     }
-    /// Take up to `n`; returns core's status (`1` allowed, `0` denied) and
-    /// leaves how many were taken in [`taken`](Gcra::taken).
+    /// True when the state holds nothing at `now_us` (it can be dropped).
+    pub fn is_idle(&self, now_us: f64) -> bool {
+        self.machine.is_idle(&self.state, at(now_us))
+    }
+
+    /// A GCRA's: take up to `n`; returns core's status (`1` allowed, `0`
+    /// denied) and leaves how many were taken in [`taken`](Single::taken).
+    /// `-1` (nothing taken) for the other kinds.
     pub fn at_most(&mut self, now_us: f64, n: f64) -> i32 {
-        let t = self
-            .cfg
-            .check_at_most(&mut self.st, Instant::from_micros(int(now_us)), int(n));
+        self.taken = 0;
+        let (Machine::Gcra(g), State::Gcra(st)) = (&self.machine, &mut self.state) else {
+            return -1;
+        };
+        let t = g.check_at_most(st, at(now_us), int(n));
         self.taken = t.taken;
         self.last.set(Ok(t.decision))
     }
-    /// Tokens taken by the last `atMost`.
+    /// Tokens taken by the last `at_most`.
     pub fn taken(&self) -> f64 {
         self.taken as f64
     }
-    /// Give back up to `n` tokens, never above full.
+    /// A GCRA's: give back up to `n` tokens, never above full. `-1` for
+    /// the other kinds.
     pub fn refund(&mut self, now_us: f64, n: f64) -> i32 {
-        self.last.set(Ok(self.cfg.refund(
-            &mut self.st,
-            Instant::from_micros(int(now_us)),
-            int(n),
-        )))
+        let (Machine::Gcra(g), State::Gcra(st)) = (&self.machine, &mut self.state) else {
+            return -1;
+        };
+        let d = g.refund(st, at(now_us), int(n));
+        self.last.set(Ok(d))
     }
-    /// True when the bucket is full at `now_us` (its state can be dropped).
-    pub fn is_idle(&self, now_us: f64) -> bool {
-        self.cfg
-            .is_full(&self.st, Instant::from_micros(int(now_us)))
-    }
-    /// The state as `[tat, rem]` (integers ≤ 2^53 − 1).
+
+    /// The state as numbers (integers ≤ 2^53 − 1): a GCRA's `[tat, rem]`,
+    /// a log's `[last, at₀, cost₀, at₁, cost₁, …]`, a counter's `[start,
+    /// prev, curr]`.
     pub fn export_state(&self) -> Vec<f64> {
-        vec![self.st.tat as f64, self.st.rem as f64]
+        match &self.state {
+            State::Gcra(s) => vec![s.tat as f64, s.rem as f64],
+            State::Log8(s) => export_log(s),
+            State::Log64(s) => export_log(s),
+            State::Log256(s) => export_log(s),
+            State::Counter(s) => vec![s.start as f64, s.prev as f64, s.curr as f64],
+            State::Fresh => Vec::new(), // never: made of its kind at construction
+        }
     }
-    /// Restore a state made by `exportState`; false (and unchanged) if malformed.
-    pub fn import_state(&mut self, s: &[f64]) -> bool {
-        match s {
-            [tat, rem] if valid(*tat) && valid(*rem) => {
-                self.st = GcraState {
+
+    /// Restore a state made by `export_state`; false (and unchanged) if
+    /// malformed (a wrong length, non-integers, a log's entries out of
+    /// order or more than its slots).
+    pub fn import_state(&mut self, v: &[f64]) -> bool {
+        if !v.iter().all(|x| valid(*x)) {
+            return false;
+        }
+        match (&mut self.state, v) {
+            (State::Gcra(s), [tat, rem]) => {
+                *s = GcraState {
                     tat: int(*tat),
                     rem: int(*rem),
                 };
                 true
             }
+            (State::Counter(s), [start, prev, curr]) => {
+                *s = SlidingCounterState {
+                    start: int(*start),
+                    prev: int(*prev),
+                    curr: int(*curr),
+                };
+                true
+            }
+            (State::Log8(s), v) => import_log(s, v),
+            (State::Log64(s), v) => import_log(s, v),
+            (State::Log256(s), v) => import_log(s, v),
             _ => false,
         }
     }
 }
-decision_getters!(Gcra);
+decision_getters!(Single);
 
-/// A sliding log of one of the supported slot counts.
-enum Log {
-    S8(CoreLog<8>, Box<SlidingLogState<8>>),
-    S64(CoreLog<64>, Box<SlidingLogState<64>>),
-    S256(CoreLog<256>, Box<SlidingLogState<256>>),
+fn export_log<const N: usize>(s: &SlidingLogState<N>) -> Vec<f64> {
+    let mut v = vec![s.last() as f64];
+    for e in s.entries() {
+        v.push(e.at as f64);
+        v.push(e.cost as f64);
+    }
+    v
 }
 
-macro_rules! with_log {
-    ($log:expr, |$l:ident, $s:ident| $body:expr) => {
-        match $log {
-            Log::S8($l, $s) => $body,
-            Log::S64($l, $s) => $body,
-            Log::S256($l, $s) => $body,
-        }
+/// `[last, at₀, cost₀, …]` into `s` if well formed (odd length, entries in
+/// order, no more than `N`).
+fn import_log<const N: usize>(s: &mut SlidingLogState<N>, v: &[f64]) -> bool {
+    let Some((last, flat)) = v.split_first() else {
+        return false;
     };
-}
-
-/// A sliding log in `slots` (8, 64 or 256) entries; beyond them entries merge
-/// conservatively (core's rule): never over the limit.
-pub struct SlidingLog {
-    log: Log,
-    last: Last,
-}
-
-impl SlidingLog {
-    /// `limit` per `window_us`, in a log of `slots` entries (8, 64 or 256;
-    /// anything else throws `"slots"`).
-    pub fn new(limit: f64, window_us: f64, slots: f64) -> Result<SlidingLog, &'static str> {
-        let (limit, window) = (int(limit), Duration::from_micros(int(window_us)));
-        let log = match int(slots) {
-            8 => Log::S8(
-                CoreLog::new(limit, window).map_err(|e| e.field())?,
-                Box::default(),
-            ),
-            64 => Log::S64(
-                CoreLog::new(limit, window).map_err(|e| e.field())?,
-                Box::default(),
-            ),
-            256 => Log::S256(
-                CoreLog::new(limit, window).map_err(|e| e.field())?,
-                Box::default(),
-            ),
-            _ => return Err("slots"),
-        };
-        Ok(SlidingLog {
-            log,
-            last: Last::default(),
-        })
+    if !flat.len().is_multiple_of(2) {
+        return false;
     }
-    /// Consume `cost` at `now_us` if allowed.
-    pub fn check(&mut self, now_us: f64, cost: f64) -> i32 {
-        let now = Instant::from_micros(int(now_us));
-        let r = with_log!(&mut self.log, |l, s| l.check(s, now, int(cost)));
-        self.last.set(r)
-    }
-    /// `check`'s status alone (the JS `allow()`).
-    pub fn allow(&mut self, now_us: f64, cost: f64) -> i32 {
-        let now = Instant::from_micros(int(now_us));
-        status(with_log!(&mut self.log, |l, s| l.check(s, now, int(cost))))
-    }
-    /// What `check` would say.
-    pub fn peek(&mut self, now_us: f64, cost: f64) -> i32 {
-        let now = Instant::from_micros(int(now_us));
-        let r = with_log!(&self.log, |l, s| l.peek(s, now, int(cost)));
-        self.last.set(r)
-    }
-    /// True when nothing counts any more at `now_us` (the state can be dropped).
-    pub fn is_idle(&self, now_us: f64) -> bool {
-        let now = Instant::from_micros(int(now_us));
-        with_log!(&self.log, |l, s| Limiter::is_idle(l, &**s, now))
-    }
-    /// Restore a state made by `exportState`; false (and unchanged) if
-    /// malformed (odd length, non-integers, more entries than slots).
-    pub fn import_state(&mut self, v: &[f64]) -> bool {
-        if v.is_empty() || v.len().is_multiple_of(2) || !v.iter().all(|x| valid(*x)) {
-            return false;
-        }
-        with_log!(&mut self.log, |_l, s| {
-            match restore_log(v) {
-                Some(st) => {
-                    **s = st;
-                    true
-                }
-                None => false,
-            }
-        })
-    }
-    /// The state as `[last, at₀, cost₀, at₁, cost₁, …]`.
-    pub fn export_state(&self) -> Vec<f64> {
-        with_log!(&self.log, |_l, s| {
-            let mut v = vec![s.last() as f64];
-            for e in s.entries() {
-                v.push(e.at as f64);
-                v.push(e.cost as f64);
-            }
-            v
-        })
-    }
-}
-decision_getters!(SlidingLog);
-
-fn restore_log<const N: usize>(v: &[f64]) -> Option<SlidingLogState<N>> {
-    let (last, flat) = v.split_first()?;
     let entries = flat.chunks_exact(2).map(|c| match c {
         [at, cost] => LogEntry {
             at: int(*at),
@@ -274,73 +243,11 @@ fn restore_log<const N: usize>(v: &[f64]) -> Option<SlidingLogState<N>> {
         },
         _ => LogEntry { at: 0, cost: 0 },
     });
-    SlidingLogState::from_parts(int(*last), entries)
-}
-
-/// An O(1) sliding window counter.
-pub struct SlidingCounter {
-    cfg: CoreCounter,
-    st: SlidingCounterState,
-    last: Last,
-}
-
-impl SlidingCounter {
-    /// `limit` per `window_us`.
-    pub fn new(limit: f64, window_us: f64) -> Result<SlidingCounter, &'static str> {
-        let cfg = CoreCounter::new(int(limit), Duration::from_micros(int(window_us)))
-            .map_err(|e| e.field())?;
-        Ok(SlidingCounter {
-            cfg,
-            st: SlidingCounterState::default(),
-            last: Last::default(),
-        })
-    }
-    /// Consume `cost` at `now_us` if allowed.
-    pub fn check(&mut self, now_us: f64, cost: f64) -> i32 {
-        self.last.set(
-            self.cfg
-                .check(&mut self.st, Instant::from_micros(int(now_us)), int(cost)),
-        )
-    }
-    /// `check`'s status alone (the JS `allow()`).
-    pub fn allow(&mut self, now_us: f64, cost: f64) -> i32 {
-        status(
-            self.cfg
-                .check(&mut self.st, Instant::from_micros(int(now_us)), int(cost)),
-        )
-    }
-    /// What `check` would say.
-    pub fn peek(&mut self, now_us: f64, cost: f64) -> i32 {
-        self.last.set(
-            self.cfg
-                .peek(&self.st, Instant::from_micros(int(now_us)), int(cost)),
-        )
-    }
-    /// True when nothing counts any more at `now_us` (the state can be dropped).
-    pub fn is_idle(&self, now_us: f64) -> bool {
-        Limiter::is_idle(&self.cfg, &self.st, Instant::from_micros(int(now_us)))
-    }
-    /// The state as `[start, prev, curr]`.
-    pub fn export_state(&self) -> Vec<f64> {
-        vec![
-            self.st.start as f64,
-            self.st.prev as f64,
-            self.st.curr as f64,
-        ]
-    }
-    /// Restore a state made by `exportState`; false (and unchanged) if malformed.
-    pub fn import_state(&mut self, s: &[f64]) -> bool {
-        match s {
-            [a, b, c] if valid(*a) && valid(*b) && valid(*c) => {
-                self.st = SlidingCounterState {
-                    start: int(*a),
-                    prev: int(*b),
-                    curr: int(*c),
-                };
-                true
-            }
-            _ => false,
+    match SlidingLogState::from_parts(int(*last), entries) {
+        Some(st) => {
+            *s = st;
+            true
         }
+        None => false,
     }
 }
-decision_getters!(SlidingCounter);

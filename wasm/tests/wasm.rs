@@ -4,7 +4,7 @@
 //! refused whole, and config errors name their field.
 #![cfg(feature = "limiters")]
 
-use ratebound_wasm::{Backoff, Gcra, RetryBudget, SlidingCounter, SlidingLog};
+use ratebound_wasm::{Backoff, RetryBudget, Single};
 // Natively the tests are plain `#[test]`s under the same name.
 #[cfg(not(target_arch = "wasm32"))]
 use std::prelude::rust_2021::test as wasm_bindgen_test;
@@ -15,7 +15,7 @@ const NOW: f64 = 1.79e15; // µs
 
 #[wasm_bindgen_test]
 fn odd_costs_never_grant_capacity() {
-    let mut g = Gcra::new(3.0, 1.0, 1e6).unwrap();
+    let mut g = Single::gcra(3.0, 1.0, 1e6).unwrap();
     // NaN and negatives saturate to 0 (a no-op check), huge to u64::MAX (never fits).
     assert_eq!(g.check(NOW, f64::NAN), 1);
     assert_eq!(g.last()[0], 3.0);
@@ -34,13 +34,19 @@ fn odd_costs_never_grant_capacity() {
 #[wasm_bindgen_test]
 fn config_errors_name_the_field() {
     let field = |e: &'static str| e;
-    assert_eq!(field(Gcra::new(0.0, 1.0, 1e6).err().unwrap()), "capacity");
-    assert_eq!(field(Gcra::new(1.0, 1.0, 0.0).err().unwrap()), "period");
     assert_eq!(
-        field(SlidingLog::new(1.0, 1e6, 7.0).err().unwrap()),
+        field(Single::gcra(0.0, 1.0, 1e6).err().unwrap()),
+        "capacity"
+    );
+    assert_eq!(field(Single::gcra(1.0, 1.0, 0.0).err().unwrap()), "period");
+    assert_eq!(
+        field(Single::sliding_log(1.0, 1e6, 7.0).err().unwrap()),
         "slots"
     );
-    assert_eq!(field(SlidingCounter::new(0.0, 1e6).err().unwrap()), "limit");
+    assert_eq!(
+        field(Single::sliding_counter(0.0, 1e6).err().unwrap()),
+        "limit"
+    );
     assert_eq!(
         field(Backoff::new(10.0, 5.0, 2, 1, 1, 3.0, 0.0).err().unwrap()),
         "initial"
@@ -54,7 +60,7 @@ fn config_errors_name_the_field() {
 
 #[wasm_bindgen_test]
 fn malformed_states_are_refused_whole() {
-    let mut g = Gcra::new(2.0, 1.0, 1e6).unwrap();
+    let mut g = Single::gcra(2.0, 1.0, 1e6).unwrap();
     assert_eq!(g.check(NOW, 2.0), 1);
     let saved = g.export_state();
     for bad in [
@@ -68,7 +74,7 @@ fn malformed_states_are_refused_whole() {
         assert!(!g.import_state(bad), "{bad:?}");
         assert_eq!(g.export_state(), saved, "unchanged after {bad:?}");
     }
-    let mut log = SlidingLog::new(2.0, 1e6, 8.0).unwrap();
+    let mut log = Single::sliding_log(2.0, 1e6, 8.0).unwrap();
     assert_eq!(log.check(NOW, 1.0), 1);
     let saved = log.export_state();
     // Out of order, later than `last`, even length, too many entries.
@@ -104,14 +110,36 @@ fn backoff_codes_and_budget() {
 
 #[wasm_bindgen_test]
 fn sliding_counter_idle_and_state() {
-    let mut k = SlidingCounter::new(10.0, 1e6).unwrap();
+    let mut k = Single::sliding_counter(10.0, 1e6).unwrap();
     assert!(k.is_idle(NOW));
     assert_eq!(k.check(NOW, 4.0), 1);
     assert!(!k.is_idle(NOW));
     assert!(k.is_idle(NOW + 2e6));
     let s = k.export_state();
-    let mut k2 = SlidingCounter::new(10.0, 1e6).unwrap();
+    let mut k2 = Single::sliding_counter(10.0, 1e6).unwrap();
     assert!(k2.import_state(&s));
     assert_eq!(k2.check(NOW, 7.0), 0);
     assert_eq!(k2.check(NOW, 6.0), 1);
+}
+
+#[wasm_bindgen_test]
+fn only_a_gcra_takes_and_refunds() {
+    let mut g = Single::gcra(5.0, 1.0, 1e6).unwrap();
+    assert_eq!(g.at_most(NOW, 3.0), 1);
+    assert_eq!(g.taken(), 3.0);
+    assert_eq!(g.refund(NOW, 1.0), 1);
+    assert_eq!(g.last()[0], 3.0);
+    for mut other in [
+        Single::sliding_log(5.0, 1e6, 8.0).unwrap(),
+        Single::sliding_counter(5.0, 1e6).unwrap(),
+    ] {
+        let before = other.export_state();
+        assert_eq!(other.at_most(NOW, 3.0), -1);
+        assert_eq!(other.taken(), 0.0);
+        assert_eq!(other.refund(NOW, 1.0), -1);
+        assert_eq!(other.export_state(), before, "nothing taken or given");
+        // Another kind's state is refused whole.
+        assert!(!other.import_state(&[1.0, 2.0]));
+        assert_eq!(other.export_state(), before);
+    }
 }

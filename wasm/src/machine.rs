@@ -1,0 +1,101 @@
+//! The limiter kinds of the main entry as one type: a [`Machine`] (the
+//! config, one of GCRA, sliding logs of 8, 64 or 256 slots, sliding
+//! counter) and its [`State`]. The keyed store and the single limiters
+//! are written once over them, so the module carries one copy of their
+//! code rather than one per kind.
+
+use alloc::boxed::Box;
+
+use ratebound_core::{
+    CostError, Decision, Gcra as CoreGcra, GcraState, Instant, Limiter,
+    SlidingCounter as CoreCounter, SlidingCounterState, SlidingLog as CoreLog, SlidingLogState,
+};
+
+/// One of the kinds of limiter the JS limiters are. Code over it runs
+/// once for all of them; only the decisions themselves (core's, per kind)
+/// are matched on.
+#[derive(Clone, Copy)]
+pub(crate) enum Machine {
+    Gcra(CoreGcra),
+    Log8(CoreLog<8>),
+    Log64(CoreLog<64>),
+    Log256(CoreLog<256>),
+    Counter(CoreCounter),
+}
+
+/// One key's state, of its store's kind (a log's on the heap: up to 4 KB).
+/// `Fresh` until first decided; a state of another kind than the machine's
+/// cannot occur (one store, one kind) and would count as fresh.
+#[derive(Default)]
+pub(crate) enum State {
+    #[default]
+    Fresh,
+    Gcra(GcraState),
+    Log8(Box<SlidingLogState<8>>),
+    Log64(Box<SlidingLogState<64>>),
+    Log256(Box<SlidingLogState<256>>),
+    Counter(SlidingCounterState),
+}
+
+/// `$state` as `$kind`'s, made fresh in place if it is not one yet.
+macro_rules! own {
+    ($state:expr, $kind:ident) => {{
+        if !matches!($state, State::$kind(_)) {
+            *$state = State::$kind(Default::default());
+        }
+        match $state {
+            State::$kind(s) => s,
+            _ => unreachable!("set just above"),
+        }
+    }};
+}
+
+impl Machine {
+    /// A fresh state of this machine's kind.
+    pub(crate) fn fresh(&self) -> State {
+        match self {
+            Machine::Gcra(_) => State::Gcra(GcraState::default()),
+            Machine::Log8(_) => State::Log8(Box::default()),
+            Machine::Log64(_) => State::Log64(Box::default()),
+            Machine::Log256(_) => State::Log256(Box::default()),
+            Machine::Counter(_) => State::Counter(SlidingCounterState::default()),
+        }
+    }
+}
+
+impl Limiter for Machine {
+    type State = State;
+    fn check(&self, state: &mut State, now: Instant, cost: u64) -> Result<Decision, CostError> {
+        match self {
+            Machine::Gcra(l) => l.check(own!(state, Gcra), now, cost),
+            Machine::Log8(l) => l.check(own!(state, Log8), now, cost),
+            Machine::Log64(l) => l.check(own!(state, Log64), now, cost),
+            Machine::Log256(l) => l.check(own!(state, Log256), now, cost),
+            Machine::Counter(l) => l.check(own!(state, Counter), now, cost),
+        }
+    }
+    fn peek(&self, state: &State, now: Instant, cost: u64) -> Result<Decision, CostError> {
+        match (self, state) {
+            (Machine::Gcra(l), State::Gcra(s)) => l.peek(s, now, cost),
+            (Machine::Gcra(l), _) => l.peek(&Default::default(), now, cost),
+            (Machine::Log8(l), State::Log8(s)) => l.peek(s, now, cost),
+            (Machine::Log8(l), _) => l.peek(&Default::default(), now, cost),
+            (Machine::Log64(l), State::Log64(s)) => l.peek(s, now, cost),
+            (Machine::Log64(l), _) => l.peek(&Default::default(), now, cost),
+            (Machine::Log256(l), State::Log256(s)) => l.peek(s, now, cost),
+            (Machine::Log256(l), _) => l.peek(&Default::default(), now, cost),
+            (Machine::Counter(l), State::Counter(s)) => l.peek(s, now, cost),
+            (Machine::Counter(l), _) => l.peek(&Default::default(), now, cost),
+        }
+    }
+    fn is_idle(&self, state: &State, now: Instant) -> bool {
+        match (self, state) {
+            (Machine::Gcra(l), State::Gcra(s)) => l.is_idle(s, now),
+            (Machine::Log8(l), State::Log8(s)) => l.is_idle(s, now),
+            (Machine::Log64(l), State::Log64(s)) => l.is_idle(s, now),
+            (Machine::Log256(l), State::Log256(s)) => l.is_idle(s, now),
+            (Machine::Counter(l), State::Counter(s)) => l.is_idle(s, now),
+            _ => true, // fresh: holds nothing
+        }
+    }
+}
