@@ -32,8 +32,9 @@ export function bindAbi(instance) {
   function buffer(n) {
     if (n > room) {
       if (room > 0) x.rb_free(scratch, room);
-      room = Math.max(n, 64);
-      scratch = x.rb_alloc(room);
+      scratch = x.rb_alloc(Math.max(n, 64));
+      room = scratch === 0 ? 0 : Math.max(n, 64);
+      if (scratch === 0) throw new RangeError(`cannot allocate ${n} numbers in wasm memory`);
     }
     return scratch;
   }

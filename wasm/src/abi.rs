@@ -16,7 +16,7 @@
 //! as the objects check them (odd ones saturate safely).
 
 use alloc::boxed::Box;
-use alloc::vec;
+use core::alloc::Layout;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::backoff::{Backoff, RetryBudget};
@@ -78,17 +78,22 @@ pub extern "C" fn rb_error_len() -> usize {
     ERROR_LEN.load(Ordering::Relaxed)
 }
 
-/// A buffer of `n` f64s (zeros) for arrays in and out.
+/// A buffer of `n` f64s (zeros) for arrays in and out; 0 for none (`n` 0,
+/// or no memory).
 #[no_mangle]
 pub extern "C" fn rb_alloc(n: usize) -> usize {
-    Box::into_raw(vec![0.0f64; n].into_boxed_slice()) as *mut f64 as usize
+    match Layout::array::<f64>(n) {
+        Ok(layout) if n > 0 => unsafe { alloc::alloc::alloc_zeroed(layout) as usize },
+        _ => 0,
+    }
 }
 
 /// Free a buffer from [`rb_alloc`]`(n)`.
 #[no_mangle]
 pub extern "C" fn rb_free(buf: usize, n: usize) {
-    let slice = core::ptr::slice_from_raw_parts_mut(buf as *mut f64, n);
-    drop(unsafe { Box::from_raw(slice) });
+    if let (Ok(layout), true) = (Layout::array::<f64>(n), buf != 0) {
+        unsafe { alloc::alloc::dealloc(buf as *mut u8, layout) }
+    }
 }
 
 // ---- Single limiters ----
