@@ -127,9 +127,9 @@ impl Store {
         match self
             .states
             .get_mut(slot)
-            .map(|st| self.machine.check(st, now, cost))
+            .map(|st| self.machine.allow(st, now, cost))
         {
-            Some(Ok(d)) => i32::from(d.allowed),
+            Some(Ok(allowed)) => i32::from(allowed),
             Some(Err(_)) => -1,
             None => -3,
         }

@@ -24,15 +24,6 @@ pub(crate) struct Last {
     pub(crate) out: [f64; 4],
 }
 
-/// A decision's status code (1 allowed, 0 denied, -1 the cost can never
-/// fit) without keeping its numbers.
-fn status(r: Result<Decision, CostError>) -> i32 {
-    match r {
-        Ok(d) => i32::from(d.allowed),
-        Err(_) => -1,
-    }
-}
-
 impl Last {
     pub(crate) fn record(&mut self, d: Decision) {
         self.out = [
@@ -139,7 +130,10 @@ impl Single {
     /// `check`'s status alone (the decision's numbers are not kept): the
     /// JS `allow()`.
     pub fn allow(&mut self, now_us: f64, cost: f64) -> i32 {
-        status(self.machine.check(&mut self.state, at(now_us), int(cost)))
+        match self.machine.allow(&mut self.state, at(now_us), int(cost)) {
+            Ok(allowed) => i32::from(allowed),
+            Err(_) => -1,
+        }
     }
     /// True when the state holds nothing at `now_us` (it can be dropped).
     pub fn is_idle(&self, now_us: f64) -> bool {

@@ -51,6 +51,20 @@ macro_rules! own {
 }
 
 impl Machine {
+    /// [`check`](Limiter::check)'s verdict alone, with its change of
+    /// `state`: a GCRA's skips the decision's figures (core's `Gcra::allow`).
+    pub(crate) fn allow(
+        &self,
+        state: &mut State,
+        now: Instant,
+        cost: u64,
+    ) -> Result<bool, CostError> {
+        match self {
+            Machine::Gcra(l) => l.allow(own!(state, Gcra), now, cost),
+            _ => self.check(state, now, cost).map(|d| d.allowed),
+        }
+    }
+
     /// A fresh state of this machine's kind.
     pub(crate) fn fresh(&self) -> State {
         match self {

@@ -271,6 +271,38 @@ impl Gcra {
         Ok(d)
     }
 
+    /// [`check`](Gcra::check)'s verdict alone: the same admission and the
+    /// same change of `state`, without the decision's figures (what remains,
+    /// when to retry), which cost a division. For callers that only need
+    /// the yes or no, such as the npm package's `allow()`.
+    ///
+    /// ```
+    /// use ratebound_core::{Gcra, GcraState, Instant};
+    /// let g = Gcra::per_second(2)?;
+    /// let (mut s, now) = (GcraState::default(), Instant::from_secs(1));
+    /// assert_eq!((g.allow(&mut s, now, 2), g.allow(&mut s, now, 1)), (Ok(true), Ok(false)));
+    /// assert!(g.allow(&mut s, now, 3).is_err());
+    /// # Ok::<(), ratebound_core::ConfigError>(())
+    /// ```
+    #[inline]
+    pub fn allow(&self, state: &mut GcraState, now: Instant, cost: u64) -> Result<bool, CostError> {
+        if self.one_token_denial(state, now, cost).is_some() {
+            return Ok(false);
+        }
+        match self.admit(state, now, cost)?.next {
+            Some(next) => {
+                if cost > 0 {
+                    *state = GcraState {
+                        tat: next.us,
+                        rem: next.fr,
+                    };
+                }
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// What [`check`](Gcra::check) would decide, consuming nothing.
     #[inline]
     pub fn peek(&self, state: &GcraState, now: Instant, cost: u64) -> Result<Decision, CostError> {

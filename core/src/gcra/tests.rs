@@ -253,6 +253,29 @@ proptest::proptest! {
             g.check(&mut s, t, cost.min(capacity)).unwrap();
         }
     }
+
+    /// `allow` is `check`'s verdict with `check`'s change of state, over
+    /// every cost from 0 to above the capacity.
+    #[test]
+    fn allow_is_checks_verdict_with_its_state(
+        capacity in 1u64..50,
+        amount in 1u64..5_000,
+        period in 1u64..3_000_000,
+        steps in proptest::collection::vec((0u64..400_000, 0u64..60), 1..80),
+    ) {
+        let Ok(g) = Gcra::new(capacity, amount, Duration::from_micros(period)) else {
+            return Ok(());
+        };
+        let (mut a, mut c) = (GcraState::default(), GcraState::default());
+        let mut now = 1_000_000_000;
+        for (dt, cost) in steps {
+            now += dt % (g.burst_window().as_micros() + 2);
+            let t = Instant::from_micros(now);
+            let verdict = g.allow(&mut a, t, cost);
+            proptest::prop_assert_eq!(verdict, g.check(&mut c, t, cost).map(|d| d.allowed));
+            proptest::prop_assert_eq!(a, c);
+        }
+    }
 }
 
 #[test]
