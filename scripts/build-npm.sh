@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the npm package `ratebound` (node/) from source: the wasm crate with
-# the pinned wasm-bindgen CLI, optimized by wasm-opt from npm `binaryen`.
+# Builds the npm package `ratebound` (node/) from source: the wasm crate's
+# four modules (the main one bound by node/src/abi.js, the others by the
+# pinned wasm-bindgen CLI), optimized by wasm-opt from npm `binaryen`.
 # Prints the .wasm and JS glue sizes.
 set -euo pipefail
 cd "$(dirname "$0")/.."

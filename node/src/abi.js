@@ -16,14 +16,15 @@ export function bindAbi(instance) {
 
   /** Adopt a handle from `*_new` (0: the config was refused; throw its field's name, as wasm-bindgen did). */
   function adopt(self, h, free) {
-    if (h === 0) throw utf8.decode(new Uint8Array(memory.buffer, x.rb_error_ptr(), x.rb_error_len()));
+    if (h === 0) throw utf8.decode(new Uint8Array(memory.buffer, x.rb_error_ptr() >>> 0, x.rb_error_len()));
     self.h = h;
     collected.register(self, [free, h], self);
   }
+  /** Free `self`'s object once; from then on any use of it (a method, a second free) throws instead of reaching wasm. */
   function release(self, free) {
     collected.unregister(self);
     free(self.h);
-    self.h = 0;
+    Object.defineProperty(self, "h", { get() { throw new TypeError("this wasm object was freed"); } });
   }
 
   // One scratch buffer of f64s for arrays in and out, grown as needed.
@@ -32,7 +33,8 @@ export function bindAbi(instance) {
   function buffer(n) {
     if (n > room) {
       if (room > 0) x.rb_free(scratch, room);
-      scratch = x.rb_alloc(Math.max(n, 64));
+      // Addresses cross as i32: `>>> 0` reads those past 2 GiB.
+      scratch = x.rb_alloc(Math.max(n, 64)) >>> 0;
       room = scratch === 0 ? 0 : Math.max(n, 64);
       if (scratch === 0) throw new RangeError(`cannot allocate ${n} numbers in wasm memory`);
     }
@@ -62,7 +64,7 @@ export function bindAbi(instance) {
       return Array.from(f64s(scratch, n));
     }
     importState(values) { return x.one_import(this.h, put(values), values.length) !== 0; }
-    outPtr() { return x.one_out(this.h); }
+    outPtr() { return x.one_out(this.h) >>> 0; }
     free() { release(this, x.one_free); }
   }
   class Gcra extends Single {
@@ -93,7 +95,7 @@ export function bindAbi(instance) {
     }
     touch(slot) { x.keyed_touch(this.h, slot); }
     size() { return x.keyed_size(this.h); }
-    outPtr() { return x.keyed_out(this.h); }
+    outPtr() { return x.keyed_out(this.h) >>> 0; }
     free() { release(this, x.keyed_free); }
   }
 
@@ -105,7 +107,7 @@ export function bindAbi(instance) {
     next(now, hint) { return x.backoff_next(this.h, now, hint); }
     nextWithBudget(now, hint, budget) { return x.backoff_next_with_budget(this.h, now, hint, budget.h); }
     attempt() { return x.backoff_attempt(this.h); }
-    outPtr() { return x.backoff_out(this.h); }
+    outPtr() { return x.backoff_out(this.h) >>> 0; }
     free() { release(this, x.backoff_free); }
   }
 

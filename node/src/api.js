@@ -1,4 +1,4 @@
-// The idiomatic JavaScript API over the wasm classes. Validates every input
+// The idiomatic JavaScript API over the wasm objects (src/abi.js). Validates every input
 // (TypeError for wrong types, RangeError for bad values), converts
 // milliseconds (Date.now()) to the microseconds core counts in, and returns
 // plain decision objects. All decisions are made by ratebound-core in wasm.

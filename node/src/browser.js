@@ -4,7 +4,9 @@ import { bindAbi } from "./abi.js";
 import { makeApi } from "./api.js";
 
 const url = new URL("../dist/web/ratebound_wasm_bg.wasm", import.meta.url);
-const { instance } = await WebAssembly.instantiate(await (await fetch(url)).arrayBuffer(), {});
+const response = await fetch(url);
+if (!response.ok) throw new Error(`ratebound: fetching ${url} answered ${response.status}`);
+const { instance } = await WebAssembly.instantiate(await response.arrayBuffer(), {});
 const wasm = bindAbi(instance);
 
 export const { TokenBucket, SlidingLog, SlidingWindow, Backoff, RetrySequence, RetryBudget, retry, Policy, KeyedLimiter, StoreFullError, raw } = makeApi(wasm, wasm.memory);

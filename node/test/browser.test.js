@@ -1,6 +1,6 @@
 // The browser/bundler entries, as a browser runs them: the package's
-// "browser" condition names them; each fetches its own .wasm next to the
-// glue (here `fetch` serves the package's files, as a web server would,
+// "browser" condition names them; each fetches its own .wasm from the
+// package (here `fetch` serves the package's files, as a web server would,
 // with the wasm MIME type) and then decides like the Node entries.
 import { test } from "node:test";
 import assert from "node:assert/strict";

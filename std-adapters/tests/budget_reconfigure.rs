@@ -102,6 +102,18 @@ async fn a_user_budget_raised_and_lowered(budgets: ScopedBudgets<SystemClock>) {
         let e = budgets.reconfigure(config(refused)).unwrap_err();
         assert_eq!(e.scope, "per_user", "{refused:?}: {e}");
     }
+    // A changed offset is refused for what it is (states live), named in
+    // the spec's field.
+    let e = budgets
+        .reconfigure(config(
+            "per_user = { tokens_per_day = 9_000, utc_offset_minutes = 60 }",
+        ))
+        .unwrap_err();
+    assert_eq!(e.error.field(), "utc_offset_minutes", "{e}");
+    assert!(
+        e.to_string().contains("cannot change while states live"),
+        "{e}"
+    );
     let status = budgets.status(Scope::User, "alice").await.unwrap();
     assert_eq!(
         (status.limits[0].used, status.limits[0].limit.max),

@@ -272,12 +272,14 @@ fn a_thread_that_evicts_keeps_the_slot_it_freed() {
 /// Eviction looks only in the new key's shard: under `EvictLru`, a new key
 /// whose shard holds no key is refused (`StoreFull`), never served by
 /// evicting elsewhere, and the store stays at `max_keys`. With 2 keys in 2
-/// shards, both first keys share a shard in about half of 20 stores.
+/// shards, a store's first two keys share a shard about half the time: 40
+/// stores, each with keys of its own (the hash's seed is partly per
+/// process, so one pair of keys could split in every store of a run).
 #[test]
 fn evict_lru_refuses_a_new_key_whose_shard_holds_none() {
     let _serial = one_at_a_time();
     let mut refused = 0;
-    for _ in 0..20 {
+    for s in 0..40u32 {
         let store = KeyedLimiter::new(
             Gcra::per_second(1).unwrap(),
             KeyedConfig::default()
@@ -287,7 +289,7 @@ fn evict_lru_refuses_a_new_key_whose_shard_holds_none() {
             ManualClock::new(T0),
         )
         .unwrap();
-        for k in 0..66u32 {
+        for k in (0..66u32).map(|k| s * 1_000_003 + k * 7_919) {
             match store.check(&k, 1) {
                 Ok(d) => assert!(d.allowed),
                 Err(AcquireError::StoreFull { capacity: 2 }) => refused += 1,

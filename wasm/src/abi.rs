@@ -38,7 +38,8 @@ fn handle<T>(made: Result<T, &'static str>) -> usize {
     }
 }
 
-/// The object behind `h` (see the module's safety note).
+/// The object behind `h` (see the module's safety note: `abi.js` never
+/// passes a refused config's 0, nor a handle it has freed).
 unsafe fn obj<'a, T>(h: usize) -> &'a mut T {
     unsafe { &mut *(h as *mut T) }
 }
@@ -231,7 +232,8 @@ pub extern "C" fn keyed_evicted(h: usize) -> f64 {
     unsafe { obj::<KeyedStore>(h) }.evicted()
 }
 /// [`KeyedStore::evict_idle`]: the slots emptied into `buf` (the caller
-/// gives room for [`KeyedStore::size`] of them); returns how many.
+/// gives room for [`KeyedStore::size`] of them); returns how many were
+/// written.
 #[no_mangle]
 pub extern "C" fn keyed_evict_idle(h: usize, now_us: f64, buf: usize, cap: usize) -> usize {
     let emptied = unsafe { obj::<KeyedStore>(h) }.evict_idle(now_us);
@@ -239,7 +241,7 @@ pub extern "C" fn keyed_evict_idle(h: usize, now_us: f64, buf: usize, cap: usize
     for (o, &slot) in out.iter_mut().zip(&emptied) {
         *o = f64::from(slot);
     }
-    emptied.len()
+    emptied.len().min(cap)
 }
 /// [`KeyedStore::touch`].
 #[no_mangle]
@@ -365,4 +367,55 @@ pub extern "C" fn retry_budget_import(h: usize, spent_milli: f64) -> bool {
 pub extern "C" fn policy_fold(now_us: f64, buf: usize, len: usize, out: usize) {
     let set = crate::policy_fold(now_us, unsafe { f64s(buf, len) });
     unsafe { put(&set, out, 6) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_config_is_a_zero_handle_naming_its_field() {
+        assert_eq!(one_gcra(0.0, 1.0, 1e6), 0);
+        let field =
+            unsafe { core::slice::from_raw_parts(rb_error_ptr() as *const u8, rb_error_len()) };
+        assert_eq!(field, b"capacity");
+        assert_eq!(one_log(1.0, 1e6, 7.0), 0);
+        let field =
+            unsafe { core::slice::from_raw_parts(rb_error_ptr() as *const u8, rb_error_len()) };
+        assert_eq!(field, b"slots");
+    }
+
+    #[test]
+    fn arrays_cross_whole_or_say_how_long_they_are() {
+        assert_eq!(rb_alloc(0), 0);
+        let buf = rb_alloc(4);
+        assert_ne!(buf, 0);
+        let log = one_log(10.0, 1e6, 8.0);
+        for i in 0..3 {
+            assert_eq!(one_check(log, 1e15 + f64::from(i), 1.0), 1);
+        }
+        // [last, 3 × (at, cost)]: 7 numbers do not fit in 4, none written.
+        unsafe { f64s(buf, 4) }.fill(-1.0);
+        assert_eq!(one_export(log, buf, 4), 7);
+        assert!(unsafe { f64s(buf, 4) }.iter().all(|x| *x == -1.0));
+        let big = rb_alloc(7);
+        assert_eq!(one_export(log, big, 7), 7);
+        let copy = one_log(10.0, 1e6, 8.0);
+        assert!(one_import(copy, big, 7));
+        assert_eq!(one_export(copy, buf, 4), 7);
+        // Evicting more slots than the buffer holds writes what fits.
+        let keyed = keyed_gcra(1.0, 1.0, 1e6, 10.0, 0);
+        for k in 0..6 {
+            assert_eq!(keyed_check(keyed, -1.0, 1e15 + f64::from(k), 1.0), 1);
+        }
+        assert_eq!(keyed_size(keyed), 6.0);
+        assert_eq!(keyed_evict_idle(keyed, 2e15, buf, 4), 4);
+        assert_eq!(keyed_size(keyed), 0.0);
+        for h in [log, copy] {
+            one_free(h);
+        }
+        keyed_free(keyed);
+        rb_free(buf, 4);
+        rb_free(big, 7);
+    }
 }

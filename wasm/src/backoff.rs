@@ -21,7 +21,8 @@ pub struct Backoff {
 impl Backoff {
     /// `initial_us` growing by `factor_num / factor_den` up to `cap_us`;
     /// `jitter` 0 none, 1 full, 2 equal, 3 decorrelated; `max_retries` < 0
-    /// for no limit; `max_elapsed_us` 0 for no limit. Throws the field name.
+    /// for no limit; `max_elapsed_us` 0 for no limit. A bad config gives the
+    /// offending field's name.
     pub fn new(
         initial_us: f64,
         cap_us: f64,

@@ -10,10 +10,7 @@ use alloc::vec::Vec;
 use crate::int;
 use crate::limiters::Last;
 use ratebound_core::keyed::{check_new_key, BoundedStore, KeyedError, OnFull};
-use ratebound_core::{
-    CostError, Decision, Duration, Gcra as CoreGcra, Instant, Limiter,
-    SlidingCounter as CoreCounter, SlidingLog as CoreLog,
-};
+use ratebound_core::{CostError, Decision, Instant, Limiter};
 
 use crate::machine::{Machine, State};
 
@@ -230,13 +227,8 @@ impl KeyedStore {
         max: f64,
         evict_lru: bool,
     ) -> Result<KeyedStore, &'static str> {
-        let g = CoreGcra::new(
-            int(capacity),
-            int(amount),
-            Duration::from_micros(int(period_us)),
-        )
-        .map_err(|e| e.field())?;
-        Ok(Self::of(Machine::Gcra(g), max, evict_lru))
+        let machine = Machine::gcra(capacity, amount, period_us)?;
+        Ok(Self::of(machine, max, evict_lru))
     }
 
     /// A sliding log of `slots` (8, 64 or 256) entries per key.
@@ -247,13 +239,7 @@ impl KeyedStore {
         max: f64,
         evict_lru: bool,
     ) -> Result<KeyedStore, &'static str> {
-        let (limit, window) = (int(limit), Duration::from_micros(int(window_us)));
-        let machine = match int(slots) {
-            8 => Machine::Log8(CoreLog::new(limit, window).map_err(|e| e.field())?),
-            64 => Machine::Log64(CoreLog::new(limit, window).map_err(|e| e.field())?),
-            256 => Machine::Log256(CoreLog::new(limit, window).map_err(|e| e.field())?),
-            _ => return Err("slots"),
-        };
+        let machine = Machine::sliding_log(limit, window_us, slots)?;
         Ok(Self::of(machine, max, evict_lru))
     }
 
@@ -264,9 +250,8 @@ impl KeyedStore {
         max: f64,
         evict_lru: bool,
     ) -> Result<KeyedStore, &'static str> {
-        let c = CoreCounter::new(int(limit), Duration::from_micros(int(window_us)))
-            .map_err(|e| e.field())?;
-        Ok(Self::of(Machine::Counter(c), max, evict_lru))
+        let machine = Machine::sliding_counter(limit, window_us)?;
+        Ok(Self::of(machine, max, evict_lru))
     }
 
     fn of(machine: Machine, max: f64, evict_lru: bool) -> KeyedStore {

@@ -1,7 +1,7 @@
-//! wasm-bindgen bindings of `ratebound-core`, wrapped by the npm package
-//! `ratebound` (`node/`). This layer is deliberately low level: numbers in
-//! (times in µs since the Unix epoch), numeric status codes out, details
-//! through getters. The JavaScript wrapper validates inputs, converts
+//! `ratebound-core` for WebAssembly, wrapped by the npm package `ratebound`
+//! (`node/`). This layer is deliberately low level: numbers in (times in µs
+//! since the Unix epoch), numeric status codes out, a decision's figures in
+//! memory JS reads. The JavaScript wrapper validates inputs, converts
 //! milliseconds, and throws `TypeError` / `RangeError` with readable
 //! messages, which keeps `core::fmt` out of the `.wasm`.
 //!
@@ -18,7 +18,7 @@
 //! arguments, shares, the policy-set fold).
 //!
 //! The last three are bound by wasm-bindgen. The main entry is not: its
-//! objects are exported as plain functions over handles ([`abi`]), which
+//! objects are exported as plain functions over handles (`src/abi.rs`), which
 //! the package's `src/abi.js` wraps, because wasm-bindgen's per-method
 //! glue (borrow flags, `Result` conversion, multi-value shims) was a third
 //! of that module and the entry has a size goal (20 KB).
@@ -44,9 +44,12 @@ use ratebound_core::ConfigError;
 #[cfg(feature = "redis")]
 use wasm_bindgen::prelude::*;
 
+// Private: its functions are for `abi.js` (they trust the handles they
+// are given), reached as the module's exports (by symbol: hence `pub` in a
+// private module), not from Rust. Handles are pointers: see its safety note.
 #[cfg(feature = "limiters")]
-#[allow(unsafe_code)] // handles are pointers: see the module's safety note
-pub mod abi;
+#[allow(unsafe_code, unreachable_pub)]
+mod abi;
 #[cfg(feature = "limiters")]
 mod backoff;
 #[cfg(feature = "limiters")]

@@ -3,7 +3,7 @@
 //! over [`Machine`] (one copy of the code for all three). Numbers in (times
 //! in µs), status codes out, a decision's numbers in one output array per
 //! object that JS reads through a view of memory; exported to JS by
-//! [`abi`](crate::abi).
+//! `src/abi.rs`.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -11,8 +11,8 @@ use alloc::vec::Vec;
 use crate::machine::{Machine, State};
 use crate::{int, valid};
 use ratebound_core::{
-    CostError, Decision, Duration, Gcra as CoreGcra, GcraState, Instant, Limiter, LogEntry,
-    SlidingCounter as CoreCounter, SlidingCounterState, SlidingLog as CoreLog, SlidingLogState,
+    CostError, Decision, GcraState, Instant, Limiter, LogEntry, SlidingCounterState,
+    SlidingLogState,
 };
 
 /// The last decision's numbers, `[remaining, limit, reset_at, retry_at]`,
@@ -80,32 +80,18 @@ impl Single {
     /// A GCRA: `capacity` tokens refilled with `amount` per `period_us`;
     /// a bad config gives the offending field's name.
     pub fn gcra(capacity: f64, amount: f64, period_us: f64) -> Result<Single, &'static str> {
-        let g = CoreGcra::new(
-            int(capacity),
-            int(amount),
-            Duration::from_micros(int(period_us)),
-        );
-        Ok(Self::of(Machine::Gcra(g.map_err(|e| e.field())?)))
+        Machine::gcra(capacity, amount, period_us).map(Self::of)
     }
 
     /// A sliding log: `limit` per `window_us` in `slots` (8, 64 or 256)
-    /// entries, beyond which entries merge conservatively (core's rule:
-    /// never over the limit); any other slot count gives `"slots"`.
+    /// entries; any other slot count gives `"slots"`.
     pub fn sliding_log(limit: f64, window_us: f64, slots: f64) -> Result<Single, &'static str> {
-        let (limit, window) = (int(limit), Duration::from_micros(int(window_us)));
-        let machine = match int(slots) {
-            8 => Machine::Log8(CoreLog::new(limit, window).map_err(|e| e.field())?),
-            64 => Machine::Log64(CoreLog::new(limit, window).map_err(|e| e.field())?),
-            256 => Machine::Log256(CoreLog::new(limit, window).map_err(|e| e.field())?),
-            _ => return Err("slots"),
-        };
-        Ok(Self::of(machine))
+        Machine::sliding_log(limit, window_us, slots).map(Self::of)
     }
 
     /// An O(1) sliding window counter: `limit` per `window_us`.
     pub fn sliding_counter(limit: f64, window_us: f64) -> Result<Single, &'static str> {
-        let c = CoreCounter::new(int(limit), Duration::from_micros(int(window_us)));
-        Ok(Self::of(Machine::Counter(c.map_err(|e| e.field())?)))
+        Machine::sliding_counter(limit, window_us).map(Self::of)
     }
 
     fn of(machine: Machine) -> Single {

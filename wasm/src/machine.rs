@@ -6,8 +6,9 @@
 
 use alloc::boxed::Box;
 
+use crate::int;
 use ratebound_core::{
-    CostError, Decision, Gcra as CoreGcra, GcraState, Instant, Limiter,
+    CostError, Decision, Duration, Gcra as CoreGcra, GcraState, Instant, Limiter,
     SlidingCounter as CoreCounter, SlidingCounterState, SlidingLog as CoreLog, SlidingLogState,
 };
 
@@ -24,8 +25,7 @@ pub(crate) enum Machine {
 }
 
 /// One key's state, of its store's kind (a log's on the heap: up to 4 KB).
-/// `Fresh` until first decided; a state of another kind than the machine's
-/// cannot occur (one store, one kind) and would count as fresh.
+/// `Fresh` until first decided.
 #[derive(Default)]
 pub(crate) enum State {
     #[default]
@@ -37,20 +37,67 @@ pub(crate) enum State {
     Counter(SlidingCounterState),
 }
 
-/// `$state` as `$kind`'s, made fresh in place if it is not one yet.
+/// `$state` as `$kind`'s, made so in place if it is still fresh. A state
+/// of another kind cannot occur (one machine per store or object) and
+/// traps: made fresh it would grant a full limit.
 macro_rules! own {
     ($state:expr, $kind:ident) => {{
-        if !matches!($state, State::$kind(_)) {
+        if matches!($state, State::Fresh) {
             *$state = State::$kind(Default::default());
         }
         match $state {
             State::$kind(s) => s,
-            _ => unreachable!("set just above"),
+            _ => other_kind(),
         }
     }};
 }
 
+/// Apart and once, so each use of `own!` carries a call, not a panic's data.
+#[cold]
+#[inline(never)]
+fn other_kind() -> ! {
+    unreachable!("a state of another kind")
+}
+
 impl Machine {
+    /// A GCRA: `capacity` tokens refilled with `amount` per `period_us`;
+    /// a bad config gives the offending field's name (as the others do).
+    pub(crate) fn gcra(
+        capacity: f64,
+        amount: f64,
+        period_us: f64,
+    ) -> Result<Machine, &'static str> {
+        let g = CoreGcra::new(
+            int(capacity),
+            int(amount),
+            Duration::from_micros(int(period_us)),
+        );
+        Ok(Machine::Gcra(g.map_err(|e| e.field())?))
+    }
+
+    /// A sliding log: `limit` per `window_us` in `slots` (8, 64 or 256)
+    /// entries, beyond which entries merge conservatively (core's rule:
+    /// never over the limit); any other slot count gives `"slots"`.
+    pub(crate) fn sliding_log(
+        limit: f64,
+        window_us: f64,
+        slots: f64,
+    ) -> Result<Machine, &'static str> {
+        let (limit, window) = (int(limit), Duration::from_micros(int(window_us)));
+        Ok(match int(slots) {
+            8 => Machine::Log8(CoreLog::new(limit, window).map_err(|e| e.field())?),
+            64 => Machine::Log64(CoreLog::new(limit, window).map_err(|e| e.field())?),
+            256 => Machine::Log256(CoreLog::new(limit, window).map_err(|e| e.field())?),
+            _ => return Err("slots"),
+        })
+    }
+
+    /// An O(1) sliding window counter: `limit` per `window_us`.
+    pub(crate) fn sliding_counter(limit: f64, window_us: f64) -> Result<Machine, &'static str> {
+        let c = CoreCounter::new(int(limit), Duration::from_micros(int(window_us)));
+        Ok(Machine::Counter(c.map_err(|e| e.field())?))
+    }
+
     /// [`check`](Limiter::check)'s verdict alone, with its change of
     /// `state`: a GCRA's skips the decision's figures (core's `Gcra::allow`).
     pub(crate) fn allow(
@@ -111,5 +158,14 @@ impl Limiter for Machine {
             (Machine::Counter(l), State::Counter(s)) => l.is_idle(s, now),
             _ => true, // fresh: holds nothing
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// What node/README.md says a keyed store's state costs per slot.
+    #[test]
+    fn a_state_is_32_bytes() {
+        assert_eq!(core::mem::size_of::<super::State>(), 32);
     }
 }

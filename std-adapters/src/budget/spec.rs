@@ -100,23 +100,38 @@ impl BudgetSpec {
     /// Core's error for this spec's config, naming the spec's own field
     /// where the two differ (`alert_at_percent` in percent, not core's
     /// basis points; `utc_offset_minutes`, not seconds); others as they are.
-    pub fn named(error: ConfigError) -> ConfigError {
+    pub fn named(&self, error: ConfigError) -> ConfigError {
         // The reasons below restate core's bounds in the spec's units.
         const _: () = assert!(BP == 100 * 100 && MAX_THRESHOLDS == 4);
         const _: () = assert!(MAX_OFFSET_SECS == 1_080 * 60);
-        match error.field() {
-            "alert_thresholds_bp" => ConfigError::Invalid {
+        match error {
+            ConfigError::Invalid {
+                field: "alert_thresholds_bp",
+                ..
+            } => ConfigError::Invalid {
                 field: "alert_at_percent",
                 reason: "must be ascending percentages in 1..=100",
             },
             // A spec has at most 9 limits: only thresholds can overflow.
-            "limits / alert_thresholds_bp" => ConfigError::Invalid {
+            ConfigError::Invalid {
+                field: "limits / alert_thresholds_bp",
+                ..
+            } => ConfigError::Invalid {
                 field: "alert_at_percent",
                 reason: "has more than 4 entries",
             },
-            "utc_offset_secs" => ConfigError::Invalid {
+            // Out of range, or (reconfiguring) changed while states live:
+            // core's reason is in seconds only for the first.
+            ConfigError::Invalid {
+                field: "utc_offset_secs",
+                reason,
+            } => ConfigError::Invalid {
                 field: "utc_offset_minutes",
-                reason: "must be within ±1080 (18 hours)",
+                reason: if self.utc_offset_minutes.unsigned_abs() > 1_080 {
+                    "must be within ±1080 (18 hours)"
+                } else {
+                    reason
+                },
             },
             _ => error,
         }

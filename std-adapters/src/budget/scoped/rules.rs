@@ -38,7 +38,7 @@ impl Rules {
             }
             .map_err(|error| ScopedConfigError {
                 scope: name,
-                error: BudgetSpec::named(error),
+                error: spec.named(error),
             })
         };
         if config.max_budgets == 0 {
