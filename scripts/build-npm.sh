@@ -45,10 +45,10 @@ main_entry() { # out-dir label ceiling
     exit 1
   fi
 }
-main_entry web "ratebound (limiters)" 30000
+main_entry web "ratebound (limiters)" 29000
 build "--no-default-features --features budget" budget "ratebound/budget" 40000
 build "--no-default-features --features model-quota" model-quota "ratebound/model-quota" 21000
-build "--no-default-features --features budget,model-quota,redis" redis "ratebound/redis" 65500
+build "--no-default-features --features budget,model-quota,redis" redis "ratebound/redis" 65000
 # CommonJS declarations: the same declarations as `.d.cts`, so TypeScript
 # before 5.8 lets a CommonJS file `require` the package (a `.d.ts` in a
 # "type": "module" package is an ES module to it).

@@ -265,12 +265,12 @@ pub const fn mul_div_floor(a: u64, b: u64, c: u64) -> u64 {
     if let Some(p) = a.checked_mul(b) {
         return p / c;
     }
-    let q = (a as u128 * b as u128) / c as u128;
-    if q > u64::MAX as u128 {
-        u64::MAX
-    } else {
-        q as u64
+    let p = a as u128 * b as u128;
+    let (hi, lo) = ((p >> 64) as u64, p as u64);
+    if hi >= c {
+        return u64::MAX; // the quotient passes 64 bits
     }
+    div_wide(hi, lo, c).0
 }
 
 /// `ceil(a * b / c)` computed exactly, saturating like [`mul_div_floor`].
@@ -282,17 +282,129 @@ pub const fn mul_div_ceil(a: u64, b: u64, c: u64) -> u64 {
     if let Some(p) = a.checked_mul(b) {
         return p.div_ceil(c);
     }
-    let q = (a as u128 * b as u128).div_ceil(c as u128);
-    if q > u64::MAX as u128 {
-        u64::MAX
-    } else {
-        q as u64
+    let p = a as u128 * b as u128;
+    let (hi, lo) = ((p >> 64) as u64, p as u64);
+    if hi >= c {
+        return u64::MAX;
     }
+    let (q, r) = div_wide(hi, lo, c);
+    if r == 0 {
+        q
+    } else {
+        q.saturating_add(1)
+    }
+}
+
+/// `(hi · 2^64 + lo) / d` and its remainder, for `hi < d` (the quotient
+/// fits in 64 bits), in 64-bit operations: a 128-bit division is a library
+/// routine of about 1 KB in the wasm module, this a few hundred bytes.
+/// Knuth's algorithm D for two 32-bit digits (Hacker's Delight, `divlu`).
+pub(crate) const fn div_wide(hi: u64, lo: u64, d: u64) -> (u64, u64) {
+    const B: u64 = 1 << 32;
+    const MASK: u64 = B - 1;
+    // Normalise: the divisor's top bit set.
+    let s = d.leading_zeros();
+    let d = d << s;
+    let (dn1, dn0) = (d >> 32, d & MASK);
+    let un32 = if s == 0 {
+        hi
+    } else {
+        (hi << s) | (lo >> (64 - s))
+    };
+    let un10 = lo << s;
+    let (un1, un0) = (un10 >> 32, un10 & MASK);
+    // The high digit of the quotient, estimated then corrected (at most twice).
+    let mut q1 = un32 / dn1;
+    let mut rhat = un32 - q1 * dn1;
+    while q1 >= B || q1 * dn0 > B * rhat + un1 {
+        q1 -= 1;
+        rhat += dn1;
+        if rhat >= B {
+            break;
+        }
+    }
+    let un21 = un32
+        .wrapping_mul(B)
+        .wrapping_add(un1)
+        .wrapping_sub(q1.wrapping_mul(d));
+    // The low digit, the same way.
+    let mut q0 = un21 / dn1;
+    rhat = un21 - q0 * dn1;
+    while q0 >= B || q0 * dn0 > B * rhat + un0 {
+        q0 -= 1;
+        rhat += dn1;
+        if rhat >= B {
+            break;
+        }
+    }
+    let r = un21
+        .wrapping_mul(B)
+        .wrapping_add(un0)
+        .wrapping_sub(q0.wrapping_mul(d));
+    (q1 * B + q0, r >> s)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `div_wide` against 128-bit division: the edges (divisors 1 and
+    /// `u64::MAX`, `hi` one below the divisor, normalisation shifts 0 and
+    /// 63) and random operands, and the two ratios built on it.
+    #[test]
+    fn wide_division_is_128_bit_division() {
+        let check = |hi: u64, lo: u64, d: u64| {
+            let n = (u128::from(hi) << 64) | u128::from(lo);
+            let want = ((n / u128::from(d)) as u64, (n % u128::from(d)) as u64);
+            assert_eq!(div_wide(hi, lo, d), want, "{hi} {lo} {d}");
+        };
+        let edges = [
+            1,
+            2,
+            3,
+            (1 << 32) - 1,
+            1 << 32,
+            (1 << 32) + 1,
+            1 << 63,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        for &d in &edges {
+            for &lo in &[0, 1, u64::MAX, 1 << 63, (1 << 32) - 1] {
+                for hi in [0, 1, d / 2, d.saturating_sub(1)] {
+                    if hi < d {
+                        check(hi, lo, d);
+                    }
+                }
+            }
+        }
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..200_000 {
+            let d = next() >> (next() % 64);
+            let d = d.max(1);
+            let hi = next() % d;
+            check(hi, next(), d);
+            let (a, b, c) = (next() >> (next() % 64), next() >> (next() % 64), d);
+            let p = u128::from(a) * u128::from(b);
+            let sat = |q: u128| u64::try_from(q).unwrap_or(u64::MAX);
+            assert_eq!(
+                mul_div_floor(a, b, c),
+                sat(p / u128::from(c)),
+                "{a} {b} {c}"
+            );
+            assert_eq!(
+                mul_div_ceil(a, b, c),
+                sat(p.div_ceil(u128::from(c))),
+                "{a} {b} {c}"
+            );
+        }
+    }
 
     #[test]
     fn saturates_everywhere() {

@@ -283,10 +283,12 @@ impl Backoff {
             return Duration::ZERO;
         }
         // Any multiplier at or above `sat` already reaches the cap.
-        let sat = cap * ONE / initial + 1;
+        let sat = saturation(cap as u64, initial as u64);
         let mul = |x: u128, y: u128| x.checked_mul(y).map_or(sat, |p| (p >> 32).min(sat));
         let mut r = ONE;
-        let mut b = (u128::from(self.factor_num) * ONE / u128::from(self.factor_den)).min(sat);
+        // The factor in 32.32 fixed point: below 2^64, as its numerator is below 2^32.
+        let factor = (u64::from(self.factor_num) << 32) / u64::from(self.factor_den);
+        let mut b = u128::from(factor).min(sat);
         let mut e = n;
         while e > 0 && r < sat {
             if e & 1 == 1 {
@@ -414,9 +416,72 @@ const fn uniform(random: u64, lo: u64, hi: u64) -> u64 {
     lo + ((random as u128 * span) >> 64) as u64
 }
 
+/// The smallest 32.32 multiplier of `initial` (≥ 1) that surely reaches
+/// `cap`: `cap · 2^32 / initial + 1`, divided in 64-bit steps (a 128-bit
+/// division is a library routine of about 1 KB in the wasm module).
+const fn saturation(cap: u64, initial: u64) -> u128 {
+    let (whole, part) = (cap / initial, cap % initial);
+    // part < initial, so part · 2^32 divides by initial in 64 bits.
+    let frac = crate::time::div_wide(part >> 32, part << 32, initial).0;
+    ((whole as u128) << 32) + frac as u128 + 1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `base_delay` as it was computed with 128-bit division, for the
+    /// test that the 64-bit steps give the same delays.
+    fn base_delay_by_128_bit_division(b: &Backoff, n: u32) -> Duration {
+        const ONE: u128 = 1 << 32;
+        let cap = b.cap.as_micros() as u128;
+        let initial = b.initial.as_micros() as u128;
+        if initial == 0 {
+            return Duration::ZERO;
+        }
+        let sat = cap * ONE / initial + 1;
+        let mul = |x: u128, y: u128| x.checked_mul(y).map_or(sat, |p| (p >> 32).min(sat));
+        let mut r = ONE;
+        let mut f = (u128::from(b.factor_num) * ONE / u128::from(b.factor_den)).min(sat);
+        let mut e = n;
+        while e > 0 && r < sat {
+            if e & 1 == 1 {
+                r = mul(r, f);
+            }
+            e >>= 1;
+            if e > 0 {
+                f = mul(f, f);
+            }
+        }
+        Duration::from_micros(((initial * r) >> 32).min(cap) as u64)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn saturation_is_the_128_bit_quotient(cap in 0u64.., initial in 1u64.., shift in 0u32..64) {
+            let initial = (initial >> shift).max(1);
+            let want = (u128::from(cap) << 32) / u128::from(initial) + 1;
+            proptest::prop_assert_eq!(saturation(cap, initial), want);
+        }
+
+        #[test]
+        fn base_delays_equal_those_of_128_bit_division(
+            initial in 1u64..u64::MAX,
+            cap_shift in 0u32..64,
+            num in 1u32..u32::MAX,
+            den in 1u32..u32::MAX,
+            n in 0u32..200,
+        ) {
+            let cap = initial.saturating_add(u64::MAX >> cap_shift);
+            let Ok(b) = Backoff::new(Duration::from_micros(initial), Duration::from_micros(cap)) else {
+                return Ok(());
+            };
+            let Ok(b) = b.with_factor(num.max(den), den) else {
+                return Ok(());
+            };
+            proptest::prop_assert_eq!(b.base_delay(n), base_delay_by_128_bit_division(&b, n));
+        }
+    }
 
     #[test]
     fn exponential_caps_and_stops() {
