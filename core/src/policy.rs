@@ -124,6 +124,27 @@ pub fn fold(now: Instant, decisions: impl Iterator<Item = (usize, Decision)>) ->
     out
 }
 
+/// A set's answer when the store deciding it is unavailable and the
+/// policy admits uncounted (fails open): each member's
+/// [`Decision::uncounted`] for its capacity and cost (`members`), folded as
+/// [`fold`] does, so the binding member is the one with least left, as in
+/// a counted decision.
+///
+/// ```
+/// use ratebound_core::{policy, Instant};
+/// let now = Instant::from_secs(5);
+/// let set = policy::uncounted(now, [(10, 3), (5, 3)]);
+/// assert!(set.decision.allowed);
+/// assert_eq!((set.binding, set.decision.remaining, set.decision.limit), (Some(1), 2, 5));
+/// ```
+pub fn uncounted(now: Instant, members: impl IntoIterator<Item = (u64, u64)>) -> PolicyDecision {
+    let decisions = members
+        .into_iter()
+        .enumerate()
+        .map(|(i, (capacity, cost))| (i, Decision::uncounted(now, capacity, cost)));
+    fold(now, decisions)
+}
+
 /// What [`check_all`] would decide, consuming nothing.
 pub fn peek_all(
     now: Instant,

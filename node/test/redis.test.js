@@ -167,6 +167,7 @@ test("failure policies: closed throws, open admits uncounted, local decides on t
   const store = new RedisStore(await CLIENTS.ioredis(own.port, { maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 20 }), { timeoutMs: 200 });
   const closed = new RedisLimiter(store, { x: bucket() }, { retryAfterMs: 300 });
   const open = new RedisLimiter(store, { x: bucket() }, { onUnavailable: "open", retryAfterMs: 300 });
+  const openSet = new RedisLimiter(store, { wide: bucket(), narrow: new TokenBucket({ capacity: 5, refillPeriodMs: 3_600_000 }) }, { onUnavailable: "open", retryAfterMs: 300 });
   const local = new RedisLimiter(store, { x: bucket(), y: new SlidingWindow({ limit: 40, windowMs: 3_600_000 }) }, { onUnavailable: "local", replicas: 4, retryAfterMs: 300 });
   assert.equal((await closed.check("k")).source, "redis");
   await own.stop();
@@ -180,6 +181,10 @@ test("failure policies: closed throws, open admits uncounted, local decides on t
   assert.equal(reasons.filter((r) => r === "skipped").length, 4);
   const o = await open.check("k", { cost: 4 });
   assert.deepEqual([o.allowed, o.source, o.remaining, o.limit, o.retryAfterMs], [true, "failOpen", 6, 10, 0]);
+  // A set failing open binds the member with least left, as a counted decision does (and as the Rust backend answers).
+  const os = await openSet.check("k", { cost: 3 });
+  assert.deepEqual([os.allowed, os.binding, os.remaining, os.limit], [true, "narrow", 2, 5]);
+  assert.deepEqual(os.decisions.map((d) => [d.remaining, d.limit]), [[7, 10], [2, 5]]);
   // Local: a quarter of each limit (10 → 2, 40 → 10), all or nothing, then refused.
   const seen = [];
   for (let i = 0; i < 4; i++) {

@@ -581,6 +581,47 @@ async fn a_cost_above_the_share_is_denied_not_an_error() {
     assert!(limiter.check(b"k", 10).await.is_err());
 }
 
+/// Failing open, a set admits uncounted and names its binding member as a
+/// counted decision does: the one with least left (here the second, the
+/// smaller), with its capacity as the limit.
+#[tokio::test]
+async fn a_set_failing_open_binds_the_member_with_least_left() {
+    use ratebound_std::limiter::LimitSet;
+    let server = RedisServer::start();
+    let store = RedisStore::connect(&server.url(), opts(250)).await.unwrap();
+    let limits = LimitSet::new([
+        (
+            "wide".to_owned(),
+            AnyLimiter::Gcra(Gcra::per_minute(10).unwrap()),
+        ),
+        (
+            "narrow".to_owned(),
+            AnyLimiter::Gcra(Gcra::per_minute(5).unwrap()),
+        ),
+    ])
+    .unwrap();
+    let limiter = RedisKeyedLimiter::with_set(
+        store,
+        limits,
+        failover(OnUnavailable::Open),
+        KeyedConfig::default(),
+        SystemClock,
+    )
+    .unwrap();
+    server.kill();
+    let d = limiter.check(b"k", 3).await.unwrap();
+    assert_eq!(d.source, Source::FailOpen);
+    assert!(d.decision.allowed);
+    assert_eq!(
+        (d.binding, d.decision.remaining, d.decision.limit),
+        (1, 2, 5)
+    );
+    assert_eq!(
+        (d.binding_remaining, d.binding_reset_at),
+        (2, d.decision.reset_at)
+    );
+}
+
 /// A limiter that cannot be built says which field is wrong, by core's
 /// or the fail-over's rule: a bad name, no replicas, a retry window over a
 /// day, a fallback of no keys.

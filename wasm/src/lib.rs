@@ -75,7 +75,7 @@ mod redis;
 #[cfg(feature = "redis")]
 pub use redis::{
     gcra_redis_args, gcra_share, limit_name_valid, limits_share_refusal_of, redis_key,
-    redis_key_parts_valid, share_of_limit,
+    redis_key_parts_valid, share_of_limit, uncounted_rows,
 };
 #[cfg(feature = "budget")]
 mod budget;

@@ -6,7 +6,7 @@
 use alloc::vec::Vec;
 
 use ratebound_core::share::{limits_share_refusal, share_of};
-use ratebound_core::{wire, Duration, Gcra as CoreGcra, Instant};
+use ratebound_core::{wire, Decision, Duration, Gcra as CoreGcra, Instant};
 use wasm_bindgen::prelude::*;
 
 use crate::{config_field, int};
@@ -101,4 +101,25 @@ pub fn limits_share_refusal_of(
         ])),
         Err(_) => Err(JsValue::from_str("cost")),
     }
+}
+
+/// Each member's answer when Redis is unavailable and the policy admits
+/// uncounted (core's `Decision::uncounted`), `members` packed `[capacity,
+/// cost]`: `[1, remaining, limit, now_us, now_us]` per member, for
+/// `policyFold` (which with them gives core's `policy::uncounted`).
+#[wasm_bindgen(js_name = uncountedRows)]
+pub fn uncounted_rows(now_us: f64, members: &[f64]) -> Vec<f64> {
+    let now = Instant::from_micros(int(now_us));
+    let mut rows = Vec::with_capacity(members.len() / 2 * 5);
+    for m in members.chunks_exact(2) {
+        let d = Decision::uncounted(now, int(m[0]), int(m[1]));
+        rows.extend([
+            1.0,
+            d.remaining as f64,
+            d.limit as f64,
+            d.reset_at.as_micros() as f64,
+            d.retry_at.as_micros() as f64,
+        ]);
+    }
+    rows
 }

@@ -200,10 +200,11 @@ export class RedisLimiter {
     if ("value" in r) return this.#decision(r.value, "redis", members);
     if (this.#policy === "closed") throw r.unavailable;
     if (this.#policy === "open") {
-      // Admitted uncounted (core's Decision::uncounted): nothing remains known beyond the cost.
+      // Admitted uncounted (core's Decision::uncounted per member, folded: the binding member has least left).
       const now = nowUs ?? Math.floor(Date.now() * 1000);
-      const d = this.#decision({ now, rows: members.map((m, i) => [1, Math.max(0, m.capacity - costs[i]), m.capacity, now, now, 0]) }, "failOpen", members);
-      return { ...d, binding: members[0].name }; // as the Rust backend answers
+      const flat = wasm.uncountedRows(now, new Float64Array(members.flatMap((m, i) => [m.capacity, costs[i]])));
+      const rows = members.map((_, i) => [...flat.slice(5 * i, 5 * i + 5), 0]);
+      return this.#decision({ now, rows }, "failOpen", members);
     }
     return this.#decision(this.#localDecision(tag, costs, mode === "check", nowUs), "local", members);
   }

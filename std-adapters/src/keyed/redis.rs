@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use ratebound_core::policy;
 use ratebound_core::share::limits_share_refusal;
-use ratebound_core::{CarryOver, ConfigError, Decision};
+use ratebound_core::{CarryOver, ConfigError};
 
 use super::memory::{memory_decision, KeyBytes, MemoryKeyed};
 use super::{KeyedConfig, KeyedDecision, KeyedError};
@@ -187,12 +188,14 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
             }),
             Err(Fallback::Open) => {
                 let now = self.clock.now();
-                let decision = Decision::uncounted(now, limits.set.capacity(), cost);
+                let whole = limits.set.members().map(|(_, l)| (l.capacity(), cost));
+                let set = policy::uncounted(now, whole);
+                // The binding member has the least left: the set's figures.
                 Ok(KeyedDecision {
-                    decision,
-                    binding: 0,
-                    binding_remaining: decision.remaining,
-                    binding_reset_at: decision.reset_at,
+                    decision: set.decision,
+                    binding: set.binding.unwrap_or(0),
+                    binding_remaining: set.decision.remaining,
+                    binding_reset_at: set.decision.reset_at,
                     source: Source::FailOpen,
                     now,
                 })
