@@ -30,6 +30,8 @@ fuzz_target!(|inp: Input| {
         (inp.capacity, inp.amount, inp.period)
     };
     let Ok(g) = Gcra::new(capacity, amount, Duration::from_micros(period)) else { return };
+    // The period as core holds it: `Duration` saturates at 2^52 − 1 µs.
+    let period = g.period().as_micros();
     let mut s = GcraState::default();
     let mut now = Instant::from_micros(T0);
     // (now, cost) of admissions since the last refund, for the interval bound.
