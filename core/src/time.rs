@@ -313,35 +313,35 @@ pub(crate) const fn div_wide(hi: u64, lo: u64, d: u64) -> (u64, u64) {
     };
     let un10 = lo << s;
     let (un1, un0) = (un10 >> 32, un10 & MASK);
-    // The high digit of the quotient, estimated then corrected (at most twice).
-    let mut q1 = un32 / dn1;
-    let mut rhat = un32 - q1 * dn1;
-    while q1 >= B || q1 * dn0 > B * rhat + un1 {
-        q1 -= 1;
-        rhat += dn1;
-        if rhat >= B {
-            break;
-        }
-    }
+    let q1 = quotient_digit(un32, un1, dn1, dn0);
     let un21 = un32
         .wrapping_mul(B)
         .wrapping_add(un1)
         .wrapping_sub(q1.wrapping_mul(d));
-    // The low digit, the same way.
-    let mut q0 = un21 / dn1;
-    rhat = un21 - q0 * dn1;
-    while q0 >= B || q0 * dn0 > B * rhat + un0 {
-        q0 -= 1;
-        rhat += dn1;
-        if rhat >= B {
-            break;
-        }
-    }
+    let q0 = quotient_digit(un21, un0, dn1, dn0);
     let r = un21
         .wrapping_mul(B)
         .wrapping_add(un0)
         .wrapping_sub(q0.wrapping_mul(d));
     (q1 * B + q0, r >> s)
+}
+
+/// One 32-bit digit of [`div_wide`]'s quotient: the partial remainder `un`
+/// (with the next dividend digit `next`) over the normalised divisor's
+/// digits `dn1`, `dn0`, estimated from the high digit, then corrected (at
+/// most twice).
+const fn quotient_digit(un: u64, next: u64, dn1: u64, dn0: u64) -> u64 {
+    const B: u64 = 1 << 32;
+    let mut q = un / dn1;
+    let mut rhat = un - q * dn1;
+    while q >= B || q * dn0 > B * rhat + next {
+        q -= 1;
+        rhat += dn1;
+        if rhat >= B {
+            break;
+        }
+    }
+    q
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ pub(crate) struct Last {
 }
 
 impl Last {
-    pub(crate) fn record(&mut self, d: Decision) {
+    fn record(&mut self, d: Decision) {
         self.out = [
             d.remaining as f64,
             d.limit as f64,
