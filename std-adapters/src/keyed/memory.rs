@@ -15,11 +15,50 @@ use crate::limiter::{AnyLimiter, LimitSet};
 
 /// A key as the in-memory stores hold it: its bytes, in place up to 24
 /// (an IP address's text, a short id), else on the heap.
-#[derive(Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Default)]
 pub struct KeyBytes(SmallVec<[u8; 24]>);
+
+/// Equal when the bytes are (as `[u8]`, which `Borrow` requires); keys of
+/// 4 to 16 bytes, as most are (an IPv4 address's text), compared inline
+/// in two overlapping words rather than by a call to `memcmp`.
+impl PartialEq for KeyBytes {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (self.as_bytes(), other.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        if a.len() <= 16 {
+            if let Some(same) = same_ends::<8>(a, b).or_else(|| same_ends::<4>(a, b)) {
+                return same;
+            }
+        }
+        a == b
+    }
+}
+
+impl Eq for KeyBytes {}
+
+/// Hashed as its bytes, as `[u8]` is (`Borrow` requires it).
+impl std::hash::Hash for KeyBytes {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+/// For slices of one length from `N` to `2 × N` bytes: whether their first
+/// `N` and last `N` bytes (which cover them) agree; `None` when shorter.
+#[inline]
+fn same_ends<const N: usize>(a: &[u8], b: &[u8]) -> Option<bool> {
+    Some(
+        a.first_chunk::<N>()? == b.first_chunk::<N>()?
+            && a.last_chunk::<N>()? == b.last_chunk::<N>()?,
+    )
+}
 
 impl KeyBytes {
     /// The bytes.
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
@@ -41,6 +80,7 @@ impl KeyBytes {
 
     /// The first `len` bytes of `buf` (all of them if `len` is larger),
     /// kept in place.
+    #[inline]
     pub(crate) fn from_buf(buf: [u8; 24], len: usize) -> Self {
         debug_assert!(len <= 24, "a key of {len} bytes from a 24-byte buffer");
         KeyBytes(SmallVec::from_buf_and_len(buf, len.min(24)))
@@ -229,6 +269,23 @@ impl<C: Clock> MemoryKeyed<C> {
     }
 }
 
+/// True when `key` could take `cost` now, and took it: the commonest
+/// answer, found without working out the decision's figures (core's
+/// [`Gcra::allow`]) in a store of one GCRA. `false` says only "not that":
+/// a denial (which wrote nothing), an error, or a store of several
+/// limits — the caller decides again in full with [`memory_decision`].
+#[cfg(feature = "http")]
+#[inline]
+pub(crate) fn memory_admits<C: Clock>(m: &MemoryKeyed<C>, key: &KeyBytes, cost: u64) -> bool {
+    match &m.store {
+        Store::Gcra(s) => matches!(
+            s.update(key, |g, state, now| g.allow(state, now, cost)),
+            Ok(Ok(true))
+        ),
+        Store::Set(_) => false,
+    }
+}
+
 /// The set's decision for `key` (`take`: check, else peek): made at once,
 /// without waiting.
 #[inline]
@@ -272,4 +329,87 @@ pub(crate) fn memory_decision<C: Clock>(
         source: Source::Memory,
         now,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use ratebound_core::{Duration, Instant};
+
+    fn gcra_store(per_minute: u64, clock: &ManualClock) -> MemoryKeyed<ManualClock> {
+        let g = Gcra::per_minute(per_minute).unwrap();
+        let set = LimitSet::one("per_minute", AnyLimiter::Gcra(g)).unwrap();
+        MemoryKeyed::new(set, KeyedConfig::default(), clock.clone()).unwrap()
+    }
+
+    fn left(m: &MemoryKeyed<ManualClock>, key: &KeyBytes) -> u64 {
+        memory_decision(m, key, 0, false)
+            .unwrap()
+            .decision
+            .remaining
+    }
+
+    #[test]
+    fn keys_are_equal_exactly_when_their_bytes_are() {
+        let bytes: Vec<u8> = (1..=20).collect();
+        for len in 0..=20 {
+            let key = KeyBytes::from(&bytes[..len]);
+            assert!(key == KeyBytes::from(&bytes[..len]), "len {len}");
+            for at in 0..len {
+                let mut other = bytes[..len].to_vec();
+                other[at] ^= 0x80;
+                assert!(key != KeyBytes::from(other), "len {len}, byte {at}");
+            }
+            if len > 0 {
+                assert!(key != KeyBytes::from(&bytes[..len - 1]), "len {len}");
+            }
+        }
+    }
+
+    #[cfg(feature = "http")]
+    #[test]
+    fn admits_takes_what_a_check_would_and_a_refusal_takes_nothing() {
+        let clock = ManualClock::new(Instant::from_secs(1_000));
+        let m = gcra_store(3, &clock);
+        let key = KeyBytes::from(&b"203.0.113.9"[..]);
+        for left_after in [2, 1, 0] {
+            assert!(memory_admits(&m, &key, 1));
+            assert_eq!(left(&m, &key), left_after);
+        }
+        // Refused: nothing taken, and the full decision says why.
+        assert!(!memory_admits(&m, &key, 1));
+        assert_eq!(left(&m, &key), 0);
+        let d = memory_decision(&m, &key, 1, true).unwrap();
+        assert!(!d.decision.allowed);
+        assert_eq!(d.decision.retry_at, Instant::from_secs(1_020));
+        // One token back after 20 s: one admission, not two.
+        clock.advance(Duration::from_secs(20));
+        assert!(memory_admits(&m, &key, 1));
+        assert!(!memory_admits(&m, &key, 1));
+    }
+
+    #[cfg(feature = "http")]
+    #[test]
+    fn admits_leaves_costs_that_never_fit_and_sets_to_the_full_decision() {
+        let clock = ManualClock::new(Instant::from_secs(1_000));
+        let m = gcra_store(3, &clock);
+        let key = KeyBytes::from(&b"k"[..]);
+        assert!(!memory_admits(&m, &key, 4));
+        assert_eq!(m.held(), 0, "a cost above capacity inserts nothing");
+        assert!(memory_decision(&m, &key, 4, true).is_err());
+
+        let set = LimitSet::new([
+            ("burst", AnyLimiter::Gcra(Gcra::per_second(5).unwrap())),
+            ("minute", AnyLimiter::Gcra(Gcra::per_minute(3).unwrap())),
+        ])
+        .unwrap();
+        let m = MemoryKeyed::new(set, KeyedConfig::default(), clock).unwrap();
+        assert!(!memory_admits(&m, &key, 1));
+        assert_eq!(
+            left(&m, &key),
+            3,
+            "a set's state is left to the full decision"
+        );
+    }
 }

@@ -94,6 +94,8 @@ pub use backend::{AnyKeyedLimiter, KeyedDecision, KeyedError};
 mod memory;
 #[cfg(feature = "http")]
 pub(crate) use memory::memory_decision;
+#[cfg(feature = "http")]
+pub(crate) use memory::memory_admits;
 pub use memory::{KeyBytes, MemoryKeyed};
 #[cfg(feature = "redis")]
 mod redis;

@@ -163,6 +163,12 @@ impl<C: Clock + Clone, X, K> Options<C, X, K> {
     fn metrics(&self) -> &LayerMetrics {
         self.metrics.get_or_init(|| LayerMetrics::new(&self.name))
     }
+
+    /// True when an admitted request has nothing to report but its count:
+    /// no headers on success, no hook (spans are asked apart, per request).
+    fn counts_only(&self) -> bool {
+        !self.headers_on_success && self.on_decision.is_none()
+    }
 }
 
 impl<C: Clock + Clone, X, K> Clone for Options<C, X, K> {

@@ -19,7 +19,7 @@ use super::{ExtractKey, Options, Outcome, RateKey, RateLimitEvent, RequestCost};
 use crate::clock::Clock;
 use crate::http::headers::error_body;
 use crate::http::layer::respond;
-use crate::keyed::{memory_decision, AnyKeyedLimiter, KeyedDecision, KeyedError};
+use crate::keyed::{memory_admits, memory_decision, AnyKeyedLimiter, KeyedDecision, KeyedError};
 
 /// The service made by [`RateLimitLayer`](super::RateLimitLayer).
 pub struct RateLimit<S, C: Clock + Clone, X, K> {
@@ -109,12 +109,7 @@ fn verdict<C: Clock + Clone, X, K, B: From<String>>(
     let metrics = options.metrics();
     metrics.set_keys_held(options.limits.keys_held());
     match decided {
-        Ok(d)
-            if d.decision.allowed
-                && !options.headers_on_success
-                && options.on_decision.is_none()
-                && span.is_none() =>
-        {
+        Ok(d) if d.decision.allowed && options.counts_only() && span.is_none() => {
             metrics.allowed.increment(1);
             Verdict::Pass(None)
         }
@@ -330,6 +325,24 @@ where
         };
         match &*self.options.limits {
             AnyKeyedLimiter::Memory(m) => {
+                // The commonest request (admitted, nothing to report but
+                // the count) without the decision's figures; any other
+                // answer is decided again in full below (a denial wrote
+                // nothing, so nothing is counted twice).
+                if span.is_none()
+                    && self.options.counts_only()
+                    && memory_admits(m, key.as_key_bytes(), cost)
+                {
+                    let metrics = self.options.metrics();
+                    metrics.set_keys_held(m.held());
+                    metrics.allowed.increment(1);
+                    return ResponseFuture {
+                        kind: Kind::Admitted {
+                            fut: self.inner.call(req),
+                            headers: None,
+                        },
+                    };
+                }
                 let _in = span.as_ref().map(tracing::Span::enter);
                 let decided = memory_decision(m, key.as_key_bytes(), cost, true);
                 match verdict(&self.options, &key, decided, span.as_ref()) {
