@@ -93,9 +93,9 @@ mod backend;
 pub use backend::{AnyKeyedLimiter, KeyedDecision, KeyedError};
 mod memory;
 #[cfg(feature = "http")]
-pub(crate) use memory::memory_decision;
-#[cfg(feature = "http")]
 pub(crate) use memory::memory_admits;
+#[cfg(feature = "http")]
+pub(crate) use memory::memory_decision;
 pub use memory::{KeyBytes, MemoryKeyed};
 #[cfg(feature = "redis")]
 mod redis;
