@@ -112,7 +112,7 @@ pub use error::{ConfigError, CostError};
 pub use gcra::{Gcra, GcraConfig, GcraState, Taken};
 pub use reconfigure::CarryOver;
 pub use sliding_counter::{SlidingCounter, SlidingCounterState};
-pub use sliding_log::{LogEntry, SlidingLog, SlidingLogState, WindowConfig};
+pub use sliding_log::{LogEntry, LogView, LogViewMut, SlidingLog, SlidingLogState, WindowConfig};
 pub use time::{mul_div_ceil, mul_div_floor, Duration, Instant, MAX_SAFE_INTEGER, MAX_TICKS};
 
 // The crate's README (its crates.io page): every snippet runs as a doc test.

@@ -172,3 +172,26 @@ test("a freed wasm object cannot reach wasm again: its methods and a second free
   budget.free();
   assert.throws(() => backoff.nextWithBudget(1.79e15, -1, budget), /freed/);
 });
+
+test("a log's state imports only into a log with room for it, and a refused import changes nothing", async () => {
+  const T = 1_790_000_000_000;
+  for (const slots of [8, 64, 256]) {
+    const log = new SlidingLog({ limit: 1000, windowMs: 60_000, slots });
+    for (let i = 0; i < 3; i++) log.check({ now: T + i });
+    const held = log.exportState();
+    const entries = (n) => Array.from({ length: n }, (_, i) => [(T + i) * 1000, 1]).flat();
+    const bad = [
+      [(T + slots) * 1000, ...entries(slots + 1)], // one entry more than its slots
+      [(T + 5) * 1000, (T + 2) * 1000, 1, (T + 1) * 1000, 1], // out of time order
+      [(T + 1) * 1000, (T + 2) * 1000, 1], // an entry after the last check
+      [(T + 1) * 1000, (T + 1) * 1000], // half an entry
+    ];
+    for (const data of bad) {
+      assert.throws(() => log.importState({ v: 1, data }), TypeError, `${slots} slots: ${data.length}`);
+      assert.deepEqual(log.exportState(), held, `${slots} slots: unchanged`);
+    }
+    const full = [(T + slots) * 1000, ...entries(slots)];
+    log.importState({ v: 1, data: full });
+    assert.deepEqual(log.exportState().data, full, `${slots} slots: a full log`);
+  }
+});

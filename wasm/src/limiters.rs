@@ -11,8 +11,8 @@ use alloc::vec::Vec;
 use crate::machine::{Machine, State};
 use crate::{int, valid};
 use ratebound_core::{
-    CostError, Decision, GcraState, Instant, Limiter, LogEntry, SlidingCounterState,
-    SlidingLogState,
+    CostError, Decision, GcraState, Instant, Limiter, LogEntry, LogView, LogViewMut,
+    SlidingCounterState,
 };
 
 /// The last decision's numbers, `[remaining, limit, reset_at, retry_at]`,
@@ -158,11 +158,9 @@ impl Single {
     pub fn export_state(&self) -> Vec<f64> {
         match &self.state {
             State::Gcra(s) => vec![s.tat as f64, s.rem as f64],
-            State::Log8(s) => export_log(s),
-            State::Log64(s) => export_log(s),
-            State::Log256(s) => export_log(s),
             State::Counter(s) => vec![s.start as f64, s.prev as f64, s.curr as f64],
-            State::Fresh => Vec::new(), // never: made of its kind at construction
+            // A log's (fresh: never, made of its kind at construction).
+            state => state.log().map_or_else(Vec::new, export_log),
         }
     }
 
@@ -189,27 +187,27 @@ impl Single {
                 };
                 true
             }
-            (State::Log8(s), v) => import_log(s, v),
-            (State::Log64(s), v) => import_log(s, v),
-            (State::Log256(s), v) => import_log(s, v),
-            _ => false,
+            (state, v) => match self.machine {
+                Machine::Log(_, slots) => import_log(state.log_mut(slots), v),
+                _ => false,
+            },
         }
     }
 }
 decision_getters!(Single);
 
-fn export_log<const N: usize>(s: &SlidingLogState<N>) -> Vec<f64> {
-    let mut v = vec![s.last() as f64];
-    for e in s.entries() {
+fn export_log(log: LogView<'_>) -> Vec<f64> {
+    let mut v = vec![log.last() as f64];
+    for e in log.entries() {
         v.push(e.at as f64);
         v.push(e.cost as f64);
     }
     v
 }
 
-/// `[last, at₀, cost₀, …]` into `s` if well formed (odd length, entries in
-/// order, no more than `N`).
-fn import_log<const N: usize>(s: &mut SlidingLogState<N>, v: &[f64]) -> bool {
+/// `[last, at₀, cost₀, …]` into `log` if well formed (odd length, entries
+/// in order, no more than its slots).
+fn import_log(mut log: LogViewMut<'_>, v: &[f64]) -> bool {
     let Some((last, flat)) = v.split_first() else {
         return false;
     };
@@ -223,11 +221,5 @@ fn import_log<const N: usize>(s: &mut SlidingLogState<N>, v: &[f64]) -> bool {
         },
         _ => LogEntry { at: 0, cost: 0 },
     });
-    match SlidingLogState::from_parts(int(*last), entries) {
-        Some(st) => {
-            *s = st;
-            true
-        }
-        None => false,
-    }
+    log.restore(int(*last), entries)
 }

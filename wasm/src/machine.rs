@@ -1,15 +1,18 @@
 //! The limiter kinds of the main entry as one type: a [`Machine`] (the
-//! config, one of GCRA, sliding logs of 8, 64 or 256 slots, sliding
-//! counter) and its [`State`]. The keyed store and the single limiters
-//! are written once over them, so the module carries one copy of their
-//! code rather than one per kind.
+//! config, one of GCRA, sliding log, sliding counter) and its [`State`].
+//! The keyed store and the single limiters are written once over them, so
+//! the module carries one copy of their code rather than one per kind; a
+//! log's state comes in three sizes (8, 64 or 256 slots) but is decided
+//! through core's view of a log of any size, so only its allocation is
+//! written per size.
 
 use alloc::boxed::Box;
 
 use crate::int;
 use ratebound_core::{
-    CostError, Decision, Duration, Gcra as CoreGcra, GcraState, Instant, Limiter,
-    SlidingCounter as CoreCounter, SlidingCounterState, SlidingLog as CoreLog, SlidingLogState,
+    CostError, Decision, Duration, Gcra as CoreGcra, GcraState, Instant, Limiter, LogView,
+    LogViewMut, SlidingCounter as CoreCounter, SlidingCounterState, SlidingLog as CoreLog,
+    SlidingLogState,
 };
 
 /// One of the kinds of limiter the JS limiters are. Code over it runs
@@ -18,10 +21,18 @@ use ratebound_core::{
 #[derive(Clone, Copy)]
 pub(crate) enum Machine {
     Gcra(CoreGcra),
-    Log8(CoreLog<8>),
-    Log64(CoreLog<64>),
-    Log256(CoreLog<256>),
+    /// A log's limit and window (the slot count's `N` unused: its states
+    /// are decided through views), and its states' size.
+    Log(CoreLog, Slots),
     Counter(CoreCounter),
+}
+
+/// The slots of a log's state: one of the three sizes the JS API offers.
+#[derive(Clone, Copy)]
+pub(crate) enum Slots {
+    S8,
+    S64,
+    S256,
 }
 
 /// One key's state, of its store's kind (a log's on the heap: up to 4 KB).
@@ -59,6 +70,43 @@ fn other_kind() -> ! {
     unreachable!("a state of another kind")
 }
 
+impl State {
+    /// A log's state, of whichever size, read as core's view of a log.
+    pub(crate) fn log(&self) -> Option<LogView<'_>> {
+        match self {
+            State::Log8(s) => Some(s.view()),
+            State::Log64(s) => Some(s.view()),
+            State::Log256(s) => Some(s.view()),
+            _ => None,
+        }
+    }
+
+    /// A log's state to change, made one of `slots` in place if still
+    /// fresh; another kind traps, as in `own!`.
+    pub(crate) fn log_mut(&mut self, slots: Slots) -> LogViewMut<'_> {
+        if matches!(self, State::Fresh) {
+            *self = slots.fresh();
+        }
+        match self {
+            State::Log8(s) => s.view_mut(),
+            State::Log64(s) => s.view_mut(),
+            State::Log256(s) => s.view_mut(),
+            _ => other_kind(),
+        }
+    }
+}
+
+impl Slots {
+    /// An empty log of this size, on the heap.
+    fn fresh(self) -> State {
+        match self {
+            Slots::S8 => State::Log8(Box::new(SlidingLogState::EMPTY)),
+            Slots::S64 => State::Log64(Box::new(SlidingLogState::EMPTY)),
+            Slots::S256 => State::Log256(Box::new(SlidingLogState::EMPTY)),
+        }
+    }
+}
+
 impl Machine {
     /// A GCRA: `capacity` tokens refilled with `amount` per `period_us`;
     /// a bad config gives the offending field's name (as the others do).
@@ -83,13 +131,14 @@ impl Machine {
         window_us: f64,
         slots: f64,
     ) -> Result<Machine, &'static str> {
-        let (limit, window) = (int(limit), Duration::from_micros(int(window_us)));
-        Ok(match int(slots) {
-            8 => Machine::Log8(CoreLog::new(limit, window).map_err(|e| e.field())?),
-            64 => Machine::Log64(CoreLog::new(limit, window).map_err(|e| e.field())?),
-            256 => Machine::Log256(CoreLog::new(limit, window).map_err(|e| e.field())?),
+        let slots = match int(slots) {
+            8 => Slots::S8,
+            64 => Slots::S64,
+            256 => Slots::S256,
             _ => return Err("slots"),
-        })
+        };
+        let log = CoreLog::new(int(limit), Duration::from_micros(int(window_us)));
+        Ok(Machine::Log(log.map_err(|e| e.field())?, slots))
     }
 
     /// An O(1) sliding window counter: `limit` per `window_us`.
@@ -116,9 +165,7 @@ impl Machine {
     pub(crate) fn fresh(&self) -> State {
         match self {
             Machine::Gcra(_) => State::Gcra(GcraState::default()),
-            Machine::Log8(_) => State::Log8(Box::default()),
-            Machine::Log64(_) => State::Log64(Box::default()),
-            Machine::Log256(_) => State::Log256(Box::default()),
+            Machine::Log(_, slots) => slots.fresh(),
             Machine::Counter(_) => State::Counter(SlidingCounterState::default()),
         }
     }
@@ -129,9 +176,7 @@ impl Limiter for Machine {
     fn check(&self, state: &mut State, now: Instant, cost: u64) -> Result<Decision, CostError> {
         match self {
             Machine::Gcra(l) => l.check(own!(state, Gcra), now, cost),
-            Machine::Log8(l) => l.check(own!(state, Log8), now, cost),
-            Machine::Log64(l) => l.check(own!(state, Log64), now, cost),
-            Machine::Log256(l) => l.check(own!(state, Log256), now, cost),
+            Machine::Log(l, slots) => l.check_in(state.log_mut(*slots), now, cost),
             Machine::Counter(l) => l.check(own!(state, Counter), now, cost),
         }
     }
@@ -139,12 +184,11 @@ impl Limiter for Machine {
         match (self, state) {
             (Machine::Gcra(l), State::Gcra(s)) => l.peek(s, now, cost),
             (Machine::Gcra(l), _) => l.peek(&Default::default(), now, cost),
-            (Machine::Log8(l), State::Log8(s)) => l.peek(s, now, cost),
-            (Machine::Log8(l), _) => l.peek(&Default::default(), now, cost),
-            (Machine::Log64(l), State::Log64(s)) => l.peek(s, now, cost),
-            (Machine::Log64(l), _) => l.peek(&Default::default(), now, cost),
-            (Machine::Log256(l), State::Log256(s)) => l.peek(s, now, cost),
-            (Machine::Log256(l), _) => l.peek(&Default::default(), now, cost),
+            (Machine::Log(l, _), s) => match s.log() {
+                Some(v) => l.peek_in(v, now, cost),
+                // Fresh: an empty log of any size decides alike.
+                None => l.peek_in(SlidingLogState::<1>::EMPTY.view(), now, cost),
+            },
             (Machine::Counter(l), State::Counter(s)) => l.peek(s, now, cost),
             (Machine::Counter(l), _) => l.peek(&Default::default(), now, cost),
         }
@@ -152,9 +196,7 @@ impl Limiter for Machine {
     fn is_idle(&self, state: &State, now: Instant) -> bool {
         match (self, state) {
             (Machine::Gcra(l), State::Gcra(s)) => l.is_idle(s, now),
-            (Machine::Log8(l), State::Log8(s)) => l.is_idle(s, now),
-            (Machine::Log64(l), State::Log64(s)) => l.is_idle(s, now),
-            (Machine::Log256(l), State::Log256(s)) => l.is_idle(s, now),
+            (Machine::Log(l, _), s) => s.log().is_none_or(|v| l.is_idle_in(v, now)),
             (Machine::Counter(l), State::Counter(s)) => l.is_idle(s, now),
             _ => true, // fresh: holds nothing
         }
