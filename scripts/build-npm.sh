@@ -45,7 +45,7 @@ main_entry() { # out-dir label ceiling
     exit 1
   fi
 }
-main_entry web "ratebound (limiters)" 27000
+main_entry web "ratebound (limiters)" 25000
 build "--no-default-features --features budget" budget "ratebound/budget" 40000
 build "--no-default-features --features model-quota" model-quota "ratebound/model-quota" 21000
 build "--no-default-features --features budget,model-quota,redis" redis "ratebound/redis" 65000

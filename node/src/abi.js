@@ -68,20 +68,20 @@ export function bindAbi(instance) {
     free() { release(this, x.one_free); }
   }
   class Gcra extends Single {
-    constructor(capacity, amount, periodUs) { super(x.one_gcra(capacity, amount, periodUs)); }
+    constructor(capacity, amount, periodUs) { super(x.one_new(0, capacity, amount, periodUs)); }
   }
   class SlidingLog extends Single {
-    constructor(limit, windowUs, slots) { super(x.one_log(limit, windowUs, slots)); }
+    constructor(limit, windowUs, slots) { super(x.one_new(1, limit, windowUs, slots)); }
   }
   class SlidingCounter extends Single {
-    constructor(limit, windowUs) { super(x.one_counter(limit, windowUs)); }
+    constructor(limit, windowUs) { super(x.one_new(2, limit, windowUs, 0)); }
   }
 
   class KeyedStore {
     constructor(h) { adopt(this, h, x.keyed_free); }
-    static gcra(capacity, amount, periodUs, max, lru) { return new KeyedStore(x.keyed_gcra(capacity, amount, periodUs, max, lru ? 1 : 0)); }
-    static slidingLog(limit, windowUs, slots, max, lru) { return new KeyedStore(x.keyed_log(limit, windowUs, slots, max, lru ? 1 : 0)); }
-    static slidingCounter(limit, windowUs, max, lru) { return new KeyedStore(x.keyed_counter(limit, windowUs, max, lru ? 1 : 0)); }
+    static gcra(capacity, amount, periodUs, max, lru) { return new KeyedStore(x.keyed_new(0, capacity, amount, periodUs, max, lru ? 1 : 0)); }
+    static slidingLog(limit, windowUs, slots, max, lru) { return new KeyedStore(x.keyed_new(1, limit, windowUs, slots, max, lru ? 1 : 0)); }
+    static slidingCounter(limit, windowUs, max, lru) { return new KeyedStore(x.keyed_new(2, limit, windowUs, 0, max, lru ? 1 : 0)); }
     check(slot, now, cost) { return x.keyed_check(this.h, slot, now, cost); }
     allow(slot, now, cost) { return x.keyed_allow(this.h, slot, now, cost); }
     peek(slot, now, cost) { return x.keyed_peek(this.h, slot, now, cost); }

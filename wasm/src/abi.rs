@@ -22,6 +22,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use crate::backoff::{Backoff, RetryBudget};
 use crate::keyed::KeyedStore;
 use crate::limiters::Single;
+use crate::machine::Machine;
 
 static ERROR_PTR: AtomicUsize = AtomicUsize::new(0);
 static ERROR_LEN: AtomicUsize = AtomicUsize::new(0);
@@ -61,8 +62,11 @@ unsafe fn f64s<'a>(buf: usize, len: usize) -> &'a mut [f64] {
 
 /// Copy `v` to `buf` if it fits in `cap`; returns `v`'s length.
 unsafe fn put(v: &[f64], buf: usize, cap: usize) -> usize {
-    if v.len() <= cap {
-        unsafe { f64s(buf, v.len()) }.copy_from_slice(v);
+    if !v.is_empty() && v.len() <= cap {
+        // (A copy of `v.len()` f64s into a buffer of `cap` — see the module's
+        // safety note; not `copy_from_slice`, whose length check would
+        // carry a panic's message into the module.)
+        unsafe { core::ptr::copy_nonoverlapping(v.as_ptr(), buf as *mut f64, v.len()) }
     }
     v.len()
 }
@@ -99,20 +103,11 @@ pub extern "C" fn rb_free(buf: usize, n: usize) {
 
 // ---- Single limiters ----
 
-/// [`Single::gcra`]'s handle (0: refused).
+/// A single limiter of `kind` ([`Machine::of_kind`]: 0 GCRA, 1 sliding
+/// log, 2 sliding counter, with its three numbers); its handle (0: refused).
 #[no_mangle]
-pub extern "C" fn one_gcra(capacity: f64, amount: f64, period_us: f64) -> usize {
-    handle(Single::gcra(capacity, amount, period_us))
-}
-/// [`Single::sliding_log`]'s handle (0: refused).
-#[no_mangle]
-pub extern "C" fn one_log(limit: f64, window_us: f64, slots: f64) -> usize {
-    handle(Single::sliding_log(limit, window_us, slots))
-}
-/// [`Single::sliding_counter`]'s handle (0: refused).
-#[no_mangle]
-pub extern "C" fn one_counter(limit: f64, window_us: f64) -> usize {
-    handle(Single::sliding_counter(limit, window_us))
+pub extern "C" fn one_new(kind: u32, a: f64, b: f64, c: f64) -> usize {
+    handle(Machine::of_kind(kind, a, b, c).map(Single::of))
 }
 /// Free a single limiter.
 #[no_mangle]
@@ -174,32 +169,12 @@ pub extern "C" fn one_out(h: usize) -> usize {
 
 // ---- Keyed store ----
 
-/// [`KeyedStore::gcra`]'s handle (0: refused); `lru` 0 or 1.
+/// A keyed store of `kind`'s limiters ([`Machine::of_kind`]), holding at
+/// most `max` keys, evicting the least recently used when `lru` is 1 (else
+/// refusing new keys when full); its handle (0: refused).
 #[no_mangle]
-pub extern "C" fn keyed_gcra(
-    capacity: f64,
-    amount: f64,
-    period_us: f64,
-    max: f64,
-    lru: u32,
-) -> usize {
-    handle(KeyedStore::gcra(capacity, amount, period_us, max, lru != 0))
-}
-/// [`KeyedStore::sliding_log`]'s handle (0: refused).
-#[no_mangle]
-pub extern "C" fn keyed_log(limit: f64, window_us: f64, slots: f64, max: f64, lru: u32) -> usize {
-    handle(KeyedStore::sliding_log(
-        limit,
-        window_us,
-        slots,
-        max,
-        lru != 0,
-    ))
-}
-/// [`KeyedStore::sliding_counter`]'s handle (0: refused).
-#[no_mangle]
-pub extern "C" fn keyed_counter(limit: f64, window_us: f64, max: f64, lru: u32) -> usize {
-    handle(KeyedStore::sliding_counter(limit, window_us, max, lru != 0))
+pub extern "C" fn keyed_new(kind: u32, a: f64, b: f64, c: f64, max: f64, lru: u32) -> usize {
+    handle(Machine::of_kind(kind, a, b, c).map(|m| KeyedStore::of(m, max, lru != 0)))
 }
 /// Free a keyed store.
 #[no_mangle]
@@ -375,14 +350,16 @@ mod tests {
 
     #[test]
     fn a_refused_config_is_a_zero_handle_naming_its_field() {
-        assert_eq!(one_gcra(0.0, 1.0, 1e6), 0);
         let field =
-            unsafe { core::slice::from_raw_parts(rb_error_ptr() as *const u8, rb_error_len()) };
-        assert_eq!(field, b"capacity");
-        assert_eq!(one_log(1.0, 1e6, 7.0), 0);
-        let field =
-            unsafe { core::slice::from_raw_parts(rb_error_ptr() as *const u8, rb_error_len()) };
-        assert_eq!(field, b"slots");
+            || unsafe { core::slice::from_raw_parts(rb_error_ptr() as *const u8, rb_error_len()) };
+        assert_eq!(one_new(0, 0.0, 1.0, 1e6), 0);
+        assert_eq!(field(), b"capacity");
+        assert_eq!(one_new(1, 1.0, 1e6, 7.0), 0);
+        assert_eq!(field(), b"slots");
+        assert_eq!(keyed_new(2, 0.0, 1e6, 0.0, 10.0, 0), 0);
+        assert_eq!(field(), b"limit");
+        assert_eq!(keyed_new(3, 1.0, 1e6, 0.0, 10.0, 0), 0);
+        assert_eq!(field(), b"kind");
     }
 
     #[test]
@@ -390,7 +367,7 @@ mod tests {
         assert_eq!(rb_alloc(0), 0);
         let buf = rb_alloc(4);
         assert_ne!(buf, 0);
-        let log = one_log(10.0, 1e6, 8.0);
+        let log = one_new(1, 10.0, 1e6, 8.0);
         for i in 0..3 {
             assert_eq!(one_check(log, 1e15 + f64::from(i), 1.0), 1);
         }
@@ -400,11 +377,11 @@ mod tests {
         assert!(unsafe { f64s(buf, 4) }.iter().all(|x| *x == -1.0));
         let big = rb_alloc(7);
         assert_eq!(one_export(log, big, 7), 7);
-        let copy = one_log(10.0, 1e6, 8.0);
+        let copy = one_new(1, 10.0, 1e6, 8.0);
         assert!(one_import(copy, big, 7));
         assert_eq!(one_export(copy, buf, 4), 7);
         // Evicting more slots than the buffer holds writes what fits.
-        let keyed = keyed_gcra(1.0, 1.0, 1e6, 10.0, 0);
+        let keyed = keyed_new(0, 1.0, 1.0, 1e6, 10.0, 0);
         for k in 0..6 {
             assert_eq!(keyed_check(keyed, -1.0, 1e15 + f64::from(k), 1.0), 1);
         }

@@ -254,7 +254,7 @@ impl KeyedStore {
         Ok(Self::of(machine, max, evict_lru))
     }
 
-    fn of(machine: Machine, max: f64, evict_lru: bool) -> KeyedStore {
+    pub(crate) fn of(machine: Machine, max: f64, evict_lru: bool) -> KeyedStore {
         KeyedStore {
             store: Store::new(machine, max_keys(max)),
             on_full: on_full(evict_lru),

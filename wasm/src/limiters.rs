@@ -94,7 +94,7 @@ impl Single {
         Machine::sliding_counter(limit, window_us).map(Self::of)
     }
 
-    fn of(machine: Machine) -> Single {
+    pub(crate) fn of(machine: Machine) -> Single {
         Single {
             state: machine.fresh(),
             machine,

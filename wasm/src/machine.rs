@@ -63,10 +63,14 @@ macro_rules! own {
     }};
 }
 
-/// Apart and once, so each use of `own!` carries a call, not a panic's data.
+/// Apart and once, so each use of `own!` carries a call, not a panic's
+/// data; in the npm build a bare trap (no message to carry).
 #[cold]
 #[inline(never)]
 fn other_kind() -> ! {
+    #[cfg(all(target_arch = "wasm32", not(feature = "std")))]
+    core::arch::wasm32::unreachable();
+    #[cfg(not(all(target_arch = "wasm32", not(feature = "std"))))]
     unreachable!("a state of another kind")
 }
 
@@ -108,6 +112,19 @@ impl Slots {
 }
 
 impl Machine {
+    /// The machine of `kind`, as the exports `one_new` and `keyed_new` take
+    /// it (`src/abi.rs`): 0 a GCRA of `(capacity, amount, period_us)`, 1 a
+    /// sliding log of `(limit, window_us, slots)`, 2 a sliding counter of
+    /// `(limit, window_us)`; another kind gives `"kind"`.
+    pub(crate) fn of_kind(kind: u32, a: f64, b: f64, c: f64) -> Result<Machine, &'static str> {
+        match kind {
+            0 => Machine::gcra(a, b, c),
+            1 => Machine::sliding_log(a, b, c),
+            2 => Machine::sliding_counter(a, b),
+            _ => Err("kind"),
+        }
+    }
+
     /// A GCRA: `capacity` tokens refilled with `amount` per `period_us`;
     /// a bad config gives the offending field's name (as the others do).
     pub(crate) fn gcra(

@@ -230,10 +230,11 @@ impl Gcra {
 
     // Always inlined on 64-bit hosts: left to the inliner it stayed a call
     // in criterion's `gcra_check_allow` loop, 14.6 ns a check instead of
-    // 2.4. Elsewhere (wasm32, MCUs) the inliner decides, as it did: forced
-    // into every call site it cost the npm module 1.5 KB.
+    // 2.4. Elsewhere (wasm32, MCUs) one copy: forced into every call site
+    // it cost the npm module 1.5 KB, and as `#[inline]` each crate using
+    // it kept a copy of its own (two in the npm module, 0.6 KB each).
     #[cfg_attr(target_pointer_width = "64", inline(always))]
-    #[cfg_attr(not(target_pointer_width = "64"), inline)]
+    #[cfg_attr(not(target_pointer_width = "64"), inline(never))]
     fn decide(
         &self,
         s: &GcraState,

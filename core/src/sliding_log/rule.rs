@@ -234,10 +234,15 @@ fn merge_closest(entries: &mut DequeView<LogEntry>) -> bool {
     if let Some(later) = entries.get_mut(i + 1) {
         later.cost = later.cost.saturating_add(cost);
     }
-    // Carry entry `i` to the front (the older ones move up one, in order),
-    // then drop it.
+    // Move the older ones up one, in order, over entry `i`, then drop the
+    // front (by copies, not `swap`, whose bounds asserts would carry
+    // panic messages into small builds).
     for j in (1..=i).rev() {
-        entries.swap(j - 1, j);
+        if let Some(older) = entries.get(j - 1).copied() {
+            if let Some(e) = entries.get_mut(j) {
+                *e = older;
+            }
+        }
     }
     entries.pop_front();
     true
