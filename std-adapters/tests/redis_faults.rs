@@ -1024,11 +1024,11 @@ async fn local_fallback_alerts_reach_the_managers_subscribers() {
     assert_eq!(handled.load(Ordering::SeqCst), 1);
 }
 
-/// A scoped settle tries every budget: when the store refuses one (here the
-/// user may no longer write the model budget's key), the others are
-/// recorded and the call returns the error.
+/// A scoped settle tries every budget: when the store refuses some (here
+/// the user may no longer write their keys), the others are recorded, and
+/// the call returns what was recorded and each budget that was not.
 #[tokio::test]
-async fn a_scoped_settle_records_what_it_can_and_returns_the_error() {
+async fn a_scoped_settle_records_what_it_can_and_names_every_budget_it_could_not() {
     use ratebound_std::budget::{Payer, Scope, ScopedBackend, ScopedBudgets, ScopedDenied};
     wait_out_midnight();
     let server = RedisServer::start();
@@ -1041,37 +1041,58 @@ async fn a_scoped_settle_records_what_it_can_and_returns_the_error() {
         failover: failover(OnUnavailable::Closed),
     };
     let config = toml::from_str(
-        "per_user = { tokens_per_day = 1_000 }\nper_model.m = { tokens_per_day = 5_000 }",
+        "per_user = { tokens_per_day = 1_000 }\nper_model.m = { tokens_per_day = 5_000 }\nper_group.g = { tokens_per_day = 9_000 }",
     )
     .unwrap();
     let budgets = ScopedBudgets::new(config, backend, SystemClock).unwrap();
     let alice = Payer {
         key: None,
         user: "alice",
-        group: None,
+        group: Some("g"),
         model: "m",
     };
-    let hold = budgets
-        .reserve(&alice, Usage::request(300, 0))
-        .await
-        .unwrap();
-    assert_eq!(hold.budgets().count(), 2);
+    let reserve = || budgets.reserve(&alice, Usage::request(300, 0));
+    let (first, second) = (reserve().await.unwrap(), reserve().await.unwrap());
+    assert_eq!(first.budgets().count(), 3);
     // From now on the user may touch only the user budgets' keys.
     server
         .cli(&["ACL", "SETUSER", "limited", "resetkeys", "~*llm:user:*"])
         .unwrap();
-    let settled = hold.settle(Usage::request(200, 0)).await;
-    assert!(
-        matches!(settled, Err(ScopedDenied::Store(_))),
-        "{settled:?}"
-    );
+    let Err(ScopedDenied::Unsettled {
+        settled,
+        mut failed,
+    }) = first.settle(Usage::request(200, 0)).await
+    else {
+        panic!("the model and group budgets could not settle");
+    };
+    assert_eq!(settled.len(), 1, "the user's settlement: {settled:?}");
+    failed.sort_by_key(|f| f.scope.name());
+    let named: Vec<_> = failed.iter().map(|f| (f.scope, f.id.as_str())).collect();
+    assert_eq!(named, [(Scope::Group, "g"), (Scope::Model, "m")]);
     let used = budgets.status(Scope::User, "alice").await.unwrap();
     assert_eq!(
         used.used(Dimension::Tokens, Horizon::DAY),
         Some(200),
         "the user's settle was recorded"
     );
-    assert_eq!(used.limits[0].reserved, 0);
+    assert_eq!(used.limits[0].reserved, 300, "the second hold still held");
+    // And with every key refused, every budget is named and none recorded.
+    server
+        .cli(&["ACL", "SETUSER", "limited", "resetkeys", "~nothing:*"])
+        .unwrap();
+    let Err(e @ ScopedDenied::Unsettled { .. }) = second.settle(Usage::request(200, 0)).await
+    else {
+        panic!("no budget could settle");
+    };
+    let text = e.to_string();
+    assert!(
+        text.starts_with("3 budget settlement(s) not recorded"),
+        "{text}"
+    );
+    let ScopedDenied::Unsettled { settled, failed } = e else {
+        unreachable!()
+    };
+    assert_eq!((settled.len(), failed.len()), (0, 3));
 }
 
 /// Alerts fire once per window across all servers: three managers of one

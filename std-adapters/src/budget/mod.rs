@@ -77,6 +77,8 @@ pub enum BudgetDenied {
 mod alerts;
 mod scoped;
 mod spec;
+#[cfg(feature = "redis")]
+pub use scoped::UnsettledBudget;
 pub use scoped::{
     Payer, Scope, ScopedAlert, ScopedBackend, ScopedBudgetConfig, ScopedBudgets, ScopedConfigError,
     ScopedDenied, ScopedHold,

@@ -140,6 +140,43 @@ pub enum ScopedDenied {
     #[cfg(feature = "redis")]
     #[error(transparent)]
     Store(#[from] crate::redis::StoreError),
+    /// From [`ScopedHold::settle`](super::ScopedHold::settle): the store
+    /// could not record one or more of the call's settlements. Every budget
+    /// was tried; the settlements recorded stay recorded.
+    #[cfg(feature = "redis")]
+    #[error("{}", unsettled_message(failed))]
+    Unsettled {
+        /// The settlements that were recorded.
+        settled: Vec<ratebound_core::budget::Settled>,
+        /// Each budget whose settlement was not recorded, and why.
+        failed: Vec<UnsettledBudget>,
+    },
+}
+
+/// A budget whose settlement the store did not record
+/// ([`ScopedDenied::Unsettled`]); its hold lapses after its TTL.
+#[cfg(feature = "redis")]
+#[derive(Debug)]
+pub struct UnsettledBudget {
+    /// Which budget.
+    pub scope: Scope,
+    /// Whose.
+    pub id: String,
+    /// What the store said.
+    pub error: crate::redis::StoreError,
+}
+
+#[cfg(feature = "redis")]
+fn unsettled_message(failed: &[UnsettledBudget]) -> String {
+    let names: Vec<String> = failed
+        .iter()
+        .map(|f| format!("the {} budget of {:?} ({})", f.scope.name(), f.id, f.error))
+        .collect();
+    format!(
+        "{} budget settlement(s) not recorded: {}",
+        failed.len(),
+        names.join("; ")
+    )
 }
 
 /// Where scoped budgets live.

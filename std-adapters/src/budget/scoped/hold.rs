@@ -112,15 +112,16 @@ impl<C: Clock + Clone> ScopedHold<C> {
         self.held.iter().map(|(e, _)| (e.scope, e.id.as_str()))
     }
 
-    /// Charge `actual` to every budget held. Every budget is tried; if the
-    /// store could not record one or more settlements, the call returns the
-    /// last such error (each one is logged, naming its budget), and the
-    /// settlements that were recorded stay recorded. Dropped before it
-    /// completes, the holds not yet settled are released.
+    /// Charge `actual` to every budget held. Every budget is tried; when
+    /// the store could not record one or more settlements, the call returns
+    /// [`ScopedDenied::Unsettled`] with the settlements that were recorded
+    /// (they stay recorded) and each budget that was not, with its error
+    /// (each also logged). Dropped before it completes, the holds not yet
+    /// settled are released.
     pub async fn settle(mut self, actual: Usage) -> Result<Vec<Settled>, ScopedDenied> {
         let mut out = Vec::new();
-        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
-        let mut failed = None;
+        #[cfg(feature = "redis")]
+        let mut failed = Vec::new();
         // Popped one at a time: if this future is dropped mid-way, the
         // holds not yet settled are still in `self.held` and are released.
         while let Some((e, t)) = self.held.pop() {
@@ -130,9 +131,13 @@ impl<C: Clock + Clone> ScopedHold<C> {
                 #[cfg(feature = "redis")]
                 (Manager::Redis(m), Ticket::Redis(t)) => match m.settle_ticket(t, actual).await {
                     Ok(s) => s,
-                    Err(err) => {
-                        tracing::warn!(scope = e.scope.name(), id = %e.id, error = %err, "could not settle a budget");
-                        failed = Some(ScopedDenied::Store(err));
+                    Err(error) => {
+                        tracing::warn!(scope = e.scope.name(), id = %e.id, error = %error, "could not settle a budget");
+                        failed.push(crate::budget::UnsettledBudget {
+                            scope: e.scope,
+                            id: e.id.clone(),
+                            error,
+                        });
                         None
                     }
                 },
@@ -142,10 +147,14 @@ impl<C: Clock + Clone> ScopedHold<C> {
             deliver(&self.handlers, &e);
             out.extend(s);
         }
-        match failed {
-            Some(f) => Err(f),
-            None => Ok(out),
+        #[cfg(feature = "redis")]
+        if !failed.is_empty() {
+            return Err(ScopedDenied::Unsettled {
+                settled: out,
+                failed,
+            });
         }
+        Ok(out)
     }
 }
 

@@ -14,6 +14,8 @@ mod config;
 mod hold;
 mod rules;
 
+#[cfg(feature = "redis")]
+pub use config::UnsettledBudget;
 pub use config::{
     Payer, Scope, ScopedAlert, ScopedBackend, ScopedBudgetConfig, ScopedConfigError, ScopedDenied,
 };

@@ -106,6 +106,11 @@ pub(super) async fn denied<B: Body, C: Clock + Clone>(
             tracing::warn!(error = %e, "budget store refused");
             refuse(StatusCode::SERVICE_UNAVAILABLE, &d.to_string(), "server_error", "budget_store_unavailable")
         }
+        // A settle's answer, never a reservation's: as the store's refusal.
+        #[cfg(feature = "redis")]
+        ScopedDenied::Unsettled { .. } => {
+            refuse(StatusCode::SERVICE_UNAVAILABLE, &d.to_string(), "server_error", "budget_store_unavailable")
+        }
     }
 }
 
