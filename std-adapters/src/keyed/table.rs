@@ -86,9 +86,9 @@ impl<K: Hash + Eq + Clone, S: Default, H: BuildHasher> Table<K, S, H> {
         self.len
     }
 
-    /// The tag for hash `h`: hash bits 32 to 37, which neither the shard
-    /// choice (the low 32 bits) nor the home slot (the top bits, by
-    /// multiply-shift) depends on much.
+    /// The tag for hash `h`: hash bits 32 to 37, which the home slot (the
+    /// top bits, by multiply-shift) does not depend on much, nor the shard
+    /// choice (the top bits of the hash times an odd constant).
     #[inline]
     fn tag(h: u64) -> u8 {
         (h >> 32) as u8 & TAG
