@@ -594,7 +594,7 @@ mod tests {
             high ^= high << 13;
             high ^= high >> 7;
             high ^= high << 17;
-            let h = (high & 0xFFFF_FFFF_0000_0000) | (0x49 << 24) | (k * 4_099 & 0xFF_FFFF);
+            let h = (high & 0xFFFF_FFFF_0000_0000) | (0x49 << 24) | ((k * 4_099) & 0xFF_FFFF);
             lens[shard_of(h, 16)] += 1;
         }
         assert!(lens.iter().all(|n| (50..=150).contains(n)), "{lens:?}");
