@@ -219,41 +219,9 @@ fn max_keys(n: f64) -> usize {
 }
 
 impl KeyedStore {
-    /// A token bucket per key.
-    pub fn gcra(
-        capacity: f64,
-        amount: f64,
-        period_us: f64,
-        max: f64,
-        evict_lru: bool,
-    ) -> Result<KeyedStore, &'static str> {
-        let machine = Machine::gcra(capacity, amount, period_us)?;
-        Ok(Self::of(machine, max, evict_lru))
-    }
-
-    /// A sliding log of `slots` (8, 64 or 256) entries per key.
-    pub fn sliding_log(
-        limit: f64,
-        window_us: f64,
-        slots: f64,
-        max: f64,
-        evict_lru: bool,
-    ) -> Result<KeyedStore, &'static str> {
-        let machine = Machine::sliding_log(limit, window_us, slots)?;
-        Ok(Self::of(machine, max, evict_lru))
-    }
-
-    /// A sliding window counter per key.
-    pub fn sliding_counter(
-        limit: f64,
-        window_us: f64,
-        max: f64,
-        evict_lru: bool,
-    ) -> Result<KeyedStore, &'static str> {
-        let machine = Machine::sliding_counter(limit, window_us)?;
-        Ok(Self::of(machine, max, evict_lru))
-    }
-
+    /// A store of `machine`'s states for at most `max` keys, evicting the
+    /// least recently used when `evict_lru` (else refusing new keys when
+    /// full); `abi.rs`'s `keyed_new` makes one of each kind.
     pub(crate) fn of(machine: Machine, max: f64, evict_lru: bool) -> KeyedStore {
         KeyedStore {
             store: Store::new(machine, max_keys(max)),

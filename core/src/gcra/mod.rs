@@ -230,11 +230,17 @@ impl Gcra {
 
     // Always inlined on 64-bit hosts: left to the inliner it stayed a call
     // in criterion's `gcra_check_allow` loop, 14.6 ns a check instead of
-    // 2.4. Elsewhere (wasm32, MCUs) one copy: forced into every call site
-    // it cost the npm module 1.5 KB, and as `#[inline]` each crate using
-    // it kept a copy of its own (two in the npm module, 0.6 KB each).
+    // 2.4. On wasm32 one copy, never inlined: forced into every call site
+    // it cost the npm module 1.5 KB; as `#[inline]` each crate using it
+    // kept a copy of its own (two in the npm module, 0.6 KB each), and the
+    // npm `allow()` took 77 ns instead of 61 (`node bench/bench.mjs`; the
+    // callers V8 compiles are smaller without it). On MCUs the inliner
+    // decides: inlined, a check read for its verdict alone drops the
+    // figures and the division they need (benches/embedded's 512-byte
+    // bound on thumbv7em).
     #[cfg_attr(target_pointer_width = "64", inline(always))]
-    #[cfg_attr(not(target_pointer_width = "64"), inline(never))]
+    #[cfg_attr(target_arch = "wasm32", inline(never))]
+    #[cfg_attr(not(any(target_pointer_width = "64", target_arch = "wasm32")), inline)]
     fn decide(
         &self,
         s: &GcraState,

@@ -269,18 +269,20 @@ impl<C: Clock> MemoryKeyed<C> {
     }
 }
 
-/// True when `key` could take `cost` now, and took it: the commonest
-/// answer, found without working out the decision's figures (core's
-/// [`Gcra::allow`]) in a store of one GCRA. `false` says only "not that":
-/// a denial (which wrote nothing), an error, or a store of several
-/// limits — the caller decides again in full with [`memory_decision`].
+/// True when `key`, held, could take `cost` now, and took it: the
+/// commonest answer, found without working out the decision's figures
+/// (core's [`Gcra::allow`]) in a store of one GCRA. `false` says only "not
+/// that": a denial (which wrote nothing), an error, a key not held (a new
+/// key's rule — room, eviction, refusal — runs once, in the full
+/// decision), or a store of several limits; the caller decides again in
+/// full with [`memory_decision`].
 #[cfg(feature = "http")]
 #[inline]
 pub(crate) fn memory_admits<C: Clock>(m: &MemoryKeyed<C>, key: &KeyBytes, cost: u64) -> bool {
     match &m.store {
         Store::Gcra(s) => matches!(
-            s.update(key, |g, state, now| g.allow(state, now, cost)),
-            Ok(Ok(true))
+            s.update_held(key, |g, state, now| g.allow(state, now, cost)),
+            Some(Ok(true))
         ),
         Store::Set(_) => false,
     }
@@ -373,7 +375,11 @@ mod tests {
         let clock = ManualClock::new(Instant::from_secs(1_000));
         let m = gcra_store(3, &clock);
         let key = KeyBytes::from(&b"203.0.113.9"[..]);
-        for left_after in [2, 1, 0] {
+        // A new key is the full decision's (its rule for room runs once).
+        assert!(!memory_admits(&m, &key, 1));
+        assert_eq!(m.held(), 0);
+        assert!(memory_decision(&m, &key, 1, true).unwrap().decision.allowed);
+        for left_after in [1, 0] {
             assert!(memory_admits(&m, &key, 1));
             assert_eq!(left(&m, &key), left_after);
         }
@@ -395,8 +401,9 @@ mod tests {
         let clock = ManualClock::new(Instant::from_secs(1_000));
         let m = gcra_store(3, &clock);
         let key = KeyBytes::from(&b"k"[..]);
+        assert!(memory_decision(&m, &key, 1, true).unwrap().decision.allowed);
         assert!(!memory_admits(&m, &key, 4));
-        assert_eq!(m.held(), 0, "a cost above capacity inserts nothing");
+        assert_eq!(left(&m, &key), 2, "a cost above capacity takes nothing");
         assert!(memory_decision(&m, &key, 4, true).is_err());
 
         let set = LimitSet::new([
@@ -405,10 +412,11 @@ mod tests {
         ])
         .unwrap();
         let m = MemoryKeyed::new(set, KeyedConfig::default(), clock).unwrap();
+        assert!(memory_decision(&m, &key, 1, true).unwrap().decision.allowed);
         assert!(!memory_admits(&m, &key, 1));
         assert_eq!(
             left(&m, &key),
-            3,
+            2,
             "a set's state is left to the full decision"
         );
     }

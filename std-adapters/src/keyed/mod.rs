@@ -519,6 +519,25 @@ where
         self.apply_at(key, now, |l, s| f(l, s, now))
     }
 
+    /// Run `f` on `key`'s state at the clock's `now` if the store holds
+    /// the key (marking it used); `None`, with nothing done, if it does not.
+    #[cfg(feature = "http")]
+    pub(crate) fn update_held<R>(
+        &self,
+        key: &K,
+        f: impl FnOnce(&L, &mut L::State, Instant) -> R,
+    ) -> Option<R> {
+        let now = self.clock.now();
+        let (h, mut guard) = self.shard(key);
+        let shard = &mut *guard;
+        let s = shard.map.get_mut(h, key)?;
+        Some(f(
+            limiter_for(&shard.limiter, &shard.overrides, key),
+            s,
+            now,
+        ))
+    }
+
     /// Read `key`'s state at the clock's `now` (a fresh one if absent)
     /// without changing anything, not even its recency.
     pub fn inspect<R>(&self, key: &K, f: impl FnOnce(&L, &L::State, Instant) -> R) -> R {
