@@ -54,7 +54,9 @@ impl LogViewMut<'_> {
     /// elsewhere), as [`SlidingLogState::from_parts`](super::SlidingLogState::from_parts)
     /// builds one; false, changing nothing, when they could not have come
     /// from this log: more entries than its slots, entries out of time
-    /// order, or an entry later than `last`.
+    /// order, or an entry later than `last`. `entries` is read twice,
+    /// through a clone to check and then to store, so its clone must yield
+    /// the same items (as every iterator over a collection does).
     pub fn restore<I>(&mut self, last: u64, entries: I) -> bool
     where
         I: IntoIterator<Item = LogEntry>,
@@ -75,7 +77,7 @@ impl LogViewMut<'_> {
         }
         self.entries.clear();
         for e in entries {
-            // Cannot fail: counted above.
+            // Cannot fail: counted above (the same items, see above).
             let _ = self.entries.push_back(e);
         }
         *self.last = last;
