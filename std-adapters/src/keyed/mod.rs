@@ -84,13 +84,14 @@ use std::sync::Mutex;
 
 use foldhash::fast::RandomState;
 use ratebound_core::{ConfigError, CostError, Decision, Instant, Limiter};
-use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::wait::{acquire_loop, acquire_loop_blocking, AcquireError};
 
 mod backend;
 pub use backend::{AnyKeyedLimiter, KeyedDecision, KeyedError};
+mod config;
+pub use config::{KeyedConfig, OnFull};
 mod memory;
 #[cfg(feature = "http")]
 pub(crate) use memory::memory_admits;
@@ -102,85 +103,10 @@ mod redis;
 #[cfg(feature = "redis")]
 pub use redis::RedisKeyedLimiter;
 mod reconfigure;
+mod room;
 mod table;
+use room::shard_share;
 use table::Table;
-
-/// How many entries from the eviction hand are inspected for an idle one
-/// before a sweep or [`OnFull`] applies.
-const IDLE_PROBE: usize = 8;
-
-/// What a full store does with a new key when no key is idle.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnFull {
-    /// Refuse the new key (safe default).
-    #[default]
-    DenyNewKeys,
-    /// Drop a key not used recently, even if active (CLOCK: the first from
-    /// the shard's hand not used since the hand last passed it).
-    EvictLru,
-}
-
-/// Sizing of a [`KeyedLimiter`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct KeyedConfig {
-    /// Most keys held at once (≥ 1, ≤ 2^30).
-    pub max_keys: usize,
-    /// Independent locks (≥ 1, at most `max_keys`); more shards, less contention.
-    pub shards: usize,
-    /// Behaviour of a full store.
-    pub on_full: OnFull,
-}
-
-impl Default for KeyedConfig {
-    fn default() -> Self {
-        KeyedConfig {
-            max_keys: 100_000,
-            shards: 16,
-            on_full: OnFull::DenyNewKeys,
-        }
-    }
-}
-
-impl KeyedConfig {
-    /// Set `max_keys`.
-    pub fn with_max_keys(mut self, n: usize) -> Self {
-        self.max_keys = n;
-        self
-    }
-    /// Set `shards`.
-    pub fn with_shards(mut self, n: usize) -> Self {
-        self.shards = n;
-        self
-    }
-    /// Set `on_full`.
-    pub fn with_on_full(mut self, on_full: OnFull) -> Self {
-        self.on_full = on_full;
-        self
-    }
-    fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_keys == 0 {
-            return Err(ConfigError::Zero { field: "max_keys" });
-        }
-        if self.max_keys > table::MAX_CAPACITY {
-            return Err(ConfigError::TooLarge {
-                field: "max_keys",
-                max: table::MAX_CAPACITY as u64,
-            });
-        }
-        if self.shards == 0 {
-            return Err(ConfigError::Zero { field: "shards" });
-        }
-        if self.shards > self.max_keys {
-            return Err(ConfigError::Invalid {
-                field: "shards",
-                reason: "must not exceed max_keys",
-            });
-        }
-        Ok(())
-    }
-}
 
 /// A shard's lock on cache lines of its own: two threads working in
 /// neighbouring shards do not contend for one line.
@@ -216,16 +142,6 @@ fn limiter_for<'a, K: Hash + Eq, L>(
         return limiter;
     }
     overrides.get(key).unwrap_or(limiter)
-}
-
-/// A shard's share of `max_keys` when keys spread evenly, plus three
-/// standard deviations of that spread, so a table rarely doubles past it.
-fn shard_share(max_keys: usize, shards: usize) -> usize {
-    if shards == 1 {
-        return max_keys;
-    }
-    let mean = max_keys.div_ceil(shards);
-    mean + 3 * mean.isqrt() + 8
 }
 
 /// Per-key limiter states in sharded tables, bounded by `max_keys`.
@@ -277,19 +193,6 @@ where
             hasher,
             held: AtomicUsize::new(0),
         })
-    }
-
-    /// Take one of the `max_keys` slots, if any is free.
-    fn take_slot(&self) -> bool {
-        self.held
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.config.max_keys).then_some(n + 1)
-            })
-            .is_ok()
-    }
-
-    fn free_slots(&self, n: usize) {
-        self.held.fetch_sub(n, Ordering::AcqRel);
     }
 
     /// The core limiter applied per key (but keys with an override).
@@ -367,94 +270,6 @@ where
             return Ok(f(limiter_for(&shard.limiter, &shard.overrides, key), s));
         }
         self.apply_new(shard, h, key, now, f)
-    }
-
-    /// [`apply_at`](KeyedLimiter::apply_at) for a key the shard does not
-    /// hold: apart, so the path for held keys stays small.
-    #[cold]
-    #[inline(never)]
-    fn apply_new<R>(
-        &self,
-        shard: &mut Shard<K, L>,
-        h: u64,
-        key: &K,
-        now: Instant,
-        f: impl FnOnce(&L, &mut L::State) -> R,
-    ) -> Result<R, AcquireError> {
-        let mut fresh = L::State::default();
-        let l = limiter_for(&shard.limiter, &shard.overrides, key);
-        let r = f(l, &mut fresh);
-        if l.is_idle(&fresh, now) {
-            return Ok(r); // nothing worth remembering (zero cost, or a denial)
-        }
-        let have_slot = self.take_slot() || self.make_room(shard, now);
-        if !have_slot {
-            // Under EvictLru reuse the slot of a key not used recently;
-            // never evict an active key under DenyNewKeys.
-            let evicted = self.config.on_full == OnFull::EvictLru && shard.map.evict_unreferenced();
-            if !evicted {
-                tracing::debug!("keyed store full: refusing a new key");
-                return Err(AcquireError::StoreFull {
-                    capacity: self.config.max_keys,
-                });
-            }
-            tracing::debug!("keyed store full: evicted an active key not used recently");
-        }
-        if !shard.map.has_room() {
-            // A slot is held for this key, so the store is below max_keys,
-            // and one table can hold them all: unreachable, but never
-            // admit a key the store cannot count.
-            self.free_slots(1);
-            return Err(AcquireError::StoreFull {
-                capacity: self.config.max_keys,
-            });
-        }
-        shard.map.insert_new(h, key.clone(), fresh);
-        Ok(r)
-    }
-
-    /// Make room for one new key by evicting idle keys of this shard: first
-    /// one among the next few from the eviction hand; failing that, a full
-    /// sweep of the shard, run on the first refusal and then once every
-    /// `max(16, keys per shard / 16)` refusals, so a flood of new keys costs
-    /// O(1) amortized while idle keys never hold slots for long. True when
-    /// something was evicted: the caller then holds one of the freed slots
-    /// (never released to the global count, where another thread could take
-    /// it first).
-    fn make_room(&self, shard: &mut Shard<K, L>, now: Instant) -> bool {
-        let (limiter, overrides) = (&shard.limiter, &shard.overrides);
-        if shard.map.evict_idle_near_hand(IDLE_PROBE, |k, s| {
-            limiter_for(limiter, overrides, k).is_idle(s, now)
-        }) {
-            return true;
-        }
-        let sweep = shard.refusals == 0;
-        shard.refusals =
-            (shard.refusals + 1) % (self.config.max_keys / self.shards.len() / 16).max(16);
-        if !sweep {
-            return false;
-        }
-        let dropped = self.drop_idle(shard, now);
-        if dropped == 0 {
-            return false;
-        }
-        self.free_slots(dropped - 1);
-        true
-    }
-
-    /// Drop every idle key of `shard`; returns how many went. The caller
-    /// frees their slots in the global count.
-    fn drop_idle(&self, shard: &mut Shard<K, L>, now: Instant) -> usize {
-        let (limiter, overrides) = (&shard.limiter, &shard.overrides);
-        shard
-            .map
-            .retain(|k, s| !limiter_for(limiter, overrides, k).is_idle(s, now))
-    }
-
-    fn sweep(&self, shard: &mut Shard<K, L>, now: Instant) -> usize {
-        let dropped = self.drop_idle(shard, now);
-        self.free_slots(dropped);
-        dropped
     }
 
     /// Check `cost` for `key` now. New keys take a slot only once they hold
@@ -580,16 +395,6 @@ where
     /// True when no key is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// Drop every idle key (a periodic sweep keeps room for new keys);
-    /// returns how many were dropped.
-    pub fn evict_idle(&self) -> usize {
-        let now = self.clock.now();
-        self.shards
-            .iter()
-            .map(|shard| self.sweep(&mut shard.0.lock().unwrap_or_else(|p| p.into_inner()), now))
-            .sum()
     }
 }
 
