@@ -106,15 +106,25 @@ fn verdict<C: Clock + Clone, X, K, B: From<String>>(
     decided: Result<KeyedDecision, KeyedError>,
     span: Option<&tracing::Span>,
 ) -> Verdict<B> {
-    let metrics = options.metrics();
-    metrics.set_keys_held(options.limits.keys_held());
     match decided {
         Ok(d) if d.decision.allowed && options.counts_only() && span.is_none() => {
-            metrics.allowed.increment(1);
+            count_plain_admission(options);
             Verdict::Pass(None)
         }
-        decided => reported_verdict(options, key, decided, span),
+        decided => {
+            options.metrics().set_keys_held(options.limits.keys_held());
+            reported_verdict(options, key, decided, span)
+        }
     }
+}
+
+/// The metrics of an admitted request with nothing else to report: the
+/// store's keys held, and one more allowed.
+#[inline]
+fn count_plain_admission<C: Clock + Clone, X, K>(options: &Options<C, X, K>) {
+    let metrics = options.metrics();
+    metrics.set_keys_held(options.limits.keys_held());
+    metrics.allowed.increment(1);
 }
 
 /// [`verdict`] for a decision with more to do than count: a denial, an
@@ -333,9 +343,7 @@ where
                     && self.options.counts_only()
                     && memory_admits(m, key.as_key_bytes(), cost)
                 {
-                    let metrics = self.options.metrics();
-                    metrics.set_keys_held(m.held());
-                    metrics.allowed.increment(1);
+                    count_plain_admission(&self.options);
                     return ResponseFuture {
                         kind: Kind::Admitted {
                             fut: self.inner.call(req),
