@@ -139,8 +139,7 @@ impl Store {
         self.machine.peek(held.unwrap_or(&State::Fresh), now, cost)
     }
 
-    fn evict_idle(&mut self, now: Instant) -> Vec<u32> {
-        let mut emptied = Vec::new();
+    fn evict_idle(&mut self, now: Instant, mut emptied: impl FnMut(u32)) {
         for i in 0..self.states.len() {
             let idle = self.index.in_use(i)
                 && self
@@ -149,10 +148,9 @@ impl Store {
                     .is_some_and(|st| self.machine.is_idle(st, now));
             if idle {
                 self.index.remove(i);
-                emptied.push(u32::try_from(i).unwrap_or(u32::MAX));
+                emptied(u32::try_from(i).unwrap_or(u32::MAX));
             }
         }
-        emptied
     }
 
     fn evict(&mut self, slot: Option<usize>) -> bool {
@@ -277,9 +275,9 @@ impl KeyedStore {
     }
 
     /// Drop every idle key: the slots emptied.
-    pub fn evict_idle(&mut self, now_us: f64) -> Vec<u32> {
+    pub fn evict_idle(&mut self, now_us: f64, emptied: impl FnMut(u32)) {
         let now = Instant::from_micros(int(now_us));
-        self.store.evict_idle(now)
+        self.store.evict_idle(now, emptied)
     }
 
     /// Count a use of the key in `slot` without deciding anything (it

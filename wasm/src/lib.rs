@@ -8,20 +8,22 @@
 //! Status codes returned by `check`-like methods: `1` allowed, `0` denied,
 //! `-1` the cost can never fit (an error, not a denial).
 //!
-//! Four modules are built from this crate, each carrying only what its
+//! Five modules are built from this crate, each carrying only what its
 //! entry calls: feature `limiters` (the main entry `ratebound`: GCRA,
-//! sliding windows, the keyed store, backoff), feature `budget`
+//! sliding windows, policy sets, the keyed store), feature `retry`
+//! (`ratebound/retry`: backoff and the retry budget), feature `budget`
 //! (`ratebound/budget`, whose config, state and results are flat arrays of
 //! numbers), feature `model-quota` (`ratebound/model-quota`, flat the same
 //! way), and features `budget` + `model-quota` + `redis` (`ratebound/redis`:
 //! both with what it takes from core besides — key layout, script
 //! arguments, shares, the policy-set fold).
 //!
-//! The last three are bound by wasm-bindgen. The main entry is not: its
-//! objects are exported as plain functions over handles (`src/abi.rs`), which
-//! the package's `src/abi.js` wraps, because wasm-bindgen's per-method
-//! glue (borrow flags, `Result` conversion, multi-value shims) was a third
-//! of that module and the entry has a size goal (20 KB).
+//! The last three are bound by wasm-bindgen. The first two are not: their
+//! objects are exported as plain functions over handles (`src/abi/`), which
+//! the package's `src/abi.js` and `src/retry-abi.js` wrap, because
+//! wasm-bindgen's per-method glue (borrow flags, `Result` conversion,
+//! multi-value shims) was a third of the main module and the main entry has
+//! a size goal (20 KB).
 
 #![cfg_attr(all(target_arch = "wasm32", not(feature = "std")), no_std)]
 
@@ -47,12 +49,12 @@ use wasm_bindgen::prelude::*;
 // Private: its functions are for `abi.js` (they trust the handles they
 // are given), reached as the module's exports (by symbol: hence `pub` in a
 // private module), not from Rust. Handles are pointers: see its safety note.
-#[cfg(feature = "limiters")]
+#[cfg(any(feature = "limiters", feature = "retry"))]
 #[allow(unsafe_code, unreachable_pub)]
 mod abi;
-#[cfg(feature = "limiters")]
+#[cfg(feature = "retry")]
 mod backoff;
-#[cfg(feature = "limiters")]
+#[cfg(feature = "retry")]
 pub use backoff::{Backoff, RetryBudget};
 #[cfg(feature = "limiters")]
 mod machine;
@@ -70,6 +72,8 @@ pub use keyed::KeyedStore;
 mod policy;
 #[cfg(any(feature = "limiters", feature = "redis"))]
 pub use policy::policy_fold;
+#[cfg(feature = "redis")]
+pub use policy::policy_fold_for_js;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis")]
@@ -94,6 +98,7 @@ pub use model_quota::ModelQuota;
 /// (NaN and negatives to 0, huge values to `u64::MAX`).
 #[cfg(any(
     feature = "limiters",
+    feature = "retry",
     feature = "budget",
     feature = "model-quota",
     feature = "redis"
@@ -103,7 +108,12 @@ fn int(x: f64) -> u64 {
 }
 
 /// True for a JS number that is an integer in `0..=2^53 − 1`.
-#[cfg(any(feature = "limiters", feature = "budget", feature = "model-quota"))]
+#[cfg(any(
+    feature = "limiters",
+    feature = "retry",
+    feature = "budget",
+    feature = "model-quota"
+))]
 fn valid(x: f64) -> bool {
     (0.0..=9_007_199_254_740_991.0).contains(&x) && (x as u64) as f64 == x
 }

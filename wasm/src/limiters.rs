@@ -5,14 +5,10 @@
 //! object that JS reads through a view of memory; exported to JS by
 //! `src/abi.rs`.
 
-use alloc::vec;
-use alloc::vec::Vec;
-
 use crate::machine::{Machine, State};
 use crate::{int, valid};
 use ratebound_core::{
-    CostError, Decision, GcraState, Instant, Limiter, LogEntry, LogView, LogViewMut,
-    SlidingCounterState,
+    CostError, Decision, GcraState, Instant, Limiter, LogEntry, LogViewMut, SlidingCounterState,
 };
 
 /// The last decision's numbers, `[remaining, limit, reset_at, retry_at]`,
@@ -155,12 +151,22 @@ impl Single {
     /// The state as numbers (integers ≤ 2^53 − 1): a GCRA's `[tat, rem]`,
     /// a log's `[last, at₀, cost₀, at₁, cost₁, …]`, a counter's `[start,
     /// prev, curr]`.
-    pub fn export_state(&self) -> Vec<f64> {
+    pub fn export_state(&self, mut each: impl FnMut(f64)) {
         match &self.state {
-            State::Gcra(s) => vec![s.tat as f64, s.rem as f64],
-            State::Counter(s) => vec![s.start as f64, s.prev as f64, s.curr as f64],
-            // A log's (fresh: never, made of its kind at construction).
-            state => state.log().map_or_else(Vec::new, export_log),
+            State::Gcra(s) => [s.tat, s.rem].into_iter().for_each(|x| each(x as f64)),
+            State::Counter(s) => [s.start, s.prev, s.curr]
+                .into_iter()
+                .for_each(|x| each(x as f64)),
+            state => {
+                // A log's (fresh: never, made of its kind at construction).
+                if let Some(log) = state.log() {
+                    each(log.last() as f64);
+                    for e in log.entries() {
+                        each(e.at as f64);
+                        each(e.cost as f64);
+                    }
+                }
+            }
         }
     }
 
@@ -195,15 +201,6 @@ impl Single {
     }
 }
 decision_getters!(Single);
-
-fn export_log(log: LogView<'_>) -> Vec<f64> {
-    let mut v = vec![log.last() as f64];
-    for e in log.entries() {
-        v.push(e.at as f64);
-        v.push(e.cost as f64);
-    }
-    v
-}
 
 /// `[last, at₀, cost₀, …]` into `log` if well formed (odd length, entries
 /// in order, no more than its slots).
