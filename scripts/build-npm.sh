@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the npm package `ratebound` (node/) from source: the wasm crate's
-# four modules (the main one bound by node/src/abi.js, the others by the
-# pinned wasm-bindgen CLI), optimized by wasm-opt from npm `binaryen`.
-# Prints the .wasm and JS glue sizes.
+# five modules (the main one bound by node/src/abi.js, `ratebound/retry`'s
+# by node/src/retry-abi.js, the others by the pinned wasm-bindgen CLI),
+# optimized by wasm-opt from npm `binaryen`. Prints the .wasm and JS glue
+# sizes, and fails when a module is over its ceiling.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WB=0.2.130 # must equal the `wasm-bindgen = "=…"` pin in wasm/Cargo.toml
@@ -13,8 +14,9 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q " $WB"; then
 fi
 [ -d node/node_modules/miniflare ] && [ -d node/node_modules/binaryen ] && [ -d node/node_modules/typescript ] || (cd node && npm ci --no-audit --no-fund)
 rm -rf node/dist
-# Four modules, each carrying only what its entry calls: the limiters
-# (`ratebound`), budget windows (`ratebound/budget`), model quotas
+# Five modules, each carrying only what its entry calls: the limiters
+# (`ratebound`), backoff and the retry budget (`ratebound/retry`), budget
+# windows (`ratebound/budget`), model quotas
 # (`ratebound/model-quota`), and the last two with the Redis helpers
 # (`ratebound/redis`: key layout, script arguments, shares, the policy-set
 # fold).
@@ -25,27 +27,32 @@ build() { # features out-dir
   local w="node/dist/$2/ratebound_wasm_bg.wasm" j="node/dist/$2/ratebound_wasm.js"
   echo "$3: .wasm $(stat -c %s "$w") bytes raw, $(gzip -9c "$w" | wc -c) gzipped; JS glue $(stat -c %s "$j") raw, $(gzip -9c "$j" | wc -c) gzipped"
   # `ratebound/budget`'s ceiling is its goal (40 KB); the others sit just
-  # over today's sizes (the main entry's goal, 20 KB, is not met:
-  # node/README.md says what its module holds).
+  # over today's sizes.
   if [ "$(stat -c %s "$w")" -gt "$4" ]; then
     echo "error: $3 .wasm is over its ceiling of $4 bytes" >&2
     exit 1
   fi
 }
-# The main entry has no wasm-bindgen glue: its exports are plain functions
-# over handles (wasm/src/abi.rs), wrapped by node/src/abi.js.
-main_entry() { # out-dir label ceiling
-  cargo build -q -p ratebound-wasm --target wasm32-unknown-unknown --profile wasm --no-default-features --features limiters
-  mkdir -p "node/dist/$1"
-  local w="node/dist/$1/ratebound_wasm_bg.wasm" j="node/src/abi.js"
+# The main entry and `ratebound/retry` have no wasm-bindgen glue: their
+# exports are plain functions over handles (wasm/src/abi/), wrapped by
+# node/src/abi.js and node/src/retry-abi.js.
+handles_entry() { # feature out-dir label glue raw-ceiling gzip-ceiling
+  cargo build -q -p ratebound-wasm --target wasm32-unknown-unknown --profile wasm --no-default-features --features "$1"
+  mkdir -p "node/dist/$2"
+  local w="node/dist/$2/ratebound_wasm_bg.wasm" j="node/src/$4"
   node/node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers --strip-target-features target/wasm32-unknown-unknown/wasm/ratebound_wasm.wasm -o "$w"
-  echo "$2: .wasm $(stat -c %s "$w") bytes raw, $(gzip -9c "$w" | wc -c) gzipped; JS glue (src/abi.js) $(stat -c %s "$j") raw, $(gzip -9c "$j" | wc -c) gzipped"
-  if [ "$(stat -c %s "$w")" -gt "$3" ]; then
-    echo "error: $2 .wasm is over its ceiling of $3 bytes" >&2
+  local raw gz
+  raw=$(stat -c %s "$w")
+  gz=$(gzip -9c "$w" | wc -c)
+  echo "$3: .wasm $raw bytes raw, $gz gzipped; JS glue (src/$4) $(stat -c %s "$j") raw, $(gzip -9c "$j" | wc -c) gzipped"
+  if [ "$raw" -gt "$5" ] || [ "$gz" -gt "$6" ]; then
+    echo "error: $3 .wasm is over its ceiling of $5 bytes raw, $6 gzipped" >&2
     exit 1
   fi
 }
-main_entry web "ratebound (limiters)" 25000
+# The main entry's ceilings are its goals: 20 KB raw, 10 KB gzipped.
+handles_entry limiters web "ratebound (limiters)" abi.js 20000 10000
+handles_entry retry retry "ratebound/retry" retry-abi.js 7000 4000
 build "--no-default-features --features budget" budget "ratebound/budget" 40000
 build "--no-default-features --features model-quota" model-quota "ratebound/model-quota" 21000
 build "--no-default-features --features budget,model-quota,redis" redis "ratebound/redis" 65000
@@ -54,6 +61,7 @@ build "--no-default-features --features budget,model-quota,redis" redis "ratebou
 # "type": "module" package is an ES module to it).
 mkdir -p node/dist/types
 cp node/src/index.d.ts node/dist/types/index.d.cts
+cp node/src/retry.d.ts node/dist/types/retry.d.cts
 cp node/src/budget.d.ts node/dist/types/budget.d.cts
 cp node/src/model-quota.d.ts node/dist/types/model-quota.d.cts
 cp node/src/redis.d.ts node/dist/types/redis.d.cts

@@ -60,7 +60,7 @@ cargo fmt --all -- --check
 say "cargo clippy (all targets, all features, -D warnings)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
-for f in limiters budget model-quota budget,model-quota,redis; do
+for f in limiters retry budget model-quota budget,model-quota,redis; do
   cargo clippy -p ratebound-wasm --target wasm32-unknown-unknown --no-default-features --features "$f" -- -D warnings
 done
 

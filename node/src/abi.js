@@ -1,11 +1,12 @@
-// The main module's exports (wasm/src/abi.rs: plain functions over handles)
-// as the objects api.js and retry-api.js use: each wraps one handle, frees
-// it once (explicitly, or when garbage collected), and moves arrays through
-// one scratch buffer in wasm memory. Nothing here decides: each method is
-// one call of core's code.
+// The main module's exports (wasm/src/abi/: plain functions over handles)
+// as the objects api.js uses: each wraps one handle, frees it once
+// (explicitly, or when garbage collected), and moves arrays through one
+// scratch buffer in wasm memory. Nothing here decides: each method is one
+// call of core's code. `ratebound/retry`'s module is bound the same way
+// (retry-abi.js).
 
-/** The objects over an instance of the main module. */
-export function bindAbi(instance) {
+/** Handles of a module's objects: adopted from `*_new`, freed once. */
+export function handles(instance) {
   const x = instance.exports;
   const memory = x.memory;
   const utf8 = new TextDecoder();
@@ -26,6 +27,12 @@ export function bindAbi(instance) {
     free(self.h);
     Object.defineProperty(self, "h", { get() { throw new TypeError("this wasm object was freed"); } });
   }
+  return { x, memory, adopt, release };
+}
+
+/** The objects over an instance of the main module. */
+export function bindAbi(instance) {
+  const { x, memory, adopt, release } = handles(instance);
 
   // One scratch buffer of f64s for arrays in and out, grown as needed.
   let scratch = 0;
@@ -99,29 +106,6 @@ export function bindAbi(instance) {
     free() { release(this, x.keyed_free); }
   }
 
-  class Backoff {
-    constructor(initialUs, capUs, factorNum, factorDen, jitter, maxRetries, maxElapsedUs) {
-      adopt(this, x.backoff_new(initialUs, capUs, factorNum, factorDen, jitter, maxRetries, maxElapsedUs), x.backoff_free);
-    }
-    start(now, seed) { x.backoff_start(this.h, now, seed); }
-    next(now, hint) { return x.backoff_next(this.h, now, hint); }
-    nextWithBudget(now, hint, budget) { return x.backoff_next_with_budget(this.h, now, hint, budget.h); }
-    attempt() { return x.backoff_attempt(this.h); }
-    outPtr() { return x.backoff_out(this.h) >>> 0; }
-    free() { release(this, x.backoff_free); }
-  }
-
-  class RetryBudget {
-    constructor(maxTokens, ratioMilli) { adopt(this, x.retry_budget_new(maxTokens, ratioMilli), x.retry_budget_free); }
-    canRetry() { return x.retry_budget_can_retry(this.h) !== 0; }
-    onFailure() { return x.retry_budget_on_failure(this.h) !== 0; }
-    onSuccess() { x.retry_budget_on_success(this.h); }
-    tokensMilli() { return x.retry_budget_tokens_milli(this.h); }
-    exportState() { return x.retry_budget_export(this.h); }
-    importState(spentMilli) { return x.retry_budget_import(this.h, spentMilli) !== 0; }
-    free() { release(this, x.retry_budget_free); }
-  }
-
   /** Core's policy-set fold of members packed 5 f64s each: `[allowed, binding, remaining, limit, resetAt, retryAt]`. */
   function policyFold(now, members) {
     const at = buffer(members.length + 6);
@@ -131,5 +115,5 @@ export function bindAbi(instance) {
     return Array.from(f64s(out, 6));
   }
 
-  return { Gcra, SlidingLog, SlidingCounter, KeyedStore, Backoff, RetryBudget, policyFold, memory };
+  return { Gcra, SlidingLog, SlidingCounter, KeyedStore, policyFold, memory };
 }

@@ -4,7 +4,6 @@
 // plain decision objects. All decisions are made by ratebound-core in wasm.
 
 import { integer, milliseconds, nowMicros, options, NOW, costOptions, freed, configError } from "./validate.js";
-import { makeRetryApi } from "./retry-api.js";
 
 /** `allow` with options: validated, then core's status as a boolean. */
 function allowed(opts, op) {
@@ -199,8 +198,6 @@ export function makeApi(wasm, memory) {
   /** An O(1) sliding window counter: about `limit` per `windowMs`. */
   const SlidingWindow = windowLimiter(wasm.SlidingCounter, "SlidingWindow");
 
-  const { RetryBudget, Backoff, RetrySequence, retry } = makeRetryApi(wasm, f64);
-
   const LIMITERS = [TokenBucket, SlidingLog, SlidingWindow];
   const isLimiter = (l) => LIMITERS.some((C) => l instanceof C);
 
@@ -380,5 +377,5 @@ export function makeApi(wasm, memory) {
     }
   }
 
-  return { TokenBucket, SlidingLog, SlidingWindow, Backoff, RetrySequence, RetryBudget, retry, Policy, KeyedLimiter, StoreFullError, raw: { ...wasm, memory } };
+  return { TokenBucket, SlidingLog, SlidingWindow, Policy, KeyedLimiter, StoreFullError, raw: { ...wasm, memory } };
 }

@@ -9,4 +9,4 @@ if (!response.ok) throw new Error(`ratebound: fetching ${url} answered ${respons
 const { instance } = await WebAssembly.instantiate(await response.arrayBuffer(), {});
 const wasm = bindAbi(instance);
 
-export const { TokenBucket, SlidingLog, SlidingWindow, Backoff, RetrySequence, RetryBudget, retry, Policy, KeyedLimiter, StoreFullError, raw } = makeApi(wasm, wasm.memory);
+export const { TokenBucket, SlidingLog, SlidingWindow, Policy, KeyedLimiter, StoreFullError, raw } = makeApi(wasm, wasm.memory);

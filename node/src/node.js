@@ -5,4 +5,4 @@ import { makeApi } from "./api.js";
 
 const wasm = bindAbi(new WebAssembly.Instance(new WebAssembly.Module(readFileSync(new URL("../dist/web/ratebound_wasm_bg.wasm", import.meta.url))), {}));
 
-export const { TokenBucket, SlidingLog, SlidingWindow, Backoff, RetrySequence, RetryBudget, retry, Policy, KeyedLimiter, StoreFullError, raw } = makeApi(wasm, wasm.memory);
+export const { TokenBucket, SlidingLog, SlidingWindow, Policy, KeyedLimiter, StoreFullError, raw } = makeApi(wasm, wasm.memory);

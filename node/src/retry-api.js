@@ -1,10 +1,15 @@
-// Retries over the main module: backoff with jitter, retry sequences,
-// a shared retry budget and `retry()`. Validates inputs and converts
+// `ratebound/retry` over its module (retry-abi.js): backoff with jitter,
+// retry sequences, a shared retry budget and `retry()`. Validates inputs and converts
 // milliseconds; every delay and give-up is core's (backoff, retry_budget).
 
 import { integer, milliseconds, nowMicros, options, freed, configError } from "./validate.js";
 
-export function makeRetryApi(wasm, f64) {
+export function makeRetryApi(wasm) {
+  // Each sequence keeps its last step as four f64s in wasm memory; one view
+  // reads them (renewed if memory grows).
+  const memory = wasm.memory;
+  let view = new Float64Array(memory.buffer);
+  const f64 = () => (view.buffer === memory.buffer ? view : (view = new Float64Array(memory.buffer)));
   // Core's codes (ratebound_core::wire; std-adapters/tests/wire.rs checks these copies).
   const JITTER = { none: 0, full: 1, equal: 2, decorrelated: 3 };
   const GIVE_UP = [null, "max_retries", "max_elapsed", "hint_beyond_cap", "retry_budget"];
@@ -145,5 +150,5 @@ export function makeRetryApi(wasm, f64) {
     }
   }
 
-  return { RetryBudget, Backoff, RetrySequence, retry };
+  return { RetryBudget, Backoff, RetrySequence, retry, raw: { ...wasm } };
 }

@@ -6,4 +6,4 @@ import { makeApi } from "./api.js";
 
 const wasm = bindAbi(new WebAssembly.Instance(wasmModule, {}));
 
-export const { TokenBucket, SlidingLog, SlidingWindow, Backoff, RetrySequence, RetryBudget, retry, Policy, KeyedLimiter, StoreFullError, raw } = makeApi(wasm, wasm.memory);
+export const { TokenBucket, SlidingLog, SlidingWindow, Policy, KeyedLimiter, StoreFullError, raw } = makeApi(wasm, wasm.memory);

@@ -159,15 +159,16 @@ test("arrays larger than the scratch buffer cross whole: a full 256-slot log's s
 
 test("a freed wasm object cannot reach wasm again: its methods and a second free throw", async () => {
   const { raw } = await import("ratebound");
-  for (const make of [() => new raw.Gcra(2, 1, 1e6), () => new raw.SlidingLog(2, 1e6, 8), () => new raw.SlidingCounter(2, 1e6), () => raw.KeyedStore.gcra(2, 1, 1e6, 10, false), () => new raw.RetryBudget(10, 100), () => new raw.Backoff(1e3, 1e6, 2, 1, 0, 3, 0)]) {
+  const { raw: retries } = await import("ratebound/retry");
+  for (const make of [() => new raw.Gcra(2, 1, 1e6), () => new raw.SlidingLog(2, 1e6, 8), () => new raw.SlidingCounter(2, 1e6), () => raw.KeyedStore.gcra(2, 1, 1e6, 10, false), () => new retries.RetryBudget(10, 100), () => new retries.Backoff(1e3, 1e6, 2, 1, 0, 3, 0)]) {
     const o = make();
     o.free();
     assert.throws(() => o.free(), TypeError);
     const method = ["check", "canRetry", "start"].find((m) => typeof o[m] === "function");
     assert.throws(() => o[method](1.79e15, 1), /freed/);
   }
-  const budget = new raw.RetryBudget(10, 100);
-  const backoff = new raw.Backoff(1e3, 1e6, 2, 1, 0, 3, 0);
+  const budget = new retries.RetryBudget(10, 100);
+  const backoff = new retries.Backoff(1e3, 1e6, 2, 1, 0, 3, 0);
   backoff.start(1.79e15, 1);
   budget.free();
   assert.throws(() => backoff.nextWithBudget(1.79e15, -1, budget), /freed/);

@@ -31,6 +31,16 @@ test("ratebound's browser entry fetches dist/web's module and decides", async ()
   assert.deepEqual(fetched.splice(0), ["dist/web/ratebound_wasm_bg.wasm"]);
 });
 
+test("ratebound/retry's browser entry fetches dist/retry's module and decides", async () => {
+  assert.equal(pkg.exports["./retry"].browser, "./src/retry-browser.js");
+  const { Backoff, RetryBudget } = await import("../src/retry-browser.js");
+  const seq = new Backoff({ initialMs: 100, capMs: 1000, jitter: "none", maxRetries: 2 }).start({ now: T });
+  assert.deepEqual(seq.next({ now: T }), { retry: true, delayMs: 100, retryAt: T + 100, attempt: 1 });
+  const budget = new RetryBudget({ maxTokens: 2, tokenRatio: 1 });
+  assert.deepEqual(seq.next({ now: T, budget }), { retry: false, reason: "retry_budget", attempt: 1 });
+  assert.deepEqual(fetched.splice(0), ["dist/retry/ratebound_wasm_bg.wasm"]);
+});
+
 test("ratebound/budget's browser entry fetches dist/budget's module and decides", async () => {
   assert.equal(pkg.exports["./budget"].browser, "./src/budget-browser.js");
   const { Budget, BudgetError } = await import("../src/budget-browser.js");

@@ -26,6 +26,7 @@ import(${JSON.stringify(entry)}).then(() => console.log(JSON.stringify(wasm)));
 
 for (const [entry, modules] of [
   ["ratebound", ["web/ratebound_wasm_bg.wasm"]],
+  ["ratebound/retry", ["retry/ratebound_wasm_bg.wasm"]],
   ["ratebound/budget", ["budget/ratebound_wasm_bg.wasm"]],
   ["ratebound/model-quota", ["model-quota/ratebound_wasm_bg.wasm"]],
   ["ratebound/redis", ["web/ratebound_wasm_bg.wasm", "redis/ratebound_wasm_bg.wasm"].sort()],

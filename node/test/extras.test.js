@@ -3,9 +3,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
-import {
-  TokenBucket, SlidingLog, SlidingWindow, Backoff, RetryBudget, retry, Policy, KeyedLimiter, StoreFullError,
-} from "ratebound";
+import { TokenBucket, SlidingLog, SlidingWindow, Policy, KeyedLimiter, StoreFullError } from "ratebound";
+import { Backoff, RetryBudget, retry } from "ratebound/retry";
 import { Budget, BudgetError } from "ratebound/budget";
 import { ModelQuota } from "ratebound/model-quota";
 
@@ -274,11 +273,14 @@ test("backoff/keyed/policy bad input", () => {
   assert.throws(() => new KeyedLimiter(() => null, { onFull: "drop" }), /onFull/);
 });
 
-test("CommonJS require of ratebound/budget and ratebound/model-quota", () => {
+test("CommonJS require of ratebound/budget, ratebound/model-quota and ratebound/retry", () => {
   const require = createRequire(import.meta.url);
   const budget = require("ratebound/budget");
   assert.equal(budget.Budget, Budget);
   assert.equal(budget.ModelQuota, undefined);
+  const retries = require("ratebound/retry");
+  assert.equal(retries.Backoff, Backoff);
+  assert.equal(retries.TokenBucket, undefined);
   const quota = new (require("ratebound/model-quota").ModelQuota)({ successMax: 1, periodMs: 1000 });
   assert.equal(quota.admit({ now: T }).allowed, true);
   assert.equal(quota.admit({ now: T }).allowed, false);

@@ -4,6 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, readdirSync } from "node:fs";
 import { raw } from "../src/node.js";
+import { raw as retries } from "../src/retry-node.js";
 
 const load = (kind) => JSON.parse(readFileSync(new URL(`../../fixtures/traces/${kind}.json`, import.meta.url), "utf8"));
 
@@ -164,11 +165,11 @@ test("backoff traces replay exactly (results, the sequence's attempt and the bud
   let steps = 0;
   for (const trace of file.traces) {
     const c = trace.config.backoff;
-    const seq = new raw.Backoff(c.initial_us, c.cap_us, c.factor_num, c.factor_den, JITTER[c.jitter], c.max_retries ?? -1, c.max_elapsed_us ?? 0);
+    const seq = new retries.Backoff(c.initial_us, c.cap_us, c.factor_num, c.factor_den, JITTER[c.jitter], c.max_retries ?? -1, c.max_elapsed_us ?? 0);
     const b = trace.config.budget;
-    const budget = b ? new raw.RetryBudget(b.max_tokens, b.token_ratio_milli) : null;
+    const budget = b ? new retries.RetryBudget(b.max_tokens, b.token_ratio_milli) : null;
     const outcome = (status, step) => {
-      const v = new Float64Array(memory.buffer);
+      const v = new Float64Array(retries.memory.buffer);
       const at = seq.outPtr() / 8;
       if (status === 1) return { retry: { at: v[at], attempt: v[at + 2], delay: v[at + 1] } };
       const reason = GIVE_UP[v[at + 3]];

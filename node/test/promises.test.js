@@ -4,7 +4,8 @@
 // defaults; a shared retry budget bounds retry().
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { TokenBucket, SlidingLog, SlidingWindow, Backoff, RetryBudget, retry, KeyedLimiter, StoreFullError } from "ratebound";
+import { TokenBucket, SlidingLog, SlidingWindow, KeyedLimiter, StoreFullError } from "ratebound";
+import { Backoff, RetryBudget, retry } from "ratebound/retry";
 import { Budget } from "ratebound/budget";
 
 const T = 1_790_000_000_000;

@@ -127,3 +127,53 @@ test("a Worker keeps a model quota per user in a Durable Object (ratebound/model
     await mf.dispose();
   }
 });
+
+test("a Worker retries a flaky upstream with backoff, its Retry-After and a shared retry budget (ratebound/retry)", async () => {
+  // The upstream fails a key's first `fail` calls with 503 (and the
+  // Retry-After `after`, in seconds, when given), then answers 200.
+  const calls = new Map();
+  const mf = new Miniflare({
+    modules: true,
+    modulesRoot: root,
+    scriptPath: fileURLToPath(new URL("../examples/worker/retry-worker.js", import.meta.url)),
+    modulesRules: [
+      { type: "ESModule", include: ["**/*.js"] },
+      { type: "CompiledWasm", include: ["**/*.wasm"] },
+    ],
+    compatibilityDate: "2025-01-01",
+    serviceBindings: {
+      UPSTREAM: (request) => {
+        const q = new URL(request.url).searchParams;
+        const key = q.get("key");
+        const n = (calls.get(key) ?? 0) + 1;
+        calls.set(key, n);
+        if (n <= Number(q.get("fail") ?? 0)) {
+          const headers = q.has("after") ? { "Retry-After": q.get("after") } : {};
+          return new Response("unavailable", { status: 503, headers });
+        }
+        return new Response(`ok ${key}`);
+      },
+    },
+    host: "127.0.0.1",
+  });
+  try {
+    const call = async (q) => {
+      const r = await mf.dispatchFetch(`http://127.0.0.1/?${q}`);
+      return { status: r.status, body: await r.json() };
+    };
+    // The budget holds 10 tokens; a failure spends one, a success earns 0.1
+    // back; retries only while more than 5 are left.
+    // A wait of 1 s asked by the upstream is beyond the 200 ms cap: no retry (9 left).
+    assert.deepEqual(await call("key=d&fail=1&after=1"), { status: 502, body: { error: "upstream answered 503", gaveUp: "hint_beyond_cap", attempts: 1 } });
+    // Two failures, retried after the backoff's delays, then the answer (7.1 left).
+    assert.deepEqual(await call("key=a&fail=2"), { status: 200, body: { body: "ok a", attempts: 3 } });
+    // An upstream that keeps failing: two retries (6.1, 5.1 left), then the
+    // budget refuses the third (4.1), before the backoff's 5 retries are used.
+    assert.deepEqual(await call("key=b&fail=99"), { status: 502, body: { error: "upstream answered 503", gaveUp: "retry_budget", attempts: 3 } });
+    // The next request is not retried at all: the upstream gets one call, not six.
+    assert.deepEqual(await call("key=c&fail=99"), { status: 502, body: { error: "upstream answered 503", gaveUp: "retry_budget", attempts: 1 } });
+    assert.deepEqual(Object.fromEntries(calls), { d: 1, a: 3, b: 3, c: 1 });
+  } finally {
+    await mf.dispose();
+  }
+});

@@ -219,7 +219,7 @@ fn max_keys(n: f64) -> usize {
 impl KeyedStore {
     /// A store of `machine`'s states for at most `max` keys, evicting the
     /// least recently used when `evict_lru` (else refusing new keys when
-    /// full); `abi.rs`'s `keyed_new` makes one of each kind.
+    /// full); `abi/limiters.rs`'s `keyed_new` makes one of each kind.
     pub(crate) fn of(machine: Machine, max: f64, evict_lru: bool) -> KeyedStore {
         KeyedStore {
             store: Store::new(machine, max_keys(max)),

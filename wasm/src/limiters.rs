@@ -3,7 +3,7 @@
 //! over [`Machine`] (one copy of the code for all three). Numbers in (times
 //! in µs), status codes out, a decision's numbers in one output array per
 //! object that JS reads through a view of memory; exported to JS by
-//! `src/abi.rs`.
+//! `src/abi/limiters.rs`.
 
 use crate::machine::{Machine, State};
 use crate::{int, valid};

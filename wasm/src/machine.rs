@@ -120,7 +120,7 @@ impl Slots {
 
 impl Machine {
     /// The machine of `kind`, as the exports `one_new` and `keyed_new` take
-    /// it (`src/abi.rs`): 0 a GCRA of `(capacity, amount, period_us)`, 1 a
+    /// it (`src/abi/limiters.rs`): 0 a GCRA of `(capacity, amount, period_us)`, 1 a
     /// sliding log of `(limit, window_us, slots)`, 2 a sliding counter of
     /// `(limit, window_us)`; another kind gives `"kind"`.
     pub(crate) fn of_kind(kind: u32, a: f64, b: f64, c: f64) -> Result<Machine, &'static str> {

@@ -1,6 +1,7 @@
 // Type-checked by test/types.test.js (tsc --noEmit): the public API is typed,
 // and wrong uses are compile errors (each @ts-expect-error must be needed).
-import { TokenBucket, SlidingLog, SlidingWindow, Backoff, RetryBudget, retry, Policy, KeyedLimiter, StoreFullError, type Decision, type RetryStep } from "ratebound";
+import { TokenBucket, SlidingLog, SlidingWindow, Policy, KeyedLimiter, StoreFullError, type Decision } from "ratebound";
+import { Backoff, RetryBudget, retry, type RetryStep } from "ratebound/retry";
 import { Budget, BudgetError, type Reserved } from "ratebound/budget";
 import { ModelQuota, type ModelDecision } from "ratebound/model-quota";
 
