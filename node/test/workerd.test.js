@@ -8,18 +8,24 @@ import { Miniflare } from "miniflare";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 
-test("a Worker with a Durable Object enforces the limit across requests", async () => {
-  const mf = new Miniflare({
+/** examples/worker/`script` in workerd on loopback, with the package's files as its modules. */
+const worker = (script, options) =>
+  new Miniflare({
     modules: true,
     modulesRoot: root,
-    scriptPath: fileURLToPath(new URL("../examples/worker/worker.js", import.meta.url)),
+    scriptPath: fileURLToPath(new URL(`../examples/worker/${script}`, import.meta.url)),
     modulesRules: [
       { type: "ESModule", include: ["**/*.js"] },
       { type: "CompiledWasm", include: ["**/*.wasm"] },
     ],
     compatibilityDate: "2025-01-01",
-    durableObjects: { LIMITER: "Limiter" },
     host: "127.0.0.1",
+    ...options,
+  });
+
+test("a Worker with a Durable Object enforces the limit across requests", async () => {
+  const mf = worker("worker.js", {
+    durableObjects: { LIMITER: "Limiter" },
   });
   try {
     const hit = async (q) => {
@@ -45,17 +51,8 @@ test("a Worker with a Durable Object enforces the limit across requests", async 
 });
 
 test("a Worker keeps an LLM token budget per user in a Durable Object (ratebound/budget)", async () => {
-  const mf = new Miniflare({
-    modules: true,
-    modulesRoot: root,
-    scriptPath: fileURLToPath(new URL("../examples/worker/budget-worker.js", import.meta.url)),
-    modulesRules: [
-      { type: "ESModule", include: ["**/*.js"] },
-      { type: "CompiledWasm", include: ["**/*.wasm"] },
-    ],
-    compatibilityDate: "2025-01-01",
+  const mf = worker("budget-worker.js", {
     durableObjects: { BUDGET: "UserBudget" },
-    host: "127.0.0.1",
   });
   try {
     const call = async (q) => {
@@ -91,17 +88,8 @@ test("a Worker keeps an LLM token budget per user in a Durable Object (ratebound
 });
 
 test("a Worker keeps a model quota per user in a Durable Object (ratebound/model-quota)", async () => {
-  const mf = new Miniflare({
-    modules: true,
-    modulesRoot: root,
-    scriptPath: fileURLToPath(new URL("../examples/worker/model-quota-worker.js", import.meta.url)),
-    modulesRules: [
-      { type: "ESModule", include: ["**/*.js"] },
-      { type: "CompiledWasm", include: ["**/*.wasm"] },
-    ],
-    compatibilityDate: "2025-01-01",
+  const mf = worker("model-quota-worker.js", {
     durableObjects: { QUOTA: "UserQuota" },
-    host: "127.0.0.1",
   });
   try {
     const call = async (q) => {
@@ -132,15 +120,7 @@ test("a Worker retries a flaky upstream with backoff, its Retry-After and a shar
   // The upstream fails a key's first `fail` calls with 503 (and the
   // Retry-After `after`, in seconds, when given), then answers 200.
   const calls = new Map();
-  const mf = new Miniflare({
-    modules: true,
-    modulesRoot: root,
-    scriptPath: fileURLToPath(new URL("../examples/worker/retry-worker.js", import.meta.url)),
-    modulesRules: [
-      { type: "ESModule", include: ["**/*.js"] },
-      { type: "CompiledWasm", include: ["**/*.wasm"] },
-    ],
-    compatibilityDate: "2025-01-01",
+  const mf = worker("retry-worker.js", {
     serviceBindings: {
       UPSTREAM: (request) => {
         const q = new URL(request.url).searchParams;
@@ -154,7 +134,6 @@ test("a Worker retries a flaky upstream with backoff, its Retry-After and a shar
         return new Response(`ok ${key}`);
       },
     },
-    host: "127.0.0.1",
   });
   try {
     const call = async (q) => {
