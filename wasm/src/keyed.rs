@@ -274,7 +274,7 @@ impl KeyedStore {
         self.last.set(r)
     }
 
-    /// Drop every idle key: the slots emptied.
+    /// Drop every idle key, handing `emptied` each slot it empties.
     pub fn evict_idle(&mut self, now_us: f64, emptied: impl FnMut(u32)) {
         let now = Instant::from_micros(int(now_us));
         self.store.evict_idle(now, emptied)

@@ -148,9 +148,9 @@ impl Single {
         self.last.set(Ok(d))
     }
 
-    /// The state as numbers (integers ≤ 2^53 − 1): a GCRA's `[tat, rem]`,
-    /// a log's `[last, at₀, cost₀, at₁, cost₁, …]`, a counter's `[start,
-    /// prev, curr]`.
+    /// The state as numbers (integers ≤ 2^53 − 1), handed to `each` in
+    /// order: a GCRA's `[tat, rem]`, a log's `[last, at₀, cost₀, at₁, cost₁,
+    /// …]`, a counter's `[start, prev, curr]`.
     pub fn export_state(&self, mut each: impl FnMut(f64)) {
         match &self.state {
             State::Gcra(s) => [s.tat, s.rem].into_iter().for_each(|x| each(x as f64)),
