@@ -72,7 +72,7 @@ export function freed(kind) {
   });
 }
 
-/** A config error thrown by the main module (the offending field's name) as a RangeError. */
+/** A config error thrown by a wasm module (the offending field's name) as a RangeError. */
 export function configError(e, kind) {
   if (typeof e === "string") return new RangeError(`invalid ${kind} config: \`${e}\` is out of range (zero, too large, or inconsistent)`);
   return e;

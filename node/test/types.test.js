@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
-test("index.d.ts, budget.d.ts and model-quota.d.ts: tsc --noEmit on test/types/usage.ts", () => {
+test("index.d.ts, retry.d.ts, budget.d.ts and model-quota.d.ts: tsc --noEmit on test/types/usage.ts", () => {
   const tsc = fileURLToPath(new URL("../node_modules/typescript/bin/tsc", import.meta.url));
   const project = fileURLToPath(new URL("./types/tsconfig.json", import.meta.url));
   const r = spawnSync(process.execPath, [tsc, "-p", project], { encoding: "utf8" });

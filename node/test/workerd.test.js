@@ -144,14 +144,17 @@ test("a Worker retries a flaky upstream with backoff, its Retry-After and a shar
     // back; retries only while more than 5 are left.
     // A wait of 1 s asked by the upstream is beyond the 200 ms cap: no retry (9 left).
     assert.deepEqual(await call("key=d&fail=1&after=1"), { status: 502, body: { error: "upstream answered 503", gaveUp: "hint_beyond_cap", attempts: 1 } });
-    // Two failures, retried after the backoff's delays, then the answer (7.1 left).
+    // The same as an HTTP date, a minute away (8 left).
+    const date = encodeURIComponent(new Date(Date.now() + 60_000).toUTCString());
+    assert.deepEqual(await call(`key=e&fail=1&after=${date}`), { status: 502, body: { error: "upstream answered 503", gaveUp: "hint_beyond_cap", attempts: 1 } });
+    // Two failures, retried after the backoff's delays, then the answer (6.1 left).
     assert.deepEqual(await call("key=a&fail=2"), { status: 200, body: { body: "ok a", attempts: 3 } });
-    // An upstream that keeps failing: two retries (6.1, 5.1 left), then the
-    // budget refuses the third (4.1), before the backoff's 5 retries are used.
-    assert.deepEqual(await call("key=b&fail=99"), { status: 502, body: { error: "upstream answered 503", gaveUp: "retry_budget", attempts: 3 } });
+    // An upstream that keeps failing: one retry (5.1 left), then the budget
+    // refuses the second (4.1), before the backoff's 5 retries are used.
+    assert.deepEqual(await call("key=b&fail=99"), { status: 502, body: { error: "upstream answered 503", gaveUp: "retry_budget", attempts: 2 } });
     // The next request is not retried at all: the upstream gets one call, not six.
     assert.deepEqual(await call("key=c&fail=99"), { status: 502, body: { error: "upstream answered 503", gaveUp: "retry_budget", attempts: 1 } });
-    assert.deepEqual(Object.fromEntries(calls), { d: 1, a: 3, b: 3, c: 1 });
+    assert.deepEqual(Object.fromEntries(calls), { d: 1, e: 1, a: 3, b: 2, c: 1 });
   } finally {
     await mf.dispose();
   }

@@ -46,8 +46,8 @@ use ratebound_core::ConfigError;
 #[cfg(feature = "redis")]
 use wasm_bindgen::prelude::*;
 
-// Private: its functions are for `abi.js` (they trust the handles they
-// are given), reached as the module's exports (by symbol: hence `pub` in a
+// Private: its functions are for `abi.js` and `retry-abi.js` (they trust
+// the handles they are given), reached as the module's exports (by symbol: hence `pub` in a
 // private module), not from Rust. Handles are pointers: see its safety note.
 #[cfg(any(feature = "limiters", feature = "retry"))]
 #[allow(unsafe_code, unreachable_pub)]

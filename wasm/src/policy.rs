@@ -44,8 +44,11 @@ pub fn policy_fold(now_us: f64, members: &[f64]) -> [f64; 6] {
     ]
 }
 
-/// [`policy_fold`] for `ratebound/redis` (through wasm-bindgen, which
-/// returns arrays as `Vec`s).
+/// Fold members' decisions, packed as `[status (1 allowed, 0 denied),
+/// remaining, limit, reset_at_us, retry_at_us]` per member, into the set's:
+/// `[allowed (1/0), binding member (-1: none), remaining, limit, reset_at_us,
+/// retry_at_us]` (core's `policy::fold`; [`policy_fold`] for `ratebound/redis`,
+/// through wasm-bindgen, which returns arrays as `Vec`s).
 #[cfg(feature = "redis")]
 #[wasm_bindgen(js_name = policyFold)]
 pub fn policy_fold_for_js(now_us: f64, members: &[f64]) -> Vec<f64> {

@@ -1,4 +1,4 @@
-//! The main entry's objects themselves, natively and in a real wasm
+//! The objects of the main entry and of `ratebound/retry` themselves, natively and in a real wasm
 //! runtime (Node, through `wasm-bindgen-test-runner`): odd numbers from
 //! JavaScript saturate safely and never grant capacity, malformed states are
 //! refused whole, and config errors name their field.

@@ -8,6 +8,14 @@ import { Backoff, RetryBudget, retry } from "../../src/retry-workerd.js"; // in 
 const backoff = new Backoff({ initialMs: 10, capMs: 200, maxRetries: 5 });
 const budget = new RetryBudget({ maxTokens: 10, tokenRatio: 0.1 });
 
+/** Retry-After as ms from now: delay-seconds or an HTTP date (RFC 9110); undefined when absent or unreadable. */
+function retryAfterMs(header, now = Date.now()) {
+  if (header === null) return undefined;
+  if (/^\d+$/.test(header.trim())) return Number(header) * 1000;
+  const at = Date.parse(header);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
 class UpstreamError extends Error {
   constructor(status, retryAfterMs) {
     super(`upstream answered ${status}`);
@@ -24,10 +32,7 @@ export default {
         async () => {
           attempts++;
           const r = await env.UPSTREAM.fetch(request.url);
-          if (r.status === 429 || r.status >= 500) {
-            const after = r.headers.get("Retry-After");
-            throw new UpstreamError(r.status, after === null ? undefined : Number(after) * 1000);
-          }
+          if (r.status === 429 || r.status >= 500) throw new UpstreamError(r.status, retryAfterMs(r.headers.get("Retry-After")));
           return r.text();
         },
         { backoff, budget, retryable: (e) => e instanceof UpstreamError, hintMs: (e) => e.retryAfterMs },

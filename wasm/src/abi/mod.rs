@@ -11,9 +11,9 @@
 //! function (0 when the config is refused; then [`rb_error_ptr`] and
 //! [`rb_error_len`] give the field's name) and valid until its `*_free`.
 //! These functions trust what they are given: only those two files call them,
-//! with handles it got from `*_new` for that kind of object and has not
-//! freed (it drops a handle as it frees it, once, explicitly or from a
-//! `FinalizationRegistry`), and with buffers (`buf`, `len`) it got from
+//! with handles they got from `*_new` for that kind of object and have not
+//! freed (they drop a handle as they free it, once, explicitly or from a
+//! `FinalizationRegistry`), and with buffers (`buf`, `len`) they got from
 //! [`buffers::rb_alloc`] of at least `len` f64s. The numbers themselves are checked
 //! as the objects check them (odd ones saturate safely).
 
@@ -42,8 +42,9 @@ fn handle<T>(made: Result<T, &'static str>) -> usize {
     }
 }
 
-/// The object behind `h` (see the module's safety note: `abi.js` never
-/// passes a refused config's 0, nor a handle it has freed).
+/// The object behind `h` (see the module's safety note: `abi.js` and
+/// `retry-abi.js` never pass a refused config's 0, nor a handle they have
+/// freed).
 unsafe fn obj<'a, T>(h: usize) -> &'a mut T {
     unsafe { &mut *(h as *mut T) }
 }
