@@ -136,7 +136,14 @@ export function makeRetryApi(wasm) {
         } catch (err) {
           if (!retryable(err)) throw err;
           if (o.signal?.aborted) throw err;
-          const step = seq.next({ hintMs: hintOf(err), budget: o.budget });
+          let step;
+          try {
+            step = seq.next({ hintMs: hintOf(err), budget: o.budget });
+          } catch (bad) {
+            // A hint that is not a wait (NaN, negative) or a freed budget:
+            // a caller's bug, thrown with the failure it was about as its cause.
+            throw bad instanceof Error ? new bad.constructor(bad.message, { cause: err }) : bad;
+          }
           if (!step.retry) {
             if (err && typeof err === "object") err.retryGaveUp = step.reason;
             throw err;

@@ -60,8 +60,8 @@ export interface RetryOptions<E = any> {
   budget?: RetryBudget;
   /** Default: every error is retryable. */
   retryable?: (error: E) => boolean;
-  /** A server hint (e.g. from Retry-After) as a minimum wait. */
-  hintMs?: (error: E) => number | undefined;
+  /** A server hint (e.g. from Retry-After) as a minimum wait, in ms; `undefined` or `null` for none. Anything else that is not a finite number ≥ 0 rejects with a RangeError whose `cause` is `error`. */
+  hintMs?: (error: E) => number | null | undefined;
   onRetry?: (event: { error: E; delayMs: number; retryAt: number; attempt: number }) => void;
   signal?: AbortSignal;
   seed?: number;

@@ -76,6 +76,9 @@ test("retry(): retries retryable failures with the hint, stops on the others", a
 
   calls = 0;
   await assert.rejects(retry(async () => { calls++; throw new Error("400"); }, { retryable: (e) => e.message !== "400" }), /400/);
+  // A hint that is not a wait is the caller's bug: a RangeError, the failure it was about as its cause.
+  const failure = new Error("503");
+  await assert.rejects(retry(async () => { throw failure; }, { hintMs: () => NaN }), (e) => e instanceof RangeError && /hintMs/.test(e.message) && e.cause === failure);
   assert.equal(calls, 1);
 
   calls = 0;
