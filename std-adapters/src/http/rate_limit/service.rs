@@ -19,7 +19,9 @@ use super::{ExtractKey, Options, Outcome, RateKey, RateLimitEvent, RequestCost};
 use crate::clock::Clock;
 use crate::http::headers::error_body;
 use crate::http::layer::respond;
-use crate::keyed::{memory_admits, memory_decision, AnyKeyedLimiter, KeyedDecision, KeyedError};
+use crate::keyed::{
+    memory_admits, memory_decision, AnyKeyedLimiter, KeyedDecision, KeyedError, MemoryKeyed,
+};
 
 /// The service made by [`RateLimitLayer`](super::RateLimitLayer).
 pub struct RateLimit<S, C: Clock + Clone, X, K> {
@@ -299,72 +301,104 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let refused = |res| ResponseFuture {
-            kind: Kind::Refused {
-                res: Some(Box::new(res)),
+        // The commonest request (admitted, nothing to report but the count)
+        // runs through this function alone; everything else is apart, out
+        // of line, so the code a busy service runs stays small.
+        let headers = match self.options.extract.extract(&req) {
+            Ok(None) => None,
+            Ok(Some(key)) => {
+                let cost = self.options.cost.cost(&req);
+                // Built only when DEBUG is on: a disabled span still costs
+                // its bookkeeping on every request.
+                let span = if tracing::enabled!(tracing::Level::DEBUG) {
+                    Some(decision_span(&self.options, &key))
+                } else {
+                    None
+                };
+                match &*self.options.limits {
+                    AnyKeyedLimiter::Memory(m) => {
+                        // Without the decision's figures; any other answer is
+                        // decided again in full (a denial wrote nothing, so
+                        // nothing is counted twice).
+                        if span.is_none()
+                            && self.options.counts_only()
+                            && memory_admits(m, key.as_key_bytes(), cost)
+                        {
+                            count_plain_admission(&self.options);
+                            None
+                        } else {
+                            match decide_in_memory(&self.options, m, &key, cost, span) {
+                                Verdict::Pass(headers) => headers,
+                                Verdict::Refuse(res) => return refused(res),
+                            }
+                        }
+                    }
+                    #[cfg(feature = "redis")]
+                    AnyKeyedLimiter::Redis(_) => return self.call_redis(req, key, cost, span),
+                }
+            }
+            Err(r) => return rejected(&self.options, r),
+        };
+        ResponseFuture {
+            kind: Kind::Admitted {
+                fut: self.inner.call(req),
+                headers,
             },
-        };
-        let key = match self.options.extract.extract(&req) {
-            Ok(Some(k)) => k,
-            Ok(None) => {
-                return ResponseFuture {
-                    kind: Kind::Admitted {
-                        fut: self.inner.call(req),
-                        headers: None,
-                    },
-                }
-            }
-            Err(r) => {
-                self.options.metrics().rejected.increment(1);
-                let body = error_body(&r.message, "invalid_request_error", "invalid_request");
-                return refused(respond(r.status, body));
-            }
-        };
-        let cost = self.options.cost.cost(&req);
-        // Built only when DEBUG is on: a disabled span still costs its
-        // bookkeeping on every request.
-        let span = if tracing::enabled!(tracing::Level::DEBUG) {
-            Some(tracing::debug_span!(
-                "rate_limit",
-                limit = &*self.options.name,
-                key_hash = key.hash(),
-                outcome = tracing::field::Empty
-            ))
-        } else {
-            None
-        };
-        match &*self.options.limits {
-            AnyKeyedLimiter::Memory(m) => {
-                // The commonest request (admitted, nothing to report but
-                // the count) without the decision's figures; any other
-                // answer is decided again in full below (a denial wrote
-                // nothing, so nothing is counted twice).
-                if span.is_none()
-                    && self.options.counts_only()
-                    && memory_admits(m, key.as_key_bytes(), cost)
-                {
-                    count_plain_admission(&self.options);
-                    return ResponseFuture {
-                        kind: Kind::Admitted {
-                            fut: self.inner.call(req),
-                            headers: None,
-                        },
-                    };
-                }
-                let _in = span.as_ref().map(tracing::Span::enter);
-                let decided = memory_decision(m, key.as_key_bytes(), cost, true);
-                match verdict(&self.options, &key, decided, span.as_ref()) {
-                    Verdict::Pass(headers) => ResponseFuture {
-                        kind: Kind::Admitted {
-                            fut: self.inner.call(req),
-                            headers,
-                        },
-                    },
-                    Verdict::Refuse(res) => refused(res),
-                }
-            }
-            #[cfg(feature = "redis")]
-            AnyKeyedLimiter::Redis(_) => self.call_redis(req, key, cost, span),
         }
     }
+}
+
+/// A request answered here, without calling the service (a rejection, a
+/// denial, an error).
+fn refused<F, B, E>(res: Response<B>) -> ResponseFuture<F, B, E> {
+    ResponseFuture {
+        kind: Kind::Refused {
+            res: Some(Box::new(res)),
+        },
+    }
+}
+
+/// The answer to a request whose key could not be read (a rejection).
+#[cold]
+#[inline(never)]
+fn rejected<C: Clock + Clone, X, K, F, B: From<String>, E>(
+    options: &Options<C, X, K>,
+    r: super::KeyRejection,
+) -> ResponseFuture<F, B, E> {
+    options.metrics().rejected.increment(1);
+    let body = error_body(&r.message, "invalid_request_error", "invalid_request");
+    refused(respond(r.status, body))
+}
+
+/// The span of one decision (DEBUG on): the limit, the key's hash, and
+/// the outcome once known.
+#[cold]
+#[inline(never)]
+fn decision_span<C: Clock + Clone, X, K>(
+    options: &Options<C, X, K>,
+    key: &RateKey,
+) -> tracing::Span {
+    tracing::debug_span!(
+        "rate_limit",
+        limit = &*options.name,
+        key_hash = key.hash(),
+        outcome = tracing::field::Empty
+    )
+}
+
+/// An in-memory decision in full, with its figures: everything but a
+/// plain admission (a denial, an error, a new key, headers, a hook, a
+/// span).
+#[inline(never)]
+fn decide_in_memory<C: Clock + Clone, X, K, B: From<String>>(
+    options: &Options<C, X, K>,
+    m: &MemoryKeyed<C>,
+    key: &RateKey,
+    cost: u64,
+    span: Option<tracing::Span>,
+) -> Verdict<B> {
+    // The decision and what it reports (the events of a denial) in the span.
+    let _in = span.as_ref().map(tracing::Span::enter);
+    let decided = memory_decision(m, key.as_key_bytes(), cost, true);
+    verdict(options, key, decided, span.as_ref())
 }
