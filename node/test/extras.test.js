@@ -284,6 +284,9 @@ test("CommonJS require of ratebound/budget, ratebound/model-quota and ratebound/
   const retries = require("ratebound/retry");
   assert.equal(retries.Backoff, Backoff);
   assert.equal(retries.TokenBucket, undefined);
+  // node/README: ratebound itself no longer has them.
+  const main = require("ratebound");
+  assert.deepEqual(["Backoff", "RetrySequence", "RetryBudget", "retry"].filter((name) => name in main), []);
   const quota = new (require("ratebound/model-quota").ModelQuota)({ successMax: 1, periodMs: 1000 });
   assert.equal(quota.admit({ now: T }).allowed, true);
   assert.equal(quota.admit({ now: T }).allowed, false);
