@@ -16,7 +16,9 @@
 //!
 //! Each decision of a rate-limit layer runs in a `tracing` span
 //! `rate_limit` (level DEBUG) with fields `limit`, `key_hash` (never the
-//! key, which may be a secret) and `outcome`.
+//! key, which may be a secret) and `outcome`. The span holds the decision
+//! and what it reports (the log of a denial, the hook); the service behind
+//! the layer is called after it, outside it, in memory as in Redis.
 
 use ::metrics::{counter, gauge};
 #[cfg(feature = "http")]

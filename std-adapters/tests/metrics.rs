@@ -119,10 +119,20 @@ async fn scraped_counts_equal_the_requests_sent() {
         HeaderKey::new(http::HeaderName::from_static("x-api-key")),
     );
 
+    // The service behind it logs when called (under a target the filter
+    // shows), to tell where the decision's span ends.
     let enforced = serve(
         Router::new()
             .route("/", get(|| async { "ok" }))
-            .layer(enforced),
+            // One layer (a Router's own layers each defer their call to
+            // the first poll): the rate limit, then a service that logs in
+            // its `call`.
+            .layer(tower::ServiceBuilder::new().layer(enforced).layer(
+                tower::util::MapRequestLayer::new(|req| {
+                    tracing::info!(target: "ratebound_std::inner", "inner service called");
+                    req
+                }),
+            )),
     )
     .await;
     let shadow = serve(
@@ -228,6 +238,23 @@ async fn scraped_counts_equal_the_requests_sent() {
     assert_eq!(spans("per_minute", "allowed"), 25);
     assert_eq!(spans("per_minute", "error"), 4);
     assert!(!logs.contains("sk-secret"), "a key was logged:\n{logs}");
+    // The span holds the decision and its report (a denial's log), not the
+    // service behind the layer.
+    let lines = |text: &str| {
+        logs.lines()
+            .filter(|l| l.contains(text))
+            .collect::<Vec<_>>()
+    };
+    let handler = lines("inner service called");
+    assert_eq!(handler.len(), 3, "{logs}");
+    assert!(handler.iter().all(|l| !l.contains("rate_limit{")), "{logs}");
+    let reached = lines("rate limit reached");
+    assert!(
+        reached
+            .iter()
+            .any(|l| l.contains("rate_limit{limit=\"per_ip\"")),
+        "{logs}"
+    );
 
     // Redis back (empty): after the skip window one call probes it, and the
     // store is reported up again; each transition counted and logged once.

@@ -1,6 +1,8 @@
 //! The service [`RateLimitLayer`](super::RateLimitLayer) makes: in memory
-//! the decision is made in `call`, and the response future is the inner
-//! service's (nothing boxed); in Redis it is awaited in a boxed future.
+//! the decision is made while `call` runs, and the response future is the
+//! inner service's (nothing boxed); in Redis it is awaited in a boxed
+//! future. Either way the inner service is called after the decision,
+//! outside its span.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -100,7 +102,7 @@ enum Verdict<B> {
 }
 
 /// The verdict on `decided`: the commonest (admitted, nothing to report
-/// but the count) decided here, inlined into the call; the rest apart.
+/// but the count) decided here, inlined where it is used; the rest apart.
 #[inline]
 fn verdict<C: Clock + Clone, X, K, B: From<String>>(
     options: &Options<C, X, K>,
@@ -302,8 +304,9 @@ where
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         // The commonest request (admitted, nothing to report but the count)
-        // runs through this function alone; everything else is apart, out
-        // of line, so the code a busy service runs stays small.
+        // runs through this function alone; a rejection, a span and a full
+        // decision are out of line, so the code a busy service runs stays
+        // small. The inner service is called last, outside the span.
         let headers = match self.options.extract.extract(&req) {
             Ok(None) => None,
             Ok(Some(key)) => {
@@ -386,9 +389,9 @@ fn decision_span<C: Clock + Clone, X, K>(
     )
 }
 
-/// An in-memory decision in full, with its figures: everything but a
-/// plain admission (a denial, an error, a new key, headers, a hook, a
-/// span).
+/// An in-memory decision in full, with its figures: whatever the plain
+/// admission's shortcut did not answer (a denial, an error, a new key,
+/// several limits, headers, a hook, a span).
 #[inline(never)]
 fn decide_in_memory<C: Clock + Clone, X, K, B: From<String>>(
     options: &Options<C, X, K>,
