@@ -605,3 +605,91 @@ async fn a_set_under_local_fail_over_decides_on_this_replicas_share() {
         res.headers()["ratelimit"]
     );
 }
+
+/// In process, with a service that counts its calls and a recorder of its
+/// own: a refused request (denied, rejected, an error) never reaches the
+/// service, a request without a key reaches it uncounted, and every
+/// decision is counted once (with DEBUG off, as here, an admitted request
+/// takes the layer's shortcut).
+#[tokio::test]
+async fn the_service_is_called_once_per_request_let_through_and_each_decision_counted_once() {
+    use metrics_exporter_prometheus::PrometheusBuilder;
+    use ratebound_std::keyed::OnFull;
+    use support::prometheus::sample;
+    use tower::{Layer, Service, ServiceExt};
+
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let text = recorder.handle();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let service = tower::service_fn(move |_req: http::Request<axum::body::Body>| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<_, std::convert::Infallible>(http::Response::new(axum::body::Body::empty())) }
+    });
+    // Health checks unlimited, one tenant refused, the others keyed; room
+    // for two keys, a third is refused (an error, 503).
+    let tenant = |req: &http::Request<axum::body::Body>| {
+        if req.uri().path() == "/health" {
+            return Ok(None);
+        }
+        match req.headers().get("x-tenant") {
+            Some(t) if t == "evil" => Err(KeyRejection::new(http::StatusCode::FORBIDDEN, "no")),
+            Some(t) => Ok(Some(RateKey::from(t.as_bytes()))),
+            None => Ok(Some(RateKey::from("anonymous"))),
+        }
+    };
+    let store = AnyKeyedLimiter::memory(
+        per_minute(2),
+        KeyedConfig::default()
+            .with_max_keys(2)
+            .with_shards(1)
+            .with_on_full(OnFull::DenyNewKeys),
+        SystemClock,
+    )
+    .unwrap();
+    let mut svc = RateLimitLayer::new(store, tenant)
+        .name("tenants")
+        .layer(service);
+    let mut send = async |path: &str, tenant: Option<&str>| {
+        let mut req = http::Request::get(path);
+        if let Some(t) = tenant {
+            req = req.header("x-tenant", t);
+        }
+        let req = req.body(axum::body::Body::empty()).unwrap();
+        let ready = svc.ready().await.unwrap();
+        // Decided in memory while `call` runs: under this recorder.
+        let answer = metrics::with_local_recorder(&recorder, || ready.call(req));
+        answer.await.unwrap().status().as_u16()
+    };
+    let mut got = Vec::new();
+    for (path, tenant) in [
+        ("/", Some("t1")),
+        ("/", Some("t1")),
+        ("/", Some("t1")),
+        ("/", Some("evil")),
+        ("/health", None),
+        ("/health", None),
+        ("/", Some("t2")),
+        ("/", Some("t3")),
+    ] {
+        got.push(send(path, tenant).await);
+    }
+    assert_eq!(got, [200, 200, 429, 403, 200, 200, 200, 503]);
+    assert_eq!(calls.load(Ordering::SeqCst), 5, "the 200s only");
+    let text = text.render();
+    let count = |outcome: &str| {
+        sample(
+            &text,
+            "ratebound_decisions_total",
+            &format!("limit=\"tenants\",outcome=\"{outcome}\""),
+        )
+    };
+    assert_eq!(count("allowed"), Some(3.0), "{text}");
+    assert_eq!(count("denied"), Some(1.0));
+    assert_eq!(count("rejected"), Some(1.0));
+    assert_eq!(count("error"), Some(1.0));
+    assert_eq!(
+        sample(&text, "ratebound_keys_held", "limit=\"tenants\""),
+        Some(2.0)
+    );
+}
