@@ -138,6 +138,10 @@ def main():
             bare, ours, peer, *noop = r["http_layer_per_ip"]
             lines.append(f"| http_layer_per_ip (added to a {fmt(bare)} handler) | +{fmt(ours - bare)} | +{fmt(peer - bare)} "
                          f"(tower_governor) | {(ours - bare) / (peer - bare):.2f}× the added time | ≤ 1.0 |")
+            if "http_layer_per_ip_round_ratio" in r:
+                median, q1, q3 = r["http_layer_per_ip_round_ratio"]
+                lines.append(f"| http_layer_per_ip, each round's own ratio (paired) | — | — "
+                             f"| median {median:.2f}× (middle half {q1:.2f}–{q3:.2f}×) of {r['rounds']} rounds | ≤ 1.0 |")
             if noop:
                 floor = noop[0] - bare
                 lines.append(f"| http_layer_per_ip beyond a layer that does nothing (+{fmt(floor)}: what axum charges any layer) "

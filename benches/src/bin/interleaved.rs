@@ -119,8 +119,10 @@ fn contended(rounds: usize, ops: u64) -> (f64, f64) {
 /// `http_layer_per_ip`): the handler alone, behind ratebound's layer and
 /// behind tower_governor's, and behind a layer that does nothing (tower's
 /// `MapResponseLayer` with the identity: what any layer costs axum), each
-/// round all four back to back.
-fn http_layer(rounds: usize, ops: u64) -> [f64; 4] {
+/// round all four back to back. Returns each one's best round, and each
+/// round's own ratio of the two layers' added times (paired: the four
+/// figures of a round saw the same machine), sorted.
+fn http_layer(rounds: usize, ops: u64) -> ([f64; 4], Vec<f64>) {
     use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
     use axum::body::Body;
@@ -179,12 +181,29 @@ fn http_layer(rounds: usize, ops: u64) -> [f64; 4] {
         })
     };
     let mut best = [f64::MAX; 4];
+    let mut ratios = Vec::with_capacity(rounds);
     for _ in 0..rounds {
-        for (b, r) in best.iter_mut().zip(&routers) {
-            *b = b.min(per_op(ops, |ops| run(r, ops)));
+        let mut round = [0.0; 4];
+        for ((b, t), r) in best.iter_mut().zip(&mut round).zip(&routers) {
+            *t = per_op(ops, |ops| run(r, ops));
+            *b = b.min(*t);
         }
+        let [bare, ours, peer, _] = round;
+        ratios.push((ours - bare) / (peer - bare));
     }
-    best
+    ratios.sort_by(f64::total_cmp);
+    (best, ratios)
+}
+
+/// The middle of sorted `v` and the range holding its middle half
+/// (quartiles by nearest rank).
+fn median_and_quartiles(v: &[f64]) -> [f64; 3] {
+    let at = |q: f64| {
+        v.get(((v.len() - 1) as f64 * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    [at(0.5), at(0.25), at(0.75)]
 }
 
 fn main() {
@@ -195,12 +214,14 @@ fn main() {
     let (k1k, g1k) = keyed(1_000, rounds, 2_000_000);
     let (k1m, g1m) = keyed(1_000_000, rounds, 1_000_000);
     let (c, gc) = contended(rounds, 4_000_000);
-    let [bare, layer, peer_layer, noop_layer] = http_layer(rounds, 100_000);
+    let ([bare, layer, peer_layer, noop_layer], ratios) = http_layer(rounds, 100_000);
+    let [median, q1, q3] = median_and_quartiles(&ratios);
     println!(
         "{{\"rounds\": {rounds}, \
          \"keyed_1k\": [{k1k:.1}, {g1k:.1}], \
          \"keyed_1m\": [{k1m:.1}, {g1m:.1}], \
          \"contended_2_threads\": [{c:.1}, {gc:.1}], \
-         \"http_layer_per_ip\": [{bare:.1}, {layer:.1}, {peer_layer:.1}, {noop_layer:.1}]}}"
+         \"http_layer_per_ip\": [{bare:.1}, {layer:.1}, {peer_layer:.1}, {noop_layer:.1}], \
+         \"http_layer_per_ip_round_ratio\": [{median:.3}, {q1:.3}, {q3:.3}]}}"
     );
 }
