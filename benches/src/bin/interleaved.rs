@@ -2,7 +2,10 @@
 //! libraries back to back on the same workload, and each library's figure is
 //! its best round. On a shared 2-core VM a slow minute hits one criterion
 //! group and not the next (means move by up to 40 % between runs); rounds
-//! that alternate see the same machine. Prints JSON for `report.py`.
+//! that alternate see the same machine. For the per-IP layers it also
+//! prints each round's own ratio (median and middle half of the rounds),
+//! which compares figures taken side by side rather than two minima taken
+//! apart. Prints JSON for `report.py`.
 //!
 //! `cargo run --release -p ratebound-benches --bin interleaved [rounds]`
 
