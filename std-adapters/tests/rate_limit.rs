@@ -311,6 +311,24 @@ async fn the_route_template_is_one_key_for_every_client_and_id() {
     assert_eq!(statuses(&base, "/made/up", 3, &[]).await, [404; 3]);
 }
 
+/// A closure extractor: `unlimited` (a health check) has no key, the tenant
+/// "evil" is refused (403), any other `x-tenant` is the key ("anonymous"
+/// without one).
+fn tenant_key(
+    unlimited: &'static str,
+) -> impl Fn(&http::Request<axum::body::Body>) -> Result<Option<RateKey>, KeyRejection> + Clone {
+    move |req| {
+        if req.uri().path() == unlimited {
+            return Ok(None);
+        }
+        match req.headers().get("x-tenant") {
+            Some(t) if t == "evil" => Err(KeyRejection::new(http::StatusCode::FORBIDDEN, "no")),
+            Some(t) => Ok(Some(RateKey::from(t.as_bytes()))),
+            None => Ok(Some(RateKey::from("anonymous"))),
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_closure_and_a_pair_of_extractors() {
     // Per IP and route together.
@@ -322,16 +340,7 @@ async fn a_closure_and_a_pair_of_extractors() {
     assert_eq!(statuses(&base, "/", 2, &[]).await, [200, 429]);
     assert_eq!(statuses(&base, "/other", 1, &[]).await, [200]);
     // A closure: health checks unlimited, a bad tenant refused.
-    let tenant = |req: &http::Request<axum::body::Body>| {
-        if req.uri().path() == "/other" {
-            return Ok(None);
-        }
-        match req.headers().get("x-tenant") {
-            Some(t) if t == "evil" => Err(KeyRejection::new(http::StatusCode::FORBIDDEN, "no")),
-            Some(t) => Ok(Some(RateKey::from(t.as_bytes()))),
-            None => Ok(Some(RateKey::from("anonymous"))),
-        }
-    };
+    let tenant = tenant_key("/other");
     let base = serve(app().layer(RateLimitLayer::new(memory(per_minute(1)), tenant))).await;
     assert_eq!(
         statuses(&base, "/", 2, &[("x-tenant", "t1")]).await,
@@ -628,16 +637,7 @@ async fn the_service_is_called_once_per_request_let_through_and_each_decision_co
     });
     // Health checks unlimited, one tenant refused, the others keyed; room
     // for two keys, a third is refused (an error, 503).
-    let tenant = |req: &http::Request<axum::body::Body>| {
-        if req.uri().path() == "/health" {
-            return Ok(None);
-        }
-        match req.headers().get("x-tenant") {
-            Some(t) if t == "evil" => Err(KeyRejection::new(http::StatusCode::FORBIDDEN, "no")),
-            Some(t) => Ok(Some(RateKey::from(t.as_bytes()))),
-            None => Ok(Some(RateKey::from("anonymous"))),
-        }
-    };
+    let tenant = tenant_key("/health");
     let store = AnyKeyedLimiter::memory(
         per_minute(2),
         KeyedConfig::default()
