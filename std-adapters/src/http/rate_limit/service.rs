@@ -112,7 +112,7 @@ fn verdict<C: Clock + Clone, X, K, B: From<String>>(
 ) -> Verdict<B> {
     match decided {
         Ok(d) if d.decision.allowed && options.counts_only() && span.is_none() => {
-            count_plain_admission(options);
+            count_plain_admission(options, options.limits.keys_held());
             Verdict::Pass(None)
         }
         decided => {
@@ -123,11 +123,11 @@ fn verdict<C: Clock + Clone, X, K, B: From<String>>(
 }
 
 /// The metrics of an admitted request with nothing else to report: the
-/// store's keys held, and one more allowed.
+/// store's keys `held`, and one more allowed.
 #[inline]
-fn count_plain_admission<C: Clock + Clone, X, K>(options: &Options<C, X, K>) {
+fn count_plain_admission<C: Clock + Clone, X, K>(options: &Options<C, X, K>, held: usize) {
     let metrics = options.metrics();
-    metrics.set_keys_held(options.limits.keys_held());
+    metrics.set_keys_held(held);
     metrics.allowed.increment(1);
 }
 
@@ -327,7 +327,7 @@ where
                             && self.options.counts_only()
                             && memory_admits(m, key.as_key_bytes(), cost)
                         {
-                            count_plain_admission(&self.options);
+                            count_plain_admission(&self.options, m.held());
                             None
                         } else {
                             match decide_in_memory(&self.options, m, &key, cost, span) {

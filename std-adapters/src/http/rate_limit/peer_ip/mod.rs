@@ -191,21 +191,25 @@ fn ipv4_key(ip: std::net::Ipv4Addr, bits: u8) -> RateKey {
     if bits < 32 {
         return ipv4_network_key(ip, bits);
     }
-    // The four numbers, each with its dot, gathered in one register (at
-    // most "255.255.255.255.", 16 bytes) and written to the key's inline
-    // storage at once, the last dot left out of its length.
-    let mut text = 0u128;
-    let mut at = 0;
-    for o in ip.octets() {
-        let [len, word @ ..] = DOTTED[o as usize];
-        text |= u128::from(u32::from_le_bytes(word)) << (8 * at);
-        at += u32::from(len);
-    }
+    // The four numbers, each with its dot (at most "255.255.255.255.", 16
+    // bytes), gathered in two registers — the first two numbers, the last
+    // two, 8 bytes at most each — and joined into the key's first 16 bytes
+    // at once, the last dot left out of its length.
+    let [a, b, c, d] = ip.octets().map(|o| DOTTED[o as usize]);
+    let word = |t: [u8; 5]| u64::from(u32::from_le_bytes([t[1], t[2], t[3], t[4]]));
+    let front = word(a) | word(b) << (8 * a[0]);
+    let back = word(c) | word(d) << (8 * c[0]);
+    // Where `back` starts: 4 to 8 bytes in, so both shifts stay below 64.
+    let at = 8 * u32::from(a[0] + b[0]);
+    let low = front | (back << (at - 1)) << 1;
+    let high = back >> (64 - at);
+    let text = u128::from(low) | u128::from(high) << 64;
     let mut buf = [0u8; 24];
     if let Some(dst) = buf.get_mut(..16) {
         dst.copy_from_slice(&text.to_le_bytes());
     }
-    RateKey::from_key_bytes(KeyBytes::from_buf(buf, at as usize - 1))
+    let len = usize::from(a[0] + b[0] + c[0] + d[0]) - 1;
+    RateKey::from_key_bytes(KeyBytes::from_buf(buf, len))
 }
 
 /// `a.b.c.0/24`: the network of `ip` for a prefix of `bits` < 32.
@@ -308,13 +312,31 @@ fn peer_of<B>(req: &Request<B>) -> Option<&SocketAddr> {
 impl<B> ExtractKey<B> for PeerIp {
     #[inline]
     fn extract(&self, req: &Request<B>) -> Result<Option<RateKey>, KeyRejection> {
-        match peer_of(req) {
-            // The commonest case apart, its four bytes read straight into
-            // the key: an IPv4 peer, and no proxy trusted.
-            Some(SocketAddr::V4(peer)) if self.trusted.is_empty() => {
-                Ok(Some(ipv4_key(*peer.ip(), self.ipv4_prefix)))
+        let peer = peer_of(req);
+        // The commonest case, inlined where the layer calls it: an IPv4
+        // peer, no proxy trusted, its four numbers written straight into
+        // the key. Every other case is out of line, so what is inlined
+        // stays small.
+        if let Some(SocketAddr::V4(v4)) = peer {
+            if self.trusted.is_empty() {
+                return Ok(Some(ipv4_key(*v4.ip(), self.ipv4_prefix)));
             }
-            Some(peer) => Ok(Some(self.key_of(self.client_ip(peer.ip(), req.headers())))),
+        }
+        self.other_peer(peer, req.headers())
+    }
+}
+
+impl PeerIp {
+    /// [`extract`](ExtractKey::extract)'s answer for all but an IPv4 peer
+    /// with no proxy trusted.
+    #[inline(never)]
+    fn other_peer(
+        &self,
+        peer: Option<&SocketAddr>,
+        headers: &http::HeaderMap,
+    ) -> Result<Option<RateKey>, KeyRejection> {
+        match peer {
+            Some(peer) => Ok(Some(self.key_of(self.client_ip(peer.ip(), headers)))),
             None => Err(KeyRejection::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the server passes no peer address to the rate limiter",
