@@ -124,8 +124,9 @@ def main():
         with open(sys.argv[3]) as f:
             r = json.load(f)
         lines.append("")
+        runs = f"; the median of {r['processes']} processes' figures" if r.get("processes", 1) > 1 else ""
         lines.append(f"The same workloads in interleaved rounds (`--bin interleaved`: each round times both libraries back "
-                     f"to back; each figure is the best of {r['rounds']} rounds, so a slow minute on the VM cannot fall on one side only):")
+                     f"to back; each figure is the best of {r['rounds']} rounds, so a slow minute on the VM cannot fall on one side only{runs}):")
         lines.append("")
         lines.append("| benchmark | ratebound | governor | ratio | goal |")
         lines.append("|---|---|---|---|---|")
@@ -136,17 +137,23 @@ def main():
             lines.append(f"| {name} | {fmt(a)} | {fmt(b)} | {ratio} | {goal} |")
         if "http_layer_per_ip" in r:
             bare, ours, peer, *noop = r["http_layer_per_ip"]
+            unpaired = " (of unpaired medians: see the paired row)" if r.get("processes", 1) > 1 else ""
             lines.append(f"| http_layer_per_ip (added to a {fmt(bare)} handler) | +{fmt(ours - bare)} | +{fmt(peer - bare)} "
-                         f"(tower_governor) | {(ours - bare) / (peer - bare):.2f}× the added time | ≤ 1.0 |")
+                         f"(tower_governor) | {(ours - bare) / (peer - bare):.2f}× the added time{unpaired} | ≤ 1.0 |")
             if "http_layer_per_ip_round_ratio" in r:
                 median, q1, q3 = r["http_layer_per_ip_round_ratio"]
                 lines.append(f"| http_layer_per_ip, each round's own ratio (paired) | — | — "
                              f"| median {median:.2f}× (middle half {q1:.2f}–{q3:.2f}×) of {r['rounds']} rounds | ≤ 1.0 |")
+            if "http_layer_per_ip_process_ratios" in r:
+                p = r["http_layer_per_ip_process_ratios"]
+                mid = sorted(p)[int((len(p) - 1) / 2 + 0.5)]  # nearest rank, as interleaved's medians
+                lines.append(f"| http_layer_per_ip, each process's median paired ratio | — | — "
+                             f"| median {mid:.2f}× of {len(p)} processes ({', '.join(f'{x:.2f}' for x in p)}) | ≤ 1.0 |")
             if noop:
                 floor = noop[0] - bare
                 lines.append(f"| http_layer_per_ip beyond a layer that does nothing (+{fmt(floor)}: what axum charges any layer) "
                              f"| +{fmt(ours - noop[0])} | +{fmt(peer - noop[0])} (tower_governor) "
-                             f"| {(ours - noop[0]) / (peer - noop[0]):.2f}× the limiter's own time | — |")
+                             f"| {(ours - noop[0]) / (peer - noop[0]):.2f}× the limiter's own time{unpaired} | — |")
     table = "\n".join(lines)
     readme = os.path.join(ROOT, "benches", "README.md")
     text = open(readme).read()

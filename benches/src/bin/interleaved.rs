@@ -7,7 +7,12 @@
 //! which compares figures taken side by side rather than two minima taken
 //! apart. Prints JSON for `report.py`.
 //!
-//! `cargo run --release -p ratebound-benches --bin interleaved [rounds]`
+//! Each run is one process; with `processes` above 1 it runs itself that
+//! many times and reports the medians, and the per-IP layers' ratio per
+//! process (one process's figures differ from the next one's by more than
+//! its rounds differ from each other).
+//!
+//! `cargo run --release -p ratebound-benches --bin interleaved [rounds] [processes]`
 
 use std::hint::black_box;
 use std::num::NonZeroU32;
@@ -122,9 +127,10 @@ fn contended(rounds: usize, ops: u64) -> (f64, f64) {
 /// `http_layer_per_ip`): the handler alone, behind ratebound's layer and
 /// behind tower_governor's, and behind a layer that does nothing (tower's
 /// `MapResponseLayer` with the identity: what any layer costs axum), each
-/// round all four back to back. Returns each one's best round, and each
-/// round's own ratio of the two layers' added times (paired: the four
-/// figures of a round saw the same machine), sorted.
+/// round all four back to back, on stores made for the round (fresh hash
+/// seeds), starting with a different router each round. Returns each one's
+/// best round, and each round's own ratio of the two layers' added times
+/// (paired: the four figures of a round saw the same machine), sorted.
 fn http_layer(rounds: usize, ops: u64) -> ([f64; 4], Vec<f64>) {
     use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -145,30 +151,36 @@ fn http_layer(rounds: usize, ops: u64) -> ([f64; 4], Vec<f64>) {
         .build()
         .expect("runtime");
     let app = || Router::new().route("/", get(|| async { "ok" }));
-    let limits = LimitSet::one(
-        "per_second",
-        AnyLimiter::Gcra(Gcra::per_second(1_000_000).expect("rate")),
-    )
-    .expect("set");
-    let limits = AnyKeyedLimiter::memory(limits, KeyedConfig::default(), MonotonicClock::new())
-        .expect("store");
-    let config = GovernorConfigBuilder::default()
-        .per_nanosecond(1_000)
-        .burst_size(1_000_000)
-        .finish()
-        .expect("quota");
-    let routers = [
-        app().with_state(()),
-        app()
-            .layer(RateLimitLayer::new(limits, PeerIp::new()))
-            .with_state(()),
-        app().layer(GovernorLayer::new(config)).with_state(()),
-        app()
-            .layer(tower::util::MapResponseLayer::new(
-                |r: axum::response::Response| r,
-            ))
-            .with_state(()),
-    ];
+    // Both stores hash with a seed drawn when they are made, which decides
+    // where the 1,024 keys fall (how full each shard's table is, how far a
+    // lookup probes): each round makes fresh stores, so no one seed decides
+    // a side's figure.
+    let routers = || {
+        let limits = LimitSet::one(
+            "per_second",
+            AnyLimiter::Gcra(Gcra::per_second(1_000_000).expect("rate")),
+        )
+        .expect("set");
+        let limits = AnyKeyedLimiter::memory(limits, KeyedConfig::default(), MonotonicClock::new())
+            .expect("store");
+        let config = GovernorConfigBuilder::default()
+            .per_nanosecond(1_000)
+            .burst_size(1_000_000)
+            .finish()
+            .expect("quota");
+        [
+            app().with_state(()),
+            app()
+                .layer(RateLimitLayer::new(limits, PeerIp::new()))
+                .with_state(()),
+            app().layer(GovernorLayer::new(config)).with_state(()),
+            app()
+                .layer(tower::util::MapResponseLayer::new(
+                    |r: axum::response::Response| r,
+                ))
+                .with_state(()),
+        ]
+    };
     let run = |router: &Router, ops: u64| {
         rt.block_on(async {
             for i in 0..ops {
@@ -185,11 +197,19 @@ fn http_layer(rounds: usize, ops: u64) -> ([f64; 4], Vec<f64>) {
     };
     let mut best = [f64::MAX; 4];
     let mut ratios = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
+    for n in 0..rounds {
+        let routers = routers();
+        for r in &routers {
+            run(r, 2 * 1_024); // every key held before the clock starts
+        }
         let mut round = [0.0; 4];
-        for ((b, t), r) in best.iter_mut().zip(&mut round).zip(&routers) {
-            *t = per_op(ops, |ops| run(r, ops));
-            *b = b.min(*t);
+        // Each round starts with the next router, so none always runs
+        // right after the same one (a cache or a predictor warmed by the
+        // router before favours or penalises whichever comes next).
+        for k in 0..routers.len() {
+            let i = (n + k) % routers.len();
+            round[i] = per_op(ops, |ops| run(&routers[i], ops));
+            best[i] = best[i].min(round[i]);
         }
         let [bare, ours, peer, _] = round;
         ratios.push((ours - bare) / (peer - bare));
@@ -210,10 +230,13 @@ fn median_and_quartiles(v: &[f64]) -> [f64; 3] {
 }
 
 fn main() {
-    let rounds: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(15);
+    let mut args = std::env::args().skip(1);
+    let rounds: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(15);
+    let processes: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(1);
+    if processes > 1 {
+        println!("{}", in_processes(rounds, processes));
+        return;
+    }
     let (k1k, g1k) = keyed(1_000, rounds, 2_000_000);
     let (k1m, g1m) = keyed(1_000_000, rounds, 1_000_000);
     let (c, gc) = contended(rounds, 4_000_000);
@@ -227,4 +250,48 @@ fn main() {
          \"http_layer_per_ip\": [{bare:.1}, {layer:.1}, {peer_layer:.1}, {noop_layer:.1}], \
          \"http_layer_per_ip_round_ratio\": [{median:.3}, {q1:.3}, {q3:.3}]}}"
     );
+}
+
+/// The run repeated in `processes` fresh processes, one after another:
+/// each figure the median of the processes' own, and the per-IP layers'
+/// paired ratio as each process's median, sorted. A process's figures
+/// agree closely round to round but can differ from the next process's by
+/// ±10 % on this VM, more than the rounds of one process can show.
+fn in_processes(rounds: usize, processes: usize) -> serde_json::Value {
+    use serde_json::{json, Value};
+    let exe = std::env::current_exe().expect("own path");
+    let runs: Vec<Value> = (0..processes)
+        .map(|_| {
+            let out = std::process::Command::new(&exe)
+                .arg(rounds.to_string())
+                .output()
+                .expect("run a process");
+            assert!(out.status.success(), "a process failed: {out:?}");
+            serde_json::from_slice(&out.stdout).expect("a process's JSON")
+        })
+        .collect();
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        median_and_quartiles(&v)[0]
+    };
+    let field = |name: &str| -> Value {
+        let len = runs[0][name].as_array().map_or(0, Vec::len);
+        (0..len)
+            .map(|i| median(runs.iter().filter_map(|r| r[name][i].as_f64()).collect()))
+            .collect()
+    };
+    let mut per_process: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| r["http_layer_per_ip_round_ratio"][0].as_f64())
+        .collect();
+    per_process.sort_by(f64::total_cmp);
+    json!({
+        "rounds": rounds,
+        "processes": processes,
+        "keyed_1k": field("keyed_1k"),
+        "keyed_1m": field("keyed_1m"),
+        "contended_2_threads": field("contended_2_threads"),
+        "http_layer_per_ip": field("http_layer_per_ip"),
+        "http_layer_per_ip_process_ratios": per_process,
+    })
 }
