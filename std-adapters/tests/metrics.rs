@@ -141,10 +141,16 @@ async fn scraped_counts_equal_the_requests_sent() {
             .layer(shadow),
     )
     .await;
+    // Likewise behind the Redis-backed layer, whose decision is awaited.
     let per_key = serve(
-        Router::new()
-            .route("/", get(|| async { "ok" }))
-            .layer(per_key),
+        Router::new().route("/", get(|| async { "ok" })).layer(
+            tower::ServiceBuilder::new()
+                .layer(per_key)
+                .layer(tower::util::MapRequestLayer::new(|req| {
+                    tracing::info!(target: "ratebound_std::inner", "redis-limited service called");
+                    req
+                })),
+        ),
     )
     .await;
 
@@ -248,6 +254,14 @@ async fn scraped_counts_equal_the_requests_sent() {
     let handler = lines("inner service called");
     assert_eq!(handler.len(), 3, "{logs}");
     assert!(handler.iter().all(|l| !l.contains("rate_limit{")), "{logs}");
+    // In Redis too: 25 requests admitted, each service call outside the
+    // decision's span (the decision is awaited in it, the call after it).
+    let behind_redis = lines("redis-limited service called");
+    assert_eq!(behind_redis.len(), 25, "{logs}");
+    assert!(
+        behind_redis.iter().all(|l| !l.contains("rate_limit{")),
+        "{logs}"
+    );
     let reached = lines("rate limit reached");
     assert!(
         reached
