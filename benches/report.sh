@@ -5,8 +5,8 @@ cd "$(dirname "$0")/.."
 cargo bench -p ratebound-benches --bench limiters
 cargo bench -p ratebound-benches --bench http_layer
 cargo run -q --release -p ratebound-benches --bin bytes_per_key > target/bytes_per_key.json
-# Eight processes: one process's figures can differ from the next one's by ±10 %.
-cargo run -q --release -p ratebound-benches --bin interleaved 15 8 > target/interleaved.json
+# Nine processes: one process's figures can differ from the next one's by ±10 %.
+cargo run -q --release -p ratebound-benches --bin interleaved 15 9 > target/interleaved.json
 if command -v gungraun-runner >/dev/null && command -v valgrind >/dev/null; then
   cargo bench -q -p ratebound-benches --bench instructions | tee target/instructions.txt
 else

@@ -218,21 +218,41 @@ fn http_layer(rounds: usize, ops: u64) -> ([f64; 4], Vec<f64>) {
     (best, ratios)
 }
 
-/// The middle of sorted `v` and the range holding its middle half
-/// (quartiles by nearest rank).
+/// The middle of sorted `v` (the mean of the two middle values when there
+/// are an even number) and the range holding its middle half (quartiles by
+/// nearest rank).
 fn median_and_quartiles(v: &[f64]) -> [f64; 3] {
     let at = |q: f64| {
         v.get(((v.len() - 1) as f64 * q).round() as usize)
             .copied()
             .unwrap_or(f64::NAN)
     };
-    [at(0.5), at(0.25), at(0.75)]
+    let median = match v.len() {
+        n if n % 2 == 0 && n > 0 => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        _ => at(0.5),
+    };
+    [median, at(0.25), at(0.75)]
+}
+
+/// The `n`th argument as a count of at least 1, `default` when absent;
+/// anything else ends the run with a message.
+fn count_arg(n: usize, name: &str, default: usize) -> usize {
+    match std::env::args().nth(n) {
+        None => default,
+        Some(s) => match s.parse() {
+            Ok(v) if v >= 1 => v,
+            _ => {
+                eprintln!("{name} must be a whole number of at least 1, not {s:?}");
+                eprintln!("usage: interleaved [rounds] [processes]");
+                std::process::exit(2);
+            }
+        },
+    }
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let rounds: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(15);
-    let processes: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let rounds = count_arg(1, "rounds", 15);
+    let processes = count_arg(2, "processes", 1);
     if processes > 1 {
         println!("{}", in_processes(rounds, processes));
         return;
@@ -270,21 +290,26 @@ fn in_processes(rounds: usize, processes: usize) -> serde_json::Value {
             serde_json::from_slice(&out.stdout).expect("a process's JSON")
         })
         .collect();
-    let median = |mut v: Vec<f64>| {
+    // One value per process for each figure, or the run is not comparable.
+    let values = |name: &str, i: usize| -> Vec<f64> {
+        let mut v: Vec<f64> = runs
+            .iter()
+            .map(|r| {
+                r[name][i]
+                    .as_f64()
+                    .expect("every process reports every figure")
+            })
+            .collect();
         v.sort_by(f64::total_cmp);
-        median_and_quartiles(&v)[0]
+        v
     };
     let field = |name: &str| -> Value {
         let len = runs[0][name].as_array().map_or(0, Vec::len);
         (0..len)
-            .map(|i| median(runs.iter().filter_map(|r| r[name][i].as_f64()).collect()))
+            .map(|i| median_and_quartiles(&values(name, i))[0])
             .collect()
     };
-    let mut per_process: Vec<f64> = runs
-        .iter()
-        .filter_map(|r| r["http_layer_per_ip_round_ratio"][0].as_f64())
-        .collect();
-    per_process.sort_by(f64::total_cmp);
+    let per_process = values("http_layer_per_ip_round_ratio", 0);
     json!({
         "rounds": rounds,
         "processes": processes,

@@ -116,8 +116,17 @@ fn ipv6_clients_are_grouped_by_prefix_and_mapped_v4_is_v4() {
 
 #[test]
 fn ipv4_keys_are_the_text_ipnet_writes() {
-    // Every number of each digit count in every position, and the
-    // longest and shortest addresses.
+    // Every number of each digit count in every position, every mix of
+    // digit counts (the shortest and longest of each, in all four places:
+    // where each number's text starts depends on those before it), and
+    // some addresses as they come.
+    let ends = [0u8, 9, 10, 99, 100, 255];
+    let mixes = ends.into_iter().flat_map(move |a| {
+        ends.into_iter().flat_map(move |b| {
+            ends.into_iter()
+                .flat_map(move |c| ends.into_iter().map(move |d| [a, b, c, d]))
+        })
+    });
     let addrs = (0..=255u8)
         .map(|n| {
             [
@@ -127,7 +136,8 @@ fn ipv4_keys_are_the_text_ipnet_writes() {
                 n.wrapping_add(100),
             ]
         })
-        .chain([[0; 4], [255; 4], [203, 0, 113, 9], [9, 99, 100, 255]]);
+        .chain(mixes)
+        .chain([[203, 0, 113, 9], [192, 168, 1, 20]]);
     for (i, octets) in addrs.enumerate() {
         let a = std::net::Ipv4Addr::from(octets);
         let addr = a.to_string();
