@@ -149,9 +149,7 @@ def main():
                              f"| median {median:.2f}× (middle half {q1:.2f}–{q3:.2f}×) of {r['rounds']} rounds | ≤ 1.0 |")
             if "http_layer_per_ip_process_ratios" in r:
                 p = r["http_layer_per_ip_process_ratios"]
-                p = sorted(p)
-                n = len(p)
-                mid = (p[n // 2 - 1] + p[n // 2]) / 2 if n % 2 == 0 else p[n // 2]
+                mid = r["http_layer_per_ip_process_median"]
                 lines.append(f"| http_layer_per_ip, each process's median paired ratio | — | — "
                              f"| median {mid:.2f}× of {len(p)} processes ({', '.join(f'{x:.2f}' for x in p)}) | ≤ 1.0 |")
             if noop:

@@ -274,7 +274,7 @@ fn main() {
 
 /// The run repeated in `processes` fresh processes, one after another:
 /// each figure the median of the processes' own, and the per-IP layers'
-/// paired ratio as each process's median, sorted. A process's figures
+/// paired ratio as each process's median, sorted, with their median. A process's figures
 /// agree closely round to round but can differ from the next process's by
 /// ±10 % on this VM, more than the rounds of one process can show.
 fn in_processes(rounds: usize, processes: usize) -> serde_json::Value {
@@ -304,12 +304,16 @@ fn in_processes(rounds: usize, processes: usize) -> serde_json::Value {
         v
     };
     let field = |name: &str| -> Value {
-        let len = runs[0][name].as_array().map_or(0, Vec::len);
+        let len = runs[0][name]
+            .as_array()
+            .expect("every process reports every figure")
+            .len();
         (0..len)
             .map(|i| median_and_quartiles(&values(name, i))[0])
             .collect()
     };
     let per_process = values("http_layer_per_ip_round_ratio", 0);
+    let per_process_median = median_and_quartiles(&per_process)[0];
     json!({
         "rounds": rounds,
         "processes": processes,
@@ -318,5 +322,6 @@ fn in_processes(rounds: usize, processes: usize) -> serde_json::Value {
         "contended_2_threads": field("contended_2_threads"),
         "http_layer_per_ip": field("http_layer_per_ip"),
         "http_layer_per_ip_process_ratios": per_process,
+        "http_layer_per_ip_process_median": per_process_median,
     })
 }
