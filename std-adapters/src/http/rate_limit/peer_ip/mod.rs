@@ -310,7 +310,13 @@ fn peer_of<B>(req: &Request<B>) -> Option<&SocketAddr> {
 }
 
 impl<B> ExtractKey<B> for PeerIp {
-    #[inline]
+    // Always inlined, so the key need not come back through memory: in one
+    // scratch x86-64 build (rustc 1.95) where LLVM kept this out of line, it
+    // returned as 8-byte stores read back as 16-byte loads, which x86 cores
+    // cannot forward from the store buffer (the load is wider than either
+    // store); software-clock perf samples put roughly 7 ns a request there.
+    // The `interleaved` benchmark binary inlined it either way.
+    #[inline(always)]
     fn extract(&self, req: &Request<B>) -> Result<Option<RateKey>, KeyRejection> {
         let peer = peer_of(req);
         // The commonest case, inlined where the layer calls it: an IPv4
