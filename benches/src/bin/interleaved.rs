@@ -21,6 +21,7 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use governor::clock::FakeRelativeClock;
 use governor::{Quota, RateLimiter as Governor};
+use ratebound_benches::count_arg;
 use ratebound_core::{AtomicGcra, Duration, Gcra, Instant};
 use ratebound_std::clock::ManualClock;
 use ratebound_std::keyed::{KeyedConfig, KeyedLimiter, OnFull};
@@ -234,25 +235,10 @@ fn median_and_quartiles(v: &[f64]) -> [f64; 3] {
     [median, at(0.25), at(0.75)]
 }
 
-/// The `n`th argument as a count of at least 1, `default` when absent;
-/// anything else ends the run with a message.
-fn count_arg(n: usize, name: &str, default: usize) -> usize {
-    match std::env::args().nth(n) {
-        None => default,
-        Some(s) => match s.parse() {
-            Ok(v) if v >= 1 => v,
-            _ => {
-                eprintln!("{name} must be a whole number of at least 1, not {s:?}");
-                eprintln!("usage: interleaved [rounds] [processes]");
-                std::process::exit(2);
-            }
-        },
-    }
-}
-
 fn main() {
-    let rounds = count_arg(1, "rounds", 15);
-    let processes = count_arg(2, "processes", 1);
+    const USAGE: &str = "interleaved [rounds] [processes]";
+    let rounds = count_arg(1, "rounds", 15, USAGE);
+    let processes = count_arg(2, "processes", 1, USAGE);
     if processes > 1 {
         println!("{}", in_processes(rounds, processes));
         return;
@@ -274,9 +260,10 @@ fn main() {
 
 /// The run repeated in `processes` fresh processes, one after another:
 /// each figure the median of the processes' own, and the per-IP layers'
-/// paired ratio as each process's median, sorted, with their median. A process's figures
-/// agree closely round to round but can differ from the next process's by
-/// ±10 % on this VM, more than the rounds of one process can show.
+/// paired ratio as each process's median, sorted, with their median. A
+/// process's figures agree closely round to round but can differ from the
+/// next process's by ±10 % on this VM, more than the rounds of one process
+/// can show.
 fn in_processes(rounds: usize, processes: usize) -> serde_json::Value {
     use serde_json::{json, Value};
     let exe = std::env::current_exe().expect("own path");

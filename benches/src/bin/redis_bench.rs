@@ -275,10 +275,10 @@ fn start_server() -> u16 {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let mut args = std::env::args().skip(1);
-    let secs: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(3);
-    let clients: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(50);
-    let rounds: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(3);
+    const USAGE: &str = "redis_bench [seconds] [clients] [rounds]";
+    let secs = ratebound_benches::count_arg(1, "seconds", 3, USAGE) as u64;
+    let clients = ratebound_benches::count_arg(2, "clients", 50, USAGE);
+    let rounds = ratebound_benches::count_arg(3, "rounds", 3, USAGE);
     let port = start_server();
     let url = format!("redis://127.0.0.1:{port}/");
     let store = RedisStore::connect(&url, RedisOptions::default())
