@@ -85,16 +85,26 @@ impl LayerMetrics {
 
     /// Publish `n` keys held, if that is news. The figure and the gauge
     /// change together under a lock; a decision that finds it taken skips,
-    /// and the next one that sees a different figure publishes it.
-    #[inline]
+    /// and the next one that sees a different figure publishes it. The
+    /// check is inlined into every decision; publishing, rare, is apart.
+    #[inline(always)]
     pub(crate) fn set_keys_held(&self, n: usize) {
-        use std::sync::atomic::Ordering::Relaxed;
-        if self.keys_published.load(Relaxed) == n {
-            return;
+        if self
+            .keys_published
+            .load(std::sync::atomic::Ordering::Relaxed)
+            != n
+        {
+            self.publish_keys_held(n);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn publish_keys_held(&self, n: usize) {
         if let Ok(_publishing) = self.publishing.try_lock() {
             self.keys_held.set(n as f64);
-            self.keys_published.store(n, Relaxed);
+            self.keys_published
+                .store(n, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }

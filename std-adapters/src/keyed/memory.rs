@@ -41,6 +41,7 @@ impl Eq for KeyBytes {}
 
 /// Hashed as its bytes, as `[u8]` is (`Borrow` requires it).
 impl std::hash::Hash for KeyBytes {
+    #[inline]
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.as_bytes().hash(state);
     }

@@ -1,8 +1,9 @@
 //! The service [`RateLimitLayer`](super::RateLimitLayer) makes: in memory
 //! the decision is made while `call` runs, and the response future is the
-//! inner service's (nothing boxed); in Redis it is awaited in a boxed
-//! future. Either way the inner service is called after the decision,
-//! outside its span.
+//! inner service's (nothing boxed) unless fields are to be added to a
+//! success (headers on success: then it is boxed with them); in Redis it
+//! is awaited in a boxed future. Either way the inner service is called
+//! after the decision, outside its span.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -58,10 +59,14 @@ pin_project! {
 }
 
 pin_project! {
+    // `Admitted` holds the inner future alone, so this enum is the inner
+    // future's size (its other variants fit beside the inner future's
+    // niche): the wrappers above it (axum's, tower's) move it as they move
+    // the inner future, with no larger copy.
     #[project = KindProj]
     enum Kind<F, B, E> {
         Refused { res: Option<Box<Response<B>>> },
-        Admitted { #[pin] fut: F, headers: Option<Box<RateHeaders>> },
+        Admitted { #[pin] fut: F },
         Waiting { fut: Boxed<B, E> },
     }
 }
@@ -78,16 +83,9 @@ where
                 Some(r) => Poll::Ready(Ok(*r)),
                 None => Poll::Pending, // polled after completion
             },
-            // Nothing to add: the service's answer as it comes (not moved
-            // through this frame).
-            KindProj::Admitted { fut, headers: None } => fut.poll(cx),
-            KindProj::Admitted { fut, headers } => {
-                let mut out = std::task::ready!(fut.poll(cx));
-                if let (Ok(res), Some(h)) = (&mut out, headers.take()) {
-                    h.insert(res.headers_mut());
-                }
-                Poll::Ready(out)
-            }
+            // The service's answer as it comes (not moved through this
+            // frame).
+            KindProj::Admitted { fut } => fut.poll(cx),
             KindProj::Waiting { fut } => fut.as_mut().poll(cx),
         }
     }
@@ -96,7 +94,7 @@ where
 /// What to do with a request once its limits have answered.
 enum Verdict<B> {
     /// Call the service; add these fields to its response.
-    Pass(Option<Box<RateHeaders>>),
+    Pass(Option<RateHeaders>),
     /// Answer with this.
     Refuse(Response<B>),
 }
@@ -124,7 +122,7 @@ fn verdict<C: Clock + Clone, X, K, B: From<String>>(
 
 /// The metrics of an admitted request with nothing else to report: the
 /// store's keys `held`, and one more allowed.
-#[inline]
+#[inline(always)]
 fn count_plain_admission<C: Clock + Clone, X, K>(options: &Options<C, X, K>, held: usize) {
     let metrics = options.metrics();
     metrics.set_keys_held(held);
@@ -207,25 +205,19 @@ fn reported_verdict<C: Clock + Clone, X, K, B: From<String>>(
                 limit = name,
                 "rate limit reached (shadow)"
             );
-            Verdict::Pass(options.headers_on_success.then(|| {
-                Box::new(rate_headers(
-                    options,
-                    &limits.limits_for(key.as_bytes()),
-                    name,
-                    &d,
-                ))
-            }))
+            Verdict::Pass(
+                options
+                    .headers_on_success
+                    .then(|| rate_headers(options, &limits.limits_for(key.as_bytes()), name, &d)),
+            )
         }
         // Reached only with headers, a hook or a span: `verdict` counts the
         // plain admitted request itself.
-        Outcome::Allowed => Verdict::Pass(options.headers_on_success.then(|| {
-            Box::new(rate_headers(
-                options,
-                &limits.limits_for(key.as_bytes()),
-                name,
-                &d,
-            ))
-        })),
+        Outcome::Allowed => Verdict::Pass(
+            options
+                .headers_on_success
+                .then(|| rate_headers(options, &limits.limits_for(key.as_bytes()), name, &d)),
+        ),
     }
 }
 
@@ -302,52 +294,97 @@ where
         self.inner.poll_ready(cx)
     }
 
+    // Kept apart: inlined into axum's response-mapping wrapper (x86-64,
+    // rustc 1.95), its future took one more 320-byte copy through a
+    // temporary on the way out (callgrind: three `memcpy` calls a request
+    // instead of two).
+    #[inline(never)]
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
         // The commonest request (admitted, nothing to report but the count)
         // runs through this function alone; a rejection, a span and a full
         // decision are out of line, so the code a busy service runs stays
         // small. The inner service is called last, outside the span.
-        let headers = match self.options.extract.extract(&req) {
-            Ok(None) => None,
-            Ok(Some(key)) => {
-                let cost = self.options.cost.cost(&req);
-                // Built only when DEBUG is on: a disabled span still costs
-                // its bookkeeping on every request.
-                let span = if tracing::enabled!(tracing::Level::DEBUG) {
-                    Some(decision_span(&self.options, &key))
-                } else {
-                    None
-                };
-                match &*self.options.limits {
-                    AnyKeyedLimiter::Memory(m) => {
-                        // Without the decision's figures; any other answer is
-                        // decided again in full (a denial wrote nothing, so
-                        // nothing is counted twice).
-                        if span.is_none()
-                            && self.options.counts_only()
-                            && memory_admits(m, key.as_key_bytes(), cost)
-                        {
-                            count_plain_admission(&self.options, m.held());
-                            None
-                        } else {
-                            match decide_in_memory(&self.options, m, &key, cost, span) {
-                                Verdict::Pass(headers) => headers,
-                                Verdict::Refuse(res) => return refused(res),
-                            }
-                        }
-                    }
-                    #[cfg(feature = "redis")]
-                    AnyKeyedLimiter::Redis(_) => return self.call_redis(req, key, cost, span),
+        let extracted = self.options.extract.extract(&req);
+        let key = match &extracted {
+            Ok(Some(key)) => key,
+            Ok(None) => return self.admitted(req, None),
+            Err(r) => return rejected(&self.options, r.clone()),
+        };
+        let cost = self.options.cost.cost(&req);
+        // Built only when DEBUG is on: a disabled span still costs its
+        // bookkeeping on every request.
+        let span = if tracing::enabled!(tracing::Level::DEBUG) {
+            Some(decision_span(&self.options, key))
+        } else {
+            None
+        };
+        match &*self.options.limits {
+            AnyKeyedLimiter::Memory(m) => {
+                // Without the decision's figures; any other answer is
+                // decided again in full (a denial wrote nothing, so nothing
+                // is counted twice).
+                if span.is_none()
+                    && self.options.counts_only()
+                    && memory_admits(m, key.as_key_bytes(), cost)
+                {
+                    count_plain_admission(&self.options, m.held());
+                    return self.admitted(req, None);
+                }
+                match decide_in_memory(&self.options, m, key, cost, span) {
+                    Verdict::Pass(headers) => self.admitted(req, headers),
+                    Verdict::Refuse(res) => refused(res),
                 }
             }
-            Err(r) => return rejected(&self.options, r),
-        };
-        ResponseFuture {
-            kind: Kind::Admitted {
-                fut: self.inner.call(req),
-                headers,
-            },
+            #[cfg(feature = "redis")]
+            AnyKeyedLimiter::Redis(_) => self.call_redis(req, key.clone(), cost, span),
         }
+    }
+}
+
+impl<S, C: Clock + Clone, X, K> RateLimit<S, C, X, K> {
+    /// The future of an admitted request: the inner service's, built where
+    /// it is returned (each path that admits returns it at once), or boxed
+    /// with the fields to add to its response.
+    #[inline(always)]
+    fn admitted<ReqB, ResB>(
+        &mut self,
+        req: Request<ReqB>,
+        headers: Option<RateHeaders>,
+    ) -> ResponseFuture<S::Future, ResB, S::Error>
+    where
+        S: Service<Request<ReqB>, Response = Response<ResB>>,
+        S::Future: Send + 'static,
+        ResB: 'static,
+        S::Error: 'static,
+    {
+        let fut = self.inner.call(req);
+        match headers {
+            None => ResponseFuture {
+                kind: Kind::Admitted { fut },
+            },
+            Some(h) => with_headers(fut, h),
+        }
+    }
+}
+
+/// `fut` boxed with `headers`, which it adds to its response: one
+/// allocation, made only when a success carries fields (so the common
+/// future stays the inner future's size).
+#[inline(never)]
+fn with_headers<F, B, E>(fut: F, headers: RateHeaders) -> ResponseFuture<F, B, E>
+where
+    F: Future<Output = Result<Response<B>, E>> + Send + 'static,
+{
+    ResponseFuture {
+        kind: Kind::Waiting {
+            fut: Box::pin(async move {
+                let mut out = fut.await;
+                if let Ok(res) = &mut out {
+                    headers.insert(res.headers_mut());
+                }
+                out
+            }),
+        },
     }
 }
 
@@ -404,4 +441,25 @@ fn decide_in_memory<C: Clock + Clone, X, K, B: From<String>>(
     let _in = span.as_ref().map(tracing::Span::enter);
     let decided = memory_decision(m, key.as_key_bytes(), cost, true);
     verdict(options, key, decided, span.as_ref())
+}
+
+#[cfg(all(test, feature = "axum"))]
+mod tests {
+    use std::convert::Infallible;
+
+    use axum::body::Body;
+    use axum::routing::future::RouteFuture;
+
+    use super::ResponseFuture;
+
+    /// In front of an axum route, an admitted request's future is the
+    /// route's own future in size: the other variants fit beside its niche,
+    /// so what moves it moves no more bytes than without the layer.
+    #[test]
+    fn response_future_is_the_route_futures_size() {
+        assert_eq!(
+            std::mem::size_of::<ResponseFuture<RouteFuture<Infallible>, Body, Infallible>>(),
+            std::mem::size_of::<RouteFuture<Infallible>>()
+        );
+    }
 }

@@ -130,24 +130,46 @@ impl<K: Hash + Eq + Clone, S: Default, H: BuildHasher> Table<K, S, H> {
         }
     }
 
+    /// The slot holding `key`, if the table holds it: [`find`](Self::find)
+    /// without looking for a free slot on the way, one comparison a slot
+    /// (a full slot's high bit and tag together; a removed slot has
+    /// neither), inlined where a held key is looked up on every request.
+    #[inline(always)]
+    fn position(&self, h: u64, key: &K) -> Option<usize> {
+        let wanted = FULL | Self::tag(h);
+        let mut i = self.home(h);
+        // Ends: the table always keeps empty slots (see `fits`).
+        loop {
+            let c = *self.ctrl.get(i)?;
+            if c == EMPTY {
+                return None;
+            }
+            if c & (FULL | TAG) == wanted && self.slots.get(i).is_some_and(|s| s.0 == *key) {
+                return Some(i);
+            }
+            i = self.next_slot(i);
+        }
+    }
+
     /// `key`'s state, without marking it used.
     #[inline]
     pub(super) fn get(&self, h: u64, key: &K) -> Option<&S> {
         if self.len == 0 {
             return None;
         }
-        self.find(h, key).ok().map(|i| &self.slots[i].1)
+        self.position(h, key).map(|i| &self.slots[i].1)
     }
 
     /// `key`'s state, marking it used.
-    #[inline]
+    #[inline(always)]
     pub(super) fn get_mut(&mut self, h: u64, key: &K) -> Option<&mut S> {
         if self.len == 0 {
             return None;
         }
-        let i = self.find(h, key).ok()?;
-        self.ctrl[i] |= REFERENCED;
-        Some(&mut self.slots[i].1)
+        let i = self.position(h, key)?;
+        let c = self.ctrl.get_mut(i)?;
+        *c |= REFERENCED;
+        self.slots.get_mut(i).map(|s| &mut s.1)
     }
 
     /// True when the table can take one more key: below its limit.
