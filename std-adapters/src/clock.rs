@@ -94,7 +94,7 @@ impl Clock for MonotonicClock {
         // Scaled to nanoseconds; 0 if this core's counter reads behind
         // the one that set `start` (never before `base`).
         let elapsed = self.counter.delta_as_nanos(self.start, self.counter.raw());
-        self.base + Duration::from_micros(elapsed / 1_000)
+        Instant::from_micros(self.base.as_micros().saturating_add(elapsed / 1_000))
     }
 }
 

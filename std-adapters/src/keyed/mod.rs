@@ -219,6 +219,7 @@ where
     /// across small integer keys (seen: bits 24 to 31, for some seeds), so
     /// a shard read from fixed bits could put nearly every key in one
     /// shard. The table uses the hash itself.
+    #[inline]
     fn shard(&self, key: &K) -> (u64, std::sync::MutexGuard<'_, Shard<K, L>>) {
         let h = self.hasher.hash_one(key);
         (h, self.lock(shard_of(h, self.shards.len())))

@@ -304,17 +304,16 @@ where
         // runs through this function alone; a rejection, a span and a full
         // decision are out of line, so the code a busy service runs stays
         // small. The inner service is called last, outside the span.
-        let extracted = self.options.extract.extract(&req);
-        let key = match &extracted {
+        let key = match self.options.extract.extract(&req) {
             Ok(Some(key)) => key,
             Ok(None) => return self.admitted(req, None),
-            Err(r) => return rejected(&self.options, r.clone()),
+            Err(r) => return rejected(&self.options, r),
         };
         let cost = self.options.cost.cost(&req);
         // Built only when DEBUG is on: a disabled span still costs its
         // bookkeeping on every request.
         let span = if tracing::enabled!(tracing::Level::DEBUG) {
-            Some(decision_span(&self.options, key))
+            Some(decision_span(&self.options, &key))
         } else {
             None
         };
@@ -330,13 +329,13 @@ where
                     count_plain_admission(&self.options, m.held());
                     return self.admitted(req, None);
                 }
-                match decide_in_memory(&self.options, m, key, cost, span) {
+                match decide_in_memory(&self.options, m, &key, cost, span) {
                     Verdict::Pass(headers) => self.admitted(req, headers),
                     Verdict::Refuse(res) => refused(res),
                 }
             }
             #[cfg(feature = "redis")]
-            AnyKeyedLimiter::Redis(_) => self.call_redis(req, key.clone(), cost, span),
+            AnyKeyedLimiter::Redis(_) => self.call_redis(req, key, cost, span),
         }
     }
 }
