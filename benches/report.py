@@ -104,7 +104,8 @@ def main():
         for line in open(sys.argv[2]):
             line = line.strip()
             if line.startswith("instructions::"):
-                name = line.split("::")[-1]
+                # `instructions::group::function[ case:(setup)]`
+                name = line.split("::")[2].split()[0]
             elif line.startswith("Instructions:") and name:
                 counts[name] = int(line.split()[1].split("|")[0])
         if counts:
@@ -120,6 +121,16 @@ def main():
             for op in ["sliding_counter_check", "budget_reserve_settle", "backoff_next"]:
                 if op in counts:
                     lines.append(f"| {op} | {counts[op] / 1000:.1f} | — | — |")
+            fronts = ["per_ip_bare", "per_ip_ratebound", "per_ip_tower_governor", "per_ip_do_nothing"]
+            if all(f in counts for f in fronts):
+                bare, ours, peer, noop = (counts[f] / 1024 for f in fronts)
+                lines.append("")
+                lines.append(f"Per-IP layer, instructions a request (1,024 requests, one per client, after a setup that served "
+                             f"each client once; within a few instructions of the next run (each store draws its hash seed), "
+                             f"wherever the linker puts the code): handler alone "
+                             f"{bare:.0f}; ratebound's `RateLimitLayer` adds {ours - bare:.0f}, tower_governor's "
+                             f"`GovernorLayer` {peer - bare:.0f}: **{(ours - bare) / (peer - bare):.2f}× tower_governor's "
+                             f"added instructions**; a layer that does nothing adds {noop - bare:.0f}.")
     if len(sys.argv) > 3 and os.path.exists(sys.argv[3]):
         with open(sys.argv[3]) as f:
             r = json.load(f)

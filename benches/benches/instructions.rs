@@ -1,6 +1,10 @@
 //! Instruction counts (gungraun over valgrind's callgrind) for the core
-//! operations and the governor peer: repeatable on noisy machines, so a
-//! regression shows as a changed count. Each benchmark runs 1000 operations.
+//! operations and the governor peer, and for the per-IP HTTP layers against
+//! tower_governor's: repeatable on noisy machines and independent of where
+//! the linker puts the code, so a regression shows as a changed count. Each
+//! core benchmark runs 1000 operations; each per-IP one serves 1,024
+//! requests, one per client, after a setup (not counted) that built the
+//! router and served every client once.
 //!
 //! `cargo install gungraun-runner --version 0.20.0`, then
 //! `cargo bench -p ratebound-benches --bench instructions`.
@@ -158,4 +162,125 @@ library_benchmark_group!(
     ]
 );
 
-main!(library_benchmark_groups = core_ops);
+/// Requests each per-IP benchmark serves: one per client, each client's key
+/// held already.
+const CLIENTS: u32 = 1_024;
+
+/// What stands in front of the handler in a per-IP benchmark.
+enum Front {
+    Bare,
+    Ratebound,
+    TowerGovernor,
+    /// tower's `MapResponseLayer` with the identity: what any layer costs.
+    DoNothing,
+}
+
+/// A router with its runtime, every client's key held and every path run
+/// once (made in the benchmark's setup, so none of it is counted). Leaked:
+/// the benchmark runs once in its own process.
+struct Served {
+    rt: tokio::runtime::Runtime,
+    router: axum::Router,
+}
+
+fn served(front: Front) -> &'static Served {
+    use axum::routing::get;
+    use ratebound_std::clock::MonotonicClock;
+    use ratebound_std::http::rate_limit::{PeerIp, RateLimitLayer};
+    use ratebound_std::keyed::{AnyKeyedLimiter, KeyedConfig};
+    use ratebound_std::limiter::{AnyLimiter, LimitSet};
+    use tower_governor::governor::GovernorConfigBuilder;
+    use tower_governor::GovernorLayer;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let app = axum::Router::new().route("/", get(|| async { "ok" }));
+    let router = match front {
+        Front::Bare => app,
+        Front::Ratebound => {
+            let limits = LimitSet::one(
+                "per_second",
+                AnyLimiter::Gcra(Gcra::per_second(1_000_000).expect("rate")),
+            )
+            .expect("set");
+            let limits =
+                AnyKeyedLimiter::memory(limits, KeyedConfig::default(), MonotonicClock::new())
+                    .expect("store");
+            app.layer(RateLimitLayer::new(limits, PeerIp::new()))
+        }
+        Front::TowerGovernor => app.layer(GovernorLayer::new(
+            GovernorConfigBuilder::default()
+                .per_nanosecond(1_000)
+                .burst_size(1_000_000)
+                .finish()
+                .expect("quota"),
+        )),
+        Front::DoNothing => app.layer(tower::util::MapResponseLayer::new(
+            |r: axum::response::Response| r,
+        )),
+    };
+    let served = Box::leak(Box::new(Served { rt, router }));
+    requests(served);
+    served
+}
+
+/// One request from each client through the router; how many were
+/// answered 200.
+fn requests(s: &Served) -> u64 {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+    use axum::extract::ConnectInfo;
+    use tower::ServiceExt;
+
+    s.rt.block_on(async {
+        let mut ok = 0;
+        for i in 0..CLIENTS {
+            let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
+            let mut req = http::Request::get("/")
+                .body(axum::body::Body::empty())
+                .expect("request");
+            req.extensions_mut()
+                .insert(ConnectInfo(SocketAddr::new(ip, 40_000)));
+            let res = s.router.clone().oneshot(req).await.expect("infallible");
+            ok += u64::from(res.status() == 200);
+        }
+        ok
+    })
+}
+
+#[library_benchmark]
+#[bench::warm(served(Front::Bare))]
+fn per_ip_bare(s: &'static Served) -> u64 {
+    black_box(requests(s))
+}
+
+#[library_benchmark]
+#[bench::warm(served(Front::Ratebound))]
+fn per_ip_ratebound(s: &'static Served) -> u64 {
+    black_box(requests(s))
+}
+
+#[library_benchmark]
+#[bench::warm(served(Front::TowerGovernor))]
+fn per_ip_tower_governor(s: &'static Served) -> u64 {
+    black_box(requests(s))
+}
+
+#[library_benchmark]
+#[bench::warm(served(Front::DoNothing))]
+fn per_ip_do_nothing(s: &'static Served) -> u64 {
+    black_box(requests(s))
+}
+
+library_benchmark_group!(
+    name = per_ip_layer,
+    benchmarks = [
+        per_ip_bare,
+        per_ip_ratebound,
+        per_ip_tower_governor,
+        per_ip_do_nothing
+    ]
+);
+
+main!(library_benchmark_groups = core_ops, per_ip_layer);

@@ -90,6 +90,9 @@ impl MonotonicClock {
 }
 
 impl Clock for MonotonicClock {
+    // Inlined into the (generic) stores that read it on every decision,
+    // rather than called across crates.
+    #[inline]
     fn now(&self) -> Instant {
         // Scaled to nanoseconds; 0 if this core's counter reads behind
         // the one that set `start` (never before `base`).
