@@ -110,7 +110,7 @@ def main():
                 counts[name] = int(line.split()[1].split("|")[0])
         if counts:
             lines.append("")
-            lines.append("Instruction counts per operation (gungraun/callgrind, 1000 operations each; repeatable across runs):")
+            lines.append("Instruction counts per operation (gungraun/callgrind, 1000 operations each; the same in every run):")
             lines.append("")
             lines.append("| operation | ratebound | governor | ratio |")
             lines.append("|---|---|---|---|")
@@ -123,11 +123,11 @@ def main():
                     lines.append(f"| {op} | {counts[op] / 1000:.1f} | — | — |")
             fronts = ["per_ip_bare", "per_ip_ratebound", "per_ip_tower_governor", "per_ip_do_nothing"]
             if all(f in counts for f in fronts):
+                # 1,024: CLIENTS in benches/instructions.rs
                 bare, ours, peer, noop = (counts[f] / 1024 for f in fronts)
                 lines.append("")
                 lines.append(f"Per-IP layer, instructions a request (1,024 requests, one per client, after a setup that served "
-                             f"each client once; within a few instructions of the next run (each store draws its hash seed), "
-                             f"wherever the linker puts the code): handler alone "
+                             f"each client once; within a few instructions of the next run, as each store draws its hash seed): handler alone "
                              f"{bare:.0f}; ratebound's `RateLimitLayer` adds {ours - bare:.0f}, tower_governor's "
                              f"`GovernorLayer` {peer - bare:.0f}: **{(ours - bare) / (peer - bare):.2f}× tower_governor's "
                              f"added instructions**; a layer that does nothing adds {noop - bare:.0f}.")

@@ -86,7 +86,7 @@ impl LayerMetrics {
     /// Publish `n` keys held, if that is news. The figure and the gauge
     /// change together under a lock; a decision that finds it taken skips,
     /// and the next one that sees a different figure publishes it. The
-    /// check is inlined into every decision; publishing, rare, is apart.
+    /// check is inlined into every decision; publishing is apart.
     #[inline(always)]
     pub(crate) fn set_keys_held(&self, n: usize) {
         if self

@@ -131,9 +131,10 @@ impl<K: Hash + Eq + Clone, S: Default, H: BuildHasher> Table<K, S, H> {
     }
 
     /// The slot holding `key`, if the table holds it: [`find`](Self::find)
-    /// without looking for a free slot on the way, one comparison a slot
-    /// (a full slot's high bit and tag together; a removed slot has
-    /// neither), inlined where a held key is looked up on every request.
+    /// without looking for a free slot on the way: an empty slot ends the
+    /// probe, and one masked comparison tests a full slot's high bit and
+    /// tag together (a removed slot has neither). Inlined where a held key
+    /// is looked up on every request.
     #[inline(always)]
     fn position(&self, h: u64, key: &K) -> Option<usize> {
         let wanted = FULL | Self::tag(h);
