@@ -693,3 +693,30 @@ async fn the_service_is_called_once_per_request_let_through_and_each_decision_co
         Some(2.0)
     );
 }
+
+/// With headers on success the admitted request's future is boxed with its
+/// fields: it answers once with them, and polled again after answering it
+/// stays pending (as a refused request's future does) rather than resuming
+/// a finished `async` block.
+#[tokio::test]
+async fn a_finished_response_future_stays_pending() {
+    use std::future::Future;
+    use std::task::{Context, Poll};
+
+    use tower::{Layer, Service, ServiceExt};
+
+    let layer = RateLimitLayer::new(memory(per_minute(10)), PeerIp::new()).headers_on_success(true);
+    let mut service = layer.layer(tower::service_fn(|_req: http::Request<String>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(String::from("ok")))
+    }));
+    let mut req = http::Request::new(String::new());
+    req.extensions_mut()
+        .insert(std::net::SocketAddr::from(([192, 0, 2, 1], 40_000)));
+    let mut fut = Box::pin(service.ready().await.unwrap().call(req));
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let Poll::Ready(Ok(res)) = fut.as_mut().poll(&mut cx) else {
+        panic!("the service answers at once");
+    };
+    assert_eq!(res.headers()["ratelimit"], "\"per_minute\";r=9;t=6");
+    assert!(fut.as_mut().poll(&mut cx).is_pending());
+}

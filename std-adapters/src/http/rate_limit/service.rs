@@ -47,7 +47,7 @@ impl<S: Clone, C: Clock + Clone, X, K> Clone for RateLimit<S, C, X, K> {
     }
 }
 
-type Boxed<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
+type BoxedFuture<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
 
 pin_project! {
     /// The response future of [`RateLimit`].
@@ -70,7 +70,7 @@ pin_project! {
         Admitted { #[pin] fut: F },
         // `None` once it has answered: polled again, it stays pending (as
         // `Refused` does) rather than resuming a finished `async` block.
-        Waiting { fut: Option<Boxed<B, E>> },
+        Boxed { fut: Option<BoxedFuture<B, E>> },
     }
 }
 
@@ -89,7 +89,7 @@ where
             // The service's answer as it comes (not moved through this
             // frame).
             KindProj::Admitted { fut } => fut.poll(cx),
-            KindProj::Waiting { fut } => match fut {
+            KindProj::Boxed { fut } => match fut {
                 Some(f) => {
                     let out = std::task::ready!(f.as_mut().poll(cx));
                     *fut = None;
@@ -280,7 +280,7 @@ where
             }
         };
         ResponseFuture {
-            kind: Kind::Waiting {
+            kind: Kind::Boxed {
                 fut: Some(Box::pin(fut)),
             },
         }
@@ -387,7 +387,7 @@ where
     F: Future<Output = Result<Response<B>, E>> + Send + 'static,
 {
     ResponseFuture {
-        kind: Kind::Waiting {
+        kind: Kind::Boxed {
             fut: Some(Box::pin(async move {
                 let mut out = fut.await;
                 if let Ok(res) = &mut out {
