@@ -64,6 +64,7 @@ mod answer;
 mod key;
 mod peer_ip;
 mod service;
+mod verdict;
 
 pub use key::{ExtensionKey, ExtractKey, HeaderKey, KeyRejection, RateKey, RouteKey};
 pub use peer_ip::{ForwardedBy, PeerIp, ProxyParseError};
