@@ -192,3 +192,39 @@ fn grows_to_the_share_then_doubles() {
     assert_eq!(caps, [16, 32, 64, 100, 200, 400]);
     assert_eq!(t.slots.len(), 400 + 400 * 3 / 16 + 1);
 }
+
+/// Runs of keys whose tags differ in the lowest bit, at the start of the
+/// table and at its end (wrapping to the start): each key is told apart
+/// from its neighbours by comparing keys, and a removed key (its slot
+/// keeps the key) is not found.
+#[test]
+fn keys_with_neighbouring_tags_are_told_apart() {
+    let mut t: Table<u64, u64, Weak> = Table::new(64, 64, Weak::default());
+    // With the identity hash, bits 32.. are the tag and the home slot is
+    // the hash's top bits: small hashes start at slot 0, the largest at
+    // the last slot.
+    let at_start = (0..24u64).map(|i| ((i % 2) << 32) | i);
+    let at_end = (0..24u64).map(|i| (u64::MAX - i) ^ ((i % 2) << 32));
+    let keys: Vec<u64> = at_start.chain(at_end).collect();
+    let hash = |k: u64| Weak::default().hash_one(k);
+    for &k in &keys {
+        t.insert_new(hash(k), k, k / 2);
+    }
+    for &k in &keys {
+        assert_eq!(t.get(hash(k), &k), Some(&(k / 2)), "key {k:#x}");
+    }
+    assert_eq!(t.retain(|k, _| k % 3 != 0), 16);
+    for &k in &keys {
+        let held = (k % 3 != 0).then_some(k / 2);
+        assert_eq!(t.get(hash(k), &k).copied(), held, "key {k:#x}");
+        assert_eq!(t.get_mut(hash(k), &k).copied(), held, "key {k:#x}");
+    }
+    for absent in [
+        2u64 << 32,
+        (1 << 32) | 99,
+        u64::MAX - 99,
+        u64::MAX ^ (1 << 32),
+    ] {
+        assert_eq!(t.get(hash(absent), &absent), None, "key {absent:#x}");
+    }
+}
