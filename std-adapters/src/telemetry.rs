@@ -7,7 +7,7 @@
 //! | `ratebound_keys_held` | gauge | `limit` | keys a layer's in-memory store holds (in Redis: the local fallback's), set when a decision finds it changed |
 //! | `ratebound_store_call_seconds` | histogram | `store`, `call` | each call to Redis, reconnection included, answered or not |
 //! | `ratebound_store_up` | gauge | `domain` | 1 after a call the shared store answered, 0 after one it did not (the failure policy decides meanwhile); per domain (`limits`, `budgets`, `model limits`): the last report of any limiter of that domain |
-//! | `ratebound_store_transitions_total` | counter | `domain`, `to` | the store going `down` or coming back `up` |
+//! | `ratebound_store_transitions_total` | counter | `domain`, `to` | the store going `down` or coming back `up`, counted by each limiter that sees it (two Redis-backed layers on one store count one outage twice) |
 //!
 //! A layer registers its counters and gauge when it serves its first
 //! request: install the recorder (e.g.
@@ -16,9 +16,13 @@
 //!
 //! Each decision of a rate-limit layer runs in a `tracing` span
 //! `rate_limit` (level DEBUG) with fields `limit`, `key_hash` (never the
-//! key, which may be a secret) and `outcome`. The span holds the decision
-//! and what it reports (the log of a denial, the hook); the service behind
-//! the layer is called after it, outside it, in memory as in Redis.
+//! key, which may be a secret; see `RateKey::hash`
+//! for what the hash hides) and `outcome`. The span holds the decision
+//! and what it reports (the DEBUG log of a denial, the hook); the service
+//! behind the layer is called after it, outside it, in memory as in Redis.
+//! Refusals and undecided requests are logged per request at DEBUG (their
+//! counters count them); a store failure other than its being away is
+//! logged at WARN, and the store going down or coming back once each.
 
 use ::metrics::{counter, gauge};
 #[cfg(feature = "http")]

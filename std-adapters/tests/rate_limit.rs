@@ -420,6 +420,10 @@ async fn redis_down_under_closed_is_503_and_under_open_admits() {
     assert_eq!(res.status(), 503);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "rate_limit_store_unavailable");
+    assert_eq!(
+        body["error"]["message"],
+        "The rate limit store is unavailable. Please try again later."
+    );
     assert_eq!(statuses(&open, "/", 7, &[]).await, [200; 7]);
 }
 
@@ -485,6 +489,12 @@ async fn a_store_refusing_the_call_is_500_under_every_policy() {
             assert_eq!(res.status(), 500, "{on:?}");
             let body: serde_json::Value = res.json().await.unwrap();
             assert_eq!(body["error"]["code"], "rate_limit_store_error", "{on:?}");
+            // Redis's own words (NOPERM, the user, the command) stay in the
+            // operator's log.
+            assert_eq!(
+                body["error"]["message"], "The rate limit store could not decide this request.",
+                "{on:?}"
+            );
         }
     }
 }
@@ -589,19 +599,41 @@ async fn a_set_under_local_fail_over_decides_on_this_replicas_share() {
         )
         .unwrap(),
     ));
-    let layer = RateLimitLayer::new(limits, PeerIp::new()).headers_on_success(true);
+    let layer = RateLimitLayer::new(limits, PeerIp::new())
+        .headers_on_success(true)
+        .legacy_headers(true);
     let base = serve(app().layer(layer)).await;
-    // Shared: the whole burst of 4.
+    // Shared: the whole burst of 4, and the fields say so.
+    let res = reqwest::get(format!("{base}/")).await.unwrap();
     assert_eq!(
-        statuses(&base, "/", 5, &[]).await,
-        [200, 200, 200, 200, 429]
+        res.headers()["ratelimit-policy"],
+        "\"burst\";q=4;w=1;bucket, \"minute\";q=6;w=60"
     );
+    assert_eq!(res.headers()["x-ratelimit-limit"], "4");
+    assert_eq!(statuses(&base, "/", 4, &[]).await, [200, 200, 200, 429]);
     server.kill();
-    // Alone: 2 of the burst, then the minute's share of 3 binds.
+    // Alone: 2 of the burst, then the minute's share of 3 binds; the
+    // fields and the refusal's text name the share, not the whole.
     let res = reqwest::get(format!("{base}/")).await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["ratelimit"], "\"burst\";r=1;t=1");
-    assert_eq!(statuses(&base, "/", 2, &[]).await, [200, 429]);
+    assert_eq!(
+        res.headers()["ratelimit-policy"],
+        "\"burst\";q=2;w=1;bucket, \"minute\";q=3;w=60"
+    );
+    assert_eq!(res.headers()["x-ratelimit-limit"], "2");
+    assert_eq!(statuses(&base, "/", 1, &[]).await, [200]);
+    let res = reqwest::get(format!("{base}/")).await.unwrap();
+    assert_eq!(res.status(), 429);
+    assert_eq!(
+        res.headers()["ratelimit-policy"],
+        "\"burst\";q=2;w=1;bucket, \"minute\";q=3;w=60"
+    );
+    let body = res.text().await.unwrap();
+    assert!(
+        body.contains("burst: 4 per 2s, at most 2 at once"),
+        "{body}"
+    );
     tokio::time::sleep(StdDuration::from_millis(1_100)).await;
     assert_eq!(statuses(&base, "/", 2, &[]).await, [200, 429]);
     let res = reqwest::get(format!("{base}/")).await.unwrap();
@@ -719,4 +751,95 @@ async fn a_finished_response_future_stays_pending() {
     };
     assert_eq!(res.headers()["ratelimit"], "\"per_minute\";r=9;t=6");
     assert!(fut.as_mut().poll(&mut cx).is_pending());
+}
+
+/// The same body over memory and Redis: a key (here a header's raw value,
+/// through a closure) up to the layer's bound is decided, a longer one is
+/// answered 400 before either backend sees it, and a smaller bound set on
+/// the layer holds too.
+async fn keys_over_the_bound_are_400_on_every_backend(limits: Limits, backend: &str) {
+    let limits = Arc::new(limits);
+    let raw = |req: &http::Request<axum::body::Body>| {
+        Ok::<_, KeyRejection>(
+            req.headers()
+                .get("x-k")
+                .map(|v| RateKey::from(v.as_bytes())),
+        )
+    };
+    let default = serve(app().layer(RateLimitLayer::new(Arc::clone(&limits), raw))).await;
+    let small =
+        serve(app().layer(RateLimitLayer::new(Arc::clone(&limits), raw).max_key_len(8))).await;
+    let key = |n: usize| "k".repeat(n);
+    assert_eq!(
+        statuses(&default, "/", 1, &[("x-k", &key(1024))]).await,
+        [200],
+        "{backend}"
+    );
+    let res = reqwest::Client::new()
+        .get(format!("{default}/"))
+        .header("x-k", key(1025))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400, "{backend}");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_request", "{backend}");
+    assert_eq!(
+        body["error"]["message"], "The rate limit key is longer than 1024 bytes.",
+        "{backend}"
+    );
+    assert_eq!(
+        statuses(&small, "/", 2, &[("x-k", &key(8))]).await,
+        [200, 200],
+        "{backend}"
+    );
+    assert_eq!(
+        statuses(&small, "/", 2, &[("x-k", &key(9))]).await,
+        [400, 400],
+        "{backend}"
+    );
+}
+
+#[tokio::test]
+async fn keys_over_the_bound_are_400_in_memory() {
+    keys_over_the_bound_are_400_on_every_backend(memory(per_minute(5)), "memory").await;
+}
+
+#[tokio::test]
+async fn keys_over_the_bound_are_400_in_redis() {
+    let server = RedisServer::start();
+    let limits = redis(&server, per_minute(5), OnUnavailable::Closed).await;
+    keys_over_the_bound_are_400_on_every_backend(limits, "redis").await;
+}
+
+/// A Redis store that takes shorter keys than the layer's default caps the
+/// layer's bound: a key between the two is a 400, not the store's 500.
+#[tokio::test]
+async fn a_redis_stores_smaller_key_bound_caps_the_layers() {
+    let server = RedisServer::start();
+    let opts = RedisOptions {
+        max_tag_len: 100,
+        ..RedisOptions::default()
+    };
+    let store = RedisStore::connect(&server.url(), opts).await.unwrap();
+    let limits = AnyKeyedLimiter::Redis(Box::new(
+        RedisKeyedLimiter::with_set(
+            store,
+            per_minute(5),
+            FailoverOptions::new(OnUnavailable::Closed),
+            KeyedConfig::default(),
+            SystemClock,
+        )
+        .unwrap(),
+    ));
+    let layer = RateLimitLayer::new(limits, HeaderKey::new(http::HeaderName::from_static("x-k")));
+    let base = serve(app().layer(layer.max_key_len(200))).await;
+    assert_eq!(
+        statuses(&base, "/", 1, &[("x-k", &"k".repeat(100))]).await,
+        [200]
+    );
+    assert_eq!(
+        statuses(&base, "/", 1, &[("x-k", &"k".repeat(101))]).await,
+        [400]
+    );
 }

@@ -418,11 +418,16 @@ async fn a_closed_replica_answers_store_unavailable_until_redis_is_up() {
     };
     let r = send().await.unwrap();
     assert_eq!(r.status().as_u16(), 503);
-    assert!(r
-        .text()
-        .await
-        .unwrap()
-        .contains("\"code\":\"rate_limit_store_unavailable\""));
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("\"code\":\"rate_limit_store_unavailable\""),
+        "{body}"
+    );
+    // Not the connection error, which names the store's address.
+    assert!(
+        body.contains("The rate limit store is unavailable. Please try again later."),
+        "{body}"
+    );
     server.launch();
     tokio::time::sleep(StdDuration::from_millis(1_100)).await; // past the default retry_after
     assert_eq!(send().await.unwrap().status().as_u16(), 200);

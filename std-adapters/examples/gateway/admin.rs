@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::reload::Reloader;
+use crate::reload::{ReloadError, Reloader};
 
 /// The admin listener, bound with the metrics recorder installed: bound
 /// before any layer is built, so every layer registers with it.
@@ -43,10 +43,12 @@ impl Admin {
                 post(move || {
                     std::future::ready(match reloader.reload() {
                         Ok(done) => (StatusCode::OK, done + "\n"),
-                        Err(e) => (
-                            StatusCode::BAD_REQUEST,
-                            format!("reload refused, nothing changed: {e}\n"),
-                        ),
+                        Err(e @ ReloadError::Refused(_)) => {
+                            (StatusCode::BAD_REQUEST, format!("{e}\n"))
+                        }
+                        Err(e @ ReloadError::PartlyApplied(_)) => {
+                            (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))
+                        }
                     })
                 }),
             );

@@ -67,28 +67,37 @@ impl Reloader {
     }
 
     /// Read the file again and apply it, or change nothing and say why.
-    pub(crate) fn reload(&self) -> Result<String, String> {
-        let path = self
-            .path
-            .as_deref()
-            .ok_or("no --config file to reload (started on the built-in config)")?;
+    pub(crate) fn reload(&self) -> Result<String, ReloadError> {
+        self.reload_checked().map_err(|e| match e {
+            Step::Check(e) => ReloadError::Refused(e),
+            Step::Apply(e) => ReloadError::PartlyApplied(e),
+        })
+    }
+
+    fn reload_checked(&self) -> Result<String, Step> {
+        let path = self.path.as_deref().ok_or(Step::Check(
+            "no --config file to reload (started on the built-in config)".into(),
+        ))?;
         // One reload at a time, reading the file under the lock: the last
         // reload asked for applies the newest file.
         let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-        let table: toml::Table = text.parse().map_err(|e| format!("{path}: {e}"))?;
-        let cfg: Config = toml::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+        let refused = |e: String| Step::Check(format!("{path}: {e}"));
+        let text = std::fs::read_to_string(path).map_err(|e| refused(e.to_string()))?;
+        let table: toml::Table = text.parse().map_err(|e| refused(format!("{e}")))?;
+        let cfg: Config = toml::from_str(&text).map_err(|e| refused(e.to_string()))?;
         let restart = needs_restart(&applied.0, &table);
         if !restart.is_empty() {
-            return Err(format!(
-                "{path}: {} changed; only {} change without a restart",
+            return Err(refused(format!(
+                "{} changed; only {} change without a restart",
                 restart.join(", "),
                 LIVE.join(", ")
-            ));
+            )));
         }
-        let overrides = self.check(&cfg).map_err(|e| format!("{path}: {e}"))?;
+        let overrides = self.check(&cfg).map_err(refused)?;
+        // What `check` passed is not expected to fail here; if a step
+        // does, the ones before it stay applied and the error says which.
         self.apply(&cfg, overrides, &mut applied.1)
-            .map_err(|e| format!("{path}: {e}"))?;
+            .map_err(|e| Step::Apply(format!("{path}: {e}")))?;
         applied.0 = table;
         Ok(format!(
             "reloaded {path}: {} API keys, {} budget scopes{}",
@@ -198,6 +207,31 @@ impl Reloader {
     }
 }
 
+/// Why a reload did not apply in full.
+#[derive(Debug)]
+pub(crate) enum ReloadError {
+    /// Refused before anything changed (the file unreadable or invalid, a
+    /// setting that needs a restart, limits that cannot carry the states).
+    Refused(String),
+    /// Refused part way: what the message names was applied.
+    PartlyApplied(String),
+}
+
+impl std::fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReloadError::Refused(e) => write!(f, "reload refused, nothing changed: {e}"),
+            ReloadError::PartlyApplied(e) => write!(f, "reload partly applied: {e}"),
+        }
+    }
+}
+
+/// Where a reload stopped.
+enum Step {
+    Check(String),
+    Apply(String),
+}
+
 /// The new per-IP limits and the overrides, as keys and limits.
 type PerIpChange = Option<(LimitSet, Vec<(Vec<u8>, LimitSet)>)>;
 
@@ -243,7 +277,7 @@ pub(crate) fn on_sighup(reloader: Arc<Reloader>) -> std::io::Result<()> {
         while hangups.recv().await.is_some() {
             match reloader.reload() {
                 Ok(done) => tracing::info!("{done}"),
-                Err(e) => tracing::error!("reload refused, nothing changed: {e}"),
+                Err(e) => tracing::error!("{e}"),
             }
         }
     });

@@ -326,17 +326,27 @@ where
                     if options.shadow {
                         return inner.call(req).await;
                     }
-                    let (status, code) = match e {
+                    // The store's own error text is for the log above, not
+                    // the client.
+                    let (status, code, message) = match e {
                         AdmitError::Unavailable(_) => (
                             StatusCode::SERVICE_UNAVAILABLE,
                             "rate_limit_store_unavailable",
+                            "The rate limit store is unavailable. Please try again later."
+                                .to_owned(),
                         ),
-                        AdmitError::StoreError(_) => {
-                            (StatusCode::INTERNAL_SERVER_ERROR, "rate_limit_store_error")
-                        }
-                        _ => (StatusCode::SERVICE_UNAVAILABLE, "rate_limit_store_full"),
+                        AdmitError::StoreError(_) => (
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "rate_limit_store_error",
+                            "The rate limit store could not decide this request.".to_owned(),
+                        ),
+                        _ => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "rate_limit_store_full",
+                            e.to_string(),
+                        ),
                     };
-                    let body = error_body(&e.to_string(), "server_error", code);
+                    let body = error_body(&message, "server_error", code);
                     return Ok(respond(status, body));
                 }
             };

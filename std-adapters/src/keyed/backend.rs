@@ -146,6 +146,30 @@ impl<C: Clock + Clone> AnyKeyedLimiter<C> {
         }
     }
 
+    /// The longest key this backend takes, if it bounds keys: Redis's
+    /// [`max_tag_len`](crate::redis::RedisOptions::max_tag_len); memory
+    /// takes keys of any length.
+    pub fn max_key_len(&self) -> Option<usize> {
+        match self {
+            AnyKeyedLimiter::Memory(_) => None,
+            #[cfg(feature = "redis")]
+            AnyKeyedLimiter::Redis(r) => Some(r.max_key_len()),
+        }
+    }
+
+    /// The limits that made a decision from `source` for `key`: under the
+    /// local fail-over ([`Source::Local`]) this replica's share of them,
+    /// else [`limits_for`](Self::limits_for). Answers describe these, so a
+    /// client pacing itself by them is not refused.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub fn limits_deciding(&self, key: &[u8], source: Source) -> Arc<LimitSet> {
+        match self {
+            AnyKeyedLimiter::Memory(m) => m.limits_for(key),
+            #[cfg(feature = "redis")]
+            AnyKeyedLimiter::Redis(r) => r.limits_deciding(key, source),
+        }
+    }
+
     /// Decide every key by `limits` from now on, keeping every key's state
     /// (core's [`reconfigure`](ratebound_core::reconfigure) rule: the state
     /// is kept and the new limits read it). Refused, changing nothing, when

@@ -243,6 +243,20 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
         Arc::clone(&self.limits_of(key).set)
     }
 
+    /// The longest key the store takes (its options' `max_tag_len`).
+    pub fn max_key_len(&self) -> usize {
+        self.store.options().max_tag_len
+    }
+
+    /// The limits that made a decision from `source` for `key`: this
+    /// replica's share under the local fallback, else the common ones.
+    pub fn limits_deciding(&self, key: &[u8], source: Source) -> Arc<LimitSet> {
+        match (&self.local, source) {
+            (Some(local), Source::Local) => local.limits_for(key),
+            _ => self.limits_for(key),
+        }
+    }
+
     /// This replica's share of `limits` for the local fallback, if it has one.
     fn share(&self, limits: &LimitSet) -> Result<Option<LimitSet>, ConfigError> {
         match &self.local {

@@ -129,16 +129,31 @@ pub(super) fn rate_headers<C: Clock + Clone, X, K>(
 pub(super) fn refuse_error<B: From<String>>(e: &KeyedError) -> Response<B> {
     // Without feature `redis` there is no store error: the last arms are unreachable.
     #[allow(unreachable_patterns)]
-    let (status, code) = match e {
-        KeyedError::Cost(_) => (StatusCode::PAYLOAD_TOO_LARGE, "rate_limit_cost_too_large"),
-        KeyedError::Full => (StatusCode::SERVICE_UNAVAILABLE, "rate_limit_store_full"),
+    // A store's own error text (addresses, ACL and script messages) is for
+    // the operator's log, not the client: those get a fixed message.
+    let (status, code, message) = match e {
+        KeyedError::Cost(_) => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "rate_limit_cost_too_large",
+            e.to_string(),
+        ),
+        KeyedError::Full => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "rate_limit_store_full",
+            e.to_string(),
+        ),
         _ if e.is_unavailable() => (
             StatusCode::SERVICE_UNAVAILABLE,
             "rate_limit_store_unavailable",
+            "The rate limit store is unavailable. Please try again later.".to_owned(),
         ),
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "rate_limit_store_error"),
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "rate_limit_store_error",
+            "The rate limit store could not decide this request.".to_owned(),
+        ),
     };
-    let mut res = respond(status, error_body(&e.to_string(), "rate_limit", code));
+    let mut res = respond(status, error_body(&message, "rate_limit", code));
     if matches!(e, KeyedError::Full) {
         res.headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from_static("1"));
@@ -147,7 +162,9 @@ pub(super) fn refuse_error<B: From<String>>(e: &KeyedError) -> Response<B> {
 }
 
 /// "10 per 1s, at most 10 at once" for a GCRA; "at most 100 in any 60s"
-/// for a window.
+/// for a sliding log; "about 100 in any 60s" for a sliding counter, which
+/// weighs the previous window's count rather than keeping each admission
+/// (so it holds the limit only approximately in an arbitrary window).
 pub(super) fn describe(set: &LimitSet, i: usize) -> String {
     match set.limiter(i) {
         Some(AnyLimiter::Gcra(g)) => format!(
@@ -156,10 +173,46 @@ pub(super) fn describe(set: &LimitSet, i: usize) -> String {
             seconds(g.period()),
             g.capacity()
         ),
+        Some(l @ AnyLimiter::SlidingCounter(_)) => {
+            let (w, _) = window_secs(l);
+            format!("about {} in any {w}s", l.capacity())
+        }
         Some(l) => {
             let (w, _) = window_secs(l);
             format!("at most {} in any {w}s", l.capacity())
         }
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ratebound_core::{Duration, Gcra, SlidingCounter, SlidingLog};
+
+    use super::describe;
+    use crate::limiter::{AnyLimiter, LimitSet};
+
+    /// Each kind worded by what it keeps: a bucket's rate and burst, a
+    /// log's exact bound, a counter's estimate.
+    #[test]
+    fn each_limit_is_described_by_what_it_keeps() {
+        let set = LimitSet::new([
+            ("burst", AnyLimiter::Gcra(Gcra::per_second(10).unwrap())),
+            (
+                "log",
+                AnyLimiter::SlidingLog(SlidingLog::new(100, Duration::from_secs(60)).unwrap()),
+            ),
+            (
+                "counter",
+                AnyLimiter::SlidingCounter(
+                    SlidingCounter::new(100, Duration::from_secs(60)).unwrap(),
+                ),
+            ),
+        ])
+        .unwrap();
+        assert_eq!(describe(&set, 0), "10 per 1s, at most 10 at once");
+        assert_eq!(describe(&set, 1), "at most 100 in any 60s");
+        assert_eq!(describe(&set, 2), "about 100 in any 60s");
+        assert_eq!(describe(&set, 3), "");
     }
 }

@@ -47,7 +47,10 @@ impl RateKey {
 
     /// A hash of the key, the same in every process of one build (foldhash
     /// with a fixed seed: replicas' logs and traces agree, and never carry
-    /// the key itself, which may be a secret).
+    /// the key itself, which may be a secret). A pseudonym, not
+    /// anonymisation: the seed is public, so a key from a small set (an
+    /// IPv4 address, a short id) can be found by hashing every candidate;
+    /// where keys are personal data, so are logs that carry this.
     pub fn hash(&self) -> u64 {
         foldhash::fast::FixedState::with_seed(0x7261_7465_626f_756e).hash_one(self.as_bytes())
     }

@@ -37,8 +37,13 @@
 //! - The in-memory store full of active keys: **503** `rate_limit_store_full`
 //!   with `Retry-After: 1`.
 //! - Redis unavailable under `closed`: **503** `rate_limit_store_unavailable`;
-//!   a store that refused the call: **500** `rate_limit_store_error`.
+//!   a store that refused the call: **500** `rate_limit_store_error`; both
+//!   with a fixed message (the store's own error goes to the log).
 //! - An extractor's rejection: its status and message.
+//! - A key over [`max_key_len`](RateLimitLayer::max_key_len) (1,024 bytes
+//!   by default): **400** `invalid_request`, on every backend alike.
+//! - Under Redis's local fail-over, the fields and the 429 text describe
+//!   this replica's share, which is what decides.
 //!
 //! In [`shadow`](RateLimitLayer::shadow) mode every decision is made and
 //! counted, but the limits refuse nothing (store errors let requests
@@ -158,6 +163,8 @@ struct Options<C: Clock + Clone, X, K> {
     name: Arc<str>,
     /// Registered at the first request, under the final name.
     metrics: OnceLock<LayerMetrics>,
+    /// Longer keys are answered 400 before any backend sees them.
+    max_key_len: usize,
 }
 
 impl<C: Clock + Clone, X, K> Options<C, X, K> {
@@ -186,6 +193,7 @@ impl<C: Clock + Clone, X, K> Clone for Options<C, X, K> {
             members: Arc::clone(&self.members),
             name: Arc::clone(&self.name),
             metrics: self.metrics.clone(),
+            max_key_len: self.max_key_len,
         }
     }
 }
@@ -214,11 +222,12 @@ impl<C: Clock + Clone, X> RateLimitLayer<C, X, One> {
     /// Limit requests by `limits` (in memory or in Redis) under the key
     /// `extract` finds.
     pub fn new(limits: impl Into<Arc<AnyKeyedLimiter<C>>>, extract: X) -> Self {
-        let limits = limits.into();
+        let limits: Arc<AnyKeyedLimiter<C>> = limits.into();
         let set = limits.limits();
         let members: Arc<[Box<str>]> = set.members().map(|(n, _)| n.into()).collect();
         let name: Arc<str> = members.join("+").into();
         let policy = Arc::new(PolicyCache::new(set));
+        let max_key_len = DEFAULT_MAX_KEY_LEN.min(backend_max_key_len(&limits));
         RateLimitLayer {
             options: Arc::new(Options {
                 limits,
@@ -232,6 +241,7 @@ impl<C: Clock + Clone, X> RateLimitLayer<C, X, One> {
                 members,
                 metrics: OnceLock::new(),
                 name,
+                max_key_len,
             }),
         }
     }
@@ -260,6 +270,7 @@ impl<C: Clock + Clone, X, K> RateLimitLayer<C, X, K> {
                 members: o.members,
                 name: o.name,
                 metrics: o.metrics,
+                max_key_len: o.max_key_len,
             }),
         }
     }
@@ -284,6 +295,16 @@ impl<C: Clock + Clone, X, K> RateLimitLayer<C, X, K> {
         self.with(|o| o.legacy_headers = on)
     }
 
+    /// Answer requests whose key is longer than `bytes` with 400 before
+    /// deciding (default 1,024), on every backend alike: no client makes
+    /// keys of any size, and memory and Redis never differ on a long key.
+    /// Capped at what the backend takes (Redis's
+    /// [`max_tag_len`](crate::redis::RedisOptions::max_tag_len)).
+    pub fn max_key_len(self, bytes: usize) -> Self {
+        let cap = backend_max_key_len(&self.options.limits);
+        self.with(|o| o.max_key_len = bytes.min(cap))
+    }
+
     /// Name the layer's limit in metrics and spans (the `limit` label;
     /// default: its members' names joined by `+`, e.g. `per_second+per_minute`).
     pub fn name(self, name: &str) -> Self {
@@ -299,6 +320,13 @@ impl<C: Clock + Clone, X, K> RateLimitLayer<C, X, K> {
     pub fn limits(&self) -> &Arc<AnyKeyedLimiter<C>> {
         &self.options.limits
     }
+}
+
+/// The longest key a layer takes unless told otherwise.
+const DEFAULT_MAX_KEY_LEN: usize = 1024;
+
+fn backend_max_key_len<C: Clock + Clone>(limits: &AnyKeyedLimiter<C>) -> usize {
+    limits.max_key_len().unwrap_or(usize::MAX)
 }
 
 impl<S, C: Clock + Clone, X, K> Layer<S> for RateLimitLayer<C, X, K> {

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower::Service;
 #[cfg(feature = "redis")]
@@ -20,7 +20,7 @@ use super::answer::RateHeaders;
 #[cfg(feature = "redis")]
 use super::verdict::verdict;
 use super::verdict::{count_plain_admission, decide_in_memory, Verdict};
-use super::{ExtractKey, Options, RateKey, RequestCost};
+use super::{ExtractKey, KeyRejection, Options, RateKey, RequestCost};
 use crate::clock::Clock;
 use crate::http::headers::error_body;
 use crate::http::layer::respond;
@@ -191,6 +191,9 @@ where
             Ok(None) => return self.admitted(req, None),
             Err(r) => return rejected(&self.options, r),
         };
+        if key.as_bytes().len() > self.options.max_key_len {
+            return key_too_long(&self.options);
+        }
         let cost = self.options.cost.cost(&req);
         // Built only when DEBUG is on: a disabled span still costs its
         // bookkeeping on every request.
@@ -289,6 +292,19 @@ fn rejected<C: Clock + Clone, X, K, F, B: From<String>, E>(
     options.metrics().rejected.increment(1);
     let body = error_body(&r.message, "invalid_request_error", "invalid_request");
     refused(respond(r.status, body))
+}
+
+/// The answer to a request whose key is over the layer's bound.
+#[cold]
+#[inline(never)]
+fn key_too_long<C: Clock + Clone, X, K, F, B: From<String>, E>(
+    options: &Options<C, X, K>,
+) -> ResponseFuture<F, B, E> {
+    let message = format!(
+        "The rate limit key is longer than {} bytes.",
+        options.max_key_len
+    );
+    rejected(options, KeyRejection::new(StatusCode::BAD_REQUEST, message))
 }
 
 /// The span of one decision (DEBUG on): the limit, the key's hash, and

@@ -70,7 +70,15 @@ fn reported_verdict<C: Clock + Clone, X, K, B: From<String>>(
             if let Some(span) = span {
                 span.record("outcome", "error");
             }
-            tracing::warn!(key_hash = key.hash(), error = %e, "rate limit undecided");
+            // Per request, so at DEBUG while the store is away (the
+            // fail-over logs going down and coming back once each, and the
+            // error counter counts every request); any other failure is a
+            // fault to look at.
+            if e.is_unavailable() || matches!(e, KeyedError::Cost(_)) {
+                tracing::debug!(key_hash = key.hash(), error = %e, "rate limit undecided");
+            } else {
+                tracing::warn!(key_hash = key.hash(), error = %e, "rate limit undecided");
+            }
             return if options.shadow {
                 Verdict::Pass(None)
             } else {
@@ -105,13 +113,15 @@ fn reported_verdict<C: Clock + Clone, X, K, B: From<String>>(
     match outcome {
         Outcome::Denied => {
             let retry = seconds(d.decision.retry_after(d.now)).max(1);
-            tracing::info!(
+            // DEBUG: a flood would otherwise write a line per refusal (the
+            // denied counter counts them).
+            tracing::debug!(
                 key_hash = key.hash(),
                 limit = name,
                 retry_after_s = retry,
                 "rate limit reached"
             );
-            let set = limits.limits_for(key.as_bytes());
+            let set = limits.limits_deciding(key.as_bytes(), d.source);
             let message = format!(
                 "Rate limit reached ({name}: {}). Please try again in {retry}s.",
                 describe(&set, d.binding)
@@ -124,24 +134,30 @@ fn reported_verdict<C: Clock + Clone, X, K, B: From<String>>(
             Verdict::Refuse(res)
         }
         Outcome::ShadowDenied => {
-            tracing::info!(
+            tracing::debug!(
                 key_hash = key.hash(),
                 limit = name,
                 "rate limit reached (shadow)"
             );
-            Verdict::Pass(
-                options
-                    .headers_on_success
-                    .then(|| rate_headers(options, &limits.limits_for(key.as_bytes()), name, &d)),
-            )
+            Verdict::Pass(options.headers_on_success.then(|| {
+                rate_headers(
+                    options,
+                    &limits.limits_deciding(key.as_bytes(), d.source),
+                    name,
+                    &d,
+                )
+            }))
         }
         // Reached only with headers, a hook or a span: `verdict` counts the
         // plain admitted request itself.
-        Outcome::Allowed => Verdict::Pass(
-            options
-                .headers_on_success
-                .then(|| rate_headers(options, &limits.limits_for(key.as_bytes()), name, &d)),
-        ),
+        Outcome::Allowed => Verdict::Pass(options.headers_on_success.then(|| {
+            rate_headers(
+                options,
+                &limits.limits_deciding(key.as_bytes(), d.source),
+                name,
+                &d,
+            )
+        })),
     }
 }
 

@@ -134,25 +134,33 @@ impl PeerIp {
         self.forwarded_client(client, headers)
     }
 
-    /// The client that the trusted proxy `proxy` names in `headers`.
+    /// The client that the trusted proxy `proxy` names in `headers`: the
+    /// hops walked from the nearest (the last value's last element) out,
+    /// each parsed only when reached, to the first one not trusted. A
+    /// client's own additions sit beyond that one, so however long a chain
+    /// it sends, at most [`MAX_HOPS`] are read.
     #[inline(never)]
     fn forwarded_client(&self, proxy: IpAddr, headers: &http::HeaderMap) -> IpAddr {
-        let mut client = proxy;
-        let hops: Vec<Option<IpAddr>> = match self.header {
-            ForwardedBy::Forwarded => headers
-                .get_all(http::header::FORWARDED)
+        let elements = |name| {
+            headers
+                .get_all(name)
                 .iter()
-                .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-                .map(forwarded_for)
-                .collect(),
-            ForwardedBy::XForwardedFor => headers
-                .get_all(X_FORWARDED_FOR)
-                .iter()
-                .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-                .map(|h| parse_ip(trim(h)))
-                .collect(),
+                .rev()
+                .flat_map(|v| v.as_bytes().rsplit(|&b| b == b','))
         };
-        for hop in hops.into_iter().rev() {
+        match self.header {
+            ForwardedBy::Forwarded => {
+                self.walk(proxy, elements(http::header::FORWARDED).map(forwarded_for))
+            }
+            ForwardedBy::XForwardedFor => {
+                self.walk(proxy, elements(X_FORWARDED_FOR).map(|h| parse_ip(trim(h))))
+            }
+        }
+    }
+
+    fn walk(&self, proxy: IpAddr, hops: impl Iterator<Item = Option<IpAddr>>) -> IpAddr {
+        let mut client = proxy;
+        for hop in hops.take(MAX_HOPS) {
             let Some(ip) = hop else { break };
             client = ip.to_canonical();
             if !self.is_trusted(client) {
@@ -268,6 +276,10 @@ const DOTTED: [[u8; 5]; 256] = {
 };
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// The most forwarding hops read: a chain of trusted proxies longer than
+/// this is a client's invention, and its 32nd hop is taken as the client.
+const MAX_HOPS: usize = 32;
 
 fn trim(b: &[u8]) -> &[u8] {
     b.trim_ascii()

@@ -201,3 +201,30 @@ fn a_bad_proxy_entry_is_an_error_naming_it() {
     assert_eq!(e, ProxyParseError("nope".into()));
     assert!(e.to_string().contains("nope"));
 }
+
+#[test]
+fn a_long_chain_is_read_only_as_far_as_the_walk_goes() {
+    let p = PeerIp::new().trust(["10.0.0.0/8"]).unwrap();
+    // A client's 10,000 forged entries sit beyond the address the trusted
+    // proxy appended: the walk stops there (and never parses the forgeries,
+    // garbage included).
+    let forged = vec!["garbage"; 10_000].join(", ");
+    let h = headers(&[(
+        "x-forwarded-for",
+        &format!("{forged}, 198.51.100.7, 10.0.0.2"),
+    )]);
+    assert_eq!(p.client_ip(ip("10.1.2.3"), &h), ip("198.51.100.7"));
+    // Forged trusted hops: at most 32 read, the 32nd from the right taken.
+    let chain: Vec<String> = (0..1_000)
+        .map(|i| format!("10.0.{}.{}", i / 256, i % 256))
+        .collect();
+    let h = headers(&[("x-forwarded-for", &chain.join(", "))]);
+    assert_eq!(p.client_ip(ip("10.1.2.3"), &h), ip(&chain[1_000 - 32]));
+    // The same in Forwarded, across header lines (the last line is nearest).
+    let p = p.forwarded_by(ForwardedBy::Forwarded);
+    let h = headers(&[
+        ("forwarded", "for=6.6.6.6, for=198.51.100.7"),
+        ("forwarded", "for=10.0.0.2;proto=https"),
+    ]);
+    assert_eq!(p.client_ip(ip("10.1.2.3"), &h), ip("198.51.100.7"));
+}
