@@ -49,6 +49,10 @@ async fn redis_at(url: &str, set: LimitSet, on: OnUnavailable) -> Limits {
         timeout: StdDuration::from_millis(300),
         ..RedisOptions::default()
     };
+    redis_with(url, opts, set, on).await
+}
+
+async fn redis_with(url: &str, opts: RedisOptions, set: LimitSet, on: OnUnavailable) -> Limits {
     let store = RedisStore::connect(url, opts).await.unwrap();
     AnyKeyedLimiter::Redis(Box::new(
         RedisKeyedLimiter::with_set(
@@ -821,17 +825,7 @@ async fn a_redis_stores_smaller_key_bound_caps_the_layers() {
         max_tag_len: 100,
         ..RedisOptions::default()
     };
-    let store = RedisStore::connect(&server.url(), opts).await.unwrap();
-    let limits = AnyKeyedLimiter::Redis(Box::new(
-        RedisKeyedLimiter::with_set(
-            store,
-            per_minute(5),
-            FailoverOptions::new(OnUnavailable::Closed),
-            KeyedConfig::default(),
-            SystemClock,
-        )
-        .unwrap(),
-    ));
+    let limits = redis_with(&server.url(), opts, per_minute(5), OnUnavailable::Closed).await;
     let layer = RateLimitLayer::new(limits, HeaderKey::new(http::HeaderName::from_static("x-k")));
     let base = serve(app().layer(layer.max_key_len(200))).await;
     assert_eq!(
