@@ -3,7 +3,7 @@
 //!
 //! | Metric | Kind | Labels | What |
 //! |---|---|---|---|
-//! | `ratebound_decisions_total` | counter | `limit`, `outcome` | one per request a rate-limit layer saw (the model-limit layer's `limit` is `model_limits`): `allowed`, `denied`, `shadow_denied`; `error` when the limits could not decide (store unavailable or full, a cost that never fits, a request the model limits cannot read); `rejected` when the key extractor answered the request itself (no key, a key too long) |
+//! | `ratebound_decisions_total` | counter | `limit`, `outcome` | one per request a rate-limit layer saw (the model-limit layer's `limit` is `model_limits`): `allowed`, `denied`, `shadow_denied`; `error` when the limits could not decide (store unavailable or full, a cost that never fits, a request the model limits cannot read); `rejected` when the request's key could not be used: the key extractor answered it itself (no key, a header too long), or the key is over the layer's `max_key_len` |
 //! | `ratebound_keys_held` | gauge | `limit` | keys a layer's in-memory store holds (in Redis: the local fallback's), set when a decision finds it changed |
 //! | `ratebound_store_call_seconds` | histogram | `store`, `call` | each call to Redis, reconnection included, answered or not |
 //! | `ratebound_store_up` | gauge | `domain` | 1 after a call the shared store answered, 0 after one it did not (the failure policy decides meanwhile); per domain (`limits`, `budgets`, `model limits`): the last report of any limiter of that domain |
@@ -20,9 +20,10 @@
 //! for what the hash hides) and `outcome`. The span holds the decision
 //! and what it reports (the DEBUG log of a denial, the hook); the service
 //! behind the layer is called after it, outside it, in memory as in Redis.
-//! Refusals and undecided requests are logged per request at DEBUG (their
-//! counters count them); a store failure other than its being away is
-//! logged at WARN, and the store going down or coming back once each.
+//! A rate-limit layer logs its refusals and undecided requests per request
+//! at DEBUG (their counters count them) and a store failure other than its
+//! being away or full at WARN; the store going down or coming back is
+//! logged once each.
 
 use ::metrics::{counter, gauge};
 #[cfg(feature = "http")]

@@ -566,6 +566,50 @@ async fn above_a_replicas_share_while_redis_is_away_is_a_429_that_says_so() {
     assert_eq!(post(2_000).await.unwrap().status(), StatusCode::BAD_REQUEST);
 }
 
+/// Redis killed under `closed`: 503 `budget_store_unavailable` with a
+/// fixed message (the connection error, which names the store's address,
+/// stays in the log), and the upstream is not called.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_store_away_under_closed_is_a_503_without_the_stores_words() {
+    use ratebound_std::budget::{ScopedBackend, ScopedBudgets};
+    use ratebound_std::fallback::{FailoverOptions, OnUnavailable};
+    use ratebound_std::redis::{RedisOptions, RedisStore};
+    use std::sync::Arc;
+    let server = support::redis_server::RedisServer::start();
+    let up = Upstream::default();
+    let opts = RedisOptions {
+        timeout: StdDuration::from_millis(250),
+        ..RedisOptions::default()
+    };
+    let backend = ScopedBackend::Redis {
+        store: RedisStore::connect(&server.url(), opts).await.unwrap(),
+        prefix: "llm:".into(),
+        hold_slots: 64,
+        failover: FailoverOptions::new(OnUnavailable::Closed),
+    };
+    let cfg = "per_user = { tokens_per_minute = 1_000 }";
+    let clock = at(1_795_392_000);
+    let budgets = Arc::new(ScopedBudgets::new(config(cfg), backend, clock).unwrap());
+    let g = serve(budgets, up.clone(), 4_096).await;
+    server.kill();
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", g.base))
+        .bearer_auth("alice")
+        .json(&request(1, 100, json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let e = r.json::<Value>().await.unwrap();
+    assert_eq!(e["error"]["code"], "budget_store_unavailable", "{e}");
+    assert_eq!(
+        e["error"]["message"], "The budget store is unavailable. Please try again later.",
+        "{e}"
+    );
+    assert_eq!(up.arrived.load(Ordering::SeqCst), 0);
+}
+
 /// `BudgetLayer::new`'s stated defaults, through the layer as built: an
 /// output cap of 4 096 tokens for a request that sets none (a budget of
 /// the prompt plus 4 096 admits it, one token less can never fit it), and

@@ -269,6 +269,15 @@ async fn scraped_counts_equal_the_requests_sent() {
             .any(|l| l.contains("rate_limit{limit=\"per_ip\"")),
         "{logs}"
     );
+    // Per-request lines at DEBUG (a flood or an outage writes no line per
+    // request at the levels services usually keep): each denial, shadow
+    // denial and undecided request.
+    let undecided = lines("rate limit undecided");
+    assert_eq!(undecided.len(), 4, "{logs}");
+    assert_eq!(reached.len(), 14, "{logs}");
+    for l in reached.iter().chain(&undecided) {
+        assert!(l.contains(" DEBUG "), "{l}");
+    }
 
     // Redis back (empty): after the skip window one call probes it, and the
     // store is reported up again; each transition counted and logged once.

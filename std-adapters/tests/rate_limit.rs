@@ -698,6 +698,8 @@ async fn the_service_is_called_once_per_request_let_through_and_each_decision_co
         answer.await.unwrap().status().as_u16()
     };
     let mut got = Vec::new();
+    // A key over the layer's 1,024 bytes is rejected like the extractor's own.
+    let too_long = "t".repeat(1_025);
     for (path, tenant) in [
         ("/", Some("t1")),
         ("/", Some("t1")),
@@ -707,10 +709,11 @@ async fn the_service_is_called_once_per_request_let_through_and_each_decision_co
         ("/health", None),
         ("/", Some("t2")),
         ("/", Some("t3")),
+        ("/", Some(too_long.as_str())),
     ] {
         got.push(send(path, tenant).await);
     }
-    assert_eq!(got, [200, 200, 429, 403, 200, 200, 200, 503]);
+    assert_eq!(got, [200, 200, 429, 403, 200, 200, 200, 503, 400]);
     assert_eq!(calls.load(Ordering::SeqCst), 5, "the 200s only");
     let text = text.render();
     let count = |outcome: &str| {
@@ -722,7 +725,7 @@ async fn the_service_is_called_once_per_request_let_through_and_each_decision_co
     };
     assert_eq!(count("allowed"), Some(3.0), "{text}");
     assert_eq!(count("denied"), Some(1.0));
-    assert_eq!(count("rejected"), Some(1.0));
+    assert_eq!(count("rejected"), Some(2.0));
     assert_eq!(count("error"), Some(1.0));
     assert_eq!(
         sample(&text, "ratebound_keys_held", "limit=\"tenants\""),
@@ -800,6 +803,20 @@ async fn keys_over_the_bound_are_400_on_every_backend(limits: Limits, backend: &
     assert_eq!(
         statuses(&small, "/", 2, &[("x-k", &key(9))]).await,
         [400, 400],
+        "{backend}"
+    );
+    // Shadow mode lets it through, undecided.
+    let shadow = serve(
+        app().layer(
+            RateLimitLayer::new(Arc::clone(&limits), raw)
+                .max_key_len(8)
+                .shadow(true),
+        ),
+    )
+    .await;
+    assert_eq!(
+        statuses(&shadow, "/", 2, &[("x-k", &key(9))]).await,
+        [200, 200],
         "{backend}"
     );
 }

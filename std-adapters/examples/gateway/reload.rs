@@ -60,7 +60,9 @@ impl Reloader {
         };
         let overrides = reloader.check(cfg)?;
         let mut applied = reloader.applied.lock().unwrap_or_else(|p| p.into_inner());
-        reloader.apply(cfg, overrides, &mut applied.1)?;
+        reloader
+            .apply(cfg, overrides, &mut applied.1)
+            .map_err(Step::message)?;
         applied.0 = table;
         drop(applied);
         Ok(reloader)
@@ -94,10 +96,8 @@ impl Reloader {
             )));
         }
         let overrides = self.check(&cfg).map_err(refused)?;
-        // What `check` passed is not expected to fail here; if a step
-        // does, the ones before it stay applied and the error says which.
         self.apply(&cfg, overrides, &mut applied.1)
-            .map_err(|e| Step::Apply(format!("{path}: {e}")))?;
+            .map_err(|s| s.map(|e| format!("{path}: {e}")))?;
         applied.0 = table;
         Ok(format!(
             "reloaded {path}: {} API keys, {} budget scopes{}",
@@ -159,23 +159,23 @@ impl Reloader {
     }
 
     /// Apply what [`check`](Self::check) accepted; `keyed` holds the
-    /// overridden keys, replaced by the new ones. The step that can still
-    /// be refused (the per-IP limits themselves, e.g. a share among
-    /// replicas that does not divide) goes first and changes nothing when
-    /// it is; the budgets (checked) follow; each
-    /// overridden key keeps an override throughout (replaced, then the
-    /// stale ones removed).
+    /// overridden keys, replaced by the new ones. The per-IP limits go
+    /// first: refused (`check` vetted them against the running ones, but
+    /// this replica's share is computed here), they change nothing. The
+    /// budgets (checked) follow; each overridden key keeps an override
+    /// throughout (replaced, then the stale ones removed). A step refused
+    /// after another was applied says what was.
     fn apply(
         &self,
         cfg: &Config,
         change: PerIpChange,
         keyed: &mut Vec<Vec<u8>>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Step> {
         let per_ip = match (&self.live.per_ip, change) {
             (Some((limits, _)), Some((set, overrides))) => {
                 limits
                     .reconfigure(set)
-                    .map_err(|e| format!("[per_ip]: {e}"))?;
+                    .map_err(|e| Step::Check(format!("[per_ip]: {e}")))?;
                 Some((limits, overrides))
             }
             _ => None,
@@ -184,16 +184,19 @@ impl Reloader {
         self.live
             .budgets
             .reconfigure(cfg.budgets.clone())
-            .map_err(|e| format!("[budgets]: {e} (the per-IP limits were applied)"))?;
+            .map_err(|e| match per_ip {
+                Some(_) => Step::Apply(format!("[budgets]: {e} (the per-IP limits were applied)")),
+                None => Step::Check(format!("[budgets]: {e}")),
+            })?;
         if let Some((limits, overrides)) = per_ip {
             let mut set_now = Vec::new();
             for (key, own) in overrides {
                 if let Err(e) = limits.set_override(&key, own) {
                     // The limits changed; the overrides set so far stay.
                     keyed.extend(set_now);
-                    return Err(format!(
+                    return Err(Step::Apply(format!(
                         "[per_ip.overrides]: {e} (the limits and earlier overrides were applied)"
-                    ));
+                    )));
                 }
                 set_now.push(key);
             }
@@ -226,10 +229,26 @@ impl std::fmt::Display for ReloadError {
     }
 }
 
-/// Where a reload stopped.
+/// Where a reload stopped: before anything changed, or after a step was
+/// applied.
 enum Step {
     Check(String),
     Apply(String),
+}
+
+impl Step {
+    fn map(self, f: impl FnOnce(String) -> String) -> Step {
+        match self {
+            Step::Check(e) => Step::Check(f(e)),
+            Step::Apply(e) => Step::Apply(f(e)),
+        }
+    }
+
+    fn message(self) -> String {
+        match self {
+            Step::Check(e) | Step::Apply(e) => e,
+        }
+    }
 }
 
 /// The new per-IP limits and the overrides, as keys and limits.

@@ -322,7 +322,14 @@ where
                 }
                 Err(e) => {
                     crate::telemetry::decision(MODEL_LIMITS, "error");
-                    tracing::warn!(key = %subject.identity.user_id, error = %e, "model limit store refused");
+                    // Per request: at DEBUG while the store is away (the
+                    // fail-over logs the outage once; the error counter
+                    // counts each request), else WARN (a fault to look at).
+                    if matches!(e, AdmitError::Unavailable(_)) {
+                        tracing::debug!(user = %subject.identity.user_id, error = %e, "model limit store refused");
+                    } else {
+                        tracing::warn!(user = %subject.identity.user_id, error = %e, "model limit store refused");
+                    }
                     if options.shadow {
                         return inner.call(req).await;
                     }
@@ -367,7 +374,9 @@ where
             }
             if !decision.allowed() {
                 let (policy, _) = decision.binding();
-                tracing::info!(
+                // DEBUG: a flood would otherwise write a line per refusal
+                // (the denied counter counts them).
+                tracing::debug!(
                     user = %subject.identity.user_id,
                     model = %subject.model,
                     policy = policy.name(),

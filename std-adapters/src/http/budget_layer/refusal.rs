@@ -103,16 +103,23 @@ pub(super) async fn denied<B: Body, C: Clock + Clone>(
         ScopedDenied::Full(_) => refuse(StatusCode::SERVICE_UNAVAILABLE, &d.to_string(), "server_error", "budget_store_full"),
         #[cfg(feature = "redis")]
         ScopedDenied::Store(ref e) => {
+            // The store's own text (addresses, ACL and script messages)
+            // stays in the log.
             tracing::warn!(error = %e, "budget store refused");
-            refuse(StatusCode::SERVICE_UNAVAILABLE, &d.to_string(), "server_error", "budget_store_unavailable")
+            refuse(StatusCode::SERVICE_UNAVAILABLE, BUDGET_STORE_AWAY, "server_error", "budget_store_unavailable")
         }
         // A settle's answer, never a reservation's: as the store's refusal.
         #[cfg(feature = "redis")]
         ScopedDenied::Unsettled { .. } => {
-            refuse(StatusCode::SERVICE_UNAVAILABLE, &d.to_string(), "server_error", "budget_store_unavailable")
+            tracing::warn!(error = %d, "budget store refused");
+            refuse(StatusCode::SERVICE_UNAVAILABLE, BUDGET_STORE_AWAY, "server_error", "budget_store_unavailable")
         }
     }
 }
+
+/// What a client is told when the budget store could not answer.
+#[cfg(feature = "redis")]
+const BUDGET_STORE_AWAY: &str = "The budget store is unavailable. Please try again later.";
 
 /// OpenAI's reset format: `1m30s`, `45s`.
 fn reset_text(secs: u64) -> String {

@@ -31,11 +31,13 @@ pub struct RateKey(KeyBytes);
 
 impl RateKey {
     /// The key's bytes.
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
         self.0.as_bytes()
     }
 
     /// The key as the in-memory stores hold it.
+    #[inline]
     pub(crate) fn as_key_bytes(&self) -> &KeyBytes {
         &self.0
     }

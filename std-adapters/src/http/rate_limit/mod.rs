@@ -41,7 +41,8 @@
 //!   with a fixed message (the store's own error goes to the log).
 //! - An extractor's rejection: its status and message.
 //! - A key over [`max_key_len`](RateLimitLayer::max_key_len) (1,024 bytes
-//!   by default): **400** `invalid_request`, on every backend alike.
+//!   by default): **400** `invalid_request`, on every backend alike (in
+//!   shadow mode let through undecided).
 //! - Under Redis's local fail-over, the fields and the 429 text describe
 //!   this replica's share, which is what decides.
 //!
@@ -298,6 +299,8 @@ impl<C: Clock + Clone, X, K> RateLimitLayer<C, X, K> {
     /// Answer requests whose key is longer than `bytes` with 400 before
     /// deciding (default 1,024), on every backend alike: no client makes
     /// keys of any size, and memory and Redis never differ on a long key.
+    /// In [`shadow`](Self::shadow) mode such a request is let through
+    /// undecided. Either way it is counted as `rejected`.
     /// Capped at what the backend takes (Redis's
     /// [`max_tag_len`](crate::redis::RedisOptions::max_tag_len)).
     pub fn max_key_len(self, bytes: usize) -> Self {

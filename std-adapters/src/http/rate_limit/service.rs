@@ -10,17 +10,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::Service;
 #[cfg(feature = "redis")]
 use tracing::Instrument;
 
 use super::answer::RateHeaders;
-#[cfg(feature = "redis")]
-use super::verdict::verdict;
 use super::verdict::{count_plain_admission, decide_in_memory, Verdict};
-use super::{ExtractKey, KeyRejection, Options, RateKey, RequestCost};
+#[cfg(feature = "redis")]
+use super::verdict::{key_too_long, verdict};
+use super::{ExtractKey, Options, RateKey, RequestCost};
 use crate::clock::Clock;
 use crate::http::headers::error_body;
 use crate::http::layer::respond;
@@ -132,6 +132,9 @@ where
         let options = Arc::clone(&self.options);
         let in_span = span.clone().unwrap_or_else(tracing::Span::none);
         let decide = async move {
+            if key.as_bytes().len() > options.max_key_len {
+                return (key_too_long(&options), inner, req);
+            }
             let decided = options.limits.check(key.as_bytes(), cost).await;
             (verdict(&options, &key, decided, span.as_ref()), inner, req)
         }
@@ -191,9 +194,6 @@ where
             Ok(None) => return self.admitted(req, None),
             Err(r) => return rejected(&self.options, r),
         };
-        if key.as_bytes().len() > self.options.max_key_len {
-            return key_too_long(&self.options);
-        }
         let cost = self.options.cost.cost(&req);
         // Built only when DEBUG is on: a disabled span still costs its
         // bookkeeping on every request.
@@ -207,8 +207,11 @@ where
                 // Without the decision's figures; any other answer is
                 // decided again in full (a denial wrote nothing, so nothing
                 // is counted twice).
+                // A key over the layer's bound is answered by the full
+                // decision (apart, so this function stays small).
                 if span.is_none()
                     && self.options.counts_only()
+                    && key.as_bytes().len() <= self.options.max_key_len
                     && memory_admits(m, key.as_key_bytes(), cost)
                 {
                     count_plain_admission(&self.options, m.held());
@@ -292,19 +295,6 @@ fn rejected<C: Clock + Clone, X, K, F, B: From<String>, E>(
     options.metrics().rejected.increment(1);
     let body = error_body(&r.message, "invalid_request_error", "invalid_request");
     refused(respond(r.status, body))
-}
-
-/// The answer to a request whose key is over the layer's bound.
-#[cold]
-#[inline(never)]
-fn key_too_long<C: Clock + Clone, X, K, F, B: From<String>, E>(
-    options: &Options<C, X, K>,
-) -> ResponseFuture<F, B, E> {
-    let message = format!(
-        "The rate limit key is longer than {} bytes.",
-        options.max_key_len
-    );
-    rejected(options, KeyRejection::new(StatusCode::BAD_REQUEST, message))
 }
 
 /// The span of one decision (DEBUG on): the limit, the key's hash, and

@@ -70,11 +70,11 @@ fn reported_verdict<C: Clock + Clone, X, K, B: From<String>>(
             if let Some(span) = span {
                 span.record("outcome", "error");
             }
-            // Per request, so at DEBUG while the store is away (the
+            // Per request, so at DEBUG while the store is away or full (the
             // fail-over logs going down and coming back once each, and the
-            // error counter counts every request); any other failure is a
-            // fault to look at.
-            if e.is_unavailable() || matches!(e, KeyedError::Cost(_)) {
+            // error counter counts every request) and for a cost that never
+            // fits (the client's); any other failure is a fault to look at.
+            if e.is_unavailable() || matches!(e, KeyedError::Cost(_) | KeyedError::Full) {
                 tracing::debug!(key_hash = key.hash(), error = %e, "rate limit undecided");
             } else {
                 tracing::warn!(key_hash = key.hash(), error = %e, "rate limit undecided");
@@ -172,8 +172,31 @@ pub(super) fn decide_in_memory<C: Clock + Clone, X, K, B: From<String>>(
     cost: u64,
     span: Option<tracing::Span>,
 ) -> Verdict<B> {
+    if key.as_bytes().len() > options.max_key_len {
+        return key_too_long(options);
+    }
     // The decision and what it reports (the events of a denial) in the span.
     let _in = span.as_ref().map(tracing::Span::enter);
     let decided = memory_decision(m, key.as_key_bytes(), cost, true);
     verdict(options, key, decided, span.as_ref())
+}
+
+/// A key over the layer's bound, on every backend before it decides:
+/// refused 400, or in shadow mode let through undecided; counted as
+/// rejected either way.
+#[cold]
+#[inline(never)]
+pub(super) fn key_too_long<C: Clock + Clone, X, K, B: From<String>>(
+    options: &Options<C, X, K>,
+) -> Verdict<B> {
+    options.metrics().rejected.increment(1);
+    if options.shadow {
+        return Verdict::Pass(None);
+    }
+    let message = format!(
+        "The rate limit key is longer than {} bytes.",
+        options.max_key_len
+    );
+    let body = error_body(&message, "invalid_request_error", "invalid_request");
+    Verdict::Refuse(respond(StatusCode::BAD_REQUEST, body))
 }

@@ -31,7 +31,9 @@ pub struct ProxyParseError(pub String);
 /// client's copy of the other through untouched, so reading it would let a
 /// client pick its own key. An entry that is not an address (`unknown`, an
 /// obfuscated node, garbage) ends the walk: the client is the trusted hop
-/// that forwarded it. A client that sends its own `X-Forwarded-For` to a
+/// that forwarded it. At most 32 hops are read: past that, the 32nd from
+/// the right is taken as the client (no real chain of trusted proxies is
+/// that long). A client that sends its own `X-Forwarded-For` to a
 /// server with no trusted proxies is keyed by its own address.
 ///
 /// ```
@@ -310,6 +312,7 @@ fn forwarded_for(element: &[u8]) -> Option<IpAddr> {
     })
 }
 
+#[inline(always)]
 fn peer_of<B>(req: &Request<B>) -> Option<&SocketAddr> {
     #[cfg(feature = "axum")]
     if let Some(ci) = req

@@ -205,9 +205,8 @@ fn a_bad_proxy_entry_is_an_error_naming_it() {
 #[test]
 fn a_long_chain_is_read_only_as_far_as_the_walk_goes() {
     let p = PeerIp::new().trust(["10.0.0.0/8"]).unwrap();
-    // A client's 10,000 forged entries sit beyond the address the trusted
-    // proxy appended: the walk stops there (and never parses the forgeries,
-    // garbage included).
+    // A client's 10,000 forged entries (garbage here) sit beyond the
+    // address the trusted proxy appended: the walk stops there.
     let forged = vec!["garbage"; 10_000].join(", ");
     let h = headers(&[(
         "x-forwarded-for",
