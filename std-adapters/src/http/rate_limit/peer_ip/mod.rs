@@ -312,6 +312,8 @@ fn forwarded_for(element: &[u8]) -> Option<IpAddr> {
     })
 }
 
+// Read on every request from `extract` (always inlined): LLVM kept this
+// out of line in some builds, a call per request.
 #[inline(always)]
 fn peer_of<B>(req: &Request<B>) -> Option<&SocketAddr> {
     #[cfg(feature = "axum")]
