@@ -800,6 +800,14 @@ async fn keys_over_the_bound_are_400_on_every_backend(limits: Limits, backend: &
         [200, 200],
         "{backend}"
     );
+    // A key the store holds already (decided by the default layer) is
+    // still over the small layer's bound: refused there, and in shadow
+    // mode let through without being decided.
+    assert_eq!(
+        statuses(&default, "/", 1, &[("x-k", &key(9))]).await,
+        [200],
+        "{backend}"
+    );
     assert_eq!(
         statuses(&small, "/", 2, &[("x-k", &key(9))]).await,
         [400, 400],
@@ -817,6 +825,13 @@ async fn keys_over_the_bound_are_400_on_every_backend(limits: Limits, backend: &
     assert_eq!(
         statuses(&shadow, "/", 2, &[("x-k", &key(9))]).await,
         [200, 200],
+        "{backend}"
+    );
+    // Neither the refusals nor the shadow passes used the key's quota
+    // (5 a minute, 1 used): 4 more, then 429.
+    assert_eq!(
+        statuses(&default, "/", 5, &[("x-k", &key(9))]).await,
+        [200, 200, 200, 200, 429],
         "{backend}"
     );
 }

@@ -26,8 +26,8 @@ impl Admin {
     }
 
     /// Serve Prometheus text at `GET /metrics` and reload the config file
-    /// at `POST /admin/reload` (200 and what changed, or 400 and why
-    /// nothing did).
+    /// at `POST /admin/reload` (200 and what changed; 400 and why nothing
+    /// did; 500 and what was applied when a step after the checks failed).
     pub(crate) fn serve(self, reloader: Arc<Reloader>) -> std::io::Result<()> {
         let addr = self.listener.local_addr()?;
         println!("admin on http://{addr}/metrics");

@@ -195,7 +195,7 @@ impl Reloader {
                     // The limits changed; the overrides set so far stay.
                     keyed.extend(set_now);
                     return Err(Step::Apply(format!(
-                        "[per_ip.overrides]: {e} (the limits and earlier overrides were applied)"
+                        "[per_ip.overrides]: {e} (the limits, the budgets and earlier overrides were applied)"
                     )));
                 }
                 set_now.push(key);

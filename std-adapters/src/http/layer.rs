@@ -322,10 +322,10 @@ where
                 }
                 Err(e) => {
                     crate::telemetry::decision(MODEL_LIMITS, "error");
-                    // Per request: at DEBUG while the store is away (the
-                    // fail-over logs the outage once; the error counter
+                    // Per request: at DEBUG while the store is away or full
+                    // (the fail-over logs an outage once; the error counter
                     // counts each request), else WARN (a fault to look at).
-                    if matches!(e, AdmitError::Unavailable(_)) {
+                    if matches!(e, AdmitError::Unavailable(_) | AdmitError::Store(_)) {
                         tracing::debug!(user = %subject.identity.user_id, error = %e, "model limit store refused");
                     } else {
                         tracing::warn!(user = %subject.identity.user_id, error = %e, "model limit store refused");

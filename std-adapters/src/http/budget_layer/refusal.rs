@@ -101,12 +101,23 @@ pub(super) async fn denied<B: Body, C: Clock + Clone>(
             "request_too_large",
         ),
         ScopedDenied::Full(_) => refuse(StatusCode::SERVICE_UNAVAILABLE, &d.to_string(), "server_error", "budget_store_full"),
+        // The store's own text (addresses, ACL and script messages) stays
+        // in the log: at DEBUG while it is away (per request; the outage
+        // is logged once), else WARN (a fault to look at).
+        #[cfg(feature = "redis")]
+        ScopedDenied::Store(ref e) if e.is_unavailable() => {
+            tracing::debug!(error = %e, "budget store unavailable");
+            refuse(StatusCode::SERVICE_UNAVAILABLE, BUDGET_STORE_AWAY, "server_error", "budget_store_unavailable")
+        }
         #[cfg(feature = "redis")]
         ScopedDenied::Store(ref e) => {
-            // The store's own text (addresses, ACL and script messages)
-            // stays in the log.
             tracing::warn!(error = %e, "budget store refused");
-            refuse(StatusCode::SERVICE_UNAVAILABLE, BUDGET_STORE_AWAY, "server_error", "budget_store_unavailable")
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The budget store could not decide this request.",
+                "server_error",
+                "budget_store_error",
+            )
         }
         // A settle's answer, never a reservation's: as the store's refusal.
         #[cfg(feature = "redis")]

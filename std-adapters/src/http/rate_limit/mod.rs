@@ -164,7 +164,8 @@ struct Options<C: Clock + Clone, X, K> {
     name: Arc<str>,
     /// Registered at the first request, under the final name.
     metrics: OnceLock<LayerMetrics>,
-    /// Longer keys are answered 400 before any backend sees them.
+    /// Longer keys are answered 400 (in shadow mode let through
+    /// undecided) before any backend sees them.
     max_key_len: usize,
 }
 

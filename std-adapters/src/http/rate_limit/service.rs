@@ -133,7 +133,7 @@ where
         let in_span = span.clone().unwrap_or_else(tracing::Span::none);
         let decide = async move {
             if key.as_bytes().len() > options.max_key_len {
-                return (key_too_long(&options), inner, req);
+                return (key_too_long(&options, span.as_ref()), inner, req);
             }
             let decided = options.limits.check(key.as_bytes(), cost).await;
             (verdict(&options, &key, decided, span.as_ref()), inner, req)

@@ -163,7 +163,7 @@ fn reported_verdict<C: Clock + Clone, X, K, B: From<String>>(
 
 /// An in-memory decision in full, with its figures: whatever the plain
 /// admission's shortcut did not answer (a denial, an error, a new key,
-/// several limits, headers, a hook, a span).
+/// several limits, headers, a hook, a span, a key over the bound).
 #[inline(never)]
 pub(super) fn decide_in_memory<C: Clock + Clone, X, K, B: From<String>>(
     options: &Options<C, X, K>,
@@ -173,7 +173,7 @@ pub(super) fn decide_in_memory<C: Clock + Clone, X, K, B: From<String>>(
     span: Option<tracing::Span>,
 ) -> Verdict<B> {
     if key.as_bytes().len() > options.max_key_len {
-        return key_too_long(options);
+        return key_too_long(options, span.as_ref());
     }
     // The decision and what it reports (the events of a denial) in the span.
     let _in = span.as_ref().map(tracing::Span::enter);
@@ -188,8 +188,12 @@ pub(super) fn decide_in_memory<C: Clock + Clone, X, K, B: From<String>>(
 #[inline(never)]
 pub(super) fn key_too_long<C: Clock + Clone, X, K, B: From<String>>(
     options: &Options<C, X, K>,
+    span: Option<&tracing::Span>,
 ) -> Verdict<B> {
     options.metrics().rejected.increment(1);
+    if let Some(span) = span {
+        span.record("outcome", "rejected");
+    }
     if options.shadow {
         return Verdict::Pass(None);
     }
