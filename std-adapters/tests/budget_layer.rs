@@ -514,21 +514,15 @@ async fn a_refusal_from_a_limit_layer_inside_charges_nothing() {
     assert_eq!(s.holds, 0, "the refused calls' holds were released");
 }
 
-/// Redis killed under `local` with 3 replicas: this layer decides alone on a
-/// third of 1,000 tokens a minute. A request within the budget but above
-/// the share (417 tokens of 333) is a 429 that says the store is away, with
-/// no budget headers (the usage is in Redis) and a Retry-After; one within
-/// the share is served; one above the whole budget is a 400 as ever.
+/// 1,000 tokens a minute per user in Redis (calls time out after 250 ms),
+/// with `failover` deciding while it is away.
 #[cfg(feature = "redis")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn above_a_replicas_share_while_redis_is_away_is_a_429_that_says_so() {
+async fn redis_budgets(
+    server: &support::redis_server::RedisServer,
+    failover: ratebound_std::fallback::FailoverOptions,
+) -> std::sync::Arc<ratebound_std::budget::ScopedBudgets<ratebound_std::clock::ManualClock>> {
     use ratebound_std::budget::{ScopedBackend, ScopedBudgets};
-    use ratebound_std::fallback::{FailoverOptions, OnUnavailable};
     use ratebound_std::redis::{RedisOptions, RedisStore};
-    use std::sync::Arc;
-    let server = support::redis_server::RedisServer::start();
-    let up = Upstream::default();
-    let clock = at(1_795_392_000);
     let opts = RedisOptions {
         timeout: StdDuration::from_millis(250),
         ..RedisOptions::default()
@@ -537,11 +531,26 @@ async fn above_a_replicas_share_while_redis_is_away_is_a_429_that_says_so() {
         store: RedisStore::connect(&server.url(), opts).await.unwrap(),
         prefix: "llm:".into(),
         hold_slots: 64,
-        failover: FailoverOptions::new(OnUnavailable::Local).with_replicas(3),
+        failover,
     };
     let cfg = "per_user = { tokens_per_minute = 1_000 }";
-    let budgets = Arc::new(ScopedBudgets::new(config(cfg), backend, clock.clone()).unwrap());
-    let g = serve(budgets, up.clone(), 4_096).await;
+    let clock = at(1_795_392_000);
+    std::sync::Arc::new(ScopedBudgets::new(config(cfg), backend, clock).unwrap())
+}
+
+/// Redis killed under `local` with 3 replicas: this layer decides alone on a
+/// third of 1,000 tokens a minute. A request within the budget but above
+/// the share (417 tokens of 333) is a 429 that says the store is away, with
+/// no budget headers (the usage is in Redis) and a Retry-After; one within
+/// the share is served; one above the whole budget is a 400 as ever.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn above_a_replicas_share_while_redis_is_away_is_a_429_that_says_so() {
+    use ratebound_std::fallback::{FailoverOptions, OnUnavailable};
+    let server = support::redis_server::RedisServer::start();
+    let up = Upstream::default();
+    let failover = FailoverOptions::new(OnUnavailable::Local).with_replicas(3);
+    let g = serve(redis_budgets(&server, failover).await, up.clone(), 4_096).await;
     server.kill();
     let client = reqwest::Client::new();
     let post = |max_tokens: u64| {
@@ -572,26 +581,11 @@ async fn above_a_replicas_share_while_redis_is_away_is_a_429_that_says_so() {
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budget_store_away_under_closed_is_a_503_without_the_stores_words() {
-    use ratebound_std::budget::{ScopedBackend, ScopedBudgets};
     use ratebound_std::fallback::{FailoverOptions, OnUnavailable};
-    use ratebound_std::redis::{RedisOptions, RedisStore};
-    use std::sync::Arc;
     let server = support::redis_server::RedisServer::start();
     let up = Upstream::default();
-    let opts = RedisOptions {
-        timeout: StdDuration::from_millis(250),
-        ..RedisOptions::default()
-    };
-    let backend = ScopedBackend::Redis {
-        store: RedisStore::connect(&server.url(), opts).await.unwrap(),
-        prefix: "llm:".into(),
-        hold_slots: 64,
-        failover: FailoverOptions::new(OnUnavailable::Closed),
-    };
-    let cfg = "per_user = { tokens_per_minute = 1_000 }";
-    let clock = at(1_795_392_000);
-    let budgets = Arc::new(ScopedBudgets::new(config(cfg), backend, clock).unwrap());
-    let g = serve(budgets, up.clone(), 4_096).await;
+    let failover = FailoverOptions::new(OnUnavailable::Closed);
+    let g = serve(redis_budgets(&server, failover).await, up.clone(), 4_096).await;
     server.kill();
     let r = reqwest::Client::new()
         .post(format!("{}/v1/chat/completions", g.base))

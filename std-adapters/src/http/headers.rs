@@ -147,6 +147,14 @@ pub fn rate_limited_body(model: &str, quota: &ModelQuota, d: &ModelDecision) -> 
     .to_string()
 }
 
+/// What a client is told when the rate-limit store is away: the store's
+/// own error (with its address) is for the operator's log.
+pub(crate) const STORE_AWAY: &str = "The rate limit store is unavailable. Please try again later.";
+
+/// What a client is told when the rate-limit store refused the call (an
+/// ACL, a script error): its own words are for the operator's log.
+pub(crate) const STORE_FAULT: &str = "The rate limit store could not decide this request.";
+
 /// An OpenAI-style JSON error body for other refusals (bad key, store full).
 pub fn error_body(message: &str, kind: &str, code: &str) -> String {
     serde_json::json!({

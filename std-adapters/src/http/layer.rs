@@ -8,7 +8,10 @@ use std::task::{Context, Poll};
 use http::{header::CONTENT_TYPE, HeaderValue, Request, Response, StatusCode};
 use tower::{Layer, Service};
 
-use super::headers::{error_body, insert_quota_headers, insert_retry_after, rate_limited_body};
+use super::headers::{
+    error_body, insert_quota_headers, insert_retry_after, rate_limited_body, STORE_AWAY,
+    STORE_FAULT,
+};
 use crate::model_limit::{AdmitError, Identity, ModelDecision, Outcome};
 
 /// The `limit` label of the model-limit layer's metrics.
@@ -339,13 +342,12 @@ where
                         AdmitError::Unavailable(_) => (
                             StatusCode::SERVICE_UNAVAILABLE,
                             "rate_limit_store_unavailable",
-                            "The rate limit store is unavailable. Please try again later."
-                                .to_owned(),
+                            STORE_AWAY.to_owned(),
                         ),
                         AdmitError::StoreError(_) => (
                             StatusCode::INTERNAL_SERVER_ERROR,
                             "rate_limit_store_error",
-                            "The rate limit store could not decide this request.".to_owned(),
+                            STORE_FAULT.to_owned(),
                         ),
                         _ => (
                             StatusCode::SERVICE_UNAVAILABLE,

@@ -12,8 +12,8 @@ use ratebound_core::Duration;
 use super::Options;
 use crate::clock::Clock;
 use crate::http::headers::{
-    error_body, RATELIMIT, RATELIMIT_POLICY, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING,
-    X_RATELIMIT_RESET,
+    error_body, RATELIMIT, RATELIMIT_POLICY, STORE_AWAY, STORE_FAULT, X_RATELIMIT_LIMIT,
+    X_RATELIMIT_REMAINING, X_RATELIMIT_RESET,
 };
 use crate::http::layer::respond;
 use crate::keyed::{KeyedDecision, KeyedError};
@@ -145,12 +145,12 @@ pub(super) fn refuse_error<B: From<String>>(e: &KeyedError) -> Response<B> {
         _ if e.is_unavailable() => (
             StatusCode::SERVICE_UNAVAILABLE,
             "rate_limit_store_unavailable",
-            "The rate limit store is unavailable. Please try again later.".to_owned(),
+            STORE_AWAY.to_owned(),
         ),
         _ => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "rate_limit_store_error",
-            "The rate limit store could not decide this request.".to_owned(),
+            STORE_FAULT.to_owned(),
         ),
     };
     let mut res = respond(status, error_body(&message, "rate_limit", code));

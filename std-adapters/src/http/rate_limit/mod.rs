@@ -170,6 +170,13 @@ struct Options<C: Clock + Clone, X, K> {
 }
 
 impl<C: Clock + Clone, X, K> Options<C, X, K> {
+    /// Whether `key` is within the layer's bound (else it is answered by
+    /// [`key_too_long`](verdict::key_too_long), on every backend).
+    #[inline]
+    fn key_fits(&self, key: &RateKey) -> bool {
+        key.as_bytes().len() <= self.max_key_len
+    }
+
     fn metrics(&self) -> &LayerMetrics {
         self.metrics.get_or_init(|| LayerMetrics::new(&self.name))
     }

@@ -132,7 +132,7 @@ where
         let options = Arc::clone(&self.options);
         let in_span = span.clone().unwrap_or_else(tracing::Span::none);
         let decide = async move {
-            if key.as_bytes().len() > options.max_key_len {
+            if !options.key_fits(&key) {
                 return (key_too_long(&options, span.as_ref()), inner, req);
             }
             let decided = options.limits.check(key.as_bytes(), cost).await;
@@ -211,7 +211,7 @@ where
                 // decision (apart, so this function stays small).
                 if span.is_none()
                     && self.options.counts_only()
-                    && key.as_bytes().len() <= self.options.max_key_len
+                    && self.options.key_fits(&key)
                     && memory_admits(m, key.as_key_bytes(), cost)
                 {
                     count_plain_admission(&self.options, m.held());

@@ -172,7 +172,7 @@ pub(super) fn decide_in_memory<C: Clock + Clone, X, K, B: From<String>>(
     cost: u64,
     span: Option<tracing::Span>,
 ) -> Verdict<B> {
-    if key.as_bytes().len() > options.max_key_len {
+    if !options.key_fits(key) {
         return key_too_long(options, span.as_ref());
     }
     // The decision and what it reports (the events of a denial) in the span.
