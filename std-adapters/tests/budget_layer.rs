@@ -570,9 +570,62 @@ async fn above_a_replicas_share_while_redis_is_away_is_a_429_that_says_so() {
         message.starts_with("The budget store is unavailable"),
         "{e}"
     );
+    assert!(message.contains("may grant alone: 333 per minute"), "{e}");
     assert_eq!(up.arrived.load(Ordering::SeqCst), 0);
     assert_eq!(post(100).await.unwrap().status(), StatusCode::OK);
     assert_eq!(post(2_000).await.unwrap().status(), StatusCode::BAD_REQUEST);
+}
+
+/// Redis killed under `local` with 3 replicas: once this replica's share
+/// (333 of 1,000 tokens a minute) is spent, the 429's fields and text name
+/// the share that refused, with what is left of it, not the whole budget
+/// a client cannot draw on from here.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicas_share_spent_while_redis_is_away_is_a_429_naming_the_share() {
+    use ratebound_std::fallback::{FailoverOptions, OnUnavailable};
+    let server = support::redis_server::RedisServer::start();
+    let up = Upstream::default();
+    let failover = FailoverOptions::new(OnUnavailable::Local).with_replicas(3);
+    let g = serve(redis_budgets(&server, failover).await, up.clone(), 4_096).await;
+    server.kill();
+    let client = reqwest::Client::new();
+    let mut refused = None;
+    for _ in 0..40 {
+        let r = client
+            .post(format!("{}/v1/chat/completions", g.base))
+            .bearer_auth("alice")
+            .json(&request(1, 100, json!({})))
+            .send()
+            .await
+            .unwrap();
+        if r.status() != StatusCode::OK {
+            refused = Some(r);
+            break;
+        }
+    }
+    // Each holds 117 tokens until it settles at the 18 the upstream reports
+    // (after its answer: a hold may still be live when the next reserves).
+    let r = refused.expect("the share of 333 tokens is spent within 40 requests of 18");
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let charged = up.reported_tokens.load(Ordering::SeqCst);
+    assert!((18..=333).contains(&charged), "{charged} tokens served");
+    let h = r.headers().clone();
+    assert_eq!(h["x-ratelimit-limit-tokens"], "333");
+    let remaining: u64 = h["x-ratelimit-remaining-tokens"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        remaining < 117,
+        "{remaining} of the share left, yet refused"
+    );
+    let policy = h["ratelimit-policy"].to_str().unwrap();
+    assert_eq!(policy, "\"user-tokens\";q=333;w=60");
+    let e = r.json::<Value>().await.unwrap();
+    let message = e["error"]["message"].as_str().unwrap();
+    assert!(message.contains(": 333 per minute"), "{e}");
 }
 
 /// Redis killed under `closed`: 503 `budget_store_unavailable` with a

@@ -24,6 +24,15 @@ pub enum RedisBudgetError {
     Redis(#[from] StoreError),
 }
 
+/// A refused reservation and, when this replica's share of the budget
+/// refused it (the store away, [`OnUnavailable::Local`]), that share's
+/// config: a denial's limit is an index into the config that decided.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    pub(crate) error: RedisBudgetError,
+    pub(crate) share: Option<Box<BudgetConfig>>,
+}
+
 /// [`BudgetManager`]'s API with the budget kept in Redis, so every server
 /// draws on the same budget (one per `budget_key`: a team, a user, a
 /// project). Alerts fire where the call that crossed the threshold ran
@@ -302,9 +311,23 @@ impl<C: Clock> RedisBudgetManager<C> {
         &self,
         estimate: Usage,
     ) -> Result<RedisBudgetHold<'_, C>, RedisBudgetError> {
+        self.reserve_deciding(estimate)
+            .await
+            .map_err(|refused| refused.error)
+    }
+
+    /// [`reserve`](Self::reserve), a refusal saying which budget made it:
+    /// a client told why it was refused is told the limit that refused it
+    /// (while the store is away, this replica's share).
+    pub(crate) async fn reserve_deciding(
+        &self,
+        estimate: Usage,
+    ) -> Result<RedisBudgetHold<'_, C>, Refused> {
+        let by_store = |error: RedisBudgetError| Refused { error, share: None };
         let r = match self
             .shared(self.redis().reserve(&self.key, NAME, estimate))
-            .await?
+            .await
+            .map_err(|e| by_store(e.into()))?
         {
             Ok(r) => r,
             Err(fallback) => {
@@ -316,7 +339,12 @@ impl<C: Clock> RedisBudgetManager<C> {
                         usage: estimate,
                     }),
                     Some(l) => {
-                        let h = self.decide_locally(l, &estimate, |l| l.reserve(estimate))?;
+                        let h = self
+                            .decide_locally(l, &estimate, |l| l.reserve(estimate))
+                            .map_err(|d| Refused {
+                                error: d.into(),
+                                share: Some(Box::new(l.budget().config().clone())),
+                            })?;
                         let usage = h.usage();
                         Ok(RedisBudgetHold {
                             manager: self,
@@ -328,7 +356,9 @@ impl<C: Clock> RedisBudgetManager<C> {
                 };
             }
         };
-        let r = r.value.map_err(BudgetDenied::from)?;
+        let r = r
+            .value
+            .map_err(|e| by_store(BudgetDenied::from(e).into()))?;
         self.hub.publish(&r.alerts);
         match r.admission {
             Admission::Granted(res) => Ok(RedisBudgetHold {
@@ -337,7 +367,7 @@ impl<C: Clock> RedisBudgetManager<C> {
                 source: Source::Redis,
                 usage: res.usage,
             }),
-            Admission::Denied(d) => Err(BudgetDenied::Denied(d).into()),
+            Admission::Denied(d) => Err(by_store(BudgetDenied::Denied(d).into())),
         }
     }
 

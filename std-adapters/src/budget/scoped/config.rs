@@ -120,7 +120,10 @@ pub enum ScopedDenied {
         id: String,
         /// Core's denial.
         denial: Denial,
-        /// The limit that bound, when a window limit did.
+        /// The limit that bound, when a window limit did: while the store
+        /// is away and this replica decides alone
+        /// ([`OnUnavailable::Local`](crate::fallback::OnUnavailable::Local)),
+        /// its share of that limit.
         limit: Option<WindowLimit>,
     },
     /// The call can never fit: it exceeds a per-request cap or a whole window.

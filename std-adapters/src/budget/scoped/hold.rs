@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use ratebound_core::budget::{Alert, Budget, Settled, Usage};
+use ratebound_core::budget::{Alert, BudgetConfig, Settled, Usage};
 
 use super::{catch_up, current, Entry, Handler, Handlers, Manager, Rules, Ticket};
 use crate::budget::{BudgetDenied, Scope, ScopedAlert, ScopedDenied};
@@ -32,14 +32,17 @@ pub(super) fn deliver<C: Clock>(handlers: &RwLock<Vec<Handler>>, e: &Entry<C>) {
     }
 }
 
-pub(super) fn denied<C: Clock>(e: &Entry<C>, budget: &Budget, d: BudgetDenied) -> ScopedDenied {
+/// `d` as the scoped store reports it, its limit read from `by`, the
+/// config that decided (the whole budget's, or this replica's share while
+/// the store is away).
+pub(super) fn denied<C: Clock>(e: &Entry<C>, by: &BudgetConfig, d: BudgetDenied) -> ScopedDenied {
     match d {
         BudgetDenied::Denied(denial) => ScopedDenied::Exhausted {
             scope: e.scope,
             id: e.id.clone(),
             limit: denial
                 .limit
-                .and_then(|i| budget.config().limits.get(usize::from(i)).copied()),
+                .and_then(|i| by.limits.get(usize::from(i)).copied()),
             denial,
         },
         BudgetDenied::Invalid(error) => ScopedDenied::TooLarge {

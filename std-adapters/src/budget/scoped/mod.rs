@@ -389,12 +389,17 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
                 Manager::Memory(m) => m
                     .reserve(estimate)
                     .map(|h| h.detach().map(Ticket::Memory))
-                    .map_err(|d| denied(&e, budget, d)),
+                    .map_err(|d| denied(&e, budget.config(), d)),
                 #[cfg(feature = "redis")]
                 Manager::Redis(m) => match reserve_in_redis(Arc::clone(m), estimate).await {
                     Ok(t) => Ok(Some(Ticket::Redis(t))),
-                    Err(super::RedisBudgetError::Denied(d)) => Err(denied(&e, budget, d)),
-                    Err(super::RedisBudgetError::Redis(s)) => Err(ScopedDenied::Store(s)),
+                    Err(refused) => match refused.error {
+                        super::RedisBudgetError::Denied(d) => {
+                            let by = refused.share.as_deref().unwrap_or(budget.config());
+                            Err(denied(&e, by, d))
+                        }
+                        super::RedisBudgetError::Redis(s) => Err(ScopedDenied::Store(s)),
+                    },
                 },
             };
             deliver(&self.handlers, &e);
@@ -433,18 +438,22 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
 async fn reserve_in_redis<C: Clock>(
     m: Arc<super::RedisBudgetManager<C>>,
     estimate: Usage,
-) -> Result<super::redis::Ticket, super::RedisBudgetError> {
+) -> Result<super::redis::Ticket, super::redis::Refused> {
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
-        return m.reserve(estimate).await.map(|h| h.detach());
+        return m.reserve_deciding(estimate).await.map(|h| h.detach());
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     rt.spawn(async move {
-        let r = m.reserve(estimate).await.map(|h| h.detach());
+        let r = m.reserve_deciding(estimate).await.map(|h| h.detach());
         if let Err(Ok(ticket)) = tx.send(r) {
             m.release_ticket(ticket); // the caller is gone
         }
     });
     // The task ends without answering only when the runtime shuts down.
-    rx.await
-        .unwrap_or_else(|_| Err(crate::redis::StoreError::Down(std::time::Duration::ZERO).into()))
+    rx.await.unwrap_or_else(|_| {
+        Err(super::redis::Refused {
+            error: crate::redis::StoreError::Down(std::time::Duration::ZERO).into(),
+            share: None,
+        })
+    })
 }

@@ -65,7 +65,7 @@ pub(super) async fn denied<B: Body, C: Clock + Clone>(
                 // Not the budget reached: the store is away and this
                 // server alone may not grant that much of it.
                 Some(l) if denial.reason == DenyReason::AboveShare => format!(
-                    "The budget store is unavailable, and this request needs more {what} ({} {id}) than this server may grant alone of {} {per}. Please try again in {wait}s.",
+                    "The budget store is unavailable, and this request needs more {what} ({} {id}) than this server may grant alone: {} {per}. Please try again in {wait}s.",
                     scope.name(),
                     l.max
                 ),
