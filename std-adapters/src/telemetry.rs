@@ -9,6 +9,12 @@
 //! | `ratebound_store_up` | gauge | `domain` | 1 after a call the shared store answered, 0 after one it did not (the failure policy decides meanwhile); per domain (`limits`, `budgets`, `model limits`): the last report of any limiter of that domain |
 //! | `ratebound_store_transitions_total` | counter | `domain`, `to` | the store going `down` or coming back `up`, counted by each limiter that sees it (two Redis-backed layers on one store count one outage twice) |
 //!
+//! A rate-limit layer's `limit` label is its
+//! [`name`](crate::http::rate_limit::RateLimitLayer::name) (by default its
+//! members' names): two layers over different limits under one label add
+//! up their counts and overwrite each other's keys held, which the second
+//! logs at WARN when it registers.
+//!
 //! A layer registers its counters and gauge when it serves its first
 //! request: install the recorder (e.g.
 //! `metrics_exporter_prometheus::PrometheusBuilder::install_recorder`) before
@@ -74,7 +80,15 @@ impl Clone for LayerMetrics {
 
 #[cfg(feature = "http")]
 impl LayerMetrics {
-    pub(crate) fn new(limit: &str) -> Self {
+    /// The handles of the layer over `limits` labelled `limit`. Two layers
+    /// over different limits under one label would add up their decisions
+    /// and overwrite each other's keys held: that is logged (WARN) once,
+    /// when the second registers.
+    pub(crate) fn new(
+        limit: &str,
+        limits: std::sync::Weak<dyn std::any::Any + Send + Sync>,
+    ) -> Self {
+        warn_if_label_taken(limit, limits);
         let decisions = |outcome: &'static str| counter!(DECISIONS, "limit" => limit.to_owned(), "outcome" => outcome);
         LayerMetrics {
             allowed: decisions("allowed"),
@@ -111,6 +125,34 @@ impl LayerMetrics {
             self.keys_published
                 .store(n, std::sync::atomic::Ordering::Relaxed);
         }
+    }
+}
+
+/// The `limit` labels registered by rate-limit layers, with the limits
+/// each reports on (held weakly: a label is free again once its limits
+/// are dropped).
+#[cfg(feature = "http")]
+type Labels = Vec<(Box<str>, std::sync::Weak<dyn std::any::Any + Send + Sync>)>;
+
+#[cfg(feature = "http")]
+fn warn_if_label_taken(limit: &str, limits: std::sync::Weak<dyn std::any::Any + Send + Sync>) {
+    static LABELS: std::sync::Mutex<Labels> = std::sync::Mutex::new(Vec::new());
+    let mut labels = LABELS.lock().unwrap_or_else(|p| p.into_inner());
+    labels.retain(|(_, l)| l.strong_count() > 0);
+    let shared = labels
+        .iter()
+        .any(|(name, l)| &**name == limit && !l.ptr_eq(&limits));
+    if shared {
+        tracing::warn!(
+            limit,
+            "two rate-limit layers over different limits report under one metrics label, adding up their counts; name each with RateLimitLayer::name"
+        );
+    }
+    let known = labels
+        .iter()
+        .any(|(name, l)| &**name == limit && l.ptr_eq(&limits));
+    if !known {
+        labels.push((limit.into(), limits));
     }
 }
 

@@ -178,7 +178,15 @@ impl<C: Clock + Clone, X, K> Options<C, X, K> {
     }
 
     fn metrics(&self) -> &LayerMetrics {
-        self.metrics.get_or_init(|| LayerMetrics::new(&self.name))
+        self.metrics.get_or_init(|| self.register_metrics())
+    }
+
+    // Apart: once per layer, kept out of the code every request runs.
+    #[cold]
+    #[inline(never)]
+    fn register_metrics(&self) -> LayerMetrics {
+        let limits: Arc<dyn std::any::Any + Send + Sync> = self.limits.clone();
+        LayerMetrics::new(&self.name, Arc::downgrade(&limits))
     }
 
     /// True when an admitted request has nothing to report but its count:
@@ -318,6 +326,9 @@ impl<C: Clock + Clone, X, K> RateLimitLayer<C, X, K> {
 
     /// Name the layer's limit in metrics and spans (the `limit` label;
     /// default: its members' names joined by `+`, e.g. `per_second+per_minute`).
+    /// Give each layer over its own limits its own name: two under one
+    /// label add up their counts (logged at WARN when the second serves
+    /// its first request). Layers over the same limits may share one.
     pub fn name(self, name: &str) -> Self {
         self.with(|o| o.name = name.into())
     }
