@@ -19,7 +19,8 @@
 //! After a failure the store is skipped for [`FailoverOptions::retry_after`]
 //! (callers do not each wait out a timeout); then one call probes it while
 //! the others keep skipping, until the probe answers. Transitions (down,
-//! back) are logged once each. A store that answers about the call itself
+//! back) are logged and counted once each per store and domain, however
+//! many limiters of the domain use the store. A store that answers about the call itself
 //! (a permission, a script error) is not unavailable: that error is
 //! returned under every policy, never hidden by failing open.
 //!
@@ -31,7 +32,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -168,7 +169,10 @@ pub(crate) struct Failover {
     options: FailoverOptions,
     what: &'static str,
     down_until: Mutex<Option<std::time::Instant>>,
-    down: AtomicBool,
+    /// Whether the store is down for `what`, shared by every fail-over of
+    /// that domain on the store: each transition is counted and logged by
+    /// the one that saw it first.
+    down: Arc<AtomicBool>,
     /// A call is trying the store after the skip window (the others skip).
     probing: AtomicBool,
 }
@@ -189,13 +193,15 @@ impl Drop for Pass<'_> {
 
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
 impl Failover {
-    /// Fail-over for `what` (in logs: "limits", "budgets", "model limits").
-    pub(crate) fn new(options: FailoverOptions, what: &'static str) -> Self {
+    /// Fail-over for `what` (in logs: "limits", "budgets", "model limits")
+    /// on a store whose state for `what` is `down`
+    /// (`RedisStore::down_flag`).
+    pub(crate) fn new(options: FailoverOptions, what: &'static str, down: Arc<AtomicBool>) -> Self {
         Failover {
             options,
             what,
             down_until: Mutex::new(None),
-            down: AtomicBool::new(false),
+            down,
             probing: AtomicBool::new(false),
         }
     }
@@ -255,7 +261,9 @@ impl Failover {
     }
 
     fn mark_up(&self) {
-        let changed = self.down.swap(false, Ordering::AcqRel);
+        // Read first: a call that answers (nearly all) writes nothing to
+        // the flag every fail-over of the domain shares.
+        let changed = self.down.load(Ordering::Acquire) && self.down.swap(false, Ordering::AcqRel);
         crate::telemetry::store_state(self.what, true, changed);
         if changed {
             tracing::warn!("the shared store is back: {} are shared again", self.what);

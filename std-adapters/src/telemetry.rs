@@ -7,7 +7,7 @@
 //! | `ratebound_keys_held` | gauge | `limit` | keys a layer's in-memory store holds (in Redis: the local fallback's), set when a decision finds it changed |
 //! | `ratebound_store_call_seconds` | histogram | `store`, `call` | each call to Redis, reconnection included, answered or not |
 //! | `ratebound_store_up` | gauge | `domain` | 1 after a call the shared store answered, 0 after one it did not (the failure policy decides meanwhile); per domain (`limits`, `budgets`, `model limits`): the last report of any limiter of that domain |
-//! | `ratebound_store_transitions_total` | counter | `domain`, `to` | the store going `down` or coming back `up`, counted by each limiter that sees it (two Redis-backed layers on one store count one outage twice) |
+//! | `ratebound_store_transitions_total` | counter | `domain`, `to` | the store going `down` or coming back `up`, counted once per store and domain, by the first of its limiters to see it (two layers on one store count one outage once) |
 //!
 //! A rate-limit layer's `limit` label is its
 //! [`name`](crate::http::rate_limit::RateLimitLayer::name) (by default its
@@ -29,7 +29,7 @@
 //! A rate-limit layer logs its refusals and undecided requests per request
 //! at DEBUG (their counters count them) and a store failure other than its
 //! being away or full at WARN; the store going down or coming back is
-//! logged once each.
+//! logged once each (per store and domain, however many limiters use it).
 
 use ::metrics::{counter, gauge};
 #[cfg(feature = "http")]

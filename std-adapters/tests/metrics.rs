@@ -106,7 +106,7 @@ async fn scraped_counts_equal_the_requests_sent() {
     let store = RedisStore::connect(&server.url(), opts).await.unwrap();
     let redis = AnyKeyedLimiter::Redis(Box::new(
         RedisKeyedLimiter::with_set(
-            store,
+            store.clone(),
             per_minute(1),
             FailoverOptions::new(OnUnavailable::Closed),
             KeyedConfig::default(),
@@ -118,6 +118,19 @@ async fn scraped_counts_equal_the_requests_sent() {
         redis,
         HeaderKey::new(http::HeaderName::from_static("x-api-key")),
     );
+    // A second layer on the same store (per client IP): one outage is
+    // still one transition each way, logged once.
+    let redis_per_ip = AnyKeyedLimiter::Redis(Box::new(
+        RedisKeyedLimiter::with_set(
+            store,
+            per_minute(100),
+            FailoverOptions::new(OnUnavailable::Closed),
+            KeyedConfig::default(),
+            SystemClock,
+        )
+        .unwrap(),
+    ));
+    let per_ip_redis = RateLimitLayer::new(redis_per_ip, PeerIp::new()).name("per_ip_redis");
 
     // The service behind it logs when called (under a target the filter
     // shows), to tell where the decision's span ends.
@@ -154,7 +167,15 @@ async fn scraped_counts_equal_the_requests_sent() {
     )
     .await;
 
+    let per_ip_redis = serve(
+        Router::new()
+            .route("/", get(|| async { "ok" }))
+            .layer(per_ip_redis),
+    )
+    .await;
+
     assert_eq!(get_n(&format!("{enforced}/"), 10, None).await, 3);
+    assert_eq!(get_n(&format!("{per_ip_redis}/"), 2, None).await, 2);
     assert_eq!(get_n(&format!("{shadow}/"), 10, None).await, 10);
     assert_eq!(
         get_n(
@@ -178,6 +199,8 @@ async fn scraped_counts_equal_the_requests_sent() {
         get_n(&format!("{per_key}/"), 4, Some(("x-api-key", "z".into()))).await,
         0
     );
+    // Both layers find the store away.
+    assert_eq!(get_n(&format!("{per_ip_redis}/"), 2, None).await, 0);
 
     let text = scrape(&admin).await;
     let count = |limit: &str, outcome: &str| {
@@ -226,7 +249,9 @@ async fn scraped_counts_equal_the_requests_sent() {
         "store=\"redis\",call=\"gcra\"",
     )
     .unwrap();
-    assert!((26.0..=29.0).contains(&calls), "{calls}\n{text}");
+    // (27 answered with the second layer's 2; each layer's failures: 1 to
+    // its requests.)
+    assert!((29.0..=33.0).contains(&calls), "{calls}\n{text}");
 
     // One span per decision, with the limit, the key's hash and the
     // outcome; never the key itself.
@@ -273,7 +298,7 @@ async fn scraped_counts_equal_the_requests_sent() {
     // request at the levels services usually keep): each denial, shadow
     // denial and undecided request.
     let undecided = lines("rate limit undecided");
-    assert_eq!(undecided.len(), 4, "{logs}");
+    assert_eq!(undecided.len(), 6, "{logs}");
     assert_eq!(reached.len(), 14, "{logs}");
     for l in reached.iter().chain(&undecided) {
         assert!(l.contains(" DEBUG "), "{l}");
@@ -296,6 +321,17 @@ async fn scraped_counts_equal_the_requests_sent() {
         }
     }
     assert_eq!(back, 1, "shared again once Redis is back");
+    // The second layer's own probe finds it back too (after its own skip
+    // window): the store was already up, nothing more is counted.
+    let mut back = 0;
+    for _ in 0..40 {
+        back = get_n(&format!("{per_ip_redis}/"), 1, None).await;
+        if back == 1 {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    assert_eq!(back, 1, "the second layer shared again once Redis is back");
     let text = scrape(&admin).await;
     assert_eq!(
         sample(&text, "ratebound_store_up", "domain=\"limits\""),

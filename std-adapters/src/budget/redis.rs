@@ -156,12 +156,13 @@ impl RedisBudgetManager {
         budget_key: impl AsRef<[u8]>,
         hold_slots: usize,
     ) -> Self {
+        let down = store.down_flag("budgets");
         RedisBudgetManager {
             budget: RwLock::new(Arc::new(RedisBudget::new(store, budget, hold_slots))),
             changing: Mutex::new(()),
             key: budget_key.as_ref().to_vec(),
             hub: Arc::new(AlertHub::new()),
-            failover: Arc::new(Failover::new(FailoverOptions::default(), "budgets")),
+            failover: Arc::new(Failover::new(FailoverOptions::default(), "budgets", down)),
             local: None,
         }
     }
@@ -177,7 +178,8 @@ impl<C: Clock> RedisBudgetManager<C> {
         clock: D,
     ) -> Result<RedisBudgetManager<D>, ConfigError> {
         failover.validate()?;
-        let shared = Arc::new(Failover::new(failover, "budgets"));
+        let down = self.redis().store().down_flag("budgets");
+        let shared = Arc::new(Failover::new(failover, "budgets", down));
         self.sharing_failover(shared, clock)
     }
 

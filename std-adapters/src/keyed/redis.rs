@@ -122,13 +122,14 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
             }
             _ => None,
         };
+        let down = store.down_flag("limits");
         Ok(RedisKeyedLimiter {
             local,
             store,
             limits: RwLock::new(Limits::new(limits)),
             overrides: RwLock::new(HashMap::new()),
             changing: std::sync::Mutex::new(()),
-            failover: Failover::new(failover, "limits"),
+            failover: Failover::new(failover, "limits", down),
             clock,
         })
     }

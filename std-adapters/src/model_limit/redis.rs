@@ -62,10 +62,11 @@ impl<C: Clock + Clone> RedisModelLimiter<C> {
             )?),
             _ => None,
         };
+        let down = store.down_flag("model limits");
         Ok(RedisModelLimiter {
             quotas: RedisModelQuotas::new(store),
             limits,
-            failover: Failover::new(failover, "model limits"),
+            failover: Failover::new(failover, "model limits", down),
             local,
             clock,
         })

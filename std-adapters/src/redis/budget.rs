@@ -86,6 +86,11 @@ fn clamp(u: Usage) -> Usage {
 }
 
 impl RedisBudget {
+    /// The store it is kept in.
+    pub(crate) fn store(&self) -> &RedisStore {
+        &self.store
+    }
+
     /// `budget` in `store`, with up to `hold_slots` reservations at once.
     pub fn new(store: RedisStore, budget: Budget, hold_slots: usize) -> Self {
         let mut a = Vec::new();

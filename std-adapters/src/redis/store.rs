@@ -1,7 +1,7 @@
 //! The connection: connecting (now or in the background), the call with
 //! its timeout and deadline, and reloading lost code.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
@@ -90,6 +90,11 @@ struct Inner {
     /// 0: [`Invocation::Functions`], 1: [`Invocation::Scripts`].
     invocation: AtomicU8,
     clock: ServerClock,
+    /// Per domain (`limits`, `budgets`, `model limits`): whether the store
+    /// is down, as that domain's fail-overs on it last found it. Shared by
+    /// them, so an outage is counted and logged once per store, not once
+    /// per limiter.
+    down: Mutex<Vec<(&'static str, Arc<AtomicBool>)>>,
 }
 
 /// A connection to Redis (or a Redis Cluster) with the scripts. Clones share
@@ -120,6 +125,18 @@ pub(crate) enum Late {
 }
 
 impl RedisStore {
+    /// Whether this store is down for `domain`, shared by every fail-over
+    /// of that domain on it (and on its clones).
+    pub(crate) fn down_flag(&self, domain: &'static str) -> Arc<AtomicBool> {
+        let mut down = self.inner.down.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, flag)) = down.iter().find(|(d, _)| *d == domain) {
+            return Arc::clone(flag);
+        }
+        let flag = Arc::new(AtomicBool::new(false));
+        down.push((domain, Arc::clone(&flag)));
+        flag
+    }
+
     /// Connect to one Redis (`redis://127.0.0.1:6379`) now: fails when it
     /// cannot be reached within the timeout. See [`open`](Self::open) to
     /// start without it.
@@ -179,6 +196,7 @@ impl RedisStore {
                 next: AtomicUsize::new(0),
                 invocation: AtomicU8::new(0),
                 clock: ServerClock::new(),
+                down: Mutex::new(Vec::new()),
             }),
         })
     }

@@ -143,9 +143,13 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
         }
         #[cfg(feature = "redis")]
         let failover = match &backend {
-            ScopedBackend::Redis { failover, .. } => Some(Arc::new(
-                crate::fallback::Failover::new(*failover, "budgets"),
-            )),
+            ScopedBackend::Redis {
+                store, failover, ..
+            } => Some(Arc::new(crate::fallback::Failover::new(
+                *failover,
+                "budgets",
+                store.down_flag("budgets"),
+            ))),
             ScopedBackend::Memory => None,
         };
         Ok(ScopedBudgets {
@@ -291,7 +295,8 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
             } => {
                 let key = format!("{prefix}{}:{id}", scope.name());
                 let shared = self.failover.clone().unwrap_or_else(|| {
-                    Arc::new(crate::fallback::Failover::new(*failover, "budgets"))
+                    let down = store.down_flag("budgets");
+                    Arc::new(crate::fallback::Failover::new(*failover, "budgets", down))
                 });
                 Manager::Redis(Arc::new(
                     super::RedisBudgetManager::from_budget(
