@@ -8,6 +8,8 @@ pub mod gateway_process;
 #[cfg(feature = "http")]
 pub mod llm_gateway;
 pub mod prometheus;
+#[cfg(all(feature = "axum", feature = "redis"))]
+pub mod rate_limit;
 pub mod redis_server;
 #[cfg(feature = "redis")]
 pub mod traces;
