@@ -7,7 +7,7 @@
 //! | `ratebound_keys_held` | gauge | `limit` | keys a layer's in-memory store holds (in Redis: the local fallback's), set when a decision finds it changed |
 //! | `ratebound_store_call_seconds` | histogram | `store`, `call` | each call to Redis, reconnection included, answered or not |
 //! | `ratebound_store_up` | gauge | `domain` | 1 after a call the shared store answered, 0 after one it did not (the failure policy decides meanwhile); per domain (`limits`, `budgets`, `model limits`): the last report of any limiter of that domain |
-//! | `ratebound_store_transitions_total` | counter | `domain`, `to` | the store going `down` or coming back `up`, counted once per store and domain, by the first of its limiters to see it (two layers on one store count one outage once) |
+//! | `ratebound_store_transitions_total` | counter | `domain`, `to` | the store going `down` or coming back `up`, per store and domain: a change in what the calls of all its limiters on that store find, counted by the call that finds it (two layers on one store count one outage once) |
 //!
 //! A rate-limit layer's `limit` label is its
 //! [`name`](crate::http::rate_limit::RateLimitLayer::name) (by default its
@@ -142,17 +142,18 @@ fn warn_if_label_taken(limit: &str, limits: std::sync::Weak<dyn std::any::Any + 
     let shared = labels
         .iter()
         .any(|(name, l)| &**name == limit && !l.ptr_eq(&limits));
-    if shared {
-        tracing::warn!(
-            limit,
-            "two rate-limit layers over different limits report under one metrics label, adding up their counts; name each with RateLimitLayer::name"
-        );
-    }
     let known = labels
         .iter()
         .any(|(name, l)| &**name == limit && l.ptr_eq(&limits));
     if !known {
         labels.push((limit.into(), limits));
+    }
+    drop(labels);
+    if shared {
+        tracing::warn!(
+            limit,
+            "two rate-limit layers over different limits report under one metrics label, adding up their counts; name each with RateLimitLayer::name"
+        );
     }
 }
 

@@ -612,14 +612,17 @@ async fn a_replicas_share_spent_while_redis_is_away_is_a_429_naming_the_share() 
     assert!((18..=333).contains(&charged), "{charged} tokens served");
     let h = r.headers().clone();
     assert_eq!(h["x-ratelimit-limit-tokens"], "333");
+    // What is left of the share, read after the refusal: a hold live then
+    // may have settled since, but never more than the share less what was
+    // charged.
     let remaining: u64 = h["x-ratelimit-remaining-tokens"]
         .to_str()
         .unwrap()
         .parse()
         .unwrap();
     assert!(
-        remaining < 117,
-        "{remaining} of the share left, yet refused"
+        remaining + charged <= 333,
+        "{remaining} of the share left after {charged}"
     );
     let policy = h["ratelimit-policy"].to_str().unwrap();
     assert_eq!(policy, "\"user-tokens\";q=333;w=60");

@@ -265,7 +265,9 @@ impl<C: Clock> RedisBudgetManager<C> {
         })
     }
 
-    /// Go `policy`'s `CheckBudget`: would a call of this size be admitted now?
+    /// Go `policy`'s `CheckBudget`: would a call of this size be admitted
+    /// now? (While this replica decides alone, as [`reserve`](Self::reserve)
+    /// says.)
     pub async fn check_budget(
         &self,
         estimated_tokens: u64,
@@ -278,10 +280,9 @@ impl<C: Clock> RedisBudgetManager<C> {
                 Some(d) => Err(BudgetDenied::Denied(d).into()),
             },
             Err(None) => Ok(()),
-            Err(Some(l)) => {
-                Ok(self
-                    .decide_locally(l, &u, |l| l.check_budget(estimated_tokens, estimated_cost))?)
-            }
+            Err(Some(l)) => self
+                .decide_locally(l, &u, |l| l.check_budget(estimated_tokens, estimated_cost))
+                .map_err(|refused| refused.error),
         }
     }
 
@@ -289,26 +290,37 @@ impl<C: Clock> RedisBudgetManager<C> {
     /// and the share never can: then a denial until the store may be back
     /// (core's [`Budget::share_refusal`]), not an amount that never fits.
     /// The whole budget and the share are read under one lock, so a
-    /// [`reconfigure`](Self::reconfigure) is never seen half done.
+    /// [`reconfigure`](Self::reconfigure) is never seen half done; a
+    /// refusal carries the share that made it, read under that lock too.
     fn decide_locally<'l, T>(
         &self,
         local: &'l BudgetManager<C>,
         usage: &Usage,
         decide: impl FnOnce(&'l BudgetManager<C>) -> Result<T, BudgetDenied>,
-    ) -> Result<T, BudgetDenied> {
+    ) -> Result<T, Refused> {
         let whole = self.budget.read().unwrap_or_else(|e| e.into_inner());
         let options = self.failover.options();
-        let refusal =
-            whole
-                .budget()
-                .share_refusal(options.replicas, usage, options.retry_at(local.now()))?;
-        match refusal {
-            None => decide(local),
-            Some(denial) => Err(BudgetDenied::Denied(denial)),
-        }
+        let decided = whole
+            .budget()
+            .share_refusal(options.replicas, usage, options.retry_at(local.now()))
+            .map_err(BudgetDenied::from)
+            .and_then(|refusal| match refusal {
+                None => decide(local),
+                Some(denial) => Err(BudgetDenied::Denied(denial)),
+            });
+        decided.map_err(|d| Refused {
+            error: d.into(),
+            share: Some(Box::new(local.budget().config().clone())),
+        })
     }
 
     /// Hold `estimate` until settled (or dropped).
+    ///
+    /// While the store is away and this replica decides alone
+    /// ([`OnUnavailable::Local`]), a denial is this replica's share's: its
+    /// `limit` indexes the same limit of [`budget`](Self::budget)'s config
+    /// (a share keeps their order), whose `max` this replica holds a
+    /// share of ([`BudgetConfig::share`]).
     pub async fn reserve(
         &self,
         estimate: Usage,
@@ -341,12 +353,7 @@ impl<C: Clock> RedisBudgetManager<C> {
                         usage: estimate,
                     }),
                     Some(l) => {
-                        let h = self
-                            .decide_locally(l, &estimate, |l| l.reserve(estimate))
-                            .map_err(|d| Refused {
-                                error: d.into(),
-                                share: Some(Box::new(l.budget().config().clone())),
-                            })?;
+                        let h = self.decide_locally(l, &estimate, |l| l.reserve(estimate))?;
                         let usage = h.usage();
                         Ok(RedisBudgetHold {
                             manager: self,

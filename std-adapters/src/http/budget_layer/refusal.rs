@@ -81,16 +81,20 @@ pub(super) async fn denied<B: Body, C: Clock + Clone>(
             let h = res.headers_mut();
             h.insert(RETRY_AFTER, HeaderValue::from(wait));
             // Under a share refusal the budget's usage is in the store that
-            // is away: no budget headers but Retry-After.
+            // is away: no budget headers but Retry-After. Nor when the
+            // limit that refused is no longer in the budget's status (the
+            // store came back, or the limits changed, since): no figures
+            // are better than figures about another limit.
             if let Some(l) = q.filter(|_| denial.reason != DenyReason::AboveShare) {
                 let status = budgets.status(scope, &id).await;
                 let entry = status.as_ref().and_then(|s| {
                     s.limits.iter().find(|x| x.limit == l)
                 });
-                let remaining = entry.map_or(0, |e| e.remaining());
-                let reset = entry.map_or(wait, |e| e.window_end.duration_after(now).as_secs_ceil());
-                let w = entry.map_or(60, |e| e.window().as_secs());
-                insert_budget_headers(h, what, scope.name(), l.max, remaining, reset, w);
+                if let Some(e) = entry {
+                    let reset = e.window_end.duration_after(now).as_secs_ceil();
+                    let w = e.window().as_secs();
+                    insert_budget_headers(h, what, scope.name(), l.max, e.remaining(), reset, w);
+                }
             }
             res
         }
