@@ -88,6 +88,13 @@ def main():
                      f"`GovernorLayer` adds {fmt(peer - bare)}: **{(ours - bare) / (peer - bare):.2f}× tower_governor's added time** (goal ≤ 1.0). "
                      f"A layer that does nothing adds {fmt(noop - bare)} (what axum charges any layer); beyond it, ratebound's "
                      f"limiter takes {fmt(ours - noop)} and tower_governor's {fmt(peer - noop)}.")
+        # Each criterion group runs minutes after the last: when the VM's
+        # speed moved between them, a layer can measure below one that does
+        # nothing, which no layer can be. Say so rather than let it stand.
+        if min(ours, peer) < noop:
+            lines.append("That is below what a do-nothing layer adds, which no layer can be: the machine's speed moved "
+                         "between these groups, so this run's figure is noise; the paired rounds below time both layers "
+                         "side by side.")
     except FileNotFoundError:
         lines.append("")
         lines.append("Per-IP layer: not run.")
