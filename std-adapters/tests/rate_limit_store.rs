@@ -29,6 +29,8 @@ async fn redis_down_under_closed_is_503_and_under_open_admits() {
     server.kill();
     let res = reqwest::get(format!("{closed}/")).await.unwrap();
     assert_eq!(res.status(), 503);
+    // The default skip window: 1 s.
+    assert_eq!(res.headers()["retry-after"], "1");
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "rate_limit_store_unavailable");
     assert_eq!(
@@ -36,6 +38,44 @@ async fn redis_down_under_closed_is_503_and_under_open_admits() {
         "The rate limit store is unavailable. Please try again later."
     );
     assert_eq!(statuses(&open, "/", 7, &[]).await, [200; 7]);
+}
+
+/// Under `closed`, a 503 for a store away says when to try again: the
+/// fail-over's skip window (here 2.5 s, so 3 s), for the call that found
+/// it away and for those skipped after it alike. An in-memory store has no
+/// such window: its 503 (full) says 1 s.
+#[tokio::test]
+async fn a_store_away_is_503_with_the_fail_overs_retry_after() {
+    let server = RedisServer::start();
+    let opts = RedisOptions {
+        timeout: StdDuration::from_millis(300),
+        ..RedisOptions::default()
+    };
+    let store = RedisStore::connect(&server.url(), opts).await.unwrap();
+    let failover = FailoverOptions::new(OnUnavailable::Closed)
+        .with_retry_after(StdDuration::from_millis(2_500));
+    let limits = AnyKeyedLimiter::Redis(Box::new(
+        RedisKeyedLimiter::with_set(
+            store,
+            per_minute(5),
+            failover,
+            KeyedConfig::default(),
+            SystemClock,
+        )
+        .unwrap(),
+    ));
+    assert_eq!(
+        limits.store_retry_after(),
+        Some(StdDuration::from_millis(2_500))
+    );
+    let base = serve(app().layer(RateLimitLayer::new(limits, PeerIp::new()))).await;
+    assert_eq!(statuses(&base, "/", 1, &[]).await, [200]);
+    server.kill();
+    for _ in 0..3 {
+        let res = reqwest::get(format!("{base}/")).await.unwrap();
+        assert_eq!(res.status(), 503);
+        assert_eq!(res.headers()["retry-after"], "3");
+    }
 }
 
 /// A store that refuses the call itself (here a Redis user denied `FCALL`

@@ -157,6 +157,18 @@ impl<C: Clock + Clone> AnyKeyedLimiter<C> {
         }
     }
 
+    /// How long the shared store is skipped after it fails (the fail-over's
+    /// [`retry_after`](crate::fallback::FailoverOptions::retry_after)): a
+    /// client refused because it is away may try again after this. `None`
+    /// in memory.
+    pub fn store_retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            AnyKeyedLimiter::Memory(_) => None,
+            #[cfg(feature = "redis")]
+            AnyKeyedLimiter::Redis(r) => Some(r.failover().retry_after),
+        }
+    }
+
     /// The limits that made a decision from `source` for `key`: under the
     /// local fail-over ([`Source::Local`]) this replica's share of them,
     /// else [`limits_for`](Self::limits_for). Answers describe these, so a

@@ -134,6 +134,11 @@ impl<C: Clock + Clone> RedisKeyedLimiter<C> {
         })
     }
 
+    /// The failure policy.
+    pub fn failover(&self) -> &FailoverOptions {
+        self.failover.options()
+    }
+
     /// Check `cost` for `key`. Errors for bad input (a cost that never
     /// fits, an oversized key) and, under `closed`, while Redis is
     /// unavailable.

@@ -125,8 +125,14 @@ pub(super) fn rate_headers<C: Clock + Clone, X, K>(
     }
 }
 
-/// The answer to a request the limits could not decide.
-pub(super) fn refuse_error<B: From<String>>(e: &KeyedError) -> Response<B> {
+/// The answer to a request the limits could not decide. While the shared
+/// store is away, `Retry-After` is `store_retry_after` (the fail-over's
+/// skip window, whole seconds rounded up, at least 1): no call reaches the
+/// store sooner, so a client retrying sooner is refused again.
+pub(super) fn refuse_error<B: From<String>>(
+    e: &KeyedError,
+    store_retry_after: Option<std::time::Duration>,
+) -> Response<B> {
     // Without feature `redis` there is no store error: the last arms are unreachable.
     #[allow(unreachable_patterns)]
     // A store's own error text (addresses, ACL and script messages) is for
@@ -157,6 +163,10 @@ pub(super) fn refuse_error<B: From<String>>(e: &KeyedError) -> Response<B> {
     if matches!(e, KeyedError::Full) {
         res.headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    } else if let Some(d) = store_retry_after.filter(|_| e.is_unavailable()) {
+        let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        res.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
     }
     res
 }

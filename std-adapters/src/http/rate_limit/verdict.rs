@@ -82,7 +82,7 @@ fn reported_verdict<C: Clock + Clone, X, K, B: From<String>>(
             return if options.shadow {
                 Verdict::Pass(None)
             } else {
-                Verdict::Refuse(refuse_error(&e))
+                Verdict::Refuse(refuse_error(&e, options.limits.store_retry_after()))
             };
         }
     };
