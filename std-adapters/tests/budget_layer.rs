@@ -651,6 +651,8 @@ async fn a_budget_store_away_under_closed_is_a_503_without_the_stores_words() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // When to try again: the fail-over's skip window (the default, 1 s).
+    assert_eq!(r.headers()["retry-after"], "1");
     let e = r.json::<Value>().await.unwrap();
     assert_eq!(e["error"]["code"], "budget_store_unavailable", "{e}");
     assert_eq!(

@@ -628,6 +628,38 @@ fn unsettled_keys_are_not_evicted_as_idle() {
     assert!(l.admit(&Identity::user("b"), "m").unwrap().allowed());
 }
 
+/// A store full of keys in flight refuses a new one: 503
+/// `rate_limit_store_full` with `Retry-After: 1`, as the rate-limit
+/// layer's full store answers.
+#[tokio::test]
+async fn a_full_model_limit_store_is_503_with_retry_after() {
+    let clock = ManualClock::new(Instant::from_secs(1_000_000));
+    let store = KeyedConfig::default().with_max_keys(1).with_shards(1);
+    let l = Arc::new(
+        ModelLimiter::new(config("period_minutes = 1\nsuccess_max = 1"), store, clock).unwrap(),
+    );
+    let _in_flight = l.admit(&Identity::user("a"), "m").unwrap();
+    let layer = ModelLimitLayer::new(Arc::clone(&l), |_: &axum::http::Request<String>| {
+        Ok(Some(ratebound_std::http::layer::Subject {
+            identity: Identity::user("b"),
+            model: "m".into(),
+        }))
+    });
+    let mut svc = layer.layer(tower::service_fn(|_: axum::http::Request<String>| async {
+        Ok::<_, std::convert::Infallible>(axum::http::Response::new(String::new()))
+    }));
+    let r = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(axum::http::Request::new(String::new()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert!(r.body().contains("rate_limit_store_full"), "{}", r.body());
+}
+
 async fn pending_forever(
     _: axum::http::Request<String>,
 ) -> Result<axum::http::Response<String>, std::convert::Infallible> {

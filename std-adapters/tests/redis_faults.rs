@@ -418,6 +418,8 @@ async fn a_closed_replica_answers_store_unavailable_until_redis_is_up() {
     };
     let r = send().await.unwrap();
     assert_eq!(r.status().as_u16(), 503);
+    // When to try again: the default skip window, 1 s.
+    assert_eq!(r.headers()["retry-after"], "1");
     let body = r.text().await.unwrap();
     assert!(
         body.contains("\"code\":\"rate_limit_store_unavailable\""),

@@ -151,6 +151,14 @@ pub fn rate_limited_body(model: &str, quota: &ModelQuota, d: &ModelDecision) -> 
 /// own error (with its address) is for the operator's log.
 pub(crate) const STORE_AWAY: &str = "The rate limit store is unavailable. Please try again later.";
 
+/// `Retry-After` for a store that is away: `skipped` (the fail-over's skip
+/// window, during which no call reaches the store) in whole seconds,
+/// rounded up, at least 1.
+pub(crate) fn store_retry_after(skipped: std::time::Duration) -> HeaderValue {
+    let secs = skipped.as_secs() + u64::from(skipped.subsec_nanos() > 0);
+    HeaderValue::from(secs.max(1))
+}
+
 /// What a client is told when the rate-limit store refused the call (an
 /// ACL, a script error): its own words are for the operator's log.
 pub(crate) const STORE_FAULT: &str = "The rate limit store could not decide this request.";

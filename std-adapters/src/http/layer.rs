@@ -9,8 +9,8 @@ use http::{header::CONTENT_TYPE, HeaderValue, Request, Response, StatusCode};
 use tower::{Layer, Service};
 
 use super::headers::{
-    error_body, insert_quota_headers, insert_retry_after, rate_limited_body, STORE_AWAY,
-    STORE_FAULT,
+    error_body, insert_quota_headers, insert_retry_after, rate_limited_body, store_retry_after,
+    STORE_AWAY, STORE_FAULT,
 };
 use crate::model_limit::{AdmitError, Identity, ModelDecision, Outcome};
 
@@ -337,26 +337,35 @@ where
                         return inner.call(req).await;
                     }
                     // The store's own error text is for the log above, not
-                    // the client.
-                    let (status, code, message) = match e {
+                    // the client. A store away or full says when to try
+                    // again (as the rate-limit layer's do): after the
+                    // fail-over's skip window, or in a second.
+                    let (status, code, message, retry) = match e {
                         AdmitError::Unavailable(_) => (
                             StatusCode::SERVICE_UNAVAILABLE,
                             "rate_limit_store_unavailable",
                             STORE_AWAY.to_owned(),
+                            admit.store_retry_after().map(store_retry_after),
                         ),
                         AdmitError::StoreError(_) => (
                             StatusCode::INTERNAL_SERVER_ERROR,
                             "rate_limit_store_error",
                             STORE_FAULT.to_owned(),
+                            None,
                         ),
                         _ => (
                             StatusCode::SERVICE_UNAVAILABLE,
                             "rate_limit_store_full",
                             e.to_string(),
+                            Some(HeaderValue::from_static("1")),
                         ),
                     };
                     let body = error_body(&message, "server_error", code);
-                    return Ok(respond(status, body));
+                    let mut res = respond(status, body);
+                    if let Some(v) = retry {
+                        res.headers_mut().insert(http::header::RETRY_AFTER, v);
+                    }
+                    return Ok(res);
                 }
             };
             let decision = *admission.decision();

@@ -72,4 +72,12 @@ impl<C: Clock + Clone> AdmitRequests for AnyModelLimiter<C> {
             AnyModelLimiter::Redis(r) => AnyInFlight::Redis(Box::new(r.admit(who, model).await?)),
         })
     }
+
+    fn store_retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            AnyModelLimiter::Memory(m) => m.store_retry_after(),
+            #[cfg(feature = "redis")]
+            AnyModelLimiter::Redis(r) => r.store_retry_after(),
+        }
+    }
 }

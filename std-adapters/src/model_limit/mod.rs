@@ -403,6 +403,13 @@ pub trait AdmitRequests: Send + Sync + 'static {
         who: &Identity,
         model: &str,
     ) -> impl Future<Output = Result<Self::Request, AdmitError>> + Send;
+    /// How long a shared store is skipped after it fails (its fail-over's
+    /// [`retry_after`](crate::fallback::FailoverOptions::retry_after)): a
+    /// client refused because it is away may try again after this. `None`
+    /// (the default) where there is no shared store.
+    fn store_retry_after(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// An admission, as the layer needs it.

@@ -180,6 +180,10 @@ impl<C: Clock + Clone> AdmitRequests for RedisModelLimiter<C> {
         self.limits.config().enabled
     }
 
+    fn store_retry_after(&self) -> Option<std::time::Duration> {
+        Some(self.failover.options().retry_after)
+    }
+
     async fn admit(&self, who: &Identity, model: &str) -> Result<RedisInFlight<C>, AdmitError> {
         validate(&self.limits, who, model)?;
         let quota = *self.limits.quota_for(who, model);

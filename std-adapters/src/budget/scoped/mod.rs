@@ -415,6 +415,18 @@ impl<C: Clock + Clone> ScopedBudgets<C> {
         Ok(hold)
     }
 
+    /// How long the shared store is skipped after it fails (the fail-over's
+    /// [`retry_after`](crate::fallback::FailoverOptions::retry_after)): a
+    /// caller refused because it is away may try again after this. `None`
+    /// in memory.
+    pub fn store_retry_after(&self) -> Option<std::time::Duration> {
+        #[cfg(feature = "redis")]
+        if let Some(f) = &self.failover {
+            return Some(f.options().retry_after);
+        }
+        None
+    }
+
     /// The status of one budget, `None` if it is not held (never used, or
     /// not configured).
     pub async fn status(&self, scope: Scope, id: &str) -> Option<BudgetStatus> {

@@ -20,7 +20,10 @@
 //!    `x-ratelimit-{limit,remaining,reset}-{tokens,requests}` (a money
 //!    limit has no OpenAI header; pacing or a full reservation table gives
 //!    `Retry-After` only). A model without a price, where a budget counts
-//!    money → 400 `model_not_priced`.
+//!    money → 400 `model_not_priced`. A Redis budget store away under
+//!    `closed` → 503 `budget_store_unavailable` with `Retry-After` (the
+//!    fail-over's skip window); one that refused the call → 500
+//!    `budget_store_error`.
 //! 3. A streaming OpenAI chat request that did not ask for usage gets
 //!    `stream_options.include_usage` (its final event carries the usage).
 //!    The forwarded request has one exact `Content-Length` and no

@@ -111,7 +111,12 @@ pub(super) async fn denied<B: Body, C: Clock + Clone>(
         #[cfg(feature = "redis")]
         ScopedDenied::Store(ref e) if e.is_unavailable() => {
             tracing::debug!(error = %e, "budget store unavailable");
-            refuse(StatusCode::SERVICE_UNAVAILABLE, BUDGET_STORE_AWAY, "server_error", "budget_store_unavailable")
+            let mut res = refuse(StatusCode::SERVICE_UNAVAILABLE, BUDGET_STORE_AWAY, "server_error", "budget_store_unavailable");
+            // No call reaches the store before the fail-over's skip window ends.
+            if let Some(d) = budgets.store_retry_after() {
+                res.headers_mut().insert(RETRY_AFTER, crate::http::headers::store_retry_after(d));
+            }
+            res
         }
         #[cfg(feature = "redis")]
         ScopedDenied::Store(ref e) => {

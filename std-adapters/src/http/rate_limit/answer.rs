@@ -12,8 +12,8 @@ use ratebound_core::Duration;
 use super::Options;
 use crate::clock::Clock;
 use crate::http::headers::{
-    error_body, RATELIMIT, RATELIMIT_POLICY, STORE_AWAY, STORE_FAULT, X_RATELIMIT_LIMIT,
-    X_RATELIMIT_REMAINING, X_RATELIMIT_RESET,
+    error_body, store_retry_after as retry_after, RATELIMIT, RATELIMIT_POLICY, STORE_AWAY,
+    STORE_FAULT, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET,
 };
 use crate::http::layer::respond;
 use crate::keyed::{KeyedDecision, KeyedError};
@@ -164,9 +164,7 @@ pub(super) fn refuse_error<B: From<String>>(
         res.headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from_static("1"));
     } else if let Some(d) = store_retry_after.filter(|_| e.is_unavailable()) {
-        let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-        res.headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        res.headers_mut().insert(RETRY_AFTER, retry_after(d));
     }
     res
 }
