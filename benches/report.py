@@ -92,9 +92,10 @@ def main():
         # speed moved between them, a layer can measure below one that does
         # nothing, which no layer can be. Say so rather than let it stand.
         if min(ours, peer) < noop:
+            paired = len(sys.argv) > 3 and os.path.exists(sys.argv[3])
             lines.append("That is below what a do-nothing layer adds, which no layer can be: the machine's speed moved "
-                         "between these groups, so this run's figure is noise; the paired rounds below time both layers "
-                         "side by side.")
+                         "between these groups, so this run's figure is noise"
+                         + ("; the paired rounds below time both layers side by side." if paired else "."))
     except FileNotFoundError:
         lines.append("")
         lines.append("Per-IP layer: not run.")

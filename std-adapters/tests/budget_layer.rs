@@ -640,7 +640,8 @@ async fn a_budget_store_away_under_closed_is_a_503_without_the_stores_words() {
     use ratebound_std::fallback::{FailoverOptions, OnUnavailable};
     let server = support::redis_server::RedisServer::start();
     let up = Upstream::default();
-    let failover = FailoverOptions::new(OnUnavailable::Closed);
+    let failover = FailoverOptions::new(OnUnavailable::Closed)
+        .with_retry_after(StdDuration::from_millis(2_500));
     let g = serve(redis_budgets(&server, failover).await, up.clone(), 4_096).await;
     server.kill();
     let r = reqwest::Client::new()
@@ -651,8 +652,8 @@ async fn a_budget_store_away_under_closed_is_a_503_without_the_stores_words() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-    // When to try again: the fail-over's skip window (the default, 1 s).
-    assert_eq!(r.headers()["retry-after"], "1");
+    // When to try again: the fail-over's skip window, 2.5 s rounded up.
+    assert_eq!(r.headers()["retry-after"], "3");
     let e = r.json::<Value>().await.unwrap();
     assert_eq!(e["error"]["code"], "budget_store_unavailable", "{e}");
     assert_eq!(
@@ -660,6 +661,35 @@ async fn a_budget_store_away_under_closed_is_a_503_without_the_stores_words() {
         "{e}"
     );
     assert_eq!(up.arrived.load(Ordering::SeqCst), 0);
+}
+
+/// The table of budgets full (`max_budgets = 1`, alice's budget in use):
+/// bob's request is 503 `budget_store_full` with `Retry-After: 1` (as the
+/// rate-limit and model-limit layers' full stores answer), and is not sent
+/// upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_table_of_budgets_is_503_with_retry_after() {
+    let up = Upstream::default();
+    let budgets = in_memory(
+        "max_budgets = 1\nper_user = { tokens_per_minute = 1_000 }",
+        at(1_795_392_000),
+    );
+    let g = serve(budgets, up.clone(), 4_096).await;
+    let client = reqwest::Client::new();
+    let post = |who: &'static str| {
+        client
+            .post(format!("{}/v1/chat/completions", g.base))
+            .bearer_auth(who)
+            .json(&request(1, 100, json!({})))
+            .send()
+    };
+    assert_eq!(post("alice").await.unwrap().status(), StatusCode::OK);
+    let r = post("bob").await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let e = r.json::<Value>().await.unwrap();
+    assert_eq!(e["error"]["code"], "budget_store_full", "{e}");
+    assert_eq!(up.arrived.load(Ordering::SeqCst), 1);
 }
 
 /// `BudgetLayer::new`'s stated defaults, through the layer as built: an

@@ -325,10 +325,14 @@ async fn auth(mut req: Request, next: Next) -> axum::response::Response {
 
 /// One gateway replica over real HTTP: the model-limit layer over Redis.
 async fn replica(store: RedisStore, on: OnUnavailable) -> String {
+    replica_with(store, FailoverOptions::new(on)).await
+}
+
+async fn replica_with(store: RedisStore, failover: FailoverOptions) -> String {
     let limiter = RedisModelLimiter::new(
         store,
         config("period_minutes = 1\ntotal_max = 0\nsuccess_max = 100000"),
-        FailoverOptions::new(on),
+        failover,
         SystemClock,
     )
     .unwrap();
@@ -406,7 +410,9 @@ async fn three_replicas_take_bursts_of_300_without_a_false_503() {
 async fn a_closed_replica_answers_store_unavailable_until_redis_is_up() {
     let server = RedisServer::reserved(&[]);
     let store = RedisStore::open(&server.url(), opts(250)).unwrap();
-    let url = replica(store, OnUnavailable::Closed).await;
+    let failover = FailoverOptions::new(OnUnavailable::Closed)
+        .with_retry_after(StdDuration::from_millis(1_500));
+    let url = replica_with(store, failover).await;
     let client = reqwest::Client::new();
     let send = || {
         client
@@ -418,8 +424,8 @@ async fn a_closed_replica_answers_store_unavailable_until_redis_is_up() {
     };
     let r = send().await.unwrap();
     assert_eq!(r.status().as_u16(), 503);
-    // When to try again: the default skip window, 1 s.
-    assert_eq!(r.headers()["retry-after"], "1");
+    // When to try again: the skip window, 1.5 s rounded up.
+    assert_eq!(r.headers()["retry-after"], "2");
     let body = r.text().await.unwrap();
     assert!(
         body.contains("\"code\":\"rate_limit_store_unavailable\""),
@@ -431,7 +437,7 @@ async fn a_closed_replica_answers_store_unavailable_until_redis_is_up() {
         "{body}"
     );
     server.launch();
-    tokio::time::sleep(StdDuration::from_millis(1_100)).await; // past the default retry_after
+    tokio::time::sleep(StdDuration::from_millis(1_600)).await; // past retry_after
     assert_eq!(send().await.unwrap().status().as_u16(), 200);
 }
 

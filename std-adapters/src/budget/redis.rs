@@ -281,7 +281,9 @@ impl<C: Clock> RedisBudgetManager<C> {
             },
             Err(None) => Ok(()),
             Err(Some(l)) => self
-                .decide_locally(l, &u, |l| l.check_budget(estimated_tokens, estimated_cost))
+                .decide_locally(l, &u, false, |l| {
+                    l.check_budget(estimated_tokens, estimated_cost)
+                })
                 .map_err(|refused| refused.error),
         }
     }
@@ -290,12 +292,14 @@ impl<C: Clock> RedisBudgetManager<C> {
     /// and the share never can: then a denial until the store may be back
     /// (core's [`Budget::share_refusal`]), not an amount that never fits.
     /// The whole budget and the share are read under one lock, so a
-    /// [`reconfigure`](Self::reconfigure) is never seen half done; a
-    /// refusal carries the share that made it, read under that lock too.
+    /// [`reconfigure`](Self::reconfigure) is never seen half done; with
+    /// `name_share`, a refusal carries the share that made it, read under
+    /// that lock too.
     fn decide_locally<'l, T>(
         &self,
         local: &'l BudgetManager<C>,
         usage: &Usage,
+        name_share: bool,
         decide: impl FnOnce(&'l BudgetManager<C>) -> Result<T, BudgetDenied>,
     ) -> Result<T, Refused> {
         let whole = self.budget.read().unwrap_or_else(|e| e.into_inner());
@@ -310,7 +314,7 @@ impl<C: Clock> RedisBudgetManager<C> {
             });
         decided.map_err(|d| Refused {
             error: d.into(),
-            share: Some(Box::new(local.budget().config().clone())),
+            share: name_share.then(|| Box::new(local.budget().config().clone())),
         })
     }
 
@@ -353,7 +357,7 @@ impl<C: Clock> RedisBudgetManager<C> {
                         usage: estimate,
                     }),
                     Some(l) => {
-                        let h = self.decide_locally(l, &estimate, |l| l.reserve(estimate))?;
+                        let h = self.decide_locally(l, &estimate, true, |l| l.reserve(estimate))?;
                         let usage = h.usage();
                         Ok(RedisBudgetHold {
                             manager: self,

@@ -152,8 +152,9 @@ pub fn rate_limited_body(model: &str, quota: &ModelQuota, d: &ModelDecision) -> 
 pub(crate) const STORE_AWAY: &str = "The rate limit store is unavailable. Please try again later.";
 
 /// `Retry-After` for a store that is away: `skipped` (the fail-over's skip
-/// window, during which no call reaches the store) in whole seconds,
-/// rounded up, at least 1.
+/// window: how long the store is left alone after a failure; a request
+/// refused late in it is told the whole window) in whole seconds, rounded
+/// up, at least 1.
 pub(crate) fn store_retry_after(skipped: std::time::Duration) -> HeaderValue {
     let secs = skipped.as_secs() + u64::from(skipped.subsec_nanos() > 0);
     HeaderValue::from(secs.max(1))

@@ -15,7 +15,7 @@
 //!    user, group and model ([`ScopedBudgets`]). A request that can never
 //!    fit (over a per-request cap, or a whole window) → 400
 //!    `request_too_large`; no room now → 429 with `Retry-After` and, when a
-//!    window limit binds, the IETF `RateLimit-Policy` / `RateLimit` fields
+//!    window limit binds and the budget's status can be read, the IETF `RateLimit-Policy` / `RateLimit` fields
 //!    for it plus, for a token or request limit, OpenAI's
 //!    `x-ratelimit-{limit,remaining,reset}-{tokens,requests}` (a money
 //!    limit has no OpenAI header; pacing or a full reservation table gives
@@ -23,7 +23,8 @@
 //!    money → 400 `model_not_priced`. A Redis budget store away under
 //!    `closed` → 503 `budget_store_unavailable` with `Retry-After` (the
 //!    fail-over's skip window); one that refused the call → 500
-//!    `budget_store_error`.
+//!    `budget_store_error`; the table of budgets full → 503
+//!    `budget_store_full` with `Retry-After: 1`.
 //! 3. A streaming OpenAI chat request that did not ask for usage gets
 //!    `stream_options.include_usage` (its final event carries the usage).
 //!    The forwarded request has one exact `Content-Length` and no

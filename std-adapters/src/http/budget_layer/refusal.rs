@@ -104,7 +104,12 @@ pub(super) async fn denied<B: Body, C: Clock + Clone>(
             "invalid_request_error",
             "request_too_large",
         ),
-        ScopedDenied::Full(_) => refuse(StatusCode::SERVICE_UNAVAILABLE, &d.to_string(), "server_error", "budget_store_full"),
+        // As the rate-limit and model-limit layers' full stores answer.
+        ScopedDenied::Full(_) => {
+            let mut res = refuse(StatusCode::SERVICE_UNAVAILABLE, &d.to_string(), "server_error", "budget_store_full");
+            res.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            res
+        }
         // The store's own text (addresses, ACL and script messages) stays
         // in the log: at DEBUG while it is away (per request; the outage
         // is logged once), else WARN (a fault to look at).
@@ -112,7 +117,7 @@ pub(super) async fn denied<B: Body, C: Clock + Clone>(
         ScopedDenied::Store(ref e) if e.is_unavailable() => {
             tracing::debug!(error = %e, "budget store unavailable");
             let mut res = refuse(StatusCode::SERVICE_UNAVAILABLE, BUDGET_STORE_AWAY, "server_error", "budget_store_unavailable");
-            // No call reaches the store before the fail-over's skip window ends.
+            // When to try again: the fail-over's skip window.
             if let Some(d) = budgets.store_retry_after() {
                 res.headers_mut().insert(RETRY_AFTER, crate::http::headers::store_retry_after(d));
             }

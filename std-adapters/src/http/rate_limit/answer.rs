@@ -127,8 +127,8 @@ pub(super) fn rate_headers<C: Clock + Clone, X, K>(
 
 /// The answer to a request the limits could not decide. While the shared
 /// store is away, `Retry-After` is `store_retry_after` (the fail-over's
-/// skip window, whole seconds rounded up, at least 1): no call reaches the
-/// store sooner, so a client retrying sooner is refused again.
+/// skip window, whole seconds rounded up, at least 1): the store is not
+/// tried again within it, so a client retrying sooner is refused again.
 pub(super) fn refuse_error<B: From<String>>(
     e: &KeyedError,
     store_retry_after: Option<std::time::Duration>,

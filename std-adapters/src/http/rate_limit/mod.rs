@@ -38,8 +38,8 @@
 //!   with `Retry-After: 1`.
 //! - Redis unavailable under `closed`: **503** `rate_limit_store_unavailable`
 //!   with `Retry-After`: the fail-over's
-//!   [`retry_after`](crate::fallback::FailoverOptions::retry_after) (no call
-//!   reaches the store sooner); a store that refused the call: **500**
+//!   [`retry_after`](crate::fallback::FailoverOptions::retry_after) (how
+//!   long the store is left alone after a failure); a store that refused the call: **500**
 //!   `rate_limit_store_error`; both with a fixed message (the store's own
 //!   error goes to the log).
 //! - An extractor's rejection: its status and message.
