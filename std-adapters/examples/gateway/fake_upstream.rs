@@ -6,7 +6,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::json_error;
+use super::handlers::json_error;
 
 /// A stand-in for an LLM API that reports usage as OpenAI does: 500 when
 /// the prompt says "fail"; an SSE stream when asked (the usage in a last

@@ -12,7 +12,7 @@ use ratebound_std::http::layer::{LimitRefusal, Model};
 use ratebound_std::model_limit::MAX_NAME_LEN;
 
 use super::config::Config;
-use super::json_error;
+use super::handlers::json_error;
 
 /// Only the models the config knows are served: `allowed_models` when
 /// given, else every model with a limit, a price or a budget of its own. A
