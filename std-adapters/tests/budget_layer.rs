@@ -538,6 +538,20 @@ async fn redis_budgets(
     std::sync::Arc::new(ScopedBudgets::new(config(cfg), backend, clock).unwrap())
 }
 
+/// A gateway over Redis budgets (1,000 tokens a minute per user) failing
+/// over `local` with 3 replicas, Redis killed: it decides alone on its
+/// share, 333. The server is returned to live as long as the test.
+#[cfg(feature = "redis")]
+async fn deciding_alone_on_a_share() -> (support::redis_server::RedisServer, Upstream, Gateway) {
+    use ratebound_std::fallback::{FailoverOptions, OnUnavailable};
+    let server = support::redis_server::RedisServer::start();
+    let up = Upstream::default();
+    let failover = FailoverOptions::new(OnUnavailable::Local).with_replicas(3);
+    let g = serve(redis_budgets(&server, failover).await, up.clone(), 4_096).await;
+    server.kill();
+    (server, up, g)
+}
+
 /// Redis killed under `local` with 3 replicas: this layer decides alone on a
 /// third of 1,000 tokens a minute. A request within the budget but above
 /// the share (417 tokens of 333) is a 429 that says the store is away, with
@@ -546,21 +560,9 @@ async fn redis_budgets(
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn above_a_replicas_share_while_redis_is_away_is_a_429_that_says_so() {
-    use ratebound_std::fallback::{FailoverOptions, OnUnavailable};
-    let server = support::redis_server::RedisServer::start();
-    let up = Upstream::default();
-    let failover = FailoverOptions::new(OnUnavailable::Local).with_replicas(3);
-    let g = serve(redis_budgets(&server, failover).await, up.clone(), 4_096).await;
-    server.kill();
-    let client = reqwest::Client::new();
-    let post = |max_tokens: u64| {
-        client
-            .post(format!("{}/v1/chat/completions", g.base))
-            .bearer_auth("alice")
-            .json(&request(1, max_tokens, json!({})))
-            .send()
-    };
-    let r = post(400).await.unwrap();
+    let (_server, up, g) = deciding_alone_on_a_share().await;
+    let post = |max_tokens: u64| post_as(&g, "alice", request(1, max_tokens, json!({})));
+    let r = post(400).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers().contains_key("retry-after"));
     assert!(!r.headers().contains_key("x-ratelimit-limit-tokens"));
@@ -572,8 +574,8 @@ async fn above_a_replicas_share_while_redis_is_away_is_a_429_that_says_so() {
     );
     assert!(message.contains("may grant alone: 333 per minute"), "{e}");
     assert_eq!(up.arrived.load(Ordering::SeqCst), 0);
-    assert_eq!(post(100).await.unwrap().status(), StatusCode::OK);
-    assert_eq!(post(2_000).await.unwrap().status(), StatusCode::BAD_REQUEST);
+    assert_eq!(post(100).await.status(), StatusCode::OK);
+    assert_eq!(post(2_000).await.status(), StatusCode::BAD_REQUEST);
 }
 
 /// Redis killed under `local` with 3 replicas: once this replica's share
@@ -583,22 +585,10 @@ async fn above_a_replicas_share_while_redis_is_away_is_a_429_that_says_so() {
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replicas_share_spent_while_redis_is_away_is_a_429_naming_the_share() {
-    use ratebound_std::fallback::{FailoverOptions, OnUnavailable};
-    let server = support::redis_server::RedisServer::start();
-    let up = Upstream::default();
-    let failover = FailoverOptions::new(OnUnavailable::Local).with_replicas(3);
-    let g = serve(redis_budgets(&server, failover).await, up.clone(), 4_096).await;
-    server.kill();
-    let client = reqwest::Client::new();
+    let (_server, up, g) = deciding_alone_on_a_share().await;
     let mut refused = None;
     for _ in 0..40 {
-        let r = client
-            .post(format!("{}/v1/chat/completions", g.base))
-            .bearer_auth("alice")
-            .json(&request(1, 100, json!({})))
-            .send()
-            .await
-            .unwrap();
+        let r = post_as(&g, "alice", request(1, 100, json!({}))).await;
         if r.status() != StatusCode::OK {
             refused = Some(r);
             break;
@@ -675,16 +665,12 @@ async fn a_full_table_of_budgets_is_503_with_retry_after() {
         at(1_795_392_000),
     );
     let g = serve(budgets, up.clone(), 4_096).await;
-    let client = reqwest::Client::new();
-    let post = |who: &'static str| {
-        client
-            .post(format!("{}/v1/chat/completions", g.base))
-            .bearer_auth(who)
-            .json(&request(1, 100, json!({})))
-            .send()
-    };
-    assert_eq!(post("alice").await.unwrap().status(), StatusCode::OK);
-    let r = post("bob").await.unwrap();
+    let body = request(1, 100, json!({}));
+    assert_eq!(
+        post_as(&g, "alice", body.clone()).await.status(),
+        StatusCode::OK
+    );
+    let r = post_as(&g, "bob", body).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.headers()["retry-after"], "1");
     let e = r.json::<Value>().await.unwrap();

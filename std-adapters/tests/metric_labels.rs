@@ -16,20 +16,7 @@ use ratebound_std::http::rate_limit::{HeaderKey, PeerIp, RateLimitLayer};
 use ratebound_std::keyed::{AnyKeyedLimiter, KeyedConfig};
 use ratebound_std::limiter::{AnyLimiter, LimitSet};
 use support::axum_app::serve;
-
-/// Everything the global subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use support::log_capture::Captured;
 
 fn per_minute() -> Arc<AnyKeyedLimiter<SystemClock>> {
     let set = LimitSet::one(
@@ -66,8 +53,7 @@ async fn a_metrics_label_shared_by_different_limits_is_warned_of_once() {
         .with_writer(move || sink.clone())
         .init();
     let warnings = || {
-        String::from_utf8(logs.0.lock().unwrap().clone())
-            .unwrap()
+        logs.text()
             .lines()
             .filter(|l| l.contains("report under one metrics label"))
             .map(str::to_owned)

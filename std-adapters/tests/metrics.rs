@@ -17,6 +17,7 @@ use ratebound_std::keyed::{AnyKeyedLimiter, KeyedConfig, RedisKeyedLimiter};
 use ratebound_std::limiter::{AnyLimiter, LimitSet};
 use ratebound_std::redis::{RedisOptions, RedisStore};
 use support::axum_app::serve;
+use support::log_capture::Captured;
 use support::prometheus::sample;
 use support::redis_server::RedisServer;
 
@@ -47,20 +48,6 @@ async fn scrape(admin: &str) -> String {
         .text()
         .await
         .unwrap()
-}
-
-/// Everything the global subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,7 +242,7 @@ async fn scraped_counts_equal_the_requests_sent() {
 
     // One span per decision, with the limit, the key's hash and the
     // outcome; never the key itself.
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     let spans = |limit: &str, outcome: &str| {
         logs.lines()
             .filter(|l| l.contains(&format!("rate_limit{{limit=\"{limit}\" key_hash=")))
@@ -345,7 +332,7 @@ async fn scraped_counts_equal_the_requests_sent() {
         );
         assert_eq!(n, Some(1.0), "to {to}\n{text}");
     }
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     let lines = |what: &str| logs.lines().filter(|l| l.contains(what)).count();
     assert_eq!(lines("the shared store is unavailable"), 1, "{logs}");
     assert_eq!(lines("the shared store is back"), 1, "{logs}");

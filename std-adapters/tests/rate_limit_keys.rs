@@ -6,7 +6,7 @@ mod support;
 
 use std::sync::Arc;
 
-use ratebound_std::fallback::OnUnavailable;
+use ratebound_std::fallback::{FailoverOptions, OnUnavailable};
 use ratebound_std::http::rate_limit::{
     ExtensionKey, ForwardedBy, HeaderKey, KeyRejection, PeerIp, RateKey, RateLimitLayer, RouteKey,
 };
@@ -256,7 +256,13 @@ async fn a_redis_stores_smaller_key_bound_caps_the_layers() {
         max_tag_len: 100,
         ..RedisOptions::default()
     };
-    let limits = redis_with(&server.url(), opts, per_minute(5), OnUnavailable::Closed).await;
+    let limits = redis_with(
+        &server.url(),
+        opts,
+        per_minute(5),
+        FailoverOptions::new(OnUnavailable::Closed),
+    )
+    .await;
     let layer = RateLimitLayer::new(limits, HeaderKey::new(http::HeaderName::from_static("x-k")));
     let base = serve(app().layer(layer.max_key_len(200))).await;
     assert_eq!(

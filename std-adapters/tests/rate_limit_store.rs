@@ -10,9 +10,8 @@ use ratebound_core::{Duration, Gcra, SlidingLog};
 use ratebound_std::clock::SystemClock;
 use ratebound_std::fallback::{FailoverOptions, OnUnavailable};
 use ratebound_std::http::rate_limit::{HeaderKey, PeerIp, RateLimitLayer};
-use ratebound_std::keyed::{AnyKeyedLimiter, KeyedConfig, RedisKeyedLimiter};
+use ratebound_std::keyed::{AnyKeyedLimiter, KeyedConfig};
 use ratebound_std::limiter::{AnyLimiter, LimitSet};
-use ratebound_std::redis::{RedisOptions, RedisStore};
 use support::axum_app::serve;
 use support::rate_limit::*;
 use support::redis_server::RedisServer;
@@ -42,28 +41,13 @@ async fn redis_down_under_closed_is_503_and_under_open_admits() {
 
 /// Under `closed`, a 503 for a store away says when to try again: the
 /// fail-over's skip window (here 2.5 s, so 3 s), for the call that found
-/// it away and for those skipped after it alike. An in-memory store has no
-/// such window: its 503 (full) says 1 s.
+/// it away and for those skipped after it alike.
 #[tokio::test]
 async fn a_store_away_is_503_with_the_fail_overs_retry_after() {
     let server = RedisServer::start();
-    let opts = RedisOptions {
-        timeout: StdDuration::from_millis(300),
-        ..RedisOptions::default()
-    };
-    let store = RedisStore::connect(&server.url(), opts).await.unwrap();
     let failover = FailoverOptions::new(OnUnavailable::Closed)
         .with_retry_after(StdDuration::from_millis(2_500));
-    let limits = AnyKeyedLimiter::Redis(Box::new(
-        RedisKeyedLimiter::with_set(
-            store,
-            per_minute(5),
-            failover,
-            KeyedConfig::default(),
-            SystemClock,
-        )
-        .unwrap(),
-    ));
+    let limits = redis_failing_over(&server.url(), per_minute(5), failover).await;
     assert_eq!(
         limits.store_retry_after(),
         Some(StdDuration::from_millis(2_500))
@@ -179,11 +163,6 @@ async fn a_full_store_refuses_new_keys_with_503() {
 #[tokio::test]
 async fn a_set_under_local_fail_over_decides_on_this_replicas_share() {
     let server = RedisServer::start();
-    let opts = RedisOptions {
-        timeout: StdDuration::from_millis(300),
-        ..RedisOptions::default()
-    };
-    let store = RedisStore::connect(&server.url(), opts).await.unwrap();
     let set = LimitSet::new([
         ("burst", AnyLimiter::Gcra(Gcra::per_second(4).unwrap())),
         (
@@ -192,16 +171,8 @@ async fn a_set_under_local_fail_over_decides_on_this_replicas_share() {
         ),
     ])
     .unwrap();
-    let limits = AnyKeyedLimiter::Redis(Box::new(
-        RedisKeyedLimiter::with_set(
-            store,
-            set,
-            FailoverOptions::new(OnUnavailable::Local).with_replicas(2),
-            KeyedConfig::default(),
-            SystemClock,
-        )
-        .unwrap(),
-    ));
+    let failover = FailoverOptions::new(OnUnavailable::Local).with_replicas(2);
+    let limits = redis_failing_over(&server.url(), set, failover).await;
     let layer = RateLimitLayer::new(limits, PeerIp::new())
         .headers_on_success(true)
         .legacy_headers(true);

@@ -273,6 +273,17 @@ pub fn request(n: usize, max_tokens: u64, extra: Value) -> Value {
     v
 }
 
+/// A chat completion request `body` to `g` as `who` (the bearer key).
+pub async fn post_as(g: &Gateway, who: &str, body: Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", g.base))
+        .bearer_auth(who)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
 pub async fn wait_settled(g: &Gateway, n: usize) {
     let deadline = std::time::Instant::now() + StdDuration::from_secs(10);
     while g.settled.lock().unwrap().len() < n {

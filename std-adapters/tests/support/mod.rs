@@ -7,6 +7,7 @@ pub mod axum_app;
 pub mod gateway_process;
 #[cfg(feature = "http")]
 pub mod llm_gateway;
+pub mod log_capture;
 pub mod prometheus;
 #[cfg(all(feature = "axum", feature = "redis"))]
 pub mod rate_limit;

@@ -37,24 +37,29 @@ pub async fn redis(server: &RedisServer, set: LimitSet, on: OnUnavailable) -> Li
 }
 
 pub async fn redis_at(url: &str, set: LimitSet, on: OnUnavailable) -> Limits {
+    redis_failing_over(url, set, FailoverOptions::new(on)).await
+}
+
+/// In Redis at `url` (calls time out after 300 ms), failing over by
+/// `failover`.
+pub async fn redis_failing_over(url: &str, set: LimitSet, failover: FailoverOptions) -> Limits {
     let opts = RedisOptions {
         timeout: StdDuration::from_millis(300),
         ..RedisOptions::default()
     };
-    redis_with(url, opts, set, on).await
+    redis_with(url, opts, set, failover).await
 }
 
-pub async fn redis_with(url: &str, opts: RedisOptions, set: LimitSet, on: OnUnavailable) -> Limits {
+pub async fn redis_with(
+    url: &str,
+    opts: RedisOptions,
+    set: LimitSet,
+    failover: FailoverOptions,
+) -> Limits {
     let store = RedisStore::connect(url, opts).await.unwrap();
     AnyKeyedLimiter::Redis(Box::new(
-        RedisKeyedLimiter::with_set(
-            store,
-            set,
-            FailoverOptions::new(on),
-            KeyedConfig::default(),
-            SystemClock,
-        )
-        .unwrap(),
+        RedisKeyedLimiter::with_set(store, set, failover, KeyedConfig::default(), SystemClock)
+            .unwrap(),
     ))
 }
 
