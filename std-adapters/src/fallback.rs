@@ -20,9 +20,9 @@
 //! (callers do not each wait out a timeout); then one call probes it while
 //! the others keep skipping, until the probe answers. Transitions (down,
 //! back) are logged and counted once each per store and domain, however
-//! many limiters of the domain use the store. A store that answers about the call itself
-//! (a permission, a script error) is not unavailable: that error is
-//! returned under every policy, never hidden by failing open.
+//! many limiters of the domain use the store. A store that answers about
+//! the call itself (a permission, a script error) is not unavailable: that
+//! error is returned under every policy, never hidden by failing open.
 //!
 //! **What is not reconciled.** Counts made locally stay local: when the
 //! store is back, decisions continue from what the store holds, and what
@@ -171,7 +171,7 @@ pub(crate) struct Failover {
     down_until: Mutex<Option<std::time::Instant>>,
     /// Whether the store is down for `what`, shared by every fail-over of
     /// that domain on the store: each transition is counted and logged by
-    /// the one that saw it first.
+    /// the call that finds it.
     down: Arc<AtomicBool>,
     /// A call is trying the store after the skip window (the others skip).
     probing: AtomicBool,

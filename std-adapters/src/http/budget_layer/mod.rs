@@ -15,8 +15,9 @@
 //!    user, group and model ([`ScopedBudgets`]). A request that can never
 //!    fit (over a per-request cap, or a whole window) → 400
 //!    `request_too_large`; no room now → 429 with `Retry-After` and, when a
-//!    window limit binds and the budget's status can be read, the IETF `RateLimit-Policy` / `RateLimit` fields
-//!    for it plus, for a token or request limit, OpenAI's
+//!    window limit binds and the budget's status can be read, the IETF
+//!    `RateLimit-Policy` / `RateLimit` fields for it plus, for a token or
+//!    request limit, OpenAI's
 //!    `x-ratelimit-{limit,remaining,reset}-{tokens,requests}` (a money
 //!    limit has no OpenAI header; pacing or a full reservation table gives
 //!    `Retry-After` only). A model without a price, where a budget counts

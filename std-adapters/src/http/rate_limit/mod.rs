@@ -39,9 +39,9 @@
 //! - Redis unavailable under `closed`: **503** `rate_limit_store_unavailable`
 //!   with `Retry-After`: the fail-over's
 //!   [`retry_after`](crate::fallback::FailoverOptions::retry_after) (how
-//!   long the store is left alone after a failure); a store that refused the call: **500**
-//!   `rate_limit_store_error`; both with a fixed message (the store's own
-//!   error goes to the log).
+//!   long the store is left alone after a failure); a store that refused
+//!   the call: **500** `rate_limit_store_error`; both with a fixed message
+//!   (the store's own error goes to the log).
 //! - An extractor's rejection: its status and message.
 //! - A key over [`max_key_len`](RateLimitLayer::max_key_len) (1,024 bytes
 //!   by default): **400** `invalid_request`, on every backend alike (in
