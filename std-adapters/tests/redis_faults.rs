@@ -984,7 +984,14 @@ async fn local_replicas_of_a_budget_stay_within_their_share() {
                     h.settle(Usage::request(100, 0)).await.unwrap();
                     tokens += 100;
                 }
-                Err(RedisBudgetError::Denied(BudgetDenied::Denied(_))) => {}
+                // The share's refusal: its limit indexes the same limit of
+                // the budget's config (900), of which this replica holds 300.
+                Err(RedisBudgetError::Denied(BudgetDenied::Denied(d))) => {
+                    assert_eq!(d.limit, Some(0), "{d:?}");
+                    let whole = r.budget().config().clone();
+                    assert_eq!(whole.limits[0].max, 900);
+                    assert_eq!(whole.share(3).limits[0].max, 300);
+                }
                 Err(e) => panic!("{e}"),
             }
         }
