@@ -60,14 +60,7 @@ async fn alerts_are_posted_to_the_webhook_off_the_request_path() {
     let webhook = AlertWebhook::spawn(&url, RetryPolicy::new(backoff), 1).unwrap();
     budgets.on_alert(webhook.handler());
     let g = serve(budgets, up, 4_096).await;
-    let client = reqwest::Client::new();
-    let r = client
-        .post(format!("{}/v1/chat/completions", g.base))
-        .bearer_auth("alice")
-        .json(&request(1, 100, json!({})))
-        .send()
-        .await
-        .unwrap();
+    let r = post_as(&g, "alice", request(1, 100, json!({}))).await;
     assert_eq!(r.status(), StatusCode::OK);
     let deadline = std::time::Instant::now() + StdDuration::from_secs(10);
     while hook.got.lock().unwrap().is_empty() {
@@ -97,13 +90,7 @@ async fn alerts_are_posted_to_the_webhook_off_the_request_path() {
         g.budgets
             .clock()
             .set(Instant::from_secs(1_795_392_060 + 60 * i));
-        let r = client
-            .post(format!("{}/v1/chat/completions", g.base))
-            .bearer_auth("alice")
-            .json(&request(2, 100, json!({})))
-            .send()
-            .await
-            .unwrap();
+        let r = post_as(&g, "alice", request(2, 100, json!({}))).await;
         assert_eq!(r.status(), StatusCode::OK);
         assert!(
             started.elapsed() < StdDuration::from_secs(5),

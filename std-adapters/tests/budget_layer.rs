@@ -394,18 +394,11 @@ async fn a_prompt_counter_replaces_the_heuristic() {
     )
     .count_prompt(|r| (r.body().get("tokenize") == Some(&Value::Bool(true))).then_some(50));
     let g = serve_with(budgets, up, layer).await;
-    let client = reqwest::Client::new();
     for (n, extra, input) in [
         (0, json!({"tokenize": true}), 50),
         (1, json!({"tokenize": false}), 17),
     ] {
-        let r = client
-            .post(format!("{}/v1/chat/completions", g.base))
-            .bearer_auth("alice")
-            .json(&request(1, 100, extra))
-            .send()
-            .await
-            .unwrap();
+        let r = post_as(&g, "alice", request(1, 100, extra)).await;
         assert_eq!(r.status(), StatusCode::OK);
         r.bytes().await.unwrap();
         wait_settled(&g, n + 1).await;
@@ -420,13 +413,7 @@ async fn usage_above_the_reservation_is_charged_in_full() {
     let up = Upstream::default();
     let g = serve(in_memory(FIFTY, at(1_795_392_000)), up.clone(), 4_096).await;
     // max_tokens 1: 17 + 1 held; the upstream reports 12 + 11 (n = 6).
-    let r = reqwest::Client::new()
-        .post(format!("{}/v1/chat/completions", g.base))
-        .bearer_auth("alice")
-        .json(&request(6, 1, json!({})))
-        .send()
-        .await
-        .unwrap();
+    let r = post_as(&g, "alice", request(6, 1, json!({}))).await;
     assert_eq!(r.status(), StatusCode::OK);
     r.bytes().await.unwrap();
     wait_settled(&g, 1).await;
@@ -477,16 +464,9 @@ async fn a_refusal_from_a_limit_layer_inside_charges_nothing() {
         settled,
         budgets,
     };
-    let client = reqwest::Client::new();
     let mut statuses = Vec::new();
     for i in 0..3 {
-        let r = client
-            .post(format!("{}/v1/chat/completions", g.base))
-            .bearer_auth("alice")
-            .json(&request(i, 100, json!({})))
-            .send()
-            .await
-            .unwrap();
+        let r = post_as(&g, "alice", request(i, 100, json!({}))).await;
         statuses.push(r.status().as_u16());
     }
     assert_eq!(statuses, [200, 429, 429]);
@@ -634,13 +614,7 @@ async fn a_budget_store_away_under_closed_is_a_503_without_the_stores_words() {
         .with_retry_after(StdDuration::from_millis(2_500));
     let g = serve(redis_budgets(&server, failover).await, up.clone(), 4_096).await;
     server.kill();
-    let r = reqwest::Client::new()
-        .post(format!("{}/v1/chat/completions", g.base))
-        .bearer_auth("alice")
-        .json(&request(1, 100, json!({})))
-        .send()
-        .await
-        .unwrap();
+    let r = post_as(&g, "alice", request(1, 100, json!({}))).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     // When to try again: the fail-over's skip window, 2.5 s rounded up.
     assert_eq!(r.headers()["retry-after"], "3");

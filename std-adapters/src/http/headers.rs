@@ -160,6 +160,10 @@ pub(crate) fn store_retry_after(skipped: std::time::Duration) -> HeaderValue {
     HeaderValue::from(secs.max(1))
 }
 
+/// `Retry-After` for a store full of active keys: a second, when some may
+/// have gone idle (each layer answers its full store with it).
+pub(crate) const STORE_FULL_RETRY_AFTER: HeaderValue = HeaderValue::from_static("1");
+
 /// What a client is told when the rate-limit store refused the call (an
 /// ACL, a script error): its own words are for the operator's log.
 pub(crate) const STORE_FAULT: &str = "The rate limit store could not decide this request.";

@@ -10,7 +10,7 @@ use tower::{Layer, Service};
 
 use super::headers::{
     error_body, insert_quota_headers, insert_retry_after, rate_limited_body, store_retry_after,
-    STORE_AWAY, STORE_FAULT,
+    STORE_AWAY, STORE_FAULT, STORE_FULL_RETRY_AFTER,
 };
 use crate::model_limit::{AdmitError, Identity, ModelDecision, Outcome};
 
@@ -357,7 +357,7 @@ where
                             StatusCode::SERVICE_UNAVAILABLE,
                             "rate_limit_store_full",
                             e.to_string(),
-                            Some(HeaderValue::from_static("1")),
+                            Some(STORE_FULL_RETRY_AFTER),
                         ),
                     };
                     let body = error_body(&message, "server_error", code);

@@ -107,7 +107,7 @@ pub(super) async fn denied<B: Body, C: Clock + Clone>(
         // As the rate-limit and model-limit layers' full stores answer.
         ScopedDenied::Full(_) => {
             let mut res = refuse(StatusCode::SERVICE_UNAVAILABLE, &d.to_string(), "server_error", "budget_store_full");
-            res.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            res.headers_mut().insert(RETRY_AFTER, crate::http::headers::STORE_FULL_RETRY_AFTER);
             res
         }
         // The store's own text (addresses, ACL and script messages) stays

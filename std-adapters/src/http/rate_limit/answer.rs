@@ -13,7 +13,8 @@ use super::Options;
 use crate::clock::Clock;
 use crate::http::headers::{
     error_body, store_retry_after as retry_after, RATELIMIT, RATELIMIT_POLICY, STORE_AWAY,
-    STORE_FAULT, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET,
+    STORE_FAULT, STORE_FULL_RETRY_AFTER, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING,
+    X_RATELIMIT_RESET,
 };
 use crate::http::layer::respond;
 use crate::keyed::{KeyedDecision, KeyedError};
@@ -162,7 +163,7 @@ pub(super) fn refuse_error<B: From<String>>(
     let mut res = respond(status, error_body(&message, "rate_limit", code));
     if matches!(e, KeyedError::Full) {
         res.headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            .insert(RETRY_AFTER, STORE_FULL_RETRY_AFTER);
     } else if let Some(d) = store_retry_after.filter(|_| e.is_unavailable()) {
         res.headers_mut().insert(RETRY_AFTER, retry_after(d));
     }
